@@ -1,0 +1,33 @@
+# devicehooks: webhooks in, MQTT commands out to signage players.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+GO      ?= go
+BIN     := bin/devicehooks
+
+.PHONY: run build test test-short lint bench bench-full fuzz clean
+
+## run: build and serve with the embedded defaults (SQLite file + embedded MQTT broker) in ./data
+run: build
+	@mkdir -p data
+	./$(BIN) serve --db data/devicehooks.db
+
+## build: compile the binary into bin/
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/devicehooks
+
+## test: vet, format check, and every test with the race detector (needs mosquitto, postgresql, chromium: see .ci/run)
+test: lint
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+## test-short: the tests without the slow end-to-end ones
+test-short:
+	$(GO) test -count=1 -short ./...
+
+## lint: go vet and gofmt
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin

@@ -1,0 +1,76 @@
+package actions
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// AckWaiters lets a webhook call wait until the commands it created are settled
+// (acked, or expired), for callers that asked to wait.
+type AckWaiters struct {
+	mu    sync.Mutex
+	byCmd map[string]*AckWatch
+}
+
+// NewAckWaiters returns an empty registry.
+func NewAckWaiters() *AckWaiters { return &AckWaiters{byCmd: map[string]*AckWatch{}} }
+
+// AckWatch waits for a set of commands.
+type AckWatch struct {
+	reg     *AckWaiters
+	ids     []string
+	pending int
+	done    chan struct{}
+}
+
+// Watch starts waiting for ids; register before the commands can be delivered.
+func (r *AckWaiters) Watch(ids []string) *AckWatch {
+	w := &AckWatch{reg: r, ids: ids, pending: len(ids), done: make(chan struct{})}
+	r.mu.Lock()
+	for _, id := range ids {
+		r.byCmd[id] = w
+	}
+	r.mu.Unlock()
+	return w
+}
+
+// Settled tells the registry a command reached a final state.
+func (r *AckWaiters) Settled(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.byCmd[id]
+	if !ok {
+		return
+	}
+	delete(r.byCmd, id)
+	w.pending--
+	if w.pending == 0 {
+		close(w.done)
+	}
+}
+
+// Wait blocks until every watched command is settled (true), or d passes or ctx
+// ends (false).
+func (w *AckWatch) Wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.done:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// Close stops watching.
+func (w *AckWatch) Close() {
+	w.reg.mu.Lock()
+	for _, id := range w.ids {
+		if w.reg.byCmd[id] == w {
+			delete(w.reg.byCmd, id)
+		}
+	}
+	w.reg.mu.Unlock()
+}

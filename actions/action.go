@@ -1,0 +1,123 @@
+package actions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strings"
+	"time"
+
+	"devicehooks/secrets"
+	"devicehooks/store"
+)
+
+// Target types (CONTRACT §2).
+const (
+	TargetDevice = "device"
+	TargetGroup  = "group"
+	TargetAll    = "all"
+)
+
+// Target is who an action's commands go to.
+type Target struct {
+	Type string `json:"type"`
+	ID   string `json:"id,omitempty"`
+}
+
+// TTL bounds: a command that is not acked within its action's TTL expires and is
+// never delivered afterwards.
+const (
+	DefaultTTL = 15 * time.Minute
+	MaxTTL     = 7 * 24 * time.Hour
+)
+
+// ActionInput is what an admin sends to create or replace an action. It is
+// separate from store.Action so read-only fields (id, event_id) cannot be set.
+type ActionInput struct {
+	Name     string         `json:"name"`
+	Function string         `json:"function"`
+	Target   Target         `json:"target"`
+	Params   map[string]any `json:"params"`
+	Enabled  *bool          `json:"enabled"`
+	TTLS     *int           `json:"ttl_s"`
+}
+
+// DeviceIDPattern is what a device id may look like: it is an MQTT topic level and
+// an MQTT username, so no '/', '+', '#' or spaces.
+var DeviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Lookup is the part of the store that validating an action needs.
+type Lookup interface {
+	Device(ctx context.Context, id string) (*store.Device, error)
+	Group(ctx context.Context, id string) (*store.Group, error)
+}
+
+// BuildAction validates in and fills a (new or existing) action with it. The
+// target must exist.
+func BuildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action) error {
+	name := strings.TrimSpace(in.Name)
+	if name == "" || len(name) > 200 {
+		return Invalid("name", "is required (at most 200 characters)")
+	}
+	params, err := ValidateParams(in.Function, in.Params)
+	if err != nil {
+		return err
+	}
+	if err := checkTarget(ctx, lk, in.Target); err != nil {
+		return err
+	}
+	ttl := DefaultTTL
+	if in.TTLS != nil {
+		ttl = time.Duration(*in.TTLS) * time.Second
+		if ttl < time.Second || ttl > MaxTTL {
+			return Invalid("ttl_s", "must be from 1 to %d seconds", int(MaxTTL.Seconds()))
+		}
+	}
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return err
+	}
+	a.Name = name
+	a.Function = in.Function
+	a.TargetType = in.Target.Type
+	a.TargetID = in.Target.ID
+	a.Params = string(raw)
+	a.Enabled = in.Enabled == nil || *in.Enabled
+	a.TTLSeconds = int(ttl.Seconds())
+	if a.EventID == "" {
+		a.EventID = NewEventID()
+	}
+	return nil
+}
+
+func checkTarget(ctx context.Context, lk Lookup, t Target) error {
+	var err error
+	switch t.Type {
+	case TargetAll:
+		if t.ID != "" {
+			return Invalid("target.id", "must be empty for an all-devices target")
+		}
+		return nil
+	case TargetDevice:
+		if t.ID == "" {
+			return Invalid("target.id", "is required: the device's id")
+		}
+		_, err = lk.Device(ctx, t.ID)
+	case TargetGroup:
+		if t.ID == "" {
+			return Invalid("target.id", "is required: the group's id")
+		}
+		_, err = lk.Group(ctx, t.ID)
+	default:
+		return Invalid("target.type", "must be \"device\", \"group\" or \"all\"")
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return Invalid("target.id", "no %s with id %q", t.Type, t.ID)
+	}
+	return err
+}
+
+// NewEventID returns an unguessable event id: 26 base62 characters (about 154
+// random bits) behind a recognisable prefix.
+func NewEventID() string { return "evt_" + secrets.RandomString(26) }

@@ -1,0 +1,290 @@
+package actions
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+
+	"devicehooks/store"
+)
+
+// The functions an action can make a device do (CONTRACT §2).
+const (
+	LoadURL           = "load_url"
+	SetEmergency      = "set_emergency"
+	RefreshDatasource = "refresh_datasource"
+	PauseLoop         = "pause_loop"
+	ResumeLoop        = "resume_loop"
+	SensorEvent       = "sensor_event"
+	RefreshContent    = "refresh_content"
+	Restart           = "restart"
+)
+
+// Function describes one entry of the catalogue: its label for people, its
+// parameters, and how it validates them.
+type Function struct {
+	Name   string
+	Label  string
+	Params []Param
+	// validate checks params (already free of unknown keys) and returns them normalised.
+	validate func(p map[string]any) (map[string]any, error)
+}
+
+// Param is one parameter of a function, as the UI shows it.
+type Param struct {
+	Name     string
+	Type     string // "url", "bool", "string", "int"
+	Required bool
+	Help     string
+}
+
+// Catalogue lists the functions in the order the UI offers them.
+var Catalogue = []Function{
+	{Name: LoadURL, Label: "Load URL", Params: []Param{
+		{Name: "url", Type: "url", Required: true, Help: "http(s) address the player opens"},
+		{Name: "duration_s", Type: "int", Help: "seconds to show it before returning to the loop (optional)"},
+	}, validate: validateLoadURL},
+	{Name: SetEmergency, Label: "Enable/Disable Emergency", Params: []Param{
+		{Name: "enabled", Type: "bool", Required: true, Help: "turn emergency mode on or off"},
+		{Name: "message", Type: "string", Help: "text shown in emergency mode (optional)"},
+		{Name: "url", Type: "url", Help: "page shown in emergency mode (optional)"},
+	}, validate: validateEmergency},
+	{Name: RefreshDatasource, Label: "Refresh Datasource", Params: []Param{
+		{Name: "datasource_id", Type: "string", Help: "which datasource; empty for all (optional)"},
+	}, validate: validateDatasource},
+	{Name: PauseLoop, Label: "Pause Loop", validate: noParams},
+	{Name: ResumeLoop, Label: "Resume Loop", validate: noParams},
+	{Name: SensorEvent, Label: "Send Sensor Event Data", validate: noParams},
+	{Name: RefreshContent, Label: "Refresh Content", validate: noParams},
+	{Name: Restart, Label: "Restart device", validate: noParams},
+}
+
+// LookupFunction returns the catalogue entry for a function name.
+func LookupFunction(name string) (*Function, bool) {
+	for i := range Catalogue {
+		if Catalogue[i].Name == name {
+			return &Catalogue[i], true
+		}
+	}
+	return nil, false
+}
+
+// ValidateParams checks an action's fixed parameters for function fn and returns
+// them normalised. Unknown parameters are refused, so a typo is not silently lost.
+func ValidateParams(fn string, params map[string]any) (map[string]any, error) {
+	f, ok := LookupFunction(fn)
+	if !ok {
+		return nil, Invalid("function", "unknown function %q; one of %s", fn, functionNames())
+	}
+	if params == nil {
+		params = map[string]any{}
+	}
+	known := map[string]bool{}
+	for _, p := range f.Params {
+		known[p.Name] = true
+	}
+	for k := range params {
+		if !known[k] {
+			return nil, Invalid("params."+k, "%s takes no parameter %q", fn, k)
+		}
+	}
+	return f.validate(params)
+}
+
+func functionNames() string {
+	names := make([]string, len(Catalogue))
+	for i, f := range Catalogue {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func noParams(map[string]any) (map[string]any, error) { return map[string]any{}, nil }
+
+func validateLoadURL(p map[string]any) (map[string]any, error) {
+	u, err := httpURL(p, "url", true)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{"url": u}
+	if v, ok := p["duration_s"]; ok && v != nil {
+		n, ok := wholeNumber(v)
+		if !ok || n < 1 || n > 86400*7 {
+			return nil, Invalid("params.duration_s", "must be a whole number of seconds from 1 to 604800")
+		}
+		out["duration_s"] = n
+	}
+	return out, nil
+}
+
+func validateEmergency(p map[string]any) (map[string]any, error) {
+	v, ok := p["enabled"]
+	if !ok || v == nil {
+		return nil, Invalid("params.enabled", "is required: true to enable emergency mode, false to disable it")
+	}
+	enabled, ok := v.(bool)
+	if !ok {
+		return nil, Invalid("params.enabled", "must be true or false")
+	}
+	out := map[string]any{"enabled": enabled}
+	if m, ok := p["message"]; ok && m != nil {
+		s, ok := m.(string)
+		if !ok || len(s) > 2000 {
+			return nil, Invalid("params.message", "must be a string of at most 2000 characters")
+		}
+		if s != "" {
+			out["message"] = s
+		}
+	}
+	u, err := httpURL(p, "url", false)
+	if err != nil {
+		return nil, err
+	}
+	if u != "" {
+		out["url"] = u
+	}
+	return out, nil
+}
+
+func validateDatasource(p map[string]any) (map[string]any, error) {
+	out := map[string]any{}
+	if v, ok := p["datasource_id"]; ok && v != nil {
+		s, ok := v.(string)
+		if !ok || len(s) > 200 {
+			return nil, Invalid("params.datasource_id", "must be a string of at most 200 characters")
+		}
+		if s != "" {
+			out["datasource_id"] = s
+		}
+	}
+	return out, nil
+}
+
+// httpURL reads an absolute http(s) URL parameter.
+func httpURL(p map[string]any, name string, required bool) (string, error) {
+	field := "params." + name
+	v, ok := p[name]
+	if !ok || v == nil || v == "" {
+		if required {
+			return "", Invalid(field, "is required")
+		}
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", Invalid(field, "must be a string")
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > 2000 {
+		return "", Invalid(field, "must be at most 2000 characters")
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return "", Invalid(field, "must be an absolute http or https URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", Invalid(field, "scheme %q is not allowed; use http or https", u.Scheme)
+	}
+	return u.String(), nil
+}
+
+// wholeNumber accepts a JSON number without a fraction.
+func wholeNumber(v any) (int64, bool) {
+	switch n := v.(type) {
+	case float64:
+		if n != float64(int64(n)) {
+			return 0, false
+		}
+		return int64(n), true
+	case json.Number:
+		i, err := n.Int64()
+		return i, err == nil
+	case int:
+		return int64(n), true
+	case int64:
+		return n, true
+	}
+	return 0, false
+}
+
+// SensorData is what a caller passes to a sensor_event action.
+type SensorData struct {
+	ID    any `json:"id"`
+	Event any `json:"event"`
+	Value any `json:"value"`
+}
+
+// SensorParams validates the request's sensor data for a sensor_event action and
+// returns the command's params. id and event are required strings; value may be a
+// string, number or boolean.
+func SensorParams(sd map[string]any) (map[string]any, error) {
+	if sd == nil {
+		return nil, Invalid("sensor_data", "is required for a sensor_event action: {\"id\", \"event\", \"value\"}")
+	}
+	out := map[string]any{}
+	for _, k := range []string{"id", "event"} {
+		s, ok := sd[k].(string)
+		if !ok || strings.TrimSpace(s) == "" {
+			return nil, Invalid("sensor_data."+k, "is required and must be a non-empty string")
+		}
+		if len(s) > 200 {
+			return nil, Invalid("sensor_data."+k, "must be at most 200 characters")
+		}
+		out[k] = s
+	}
+	switch v := sd["value"].(type) {
+	case nil:
+		out["value"] = ""
+	case string:
+		if len(v) > 2000 {
+			return nil, Invalid("sensor_data.value", "must be at most 2000 characters")
+		}
+		out["value"] = v
+	case float64, bool, json.Number:
+		out["value"] = v
+	default:
+		return nil, Invalid("sensor_data.value", "must be a string, number or boolean")
+	}
+	var extra []string
+	for k := range sd {
+		if k != "id" && k != "event" && k != "value" {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) > 0 {
+		sort.Strings(extra)
+		return nil, Invalid("sensor_data."+extra[0], "unknown field; sensor data has id, event and value")
+	}
+	return out, nil
+}
+
+// DesiredChange returns the lasting effect of a function on the desired state, or
+// nil if it has none.
+func DesiredChange(fn string, params map[string]any) *store.DesiredChange {
+	switch fn {
+	case SetEmergency:
+		e := &store.Emergency{}
+		e.Enabled, _ = params["enabled"].(bool)
+		e.Message, _ = params["message"].(string)
+		e.URL, _ = params["url"].(string)
+		return &store.DesiredChange{Emergency: e}
+	case PauseLoop, ResumeLoop:
+		paused := fn == PauseLoop
+		return &store.DesiredChange{LoopPaused: &paused}
+	}
+	return nil
+}
+
+// DecodeParams reads an action's stored params.
+func DecodeParams(s string) (map[string]any, error) {
+	p := map[string]any{}
+	if s == "" {
+		return p, nil
+	}
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		return nil, fmt.Errorf("actions: decode params: %w", err)
+	}
+	return p, nil
+}

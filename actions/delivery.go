@@ -1,0 +1,261 @@
+package actions
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"devicehooks/store"
+)
+
+// Publisher is the MQTT side as delivery needs it. Both the embedded broker's
+// inline client and the external-broker client satisfy it.
+type Publisher interface {
+	// Publish sends payload at QoS 1 and calls done once the broker has taken it
+	// (nil) or it failed; done may run on another goroutine, or before Publish returns.
+	Publish(topic string, payload []byte, retained bool, done func(error))
+	// Connected reports whether publishing can succeed now.
+	Connected() bool
+}
+
+// Delivery sends committed commands to online devices and records what the broker
+// acknowledged. The database is the outbox: a command that cannot be sent now stays
+// queued there, and goes out when its device comes online or the broker is back,
+// unless it expires first. One sender goroutine keeps each device's commands in
+// order; acknowledgements are marked published in batches.
+type Delivery struct {
+	st       *store.Store
+	pub      Publisher
+	topics   Topics
+	presence *Presence
+	log      *slog.Logger
+	clock    func() time.Time
+
+	work    chan work
+	marks   chan string
+	missed  atomic.Bool // a work item was dropped: resynchronise from the database
+	metrics DeliveryMetrics
+}
+
+// DeliveryMetrics counts what delivery did, for /metrics and the benchmark.
+type DeliveryMetrics struct {
+	Published     atomic.Int64
+	PublishErrors atomic.Int64
+	Skipped       atomic.Int64 // not sent now: device offline, broker down or expired
+}
+
+type work struct {
+	cmds       []store.Command
+	desired    []string // device ids whose desired state changed
+	devices    []string // devices that came online: send what waits, unacked too
+	resync     bool     // broker (re)connected or work was dropped: send all that waits
+	allDesired bool     // publish every device's desired state again
+}
+
+// NewDelivery returns a Delivery; Run starts it.
+func NewDelivery(st *store.Store, pub Publisher, topics Topics, presence *Presence, log *slog.Logger) *Delivery {
+	return &Delivery{
+		st: st, pub: pub, topics: topics, presence: presence, log: log,
+		clock: func() time.Time { return time.Now().UTC() },
+		work:  make(chan work, 8192),
+		marks: make(chan string, 65536),
+	}
+}
+
+// Metrics returns delivery's counters.
+func (dl *Delivery) Metrics() *DeliveryMetrics { return &dl.metrics }
+
+// Enqueue takes committed commands. It never blocks: if the queue is full the
+// commands stay queued in the database and the next resync sends them.
+func (dl *Delivery) Enqueue(cmds []store.Command) { dl.offer(work{cmds: cmds}) }
+
+// DesiredChanged publishes the desired state of these devices again.
+func (dl *Delivery) DesiredChanged(ids []string) { dl.offer(work{desired: ids}) }
+
+// BrokerConnected sends everything that waits and republishes desired states; call
+// it when the connection to the broker is (re)established.
+func (dl *Delivery) BrokerConnected() { dl.offer(work{resync: true, allDesired: true}) }
+
+func (dl *Delivery) offer(w work) {
+	select {
+	case dl.work <- w:
+	default:
+		dl.missed.Store(true)
+		if len(w.desired) > 0 || w.allDesired {
+			dl.log.Warn("delivery queue full; desired states will be republished on the next resync")
+		}
+	}
+}
+
+// Run sends until ctx ends. Every resyncEvery it also sends whatever waits in the
+// database for online devices, which heals any missed hand-over.
+func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
+	markerDone := make(chan struct{})
+	go func() { dl.runMarker(ctx); close(markerDone) }()
+	defer func() { <-markerDone }()
+	t := time.NewTicker(resyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case w := <-dl.work:
+			dl.do(ctx, w)
+		case id := <-dl.presence.CameOnline():
+			// Send what waits for devices that just came online, including
+			// commands published before but never acked (devices dedupe by id).
+			dl.do(ctx, work{devices: dl.drainOnline(id)})
+		case <-t.C:
+			missed := dl.missed.Swap(false)
+			dl.do(ctx, work{resync: true, allDesired: missed})
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// drainOnline collects the other devices that came online meanwhile, so that a
+// reconnect storm costs one query per batch rather than one per device.
+func (dl *Delivery) drainOnline(first string) []string {
+	ids := []string{first}
+	for len(ids) < 1000 {
+		select {
+		case id := <-dl.presence.CameOnline():
+			ids = append(ids, id)
+		default:
+			return ids
+		}
+	}
+	return ids
+}
+
+func (dl *Delivery) do(ctx context.Context, w work) {
+	now := dl.clock()
+	for i := range w.cmds {
+		dl.send(&w.cmds[i], now)
+	}
+	if len(w.devices) > 0 {
+		dl.sendPending(ctx, w.devices, true, now)
+	}
+	if w.resync {
+		dl.sendPending(ctx, dl.presence.OnlineIDs(), false, now)
+	}
+	if w.allDesired {
+		dl.publishDesired(ctx, nil)
+	} else if len(w.desired) > 0 {
+		dl.publishDesired(ctx, w.desired)
+	}
+}
+
+// sendPending sends the unexpired queued commands of devices, and with unacked
+// also those published before but never acked (for a device that reconnected).
+func (dl *Delivery) sendPending(ctx context.Context, ids []string, unacked bool, now time.Time) {
+	if len(ids) == 0 || !dl.pub.Connected() {
+		return
+	}
+	states := []string{store.StateQueued}
+	if unacked {
+		states = append(states, store.StatePublished)
+	}
+	cmds, err := dl.st.PendingCommands(ctx, ids, states, now, 10000)
+	if err != nil {
+		dl.log.Error("load pending commands", "err", err)
+		return
+	}
+	for i := range cmds {
+		dl.send(&cmds[i], now)
+	}
+}
+
+func (dl *Delivery) send(c *store.Command, now time.Time) {
+	if !c.ExpiresAt.After(now) || !dl.presence.Online(c.DeviceID) || !dl.pub.Connected() {
+		dl.metrics.Skipped.Add(1)
+		return
+	}
+	id := c.ID
+	dl.pub.Publish(dl.topics.Device(c.DeviceID, KindCommands), []byte(c.Payload), false, func(err error) {
+		if err != nil {
+			dl.metrics.PublishErrors.Add(1)
+			dl.log.Warn("publish command", "command", id, "err", err)
+			dl.missed.Store(true)
+			return
+		}
+		dl.metrics.Published.Add(1)
+		dl.marks <- id
+	})
+}
+
+func (dl *Delivery) publishDesired(ctx context.Context, ids []string) {
+	if !dl.pub.Connected() {
+		dl.missed.Store(true)
+		return
+	}
+	devs, err := dl.st.DevicesWithDesired(ctx, ids)
+	if err != nil {
+		dl.log.Error("load desired states", "err", err)
+		return
+	}
+	for i := range devs {
+		payload, err := json.Marshal(DesiredOf(&devs[i]))
+		if err != nil {
+			continue
+		}
+		dl.pub.Publish(dl.topics.Device(devs[i].ID, KindDesired), payload, true, func(err error) {
+			if err != nil {
+				dl.log.Warn("publish desired state", "err", err)
+				dl.missed.Store(true)
+			}
+		})
+	}
+}
+
+// DesiredOf returns a device's desired-state document.
+func DesiredOf(d *store.Device) DesiredMessage {
+	m := DesiredMessage{
+		Version:    d.DesiredVersion,
+		Emergency:  EmergencyDesired{Enabled: d.EmergencyEnabled, Message: d.EmergencyMessage, URL: d.EmergencyURL},
+		LoopPaused: d.LoopPaused,
+	}
+	if d.DesiredUpdatedAt != nil {
+		m.UpdatedAt = d.DesiredUpdatedAt.UTC()
+	}
+	return m
+}
+
+// runMarker marks acknowledged commands published, many per statement.
+func (dl *Delivery) runMarker(ctx context.Context) {
+	const maxBatch = 2000
+	buf := make([]string, 0, maxBatch)
+	flush := func(ctx context.Context) {
+		if len(buf) == 0 {
+			return
+		}
+		if err := dl.st.MarkPublished(ctx, buf, dl.clock()); err != nil {
+			dl.log.Error("mark published", "commands", len(buf), "err", err)
+		}
+		buf = buf[:0]
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case id := <-dl.marks:
+			buf = append(buf, id)
+			if len(buf) >= maxBatch {
+				flush(ctx)
+			}
+		case <-t.C:
+			flush(ctx)
+		case <-ctx.Done():
+			for {
+				select {
+				case id := <-dl.marks:
+					buf = append(buf, id)
+				default:
+					flush(context.WithoutCancel(ctx))
+					return
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,318 @@
+package actions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"devicehooks/store"
+)
+
+// IdempotencyWindow is how long a repeat with the same idempotency key and API key
+// answers with the first call's response.
+const IdempotencyWindow = 24 * time.Hour
+
+// Trigger is one call of a webhook, authenticated and matched to its action.
+type Trigger struct {
+	Action         *store.Action
+	APIKeyID       string // empty for a test fired from the admin UI
+	APIKeyPrefix   string
+	Method         string
+	Source         string
+	SensorData     map[string]any // the request's sensor_data, for sensor_event actions
+	IdempotencyKey string
+	Wait           time.Duration // how long to wait for the devices' acks (0: do not wait)
+}
+
+// Accepted is the success answer of a webhook call (CONTRACT §1).
+type Accepted struct {
+	Message    string `json:"message"`
+	DispatchID string `json:"dispatch_id"`
+	EventID    string `json:"event_id"`
+	Function   string `json:"function"`
+	Targets    int    `json:"targets"`
+}
+
+// Outcome is what Trigger did: the answer, whether it replays an earlier call, and,
+// if the caller waited, the commands' states when the wait ended.
+type Outcome struct {
+	Accepted
+	Replayed bool
+	Commands []store.Command // only when Trigger.Wait > 0
+	Settled  bool            // every command reached a final state within the wait
+}
+
+// CommandSink takes committed commands for delivery; it must not block.
+type CommandSink interface {
+	Enqueue(cmds []store.Command)
+	DesiredChanged(deviceIDs []string)
+}
+
+// DispatcherConfig tunes a Dispatcher.
+type DispatcherConfig struct {
+	MaxTargets int           // refuse a trigger that would reach more devices (0: no cap)
+	QueueWait  time.Duration // how long a trigger may wait for the writer before 503
+	MaxBatch   int           // triggers per transaction
+}
+
+// Dispatcher turns triggers into durable dispatches and commands. One writer
+// goroutine commits the triggers that arrived while the previous commit ran in a
+// single transaction (group commit), so the durable write per call is shared
+// without any caller getting its 200 before its own rows are on disk.
+type Dispatcher struct {
+	st    *store.Store
+	sink  CommandSink
+	acks  *AckWaiters
+	log   *slog.Logger
+	cfg   DispatcherConfig
+	jobs  chan *writeJob
+	clock func() time.Time
+}
+
+type writeJob struct {
+	nd   *store.NewDispatch
+	dup  bool
+	err  error
+	done chan struct{}
+}
+
+// NewDispatcher returns a Dispatcher; call Run to start its writer.
+func NewDispatcher(st *store.Store, sink CommandSink, acks *AckWaiters, log *slog.Logger, cfg DispatcherConfig) *Dispatcher {
+	if cfg.QueueWait <= 0 {
+		cfg.QueueWait = 5 * time.Second
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 256
+	}
+	return &Dispatcher{
+		st: st, sink: sink, acks: acks, log: log, cfg: cfg,
+		jobs:  make(chan *writeJob, 4*cfg.MaxBatch),
+		clock: func() time.Time { return time.Now().UTC() },
+	}
+}
+
+// Trigger records the trigger and its commands durably, hands the commands to
+// delivery, and answers. With an idempotency key already used by the same API key
+// within the window, it answers with the first response and sends nothing.
+func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
+	if t.IdempotencyKey != "" {
+		if out, err := d.replay(ctx, t); out != nil || err != nil {
+			return out, err
+		}
+	}
+	a := t.Action
+	params, err := d.commandParams(t)
+	if err != nil {
+		return nil, err
+	}
+	devices, err := d.targets(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	if d.cfg.MaxTargets > 0 && len(devices) > d.cfg.MaxTargets {
+		return nil, Errorf(CodeUnavailable, "this action targets %d devices, over the limit of %d per dispatch", len(devices), d.cfg.MaxTargets)
+	}
+
+	now := d.clock()
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{
+		ID: newID(), ActionID: a.ID, ActionName: a.Name, EventID: a.EventID, Function: a.Function,
+		APIKeyID: t.APIKeyID, APIKeyPrefix: t.APIKeyPrefix, Method: t.Method, Source: t.Source,
+		Targets: len(devices), CreatedAt: now,
+	}}
+	nd.Commands, err = buildCommands(nd.Dispatch.ID, a, params, devices, now)
+	if err != nil {
+		return nil, err
+	}
+	nd.Desired = DesiredChange(a.Function, params)
+	acc := Accepted{Message: "success", DispatchID: nd.Dispatch.ID, EventID: a.EventID, Function: a.Function, Targets: len(devices)}
+	if t.IdempotencyKey != "" {
+		resp, _ := json.Marshal(acc)
+		nd.Idempotency = &store.Idempotency{APIKeyID: t.APIKeyID, Key: t.IdempotencyKey, DispatchID: nd.Dispatch.ID, Response: string(resp), CreatedAt: now}
+	}
+
+	dup, err := d.write(ctx, nd)
+	if err != nil {
+		return nil, err
+	}
+	if dup { // a concurrent call with the same key won
+		return d.replay(ctx, t)
+	}
+
+	var watch *AckWatch
+	if t.Wait > 0 && len(nd.Commands) > 0 {
+		watch = d.acks.Watch(commandIDs(nd.Commands))
+	}
+	d.sink.Enqueue(nd.Commands)
+	if nd.Desired != nil && len(devices) > 0 {
+		d.sink.DesiredChanged(devices)
+	}
+	out := &Outcome{Accepted: acc}
+	if watch != nil {
+		out.Settled = watch.Wait(ctx, t.Wait)
+		watch.Close()
+		out.Commands, err = d.st.DispatchCommands(context.WithoutCancel(ctx), nd.Dispatch.ID)
+		if err != nil {
+			d.log.Error("read commands after wait", "dispatch", nd.Dispatch.ID, "err", err)
+		}
+	}
+	return out, nil
+}
+
+func (d *Dispatcher) replay(ctx context.Context, t Trigger) (*Outcome, error) {
+	rec, err := d.st.IdempotentResponse(ctx, t.APIKeyID, t.IdempotencyKey, d.clock().Add(-IdempotencyWindow))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, unavailable(d.log, "read idempotency record", err)
+	}
+	out := &Outcome{Replayed: true}
+	if err := json.Unmarshal([]byte(rec.Response), &out.Accepted); err != nil {
+		return nil, fmt.Errorf("actions: stored response: %w", err)
+	}
+	return out, nil
+}
+
+// commandParams returns the params the commands carry: the action's fixed ones, or
+// the request's sensor data for a sensor_event action.
+func (d *Dispatcher) commandParams(t Trigger) (map[string]any, error) {
+	if t.Action.Function == SensorEvent {
+		return SensorParams(t.SensorData)
+	}
+	return DecodeParams(t.Action.Params)
+}
+
+func (d *Dispatcher) targets(ctx context.Context, a *store.Action) ([]string, error) {
+	var (
+		ids []string
+		err error
+	)
+	switch a.TargetType {
+	case TargetDevice:
+		// Deleting a device that an action targets is refused, so it exists.
+		return []string{a.TargetID}, nil
+	case TargetGroup:
+		ids, err = d.st.GroupDeviceIDs(ctx, a.TargetID)
+	case TargetAll:
+		ids, err = d.st.DeviceIDs(ctx)
+	default:
+		return nil, fmt.Errorf("actions: action %s has target type %q", a.ID, a.TargetType)
+	}
+	if err != nil {
+		return nil, unavailable(d.log, "resolve targets", err)
+	}
+	return ids, nil
+}
+
+func buildCommands(dispatchID string, a *store.Action, params map[string]any, devices []string, now time.Time) ([]store.Command, error) {
+	expires := now.Add(time.Duration(a.TTLSeconds) * time.Second)
+	msg := CommandMessage{DispatchID: dispatchID, Function: a.Function, Params: params, IssuedAt: now, ExpiresAt: &expires}
+	cmds := make([]store.Command, len(devices))
+	for i, dev := range devices {
+		msg.ID = newID()
+		payload, err := json.Marshal(msg)
+		if err != nil {
+			return nil, fmt.Errorf("actions: encode command: %w", err)
+		}
+		cmds[i] = store.Command{
+			ID: msg.ID, DispatchID: dispatchID, DeviceID: dev, State: store.StateQueued,
+			Function: a.Function, Payload: string(payload), CreatedAt: now, ExpiresAt: expires,
+		}
+	}
+	return cmds, nil
+}
+
+// write hands nd to the writer and waits until it is committed (or failed).
+func (d *Dispatcher) write(ctx context.Context, nd *store.NewDispatch) (dup bool, err error) {
+	j := &writeJob{nd: nd, done: make(chan struct{})}
+	timer := time.NewTimer(d.cfg.QueueWait)
+	defer timer.Stop()
+	select {
+	case d.jobs <- j:
+	case <-timer.C:
+		return false, Errorf(CodeUnavailable, "too many triggers in flight; try again shortly")
+	case <-ctx.Done():
+		return false, Errorf(CodeUnavailable, "request ended before the trigger was accepted")
+	}
+	// Once queued, wait for the commit whatever the caller does: the write is
+	// bounded by the writer's own timeout, and the caller must learn its outcome.
+	<-j.done
+	if j.err != nil {
+		return false, unavailable(d.log, "write dispatch", j.err)
+	}
+	return j.dup, nil
+}
+
+// Run commits queued triggers until ctx ends. Stop HTTP first, so no trigger is
+// left waiting.
+func (d *Dispatcher) Run(ctx context.Context) {
+	for {
+		var first *writeJob
+		select {
+		case first = <-d.jobs:
+		case <-ctx.Done():
+			return
+		}
+		batch := []*writeJob{first}
+		cmds := len(first.nd.Commands)
+	fill:
+		for len(batch) < d.cfg.MaxBatch && cmds < 20000 {
+			select {
+			case j := <-d.jobs:
+				batch = append(batch, j)
+				cmds += len(j.nd.Commands)
+			default:
+				break fill
+			}
+		}
+		d.commit(batch)
+	}
+}
+
+func (d *Dispatcher) commit(batch []*writeJob) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nds := make([]*store.NewDispatch, len(batch))
+	for i, j := range batch {
+		nds[i] = j.nd
+	}
+	dup, err := d.st.WriteDispatches(ctx, nds)
+	if err != nil && len(batch) > 1 {
+		// One bad trigger must not fail the others: retry one by one.
+		for _, j := range batch {
+			d.commit([]*writeJob{j})
+		}
+		return
+	}
+	for i, j := range batch {
+		j.err = err
+		if err == nil {
+			j.dup = dup[i]
+		}
+		close(j.done)
+	}
+}
+
+func unavailable(log *slog.Logger, op string, err error) error {
+	log.Error(op, "err", err)
+	return Errorf(CodeUnavailable, "the trigger could not be accepted for delivery; try again")
+}
+
+func commandIDs(cmds []store.Command) []string {
+	ids := make([]string, len(cmds))
+	for i, c := range cmds {
+		ids[i] = c.ID
+	}
+	return ids
+}
+
+// newID returns a time-ordered UUIDv7, which keeps B-tree inserts cheap.
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// NewID returns a new time-ordered id for stored objects.
+func NewID() string { return newID() }

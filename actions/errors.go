@@ -1,0 +1,63 @@
+// Package actions is devicehooks' domain: the function catalogue with typed
+// parameters, targets, the MQTT topics and messages of the player contract, and the
+// path from an accepted trigger to a command on every target device (dispatch,
+// delivery, acks, presence and desired state).
+package actions
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a stable, machine-readable error code; handlers map each one to an HTTP
+// status in one table.
+type Code string
+
+// The error codes of the public contract.
+const (
+	CodeBadRequest    Code = "bad_request"
+	CodeUnauthorized  Code = "unauthorized"
+	CodeForbidden     Code = "forbidden"
+	CodeNotFound      Code = "not_found"
+	CodeUnknownEvent  Code = "unknown_event"
+	CodeInvalidParams Code = "invalid_params"
+	CodeConflict      Code = "conflict"
+	CodeTooLarge      Code = "too_large"
+	CodeRateLimited   Code = "rate_limited"
+	CodeUnavailable   Code = "unavailable"
+	CodeInternal      Code = "internal"
+)
+
+// Error is a failure the caller can act on: a code, a human detail and, for invalid
+// input, the offending field.
+type Error struct {
+	Code   Code
+	Detail string
+	Field  string
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s: %s", e.Code, e.Field, e.Detail)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Detail)
+}
+
+// Errorf builds an Error with a formatted detail.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Invalid reports an invalid field (422 invalid_params).
+func Invalid(field, format string, args ...any) *Error {
+	return &Error{Code: CodeInvalidParams, Field: field, Detail: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of err, or CodeInternal if it carries none.
+func ErrorCode(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}

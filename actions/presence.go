@@ -1,0 +1,248 @@
+package actions
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"devicehooks/store"
+)
+
+// Presence tracks which devices are online, in memory for the delivery path and
+// flushed to the database in batches for the API and UI.
+//
+// With the embedded broker, connection events are authoritative: a device is online
+// from the moment it subscribes to its commands topic until its last connection
+// closes. With an external broker, the retained status topic is the source: a live
+// message applies in arrival order, while a retained one (replayed when we
+// subscribe) applies only if its "at" is newer than what we know, so a late or
+// stale message never overwrites a newer state.
+type Presence struct {
+	st            *store.Store
+	log           *slog.Logger
+	authoritative bool
+	cameOnline    chan string
+	clock         func() time.Time
+
+	mu    sync.Mutex
+	devs  map[string]*devicePresence
+	dirty map[string]store.Presence
+}
+
+type devicePresence struct {
+	online   bool
+	at       time.Time // when the current state was observed
+	lastSeen time.Time
+	conns    int // embedded broker: subscribed connections
+}
+
+// NewPresence returns a tracker. authoritative is true for the embedded broker.
+func NewPresence(st *store.Store, log *slog.Logger, authoritative bool) *Presence {
+	return &Presence{
+		st: st, log: log, authoritative: authoritative, cameOnline: make(chan string, 65536),
+		clock: func() time.Time { return time.Now().UTC() },
+		devs:  map[string]*devicePresence{}, dirty: map[string]store.Presence{},
+	}
+}
+
+// Load reads the stored presence. With the embedded broker nobody can be connected
+// yet, so every device starts offline.
+func (p *Presence) Load(ctx context.Context) error {
+	if p.authoritative {
+		return p.st.ResetPresence(ctx, p.clock())
+	}
+	states, err := p.st.PresenceStates(ctx)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range states {
+		p.devs[s.DeviceID] = &devicePresence{online: s.Online, at: s.At, lastSeen: s.LastSeen}
+	}
+	return nil
+}
+
+// Online reports whether a device is online now.
+func (p *Presence) Online(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.devs[id]
+	return d != nil && d.online
+}
+
+// OnlineIDs lists the devices online now.
+func (p *Presence) OnlineIDs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ids := make([]string, 0, len(p.devs))
+	for id, d := range p.devs {
+		if d.online {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// OnlineCount returns how many devices are online.
+func (p *Presence) OnlineCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, d := range p.devs {
+		if d.online {
+			n++
+		}
+	}
+	return n
+}
+
+// Subscribed records (embedded broker) that a connection of the device now listens
+// on its commands topic.
+func (p *Presence) Subscribed(id string) {
+	now := p.clock()
+	p.mu.Lock()
+	d := p.get(id)
+	d.conns++
+	went := p.set(id, d, true, now, now)
+	p.mu.Unlock()
+	if went {
+		p.notify(id)
+	}
+}
+
+// Disconnected records (embedded broker) that a subscribed connection closed.
+func (p *Presence) Disconnected(id string) {
+	now := p.clock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.get(id)
+	if d.conns > 0 {
+		d.conns--
+	}
+	if d.conns == 0 {
+		p.set(id, d, false, now, now)
+	}
+}
+
+// Status applies a message from a device's status topic. retained is true when the
+// broker replayed a stored message rather than forwarding a live one.
+func (p *Presence) Status(id string, msg StatusMessage, retained bool) {
+	now := p.clock()
+	online := msg.State == "online"
+	p.mu.Lock()
+	d := p.get(id)
+	went := false
+	switch {
+	case p.authoritative:
+		// Connection events decide; the message only shows the device is alive.
+		if !retained {
+			d.lastSeen = now
+			p.markDirty(id, d)
+		}
+	case retained:
+		if msg.At != nil && msg.At.After(d.at) {
+			went = p.set(id, d, online, msg.At.UTC(), msg.At.UTC())
+		}
+	default:
+		went = p.set(id, d, online, maxTime(now, d.at), now)
+	}
+	p.mu.Unlock()
+	if went {
+		p.notify(id)
+	}
+}
+
+// Seen records that a device sent something (an ack, say).
+func (p *Presence) Seen(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d, ok := p.devs[id]; ok {
+		d.lastSeen = p.clock()
+		p.markDirty(id, d)
+	}
+}
+
+// CameOnline delivers the ids of devices that went from offline to online.
+func (p *Presence) CameOnline() <-chan string { return p.cameOnline }
+
+func (p *Presence) notify(id string) {
+	select {
+	case p.cameOnline <- id:
+	default:
+		// Delivery's periodic resync still sends this device's queued commands.
+		p.log.Warn("presence: online notification dropped", "device", id)
+	}
+}
+
+// Forget drops a deleted device.
+func (p *Presence) Forget(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.devs, id)
+	delete(p.dirty, id)
+}
+
+func (p *Presence) get(id string) *devicePresence {
+	d, ok := p.devs[id]
+	if !ok {
+		d = &devicePresence{}
+		p.devs[id] = d
+	}
+	return d
+}
+
+// set changes a device's state and reports whether it went from offline to online.
+func (p *Presence) set(id string, d *devicePresence, online bool, at, seen time.Time) bool {
+	went := online && !d.online
+	d.online, d.at = online, at
+	if seen.After(d.lastSeen) {
+		d.lastSeen = seen
+	}
+	p.markDirty(id, d)
+	return went
+}
+
+func (p *Presence) markDirty(id string, d *devicePresence) {
+	p.dirty[id] = store.Presence{DeviceID: id, Online: d.online, At: d.at, LastSeen: d.lastSeen}
+}
+
+// Run flushes presence changes to the database every interval until ctx ends.
+func (p *Presence) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			p.flush(ctx)
+		case <-ctx.Done():
+			p.flush(context.WithoutCancel(ctx))
+			return
+		}
+	}
+}
+
+func (p *Presence) flush(ctx context.Context) {
+	p.mu.Lock()
+	if len(p.dirty) == 0 {
+		p.mu.Unlock()
+		return
+	}
+	batch := make([]store.Presence, 0, len(p.dirty))
+	for _, v := range p.dirty {
+		batch = append(batch, v)
+	}
+	p.dirty = map[string]store.Presence{}
+	p.mu.Unlock()
+	if err := p.st.SavePresence(ctx, batch); err != nil {
+		p.log.Error("save presence", "devices", len(batch), "err", err)
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,165 @@
+package actions
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"devicehooks/store"
+)
+
+// Tracker follows what players say: acks settle commands, status messages move
+// presence. HandleMessage only parses and hands over, because the embedded broker
+// calls it on the sending client's goroutine; Run writes acks in batches.
+type Tracker struct {
+	st       *store.Store
+	topics   Topics
+	presence *Presence
+	waiters  *AckWaiters
+	log      *slog.Logger
+	acks     chan store.Ack
+	clock    func() time.Time
+
+	// OnAck, if set, is called for every ack that settled a command.
+	OnAck func(a store.Ack)
+}
+
+// NewTracker returns a Tracker; call Run to start its writer.
+func NewTracker(st *store.Store, topics Topics, presence *Presence, waiters *AckWaiters, log *slog.Logger) *Tracker {
+	return &Tracker{
+		st: st, topics: topics, presence: presence, waiters: waiters, log: log,
+		acks:  make(chan store.Ack, 16384),
+		clock: func() time.Time { return time.Now().UTC() },
+	}
+}
+
+// Filters are the topic filters the tracker must be subscribed to.
+func (t *Tracker) Filters() []string {
+	return []string{t.topics.All(KindAcks), t.topics.All(KindStatus)}
+}
+
+// HandleMessage takes a message from a device's acks or status topic.
+func (t *Tracker) HandleMessage(topic string, payload []byte, retained bool) {
+	deviceID, kind, ok := t.topics.Parse(topic)
+	if !ok {
+		return
+	}
+	switch kind {
+	case KindAcks:
+		a, err := ParseAck(payload)
+		if err != nil {
+			t.log.Warn("ignored ack", "device", deviceID, "err", err)
+			return
+		}
+		t.acks <- store.Ack{CommandID: a.ID, DeviceID: deviceID, State: a.Status, Detail: a.Detail, At: t.clock()}
+	case KindStatus:
+		st, err := ParseStatus(payload)
+		if err != nil {
+			t.log.Warn("ignored status", "device", deviceID, "err", err)
+			return
+		}
+		t.presence.Status(deviceID, st, retained)
+	}
+}
+
+// ParseAck reads and checks an ack message.
+func ParseAck(payload []byte) (AckMessage, error) {
+	var a AckMessage
+	if err := json.Unmarshal(payload, &a); err != nil {
+		return a, Errorf(CodeBadRequest, "ack is not valid JSON: %v", err)
+	}
+	if a.ID == "" || len(a.ID) > 64 {
+		return a, Errorf(CodeBadRequest, "ack needs the command id")
+	}
+	switch a.Status {
+	case store.StateSucceeded, store.StateFailed, store.StateRejected:
+	default:
+		return a, Errorf(CodeBadRequest, "ack status %q is not succeeded, failed or rejected", a.Status)
+	}
+	if len(a.Detail) > 500 {
+		a.Detail = a.Detail[:500]
+	}
+	return a, nil
+}
+
+// ParseStatus reads and checks a status message.
+func ParseStatus(payload []byte) (StatusMessage, error) {
+	var s StatusMessage
+	if err := json.Unmarshal(payload, &s); err != nil {
+		return s, Errorf(CodeBadRequest, "status is not valid JSON: %v", err)
+	}
+	if s.State != "online" && s.State != "offline" {
+		return s, Errorf(CodeBadRequest, "status state %q is not online or offline", s.State)
+	}
+	return s, nil
+}
+
+// Run writes acks until ctx ends, many per transaction.
+func (t *Tracker) Run(ctx context.Context) {
+	const maxBatch = 1000
+	batch := make([]store.Ack, 0, maxBatch)
+	for {
+		select {
+		case a := <-t.acks:
+			batch = append(batch[:0], a)
+		fill:
+			for len(batch) < maxBatch {
+				select {
+				case a := <-t.acks:
+					batch = append(batch, a)
+				default:
+					break fill
+				}
+			}
+			t.apply(ctx, batch)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (t *Tracker) apply(ctx context.Context, batch []store.Ack) {
+	applied, err := t.st.ApplyAcks(ctx, batch)
+	if err != nil {
+		t.log.Error("apply acks", "acks", len(batch), "err", err)
+		return
+	}
+	for i, a := range batch {
+		t.presence.Seen(a.DeviceID)
+		if !applied[i] {
+			continue
+		}
+		t.waiters.Settled(a.CommandID)
+		if t.OnAck != nil {
+			t.OnAck(a)
+		}
+	}
+}
+
+// RunSweeper expires overdue commands every interval and purges idempotency
+// records past their window, until ctx ends.
+func RunSweeper(ctx context.Context, st *store.Store, log *slog.Logger, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	lastPurge := time.Time{}
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		now := time.Now().UTC()
+		if n, err := st.ExpireCommands(ctx, now); err != nil {
+			log.Error("expire commands", "err", err)
+		} else if n > 0 {
+			log.Info("commands expired", "count", n)
+		}
+		if now.Sub(lastPurge) > time.Hour {
+			lastPurge = now
+			if _, err := st.PurgeIdempotency(ctx, now.Add(-IdempotencyWindow)); err != nil {
+				log.Error("purge idempotency records", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package auth
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"devicehooks/actions"
+	"devicehooks/secrets"
+	"devicehooks/store"
+)
+
+// Devices manages players' MQTT credentials and admits them to the embedded
+// broker. It keeps every device's token hash in memory, so a reconnect storm of
+// thousands of players does not become thousands of queries.
+type Devices struct {
+	st *store.Store
+	kr *secrets.Keyring
+
+	mu     sync.RWMutex
+	hashes map[string]string
+
+	// OnRevoke, if set, is called when a device's credentials stop working
+	// (rotation or deletion), to close its live connections.
+	OnRevoke func(deviceID string)
+}
+
+// NewDevices returns the device credential service; call Load before use.
+func NewDevices(st *store.Store, kr *secrets.Keyring) *Devices {
+	return &Devices{st: st, kr: kr, hashes: map[string]string{}}
+}
+
+// Load reads every device's token hash.
+func (d *Devices) Load(ctx context.Context) error {
+	creds, err := d.st.DeviceCredentials(ctx)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range creds {
+		d.hashes[c.ID] = c.TokenHash
+	}
+	return nil
+}
+
+// Create registers a device and returns it with its token, shown once.
+func (d *Devices) Create(ctx context.Context, id, name string) (*store.Device, string, error) {
+	id = strings.TrimSpace(id)
+	if !actions.DeviceIDPattern.MatchString(id) {
+		return nil, "", actions.Invalid("id", "must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
+	}
+	name = strings.TrimSpace(name)
+	if name == "" {
+		name = id
+	}
+	if len(name) > 200 {
+		return nil, "", actions.Invalid("name", "must be at most 200 characters")
+	}
+	token, hash, mosq := d.newCredentials()
+	now := time.Now().UTC()
+	dev := &store.Device{ID: id, Name: name, TokenHash: hash, MosquittoHash: mosq, CreatedAt: now, UpdatedAt: now}
+	if err := d.st.CreateDevice(ctx, dev); err != nil {
+		return nil, "", err
+	}
+	d.mu.Lock()
+	d.hashes[id] = hash
+	d.mu.Unlock()
+	return dev, token, nil
+}
+
+// Rotate gives a device a new token; the old one stops working at once.
+func (d *Devices) Rotate(ctx context.Context, id string) (string, error) {
+	token, hash, mosq := d.newCredentials()
+	if err := d.st.SetDeviceToken(ctx, id, hash, mosq); err != nil {
+		return "", err
+	}
+	d.mu.Lock()
+	d.hashes[id] = hash
+	d.mu.Unlock()
+	if d.OnRevoke != nil {
+		d.OnRevoke(id)
+	}
+	return token, nil
+}
+
+// Delete removes a device and closes its connections.
+func (d *Devices) Delete(ctx context.Context, id string) error {
+	if err := d.st.DeleteDevice(ctx, id); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	delete(d.hashes, id)
+	d.mu.Unlock()
+	if d.OnRevoke != nil {
+		d.OnRevoke(id)
+	}
+	return nil
+}
+
+// Authenticate reports whether token is the device's current token.
+func (d *Devices) Authenticate(id, token string) bool {
+	if id == "" || token == "" || len(token) > 200 {
+		return false
+	}
+	got := d.kr.LookupHash(token)
+	d.mu.RLock()
+	want, ok := d.hashes[id]
+	d.mu.RUnlock()
+	if !ok {
+		// Compare anyway so an unknown device costs the same as a wrong token.
+		want = strings.Repeat("0", len(got))
+	}
+	return secrets.Equal(got, want) && ok
+}
+
+func (d *Devices) newCredentials() (token, hash, mosquitto string) {
+	token = secrets.NewToken(secrets.DeviceTokenPrefix)
+	return token, d.kr.LookupHash(token), secrets.MosquittoHash(token)
+}

@@ -1,0 +1,207 @@
+package broker
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// EmbeddedConfig configures the embedded broker.
+type EmbeddedConfig struct {
+	TCPAddr string // required, e.g. ":1883" or "127.0.0.1:0"
+	WSAddr  string // optional MQTT over WebSocket, e.g. ":8083"
+
+	// Authenticate admits a client by MQTT username and password.
+	Authenticate func(username, password string) bool
+	// AllowAnonymous admits clients without a username (development only); they
+	// are still subject to Allow with an empty username.
+	AllowAnonymous bool
+	// Allow is the ACL: may username read (write=false) or write this topic?
+	Allow func(username, topic string, write bool) bool
+	// PresenceFilter tells which subscription makes a client present (its own
+	// commands topic); OnPresent and OnAbsent follow such subscriptions.
+	PresenceFilter func(username, filter string) bool
+	OnPresent      func(username string)
+	OnAbsent       func(username string)
+
+	Logger *slog.Logger
+}
+
+// Embedded is a running mochi-mqtt broker.
+type Embedded struct {
+	srv     *mqtt.Server
+	tcpAddr string
+	wsAddr  string
+	hook    *deviceHook
+	close   sync.Once
+}
+
+// StartEmbedded binds the listeners and starts the broker.
+func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	opts := &mqtt.Options{InlineClient: true, Logger: cfg.Logger}
+	// A partial Capabilities makes clients fail to connect: start from the defaults.
+	opts.Capabilities = mqtt.NewDefaultServerCapabilities()
+	srv := mqtt.New(opts)
+	hook := &deviceHook{cfg: cfg, present: map[*mqtt.Client]bool{}}
+	if err := srv.AddHook(hook, nil); err != nil {
+		return nil, fmt.Errorf("broker: add hook: %w", err)
+	}
+	e := &Embedded{srv: srv, hook: hook}
+
+	ln, err := net.Listen("tcp", cfg.TCPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("broker: listen mqtt %s: %w", cfg.TCPAddr, err)
+	}
+	e.tcpAddr = ln.Addr().String()
+	if err := srv.AddListener(&netListener{id: "tcp", ln: ln}); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("broker: add tcp listener: %w", err)
+	}
+	if cfg.WSAddr != "" {
+		wln, err := net.Listen("tcp", cfg.WSAddr)
+		if err != nil {
+			_ = srv.Close()
+			return nil, fmt.Errorf("broker: listen mqtt websocket %s: %w", cfg.WSAddr, err)
+		}
+		e.wsAddr = wln.Addr().String()
+		if err := srv.AddListener(newWSListener("ws", wln)); err != nil {
+			_ = wln.Close()
+			_ = srv.Close()
+			return nil, fmt.Errorf("broker: add websocket listener: %w", err)
+		}
+	}
+	if err := srv.Serve(); err != nil {
+		_ = srv.Close()
+		return nil, fmt.Errorf("broker: serve: %w", err)
+	}
+	return e, nil
+}
+
+// Addr is the bound MQTT TCP address.
+func (e *Embedded) Addr() string { return e.tcpAddr }
+
+// WSAddr is the bound MQTT-over-WebSocket address, or "".
+func (e *Embedded) WSAddr() string { return e.wsAddr }
+
+// Publish publishes through the inline client, which bypasses the ACL. The
+// broker has taken the message when this returns, so done runs at once.
+func (e *Embedded) Publish(topic string, payload []byte, retained bool, done func(error)) {
+	done(e.srv.Publish(topic, payload, retained, 1))
+}
+
+// Connected is always true: the broker is in the process.
+func (e *Embedded) Connected() bool { return true }
+
+// Subscribe calls handler for every message on filter, including retained ones.
+// handler runs on the publishing client's goroutine: it must not block for long.
+func (e *Embedded) Subscribe(filter string, handler func(topic string, payload []byte, retained bool)) error {
+	return e.srv.Subscribe(filter, 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		handler(pk.TopicName, pk.Payload, pk.FixedHeader.Retain)
+	})
+}
+
+// Disconnect closes every connection logged in as username (after a token
+// rotation or a device's deletion).
+func (e *Embedded) Disconnect(username string) {
+	for _, cl := range e.srv.Clients.GetAll() {
+		if !cl.Net.Inline && string(cl.Properties.Username) == username {
+			_ = e.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+		}
+	}
+}
+
+// Clients returns how many network clients are connected.
+func (e *Embedded) Clients() int {
+	n := 0
+	for _, cl := range e.srv.Clients.GetAll() {
+		if !cl.Net.Inline && !cl.Closed() {
+			n++
+		}
+	}
+	return n
+}
+
+// Close stops the listeners and disconnects every client; safe to call twice.
+func (e *Embedded) Close() error {
+	var err error
+	e.close.Do(func() { err = e.srv.Close() })
+	return err
+}
+
+// deviceHook admits clients by username and password, enforces the ACL, and
+// follows presence subscriptions.
+type deviceHook struct {
+	mqtt.HookBase
+	cfg EmbeddedConfig
+
+	mu      sync.Mutex
+	present map[*mqtt.Client]bool
+}
+
+func (h *deviceHook) ID() string { return "devicehooks-auth" }
+
+func (h *deviceHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
+		mqtt.OnSubscribed, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+	}, []byte{b})
+}
+
+func (h *deviceHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user := string(pk.Connect.Username)
+	if user == "" {
+		return h.cfg.AllowAnonymous && len(pk.Connect.Password) == 0
+	}
+	return h.cfg.Authenticate != nil && h.cfg.Authenticate(user, string(pk.Connect.Password))
+}
+
+func (h *deviceHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	return h.cfg.Allow != nil && h.cfg.Allow(string(cl.Properties.Username), topic, write)
+}
+
+// OnSessionEstablished covers a resumed session whose subscriptions were kept.
+func (h *deviceHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	for filter := range cl.State.Subscriptions.GetAll() {
+		h.subscribed(cl, filter)
+	}
+}
+
+func (h *deviceHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
+	if cl.Net.Inline {
+		return
+	}
+	for i, f := range pk.Filters {
+		if i < len(reasonCodes) && reasonCodes[i] < 0x80 { // granted
+			h.subscribed(cl, f.Filter)
+		}
+	}
+}
+
+func (h *deviceHook) subscribed(cl *mqtt.Client, filter string) {
+	user := string(cl.Properties.Username)
+	if h.cfg.PresenceFilter == nil || !h.cfg.PresenceFilter(user, filter) {
+		return
+	}
+	h.mu.Lock()
+	already := h.present[cl]
+	h.present[cl] = true
+	h.mu.Unlock()
+	if !already && h.cfg.OnPresent != nil {
+		h.cfg.OnPresent(user)
+	}
+}
+
+func (h *deviceHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.mu.Lock()
+	was := h.present[cl]
+	delete(h.present, cl)
+	h.mu.Unlock()
+	if was && h.cfg.OnAbsent != nil {
+		h.cfg.OnAbsent(string(cl.Properties.Username))
+	}
+}

@@ -1,0 +1,168 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"devicehooks/secrets"
+)
+
+// ExternalConfig configures the connection to an external broker.
+type ExternalConfig struct {
+	URL      string // tcp://host:1883, ssl://host:8883, ws://host/mqtt
+	Username string
+	Password string
+	ClientID string
+	// OnConnect runs after every (re)connection, once subscriptions are renewed.
+	OnConnect func()
+	Logger    *slog.Logger
+}
+
+// External is a paho client of an external broker (Mosquitto, or a clustered
+// one). It reconnects by itself and renews its subscriptions on every connect,
+// since a restarted broker has forgotten them.
+type External struct {
+	client paho.Client
+	log    *slog.Logger
+	acks   chan pendingAck
+
+	mu   sync.Mutex
+	subs map[string]paho.MessageHandler
+
+	stop chan struct{}
+}
+
+type pendingAck struct {
+	tok  paho.Token
+	done func(error)
+}
+
+// publishAckTimeout bounds how long a publish may wait for the broker's PUBACK
+// before it counts as failed (the command then stays queued and is sent again).
+const publishAckTimeout = 30 * time.Second
+
+// NewExternal prepares a client; Subscribe, then Start it.
+func NewExternal(cfg ExternalConfig) *External {
+	if cfg.ClientID == "" {
+		cfg.ClientID = "devicehooks-" + secrets.RandomString(8)
+	}
+	x := &External{
+		log: cfg.Logger, subs: map[string]paho.MessageHandler{},
+		acks: make(chan pendingAck, 65536),
+		stop: make(chan struct{}),
+	}
+	opts := paho.NewClientOptions().
+		AddBroker(cfg.URL).
+		SetClientID(cfg.ClientID).
+		SetUsername(cfg.Username).
+		SetPassword(cfg.Password).
+		SetCleanSession(true). // durable delivery lives in our database, not in paho's store
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(5 * time.Second).
+		SetConnectTimeout(5 * time.Second).
+		SetKeepAlive(15 * time.Second).
+		SetWriteTimeout(10 * time.Second).
+		SetOrderMatters(true).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			x.log.Warn("mqtt broker connection lost; reconnecting", "broker", cfg.URL, "err", err)
+		}).
+		SetOnConnectHandler(func(c paho.Client) {
+			x.log.Info("mqtt broker connected", "broker", cfg.URL)
+			x.resubscribe()
+			if cfg.OnConnect != nil {
+				cfg.OnConnect()
+			}
+		})
+	x.client = paho.NewClient(opts)
+	return x
+}
+
+// Start begins connecting. It does not wait for the broker: devicehooks serves
+// (and queues commands) while the broker is away, and paho retries until Close.
+func (x *External) Start() {
+	go x.waitAcks()
+	x.client.Connect()
+}
+
+// Publish sends at QoS 1 and calls done when the broker's PUBACK arrives.
+func (x *External) Publish(topic string, payload []byte, retained bool, done func(error)) {
+	tok := x.client.Publish(topic, 1, retained, payload)
+	select {
+	case x.acks <- pendingAck{tok: tok, done: done}:
+	case <-x.stop:
+		done(errors.New("broker: client closed"))
+	}
+}
+
+// waitAcks completes publishes in the order they were made; PUBACKs come back in
+// that order on one connection, so one goroutine serves them all.
+func (x *External) waitAcks() {
+	for {
+		select {
+		case p := <-x.acks:
+			if !p.tok.WaitTimeout(publishAckTimeout) {
+				p.done(fmt.Errorf("broker: no PUBACK within %s", publishAckTimeout))
+				continue
+			}
+			p.done(p.tok.Error())
+		case <-x.stop:
+			return
+		}
+	}
+}
+
+// Connected reports whether the connection is up now (paho's IsConnected stays
+// true while it reconnects).
+func (x *External) Connected() bool { return x.client.IsConnectionOpen() }
+
+// Subscribe subscribes at QoS 1 now (if connected) and after every reconnect.
+func (x *External) Subscribe(filter string, handler func(topic string, payload []byte, retained bool)) error {
+	h := func(_ paho.Client, m paho.Message) { handler(m.Topic(), m.Payload(), m.Retained()) }
+	x.mu.Lock()
+	x.subs[filter] = h
+	x.mu.Unlock()
+	if x.client.IsConnectionOpen() {
+		return x.subscribe(filter, h)
+	}
+	return nil
+}
+
+func (x *External) resubscribe() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for f, h := range x.subs {
+		if err := x.subscribe(f, h); err != nil {
+			x.log.Error("mqtt subscribe", "filter", f, "err", err)
+		}
+	}
+}
+
+func (x *External) subscribe(filter string, h paho.MessageHandler) error {
+	tok := x.client.Subscribe(filter, 1, h)
+	if !tok.WaitTimeout(10 * time.Second) {
+		return fmt.Errorf("broker: subscribe %s: timed out", filter)
+	}
+	if err := tok.Error(); err != nil {
+		return fmt.Errorf("broker: subscribe %s: %w", filter, err)
+	}
+	return nil
+}
+
+// Close disconnects from the broker.
+func (x *External) Close() error {
+	select {
+	case <-x.stop:
+		return nil
+	default:
+	}
+	close(x.stop)
+	x.client.Disconnect(250)
+	return nil
+}

@@ -1,0 +1,139 @@
+// Package broker is devicehooks' MQTT transport: an embedded mochi-mqtt broker with
+// device authentication and ACLs, or a paho client of an external broker. It knows
+// nothing of commands or devices beyond what its callbacks say.
+package broker
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// netListener serves MQTT over an already bound TCP listener, so that a bad
+// address fails at start and tests can listen on port 0.
+type netListener struct {
+	id   string
+	ln   net.Listener
+	once sync.Once
+}
+
+func (l *netListener) ID() string              { return l.id }
+func (l *netListener) Address() string         { return l.ln.Addr().String() }
+func (l *netListener) Protocol() string        { return "tcp" }
+func (l *netListener) Init(*slog.Logger) error { return nil }
+
+func (l *netListener) Serve(establish listeners.EstablishFn) {
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		go func() { _ = establish(l.id, conn) }()
+	}
+}
+
+func (l *netListener) Close(closeClients listeners.CloseFn) {
+	l.once.Do(func() { _ = l.ln.Close() })
+	closeClients(l.id)
+}
+
+// wsListener serves MQTT over WebSocket (subprotocol "mqtt") on an already bound
+// listener, for browser-based players.
+type wsListener struct {
+	id       string
+	ln       net.Listener
+	srv      *http.Server
+	upgrader websocket.Upgrader
+	once     sync.Once
+}
+
+func newWSListener(id string, ln net.Listener) *wsListener {
+	l := &wsListener{id: id, ln: ln, upgrader: websocket.Upgrader{
+		Subprotocols: []string{"mqtt"},
+		// Players are served from anywhere (a kiosk's file://, a CMS origin);
+		// they authenticate with their device token, not with cookies.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}}
+	return l
+}
+
+func (l *wsListener) ID() string              { return l.id }
+func (l *wsListener) Address() string         { return l.ln.Addr().String() }
+func (l *wsListener) Protocol() string        { return "ws" }
+func (l *wsListener) Init(*slog.Logger) error { return nil }
+
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.srv = &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := l.upgrader.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			_ = establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c})
+		}),
+	}
+	_ = l.srv.Serve(l.ln)
+}
+
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	l.once.Do(func() {
+		if l.srv != nil {
+			_ = l.srv.Close()
+		} else {
+			_ = l.ln.Close()
+		}
+	})
+	closeClients(l.id)
+}
+
+// wsConn presents a WebSocket connection as a net.Conn of MQTT bytes; each MQTT
+// write is one binary message. (After mochi-mqtt's listeners/websocket.go, MIT.)
+type wsConn struct {
+	net.Conn
+	c *websocket.Conn
+	r io.Reader
+}
+
+var errNotBinary = errors.New("websocket message is not binary")
+
+func (ws *wsConn) Read(p []byte) (int, error) {
+	if ws.r == nil {
+		op, r, err := ws.c.NextReader()
+		if err != nil {
+			return 0, err
+		}
+		if op != websocket.BinaryMessage {
+			return 0, errNotBinary
+		}
+		ws.r = r
+	}
+	n := 0
+	for n < len(p) {
+		m, err := ws.r.Read(p[n:])
+		n += m
+		if err != nil {
+			ws.r = nil
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (ws *wsConn) Write(p []byte) (int, error) {
+	if err := ws.c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"devicehooks/actions"
+	"devicehooks/auth"
+	"devicehooks/broker"
+	"devicehooks/handlers"
+	"devicehooks/secrets"
+	"devicehooks/store"
+)
+
+// App is a running devicehooks server: database, MQTT side, background workers and
+// HTTP. Tests start one on 127.0.0.1:0 with a temp database.
+type App struct {
+	Config Config
+	Log    *slog.Logger
+	// Stdout receives the one-time first-start notice (the admin token).
+	Stdout io.Writer
+
+	store      *store.Store
+	keys       *auth.Keys
+	admins     *auth.Admins
+	devices    *auth.Devices
+	presence   *actions.Presence
+	delivery   *actions.Delivery
+	tracker    *actions.Tracker
+	dispatcher *actions.Dispatcher
+	embedded   *broker.Embedded
+	external   *broker.External
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// mqttSide is what the App needs from either broker.
+type mqttSide interface {
+	actions.Publisher
+	Subscribe(filter string, handler func(topic string, payload []byte, retained bool)) error
+}
+
+// Open starts everything; on error it closes what it had opened.
+func (a *App) Open(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	cfg := &a.Config
+	secret, err := a.secret()
+	if err != nil {
+		return err
+	}
+	kr, err := secrets.NewKeyring(secret)
+	if err != nil {
+		return err
+	}
+	if a.store, err = store.Open(ctx, cfg.DB, a.Log); err != nil {
+		return err
+	}
+	a.keys = auth.NewKeys(a.store, kr, a.Log)
+	a.admins = auth.NewAdmins(a.store, kr, cfg.AdminToken)
+	a.devices = auth.NewDevices(a.store, kr)
+	if err := a.devices.Load(ctx); err != nil {
+		return err
+	}
+
+	topics := actions.Topics{Prefix: cfg.MQTTTopicPrefix}
+	embedded := cfg.MQTTURL == ""
+	a.presence = actions.NewPresence(a.store, a.Log, embedded)
+	if err := a.presence.Load(ctx); err != nil {
+		return err
+	}
+	var mq mqttSide
+	if embedded {
+		if a.embedded, err = a.startEmbedded(topics); err != nil {
+			return err
+		}
+		a.devices.OnRevoke = a.embedded.Disconnect
+		mq = a.embedded
+	} else {
+		a.external = broker.NewExternal(broker.ExternalConfig{
+			URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword, Logger: a.Log,
+			OnConnect: func() { a.delivery.BrokerConnected() },
+		})
+		mq = a.external
+	}
+	a.delivery = actions.NewDelivery(a.store, mq, topics, a.presence, a.Log)
+	waiters := actions.NewAckWaiters()
+	a.tracker = actions.NewTracker(a.store, topics, a.presence, waiters, a.Log)
+	for _, f := range a.tracker.Filters() {
+		if err := mq.Subscribe(f, a.tracker.HandleMessage); err != nil {
+			return fmt.Errorf("subscribe %s: %w", f, err)
+		}
+	}
+	a.dispatcher = actions.NewDispatcher(a.store, a.delivery, waiters, a.Log, actions.DispatcherConfig{MaxTargets: cfg.MaxTargets})
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	a.goRun(func() { a.dispatcher.Run(runCtx) })
+	a.goRun(func() { a.delivery.Run(runCtx, 30*time.Second) })
+	a.goRun(func() { a.tracker.Run(runCtx) })
+	a.goRun(func() { a.presence.Run(runCtx, 250*time.Millisecond) })
+	a.goRun(func() { a.keys.Run(runCtx, 5*time.Second) })
+	a.goRun(func() { actions.RunSweeper(runCtx, a.store, a.Log, time.Second) })
+	if embedded {
+		a.delivery.BrokerConnected()
+	} else {
+		a.external.Start()
+	}
+
+	first, err := a.admins.EnsureFirstToken(ctx)
+	if err != nil {
+		return err
+	}
+	return a.serveHTTP(first)
+}
+
+func (a *App) secret() ([]byte, error) {
+	if a.Config.Secret != "" {
+		return secrets.ParseSecret(a.Config.Secret)
+	}
+	path := a.Config.secretPath()
+	s, created, err := secrets.LoadOrCreateSecret(path)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		a.Log.Info("created server secret; back it up with the database", "file", path)
+	}
+	return s, nil
+}
+
+func (a *App) startEmbedded(topics actions.Topics) (*broker.Embedded, error) {
+	cfg := a.Config
+	return broker.StartEmbedded(broker.EmbeddedConfig{
+		TCPAddr: cfg.MQTTListen, WSAddr: cfg.MQTTWSListen, AllowAnonymous: cfg.MQTTAllowAnonymous,
+		Authenticate: a.devices.Authenticate,
+		Allow: func(user, topic string, write bool) bool {
+			if user == "" { // anonymous, development only: may act as any player
+				id, _, ok := topics.Parse(topic)
+				return ok && topics.Allowed(id, topic, write)
+			}
+			return topics.Allowed(user, topic, write)
+		},
+		PresenceFilter: func(user, filter string) bool {
+			return user != "" && filter == topics.Device(user, actions.KindCommands)
+		},
+		OnPresent: a.presence.Subscribed,
+		OnAbsent:  a.presence.Disconnected,
+		Logger:    a.Log.With("component", "mqtt"),
+	})
+}
+
+func (a *App) serveHTTP(firstToken string) error {
+	h, err := handlers.New(handlers.Deps{
+		Store: a.store, Keys: a.keys, Admins: a.admins, Devices: a.devices,
+		Dispatcher: a.dispatcher, Presence: a.presence, Log: a.Log,
+		MaxBody: a.Config.MaxBodyBytes, BrokerConnected: a.brokerConnected,
+		TrustedProxies: a.Config.trustedProxies(),
+	})
+	if err != nil {
+		return err
+	}
+	if a.httpLn, err = net.Listen("tcp", a.Config.HTTPAddr); err != nil {
+		return fmt.Errorf("listen http %s: %w", a.Config.HTTPAddr, err)
+	}
+	a.httpSrv = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second, // webhook calls may wait up to 30 s for acks
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+	}
+	ln := a.httpLn
+	go func() {
+		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.Log.Error("http server", "err", err)
+		}
+	}()
+	a.announce(firstToken)
+	return nil
+}
+
+// announce tells the operator where to go and how to authenticate.
+func (a *App) announce(firstToken string) {
+	attrs := []any{"http", a.HTTPAddr(), "database", a.store.Driver()}
+	if a.embedded != nil {
+		attrs = append(attrs, "mqtt", a.embedded.Addr())
+		if ws := a.embedded.WSAddr(); ws != "" {
+			attrs = append(attrs, "mqtt_ws", ws)
+		}
+	} else {
+		attrs = append(attrs, "mqtt_broker", a.Config.MQTTURL)
+	}
+	a.Log.Info("devicehooks serving", attrs...)
+	if firstToken != "" && a.Stdout != nil {
+		// Printed once, to the terminal only, never to the log.
+		fmt.Fprintf(a.Stdout, "\n  First start: created an admin token for the management API (shown only now):\n\n    %s\n\n"+
+			"  Use it as  Authorization: Bearer <token>  on http://%s/api/v1/...\n\n", firstToken, a.HTTPAddr())
+	}
+}
+
+func (a *App) brokerConnected() bool {
+	if a.external != nil {
+		return a.external.Connected()
+	}
+	return a.embedded != nil
+}
+
+func (a *App) goRun(f func()) {
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); f() }()
+}
+
+// HTTPAddr is the bound HTTP address.
+func (a *App) HTTPAddr() string {
+	if a.httpLn == nil {
+		return ""
+	}
+	return a.httpLn.Addr().String()
+}
+
+// Close stops HTTP (letting calls in flight finish), then the MQTT side and the
+// workers, then the database. It is safe to call more than once.
+func (a *App) Close() {
+	a.closed.Do(func() {
+		if a.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			if err := a.httpSrv.Shutdown(ctx); err != nil {
+				a.Log.Warn("http shutdown", "err", err)
+			}
+			cancel()
+		} else if a.httpLn != nil {
+			_ = a.httpLn.Close()
+		}
+		if a.embedded != nil {
+			_ = a.embedded.Close()
+		}
+		if a.external != nil {
+			_ = a.external.Close()
+		}
+		if a.cancel != nil {
+			a.cancel()
+		}
+		a.wg.Wait()
+		if a.store != nil {
+			if err := a.store.Close(); err != nil {
+				a.Log.Warn("database close", "err", err)
+			}
+		}
+	})
+}

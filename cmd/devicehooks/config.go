@@ -1,0 +1,137 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"devicehooks/auth"
+	"devicehooks/store"
+)
+
+// Config is every setting of `devicehooks serve`. Each flag has an environment
+// variable of the same name in upper case with a DEVICEHOOKS_ prefix.
+type Config struct {
+	HTTPAddr           string
+	DB                 string
+	MQTTURL            string
+	MQTTListen         string
+	MQTTWSListen       string
+	MQTTTopicPrefix    string
+	MQTTUsername       string
+	MQTTPassword       string
+	MQTTAllowAnonymous bool
+	AdminToken         string
+	Secret             string
+	SecretFile         string
+	MaxBodyBytes       int64
+	MaxTargets         int
+	TrustedProxies     string
+	LogLevel           string
+	LogFormat          string
+}
+
+// parseServeFlags reads flags, then fills unset ones from the environment.
+func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "HTTP listen address")
+	fs.StringVar(&c.DB, "db", "devicehooks.db", "SQLite file path, or a postgres:// URL")
+	fs.StringVar(&c.MQTTURL, "mqtt-url", "", "external MQTT broker, e.g. tcp://127.0.0.1:1883 (empty: embedded broker)")
+	fs.StringVar(&c.MQTTListen, "mqtt-listen", ":1883", "embedded broker's MQTT TCP listen address")
+	fs.StringVar(&c.MQTTWSListen, "mqtt-ws-listen", ":8083", "embedded broker's MQTT-over-WebSocket listen address (empty: off)")
+	fs.StringVar(&c.MQTTTopicPrefix, "mqtt-topic-prefix", "devicehooks", "MQTT topic prefix")
+	fs.StringVar(&c.MQTTUsername, "mqtt-username", "", "username for the external broker")
+	fs.StringVar(&c.MQTTPassword, "mqtt-password", "", "password for the external broker")
+	fs.BoolVar(&c.MQTTAllowAnonymous, "mqtt-allow-anonymous", false, "DEVELOPMENT ONLY: let MQTT clients without credentials into the embedded broker")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bootstrap admin token for the management API (at least 32 characters)")
+	fs.StringVar(&c.Secret, "secret", "", "server secret (64+ hex characters or 32+ characters); default: read or create --secret-file")
+	fs.StringVar(&c.SecretFile, "secret-file", "", "file holding the server secret, created with mode 0600 at first start (default: beside the SQLite file, or ./devicehooks.secret)")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 64<<10, "largest webhook body accepted")
+	fs.IntVar(&c.MaxTargets, "max-targets", 0, "refuse a trigger that would reach more devices than this (0: no limit)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "DEVICEHOOKS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" && !set[f.Name] && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s: %w", env, e)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	if c.AdminToken != "" && len(c.AdminToken) < auth.MinBootstrapTokenLen {
+		return fmt.Errorf("--admin-token must be at least %d characters", auth.MinBootstrapTokenLen)
+	}
+	if c.MQTTTopicPrefix == "" || strings.ContainsAny(c.MQTTTopicPrefix, "+#") || strings.HasSuffix(c.MQTTTopicPrefix, "/") {
+		return errors.New("--mqtt-topic-prefix must be non-empty, without '+', '#' or a trailing '/'")
+	}
+	if c.MaxBodyBytes < 1024 {
+		return errors.New("--max-body-bytes must be at least 1024")
+	}
+	if c.MaxTargets < 0 {
+		return errors.New("--max-targets must not be negative")
+	}
+	if c.DB == "" {
+		return errors.New("--db is required")
+	}
+	return nil
+}
+
+// secretPath is where the server secret lives when no --secret is given.
+func (c *Config) secretPath() string {
+	if c.SecretFile != "" {
+		return c.SecretFile
+	}
+	if store.IsPostgres(c.DB) {
+		return "devicehooks.secret"
+	}
+	return filepath.Join(filepath.Dir(c.DB), "devicehooks.secret")
+}
+
+func (c *Config) trustedProxies() []string {
+	var out []string
+	for _, p := range strings.Split(c.TrustedProxies, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// newLogger builds the process's one logger.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}

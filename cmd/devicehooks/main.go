@@ -1,0 +1,80 @@
+// Command devicehooks turns webhook calls into commands for digital-signage
+// players over MQTT. `devicehooks serve` runs the service; `devicehooks simulate`
+// runs simulated players against it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `devicehooks %s: webhooks in, MQTT commands out to signage players.
+
+Usage:
+  devicehooks serve [flags]      run the service (devicehooks serve -h for flags)
+  devicehooks simulate [flags]   run simulated players against a server
+  devicehooks version            print the version
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, usage, version)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	case "simulate":
+		return 2 // SIMSTUB
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, version)
+		return 0
+	case "help", "-h", "--help", "-help":
+		fmt.Fprintf(stdout, usage, version)
+		return 0
+	}
+	fmt.Fprintf(stderr, "unknown command %q\n\n"+usage, args[0], version)
+	return 2
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseServeFlags(args, stderr, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "devicehooks serve:", err)
+		return 2
+	}
+	log, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "devicehooks serve:", err)
+		return 2
+	}
+	app := &App{Config: *cfg, Log: log, Stdout: stdout}
+	if err := app.Open(ctx); err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	app.Close()
+	log.Info("stopped")
+	return 0
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"devicehooks/internal/testenv"
+)
+
+// setupLoadURL creates a device with a connected player, an API key and a load_url
+// action for the device.
+func setupLoadURL(t *testing.T, s *server) (p *player, key, eventID string) {
+	t.Helper()
+	token := s.createDevice("lobby-1")
+	_, key = s.createKey("integration")
+	eventID = s.createAction("load_url", map[string]any{"type": "device", "id": "lobby-1"}, map[string]any{"url": "https://example.com/welcome"})
+	p = connectPlayer(t, s.mqttURL(), "devicehooks", "lobby-1", token)
+	s.waitOnline("lobby-1")
+	return p, key, eventID
+}
+
+// checkLoadURL asserts cmd is exactly the contract's command for the webhook answer.
+func checkLoadURL(t *testing.T, cmd, answer map[string]any) {
+	t.Helper()
+	if cmd["function"] != "load_url" || cmd["dispatch_id"] != answer["dispatch_id"] {
+		t.Fatalf("command %v does not match answer %v", cmd, answer)
+	}
+	params, _ := cmd["params"].(map[string]any)
+	if params["url"] != "https://example.com/welcome" || len(params) != 1 {
+		t.Fatalf("params = %v", params)
+	}
+	id, _ := cmd["id"].(string)
+	if len(id) < 32 {
+		t.Fatalf("command id %q", id)
+	}
+	issued, err1 := time.Parse(time.RFC3339, cmd["issued_at"].(string))
+	expires, err2 := time.Parse(time.RFC3339, cmd["expires_at"].(string))
+	if err1 != nil || err2 != nil || !expires.After(issued) || issued.Location() != time.UTC {
+		t.Fatalf("issued_at %v, expires_at %v", cmd["issued_at"], cmd["expires_at"])
+	}
+	for k := range cmd {
+		switch k {
+		case "id", "dispatch_id", "function", "params", "issued_at", "expires_at":
+		default:
+			t.Fatalf("unexpected command field %q", k)
+		}
+	}
+}
+
+func testTriggerPaths(t *testing.T, s *server) {
+	p, key, eventID := setupLoadURL(t, s)
+
+	status, ans := s.post(key, `{"event_id":"`+eventID+`"}`)
+	if status != http.StatusOK || ans["message"] != "success" || ans["event_id"] != eventID ||
+		ans["function"] != "load_url" || ans["targets"] != float64(1) || ans["dispatch_id"] == "" {
+		t.Fatalf("POST: %d %v", status, ans)
+	}
+	checkLoadURL(t, p.next(5*time.Second), ans)
+
+	payload := []byte(`{"event_id":"` + eventID + `"}`)
+	for name, enc := range map[string]*base64.Encoding{
+		"std padded": base64.StdEncoding, "std raw": base64.RawStdEncoding,
+		"url padded": base64.URLEncoding, "url raw": base64.RawURLEncoding,
+	} {
+		q := url.Values{"api_key": {key}, "payload": {enc.EncodeToString(payload)}}
+		status, ans := s.get(q.Encode())
+		if status != http.StatusOK || ans["message"] != "success" {
+			t.Fatalf("GET %s: %d %v", name, status, ans)
+		}
+		checkLoadURL(t, p.next(5*time.Second), ans)
+	}
+	// The key may also come in the header on GET.
+	status, ans = s.get("payload="+url.QueryEscape(base64.StdEncoding.EncodeToString(payload)), "x-webhook-apikey", key)
+	if status != http.StatusOK {
+		t.Fatalf("GET with header key: %d %v", status, ans)
+	}
+	checkLoadURL(t, p.next(5*time.Second), ans)
+	p.none(200 * time.Millisecond)
+
+	// The dispatch is on record with its command.
+	d := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+ans["dispatch_id"].(string), nil)
+	if d["method"] != "GET" || d["source"] != "127.0.0.1" || d["api_key_prefix"] == "" || len(d["commands"].([]any)) != 1 {
+		t.Fatalf("dispatch record: %v", d)
+	}
+}
+
+func TestTriggerEndToEndEmbedded(t *testing.T) {
+	testTriggerPaths(t, startServer(t, Config{}))
+}
+
+func TestTriggerEndToEndMosquitto(t *testing.T) {
+	m := testenv.StartMosquitto(t, testenv.MosquittoConfig{})
+	testTriggerPaths(t, startServer(t, Config{MQTTURL: m.URL()}))
+}
+
+func TestGroupAndAllFanOut(t *testing.T) {
+	s := startServer(t, Config{})
+	var players []*player
+	var ids []string
+	for _, id := range []string{"g-1", "g-2", "g-3"} {
+		token := s.createDevice(id)
+		players = append(players, connectPlayer(t, s.mqttURL(), "devicehooks", id, token))
+		ids = append(ids, id)
+	}
+	s.createDevice("elsewhere") // in no group, offline
+	s.waitOnline(ids...)
+	group := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "lobby", "device_ids": ids})
+	_, key := s.createKey("k")
+
+	for _, target := range []map[string]any{
+		{"type": "group", "id": group["id"]},
+		{"type": "all"},
+	} {
+		ev := s.createAction("refresh_content", target, nil)
+		status, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+		want := float64(3)
+		if target["type"] == "all" {
+			want = 4
+		}
+		if status != http.StatusOK || ans["targets"] != want {
+			t.Fatalf("%v: %d %v", target, status, ans)
+		}
+		seen := map[string]bool{}
+		for _, p := range players {
+			cmd := p.next(5 * time.Second)
+			if cmd["dispatch_id"] != ans["dispatch_id"] || cmd["function"] != "refresh_content" {
+				t.Fatalf("%s got %v", p.id, cmd)
+			}
+			if seen[cmd["id"].(string)] {
+				t.Fatalf("command id %v repeated across devices", cmd["id"])
+			}
+			seen[cmd["id"].(string)] = true
+			p.none(50 * time.Millisecond)
+		}
+		d := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+ans["dispatch_id"].(string), nil)
+		if len(d["commands"].([]any)) != int(want) {
+			t.Fatalf("dispatch has %d commands, want %v", len(d["commands"].([]any)), want)
+		}
+	}
+}

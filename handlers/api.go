@@ -1,0 +1,98 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/auth"
+	"devicehooks/store"
+)
+
+// api serves the management API (CONTRACT §4).
+type api struct {
+	Deps
+}
+
+// requireAdmin authenticates "Authorization: Bearer <admin token>".
+func requireAdmin(admins *auth.Admins, log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		if !ok {
+			c.Header("WWW-Authenticate", `Bearer realm="devicehooks"`)
+			respondError(c, log, errAdminTokenMissing)
+			return
+		}
+		name, err := admins.Authenticate(c, strings.TrimSpace(token))
+		if err != nil {
+			c.Header("WWW-Authenticate", `Bearer realm="devicehooks", error="invalid_token"`)
+			respondError(c, log, err)
+			return
+		}
+		c.Set("admin", name)
+		c.Next()
+	}
+}
+
+// bindJSON decodes a JSON request body into dst; malformed JSON is a 400.
+func bindJSON(c *gin.Context, dst any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 1<<20))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return tooLarge(1 << 20)
+	}
+	if err != nil {
+		return badRequest("could not read the request body: %v", err)
+	}
+	if err := json.Unmarshal(body, dst); err != nil {
+		return badRequest("the body is not valid JSON for this endpoint: %v", err)
+	}
+	return nil
+}
+
+// page reads ?limit= and ?offset=.
+func pageOf(c *gin.Context) (store.Page, error) {
+	var p store.Page
+	for name, dst := range map[string]*int{"limit": &p.Limit, "offset": &p.Offset} {
+		v := c.Query(name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return p, badRequest("%s must be a whole number", name)
+		}
+		*dst = n
+	}
+	if p.Limit == 0 || p.Limit > 500 {
+		p.Limit = 50
+	}
+	return p, nil
+}
+
+// list is the shape of every list answer.
+type list[T any] struct {
+	Items  []T   `json:"items"`
+	Total  int64 `json:"total"`
+	Limit  int   `json:"limit"`
+	Offset int   `json:"offset"`
+}
+
+func respondList[T any](c *gin.Context, items []T, total int64, p store.Page) {
+	if items == nil {
+		items = []T{}
+	}
+	c.JSON(http.StatusOK, list[T]{Items: items, Total: total, Limit: p.Limit, Offset: p.Offset})
+}
+
+// created answers 201 with a Location header.
+func created(c *gin.Context, location string, body any) {
+	c.Header("Location", location)
+	c.JSON(http.StatusCreated, body)
+}

@@ -1,0 +1,108 @@
+package handlers
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+	"devicehooks/store"
+)
+
+type actionView struct {
+	ID        string         `json:"id"`
+	Name      string         `json:"name"`
+	EventID   string         `json:"event_id"`
+	Function  string         `json:"function"`
+	Target    actions.Target `json:"target"`
+	Params    map[string]any `json:"params"`
+	Enabled   bool           `json:"enabled"`
+	TTLS      int            `json:"ttl_s"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+}
+
+func actionViewOf(a *store.Action) actionView {
+	params, _ := actions.DecodeParams(a.Params)
+	return actionView{
+		ID: a.ID, Name: a.Name, EventID: a.EventID, Function: a.Function,
+		Target: actions.Target{Type: a.TargetType, ID: a.TargetID}, Params: params,
+		Enabled: a.Enabled, TTLS: a.TTLSeconds, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
+	}
+}
+
+func (a *api) createAction(c *gin.Context) {
+	var in actions.ActionInput
+	if err := bindJSON(c, &in); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	act := &store.Action{ID: actions.NewID()}
+	if err := actions.BuildAction(c, a.Store, in, act); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	if err := a.Store.CreateAction(c, act); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	created(c, "/api/v1/actions/"+act.ID, actionViewOf(act))
+}
+
+func (a *api) listActions(c *gin.Context) {
+	p, err := pageOf(c)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	as, total, err := a.Store.Actions(c, p)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	views := make([]actionView, len(as))
+	for i := range as {
+		views[i] = actionViewOf(&as[i])
+	}
+	respondList(c, views, total, p)
+}
+
+func (a *api) getAction(c *gin.Context) {
+	act, err := a.Store.Action(c, c.Param("id"))
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	c.JSON(http.StatusOK, actionViewOf(act))
+}
+
+func (a *api) updateAction(c *gin.Context) {
+	act, err := a.Store.Action(c, c.Param("id"))
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	var in actions.ActionInput
+	if err := bindJSON(c, &in); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	if err := actions.BuildAction(c, a.Store, in, act); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	if err := a.Store.UpdateAction(c, act); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (a *api) deleteAction(c *gin.Context) {
+	if err := a.Store.DeleteAction(c, c.Param("id")); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}

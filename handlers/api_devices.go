@@ -1,0 +1,116 @@
+package handlers
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+	"devicehooks/store"
+)
+
+type deviceView struct {
+	ID        string                  `json:"id"`
+	Name      string                  `json:"name"`
+	Online    bool                    `json:"online"`
+	LastSeen  *time.Time              `json:"last_seen"`
+	CreatedAt time.Time               `json:"created_at"`
+	Desired   *actions.DesiredMessage `json:"desired,omitempty"`
+	Token     string                  `json:"token,omitempty"`
+}
+
+func (a *api) deviceViewOf(d *store.Device) deviceView {
+	v := deviceView{ID: d.ID, Name: d.Name, Online: a.Presence.Online(d.ID), LastSeen: d.LastSeen, CreatedAt: d.CreatedAt}
+	if d.DesiredVersion > 0 {
+		ds := actions.DesiredOf(d)
+		v.Desired = &ds
+	}
+	return v
+}
+
+func (a *api) createDevice(c *gin.Context) {
+	var in struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	if err := bindJSON(c, &in); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	d, token, err := a.Devices.Create(c, in.ID, in.Name)
+	if err != nil {
+		respondError(c, a.Log, conflictDetail(err, "a device with id %q already exists", strings.TrimSpace(in.ID)))
+		return
+	}
+	v := a.deviceViewOf(d)
+	v.Token = token
+	created(c, "/api/v1/devices/"+d.ID, v)
+}
+
+func (a *api) listDevices(c *gin.Context) {
+	p, err := pageOf(c)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	ds, total, err := a.Store.Devices(c, p)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	views := make([]deviceView, len(ds))
+	for i := range ds {
+		views[i] = a.deviceViewOf(&ds[i])
+	}
+	respondList(c, views, total, p)
+}
+
+func (a *api) getDevice(c *gin.Context) {
+	d, err := a.Store.Device(c, c.Param("id"))
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	c.JSON(http.StatusOK, a.deviceViewOf(d))
+}
+
+func (a *api) updateDevice(c *gin.Context) {
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := bindJSON(c, &in); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	name := strings.TrimSpace(in.Name)
+	if name == "" || len(name) > 200 {
+		respondError(c, a.Log, actions.Invalid("name", "is required (at most 200 characters)"))
+		return
+	}
+	if err := a.Store.RenameDevice(c, c.Param("id"), name); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (a *api) rotateDeviceToken(c *gin.Context) {
+	token, err := a.Devices.Rotate(c, c.Param("id"))
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"id": c.Param("id"), "token": token})
+}
+
+func (a *api) deleteDevice(c *gin.Context) {
+	id := c.Param("id")
+	if err := a.Devices.Delete(c, id); err != nil {
+		respondError(c, a.Log, conflictDetail(err, "device %q is the target of an action; change or delete the action first", id))
+		return
+	}
+	a.Presence.Forget(id)
+	c.Status(http.StatusNoContent)
+}

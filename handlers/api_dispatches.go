@@ -1,0 +1,118 @@
+package handlers
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/store"
+)
+
+type dispatchView struct {
+	ID           string            `json:"id"`
+	ActionID     string            `json:"action_id"`
+	ActionName   string            `json:"action_name"`
+	EventID      string            `json:"event_id"`
+	Function     string            `json:"function"`
+	APIKeyID     string            `json:"api_key_id,omitempty"`
+	APIKeyPrefix string            `json:"api_key_prefix,omitempty"`
+	Method       string            `json:"method"`
+	Source       string            `json:"source"`
+	Targets      int               `json:"targets"`
+	CreatedAt    time.Time         `json:"created_at"`
+	Counts       store.StateCounts `json:"counts"`
+	Status       string            `json:"status"`
+	Commands     []commandView     `json:"commands,omitempty"`
+}
+
+type commandView struct {
+	ID          string     `json:"id"`
+	DeviceID    string     `json:"device_id"`
+	State       string     `json:"state"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ExpiresAt   time.Time  `json:"expires_at"`
+	PublishedAt *time.Time `json:"published_at"`
+	AckedAt     *time.Time `json:"acked_at"`
+	Detail      string     `json:"detail,omitempty"`
+}
+
+func dispatchViewOf(d *store.Dispatch, counts store.StateCounts) dispatchView {
+	if counts == nil {
+		counts = store.StateCounts{}
+	}
+	return dispatchView{
+		ID: d.ID, ActionID: d.ActionID, ActionName: d.ActionName, EventID: d.EventID, Function: d.Function,
+		APIKeyID: d.APIKeyID, APIKeyPrefix: d.APIKeyPrefix, Method: d.Method, Source: d.Source,
+		Targets: d.Targets, CreatedAt: d.CreatedAt, Counts: counts, Status: DispatchStatus(d.Targets, counts),
+	}
+}
+
+// DispatchStatus sums up a dispatch's command states in one word: "pending" while
+// any command is unsettled, then "succeeded", "failed" (none succeeded) or
+// "partial"; "empty" for a dispatch that reached no device.
+func DispatchStatus(targets int, c store.StateCounts) string {
+	switch {
+	case targets == 0:
+		return "empty"
+	case c[store.StateQueued]+c[store.StatePublished] > 0:
+		return "pending"
+	case c[store.StateSucceeded] == targets:
+		return "succeeded"
+	case c[store.StateSucceeded] == 0:
+		return "failed"
+	}
+	return "partial"
+}
+
+func (a *api) listDispatches(c *gin.Context) {
+	p, err := pageOf(c)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	ds, total, err := a.Store.Dispatches(c, p)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	ids := make([]string, len(ds))
+	for i := range ds {
+		ids[i] = ds[i].ID
+	}
+	counts, err := a.Store.CommandCounts(c, ids)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	views := make([]dispatchView, len(ds))
+	for i := range ds {
+		views[i] = dispatchViewOf(&ds[i], counts[ds[i].ID])
+	}
+	respondList(c, views, total, p)
+}
+
+func (a *api) getDispatch(c *gin.Context) {
+	d, err := a.Store.Dispatch(c, c.Param("id"))
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	cmds, err := a.Store.DispatchCommands(c, d.ID)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	counts := store.StateCounts{}
+	views := make([]commandView, len(cmds))
+	for i, cmd := range cmds {
+		counts[cmd.State]++
+		views[i] = commandView{
+			ID: cmd.ID, DeviceID: cmd.DeviceID, State: cmd.State, CreatedAt: cmd.CreatedAt, ExpiresAt: cmd.ExpiresAt,
+			PublishedAt: cmd.PublishedAt, AckedAt: cmd.AckedAt, Detail: cmd.Detail,
+		}
+	}
+	v := dispatchViewOf(d, counts)
+	v.Commands = views
+	c.JSON(http.StatusOK, v)
+}

@@ -1,0 +1,146 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+	"devicehooks/store"
+)
+
+type groupView struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	DeviceIDs []string  `json:"device_ids"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func groupViewOf(g *store.Group) groupView {
+	ids := g.DeviceIDs
+	if ids == nil {
+		ids = []string{}
+	}
+	return groupView{ID: g.ID, Name: g.Name, DeviceIDs: ids, CreatedAt: g.CreatedAt, UpdatedAt: g.UpdatedAt}
+}
+
+type groupInput struct {
+	Name      string   `json:"name"`
+	DeviceIDs []string `json:"device_ids"`
+}
+
+// group validates the input into g.
+func (in groupInput) group(g *store.Group) error {
+	g.Name = strings.TrimSpace(in.Name)
+	if g.Name == "" || len(g.Name) > 200 {
+		return actions.Invalid("name", "is required (at most 200 characters)")
+	}
+	seen := map[string]bool{}
+	g.DeviceIDs = g.DeviceIDs[:0]
+	for _, id := range in.DeviceIDs {
+		if !seen[id] {
+			seen[id] = true
+			g.DeviceIDs = append(g.DeviceIDs, id)
+		}
+	}
+	return nil
+}
+
+// groupWriteError explains what went wrong in a group write.
+func groupWriteError(err error, name string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return actions.Invalid("device_ids", "lists a device that does not exist")
+	}
+	return conflictDetail(err, "a group named %q already exists", name)
+}
+
+func (a *api) createGroup(c *gin.Context) {
+	var in groupInput
+	if err := bindJSON(c, &in); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	g := &store.Group{ID: actions.NewID()}
+	if err := in.group(g); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	if err := a.Store.CreateGroup(c, g); err != nil {
+		respondError(c, a.Log, groupWriteError(err, g.Name))
+		return
+	}
+	created(c, "/api/v1/groups/"+g.ID, groupViewOf(g))
+}
+
+func (a *api) listGroups(c *gin.Context) {
+	p, err := pageOf(c)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	gs, total, err := a.Store.Groups(c, p)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	views := make([]groupView, len(gs))
+	for i := range gs {
+		views[i] = groupViewOf(&gs[i])
+	}
+	respondList(c, views, total, p)
+}
+
+func (a *api) getGroup(c *gin.Context) {
+	g, err := a.Store.Group(c, c.Param("id"))
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	c.JSON(http.StatusOK, groupViewOf(g))
+}
+
+func (a *api) updateGroup(c *gin.Context) {
+	var in groupInput
+	if err := bindJSON(c, &in); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	g := &store.Group{ID: c.Param("id")}
+	if err := in.group(g); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	err := a.Store.UpdateGroup(c, g)
+	if errors.Is(err, store.ErrNotFound) {
+		if _, gerr := a.Store.Group(c, g.ID); errors.Is(gerr, store.ErrNotFound) {
+			respondError(c, a.Log, gerr)
+			return
+		}
+	}
+	if err != nil {
+		respondError(c, a.Log, groupWriteError(err, g.Name))
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (a *api) deleteGroup(c *gin.Context) {
+	id := c.Param("id")
+	if err := a.Store.DeleteGroup(c, id); err != nil {
+		respondError(c, a.Log, conflictDetail(err, "group %q is the target of an action; change or delete the action first", id))
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// conflictDetail gives a store conflict a helpful message; other errors pass.
+func conflictDetail(err error, format string, args ...any) error {
+	if errors.Is(err, store.ErrConflict) {
+		return actions.Errorf(actions.CodeConflict, format, args...)
+	}
+	return err
+}

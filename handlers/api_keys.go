@@ -1,0 +1,90 @@
+package handlers
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+	"devicehooks/store"
+)
+
+var errAdminTokenMissing = actions.Errorf(actions.CodeUnauthorized, "an admin token is required: Authorization: Bearer <token>")
+
+type apiKeyView struct {
+	ID           string     `json:"id"`
+	Name         string     `json:"name"`
+	Prefix       string     `json:"prefix"`
+	CreatedAt    time.Time  `json:"created_at"`
+	LastUsedAt   *time.Time `json:"last_used_at"`
+	LastUsedFrom string     `json:"last_used_from,omitempty"`
+	Key          string     `json:"key,omitempty"`
+}
+
+func apiKeyViewOf(k *store.APIKey) apiKeyView {
+	return apiKeyView{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, LastUsedFrom: k.LastUsedFrom}
+}
+
+func (a *api) createAPIKey(c *gin.Context) {
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := bindJSON(c, &in); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	k, plain, err := a.Keys.Create(c, in.Name)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	v := apiKeyViewOf(k)
+	v.Key = plain
+	created(c, "/api/v1/api-keys/"+k.ID, v)
+}
+
+func (a *api) listAPIKeys(c *gin.Context) {
+	p, err := pageOf(c)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	keys, total, err := a.Store.APIKeys(c, p)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	views := make([]apiKeyView, len(keys))
+	for i := range keys {
+		views[i] = apiKeyViewOf(&keys[i])
+	}
+	respondList(c, views, total, p)
+}
+
+func (a *api) getAPIKey(c *gin.Context) {
+	k, err := a.Store.APIKey(c, c.Param("id"))
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	c.JSON(http.StatusOK, apiKeyViewOf(k))
+}
+
+func (a *api) revealAPIKey(c *gin.Context) {
+	plain, err := a.Keys.Reveal(c, c.Param("id"))
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, gin.H{"id": c.Param("id"), "key": plain})
+}
+
+func (a *api) deleteAPIKey(c *gin.Context) {
+	if err := a.Keys.Revoke(c, c.Param("id")); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}

@@ -1,0 +1,77 @@
+package handlers
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+	"devicehooks/store"
+)
+
+// statusOf maps every error code to its HTTP status: the one place where this is decided.
+var statusOf = map[actions.Code]int{
+	actions.CodeBadRequest:    http.StatusBadRequest,
+	actions.CodeUnauthorized:  http.StatusUnauthorized,
+	actions.CodeForbidden:     http.StatusForbidden,
+	actions.CodeNotFound:      http.StatusNotFound,
+	actions.CodeUnknownEvent:  http.StatusNotFound,
+	actions.CodeConflict:      http.StatusConflict,
+	actions.CodeTooLarge:      http.StatusRequestEntityTooLarge,
+	actions.CodeInvalidParams: http.StatusUnprocessableEntity,
+	actions.CodeRateLimited:   http.StatusTooManyRequests,
+	actions.CodeUnavailable:   http.StatusServiceUnavailable,
+	actions.CodeInternal:      http.StatusInternalServerError,
+}
+
+// errorBody is the shape of every failure (CONTRACT §1 and §4).
+type errorBody struct {
+	Message string      `json:"message"`
+	Error   errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code   actions.Code `json:"code"`
+	Detail string       `json:"detail"`
+	Field  string       `json:"field,omitempty"`
+}
+
+// asError turns any error into a coded one; store sentinels become not_found and
+// conflict, anything else is internal (and its text is not shown to the caller).
+func asError(err error) *actions.Error {
+	var e *actions.Error
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, store.ErrNotFound):
+		return &actions.Error{Code: actions.CodeNotFound, Detail: "no such object"}
+	case errors.Is(err, store.ErrConflict):
+		return &actions.Error{Code: actions.CodeConflict, Detail: "conflicts with an existing object"}
+	}
+	return &actions.Error{Code: actions.CodeInternal, Detail: "internal error; see the server log"}
+}
+
+// errorResponse returns the status and body for err, logging server-side failures.
+func errorResponse(c *gin.Context, log *slog.Logger, err error) (int, errorBody) {
+	e := asError(err)
+	status, ok := statusOf[e.Code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	if status >= http.StatusInternalServerError {
+		log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "status", status, "err", err)
+	}
+	return status, errorBody{Message: "Error", Error: errorDetail{Code: e.Code, Detail: e.Detail, Field: e.Field}}
+}
+
+// respondError writes err as JSON and stops the request.
+func respondError(c *gin.Context, log *slog.Logger, err error) {
+	status, body := errorResponse(c, log, err)
+	c.AbortWithStatusJSON(status, body)
+}
+
+func badRequest(format string, args ...any) error {
+	return actions.Errorf(actions.CodeBadRequest, format, args...)
+}

@@ -1,0 +1,140 @@
+// Package handlers is devicehooks' HTTP side: the webhook endpoint, the management
+// API, health, and the access log. Routes are wired by hand in New.
+package handlers
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+	"devicehooks/auth"
+	"devicehooks/secrets"
+	"devicehooks/store"
+)
+
+// Deps is what the handlers need; main builds it.
+type Deps struct {
+	Store      *store.Store
+	Keys       *auth.Keys
+	Admins     *auth.Admins
+	Devices    *auth.Devices
+	Dispatcher *actions.Dispatcher
+	Presence   *actions.Presence
+	Log        *slog.Logger
+	// MaxBody is the webhook body limit in bytes.
+	MaxBody int64
+	// BrokerConnected reports the MQTT side's state for /healthz.
+	BrokerConnected func() bool
+	// TrustedProxies may set the client address through X-Forwarded-For.
+	TrustedProxies []string
+}
+
+// New returns the HTTP handler with every route.
+func New(d Deps) (http.Handler, error) {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
+		return nil, err
+	}
+	r.Use(accessLog(d.Log), recovery(d.Log))
+	r.HandleMethodNotAllowed = true
+	r.NoRoute(func(c *gin.Context) {
+		respondError(c, d.Log, actions.Errorf(actions.CodeNotFound, "no such endpoint: %s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	r.NoMethod(func(c *gin.Context) {
+		status, body := errorResponse(c, d.Log, badRequest("method %s is not allowed here", c.Request.Method))
+		c.AbortWithStatusJSON(max(status, http.StatusMethodNotAllowed), body)
+	})
+
+	r.GET("/healthz", health(d))
+
+	wh := &webhookHandler{st: d.Store, keys: d.Keys, dispatch: d.Dispatcher, log: d.Log, maxBody: d.MaxBody}
+	r.POST("/public-api/integration/webhooks", wh.handle)
+	r.GET("/public-api/integration/webhooks", wh.handle)
+
+	a := &api{Deps: d}
+	v1 := r.Group("/api/v1", noStore, requireAdmin(d.Admins, d.Log))
+	v1.POST("/api-keys", a.createAPIKey)
+	v1.GET("/api-keys", a.listAPIKeys)
+	v1.GET("/api-keys/:id", a.getAPIKey)
+	v1.POST("/api-keys/:id/reveal", a.revealAPIKey)
+	v1.DELETE("/api-keys/:id", a.deleteAPIKey)
+
+	v1.POST("/actions", a.createAction)
+	v1.GET("/actions", a.listActions)
+	v1.GET("/actions/:id", a.getAction)
+	v1.PUT("/actions/:id", a.updateAction)
+	v1.DELETE("/actions/:id", a.deleteAction)
+
+	v1.POST("/devices", a.createDevice)
+	v1.GET("/devices", a.listDevices)
+	v1.GET("/devices/:id", a.getDevice)
+	v1.PUT("/devices/:id", a.updateDevice)
+	v1.DELETE("/devices/:id", a.deleteDevice)
+	v1.POST("/devices/:id/token", a.rotateDeviceToken)
+
+	v1.POST("/groups", a.createGroup)
+	v1.GET("/groups", a.listGroups)
+	v1.GET("/groups/:id", a.getGroup)
+	v1.PUT("/groups/:id", a.updateGroup)
+	v1.DELETE("/groups/:id", a.deleteGroup)
+
+	v1.GET("/dispatches", a.listDispatches)
+	v1.GET("/dispatches/:id", a.getDispatch)
+	return r, nil
+}
+
+// noStore keeps API answers (some carry secrets) out of every cache.
+func noStore(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	c.Next()
+}
+
+// health answers 200 while the database answers, and says whether the broker is
+// connected (triggers are accepted and queued either way).
+func health(d Deps) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		mqtt := "connected"
+		if d.BrokerConnected != nil && !d.BrokerConnected() {
+			mqtt = "disconnected"
+		}
+		if err := d.Store.Ping(c); err != nil {
+			d.Log.Error("health: database", "err", err)
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "database": "down", "mqtt": mqtt})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ok", "database": "ok", "mqtt": mqtt})
+	}
+}
+
+// accessLog writes one line per request, with every secret in the URL masked.
+func accessLog(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		path := c.Request.URL.Path
+		if q := c.Request.URL.RawQuery; q != "" {
+			path += "?" + q
+		}
+		log.Info("http",
+			"method", c.Request.Method, "path", secrets.Mask(path), "status", c.Writer.Status(),
+			"dur_ms", float64(time.Since(start).Microseconds())/1000, "ip", c.ClientIP(), "bytes", c.Writer.Size())
+	}
+}
+
+// recovery turns a panic into a 500 with the usual error body.
+func recovery(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in handler", "panic", r, "path", c.Request.URL.Path)
+				status, body := errorResponse(c, log, actions.Errorf(actions.CodeInternal, "internal error"))
+				c.AbortWithStatusJSON(status, body)
+			}
+		}()
+		c.Next()
+	}
+}

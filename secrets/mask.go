@@ -1,0 +1,174 @@
+package secrets
+
+import "strings"
+
+// ellipsis marks where Mask cut a secret.
+const ellipsis = "…"
+
+// apiKeyParam is the query parameter whose value Mask always hides.
+const apiKeyParam = "api_key"
+
+// Mask returns s with secrets hidden, for log lines. Every token-looking
+// substring (a kind prefix followed by base62 characters) becomes its
+// DisplayPrefix + "…", and the value of an api_key query parameter, plain
+// (api_key=v) or URL-escaped (api_key%3Dv), becomes its DisplayPrefix + "…";
+// a value ends at '&', whitespace, a quote, '#' or, escaped, at %26.
+//
+// Mask never reproduces a whole value: a token body or value of at most 6
+// characters is replaced by "…" alone (a token keeps its kind prefix).
+// It is idempotent, case-insensitive for "api_key", and a hand-written
+// scanner that does not allocate for lines without secrets.
+func Mask(s string) string {
+	var out []byte // nil until the first replacement
+	last := 0      // s[last:] has not been copied to out yet
+	// Both the kind prefixes ("dhk_") and "api_key" have '_' as their 4th
+	// byte, so the scan jumps from one '_' to the next (IndexByte is fast)
+	// and looks at the 3 bytes before it.
+	for i := 0; ; {
+		j := strings.IndexByte(s[i:], '_')
+		if j < 0 {
+			break
+		}
+		at := i + j - 3 // where a prefix or "api_key" would start
+		i += j + 1
+		if at < last {
+			continue // would overlap what was already masked (or before s)
+		}
+		if s[at] == 'd' {
+			end, repl, ok := maskTokenAt(s, at)
+			if !ok {
+				continue
+			}
+			if repl != "" {
+				out = appendMasked(out, s, last, at, repl)
+				last = end
+			}
+			i = end
+			continue
+		}
+		vstart, escaped := apiKeyAt(s, at)
+		if vstart < 0 {
+			continue
+		}
+		vend := valueEnd(s, vstart, escaped)
+		if vend > vstart {
+			out = appendMasked(out, s, last, vstart, shownPart(s[vstart:vend]))
+			last = vend
+		}
+		i = vend
+	}
+	if out == nil {
+		return s
+	}
+	out = append(out, s[last:]...)
+	return string(out)
+}
+
+// appendMasked appends s[last:at], then kept and the ellipsis, to out,
+// allocating out on first use.
+func appendMasked(out []byte, s string, last, at int, kept string) []byte {
+	if out == nil {
+		out = make([]byte, 0, len(s)+8)
+	}
+	out = append(out, s[last:at]...)
+	out = append(out, kept...)
+	return append(out, ellipsis...)
+}
+
+// maskTokenAt looks for a token starting at s[i]. ok reports whether one is
+// there; end is where it stops; repl is what replaces s[i:end] before the
+// ellipsis, or "" to leave it (it is already masked).
+func maskTokenAt(s string, i int) (end int, repl string, ok bool) {
+	p := tokenPrefix(s[i:])
+	if p == "" {
+		return 0, "", false
+	}
+	bodyStart := i + len(p)
+	end = bodyStart
+	for end < len(s) && isBase62(s[end]) {
+		end++
+	}
+	// "dhk_abdhk_x" or "dhk_abapi_key=x": the run's last 3 characters start
+	// another token or api_key, which Mask must still see, so stop before.
+	if at := end - 3; at >= bodyStart && end < len(s) && s[end] == '_' {
+		if tokenPrefix(s[at:]) != "" {
+			end = at
+		} else if v, _ := apiKeyAt(s, at); v >= 0 {
+			end = at
+		}
+	}
+	body := end - bodyStart
+	switch {
+	case body == 0:
+		return 0, "", false
+	case body > displayLen:
+		return end, s[i : bodyStart+displayLen], true
+	case strings.HasPrefix(s[end:], ellipsis):
+		return end, "", true // already masked: "dhk_a1B2c3…"
+	default:
+		return end, p, true // too short to show any of it
+	}
+}
+
+// apiKeyAt reports where the value of an api_key parameter named at s[i]
+// starts (-1 if there is none) and whether the '=' was URL-escaped as %3D.
+func apiKeyAt(s string, i int) (vstart int, escaped bool) {
+	j := i + len(apiKeyParam)
+	if j > len(s) || !asciiEqualFold(s[i:j], apiKeyParam) {
+		return -1, false
+	}
+	switch {
+	case j < len(s) && s[j] == '=':
+		return j + 1, false
+	case j+3 <= len(s) && s[j] == '%' && s[j+1] == '3' && (s[j+2] == 'D' || s[j+2] == 'd'):
+		return j + 3, true
+	}
+	return -1, false
+}
+
+// valueEnd returns where a query value starting at s[start] ends: at '&',
+// whitespace, a quote, '#', a control character, the end of s, and, when the
+// query is URL-escaped, at an escaped '&' (%26).
+func valueEnd(s string, start int, escaped bool) int {
+	for j := start; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '&' || c == '#' || c == '"' || c == '\'' || c == ' ' || c < 0x20 || c == 0x7f:
+			return j
+		case escaped && c == '%' && j+2 < len(s) && s[j+1] == '2' && s[j+2] == '6':
+			return j
+		}
+	}
+	return len(s)
+}
+
+// shownPart returns what Mask keeps of a value: its DisplayPrefix, or ""
+// when that would be the whole value.
+func shownPart(v string) string {
+	d := DisplayPrefix(v)
+	if len(d) >= len(v) {
+		return ""
+	}
+	return d
+}
+
+func isBase62(c byte) bool {
+	return '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z'
+}
+
+// asciiEqualFold reports whether s equals the lower-case ASCII word lower,
+// ignoring ASCII case.
+func asciiEqualFold(s, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for k := 0; k < len(s); k++ {
+		c := s[k]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[k] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,245 @@
+package secrets
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestMaskTokens(t *testing.T) {
+	key := NewToken(APIKeyPrefix)
+	adm := NewToken(AdminTokenPrefix)
+	dev := NewToken(DeviceTokenPrefix)
+	ses := NewToken(SessionPrefix)
+
+	cases := []struct {
+		name, in, want string
+		secrets        []string
+	}{
+		{
+			name:    "api key in a header log",
+			in:      `level=info msg="auth" header="Authorization: Bearer ` + key + `" ok=true`,
+			want:    `level=info msg="auth" header="Authorization: Bearer ` + key[:10] + `…" ok=true`,
+			secrets: []string{key},
+		},
+		{
+			name:    "several tokens on one line",
+			in:      "admin " + adm + " rotated device " + dev + ",session=" + ses + "; key:" + key,
+			want:    "admin " + adm[:10] + "… rotated device " + dev[:10] + "…,session=" + ses[:10] + "…; key:" + key[:10] + "…",
+			secrets: []string{adm, dev, ses, key},
+		},
+		{
+			name:    "token at start and end, glued to other text",
+			in:      key + "/" + dev,
+			want:    key[:10] + "…/" + dev[:10] + "…",
+			secrets: []string{key, dev},
+		},
+		{
+			name:    "token in JSON",
+			in:      `{"token":"` + dev + `"}`,
+			want:    `{"token":"` + dev[:10] + `…"}`,
+			secrets: []string{dev},
+		},
+		{
+			name:    "short token body is hidden whole",
+			in:      "tried dhk_abc and dha_x1",
+			want:    "tried dhk_… and dha_…",
+			secrets: []string{"dhk_abc", "dha_x1"},
+		},
+		{
+			name: "seven character body keeps six",
+			in:   "dhk_abcdefg",
+			want: "dhk_abcdef…",
+		},
+		{
+			name: "no secrets",
+			in:   `127.0.0.1 - - [10/Oct/2025:13:55:36 +0000] "GET /healthz?x=1&dh=2 HTTP/1.1" 200 2 "-" "curl/8.0" d dh dhk dhk_ dhx_abcdefgh api_key apikey=x`,
+			want: `127.0.0.1 - - [10/Oct/2025:13:55:36 +0000] "GET /healthz?x=1&dh=2 HTTP/1.1" 200 2 "-" "curl/8.0" d dh dhk dhk_ dhx_abcdefgh api_key apikey=x`,
+		},
+		{name: "empty", in: "", want: ""},
+		{
+			name: "unicode untouched",
+			in:   "größe … ✓ dhk_",
+			want: "größe … ✓ dhk_",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Mask(c.in)
+			if got != c.want {
+				t.Errorf("Mask(%q)\n got %q\nwant %q", c.in, got, c.want)
+			}
+			for _, s := range c.secrets {
+				if strings.Contains(got, s) {
+					t.Errorf("output %q still contains secret %q", got, s)
+				}
+			}
+			if again := Mask(got); again != got {
+				t.Errorf("Mask is not idempotent: %q -> %q", got, again)
+			}
+		})
+	}
+}
+
+func TestMaskAPIKeyParam(t *testing.T) {
+	key := NewToken(APIKeyPrefix)
+	const other = "hunter2-not-a-token"
+
+	cases := []struct {
+		name, in, want string
+		secrets        []string
+	}{
+		{
+			name:    "access log with api_key token",
+			in:      `10.0.0.1 "POST /hooks/player?api_key=` + key + `&event=boot HTTP/1.1" 204`,
+			want:    `10.0.0.1 "POST /hooks/player?api_key=` + key[:10] + `…&event=boot HTTP/1.1" 204`,
+			secrets: []string{key},
+		},
+		{
+			name:    "api_key with arbitrary value at end of line",
+			in:      "GET /hook?event=boot&api_key=" + other,
+			want:    "GET /hook?event=boot&api_key=hunter…",
+			secrets: []string{other},
+		},
+		{
+			name:    "api_key value ends at space",
+			in:      "GET /hook?api_key=" + other + " HTTP/1.1",
+			want:    "GET /hook?api_key=hunter… HTTP/1.1",
+			secrets: []string{other},
+		},
+		{
+			name:    "upper case parameter name",
+			in:      "/hook?API_KEY=" + other,
+			want:    "/hook?API_KEY=hunter…",
+			secrets: []string{other},
+		},
+		{
+			name:    "escaped api_key%3D with token",
+			in:      "redirect=%2Fhook%3Fapi_key%3D" + key + "%26event%3Dboot",
+			want:    "redirect=%2Fhook%3Fapi_key%3D" + key[:10] + "…%26event%3Dboot",
+			secrets: []string{key},
+		},
+		{
+			name:    "escaped lower-case api_key%3d with arbitrary value",
+			in:      "next=/x%3fapi_key%3d" + other,
+			want:    "next=/x%3fapi_key%3dhunter…",
+			secrets: []string{other},
+		},
+		{
+			name:    "short value is hidden whole",
+			in:      "/hook?api_key=abc&x=1",
+			want:    "/hook?api_key=…&x=1",
+			secrets: []string{"abc"},
+		},
+		{
+			name: "empty value untouched",
+			in:   "/hook?api_key=&x=1",
+			want: "/hook?api_key=&x=1",
+		},
+		{
+			name:    "two api_key params and a bare token",
+			in:      "/h?api_key=" + other + "&api_key=" + key + " via " + key,
+			want:    "/h?api_key=hunter…&api_key=" + key[:10] + "… via " + key[:10] + "…",
+			secrets: []string{other, key},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Mask(c.in)
+			if got != c.want {
+				t.Errorf("Mask(%q)\n got %q\nwant %q", c.in, got, c.want)
+			}
+			for _, s := range c.secrets {
+				if strings.Contains(got, s) {
+					t.Errorf("output %q still contains secret %q", got, s)
+				}
+			}
+			if again := Mask(got); again != got {
+				t.Errorf("Mask is not idempotent: %q -> %q", got, again)
+			}
+		})
+	}
+}
+
+// A URL built by net/url (as a client would) must come out masked, escaped
+// or not.
+func TestMaskURLBuiltByNetURL(t *testing.T) {
+	key := NewToken(APIKeyPrefix)
+	v := url.Values{"api_key": {key}, "event": {"boot"}}
+	u := "https://example.invalid/hook?" + v.Encode()
+	for _, line := range []string{u, "next=" + url.QueryEscape(u)} {
+		got := Mask(line)
+		if strings.Contains(got, key) || strings.Contains(got, key[10:]) {
+			t.Errorf("Mask(%q) = %q leaks the key", line, got)
+		}
+		if !strings.Contains(got, key[:10]+"…") {
+			t.Errorf("Mask(%q) = %q lacks the display prefix", line, got)
+		}
+	}
+}
+
+func TestMaskDoesNotAllocateWithoutSecrets(t *testing.T) {
+	line := `127.0.0.1 - - [10/Oct/2025:13:55:36 +0000] "GET /devices/abc/status?verbose=1 HTTP/1.1" 200 512 "-" "Mozilla/5.0"`
+	allocs := testing.AllocsPerRun(100, func() { _ = Mask(line) })
+	if allocs != 0 {
+		t.Errorf("Mask of a clean line allocates %.0f times, want 0", allocs)
+	}
+}
+
+func BenchmarkMask(b *testing.B) {
+	key := NewToken(APIKeyPrefix)
+	lines := map[string]string{
+		"clean":  `127.0.0.1 - - [10/Oct/2025:13:55:36 +0000] "GET /devices/abc/status?verbose=1 HTTP/1.1" 200 512 "-" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"`,
+		"secret": `127.0.0.1 - - [10/Oct/2025:13:55:36 +0000] "POST /hooks/player?api_key=` + key + `&event=boot HTTP/1.1" 204 0 "-" "player/2.1 ` + key + `"`,
+	}
+	for _, name := range []string{"clean", "secret"} {
+		line := lines[name]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(line)))
+			for b.Loop() {
+				_ = Mask(line)
+			}
+		})
+	}
+}
+
+// fuzzToken is a fixed token so that fuzzing is reproducible.
+const fuzzToken = "dhk_Q3vX9kLm2PzR7tYw4bNc8dFg1hJs6aUe0iKo5qWe3rT"
+
+// FuzzMask checks, for any text around a token, that Mask never lets the
+// token's hidden part through and that masking twice changes nothing.
+func FuzzMask(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"", ""},
+		{"GET /hook?api_key=", "&x=1"},
+		{"next=%2Fh%3Fapi_key%3D", "%26a%3Db"},
+		{"dhk_", ""},
+		{"dhk_ab", "…"},
+		{"dhk_abapi_key=", " x"},
+		{"api_key=x", "dhs_abc…"},
+		{"dh", "_"},
+		{"Bearer ", "\nX-Admin: dha_Zz9"},
+		{"API_KEY=dha_", "dha_abcdefgh…"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	hidden := fuzzToken[10:]
+	f.Fuzz(func(t *testing.T, before, after string) {
+		if strings.Contains(before+after, hidden[:8]) {
+			t.Skip()
+		}
+		line := before + fuzzToken + after
+		got := Mask(line)
+		if strings.Contains(got, hidden[:8]) {
+			t.Errorf("Mask(%q) = %q leaks the token", line, got)
+		}
+		if again := Mask(got); again != got {
+			t.Errorf("Mask not idempotent on %q: %q -> %q", line, got, again)
+		}
+		// Text without '_' has nothing to mask.
+		if !strings.Contains(before, "_") && Mask(before) != before {
+			t.Errorf("Mask changed %q, which has no '_'", before)
+		}
+	})
+}

@@ -1,0 +1,241 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// CreateDevice inserts a device; an existing id is ErrConflict.
+func (s *Store) CreateDevice(ctx context.Context, d *Device) error {
+	return wrap("create device", s.db.WithContext(ctx).Create(d).Error)
+}
+
+// Devices lists devices ordered by id.
+func (s *Store) Devices(ctx context.Context, p Page) ([]Device, int64, error) {
+	var (
+		ds    []Device
+		total int64
+	)
+	q := s.db.WithContext(ctx).Model(&Device{})
+	if err := q.Count(&total).Error; err != nil {
+		return nil, 0, wrap("count devices", err)
+	}
+	err := p.apply(q).Order("id").Find(&ds).Error
+	return ds, total, wrap("list devices", err)
+}
+
+// Device returns one device.
+func (s *Store) Device(ctx context.Context, id string) (*Device, error) {
+	var d Device
+	err := s.db.WithContext(ctx).Where("id = ?", id).Take(&d).Error
+	return &d, wrap("get device", err)
+}
+
+// DevicesByID returns the devices among ids that exist, in no particular order.
+func (s *Store) DevicesByID(ctx context.Context, ids []string) ([]Device, error) {
+	var out []Device
+	for _, chunk := range chunks(ids, 1000) {
+		var ds []Device
+		if err := s.db.WithContext(ctx).Where("id IN ?", chunk).Find(&ds).Error; err != nil {
+			return nil, wrap("get devices", err)
+		}
+		out = append(out, ds...)
+	}
+	return out, nil
+}
+
+// DeviceIDs returns every device id, ordered.
+func (s *Store) DeviceIDs(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := s.db.WithContext(ctx).Model(&Device{}).Order("id").Pluck("id", &ids).Error
+	return ids, wrap("list device ids", err)
+}
+
+// DeviceCredential is what the broker needs to admit a device.
+type DeviceCredential struct {
+	ID        string
+	TokenHash string
+}
+
+// DeviceCredentials returns every device's token hash, for the broker's cache.
+func (s *Store) DeviceCredentials(ctx context.Context) ([]DeviceCredential, error) {
+	var cs []DeviceCredential
+	err := s.db.WithContext(ctx).Model(&Device{}).Select("id", "token_hash").Find(&cs).Error
+	return cs, wrap("list device credentials", err)
+}
+
+// MosquittoCredentials returns every device's Mosquitto password hash by id.
+func (s *Store) MosquittoCredentials(ctx context.Context) ([]Device, error) {
+	var ds []Device
+	err := s.db.WithContext(ctx).Select("id", "mosquitto_hash").Order("id").Find(&ds).Error
+	return ds, wrap("list mosquitto credentials", err)
+}
+
+// RenameDevice changes a device's name.
+func (s *Store) RenameDevice(ctx context.Context, id, name string) error {
+	res := s.db.WithContext(ctx).Model(&Device{}).Where("id = ?", id).
+		Updates(map[string]any{"name": name, "updated_at": time.Now().UTC()})
+	return rowsOrNotFound("rename device", res)
+}
+
+// SetDeviceToken replaces a device's credentials (token rotation).
+func (s *Store) SetDeviceToken(ctx context.Context, id, tokenHash, mosquittoHash string) error {
+	res := s.db.WithContext(ctx).Model(&Device{}).Where("id = ?", id).
+		Updates(map[string]any{"token_hash": tokenHash, "mosquitto_hash": mosquittoHash, "updated_at": time.Now().UTC()})
+	return rowsOrNotFound("set device token", res)
+}
+
+// DeleteDevice removes a device and its group memberships. A device that an action
+// targets cannot be deleted (ErrConflict): the action would point at nothing.
+func (s *Store) DeleteDevice(ctx context.Context, id string) error {
+	return wrap("delete device", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&Action{}).Where("target_type = ? AND target_id = ?", "device", id).Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrConflict
+		}
+		if err := tx.Where("device_id = ?", id).Delete(&GroupMember{}).Error; err != nil {
+			return err
+		}
+		res := tx.Where("id = ?", id).Delete(&Device{})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		return nil
+	}))
+}
+
+// Presence is a device's connection state as last observed.
+type Presence struct {
+	DeviceID string
+	Online   bool
+	At       time.Time // when the state was observed, used to reject stale updates
+	LastSeen time.Time
+}
+
+// SavePresence writes several presence changes in one transaction. A change older
+// than what is stored (PresenceAt) is skipped, so a late message never wins.
+func (s *Store) SavePresence(ctx context.Context, ps []Presence) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	return wrap("save presence", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		for _, p := range ps {
+			err := tx.Model(&Device{}).
+				Where("id = ? AND (presence_at IS NULL OR presence_at <= ?)", p.DeviceID, p.At).
+				Updates(map[string]any{"online": p.Online, "presence_at": p.At, "last_seen": p.LastSeen}).Error
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
+// ResetPresence marks every device offline; the embedded broker calls it at start,
+// since no device can be connected to a broker that was not running.
+func (s *Store) ResetPresence(ctx context.Context, at time.Time) error {
+	err := s.db.WithContext(ctx).Model(&Device{}).Where("online = ?", true).
+		Updates(map[string]any{"online": false, "presence_at": at}).Error
+	return wrap("reset presence", err)
+}
+
+// PresenceStates returns every device's stored presence.
+func (s *Store) PresenceStates(ctx context.Context) ([]Presence, error) {
+	var ds []Device
+	err := s.db.WithContext(ctx).Select("id", "online", "presence_at", "last_seen").Find(&ds).Error
+	out := make([]Presence, len(ds))
+	for i, d := range ds {
+		out[i] = Presence{DeviceID: d.ID, Online: d.Online}
+		if d.PresenceAt != nil {
+			out[i].At = *d.PresenceAt
+		}
+		if d.LastSeen != nil {
+			out[i].LastSeen = *d.LastSeen
+		}
+	}
+	return out, wrap("list presence", err)
+}
+
+// DevicesWithDesired returns the devices that have a desired state to publish.
+func (s *Store) DevicesWithDesired(ctx context.Context, ids []string) ([]Device, error) {
+	q := s.db.WithContext(ctx).Where("desired_version > 0")
+	if ids == nil {
+		var ds []Device
+		err := q.Find(&ds).Error
+		return ds, wrap("list desired states", err)
+	}
+	var out []Device
+	for _, chunk := range chunks(ids, 1000) {
+		var ds []Device
+		if err := q.Session(&gorm.Session{}).Where("id IN ?", chunk).Find(&ds).Error; err != nil {
+			return nil, wrap("list desired states", err)
+		}
+		out = append(out, ds...)
+	}
+	return out, nil
+}
+
+// DesiredChange is the lasting effect of a command on the devices' desired state;
+// nil fields are left as they are.
+type DesiredChange struct {
+	Emergency  *Emergency
+	LoopPaused *bool
+}
+
+// Emergency is the emergency part of a device's desired state.
+type Emergency struct {
+	Enabled bool
+	Message string
+	URL     string
+}
+
+func applyDesired(tx *gorm.DB, ids []string, ch *DesiredChange, at time.Time) error {
+	set := map[string]any{
+		"desired_version":    gorm.Expr("desired_version + 1"),
+		"desired_updated_at": at,
+	}
+	if ch.Emergency != nil {
+		set["emergency_enabled"] = ch.Emergency.Enabled
+		set["emergency_message"] = ch.Emergency.Message
+		set["emergency_url"] = ch.Emergency.URL
+	}
+	if ch.LoopPaused != nil {
+		set["loop_paused"] = *ch.LoopPaused
+	}
+	for _, chunk := range chunks(ids, 1000) {
+		if err := tx.Model(&Device{}).Where("id IN ?", chunk).Updates(set).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func rowsOrNotFound(op string, res *gorm.DB) error {
+	if res.Error != nil {
+		return wrap(op, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return wrap(op, ErrNotFound)
+	}
+	return nil
+}
+
+func chunks(ids []string, n int) [][]string {
+	var out [][]string
+	for len(ids) > n {
+		out = append(out, ids[:n])
+		ids = ids[n:]
+	}
+	if len(ids) > 0 {
+		out = append(out, ids)
+	}
+	return out
+}

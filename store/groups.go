@@ -1,0 +1,135 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// CreateGroup inserts a group with its members; an unknown device is ErrNotFound,
+// a taken name ErrConflict.
+func (s *Store) CreateGroup(ctx context.Context, g *Group) error {
+	return wrap("create group", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(g).Error; err != nil {
+			return err
+		}
+		return setMembers(tx, g.ID, g.DeviceIDs)
+	}))
+}
+
+// UpdateGroup renames a group and replaces its members.
+func (s *Store) UpdateGroup(ctx context.Context, g *Group) error {
+	return wrap("update group", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&Group{}).Where("id = ?", g.ID).
+			Updates(map[string]any{"name": g.Name, "updated_at": time.Now().UTC()})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		if err := tx.Where("group_id = ?", g.ID).Delete(&GroupMember{}).Error; err != nil {
+			return err
+		}
+		return setMembers(tx, g.ID, g.DeviceIDs)
+	}))
+}
+
+func setMembers(tx *gorm.DB, groupID string, deviceIDs []string) error {
+	if len(deviceIDs) == 0 {
+		return nil
+	}
+	var found int64
+	for _, chunk := range chunks(deviceIDs, 1000) {
+		var n int64
+		if err := tx.Model(&Device{}).Where("id IN ?", chunk).Count(&n).Error; err != nil {
+			return err
+		}
+		found += n
+	}
+	if found != int64(len(deviceIDs)) {
+		return ErrNotFound
+	}
+	ms := make([]GroupMember, len(deviceIDs))
+	for i, id := range deviceIDs {
+		ms[i] = GroupMember{GroupID: groupID, DeviceID: id}
+	}
+	return tx.CreateInBatches(ms, 500).Error
+}
+
+// Groups lists groups ordered by name, with their members.
+func (s *Store) Groups(ctx context.Context, p Page) ([]Group, int64, error) {
+	var (
+		gs    []Group
+		total int64
+	)
+	q := s.db.WithContext(ctx).Model(&Group{})
+	if err := q.Count(&total).Error; err != nil {
+		return nil, 0, wrap("count groups", err)
+	}
+	if err := p.apply(q).Order("name").Find(&gs).Error; err != nil {
+		return nil, 0, wrap("list groups", err)
+	}
+	if len(gs) == 0 {
+		return gs, total, nil
+	}
+	ids := make([]string, len(gs))
+	byID := make(map[string]*Group, len(gs))
+	for i := range gs {
+		ids[i] = gs[i].ID
+		byID[gs[i].ID] = &gs[i]
+		gs[i].DeviceIDs = []string{}
+	}
+	var ms []GroupMember
+	if err := s.db.WithContext(ctx).Where("group_id IN ?", ids).Order("device_id").Find(&ms).Error; err != nil {
+		return nil, 0, wrap("list group members", err)
+	}
+	for _, m := range ms {
+		byID[m.GroupID].DeviceIDs = append(byID[m.GroupID].DeviceIDs, m.DeviceID)
+	}
+	return gs, total, nil
+}
+
+// Group returns a group with its members.
+func (s *Store) Group(ctx context.Context, id string) (*Group, error) {
+	var g Group
+	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&g).Error; err != nil {
+		return nil, wrap("get group", err)
+	}
+	ids, err := s.GroupDeviceIDs(ctx, id)
+	g.DeviceIDs = ids
+	return &g, err
+}
+
+// GroupDeviceIDs returns the ids of a group's members, ordered.
+func (s *Store) GroupDeviceIDs(ctx context.Context, groupID string) ([]string, error) {
+	ids := []string{}
+	err := s.db.WithContext(ctx).Model(&GroupMember{}).Where("group_id = ?", groupID).
+		Order("device_id").Pluck("device_id", &ids).Error
+	return ids, wrap("list group members", err)
+}
+
+// DeleteGroup removes a group; a group that an action targets is ErrConflict.
+func (s *Store) DeleteGroup(ctx context.Context, id string) error {
+	return wrap("delete group", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&Action{}).Where("target_type = ? AND target_id = ?", "group", id).Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrConflict
+		}
+		if err := tx.Where("group_id = ?", id).Delete(&GroupMember{}).Error; err != nil {
+			return err
+		}
+		res := tx.Where("id = ?", id).Delete(&Group{})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		return nil
+	}))
+}

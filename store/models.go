@@ -1,0 +1,141 @@
+package store
+
+import "time"
+
+// APIKey authenticates webhook callers. The key itself is never stored: LookupHash
+// (an HMAC under the server secret) finds it, Sealed (AES-GCM under the same secret)
+// lets an admin reveal it again. A revoked key keeps its row for the history of the
+// dispatches it made, but loses its seal.
+type APIKey struct {
+	ID           string     `gorm:"primaryKey;size:36"`
+	Name         string     `gorm:"size:200;not null"`
+	Prefix       string     `gorm:"size:16;not null"`
+	LookupHash   string     `gorm:"size:64;not null;uniqueIndex"`
+	Sealed       string     `gorm:"size:200"`
+	CreatedAt    time.Time  `gorm:"not null"`
+	LastUsedAt   *time.Time `gorm:""`
+	LastUsedFrom string     `gorm:"size:64"`
+	RevokedAt    *time.Time `gorm:"index"`
+}
+
+// AdminToken authenticates scripts and the web UI's API calls to the management API.
+type AdminToken struct {
+	ID         string     `gorm:"primaryKey;size:36"`
+	Name       string     `gorm:"size:200;not null"`
+	Prefix     string     `gorm:"size:16;not null"`
+	Hash       string     `gorm:"size:64;not null;uniqueIndex"`
+	CreatedAt  time.Time  `gorm:"not null"`
+	LastUsedAt *time.Time `gorm:""`
+}
+
+// Device is one signage player. Its MQTT token is kept only as TokenHash (for the
+// embedded broker) and MosquittoHash (for an exported Mosquitto password file).
+// The desired-state columns are the lasting effect of set_emergency, pause_loop and
+// resume_loop, published retained to the device's desired topic.
+type Device struct {
+	ID            string     `gorm:"primaryKey;size:64"`
+	Name          string     `gorm:"size:200;not null"`
+	TokenHash     string     `gorm:"size:64;not null;uniqueIndex"`
+	MosquittoHash string     `gorm:"size:200;not null"`
+	Online        bool       `gorm:"not null;default:false"`
+	LastSeen      *time.Time `gorm:""`
+	PresenceAt    *time.Time `gorm:""`
+	CreatedAt     time.Time  `gorm:"not null"`
+	UpdatedAt     time.Time  `gorm:"not null"`
+
+	DesiredVersion   int64      `gorm:"not null;default:0"`
+	EmergencyEnabled bool       `gorm:"not null;default:false"`
+	EmergencyMessage string     `gorm:"size:2000"`
+	EmergencyURL     string     `gorm:"size:2000"`
+	LoopPaused       bool       `gorm:"not null;default:false"`
+	DesiredUpdatedAt *time.Time `gorm:""`
+}
+
+// Group is a named set of devices that an action can target.
+type Group struct {
+	ID        string    `gorm:"primaryKey;size:36"`
+	Name      string    `gorm:"size:200;not null;uniqueIndex"`
+	CreatedAt time.Time `gorm:"not null"`
+	UpdatedAt time.Time `gorm:"not null"`
+	DeviceIDs []string  `gorm:"-"`
+}
+
+// GroupMember puts a device in a group; both sides cascade on delete.
+type GroupMember struct {
+	GroupID  string  `gorm:"primaryKey;size:36"`
+	DeviceID string  `gorm:"primaryKey;size:64;index"`
+	Group    *Group  `gorm:"foreignKey:GroupID;constraint:OnDelete:CASCADE"`
+	Device   *Device `gorm:"foreignKey:DeviceID;constraint:OnDelete:CASCADE"`
+}
+
+// Action is what a webhook call with its EventID makes the target devices do.
+// Params holds the function's fixed parameters as a JSON object.
+type Action struct {
+	ID         string    `gorm:"primaryKey;size:36"`
+	Name       string    `gorm:"size:200;not null"`
+	EventID    string    `gorm:"size:64;not null;uniqueIndex"`
+	Function   string    `gorm:"size:32;not null"`
+	TargetType string    `gorm:"size:16;not null"`
+	TargetID   string    `gorm:"size:64;not null;default:'';index"`
+	Params     string    `gorm:"not null;default:'{}'"`
+	Enabled    bool      `gorm:"not null;default:true"`
+	TTLSeconds int       `gorm:"not null"`
+	CreatedAt  time.Time `gorm:"not null"`
+	UpdatedAt  time.Time `gorm:"not null"`
+}
+
+// Dispatch records one accepted trigger: which action, by which key, how and from
+// where. Its commands say what happened on each device.
+type Dispatch struct {
+	ID           string    `gorm:"primaryKey;size:36"`
+	ActionID     string    `gorm:"size:36;not null;index"`
+	ActionName   string    `gorm:"size:200;not null"`
+	EventID      string    `gorm:"size:64;not null"`
+	Function     string    `gorm:"size:32;not null"`
+	APIKeyID     string    `gorm:"size:36;not null;default:'';index"`
+	APIKeyPrefix string    `gorm:"size:16;not null;default:''"`
+	Method       string    `gorm:"size:8;not null"`
+	Source       string    `gorm:"size:64;not null;default:''"`
+	Targets      int       `gorm:"not null"`
+	CreatedAt    time.Time `gorm:"not null;index"`
+}
+
+// Command states. A command goes queued -> published -> succeeded | failed |
+// rejected, or to expired when its ExpiresAt passes without an ack.
+const (
+	StateQueued    = "queued"
+	StatePublished = "published"
+	StateSucceeded = "succeeded"
+	StateFailed    = "failed"
+	StateRejected  = "rejected"
+	StateExpired   = "expired"
+)
+
+// States lists every command state in lifecycle order.
+var States = []string{StateQueued, StatePublished, StateSucceeded, StateFailed, StateRejected, StateExpired}
+
+// Command is the message for one device of a dispatch. Payload is the exact JSON
+// published on the device's commands topic, so a retry sends the same bytes.
+type Command struct {
+	ID          string     `gorm:"primaryKey;size:36"`
+	DispatchID  string     `gorm:"size:36;not null;index"`
+	DeviceID    string     `gorm:"size:64;not null;index:idx_commands_device_state,priority:1"`
+	State       string     `gorm:"size:16;not null;index:idx_commands_device_state,priority:2;index:idx_commands_state_expires,priority:1"`
+	Function    string     `gorm:"size:32;not null"`
+	Payload     string     `gorm:"not null"`
+	CreatedAt   time.Time  `gorm:"not null"`
+	ExpiresAt   time.Time  `gorm:"not null;index:idx_commands_state_expires,priority:2"`
+	PublishedAt *time.Time `gorm:""`
+	AckedAt     *time.Time `gorm:""`
+	Detail      string     `gorm:"size:500;not null;default:''"`
+}
+
+// Idempotency remembers the response to a trigger sent with an idempotency key, so a
+// repeat by the same API key within the retention window gets the same answer.
+type Idempotency struct {
+	APIKeyID   string    `gorm:"primaryKey;size:36"`
+	Key        string    `gorm:"column:idem_key;primaryKey;size:255"`
+	DispatchID string    `gorm:"size:36;not null"`
+	Response   string    `gorm:"not null"`
+	CreatedAt  time.Time `gorm:"not null;index"`
+}

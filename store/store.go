@@ -1,0 +1,195 @@
+// Package store keeps devicehooks' state in a relational database through GORM:
+// SQLite by default, PostgreSQL when the DSN is a postgres:// URL. It knows no HTTP
+// and no MQTT; every method takes a context.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// ErrNotFound is returned when a looked-up row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a write would break a uniqueness or reference rule.
+var ErrConflict = errors.New("conflict")
+
+// Store is the database handle shared by the whole process.
+type Store struct {
+	db       *gorm.DB
+	postgres bool
+}
+
+// Open connects to dsn (an SQLite file path or a postgres:// URL) and migrates the schema.
+func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
+	cfg := &gorm.Config{
+		Logger:                 logger.Discard,
+		SkipDefaultTransaction: true, // our writes that need a transaction open one themselves
+		PrepareStmt:            true,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+	}
+	s := &Store{}
+	var err error
+	if IsPostgres(dsn) {
+		s.postgres = true
+		s.db, err = gorm.Open(postgres.Open(dsn), cfg)
+	} else {
+		s.db, err = openSQLite(dsn, cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	if s.postgres {
+		sqlDB.SetMaxOpenConns(16)
+		sqlDB.SetMaxIdleConns(16)
+	}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		_ = sqlDB.Close()
+		return nil, err
+	}
+	if log != nil {
+		log.Info("database ready", "driver", s.Driver())
+	}
+	return s, nil
+}
+
+// IsPostgres reports whether dsn selects PostgreSQL rather than an SQLite file.
+func IsPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// openSQLite opens an SQLite file with WAL, a busy timeout, immediate transactions
+// and foreign keys. The pragmas go in mattn's own DSN keys: the "_pragma=" form is
+// silently ignored by this driver.
+//
+// Pool: WAL lets readers run beside the one writer, so we keep several connections
+// for reads. _txlock=immediate makes every transaction take the write lock at BEGIN,
+// so two read-then-write transactions wait on the busy timeout instead of failing
+// with "database is locked" on upgrade.
+func openSQLite(path string, cfg *gorm.Config) (*gorm.DB, error) {
+	if path == "" {
+		return nil, errors.New("empty database path")
+	}
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	dsn := "file:" + path + "?_journal_mode=WAL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=1&_synchronous=NORMAL"
+	db, err := gorm.Open(sqlite.Open(dsn), cfg)
+	if err != nil {
+		return nil, err
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, err
+	}
+	sqlDB.SetMaxOpenConns(8)
+	sqlDB.SetMaxIdleConns(8)
+	sqlDB.SetConnMaxIdleTime(0)
+	return db, nil
+}
+
+// Driver names the database in use: "sqlite" or "postgres".
+func (s *Store) Driver() string {
+	if s.postgres {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// Close closes the database connections.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}
+
+// Pragma returns the value of an SQLite pragma; tests use it to prove the DSN took effect.
+func (s *Store) Pragma(ctx context.Context, name string) (string, error) {
+	if s.postgres {
+		return "", errors.New("store: pragma: not sqlite")
+	}
+	var v string
+	// name is a constant chosen by the caller, never user input.
+	err := s.db.WithContext(ctx).Raw("PRAGMA " + name).Row().Scan(&v)
+	return v, err
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	err := s.db.WithContext(ctx).AutoMigrate(
+		&APIKey{}, &AdminToken{}, &Device{}, &Group{}, &GroupMember{},
+		&Action{}, &Dispatch{}, &Command{}, &Idempotency{},
+	)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	return nil
+}
+
+// notFound turns gorm's not-found error into ErrNotFound and wraps everything else.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return fmt.Errorf("store: %s: %w", op, ErrNotFound)
+	}
+	if errors.Is(err, gorm.ErrDuplicatedKey) || isUniqueViolation(err) {
+		return fmt.Errorf("store: %s: %w", op, ErrConflict)
+	}
+	return fmt.Errorf("store: %s: %w", op, err)
+}
+
+// isUniqueViolation recognises unique-constraint errors of both drivers without
+// importing their error types (gorm's TranslateError does not cover every path).
+func isUniqueViolation(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") ||
+		strings.Contains(msg, "duplicate key value") ||
+		strings.Contains(msg, "SQLSTATE 23505")
+}
+
+// Page bounds a list query.
+type Page struct {
+	Limit  int
+	Offset int
+}
+
+func (p Page) apply(q *gorm.DB) *gorm.DB {
+	limit := p.Limit
+	if limit <= 0 || limit > 500 {
+		limit = 50
+	}
+	return q.Limit(limit).Offset(max(p.Offset, 0))
+}

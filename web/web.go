@@ -1,0 +1,32 @@
+// Package web holds devicehooks' embedded templates and static assets. It is a leaf
+// package: it imports nothing of ours, and its templates are parsed once.
+package web
+
+import (
+	"embed"
+	"html/template"
+	"io"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var pages = template.Must(template.ParseFS(templateFS, "templates/*.html"))
+
+// WebhookResult is what the small page shown to a browser that opened a webhook
+// GET link says.
+type WebhookResult struct {
+	OK         bool
+	DispatchID string
+	EventID    string
+	Function   string
+	Targets    int
+	Replayed   bool
+	Code       string
+	Detail     string
+}
+
+// RenderWebhookResult writes the page for a webhook GET opened in a browser.
+func RenderWebhookResult(w io.Writer, r WebhookResult) error {
+	return pages.ExecuteTemplate(w, "webhook_result.html", r)
+}
