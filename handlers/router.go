@@ -21,6 +21,7 @@ type Deps struct {
 	Keys       *auth.Keys
 	Admins     *auth.Admins
 	Devices    *auth.Devices
+	Users      *auth.Users
 	Dispatcher *actions.Dispatcher
 	Presence   *actions.Presence
 	Log        *slog.Logger
@@ -30,6 +31,12 @@ type Deps struct {
 	BrokerConnected func() bool
 	// TrustedProxies may set the client address through X-Forwarded-For.
 	TrustedProxies []string
+	// Topics are the MQTT topics (the UI shows them to player developers).
+	Topics actions.Topics
+	// PublicURL is the base URL generated links use ("" = from the request).
+	PublicURL string
+	// SecureCookies marks session cookies Secure (behind TLS).
+	SecureCookies bool
 }
 
 // New returns the HTTP handler with every route.
@@ -84,6 +91,8 @@ func New(d Deps) (http.Handler, error) {
 
 	v1.GET("/dispatches", a.listDispatches)
 	v1.GET("/dispatches/:id", a.getDispatch)
+
+	registerUI(r, d)
 	return r, nil
 }
 

@@ -147,10 +147,11 @@ func (s *Store) Pragma(ctx context.Context, name string) (string, error) {
 }
 
 func (s *Store) migrate(ctx context.Context) error {
-	err := s.db.WithContext(ctx).AutoMigrate(
+	models := []any{
 		&APIKey{}, &AdminToken{}, &Device{}, &Group{}, &GroupMember{},
 		&Action{}, &Dispatch{}, &Command{}, &Idempotency{},
-	)
+	}
+	err := s.db.WithContext(ctx).AutoMigrate(append(models, userModels...)...)
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}

@@ -31,6 +31,7 @@ type App struct {
 	keys       *auth.Keys
 	admins     *auth.Admins
 	devices    *auth.Devices
+	users      *auth.Users
 	presence   *actions.Presence
 	delivery   *actions.Delivery
 	tracker    *actions.Tracker
@@ -74,6 +75,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.keys = auth.NewKeys(a.store, kr, a.Log)
 	a.admins = auth.NewAdmins(a.store, kr, cfg.AdminToken)
 	a.devices = auth.NewDevices(a.store, kr)
+	a.users = auth.NewUsers(a.store, kr)
 	if err := a.devices.Load(ctx); err != nil {
 		return err
 	}
@@ -122,12 +124,18 @@ func (a *App) Open(ctx context.Context) (err error) {
 		a.external.Start()
 	}
 
-	first, err := a.admins.EnsureFirstToken(ctx)
-	if err != nil {
+	first := firstStart{}
+	if first.token, err = a.admins.EnsureFirstToken(ctx); err != nil {
 		return err
 	}
-	return a.serveHTTP(first)
+	if first.password, err = a.users.EnsureFirstAdmin(ctx, cfg.AdminUser, cfg.AdminPassword); err != nil {
+		return err
+	}
+	return a.serveHTTP(first, topics)
 }
+
+// firstStart holds the credentials created at first start, printed once.
+type firstStart struct{ token, password string }
 
 func (a *App) secret() ([]byte, error) {
 	if a.Config.Secret != "" {
@@ -165,12 +173,13 @@ func (a *App) startEmbedded(topics actions.Topics) (*broker.Embedded, error) {
 	})
 }
 
-func (a *App) serveHTTP(firstToken string) error {
+func (a *App) serveHTTP(first firstStart, topics actions.Topics) error {
 	h, err := handlers.New(handlers.Deps{
-		Store: a.store, Keys: a.keys, Admins: a.admins, Devices: a.devices,
+		Store: a.store, Keys: a.keys, Admins: a.admins, Devices: a.devices, Users: a.users,
 		Dispatcher: a.dispatcher, Presence: a.presence, Log: a.Log,
 		MaxBody: a.Config.MaxBodyBytes, BrokerConnected: a.brokerConnected,
-		TrustedProxies: a.Config.trustedProxies(),
+		TrustedProxies: a.Config.trustedProxies(), Topics: topics,
+		PublicURL: a.Config.PublicURL, SecureCookies: a.Config.SecureCookies,
 	})
 	if err != nil {
 		return err
@@ -192,12 +201,12 @@ func (a *App) serveHTTP(firstToken string) error {
 			a.Log.Error("http server", "err", err)
 		}
 	}()
-	a.announce(firstToken)
+	a.announce(first)
 	return nil
 }
 
 // announce tells the operator where to go and how to authenticate.
-func (a *App) announce(firstToken string) {
+func (a *App) announce(first firstStart) {
 	attrs := []any{"http", a.HTTPAddr(), "database", a.store.Driver()}
 	if a.embedded != nil {
 		attrs = append(attrs, "mqtt", a.embedded.Addr())
@@ -208,10 +217,17 @@ func (a *App) announce(firstToken string) {
 		attrs = append(attrs, "mqtt_broker", a.Config.MQTTURL)
 	}
 	a.Log.Info("devicehooks serving", attrs...)
-	if firstToken != "" && a.Stdout != nil {
-		// Printed once, to the terminal only, never to the log.
+	if a.Stdout == nil {
+		return
+	}
+	// Printed once, to the terminal only, never to the log.
+	if first.password != "" {
+		fmt.Fprintf(a.Stdout, "\n  First start: web UI at http://%s/  user %q  password (shown only now):\n\n    %s\n",
+			a.HTTPAddr(), a.Config.AdminUser, first.password)
+	}
+	if first.token != "" {
 		fmt.Fprintf(a.Stdout, "\n  First start: created an admin token for the management API (shown only now):\n\n    %s\n\n"+
-			"  Use it as  Authorization: Bearer <token>  on http://%s/api/v1/...\n\n", firstToken, a.HTTPAddr())
+			"  Use it as  Authorization: Bearer <token>  on http://%s/api/v1/...\n\n", first.token, a.HTTPAddr())
 	}
 }
 

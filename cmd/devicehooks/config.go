@@ -26,6 +26,10 @@ type Config struct {
 	MQTTPassword       string
 	MQTTAllowAnonymous bool
 	AdminToken         string
+	AdminUser          string
+	AdminPassword      string
+	PublicURL          string
+	SecureCookies      bool
 	Secret             string
 	SecretFile         string
 	MaxBodyBytes       int64
@@ -50,6 +54,10 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.StringVar(&c.MQTTPassword, "mqtt-password", "", "password for the external broker")
 	fs.BoolVar(&c.MQTTAllowAnonymous, "mqtt-allow-anonymous", false, "DEVELOPMENT ONLY: let MQTT clients without credentials into the embedded broker")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bootstrap admin token for the management API (at least 32 characters)")
+	fs.StringVar(&c.AdminUser, "admin-user", "admin", "web UI admin account created at first start")
+	fs.StringVar(&c.AdminPassword, "admin-password", "", "password of that account at first start (default: generated and printed once)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "base URL of this server as callers see it, for generated links (default: from each request)")
+	fs.BoolVar(&c.SecureCookies, "secure-cookies", false, "mark session cookies Secure (set when serving behind TLS)")
 	fs.StringVar(&c.Secret, "secret", "", "server secret (64+ hex characters or 32+ characters); default: read or create --secret-file")
 	fs.StringVar(&c.SecretFile, "secret-file", "", "file holding the server secret, created with mode 0600 at first start (default: beside the SQLite file, or ./devicehooks.secret)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 64<<10, "largest webhook body accepted")

@@ -225,10 +225,10 @@ func connectPlayer(t testing.TB, brokerURL, prefix, id, token string) *player {
 	t.Helper()
 	p := &player{t: t, id: id, cmds: make(chan map[string]any, 1000), raw: make(chan []byte, 1000)}
 	status := prefix + "/devices/" + id + "/status"
-	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID("test-" + id).
+	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID("test-"+id).
 		SetUsername(id).SetPassword(token).SetCleanSession(true).
-		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
-		SetMaxReconnectInterval(500 * time.Millisecond).
+		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100*time.Millisecond).
+		SetMaxReconnectInterval(500*time.Millisecond).
 		SetWill(status, `{"state":"offline"}`, 1, true)
 	onMsg := func(_ paho.Client, m paho.Message) {
 		var cmd map[string]any
