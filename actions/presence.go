@@ -16,8 +16,8 @@ import (
 // from the moment it subscribes to its commands topic until its last connection
 // closes. With an external broker, the retained status topic is the source: a live
 // message applies in arrival order, while a retained one (replayed when we
-// subscribe) applies only if its "at" is newer than what we know, so a late or
-// stale message never overwrites a newer state.
+// subscribe) applies only if its "at" is not older than what we know, so a late
+// or stale message never overwrites a newer state.
 type Presence struct {
 	st            *store.Store
 	log           *slog.Logger
@@ -46,11 +46,13 @@ func NewPresence(st *store.Store, log *slog.Logger, authoritative bool) *Presenc
 	}
 }
 
-// Load reads the stored presence. With the embedded broker nobody can be connected
-// yet, so every device starts offline.
+// Load starts every device offline, keeping when its state was last observed.
+// Nobody can be connected to an embedded broker that was not running; with an
+// external broker, the retained status messages replayed when we subscribe (and
+// the players' live ones) tell who is really there.
 func (p *Presence) Load(ctx context.Context) error {
-	if p.authoritative {
-		return p.st.ResetPresence(ctx, p.clock())
+	if err := p.st.ResetPresence(ctx); err != nil {
+		return err
 	}
 	states, err := p.st.PresenceStates(ctx)
 	if err != nil {
@@ -59,9 +61,24 @@ func (p *Presence) Load(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range states {
-		p.devs[s.DeviceID] = &devicePresence{online: s.Online, at: s.At, lastSeen: s.LastSeen}
+		p.devs[s.DeviceID] = &devicePresence{at: s.At, lastSeen: s.LastSeen}
 	}
 	return nil
+}
+
+// BrokerLost marks every device offline when the connection to an external broker
+// drops: while it is down nobody can be reached, and after it, a device counts as
+// online again only once its status says so, so that nothing is sent before the
+// device has resubscribed.
+func (p *Presence) BrokerLost() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, d := range p.devs {
+		if d.online {
+			d.online = false
+			p.markDirty(id, d)
+		}
+	}
 }
 
 // Online reports whether a device is online now.
@@ -142,7 +159,9 @@ func (p *Presence) Status(id string, msg StatusMessage, retained bool) {
 			p.markDirty(id, d)
 		}
 	case retained:
-		if msg.At != nil && msg.At.After(d.at) {
+		// A replay counts if it is not older than what we know: the same message
+		// again (after BrokerLost) brings a device that never left back online.
+		if msg.At != nil && !msg.At.Before(d.at) {
 			went = p.set(id, d, online, msg.At.UTC(), msg.At.UTC())
 		}
 	default:

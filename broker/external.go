@@ -20,6 +20,8 @@ type ExternalConfig struct {
 	ClientID string
 	// OnConnect runs after every (re)connection, once subscriptions are renewed.
 	OnConnect func()
+	// OnConnectionLost runs when an established connection drops.
+	OnConnectionLost func()
 	Logger    *slog.Logger
 }
 
@@ -72,6 +74,9 @@ func NewExternal(cfg ExternalConfig) *External {
 		SetOrderMatters(true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			x.log.Warn("mqtt broker connection lost; reconnecting", "broker", cfg.URL, "err", err)
+			if cfg.OnConnectionLost != nil {
+				cfg.OnConnectionLost()
+			}
 		}).
 		SetOnConnectHandler(func(c paho.Client) {
 			x.log.Info("mqtt broker connected", "broker", cfg.URL)

@@ -139,11 +139,11 @@ func (s *Store) SavePresence(ctx context.Context, ps []Presence) error {
 	}))
 }
 
-// ResetPresence marks every device offline; the embedded broker calls it at start,
-// since no device can be connected to a broker that was not running.
-func (s *Store) ResetPresence(ctx context.Context, at time.Time) error {
+// ResetPresence marks every device offline at start, keeping when each state was
+// observed (so a stale retained status cannot win later).
+func (s *Store) ResetPresence(ctx context.Context) error {
 	err := s.db.WithContext(ctx).Model(&Device{}).Where("online = ?", true).
-		Updates(map[string]any{"online": false, "presence_at": at}).Error
+		Update("online", false).Error
 	return wrap("reset presence", err)
 }
 

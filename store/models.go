@@ -78,7 +78,7 @@ type Action struct {
 	TargetType string    `gorm:"size:16;not null"`
 	TargetID   string    `gorm:"size:64;not null;default:'';index"`
 	Params     string    `gorm:"not null;default:'{}'"`
-	Enabled    bool      `gorm:"not null;default:true"`
+	Enabled    bool      `gorm:"not null"`
 	TTLSeconds int       `gorm:"not null"`
 	CreatedAt  time.Time `gorm:"not null"`
 	UpdatedAt  time.Time `gorm:"not null"`

@@ -141,3 +141,7 @@ func TestGroupAndAllFanOut(t *testing.T) {
 		}
 	}
 }
+
+func TestTriggerEndToEndPostgres(t *testing.T) {
+	testTriggerPaths(t, startServer(t, Config{DB: testenv.Postgres(t)}))
+}

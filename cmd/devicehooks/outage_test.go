@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"devicehooks/internal/testenv"
+)
+
+// collect reads n commands and returns their ids, failing on a duplicate.
+func (p *player) collect(n int, timeout time.Duration) map[string]bool {
+	p.t.Helper()
+	got := map[string]bool{}
+	deadline := time.After(timeout)
+	for len(got) < n {
+		select {
+		case c := <-p.cmds:
+			id := c["id"].(string)
+			if got[id] {
+				p.t.Fatalf("player %s: command %s delivered twice", p.id, id)
+			}
+			got[id] = true
+		case <-deadline:
+			p.t.Fatalf("player %s: %d of %d commands within %s", p.id, len(got), n, timeout)
+		}
+	}
+	return got
+}
+
+func TestBrokerOutageQueuesAndDelivers(t *testing.T) {
+	m := testenv.StartMosquitto(t, testenv.MosquittoConfig{})
+	s := startServer(t, Config{MQTTURL: m.URL()})
+	p, key, eventID := setupLoadURL(t, s)
+
+	m.Kill()
+	testenv.WaitFor(t, 10*time.Second, "server notices the broker is gone", func() bool { return !s.app.brokerConnected() })
+	const n = 20
+	for i := 0; i < n; i++ {
+		if status, body := s.post(key, `{"event_id":"`+eventID+`"}`); status != http.StatusOK {
+			t.Fatalf("trigger %d during the outage: %d %v", i, status, body)
+		}
+	}
+	m.Start()
+	p.collect(n, 20*time.Second)
+	p.none(300 * time.Millisecond)
+}
+
+func TestQueuedCommandsSurviveRestart(t *testing.T) {
+	t.Run("embedded broker, device offline", func(t *testing.T) {
+		s := startServer(t, Config{})
+		token := s.createDevice("d1")
+		_, key := s.createKey("k")
+		ev := s.createAction("refresh_content", map[string]any{"type": "device", "id": "d1"}, nil)
+		for i := 0; i < 3; i++ {
+			if status, _ := s.post(key, `{"event_id":"`+ev+`"}`); status != http.StatusOK {
+				t.Fatal(status)
+			}
+		}
+		s.restart()
+		p := connectPlayer(t, s.mqttURL(), "devicehooks", "d1", token)
+		p.collect(3, 10*time.Second)
+		p.none(300 * time.Millisecond)
+	})
+	t.Run("external broker down across the restart", func(t *testing.T) {
+		m := testenv.StartMosquitto(t, testenv.MosquittoConfig{})
+		s := startServer(t, Config{MQTTURL: m.URL()})
+		p, key, eventID := setupLoadURL(t, s)
+		m.Kill()
+		testenv.WaitFor(t, 10*time.Second, "broker gone", func() bool { return !s.app.brokerConnected() })
+		for i := 0; i < 5; i++ {
+			if status, _ := s.post(key, `{"event_id":"`+eventID+`"}`); status != http.StatusOK {
+				t.Fatal(status)
+			}
+		}
+		s.stop()
+		m.Start()
+		s.start()
+		p.collect(5, 20*time.Second)
+		p.none(300 * time.Millisecond)
+	})
+}
+
+// TestNoSecretsInPlaintext checks the database files and the logs for every key
+// and token the server handed out, after they were used in headers and links.
+func TestNoSecretsInPlaintext(t *testing.T) {
+	s := startServer(t, Config{})
+	p, key, eventID := setupLoadURL(t, s)
+	s.post(key, `{"event_id":"`+eventID+`"}`)
+	s.get("api_key=" + key + "&payload=eyJldmVudF9pZCI6IiJ9")
+	s.get("api_key=" + key + "&payload=bad")
+	p.next(5 * time.Second)
+	keyID, _ := s.createKey("second")
+	revealed := s.mustCall(http.StatusOK, "POST", "/api/v1/api-keys/"+keyID+"/reveal", nil)["key"].(string)
+	deviceToken := s.createDevice("d2")
+	s.stop() // flush and checkpoint
+
+	secrets := []string{key, revealed, deviceToken}
+	var files []string
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		files = append(files, s.cfg.DB+suffix)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sec := range secrets {
+			if bytes.Contains(b, []byte(sec)) {
+				t.Fatalf("%s holds a secret in plaintext", filepath.Base(f))
+			}
+		}
+	}
+	logs := s.logs.String()
+	if !strings.Contains(logs, "api_key=dhk_") {
+		t.Fatalf("the access log should show the masked key prefix:\n%s", logs)
+	}
+	for _, sec := range append(secrets, testAdminToken) {
+		if strings.Contains(logs, sec) {
+			t.Fatalf("a secret appears in the log:\n%s", logs)
+		}
+	}
+}

@@ -1,0 +1,247 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"devicehooks/internal/testenv"
+	"devicehooks/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// eachBackend runs f on a fresh SQLite file and on a fresh PostgreSQL database.
+func eachBackend(t *testing.T, f func(t *testing.T, st *store.Store)) {
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			dsn := filepath.Join(t.TempDir(), "test.db")
+			if name == "postgres" {
+				dsn = testenv.Postgres(t)
+			}
+			st, err := store.Open(context.Background(), dsn, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			f(t, st)
+		})
+	}
+}
+
+func TestSQLitePragmasTakeEffect(t *testing.T) {
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for pragma, want := range map[string]string{
+		"journal_mode": "wal", "busy_timeout": "5000", "foreign_keys": "1", "synchronous": "1",
+	} {
+		if got, err := st.Pragma(context.Background(), pragma); err != nil || got != want {
+			t.Errorf("PRAGMA %s = %q (%v), want %q", pragma, got, err, want)
+		}
+	}
+}
+
+func device(id string) *store.Device {
+	now := time.Now().UTC()
+	return &store.Device{ID: id, Name: id, TokenHash: "hash-" + id, MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}
+}
+
+func TestCRUDAndReferences(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		for _, id := range []string{"a", "b"} {
+			if err := st.CreateDevice(ctx, device(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := st.CreateDevice(ctx, device("a")); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("duplicate device: %v", err)
+		}
+		now := time.Now().UTC()
+		g := &store.Group{ID: "g1", Name: "lobby", CreatedAt: now, UpdatedAt: now, DeviceIDs: []string{"a", "b"}}
+		if err := st.CreateGroup(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		bad := &store.Group{ID: "g2", Name: "bad", CreatedAt: now, UpdatedAt: now, DeviceIDs: []string{"a", "ghost"}}
+		if err := st.CreateGroup(ctx, bad); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("group with unknown member: %v", err)
+		}
+		if _, err := st.Group(ctx, "g2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatal("a failed group create left the group behind")
+		}
+		a := &store.Action{ID: "act", Name: "x", EventID: "evt_1", Function: "restart", TargetType: "group", TargetID: "g1", Params: "{}", Enabled: false, TTLSeconds: 60, CreatedAt: now, UpdatedAt: now}
+		if err := st.CreateAction(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.ActionByEventID(ctx, "evt_1")
+		if err != nil || got.Enabled {
+			t.Fatalf("action read back: %+v %v (a disabled action must stay disabled)", got, err)
+		}
+		if err := st.DeleteGroup(ctx, "g1"); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("deleting a targeted group: %v", err)
+		}
+		if err := st.DeleteDevice(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		ids, _ := st.GroupDeviceIDs(ctx, "g1")
+		if len(ids) != 1 || ids[0] != "b" {
+			t.Fatalf("members after deleting a: %v", ids)
+		}
+		if err := st.DeleteDevice(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("deleting twice: %v", err)
+		}
+	})
+}
+
+func newDispatch(id string, devices []string, idem string) *store.NewDispatch {
+	now := time.Now().UTC()
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: id, ActionID: "act", ActionName: "x", EventID: "evt", Function: "restart", Method: "POST", Targets: len(devices), CreatedAt: now}}
+	for _, d := range devices {
+		nd.Commands = append(nd.Commands, store.Command{
+			ID: id + "-" + d, DispatchID: id, DeviceID: d, State: store.StateQueued, Function: "restart",
+			Payload: "{}", CreatedAt: now, ExpiresAt: now.Add(time.Minute),
+		})
+	}
+	if idem != "" {
+		nd.Idempotency = &store.Idempotency{APIKeyID: "k", Key: idem, DispatchID: id, Response: `{"dispatch_id":"` + id + `"}`, CreatedAt: now}
+	}
+	return nd
+}
+
+func TestDispatchBatchAndCommandLifecycle(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		for _, id := range []string{"d1", "d2"} {
+			if err := st.CreateDevice(ctx, device(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dup, err := st.WriteDispatches(ctx, []*store.NewDispatch{
+			newDispatch("x1", []string{"d1", "d2"}, "same"),
+			newDispatch("x2", []string{"d1"}, "same"), // loses to x1 in the same batch
+			newDispatch("x3", []string{"d2"}, ""),
+		})
+		if err != nil || dup[0] || !dup[1] || dup[2] {
+			t.Fatalf("dup = %v, err = %v", dup, err)
+		}
+		if _, err := st.Dispatch(ctx, "x2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatal("the duplicate's dispatch was written")
+		}
+		rec, err := st.IdempotentResponse(ctx, "k", "same", time.Now().Add(-time.Hour))
+		if err != nil || rec.DispatchID != "x1" {
+			t.Fatalf("idempotency record: %+v %v", rec, err)
+		}
+
+		now := time.Now().UTC()
+		// An ack may overtake the published mark; the mark must not undo it.
+		applied, err := st.ApplyAcks(ctx, []store.Ack{
+			{CommandID: "x1-d1", DeviceID: "d1", State: store.StateSucceeded, At: now},
+			{CommandID: "x1-d2", DeviceID: "d1", State: store.StateSucceeded, At: now}, // wrong device
+		})
+		if err != nil || !applied[0] || applied[1] {
+			t.Fatalf("applied = %v, %v", applied, err)
+		}
+		if err := st.MarkPublished(ctx, []string{"x1-d1", "x1-d2"}, now); err != nil {
+			t.Fatal(err)
+		}
+		cmds, _ := st.DispatchCommands(ctx, "x1")
+		if cmds[0].State != store.StateSucceeded || cmds[1].State != store.StatePublished || cmds[0].PublishedAt == nil {
+			t.Fatalf("states: %s %s", cmds[0].State, cmds[1].State)
+		}
+		// A second ack for a settled command changes nothing.
+		if applied, _ := st.ApplyAcks(ctx, []store.Ack{{CommandID: "x1-d1", DeviceID: "d1", State: store.StateFailed, At: now}}); applied[0] {
+			t.Fatal("a settled command was acked again")
+		}
+		pending, err := st.PendingCommands(ctx, []string{"d2"}, []string{store.StateQueued}, now, 100)
+		if err != nil || len(pending) != 1 || pending[0].ID != "x3-d2" {
+			t.Fatalf("pending queued for d2: %v %v", pending, err)
+		}
+		n, err := st.ExpireCommands(ctx, now.Add(2*time.Minute))
+		if err != nil || n != 2 {
+			t.Fatalf("expired %d (%v), want 2", n, err)
+		}
+		counts, _ := st.CommandCounts(ctx, []string{"x1", "x3"})
+		if counts["x1"][store.StateSucceeded] != 1 || counts["x1"][store.StateExpired] != 1 || counts["x3"][store.StateExpired] != 1 {
+			t.Fatalf("counts: %v", counts)
+		}
+	})
+}
+
+func TestDesiredStateVersions(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		st.CreateDevice(ctx, device("d1"))
+		paused := true
+		nd := newDispatch("y1", []string{"d1"}, "")
+		nd.Desired = &store.DesiredChange{Emergency: &store.Emergency{Enabled: true, Message: "evacuate"}}
+		nd2 := newDispatch("y2", []string{"d1"}, "")
+		nd2.Desired = &store.DesiredChange{LoopPaused: &paused}
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd, nd2}); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := st.DevicesWithDesired(ctx, []string{"d1"})
+		if err != nil || len(ds) != 1 || ds[0].DesiredVersion != 2 || !ds[0].EmergencyEnabled || ds[0].EmergencyMessage != "evacuate" || !ds[0].LoopPaused {
+			t.Fatalf("desired: %+v %v", ds, err)
+		}
+	})
+}
+
+func TestPresenceNeverGoesBack(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		st.CreateDevice(ctx, device("d1"))
+		t1 := time.Now().UTC()
+		t0 := t1.Add(-time.Minute)
+		if err := st.SavePresence(ctx, []store.Presence{{DeviceID: "d1", Online: true, At: t1, LastSeen: t1}}); err != nil {
+			t.Fatal(err)
+		}
+		st.SavePresence(ctx, []store.Presence{{DeviceID: "d1", Online: false, At: t0, LastSeen: t0}})
+		d, _ := st.Device(ctx, "d1")
+		if !d.Online {
+			t.Fatal("an older presence overwrote a newer one")
+		}
+	})
+}
+
+// TestConcurrentWriters runs read-then-write transactions from many goroutines:
+// with immediate transactions SQLite waits instead of failing with "locked".
+func TestConcurrentWriters(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		st.CreateDevice(ctx, device("d1"))
+		var wg sync.WaitGroup
+		errs := make(chan error, 16*25)
+		for g := 0; g < 16; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 25; i++ {
+					id := fmt.Sprintf("c%d-%d", g, i)
+					if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{newDispatch(id, []string{"d1"}, id)}); err != nil {
+						errs <- err
+					}
+					if _, err := st.ApplyAcks(ctx, []store.Ack{{CommandID: id + "-d1", DeviceID: "d1", State: store.StateSucceeded, At: time.Now()}}); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		_, total, _ := st.Dispatches(ctx, store.Page{})
+		if total != 400 {
+			t.Fatalf("dispatches: %d, want 400", total)
+		}
+	})
+}
