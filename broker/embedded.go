@@ -46,6 +46,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	opts := &mqtt.Options{InlineClient: true, Logger: cfg.Logger}
 	// A partial Capabilities makes clients fail to connect: start from the defaults.
 	opts.Capabilities = mqtt.NewDefaultServerCapabilities()
+	// The default (8192) preallocates a 64 KB channel per client: 650 MB for
+	// 10,000 players. A player has a handful of commands in flight at most.
+	opts.Capabilities.MaximumClientWritesPending = 256
 	srv := mqtt.New(opts)
 	hook := &deviceHook{cfg: cfg, present: map[*mqtt.Client]bool{}}
 	if err := srv.AddHook(hook, nil); err != nil {

@@ -22,7 +22,7 @@ type ExternalConfig struct {
 	OnConnect func()
 	// OnConnectionLost runs when an established connection drops.
 	OnConnectionLost func()
-	Logger    *slog.Logger
+	Logger           *slog.Logger
 }
 
 // External is a paho client of an external broker (Mosquitto, or a clustered

@@ -29,7 +29,7 @@ func requireAdmin(admins *auth.Admins, log *slog.Logger) gin.HandlerFunc {
 			respondError(c, log, errAdminTokenMissing)
 			return
 		}
-		name, err := admins.Authenticate(c, strings.TrimSpace(token))
+		name, err := admins.Authenticate(c.Request.Context(), strings.TrimSpace(token))
 		if err != nil {
 			c.Header("WWW-Authenticate", `Bearer realm="devicehooks", error="invalid_token"`)
 			respondError(c, log, err)

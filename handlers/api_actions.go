@@ -39,11 +39,11 @@ func (a *api) createAction(c *gin.Context) {
 		return
 	}
 	act := &store.Action{ID: actions.NewID()}
-	if err := actions.BuildAction(c, a.Store, in, act); err != nil {
+	if err := actions.BuildAction(c.Request.Context(), a.Store, in, act); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
-	if err := a.Store.CreateAction(c, act); err != nil {
+	if err := a.Store.CreateAction(c.Request.Context(), act); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
@@ -56,7 +56,7 @@ func (a *api) listActions(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	as, total, err := a.Store.Actions(c, p)
+	as, total, err := a.Store.Actions(c.Request.Context(), p)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -69,7 +69,7 @@ func (a *api) listActions(c *gin.Context) {
 }
 
 func (a *api) getAction(c *gin.Context) {
-	act, err := a.Store.Action(c, c.Param("id"))
+	act, err := a.Store.Action(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -78,7 +78,7 @@ func (a *api) getAction(c *gin.Context) {
 }
 
 func (a *api) updateAction(c *gin.Context) {
-	act, err := a.Store.Action(c, c.Param("id"))
+	act, err := a.Store.Action(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -88,11 +88,11 @@ func (a *api) updateAction(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	if err := actions.BuildAction(c, a.Store, in, act); err != nil {
+	if err := actions.BuildAction(c.Request.Context(), a.Store, in, act); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
-	if err := a.Store.UpdateAction(c, act); err != nil {
+	if err := a.Store.UpdateAction(c.Request.Context(), act); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
@@ -100,7 +100,7 @@ func (a *api) updateAction(c *gin.Context) {
 }
 
 func (a *api) deleteAction(c *gin.Context) {
-	if err := a.Store.DeleteAction(c, c.Param("id")); err != nil {
+	if err := a.Store.DeleteAction(c.Request.Context(), c.Param("id")); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}

@@ -39,7 +39,7 @@ func (a *api) createDevice(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	d, token, err := a.Devices.Create(c, in.ID, in.Name)
+	d, token, err := a.Devices.Create(c.Request.Context(), in.ID, in.Name)
 	if err != nil {
 		respondError(c, a.Log, conflictDetail(err, "a device with id %q already exists", strings.TrimSpace(in.ID)))
 		return
@@ -55,7 +55,7 @@ func (a *api) listDevices(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	ds, total, err := a.Store.Devices(c, p)
+	ds, total, err := a.Store.Devices(c.Request.Context(), p)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -68,7 +68,7 @@ func (a *api) listDevices(c *gin.Context) {
 }
 
 func (a *api) getDevice(c *gin.Context) {
-	d, err := a.Store.Device(c, c.Param("id"))
+	d, err := a.Store.Device(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -89,7 +89,7 @@ func (a *api) updateDevice(c *gin.Context) {
 		respondError(c, a.Log, actions.Invalid("name", "is required (at most 200 characters)"))
 		return
 	}
-	if err := a.Store.RenameDevice(c, c.Param("id"), name); err != nil {
+	if err := a.Store.RenameDevice(c.Request.Context(), c.Param("id"), name); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
@@ -97,7 +97,7 @@ func (a *api) updateDevice(c *gin.Context) {
 }
 
 func (a *api) rotateDeviceToken(c *gin.Context) {
-	token, err := a.Devices.Rotate(c, c.Param("id"))
+	token, err := a.Devices.Rotate(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -107,7 +107,7 @@ func (a *api) rotateDeviceToken(c *gin.Context) {
 
 func (a *api) deleteDevice(c *gin.Context) {
 	id := c.Param("id")
-	if err := a.Devices.Delete(c, id); err != nil {
+	if err := a.Devices.Delete(c.Request.Context(), id); err != nil {
 		respondError(c, a.Log, conflictDetail(err, "device %q is the target of an action; change or delete the action first", id))
 		return
 	}

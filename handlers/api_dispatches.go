@@ -71,7 +71,7 @@ func (a *api) listDispatches(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	ds, total, err := a.Store.Dispatches(c, p)
+	ds, total, err := a.Store.Dispatches(c.Request.Context(), p)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -80,7 +80,7 @@ func (a *api) listDispatches(c *gin.Context) {
 	for i := range ds {
 		ids[i] = ds[i].ID
 	}
-	counts, err := a.Store.CommandCounts(c, ids)
+	counts, err := a.Store.CommandCounts(c.Request.Context(), ids)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -93,12 +93,12 @@ func (a *api) listDispatches(c *gin.Context) {
 }
 
 func (a *api) getDispatch(c *gin.Context) {
-	d, err := a.Store.Dispatch(c, c.Param("id"))
+	d, err := a.Store.Dispatch(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
-	cmds, err := a.Store.DispatchCommands(c, d.ID)
+	cmds, err := a.Store.DispatchCommands(c.Request.Context(), d.ID)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return

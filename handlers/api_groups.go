@@ -69,7 +69,7 @@ func (a *api) createGroup(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	if err := a.Store.CreateGroup(c, g); err != nil {
+	if err := a.Store.CreateGroup(c.Request.Context(), g); err != nil {
 		respondError(c, a.Log, groupWriteError(err, g.Name))
 		return
 	}
@@ -82,7 +82,7 @@ func (a *api) listGroups(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	gs, total, err := a.Store.Groups(c, p)
+	gs, total, err := a.Store.Groups(c.Request.Context(), p)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -95,7 +95,7 @@ func (a *api) listGroups(c *gin.Context) {
 }
 
 func (a *api) getGroup(c *gin.Context) {
-	g, err := a.Store.Group(c, c.Param("id"))
+	g, err := a.Store.Group(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -114,9 +114,9 @@ func (a *api) updateGroup(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	err := a.Store.UpdateGroup(c, g)
+	err := a.Store.UpdateGroup(c.Request.Context(), g)
 	if errors.Is(err, store.ErrNotFound) {
-		if _, gerr := a.Store.Group(c, g.ID); errors.Is(gerr, store.ErrNotFound) {
+		if _, gerr := a.Store.Group(c.Request.Context(), g.ID); errors.Is(gerr, store.ErrNotFound) {
 			respondError(c, a.Log, gerr)
 			return
 		}
@@ -130,7 +130,7 @@ func (a *api) updateGroup(c *gin.Context) {
 
 func (a *api) deleteGroup(c *gin.Context) {
 	id := c.Param("id")
-	if err := a.Store.DeleteGroup(c, id); err != nil {
+	if err := a.Store.DeleteGroup(c.Request.Context(), id); err != nil {
 		respondError(c, a.Log, conflictDetail(err, "group %q is the target of an action; change or delete the action first", id))
 		return
 	}

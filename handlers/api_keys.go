@@ -34,7 +34,7 @@ func (a *api) createAPIKey(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	k, plain, err := a.Keys.Create(c, in.Name)
+	k, plain, err := a.Keys.Create(c.Request.Context(), in.Name)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -50,7 +50,7 @@ func (a *api) listAPIKeys(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	keys, total, err := a.Store.APIKeys(c, p)
+	keys, total, err := a.Store.APIKeys(c.Request.Context(), p)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -63,7 +63,7 @@ func (a *api) listAPIKeys(c *gin.Context) {
 }
 
 func (a *api) getAPIKey(c *gin.Context) {
-	k, err := a.Store.APIKey(c, c.Param("id"))
+	k, err := a.Store.APIKey(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -72,7 +72,7 @@ func (a *api) getAPIKey(c *gin.Context) {
 }
 
 func (a *api) revealAPIKey(c *gin.Context) {
-	plain, err := a.Keys.Reveal(c, c.Param("id"))
+	plain, err := a.Keys.Reveal(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -82,7 +82,7 @@ func (a *api) revealAPIKey(c *gin.Context) {
 }
 
 func (a *api) deleteAPIKey(c *gin.Context) {
-	if err := a.Keys.Revoke(c, c.Param("id")); err != nil {
+	if err := a.Keys.Revoke(c.Request.Context(), c.Param("id")); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}

@@ -110,7 +110,7 @@ func health(d Deps) gin.HandlerFunc {
 		if d.BrokerConnected != nil && !d.BrokerConnected() {
 			mqtt = "disconnected"
 		}
-		if err := d.Store.Ping(c); err != nil {
+		if err := d.Store.Ping(c.Request.Context()); err != nil {
 			d.Log.Error("health: database", "err", err)
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "database": "down", "mqtt": mqtt})
 			return

@@ -59,7 +59,7 @@ func (h *webhookHandler) handle(c *gin.Context) {
 		h.fail(c, tooLarge(h.maxBody))
 		return
 	}
-	key, err := h.keys.Authenticate(c, apiKeyOf(c))
+	key, err := h.keys.Authenticate(c.Request.Context(), apiKeyOf(c))
 	if err != nil {
 		h.fail(c, err)
 		return
@@ -74,7 +74,7 @@ func (h *webhookHandler) handle(c *gin.Context) {
 		h.fail(c, err)
 		return
 	}
-	action, err := h.st.ActionByEventID(c, req.EventID)
+	action, err := h.st.ActionByEventID(c.Request.Context(), req.EventID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !action.Enabled) {
 		h.fail(c, actions.Errorf(actions.CodeUnknownEvent, "no enabled action has event_id %q", req.EventID))
 		return
@@ -84,7 +84,7 @@ func (h *webhookHandler) handle(c *gin.Context) {
 		return
 	}
 	h.keys.Used(key.ID, c.ClientIP())
-	out, err := h.dispatch.Trigger(c, actions.Trigger{
+	out, err := h.dispatch.Trigger(c.Request.Context(), actions.Trigger{
 		Action: action, APIKeyID: key.ID, APIKeyPrefix: key.Prefix,
 		Method: c.Request.Method, Source: c.ClientIP(),
 		SensorData: req.SensorData, IdempotencyKey: req.IdempotencyKey, Wait: wait,
