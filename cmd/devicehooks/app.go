@@ -39,8 +39,9 @@ type App struct {
 	embedded   *broker.Embedded
 	external   *broker.External
 
-	httpLn  net.Listener
-	httpSrv *http.Server
+	httpLn   net.Listener
+	httpSrv  *http.Server
+	pprofSrv *http.Server
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -125,6 +126,11 @@ func (a *App) Open(ctx context.Context) (err error) {
 		a.external.Start()
 	}
 
+	if cfg.PprofAddr != "" {
+		if err := a.servePprof(cfg.PprofAddr); err != nil {
+			return err
+		}
+	}
 	first := firstStart{}
 	if first.token, err = a.admins.EnsureFirstToken(ctx); err != nil {
 		return err
@@ -264,6 +270,9 @@ func (a *App) Close() {
 			cancel()
 		} else if a.httpLn != nil {
 			_ = a.httpLn.Close()
+		}
+		if a.pprofSrv != nil {
+			_ = a.pprofSrv.Close()
 		}
 		if a.embedded != nil {
 			_ = a.embedded.Close()

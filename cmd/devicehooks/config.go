@@ -37,6 +37,7 @@ type Config struct {
 	TrustedProxies     string
 	LogLevel           string
 	LogFormat          string
+	PprofAddr          string
 }
 
 // parseServeFlags reads flags, then fills unset ones from the environment.
@@ -65,6 +66,7 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve Go's /debug/pprof on this address, e.g. 127.0.0.1:6060 (empty: off; never expose it)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
