@@ -89,6 +89,17 @@ func (p *Presence) Online(id string) bool {
 	return d != nil && d.online
 }
 
+// State returns a device's current presence and when it was last seen (zero if
+// never), fresher than the database, which is written in batches.
+func (p *Presence) State(id string) (online bool, lastSeen time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d := p.devs[id]; d != nil {
+		return d.online, d.lastSeen
+	}
+	return false, time.Time{}
+}
+
 // OnlineIDs lists the devices online now.
 func (p *Presence) OnlineIDs() []string {
 	p.mu.Lock()

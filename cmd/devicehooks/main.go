@@ -29,6 +29,7 @@ const usage = `devicehooks %s: webhooks in, MQTT commands out to signage players
 Usage:
   devicehooks serve [flags]      run the service (devicehooks serve -h for flags)
   devicehooks simulate [flags]   run simulated players against a server
+  devicehooks mosquitto-passwd   print a Mosquitto password file of the devices (external broker)
   devicehooks version            print the version
 `
 
@@ -42,6 +43,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runServe(ctx, args[1:], stdout, stderr)
 	case "simulate":
 		return runSimulate(ctx, args[1:], stdout, stderr)
+	case "mosquitto-passwd":
+		return runMosquittoPasswd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, version)
 		return 0

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"devicehooks/store"
+)
+
+// runMosquittoPasswd prints a Mosquitto password file with every device's
+// credentials (Mosquitto's own PBKDF2 hash of the device token; the token itself
+// is never stored), so an external Mosquitto admits exactly the registered
+// devices. Lines of --include (the server's own account, say) come first.
+func runMosquittoPasswd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mosquitto-passwd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("db", envOr("DEVICEHOOKS_DB", "devicehooks.db"), "SQLite file path or postgres:// URL")
+	include := fs.String("include", "", "password file whose lines are copied first (e.g. the account devicehooks itself uses)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := writeMosquittoPasswd(ctx, *db, *include, stdout); err != nil {
+		fmt.Fprintln(stderr, "devicehooks mosquitto-passwd:", err)
+		return 1
+	}
+	return 0
+}
+
+func writeMosquittoPasswd(ctx context.Context, dsn, include string, w io.Writer) error {
+	if !store.IsPostgres(dsn) {
+		if _, err := os.Stat(dsn); err != nil {
+			return fmt.Errorf("database %s: %w", dsn, err)
+		}
+	}
+	st, err := store.Open(ctx, dsn, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	devs, err := st.MosquittoCredentials(ctx)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(w)
+	taken := map[string]bool{}
+	if include != "" {
+		b, err := os.ReadFile(include)
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if user, _, ok := strings.Cut(line, ":"); ok {
+				taken[user] = true
+				fmt.Fprintln(bw, line)
+			}
+		}
+	}
+	for _, d := range devs {
+		if taken[d.ID] {
+			return fmt.Errorf("device id %q is also a user in %s", d.ID, include)
+		}
+		fmt.Fprintf(bw, "%s:%s\n", d.ID, d.MosquittoHash)
+	}
+	return bw.Flush()
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

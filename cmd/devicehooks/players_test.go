@@ -1,0 +1,376 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"devicehooks/internal/testenv"
+	"devicehooks/secrets"
+	"devicehooks/simulator"
+)
+
+const serverMQTTPassword = "server-password-for-the-test-broker"
+
+// startMosquittoWithRecipe starts a Mosquitto that admits devices only through the
+// password file and ACL of docs/ (the documented recipe), and a devicehooks that
+// logs in to it as user "devicehooks".
+func startMosquittoWithRecipe(t *testing.T, cfg Config) (*server, *testenv.Mosquitto, func()) {
+	t.Helper()
+	dir := t.TempDir()
+	serverPasswd := filepath.Join(dir, "server.passwd")
+	os.WriteFile(serverPasswd, []byte("devicehooks:"+secrets.MosquittoHash(serverMQTTPassword)+"\n"), 0o600)
+	passwd := filepath.Join(dir, "mosquitto.passwd")
+	os.WriteFile(passwd, []byte("devicehooks:"+secrets.MosquittoHash(serverMQTTPassword)+"\n"), 0o600)
+	acl, err := os.ReadFile("../../docs/mosquitto.acl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aclFile := filepath.Join(dir, "mosquitto.acl")
+	os.WriteFile(aclFile, acl, 0o600)
+	m := testenv.StartMosquitto(t, testenv.MosquittoConfig{PasswordFile: passwd, ACLFile: aclFile})
+	cfg.MQTTURL, cfg.MQTTUsername, cfg.MQTTPassword = m.URL(), "devicehooks", serverMQTTPassword
+	s := startServer(t, cfg)
+	testenv.WaitFor(t, 10*time.Second, "devicehooks logged in to mosquitto", s.app.brokerConnected)
+	// sync exports the devices' credentials the documented way and reloads Mosquitto.
+	sync := func() {
+		t.Helper()
+		var out strings.Builder
+		if err := writeMosquittoPasswd(context.Background(), s.cfg.DB, serverPasswd, &out); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(passwd, []byte(out.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m.Reload()
+	}
+	return s, m, sync
+}
+
+// transport is a way players reach the broker.
+type transport struct {
+	name  string
+	start func(t *testing.T) (s *server, url string, sync func())
+}
+
+var transports = []transport{
+	{"embedded tcp", func(t *testing.T) (*server, string, func()) {
+		s := startServer(t, Config{})
+		return s, s.mqttURL(), func() {}
+	}},
+	{"embedded websocket", func(t *testing.T) (*server, string, func()) {
+		s := startServer(t, Config{MQTTWSListen: "127.0.0.1:0"})
+		return s, "ws://" + s.app.embedded.WSAddr() + "/mqtt", func() {}
+	}},
+	{"mosquitto recipe", func(t *testing.T) (*server, string, func()) {
+		s, _, sync := startMosquittoWithRecipe(t, Config{})
+		return s, s.cfg.MQTTURL, sync
+	}},
+}
+
+// dial connects a raw client and returns it, or the connect error.
+func dial(url, user, pass string) (paho.Client, error) {
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID("raw-" + secrets.RandomString(6)).
+		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	c := paho.NewClient(opts)
+	tok := c.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return nil, fmt.Errorf("connect timed out")
+	}
+	return c, tok.Error()
+}
+
+func TestDeviceAuthAndACL(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			s, url, sync := tr.start(t)
+			tokA, tokB := s.createDevice("dev-a"), s.createDevice("dev-b")
+			sync()
+			_, key := s.createKey("k")
+			evB := s.createAction("refresh_content", map[string]any{"type": "device", "id": "dev-b"}, nil)
+
+			if _, err := dial(url, "dev-a", tokB); err == nil {
+				t.Fatal("a device logged in with another device's token")
+			}
+			if _, err := dial(url, "dev-a", "dhd_wrong"); err == nil {
+				t.Fatal("a wrong token was accepted")
+			}
+			if _, err := dial(url, "", ""); err == nil {
+				t.Fatal("an anonymous client was accepted")
+			}
+
+			a, err := dial(url, "dev-a", tokA)
+			if err != nil {
+				t.Fatalf("dev-a with its own token: %v", err)
+			}
+			defer a.Disconnect(50)
+			var stolen atomic.Int32
+			sub := a.Subscribe("devicehooks/devices/dev-b/commands", 1, func(paho.Client, paho.Message) { stolen.Add(1) })
+			sub.WaitTimeout(5 * time.Second)
+			if q := sub.(*paho.SubscribeToken).Result()["devicehooks/devices/dev-b/commands"]; q != 0x80 {
+				t.Logf("broker granted qos %d for another device's commands (it must still deliver nothing)", q)
+			}
+			// dev-b receives its command; dev-a sees nothing of it.
+			b := connectPlayer(t, url, "devicehooks", "dev-b", tokB)
+			s.waitOnline("dev-b")
+			status, ans := s.post(key, `{"event_id":"`+evB+`"}`)
+			if status != http.StatusOK {
+				t.Fatal(status, ans)
+			}
+			cmd := b.next(10 * time.Second)
+			// dev-a may not ack dev-b's command, on dev-b's topic or on its own.
+			a.Publish("devicehooks/devices/dev-b/acks", 1, false, `{"id":"`+cmd["id"].(string)+`","status":"failed"}`).WaitTimeout(2 * time.Second)
+			if a2, err := dial(url, "dev-a", tokA); err == nil {
+				a2.Publish("devicehooks/devices/dev-a/acks", 1, false, `{"id":"`+cmd["id"].(string)+`","status":"failed"}`).WaitTimeout(2 * time.Second)
+				// Nor publish commands, even to itself.
+				a2.Publish("devicehooks/devices/dev-b/commands", 1, false, `{"id":"forged","function":"restart"}`).WaitTimeout(2 * time.Second)
+				a2.Disconnect(50)
+			}
+			b.none(500 * time.Millisecond)
+			if stolen.Load() != 0 {
+				t.Fatal("dev-a received dev-b's command")
+			}
+			d := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+ans["dispatch_id"].(string), nil)
+			if st := d["commands"].([]any)[0].(map[string]any)["state"]; st != "published" {
+				t.Fatalf("dev-b's command is %v after forged acks, want published", st)
+			}
+			b.ack("devicehooks", cmd["id"].(string), "succeeded")
+			waitDispatch(t, s, ans["dispatch_id"].(string), map[string]float64{"succeeded": 1})
+		})
+	}
+}
+
+func TestAnonymousOnlyWithDevelopmentFlag(t *testing.T) {
+	s := startServer(t, Config{MQTTAllowAnonymous: true})
+	c, err := dial(s.mqttURL(), "", "")
+	if err != nil {
+		t.Fatalf("anonymous with --mqtt-allow-anonymous: %v", err)
+	}
+	c.Disconnect(50)
+}
+
+// waitDispatch waits until the dispatch's command counts are exactly want.
+func waitDispatch(t *testing.T, s *server, id string, want map[string]float64) map[string]any {
+	t.Helper()
+	var d map[string]any
+	testenv.WaitFor(t, 15*time.Second, fmt.Sprintf("dispatch %s reaches %v", id, want), func() bool {
+		_, d = s.call("GET", "/api/v1/dispatches/"+id, nil)
+		counts, _ := d["counts"].(map[string]any)
+		if len(counts) != len(want) {
+			return false
+		}
+		for k, v := range want {
+			if counts[k] != v {
+				return false
+			}
+		}
+		return true
+	})
+	return d
+}
+
+// startSim runs simulated players, stopped at the end of the test.
+func startSim(t *testing.T, s *server, cfg simulator.Config, creds ...simulator.Credentials) *simulator.Sim {
+	t.Helper()
+	cfg.BrokerURL, cfg.Players = s.mqttURL(), creds
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sim, err := simulator.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	return sim
+}
+
+func TestCommandLifecycle(t *testing.T) {
+	s := startServer(t, Config{})
+	ids := []string{"ok", "bad", "off"}
+	creds := map[string]simulator.Credentials{}
+	for _, id := range ids {
+		creds[id] = simulator.Credentials{DeviceID: id, Token: s.createDevice(id)}
+	}
+	group := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "mixed", "device_ids": ids})
+	_, key := s.createKey("k")
+	ev := s.createAction("refresh_content", map[string]any{"type": "group", "id": group["id"]}, nil)
+
+	startSim(t, s, simulator.Config{}, creds["ok"])
+	startSim(t, s, simulator.Config{FailureRate: 1}, creds["bad"])
+	s.waitOnline("ok", "bad")
+	_, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+	id := ans["dispatch_id"].(string)
+	d := waitDispatch(t, s, id, map[string]float64{"succeeded": 1, "failed": 1, "queued": 1})
+	if d["status"] != "pending" {
+		t.Fatalf("status %v", d["status"])
+	}
+
+	// The offline player connects before the TTL: it gets the command and acks it.
+	off := startSim(t, s, simulator.Config{}, creds["off"])
+	waitDispatch(t, s, id, map[string]float64{"succeeded": 2, "failed": 1})
+	if st := off.Stats(); st.Commands != 1 {
+		t.Fatalf("the late player got %d commands", st.Commands)
+	}
+
+	// A command whose TTL passes while its device is offline expires and is never delivered.
+	lateTok := s.createDevice("late")
+	short := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+		"name": "short", "function": "restart", "target": map[string]any{"type": "device", "id": "late"}, "ttl_s": 1,
+	})["event_id"].(string)
+	_, ans = s.post(key, `{"event_id":"`+short+`"}`)
+	waitDispatch(t, s, ans["dispatch_id"].(string), map[string]float64{"expired": 1})
+	late := startSim(t, s, simulator.Config{}, simulator.Credentials{DeviceID: "late", Token: lateTok})
+	s.waitOnline("late")
+	time.Sleep(300 * time.Millisecond) // a window in which nothing may arrive
+	if st := late.Stats(); st.Commands != 0 {
+		t.Fatalf("an expired command was delivered (%d commands)", st.Commands)
+	}
+}
+
+func TestWebhookWaitsForAcks(t *testing.T) {
+	s := startServer(t, Config{})
+	creds := simulator.Credentials{DeviceID: "w1", Token: s.createDevice("w1")}
+	_, key := s.createKey("k")
+	ev := s.createAction("restart", map[string]any{"type": "device", "id": "w1"}, nil)
+	startSim(t, s, simulator.Config{AckDelay: 50 * time.Millisecond}, creds)
+	s.waitOnline("w1")
+	status, ans := s.post(key, `{"event_id":"`+ev+`"}`, "Prefer", "wait=5")
+	cmds, _ := ans["commands"].([]any)
+	if status != 200 || ans["settled"] != true || len(cmds) != 1 || cmds[0].(map[string]any)["state"] != "succeeded" {
+		t.Fatalf("waited answer: %d %v", status, ans)
+	}
+	// Without a player the wait ends at its bound, unsettled.
+	s.createDevice("w2")
+	ev2 := s.createAction("restart", map[string]any{"type": "device", "id": "w2"}, nil)
+	start := time.Now()
+	_, ans = s.post(key, `{"event_id":"`+ev2+`"}`, "Prefer", "wait=0.3")
+	if ans["settled"] != false || time.Since(start) > 5*time.Second {
+		t.Fatalf("unsettled wait: %v", ans)
+	}
+}
+
+func TestDesiredStateSurvivesReconnect(t *testing.T) {
+	s := startServer(t, Config{})
+	creds := simulator.Credentials{DeviceID: "e1", Token: s.createDevice("e1")}
+	_, key := s.createKey("k")
+	ev := s.createAction("set_emergency", map[string]any{"type": "all"}, map[string]any{"enabled": true, "message": "Evacuate"})
+	sim := startSim(t, s, simulator.Config{}, creds)
+	s.waitOnline("e1")
+	_, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+	waitDispatch(t, s, ans["dispatch_id"].(string), map[string]float64{"succeeded": 1})
+	testenv.WaitFor(t, 5*time.Second, "desired state applied", func() bool {
+		return sim.Player("e1").Desired != nil
+	})
+	sim.Close()
+
+	again := startSim(t, s, simulator.Config{}, creds)
+	testenv.WaitFor(t, 5*time.Second, "retained desired state after reconnect", func() bool {
+		st := again.Player("e1")
+		return st.Desired != nil && st.Desired.Emergency.Enabled && st.Desired.Emergency.Message == "Evacuate" && st.Desired.Version == 1
+	})
+	time.Sleep(300 * time.Millisecond) // a window in which no old command may arrive
+	if st := again.Stats(); st.Commands != 0 {
+		t.Fatalf("the acked set_emergency command was sent again (%d commands)", st.Commands)
+	}
+	dev := s.mustCall(http.StatusOK, "GET", "/api/v1/devices/e1", nil)
+	if dev["desired"].(map[string]any)["emergency"].(map[string]any)["enabled"] != true {
+		t.Fatalf("device desired state: %v", dev["desired"])
+	}
+}
+
+func TestPresence(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			s, url, sync := tr.start(t)
+			creds := simulator.Credentials{DeviceID: "p1", Token: s.createDevice("p1")}
+			sync()
+			online := func() bool {
+				_, d := s.call("GET", "/api/v1/devices/p1", nil)
+				return d["online"] == true
+			}
+			offline := func() bool { return !online() }
+			start := func() *simulator.Sim {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				sim, err := simulator.Start(ctx, simulator.Config{BrokerURL: url, Players: []simulator.Credentials{creds}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return sim
+			}
+			sim := start()
+			testenv.WaitFor(t, 10*time.Second, "online after connect", online)
+			sim.Close()
+			testenv.WaitFor(t, 10*time.Second, "offline after a clean disconnect", offline)
+			sim = start()
+			testenv.WaitFor(t, 10*time.Second, "online again", online)
+			sim.Drop("p1")
+			testenv.WaitFor(t, 20*time.Second, "offline after an abrupt drop", offline)
+			sim.Close()
+			_, d := s.call("GET", "/api/v1/devices/p1", nil)
+			if d["last_seen"] == nil {
+				t.Fatal("last_seen not recorded")
+			}
+		})
+	}
+}
+
+// TestStaleRetainedStatusIgnored replays an old retained "online" to a restarted
+// devicehooks that knows the device went offline later: the old message loses.
+func TestStaleRetainedStatusIgnored(t *testing.T) {
+	s, m, sync := startMosquittoWithRecipe(t, Config{})
+	tok := s.createDevice("st1")
+	sync()
+	p := connectPlayer(t, m.URL(), "devicehooks", "st1", tok)
+	s.waitOnline("st1")
+	p.client.Disconnect(50) // clean, without status: the will is not sent...
+	c, err := dial(m.URL(), "st1", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ...so the device says it is offline, now.
+	c.Publish("devicehooks/devices/st1/status", 1, true, `{"state":"offline","at":"`+time.Now().UTC().Format(time.RFC3339Nano)+`"}`).WaitTimeout(5 * time.Second)
+	testenv.WaitFor(t, 10*time.Second, "offline", func() bool { return !s.app.presence.Online("st1") })
+	s.stop()
+	// While devicehooks is down, an old "online" becomes the retained message.
+	old := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
+	c.Publish("devicehooks/devices/st1/status", 1, true, `{"state":"online","at":"`+old+`"}`).WaitTimeout(5 * time.Second)
+	c.Disconnect(50)
+	s.start()
+	testenv.WaitFor(t, 10*time.Second, "connected", s.app.brokerConnected)
+	time.Sleep(500 * time.Millisecond) // let the replay arrive
+	if s.app.presence.Online("st1") {
+		t.Fatal("a stale retained status overwrote a newer state")
+	}
+}
+
+// TestSimulateCommand runs `devicehooks simulate` with 100 players against a
+// running server and fires an "all devices" trigger at them.
+func TestSimulateCommand(t *testing.T) {
+	s := startServer(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"simulate", "--api", s.base, "--mqtt", s.mqttURL(), "--admin-token", testAdminToken,
+			"--players", "100", "--ack-delay", "10ms", "--quiet"}, out, out)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("simulate exited %d:\n%s", code, out.String())
+		}
+	}()
+	testenv.WaitFor(t, 60*time.Second, "100 simulated players online", func() bool { return s.app.presence.OnlineCount() == 100 })
+	_, key := s.createKey("k")
+	ev := s.createAction("load_url", map[string]any{"type": "all"}, map[string]any{"url": "https://example.com/all"})
+	_, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+	waitDispatch(t, s, ans["dispatch_id"].(string), map[string]float64{"succeeded": 100})
+}
