@@ -32,6 +32,7 @@ type Presence struct {
 
 type devicePresence struct {
 	online   bool
+	since    time.Time // when it last came online: the start of its current session
 	at       time.Time // when the current state was observed
 	lastSeen time.Time
 	conns    int // embedded broker: subscribed connections
@@ -87,6 +88,16 @@ func (p *Presence) Online(id string) bool {
 	defer p.mu.Unlock()
 	d := p.devs[id]
 	return d != nil && d.online
+}
+
+// OnlineSince returns when the device's current session began, if it is online.
+func (p *Presence) OnlineSince(id string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d := p.devs[id]; d != nil && d.online {
+		return d.since, true
+	}
+	return time.Time{}, false
 }
 
 // State returns a device's current presence and when it was last seen (zero if
@@ -226,6 +237,9 @@ func (p *Presence) get(id string) *devicePresence {
 // set changes a device's state and reports whether it went from offline to online.
 func (p *Presence) set(id string, d *devicePresence, online bool, at, seen time.Time) bool {
 	went := online && !d.online
+	if went {
+		d.since = p.clock()
+	}
 	d.online, d.at = online, at
 	if seen.After(d.lastSeen) {
 		d.lastSeen = seen

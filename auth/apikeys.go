@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"devicehooks/actions"
 	"devicehooks/secrets"
 	"devicehooks/store"
@@ -29,14 +31,15 @@ type Keys struct {
 
 	mu    sync.RWMutex
 	cache map[string]cachedKey // by lookup hash; live keys only
+	rates limiters
 
 	usesMu sync.Mutex
 	uses   map[string]store.KeyUse
 }
 
 type cachedKey struct {
-	key *store.APIKey
-	at  time.Time
+	caller *Caller
+	at     time.Time
 }
 
 // keyCacheTTL bounds how long another instance sharing the database may accept a
@@ -45,15 +48,21 @@ const keyCacheTTL = 10 * time.Second
 
 // NewKeys returns the API key service.
 func NewKeys(st *store.Store, kr *secrets.Keyring, log *slog.Logger) *Keys {
-	return &Keys{st: st, kr: kr, log: log, cache: map[string]cachedKey{}, uses: map[string]store.KeyUse{}}
+	return &Keys{
+		st: st, kr: kr, log: log, cache: map[string]cachedKey{}, uses: map[string]store.KeyUse{},
+		rates: limiters{m: map[string]*rate.Limiter{}},
+	}
 }
 
 // Create makes a new API key and returns it with its plaintext, which the caller
 // shows once (it can be revealed again later).
-func (k *Keys) Create(ctx context.Context, name string) (*store.APIKey, string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 200 {
-		return nil, "", actions.Invalid("name", "is required (at most 200 characters)")
+func (k *Keys) Create(ctx context.Context, name string, limits Limits) (*store.APIKey, string, error) {
+	name, err := checkName(name)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := limits.Validate(); err != nil {
+		return nil, "", err
 	}
 	plain := secrets.NewToken(secrets.APIKeyPrefix)
 	sealed, err := k.kr.Seal(plain)
@@ -64,15 +73,17 @@ func (k *Keys) Create(ctx context.Context, name string) (*store.APIKey, string, 
 		ID: actions.NewID(), Name: name, Prefix: secrets.DisplayPrefix(plain),
 		LookupHash: k.kr.LookupHash(plain), Sealed: sealed, CreatedAt: time.Now().UTC(),
 	}
+	limits.store(key)
 	if err := k.st.CreateAPIKey(ctx, key); err != nil {
 		return nil, "", err
 	}
 	return key, plain, nil
 }
 
-// Authenticate returns the live key for plaintext, or an unauthorized error. An
-// unknown key and a revoked key take the same path and get the same error.
-func (k *Keys) Authenticate(ctx context.Context, plain string) (*store.APIKey, error) {
+// Authenticate returns the caller for a key's plaintext, or an unauthorized
+// error. An unknown and a revoked key take the same path and get the same error;
+// a disabled or expired key gets the same error too.
+func (k *Keys) Authenticate(ctx context.Context, plain string) (*Caller, error) {
 	if plain == "" || len(plain) > 200 {
 		return nil, errUnauthorized
 	}
@@ -81,26 +92,63 @@ func (k *Keys) Authenticate(ctx context.Context, plain string) (*store.APIKey, e
 	k.mu.RLock()
 	c, ok := k.cache[hash]
 	k.mu.RUnlock()
-	if ok && now.Sub(c.at) < keyCacheTTL && secrets.Equal(c.key.LookupHash, hash) {
-		return c.key, nil
+	if !ok || now.Sub(c.at) >= keyCacheTTL {
+		key, err := k.st.APIKeyByHash(ctx, hash)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errUnauthorized
+		}
+		if err != nil {
+			return nil, err
+		}
+		c = cachedKey{caller: newCaller(key), at: now}
+		k.mu.Lock()
+		if len(k.cache) > 10000 {
+			k.cache = map[string]cachedKey{}
+		}
+		k.cache[hash] = c
+		k.mu.Unlock()
 	}
-	key, err := k.st.APIKeyByHash(ctx, hash)
-	if errors.Is(err, store.ErrNotFound) {
+	if !secrets.Equal(c.caller.Key.LookupHash, hash) || !c.caller.usable(now) {
 		return nil, errUnauthorized
 	}
+	return c.caller, nil
+}
+
+// Limit takes one request from the caller's rate, or returns a rate-limited
+// error (see RetryAfterSeconds).
+func (k *Keys) Limit(c *Caller) error { return k.rates.allow(c, time.Now()) }
+
+// Update changes a key's name and limits; they apply at once.
+func (k *Keys) Update(ctx context.Context, id, name string, limits Limits) error {
+	name, err := checkName(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if !secrets.Equal(key.LookupHash, hash) {
-		return nil, errUnauthorized
+	if err := limits.Validate(); err != nil {
+		return err
 	}
+	key, err := k.st.APIKey(ctx, id)
+	if err != nil {
+		return err
+	}
+	key.Name = name
+	limits.store(key)
+	k.forget(key.LookupHash)
+	return k.st.UpdateAPIKey(ctx, key)
+}
+
+func (k *Keys) forget(hash string) {
 	k.mu.Lock()
-	if len(k.cache) > 10000 {
-		k.cache = map[string]cachedKey{}
-	}
-	k.cache[hash] = cachedKey{key: key, at: now}
+	delete(k.cache, hash)
 	k.mu.Unlock()
-	return key, nil
+}
+
+func checkName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 200 {
+		return "", actions.Invalid("name", "is required (at most 200 characters)")
+	}
+	return name, nil
 }
 
 // Reveal returns a live key's plaintext, for an admin who needs to copy it again.
@@ -118,9 +166,7 @@ func (k *Keys) Revoke(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	k.mu.Lock()
-	delete(k.cache, key.LookupHash)
-	k.mu.Unlock()
+	k.forget(key.LookupHash)
 	return k.st.RevokeAPIKey(ctx, id, time.Now().UTC())
 }
 

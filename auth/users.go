@@ -2,25 +2,268 @@ package auth
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
 
+	"devicehooks/actions"
 	"devicehooks/secrets"
 	"devicehooks/store"
 )
 
-// Users manages the web UI's admin accounts and sessions.
+// Session lifetimes: a session ends after SessionIdle without use, and in any
+// case SessionMaxAge after sign-in.
+const (
+	SessionIdle   = 12 * time.Hour
+	SessionMaxAge = 7 * 24 * time.Hour
+	// sessionExtendEvery limits how often use writes a new expiry.
+	sessionExtendEvery = 5 * time.Minute
+)
+
+// Password length bounds, in characters.
+const (
+	MinPasswordLen = 10
+	MaxPasswordLen = 256
+)
+
+// usernamePattern is what an admin username may look like.
+var usernamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$`)
+
+// ErrBadCredentials is the one answer to a wrong username or a wrong password, so
+// a caller cannot tell which was wrong.
+var ErrBadCredentials = &actions.Error{Code: actions.CodeUnauthorized, Detail: "wrong username or password"}
+
+var errNoSession = &actions.Error{Code: actions.CodeUnauthorized, Detail: "not signed in, or the session has ended"}
+
+// LockedOutError refuses a sign-in after too many failures, until Until.
+type LockedOutError struct{ Until time.Time }
+
+func (e *LockedOutError) Error() string {
+	return fmt.Sprintf("too many failed sign-ins; try again after %s", e.Until.UTC().Format(time.RFC3339))
+}
+
+// Users manages the web UI's admin accounts and sessions. Failed sign-ins are
+// counted in memory (per instance), see loginLimiter.
 type Users struct {
-	st *store.Store
-	kr *secrets.Keyring
+	st      *store.Store
+	kr      *secrets.Keyring
+	limiter *loginLimiter
+	clock   func() time.Time
+	// FailDelay is added to every failed sign-in, to slow down guessing.
+	FailDelay time.Duration
 }
 
 // NewUsers returns the account service.
 func NewUsers(st *store.Store, kr *secrets.Keyring) *Users {
-	return &Users{st: st, kr: kr}
+	return &Users{
+		st: st, kr: kr, limiter: newLoginLimiter(),
+		clock:     func() time.Time { return time.Now().UTC() },
+		FailDelay: 300 * time.Millisecond,
+	}
+}
+
+// Account is who a session belongs to.
+type Account struct {
+	User      *store.AdminUser
+	SessionID string // the session's lookup hash, not its token
 }
 
 // EnsureFirstAdmin creates the first admin account at first start, with the given
 // password or a generated one, and returns the generated password to print once
 // ("" when none was generated or an account already exists).
 func (u *Users) EnsureFirstAdmin(ctx context.Context, username, password string) (string, error) {
-	return "", nil
+	n, err := u.st.CountAdminUsers(ctx)
+	if err != nil || n > 0 {
+		return "", err
+	}
+	username = strings.TrimSpace(username)
+	if username == "" {
+		username = "admin"
+	}
+	if !usernamePattern.MatchString(username) {
+		return "", fmt.Errorf("auth: admin username %q: use 1-100 letters, digits, '.', '_', '@' or '-'", username)
+	}
+	generated := ""
+	if password == "" {
+		generated = secrets.RandomString(20)
+		password = generated
+	} else if err := checkPassword(password, "admin password"); err != nil {
+		return "", fmt.Errorf("auth: %w", err)
+	}
+	hash, err := hashPassword(password)
+	if err != nil {
+		return "", err
+	}
+	now := u.clock()
+	err = u.st.CreateAdminUser(ctx, &store.AdminUser{
+		ID: actions.NewID(), Username: username, PasswordHash: hash, CreatedAt: now, UpdatedAt: now,
+	})
+	if errors.Is(err, store.ErrConflict) { // another instance won the first start
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return generated, nil
+}
+
+// SignIn checks a username and password and starts a session, returning the
+// session token for the cookie. It refuses with *LockedOutError while the
+// username or the address is locked out, and answers every wrong username or
+// password with ErrBadCredentials after FailDelay.
+func (u *Users) SignIn(ctx context.Context, username, password, ip string) (string, *store.AdminUser, error) {
+	username = strings.TrimSpace(username)
+	now := u.clock()
+	if until := u.limiter.lockedUntil(username, ip, now); !until.IsZero() {
+		return "", nil, &LockedOutError{Until: until}
+	}
+	user, err := u.st.AdminUserByName(ctx, username)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", nil, err
+	}
+	ok := false
+	switch {
+	case len(password) > MaxPasswordLen*4: // never hash megabytes
+	case err == nil:
+		ok = verifyPassword(user.PasswordHash, password)
+	default:
+		verifyPassword(dummyHash(), password) // same cost for an unknown user
+	}
+	if !ok {
+		u.limiter.fail(username, ip, now)
+		select {
+		case <-time.After(u.FailDelay):
+		case <-ctx.Done():
+		}
+		return "", nil, ErrBadCredentials
+	}
+	u.limiter.reset(username, ip)
+	if needsRehash(user.PasswordHash) {
+		if hash, err := hashPassword(password); err == nil {
+			_ = u.st.SetAdminPassword(ctx, user.ID, hash) // best effort; the old hash still works
+		}
+	}
+	if _, err := u.st.PurgeSessions(ctx, now); err != nil {
+		return "", nil, err
+	}
+	token := secrets.NewToken(secrets.SessionPrefix)
+	err = u.st.CreateSession(ctx, &store.Session{
+		ID: u.kr.LookupHash(token), UserID: user.ID, CreatedAt: now, ExpiresAt: now.Add(SessionIdle),
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	if err := u.st.SetAdminLogin(ctx, user.ID, now); err != nil {
+		return "", nil, err
+	}
+	return token, user, nil
+}
+
+// Authenticate returns the account of a live session token, extending the
+// session's idle expiry (never past its maximum age).
+func (u *Users) Authenticate(ctx context.Context, token string) (*Account, error) {
+	if !strings.HasPrefix(token, secrets.SessionPrefix) || len(token) > 100 {
+		return nil, errNoSession
+	}
+	now := u.clock()
+	id := u.kr.LookupHash(token)
+	sess, err := u.st.SessionByID(ctx, id, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNoSession
+	}
+	if err != nil {
+		return nil, err
+	}
+	hardEnd := sess.CreatedAt.Add(SessionMaxAge)
+	if !now.Before(hardEnd) {
+		return nil, errors.Join(errNoSession, u.st.DeleteSession(ctx, id))
+	}
+	user, err := u.st.AdminUser(ctx, sess.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNoSession
+	}
+	if err != nil {
+		return nil, err
+	}
+	if want := minTime(now.Add(SessionIdle), hardEnd); want.Sub(sess.ExpiresAt) > sessionExtendEvery {
+		if err := u.st.ExtendSession(ctx, id, want); err != nil {
+			return nil, err
+		}
+	}
+	return &Account{User: user, SessionID: id}, nil
+}
+
+// SignOut ends the session of a token; an unknown token is not an error.
+func (u *Users) SignOut(ctx context.Context, token string) error {
+	if token == "" {
+		return nil
+	}
+	return u.st.DeleteSession(ctx, u.kr.LookupHash(token))
+}
+
+// ChangePassword replaces a user's password after checking the current one, and
+// signs out every other session of the user.
+func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next string) error {
+	user, err := u.st.AdminUser(ctx, acc.User.ID)
+	if err != nil {
+		return err
+	}
+	if !verifyPassword(user.PasswordHash, current) {
+		return actions.Invalid("current_password", "is not your current password")
+	}
+	if err := checkPassword(next, "new_password"); err != nil {
+		return err
+	}
+	if next == current {
+		return actions.Invalid("new_password", "must differ from the current password")
+	}
+	hash, err := hashPassword(next)
+	if err != nil {
+		return err
+	}
+	if err := u.st.SetAdminPassword(ctx, user.ID, hash); err != nil {
+		return err
+	}
+	return u.st.DeleteUserSessions(ctx, user.ID, acc.SessionID)
+}
+
+// CSRFToken returns the form token of a session: an HMAC of the session token,
+// so it needs no storage and is useless without the session.
+func (u *Users) CSRFToken(sessionToken string) string {
+	return u.kr.Sign([]byte("csrf\x00" + sessionToken))
+}
+
+// ValidCSRF reports whether got is the form token of the session.
+func (u *Users) ValidCSRF(sessionToken, got string) bool {
+	return sessionToken != "" && got != "" && u.kr.Verify([]byte("csrf\x00"+sessionToken), got)
+}
+
+// Sign returns a signature of value for purpose, for small values the UI keeps in
+// cookies (flash messages).
+func (u *Users) Sign(purpose, value string) string {
+	return u.kr.Sign([]byte(purpose + "\x00" + value))
+}
+
+// Verify reports whether sig is Sign(purpose, value).
+func (u *Users) Verify(purpose, value, sig string) bool {
+	return u.kr.Verify([]byte(purpose+"\x00"+value), sig)
+}
+
+// checkPassword enforces the length bounds; field names the form field.
+func checkPassword(pw, field string) error {
+	n := utf8.RuneCountInString(pw)
+	if n < MinPasswordLen || n > MaxPasswordLen {
+		return actions.Invalid(field, "must be %d to %d characters long", MinPasswordLen, MaxPasswordLen)
+	}
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"devicehooks/actions"
+	"devicehooks/auth"
 	"devicehooks/store"
 )
 
@@ -19,22 +20,30 @@ type apiKeyView struct {
 	CreatedAt    time.Time  `json:"created_at"`
 	LastUsedAt   *time.Time `json:"last_used_at"`
 	LastUsedFrom string     `json:"last_used_from,omitempty"`
-	Key          string     `json:"key,omitempty"`
+	auth.Limits
+	Key string `json:"key,omitempty"`
 }
 
 func apiKeyViewOf(k *store.APIKey) apiKeyView {
-	return apiKeyView{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, LastUsedFrom: k.LastUsedFrom}
+	return apiKeyView{
+		ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt,
+		LastUsedAt: k.LastUsedAt, LastUsedFrom: k.LastUsedFrom, Limits: auth.LimitsOf(k),
+	}
+}
+
+// apiKeyInput is a key's name and optional limits.
+type apiKeyInput struct {
+	Name string `json:"name"`
+	auth.Limits
 }
 
 func (a *api) createAPIKey(c *gin.Context) {
-	var in struct {
-		Name string `json:"name"`
-	}
+	var in apiKeyInput
 	if err := bindJSON(c, &in); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
-	k, plain, err := a.Keys.Create(c.Request.Context(), in.Name)
+	k, plain, err := a.Keys.Create(c.Request.Context(), in.Name, in.Limits)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -79,6 +88,19 @@ func (a *api) revealAPIKey(c *gin.Context) {
 	}
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, gin.H{"id": c.Param("id"), "key": plain})
+}
+
+func (a *api) updateAPIKey(c *gin.Context) {
+	var in apiKeyInput
+	if err := bindJSON(c, &in); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	if err := a.Keys.Update(c.Request.Context(), c.Param("id"), in.Name, in.Limits); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
 }
 
 func (a *api) deleteAPIKey(c *gin.Context) {

@@ -11,6 +11,7 @@ import (
 
 	"devicehooks/actions"
 	"devicehooks/auth"
+	"devicehooks/metrics"
 	"devicehooks/secrets"
 	"devicehooks/store"
 )
@@ -25,8 +26,14 @@ type Deps struct {
 	Dispatcher *actions.Dispatcher
 	Presence   *actions.Presence
 	Log        *slog.Logger
-	// MaxBody is the webhook body limit in bytes.
-	MaxBody int64
+	// MaxBody is the webhook body limit in bytes; MaxHeader the header limit.
+	MaxBody   int64
+	MaxHeader int
+	// MaxConcurrent bounds webhook calls in progress (0: 512).
+	MaxConcurrent int
+	// RequestLog records every webhook call; Metrics counts them.
+	RequestLog *RequestLog
+	Metrics    *metrics.Metrics
 	// BrokerConnected reports the MQTT side's state for /healthz.
 	BrokerConnected func() bool
 	// TrustedProxies may set the client address through X-Forwarded-For.
@@ -58,15 +65,26 @@ func New(d Deps) (http.Handler, error) {
 
 	r.GET("/healthz", health(d))
 
-	wh := &webhookHandler{st: d.Store, keys: d.Keys, dispatch: d.Dispatcher, log: d.Log, maxBody: d.MaxBody}
+	if d.MaxConcurrent <= 0 {
+		d.MaxConcurrent = 512
+	}
+	if d.MaxHeader <= 0 {
+		d.MaxHeader = 16 << 10
+	}
+	wh := &webhookHandler{
+		st: d.Store, keys: d.Keys, dispatch: d.Dispatcher, log: d.Log, reqlog: d.RequestLog, metrics: d.Metrics,
+		maxBody: d.MaxBody, maxHeader: d.MaxHeader, slots: make(chan struct{}, d.MaxConcurrent),
+	}
 	r.POST("/public-api/integration/webhooks", wh.handle)
 	r.GET("/public-api/integration/webhooks", wh.handle)
+	r.HEAD("/public-api/integration/webhooks", wh.handle)
 
 	a := &api{Deps: d}
 	v1 := r.Group("/api/v1", noStore, requireAdmin(d.Admins, d.Log))
 	v1.POST("/api-keys", a.createAPIKey)
 	v1.GET("/api-keys", a.listAPIKeys)
 	v1.GET("/api-keys/:id", a.getAPIKey)
+	v1.PUT("/api-keys/:id", a.updateAPIKey)
 	v1.POST("/api-keys/:id/reveal", a.revealAPIKey)
 	v1.DELETE("/api-keys/:id", a.deleteAPIKey)
 
@@ -91,6 +109,11 @@ func New(d Deps) (http.Handler, error) {
 
 	v1.GET("/dispatches", a.listDispatches)
 	v1.GET("/dispatches/:id", a.getDispatch)
+	v1.GET("/requests", a.listRequests)
+	v1.GET("/requests/sources", a.topSources)
+
+	// Operators scrape with the admin token here, or without one on --metrics-addr.
+	r.GET("/metrics", noStore, requireAdmin(d.Admins, d.Log), gin.WrapH(d.Metrics.Handler()))
 
 	registerUI(r, d)
 	return r, nil

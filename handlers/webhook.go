@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"devicehooks/actions"
 	"devicehooks/auth"
+	"devicehooks/metrics"
 	"devicehooks/store"
 	"devicehooks/web"
 )
@@ -25,11 +27,23 @@ const MaxWait = 30 * time.Second
 
 // webhookHandler serves POST and GET /public-api/integration/webhooks (CONTRACT §1).
 type webhookHandler struct {
-	st       *store.Store
-	keys     *auth.Keys
-	dispatch *actions.Dispatcher
-	log      *slog.Logger
-	maxBody  int64
+	st        *store.Store
+	keys      *auth.Keys
+	dispatch  *actions.Dispatcher
+	log       *slog.Logger
+	reqlog    *RequestLog
+	metrics   *metrics.Metrics
+	maxBody   int64
+	maxHeader int
+	slots     chan struct{} // bounds concurrent webhook calls
+}
+
+// call is what one webhook call did, for the request log and metrics.
+type call struct {
+	code       string // "success", an error code, or "head"/"preview"/"confirm" for calls that fire nothing
+	caller     *auth.Caller
+	eventID    string
+	dispatchID string
 }
 
 // webhookRequest is the JSON body of a POST, or the decoded GET payload.
@@ -54,45 +68,116 @@ type commandResult struct {
 	Detail   string `json:"detail,omitempty"`
 }
 
+// handle serves one call and records it, whatever its outcome.
 func (h *webhookHandler) handle(c *gin.Context) {
-	if c.Request.ContentLength > h.maxBody {
-		h.fail(c, tooLarge(h.maxBody))
+	start := time.Now()
+	cl := &call{}
+	h.serve(c, cl)
+	d := time.Since(start)
+	rec := store.RequestLog{
+		ID: actions.NewID(), At: start.UTC(), Method: c.Request.Method, Source: c.ClientIP(),
+		UserAgent: truncate(c.Request.UserAgent(), 200), EventID: truncate(cl.eventID, 64),
+		Status: c.Writer.Status(), Code: cl.code, DispatchID: cl.dispatchID, LatencyUS: d.Microseconds(),
+	}
+	if cl.caller != nil {
+		rec.KeyID, rec.KeyPrefix = cl.caller.Key.ID, cl.caller.Key.Prefix
+	}
+	h.reqlog.Record(rec)
+	h.metrics.WebhookCall(cl.code, d)
+}
+
+// serve reads top to bottom: limits, who is calling, what they may do, what they
+// ask, then the dispatch.
+func (h *webhookHandler) serve(c *gin.Context, cl *call) {
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		c.Header("Retry-After", "1")
+		h.fail(c, cl, actions.Errorf(actions.CodeUnavailable, "too many webhook calls in progress; try again shortly"))
 		return
 	}
-	key, err := h.keys.Authenticate(c.Request.Context(), apiKeyOf(c))
-	if err != nil {
-		h.fail(c, err)
+	if c.Request.Method == http.MethodHead {
+		// Link checkers and mail scanners probe with HEAD: it never fires.
+		cl.code = "head"
+		c.Status(http.StatusOK)
 		return
 	}
-	req, err := h.readRequest(c)
+	if c.Request.ContentLength > h.maxBody || headerBytes(c.Request) > h.maxHeader {
+		h.fail(c, cl, tooLarge(h.maxBody))
+		return
+	}
+	link := isLinkCall(c)
+	if link && c.Request.Method == http.MethodGet && isPreviewAgent(c.Request.UserAgent()) {
+		cl.code = "preview"
+		h.page(c, http.StatusOK, web.WebhookResult{Preview: true})
+		return
+	}
+	params, err := linkParams(c, link)
 	if err != nil {
-		h.fail(c, err)
+		h.fail(c, cl, err)
+		return
+	}
+	caller, err := h.authenticate(c, params)
+	if err != nil {
+		h.fail(c, cl, err)
+		return
+	}
+	cl.caller = caller
+	if err := caller.CheckRequest(scopeMethod(c, link), c.ClientIP()); err != nil {
+		h.fail(c, cl, err)
+		return
+	}
+	if err := h.keys.Limit(caller); err != nil {
+		c.Header("Retry-After", auth.RetryAfterSeconds(err))
+		h.fail(c, cl, err)
+		return
+	}
+	req, err := h.readRequest(c, link, params)
+	if err != nil {
+		h.fail(c, cl, err)
+		return
+	}
+	cl.eventID = req.EventID
+	if c.Request.Method == http.MethodGet && params.Get("confirm") != "" {
+		// A link made to ask first: fire only from the page's button (a POST).
+		cl.code = "confirm"
+		h.page(c, http.StatusOK, web.WebhookResult{Confirm: true, EventID: req.EventID, Fields: confirmFields(params)})
 		return
 	}
 	wait, err := waitOf(c)
 	if err != nil {
-		h.fail(c, err)
+		h.fail(c, cl, err)
 		return
 	}
 	action, err := h.st.ActionByEventID(c.Request.Context(), req.EventID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !action.Enabled) {
-		h.fail(c, actions.Errorf(actions.CodeUnknownEvent, "no enabled action has event_id %q", req.EventID))
+		h.fail(c, cl, actions.Errorf(actions.CodeUnknownEvent, "no enabled action has event_id %q", req.EventID))
 		return
 	}
 	if err != nil {
-		h.fail(c, err)
+		h.fail(c, cl, err)
 		return
 	}
-	h.keys.Used(key.ID, c.ClientIP())
+	if err := caller.CheckAction(action); err != nil {
+		h.fail(c, cl, err)
+		return
+	}
+	h.keys.Used(caller.Key.ID, c.ClientIP())
 	out, err := h.dispatch.Trigger(c.Request.Context(), actions.Trigger{
-		Action: action, APIKeyID: key.ID, APIKeyPrefix: key.Prefix,
+		Action: action, APIKeyID: caller.Key.ID, APIKeyPrefix: caller.Key.Prefix,
 		Method: c.Request.Method, Source: c.ClientIP(),
 		SensorData: req.SensorData, IdempotencyKey: req.IdempotencyKey, Wait: wait,
 	})
 	if err != nil {
-		h.fail(c, err)
+		h.fail(c, cl, err)
 		return
 	}
+	cl.code, cl.dispatchID = "success", out.DispatchID
+	h.succeed(c, out, wait)
+}
+
+func (h *webhookHandler) succeed(c *gin.Context, out *actions.Outcome, wait time.Duration) {
 	if out.Replayed {
 		c.Header("Idempotent-Replayed", "true")
 	}
@@ -112,11 +197,9 @@ func (h *webhookHandler) handle(c *gin.Context) {
 }
 
 // fail answers with the contract's error body, or a small page for a browser.
-func (h *webhookHandler) fail(c *gin.Context, err error) {
+func (h *webhookHandler) fail(c *gin.Context, cl *call, err error) {
 	status, body := errorResponse(c, h.log, err)
-	if body.Error.Code == actions.CodeRateLimited && c.Writer.Header().Get("Retry-After") == "" {
-		c.Header("Retry-After", "1")
-	}
+	cl.code = string(body.Error.Code)
 	if wantsHTML(c) {
 		h.page(c, status, web.WebhookResult{Code: string(body.Error.Code), Detail: body.Error.Detail})
 		c.Abort()
@@ -132,28 +215,67 @@ func (h *webhookHandler) page(c *gin.Context, status int, r web.WebhookResult) {
 		c.Status(http.StatusInternalServerError)
 		return
 	}
+	c.Header("Cache-Control", "no-store")
+	c.Header("Referrer-Policy", "no-referrer")
+	c.Header("X-Robots-Tag", "noindex")
 	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
 }
 
-// apiKeyOf reads the key from the x-webhook-apikey header, or on GET from the
-// api_key query parameter.
-func apiKeyOf(c *gin.Context) string {
-	if k := strings.TrimSpace(c.GetHeader("x-webhook-apikey")); k != "" {
-		return k
-	}
-	if c.Request.Method == http.MethodGet {
-		return strings.TrimSpace(c.Query("api_key"))
-	}
-	return ""
+// isLinkCall tells a link (a GET, or the POST of a link's confirmation form)
+// from an API call with a JSON body.
+func isLinkCall(c *gin.Context) bool {
+	return c.Request.Method == http.MethodGet ||
+		strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded")
 }
 
-// readRequest reads the POST body or the GET payload into a webhookRequest.
-func (h *webhookHandler) readRequest(c *gin.Context) (*webhookRequest, error) {
-	var raw []byte
+// scopeMethod is the method a key's scope judges: a confirmed link is a GET link.
+func scopeMethod(c *gin.Context, link bool) string {
+	if link {
+		return http.MethodGet
+	}
+	return c.Request.Method
+}
+
+// linkParams returns a link's parameters: the query of a GET, the form of a
+// confirmation POST.
+func linkParams(c *gin.Context, link bool) (url.Values, error) {
+	if !link {
+		return url.Values{}, nil
+	}
 	if c.Request.Method == http.MethodGet {
-		p := c.Query("payload")
+		return c.Request.URL.Query(), nil
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 16<<10)
+	if err := c.Request.ParseForm(); err != nil {
+		return nil, badRequest("could not read the form: %v", err)
+	}
+	return c.Request.PostForm, nil
+}
+
+// authenticate finds the caller: a signed link (key_id, expires, sig), or the key
+// in the x-webhook-apikey header or a link's api_key parameter.
+func (h *webhookHandler) authenticate(c *gin.Context, params url.Values) (*auth.Caller, error) {
+	if sig := params.Get("sig"); sig != "" {
+		expires, err := strconv.ParseInt(params.Get("expires"), 10, 64)
+		if err != nil {
+			return nil, actions.Errorf(actions.CodeUnauthorized, "missing, unknown or revoked API key")
+		}
+		return h.keys.AuthenticateLink(c.Request.Context(), params.Get("key_id"), expires, params.Get("payload"), sig)
+	}
+	key := strings.TrimSpace(c.GetHeader("x-webhook-apikey"))
+	if key == "" {
+		key = strings.TrimSpace(params.Get("api_key"))
+	}
+	return h.keys.Authenticate(c.Request.Context(), key)
+}
+
+// readRequest reads the POST body or the link's payload into a webhookRequest.
+func (h *webhookHandler) readRequest(c *gin.Context, link bool, params url.Values) (*webhookRequest, error) {
+	var raw []byte
+	if link {
+		p := params.Get("payload")
 		if p == "" {
-			return nil, badRequest("the payload query parameter is required: base64 of {\"event_id\": \"...\"}")
+			return nil, badRequest("the payload parameter is required: base64 of {\"event_id\": \"...\"}")
 		}
 		var err error
 		if raw, err = DecodePayload(p); err != nil {
@@ -181,6 +303,17 @@ func (h *webhookHandler) readRequest(c *gin.Context) (*webhookRequest, error) {
 		return nil, badRequest("the idempotency key must be at most 255 characters")
 	}
 	return req, nil
+}
+
+// confirmFields are the link parameters the confirmation form posts back.
+func confirmFields(params url.Values) map[string]string {
+	out := map[string]string{}
+	for _, k := range []string{"api_key", "key_id", "expires", "sig", "payload"} {
+		if v := params.Get(k); v != "" {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // DecodePayload decodes a GET link's payload: base64 in the standard or URL-safe
@@ -253,17 +386,54 @@ func waitOf(c *gin.Context) (time.Duration, error) {
 		return 0, nil
 	}
 	n, err := strconv.ParseFloat(v, 64)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || n > 1e6 {
 		return 0, badRequest("wait must be a number of seconds from 0 to %d", int(MaxWait.Seconds()))
 	}
 	return min(time.Duration(n*float64(time.Second)), MaxWait), nil
 }
 
 func tooLarge(limit int64) error {
-	return actions.Errorf(actions.CodeTooLarge, "the request body is over the limit of %d bytes", limit)
+	return actions.Errorf(actions.CodeTooLarge, "the request is over the size limit (body %d bytes)", limit)
+}
+
+// headerBytes is the size of a request's header fields.
+func headerBytes(r *http.Request) int {
+	n := len(r.RequestURI)
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
 }
 
 // wantsHTML tells a browser that opened a GET link from an API client.
 func wantsHTML(c *gin.Context) bool {
-	return c.Request.Method == http.MethodGet && strings.Contains(c.GetHeader("Accept"), "text/html")
+	return isLinkCall(c) && strings.Contains(c.GetHeader("Accept"), "text/html")
+}
+
+// previewAgents are the user agents of chat apps and link unfurlers that fetch a
+// link to show a preview: their GET must not fire the action.
+var previewAgents = []string{
+	"slackbot", "slack-imgproxy", "twitterbot", "facebookexternalhit", "facebot", "discordbot",
+	"telegrambot", "whatsapp", "linkedinbot", "skypeuripreview", "microsoftpreview", "googlebot",
+	"bingbot", "applebot", "embedly", "iframely", "redditbot", "pinterest", "mattermost",
+	"rocket.chat", "viber", "vkshare", "bitlybot", "outlook-iOS-android", "google-safety", "yahoo! slurp",
+}
+
+func isPreviewAgent(ua string) bool {
+	ua = strings.ToLower(ua)
+	for _, a := range previewAgents {
+		if strings.Contains(ua, strings.ToLower(a)) {
+			return true
+		}
+	}
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

@@ -41,6 +41,15 @@ func (s *Store) APIKeyByHash(ctx context.Context, hash string) (*APIKey, error) 
 	return &k, wrap("get api key by hash", err)
 }
 
+// UpdateAPIKey saves a key's name and limits.
+func (s *Store) UpdateAPIKey(ctx context.Context, k *APIKey) error {
+	res := s.db.WithContext(ctx).Model(&APIKey{}).Where("id = ? AND revoked_at IS NULL", k.ID).Updates(map[string]any{
+		"name": k.Name, "disabled": k.Disabled, "expires_at": k.ExpiresAt, "scope_actions": k.ScopeActions,
+		"scope_groups": k.ScopeGroups, "methods": k.Methods, "cidrs": k.CIDRs, "rate_per_sec": k.RatePerSec, "rate_burst": k.RateBurst,
+	})
+	return rowsOrNotFound("update api key", res)
+}
+
 // RevokeAPIKey makes a key stop working and forgets its sealed value.
 func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) error {
 	res := s.db.WithContext(ctx).Model(&APIKey{}).

@@ -16,6 +16,16 @@ type APIKey struct {
 	LastUsedAt   *time.Time `gorm:""`
 	LastUsedFrom string     `gorm:"size:64"`
 	RevokedAt    *time.Time `gorm:"index"`
+
+	// Optional limits (empty: no limit). Lists are JSON arrays.
+	Disabled     bool       `gorm:"not null;default:false"`
+	ExpiresAt    *time.Time `gorm:""`
+	ScopeActions string     `gorm:"not null;default:'[]'"` // action ids it may trigger
+	ScopeGroups  string     `gorm:"not null;default:'[]'"` // or actions that target these groups
+	Methods      string     `gorm:"not null;default:'[]'"` // "POST", "GET"
+	CIDRs        string     `gorm:"not null;default:'[]'"` // source address ranges
+	RatePerSec   float64    `gorm:"not null;default:0"`
+	RateBurst    int        `gorm:"not null;default:0"`
 }
 
 // AdminToken authenticates scripts and the web UI's API calls to the management API.
@@ -128,6 +138,22 @@ type Command struct {
 	PublishedAt *time.Time `gorm:""`
 	AckedAt     *time.Time `gorm:""`
 	Detail      string     `gorm:"size:500;not null;default:''"`
+}
+
+// RequestLog records one webhook call, accepted or not, without any secret.
+type RequestLog struct {
+	ID         string    `gorm:"primaryKey;size:36"`
+	At         time.Time `gorm:"not null;index"`
+	Method     string    `gorm:"size:8;not null"`
+	KeyID      string    `gorm:"size:36;not null;default:'';index"`
+	KeyPrefix  string    `gorm:"size:16;not null;default:''"`
+	Source     string    `gorm:"size:64;not null;default:'';index"`
+	UserAgent  string    `gorm:"size:200;not null;default:''"`
+	EventID    string    `gorm:"size:64;not null;default:''"`
+	Status     int       `gorm:"not null"`
+	Code       string    `gorm:"size:32;not null;index"` // "success" or the error code
+	DispatchID string    `gorm:"size:36;not null;default:''"`
+	LatencyUS  int64     `gorm:"not null"`
 }
 
 // Idempotency remembers the response to a trigger sent with an idempotency key, so a

@@ -24,6 +24,11 @@ type WebhookResult struct {
 	Replayed   bool
 	Code       string
 	Detail     string
+	// Preview: a link-preview agent fetched the link; nothing was fired.
+	Preview bool
+	// Confirm: the link asks for a click; Fields are posted back by the button.
+	Confirm bool
+	Fields  map[string]string
 }
 
 // RenderWebhookResult writes the page for a webhook GET opened in a browser.

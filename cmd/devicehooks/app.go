@@ -15,6 +15,7 @@ import (
 	"devicehooks/auth"
 	"devicehooks/broker"
 	"devicehooks/handlers"
+	"devicehooks/metrics"
 	"devicehooks/secrets"
 	"devicehooks/store"
 )
@@ -39,9 +40,11 @@ type App struct {
 	embedded   *broker.Embedded
 	external   *broker.External
 
-	httpLn   net.Listener
-	httpSrv  *http.Server
-	pprofSrv *http.Server
+	httpLn     net.Listener
+	httpSrv    *http.Server
+	privateSrv []*http.Server // pprof, metrics
+	reqlog     *handlers.RequestLog
+	metrics    *metrics.Metrics
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -111,6 +114,12 @@ func (a *App) Open(ctx context.Context) (err error) {
 		}
 	}
 	a.dispatcher = actions.NewDispatcher(a.store, a.delivery, waiters, a.Log, actions.DispatcherConfig{MaxTargets: cfg.MaxTargets})
+	a.reqlog = handlers.NewRequestLog(a.store, a.Log)
+	a.metrics = metrics.New(metrics.Sources{
+		OnlineDevices: a.presence.OnlineCount, BrokerConnected: a.brokerConnected, Log: a.Log,
+		CommandStates: func(ctx context.Context) (map[string]int, error) { return a.store.CountCommandsByState(ctx) },
+	})
+	a.tracker.OnAck = func(ack store.Ack) { a.metrics.Acked(ack.CommandID, ack.State, ack.At) }
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
@@ -120,16 +129,15 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.goRun(func() { a.presence.Run(runCtx, 250*time.Millisecond) })
 	a.goRun(func() { a.keys.Run(runCtx, 5*time.Second) })
 	a.goRun(func() { actions.RunSweeper(runCtx, a.store, a.Log, time.Second) })
+	a.goRun(func() { a.reqlog.Run(runCtx, time.Duration(cfg.RequestLogDays)*24*time.Hour) })
 	if embedded {
 		a.delivery.BrokerConnected()
 	} else {
 		a.external.Start()
 	}
 
-	if cfg.PprofAddr != "" {
-		if err := a.servePprof(cfg.PprofAddr); err != nil {
-			return err
-		}
+	if err := a.servePrivateEndpoints(); err != nil {
+		return err
 	}
 	first := firstStart{}
 	if first.token, err = a.admins.EnsureFirstToken(ctx); err != nil {
@@ -143,6 +151,23 @@ func (a *App) Open(ctx context.Context) (err error) {
 
 // firstStart holds the credentials created at first start, printed once.
 type firstStart struct{ token, password string }
+
+func (a *App) servePrivateEndpoints() error {
+	for _, p := range []struct {
+		name, addr string
+		h          http.Handler
+	}{{"pprof", a.Config.PprofAddr, pprofMux()}, {"metrics", a.Config.MetricsAddr, a.metrics.Handler()}} {
+		if p.addr == "" {
+			continue
+		}
+		srv, err := a.servePrivate(p.name, p.addr, p.h)
+		if err != nil {
+			return err
+		}
+		a.privateSrv = append(a.privateSrv, srv)
+	}
+	return nil
+}
 
 func (a *App) secret() ([]byte, error) {
 	if a.Config.Secret != "" {
@@ -184,7 +209,8 @@ func (a *App) serveHTTP(first firstStart, topics actions.Topics) error {
 	h, err := handlers.New(handlers.Deps{
 		Store: a.store, Keys: a.keys, Admins: a.admins, Devices: a.devices, Users: a.users,
 		Dispatcher: a.dispatcher, Presence: a.presence, Log: a.Log,
-		MaxBody: a.Config.MaxBodyBytes, BrokerConnected: a.brokerConnected,
+		MaxBody: a.Config.MaxBodyBytes, MaxHeader: a.Config.MaxHeaderBytes, MaxConcurrent: a.Config.MaxConcurrent,
+		RequestLog: a.reqlog, Metrics: a.metrics, BrokerConnected: a.brokerConnected,
 		TrustedProxies: a.Config.trustedProxies(), Topics: topics,
 		PublicURL: a.Config.PublicURL, SecureCookies: a.Config.SecureCookies,
 	})
@@ -196,11 +222,12 @@ func (a *App) serveHTTP(first firstStart, topics actions.Topics) error {
 	}
 	a.httpSrv = &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second, // webhook calls may wait up to 30 s for acks
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    32 << 10,
+		ReadHeaderTimeout: a.Config.ReadHeaderTimeout,
+		ReadTimeout:       a.Config.ReadTimeout,
+		WriteTimeout:      a.Config.WriteTimeout,
+		IdleTimeout:       a.Config.IdleTimeout,
+		// Go's own hard stop (431); the webhook answers 413 from MaxHeaderBytes on.
+		MaxHeaderBytes: 4 * a.Config.MaxHeaderBytes,
 	}
 	ln := a.httpLn
 	go func() {
@@ -271,8 +298,8 @@ func (a *App) Close() {
 		} else if a.httpLn != nil {
 			_ = a.httpLn.Close()
 		}
-		if a.pprofSrv != nil {
-			_ = a.pprofSrv.Close()
+		for _, srv := range a.privateSrv {
+			_ = srv.Close()
 		}
 		if a.embedded != nil {
 			_ = a.embedded.Close()

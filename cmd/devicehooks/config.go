@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"devicehooks/auth"
 	"devicehooks/store"
@@ -38,6 +39,14 @@ type Config struct {
 	LogLevel           string
 	LogFormat          string
 	PprofAddr          string
+	MetricsAddr        string
+	MaxHeaderBytes     int
+	MaxConcurrent      int
+	RequestLogDays     int
+	ReadHeaderTimeout  time.Duration
+	ReadTimeout        time.Duration
+	WriteTimeout       time.Duration
+	IdleTimeout        time.Duration
 }
 
 // parseServeFlags reads flags, then fills unset ones from the environment.
@@ -63,9 +72,17 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.StringVar(&c.SecretFile, "secret-file", "", "file holding the server secret, created with mode 0600 at first start (default: beside the SQLite file, or ./devicehooks.secret)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 64<<10, "largest webhook body accepted")
 	fs.IntVar(&c.MaxTargets, "max-targets", 0, "refuse a trigger that would reach more devices than this (0: no limit)")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 16<<10, "largest request header accepted on the webhook")
+	fs.IntVar(&c.MaxConcurrent, "max-concurrent-webhooks", 512, "webhook calls in progress at once; more get 503")
+	fs.IntVar(&c.RequestLogDays, "request-log-days", 30, "days to keep the webhook request log")
+	fs.DurationVar(&c.ReadHeaderTimeout, "http-read-header-timeout", 10*time.Second, "time a client has to send its request headers")
+	fs.DurationVar(&c.ReadTimeout, "http-read-timeout", 30*time.Second, "time a client has to send its whole request")
+	fs.DurationVar(&c.WriteTimeout, "http-write-timeout", 60*time.Second, "time to write an answer (webhook calls may wait up to 30 s for acks)")
+	fs.DurationVar(&c.IdleTimeout, "http-idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "also serve /metrics without a token on this (private) address, e.g. 127.0.0.1:9090")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve Go's /debug/pprof on this address, e.g. 127.0.0.1:6060 (empty: off; never expose it)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -102,6 +119,12 @@ func (c *Config) validate() error {
 	}
 	if c.MaxTargets < 0 {
 		return errors.New("--max-targets must not be negative")
+	}
+	if c.MaxHeaderBytes < 1024 || c.MaxConcurrent < 1 || c.RequestLogDays < 1 {
+		return errors.New("--max-header-bytes must be at least 1024, --max-concurrent-webhooks and --request-log-days at least 1")
+	}
+	if c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0 {
+		return errors.New("the --http-*-timeout flags must be positive")
 	}
 	if c.DB == "" {
 		return errors.New("--db is required")

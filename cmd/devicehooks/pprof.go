@@ -9,25 +9,29 @@ import (
 	"time"
 )
 
-// servePprof serves Go's profiler on its own listener, off the public mux, for
-// operators and the benchmark.
-func (a *App) servePprof(addr string) error {
+// servePrivate serves operator endpoints (the profiler, metrics without a token)
+// on their own listener, off the public mux.
+func (a *App) servePrivate(name, addr string, h http.Handler) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s %s: %w", name, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.Log.Error(name+" server", "err", err)
+		}
+	}()
+	a.Log.Info(name+" serving", "addr", ln.Addr().String())
+	return srv, nil
+}
+
+func pprofMux() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen pprof %s: %w", addr, err)
-	}
-	a.pprofSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := a.pprofSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.Log.Error("pprof server", "err", err)
-		}
-	}()
-	a.Log.Info("pprof serving", "addr", ln.Addr().String())
-	return nil
+	return mux
 }

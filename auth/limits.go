@@ -1,0 +1,244 @@
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"devicehooks/actions"
+	"devicehooks/store"
+)
+
+// Limits are an API key's optional restrictions; the zero value restricts nothing.
+type Limits struct {
+	Actions   []string   `json:"actions"`    // action ids it may trigger
+	Groups    []string   `json:"groups"`     // or actions targeting these groups
+	Methods   []string   `json:"methods"`    // "POST", "GET"
+	CIDRs     []string   `json:"cidrs"`      // source address ranges
+	ExpiresAt *time.Time `json:"expires_at"` // after this the key no longer works
+	Rate      *Rate      `json:"rate"`       // requests per second with a burst
+	Disabled  bool       `json:"disabled"`   // stops working without being deleted
+}
+
+// Rate is a token bucket: PerSecond sustained, Burst at once.
+type Rate struct {
+	PerSecond float64 `json:"per_second"`
+	Burst     int     `json:"burst"`
+}
+
+// Validate checks limits and normalises them (methods upper case, ranges parsed).
+func (l *Limits) Validate() error {
+	for i, m := range l.Methods {
+		m = strings.ToUpper(strings.TrimSpace(m))
+		if m != "POST" && m != "GET" {
+			return actions.Invalid("methods", "must list POST and/or GET, not %q", l.Methods[i])
+		}
+		l.Methods[i] = m
+	}
+	for _, c := range l.CIDRs {
+		if _, err := parseRange(c); err != nil {
+			return actions.Invalid("cidrs", "%q is not an address or CIDR range", c)
+		}
+	}
+	if r := l.Rate; r != nil {
+		if r.PerSecond <= 0 || r.PerSecond > 100000 || math.IsNaN(r.PerSecond) {
+			return actions.Invalid("rate.per_second", "must be above 0 and at most 100000")
+		}
+		if r.Burst < 1 || r.Burst > 100000 {
+			return actions.Invalid("rate.burst", "must be from 1 to 100000")
+		}
+	}
+	return nil
+}
+
+// LimitsOf reads a stored key's limits.
+func LimitsOf(k *store.APIKey) Limits {
+	l := Limits{Disabled: k.Disabled, ExpiresAt: k.ExpiresAt}
+	_ = json.Unmarshal([]byte(k.ScopeActions), &l.Actions)
+	_ = json.Unmarshal([]byte(k.ScopeGroups), &l.Groups)
+	_ = json.Unmarshal([]byte(k.Methods), &l.Methods)
+	_ = json.Unmarshal([]byte(k.CIDRs), &l.CIDRs)
+	if k.RatePerSec > 0 {
+		l.Rate = &Rate{PerSecond: k.RatePerSec, Burst: k.RateBurst}
+	}
+	return l
+}
+
+func (l Limits) store(k *store.APIKey) {
+	list := func(v []string) string {
+		if v == nil {
+			v = []string{}
+		}
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	k.Disabled, k.ExpiresAt = l.Disabled, l.ExpiresAt
+	k.ScopeActions, k.ScopeGroups, k.Methods, k.CIDRs = list(l.Actions), list(l.Groups), list(l.Methods), list(l.CIDRs)
+	k.RatePerSec, k.RateBurst = 0, 0
+	if l.Rate != nil {
+		k.RatePerSec, k.RateBurst = l.Rate.PerSecond, l.Rate.Burst
+	}
+}
+
+func parseRange(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// Caller is an authenticated webhook caller: its key and the key's compiled limits.
+type Caller struct {
+	Key    *store.APIKey
+	limits Limits
+	ranges []netip.Prefix
+}
+
+func newCaller(k *store.APIKey) *Caller {
+	c := &Caller{Key: k, limits: LimitsOf(k)}
+	for _, s := range c.limits.CIDRs {
+		if p, err := parseRange(s); err == nil {
+			c.ranges = append(c.ranges, p)
+		}
+	}
+	return c
+}
+
+// usable reports whether the key works at all now (not disabled, not expired).
+func (c *Caller) usable(now time.Time) bool {
+	return !c.limits.Disabled && (c.limits.ExpiresAt == nil || now.Before(*c.limits.ExpiresAt))
+}
+
+// CheckRequest refuses a method or a source address outside the key's limits.
+func (c *Caller) CheckRequest(method, source string) error {
+	if len(c.limits.Methods) > 0 && !slices.Contains(c.limits.Methods, method) {
+		return actions.Errorf(actions.CodeForbidden, "this API key may not be used with %s", method)
+	}
+	if len(c.ranges) > 0 {
+		a, err := netip.ParseAddr(source)
+		if err != nil || !slices.ContainsFunc(c.ranges, func(p netip.Prefix) bool { return p.Contains(a.Unmap()) }) {
+			return actions.Errorf(actions.CodeForbidden, "this API key may not be used from %s", source)
+		}
+	}
+	return nil
+}
+
+// CheckAction refuses an action outside the key's scope.
+func (c *Caller) CheckAction(a *store.Action) error {
+	if len(c.limits.Actions) == 0 && len(c.limits.Groups) == 0 {
+		return nil
+	}
+	if slices.Contains(c.limits.Actions, a.ID) ||
+		(a.TargetType == actions.TargetGroup && slices.Contains(c.limits.Groups, a.TargetID)) {
+		return nil
+	}
+	return actions.Errorf(actions.CodeForbidden, "this API key may not trigger event %s", a.EventID)
+}
+
+// limiters holds one token bucket per rate-limited key, bounded in number.
+type limiters struct {
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+// RateLimited is the error of a call over its key's rate; RetryAfter says when to
+// try again.
+type RateLimited struct {
+	Err        *actions.Error
+	RetryAfter time.Duration
+}
+
+func (e *RateLimited) Error() string { return e.Err.Error() }
+
+// Unwrap lets errors.As find the coded error.
+func (e *RateLimited) Unwrap() error { return e.Err }
+
+// allow takes a token for the caller, or returns a RateLimited error.
+func (l *limiters) allow(c *Caller, now time.Time) error {
+	r := c.limits.Rate
+	if r == nil {
+		return nil
+	}
+	l.mu.Lock()
+	lim, ok := l.m[c.Key.ID]
+	if !ok || lim.Limit() != rate.Limit(r.PerSecond) || lim.Burst() != r.Burst {
+		if len(l.m) > 10000 {
+			l.m = map[string]*rate.Limiter{}
+		}
+		lim = rate.NewLimiter(rate.Limit(r.PerSecond), r.Burst)
+		l.m[c.Key.ID] = lim
+	}
+	res := lim.ReserveN(now, 1)
+	delay := res.DelayFrom(now)
+	if delay > 0 {
+		res.CancelAt(now) // do not spend the token we are not going to use
+	}
+	l.mu.Unlock()
+	if delay <= 0 {
+		return nil
+	}
+	return &RateLimited{
+		Err:        actions.Errorf(actions.CodeRateLimited, "this API key is limited to %g requests per second (burst %d)", r.PerSecond, r.Burst),
+		RetryAfter: delay,
+	}
+}
+
+// RetryAfterSeconds is the Retry-After header value for err, or "" if it has none.
+func RetryAfterSeconds(err error) string {
+	var rl *RateLimited
+	if !errors.As(err, &rl) {
+		return ""
+	}
+	return strconv.Itoa(int(math.Ceil(rl.RetryAfter.Seconds())))
+}
+
+// SignLink returns the signature of a signed GET link: HMAC-SHA256 under the API
+// key of "devicehooks-link-v1\n<key id>\n<expires unix>\n<payload>", base64url
+// without padding. payload is the base64 text exactly as it stands in the link.
+func SignLink(apiKey, keyID string, expires int64, payload string) string {
+	m := hmac.New(sha256.New, []byte(apiKey))
+	fmt.Fprintf(m, "devicehooks-link-v1\n%s\n%d\n%s", keyID, expires, payload)
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// AuthenticateLink checks a signed link: the key must be live and the signature
+// made with it over these fields, and the link not expired. Every failure is the
+// same 401.
+func (k *Keys) AuthenticateLink(ctx context.Context, keyID string, expires int64, payload, sig string) (*Caller, error) {
+	key, err := k.st.APIKey(ctx, keyID)
+	if err != nil || len(sig) > 100 {
+		return nil, errUnauthorized
+	}
+	plain, err := k.kr.Open(key.Sealed)
+	if err != nil {
+		return nil, errUnauthorized
+	}
+	want := SignLink(plain, keyID, expires, payload)
+	if !hmac.Equal([]byte(want), []byte(sig)) || time.Now().Unix() >= expires {
+		return nil, errUnauthorized
+	}
+	c := newCaller(key)
+	if !c.usable(time.Now()) {
+		return nil, errUnauthorized
+	}
+	return c, nil
+}

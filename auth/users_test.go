@@ -1,0 +1,273 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"devicehooks/actions"
+	"devicehooks/secrets"
+	"devicehooks/store"
+)
+
+// newTestUsers returns the account service over a fresh SQLite database, with a
+// clock the test moves.
+func newTestUsers(t *testing.T) (*Users, *time.Time) {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "users.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	kr, err := secrets.NewKeyring([]byte(strings.Repeat("k", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := NewUsers(st, kr)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	u.clock = func() time.Time { return now }
+	u.FailDelay = time.Millisecond
+	return u, &now
+}
+
+func TestEnsureFirstAdmin(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, _ := newTestUsers(t)
+	pw, err := u.EnsureFirstAdmin(ctx, "", "")
+	if err != nil || len(pw) != 20 {
+		t.Fatalf("generated %q, %v", pw, err)
+	}
+	if _, _, err := u.SignIn(ctx, "admin", pw, "10.0.0.1"); err != nil {
+		t.Fatalf("sign in with the generated password: %v", err)
+	}
+	again, err := u.EnsureFirstAdmin(ctx, "other", "another password")
+	if err != nil || again != "" {
+		t.Fatalf("second start: %q, %v", again, err)
+	}
+	if _, _, err := u.SignIn(ctx, "other", "another password", "10.0.0.1"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("a second account was created: %v", err)
+	}
+
+	u2, _ := newTestUsers(t)
+	if _, err := u2.EnsureFirstAdmin(ctx, "ops", "short"); err == nil {
+		t.Fatal("a too-short --admin-password was accepted")
+	}
+	if _, err := u2.EnsureFirstAdmin(ctx, "bad name!", "long enough password"); err == nil {
+		t.Fatal("a username with spaces was accepted")
+	}
+	if pw, err := u2.EnsureFirstAdmin(ctx, "ops", "long enough password"); err != nil || pw != "" {
+		t.Fatalf("given password: %q, %v", pw, err)
+	}
+	if _, _, err := u2.SignIn(ctx, "ops", "long enough password", "10.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPasswordHash(t *testing.T) {
+	t.Parallel()
+	h, err := hashPassword("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Fatalf("hash %q", h)
+	}
+	if !verifyPassword(h, "correct horse") || verifyPassword(h, "correct horsE") || needsRehash(h) {
+		t.Fatal("verify")
+	}
+	h2, _ := hashPassword("correct horse")
+	if h == h2 {
+		t.Fatal("no salt")
+	}
+	for _, bad := range []string{
+		"", "plain", strings.Replace(h, "m=19456", "m=99999999", 1), strings.Replace(h, "argon2id", "argon2i", 1),
+		h[:len(h)-10],
+	} {
+		if verifyPassword(bad, "correct horse") {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+	if !needsRehash(strings.Replace(h, "t=2", "t=1", 1)) {
+		t.Error("old parameters do not need a rehash")
+	}
+}
+
+func TestSignInLockout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, now := newTestUsers(t)
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxUserFailures {
+		if _, _, err := u.SignIn(ctx, "admin", "wrong", "10.0.0.1"); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("failure %d: %v", i+1, err)
+		}
+	}
+	// Locked: even the right password is refused, from any address.
+	_, _, err := u.SignIn(ctx, "ADMIN", "right password", "10.9.9.9")
+	var locked *LockedOutError
+	if !errors.As(err, &locked) || !locked.Until.Equal(now.Add(lockoutFor)) {
+		t.Fatalf("after %d failures: %v", maxUserFailures, err)
+	}
+	*now = now.Add(lockoutFor)
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1"); err != nil {
+		t.Fatalf("after the lockout: %v", err)
+	}
+	// A success resets the count.
+	for range maxUserFailures - 1 {
+		_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.2")
+	}
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.2"); err != nil {
+		t.Fatalf("4 failures locked out: %v", err)
+	}
+	// Failures spread over more than the window do not add up.
+	for range maxUserFailures - 1 {
+		_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.3")
+	}
+	*now = now.Add(failureWindow + time.Second)
+	_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.3")
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.3"); err != nil {
+		t.Fatalf("old failures counted: %v", err)
+	}
+}
+
+func TestSignInLockoutByAddress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, _ := newTestUsers(t)
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
+		t.Fatal(err)
+	}
+	// One address guessing many usernames.
+	for i := range maxIPFailures {
+		_, _, _ = u.SignIn(ctx, "user"+string(rune('a'+i)), "guess", "192.0.2.7")
+	}
+	var locked *LockedOutError
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "192.0.2.7"); !errors.As(err, &locked) {
+		t.Fatalf("the address is not locked out: %v", err)
+	}
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "192.0.2.8"); err != nil {
+		t.Fatalf("another address is locked out: %v", err)
+	}
+}
+
+func TestSessions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, now := newTestUsers(t)
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1")
+	if err != nil || !strings.HasPrefix(token, secrets.SessionPrefix) {
+		t.Fatalf("token %q, %v", token, err)
+	}
+	acc, err := u.Authenticate(ctx, token)
+	if err != nil || acc.User.Username != "admin" || acc.SessionID == token {
+		t.Fatalf("authenticate: %+v, %v", acc, err)
+	}
+	for _, bad := range []string{"", "dhs_nope", token + "x", "dha_" + token[4:]} {
+		if _, err := u.Authenticate(ctx, bad); actions.ErrorCode(err) != actions.CodeUnauthorized {
+			t.Errorf("token %q: %v", bad, err)
+		}
+	}
+
+	// Use keeps a session alive past its idle limit ...
+	*now = now.Add(SessionIdle - time.Minute)
+	if _, err := u.Authenticate(ctx, token); err != nil {
+		t.Fatalf("before the idle limit: %v", err)
+	}
+	*now = now.Add(SessionIdle - time.Minute)
+	if _, err := u.Authenticate(ctx, token); err != nil {
+		t.Fatalf("used within the idle limit: %v", err)
+	}
+	// ... but not when idle ...
+	*now = now.Add(SessionIdle + time.Second)
+	if _, err := u.Authenticate(ctx, token); err == nil {
+		t.Fatal("an idle session still works")
+	}
+	// ... and never past its maximum age.
+	token, _, _ = u.SignIn(ctx, "admin", "right password", "10.0.0.1")
+	start := *now
+	for now.Sub(start) < SessionMaxAge-SessionIdle {
+		*now = now.Add(SessionIdle / 2)
+		if _, err := u.Authenticate(ctx, token); err != nil {
+			t.Fatalf("at %v: %v", now.Sub(start), err)
+		}
+	}
+	*now = start.Add(SessionMaxAge)
+	if _, err := u.Authenticate(ctx, token); err == nil {
+		t.Fatal("a session outlived its maximum age")
+	}
+
+	// Sign-out ends the session.
+	token, _, _ = u.SignIn(ctx, "admin", "right password", "10.0.0.1")
+	if err := u.SignOut(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Authenticate(ctx, token); err == nil {
+		t.Fatal("a signed-out session still works")
+	}
+}
+
+func TestChangePassword(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, _ := newTestUsers(t)
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "old password!"); err != nil {
+		t.Fatal(err)
+	}
+	mine, _, _ := u.SignIn(ctx, "admin", "old password!", "10.0.0.1")
+	other, _, _ := u.SignIn(ctx, "admin", "old password!", "10.0.0.2")
+	acc, err := u.Authenticate(ctx, mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := func(err error) string {
+		var e *actions.Error
+		if errors.As(err, &e) {
+			return e.Field
+		}
+		return ""
+	}
+	if err := u.ChangePassword(ctx, acc, "wrong", "new password!!"); field(err) != "current_password" {
+		t.Fatalf("wrong current password: %v", err)
+	}
+	if err := u.ChangePassword(ctx, acc, "old password!", "short"); field(err) != "new_password" {
+		t.Fatalf("short new password: %v", err)
+	}
+	if err := u.ChangePassword(ctx, acc, "old password!", "new password!!"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Authenticate(ctx, mine); err != nil {
+		t.Fatalf("own session ended: %v", err)
+	}
+	if _, err := u.Authenticate(ctx, other); err == nil {
+		t.Fatal("another session survived the password change")
+	}
+	if _, _, err := u.SignIn(ctx, "admin", "old password!", "10.0.0.1"); err == nil {
+		t.Fatal("the old password still works")
+	}
+	if _, _, err := u.SignIn(ctx, "admin", "new password!!", "10.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCSRFToken(t *testing.T) {
+	t.Parallel()
+	u, _ := newTestUsers(t)
+	a, b := secrets.NewToken(secrets.SessionPrefix), secrets.NewToken(secrets.SessionPrefix)
+	tok := u.CSRFToken(a)
+	if !u.ValidCSRF(a, tok) || u.ValidCSRF(b, tok) || u.ValidCSRF(a, "") || u.ValidCSRF("", u.CSRFToken("")) {
+		t.Fatal("CSRF token check")
+	}
+	sig := u.Sign("flash", "hello")
+	if !u.Verify("flash", "hello", sig) || u.Verify("flash", "hello!", sig) || u.Verify("other", "hello", sig) {
+		t.Fatal("sign/verify")
+	}
+}

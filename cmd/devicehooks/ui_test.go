@@ -1,0 +1,786 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"devicehooks/internal/testenv"
+)
+
+// The admin UI, driven in a real headless Chromium against the real server with
+// its embedded broker. One server and one browser serve every step; the steps
+// build on each other (sign in, then create a key, then use it ...).
+
+const (
+	uiUser     = "admin"
+	uiPassword = "correct horse battery staple"
+)
+
+// uiBrowser is one headless Chromium tab shared by a test's steps.
+type uiBrowser struct {
+	t    *testing.T
+	ctx  context.Context // the browser's context: no deadline, see step
+	base string
+}
+
+func newUIBrowser(t *testing.T, base string) *uiBrowser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(testenv.Chromium(t)),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	// Everything the browser does is bounded by this deadline; each step has a
+	// shorter one of its own (see step).
+	deadline, cancelDeadline := context.WithTimeout(context.Background(), 3*time.Minute)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(deadline, opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc(); cancelDeadline() })
+	// The first Do starts the browser and binds its life to ctx.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return &uiBrowser{t: t, ctx: ctx, base: base}
+}
+
+// step returns a context for one step, bounded so a stuck page fails fast.
+func (b *uiBrowser) step() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(b.ctx, 15*time.Second)
+}
+
+// do runs actions that return nothing.
+func (b *uiBrowser) do(steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.t.Fatalf("browser: %v (at %s)", err, b.location())
+	}
+}
+
+// submit runs actions that end in a navigation (a click on a submit button) and
+// returns the HTTP status of the page that loaded.
+func (b *uiBrowser) submit(steps ...chromedp.Action[chromedp.Void]) int64 {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, steps...)
+	if err != nil {
+		b.t.Fatalf("browser: %v (at %s)", err, b.location())
+	}
+	return resp.Status
+}
+
+// open loads a path (or a full URL) and returns the status of the page.
+func (b *uiBrowser) open(path string) int64 {
+	b.t.Helper()
+	if strings.HasPrefix(path, "/") {
+		path = b.base + path
+	}
+	return b.submit(chromedp.Navigate(path))
+}
+
+func (b *uiBrowser) text(sel string) string {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("browser: text of %s: %v (at %s)", sel, err, b.location())
+	}
+	return strings.TrimSpace(s)
+}
+
+// page is the name of the UI page shown (its <body data-page>).
+func (b *uiBrowser) page() string {
+	return evalIn[string](b, `document.body ? (document.body.dataset.page || "") : ""`)
+}
+
+func (b *uiBrowser) location() string {
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		return "?"
+	}
+	return loc
+}
+
+// evalIn evaluates JavaScript in the page, awaiting a promise result.
+func evalIn[T any](b *uiBrowser, js string) T {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatalf("browser: evaluate %s: %v (at %s)", js, err, b.location())
+	}
+	return v
+}
+
+// waitJS waits until a JavaScript expression is true.
+func (b *uiBrowser) waitJS(js string, timeout time.Duration) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, timeout+5*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		b.t.Fatalf("browser: waiting for %s: %v (at %s)", js, err, b.location())
+	}
+}
+
+func (b *uiBrowser) wantPage(name string) {
+	b.t.Helper()
+	if got := b.page(); got != name {
+		b.t.Fatalf("page %q at %s, want %q; it says: %s", got, b.location(), name, b.text("main"))
+	}
+}
+
+// signIn fills the sign-in form and returns the status of the page after it.
+func (b *uiBrowser) signIn(user, password string) int64 {
+	b.t.Helper()
+	if b.page() != "login" {
+		b.open("/login")
+	}
+	return b.submit(
+		chromedp.SetValue(chromedp.ID("username"), user),
+		chromedp.SetValue(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.ID("login-submit")),
+	)
+}
+
+// cookie returns the browser's session cookie for the server.
+func (b *uiBrowser) cookie() *http.Cookie {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{b.base}})
+	if err != nil {
+		b.t.Fatalf("browser: cookies: %v", err)
+	}
+	for _, c := range res.Cookies {
+		if c.Name == "devicehooks_session" {
+			if !c.HTTPOnly || c.SameSite != network.CookieSameSiteLax {
+				b.t.Errorf("session cookie: HttpOnly %v, SameSite %q", c.HTTPOnly, c.SameSite)
+			}
+			return &http.Cookie{Name: c.Name, Value: c.Value}
+		}
+	}
+	b.t.Fatal("browser: no session cookie")
+	return nil
+}
+
+func TestUI(t *testing.T) {
+	s := startServer(t, Config{AdminUser: uiUser, AdminPassword: uiPassword})
+	b := newUIBrowser(t, s.base)
+	prefix := s.cfg.MQTTTopicPrefix
+	// A real player, connected as the device lobby-1 for the whole test.
+	player := connectPlayer(t, s.mqttURL(), prefix, "lobby-1", s.createDevice("lobby-1"))
+	s.waitOnline("lobby-1")
+	// Each step fails through its own t.
+	use := func(t *testing.T) { b.t, s.t, player.t = t, t, t }
+
+	t.Run("signed out, a page redirects to sign-in and shows nothing", func(t *testing.T) {
+		use(t)
+		// Without following the redirect: 303 to the sign-in page, no content.
+		req, _ := http.NewRequest(http.MethodGet, s.base+"/api-keys", nil)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login?next=%2Fapi-keys" {
+			t.Fatalf("GET /api-keys signed out: %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if strings.Contains(string(body), "API keys") {
+			t.Fatalf("the redirect shows the page: %s", body)
+		}
+		// In the browser: the sign-in page, and no key table.
+		if st := b.open("/api-keys"); st != http.StatusOK {
+			t.Fatalf("status %d", st)
+		}
+		b.wantPage("login")
+		if u, _ := url.Parse(b.location()); u.Path != "/login" || u.Query().Get("next") != "/api-keys" {
+			t.Fatalf("at %s", b.location())
+		}
+		if evalIn[bool](b, `document.getElementById("keys") !== null || document.body.innerText.includes("New API key")`) {
+			t.Fatal("the API keys page is shown signed out")
+		}
+	})
+
+	t.Run("a wrong password is refused", func(t *testing.T) {
+		use(t)
+		if st := b.signIn(uiUser, "not the password"); st != http.StatusUnauthorized {
+			t.Fatalf("status %d, want 401", st)
+		}
+		b.wantPage("login")
+		if msg := b.text("#form-error"); msg != "Wrong username or password." {
+			t.Fatalf("message %q", msg)
+		}
+		if st := b.signIn("nobody", uiPassword); st != http.StatusUnauthorized {
+			t.Fatalf("unknown user: status %d, want 401", st)
+		}
+		if evalIn[bool](b, `document.querySelector("header nav") !== null`) {
+			t.Fatal("navigation shown after a failed sign-in")
+		}
+	})
+
+	t.Run("sign in", func(t *testing.T) {
+		use(t)
+		// The form still remembers where we were going: /api-keys.
+		if st := b.signIn(uiUser, uiPassword); st != http.StatusOK {
+			t.Fatalf("status %d", st)
+		}
+		b.wantPage("api_keys")
+		if who := b.text(".who"); who != uiUser {
+			t.Fatalf("signed in as %q", who)
+		}
+		b.open("/")
+		b.wantPage("dashboard")
+		_ = b.cookie() // checks HttpOnly and SameSite
+	})
+
+	var keyID, key string
+	t.Run("create an API key, reveal it and copy it", func(t *testing.T) {
+		use(t)
+		b.open("/api-keys")
+		st := b.submit(
+			chromedp.SendKeys(chromedp.ID("name"), "Signage CMS"),
+			chromedp.Click(chromedp.ID("create-key")),
+		)
+		if st != http.StatusOK {
+			t.Fatalf("status %d", st)
+		}
+		b.wantPage("secret")
+		key = b.text("#secret-value")
+		if !strings.HasPrefix(key, "dhk_") || len(key) < 40 {
+			t.Fatalf("key %q", key)
+		}
+		// The management API sees the same key.
+		out := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil)
+		items := out["items"].([]any)
+		if len(items) != 1 || items[0].(map[string]any)["name"] != "Signage CMS" || !strings.HasPrefix(key, items[0].(map[string]any)["prefix"].(string)) {
+			t.Fatalf("api keys: %v", items)
+		}
+		keyID = items[0].(map[string]any)["id"].(string)
+
+		// Reveal it again from the list.
+		b.open("/api-keys")
+		if got := b.text(`tr[data-key="` + keyID + `"] td:nth-child(2)`); !strings.HasPrefix(key, strings.TrimSuffix(got, "…")) {
+			t.Fatalf("list shows %q", got)
+		}
+		b.submit(chromedp.Click(chromedp.CSS(`tr[data-key="` + keyID + `"] button.reveal`)))
+		b.wantPage("secret")
+		if got := b.text("#secret-value"); got != key {
+			t.Fatalf("revealed %q, want %q", got, key)
+		}
+
+		// Copy: grant the clipboard to the page's origin, click, read the clipboard.
+		ctx, cancel := b.step()
+		for _, name := range []string{"clipboard-read", "clipboard-write"} {
+			_, err := chromedp.CallBrowser(ctx, browser.SetPermission, browser.SetPermissionParams{
+				Permission: &browser.PermissionDescriptor{Name: name, AllowWithoutSanitization: true},
+				Setting:    browser.PermissionSettingGranted, Origin: s.base,
+			})
+			if err != nil {
+				t.Fatalf("grant %s: %v", name, err)
+			}
+		}
+		cancel()
+		b.do(chromedp.Click(chromedp.ID("copy-secret")))
+		b.waitJS(`document.getElementById("copy-secret").dataset.copied !== undefined`, 5*time.Second)
+		if got := evalIn[string](b, `document.getElementById("copy-secret").dataset.copied`); got != key {
+			t.Fatalf("copy handler copied %q", got)
+		}
+		if how := evalIn[string](b, `document.getElementById("copy-secret").dataset.copiedWith`); how != "clipboard" {
+			t.Fatalf("copied with %q, want the async clipboard API", how)
+		}
+		if got := evalIn[string](b, `navigator.clipboard.readText()`); got != key {
+			t.Fatalf("clipboard holds %q, want the key", got)
+		}
+		if st := b.text(".copy-status"); st != "Copied" {
+			t.Fatalf("copy status %q", st)
+		}
+	})
+
+	var actionID, dispatchID string
+	t.Run("a load_url action's GET link reaches the device", func(t *testing.T) {
+		use(t)
+		b.open("/actions/new")
+		b.wantPage("action_form")
+		st := b.submit(
+			chromedp.SendKeys(chromedp.ID("name"), "Lobby welcome"),
+			chromedp.SetValue(chromedp.ID("function"), "load_url"),
+			chromedp.SendKeys(chromedp.ID("p-load-url-url"), "https://example.com/welcome"),
+			chromedp.SetValue(chromedp.ID("target_type"), "device"),
+			chromedp.SetValue(chromedp.ID("target_device"), "lobby-1"),
+			chromedp.Click(chromedp.ID("save-action")),
+		)
+		if st != http.StatusOK {
+			t.Fatalf("status %d", st)
+		}
+		b.wantPage("action_link")
+		if !strings.Contains(b.text("#flash"), "Created the action") {
+			t.Fatalf("flash %q", b.text("#flash"))
+		}
+		eventID := b.text("#event-id")
+		actionID = strings.TrimSuffix(strings.TrimPrefix(b.location(), s.base+"/actions/"), "/link")
+
+		b.submit(
+			chromedp.SetValue(chromedp.ID("key_id"), keyID),
+			chromedp.Click(chromedp.ID("generate")),
+		)
+		link := b.text("#get-link")
+		want := s.base + "/public-api/integration/webhooks?api_key=" + url.QueryEscape(key) + "&payload="
+		if !strings.HasPrefix(link, want) {
+			t.Fatalf("GET link %q, want it to start with %q", link, want)
+		}
+		curl := b.text("#curl-post")
+		for _, part := range []string{"curl -X POST '" + s.base + "/public-api/integration/webhooks'", "x-webhook-apikey: " + key, `{"event_id":"` + eventID + `"}`} {
+			if !strings.Contains(curl, part) {
+				t.Fatalf("curl example lacks %q:\n%s", part, curl)
+			}
+		}
+
+		// Open the link in the browser: the device gets the command.
+		if st := b.open(link); st != http.StatusOK {
+			t.Fatalf("opening the link: status %d: %s", st, b.text("body"))
+		}
+		dispatchID = b.text("#dispatch-id")
+		cmd := player.next(10 * time.Second)
+		if cmd["function"] != "load_url" || cmd["dispatch_id"] != dispatchID || cmd["params"].(map[string]any)["url"] != "https://example.com/welcome" {
+			t.Fatalf("command %v, dispatch %s", cmd, dispatchID)
+		}
+
+		// The dispatch page shows the device's command, and follows the ack live.
+		b.open("/dispatches/" + dispatchID)
+		b.wantPage("dispatch")
+		row := `tr[data-device="lobby-1"]`
+		b.waitJS(`["queued","published"].includes(document.querySelector('`+row+`').dataset.state)`, 5*time.Second)
+		if got := b.text("#dispatch-status"); got != "pending" {
+			t.Fatalf("status %q before the ack", got)
+		}
+		b.do(chromedp.Evaluate[chromedp.Void](`window.stillThisPage = true`))
+		player.ack(prefix, cmd["id"].(string), "succeeded")
+		b.waitJS(`document.querySelector('`+row+`').dataset.state === "succeeded"`, 10*time.Second)
+		if !evalIn[bool](b, `window.stillThisPage === true`) {
+			t.Fatal("the page reloaded instead of updating in place")
+		}
+		if got := b.text(row + " .state"); got != "succeeded" {
+			t.Fatalf("row state %q", got)
+		}
+		b.waitJS(`document.getElementById("dispatch-status").textContent === "succeeded"`, 5*time.Second)
+		if got := b.text(row + " .acked"); got == "—" {
+			t.Fatal("no ack time shown")
+		}
+	})
+
+	t.Run("the test button fires the action", func(t *testing.T) {
+		use(t)
+		b.open("/actions/" + actionID + "/link")
+		b.submit(chromedp.Click(chromedp.ID("test-action")))
+		b.wantPage("dispatch")
+		if !strings.Contains(b.text("#flash"), "Test sent: load_url to 1 device") {
+			t.Fatalf("flash %q", b.text("#flash"))
+		}
+		cmd := player.next(10 * time.Second)
+		if cmd["dispatch_id"] != b.text("#dispatch-id") {
+			t.Fatalf("command %v", cmd)
+		}
+		player.ack(prefix, cmd["id"].(string), "succeeded")
+		b.open("/dispatches")
+		if got := b.text(`tr[data-dispatch="` + cmd["dispatch_id"].(string) + `"] td:nth-child(4)`); got != "TEST" {
+			t.Fatalf("method %q", got)
+		}
+	})
+
+	t.Run("a sensor_event link carries the sensor data", func(t *testing.T) {
+		use(t)
+		out := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Door sensor", "function": "sensor_event", "target": map[string]any{"type": "device", "id": "lobby-1"},
+		})
+		b.open("/actions/" + out["id"].(string) + "/link")
+		fill := []chromedp.Action[chromedp.Void]{
+			chromedp.SendKeys(chromedp.ID("sensor-id"), "door-3"),
+			chromedp.SendKeys(chromedp.ID("sensor-event"), "opened"),
+			chromedp.SendKeys(chromedp.ID("sensor-value"), "1"),
+		}
+		b.submit(append(fill, chromedp.Click(chromedp.ID("generate")))...)
+		want := `{"event_id":"` + out["event_id"].(string) + `","sensor_data":{"event":"opened","id":"door-3","value":"1"}}`
+		if got := b.text("#payload"); got != want {
+			t.Fatalf("payload %s, want %s", got, want)
+		}
+		// The link's payload is that JSON, base64-encoded.
+		link, _ := url.Parse(b.text("#get-link"))
+		if raw, err := base64.StdEncoding.DecodeString(link.Query().Get("payload")); err != nil || string(raw) != want {
+			t.Fatalf("link payload %q (%v)", raw, err)
+		}
+		// Test sends the sensor data typed in (the fields keep their values).
+		b.submit(chromedp.Click(chromedp.ID("test-action")))
+		b.wantPage("dispatch")
+		cmd := player.next(10 * time.Second)
+		params := cmd["params"].(map[string]any)
+		if cmd["function"] != "sensor_event" || params["id"] != "door-3" || params["event"] != "opened" || params["value"] != "1" {
+			t.Fatalf("command %v", cmd)
+		}
+		player.ack(prefix, cmd["id"].(string), "succeeded")
+	})
+
+	t.Run("the devices page follows presence live", func(t *testing.T) {
+		use(t)
+		token := s.createDevice("kiosk-9")
+		b.open("/devices")
+		row := `tr[data-device="kiosk-9"]`
+		if got := b.text(row + " .presence"); got != "offline" {
+			t.Fatalf("kiosk-9 is %q before connecting", got)
+		}
+		b.do(chromedp.Evaluate[chromedp.Void](`window.stillThisPage = true`))
+		kiosk := connectPlayer(t, s.mqttURL(), prefix, "kiosk-9", token)
+		s.waitOnline("kiosk-9")
+		b.waitJS(`document.querySelector('`+row+` .presence').textContent === "online"`, 10*time.Second)
+		if !evalIn[bool](b, `window.stillThisPage === true`) {
+			t.Fatal("the page reloaded instead of updating in place")
+		}
+		kiosk.client.Disconnect(0)
+		b.waitJS(`document.querySelector('`+row+` .presence').textContent === "offline"`, 10*time.Second)
+	})
+
+	t.Run("an invalid URL is shown at the field and nothing is saved", func(t *testing.T) {
+		use(t)
+		before := s.mustCall(http.StatusOK, "GET", "/api/v1/actions", nil)["total"]
+		b.open("/actions/new")
+		st := b.submit(
+			chromedp.SendKeys(chromedp.ID("name"), "Broken link"),
+			chromedp.SendKeys(chromedp.ID("p-load-url-url"), "not a url"),
+			chromedp.SetValue(chromedp.ID("target_device"), "lobby-1"),
+			chromedp.Click(chromedp.ID("save-action")),
+		)
+		if st != http.StatusUnprocessableEntity {
+			t.Fatalf("status %d, want 422", st)
+		}
+		b.wantPage("action_form")
+		if msg := b.text("#err-p-load-url-url"); !strings.Contains(msg, "absolute http or https URL") {
+			t.Fatalf("field error %q", msg)
+		}
+		if !evalIn[bool](b, `document.getElementById("p-load-url-url").getAttribute("aria-invalid") === "true" &&
+			document.getElementById("p-load-url-url").value === "not a url" && document.getElementById("name").value === "Broken link"`) {
+			t.Fatal("the field is not marked, or the typed values are lost")
+		}
+		if after := s.mustCall(http.StatusOK, "GET", "/api/v1/actions", nil)["total"]; after != before {
+			t.Fatalf("actions: %v before, %v after", before, after)
+		}
+	})
+
+	t.Run("a POST without the CSRF token is refused", func(t *testing.T) {
+		use(t)
+		keys := func() any { return s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil)["total"] }
+		before := keys()
+		b.open("/api-keys")
+		// From the page itself: same origin, with the session cookie, no token.
+		st := evalIn[int](b, `fetch("/api-keys", {method: "POST", body: new URLSearchParams({name: "forged"})}).then(r => r.status)`)
+		if st != http.StatusForbidden {
+			t.Fatalf("fetch without token: %d", st)
+		}
+		// From a script holding the session cookie but no token.
+		cookie := b.cookie()
+		post := func(token string, header ...string) int {
+			v := url.Values{"name": {"Visitor management"}}
+			if token != "" {
+				v.Set("csrf_token", token)
+			}
+			req, _ := http.NewRequest(http.MethodPost, s.base+"/api-keys", strings.NewReader(v.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.AddCookie(cookie)
+			for i := 0; i+1 < len(header); i += 2 {
+				req.Header.Set(header[i], header[i+1])
+			}
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if st := post(""); st != http.StatusForbidden {
+			t.Fatalf("cookie without token: %d", st)
+		}
+		if st := post("bm90IHRoZSB0b2tlbg"); st != http.StatusForbidden {
+			t.Fatalf("cookie with a wrong token: %d", st)
+		}
+		// With the real token but from another site: refused by origin.
+		token := evalIn[string](b, `document.querySelector('input[name="csrf_token"]').value`)
+		if st := post(token, "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"); st != http.StatusForbidden {
+			t.Fatalf("cross-site with token: %d", st)
+		}
+		if after := keys(); after != before {
+			t.Fatalf("api keys: %v before, %v after", before, after)
+		}
+		// The same request with the token from this site works: the refusals
+		// above were for the token and the origin, nothing else.
+		if st := post(token); st != http.StatusOK {
+			t.Fatalf("with token: %d", st)
+		}
+	})
+
+	t.Run("admin tokens are created and revoked in settings", func(t *testing.T) {
+		use(t)
+		b.open("/settings")
+		b.submit(
+			chromedp.SendKeys(chromedp.ID("token-name"), "deploy script"),
+			chromedp.Click(chromedp.ID("create-token")),
+		)
+		b.wantPage("secret")
+		token := b.text("#secret-value")
+		if !strings.HasPrefix(token, "dha_") {
+			t.Fatalf("token %q", token)
+		}
+		apiStatus := func() int {
+			req, _ := http.NewRequest(http.MethodGet, s.base+"/api/v1/actions", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			st, _ := s.do(req)
+			return st
+		}
+		if st := apiStatus(); st != http.StatusOK {
+			t.Fatalf("API with the new token: %d", st)
+		}
+		b.open("/settings")
+		id := evalIn[string](b, `[...document.querySelectorAll("#tokens tr[data-token]")].find(r => r.cells[0].textContent === "deploy script").dataset.token`)
+		b.submit(chromedp.Click(chromedp.CSS(`tr[data-token="` + id + `"] a`)))
+		b.wantPage("confirm")
+		b.submit(chromedp.Click(chromedp.ID("confirm")))
+		b.wantPage("settings")
+		if !strings.Contains(b.text("#flash"), "Revoked the admin token") {
+			t.Fatalf("flash %q", b.text("#flash"))
+		}
+		if st := apiStatus(); st != http.StatusUnauthorized {
+			t.Fatalf("API with the revoked token: %d", st)
+		}
+	})
+
+	t.Run("repeated failed sign-ins are locked out", func(t *testing.T) {
+		use(t)
+		// Another username, so the admin stays usable; plain HTTP, as a script would.
+		attempt := func() (int, string) { return httpSignIn(t, s.base, "mallory", "guess-guess-guess") }
+		for i := range 5 {
+			if st, _ := attempt(); st != http.StatusUnauthorized {
+				t.Fatalf("attempt %d: %d", i+1, st)
+			}
+		}
+		if st, retry := attempt(); st != http.StatusTooManyRequests || retry == "" {
+			t.Fatalf("6th attempt: %d, Retry-After %q", st, retry)
+		}
+	})
+
+	t.Run("screenshots", func(t *testing.T) {
+		use(t)
+		if os.Getenv("DEVICEHOOKS_SCREENSHOTS") != "1" {
+			t.Skip("set DEVICEHOOKS_SCREENSHOTS=1 to write docs/screenshots/*.png")
+		}
+		takeScreenshots(t, s, b, player, actionID, keyID, dispatchID)
+	})
+
+	const newPassword = "a brand new passphrase"
+	t.Run("change the password", func(t *testing.T) {
+		use(t)
+		b.open("/settings")
+		st := b.submit(
+			chromedp.SendKeys(chromedp.ID("current-password"), uiPassword),
+			chromedp.SendKeys(chromedp.ID("new-password"), newPassword),
+			chromedp.SendKeys(chromedp.ID("confirm-password"), "a brand new typo"),
+			chromedp.Click(chromedp.ID("change-password")),
+		)
+		if st != http.StatusUnprocessableEntity || !strings.Contains(b.text("#err-confirm-password"), "does not match") {
+			t.Fatalf("mismatched confirmation: %d", st)
+		}
+		b.submit(
+			chromedp.SendKeys(chromedp.ID("current-password"), uiPassword),
+			chromedp.SendKeys(chromedp.ID("new-password"), newPassword),
+			chromedp.SendKeys(chromedp.ID("confirm-password"), newPassword),
+			chromedp.Click(chromedp.ID("change-password")),
+		)
+		b.wantPage("settings")
+		if !strings.Contains(b.text("#flash"), "Your password was changed") {
+			t.Fatalf("flash %q", b.text("#flash"))
+		}
+		if st, _ := httpSignIn(t, s.base, uiUser, uiPassword); st != http.StatusUnauthorized {
+			t.Fatalf("the old password: %d", st)
+		}
+	})
+
+	t.Run("sign out", func(t *testing.T) {
+		use(t)
+		b.open("/")
+		b.submit(chromedp.Click(chromedp.CSS(".signout button")))
+		b.wantPage("login")
+		if !strings.Contains(b.text("#flash"), "signed out") {
+			t.Fatalf("flash %q", b.text("#flash"))
+		}
+		b.open("/settings")
+		b.wantPage("login")
+		if st := b.signIn(uiUser, newPassword); st != http.StatusOK {
+			t.Fatalf("sign in with the new password: %d", st)
+		}
+		b.wantPage("settings")
+	})
+}
+
+// httpSignIn posts the sign-in form as a script would (fetching the form's
+// token first) and returns the status and Retry-After header.
+func httpSignIn(t *testing.T, base, user, password string) (int, string) {
+	t.Helper()
+	resp, err := noRedirect.Get(base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "devicehooks_login" {
+			cookie = c
+		}
+	}
+	if cookie == nil {
+		t.Fatal("the sign-in page set no form cookie")
+	}
+	v := url.Values{"username": {user}, "password": {password}, "login_token": {cookie.Value}}
+	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(cookie)
+	resp, err = noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Retry-After")
+}
+
+// noRedirect is an HTTP client that shows redirects instead of following them.
+var noRedirect = &http.Client{
+	Timeout:       10 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// takeScreenshots fills the server with a few more devices, actions and
+// dispatches, then writes the main pages to docs/screenshots.
+func takeScreenshots(t *testing.T, s *server, b *uiBrowser, lobby *player, actionID, keyID, dispatchID string) {
+	prefix := s.cfg.MQTTTopicPrefix
+	// More devices: two online players, two offline screens.
+	cafe := connectPlayer(t, s.mqttURL(), prefix, "cafe-1", s.createDevice("cafe-1"))
+	s.createDevice("cafe-2")
+	s.createDevice("meeting-room-3")
+	s.waitOnline("cafe-1")
+	// Wait until the presence flush has stored the players' last-seen times.
+	testenv.WaitFor(t, 5*time.Second, "last seen stored", func() bool {
+		d, err := s.app.store.Device(context.Background(), "cafe-1")
+		return err == nil && d.LastSeen != nil
+	})
+	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/devices/lobby-1", map[string]any{"name": "Lobby, left screen"})
+	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/devices/cafe-1", map[string]any{"name": "Café menu board"})
+	group := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Ground floor", "device_ids": []string{"lobby-1", "cafe-1", "cafe-2"}})
+	emergency := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+		"name": "Fire alarm: evacuation notice", "function": "set_emergency",
+		"target": map[string]any{"type": "all"}, "params": map[string]any{"enabled": true, "message": "Please leave the building by the nearest exit."},
+	})
+	s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+		"name": "Ground floor: refresh menus", "function": "refresh_content", "target": map[string]any{"type": "group", "id": group["id"]},
+	})
+	s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+		"name": "Door sensor events", "function": "sensor_event", "target": map[string]any{"type": "group", "id": group["id"]},
+	})
+	_, key := s.createKey("Building management system")
+	// A dispatch where one device failed and two never answered.
+	st, out := s.post(key, fmt.Sprintf(`{"event_id":%q}`, emergency["event_id"]))
+	if st != http.StatusOK {
+		t.Fatalf("trigger: %d %v", st, out)
+	}
+	for _, p := range []*player{lobby, cafe} {
+		cmd := p.next(10 * time.Second)
+		status := "succeeded"
+		if p == cafe {
+			status = "failed"
+		}
+		p.ack(prefix, cmd["id"].(string), status)
+	}
+	failedDispatch := out["dispatch_id"].(string)
+
+	dir := filepath.Join("..", "..", "docs", "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shot := func(name, path string, prep ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if path != "" {
+			b.open(path)
+		}
+		if len(prep) > 0 {
+			b.do(prep...)
+		}
+		ctx, cancel := b.step()
+		defer cancel()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.do(chromedp.EmulateViewport(1280, 860))
+	shot("dashboard", "/")
+	shot("api-keys", "/api-keys")
+	shot("actions", "/actions")
+	shot("action-form", "/actions/"+actionID+"/edit")
+	b.open("/actions/new")
+	b.submit(
+		chromedp.SendKeys(chromedp.ID("name"), "Café: today's specials"),
+		chromedp.SendKeys(chromedp.ID("p-load-url-url"), "ftp://menus.local/today"),
+		chromedp.SetValue(chromedp.ID("target_device"), "cafe-1"),
+		chromedp.Click(chromedp.ID("save-action")),
+	)
+	shot("action-form-error", "")
+	b.open("/api-keys")
+	b.submit(chromedp.Click(chromedp.CSS(`tr[data-key="` + keyID + `"] button.reveal`)))
+	shot("api-key-revealed", "", chromedp.Click(chromedp.ID("copy-secret")))
+	b.open("/actions/" + actionID + "/link")
+	b.submit(chromedp.SetValue(chromedp.ID("key_id"), keyID), chromedp.Click(chromedp.ID("generate")))
+	shot("url-generator", "")
+	shot("devices", "/devices")
+	shot("groups", "/groups")
+	shot("dispatches", "/dispatches")
+	shot("dispatch", "/dispatches/"+failedDispatch)
+	shot("dispatch-succeeded", "/dispatches/"+dispatchID)
+	// A phone.
+	b.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2)))
+	shot("phone-dashboard", "/")
+	shot("phone-dispatch", "/dispatches/"+failedDispatch)
+	b.do(chromedp.EmulateViewport(1280, 860))
+	// Signed out: the sign-in page, with an error.
+	b.open("/logout")
+	b.submit(chromedp.Click(chromedp.ID("confirm")))
+	b.signIn(uiUser, "wrong password")
+	shot("login", "")
+	if st := b.signIn(uiUser, uiPassword); st != http.StatusOK {
+		t.Fatalf("sign in again: %d", st)
+	}
+}

@@ -1,0 +1,91 @@
+package handlers
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/store"
+)
+
+type requestView struct {
+	ID         string    `json:"id"`
+	At         time.Time `json:"at"`
+	Method     string    `json:"method"`
+	KeyID      string    `json:"key_id,omitempty"`
+	KeyPrefix  string    `json:"key_prefix,omitempty"`
+	Source     string    `json:"source"`
+	UserAgent  string    `json:"user_agent"`
+	EventID    string    `json:"event_id,omitempty"`
+	Status     int       `json:"status"`
+	Code       string    `json:"code"`
+	DispatchID string    `json:"dispatch_id,omitempty"`
+	LatencyMS  float64   `json:"latency_ms"`
+}
+
+// timeParam reads an RFC 3339 query parameter.
+func timeParam(c *gin.Context, name string) (time.Time, error) {
+	v := c.Query(name)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return t, badRequest("%s must be an RFC 3339 time", name)
+	}
+	return t, nil
+}
+
+// listRequests lists webhook calls, filtered by code, key_id, source, method,
+// since and until.
+func (a *api) listRequests(c *gin.Context) {
+	p, err := pageOf(c)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	f := store.RequestFilter{Code: c.Query("code"), KeyID: c.Query("key_id"), Source: c.Query("source"), Method: c.Query("method")}
+	if f.Since, err = timeParam(c, "since"); err == nil {
+		f.Until, err = timeParam(c, "until")
+	}
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	rs, total, err := a.Store.RequestLogs(c.Request.Context(), f, p)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	views := make([]requestView, len(rs))
+	for i, r := range rs {
+		views[i] = requestView{
+			ID: r.ID, At: r.At, Method: r.Method, KeyID: r.KeyID, KeyPrefix: r.KeyPrefix, Source: r.Source,
+			UserAgent: r.UserAgent, EventID: r.EventID, Status: r.Status, Code: r.Code, DispatchID: r.DispatchID,
+			LatencyMS: float64(r.LatencyUS) / 1000,
+		}
+	}
+	respondList(c, views, total, p)
+}
+
+// topSources shows who called most since ?since= (default: the last hour).
+func (a *api) topSources(c *gin.Context) {
+	since, err := timeParam(c, "since")
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	if since.IsZero() {
+		since = time.Now().Add(-time.Hour)
+	}
+	out, err := a.Store.TopSources(c.Request.Context(), since, 20)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	if out == nil {
+		out = []store.SourceCount{}
+	}
+	c.JSON(http.StatusOK, gin.H{"since": since.UTC(), "items": out})
+}

@@ -1,0 +1,66 @@
+package handlers
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/store"
+	"devicehooks/web"
+)
+
+// attentionWindow is how far back the dashboard looks for failed dispatches.
+const attentionWindow = 24 * time.Hour
+
+type dashboardView struct {
+	Devices, Online, Offline int
+	Keys, Actions            int64
+	LastHour                 int64
+	Failed                   int64
+	Attention                []dispatchRow
+	Recent                   []dispatchRow
+}
+
+// Setup tells whether the getting-started steps should be shown.
+func (v dashboardView) Setup() bool { return v.Devices == 0 || v.Keys == 0 || v.Actions == 0 }
+
+func (u *ui) dashboard(c *gin.Context) {
+	ctx := c.Request.Context()
+	now := time.Now().UTC()
+	var v dashboardView
+	one := store.Page{Limit: 1}
+	_, devices, err := u.Store.Devices(ctx, one)
+	if err == nil {
+		_, v.Keys, err = u.Store.APIKeys(ctx, one)
+	}
+	if err == nil {
+		_, v.Actions, err = u.Store.Actions(ctx, one)
+	}
+	if err == nil {
+		v.LastHour, err = u.Store.CountDispatchesSince(ctx, now.Add(-time.Hour))
+	}
+	if err == nil {
+		v.Failed, err = u.Store.CountFailedDispatches(ctx, now.Add(-attentionWindow))
+	}
+	var failed, recent []store.Dispatch
+	if err == nil {
+		failed, err = u.Store.FailedDispatches(ctx, now.Add(-attentionWindow), 8)
+	}
+	if err == nil {
+		recent, _, err = u.Store.Dispatches(ctx, store.Page{Limit: 8})
+	}
+	if err == nil {
+		v.Attention, err = u.withOutcomes(c, failed)
+	}
+	if err == nil {
+		v.Recent, err = u.withOutcomes(c, recent)
+	}
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	v.Devices, v.Online = int(devices), u.Presence.OnlineCount()
+	v.Offline = max(v.Devices-v.Online, 0)
+	u.render(c, http.StatusOK, "dashboard", &web.View{Title: "Dashboard", Nav: "dashboard", Data: v})
+}

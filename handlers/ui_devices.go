@@ -1,0 +1,163 @@
+package handlers
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+	"devicehooks/store"
+	"devicehooks/web"
+)
+
+// devicesPerPage is how many devices the devices page lists at once.
+const devicesPerPage = 100
+
+type deviceRow struct {
+	store.Device
+	Online bool
+}
+
+type devicesView struct {
+	Devices []deviceRow
+	Online  int
+	Pager   pager
+	Form    struct{ ID, Name string }
+}
+
+func (u *ui) deviceList(c *gin.Context) {
+	u.renderDevices(c, http.StatusOK, devicesView{}, nil, "")
+}
+
+func (u *ui) renderDevices(c *gin.Context, status int, v devicesView, errs map[string]string, msg string) {
+	pg, offset := pagerOf(c, devicesPerPage)
+	ds, total, err := u.Store.Devices(c.Request.Context(), store.Page{Limit: devicesPerPage, Offset: offset})
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	pg.setTotal(total, devicesPerPage)
+	v.Pager, v.Online = pg, u.Presence.OnlineCount()
+	for _, d := range ds {
+		v.Devices = append(v.Devices, deviceRow{Device: d, Online: u.Presence.Online(d.ID)})
+	}
+	u.render(c, status, "devices", &web.View{Title: "Devices", Nav: "devices", Errors: errs, Error: msg, Data: v})
+}
+
+// deviceLive is one device's presence for the devices page's refresh.
+type deviceLive struct {
+	ID       string `json:"id"`
+	Online   bool   `json:"online"`
+	LastSeen string `json:"last_seen"`
+}
+
+// devicesLive answers the devices page's polling with the presence of the
+// devices on the page.
+func (u *ui) devicesLive(c *gin.Context) {
+	_, offset := pagerOf(c, devicesPerPage)
+	ds, _, err := u.Store.Devices(c.Request.Context(), store.Page{Limit: devicesPerPage, Offset: offset})
+	if err != nil {
+		status, body := errorResponse(c, u.Log, err)
+		c.JSON(status, body)
+		return
+	}
+	out := make([]deviceLive, len(ds))
+	for i, d := range ds {
+		out[i] = deviceLive{ID: d.ID, Online: u.Presence.Online(d.ID), LastSeen: "never"}
+		if d.LastSeen != nil {
+			out[i].LastSeen = web.Ago(time.Since(*d.LastSeen))
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"devices": out, "online": u.Presence.OnlineCount()})
+}
+
+func (u *ui) createDevice(c *gin.Context) {
+	var v devicesView
+	v.Form.ID, v.Form.Name = form(c, "id"), form(c, "name")
+	d, token, err := u.Devices.Create(c.Request.Context(), v.Form.ID, v.Form.Name)
+	if err != nil {
+		if !isUserError(err) {
+			u.fail(c, err)
+			return
+		}
+		errs, msg := fieldErrors(err, func(f string) string { return f })
+		if asError(err).Code == actions.CodeConflict {
+			errs, msg = map[string]string{"id": "a device with this id already exists"}, "Please correct the marked field."
+		}
+		u.renderDevices(c, http.StatusUnprocessableEntity, v, errs, msg)
+		return
+	}
+	u.Log.Info("ui: device created", "id", d.ID, "by", account(c).User.Username)
+	u.secret(c, "Device “"+d.Name+"” added", "devices", u.deviceSecret(d.ID, token,
+		"The player signs in to the MQTT broker with its device id as username and this token as password."))
+}
+
+func (u *ui) deviceSecret(id, token, intro string) secretView {
+	return secretView{
+		Intro: intro, Label: "Device token", Value: token,
+		Note: "This token is shown only now. If it is lost, rotate it from the devices page and configure the player again.",
+		Details: [][2]string{
+			{"MQTT username", id},
+			{"Commands (subscribe)", u.Topics.Device(id, actions.KindCommands)},
+			{"Desired state (subscribe)", u.Topics.Device(id, actions.KindDesired)},
+			{"Acks (publish)", u.Topics.Device(id, actions.KindAcks)},
+			{"Status (publish, retained)", u.Topics.Device(id, actions.KindStatus)},
+		},
+		Back: "Back to devices", BackTo: "/devices",
+	}
+}
+
+func (u *ui) confirmRotateToken(c *gin.Context) {
+	d, err := u.Store.Device(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	u.confirm(c, "Rotate device token", "devices", confirmView{
+		Message: "Give “" + d.Name + "” (" + d.ID + ") a new token?",
+		Detail:  "The old token stops working at once and the player is disconnected until it is configured with the new one.",
+		Action:  "/devices/" + d.ID + "/token", Button: "Rotate token", Cancel: "/devices", Danger: true,
+	})
+}
+
+func (u *ui) rotateToken(c *gin.Context) {
+	ctx := c.Request.Context()
+	d, err := u.Store.Device(ctx, c.Param("id"))
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	token, err := u.Devices.Rotate(ctx, d.ID)
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	u.Log.Info("ui: device token rotated", "id", d.ID, "by", account(c).User.Username)
+	u.secret(c, "New token for “"+d.Name+"”", "devices", u.deviceSecret(d.ID, token,
+		"The old token no longer works. Configure the player with this one."))
+}
+
+func (u *ui) confirmDeleteDevice(c *gin.Context) {
+	d, err := u.Store.Device(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	u.confirm(c, "Delete device", "devices", confirmView{
+		Message: "Delete the device “" + d.Name + "” (" + d.ID + ")?",
+		Detail:  "Its token stops working, it leaves its groups, and it gets no more commands. Its past commands stay in the history.",
+		Action:  "/devices/" + d.ID + "/delete", Button: "Delete device", Cancel: "/devices", Danger: true,
+	})
+}
+
+func (u *ui) deleteDevice(c *gin.Context) {
+	id := c.Param("id")
+	if err := u.Devices.Delete(c.Request.Context(), id); err != nil {
+		u.redirectError(c, "/devices", conflictDetail(err, "Device %q is the target of an action; change or delete that action first.", id))
+		return
+	}
+	u.Presence.Forget(id)
+	u.Log.Info("ui: device deleted", "id", id, "by", account(c).User.Username)
+	u.redirect(c, "/devices", "Deleted the device "+id+".")
+}

@@ -1,0 +1,182 @@
+package handlers
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/store"
+	"devicehooks/web"
+)
+
+// dispatchesPerPage is how many dispatches the dispatches page lists at once.
+const dispatchesPerPage = 50
+
+// dispatchRow is a dispatch with its outcome.
+type dispatchRow struct {
+	store.Dispatch
+	Status  string
+	Summary string
+}
+
+func dispatchRowOf(d store.Dispatch, counts store.StateCounts) dispatchRow {
+	return dispatchRow{Dispatch: d, Status: DispatchStatus(d.Targets, counts), Summary: stateSummary(d.Targets, counts)}
+}
+
+// stateSummary says how a dispatch's commands stand: "2 succeeded · 1 expired".
+func stateSummary(targets int, counts store.StateCounts) string {
+	if targets == 0 {
+		return "no devices targeted"
+	}
+	var parts []string
+	for _, s := range store.States {
+		if n := counts[s]; n > 0 {
+			parts = append(parts, strconv.Itoa(n)+" "+s)
+		}
+	}
+	return strings.Join(parts, " · ")
+}
+
+// withOutcomes adds each dispatch's command counts.
+func (u *ui) withOutcomes(c *gin.Context, ds []store.Dispatch) ([]dispatchRow, error) {
+	ids := make([]string, len(ds))
+	for i := range ds {
+		ids[i] = ds[i].ID
+	}
+	counts, err := u.Store.CommandCounts(c.Request.Context(), ids)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]dispatchRow, len(ds))
+	for i, d := range ds {
+		rows[i] = dispatchRowOf(d, counts[d.ID])
+	}
+	return rows, nil
+}
+
+type dispatchesView struct {
+	Dispatches []dispatchRow
+	Pager      pager
+}
+
+func (u *ui) dispatchList(c *gin.Context) {
+	pg, offset := pagerOf(c, dispatchesPerPage)
+	ds, total, err := u.Store.Dispatches(c.Request.Context(), store.Page{Limit: dispatchesPerPage, Offset: offset})
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	pg.setTotal(total, dispatchesPerPage)
+	rows, err := u.withOutcomes(c, ds)
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	u.render(c, http.StatusOK, "dispatches", &web.View{Title: "Dispatches", Nav: "dispatches", Data: dispatchesView{Dispatches: rows, Pager: pg}})
+}
+
+// commandRow is one device's command, as the dispatch page shows it.
+type commandRow struct {
+	ID        string `json:"id"`
+	DeviceID  string `json:"device_id"`
+	Device    string `json:"-"`
+	State     string `json:"state"`
+	Published string `json:"published"`
+	Acked     string `json:"acked"`
+	Detail    string `json:"detail"`
+}
+
+type dispatchPageView struct {
+	dispatchRow
+	Commands []commandRow
+	Action   bool // the action still exists
+}
+
+// dispatchLive is the dispatch page's refresh.
+type dispatchLive struct {
+	Status   string       `json:"status"`
+	Summary  string       `json:"summary"`
+	Commands []commandRow `json:"commands"`
+}
+
+func (u *ui) loadDispatch(c *gin.Context) (*dispatchPageView, error) {
+	ctx := c.Request.Context()
+	d, err := u.Store.Dispatch(ctx, c.Param("id"))
+	if err != nil {
+		return nil, err
+	}
+	cmds, err := u.Store.DispatchCommands(ctx, d.ID)
+	if err != nil {
+		return nil, err
+	}
+	counts := store.StateCounts{}
+	v := &dispatchPageView{Commands: make([]commandRow, len(cmds))}
+	for i, cmd := range cmds {
+		counts[cmd.State]++
+		v.Commands[i] = commandRow{
+			ID: cmd.ID, DeviceID: cmd.DeviceID, Device: cmd.DeviceID, State: cmd.State,
+			Published: clock(cmd.PublishedAt), Acked: clock(cmd.AckedAt), Detail: cmd.Detail,
+		}
+	}
+	v.dispatchRow = dispatchRowOf(*d, counts)
+	return v, nil
+}
+
+func (u *ui) dispatchPage(c *gin.Context) {
+	ctx := c.Request.Context()
+	v, err := u.loadDispatch(c)
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	ids := make([]string, len(v.Commands))
+	for i, cmd := range v.Commands {
+		ids[i] = cmd.DeviceID
+	}
+	if len(ids) > 0 {
+		ds, err := u.Store.DevicesByID(ctx, ids)
+		if err != nil {
+			u.fail(c, err)
+			return
+		}
+		names := map[string]string{}
+		for _, d := range ds {
+			names[d.ID] = d.Name
+		}
+		for i := range v.Commands {
+			if n := names[v.Commands[i].DeviceID]; n != "" {
+				v.Commands[i].Device = n
+			}
+		}
+	}
+	if _, err := u.Store.Action(ctx, v.ActionID); err == nil {
+		v.Action = true
+	}
+	u.render(c, http.StatusOK, "dispatch", &web.View{Title: "Dispatch", Nav: "dispatches", Data: v})
+}
+
+func (u *ui) dispatchLive(c *gin.Context) {
+	v, err := u.loadDispatch(c)
+	if err != nil {
+		status, body := errorResponse(c, u.Log, err)
+		c.JSON(status, body)
+		return
+	}
+	c.JSON(http.StatusOK, dispatchLive{Status: v.Status, Summary: v.Summary, Commands: v.Commands})
+}
+
+// clock shows an optional instant as a UTC time of day (with the date if it is
+// not today), or "—".
+func clock(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "—"
+	}
+	u := t.UTC()
+	if y, m, d := time.Now().UTC().Date(); u.Year() == y && u.Month() == m && u.Day() == d {
+		return u.Format("15:04:05.000") + " UTC"
+	}
+	return u.Format("2006-01-02 15:04:05") + " UTC"
+}

@@ -1,0 +1,196 @@
+package handlers
+
+import (
+	"net/http"
+	"sort"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+	"devicehooks/store"
+	"devicehooks/web"
+)
+
+// groupsPerPage is how many groups the groups page lists at once.
+const groupsPerPage = 100
+
+type groupsView struct {
+	Groups []store.Group
+	Names  map[string]string // device id -> name
+	Pager  pager
+}
+
+func (u *ui) groupList(c *gin.Context) {
+	ctx := c.Request.Context()
+	pg, offset := pagerOf(c, groupsPerPage)
+	gs, total, err := u.Store.Groups(ctx, store.Page{Limit: groupsPerPage, Offset: offset})
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	pg.setTotal(total, groupsPerPage)
+	var ids []string
+	for _, g := range gs {
+		ids = append(ids, g.DeviceIDs...)
+	}
+	names := map[string]string{}
+	if len(ids) > 0 {
+		ds, err := u.Store.DevicesByID(ctx, ids)
+		if err != nil {
+			u.fail(c, err)
+			return
+		}
+		for _, d := range ds {
+			names[d.ID] = d.Name
+		}
+	}
+	u.render(c, http.StatusOK, "groups", &web.View{Title: "Groups", Nav: "groups", Data: groupsView{Groups: gs, Names: names, Pager: pg}})
+}
+
+type groupFormView struct {
+	ID      string
+	Post    string
+	Name    string
+	Members map[string]bool
+	Devices []store.Device
+}
+
+func (u *ui) newGroup(c *gin.Context) {
+	u.renderGroupForm(c, http.StatusOK, groupFormView{Post: "/groups/new", Members: map[string]bool{}}, nil, "")
+}
+
+func (u *ui) editGroup(c *gin.Context) {
+	g, err := u.Store.Group(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	v := groupFormView{ID: g.ID, Post: "/groups/" + g.ID + "/edit", Name: g.Name, Members: map[string]bool{}}
+	for _, id := range g.DeviceIDs {
+		v.Members[id] = true
+	}
+	u.renderGroupForm(c, http.StatusOK, v, nil, "")
+}
+
+// readGroupForm reads the posted name and members.
+func readGroupForm(c *gin.Context, v *groupFormView) groupInput {
+	v.Name = form(c, "name")
+	in := groupInput{Name: v.Name, DeviceIDs: c.PostFormArray("device_ids")}
+	v.Members = map[string]bool{}
+	for _, id := range in.DeviceIDs {
+		v.Members[id] = true
+	}
+	return in
+}
+
+func (u *ui) createGroup(c *gin.Context) {
+	v := groupFormView{Post: "/groups/new"}
+	in := readGroupForm(c, &v)
+	g := &store.Group{ID: actions.NewID()}
+	if err := in.group(g); err != nil {
+		u.groupFormError(c, v, err)
+		return
+	}
+	if err := u.Store.CreateGroup(c.Request.Context(), g); err != nil {
+		u.groupFormError(c, v, groupWriteError(err, g.Name))
+		return
+	}
+	u.Log.Info("ui: group created", "id", g.ID, "by", account(c).User.Username)
+	u.redirect(c, "/groups", "Created the group “"+g.Name+"”.")
+}
+
+func (u *ui) updateGroup(c *gin.Context) {
+	ctx := c.Request.Context()
+	g, err := u.Store.Group(ctx, c.Param("id"))
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	v := groupFormView{ID: g.ID, Post: "/groups/" + g.ID + "/edit"}
+	in := readGroupForm(c, &v)
+	if err := in.group(g); err != nil {
+		u.groupFormError(c, v, err)
+		return
+	}
+	if err := u.Store.UpdateGroup(ctx, g); err != nil {
+		u.groupFormError(c, v, groupWriteError(err, g.Name))
+		return
+	}
+	u.Log.Info("ui: group updated", "id", g.ID, "by", account(c).User.Username)
+	u.redirect(c, "/groups", "Saved the group “"+g.Name+"”.")
+}
+
+func (u *ui) groupFormError(c *gin.Context, v groupFormView, err error) {
+	if !isUserError(err) {
+		u.fail(c, err)
+		return
+	}
+	errs, msg := fieldErrors(err, func(f string) string { return f })
+	if asError(err).Code == actions.CodeConflict {
+		errs, msg = map[string]string{"name": "another group already has this name"}, "Please correct the marked field."
+	}
+	u.renderGroupForm(c, http.StatusUnprocessableEntity, v, errs, msg)
+}
+
+// renderGroupForm lists the first devices and every current member to choose from.
+func (u *ui) renderGroupForm(c *gin.Context, status int, v groupFormView, errs map[string]string, msg string) {
+	ctx := c.Request.Context()
+	devs, _, err := u.Store.Devices(ctx, store.Page{Limit: pickerLimit})
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	listed := map[string]bool{}
+	for _, d := range devs {
+		listed[d.ID] = true
+	}
+	var missing []string
+	for id := range v.Members {
+		if !listed[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		more, err := u.Store.DevicesByID(ctx, missing)
+		if err != nil {
+			u.fail(c, err)
+			return
+		}
+		devs = append(devs, more...)
+		sort.Slice(devs, func(i, j int) bool { return devs[i].ID < devs[j].ID })
+	}
+	v.Devices = devs
+	title := "New group"
+	if v.ID != "" {
+		title = "Edit group"
+	}
+	u.render(c, status, "group_form", &web.View{Title: title, Nav: "groups", Errors: errs, Error: msg, Data: v})
+}
+
+func (u *ui) confirmDeleteGroup(c *gin.Context) {
+	g, err := u.Store.Group(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	u.confirm(c, "Delete group", "groups", confirmView{
+		Message: "Delete the group “" + g.Name + "”?",
+		Detail:  "Its devices stay; only the group goes.",
+		Action:  "/groups/" + g.ID + "/delete", Button: "Delete group", Cancel: "/groups", Danger: true,
+	})
+}
+
+func (u *ui) deleteGroup(c *gin.Context) {
+	ctx := c.Request.Context()
+	g, err := u.Store.Group(ctx, c.Param("id"))
+	if err != nil {
+		u.redirectError(c, "/groups", err)
+		return
+	}
+	if err := u.Store.DeleteGroup(ctx, g.ID); err != nil {
+		u.redirectError(c, "/groups", conflictDetail(err, "The group “%s” is the target of an action; change or delete that action first.", g.Name))
+		return
+	}
+	u.Log.Info("ui: group deleted", "id", g.ID, "by", account(c).User.Username)
+	u.redirect(c, "/groups", "Deleted the group “"+g.Name+"”.")
+}

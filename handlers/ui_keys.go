@@ -1,0 +1,106 @@
+package handlers
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/auth"
+	"devicehooks/store"
+	"devicehooks/web"
+)
+
+// apiKeysPerPage is how many keys the API keys page lists at once.
+const apiKeysPerPage = 100
+
+type apiKeysView struct {
+	Keys  []store.APIKey
+	Pager pager
+	Name  string // the create form's value after an error
+}
+
+func (u *ui) apiKeys(c *gin.Context) { u.renderAPIKeys(c, http.StatusOK, "", nil, "") }
+
+func (u *ui) renderAPIKeys(c *gin.Context, status int, name string, errs map[string]string, msg string) {
+	pg, offset := pagerOf(c, apiKeysPerPage)
+	keys, total, err := u.Store.APIKeys(c.Request.Context(), store.Page{Limit: apiKeysPerPage, Offset: offset})
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	pg.setTotal(total, apiKeysPerPage)
+	u.render(c, status, "api_keys", &web.View{
+		Title: "API keys", Nav: "api_keys", Errors: errs, Error: msg,
+		Data: apiKeysView{Keys: keys, Pager: pg, Name: name},
+	})
+}
+
+func (u *ui) createAPIKey(c *gin.Context) {
+	name := form(c, "name")
+	k, plain, err := u.Keys.Create(c.Request.Context(), name, auth.Limits{})
+	if err != nil {
+		if !isUserError(err) {
+			u.fail(c, err)
+			return
+		}
+		errs, msg := fieldErrors(err, func(f string) string { return f })
+		u.renderAPIKeys(c, http.StatusUnprocessableEntity, name, errs, msg)
+		return
+	}
+	u.Log.Info("ui: api key created", "id", k.ID, "prefix", k.Prefix, "by", account(c).User.Username)
+	u.secret(c, "API key created", "api_keys", secretView{
+		Intro: "The key “" + k.Name + "” is ready. Webhook callers send it in the x-webhook-apikey header, or as api_key in a GET link.",
+		Label: "API key", Value: plain,
+		Note: "Keep it like a password. You can reveal it again from the API keys page, and revoke it there.",
+		Back: "Back to API keys", BackTo: "/api-keys",
+	})
+}
+
+func (u *ui) revealAPIKey(c *gin.Context) {
+	ctx := c.Request.Context()
+	k, err := u.Store.APIKey(ctx, c.Param("id"))
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	plain, err := u.Keys.Reveal(ctx, k.ID)
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	u.Log.Info("ui: api key revealed", "id", k.ID, "prefix", k.Prefix, "by", account(c).User.Username)
+	u.secret(c, "API key “"+k.Name+"”", "api_keys", secretView{
+		Intro: "Created " + web.Ago(time.Since(k.CreatedAt)) + ".",
+		Label: "API key", Value: plain,
+		Back: "Back to API keys", BackTo: "/api-keys",
+	})
+}
+
+func (u *ui) confirmDeleteAPIKey(c *gin.Context) {
+	k, err := u.Store.APIKey(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	u.confirm(c, "Revoke API key", "api_keys", confirmView{
+		Message: "Revoke the API key “" + k.Name + "” (" + k.Prefix + "…)?",
+		Detail:  "It stops working at once: every caller and GET link that uses it is refused. This cannot be undone.",
+		Action:  "/api-keys/" + k.ID + "/delete", Button: "Revoke key", Cancel: "/api-keys", Danger: true,
+	})
+}
+
+func (u *ui) deleteAPIKey(c *gin.Context) {
+	ctx := c.Request.Context()
+	k, err := u.Store.APIKey(ctx, c.Param("id"))
+	if err != nil {
+		u.redirectError(c, "/api-keys", err)
+		return
+	}
+	if err := u.Keys.Revoke(ctx, k.ID); err != nil {
+		u.redirectError(c, "/api-keys", err)
+		return
+	}
+	u.Log.Info("ui: api key revoked", "id", k.ID, "prefix", k.Prefix, "by", account(c).User.Username)
+	u.redirect(c, "/api-keys", "Revoked the API key “"+k.Name+"”.")
+}

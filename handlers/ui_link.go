@@ -1,0 +1,182 @@
+package handlers
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+	"devicehooks/store"
+	"devicehooks/web"
+)
+
+const webhookPath = "/public-api/integration/webhooks"
+
+// sensorForm is the sensor data typed in for a sensor_event action.
+type sensorForm struct{ ID, Event, Value string }
+
+type linkView struct {
+	Action *store.Action
+	Label  string
+	Target string
+	Keys   []store.APIKey
+	KeyID  string
+	Sensor *sensorForm // nil unless the action is a sensor_event
+	Result *linkResult // set once a link was generated
+}
+
+// linkResult is what the generator made for an action and a key.
+type linkResult struct {
+	KeyName string
+	GetLink string
+	Curl    string
+	Payload string
+}
+
+// webhookPayload is the JSON object a webhook call carries (CONTRACT §1).
+type webhookPayload struct {
+	EventID    string         `json:"event_id"`
+	SensorData map[string]any `json:"sensor_data,omitempty"`
+}
+
+func (u *ui) actionLink(c *gin.Context) {
+	act, err := u.Store.Action(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	v := linkView{Action: act}
+	if act.Function == actions.SensorEvent {
+		v.Sensor = &sensorForm{}
+	}
+	u.renderLink(c, http.StatusOK, v, nil, "")
+}
+
+// generateLink reveals the chosen key server-side and builds the GET link and the
+// POST example for it.
+func (u *ui) generateLink(c *gin.Context) {
+	ctx := c.Request.Context()
+	act, err := u.Store.Action(ctx, c.Param("id"))
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	v := linkView{Action: act, KeyID: form(c, "key_id"), Sensor: readSensorForm(c, act)}
+	key, err := u.Store.APIKey(ctx, v.KeyID)
+	if err != nil {
+		if v.KeyID == "" || isUserError(err) {
+			u.renderLink(c, http.StatusUnprocessableEntity, v, map[string]string{"key_id": "choose one of the API keys"}, "")
+			return
+		}
+		u.fail(c, err)
+		return
+	}
+	plain, err := u.Keys.Reveal(ctx, key.ID)
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	p := webhookPayload{EventID: act.EventID}
+	if v.Sensor != nil {
+		p.SensorData = map[string]any{"id": v.Sensor.ID, "event": v.Sensor.Event, "value": v.Sensor.Value}
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	base := u.baseURL(c)
+	v.Result = &linkResult{
+		KeyName: key.Name,
+		GetLink: base + webhookPath + "?api_key=" + url.QueryEscape(plain) +
+			"&payload=" + url.QueryEscape(base64.StdEncoding.EncodeToString(raw)),
+		Curl: "curl -X POST " + shellQuote(base+webhookPath) + " \\\n" +
+			"  -H 'Content-Type: application/json' \\\n" +
+			"  -H " + shellQuote("x-webhook-apikey: "+plain) + " \\\n" +
+			"  -d " + shellQuote(string(raw)),
+		Payload: string(raw),
+	}
+	u.Log.Info("ui: webhook link generated", "action", act.ID, "key", key.Prefix, "by", account(c).User.Username)
+	u.renderLink(c, http.StatusOK, v, nil, "")
+}
+
+// testAction fires the action now, as the webhook would, with no API key.
+func (u *ui) testAction(c *gin.Context) {
+	ctx := c.Request.Context()
+	act, err := u.Store.Action(ctx, c.Param("id"))
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	v := linkView{Action: act, KeyID: form(c, "key_id"), Sensor: readSensorForm(c, act)}
+	if !act.Enabled {
+		u.renderLink(c, http.StatusConflict, v, nil, "This action is disabled: enable it on the actions page to test it.")
+		return
+	}
+	t := actions.Trigger{Action: act, Method: "TEST", Source: c.ClientIP()}
+	if v.Sensor != nil {
+		t.SensorData = map[string]any{"id": v.Sensor.ID, "event": v.Sensor.Event, "value": v.Sensor.Value}
+	}
+	out, err := u.Dispatcher.Trigger(ctx, t)
+	if err != nil {
+		if !isUserError(err) {
+			u.fail(c, err)
+			return
+		}
+		errs, msg := fieldErrors(err, func(f string) string { return strings.Replace(f, "sensor_data.", "sensor_", 1) })
+		u.renderLink(c, statusOf[asError(err).Code], v, errs, msg)
+		return
+	}
+	u.Log.Info("ui: action tested", "action", act.ID, "dispatch", out.DispatchID, "by", account(c).User.Username)
+	u.redirect(c, "/dispatches/"+out.DispatchID,
+		"Test sent: "+act.Function+" to "+strconv.Itoa(out.Targets)+" "+plural(out.Targets, "device", "devices")+".")
+}
+
+func readSensorForm(c *gin.Context, act *store.Action) *sensorForm {
+	if act.Function != actions.SensorEvent {
+		return nil
+	}
+	return &sensorForm{ID: form(c, "sensor_id"), Event: form(c, "sensor_event"), Value: form(c, "sensor_value")}
+}
+
+func (u *ui) renderLink(c *gin.Context, status int, v linkView, errs map[string]string, msg string) {
+	ctx := c.Request.Context()
+	keys, _, err := u.Store.APIKeys(ctx, store.Page{Limit: pickerLimit})
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	names, err := u.targetNames(ctx, []store.Action{*v.Action})
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	v.Keys, v.Label, v.Target = keys, functionLabel(v.Action.Function), names(v.Action.TargetType, v.Action.TargetID)
+	if v.KeyID == "" && len(keys) > 0 {
+		v.KeyID = keys[0].ID
+	}
+	u.render(c, status, "action_link", &web.View{Title: "Link for “" + v.Action.Name + "”", Nav: "actions", Errors: errs, Error: msg, Data: v})
+}
+
+// baseURL is where callers reach this server: --public-url, or the request's
+// own scheme and host.
+func (u *ui) baseURL(c *gin.Context) string {
+	if u.PublicURL != "" {
+		return strings.TrimRight(u.PublicURL, "/")
+	}
+	scheme := "http"
+	if c.Request.TLS != nil || u.SecureCookies {
+		scheme = "https"
+	}
+	return scheme + "://" + c.Request.Host
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

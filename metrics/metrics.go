@@ -1,0 +1,142 @@
+// Package metrics exposes devicehooks' operational figures in the Prometheus
+// format: webhook calls by verdict, how long triggers take to reach the broker and
+// to be acked, commands by state, devices online and the broker connection.
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Sources are read at scrape time.
+type Sources struct {
+	OnlineDevices   func() int
+	BrokerConnected func() bool
+	// CommandStates counts commands by state (a database query, cached briefly).
+	CommandStates func(ctx context.Context) (map[string]int, error)
+	Log           *slog.Logger
+}
+
+// Metrics is the process's registry and the instruments devicehooks updates.
+type Metrics struct {
+	reg       *prometheus.Registry
+	calls     *prometheus.CounterVec
+	callTime  prometheus.Histogram
+	toPublish prometheus.Histogram
+	toAck     *prometheus.HistogramVec
+}
+
+// latencyBuckets span a loopback publish (sub-millisecond) to a slow player (minutes).
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
+
+// New registers every instrument.
+func New(src Sources) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "devicehooks_webhook_requests_total",
+			Help: "Webhook calls by verdict: success or the error code.",
+		}, []string{"code"}),
+		callTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "devicehooks_webhook_request_duration_seconds", Help: "Time to answer a webhook call.", Buckets: latencyBuckets,
+		}),
+		toPublish: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "devicehooks_trigger_to_publish_seconds", Help: "From the trigger to the broker's acknowledgement of the command.", Buckets: latencyBuckets,
+		}),
+		toAck: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "devicehooks_trigger_to_ack_seconds", Help: "From the trigger to the device's ack, by ack status.", Buckets: latencyBuckets,
+		}, []string{"status"}),
+	}
+	m.reg.MustRegister(m.calls, m.callTime, m.toPublish, m.toAck,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_devices_online", Help: "Devices online now."},
+			func() float64 { return float64(src.OnlineDevices()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_broker_connected", Help: "1 while the MQTT broker is reachable."},
+			func() float64 {
+				if src.BrokerConnected() {
+					return 1
+				}
+				return 0
+			}),
+		&commandCollector{src: src},
+	)
+	return m
+}
+
+// WebhookCall counts a call with its verdict and duration.
+func (m *Metrics) WebhookCall(code string, d time.Duration) {
+	m.calls.WithLabelValues(code).Inc()
+	m.callTime.Observe(d.Seconds())
+}
+
+// Published observes a command reaching the broker; the trigger time is in the
+// command's id (a UUIDv7).
+func (m *Metrics) Published(commandID string, at time.Time) {
+	if t, ok := idTime(commandID); ok {
+		m.toPublish.Observe(at.Sub(t).Seconds())
+	}
+}
+
+// Acked observes a device's ack of a command.
+func (m *Metrics) Acked(commandID, status string, at time.Time) {
+	if t, ok := idTime(commandID); ok {
+		m.toAck.WithLabelValues(status).Observe(at.Sub(t).Seconds())
+	}
+}
+
+func idTime(id string) (time.Time, bool) {
+	u, err := uuid.Parse(id)
+	if err != nil || u.Version() != 7 {
+		return time.Time{}, false
+	}
+	sec, nsec := u.Time().UnixTime()
+	return time.Unix(sec, nsec), true
+}
+
+// Handler serves the registry.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// commandCollector reports commands by state from the database, at most once a
+// second however often it is scraped.
+type commandCollector struct {
+	src    Sources
+	mu     sync.Mutex
+	at     time.Time
+	counts map[string]int
+}
+
+var (
+	commandsDesc = prometheus.NewDesc("devicehooks_commands", "Commands by state.", []string{"state"}, nil)
+	queuedDesc   = prometheus.NewDesc("devicehooks_commands_queued", "Commands waiting for their device or the broker.", nil, nil)
+)
+
+func (c *commandCollector) Describe(ch chan<- *prometheus.Desc) { ch <- commandsDesc; ch <- queuedDesc }
+
+func (c *commandCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) > time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		counts, err := c.src.CommandStates(ctx)
+		cancel()
+		if err != nil {
+			c.src.Log.Error("metrics: count commands", "err", err)
+		} else {
+			c.counts, c.at = counts, time.Now()
+		}
+	}
+	for _, st := range []string{"queued", "published", "succeeded", "failed", "rejected", "expired"} {
+		ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.GaugeValue, float64(c.counts[st]), st)
+	}
+	ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(c.counts["queued"]))
+}

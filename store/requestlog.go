@@ -1,0 +1,77 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// InsertRequestLogs writes a batch of webhook call records.
+func (s *Store) InsertRequestLogs(ctx context.Context, rs []RequestLog) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	return wrap("insert request logs", s.db.WithContext(ctx).CreateInBatches(rs, 200).Error)
+}
+
+// RequestFilter narrows a request-log listing; empty fields match everything.
+type RequestFilter struct {
+	Code   string
+	KeyID  string
+	Source string
+	Method string
+	Since  time.Time
+	Until  time.Time
+}
+
+// RequestLogs lists webhook calls, newest first.
+func (s *Store) RequestLogs(ctx context.Context, f RequestFilter, p Page) ([]RequestLog, int64, error) {
+	q := s.db.WithContext(ctx).Model(&RequestLog{})
+	if f.Code != "" {
+		q = q.Where("code = ?", f.Code)
+	}
+	if f.KeyID != "" {
+		q = q.Where("key_id = ?", f.KeyID)
+	}
+	if f.Source != "" {
+		q = q.Where("source = ?", f.Source)
+	}
+	if f.Method != "" {
+		q = q.Where("method = ?", f.Method)
+	}
+	if !f.Since.IsZero() {
+		q = q.Where("at >= ?", f.Since)
+	}
+	if !f.Until.IsZero() {
+		q = q.Where("at < ?", f.Until)
+	}
+	var total int64
+	if err := q.Count(&total).Error; err != nil {
+		return nil, 0, wrap("count request logs", err)
+	}
+	var rs []RequestLog
+	err := p.apply(q).Order("at DESC, id DESC").Find(&rs).Error
+	return rs, total, wrap("list request logs", err)
+}
+
+// SourceCount is how many calls came from one address.
+type SourceCount struct {
+	Source string `json:"source"`
+	Calls  int64  `json:"calls"`
+	Denied int64  `json:"denied"`
+}
+
+// TopSources lists the addresses with the most webhook calls since a time, so an
+// operator sees who is hammering the endpoint.
+func (s *Store) TopSources(ctx context.Context, since time.Time, limit int) ([]SourceCount, error) {
+	var out []SourceCount
+	err := s.db.WithContext(ctx).Model(&RequestLog{}).
+		Select("source, COUNT(*) AS calls, SUM(CASE WHEN code <> 'success' THEN 1 ELSE 0 END) AS denied").
+		Where("at >= ?", since).Group("source").Order("calls DESC").Limit(limit).Scan(&out).Error
+	return out, wrap("top sources", err)
+}
+
+// PurgeRequestLogs deletes records older than before.
+func (s *Store) PurgeRequestLogs(ctx context.Context, before time.Time) (int64, error) {
+	res := s.db.WithContext(ctx).Where("at < ?", before).Delete(&RequestLog{})
+	return res.RowsAffected, wrap("purge request logs", res.Error)
+}

@@ -1,0 +1,131 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"devicehooks/store"
+)
+
+// uiDispatch is a dispatch to devices, created at a given time.
+func uiDispatch(id string, at time.Time, devices ...string) *store.NewDispatch {
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: id, ActionID: "act", ActionName: "x", EventID: "evt", Function: "restart", Method: "POST", Targets: len(devices), CreatedAt: at}}
+	for _, d := range devices {
+		nd.Commands = append(nd.Commands, store.Command{
+			ID: id + "-" + d, DispatchID: id, DeviceID: d, State: store.StateQueued, Function: "restart",
+			Payload: "{}", CreatedAt: at, ExpiresAt: at.Add(time.Minute),
+		})
+	}
+	return nd
+}
+
+func TestDashboardQueries(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		for _, id := range []string{"d1", "d2"} {
+			if err := st.CreateDevice(ctx, &store.Device{ID: id, Name: id, TokenHash: "h-" + id, MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := st.WriteDispatches(ctx, []*store.NewDispatch{
+			uiDispatch("old", now.Add(-2*time.Hour), "d1"),       // will expire
+			uiDispatch("bad", now.Add(-time.Minute), "d1", "d2"), // one device fails
+			uiDispatch("good", now, "d1"),
+			uiDispatch("ancient", now.Add(-48*time.Hour), "d2"), // expired, but too old to matter
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.ApplyAcks(ctx, []store.Ack{
+			{CommandID: "bad-d1", DeviceID: "d1", State: store.StateSucceeded, At: now},
+			{CommandID: "bad-d2", DeviceID: "d2", State: store.StateFailed, At: now},
+			{CommandID: "good-d1", DeviceID: "d1", State: store.StateSucceeded, At: now},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.ExpireCommands(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+
+		if n, err := st.CountDispatchesSince(ctx, now.Add(-time.Hour)); err != nil || n != 2 {
+			t.Fatalf("dispatches in the last hour: %d, %v", n, err)
+		}
+		failed, err := st.FailedDispatches(ctx, now.Add(-24*time.Hour), 10)
+		if err != nil || len(failed) != 2 || failed[0].ID != "bad" || failed[1].ID != "old" {
+			t.Fatalf("failed dispatches: %v, %v", failed, err)
+		}
+		if n, err := st.CountFailedDispatches(ctx, now.Add(-24*time.Hour)); err != nil || n != 2 {
+			t.Fatalf("failed count: %d, %v", n, err)
+		}
+		if ds, _ := st.FailedDispatches(ctx, now.Add(-24*time.Hour), 1); len(ds) != 1 || ds[0].ID != "bad" {
+			t.Fatalf("limit: %v", ds)
+		}
+	})
+}
+
+func TestAdminUsersAndSessions(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		if n, err := st.CountAdminUsers(ctx); err != nil || n != 0 {
+			t.Fatalf("count: %d, %v", n, err)
+		}
+		u := &store.AdminUser{ID: "u1", Username: "admin", PasswordHash: "h", CreatedAt: now, UpdatedAt: now}
+		if err := st.CreateAdminUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		dup := *u
+		dup.ID = "u2"
+		if err := st.CreateAdminUser(ctx, &dup); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("duplicate username: %v", err)
+		}
+		if got, err := st.AdminUserByName(ctx, "admin"); err != nil || got.ID != "u1" {
+			t.Fatalf("by name: %v, %v", got, err)
+		}
+		if err := st.SetAdminPassword(ctx, "u1", "h2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SetAdminLogin(ctx, "u1", now); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := st.AdminUser(ctx, "u1"); got.PasswordHash != "h2" || got.LastLoginAt == nil {
+			t.Fatalf("user %+v", got)
+		}
+		if err := st.SetAdminPassword(ctx, "nobody", "h"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown user: %v", err)
+		}
+
+		for _, id := range []string{"s1", "s2", "s3"} {
+			if err := st.CreateSession(ctx, &store.Session{ID: id, UserID: "u1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := st.SessionByID(ctx, "s1", now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.SessionByID(ctx, "s1", now.Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("expired session: %v", err)
+		}
+		if err := st.ExtendSession(ctx, "s1", now.Add(2*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.SessionByID(ctx, "s1", now.Add(time.Hour)); err != nil {
+			t.Fatalf("extended session: %v", err)
+		}
+		if err := st.DeleteUserSessions(ctx, "u1", "s1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.SessionByID(ctx, "s2", now); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("other session kept: %v", err)
+		}
+		if n, err := st.PurgeSessions(ctx, now.Add(3*time.Hour)); err != nil || n != 1 {
+			t.Fatalf("purge: %d, %v", n, err)
+		}
+		if err := st.DeleteSession(ctx, "s1"); err != nil {
+			t.Fatalf("deleting a gone session: %v", err)
+		}
+	})
+}

@@ -1,0 +1,148 @@
+// devicehooks admin UI: the little JavaScript the pages use. Every core flow
+// works without it; it adds copy buttons, shows only the fields that apply, and
+// refreshes live status. No framework, no inline script (the CSP forbids it).
+(function () {
+  "use strict";
+
+  // ---- Copy buttons: <button data-copy="ID"> copies the text of #ID. ----
+
+  function fallbackCopy(text) {
+    var ta = document.createElement("textarea");
+    ta.value = text;
+    ta.setAttribute("readonly", "");
+    ta.className = "offscreen";
+    document.body.appendChild(ta);
+    ta.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    ta.remove();
+    if (!ok) { throw new Error("copy refused"); }
+    return "execCommand";
+  }
+
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text).then(
+        function () { return "clipboard"; },
+        function () { return fallbackCopy(text); });
+    }
+    return new Promise(function (resolve) { resolve(fallbackCopy(text)); });
+  }
+
+  function selectText(el) {
+    var range = document.createRange();
+    range.selectNodeContents(el);
+    var sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+  }
+
+  document.addEventListener("click", function (ev) {
+    var btn = ev.target.closest("button[data-copy]");
+    if (!btn) { return; }
+    var src = document.getElementById(btn.dataset.copy);
+    if (!src) { return; }
+    var text = (src.value !== undefined && src.tagName !== "CODE" && src.tagName !== "PRE") ? src.value : src.textContent;
+    var status = btn.parentElement.querySelector(".copy-status");
+    copyText(text).then(function (how) {
+      // The copied text and how it was copied are exposed for people using
+      // assistive technology (the status) and for tests (data attributes).
+      btn.dataset.copied = text;
+      btn.dataset.copiedWith = how;
+      if (status) { status.textContent = "Copied"; }
+    }).catch(function () {
+      selectText(src);
+      if (status) { status.textContent = "Press Ctrl+C (⌘C) to copy"; }
+    });
+  });
+
+  // ---- Action form: show the parameters of the chosen function and the
+  // picker of the chosen target type. Hidden fieldsets are disabled, so their
+  // fields are not sent. ----
+
+  function bindSwitch(selectID, attr) {
+    var sel = document.getElementById(selectID);
+    if (!sel) { return; }
+    var update = function () {
+      document.querySelectorAll("[" + attr + "]").forEach(function (el) {
+        var on = el.getAttribute(attr) === sel.value;
+        el.hidden = !on;
+        if (el.tagName === "FIELDSET") { el.disabled = !on; }
+      });
+    };
+    sel.addEventListener("change", update);
+    update();
+  }
+  bindSwitch("function", "data-for-function");
+  bindSwitch("target_type", "data-for-target");
+
+  // ---- Live status: an element with data-live="URL" polls that JSON endpoint
+  // while data-live-done is not "true", and updates rows in place. ----
+
+  function setText(root, selector, text) {
+    var el = root.querySelector(selector);
+    if (el && el.textContent !== text) { el.textContent = text; }
+  }
+
+  function setBadge(el, base, state) {
+    if (!el) { return; }
+    el.className = base + state;
+    el.textContent = state;
+  }
+
+  var renderers = {
+    dispatch: function (root, data) {
+      setBadge(root.querySelector("#dispatch-status"), "badge state-", data.status);
+      setText(root, "#dispatch-summary", data.summary);
+      (data.commands || []).forEach(function (cmd) {
+        var row = root.querySelector('tr[data-command="' + CSS.escape(cmd.id) + '"]');
+        if (!row) { return; }
+        row.dataset.state = cmd.state;
+        setBadge(row.querySelector(".state"), "badge state state-", cmd.state);
+        setText(row, ".published", cmd.published);
+        setText(row, ".acked", cmd.acked);
+        setText(row, ".detail", cmd.detail);
+      });
+      return data.status !== "pending";
+    },
+    devices: function (root, data) {
+      (data.devices || []).forEach(function (d) {
+        var row = root.querySelector('tr[data-device="' + CSS.escape(d.id) + '"]');
+        if (!row) { return; }
+        var badge = row.querySelector(".presence");
+        if (badge) {
+          badge.className = "badge presence " + (d.online ? "online" : "offline");
+          badge.textContent = d.online ? "online" : "offline";
+        }
+        setText(row, ".last-seen", d.last_seen);
+      });
+      setText(root, "#online-count", String(data.online));
+      return false;
+    }
+  };
+
+  var live = document.querySelector("[data-live]");
+  if (live && live.dataset.liveDone !== "true") {
+    var every = parseInt(live.dataset.liveEvery, 10) || 1500;
+    var render = renderers[live.dataset.liveKind];
+    var tick = function () {
+      if (document.hidden) { setTimeout(tick, every); return; }
+      fetch(live.dataset.live, { headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
+        .then(function (r) {
+          if (r.status === 401) { window.location.assign("/login?next=" + encodeURIComponent(location.pathname)); throw new Error("signed out"); }
+          if (!r.ok) { throw new Error("HTTP " + r.status); }
+          return r.json();
+        })
+        .then(function (data) {
+          var done = render ? render(live, data) : true;
+          live.dataset.liveUpdated = String(Date.now());
+          if (done) { live.dataset.liveDone = "true"; return; }
+          setTimeout(tick, every);
+        })
+        .catch(function (e) {
+          if (String(e.message) !== "signed out") { setTimeout(tick, every * 2); }
+        });
+    };
+    setTimeout(tick, every);
+  }
+})();
