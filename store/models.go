@@ -23,7 +23,7 @@ type APIKey struct {
 	ScopeActions string     `gorm:"not null;default:'[]'"` // action ids it may trigger
 	ScopeGroups  string     `gorm:"not null;default:'[]'"` // or actions that target these groups
 	Methods      string     `gorm:"not null;default:'[]'"` // "POST", "GET"
-	CIDRs        string     `gorm:"not null;default:'[]'"` // source address ranges
+	CIDRs        string     `gorm:"column:cidrs;not null;default:'[]'"` // source address ranges
 	RatePerSec   float64    `gorm:"not null;default:0"`
 	RateBurst    int        `gorm:"not null;default:0"`
 }

@@ -65,6 +65,9 @@ func (a *App) Open(ctx context.Context) (err error) {
 		}
 	}()
 	cfg := &a.Config
+	if err := cfg.validate(); err != nil {
+		return err
+	}
 	secret, err := a.secret()
 	if err != nil {
 		return err

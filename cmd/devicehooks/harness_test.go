@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -55,34 +56,44 @@ type server struct {
 // startServer runs the real wiring on 127.0.0.1:0 with a temp SQLite database (or
 // the DSN in cfg.DB) and the embedded broker (or cfg.MQTTURL). Fields left empty
 // in cfg get test defaults.
-func startServer(t testing.TB, cfg Config) *server {
+func startServer(t testing.TB, overrides Config) *server {
 	t.Helper()
+	cfg := withDefaults(overrides)
 	dir := t.TempDir()
-	if cfg.DB == "" {
+	if overrides.DB == "" {
 		cfg.DB = filepath.Join(dir, "devicehooks.db")
 	}
-	if cfg.HTTPAddr == "" {
+	if overrides.HTTPAddr == "" {
 		cfg.HTTPAddr = "127.0.0.1:0"
 	}
-	if cfg.MQTTListen == "" {
+	if overrides.MQTTListen == "" {
 		cfg.MQTTListen = "127.0.0.1:0"
 	}
-	if cfg.MQTTTopicPrefix == "" {
-		cfg.MQTTTopicPrefix = "devicehooks"
+	if overrides.MQTTWSListen == "" {
+		cfg.MQTTWSListen = "" // off unless a test asks for it
 	}
-	if cfg.AdminToken == "" {
+	if overrides.AdminToken == "" {
 		cfg.AdminToken = testAdminToken
 	}
-	if cfg.SecretFile == "" && cfg.Secret == "" {
+	if overrides.SecretFile == "" && overrides.Secret == "" {
 		cfg.SecretFile = filepath.Join(dir, "devicehooks.secret")
-	}
-	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = 64 << 10
 	}
 	s := &server{t: t, cfg: cfg, logs: &syncBuffer{}, stdout: &syncBuffer{}}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
+}
+
+// withDefaults is DefaultConfig with the non-zero fields of overrides on top.
+func withDefaults(overrides Config) Config {
+	cfg := DefaultConfig()
+	dst, src := reflect.ValueOf(&cfg).Elem(), reflect.ValueOf(overrides)
+	for i := 0; i < src.NumField(); i++ {
+		if !src.Field(i).IsZero() {
+			dst.Field(i).Set(src.Field(i))
+		}
+	}
+	return cfg
 }
 
 func (s *server) start() {

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bufio"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"devicehooks/auth"
+)
+
+func TestKeyScopesAndLimits(t *testing.T) {
+	s := startServer(t, Config{})
+	p, _, evDevice := setupLoadURL(t, s)
+	other := s.createDevice("other")
+	_ = other
+	group := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "g", "device_ids": []string{"lobby-1"}})
+	evGroup := s.createAction("refresh_content", map[string]any{"type": "group", "id": group["id"]}, nil)
+	actions := s.mustCall(http.StatusOK, "GET", "/api/v1/actions", nil)["items"].([]any)
+	actionID := map[string]string{}
+	for _, a := range actions {
+		a := a.(map[string]any)
+		actionID[a["event_id"].(string)] = a["id"].(string)
+	}
+	newKey := func(limits map[string]any) string {
+		limits["name"] = "scoped"
+		return s.mustCall(http.StatusCreated, "POST", "/api/v1/api-keys", limits)["key"].(string)
+	}
+	body := func(ev string) string { return `{"event_id":"` + ev + `"}` }
+	getLink := func(key, ev string) (int, map[string]any) {
+		return s.get("api_key=" + key + "&payload=" + base64.URLEncoding.EncodeToString([]byte(body(ev))))
+	}
+	past := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+
+	cases := []struct {
+		name   string
+		limits map[string]any
+		call   func(key string) (int, map[string]any)
+		status int
+		code   string
+	}{
+		{"action scope allows its action", map[string]any{"actions": []string{actionID[evDevice]}}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 200, ""},
+		{"action scope denies another", map[string]any{"actions": []string{actionID[evDevice]}}, func(k string) (int, map[string]any) { return s.post(k, body(evGroup)) }, 403, "forbidden"},
+		{"group scope allows its group's action", map[string]any{"groups": []string{group["id"].(string)}}, func(k string) (int, map[string]any) { return s.post(k, body(evGroup)) }, 200, ""},
+		{"group scope denies a device action", map[string]any{"groups": []string{group["id"].(string)}}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 403, "forbidden"},
+		{"POST-only key by POST", map[string]any{"methods": []string{"POST"}}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 200, ""},
+		{"POST-only key by GET link", map[string]any{"methods": []string{"POST"}}, func(k string) (int, map[string]any) { return getLink(k, evDevice) }, 403, "forbidden"},
+		{"source range allows loopback", map[string]any{"cidrs": []string{"127.0.0.0/8", "::1"}}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 200, ""},
+		{"source range denies loopback", map[string]any{"cidrs": []string{"10.0.0.0/8"}}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 403, "forbidden"},
+		{"expired key", map[string]any{"expires_at": past}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 401, "unauthorized"},
+		{"disabled key", map[string]any{"disabled": true}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 401, "unauthorized"},
+	}
+	for _, c := range cases {
+		key := newKey(c.limits)
+		status, ans := c.call(key)
+		if c.status == 200 {
+			if status != 200 {
+				t.Fatalf("%s: %d %v", c.name, status, ans)
+			}
+			p.next(5 * time.Second)
+			continue
+		}
+		wantError(t, c.name, status, ans, c.status, c.code)
+		p.none(100 * time.Millisecond)
+	}
+
+	// Rate: 2 at once, then 1 per second; the third quick call waits.
+	key := newKey(map[string]any{"rate": map[string]any{"per_second": 1, "burst": 2}})
+	for i := 0; i < 2; i++ {
+		if status, ans := s.post(key, body(evDevice)); status != 200 {
+			t.Fatalf("call %d within the burst: %d %v", i, status, ans)
+		}
+		p.next(5 * time.Second)
+	}
+	req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks", strings.NewReader(body(evDevice)))
+	req.Header.Set("x-webhook-apikey", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("third call: %d, want 429", resp.StatusCode)
+	}
+	if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); ra < 1 {
+		t.Fatalf("Retry-After = %q", resp.Header.Get("Retry-After"))
+	}
+	p.none(100 * time.Millisecond)
+
+	// Limits can be changed; a disabled key comes back when enabled.
+	keys := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil)["items"].([]any)
+	var disabledID string
+	for _, k := range keys {
+		if k.(map[string]any)["disabled"] == true {
+			disabledID = k.(map[string]any)["id"].(string)
+		}
+	}
+	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+disabledID, map[string]any{"name": "back"})
+	revealed := s.mustCall(http.StatusOK, "POST", "/api/v1/api-keys/"+disabledID+"/reveal", nil)["key"].(string)
+	if status, _ := s.post(revealed, body(evDevice)); status != 200 {
+		t.Fatalf("re-enabled key: %d", status)
+	}
+	p.next(5 * time.Second)
+	// Invalid limits are refused with the field named.
+	status, ans := s.call("POST", "/api/v1/api-keys", map[string]any{"name": "x", "cidrs": []string{"nonsense"}})
+	if status != 422 || ans["error"].(map[string]any)["field"] != "cidrs" {
+		t.Fatalf("bad cidr: %d %v", status, ans)
+	}
+}
+
+func TestSignedAndSafeLinks(t *testing.T) {
+	s := startServer(t, Config{})
+	p, key, eventID := setupLoadURL(t, s)
+	keyID := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil)["items"].([]any)[0].(map[string]any)["id"].(string)
+	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"event_id":"` + eventID + `"}`))
+	signed := func(expires int64) string {
+		return url.Values{"key_id": {keyID}, "expires": {strconv.FormatInt(expires, 10)}, "payload": {payload},
+			"sig": {auth.SignLink(key, keyID, expires, payload)}}.Encode()
+	}
+	exp := time.Now().Add(2 * time.Second).Unix()
+	if exp-time.Now().Unix() < 2 {
+		exp++ // at least a second of validity left
+	}
+	link := signed(exp)
+	if strings.Contains(link, key) {
+		t.Fatal("a signed link contains the key")
+	}
+	if status, ans := s.get(link); status != 200 {
+		t.Fatalf("signed link: %d %v", status, ans)
+	}
+	p.next(5 * time.Second)
+	// Any changed character breaks it.
+	for i := 0; i < len(link); i++ {
+		c := link[i]
+		if c == '=' || c == '&' {
+			continue
+		}
+		r := byte('A')
+		if c == 'A' {
+			r = 'B'
+		}
+		tampered := link[:i] + string(r) + link[i+1:]
+		if status, _ := s.get(tampered); status == 200 {
+			t.Fatalf("a link with character %d changed still works: %s", i, tampered)
+		}
+	}
+	p.none(100 * time.Millisecond)
+	// After its expiry it fails.
+	time.Sleep(time.Until(time.Unix(exp, 0)) + 50*time.Millisecond)
+	status, ans := s.get(link)
+	wantError(t, "expired link", status, ans, 401, "unauthorized")
+
+	// HEAD and link-preview agents fire nothing.
+	plain := "api_key=" + key + "&payload=" + payload
+	req, _ := http.NewRequest("HEAD", s.base+"/public-api/integration/webhooks?"+plain, nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("HEAD: %v %v", resp, err)
+	}
+	for _, ua := range []string{"Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", "facebookexternalhit/1.1", "TelegramBot (like TwitterBot)", "WhatsApp/2.23.20.0", "Mozilla/5.0 (compatible; Discordbot/2.0)"} {
+		status, _ := s.get(plain, "User-Agent", ua)
+		if status != 200 {
+			t.Fatalf("preview %q: %d", ua, status)
+		}
+	}
+	p.none(200 * time.Millisecond)
+
+	// A confirm link shows a page and fires only from its button's POST.
+	req, _ = http.NewRequest("GET", s.base+"/public-api/integration/webhooks?"+plain+"&confirm=1", nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), `id="confirm"`) {
+		t.Fatalf("confirm page: %d %s", resp.StatusCode, page)
+	}
+	p.none(200 * time.Millisecond)
+	form := url.Values{}
+	for _, m := range regexp.MustCompile(`name="([a-z_]+)" value="([^"]*)"`).FindAllStringSubmatch(string(page), -1) {
+		form.Set(m[1], htmlUnescape(m[2]))
+	}
+	resp, err = http.PostForm(s.base+"/public-api/integration/webhooks", form)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("confirming: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	p.next(5 * time.Second)
+}
+
+func htmlUnescape(s string) string {
+	return strings.NewReplacer("&#43;", "+", "&amp;", "&", "&#34;", `"`, "&#39;", "'", "&lt;", "<", "&gt;", ">").Replace(s)
+}
+
+func TestRequestLogAndMetrics(t *testing.T) {
+	s := startServer(t, Config{})
+	p, key, eventID := setupLoadURL(t, s)
+	scrape := func() string {
+		req, _ := http.NewRequest("GET", s.base+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("scrape: %v %v", resp, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	metric := func(text, name string) float64 {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` ([0-9.e+-]+)$`).FindStringSubmatch(text)
+		if m == nil {
+			return 0
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	if resp, _ := http.Get(s.base + "/metrics"); resp.StatusCode != 401 {
+		t.Fatalf("/metrics without the admin token: %d", resp.StatusCode)
+	}
+	before := scrape()
+	if metric(before, "devicehooks_devices_online") != 1 || metric(before, "devicehooks_broker_connected") != 1 {
+		t.Fatalf("gauges:\n%s", before)
+	}
+	s.post(key, `{"event_id":"`+eventID+`"}`)
+	cmd := p.next(5 * time.Second)
+	p.ack("devicehooks", cmd["id"].(string), "succeeded")
+	s.post("dhk_wrong", `{"event_id":"`+eventID+`"}`)
+	s.post(key, `{"event_id":"evt_missing"}`)
+
+	var after string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after = scrape()
+		if metric(after, `devicehooks_trigger_to_ack_seconds_count{status="succeeded"}`) == 1 &&
+			metric(after, `devicehooks_commands{state="succeeded"}`) == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for name, want := range map[string]float64{
+		`devicehooks_webhook_requests_total{code="success"}`:           1,
+		`devicehooks_webhook_requests_total{code="unauthorized"}`:      1,
+		`devicehooks_webhook_requests_total{code="unknown_event"}`:     1,
+		`devicehooks_trigger_to_ack_seconds_count{status="succeeded"}`: 1,
+		`devicehooks_commands{state="succeeded"}`:                      1,
+	} {
+		if got := metric(after, name) - metric(before, name); got != want {
+			t.Errorf("%s moved by %v, want %v", name, got, want)
+		}
+	}
+
+	// Every call is in the request log, without secrets; filters work.
+	var items []any
+	deadline = time.Now().Add(5 * time.Second)
+	for len(items) < 3 && time.Now().Before(deadline) {
+		items = s.mustCall(200, "GET", "/api/v1/requests", nil)["items"].([]any)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(items) != 3 {
+		t.Fatalf("request log: %v", items)
+	}
+	denied := s.mustCall(200, "GET", "/api/v1/requests?code=unauthorized", nil)
+	if denied["total"] != float64(1) {
+		t.Fatalf("filtered: %v", denied)
+	}
+	for _, it := range items {
+		line := fmt.Sprint(it)
+		if strings.Contains(line, key) || strings.Contains(line, "dhk_wrong") {
+			t.Fatalf("a key is in the request log: %s", line)
+		}
+	}
+	ok := s.mustCall(200, "GET", "/api/v1/requests?code=success", nil)["items"].([]any)[0].(map[string]any)
+	if ok["dispatch_id"] == "" || ok["key_prefix"] == "" || ok["source"] != "127.0.0.1" || ok["user_agent"] == "" {
+		t.Fatalf("success record: %v", ok)
+	}
+	src := s.mustCall(200, "GET", "/api/v1/requests/sources", nil)["items"].([]any)
+	if len(src) != 1 || src[0].(map[string]any)["calls"] != float64(3) || src[0].(map[string]any)["denied"] != float64(2) {
+		t.Fatalf("top sources: %v", src)
+	}
+}
+
+func TestServerLimits(t *testing.T) {
+	s := startServer(t, Config{MaxConcurrent: 1, ReadHeaderTimeout: 300 * time.Millisecond})
+	s.createDevice("slow") // offline: a waiting call holds its slot
+	_, key := s.createKey("k")
+	ev := s.createAction("restart", map[string]any{"type": "device", "id": "slow"}, nil)
+
+	// Headers over the limit: 413 with the contract's body.
+	status, ans := s.post(key, `{"event_id":"`+ev+`"}`, "X-Padding", strings.Repeat("p", 20<<10))
+	wantError(t, "header over the limit", status, ans, 413, "too_large")
+
+	// One call in progress holds the only slot: the next gets 503 at once.
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		s.post(key, `{"event_id":"`+ev+`"}`, "Prefer", "wait=1.5")
+	}()
+	var st int
+	for i := 0; i < 100; i++ {
+		time.Sleep(20 * time.Millisecond)
+		if st, ans = s.post(key, `{"event_id":"`+ev+`"}`); st == 503 {
+			break
+		}
+	}
+	wantError(t, "concurrency cap", st, ans, 503, "unavailable")
+	<-held
+
+	// A client that never finishes its headers is cut off.
+	conn, err := net.Dial("tcp", s.app.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /public-api/integration/webhooks HTTP/1.1\r\nHost: x\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	_, err = bufio.NewReader(conn).ReadString('\n')
+	if err == nil && time.Since(start) > 4*time.Second {
+		t.Fatal("a slow client held its connection")
+	}
+	if time.Since(start) > 4*time.Second {
+		t.Fatalf("slow client not cut off after %v", time.Since(start))
+	}
+}
