@@ -57,8 +57,11 @@ type Lookup interface {
 // target must exist.
 func BuildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action) error {
 	name := strings.TrimSpace(in.Name)
-	if name == "" || len(name) > 200 {
+	if name == "" {
 		return Invalid("name", "is required (at most 200 characters)")
+	}
+	if err := CheckText("name", name, 200); err != nil {
+		return err
 	}
 	params, err := ValidateParams(in.Function, in.Params)
 	if err != nil {

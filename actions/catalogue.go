@@ -131,8 +131,11 @@ func validateEmergency(p map[string]any) (map[string]any, error) {
 	out := map[string]any{"enabled": enabled}
 	if m, ok := p["message"]; ok && m != nil {
 		s, ok := m.(string)
-		if !ok || len(s) > 2000 {
+		if !ok {
 			return nil, Invalid("params.message", "must be a string of at most 2000 characters")
+		}
+		if err := CheckText("params.message", s, 2000); err != nil {
+			return nil, err
 		}
 		if s != "" {
 			out["message"] = s
@@ -152,8 +155,11 @@ func validateDatasource(p map[string]any) (map[string]any, error) {
 	out := map[string]any{}
 	if v, ok := p["datasource_id"]; ok && v != nil {
 		s, ok := v.(string)
-		if !ok || len(s) > 200 {
+		if !ok {
 			return nil, Invalid("params.datasource_id", "must be a string of at most 200 characters")
+		}
+		if err := CheckText("params.datasource_id", s, 200); err != nil {
+			return nil, err
 		}
 		if s != "" {
 			out["datasource_id"] = s
@@ -229,8 +235,8 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 		if !ok || strings.TrimSpace(s) == "" {
 			return nil, Invalid("sensor_data."+k, "is required and must be a non-empty string")
 		}
-		if len(s) > 200 {
-			return nil, Invalid("sensor_data."+k, "must be at most 200 characters")
+		if err := CheckText("sensor_data."+k, s, 200); err != nil {
+			return nil, err
 		}
 		out[k] = s
 	}
@@ -238,8 +244,8 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 	case nil:
 		out["value"] = ""
 	case string:
-		if len(v) > 2000 {
-			return nil, Invalid("sensor_data.value", "must be at most 2000 characters")
+		if err := CheckText("sensor_data.value", v, 2000); err != nil {
+			return nil, err
 		}
 		out["value"] = v
 	case float64, bool, json.Number:

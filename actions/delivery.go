@@ -33,10 +33,27 @@ type Delivery struct {
 	log      *slog.Logger
 	clock    func() time.Time
 
-	work    chan work
-	marks   chan string
-	missed  atomic.Bool // a work item was dropped: resynchronise from the database
+	work  chan work
+	marks chan string
+	// marker writes the published marks: the Dispatcher whose sink this is (its
+	// writer commits them with the triggers), or the store.
+	marker publishedMarker
+	// sent remembers when each command went out, so a command reaches one session
+	// of a device once even if a resync and a reconnect both pick it up before it
+	// is marked published. Only the sender goroutine uses it.
+	sent      map[string]time.Time
+	lastPrune time.Time
+	missed    atomic.Bool // a work item was dropped: resynchronise from the database
+	// failed takes the commands the broker did not take; the sender forgets
+	// having sent them and sends their devices' queued commands again shortly.
+	failed  chan failedSend
+	lastErr atomic.Value // publishError: the last publish failure, for the log
 	metrics DeliveryMetrics
+}
+
+// publishedMarker records that the broker took commands.
+type publishedMarker interface {
+	MarkPublished(ctx context.Context, ids []string, at time.Time) error
 }
 
 // DeliveryMetrics counts what delivery did, for /metrics and the benchmark.
@@ -51,6 +68,7 @@ type work struct {
 	desired    []string // device ids whose desired state changed
 	devices    []string // devices that came online: send what waits, unacked too
 	resync     bool     // broker (re)connected or work was dropped: send all that waits
+	retry      []string // devices whose commands the broker did not take: send their queued ones
 	allDesired bool     // publish every device's desired state again
 }
 
@@ -58,11 +76,23 @@ type work struct {
 func NewDelivery(st *store.Store, pub Publisher, topics Topics, presence *Presence, log *slog.Logger) *Delivery {
 	return &Delivery{
 		st: st, pub: pub, topics: topics, presence: presence, log: log,
-		clock: func() time.Time { return time.Now().UTC() },
-		work:  make(chan work, 8192),
-		marks: make(chan string, 65536),
+		clock:  func() time.Time { return time.Now().UTC() },
+		work:   make(chan work, 8192),
+		marks:  make(chan string, 65536),
+		sent:   map[string]time.Time{},
+		failed: make(chan failedSend, 4096),
 	}
 }
+
+// failedSend is a command the broker did not take.
+type failedSend struct{ id, device string }
+
+// publishError wraps an error so that atomic.Value always holds one type.
+type publishError struct{ err error }
+
+// retryAfter is how long the sender waits before sending again what the broker
+// did not take (a full write queue of a slow client drains meanwhile).
+const retryAfter = time.Second
 
 // Metrics returns delivery's counters.
 func (dl *Delivery) Metrics() *DeliveryMetrics { return &dl.metrics }
@@ -97,10 +127,35 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 	defer func() { <-markerDone }()
 	t := time.NewTicker(resyncEvery)
 	defer t.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	retryDevices := map[string]bool{}
 	for {
 		select {
 		case w := <-dl.work:
 			dl.do(ctx, w)
+		case f := <-dl.failed:
+			if len(retryDevices) == 0 {
+				retry.Reset(retryAfter)
+			}
+			for more := true; more; {
+				delete(dl.sent, f.id) // so that it is sent again
+				retryDevices[f.device] = true
+				select {
+				case f = <-dl.failed:
+				default:
+					more = false
+				}
+			}
+		case <-retry.C:
+			ids := make([]string, 0, len(retryDevices))
+			for id := range retryDevices {
+				ids = append(ids, id)
+			}
+			clear(retryDevices)
+			last, _ := dl.lastErr.Load().(publishError)
+			dl.log.Warn("the broker did not take some commands; sending them again", "devices", len(ids), "err", last.err)
+			dl.do(ctx, work{retry: ids})
 		case id := <-dl.presence.CameOnline():
 			// Send what waits for devices that just came online, including
 			// commands published before but never acked (devices dedupe by id).
@@ -131,11 +186,15 @@ func (dl *Delivery) drainOnline(first string) []string {
 
 func (dl *Delivery) do(ctx context.Context, w work) {
 	now := dl.clock()
+	dl.pruneSent(now)
 	for i := range w.cmds {
 		dl.send(&w.cmds[i], now)
 	}
 	if len(w.devices) > 0 {
 		dl.sendPending(ctx, w.devices, true, now)
+	}
+	if len(w.retry) > 0 {
+		dl.sendPending(ctx, w.retry, false, now)
 	}
 	if w.resync {
 		dl.sendPending(ctx, dl.presence.OnlineIDs(), false, now)
@@ -168,21 +227,44 @@ func (dl *Delivery) sendPending(ctx context.Context, ids []string, unacked bool,
 }
 
 func (dl *Delivery) send(c *store.Command, now time.Time) {
-	if !c.ExpiresAt.After(now) || !dl.presence.Online(c.DeviceID) || !dl.pub.Connected() {
+	since, online := dl.presence.OnlineSince(c.DeviceID)
+	if !c.ExpiresAt.After(now) || !online || !dl.pub.Connected() {
 		dl.metrics.Skipped.Add(1)
 		return
 	}
-	id := c.ID
-	dl.pub.Publish(dl.topics.Device(c.DeviceID, KindCommands), []byte(c.Payload), false, func(err error) {
+	id, device := c.ID, c.DeviceID
+	if at, ok := dl.sent[id]; ok && !at.Before(since) {
+		return // already sent to this session of the device
+	}
+	dl.sent[id] = now
+	dl.pub.Publish(dl.topics.Device(device, KindCommands), []byte(c.Payload), false, func(err error) {
 		if err != nil {
 			dl.metrics.PublishErrors.Add(1)
-			dl.log.Warn("publish command", "command", id, "err", err)
-			dl.missed.Store(true)
+			dl.lastErr.Store(publishError{err})
+			select {
+			case dl.failed <- failedSend{id, device}:
+			default: // too many at once: the periodic resync sends them
+				dl.log.Warn("publish command", "command", id, "err", err)
+				dl.missed.Store(true)
+			}
 			return
 		}
 		dl.metrics.Published.Add(1)
 		dl.marks <- id
 	})
+}
+
+// pruneSent forgets sends older than any mark could take to land.
+func (dl *Delivery) pruneSent(now time.Time) {
+	if now.Sub(dl.lastPrune) < 5*time.Second {
+		return
+	}
+	dl.lastPrune = now
+	for id, at := range dl.sent {
+		if now.Sub(at) > 30*time.Second {
+			delete(dl.sent, id)
+		}
+	}
 }
 
 func (dl *Delivery) publishDesired(ctx context.Context, ids []string) {
@@ -230,7 +312,11 @@ func (dl *Delivery) runMarker(ctx context.Context) {
 		if len(buf) == 0 {
 			return
 		}
-		if err := dl.st.MarkPublished(ctx, buf, dl.clock()); err != nil {
+		marker := dl.marker
+		if marker == nil {
+			marker = dl.st
+		}
+		if err := marker.MarkPublished(ctx, buf, dl.clock()); err != nil {
 			dl.log.Error("mark published", "commands", len(buf), "err", err)
 		}
 		buf = buf[:0]

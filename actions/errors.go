@@ -7,6 +7,8 @@ package actions
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // Code is a stable, machine-readable error code; handlers map each one to an HTTP
@@ -60,4 +62,35 @@ func ErrorCode(err error) Code {
 		return e.Code
 	}
 	return CodeInternal
+}
+
+// CheckText refuses text a database cannot hold or a person cannot read: invalid
+// UTF-8, NUL and other control characters (tab and newlines aside), or more than
+// max bytes. PostgreSQL rejects NUL and invalid UTF-8, so this runs before any write.
+func CheckText(field, s string, max int) error {
+	if len(s) > max {
+		return Invalid(field, "must be at most %d bytes", max)
+	}
+	if !utf8.ValidString(s) {
+		return Invalid(field, "must be valid UTF-8")
+	}
+	for _, r := range s {
+		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+			return Invalid(field, "must not contain control characters")
+		}
+	}
+	return nil
+}
+
+// Truncate cuts s to at most n bytes on a character boundary, replacing invalid
+// UTF-8 first, so what is stored is always valid text.
+func Truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

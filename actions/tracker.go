@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"time"
 
 	"devicehooks/store"
@@ -23,6 +24,15 @@ type Tracker struct {
 
 	// OnAck, if set, is called for every ack that settled a command.
 	OnAck func(a store.Ack)
+	// Writer, if set, writes the acks: give it the Dispatcher, whose writer then
+	// commits acks, triggers and published marks together. Default: the store.
+	Writer AckWriter
+}
+
+// AckWriter settles commands from acks; applied[i] tells whether acks[i] changed
+// anything. *store.Store and *Dispatcher are AckWriters.
+type AckWriter interface {
+	ApplyAcks(ctx context.Context, acks []store.Ack) (applied []bool, err error)
 }
 
 // NewTracker returns a Tracker; call Run to start its writer.
@@ -69,7 +79,7 @@ func ParseAck(payload []byte) (AckMessage, error) {
 	if err := json.Unmarshal(payload, &a); err != nil {
 		return a, Errorf(CodeBadRequest, "ack is not valid JSON: %v", err)
 	}
-	if a.ID == "" || len(a.ID) > 64 {
+	if a.ID == "" || CheckText("id", a.ID, 64) != nil {
 		return a, Errorf(CodeBadRequest, "ack needs the command id")
 	}
 	switch a.Status {
@@ -77,9 +87,12 @@ func ParseAck(payload []byte) (AckMessage, error) {
 	default:
 		return a, Errorf(CodeBadRequest, "ack status %q is not succeeded, failed or rejected", a.Status)
 	}
-	if len(a.Detail) > 500 {
-		a.Detail = a.Detail[:500]
-	}
+	a.Detail = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, Truncate(a.Detail, 500))
 	return a, nil
 }
 
@@ -120,7 +133,11 @@ func (t *Tracker) Run(ctx context.Context) {
 }
 
 func (t *Tracker) apply(ctx context.Context, batch []store.Ack) {
-	applied, err := t.st.ApplyAcks(ctx, batch)
+	var w AckWriter = t.st
+	if t.Writer != nil {
+		w = t.Writer
+	}
+	applied, err := w.ApplyAcks(ctx, batch)
 	if err != nil {
 		t.log.Error("apply acks", "acks", len(batch), "err", err)
 		return

@@ -50,8 +50,11 @@ func (a *Admins) Authenticate(ctx context.Context, token string) (string, error)
 // CreateToken makes an admin token and returns its plaintext once.
 func (a *Admins) CreateToken(ctx context.Context, name string) (*store.AdminToken, string, error) {
 	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 200 {
+	if name == "" {
 		return nil, "", actions.Invalid("name", "is required (at most 200 characters)")
+	}
+	if err := actions.CheckText("name", name, 200); err != nil {
+		return nil, "", err
 	}
 	plain := secrets.NewToken(secrets.AdminTokenPrefix)
 	t := &store.AdminToken{

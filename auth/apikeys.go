@@ -145,8 +145,11 @@ func (k *Keys) forget(hash string) {
 
 func checkName(name string) (string, error) {
 	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 200 {
+	if name == "" {
 		return "", actions.Invalid("name", "is required (at most 200 characters)")
+	}
+	if err := actions.CheckText("name", name, 200); err != nil {
+		return "", err
 	}
 	return name, nil
 }

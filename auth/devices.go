@@ -55,8 +55,8 @@ func (d *Devices) Create(ctx context.Context, id, name string) (*store.Device, s
 	if name == "" {
 		name = id
 	}
-	if len(name) > 200 {
-		return nil, "", actions.Invalid("name", "must be at most 200 characters")
+	if err := actions.CheckText("name", name, 200); err != nil {
+		return nil, "", err
 	}
 	token, hash, mosq := d.newCredentials()
 	now := time.Now().UTC()

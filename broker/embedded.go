@@ -1,7 +1,7 @@
 package broker
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -39,7 +39,12 @@ type Embedded struct {
 	wsAddr  string
 	hook    *deviceHook
 	close   sync.Once
+	pubMu   sync.Mutex // one inline publish at a time, so a drop is told to its caller
 }
+
+// ErrDropped means the broker took a message but dropped it for a subscriber
+// whose write queue was full (a client that reads slower than it is sent to).
+var ErrDropped = errors.New("broker: message dropped: the subscriber's write queue is full")
 
 // StartEmbedded binds the listeners and starts the broker.
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
@@ -92,9 +97,18 @@ func (e *Embedded) Addr() string { return e.tcpAddr }
 func (e *Embedded) WSAddr() string { return e.wsAddr }
 
 // Publish publishes through the inline client, which bypasses the ACL. The
-// broker has taken the message when this returns, so done runs at once.
+// broker has handed the message to its subscribers' write queues when this
+// returns, so done runs at once: with ErrDropped if a queue was full and the
+// message was dropped (mochi drops rather than blocks), so that it is sent again.
 func (e *Embedded) Publish(topic string, payload []byte, retained bool, done func(error)) {
-	done(e.srv.Publish(topic, payload, retained, 1))
+	e.pubMu.Lock()
+	e.hook.watch(topic)
+	err := e.srv.Publish(topic, payload, retained, 1)
+	if e.hook.unwatch() && err == nil {
+		err = ErrDropped
+	}
+	e.pubMu.Unlock()
+	done(err)
 }
 
 // Connected is always true: the broker is in the process.
@@ -144,15 +158,49 @@ type deviceHook struct {
 
 	mu      sync.Mutex
 	present map[*mqtt.Client]bool
+
+	dropMu   sync.Mutex
+	watching string // topic of the inline publish in progress
+	dropped  bool   // a message on it was dropped
 }
 
 func (h *deviceHook) ID() string { return "devicehooks-auth" }
 
 func (h *deviceHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{
-		mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
-		mqtt.OnSubscribed, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-	}, []byte{b})
+	switch b { // asked for every hook on every event: keep it cheap
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribed,
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublishDropped:
+		return true
+	}
+	return false
+}
+
+// watch starts noting drops of inline messages on topic; unwatch stops and tells
+// whether one was dropped.
+func (h *deviceHook) watch(topic string) {
+	h.dropMu.Lock()
+	h.watching, h.dropped = topic, false
+	h.dropMu.Unlock()
+}
+
+func (h *deviceHook) unwatch() bool {
+	h.dropMu.Lock()
+	defer h.dropMu.Unlock()
+	h.watching = ""
+	return h.dropped
+}
+
+// OnPublishDropped runs, on the publishing goroutine, when mochi drops a message
+// for a client whose write queue is full.
+func (h *deviceHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	if pk.Origin != mqtt.InlineClientId {
+		return
+	}
+	h.dropMu.Lock()
+	if pk.TopicName == h.watching {
+		h.dropped = true
+	}
+	h.dropMu.Unlock()
 }
 
 func (h *deviceHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {

@@ -90,8 +90,12 @@ func (a *api) updateDevice(c *gin.Context) {
 		return
 	}
 	name := strings.TrimSpace(in.Name)
-	if name == "" || len(name) > 200 {
+	if name == "" {
 		respondError(c, a.Log, actions.Invalid("name", "is required (at most 200 characters)"))
+		return
+	}
+	if err := actions.CheckText("name", name, 200); err != nil {
+		respondError(c, a.Log, err)
 		return
 	}
 	if err := a.Store.RenameDevice(c.Request.Context(), c.Param("id"), name); err != nil {

@@ -36,8 +36,11 @@ type groupInput struct {
 // group validates the input into g.
 func (in groupInput) group(g *store.Group) error {
 	g.Name = strings.TrimSpace(in.Name)
-	if g.Name == "" || len(g.Name) > 200 {
+	if g.Name == "" {
 		return actions.Invalid("name", "is required (at most 200 characters)")
+	}
+	if err := actions.CheckText("name", g.Name, 200); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	g.DeviceIDs = g.DeviceIDs[:0]

@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"devicehooks/actions"
 	"devicehooks/auth"
@@ -127,8 +128,9 @@ func isJSONObject(b []byte) bool {
 
 // refWebhookRequest is the reference reading of a webhook body, written from
 // the contract rather than from ParseWebhookJSON: a JSON object whose event_id
-// is a string of 1 to 64 bytes once trimmed, whose sensor_data is absent, null
-// or an object, and whose idempotency_key is absent, null or a string.
+// is printable text (no control characters: no action can have one) of 1 to 64
+// bytes once trimmed, whose sensor_data is absent, null or an object, and whose
+// idempotency_key is absent, null or a string.
 func refWebhookRequest(raw []byte) (eventID string, sensor map[string]any, idem string, ok bool) {
 	if !json.Valid(raw) {
 		return "", nil, "", false
@@ -145,7 +147,7 @@ func refWebhookRequest(raw []byte) (eventID string, sensor map[string]any, idem 
 	}
 	id, isStr := obj["event_id"].(string)
 	id = strings.TrimSpace(id)
-	if !isStr || id == "" || len(id) > 64 {
+	if !isStr || id == "" || len(id) > 64 || !printable(id) {
 		return "", nil, "", false
 	}
 	if sd, present := obj["sensor_data"]; present && sd != nil {
@@ -163,6 +165,16 @@ func refWebhookRequest(raw []byte) (eventID string, sensor map[string]any, idem 
 		idem = s
 	}
 	return id, sensor, idem, true
+}
+
+// printable is text without control characters other than tab and newlines.
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
 }
 
 // checkParseWebhookJSON runs ParseWebhookJSON on raw and compares it with the
@@ -693,7 +705,7 @@ func (s *webhookServer) expect(c *webhookCall) verdict {
 	if c.flags&flagIdem != 0 {
 		idem = "fuzz-idempotency-key"
 	}
-	if !parsed || !ok || len(idem) > 255 {
+	if !parsed || !ok || len(idem) > 255 || !printable(idem) {
 		if parsed || link {
 			fail(http.StatusBadRequest)
 		}

@@ -7,10 +7,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"devicehooks/actions"
+	"devicehooks/auth"
 	"devicehooks/store"
 	"devicehooks/web"
 )
@@ -28,14 +30,23 @@ type linkView struct {
 	KeyID  string
 	Sensor *sensorForm // nil unless the action is a sensor_event
 	Result *linkResult // set once a link was generated
+
+	Kind     string // "signed" (HMAC and expiry, no key in the link) or "key"
+	ExpiresH int    // a signed link's lifetime in hours
+	Confirm  bool   // the link asks for a confirming click
 }
+
+// defaultLinkHours is how long a signed link lives unless the admin says otherwise.
+const defaultLinkHours = 24
 
 // linkResult is what the generator made for an action and a key.
 type linkResult struct {
-	KeyName string
-	GetLink string
-	Curl    string
-	Payload string
+	KeyName   string
+	GetLink   string
+	Curl      string
+	Payload   string
+	ExpiresAt string // set for a signed link
+	Confirm   bool
 }
 
 // webhookPayload is the JSON object a webhook call carries (CONTRACT §1).
@@ -50,7 +61,7 @@ func (u *ui) actionLink(c *gin.Context) {
 		u.fail(c, err)
 		return
 	}
-	v := linkView{Action: act}
+	v := linkView{Action: act, Kind: "signed", ExpiresH: defaultLinkHours}
 	if act.Function == actions.SensorEvent {
 		v.Sensor = &sensorForm{}
 	}
@@ -66,7 +77,15 @@ func (u *ui) generateLink(c *gin.Context) {
 		u.fail(c, err)
 		return
 	}
-	v := linkView{Action: act, KeyID: form(c, "key_id"), Sensor: readSensorForm(c, act)}
+	v := linkView{Action: act, KeyID: form(c, "key_id"), Sensor: readSensorForm(c, act), Kind: form(c, "kind"), Confirm: form(c, "confirm") != ""}
+	if v.Kind != "key" {
+		v.Kind = "signed"
+	}
+	v.ExpiresH, err = strconv.Atoi(form(c, "expires_h"))
+	if v.Kind == "signed" && (err != nil || v.ExpiresH < 1 || v.ExpiresH > 8760) {
+		u.renderLink(c, http.StatusUnprocessableEntity, v, map[string]string{"expires_h": "a whole number of hours from 1 to 8760"}, "")
+		return
+	}
 	key, err := u.Store.APIKey(ctx, v.KeyID)
 	if err != nil {
 		if v.KeyID == "" || isUserError(err) {
@@ -91,10 +110,21 @@ func (u *ui) generateLink(c *gin.Context) {
 		return
 	}
 	base := u.baseURL(c)
+	payload := base64.RawURLEncoding.EncodeToString(raw) // URL-safe: nothing to escape
+	q := url.Values{"api_key": {plain}, "payload": {payload}}
+	var expiresAt string
+	if v.Kind == "signed" {
+		exp := time.Now().Add(time.Duration(v.ExpiresH) * time.Hour).Unix()
+		q = url.Values{"key_id": {key.ID}, "expires": {strconv.FormatInt(exp, 10)}, "payload": {payload},
+			"sig": {auth.SignLink(plain, key.ID, exp, payload)}}
+		expiresAt = time.Unix(exp, 0).UTC().Format("2006-01-02 15:04 UTC")
+	}
+	if v.Confirm {
+		q.Set("confirm", "1")
+	}
 	v.Result = &linkResult{
-		KeyName: key.Name,
-		GetLink: base + webhookPath + "?api_key=" + url.QueryEscape(plain) +
-			"&payload=" + url.QueryEscape(base64.StdEncoding.EncodeToString(raw)),
+		KeyName: key.Name, ExpiresAt: expiresAt, Confirm: v.Confirm,
+		GetLink: base + webhookPath + "?" + q.Encode(),
 		Curl: "curl -X POST " + shellQuote(base+webhookPath) + " \\\n" +
 			"  -H 'Content-Type: application/json' \\\n" +
 			"  -H " + shellQuote("x-webhook-apikey: "+plain) + " \\\n" +
@@ -159,6 +189,12 @@ func (u *ui) renderLink(c *gin.Context, status int, v linkView, errs map[string]
 	v.Keys, v.Label, v.Target = keys, functionLabel(v.Action.Function), names(v.Action.TargetType, v.Action.TargetID)
 	if v.KeyID == "" && len(keys) > 0 {
 		v.KeyID = keys[0].ID
+	}
+	if v.Kind == "" {
+		v.Kind = "signed"
+	}
+	if v.ExpiresH == 0 {
+		v.ExpiresH = defaultLinkHours
 	}
 	u.render(c, status, "action_link", &web.View{Title: "Link for “" + v.Action.Name + "”", Nav: "actions", Errors: errs, Error: msg, Data: v})
 }

@@ -76,7 +76,7 @@ func (h *webhookHandler) handle(c *gin.Context) {
 	d := time.Since(start)
 	rec := store.RequestLog{
 		ID: actions.NewID(), At: start.UTC(), Method: c.Request.Method, Source: c.ClientIP(),
-		UserAgent: truncate(c.Request.UserAgent(), 200), EventID: truncate(cl.eventID, 64),
+		UserAgent: actions.Truncate(c.Request.UserAgent(), 200), EventID: actions.Truncate(cl.eventID, 64),
 		Status: c.Writer.Status(), Code: cl.code, DispatchID: cl.dispatchID, LatencyUS: d.Microseconds(),
 	}
 	if cl.caller != nil {
@@ -113,7 +113,7 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		h.page(c, http.StatusOK, web.WebhookResult{Preview: true})
 		return
 	}
-	params, err := linkParams(c, link)
+	params, err := h.linkParams(c, link)
 	if err != nil {
 		h.fail(c, cl, err)
 		return
@@ -238,15 +238,19 @@ func scopeMethod(c *gin.Context, link bool) string {
 
 // linkParams returns a link's parameters: the query of a GET, the form of a
 // confirmation POST.
-func linkParams(c *gin.Context, link bool) (url.Values, error) {
+func (h *webhookHandler) linkParams(c *gin.Context, link bool) (url.Values, error) {
 	if !link {
 		return url.Values{}, nil
 	}
 	if c.Request.Method == http.MethodGet {
 		return c.Request.URL.Query(), nil
 	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 16<<10)
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody)
 	if err := c.Request.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, tooLarge(h.maxBody)
+		}
 		return nil, badRequest("could not read the form: %v", err)
 	}
 	return c.Request.PostForm, nil
@@ -299,8 +303,8 @@ func (h *webhookHandler) readRequest(c *gin.Context, link bool, params url.Value
 	if k := strings.TrimSpace(c.GetHeader("Idempotency-Key")); k != "" {
 		req.IdempotencyKey = k
 	}
-	if len(req.IdempotencyKey) > 255 {
-		return nil, badRequest("the idempotency key must be at most 255 characters")
+	if actions.CheckText("idempotency_key", req.IdempotencyKey, 255) != nil {
+		return nil, badRequest("the idempotency key must be printable UTF-8 text of at most 255 bytes")
 	}
 	return req, nil
 }
@@ -320,8 +324,8 @@ func confirmFields(params url.Values) map[string]string {
 // alphabet, padded or not. A '+' that arrived as a space (an unescaped '+' in a
 // query string) is read as '+'.
 func DecodePayload(p string) ([]byte, error) {
-	s := strings.TrimSpace(p)
-	s = strings.ReplaceAll(s, " ", "+")
+	s := strings.ReplaceAll(p, " ", "+")
+	s = strings.TrimSpace(s)
 	s = strings.TrimRight(s, "=")
 	s = strings.NewReplacer("-", "+", "_", "/").Replace(s)
 	b, err := base64.RawStdEncoding.DecodeString(s)
@@ -345,8 +349,8 @@ func ParseWebhookJSON(raw []byte) (*webhookRequest, error) {
 		return nil, err
 	}
 	req.EventID = strings.TrimSpace(req.EventID)
-	if req.EventID == "" || len(req.EventID) > 64 {
-		return nil, badRequest("event_id is required: a string of at most 64 characters")
+	if req.EventID == "" || actions.CheckText("event_id", req.EventID, 64) != nil {
+		return nil, badRequest("event_id is required: printable text of at most 64 bytes")
 	}
 	if sd, ok := fields["sensor_data"]; ok && string(sd) != "null" {
 		dec := json.NewDecoder(bytes.NewReader(sd))
@@ -429,11 +433,4 @@ func isPreviewAgent(ua string) bool {
 		}
 	}
 	return false
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

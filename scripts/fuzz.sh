@@ -108,13 +108,13 @@ for t in "${targets[@]}"; do
 		failed=$((failed + 1))
 	fi
 	took=$((SECONDS - start))
-	execs="$(grep -o 'execs: [0-9]*' "$log" | tail -n 1 | awk '{print $2}')"
-	found="$(grep -o 'new interesting: [0-9]*' "$log" | tail -n 1 | awk '{print $3}')"
+	execs="$(grep -o 'execs: [0-9]*' "$log" | tail -n 1 | awk '{print $2}' || true)"
+	found="$(grep -o 'new interesting: [0-9]*' "$log" | tail -n 1 | awk '{print $3}' || true)"
 	line="$(printf '%-4s  %-24s %-28s %5ss  execs %-10s new corpus entries %s' \
 		"$status" "$name" "$pkg" "$took" "${execs:-?}" "${found:-?}")"
 	if [ "$status" = FAIL ]; then
-		# go test says where it wrote the failing input and how to re-run it.
-		how="$(grep -E 'Failing input written to|To re-run:' "$log" | sed 's/^[[:space:]]*/      /' || true)"
+		# go test names the failing input (a seed, or a new one it wrote) and how to re-run it.
+		how="$(grep -E 'failure while testing seed corpus entry|Failing input written to|To re-run:|^ +go test -run=' "$log" | sed 's/^[[:space:]]*/      /' || true)"
 		line+=$'\n'"${how:-      see the output above} ($pkg)"
 	fi
 	summary+=("$line")

@@ -2,6 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -25,46 +29,121 @@ type NewDispatch struct {
 func (s *Store) WriteDispatches(ctx context.Context, batch []*NewDispatch) (dup []bool, err error) {
 	dup = make([]bool, len(batch))
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var (
-			ds   []Dispatch
-			cmds []Command
-		)
-		for i, nd := range batch {
-			if nd.Idempotency != nil {
-				res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(nd.Idempotency)
-				if res.Error != nil {
-					return res.Error
-				}
-				if res.RowsAffected == 0 {
-					dup[i] = true
-					continue
-				}
+		return writeDispatches(tx, batch, dup)
+	})
+	return dup, wrap("write dispatches", err)
+}
+
+func writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) error {
+	var (
+		ds   []Dispatch
+		cmds []Command
+	)
+	for i, nd := range batch {
+		if nd.Idempotency != nil {
+			res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(nd.Idempotency)
+			if res.Error != nil {
+				return res.Error
 			}
-			ds = append(ds, nd.Dispatch)
-			cmds = append(cmds, nd.Commands...)
-			if nd.Desired != nil && len(nd.Commands) > 0 {
-				ids := make([]string, len(nd.Commands))
-				for j, c := range nd.Commands {
-					ids[j] = c.DeviceID
-				}
-				if err := applyDesired(tx, ids, nd.Desired, nd.Dispatch.CreatedAt); err != nil {
-					return err
-				}
+			if res.RowsAffected == 0 {
+				dup[i] = true
+				continue
 			}
 		}
-		if len(ds) > 0 {
-			if err := tx.CreateInBatches(ds, 200).Error; err != nil {
+		ds = append(ds, nd.Dispatch)
+		cmds = append(cmds, nd.Commands...)
+		if nd.Desired != nil && len(nd.Commands) > 0 {
+			ids := make([]string, len(nd.Commands))
+			for j, c := range nd.Commands {
+				ids[j] = c.DeviceID
+			}
+			if err := applyDesired(tx, ids, nd.Desired, nd.Dispatch.CreatedAt); err != nil {
 				return err
 			}
 		}
-		if len(cmds) > 0 {
-			if err := tx.CreateInBatches(cmds, 400).Error; err != nil {
+	}
+	if len(ds) > 0 {
+		if err := tx.CreateInBatches(ds, 200).Error; err != nil {
+			return err
+		}
+	}
+	if len(cmds) > 0 {
+		if err := tx.CreateInBatches(cmds, 400).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Batch is one round of the trigger path's writes: new dispatches, commands the
+// broker took, and device acks. WriteBatch commits it in one transaction, so the
+// three streams share one commit and never wait on each other's locks.
+type Batch struct {
+	Dispatches []*NewDispatch
+	Published  []Published
+	Acks       []Ack
+}
+
+// Published says the broker took these commands at At.
+type Published struct {
+	IDs []string
+	At  time.Time
+}
+
+// BatchResult tells, per dispatch of a Batch, whether its idempotency key was
+// already taken (it was not written), and per ack whether it settled a command.
+type BatchResult struct {
+	Dup     []bool
+	Applied []bool
+}
+
+// WriteBatch writes a Batch in one transaction: the dispatches, then the acks, then
+// the published marks. A command acked in the same batch is not marked separately:
+// its ack records when it was published. On error nothing is written.
+func (s *Store) WriteBatch(ctx context.Context, b *Batch) (BatchResult, error) {
+	res := BatchResult{Dup: make([]bool, len(b.Dispatches)), Applied: make([]bool, len(b.Acks))}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := writeDispatches(tx, b.Dispatches, res.Dup); err != nil {
+			return err
+		}
+		var publishedAt map[string]time.Time
+		if len(b.Acks) > 0 && len(b.Published) > 0 {
+			publishedAt = make(map[string]time.Time)
+			for _, p := range b.Published {
+				for _, id := range p.IDs {
+					publishedAt[id] = p.At
+				}
+			}
+		}
+		if err := applyAcks(tx, b.Acks, res.Applied, publishedAt); err != nil {
+			return err
+		}
+		var settled map[string]bool
+		for i, a := range b.Acks {
+			if res.Applied[i] && publishedAt != nil {
+				if settled == nil {
+					settled = make(map[string]bool)
+				}
+				settled[a.CommandID] = true
+			}
+		}
+		for _, p := range b.Published {
+			ids := p.IDs
+			if settled != nil {
+				ids = make([]string, 0, len(p.IDs))
+				for _, id := range p.IDs {
+					if !settled[id] {
+						ids = append(ids, id)
+					}
+				}
+			}
+			if err := markPublished(tx, ids, p.At); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	return dup, wrap("write dispatches", err)
+	return res, wrap("write batch", err)
 }
 
 // IdempotentResponse returns the stored response for a key used by an API key since
@@ -162,12 +241,16 @@ func (s *Store) PendingCommands(ctx context.Context, deviceIDs, states []string,
 // MarkPublished moves queued commands to published. A command that an ack already
 // settled keeps its final state.
 func (s *Store) MarkPublished(ctx context.Context, ids []string, at time.Time) error {
+	return wrap("mark published", markPublished(s.db.WithContext(ctx), ids, at))
+}
+
+func markPublished(db *gorm.DB, ids []string, at time.Time) error {
 	for _, chunk := range chunks(ids, 1000) {
-		err := s.db.WithContext(ctx).Model(&Command{}).
+		err := db.Model(&Command{}).
 			Where("id IN ? AND state = ?", chunk, StateQueued).
 			Updates(map[string]any{"state": StatePublished, "published_at": at}).Error
 		if err != nil {
-			return wrap("mark published", err)
+			return err
 		}
 	}
 	return nil
@@ -188,22 +271,80 @@ type Ack struct {
 func (s *Store) ApplyAcks(ctx context.Context, acks []Ack) (applied []bool, err error) {
 	applied = make([]bool, len(acks))
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		for i, a := range acks {
-			res := tx.Model(&Command{}).
-				Where("id = ? AND device_id = ? AND state IN ?", a.CommandID, a.DeviceID, []string{StateQueued, StatePublished}).
-				Updates(map[string]any{
-					"state": a.State, "acked_at": a.At, "detail": a.Detail,
-					// an ack can overtake the batched published mark
-					"published_at": gorm.Expr("COALESCE(published_at, ?)", a.At),
-				})
-			if res.Error != nil {
-				return res.Error
-			}
-			applied[i] = res.RowsAffected > 0
-		}
-		return nil
+		return applyAcks(tx, acks, applied, nil)
 	})
 	return applied, wrap("apply acks", err)
+}
+
+// ackSQL settles one command. An ack can overtake the batched published mark, so it
+// also records when the command was published (if nothing did yet).
+const ackSQL = `UPDATE commands SET state = ?, acked_at = ?, detail = ?, published_at = COALESCE(published_at, ?)
+ WHERE id = ? AND device_id = ? AND state IN ('queued', 'published')`
+
+// applyAcks runs one prepared statement per ack: gorm's statement cache would
+// prepare it again for every ack inside a transaction. publishedAt gives the
+// publish time of commands marked in the same batch.
+func applyAcks(tx *gorm.DB, acks []Ack, applied []bool, publishedAt map[string]time.Time) error {
+	if len(acks) == 0 {
+		return nil
+	}
+	sqlTx, ok := sqlTxOf(tx)
+	if !ok {
+		return errors.New("apply acks: no database/sql transaction under gorm")
+	}
+	ctx := tx.Statement.Context
+	stmt, err := sqlTx.PrepareContext(ctx, placeholders(tx, ackSQL))
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i, a := range acks {
+		pub := a.At
+		if at, ok := publishedAt[a.CommandID]; ok {
+			pub = at
+		}
+		res, err := stmt.ExecContext(ctx, a.State, a.At, a.Detail, pub, a.CommandID, a.DeviceID)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		applied[i] = n > 0
+	}
+	return nil
+}
+
+// sqlTxOf returns the database/sql transaction under a gorm transaction.
+func sqlTxOf(tx *gorm.DB) (*sql.Tx, bool) {
+	switch p := tx.Statement.ConnPool.(type) {
+	case *sql.Tx:
+		return p, true
+	case *gorm.PreparedStmtTX:
+		t, ok := p.Tx.(*sql.Tx)
+		return t, ok
+	}
+	return nil, false
+}
+
+// placeholders turns ? into $1, $2... for PostgreSQL (raw statements only; none
+// of ours has a ? inside a literal).
+func placeholders(tx *gorm.DB, query string) string {
+	if tx.Dialector.Name() != "postgres" {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // ExpireCommands marks unsettled commands whose time has passed as expired and

@@ -20,9 +20,9 @@ type APIKey struct {
 	// Optional limits (empty: no limit). Lists are JSON arrays.
 	Disabled     bool       `gorm:"not null;default:false"`
 	ExpiresAt    *time.Time `gorm:""`
-	ScopeActions string     `gorm:"not null;default:'[]'"` // action ids it may trigger
-	ScopeGroups  string     `gorm:"not null;default:'[]'"` // or actions that target these groups
-	Methods      string     `gorm:"not null;default:'[]'"` // "POST", "GET"
+	ScopeActions string     `gorm:"not null;default:'[]'"`              // action ids it may trigger
+	ScopeGroups  string     `gorm:"not null;default:'[]'"`              // or actions that target these groups
+	Methods      string     `gorm:"not null;default:'[]'"`              // "POST", "GET"
 	CIDRs        string     `gorm:"column:cidrs;not null;default:'[]'"` // source address ranges
 	RatePerSec   float64    `gorm:"not null;default:0"`
 	RateBurst    int        `gorm:"not null;default:0"`

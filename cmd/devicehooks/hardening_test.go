@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"devicehooks/auth"
+	"devicehooks/internal/testenv"
 )
 
 func TestKeyScopesAndLimits(t *testing.T) {
@@ -330,4 +331,31 @@ func TestServerLimits(t *testing.T) {
 	if time.Since(start) > 4*time.Second {
 		t.Fatalf("slow client not cut off after %v", time.Since(start))
 	}
+}
+
+// TestHostileTextOnPostgres sends what PostgreSQL cannot store (NUL, invalid
+// UTF-8, text cut inside a character): the caller gets a 4xx, never a 500, and no
+// batch of the request log or of acks is lost for everyone else.
+func TestHostileTextOnPostgres(t *testing.T) {
+	s := startServer(t, Config{DB: testenv.Postgres(t)})
+	p, key, eventID := setupLoadURL(t, s)
+	for _, body := range []string{`{"event_id":"evt\u0000x"}`, `{"event_id":"` + eventID + `","idempotency_key":"a\u0000b"}`} {
+		status, ans := s.post(key, body)
+		wantError(t, "hostile "+body, status, ans, 400, "bad_request")
+	}
+	status, _ := s.post(key, `{"event_id":"`+eventID+`"}`, "User-Agent", strings.Repeat("é", 99)+"\xff\xfe")
+	if status != 200 {
+		t.Fatal(status)
+	}
+	cmd := p.next(5 * time.Second)
+	// An ack whose detail is cut mid-character at 500 bytes still settles.
+	detail := strings.Repeat("a", 499) + "€"
+	p.client.Publish("devicehooks/devices/lobby-1/acks", 1, false, `{"id":"`+cmd["id"].(string)+`","status":"failed","detail":"`+detail+`"}`).WaitTimeout(5 * time.Second)
+	waitDispatch(t, s, cmd["dispatch_id"].(string), map[string]float64{"failed": 1})
+	testenv.WaitFor(t, 5*time.Second, "all three calls in the request log", func() bool {
+		_, out := s.call("GET", "/api/v1/requests", nil)
+		return out["total"] == float64(3)
+	})
+	status, ans := s.call("POST", "/api/v1/devices", map[string]any{"id": "nul", "name": "bad\u0000name"})
+	wantError(t, "device name with NUL", status, ans, 422, "invalid_params")
 }

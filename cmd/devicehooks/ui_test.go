@@ -347,8 +347,18 @@ func TestUI(t *testing.T) {
 		eventID := b.text("#event-id")
 		actionID = strings.TrimSuffix(strings.TrimPrefix(b.location(), s.base+"/actions/"), "/link")
 
+		// The default link is signed and expiring: it must not carry the key.
 		b.submit(
 			chromedp.SetValue(chromedp.ID("key_id"), keyID),
+			chromedp.Click(chromedp.ID("generate")),
+		)
+		signed := b.text("#get-link")
+		if strings.Contains(signed, key) || !strings.Contains(signed, "sig=") || !strings.Contains(signed, "expires=") {
+			t.Fatalf("signed link %q", signed)
+		}
+		b.submit(
+			chromedp.SetValue(chromedp.ID("key_id"), keyID),
+			chromedp.SetValue(chromedp.ID("link-kind"), "key"),
 			chromedp.Click(chromedp.ID("generate")),
 		)
 		link := b.text("#get-link")
@@ -371,6 +381,13 @@ func TestUI(t *testing.T) {
 		cmd := player.next(10 * time.Second)
 		if cmd["function"] != "load_url" || cmd["dispatch_id"] != dispatchID || cmd["params"].(map[string]any)["url"] != "https://example.com/welcome" {
 			t.Fatalf("command %v, dispatch %s", cmd, dispatchID)
+		}
+		// The signed link works too.
+		if st := b.open(signed); st != http.StatusOK {
+			t.Fatalf("opening the signed link: status %d: %s", st, b.text("body"))
+		}
+		if cmd := player.next(10 * time.Second); cmd["dispatch_id"] != b.text("#dispatch-id") {
+			t.Fatalf("signed link command %v", cmd)
 		}
 
 		// The dispatch page shows the device's command, and follows the ack live.
@@ -433,7 +450,7 @@ func TestUI(t *testing.T) {
 		}
 		// The link's payload is that JSON, base64-encoded.
 		link, _ := url.Parse(b.text("#get-link"))
-		if raw, err := base64.StdEncoding.DecodeString(link.Query().Get("payload")); err != nil || string(raw) != want {
+		if raw, err := base64.RawURLEncoding.DecodeString(link.Query().Get("payload")); err != nil || string(raw) != want {
 			t.Fatalf("link payload %q (%v)", raw, err)
 		}
 		// Test sends the sensor data typed in (the fields keep their values).
