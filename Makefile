@@ -23,6 +23,11 @@ test: lint
 test-short:
 	$(GO) test -count=1 -short ./...
 
+## fuzz: run every fuzz target in turn for FUZZTIME each (default 60s; CI uses 5s)
+FUZZTIME ?= 60s
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
 ## lint: go vet and gofmt
 lint:
 	$(GO) vet ./...
