@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -259,13 +260,29 @@ func (a *App) announce(first firstStart) {
 	}
 	// Printed once, to the terminal only, never to the log.
 	if first.password != "" {
-		fmt.Fprintf(a.Stdout, "\n  First start: web UI at http://%s/  user %q  password (shown only now):\n\n    %s\n",
-			a.HTTPAddr(), a.Config.AdminUser, first.password)
+		fmt.Fprintf(a.Stdout, "\n  First start: web UI at %s/  user %q  password (shown only now):\n\n    %s\n",
+			a.browseURL(), a.Config.AdminUser, first.password)
 	}
 	if first.token != "" {
 		fmt.Fprintf(a.Stdout, "\n  First start: created an admin token for the management API (shown only now):\n\n    %s\n\n"+
-			"  Use it as  Authorization: Bearer <token>  on http://%s/api/v1/...\n\n", first.token, a.HTTPAddr())
+			"  Use it as  Authorization: Bearer <token>  on %s/api/v1/...\n\n", first.token, a.browseURL())
 	}
+}
+
+// browseURL is where a person on this machine reaches the server: the public URL,
+// or the listen address with a wildcard host replaced by localhost.
+func (a *App) browseURL() string {
+	if a.Config.PublicURL != "" {
+		return strings.TrimRight(a.Config.PublicURL, "/")
+	}
+	host, port, err := net.SplitHostPort(a.HTTPAddr())
+	if err != nil {
+		return "http://" + a.HTTPAddr()
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 func (a *App) brokerConnected() bool {
