@@ -40,6 +40,8 @@ func registerUI(r *gin.Engine, d Deps) {
 	app.GET("/api-keys", u.apiKeys)
 	app.POST("/api-keys", u.createAPIKey)
 	app.POST("/api-keys/:id/reveal", u.revealAPIKey)
+	app.GET("/api-keys/:id/limits", u.keyLimits)
+	app.POST("/api-keys/:id/limits", u.saveKeyLimits)
 	app.GET("/api-keys/:id/delete", u.confirmDeleteAPIKey)
 	app.POST("/api-keys/:id/delete", u.deleteAPIKey)
 

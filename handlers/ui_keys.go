@@ -15,9 +15,10 @@ import (
 const apiKeysPerPage = 100
 
 type apiKeysView struct {
-	Keys  []store.APIKey
-	Pager pager
-	Name  string // the create form's value after an error
+	Keys   []store.APIKey
+	Limits map[string]string // key id -> a summary of its limits
+	Pager  pager
+	Name   string // the create form's value after an error
 }
 
 func (u *ui) apiKeys(c *gin.Context) { u.renderAPIKeys(c, http.StatusOK, "", nil, "") }
@@ -30,9 +31,13 @@ func (u *ui) renderAPIKeys(c *gin.Context, status int, name string, errs map[str
 		return
 	}
 	pg.setTotal(total, apiKeysPerPage)
+	limits := make(map[string]string, len(keys))
+	for _, k := range keys {
+		limits[k.ID] = LimitsSummary(k)
+	}
 	u.render(c, status, "api_keys", &web.View{
 		Title: "API keys", Nav: "api_keys", Errors: errs, Error: msg,
-		Data: apiKeysView{Keys: keys, Pager: pg, Name: name},
+		Data: apiKeysView{Keys: keys, Limits: limits, Pager: pg, Name: name},
 	})
 }
 

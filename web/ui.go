@@ -21,7 +21,7 @@ var uiFS embed.FS
 // rendered inside ui/layout.html; a test fails if a file and this list disagree.
 var PageNames = []string{
 	"login", "dashboard", "error", "confirm", "secret",
-	"api_keys", "actions", "action_form", "action_link",
+	"api_keys", "api_key_limits", "actions", "action_form", "action_link",
 	"devices", "groups", "group_form", "dispatches", "dispatch", "settings",
 }
 

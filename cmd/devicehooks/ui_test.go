@@ -413,6 +413,50 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("an API key's limits are set in the UI and enforced", func(t *testing.T) {
+		use(t)
+		b.open("/api-keys/" + keyID + "/limits")
+		b.wantPage("api_key_limits")
+		st := b.submit(
+			chromedp.Click(chromedp.CSS(`input[name="methods"][value="GET"]`)), // uncheck GET links
+			chromedp.SendKeys(chromedp.ID("rate_per_second"), "50"),
+			chromedp.SendKeys(chromedp.ID("rate_burst"), "100"),
+			chromedp.Click(chromedp.ID("save-limits")),
+		)
+		if st != http.StatusOK {
+			t.Fatalf("status %d: %s", st, b.text("body"))
+		}
+		b.wantPage("api_keys")
+		if got := b.text(`tr[data-key="` + keyID + `"] td:nth-child(5)`); !strings.Contains(got, "POST only") || !strings.Contains(got, "50/s") {
+			t.Fatalf("limits summary %q", got)
+		}
+		got := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+keyID, nil)
+		if fmt.Sprint(got["methods"]) != "[POST]" || got["rate"].(map[string]any)["burst"] != float64(100) {
+			t.Fatalf("stored limits %v", got)
+		}
+		// A GET link with the key is now refused; POST still works (checked below).
+		status, body := s.get("api_key=" + key + "&payload=e30")
+		if status != http.StatusForbidden {
+			t.Fatalf("GET with a POST-only key: %d %v", status, body)
+		}
+		// An invalid range is shown at the field; nothing changes.
+		b.open("/api-keys/" + keyID + "/limits")
+		b.submit(chromedp.SendKeys(chromedp.ID("cidrs"), "not-an-address"), chromedp.Click(chromedp.ID("save-limits")))
+		if got := b.text("#err-cidrs"); !strings.Contains(got, "not an address") {
+			t.Fatalf("cidr error %q", got)
+		}
+		// Back to no limits, for the steps that follow.
+		b.open("/api-keys/" + keyID + "/limits")
+		b.submit(
+			chromedp.Click(chromedp.CSS(`input[name="methods"][value="GET"]`)),
+			chromedp.Clear(chromedp.ID("rate_per_second")), chromedp.Clear(chromedp.ID("rate_burst")),
+			chromedp.Click(chromedp.ID("save-limits")),
+		)
+		if got := b.text(`tr[data-key="` + keyID + `"] td:nth-child(5)`); got != "none" {
+			t.Fatalf("limits after clearing: %q", got)
+		}
+	})
+
 	t.Run("the test button fires the action", func(t *testing.T) {
 		use(t)
 		b.open("/actions/" + actionID + "/link")
