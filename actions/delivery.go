@@ -44,6 +44,9 @@ type Delivery struct {
 	sent      map[string]time.Time
 	lastPrune time.Time
 	missed    atomic.Bool // a work item was dropped: resynchronise from the database
+
+	// OnPublished, if set, is called when the broker has taken a command.
+	OnPublished func(commandID string, at time.Time)
 	// failed takes the commands the broker did not take; the sender forgets
 	// having sent them and sends their devices' queued commands again shortly.
 	failed  chan failedSend
@@ -250,6 +253,9 @@ func (dl *Delivery) send(c *store.Command, now time.Time) {
 			return
 		}
 		dl.metrics.Published.Add(1)
+		if dl.OnPublished != nil {
+			dl.OnPublished(id, dl.clock())
+		}
 		dl.marks <- id
 	})
 }

@@ -124,6 +124,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 		CommandStates: func(ctx context.Context) (map[string]int, error) { return a.store.CountCommandsByState(ctx) },
 	})
 	a.tracker.OnAck = func(ack store.Ack) { a.metrics.Acked(ack.CommandID, ack.State, ack.At) }
+	a.delivery.OnPublished = a.metrics.Published
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel

@@ -252,6 +252,7 @@ func TestRequestLogAndMetrics(t *testing.T) {
 		`devicehooks_webhook_requests_total{code="unauthorized"}`:      1,
 		`devicehooks_webhook_requests_total{code="unknown_event"}`:     1,
 		`devicehooks_trigger_to_ack_seconds_count{status="succeeded"}`: 1,
+		`devicehooks_trigger_to_publish_seconds_count`:                 1,
 		`devicehooks_commands{state="succeeded"}`:                      1,
 	} {
 		if got := metric(after, name) - metric(before, name); got != want {
