@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -82,6 +83,26 @@ type list[T any] struct {
 	Total  int64 `json:"total"`
 	Limit  int   `json:"limit"`
 	Offset int   `json:"offset"`
+}
+
+// serveList answers a list endpoint: read the page, fetch, convert each item to
+// its view, respond.
+func serveList[T, V any](a *api, c *gin.Context, fetch func(context.Context, store.Page) ([]T, int64, error), view func(*T) V) {
+	p, err := pageOf(c)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	items, total, err := fetch(c.Request.Context(), p)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	views := make([]V, len(items))
+	for i := range items {
+		views[i] = view(&items[i])
+	}
+	respondList(c, views, total, p)
 }
 
 func respondList[T any](c *gin.Context, items []T, total int64, p store.Page) {

@@ -51,21 +51,7 @@ func (a *api) createAction(c *gin.Context) {
 }
 
 func (a *api) listActions(c *gin.Context) {
-	p, err := pageOf(c)
-	if err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
-	as, total, err := a.Store.Actions(c.Request.Context(), p)
-	if err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
-	views := make([]actionView, len(as))
-	for i := range as {
-		views[i] = actionViewOf(&as[i])
-	}
-	respondList(c, views, total, p)
+	serveList(a, c, a.Store.Actions, actionViewOf)
 }
 
 func (a *api) getAction(c *gin.Context) {

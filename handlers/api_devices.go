@@ -55,21 +55,7 @@ func (a *api) createDevice(c *gin.Context) {
 }
 
 func (a *api) listDevices(c *gin.Context) {
-	p, err := pageOf(c)
-	if err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
-	ds, total, err := a.Store.Devices(c.Request.Context(), p)
-	if err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
-	views := make([]deviceView, len(ds))
-	for i := range ds {
-		views[i] = a.deviceViewOf(&ds[i])
-	}
-	respondList(c, views, total, p)
+	serveList(a, c, a.Store.Devices, a.deviceViewOf)
 }
 
 func (a *api) getDevice(c *gin.Context) {

@@ -80,21 +80,7 @@ func (a *api) createGroup(c *gin.Context) {
 }
 
 func (a *api) listGroups(c *gin.Context) {
-	p, err := pageOf(c)
-	if err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
-	gs, total, err := a.Store.Groups(c.Request.Context(), p)
-	if err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
-	views := make([]groupView, len(gs))
-	for i := range gs {
-		views[i] = groupViewOf(&gs[i])
-	}
-	respondList(c, views, total, p)
+	serveList(a, c, a.Store.Groups, groupViewOf)
 }
 
 func (a *api) getGroup(c *gin.Context) {

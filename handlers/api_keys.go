@@ -54,21 +54,7 @@ func (a *api) createAPIKey(c *gin.Context) {
 }
 
 func (a *api) listAPIKeys(c *gin.Context) {
-	p, err := pageOf(c)
-	if err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
-	keys, total, err := a.Store.APIKeys(c.Request.Context(), p)
-	if err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
-	views := make([]apiKeyView, len(keys))
-	for i := range keys {
-		views[i] = apiKeyViewOf(&keys[i])
-	}
-	respondList(c, views, total, p)
+	serveList(a, c, a.Store.APIKeys, apiKeyViewOf)
 }
 
 func (a *api) getAPIKey(c *gin.Context) {

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -37,15 +38,19 @@ func timeParam(c *gin.Context, name string) (time.Time, error) {
 	return t, nil
 }
 
+func requestViewOf(r *store.RequestLog) requestView {
+	return requestView{
+		ID: r.ID, At: r.At, Method: r.Method, KeyID: r.KeyID, KeyPrefix: r.KeyPrefix, Source: r.Source,
+		UserAgent: r.UserAgent, EventID: r.EventID, Status: r.Status, Code: r.Code, DispatchID: r.DispatchID,
+		LatencyMS: float64(r.LatencyUS) / 1000,
+	}
+}
+
 // listRequests lists webhook calls, filtered by code, key_id, source, method,
 // since and until.
 func (a *api) listRequests(c *gin.Context) {
-	p, err := pageOf(c)
-	if err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
 	f := store.RequestFilter{Code: c.Query("code"), KeyID: c.Query("key_id"), Source: c.Query("source"), Method: c.Query("method")}
+	var err error
 	if f.Since, err = timeParam(c, "since"); err == nil {
 		f.Until, err = timeParam(c, "until")
 	}
@@ -53,20 +58,9 @@ func (a *api) listRequests(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	rs, total, err := a.Store.RequestLogs(c.Request.Context(), f, p)
-	if err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
-	views := make([]requestView, len(rs))
-	for i, r := range rs {
-		views[i] = requestView{
-			ID: r.ID, At: r.At, Method: r.Method, KeyID: r.KeyID, KeyPrefix: r.KeyPrefix, Source: r.Source,
-			UserAgent: r.UserAgent, EventID: r.EventID, Status: r.Status, Code: r.Code, DispatchID: r.DispatchID,
-			LatencyMS: float64(r.LatencyUS) / 1000,
-		}
-	}
-	respondList(c, views, total, p)
+	serveList(a, c, func(ctx context.Context, p store.Page) ([]store.RequestLog, int64, error) {
+		return a.Store.RequestLogs(ctx, f, p)
+	}, requestViewOf)
 }
 
 // topSources shows who called most since ?since= (default: the last hour).
