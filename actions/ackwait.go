@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// AckWaiters lets a webhook call wait until the commands it created are settled
-// (acked, or expired), for callers that asked to wait.
+// AckWaiters lets a webhook call wait until the commands it created are acked,
+// for callers that asked to wait (an expired command just runs the wait out).
 type AckWaiters struct {
 	mu    sync.Mutex
 	byCmd map[string]*AckWatch

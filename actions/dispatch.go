@@ -1,7 +1,10 @@
 package actions
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,7 +145,7 @@ func NewDispatcher(st *store.Store, sink CommandSink, acks *AckWaiters, log *slo
 // within the window, it answers with the first response and sends nothing.
 func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 	if t.IdempotencyKey != "" {
-		if out, err := d.replay(ctx, t); out != nil || err != nil {
+		if out, err := d.Replay(ctx, t.APIKeyID, t.IdempotencyKey, t.Action.EventID, t.SensorData); out != nil || err != nil {
 			return out, err
 		}
 	}
@@ -173,7 +176,11 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 	acc := Accepted{Message: "success", DispatchID: nd.Dispatch.ID, EventID: a.EventID, Function: a.Function, Targets: len(devices)}
 	if t.IdempotencyKey != "" {
 		resp, _ := json.Marshal(acc)
-		nd.Idempotency = &store.Idempotency{APIKeyID: t.APIKeyID, Key: t.IdempotencyKey, DispatchID: nd.Dispatch.ID, Response: string(resp), CreatedAt: now}
+		nd.Idempotency = &store.Idempotency{
+			APIKeyID: t.APIKeyID, Key: t.IdempotencyKey, DispatchID: nd.Dispatch.ID, Response: string(resp),
+			Fingerprint: Fingerprint(a.EventID, t.SensorData), CreatedAt: now,
+		}
+		nd.IdempotencySince = now.Add(-IdempotencyWindow)
 	}
 
 	dup, err := d.write(ctx, nd)
@@ -181,7 +188,11 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 		return nil, err
 	}
 	if dup { // a concurrent call with the same key won
-		return d.replay(ctx, t)
+		out, err := d.Replay(ctx, t.APIKeyID, t.IdempotencyKey, a.EventID, t.SensorData)
+		if out == nil && err == nil {
+			err = unavailable(d.log, "replay", fmt.Errorf("idempotency key %q taken but no record found", t.IdempotencyKey))
+		}
+		return out, err
 	}
 
 	var watch *AckWatch
@@ -204,19 +215,37 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 	return out, nil
 }
 
-func (d *Dispatcher) replay(ctx context.Context, t Trigger) (*Outcome, error) {
-	rec, err := d.st.IdempotentResponse(ctx, t.APIKeyID, t.IdempotencyKey, d.clock().Add(-IdempotencyWindow))
+// Replay returns the first answer to a call with this idempotency key by this API
+// key within the window, or nil if there was none. The key must come with the
+// same request (event and sensor data), or the call is refused.
+func (d *Dispatcher) Replay(ctx context.Context, apiKeyID, key, eventID string, sensor map[string]any) (*Outcome, error) {
+	rec, err := d.st.IdempotentResponse(ctx, apiKeyID, key, d.clock().Add(-IdempotencyWindow))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, unavailable(d.log, "read idempotency record", err)
 	}
+	if rec.Fingerprint != Fingerprint(eventID, sensor) {
+		return nil, Invalid("idempotency_key", "was already used with a different request; use a new key for a new call")
+	}
 	out := &Outcome{Replayed: true}
 	if err := json.Unmarshal([]byte(rec.Response), &out.Accepted); err != nil {
 		return nil, fmt.Errorf("actions: stored response: %w", err)
 	}
 	return out, nil
+}
+
+// Fingerprint identifies what a call asks for (its event and sensor data), so a
+// reused idempotency key can be told from a repeat of the same call.
+func Fingerprint(eventID string, sensor map[string]any) string {
+	h := sha256.New()
+	h.Write([]byte(eventID))
+	if sensor != nil {
+		h.Write([]byte{0})
+		_ = json.NewEncoder(h).Encode(sensor) // map keys come out sorted
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // commandParams returns the params the commands carry: the action's fixed ones, or
@@ -252,17 +281,24 @@ func (d *Dispatcher) targets(ctx context.Context, a *store.Action) ([]string, er
 
 func buildCommands(dispatchID string, a *store.Action, params map[string]any, devices []string, now time.Time) ([]store.Command, error) {
 	expires := now.Add(time.Duration(a.TTLSeconds) * time.Second)
+	// Commands differ only in their id: encode the message once and splice each
+	// id in (a fan-out to every device would otherwise encode it thousands of times).
 	msg := CommandMessage{DispatchID: dispatchID, Function: a.Function, Params: params, IssuedAt: now, ExpiresAt: &expires}
+	tmpl, err := json.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("actions: encode command: %w", err)
+	}
+	const head = `{"id":""`
+	if !bytes.HasPrefix(tmpl, []byte(head)) {
+		return nil, fmt.Errorf("actions: encode command: unexpected encoding %.40s", tmpl)
+	}
+	tail := string(tmpl[len(head):])
 	cmds := make([]store.Command, len(devices))
 	for i, dev := range devices {
-		msg.ID = newID()
-		payload, err := json.Marshal(msg)
-		if err != nil {
-			return nil, fmt.Errorf("actions: encode command: %w", err)
-		}
+		id := newID() // a UUID: nothing to escape
 		cmds[i] = store.Command{
-			ID: msg.ID, DispatchID: dispatchID, DeviceID: dev, State: store.StateQueued,
-			Function: a.Function, Payload: string(payload), CreatedAt: now, ExpiresAt: expires,
+			ID: id, DispatchID: dispatchID, DeviceID: dev, State: store.StateQueued,
+			Function: a.Function, Payload: `{"id":"` + id + `"` + tail, CreatedAt: now, ExpiresAt: expires,
 		}
 	}
 	return cmds, nil

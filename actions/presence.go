@@ -138,17 +138,18 @@ func (p *Presence) OnlineCount() int {
 }
 
 // Subscribed records (embedded broker) that a connection of the device now listens
-// on its commands topic.
+// on its commands topic. Every such connection starts a new session, even if an
+// older connection is not yet seen closed (a quick reconnect): what was sent to
+// the old one but never acked goes out again.
 func (p *Presence) Subscribed(id string) {
 	now := p.clock()
 	p.mu.Lock()
 	d := p.get(id)
 	d.conns++
-	went := p.set(id, d, true, now, now)
+	p.set(id, d, true, now, now)
+	d.since = now
 	p.mu.Unlock()
-	if went {
-		p.notify(id)
-	}
+	p.notify(id)
 }
 
 // Disconnected records (embedded broker) that a subscribed connection closed.
@@ -176,10 +177,10 @@ func (p *Presence) Status(id string, msg StatusMessage, retained bool) {
 	switch {
 	case p.authoritative:
 		// Connection events decide; the message only shows the device is alive.
-		if !retained {
-			d.lastSeen = now
-			p.markDirty(id, d)
-		}
+		// (The embedded broker starts with no retained messages, so even one
+		// flagged retained is live.)
+		d.lastSeen = now
+		p.markDirty(id, d)
 	case retained:
 		// A replay counts if it is not older than what we know: the same message
 		// again (after BrokerLost) brings a device that never left back online.

@@ -127,6 +127,20 @@ func (t *Tracker) Run(ctx context.Context) {
 			}
 			t.apply(ctx, batch)
 		case <-ctx.Done():
+			// The broker has PUBACKed these: write what is still queued.
+			batch = batch[:0]
+			for {
+				select {
+				case a := <-t.acks:
+					batch = append(batch, a)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				t.apply(context.WithoutCancel(ctx), batch)
+			}
 			return
 		}
 	}
@@ -137,10 +151,25 @@ func (t *Tracker) apply(ctx context.Context, batch []store.Ack) {
 	if t.Writer != nil {
 		w = t.Writer
 	}
-	applied, err := w.ApplyAcks(ctx, batch)
-	if err != nil {
-		t.log.Error("apply acks", "acks", len(batch), "err", err)
-		return
+	// A device does not send an ack twice (the broker PUBACKed it), so a failed
+	// write is retried for a while rather than dropped.
+	var (
+		applied []bool
+		err     error
+	)
+	for wait := 50 * time.Millisecond; ; wait *= 2 {
+		if applied, err = w.ApplyAcks(ctx, batch); err == nil {
+			break
+		}
+		if wait > 5*time.Second || ctx.Err() != nil {
+			t.log.Error("apply acks: giving up", "acks", len(batch), "err", err)
+			return
+		}
+		t.log.Warn("apply acks: retrying", "acks", len(batch), "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
 	}
 	for i, a := range batch {
 		t.presence.Seen(a.DeviceID)

@@ -7,9 +7,11 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -31,6 +33,7 @@ type Keys struct {
 
 	mu    sync.RWMutex
 	cache map[string]cachedKey // by lookup hash; live keys only
+	gen   atomic.Uint64        // bumped by every revoke and update
 	rates limiters
 
 	usesMu sync.Mutex
@@ -93,19 +96,24 @@ func (k *Keys) Authenticate(ctx context.Context, plain string) (*Caller, error) 
 	c, ok := k.cache[hash]
 	k.mu.RUnlock()
 	if !ok || now.Sub(c.at) >= keyCacheTTL {
+		gen := k.gen.Load()
 		key, err := k.st.APIKeyByHash(ctx, hash)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, errUnauthorized
 		}
 		if err != nil {
-			return nil, err
+			return nil, unavailable(err)
 		}
 		c = cachedKey{caller: newCaller(key), at: now}
 		k.mu.Lock()
 		if len(k.cache) > 10000 {
 			k.cache = map[string]cachedKey{}
 		}
-		k.cache[hash] = c
+		// A revoke or update that ran while we read may have read-before-written
+		// this row: cache only what no change has overtaken.
+		if k.gen.Load() == gen {
+			k.cache[hash] = c
+		}
 		k.mu.Unlock()
 	}
 	if !secrets.Equal(c.caller.Key.LookupHash, hash) || !c.caller.usable(now) {
@@ -133,14 +141,24 @@ func (k *Keys) Update(ctx context.Context, id, name string, limits Limits) error
 	}
 	key.Name = name
 	limits.store(key)
+	err = k.st.UpdateAPIKey(ctx, key)
 	k.forget(key.LookupHash)
-	return k.st.UpdateAPIKey(ctx, key)
+	return err
 }
 
+// forget drops a key from the cache after its row changed; the generation makes
+// a lookup that read the old row before the change skip caching it.
 func (k *Keys) forget(hash string) {
 	k.mu.Lock()
+	k.gen.Add(1)
 	delete(k.cache, hash)
 	k.mu.Unlock()
+}
+
+// unavailable reports a failure to check a key (the database is away): 503, so
+// callers retry, rather than a 401 they would take as final.
+func unavailable(err error) error {
+	return fmt.Errorf("%w: %w", actions.Errorf(actions.CodeUnavailable, "could not check the API key; try again"), err)
 }
 
 func checkName(name string) (string, error) {
@@ -169,8 +187,9 @@ func (k *Keys) Revoke(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	err = k.st.RevokeAPIKey(ctx, id, time.Now().UTC())
 	k.forget(key.LookupHash)
-	return k.st.RevokeAPIKey(ctx, id, time.Now().UTC())
+	return err
 }
 
 // Used records a use of a key; Run writes uses to the database in batches.

@@ -224,9 +224,15 @@ func SignLink(apiKey, keyID string, expires int64, payload string) string {
 // made with it over these fields, and the link not expired. Every failure is the
 // same 401.
 func (k *Keys) AuthenticateLink(ctx context.Context, keyID string, expires int64, payload, sig string) (*Caller, error) {
-	key, err := k.st.APIKey(ctx, keyID)
-	if err != nil || len(sig) > 100 {
+	if len(sig) > 100 {
 		return nil, errUnauthorized
+	}
+	key, err := k.st.APIKey(ctx, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errUnauthorized
+	}
+	if err != nil {
+		return nil, unavailable(err)
 	}
 	plain, err := k.kr.Open(key.Sealed)
 	if err != nil {

@@ -23,14 +23,18 @@ type EmbeddedConfig struct {
 	AllowAnonymous bool
 	// Allow is the ACL: may username read (write=false) or write this topic?
 	Allow func(username, topic string, write bool) bool
-	// PresenceFilter tells which subscription makes a client present (its own
-	// commands topic); OnPresent and OnAbsent follow such subscriptions.
-	PresenceFilter func(username, filter string) bool
-	OnPresent      func(username string)
-	OnAbsent       func(username string)
+	// PresenceOf tells which subscription makes a client present, and as which
+	// device (its own commands topic); OnPresent and OnAbsent follow such
+	// subscriptions, once per connection.
+	PresenceOf func(username, filter string) (deviceID string, ok bool)
+	OnPresent  func(deviceID string)
+	OnAbsent   func(deviceID string)
 
 	Logger *slog.Logger
 }
+
+// MaxPacketSize bounds every MQTT packet the embedded broker reads.
+const MaxPacketSize = 256 << 10
 
 // Embedded is a running mochi-mqtt broker.
 type Embedded struct {
@@ -54,8 +58,11 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	// The default (8192) preallocates a 64 KB channel per client: 650 MB for
 	// 10,000 players. A player has a handful of commands in flight at most.
 	opts.Capabilities.MaximumClientWritesPending = 256
+	// Without a limit mochi allocates whatever size a CONNECT header claims
+	// (up to 256 MB) before authenticating: cap every packet.
+	opts.Capabilities.MaximumPacketSize = MaxPacketSize
 	srv := mqtt.New(opts)
-	hook := &deviceHook{cfg: cfg, present: map[*mqtt.Client]bool{}}
+	hook := &deviceHook{cfg: cfg, present: map[*mqtt.Client]string{}}
 	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
@@ -157,7 +164,7 @@ type deviceHook struct {
 	cfg EmbeddedConfig
 
 	mu      sync.Mutex
-	present map[*mqtt.Client]bool
+	present map[*mqtt.Client]string // connection -> the device it is present as
 
 	dropMu   sync.Mutex
 	watching string // topic of the inline publish in progress
@@ -205,10 +212,19 @@ func (h *deviceHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 
 func (h *deviceHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
+	ok := false
 	if user == "" {
-		return h.cfg.AllowAnonymous && len(pk.Connect.Password) == 0
+		ok = h.cfg.AllowAnonymous && len(pk.Connect.Password) == 0
+	} else {
+		ok = h.cfg.Authenticate != nil && h.cfg.Authenticate(user, string(pk.Connect.Password))
 	}
-	return h.cfg.Authenticate != nil && h.cfg.Authenticate(user, string(pk.Connect.Password))
+	if ok {
+		// Sessions are found by client id: put each login's ids in its own
+		// namespace, so a device that reuses another's client id cannot take
+		// over (and disconnect) that device's session.
+		cl.ID = user + "\x00" + cl.ID
+	}
+	return ok
 }
 
 func (h *deviceHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
@@ -234,25 +250,30 @@ func (h *deviceHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCode
 }
 
 func (h *deviceHook) subscribed(cl *mqtt.Client, filter string) {
-	user := string(cl.Properties.Username)
-	if h.cfg.PresenceFilter == nil || !h.cfg.PresenceFilter(user, filter) {
+	if h.cfg.PresenceOf == nil {
+		return
+	}
+	id, ok := h.cfg.PresenceOf(string(cl.Properties.Username), filter)
+	if !ok {
 		return
 	}
 	h.mu.Lock()
-	already := h.present[cl]
-	h.present[cl] = true
+	_, already := h.present[cl]
+	if !already {
+		h.present[cl] = id
+	}
 	h.mu.Unlock()
 	if !already && h.cfg.OnPresent != nil {
-		h.cfg.OnPresent(user)
+		h.cfg.OnPresent(id)
 	}
 }
 
 func (h *deviceHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.mu.Lock()
-	was := h.present[cl]
+	id, was := h.present[cl]
 	delete(h.present, cl)
 	h.mu.Unlock()
 	if was && h.cfg.OnAbsent != nil {
-		h.cfg.OnAbsent(string(cl.Properties.Username))
+		h.cfg.OnAbsent(id)
 	}
 }

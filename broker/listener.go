@@ -78,6 +78,7 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 				return
 			}
 			defer c.Close()
+			c.SetReadLimit(MaxPacketSize + 16) // one MQTT packet per message
 			_ = establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c})
 		}),
 	}

@@ -71,8 +71,11 @@ func pageOf(c *gin.Context) (store.Page, error) {
 		}
 		*dst = n
 	}
-	if p.Limit == 0 || p.Limit > 500 {
+	switch {
+	case p.Limit == 0:
 		p.Limit = 50
+	case p.Limit > 500:
+		p.Limit = 500
 	}
 	return p, nil
 }

@@ -73,7 +73,8 @@ func New(d Deps) (http.Handler, error) {
 	}
 	wh := &webhookHandler{
 		st: d.Store, keys: d.Keys, dispatch: d.Dispatcher, log: d.Log, reqlog: d.RequestLog, metrics: d.Metrics,
-		maxBody: d.MaxBody, maxHeader: d.MaxHeader, slots: make(chan struct{}, d.MaxConcurrent),
+		maxBody: d.MaxBody, maxHeader: d.MaxHeader,
+		slots: make(chan struct{}, d.MaxConcurrent), waits: make(chan struct{}, max(8, d.MaxConcurrent/8)),
 	}
 	r.POST("/public-api/integration/webhooks", wh.handle)
 	r.GET("/public-api/integration/webhooks", wh.handle)

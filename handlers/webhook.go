@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -36,6 +38,7 @@ type webhookHandler struct {
 	maxBody   int64
 	maxHeader int
 	slots     chan struct{} // bounds concurrent webhook calls
+	waits     chan struct{} // bounds calls waiting for acks, a smaller share
 }
 
 // call is what one webhook call did, for the request log and metrics.
@@ -107,13 +110,17 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		h.fail(c, cl, tooLarge(h.maxBody))
 		return
 	}
-	link := isLinkCall(c)
-	if link && c.Request.Method == http.MethodGet && isPreviewAgent(c.Request.UserAgent()) {
+	if c.Request.Method == http.MethodGet && isPreviewAgent(c.Request.UserAgent()) {
 		cl.code = "preview"
 		h.page(c, http.StatusOK, web.WebhookResult{Preview: true})
 		return
 	}
-	params, err := h.linkParams(c, link)
+	body, err := h.readBody(c)
+	if err != nil {
+		h.fail(c, cl, err)
+		return
+	}
+	params, link, err := linkParams(c, body)
 	if err != nil {
 		h.fail(c, cl, err)
 		return
@@ -133,7 +140,7 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		h.fail(c, cl, err)
 		return
 	}
-	req, err := h.readRequest(c, link, params)
+	req, err := readRequest(c, link, params, body)
 	if err != nil {
 		h.fail(c, cl, err)
 		return
@@ -150,14 +157,37 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		h.fail(c, cl, err)
 		return
 	}
+	if req.IdempotencyKey != "" {
+		// A repeat answers as the first call did, even if the action changed since.
+		out, err := h.dispatch.Replay(c.Request.Context(), caller.Key.ID, req.IdempotencyKey, req.EventID, req.SensorData)
+		if err != nil {
+			h.fail(c, cl, err)
+			return
+		}
+		if out != nil {
+			cl.code, cl.dispatchID = "success", out.DispatchID
+			h.succeed(c, out, 0)
+			return
+		}
+	}
 	action, err := h.st.ActionByEventID(c.Request.Context(), req.EventID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !action.Enabled) {
 		h.fail(c, cl, actions.Errorf(actions.CodeUnknownEvent, "no enabled action has event_id %q", req.EventID))
 		return
 	}
 	if err != nil {
-		h.fail(c, cl, err)
+		h.fail(c, cl, fmt.Errorf("%w: %w", actions.Errorf(actions.CodeUnavailable, "could not look up the action; try again"), err))
 		return
+	}
+	if wait > 0 {
+		select {
+		case h.waits <- struct{}{}:
+			defer func() { <-h.waits }()
+		default:
+			c.Header("Retry-After", "1")
+			h.fail(c, cl, actions.Errorf(actions.CodeUnavailable, "too many calls are waiting for acks; retry, or call without wait"))
+			return
+		}
 	}
 	if err := caller.CheckAction(action); err != nil {
 		h.fail(c, cl, err)
@@ -221,11 +251,40 @@ func (h *webhookHandler) page(c *gin.Context, status int, r web.WebhookResult) {
 	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
 }
 
-// isLinkCall tells a link (a GET, or the POST of a link's confirmation form)
-// from an API call with a JSON body.
-func isLinkCall(c *gin.Context) bool {
-	return c.Request.Method == http.MethodGet ||
-		strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded")
+// readBody reads a POST body, up to the limit (413 beyond it).
+func (h *webhookHandler) readBody(c *gin.Context) ([]byte, error) {
+	if c.Request.Method != http.MethodPost {
+		return nil, nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, tooLarge(h.maxBody)
+	}
+	if err != nil {
+		return nil, badRequest("could not read the request body: %v", err)
+	}
+	return body, nil
+}
+
+// linkParams tells a link (a GET, or the form a confirm link's button posts,
+// which carries a payload or a signature) from an API call with a JSON body, and
+// returns the link's parameters. A JSON body sent with curl's default form
+// content type is still a JSON call.
+func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
+	if c.Request.Method == http.MethodGet {
+		return c.Request.URL.Query(), true, nil
+	}
+	if strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded") {
+		form, err := url.ParseQuery(string(body))
+		switch {
+		case err != nil && !json.Valid(body):
+			return nil, false, badRequest("the body is neither a form nor JSON: %v", err)
+		case err == nil && (form.Has("payload") || form.Has("sig")):
+			return form, true, nil
+		}
+	}
+	return url.Values{}, false, nil
 }
 
 // scopeMethod is the method a key's scope judges: a confirmed link is a GET link.
@@ -234,26 +293,6 @@ func scopeMethod(c *gin.Context, link bool) string {
 		return http.MethodGet
 	}
 	return c.Request.Method
-}
-
-// linkParams returns a link's parameters: the query of a GET, the form of a
-// confirmation POST.
-func (h *webhookHandler) linkParams(c *gin.Context, link bool) (url.Values, error) {
-	if !link {
-		return url.Values{}, nil
-	}
-	if c.Request.Method == http.MethodGet {
-		return c.Request.URL.Query(), nil
-	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody)
-	if err := c.Request.ParseForm(); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, tooLarge(h.maxBody)
-		}
-		return nil, badRequest("could not read the form: %v", err)
-	}
-	return c.Request.PostForm, nil
 }
 
 // authenticate finds the caller: a signed link (key_id, expires, sig), or the key
@@ -273,9 +312,9 @@ func (h *webhookHandler) authenticate(c *gin.Context, params url.Values) (*auth.
 	return h.keys.Authenticate(c.Request.Context(), key)
 }
 
-// readRequest reads the POST body or the link's payload into a webhookRequest.
-func (h *webhookHandler) readRequest(c *gin.Context, link bool, params url.Values) (*webhookRequest, error) {
-	var raw []byte
+// readRequest reads the JSON body, or the link's payload, into a webhookRequest.
+func readRequest(c *gin.Context, link bool, params url.Values, body []byte) (*webhookRequest, error) {
+	raw := body
 	if link {
 		p := params.Get("payload")
 		if p == "" {
@@ -285,16 +324,6 @@ func (h *webhookHandler) readRequest(c *gin.Context, link bool, params url.Value
 		if raw, err = DecodePayload(p); err != nil {
 			return nil, err
 		}
-	} else {
-		body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody))
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, tooLarge(h.maxBody)
-		}
-		if err != nil {
-			return nil, badRequest("could not read the request body: %v", err)
-		}
-		raw = body
 	}
 	req, err := ParseWebhookJSON(raw)
 	if err != nil {
@@ -390,7 +419,7 @@ func waitOf(c *gin.Context) (time.Duration, error) {
 		return 0, nil
 	}
 	n, err := strconv.ParseFloat(v, 64)
-	if err != nil || n < 0 || n > 1e6 {
+	if err != nil || math.IsNaN(n) || n < 0 || n > 1e6 {
 		return 0, badRequest("wait must be a number of seconds from 0 to %d", int(MaxWait.Seconds()))
 	}
 	return min(time.Duration(n*float64(time.Second)), MaxWait), nil
@@ -411,9 +440,11 @@ func headerBytes(r *http.Request) int {
 	return n
 }
 
-// wantsHTML tells a browser that opened a GET link from an API client.
+// wantsHTML tells a browser (that opened a link, or posted a confirm form) from an
+// API client.
 func wantsHTML(c *gin.Context) bool {
-	return isLinkCall(c) && strings.Contains(c.GetHeader("Accept"), "text/html")
+	return strings.Contains(c.GetHeader("Accept"), "text/html") &&
+		(c.Request.Method == http.MethodGet || strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded"))
 }
 
 // previewAgents are the user agents of chat apps and link unfurlers that fetch a

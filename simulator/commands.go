@@ -6,6 +6,8 @@ import (
 	"errors"
 	"hash/fnv"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
 // maxHandled bounds the per-player memory of handled command ids.
@@ -29,7 +31,7 @@ type ack struct {
 //     status "rejected" and detail "expired";
 //   - otherwise it is applied (unless FailureRate picks it to fail, or its params are
 //     invalid) and acked after AckDelay.
-func (p *player) onCommand(payload []byte) {
+func (p *player) onCommand(payload []byte, at time.Time) {
 	var cmd Command
 	if err := json.Unmarshal(payload, &cmd); err != nil {
 		p.sim.emit(Event{DeviceID: p.id, Kind: KindInvalid, Detail: "command: " + err.Error()})
@@ -45,7 +47,7 @@ func (p *player) onCommand(payload []byte) {
 	if prev, seen := p.handled.get(cmd.ID); seen {
 		p.mu.Unlock()
 		p.sim.duplicates.Add(1)
-		p.sim.emit(Event{DeviceID: p.id, Kind: KindDuplicate, Command: &cmd})
+		p.sim.emit(Event{DeviceID: p.id, Kind: KindDuplicate, Command: &cmd, At: at})
 		p.scheduleAck(&cmd, prev, 0)
 		return
 	}
@@ -53,7 +55,7 @@ func (p *player) onCommand(payload []byte) {
 		// Not remembered as handled: a redelivery is just as expired.
 		p.mu.Unlock()
 		p.sim.expired.Add(1)
-		p.sim.emit(Event{DeviceID: p.id, Kind: KindExpired, Command: &cmd})
+		p.sim.emit(Event{DeviceID: p.id, Kind: KindExpired, Command: &cmd, At: at})
 		p.scheduleAck(&cmd, outcome{StatusRejected, "expired"}, 0)
 		return
 	}
@@ -66,7 +68,7 @@ func (p *player) onCommand(payload []byte) {
 	p.handled.add(cmd.ID, out)
 	p.mu.Unlock()
 
-	p.sim.emit(Event{DeviceID: p.id, Kind: KindCommand, Command: &cmd})
+	p.sim.emit(Event{DeviceID: p.id, Kind: KindCommand, Command: &cmd, At: at})
 	p.scheduleAck(&cmd, out, p.sim.cfg.AckDelay)
 }
 
@@ -98,7 +100,7 @@ func (p *player) apply(cmd *Command) error {
 
 // onDesired applies a desired state only if it is newer than the last one applied;
 // a retained copy seen again after a reconnect is therefore ignored.
-func (p *player) onDesired(payload []byte) {
+func (p *player) onDesired(payload []byte, at time.Time) {
 	var d Desired
 	if err := json.Unmarshal(payload, &d); err != nil {
 		p.sim.emit(Event{DeviceID: p.id, Kind: KindInvalid, Detail: "desired: " + err.Error()})
@@ -107,7 +109,7 @@ func (p *player) onDesired(payload []byte) {
 	p.mu.Lock()
 	if p.desired != nil && d.Version <= p.desired.Version {
 		p.mu.Unlock()
-		p.sim.emit(Event{DeviceID: p.id, Kind: KindDesiredIgnored, Desired: &d})
+		p.sim.emit(Event{DeviceID: p.id, Kind: KindDesiredIgnored, Desired: &d, At: at})
 		return
 	}
 	applied := d
@@ -117,13 +119,18 @@ func (p *player) onDesired(payload []byte) {
 	p.mu.Unlock()
 
 	p.sim.desired.Add(1)
-	p.sim.emit(Event{DeviceID: p.id, Kind: KindDesired, Desired: &d})
+	p.sim.emit(Event{DeviceID: p.id, Kind: KindDesired, Desired: &d, At: at})
 }
 
-// scheduleAck publishes the ack after delay, on a timer goroutine so that paho's
-// message handler never blocks.
+// scheduleAck publishes the ack now, or after delay on a timer goroutine, so that
+// the message goroutine never blocks; the broker's acknowledgement is awaited on
+// the player's ack goroutine.
 func (p *player) scheduleAck(cmd *Command, out outcome, delay time.Duration) {
 	if p.sim.cfg.NoAck {
+		return
+	}
+	if delay <= 0 {
+		p.publishAck(cmd, out)
 		return
 	}
 	time.AfterFunc(delay, func() { p.publishAck(cmd, out) })
@@ -134,7 +141,16 @@ func (p *player) publishAck(cmd *Command, out outcome) {
 		return
 	}
 	payload, _ := json.Marshal(ack{ID: cmd.ID, Status: out.status, Detail: out.detail, At: time.Now().UTC()})
-	if err := wait(p.client.Publish(p.topics.acks, 1, false, payload), "publish ack "+cmd.ID); err != nil {
+	tok := p.client.Publish(p.topics.acks, 1, false, payload)
+	select {
+	case p.sim.acks[p.shard] <- pendingAck{p: p, cmd: cmd, out: out, tok: tok}:
+	case <-p.sim.stop:
+	}
+}
+
+// ackDone counts and reports an ack once the broker has acknowledged it.
+func (p *player) ackDone(cmd *Command, out outcome, tok paho.Token) {
+	if err := wait(tok, "publish ack "+cmd.ID); err != nil {
 		if p.sim.closed.Load() || p.dropped.Load() {
 			return // raced with Close or Drop: not worth reporting
 		}

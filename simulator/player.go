@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -21,6 +22,7 @@ import (
 // own beyond paho's and one time.AfterFunc per pending ack.
 type player struct {
 	sim    *Sim
+	shard  int // which of the Sim's message and ack goroutines serve it
 	id     string
 	token  string
 	topics topics
@@ -49,6 +51,7 @@ func newPlayer(s *Sim, c Credentials) *player {
 	base := s.cfg.TopicPrefix + "/devices/" + c.DeviceID + "/"
 	return &player{
 		sim:   s,
+		shard: int(fnv32(c.DeviceID) % uint32(len(s.inbox))),
 		id:    c.DeviceID,
 		token: c.Token,
 		topics: topics{
@@ -208,13 +211,20 @@ func (p *player) connectionOpen() bool {
 	return p.client != nil && !p.dropped.Load() && p.client.IsConnectionOpen()
 }
 
-// onMessage routes a received message by topic.
+// onMessage hands a received message, by topic, to the player's share of the
+// Sim's message goroutines.
 func (p *player) onMessage(_ paho.Client, m paho.Message) {
+	in := inbound{p: p, payload: m.Payload(), at: time.Now().UTC()}
 	switch m.Topic() {
 	case p.topics.commands:
-		p.onCommand(m.Payload())
+		in.command = true
 	case p.topics.desired:
-		p.onDesired(m.Payload())
+	default:
+		return
+	}
+	select {
+	case p.sim.inbox[p.shard] <- in:
+	case <-p.sim.stop:
 	}
 }
 
@@ -234,6 +244,13 @@ func (p *player) state() PlayerState {
 		st.Desired = &d
 	}
 	return st
+}
+
+// fnv32 hashes a device id to pick its shard.
+func fnv32(s string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return h.Sum32()
 }
 
 // statusPayload is the retained presence document {"state":...,"at":...}.

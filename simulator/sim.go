@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,16 @@ type Sim struct {
 	closed  atomic.Bool
 	once    sync.Once
 
+	// Received messages and published acks are handled by a few long-lived
+	// goroutines, each serving a fixed share of the players (so each player's
+	// messages stay in order), rather than on paho's per-client goroutines: with
+	// thousands of players, a fan-out would otherwise grow thousands of small
+	// goroutine stacks for the JSON work, and start a goroutine per ack.
+	inbox  []chan inbound
+	acks   []chan pendingAck
+	stop   chan struct{}
+	drains sync.WaitGroup
+
 	commands, duplicates, expired, acked, failed, desired atomic.Int64
 }
 
@@ -43,8 +54,10 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	s := &Sim{cfg: cfg, players: make(map[string]*player, len(cfg.Players))}
+	s.startWorkers()
 	for _, c := range cfg.Players {
 		if _, dup := s.players[c.DeviceID]; dup {
+			s.Close()
 			return nil, fmt.Errorf("simulator: device %q listed twice", c.DeviceID)
 		}
 		p := newPlayer(s, c)
@@ -159,7 +172,69 @@ func (s *Sim) Close() {
 		}
 		close(work)
 		wg.Wait()
+		close(s.stop)
+		s.drains.Wait()
 	})
+}
+
+// shards is how many message and ack goroutines a Sim runs.
+func shards() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+// startWorkers starts the goroutines that handle received messages and wait for
+// published acks; Close stops them.
+func (s *Sim) startWorkers() {
+	n := shards()
+	s.stop = make(chan struct{})
+	s.inbox = make([]chan inbound, n)
+	s.acks = make([]chan pendingAck, n)
+	for i := range n {
+		s.inbox[i] = make(chan inbound, 1024)
+		s.acks[i] = make(chan pendingAck, 4096)
+		s.drains.Go(func() { s.handleInbox(s.inbox[i]) })
+		s.drains.Go(func() { s.completeAcks(s.acks[i]) })
+	}
+}
+
+// inbound is a message a player received.
+type inbound struct {
+	p       *player
+	command bool // else a desired state
+	payload []byte
+	at      time.Time // when it arrived
+}
+
+func (s *Sim) handleInbox(in chan inbound) {
+	for {
+		select {
+		case m := <-in:
+			if m.command {
+				m.p.onCommand(m.payload, m.at)
+			} else {
+				m.p.onDesired(m.payload, m.at)
+			}
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// pendingAck is an ack published and not yet acknowledged by the broker.
+type pendingAck struct {
+	p   *player
+	cmd *Command
+	out outcome
+	tok paho.Token
+}
+
+func (s *Sim) completeAcks(in chan pendingAck) {
+	for {
+		select {
+		case a := <-in:
+			a.p.ackDone(a.cmd, a.out, a.tok)
+		case <-s.stop:
+			return
+		}
+	}
 }
 
 // Drop cuts one player's network connection without an MQTT DISCONNECT, as a player

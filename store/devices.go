@@ -101,6 +101,12 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 		if err := tx.Where("device_id = ?", id).Delete(&GroupMember{}).Error; err != nil {
 			return err
 		}
+		// A device created again later with the same id must not get these.
+		err := tx.Model(&Command{}).Where("device_id = ? AND state IN ?", id, []string{StateQueued, StatePublished}).
+			Updates(map[string]any{"state": StateExpired, "detail": "device deleted"}).Error
+		if err != nil {
+			return err
+		}
 		res := tx.Where("id = ?", id).Delete(&Device{})
 		if res.Error != nil {
 			return res.Error

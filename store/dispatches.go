@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -20,6 +22,9 @@ type NewDispatch struct {
 	Commands    []Command
 	Desired     *DesiredChange
 	Idempotency *Idempotency
+	// IdempotencySince: a record of the same key older than this has expired
+	// and is replaced rather than counted as taken.
+	IdempotencySince time.Time
 }
 
 // WriteDispatches writes a batch of triggers in one transaction, so that many
@@ -35,13 +40,15 @@ func (s *Store) WriteDispatches(ctx context.Context, batch []*NewDispatch) (dup 
 }
 
 func writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) error {
-	var (
-		ds   []Dispatch
-		cmds []Command
-	)
 	for i, nd := range batch {
 		if nd.Idempotency != nil {
-			res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(nd.Idempotency)
+			res := tx.Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "api_key_id"}, {Name: "idem_key"}},
+				DoUpdates: clause.AssignmentColumns([]string{"dispatch_id", "response", "fingerprint", "created_at"}),
+				Where: clause.Where{Exprs: []clause.Expression{
+					clause.Lt{Column: clause.Column{Table: "idempotencies", Name: "created_at"}, Value: nd.IdempotencySince},
+				}},
+			}).Create(nd.Idempotency)
 			if res.Error != nil {
 				return res.Error
 			}
@@ -50,8 +57,6 @@ func writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) error {
 				continue
 			}
 		}
-		ds = append(ds, nd.Dispatch)
-		cmds = append(cmds, nd.Commands...)
 		if nd.Desired != nil && len(nd.Commands) > 0 {
 			ids := make([]string, len(nd.Commands))
 			for j, c := range nd.Commands {
@@ -62,17 +67,139 @@ func writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) error {
 			}
 		}
 	}
-	if len(ds) > 0 {
-		if err := tx.CreateInBatches(ds, 200).Error; err != nil {
-			return err
+	// The rows to insert: every dispatch of the batch but the duplicates.
+	var ds []*Dispatch
+	var cmds []*Command
+	for i, nd := range batch {
+		if !dup[i] {
+			ds = append(ds, &nd.Dispatch)
+			for j := range nd.Commands {
+				cmds = append(cmds, &nd.Commands[j])
+			}
 		}
 	}
-	if len(cmds) > 0 {
-		if err := tx.CreateInBatches(cmds, 400).Error; err != nil {
+	if err := insertDispatches(tx, ds); err != nil {
+		return err
+	}
+	return insertCommands(tx, cmds)
+}
+
+// The trigger path inserts its rows with its own prepared statements: gorm's
+// Create encodes every row by reflection and, inside a transaction, prepares its
+// statement again on every use; a fan-out to 10,000 devices spent a third of its
+// write there. The column lists must be the models' columns: if a model changes
+// and they no longer match, gorm's Create is used instead.
+var (
+	dispatchColumns = []string{"id", "action_id", "action_name", "event_id", "function", "api_key_id",
+		"api_key_prefix", "method", "source", "targets", "created_at"}
+	commandColumns = []string{"id", "dispatch_id", "device_id", "state", "function", "payload",
+		"created_at", "expires_at", "published_at", "acked_at", "detail"}
+	columnsChecked sync.Map // model type name -> bool: the list matches the model
+)
+
+func insertDispatches(tx *gorm.DB, ds []*Dispatch) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	if !columnsMatch(tx, &Dispatch{}, dispatchColumns) {
+		return tx.CreateInBatches(ds, 200).Error
+	}
+	return insertRows(tx, "dispatches", dispatchColumns, len(ds), func(i int, args []any) []any {
+		d := ds[i]
+		return append(args, d.ID, d.ActionID, d.ActionName, d.EventID, d.Function, d.APIKeyID,
+			d.APIKeyPrefix, d.Method, d.Source, d.Targets, d.CreatedAt)
+	})
+}
+
+func insertCommands(tx *gorm.DB, cmds []*Command) error {
+	if len(cmds) == 0 {
+		return nil
+	}
+	if !columnsMatch(tx, &Command{}, commandColumns) {
+		return tx.CreateInBatches(cmds, 400).Error
+	}
+	return insertRows(tx, "commands", commandColumns, len(cmds), func(i int, args []any) []any {
+		c := cmds[i]
+		return append(args, c.ID, c.DispatchID, c.DeviceID, c.State, c.Function, c.Payload,
+			c.CreatedAt, c.ExpiresAt, timeOrNil(c.PublishedAt), timeOrNil(c.AckedAt), c.Detail)
+	})
+}
+
+func timeOrNil(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return *t
+}
+
+// columnsMatch reports whether cols are exactly the model's columns.
+func columnsMatch(tx *gorm.DB, model any, cols []string) bool {
+	key := fmt.Sprintf("%T", model)
+	if ok, done := columnsChecked.Load(key); done {
+		return ok.(bool)
+	}
+	stmt := &gorm.Statement{DB: tx}
+	ok := stmt.Parse(model) == nil && len(stmt.Schema.DBNames) == len(cols)
+	if ok {
+		for _, c := range cols {
+			if stmt.Schema.LookUpField(c) == nil {
+				ok = false
+			}
+		}
+	}
+	columnsChecked.Store(key, ok)
+	return ok
+}
+
+// insertRows inserts n rows, insertChunk per statement, each statement prepared
+// once per call; row appends row i's values in column order.
+func insertRows(tx *gorm.DB, table string, cols []string, n int, row func(i int, args []any) []any) error {
+	const insertChunk = 64
+	sqlTx, ok := sqlTxOf(tx)
+	if !ok {
+		return errors.New("insert: no database/sql transaction under gorm")
+	}
+	ctx := tx.Statement.Context
+	stmts := map[int]*sql.Stmt{}
+	defer func() {
+		for _, st := range stmts {
+			_ = st.Close()
+		}
+	}()
+	args := make([]any, 0, min(n, insertChunk)*len(cols))
+	for start := 0; start < n; start += insertChunk {
+		rows := min(insertChunk, n-start)
+		stmt := stmts[rows]
+		if stmt == nil {
+			var err error
+			if stmt, err = sqlTx.PrepareContext(ctx, placeholders(tx, insertSQL(table, cols, rows))); err != nil {
+				return err
+			}
+			stmts[rows] = stmt
+		}
+		args = args[:0]
+		for i := start; i < start+rows; i++ {
+			args = row(i, args)
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// insertSQL is INSERT INTO table (cols) VALUES (?,...),... for rows rows.
+func insertSQL(table string, cols []string, rows int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES ")
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
+	for i := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(one)
+	}
+	return b.String()
 }
 
 // Batch is one round of the trigger path's writes: new dispatches, commands the

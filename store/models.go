@@ -159,9 +159,10 @@ type RequestLog struct {
 // Idempotency remembers the response to a trigger sent with an idempotency key, so a
 // repeat by the same API key within the retention window gets the same answer.
 type Idempotency struct {
-	APIKeyID   string    `gorm:"primaryKey;size:36"`
-	Key        string    `gorm:"column:idem_key;primaryKey;size:255"`
-	DispatchID string    `gorm:"size:36;not null"`
-	Response   string    `gorm:"not null"`
-	CreatedAt  time.Time `gorm:"not null;index"`
+	APIKeyID    string    `gorm:"primaryKey;size:36"`
+	Key         string    `gorm:"column:idem_key;primaryKey;size:255"`
+	DispatchID  string    `gorm:"size:36;not null"`
+	Response    string    `gorm:"not null"`
+	Fingerprint string    `gorm:"size:64;not null;default:''"` // what the first call asked for
+	CreatedAt   time.Time `gorm:"not null;index"`
 }

@@ -37,7 +37,11 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 		Logger:                 logger.Discard,
 		SkipDefaultTransaction: true, // our writes that need a transaction open one themselves
 		PrepareStmt:            true,
-		NowFunc:                func() time.Time { return time.Now().UTC() },
+		// IN lists and batch inserts of every length are distinct statements:
+		// bound the cache of prepared ones (each costs memory on the server too).
+		PrepareStmtMaxSize: 512,
+		PrepareStmtTTL:     time.Hour,
+		NowFunc:            func() time.Time { return time.Now().UTC() },
 	}
 	s := &Store{}
 	var err error

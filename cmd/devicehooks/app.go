@@ -47,9 +47,9 @@ type App struct {
 	reqlog     *handlers.RequestLog
 	metrics    *metrics.Metrics
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed sync.Once
+	sending   workers // dispatcher and delivery
+	recording workers // tracker, presence, key uses, sweeper, request log
+	closed    sync.Once
 }
 
 // mqttSide is what the App needs from either broker.
@@ -126,15 +126,16 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.tracker.OnAck = func(ack store.Ack) { a.metrics.Acked(ack.CommandID, ack.State, ack.At) }
 	a.delivery.OnPublished = a.metrics.Published
 
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a.cancel = cancel
-	a.goRun(func() { a.dispatcher.Run(runCtx) })
-	a.goRun(func() { a.delivery.Run(runCtx, 30*time.Second) })
-	a.goRun(func() { a.tracker.Run(runCtx) })
-	a.goRun(func() { a.presence.Run(runCtx, 250*time.Millisecond) })
-	a.goRun(func() { a.keys.Run(runCtx, 5*time.Second) })
-	a.goRun(func() { actions.RunSweeper(runCtx, a.store, a.Log, time.Second) })
-	a.goRun(func() { a.reqlog.Run(runCtx, time.Duration(cfg.RequestLogDays)*24*time.Hour) })
+	// Two stages, stopped in order by Close: what sends (before the broker
+	// closes), then what records (after it, so acks already taken are written).
+	sending, records := a.sending.start(ctx), a.recording.start(ctx)
+	a.sending.run(func() { a.dispatcher.Run(sending) })
+	a.sending.run(func() { a.delivery.Run(sending, 30*time.Second) })
+	a.recording.run(func() { a.tracker.Run(records) })
+	a.recording.run(func() { a.presence.Run(records, 250*time.Millisecond) })
+	a.recording.run(func() { a.keys.Run(records, 5*time.Second) })
+	a.recording.run(func() { actions.RunSweeper(records, a.store, a.Log, time.Second) })
+	a.recording.run(func() { a.reqlog.Run(records, time.Duration(cfg.RequestLogDays)*24*time.Hour) })
 	if embedded {
 		a.delivery.BrokerConnected()
 	} else {
@@ -195,19 +196,31 @@ func (a *App) startEmbedded(topics actions.Topics) (*broker.Embedded, error) {
 		TCPAddr: cfg.MQTTListen, WSAddr: cfg.MQTTWSListen, AllowAnonymous: cfg.MQTTAllowAnonymous,
 		Authenticate: a.devices.Authenticate,
 		Allow: func(user, topic string, write bool) bool {
-			if user == "" { // anonymous, development only: may act as any player
-				id, _, ok := topics.Parse(topic)
-				return ok && topics.Allowed(id, topic, write)
+			if user == "" { // anonymous, development only: may act as any one player
+				user = anonymousDevice(topics, topic)
 			}
-			return topics.Allowed(user, topic, write)
+			return user != "" && topics.Allowed(user, topic, write)
 		},
-		PresenceFilter: func(user, filter string) bool {
-			return user != "" && filter == topics.Device(user, actions.KindCommands)
+		PresenceOf: func(user, filter string) (string, bool) {
+			if user == "" {
+				user = anonymousDevice(topics, filter)
+			}
+			return user, user != "" && filter == topics.Device(user, actions.KindCommands)
 		},
 		OnPresent: a.presence.Subscribed,
 		OnAbsent:  a.presence.Disconnected,
 		Logger:    a.Log.With("component", "mqtt"),
 	})
+}
+
+// anonymousDevice is the device an anonymous client (development mode) acts as
+// on this topic: the one it names, never a wildcard.
+func anonymousDevice(topics actions.Topics, topic string) string {
+	id, _, ok := topics.Parse(topic)
+	if !ok || !actions.DeviceIDPattern.MatchString(id) {
+		return ""
+	}
+	return id
 }
 
 func (a *App) serveHTTP(first firstStart, topics actions.Topics) error {
@@ -293,9 +306,29 @@ func (a *App) brokerConnected() bool {
 	return a.embedded != nil
 }
 
-func (a *App) goRun(f func()) {
-	a.wg.Add(1)
-	go func() { defer a.wg.Done(); f() }()
+// workers is a set of background goroutines stopped together.
+type workers struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (w *workers) start(parent context.Context) context.Context {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	w.cancel = cancel
+	return ctx
+}
+
+func (w *workers) run(f func()) {
+	w.wg.Add(1)
+	go func() { defer w.wg.Done(); f() }()
+}
+
+// stop cancels the workers and waits for them to finish flushing.
+func (w *workers) stop() {
+	if w.cancel != nil {
+		w.cancel()
+	}
+	w.wg.Wait()
 }
 
 // HTTPAddr is the bound HTTP address.
@@ -306,8 +339,9 @@ func (a *App) HTTPAddr() string {
 	return a.httpLn.Addr().String()
 }
 
-// Close stops HTTP (letting calls in flight finish), then the MQTT side and the
-// workers, then the database. It is safe to call more than once.
+// Close stops HTTP (letting calls in flight finish), then sending, then the MQTT
+// side, then the writers that record acks, presence and the request log (which
+// flush what they hold), then the database. It is safe to call more than once.
 func (a *App) Close() {
 	a.closed.Do(func() {
 		if a.httpSrv != nil {
@@ -322,16 +356,14 @@ func (a *App) Close() {
 		for _, srv := range a.privateSrv {
 			_ = srv.Close()
 		}
+		a.sending.stop()
 		if a.embedded != nil {
 			_ = a.embedded.Close()
 		}
 		if a.external != nil {
 			_ = a.external.Close()
 		}
-		if a.cancel != nil {
-			a.cancel()
-		}
-		a.wg.Wait()
+		a.recording.stop()
 		if a.store != nil {
 			if err := a.store.Close(); err != nil {
 				a.Log.Warn("database close", "err", err)

@@ -188,4 +188,28 @@ func TestIdempotency(t *testing.T) {
 	if out["total"] != float64(3) {
 		t.Fatalf("dispatches: %v, want 3", out["total"])
 	}
+
+	// The same key with another request is refused, not silently replayed.
+	other := s.createAction("restart", map[string]any{"type": "device", "id": "lobby-1"}, nil)
+	status, ans := s.post(key, `{"event_id":"`+other+`"}`, "Idempotency-Key", "order-1")
+	wantError(t, "reused key, other event", status, ans, 422, "invalid_params")
+	if ans["error"].(map[string]any)["field"] != "idempotency_key" {
+		t.Fatalf("field: %v", ans)
+	}
+	p.none(200 * time.Millisecond)
+
+	// Past the 24-hour window the key is free again.
+	db, err := sql.Open("sqlite3", "file:"+s.cfg.DB+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE idempotencies SET created_at = ?`, time.Now().Add(-25*time.Hour).UTC()); err != nil {
+		t.Fatal(err)
+	}
+	status, again := s.post(key, body, "Idempotency-Key", "order-1")
+	if status != 200 || again["dispatch_id"] == a1["dispatch_id"] {
+		t.Fatalf("after the window: %d %v (first %v)", status, again, a1["dispatch_id"])
+	}
+	p.next(5 * time.Second)
 }

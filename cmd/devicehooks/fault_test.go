@@ -69,18 +69,20 @@ func TestNothingAcceptedIsLost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test: runs in make test, not with -short")
 	}
-	m := testenv.StartMosquitto(t, testenv.MosquittoConfig{})
+	m := startRecipeBroker(t)
 	dir := t.TempDir()
 	logf, _ := os.Create(filepath.Join(dir, "server.log"))
 	defer logf.Close()
 	addr := testenv.FreeAddr(t)
-	p := &proc{t: t, bin: buildBinary(t), log: logf, base: "http://" + addr, args: []string{"serve",
-		"--http-addr", addr, "--db", filepath.Join(dir, "dh.db"), "--mqtt-url", m.URL(),
-		"--admin-token", testAdminToken, "--secret-file", filepath.Join(dir, "secret"), "--log-level", "warn",
-	}}
+	db := filepath.Join(dir, "dh.db")
+	p := &proc{t: t, bin: buildBinary(t), log: logf, base: "http://" + addr, args: append([]string{"serve",
+		"--http-addr", addr, "--db", db, "--admin-token", testAdminToken,
+		"--secret-file", filepath.Join(dir, "secret"), "--log-level", "warn",
+	}, m.serverFlags()...)}
 	p.start()
 	defer p.kill()
 	s := &server{t: t, base: p.base}
+	s.afterDevice = func() { m.sync(db) }
 	token := s.createDevice("fault-1")
 	_, key := s.createKey("k")
 	ev := s.createAction("refresh_content", map[string]any{"type": "device", "id": "fault-1"}, nil)

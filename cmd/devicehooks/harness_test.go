@@ -51,6 +51,9 @@ type server struct {
 	logs   *syncBuffer
 	stdout *syncBuffer
 	base   string
+	// afterDevice, if set, runs after createDevice (to export credentials to an
+	// external broker).
+	afterDevice func()
 }
 
 // startServer runs the real wiring on 127.0.0.1:0 with a temp SQLite database (or
@@ -178,6 +181,9 @@ func (s *server) mustCall(want int, method, path string, body any) map[string]an
 func (s *server) createDevice(id string) string {
 	s.t.Helper()
 	out := s.mustCall(http.StatusCreated, "POST", "/api/v1/devices", map[string]any{"id": id, "name": "Screen " + id})
+	if s.afterDevice != nil {
+		s.afterDevice()
+	}
 	return out["token"].(string)
 }
 

@@ -76,6 +76,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	<-ctx.Done()
+	signal.Reset(os.Interrupt, syscall.SIGTERM) // a second signal ends the process at once
 	log.Info("shutting down")
 	app.Close()
 	log.Info("stopped")

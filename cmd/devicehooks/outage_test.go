@@ -33,8 +33,7 @@ func (p *player) collect(n int, timeout time.Duration) map[string]bool {
 }
 
 func TestBrokerOutageQueuesAndDelivers(t *testing.T) {
-	m := testenv.StartMosquitto(t, testenv.MosquittoConfig{})
-	s := startServer(t, Config{MQTTURL: m.URL()})
+	s, m, _ := startMosquittoWithRecipe(t, Config{})
 	p, key, eventID := setupLoadURL(t, s)
 
 	m.Kill()
@@ -67,8 +66,7 @@ func TestQueuedCommandsSurviveRestart(t *testing.T) {
 		p.none(300 * time.Millisecond)
 	})
 	t.Run("external broker down across the restart", func(t *testing.T) {
-		m := testenv.StartMosquitto(t, testenv.MosquittoConfig{})
-		s := startServer(t, Config{MQTTURL: m.URL()})
+		s, m, _ := startMosquittoWithRecipe(t, Config{})
 		p, key, eventID := setupLoadURL(t, s)
 		m.Kill()
 		testenv.WaitFor(t, 10*time.Second, "broker gone", func() bool { return !s.app.brokerConnected() })

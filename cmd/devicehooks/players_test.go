@@ -20,39 +20,62 @@ import (
 
 const serverMQTTPassword = "server-password-for-the-test-broker"
 
-// startMosquittoWithRecipe starts a Mosquitto that admits devices only through the
-// password file and ACL of docs/ (the documented recipe), and a devicehooks that
-// logs in to it as user "devicehooks".
-func startMosquittoWithRecipe(t *testing.T, cfg Config) (*server, *testenv.Mosquitto, func()) {
+// recipeBroker is a Mosquitto that admits devices only through the password
+// file and ACL of docs/ (the documented recipe), with an account for devicehooks.
+type recipeBroker struct {
+	*testenv.Mosquitto
+	t            testing.TB
+	passwd       string
+	serverPasswd string
+}
+
+func startRecipeBroker(t testing.TB) *recipeBroker {
 	t.Helper()
 	dir := t.TempDir()
-	serverPasswd := filepath.Join(dir, "server.passwd")
-	os.WriteFile(serverPasswd, []byte("devicehooks:"+secrets.MosquittoHash(serverMQTTPassword)+"\n"), 0o600)
-	passwd := filepath.Join(dir, "mosquitto.passwd")
-	os.WriteFile(passwd, []byte("devicehooks:"+secrets.MosquittoHash(serverMQTTPassword)+"\n"), 0o600)
+	rb := &recipeBroker{t: t, passwd: filepath.Join(dir, "mosquitto.passwd"), serverPasswd: filepath.Join(dir, "server.passwd")}
+	line := []byte("devicehooks:" + secrets.MosquittoHash(serverMQTTPassword) + "\n")
+	os.WriteFile(rb.serverPasswd, line, 0o600)
+	os.WriteFile(rb.passwd, line, 0o600)
 	acl, err := os.ReadFile("../../docs/mosquitto.acl")
 	if err != nil {
 		t.Fatal(err)
 	}
 	aclFile := filepath.Join(dir, "mosquitto.acl")
 	os.WriteFile(aclFile, acl, 0o600)
-	m := testenv.StartMosquitto(t, testenv.MosquittoConfig{PasswordFile: passwd, ACLFile: aclFile})
-	cfg.MQTTURL, cfg.MQTTUsername, cfg.MQTTPassword = m.URL(), "devicehooks", serverMQTTPassword
+	rb.Mosquitto = testenv.StartMosquitto(t, testenv.MosquittoConfig{PasswordFile: rb.passwd, ACLFile: aclFile})
+	return rb
+}
+
+// sync exports the devices of the database the documented way
+// (devicehooks mosquitto-passwd --include) and reloads Mosquitto.
+func (rb *recipeBroker) sync(dsn string) {
+	rb.t.Helper()
+	var out strings.Builder
+	if err := writeMosquittoPasswd(context.Background(), dsn, rb.serverPasswd, &out); err != nil {
+		rb.t.Fatal(err)
+	}
+	if err := os.WriteFile(rb.passwd, []byte(out.String()), 0o600); err != nil {
+		rb.t.Fatal(err)
+	}
+	rb.Reload()
+}
+
+// serverFlags are the serve flags that log in to this broker.
+func (rb *recipeBroker) serverFlags() []string {
+	return []string{"--mqtt-url", rb.URL(), "--mqtt-username", "devicehooks", "--mqtt-password", serverMQTTPassword}
+}
+
+// startMosquittoWithRecipe starts a recipe broker and a devicehooks logged in to
+// it; every device the test creates is exported to Mosquitto at once.
+func startMosquittoWithRecipe(t *testing.T, cfg Config) (*server, *recipeBroker, func()) {
+	t.Helper()
+	rb := startRecipeBroker(t)
+	cfg.MQTTURL, cfg.MQTTUsername, cfg.MQTTPassword = rb.URL(), "devicehooks", serverMQTTPassword
 	s := startServer(t, cfg)
 	testenv.WaitFor(t, 10*time.Second, "devicehooks logged in to mosquitto", s.app.brokerConnected)
-	// sync exports the devices' credentials the documented way and reloads Mosquitto.
-	sync := func() {
-		t.Helper()
-		var out strings.Builder
-		if err := writeMosquittoPasswd(context.Background(), s.cfg.DB, serverPasswd, &out); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(passwd, []byte(out.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		m.Reload()
-	}
-	return s, m, sync
+	sync := func() { rb.sync(s.cfg.DB) }
+	s.afterDevice = sync
+	return s, rb, sync
 }
 
 // transport is a way players reach the broker.
@@ -150,11 +173,54 @@ func TestDeviceAuthAndACL(t *testing.T) {
 
 func TestAnonymousOnlyWithDevelopmentFlag(t *testing.T) {
 	s := startServer(t, Config{MQTTAllowAnonymous: true})
+	s.createDevice("dev-1")
+	_, key := s.createKey("k")
+	ev := s.createAction("restart", map[string]any{"type": "device", "id": "dev-1"}, nil)
 	c, err := dial(s.mqttURL(), "", "")
 	if err != nil {
 		t.Fatalf("anonymous with --mqtt-allow-anonymous: %v", err)
 	}
-	c.Disconnect(50)
+	defer c.Disconnect(50)
+	// An anonymous player acts as the one device it names: it gets its commands...
+	got := make(chan string, 10)
+	c.Subscribe("devicehooks/devices/dev-1/commands", 1, func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) }).WaitTimeout(5 * time.Second)
+	s.waitOnline("dev-1")
+	s.post(key, `{"event_id":"`+ev+`"}`)
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the anonymous player got no command")
+	}
+	// ...but may not read every device's commands with a wildcard.
+	sub := c.Subscribe("devicehooks/devices/+/commands", 1, func(paho.Client, paho.Message) {})
+	sub.WaitTimeout(5 * time.Second)
+	if q := sub.(*paho.SubscribeToken).Result()["devicehooks/devices/+/commands"]; q != 0x80 {
+		t.Fatalf("wildcard subscription granted (qos %d)", q)
+	}
+}
+
+// TestClientIDTakeoverRefused: a device that connects with another device's client
+// id gets its own session; the other device stays connected and online.
+func TestClientIDTakeoverRefused(t *testing.T) {
+	s := startServer(t, Config{})
+	tokA, tokB := s.createDevice("dev-a"), s.createDevice("dev-b")
+	_, key := s.createKey("k")
+	ev := s.createAction("restart", map[string]any{"type": "device", "id": "dev-b"}, nil)
+	b := connectPlayer(t, s.mqttURL(), "devicehooks", "dev-b", tokB) // client id "test-dev-b"
+	s.waitOnline("dev-b")
+	opts := paho.NewClientOptions().AddBroker(s.mqttURL()).SetClientID("test-dev-b").
+		SetUsername("dev-a").SetPassword(tokA).SetAutoReconnect(false)
+	a := paho.NewClient(opts)
+	if tok := a.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("dev-a: %v", tok.Error())
+	}
+	defer a.Disconnect(50)
+	time.Sleep(200 * time.Millisecond) // a takeover would close dev-b now
+	if !s.app.presence.Online("dev-b") {
+		t.Fatal("dev-b was knocked offline by another device reusing its client id")
+	}
+	s.post(key, `{"event_id":"`+ev+`"}`)
+	b.next(5 * time.Second)
 }
 
 // waitDispatch waits until the dispatch's command counts are exactly want.
@@ -349,6 +415,16 @@ func TestStaleRetainedStatusIgnored(t *testing.T) {
 	if s.app.presence.Online("st1") {
 		t.Fatal("a stale retained status overwrote a newer state")
 	}
+	// Control: a newer retained "online", replayed the same way, does win.
+	s.stop()
+	c, err = dial(m.URL(), "st1", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Publish("devicehooks/devices/st1/status", 1, true, `{"state":"online","at":"`+time.Now().UTC().Format(time.RFC3339Nano)+`"}`).WaitTimeout(5 * time.Second)
+	c.Disconnect(50)
+	s.start()
+	testenv.WaitFor(t, 10*time.Second, "a newer retained status applies", func() bool { return s.app.presence.Online("st1") })
 }
 
 // TestSimulateCommand runs `devicehooks simulate` with 100 players against a

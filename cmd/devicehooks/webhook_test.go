@@ -60,6 +60,13 @@ func testTriggerPaths(t *testing.T, s *server) {
 	}
 	checkLoadURL(t, p.next(5*time.Second), ans)
 
+	// curl -d sends JSON with a form content type by default: still a JSON call.
+	status, ans = s.post(key, `{"event_id":"`+eventID+`"}`, "Content-Type", "application/x-www-form-urlencoded")
+	if status != http.StatusOK {
+		t.Fatalf("POST with curl's default content type: %d %v", status, ans)
+	}
+	checkLoadURL(t, p.next(5*time.Second), ans)
+
 	payload := []byte(`{"event_id":"` + eventID + `"}`)
 	for name, enc := range map[string]*base64.Encoding{
 		"std padded": base64.StdEncoding, "std raw": base64.RawStdEncoding,
@@ -92,8 +99,8 @@ func TestTriggerEndToEndEmbedded(t *testing.T) {
 }
 
 func TestTriggerEndToEndMosquitto(t *testing.T) {
-	m := testenv.StartMosquitto(t, testenv.MosquittoConfig{})
-	testTriggerPaths(t, startServer(t, Config{MQTTURL: m.URL()}))
+	s, _, _ := startMosquittoWithRecipe(t, Config{})
+	testTriggerPaths(t, s)
 }
 
 func TestGroupAndAllFanOut(t *testing.T) {

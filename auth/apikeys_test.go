@@ -1,0 +1,102 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"devicehooks/actions"
+	"devicehooks/secrets"
+	"devicehooks/store"
+)
+
+func newTestKeys(t *testing.T) *Keys {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "keys.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	kr, err := secrets.NewKeyring([]byte(strings.Repeat("k", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewKeys(st, kr, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// TestRevokeIsImmediateUnderLoad authenticates a key from several goroutines while
+// it is revoked: once Revoke returns, no call may succeed, even though lookups
+// running during the revoke read the row before it changed.
+func TestRevokeIsImmediateUnderLoad(t *testing.T) {
+	k := newTestKeys(t)
+	ctx := context.Background()
+	for round := 0; round < 30; round++ {
+		key, plain, err := k.Create(ctx, "k", Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			stop    atomic.Bool
+			wg      sync.WaitGroup
+			revoked atomic.Bool
+			late    atomic.Int64
+		)
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for !stop.Load() {
+					after := revoked.Load()
+					if _, err := k.Authenticate(ctx, plain); err == nil && after {
+						late.Add(1)
+					}
+				}
+			}()
+		}
+		if err := k.Revoke(ctx, key.ID); err != nil {
+			t.Fatal(err)
+		}
+		revoked.Store(true)
+		for i := 0; i < 200; i++ {
+			if _, err := k.Authenticate(ctx, plain); err == nil {
+				late.Add(1)
+			}
+		}
+		stop.Store(true)
+		wg.Wait()
+		if n := late.Load(); n > 0 {
+			t.Fatalf("round %d: a revoked key authenticated %d times after Revoke returned", round, n)
+		}
+	}
+}
+
+// TestDisabledAndExpiredKeysLookUnknown: both answer exactly like an unknown key.
+func TestDisabledAndExpiredKeysLookUnknown(t *testing.T) {
+	k := newTestKeys(t)
+	ctx := context.Background()
+	_, unknownErr := k.Authenticate(ctx, "dhk_unknown")
+	key, plain, err := k.Create(ctx, "k", Limits{Disabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, disabledErr := k.Authenticate(ctx, plain)
+	if disabledErr == nil || disabledErr.Error() != unknownErr.Error() || actions.ErrorCode(disabledErr) != actions.CodeUnauthorized {
+		t.Fatalf("disabled: %v, unknown: %v", disabledErr, unknownErr)
+	}
+	if err := k.Update(ctx, key.ID, "k", Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Authenticate(ctx, plain); err != nil {
+		t.Fatalf("enabled again: %v", err)
+	}
+	var ae *actions.Error
+	if err := k.Update(ctx, key.ID, "k", Limits{CIDRs: []string{"x"}}); !errors.As(err, &ae) || ae.Field != "cidrs" {
+		t.Fatalf("bad cidr: %v", err)
+	}
+}
