@@ -31,17 +31,12 @@ type ExternalConfig struct {
 type External struct {
 	client paho.Client
 	log    *slog.Logger
-	acks   chan pendingAck
 
 	mu   sync.Mutex
 	subs map[string]paho.MessageHandler
+	lost chan struct{} // closed when the current connection drops
 
 	stop chan struct{}
-}
-
-type pendingAck struct {
-	tok  paho.Token
-	done func(error)
 }
 
 // publishAckTimeout bounds how long a publish may wait for the broker's PUBACK
@@ -55,7 +50,7 @@ func NewExternal(cfg ExternalConfig) *External {
 	}
 	x := &External{
 		log: cfg.Logger, subs: map[string]paho.MessageHandler{},
-		acks: make(chan pendingAck, 65536),
+		lost: make(chan struct{}),
 		stop: make(chan struct{}),
 	}
 	opts := paho.NewClientOptions().
@@ -74,6 +69,7 @@ func NewExternal(cfg ExternalConfig) *External {
 		SetOrderMatters(true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			x.log.Warn("mqtt broker connection lost; reconnecting", "broker", cfg.URL, "err", err)
+			x.connectionLost()
 			if cfg.OnConnectionLost != nil {
 				cfg.OnConnectionLost()
 			}
@@ -92,35 +88,44 @@ func NewExternal(cfg ExternalConfig) *External {
 // Start begins connecting. It does not wait for the broker: devicehooks serves
 // (and queues commands) while the broker is away, and paho retries until Close.
 func (x *External) Start() {
-	go x.waitAcks()
 	x.client.Connect()
 }
 
-// Publish sends at QoS 1 and calls done when the broker's PUBACK arrives.
+// Publish sends at QoS 1 and calls done when the broker's PUBACK arrives, or with
+// an error as soon as the connection drops (paho forgets in-flight publishes of a
+// clean session then; the command stays queued and is sent again).
 func (x *External) Publish(topic string, payload []byte, retained bool, done func(error)) {
+	lost := x.lostSignal()
 	tok := x.client.Publish(topic, 1, retained, payload)
-	select {
-	case x.acks <- pendingAck{tok: tok, done: done}:
-	case <-x.stop:
-		done(errors.New("broker: client closed"))
-	}
+	go func() {
+		t := time.NewTimer(publishAckTimeout)
+		defer t.Stop()
+		select {
+		case <-tok.Done():
+			done(tok.Error())
+		case <-lost:
+			done(errors.New("broker: connection lost before the PUBACK"))
+		case <-t.C:
+			done(fmt.Errorf("broker: no PUBACK within %s", publishAckTimeout))
+		case <-x.stop:
+			done(errors.New("broker: client closed"))
+		}
+	}()
 }
 
-// waitAcks completes publishes in the order they were made; PUBACKs come back in
-// that order on one connection, so one goroutine serves them all.
-func (x *External) waitAcks() {
-	for {
-		select {
-		case p := <-x.acks:
-			if !p.tok.WaitTimeout(publishAckTimeout) {
-				p.done(fmt.Errorf("broker: no PUBACK within %s", publishAckTimeout))
-				continue
-			}
-			p.done(p.tok.Error())
-		case <-x.stop:
-			return
-		}
-	}
+// lostSignal returns a channel closed when the current connection drops.
+func (x *External) lostSignal() <-chan struct{} {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.lost
+}
+
+// connectionLost fails every publish waiting on the dropped connection.
+func (x *External) connectionLost() {
+	x.mu.Lock()
+	close(x.lost)
+	x.lost = make(chan struct{})
+	x.mu.Unlock()
 }
 
 // Connected reports whether the connection is up now (paho's IsConnected stays
@@ -141,8 +146,12 @@ func (x *External) Subscribe(filter string, handler func(topic string, payload [
 
 func (x *External) resubscribe() {
 	x.mu.Lock()
-	defer x.mu.Unlock()
+	subs := make(map[string]paho.MessageHandler, len(x.subs))
 	for f, h := range x.subs {
+		subs[f] = h
+	}
+	x.mu.Unlock()
+	for f, h := range subs {
 		if err := x.subscribe(f, h); err != nil {
 			x.log.Error("mqtt subscribe", "filter", f, "err", err)
 		}
