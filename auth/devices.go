@@ -24,6 +24,8 @@ type Devices struct {
 	// OnRevoke, if set, is called when a device's credentials stop working
 	// (rotation or deletion), to close its live connections.
 	OnRevoke func(deviceID string)
+	// OnDelete, if set, is called after a device is deleted (to forget its presence).
+	OnDelete func(deviceID string)
 }
 
 // NewDevices returns the device credential service; call Load before use.
@@ -95,6 +97,9 @@ func (d *Devices) Delete(ctx context.Context, id string) error {
 	d.mu.Unlock()
 	if d.OnRevoke != nil {
 		d.OnRevoke(id)
+	}
+	if d.OnDelete != nil {
+		d.OnDelete(id)
 	}
 	return nil
 }

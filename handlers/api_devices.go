@@ -106,6 +106,5 @@ func (a *api) deleteDevice(c *gin.Context) {
 		respondError(c, a.Log, conflictDetail(err, "device %q is the target of an action; change or delete the action first", id))
 		return
 	}
-	a.Presence.Forget(id)
 	c.Status(http.StatusNoContent)
 }

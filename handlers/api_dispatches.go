@@ -71,16 +71,7 @@ func (a *api) listDispatches(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	ds, total, err := a.Store.Dispatches(c.Request.Context(), p)
-	if err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
-	ids := make([]string, len(ds))
-	for i := range ds {
-		ids[i] = ds[i].ID
-	}
-	counts, err := a.Store.CommandCounts(c.Request.Context(), ids)
+	ds, counts, total, err := a.Store.DispatchesWithCounts(c.Request.Context(), p)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -93,26 +84,18 @@ func (a *api) listDispatches(c *gin.Context) {
 }
 
 func (a *api) getDispatch(c *gin.Context) {
-	d, err := a.Store.Dispatch(c.Request.Context(), c.Param("id"))
+	d, cmds, counts, err := a.Store.DispatchDetail(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
-	cmds, err := a.Store.DispatchCommands(c.Request.Context(), d.ID)
-	if err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
-	counts := store.StateCounts{}
-	views := make([]commandView, len(cmds))
+	v := dispatchViewOf(d, counts)
+	v.Commands = make([]commandView, len(cmds))
 	for i, cmd := range cmds {
-		counts[cmd.State]++
-		views[i] = commandView{
+		v.Commands[i] = commandView{
 			ID: cmd.ID, DeviceID: cmd.DeviceID, State: cmd.State, CreatedAt: cmd.CreatedAt, ExpiresAt: cmd.ExpiresAt,
 			PublishedAt: cmd.PublishedAt, AckedAt: cmd.AckedAt, Detail: cmd.Detail,
 		}
 	}
-	v := dispatchViewOf(d, counts)
-	v.Commands = views
 	c.JSON(http.StatusOK, v)
 }

@@ -157,7 +157,6 @@ func (u *ui) deleteDevice(c *gin.Context) {
 		u.redirectError(c, "/devices", conflictDetail(err, "Device %q is the target of an action; change or delete that action first.", id))
 		return
 	}
-	u.Presence.Forget(id)
 	u.Log.Info("ui: device deleted", "id", id, "by", account(c).User.Username)
 	u.redirect(c, "/devices", "Deleted the device "+id+".")
 }

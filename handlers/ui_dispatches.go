@@ -47,14 +47,16 @@ func (u *ui) withOutcomes(c *gin.Context, ds []store.Dispatch) ([]dispatchRow, e
 		ids[i] = ds[i].ID
 	}
 	counts, err := u.Store.CommandCounts(c.Request.Context(), ids)
-	if err != nil {
-		return nil, err
-	}
+	return outcomeRows(ds, counts), err
+}
+
+// outcomeRows makes the table rows of dispatches with their command counts.
+func outcomeRows(ds []store.Dispatch, counts map[string]store.StateCounts) []dispatchRow {
 	rows := make([]dispatchRow, len(ds))
 	for i, d := range ds {
 		rows[i] = dispatchRowOf(d, counts[d.ID])
 	}
-	return rows, nil
+	return rows
 }
 
 type dispatchesView struct {
@@ -64,17 +66,13 @@ type dispatchesView struct {
 
 func (u *ui) dispatchList(c *gin.Context) {
 	pg, offset := pagerOf(c, dispatchesPerPage)
-	ds, total, err := u.Store.Dispatches(c.Request.Context(), store.Page{Limit: dispatchesPerPage, Offset: offset})
+	ds, counts, total, err := u.Store.DispatchesWithCounts(c.Request.Context(), store.Page{Limit: dispatchesPerPage, Offset: offset})
 	if err != nil {
 		u.fail(c, err)
 		return
 	}
 	pg.setTotal(total, dispatchesPerPage)
-	rows, err := u.withOutcomes(c, ds)
-	if err != nil {
-		u.fail(c, err)
-		return
-	}
+	rows := outcomeRows(ds, counts)
 	u.render(c, http.StatusOK, "dispatches", &web.View{Title: "Dispatches", Nav: "dispatches", Data: dispatchesView{Dispatches: rows, Pager: pg}})
 }
 
@@ -103,19 +101,12 @@ type dispatchLive struct {
 }
 
 func (u *ui) loadDispatch(c *gin.Context) (*dispatchPageView, error) {
-	ctx := c.Request.Context()
-	d, err := u.Store.Dispatch(ctx, c.Param("id"))
+	d, cmds, counts, err := u.Store.DispatchDetail(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		return nil, err
 	}
-	cmds, err := u.Store.DispatchCommands(ctx, d.ID)
-	if err != nil {
-		return nil, err
-	}
-	counts := store.StateCounts{}
 	v := &dispatchPageView{Commands: make([]commandRow, len(cmds))}
 	for i, cmd := range cmds {
-		counts[cmd.State]++
 		v.Commands[i] = commandRow{
 			ID: cmd.ID, DeviceID: cmd.DeviceID, Device: cmd.DeviceID, State: cmd.State,
 			Published: clock(cmd.PublishedAt), Acked: clock(cmd.AckedAt), Detail: cmd.Detail,

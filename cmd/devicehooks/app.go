@@ -91,6 +91,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	topics := actions.Topics{Prefix: cfg.MQTTTopicPrefix}
 	embedded := cfg.MQTTURL == ""
 	a.presence = actions.NewPresence(a.store, a.Log, embedded)
+	a.devices.OnDelete = a.presence.Forget
 	if err := a.presence.Load(ctx); err != nil {
 		return err
 	}
