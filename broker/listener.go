@@ -61,6 +61,8 @@ func newWSListener(id string, ln net.Listener) *wsListener {
 		// they authenticate with their device token, not with cookies.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}}
+	// Built here, not in Serve, so Close (on another goroutine) never races it.
+	l.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second}
 	return l
 }
 
@@ -70,28 +72,23 @@ func (l *wsListener) Protocol() string        { return "ws" }
 func (l *wsListener) Init(*slog.Logger) error { return nil }
 
 func (l *wsListener) Serve(establish listeners.EstablishFn) {
-	l.srv = &http.Server{
-		ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := l.upgrader.Upgrade(w, r, nil)
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			c.SetReadLimit(MaxPacketSize + 16) // one MQTT packet per message
-			_ = establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c})
-		}),
-	}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := l.upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetReadLimit(MaxPacketSize + 16) // one MQTT packet per message
+		_ = establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c})
+	})
+	l.srv.Handler = handler
 	_ = l.srv.Serve(l.ln)
 }
 
 func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	l.once.Do(func() {
-		if l.srv != nil {
-			_ = l.srv.Close()
-		} else {
-			_ = l.ln.Close()
-		}
+		_ = l.srv.Close()
+		_ = l.ln.Close() // Serve may not have started
 	})
 	closeClients(l.id)
 }
