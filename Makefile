@@ -4,7 +4,7 @@ LDFLAGS := -X main.version=$(VERSION)
 GO      ?= go
 BIN     := bin/devicehooks
 
-.PHONY: run build test test-short lint bench bench-full fuzz clean
+.PHONY: run build test test-short lint bench bench-short fuzz clean
 
 ## run: build and serve with the embedded defaults (SQLite file + embedded MQTT broker) in ./data
 run: build
@@ -22,6 +22,14 @@ test: lint
 ## test-short: the tests without the slow end-to-end ones
 test-short:
 	$(GO) test -count=1 -short ./...
+
+## bench: the full end-to-end benchmark (about 5 minutes; the Mosquitto half needs mosquitto); see docs/benchmark.md
+bench:
+	$(GO) run ./cmd/bench
+
+## bench-short: a few seconds per phase; fails if any accepted trigger is lost or duplicated (CI runs it as a test too)
+bench-short:
+	$(GO) run ./cmd/bench --short
 
 ## fuzz: run every fuzz target in turn for FUZZTIME each (default 60s; CI uses 5s)
 FUZZTIME ?= 60s

@@ -35,7 +35,8 @@ type devicePresence struct {
 	since    time.Time // when it last came online: the start of its current session
 	at       time.Time // when the current state was observed
 	lastSeen time.Time
-	conns    int // embedded broker: subscribed connections
+	written  time.Time // the last-seen time last queued for the database
+	conns    int       // embedded broker: subscribed connections
 }
 
 // NewPresence returns a tracker. authoritative is true for the embedded broker.
@@ -196,12 +197,22 @@ func (p *Presence) Status(id string, msg StatusMessage, retained bool) {
 	}
 }
 
+// seenWriteEvery bounds how often an ack alone writes a device's last-seen time to
+// the database (the API reads the fresher time from memory): after a fan-out to
+// 10,000 devices, 10,000 updates would otherwise compete with the triggers.
+const seenWriteEvery = 10 * time.Second
+
 // Seen records that a device sent something (an ack, say).
 func (p *Presence) Seen(id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if d, ok := p.devs[id]; ok {
-		d.lastSeen = p.clock()
+	d, ok := p.devs[id]
+	if !ok {
+		return
+	}
+	now := p.clock()
+	d.lastSeen = now
+	if _, pending := p.dirty[id]; pending || now.Sub(d.written) >= seenWriteEvery {
 		p.markDirty(id, d)
 	}
 }
@@ -250,6 +261,7 @@ func (p *Presence) set(id string, d *devicePresence, online bool, at, seen time.
 }
 
 func (p *Presence) markDirty(id string, d *devicePresence) {
+	d.written = d.lastSeen
 	p.dirty[id] = store.Presence{DeviceID: id, Online: d.online, At: d.at, LastSeen: d.lastSeen}
 }
 
@@ -260,7 +272,9 @@ func (p *Presence) Run(ctx context.Context, interval time.Duration) {
 	for {
 		select {
 		case <-t.C:
-			p.flush(ctx)
+			// Not cancelled by shutdown mid-write: the batch is already taken
+			// from the dirty set, and the final flush would not see it.
+			p.flush(context.WithoutCancel(ctx))
 		case <-ctx.Done():
 			p.flush(context.WithoutCancel(ctx))
 			return

@@ -38,19 +38,7 @@ type uiBrowser struct {
 
 func newUIBrowser(t *testing.T, base string) *uiBrowser {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(testenv.Chromium(t)),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	)
+	opts := testenv.ChromiumOptions(t, 1280, 900)
 	// Everything the browser does is bounded by this deadline; each step has a
 	// shorter one of its own (see step).
 	deadline, cancelDeadline := context.WithTimeout(context.Background(), 3*time.Minute)

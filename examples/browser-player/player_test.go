@@ -33,7 +33,7 @@ const (
 )
 
 func TestBrowserPlayer(t *testing.T) {
-	chromium := testenv.Chromium(t) // skips (fails under CI=true) without Chromium
+	testenv.Chromium(t) // before anything starts: skips (fails under CI=true) without Chromium
 	topics := actions.Topics{Prefix: "devicehooks"}
 	b, err := broker.StartEmbedded(broker.EmbeddedConfig{
 		TCPAddr:      "127.0.0.1:0",
@@ -59,7 +59,7 @@ func TestBrowserPlayer(t *testing.T) {
 	web := httptest.NewServer(mux) // listens on 127.0.0.1
 	t.Cleanup(web.Close)
 
-	br := newBrowser(t, chromium)
+	br := newBrowser(t)
 	fragment := url.Values{"broker": {"ws://" + b.WSAddr() + "/mqtt"}, "device": {device}, "token": {token}}.Encode()
 	br.do(chromedp.Navigate(web.URL + "/index.html#" + fragment))
 
@@ -139,21 +139,9 @@ type browser struct {
 	errs []string // uncaught exceptions in the page
 }
 
-func newBrowser(t *testing.T, chromium string) *browser {
+func newBrowser(t *testing.T) *browser {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 720),
-	)
+	opts := testenv.ChromiumOptions(t, 1280, 720)
 	deadline, cancelDeadline := context.WithTimeout(context.Background(), 25*time.Second)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(deadline, opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)

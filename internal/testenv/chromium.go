@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"errors"
+	"github.com/chromedp/chromedp"
 	"os"
 	"os/exec"
 	"testing"
@@ -27,4 +28,25 @@ func Chromium(t testing.TB) string {
 	Need(t, "Chromium (headless browser, Debian package chromium)",
 		errors.New("none of chromium, chromium-browser, google-chrome on PATH, and no /usr/bin/chromium"))
 	return ""
+}
+
+// ChromiumOptions are the allocator options every browser test uses: Debian's
+// Chromium found by Chromium, headless, no sandbox (tests run as root), none of
+// the background networking this machine's closed network refuses, a fresh
+// profile, and the given window size.
+func ChromiumOptions(t testing.TB, width, height int) []chromedp.ExecAllocatorOption {
+	t.Helper()
+	return append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(Chromium(t)),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(width, height),
+	)
 }

@@ -1,0 +1,102 @@
+package actions_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"devicehooks/actions"
+	"devicehooks/store"
+)
+
+// sink records what the Dispatcher hands to delivery.
+type sink struct {
+	mu   sync.Mutex
+	cmds []store.Command
+}
+
+func (s *sink) Enqueue(cmds []store.Command) {
+	s.mu.Lock()
+	s.cmds = append(s.cmds, cmds...)
+	s.mu.Unlock()
+}
+func (s *sink) DesiredChanged([]string) {}
+
+// TestWriterCommitsTriggersMarksAndAcks: the Dispatcher's writer takes triggers,
+// published marks and acks from many goroutines at once, and still writes each
+// job submitted after it has stopped (at shutdown) instead of leaving it waiting.
+func TestWriterCommitsTriggersMarksAndAcks(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "w.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	a := &store.Action{ID: "a1", Name: "a", EventID: "evt_a", Function: actions.LoadURL, TargetType: actions.TargetDevice,
+		TargetID: "d1", Params: `{"url":"https://example.com"}`, Enabled: true, TTLSeconds: 60, CreatedAt: now, UpdatedAt: now}
+	if err := st.CreateAction(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	sk := &sink{}
+	d := actions.NewDispatcher(st, sk, actions.NewAckWaiters(), slog.New(slog.DiscardHandler), actions.DispatcherConfig{})
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { d.Run(runCtx); close(ran) }()
+
+	const callers, each = 8, 25
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range each {
+				out, err := d.Trigger(ctx, actions.Trigger{Action: a, Method: "POST"})
+				if err != nil || out.Targets != 1 {
+					t.Errorf("trigger: %+v %v", out, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	sk.mu.Lock()
+	cmds := append([]store.Command(nil), sk.cmds...)
+	sk.mu.Unlock()
+	if len(cmds) != callers*each {
+		t.Fatalf("%d commands handed to delivery, want %d", len(cmds), callers*each)
+	}
+	half := len(cmds) / 2
+	for i, c := range cmds {
+		wg.Go(func() {
+			if i < half { // published, then acked
+				if err := d.MarkPublished(ctx, []string{c.ID}, time.Now().UTC()); err != nil {
+					t.Error(err)
+				}
+			}
+			applied, err := d.ApplyAcks(ctx, []store.Ack{{CommandID: c.ID, DeviceID: "d1", State: store.StateSucceeded, At: time.Now().UTC()}})
+			if err != nil || len(applied) != 1 || !applied[0] {
+				t.Errorf("ack %s: %v %v", c.ID, applied, err)
+			}
+		})
+	}
+	wg.Wait()
+
+	stop()
+	<-ran
+	// After Run has stopped, jobs are written directly.
+	last := cmds[0]
+	if err := d.MarkPublished(ctx, []string{last.ID}, time.Now().UTC()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Trigger(ctx, actions.Trigger{Action: a, Method: "POST"}); err != nil {
+		t.Fatalf("trigger after Run stopped: %v", err)
+	}
+	counts, err := st.CountCommandsByState(ctx)
+	if err != nil || counts[store.StateSucceeded] != callers*each || counts[store.StateQueued] != 1 {
+		t.Fatalf("commands by state: %v %v", counts, err)
+	}
+}

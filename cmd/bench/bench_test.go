@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestShortRun runs the benchmark's short path end to end against a real server
+// process with its embedded broker: every accepted trigger must reach its player
+// exactly once, and the results must be written as JSON.
+func TestShortRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds devicehooks and runs it as a child process")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	var out bytes.Buffer
+	code := run(ctx, []string{
+		"--short", "--brokers", "embedded", "--results", dir,
+		"--small-players", "20", "--players", "200", "--conns", "8",
+		"--warmup", "500ms", "--duration", "2s",
+	}, &out, &out)
+	if code != 0 {
+		t.Fatalf("bench exited %d:\n%s", code, out.String())
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*-short.json"))
+	if len(files) != 1 {
+		t.Fatalf("results files: %v\n%s", files, out.String())
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Variants) != 1 {
+		t.Fatalf("variants: %d", len(rep.Variants))
+	}
+	v := rep.Variants[0]
+	for _, l := range []*loadFigures{v.Throughput, v.HalfRate} {
+		if l == nil || l.Accepted == 0 || l.Delivered != l.Accepted || l.Duplicates != 0 {
+			t.Fatalf("load phase: %+v\n%s", l, out.String())
+		}
+		if l.E2E.P50 <= 0 || l.E2E.Max < l.E2E.P99 || l.CPU.PerTriggerMicros <= 0 {
+			t.Errorf("implausible figures: %+v", l)
+		}
+	}
+	if len(v.Fanout) != 2 || v.Fanout[1].Received != 200 || v.Fanout[1].Succeeded != 200 {
+		t.Fatalf("fan-out: %+v", v.Fanout)
+	}
+	if v.Raw == nil || v.Raw.Rate <= 0 || v.Memory.IdleRSSMB <= 0 || v.Memory.ConnectedRSSMB <= 0 {
+		t.Fatalf("raw broker or memory figures missing: %+v %+v", v.Raw, v.Memory)
+	}
+}
+
+func TestReadAnswer(t *testing.T) {
+	for name, resp := range map[string]string{
+		"length":  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 33\r\n\r\n{\"dispatch_id\":\"abc\",\"targets\":1}",
+		"chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"dispatch_id\":\"\r\n11\r\nabc\",\"targets\":1}\r\n0\r\n\r\n",
+	} {
+		k := &conn{}
+		k.r = bufioReader(resp)
+		status, keep, err := k.readAnswer()
+		if err != nil || status != 200 || !keep {
+			t.Fatalf("%s: %d %v %v", name, status, keep, err)
+		}
+		if id := jsonField(k.body, `"dispatch_id":"`); id != "abc" {
+			t.Errorf("%s: dispatch_id %q in %q", name, id, k.body)
+		}
+		if n := jsonNumber(k.body, `"targets":`); n != 1 {
+			t.Errorf("%s: targets %d", name, n)
+		}
+	}
+}
+
+func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }

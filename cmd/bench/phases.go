@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// loadFigures is one load phase: closed loop (max throughput) or open loop.
+type loadFigures struct {
+	Mode          string         `json:"mode"` // closed or open
+	Conns         int            `json:"conns"`
+	TargetRate    float64        `json:"target_rate,omitempty"` // open loop: calls per second
+	Seconds       float64        `json:"seconds"`
+	Accepted      int            `json:"accepted"`
+	PerSecond     float64        `json:"accepted_per_s"`
+	Statuses      map[string]int `json:"statuses"`
+	Errors        int            `json:"errors"`
+	FirstError    string         `json:"first_error,omitempty"`
+	Unsent        int            `json:"unsent,omitempty"`
+	Delivered     int            `json:"delivered"`
+	Missing       int            `json:"missing"`
+	Duplicates    int            `json:"duplicates"`
+	E2E           latency        `json:"e2e"`             // request start (open loop: due time) -> player receipt
+	HTTP          latency        `json:"http"`            // request start (open loop: due time) -> 200 read
+	IssueToPlayer latency        `json:"issue_to_player"` // command's issued_at (server) -> player receipt
+	CPU           cpuFigures     `json:"cpu"`
+}
+
+// cpuFigures is the CPU used during a measurement window.
+type cpuFigures struct {
+	ServerSeconds     float64 `json:"server_s"`
+	ServerPercent     float64 `json:"server_pct"` // of one core
+	PerTriggerMicros  float64 `json:"server_us_per_trigger"`
+	BenchPercent      float64 `json:"bench_pct"` // load generator + players, of one core
+	MosquittoPercent  float64 `json:"mosquitto_pct,omitempty"`
+	ServerRSSMB       float64 `json:"server_rss_mb"`
+	ServerPeakRSSMB   float64 `json:"server_peak_rss_mb"`
+	LoadAverageBefore string  `json:"loadavg_before"`
+}
+
+// throughput runs the closed loop against the single-device action.
+func (v *variant) throughput(ctx context.Context) error {
+	o := v.o
+	v.logf("throughput: closed loop, %d connections, %v warm-up + %v", o.conns, o.warmup, o.measure)
+	f, err := v.load(ctx, "closed", 0)
+	if err != nil {
+		return err
+	}
+	v.res.Throughput = f
+	if v.res.Raw != nil && v.res.Raw.Rate > 0 {
+		v.res.Ratio = round2(f.PerSecond / v.res.Raw.Rate)
+	}
+	return nil
+}
+
+// halfRate runs the open loop at half the measured maximum.
+func (v *variant) halfRate(ctx context.Context) error {
+	o := v.o
+	rate := o.rate
+	if rate <= 0 {
+		if v.res.Throughput == nil || v.res.Throughput.PerSecond <= 0 {
+			return errors.New("half rate: no throughput measured")
+		}
+		rate = v.res.Throughput.PerSecond / 2
+	}
+	v.logf("latency: open loop at %.0f/s, %d connections, %v warm-up + %v", rate, o.conns, o.warmup, o.measure)
+	f, err := v.load(ctx, "open", rate)
+	if err != nil {
+		return err
+	}
+	v.res.HalfRate = f
+	return nil
+}
+
+// load runs one load phase on the single-device action and matches every accepted
+// call to the command its player received.
+func (v *variant) load(ctx context.Context, mode string, rate float64) (*loadFigures, error) {
+	o := v.o
+	v.rc.reset()
+	t0 := time.Now()
+	from, to := t0.Add(o.warmup), t0.Add(o.warmup+o.measure)
+	window := make(chan cpuWindow, 1)
+	go func() { window <- v.cpuWindow(ctx, from, to) }()
+	profiled := make(chan struct{})
+	if o.profileDir == "" {
+		close(profiled)
+	} else {
+		secs := max(1, int((o.measure-2*time.Second)/time.Second))
+		go func() {
+			defer close(profiled)
+			if sleepCtx(ctx, time.Until(from.Add(time.Second))) != nil {
+				return
+			}
+			allocs := make(chan string)
+			go func() { allocs <- v.saveProfile(ctx, "allocs", v.name+"-"+mode+"-allocs", secs) }()
+			cpu := v.saveProfile(ctx, "profile", v.name+"-"+mode+"-cpu", secs)
+			v.res.Profiles = append(v.res.Profiles, cpu, <-allocs)
+			// An execution trace shows where the trigger path waits.
+			v.res.Profiles = append(v.res.Profiles, v.saveProfile(ctx, "trace", v.name+"-"+mode+"-trace", 1))
+		}()
+	}
+	stopSelf := v.profileSelf(v.name+"-"+mode+"-bench-cpu", o.profileDir != "")
+	var lr *loadResult
+	if mode == "closed" {
+		lr = closedLoop(ctx, v.single, o.conns, from, to)
+	} else {
+		lr = openLoop(ctx, v.single, o.conns, rate, t0, from, to)
+	}
+	stopSelf()
+	cw := <-window
+	<-profiled
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := v.srv.alive(); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(lr.samples))
+	for i, s := range lr.samples {
+		ids[i] = s.dispatchID
+	}
+	v.rc.waitAll(ctx, ids, 1, o.drain)
+	f := v.figures(mode, rate, lr, cw)
+	v.logf("%s loop: %d accepted (%.0f/s), delivered %d, missing %d, duplicates %d; e2e p50 %.2f p99 %.2f max %.1f ms; server %.0f µs CPU/trigger",
+		mode, f.Accepted, f.PerSecond, f.Delivered, f.Missing, f.Duplicates, f.E2E.P50, f.E2E.P99, f.E2E.Max, f.CPU.PerTriggerMicros)
+	if f.Missing > 0 {
+		v.problem("%s loop: %d of %d accepted triggers never reached the player", mode, f.Missing, f.Accepted)
+	}
+	if f.Duplicates > 0 {
+		v.problem("%s loop: %d duplicate commands", mode, f.Duplicates)
+	}
+	if f.Accepted == 0 {
+		v.problem("%s loop: no trigger accepted (%v, %d errors: %s)", mode, f.Statuses, f.Errors, f.FirstError)
+	}
+	if mode == "open" && f.Unsent > 0 {
+		v.problem("open loop: %d calls were due but not sent", f.Unsent)
+	}
+	return f, nil
+}
+
+// figures matches the accepted calls to the receipts.
+func (v *variant) figures(mode string, rate float64, lr *loadResult, cw cpuWindow) *loadFigures {
+	f := &loadFigures{
+		Mode: mode, Conns: v.o.conns, TargetRate: round2(rate), Seconds: round2(lr.window.Seconds()),
+		Accepted: len(lr.samples), Statuses: map[string]int{}, Errors: lr.errors, FirstError: lr.firstErr, Unsent: lr.unsent,
+	}
+	f.PerSecond = round2(float64(f.Accepted) / lr.window.Seconds())
+	for s, n := range lr.statuses {
+		f.Statuses[fmt.Sprint(s)] = n
+	}
+	var e2e, httpLat, issue []time.Duration
+	for _, s := range lr.samples {
+		httpLat = append(httpLat, s.end.Sub(s.start))
+		got, ok := v.rc.get(s.dispatchID)
+		if !ok || got.n == 0 {
+			f.Missing++
+			continue
+		}
+		f.Delivered++
+		f.Duplicates += got.dups
+		e2e = append(e2e, got.first.Sub(s.start))
+		issue = append(issue, got.first.Sub(got.issued))
+	}
+	f.E2E, f.HTTP, f.IssueToPlayer = summarize(e2e), summarize(httpLat), summarize(issue)
+	if v.o.profileDir != "" {
+		v.saveSamples(mode, lr.samples)
+	}
+	f.CPU = cw.figures(f.Accepted)
+	return f
+}
+
+// cpuWindow is CPU and memory readings at the start and end of a measurement window.
+type cpuWindow struct {
+	server, bench, mq [2]procStat
+	loadavg           string
+	ok                bool
+}
+
+// cpuWindow reads the processes' CPU at from and at to.
+func (v *variant) cpuWindow(ctx context.Context, from, to time.Time) cpuWindow {
+	var w cpuWindow
+	w.loadavg = loadAverage()
+	read := func(i int) bool {
+		var err error
+		if w.server[i], err = v.srv.stat(); err != nil {
+			return false
+		}
+		w.bench[i], _ = readProcStat(os.Getpid())
+		if v.mq != nil {
+			w.mq[i], _ = readProcStat(v.mq.proc.pid())
+		}
+		return true
+	}
+	if sleepCtx(ctx, time.Until(from)) != nil || !read(0) {
+		return w
+	}
+	if sleepCtx(ctx, time.Until(to)) != nil || !read(1) {
+		return w
+	}
+	w.ok = true
+	return w
+}
+
+func (w cpuWindow) figures(accepted int) cpuFigures {
+	if !w.ok {
+		return cpuFigures{}
+	}
+	wall := w.server[1].Taken.Sub(w.server[0].Taken).Seconds()
+	srv := (w.server[1].CPU - w.server[0].CPU).Seconds()
+	f := cpuFigures{
+		ServerSeconds:     round2(srv),
+		ServerPercent:     round2(100 * srv / wall),
+		BenchPercent:      round2(100 * (w.bench[1].CPU - w.bench[0].CPU).Seconds() / wall),
+		ServerRSSMB:       mb(w.server[1].RSS),
+		ServerPeakRSSMB:   mb(w.server[1].HWM),
+		LoadAverageBefore: w.loadavg,
+	}
+	if w.mq[1].Taken.After(w.mq[0].Taken) {
+		f.MosquittoPercent = round2(100 * (w.mq[1].CPU - w.mq[0].CPU).Seconds() / wall)
+	}
+	if accepted > 0 {
+		f.PerTriggerMicros = round2(srv * 1e6 / float64(accepted))
+	}
+	return f
+}

@@ -1,0 +1,106 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"devicehooks/store"
+)
+
+// TestWriteBatch: the trigger path's round (new dispatches, published marks and
+// acks in one transaction) reads back exactly as written, on both databases.
+func TestWriteBatch(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		for _, id := range []string{"d1", "d2"} {
+			if err := st.CreateDevice(ctx, device(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{newDispatch("w0", []string{"d1", "d2"}, "")}); err != nil {
+			t.Fatal(err)
+		}
+		pubAt := time.Now().UTC().Add(-time.Second).Truncate(time.Microsecond)
+		ackAt := pubAt.Add(500 * time.Millisecond)
+		nd := newDispatch("w1", []string{"d1", "d2"}, "")
+		nd.Dispatch.APIKeyID, nd.Dispatch.APIKeyPrefix, nd.Dispatch.Source = "k1", "dhk_ab", "10.0.0.1"
+		res, err := st.WriteBatch(ctx, &store.Batch{
+			Dispatches: []*store.NewDispatch{nd, newDispatch("w2", []string{"d1"}, "")},
+			Published:  []store.Published{{IDs: []string{"w0-d1", "w0-d2"}, At: pubAt}},
+			Acks: []store.Ack{
+				{CommandID: "w0-d1", DeviceID: "d1", State: store.StateSucceeded, At: ackAt},               // marked in the same batch
+				{CommandID: "w0-d2", DeviceID: "d1", State: store.StateSucceeded, At: ackAt},               // wrong device
+				{CommandID: "w0-d1", DeviceID: "d1", State: store.StateFailed, Detail: "again", At: ackAt}, // already settled
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Dup) != 2 || res.Dup[0] || res.Dup[1] {
+			t.Fatalf("dup = %v", res.Dup)
+		}
+		if want := []bool{true, false, false}; len(res.Applied) != 3 || res.Applied[0] != want[0] || res.Applied[1] != want[1] || res.Applied[2] != want[2] {
+			t.Fatalf("applied = %v, want %v", res.Applied, want)
+		}
+
+		cmds, err := st.DispatchCommands(ctx, "w0")
+		if err != nil || len(cmds) != 2 {
+			t.Fatalf("w0 commands: %v %v", cmds, err)
+		}
+		acked, marked := cmds[0], cmds[1]
+		if acked.State != store.StateSucceeded || acked.AckedAt == nil || !acked.AckedAt.Equal(ackAt) ||
+			acked.PublishedAt == nil || !acked.PublishedAt.Equal(pubAt) {
+			t.Errorf("acked command: %s acked %v published %v; want succeeded, acked %v, published %v (the mark's time)",
+				acked.State, acked.AckedAt, acked.PublishedAt, ackAt, pubAt)
+		}
+		if marked.State != store.StatePublished || marked.PublishedAt == nil || !marked.PublishedAt.Equal(pubAt) || marked.AckedAt != nil {
+			t.Errorf("marked command: %s published %v acked %v", marked.State, marked.PublishedAt, marked.AckedAt)
+		}
+
+		// Rows inserted by the batch read back field by field.
+		d, err := st.Dispatch(ctx, "w1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.ActionID != "act" || d.EventID != "evt" || d.Function != "restart" || d.Method != "POST" || d.Targets != 2 ||
+			d.APIKeyID != "k1" || d.APIKeyPrefix != "dhk_ab" || d.Source != "10.0.0.1" || !sameTime(d.CreatedAt, nd.Dispatch.CreatedAt) {
+			t.Errorf("dispatch read back: %+v", d)
+		}
+		cmds, err = st.DispatchCommands(ctx, "w1")
+		if err != nil || len(cmds) != 2 {
+			t.Fatalf("w1 commands: %v %v", cmds, err)
+		}
+		want := nd.Commands[0]
+		if c := cmds[0]; c.ID != want.ID || c.DeviceID != "d1" || c.State != store.StateQueued || c.Function != "restart" ||
+			!sameTime(c.CreatedAt, want.CreatedAt) || !sameTime(c.ExpiresAt, want.ExpiresAt) || c.PublishedAt != nil || c.AckedAt != nil || c.Detail != "" {
+			t.Errorf("command read back: %+v, want %+v", c, want)
+		}
+		pending, err := st.PendingCommands(ctx, []string{"d1"}, []string{store.StateQueued}, time.Now(), 10)
+		if err != nil || len(pending) != 2 || pending[0].Payload != "{}" {
+			t.Fatalf("pending for d1: %+v %v", pending, err)
+		}
+	})
+}
+
+// TestWriteBatchLargeFanout writes one dispatch to more devices than one insert
+// statement holds.
+func TestWriteBatchLargeFanout(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		devices := make([]string, 150)
+		for i := range devices {
+			devices[i] = "dev" + string(rune('a'+i/26)) + string(rune('a'+i%26))
+		}
+		if _, err := st.WriteBatch(ctx, &store.Batch{Dispatches: []*store.NewDispatch{newDispatch("big", devices, "")}}); err != nil {
+			t.Fatal(err)
+		}
+		counts, err := st.CommandCounts(ctx, []string{"big"})
+		if err != nil || counts["big"][store.StateQueued] != 150 {
+			t.Fatalf("counts: %v %v", counts, err)
+		}
+	})
+}
+
+// sameTime compares times to the microsecond, PostgreSQL's precision.
+func sameTime(a, b time.Time) bool { return a.Sub(b).Abs() < time.Microsecond }
