@@ -73,7 +73,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("broker: listen mqtt %s: %w", cfg.TCPAddr, err)
 	}
 	e.tcpAddr = ln.Addr().String()
-	if err := srv.AddListener(&netListener{id: "tcp", ln: ln}); err != nil {
+	if err := srv.AddListener(&netListener{id: "tcp", ln: ln, closeClients: e.safeCloseClients}); err != nil {
 		_ = ln.Close()
 		return nil, fmt.Errorf("broker: add tcp listener: %w", err)
 	}
@@ -84,7 +84,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 			return nil, fmt.Errorf("broker: listen mqtt websocket %s: %w", cfg.WSAddr, err)
 		}
 		e.wsAddr = wln.Addr().String()
-		if err := srv.AddListener(newWSListener("ws", wln)); err != nil {
+		wl := newWSListener("ws", wln)
+		wl.closeClients = e.safeCloseClients
+		if err := srv.AddListener(wl); err != nil {
 			_ = wln.Close()
 			_ = srv.Close()
 			return nil, fmt.Errorf("broker: add websocket listener: %w", err)
@@ -95,6 +97,17 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("broker: serve: %w", err)
 	}
 	return e, nil
+}
+
+// safeCloseClients disconnects a listener's clients when it closes. mochi's own
+// (closeListenerClients) takes the clients' read lock twice, recursively, and
+// deadlocks Close when a client disconnects at that moment (v2.7.9).
+func (e *Embedded) safeCloseClients(listener string) {
+	for _, cl := range e.srv.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			_ = e.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // Addr is the bound MQTT TCP address.

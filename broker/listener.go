@@ -19,9 +19,10 @@ import (
 // netListener serves MQTT over an already bound TCP listener, so that a bad
 // address fails at start and tests can listen on port 0.
 type netListener struct {
-	id   string
-	ln   net.Listener
-	once sync.Once
+	id           string
+	ln           net.Listener
+	once         sync.Once
+	closeClients listeners.CloseFn // safeCloseClients: see there
 }
 
 func (l *netListener) ID() string              { return l.id }
@@ -39,9 +40,9 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-func (l *netListener) Close(closeClients listeners.CloseFn) {
+func (l *netListener) Close(listeners.CloseFn) {
 	l.once.Do(func() { _ = l.ln.Close() })
-	closeClients(l.id)
+	l.closeClients(l.id)
 }
 
 // wsListener serves MQTT over WebSocket (subprotocol "mqtt") on an already bound
@@ -52,6 +53,8 @@ type wsListener struct {
 	srv      *http.Server
 	upgrader websocket.Upgrader
 	once     sync.Once
+
+	closeClients listeners.CloseFn // safeCloseClients: see there
 }
 
 func newWSListener(id string, ln net.Listener) *wsListener {
@@ -85,12 +88,12 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 	_ = l.srv.Serve(l.ln)
 }
 
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
+func (l *wsListener) Close(listeners.CloseFn) {
 	l.once.Do(func() {
 		_ = l.srv.Close()
 		_ = l.ln.Close() // Serve may not have started
 	})
-	closeClients(l.id)
+	l.closeClients(l.id)
 }
 
 // wsConn presents a WebSocket connection as a net.Conn of MQTT bytes; each MQTT
