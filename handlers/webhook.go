@@ -268,7 +268,7 @@ func (h *webhookHandler) readBody(c *gin.Context) ([]byte, error) {
 }
 
 // linkParams tells a link (a GET, or the form a confirm link's button posts,
-// which carries a payload or a signature) from an API call with a JSON body, and
+// which carries a payload, a signature or a key) from an API call with a JSON body, and
 // returns the link's parameters. A JSON body sent with curl's default form
 // content type is still a JSON call.
 func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
@@ -280,7 +280,7 @@ func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
 		switch {
 		case err != nil && !json.Valid(body):
 			return nil, false, badRequest("the body is neither a form nor JSON: %v", err)
-		case err == nil && (form.Has("payload") || form.Has("sig")):
+		case err == nil && (form.Has("payload") || form.Has("sig") || form.Has("api_key")):
 			return form, true, nil
 		}
 	}
