@@ -448,6 +448,7 @@ type webhookCall struct {
 	body                 []byte
 	params               url.Values // a link's parameters
 	formErr              bool       // a confirmation form that does not parse
+	jsonForm             bool       // a form-typed POST that is not a link: its body is JSON
 }
 
 // payloadSeed returns the base64 of a webhook JSON body.
@@ -569,6 +570,14 @@ func (s *webhookServer) request(c *webhookCall) *http.Request {
 	}
 	c.body = body
 	c.query = query
+	if c.mode == modePOSTForm {
+		// The contract's reading: a form is a link only if it carries a payload,
+		// a signature or a key; otherwise (curl -d) the body is JSON.
+		form, err := url.ParseQuery(string(body))
+		if err != nil && json.Valid(body) || err == nil && !form.Has("payload") && !form.Has("sig") && !form.Has("api_key") {
+			c.jsonForm, link = true, false
+		}
+	}
 	if link {
 		src := query
 		if c.mode == modePOSTForm {
@@ -654,7 +663,7 @@ type verdict struct {
 func (s *webhookServer) expect(c *webhookCall) verdict {
 	v := verdict{faults: map[int]bool{}, may: map[int]bool{http.StatusServiceUnavailable: true}}
 	fail := func(status int) { v.faults[status] = true }
-	link := c.mode == modeGET || c.mode == modePOSTForm
+	link := c.mode == modeGET || c.mode == modePOSTForm && !c.jsonForm
 
 	// Size: the declared length, or what a POST's body really holds.
 	if declaredLength(c) > maxBody || c.mode != modeGET && len(c.body) > maxBody {
@@ -664,7 +673,7 @@ func (s *webhookServer) expect(c *webhookCall) verdict {
 		v.ok = "preview" // a link preview never fires and needs nothing else
 		return v
 	}
-	if c.mode == modePOSTForm && c.formErr {
+	if c.mode == modePOSTForm && !c.jsonForm && c.formErr {
 		fail(http.StatusBadRequest)
 	}
 
@@ -710,6 +719,11 @@ func (s *webhookServer) expect(c *webhookCall) verdict {
 			fail(http.StatusBadRequest)
 		}
 		return v // nothing below is reached
+	}
+	if idem != "" {
+		// Idempotency keys outlive a call: an earlier input may have used this
+		// one for another request, which the contract refuses (422).
+		v.may[http.StatusUnprocessableEntity] = true
 	}
 	if c.mode == modeGET && c.params.Get("confirm") != "" {
 		v.ok = "confirm"
