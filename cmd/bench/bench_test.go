@@ -17,7 +17,7 @@ import (
 // exactly once, and the results must be written as JSON.
 func TestShortRun(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds devicehooks and runs it as a child process")
+		t.Skip("skipped with -short (testing.Short): builds devicehooks and runs it as a child process")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -67,7 +67,7 @@ func buildBinary(t *testing.T) string {
 // trigger that got a 200 reaches the player, and no dispatch is half written.
 func TestNothingAcceptedIsLost(t *testing.T) {
 	if testing.Short() {
-		t.Skip("fault test: runs in make test, not with -short")
+		t.Skip("skipped with -short (testing.Short): the fault test runs in make test")
 	}
 	m := startRecipeBroker(t)
 	dir := t.TempDir()

@@ -644,7 +644,7 @@ func TestUI(t *testing.T) {
 	t.Run("screenshots", func(t *testing.T) {
 		use(t)
 		if os.Getenv("DEVICEHOOKS_SCREENSHOTS") != "1" {
-			t.Skip("set DEVICEHOOKS_SCREENSHOTS=1 to write docs/screenshots/*.png")
+			t.Skip("opt-in, not a missing tool (CI never sets it): DEVICEHOOKS_SCREENSHOTS=1 writes docs/screenshots/*.png")
 		}
 		takeScreenshots(t, s, b, player, actionID, keyID, dispatchID)
 	})
