@@ -227,7 +227,7 @@ func FuzzMask(f *testing.F) {
 	hidden := fuzzToken[10:]
 	f.Fuzz(func(t *testing.T, before, after string) {
 		if strings.Contains(before+after, hidden[:8]) {
-			t.Skip()
+			t.Skip("not a missing tool (CI-safe): the input contains the hidden part itself")
 		}
 		line := before + fuzzToken + after
 		got := Mask(line)
