@@ -2,16 +2,20 @@ package store
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // CreateAction inserts an action.
 func (s *Store) CreateAction(ctx context.Context, a *Action) error {
+	defer s.actions.invalidate()
 	return wrap("create action", s.db.WithContext(ctx).Create(a).Error)
 }
 
 // UpdateAction replaces an action's editable fields.
 func (s *Store) UpdateAction(ctx context.Context, a *Action) error {
+	defer s.actions.invalidate()
 	res := s.db.WithContext(ctx).Model(&Action{}).Where("id = ?", a.ID).Updates(map[string]any{
 		"name": a.Name, "function": a.Function, "target_type": a.TargetType, "target_id": a.TargetID,
 		"params": a.Params, "enabled": a.Enabled, "ttl_seconds": a.TTLSeconds, "updated_at": time.Now().UTC(),
@@ -40,14 +44,79 @@ func (s *Store) Action(ctx context.Context, id string) (*Action, error) {
 	return &a, wrap("get action", err)
 }
 
-// ActionByEventID returns the action with that event id, enabled or not.
+// ActionByEventID returns the action with that event id, enabled or not. Every
+// webhook call asks for one, so found actions are kept in memory: a change made
+// through this Store is seen at once, one made by another process sharing the
+// database within ActionCacheTTL.
 func (s *Store) ActionByEventID(ctx context.Context, eventID string) (*Action, error) {
+	if a, ok := s.actions.get(eventID); ok {
+		return a, nil
+	}
+	gen := s.actions.gen.Load()
 	var a Action
-	err := s.db.WithContext(ctx).Where("event_id = ?", eventID).Take(&a).Error
-	return &a, wrap("get action by event id", err)
+	if err := s.db.WithContext(ctx).Where("event_id = ?", eventID).Take(&a).Error; err != nil {
+		return nil, wrap("get action by event id", err)
+	}
+	s.actions.put(gen, a)
+	return &a, nil
 }
 
 // DeleteAction removes an action; its past dispatches stay.
 func (s *Store) DeleteAction(ctx context.Context, id string) error {
+	defer s.actions.invalidate()
 	return rowsOrNotFound("delete action", s.db.WithContext(ctx).Where("id = ?", id).Delete(&Action{}))
+}
+
+// ActionCacheTTL bounds how long an action changed by another process sharing the
+// database may still be used as it was.
+const ActionCacheTTL = 5 * time.Second
+
+// actionCache keeps actions by event id. Unknown event ids are not kept: an
+// action created elsewhere is found at once, and junk ids cannot fill memory.
+type actionCache struct {
+	mu  sync.RWMutex
+	m   map[string]cachedAction
+	gen atomic.Uint64 // bumped after every write to actions
+}
+
+type cachedAction struct {
+	a  Action
+	at time.Time
+}
+
+// maxCachedActions bounds the cache; past it, it starts again empty.
+const maxCachedActions = 10000
+
+func (c *actionCache) get(eventID string) (*Action, bool) {
+	c.mu.RLock()
+	e, ok := c.m[eventID]
+	c.mu.RUnlock()
+	if !ok || time.Since(e.at) >= ActionCacheTTL {
+		return nil, false
+	}
+	a := e.a // a copy: callers may change what they get
+	return &a, true
+}
+
+// put keeps a, read when the generation was gen, unless a write has run since:
+// the read may have seen the row before that write changed it.
+func (c *actionCache) put(gen uint64, a Action) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen.Load() != gen {
+		return
+	}
+	if c.m == nil || len(c.m) >= maxCachedActions {
+		c.m = make(map[string]cachedAction)
+	}
+	c.m[a.EventID] = cachedAction{a: a, at: time.Now()}
+}
+
+// invalidate forgets every action; it runs after each write, so a read that
+// starts after the write sees it, and one that started before is not kept.
+func (c *actionCache) invalidate() {
+	c.mu.Lock()
+	c.gen.Add(1)
+	c.m = nil
+	c.mu.Unlock()
 }

@@ -29,6 +29,7 @@ var ErrConflict = errors.New("conflict")
 type Store struct {
 	db       *gorm.DB
 	postgres bool
+	actions  actionCache
 }
 
 // Open connects to dsn (an SQLite file path or a postgres:// URL) and migrates the schema.
