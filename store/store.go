@@ -8,13 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"gorm.io/driver/postgres"
-	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
@@ -30,6 +27,11 @@ type Store struct {
 	db       *gorm.DB
 	postgres bool
 	actions  actionCache
+
+	writeTurn chan struct{} // SQLite only: held by this process's writer (serialConnector)
+
+	stopCheckpoints chan struct{} // SQLite only: ends the background checkpoints
+	checkpointsDone chan struct{}
 }
 
 // Open connects to dsn (an SQLite file path or a postgres:// URL) and migrates the schema.
@@ -50,7 +52,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 		s.postgres = true
 		s.db, err = gorm.Open(postgres.Open(dsn), cfg)
 	} else {
-		s.db, err = openSQLite(dsn, cfg)
+		s.db, s.writeTurn, err = openSQLite(dsn, cfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
@@ -71,6 +73,10 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 		_ = sqlDB.Close()
 		return nil, err
 	}
+	if !s.postgres {
+		s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
+		go s.checkpoints(s.stopCheckpoints, s.checkpointsDone, log)
+	}
 	if log != nil {
 		log.Info("database ready", "driver", s.Driver())
 	}
@@ -80,38 +86,6 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 // IsPostgres reports whether dsn selects PostgreSQL rather than an SQLite file.
 func IsPostgres(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
-}
-
-// openSQLite opens an SQLite file with WAL, a busy timeout, immediate transactions
-// and foreign keys. The pragmas go in mattn's own DSN keys: the "_pragma=" form is
-// silently ignored by this driver.
-//
-// Pool: WAL lets readers run beside the one writer, so we keep several connections
-// for reads. _txlock=immediate makes every transaction take the write lock at BEGIN,
-// so two read-then-write transactions wait on the busy timeout instead of failing
-// with "database is locked" on upgrade.
-func openSQLite(path string, cfg *gorm.Config) (*gorm.DB, error) {
-	if path == "" {
-		return nil, errors.New("empty database path")
-	}
-	if dir := filepath.Dir(path); dir != "." {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, err
-		}
-	}
-	dsn := "file:" + path + "?_journal_mode=WAL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=1&_synchronous=NORMAL"
-	db, err := gorm.Open(sqlite.Open(dsn), cfg)
-	if err != nil {
-		return nil, err
-	}
-	sqlDB, err := db.DB()
-	if err != nil {
-		return nil, err
-	}
-	sqlDB.SetMaxOpenConns(8)
-	sqlDB.SetMaxIdleConns(8)
-	sqlDB.SetConnMaxIdleTime(0)
-	return db, nil
 }
 
 // Driver names the database in use: "sqlite" or "postgres".
@@ -124,6 +98,11 @@ func (s *Store) Driver() string {
 
 // Close closes the database connections.
 func (s *Store) Close() error {
+	if s.stopCheckpoints != nil {
+		close(s.stopCheckpoints)
+		<-s.checkpointsDone
+		s.stopCheckpoints = nil
+	}
 	sqlDB, err := s.db.DB()
 	if err != nil {
 		return err

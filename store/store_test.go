@@ -42,10 +42,49 @@ func TestSQLitePragmasTakeEffect(t *testing.T) {
 	defer st.Close()
 	for pragma, want := range map[string]string{
 		"journal_mode": "wal", "busy_timeout": "5000", "foreign_keys": "1", "synchronous": "1",
+		"wal_autocheckpoint": "16384", "journal_size_limit": "67108864", // checkpoints in the background
 	} {
 		if got, err := st.Pragma(context.Background(), pragma); err != nil || got != want {
 			t.Errorf("PRAGMA %s = %q (%v), want %q", pragma, got, err, want)
 		}
+	}
+}
+
+// With the automatic checkpoint pushed back, the store's own must keep the WAL
+// small: after a burst of writes, it is copied into the database within seconds.
+func TestSQLiteCheckpointsInTheBackground(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "c.db")
+	st, err := store.Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	dbSize := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := dbSize()
+	for i := range 20 {
+		nd := newDispatch(fmt.Sprintf("disp%02d", i), nil, "")
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 200 {
+		if err := st.CreateDevice(ctx, device(fmt.Sprintf("d%03d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for dbSize() == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("the database file stayed at %d bytes for 5 s after 220 commits: nothing checkpointed the WAL", before)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
