@@ -47,9 +47,12 @@ func TestShortRun(t *testing.T) {
 		t.Fatalf("variants: %d", len(rep.Variants))
 	}
 	v := rep.Variants[0]
-	for _, l := range []*loadFigures{v.Throughput, v.HalfRate} {
+	for i, l := range []*loadFigures{v.Throughput, v.HalfRate, v.ThroughputAllConnected, v.HalfRateAllConnected} {
 		if l == nil || l.Accepted == 0 || l.Delivered != l.Accepted || l.Duplicates != 0 {
 			t.Fatalf("load phase: %+v\n%s", l, out.String())
+		}
+		if want := []int{20, 20, 200, 200}[i]; l.Players != want || l.Devices != 200 {
+			t.Errorf("load phase %d ran with %d players connected and %d devices registered, want %d and 200", i, l.Players, l.Devices, want)
 		}
 		if l.E2E.P50 <= 0 || l.E2E.Max < l.E2E.P99 || l.CPU.PerTriggerMicros <= 0 {
 			t.Errorf("implausible figures: %+v", l)

@@ -12,6 +12,8 @@ import (
 type loadFigures struct {
 	Mode          string         `json:"mode"` // closed or open
 	Conns         int            `json:"conns"`
+	Devices       int            `json:"devices_registered"`
+	Players       int            `json:"players_connected"`
 	TargetRate    float64        `json:"target_rate,omitempty"` // open loop: calls per second
 	Seconds       float64        `json:"seconds"`
 	Accepted      int            `json:"accepted"`
@@ -41,44 +43,44 @@ type cpuFigures struct {
 	LoadAverageBefore string  `json:"loadavg_before"`
 }
 
-// throughput runs the closed loop against the single-device action.
-func (v *variant) throughput(ctx context.Context) error {
+// loadPhases measures the single-device action twice: the closed loop (maximum
+// throughput), then the open loop at half of that (latency). label tells the
+// runs' profiles apart.
+func (v *variant) loadPhases(ctx context.Context, label string) (tp, half *loadFigures, err error) {
 	o := v.o
-	v.logf("throughput: closed loop, %d connections, %v warm-up + %v", o.conns, o.warmup, o.measure)
-	f, err := v.load(ctx, "closed", 0)
-	if err != nil {
-		return err
+	v.logf("throughput: closed loop, %d connections, %d devices registered, %d players connected, %v warm-up + %v",
+		o.conns, v.res.Memory.Devices, v.connected, o.warmup, o.measure)
+	if tp, err = v.load(ctx, "closed", 0, label); err != nil {
+		return nil, nil, err
 	}
-	v.res.Throughput = f
-	if v.res.Raw != nil && v.res.Raw.Rate > 0 {
-		v.res.Ratio = round2(f.PerSecond / v.res.Raw.Rate)
-	}
-	return nil
-}
-
-// halfRate runs the open loop at half the measured maximum.
-func (v *variant) halfRate(ctx context.Context) error {
-	o := v.o
 	rate := o.rate
 	if rate <= 0 {
-		if v.res.Throughput == nil || v.res.Throughput.PerSecond <= 0 {
-			return errors.New("half rate: no throughput measured")
+		if tp.PerSecond <= 0 {
+			return tp, nil, errors.New("half rate: no throughput measured")
 		}
-		rate = v.res.Throughput.PerSecond / 2
+		rate = tp.PerSecond / 2
 	}
 	v.logf("latency: open loop at %.0f/s, %d connections, %v warm-up + %v", rate, o.conns, o.warmup, o.measure)
-	f, err := v.load(ctx, "open", rate)
-	if err != nil {
-		return err
+	half, err = v.load(ctx, "open", rate, label)
+	return tp, half, err
+}
+
+// ratio is a throughput as a multiple of the raw broker rate.
+func (v *variant) ratio(tp *loadFigures) float64 {
+	if tp == nil || v.res.Raw == nil || v.res.Raw.Rate <= 0 {
+		return 0
 	}
-	v.res.HalfRate = f
-	return nil
+	return round2(tp.PerSecond / v.res.Raw.Rate)
 }
 
 // load runs one load phase on the single-device action and matches every accepted
 // call to the command its player received.
-func (v *variant) load(ctx context.Context, mode string, rate float64) (*loadFigures, error) {
+func (v *variant) load(ctx context.Context, mode string, rate float64, label string) (*loadFigures, error) {
 	o := v.o
+	name := v.name + "-" + mode
+	if label != "" {
+		name += "-" + label
+	}
 	v.rc.reset()
 	t0 := time.Now()
 	from, to := t0.Add(o.warmup), t0.Add(o.warmup+o.measure)
@@ -95,14 +97,14 @@ func (v *variant) load(ctx context.Context, mode string, rate float64) (*loadFig
 				return
 			}
 			allocs := make(chan string)
-			go func() { allocs <- v.saveProfile(ctx, "allocs", v.name+"-"+mode+"-allocs", secs) }()
-			cpu := v.saveProfile(ctx, "profile", v.name+"-"+mode+"-cpu", secs)
+			go func() { allocs <- v.saveProfile(ctx, "allocs", name+"-allocs", secs) }()
+			cpu := v.saveProfile(ctx, "profile", name+"-cpu", secs)
 			v.res.Profiles = append(v.res.Profiles, cpu, <-allocs)
 			// An execution trace shows where the trigger path waits.
-			v.res.Profiles = append(v.res.Profiles, v.saveProfile(ctx, "trace", v.name+"-"+mode+"-trace", 1))
+			v.res.Profiles = append(v.res.Profiles, v.saveProfile(ctx, "trace", name+"-trace", 1))
 		}()
 	}
-	stopSelf := v.profileSelf(v.name+"-"+mode+"-bench-cpu", o.profileDir != "")
+	stopSelf := v.profileSelf(name+"-bench-cpu", o.profileDir != "")
 	var lr *loadResult
 	if mode == "closed" {
 		lr = closedLoop(ctx, v.single, o.conns, from, to)
@@ -123,7 +125,7 @@ func (v *variant) load(ctx context.Context, mode string, rate float64) (*loadFig
 		ids[i] = s.dispatchID
 	}
 	v.rc.waitAll(ctx, ids, 1, o.drain)
-	f := v.figures(mode, rate, lr, cw)
+	f := v.figures(mode, name, rate, lr, cw)
 	v.logf("%s loop: %d accepted (%.0f/s), delivered %d, missing %d, duplicates %d; e2e p50 %.2f p99 %.2f max %.1f ms; server %.0f µs CPU/trigger",
 		mode, f.Accepted, f.PerSecond, f.Delivered, f.Missing, f.Duplicates, f.E2E.P50, f.E2E.P99, f.E2E.Max, f.CPU.PerTriggerMicros)
 	if f.Missing > 0 {
@@ -142,9 +144,9 @@ func (v *variant) load(ctx context.Context, mode string, rate float64) (*loadFig
 }
 
 // figures matches the accepted calls to the receipts.
-func (v *variant) figures(mode string, rate float64, lr *loadResult, cw cpuWindow) *loadFigures {
+func (v *variant) figures(mode, name string, rate float64, lr *loadResult, cw cpuWindow) *loadFigures {
 	f := &loadFigures{
-		Mode: mode, Conns: v.o.conns, TargetRate: round2(rate), Seconds: round2(lr.window.Seconds()),
+		Mode: mode, Conns: v.o.conns, Devices: v.res.Memory.Devices, Players: v.connected, TargetRate: round2(rate), Seconds: round2(lr.window.Seconds()),
 		Accepted: len(lr.samples), Statuses: map[string]int{}, Errors: lr.errors, FirstError: lr.firstErr, Unsent: lr.unsent,
 	}
 	f.PerSecond = round2(float64(f.Accepted) / lr.window.Seconds())
@@ -166,7 +168,7 @@ func (v *variant) figures(mode string, rate float64, lr *loadResult, cw cpuWindo
 	}
 	f.E2E, f.HTTP, f.IssueToPlayer = summarize(e2e), summarize(httpLat), summarize(issue)
 	if v.o.profileDir != "" {
-		v.saveSamples(mode, lr.samples)
+		v.saveSamples(name, lr.samples)
 	}
 	f.CPU = cw.figures(f.Accepted)
 	return f

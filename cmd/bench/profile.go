@@ -61,7 +61,7 @@ func (v *variant) saveProfile(ctx context.Context, kind, name string, seconds in
 
 // saveSamples writes every accepted call of a load phase as CSV (offset from the
 // first call, HTTP and end-to-end latency in ms), to see when latency spikes.
-func (v *variant) saveSamples(mode string, samples []sample) {
+func (v *variant) saveSamples(name string, samples []sample) {
 	if len(samples) == 0 || os.MkdirAll(v.o.profileDir, 0o755) != nil {
 		return
 	}
@@ -80,7 +80,7 @@ func (v *variant) saveSamples(mode string, samples []sample) {
 		}
 		fmt.Fprintf(&b, "%.1f,%.3f,%.3f\n", ms(s.start.Sub(t0)), ms(s.end.Sub(s.start)), e2e)
 	}
-	path := filepath.Join(v.o.profileDir, v.name+"-"+mode+"-samples.csv")
+	path := filepath.Join(v.o.profileDir, name+"-samples.csv")
 	if os.WriteFile(path, []byte(b.String()), 0o644) == nil {
 		v.res.Profiles = append(v.res.Profiles, path)
 	}

@@ -103,18 +103,26 @@ func (r *report) finish() {
 	if v == nil || v.Throughput == nil || v.Raw == nil {
 		return
 	}
+	// The targets are judged as the issue sets them: 10,000 devices registered;
+	// the figures with every player connected are quoted beside them.
 	tp := v.Throughput
+	measured := fmt.Sprintf("%.0f/s = %.2f x %.0f/s; delivered %d of %d, %d duplicates",
+		tp.PerSecond, v.Ratio, v.Raw.Rate, tp.Delivered, tp.Accepted, tp.Duplicates)
+	if a := v.ThroughputAllConnected; a != nil {
+		measured += fmt.Sprintf(" (all %d connected: %.0f/s = %.2f x)", a.Players, a.PerSecond, v.RatioAllConnected)
+	}
 	r.Targets = append(r.Targets, target{
 		Name: "throughput", Goal: ">= 0.6 x raw broker rate, every trigger delivered",
-		Measured: fmt.Sprintf("%.0f/s = %.2f x %.0f/s; delivered %d of %d, %d duplicates",
-			tp.PerSecond, v.Ratio, v.Raw.Rate, tp.Delivered, tp.Accepted, tp.Duplicates),
-		Met: v.Ratio >= 0.6 && tp.Missing == 0 && tp.Accepted > 0,
+		Measured: measured, Met: v.Ratio >= 0.6 && tp.Missing == 0 && tp.Accepted > 0,
 	})
 	if h := v.HalfRate; h != nil {
+		measured := fmt.Sprintf("p99 %.2f ms at %.0f/s (p50 %.2f, max %.1f)", h.E2E.P99, h.PerSecond, h.E2E.P50, h.E2E.Max)
+		if a := v.HalfRateAllConnected; a != nil {
+			measured += fmt.Sprintf(" (all %d connected: p99 %.2f ms at %.0f/s)", a.Players, a.E2E.P99, a.PerSecond)
+		}
 		r.Targets = append(r.Targets, target{
 			Name: "latency", Goal: "p99 end to end < 15 ms at half the maximum rate",
-			Measured: fmt.Sprintf("p99 %.2f ms at %.0f/s (p50 %.2f, max %.1f)", h.E2E.P99, h.PerSecond, h.E2E.P50, h.E2E.Max),
-			Met:      h.E2E.P99 < 15 && h.Missing == 0 && h.Accepted > 0,
+			Measured: measured, Met: h.E2E.P99 < 15 && h.Missing == 0 && h.Accepted > 0,
 		})
 	}
 	var worst float64
@@ -177,30 +185,38 @@ func printReport(w io.Writer, r *report) {
 			return "-"
 		}
 	}
-	tp := func(v *variantResult) *loadFigures { return v.Throughput }
-	hr := func(v *variantResult) *loadFigures { return v.HalfRate }
-	row("max accepted triggers/s (closed loop)", load(tp, func(l *loadFigures) string {
-		return fmt.Sprintf("%.0f/s (%d conns)", l.PerSecond, l.Conns)
-	}))
-	row("  ratio to raw broker rate", func(v *variantResult) string { return fmt.Sprintf("%.2f", v.Ratio) })
-	row("  delivered / accepted, duplicates", load(tp, func(l *loadFigures) string {
-		return fmt.Sprintf("%d / %d, %d dup", l.Delivered, l.Accepted, l.Duplicates)
-	}))
-	row("  e2e p50 / p95 / p99 / max ms", load(tp, latencyCell(func(l *loadFigures) latency { return l.E2E })))
-	row("  http answer p50 / p99 ms", load(tp, func(l *loadFigures) string { return fmt.Sprintf("%.2f / %.2f", l.HTTP.P50, l.HTTP.P99) }))
-	row("  server CPU per trigger", load(tp, func(l *loadFigures) string {
-		return fmt.Sprintf("%.0f µs (server %.0f%%, bench %.0f%%)", l.CPU.PerTriggerMicros, l.CPU.ServerPercent, l.CPU.BenchPercent)
-	}))
-	row("half rate, open loop", load(hr, func(l *loadFigures) string {
-		return fmt.Sprintf("%.0f/s target, %.0f/s accepted", l.TargetRate, l.PerSecond)
-	}))
-	row("  delivered / accepted, duplicates", load(hr, func(l *loadFigures) string {
-		return fmt.Sprintf("%d / %d, %d dup", l.Delivered, l.Accepted, l.Duplicates)
-	}))
-	row("  e2e p50 / p95 / p99 / max ms", load(hr, latencyCell(func(l *loadFigures) latency { return l.E2E })))
-	row("  server CPU per trigger", load(hr, func(l *loadFigures) string {
-		return fmt.Sprintf("%.0f µs (server %.0f%%)", l.CPU.PerTriggerMicros, l.CPU.ServerPercent)
-	}))
+	loadRows := func(when string, tp, hr func(v *variantResult) *loadFigures, ratio func(v *variantResult) float64) {
+		row("max accepted triggers/s (closed loop), "+when, load(tp, func(l *loadFigures) string {
+			return fmt.Sprintf("%.0f/s (%d conns)", l.PerSecond, l.Conns)
+		}))
+		row("  ratio to raw broker rate", func(v *variantResult) string { return fmt.Sprintf("%.2f", ratio(v)) })
+		row("  delivered / accepted, duplicates", load(tp, func(l *loadFigures) string {
+			return fmt.Sprintf("%d / %d, %d dup", l.Delivered, l.Accepted, l.Duplicates)
+		}))
+		row("  e2e p50 / p95 / p99 / max ms", load(tp, latencyCell(func(l *loadFigures) latency { return l.E2E })))
+		row("  http answer p50 / p99 ms", load(tp, func(l *loadFigures) string { return fmt.Sprintf("%.2f / %.2f", l.HTTP.P50, l.HTTP.P99) }))
+		row("  server CPU per trigger", load(tp, func(l *loadFigures) string {
+			return fmt.Sprintf("%.0f µs (server %.0f%%, bench %.0f%%)", l.CPU.PerTriggerMicros, l.CPU.ServerPercent, l.CPU.BenchPercent)
+		}))
+		row("half rate, open loop, "+when, load(hr, func(l *loadFigures) string {
+			return fmt.Sprintf("%.0f/s target, %.0f/s accepted", l.TargetRate, l.PerSecond)
+		}))
+		row("  delivered / accepted, duplicates", load(hr, func(l *loadFigures) string {
+			return fmt.Sprintf("%d / %d, %d dup", l.Delivered, l.Accepted, l.Duplicates)
+		}))
+		row("  e2e p50 / p95 / p99 / max ms", load(hr, latencyCell(func(l *loadFigures) latency { return l.E2E })))
+		row("  server CPU per trigger", load(hr, func(l *loadFigures) string {
+			return fmt.Sprintf("%.0f µs (server %.0f%%)", l.CPU.PerTriggerMicros, l.CPU.ServerPercent)
+		}))
+	}
+	loadRows(fmt.Sprintf("%v players connected", r.Settings["small_players"]),
+		func(v *variantResult) *loadFigures { return v.Throughput },
+		func(v *variantResult) *loadFigures { return v.HalfRate },
+		func(v *variantResult) float64 { return v.Ratio })
+	loadRows(fmt.Sprintf("all %v connected", r.Settings["players"]),
+		func(v *variantResult) *loadFigures { return v.ThroughputAllConnected },
+		func(v *variantResult) *loadFigures { return v.HalfRateAllConnected },
+		func(v *variantResult) float64 { return v.RatioAllConnected })
 	for _, players := range fanoutSizes(r) {
 		row(fmt.Sprintf("all devices to %d: last receipt", players), fanoutCell(players, func(f fanoutFigures) float64 { return f.AllMs }))
 		row("  all acks recorded", fanoutCell(players, func(f fanoutFigures) float64 { return f.AckedMs }))
