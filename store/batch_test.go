@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -104,3 +105,55 @@ func TestWriteBatchLargeFanout(t *testing.T) {
 
 // sameTime compares times to the microsecond, PostgreSQL's precision.
 func sameTime(a, b time.Time) bool { return a.Sub(b).Abs() < time.Microsecond }
+
+// TestApplyManyAcks: acks are settled a hundred per statement; across statements
+// every ack still gets its own answer, and each command its own ack's fields.
+func TestApplyManyAcks(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		var devices []string
+		for i := range 250 {
+			id := fmt.Sprintf("d%03d", i)
+			devices = append(devices, id)
+			if err := st.CreateDevice(ctx, device(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{newDispatch("m", devices, "")}); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now().UTC().Truncate(time.Microsecond)
+		var acks []store.Ack
+		for i, d := range devices {
+			acks = append(acks, store.Ack{CommandID: "m-" + d, DeviceID: d, State: store.StateSucceeded, Detail: "n" + d, At: at.Add(time.Duration(i) * time.Millisecond)})
+		}
+		acks = append(acks,
+			store.Ack{CommandID: "m-d007", DeviceID: "d007", State: store.StateFailed, At: at}, // a repeat, in another statement
+			store.Ack{CommandID: "m-d008", DeviceID: "d009", State: store.StateFailed, At: at}, // another device's command
+		)
+		applied, err := st.ApplyAcks(ctx, acks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range devices {
+			if !applied[i] {
+				t.Fatalf("ack %d not applied", i)
+			}
+		}
+		if applied[250] || applied[251] {
+			t.Fatalf("the repeat or the wrong device's ack applied: %v", applied[250:])
+		}
+		cmds, err := st.DispatchCommands(ctx, "m")
+		if err != nil || len(cmds) != 250 {
+			t.Fatalf("commands: %d %v", len(cmds), err)
+		}
+		for _, c := range cmds {
+			var i int
+			fmt.Sscanf(c.DeviceID, "d%d", &i)
+			if c.State != store.StateSucceeded || c.Detail != "n"+c.DeviceID || c.AckedAt == nil ||
+				!c.AckedAt.Equal(at.Add(time.Duration(i)*time.Millisecond)) || c.PublishedAt == nil {
+				t.Fatalf("command %s: %s %q acked %v published %v", c.ID, c.State, c.Detail, c.AckedAt, c.PublishedAt)
+			}
+		}
+	})
+}

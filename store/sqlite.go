@@ -169,9 +169,10 @@ func (c *serialConn) release() { <-c.lock }
 
 // write runs f holding the lock, unless the conn's transaction already holds it.
 // f gets a context that cannot be cancelled: mattn watches a cancellable one from
-// a goroutine of its own for every statement, which cost the trigger path's writer
-// a goroutine and a trip through the scheduler per row it wrote. A write is
-// bounded anyway, by the busy timeout; waiting for the lock still heeds ctx.
+// a goroutine of its own for every statement (and every row read), which cost the
+// trigger path's writer a goroutine and a trip through the scheduler per row it
+// wrote. A write is bounded anyway, by the busy timeout, and so is everything in
+// a transaction; waiting for the lock still heeds ctx.
 func (c *serialConn) write(ctx context.Context, f func(ctx context.Context) error) error {
 	if c.inTx {
 		return f(context.WithoutCancel(ctx))
@@ -209,7 +210,10 @@ func (c *serialConn) ExecContext(ctx context.Context, query string, args []drive
 }
 
 func (c *serialConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if c.inTx || readOnlySQL(query) {
+	if c.inTx {
+		return c.SQLiteConn.QueryContext(context.WithoutCancel(ctx), query, args)
+	}
+	if readOnlySQL(query) {
 		return c.SQLiteConn.QueryContext(ctx, query, args)
 	}
 	return c.writeQuery(ctx, func() (driver.Rows, error) {
@@ -288,7 +292,10 @@ func (s *serialStmt) ExecContext(ctx context.Context, args []driver.NamedValue) 
 }
 
 func (s *serialStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	if s.conn.inTx || s.readOnly {
+	if s.conn.inTx {
+		return s.SQLiteStmt.QueryContext(context.WithoutCancel(ctx), args)
+	}
+	if s.readOnly {
 		return s.SQLiteStmt.QueryContext(ctx, args)
 	}
 	return s.conn.writeQuery(ctx, func() (driver.Rows, error) {
