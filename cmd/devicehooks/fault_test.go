@@ -28,12 +28,13 @@ type proc struct {
 	log  *os.File
 	cmd  *exec.Cmd
 	base string
+	env  []string // the environment, if not this process's
 }
 
 func (p *proc) start() {
 	p.t.Helper()
 	p.cmd = exec.Command(p.bin, p.args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	p.cmd.Stdout, p.cmd.Stderr, p.cmd.Env = p.log, p.log, p.env
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
