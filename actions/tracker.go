@@ -195,15 +195,18 @@ func RunSweeper(ctx context.Context, st *store.Store, log *slog.Logger, interval
 		case <-ctx.Done():
 			return
 		}
+		// A sweep that has begun finishes: shutdown would only turn it into
+		// an error in the log (the next start sweeps again anyway).
+		sweep := context.WithoutCancel(ctx)
 		now := time.Now().UTC()
-		if n, err := st.ExpireCommands(ctx, now); err != nil {
+		if n, err := st.ExpireCommands(sweep, now); err != nil {
 			log.Error("expire commands", "err", err)
 		} else if n > 0 {
 			log.Info("commands expired", "count", n)
 		}
 		if now.Sub(lastPurge) > time.Hour {
 			lastPurge = now
-			if _, err := st.PurgeIdempotency(ctx, now.Add(-IdempotencyWindow)); err != nil {
+			if _, err := st.PurgeIdempotency(sweep, now.Add(-IdempotencyWindow)); err != nil {
 				log.Error("purge idempotency records", "err", err)
 			}
 		}

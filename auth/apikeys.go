@@ -206,7 +206,9 @@ func (k *Keys) Run(ctx context.Context, interval time.Duration) {
 	for {
 		select {
 		case <-t.C:
-			k.flush(ctx)
+			// Not cancelled by shutdown mid-write: the uses are already taken
+			// from the map, and the final flush would not see them.
+			k.flush(context.WithoutCancel(ctx))
 		case <-ctx.Done():
 			k.flush(context.WithoutCancel(ctx))
 			return

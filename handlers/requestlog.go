@@ -41,11 +41,14 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 		buf       []store.RequestLog
 		lastPurge time.Time
 	)
-	flush := func(ctx context.Context) {
+	// Writes are not cancelled by shutdown mid-way: the records taken from buf
+	// would be lost. Each is bounded by the database's busy timeout.
+	write := context.WithoutCancel(ctx)
+	flush := func() {
 		if n := l.dropped.Swap(0); n > 0 {
 			l.log.Warn("request log could not keep up; records dropped", "count", n)
 		}
-		if err := l.st.InsertRequestLogs(ctx, buf); err != nil {
+		if err := l.st.InsertRequestLogs(write, buf); err != nil {
 			l.log.Error("write request log", "records", len(buf), "err", err)
 		}
 		buf = buf[:0]
@@ -55,13 +58,13 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 		case r := <-l.ch:
 			buf = append(buf, r)
 			if len(buf) >= 1000 {
-				flush(ctx)
+				flush()
 			}
 		case now := <-t.C:
-			flush(ctx)
+			flush()
 			if now.Sub(lastPurge) > time.Hour {
 				lastPurge = now
-				if _, err := l.st.PurgeRequestLogs(ctx, now.Add(-keep)); err != nil {
+				if _, err := l.st.PurgeRequestLogs(write, now.Add(-keep)); err != nil {
 					l.log.Error("purge request log", "err", err)
 				}
 			}
@@ -71,7 +74,7 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 				case r := <-l.ch:
 					buf = append(buf, r)
 				default:
-					flush(context.WithoutCancel(ctx))
+					flush()
 					return
 				}
 			}
