@@ -7,16 +7,20 @@ import (
 	"time"
 )
 
+// Writes to actions run to completion whatever the caller's context does: the
+// cache is invalidated after the write, which must not return (cancelled) while
+// the database may still commit it.
+
 // CreateAction inserts an action.
 func (s *Store) CreateAction(ctx context.Context, a *Action) error {
 	defer s.actions.invalidate()
-	return wrap("create action", s.db.WithContext(ctx).Create(a).Error)
+	return wrap("create action", s.db.WithContext(context.WithoutCancel(ctx)).Create(a).Error)
 }
 
 // UpdateAction replaces an action's editable fields.
 func (s *Store) UpdateAction(ctx context.Context, a *Action) error {
 	defer s.actions.invalidate()
-	res := s.db.WithContext(ctx).Model(&Action{}).Where("id = ?", a.ID).Updates(map[string]any{
+	res := s.db.WithContext(context.WithoutCancel(ctx)).Model(&Action{}).Where("id = ?", a.ID).Updates(map[string]any{
 		"name": a.Name, "function": a.Function, "target_type": a.TargetType, "target_id": a.TargetID,
 		"params": a.Params, "enabled": a.Enabled, "ttl_seconds": a.TTLSeconds, "updated_at": time.Now().UTC(),
 	})
@@ -64,7 +68,7 @@ func (s *Store) ActionByEventID(ctx context.Context, eventID string) (*Action, e
 // DeleteAction removes an action; its past dispatches stay.
 func (s *Store) DeleteAction(ctx context.Context, id string) error {
 	defer s.actions.invalidate()
-	return rowsOrNotFound("delete action", s.db.WithContext(ctx).Where("id = ?", id).Delete(&Action{}))
+	return rowsOrNotFound("delete action", s.db.WithContext(context.WithoutCancel(ctx)).Where("id = ?", id).Delete(&Action{}))
 }
 
 // ActionCacheTTL bounds how long an action changed by another process sharing the

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package store
 
 import (
@@ -6,7 +8,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,8 +47,10 @@ func openSQLite(path string, cfg *gorm.Config) (*gorm.DB, chan struct{}, error) 
 		}},
 	}
 	sqlDB := sql.OpenDB(conn)
-	sqlDB.SetMaxOpenConns(8)
-	sqlDB.SetMaxIdleConns(8)
+	// A writer waits for its turn holding a connection: leave plenty for reads
+	// beside the handful of background writers.
+	sqlDB.SetMaxOpenConns(16)
+	sqlDB.SetMaxIdleConns(16)
 	sqlDB.SetConnMaxIdleTime(0)
 	db, err := gorm.Open(sqlite.New(sqlite.Config{Conn: sqlDB}), cfg)
 	if err != nil {
@@ -57,66 +60,14 @@ func openSQLite(path string, cfg *gorm.Config) (*gorm.DB, chan struct{}, error) 
 	return db, conn.lock, nil
 }
 
-// sqliteConnPragmas moves WAL checkpoints off the write path. By default the
-// commit that takes the WAL past 1,000 pages copies it into the database and
-// waits for the disk before it returns, and every trigger of that round waits
-// with it. Store.checkpoints does that work in the background instead; the
-// automatic checkpoint stays only as a backstop (at 64 MiB of WAL) should it fall
-// behind. journal_size_limit gives the disk back after a burst.
-const sqliteConnPragmas = "PRAGMA wal_autocheckpoint=16384; PRAGMA journal_size_limit=67108864;"
-
-// checkpointEvery is how often the background checkpoint runs: the WAL then holds
-// about that much of the write load.
-const checkpointEvery = time.Second
-
-// checkpoints copies the WAL into the database every checkpointEvery without
-// blocking writers or readers (PASSIVE), until stop is closed.
-func (s *Store) checkpoints(stop <-chan struct{}, done chan<- struct{}, log *slog.Logger) {
-	defer close(done)
-	t := time.NewTicker(checkpointEvery)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		err := s.Checkpoint(context.Background())
-		switch {
-		case err != nil && !failing && log != nil:
-			log.Warn("sqlite checkpoint failed; the WAL grows until one succeeds", "err", err)
-		case err == nil && failing && log != nil:
-			log.Info("sqlite checkpoint works again")
-		}
-		failing = err != nil
-	}
-}
-
-// Checkpoint copies what it can of SQLite's WAL into the database file now,
-// without waiting for readers or writers (a no-op on PostgreSQL).
-func (s *Store) Checkpoint(ctx context.Context) error {
-	if s.postgres {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var busy, logFrames, done int
-	err := s.db.WithContext(ctx).Raw("PRAGMA wal_checkpoint(PASSIVE)").Row().Scan(&busy, &logFrames, &done)
-	if err != nil {
-		return fmt.Errorf("store: checkpoint: %w", err)
-	}
-	return nil
-}
-
 // serialConnector makes this process's writers take turns in Go before they ask
 // SQLite for its write lock. SQLite's busy handler polls a held lock with sleeps
 // that grow to 100 ms, so a writer that finds the lock taken for a millisecond
 // (the request log's flush, say) could sleep 80 ms: the trigger path's commit
 // stalled that long, with every webhook call of its round. A channel of one is
 // the lock: a waiter gets it the moment it is free, and gives up after the busy
-// timeout as SQLite would. Reads do not take it. Other processes on the same file
-// still meet SQLite's busy handler.
+// timeout as SQLite would. Reads do not take it (they still need one of the pool's
+// connections). Other processes on the same file still meet SQLite's busy handler.
 type serialConnector struct {
 	dsn  string
 	drv  *sqlite3.SQLiteDriver
@@ -127,7 +78,7 @@ type serialConnector struct {
 // busy timeout.
 const serialWait = 5 * time.Second
 
-var errWriterBusy = errors.New("database is locked: another writer of this process held it for 5s")
+var errWriterBusy = fmt.Errorf("database is locked: another writer of this process held it for %v", serialWait)
 
 func (c *serialConnector) Connect(context.Context) (driver.Conn, error) {
 	conn, err := c.drv.Open(c.dsn)
@@ -168,11 +119,10 @@ func (c *serialConn) acquire(ctx context.Context) error {
 func (c *serialConn) release() { <-c.lock }
 
 // write runs f holding the lock, unless the conn's transaction already holds it.
-// f gets a context that cannot be cancelled: mattn watches a cancellable one from
-// a goroutine of its own for every statement (and every row read), which cost the
-// trigger path's writer a goroutine and a trip through the scheduler per row it
-// wrote. A write is bounded anyway, by the busy timeout, and so is everything in
-// a transaction; waiting for the lock still heeds ctx.
+// f gets a context that cannot be cancelled: for a cancellable one mattn runs every
+// statement on a goroutine of its own and waits for it, which cost the trigger
+// path's writer a goroutine and a trip through the scheduler per row it wrote. An
+// SQLite write of ours is short; waiting for the lock still heeds ctx.
 func (c *serialConn) write(ctx context.Context, f func(ctx context.Context) error) error {
 	if c.inTx {
 		return f(context.WithoutCancel(ctx))
@@ -184,11 +134,32 @@ func (c *serialConn) write(ctx context.Context, f func(ctx context.Context) erro
 	return f(context.WithoutCancel(ctx))
 }
 
+// query runs a query: a read as it is, anything else (an INSERT ... RETURNING,
+// say) as a write whose lock is held until its rows are closed, since SQLite
+// writes as the rows are read.
+func (c *serialConn) query(ctx context.Context, readOnly bool, q func(ctx context.Context) (driver.Rows, error)) (driver.Rows, error) {
+	switch {
+	case c.inTx:
+		return q(context.WithoutCancel(ctx))
+	case readOnly:
+		return q(ctx)
+	}
+	if err := c.acquire(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := q(context.WithoutCancel(ctx))
+	if err != nil {
+		c.release()
+		return nil, err
+	}
+	return &serialRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), release: c.release}, nil
+}
+
 func (c *serialConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	if err := c.acquire(ctx); err != nil {
 		return nil, err
 	}
-	tx, err := c.SQLiteConn.BeginTx(ctx, opts)
+	tx, err := c.SQLiteConn.BeginTx(context.WithoutCancel(ctx), opts)
 	if err != nil {
 		c.release()
 		return nil, err
@@ -210,30 +181,9 @@ func (c *serialConn) ExecContext(ctx context.Context, query string, args []drive
 }
 
 func (c *serialConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if c.inTx {
-		return c.SQLiteConn.QueryContext(context.WithoutCancel(ctx), query, args)
-	}
-	if readOnlySQL(query) {
+	return c.query(ctx, readOnlySQL(query), func(ctx context.Context) (driver.Rows, error) {
 		return c.SQLiteConn.QueryContext(ctx, query, args)
-	}
-	return c.writeQuery(ctx, func() (driver.Rows, error) {
-		return c.SQLiteConn.QueryContext(context.WithoutCancel(ctx), query, args)
 	})
-}
-
-// writeQuery runs a query that writes (an INSERT ... RETURNING, say) outside a
-// transaction: SQLite writes as its rows are read, so the lock is held until they
-// are closed.
-func (c *serialConn) writeQuery(ctx context.Context, query func() (driver.Rows, error)) (driver.Rows, error) {
-	if err := c.acquire(ctx); err != nil {
-		return nil, err
-	}
-	rows, err := query()
-	if err != nil {
-		c.release()
-		return nil, err
-	}
-	return &serialRows{SQLiteRows: rows.(*sqlite3.SQLiteRows), release: c.release}, nil
 }
 
 func (c *serialConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
@@ -242,18 +192,23 @@ func (c *serialConn) PrepareContext(ctx context.Context, query string) (driver.S
 		return nil, err
 	}
 	s := st.(*sqlite3.SQLiteStmt)
-	return &serialStmt{SQLiteStmt: s, conn: c, readOnly: s.Readonly() || readOnlySQL(query)}, nil
+	// SQLite calls BEGIN and COMMIT read-only too: only statements that read by
+	// both counts are spared the turn (and the checkpoint, whatever SQLite says).
+	readOnly := readOnlySQL(query) && (s.Readonly() || strings.TrimSpace(query) == checkpointSQL)
+	return &serialStmt{SQLiteStmt: s, conn: c, readOnly: readOnly}, nil
 }
 
 func (c *serialConn) Prepare(query string) (driver.Stmt, error) {
 	return c.PrepareContext(context.Background(), query)
 }
 
-// readOnlySQL tells statements that need no turn by their first word: reads, and
-// pragmas (a checkpoint must not stop writers); anything else counts as a write.
+// readOnlySQL tells statements that need no turn by their first word: SELECT and
+// EXPLAIN, and the background checkpoint, which must not stop writers. Anything
+// else (any other PRAGMA, BEGIN, ...) counts as a write.
 func readOnlySQL(query string) bool {
-	word, _, _ := strings.Cut(strings.TrimSpace(query), " ")
-	return strings.EqualFold(word, "SELECT") || strings.EqualFold(word, "PRAGMA") || strings.EqualFold(word, "EXPLAIN")
+	q := strings.TrimSpace(query)
+	word, _, _ := strings.Cut(q, " ")
+	return strings.EqualFold(word, "SELECT") || strings.EqualFold(word, "EXPLAIN") || q == checkpointSQL
 }
 
 type serialTx struct {
@@ -292,14 +247,8 @@ func (s *serialStmt) ExecContext(ctx context.Context, args []driver.NamedValue) 
 }
 
 func (s *serialStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	if s.conn.inTx {
-		return s.SQLiteStmt.QueryContext(context.WithoutCancel(ctx), args)
-	}
-	if s.readOnly {
+	return s.conn.query(ctx, s.readOnly, func(ctx context.Context) (driver.Rows, error) {
 		return s.SQLiteStmt.QueryContext(ctx, args)
-	}
-	return s.conn.writeQuery(ctx, func() (driver.Rows, error) {
-		return s.SQLiteStmt.QueryContext(context.WithoutCancel(ctx), args)
 	})
 }
 

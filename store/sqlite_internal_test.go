@@ -1,3 +1,5 @@
+//go:build cgo
+
 package store
 
 import (
@@ -109,5 +111,45 @@ func TestSQLiteConcurrentWritersAllSucceed(t *testing.T) {
 	}
 	if len(st.writeTurn) != 0 {
 		t.Fatal("the write lock is still held after every writer finished")
+	}
+}
+
+// Only statements that read are spared the turn: SQLite calls BEGIN read-only,
+// and a PRAGMA may write; the background checkpoint must never wait for writers.
+func TestSQLiteStatementsThatTakeTheTurn(t *testing.T) {
+	st := openTestSQLite(t)
+	ctx := context.Background()
+	sqlDB, err := st.db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for query, readOnly := range map[string]bool{
+		"SELECT id FROM devices":          true,
+		"  select count(*) from devices":  true,
+		checkpointSQL:                     true,
+		"BEGIN":                           false,
+		"PRAGMA user_version = 3":         false,
+		"UPDATE devices SET name = 'x'":   false,
+		"DELETE FROM devices WHERE 1 = 0": false,
+	} {
+		err := conn.Raw(func(dc any) error {
+			stmt, err := dc.(*serialConn).PrepareContext(ctx, query)
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			if got := stmt.(*serialStmt).readOnly; got != readOnly {
+				t.Errorf("%q: read-only %v, want %v", query, got, readOnly)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%q: %v", query, err)
+		}
 	}
 }

@@ -103,21 +103,28 @@ func (a *admin) onlineCount(ctx context.Context) (online, total int, err error) 
 	}
 }
 
-// waitOnline waits until the server counts want devices online.
+// waitOnline waits until at least want devices are online on the server.
 func (a *admin) waitOnline(ctx context.Context, want int, timeout time.Duration) error {
+	return a.waitPresence(ctx, timeout, fmt.Sprintf("%d devices online", want), func(n int) bool { return n >= want })
+}
+
+// waitNoneOnline waits until the server has every device offline.
+func (a *admin) waitNoneOnline(ctx context.Context, timeout time.Duration) error {
+	return a.waitPresence(ctx, timeout, "no device online", func(n int) bool { return n == 0 })
+}
+
+func (a *admin) waitPresence(ctx context.Context, timeout time.Duration, what string, done func(online int) bool) error {
 	deadline := time.Now().Add(timeout)
-	last := 0
 	for {
 		n, _, err := a.onlineCount(ctx)
 		if err != nil {
 			return err
 		}
-		if n >= want {
+		if done(n) {
 			return nil
 		}
-		last = n
 		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d devices online on the server after %v", last, want, timeout)
+			return fmt.Errorf("waited %v for %s: %d devices online", timeout, what, n)
 		}
 		select {
 		case <-ctx.Done():

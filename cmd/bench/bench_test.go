@@ -87,3 +87,29 @@ func TestReadAnswer(t *testing.T) {
 }
 
 func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
+
+// The players' MQTT packets read back as written, including a remaining length
+// over one byte.
+func TestPlayerPackets(t *testing.T) {
+	for _, tc := range []struct {
+		payload string
+		qos     byte
+		id      uint16
+	}{{"{}", 0, 0}, {strings.Repeat("x", 300), 1, 513}} {
+		raw := publishPacket("devicehooks/devices/d1/commands", []byte(tc.payload), tc.qos, true, tc.id)
+		first, body, err := readPacket(bufioReader(string(raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first>>4 != 3 || first&1 != 1 || (first>>1)&3 != tc.qos {
+			t.Fatalf("first byte %#x", first)
+		}
+		topic, payload, id, err := parsePublish(first, body)
+		if err != nil || topic != "devicehooks/devices/d1/commands" || string(payload) != tc.payload || id != tc.id {
+			t.Fatalf("read back %q %q %d %v", topic, payload, id, err)
+		}
+	}
+	if _, _, err := readPacket(bufioReader("\x30\xff\xff\xff\xff\x01")); err == nil {
+		t.Fatal("a five-byte remaining length was accepted")
+	}
+}

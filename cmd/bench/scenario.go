@@ -43,7 +43,7 @@ type memFigures struct {
 	Devices        int     `json:"devices_registered"`
 	IdleRSSMB      float64 `json:"idle_rss_mb"`      // after a restart, no player connected
 	ConnectedRSSMB float64 `json:"connected_rss_mb"` // every player connected, no load
-	PeakRSSMB      float64 `json:"peak_rss_mb"`      // VmHWM over the load phases
+	PeakRSSMB      float64 `json:"peak_rss_mb"`      // VmHWM from the idle reading to the end
 	IdleHeapFile   string  `json:"idle_heap_profile,omitempty"`
 }
 
@@ -60,7 +60,7 @@ type variant struct {
 	srv *server
 	adm *admin
 	rc  *receipts
-	sim *simulator.Sim
+	sim *players
 
 	key, singleEvt, allEvt string
 	smallCreds, allCreds   []simulator.Credentials
@@ -233,13 +233,15 @@ func (v *variant) connect(ctx context.Context, creds []simulator.Credentials) er
 	if v.sim != nil {
 		v.sim.Close()
 		v.sim = nil
+		// mochi can lose a session whose client id comes back while it is still
+		// cleaning up the old one (mochi-mqtt/server#483): let it finish first.
+		if err := v.adm.waitNoneOnline(ctx, 60*time.Second); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	var err error
-	v.sim, err = simulator.Start(ctx, simulator.Config{
-		BrokerURL: v.srv.brokerURL(), Players: creds, OnEvent: v.rc.onEvent, ConnectConcurrency: 64,
-	})
-	if err != nil {
+	if v.sim, err = startPlayers(ctx, v.srv.brokerURL(), creds, v.rc.onEvent, 64); err != nil {
 		return err
 	}
 	if err := v.adm.waitOnline(ctx, len(creds), 120*time.Second); err != nil {
