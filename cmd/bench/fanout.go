@@ -37,11 +37,17 @@ func (v *variant) fanout(ctx context.Context, n int) error {
 	for rep := 0; rep < v.o.fanReps; rep++ {
 		v.rc.reset()
 		var profiled chan struct{}
-		if rep == 0 && n == v.o.fanLarge && v.o.profileDir != "" {
+		if n == v.o.fanLarge && v.o.profileDir != "" {
+			// Every repetition: the first, right after the players connected,
+			// costs more than the next ones.
+			name := v.name + "-fanout-cpu"
+			if rep > 0 {
+				name = fmt.Sprintf("%s-%d", name, rep+1)
+			}
 			profiled = make(chan struct{})
 			go func() {
 				defer close(profiled)
-				v.res.Profiles = append(v.res.Profiles, v.saveProfile(ctx, "profile", v.name+"-fanout-cpu", 3))
+				v.res.Profiles = append(v.res.Profiles, v.saveProfile(ctx, "profile", name, 3))
 			}()
 			if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
 				return err
