@@ -294,8 +294,20 @@ func (p *Presence) flush(ctx context.Context) {
 	}
 	p.dirty = map[string]store.Presence{}
 	p.mu.Unlock()
-	if err := p.st.SavePresence(ctx, batch); err != nil {
-		p.log.Error("save presence", "devices", len(batch), "err", err)
+	err := p.st.SavePresence(ctx, batch)
+	if err == nil {
+		return
+	}
+	p.log.Error("save presence; will retry", "devices", len(batch), "err", err)
+	// Keep the batch for the next flush, except where a newer state is already
+	// waiting or the device was deleted meanwhile.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, v := range batch {
+		_, newer := p.dirty[v.DeviceID]
+		if _, known := p.devs[v.DeviceID]; known && !newer {
+			p.dirty[v.DeviceID] = v
+		}
 	}
 }
 

@@ -221,7 +221,17 @@ func (k *Keys) flush(ctx context.Context) {
 	uses := k.uses
 	k.uses = map[string]store.KeyUse{}
 	k.usesMu.Unlock()
-	if err := k.st.TouchAPIKeys(ctx, uses); err != nil {
-		k.log.Error("record api key use", "err", err)
+	err := k.st.TouchAPIKeys(ctx, uses)
+	if err == nil {
+		return
+	}
+	k.log.Error("record api key use; will retry", "keys", len(uses), "err", err)
+	// Keep them for the next flush, unless a key was used again meanwhile.
+	k.usesMu.Lock()
+	defer k.usesMu.Unlock()
+	for id, u := range uses {
+		if cur, ok := k.uses[id]; !ok || cur.At.Before(u.At) {
+			k.uses[id] = u
+		}
 	}
 }

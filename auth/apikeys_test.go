@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"devicehooks/actions"
+	"devicehooks/internal/testenv"
 	"devicehooks/secrets"
 	"devicehooks/store"
 )
@@ -98,5 +99,38 @@ func TestDisabledAndExpiredKeysLookUnknown(t *testing.T) {
 	var ae *actions.Error
 	if err := k.Update(ctx, key.ID, "k", Limits{CIDRs: []string{"x"}}); !errors.As(err, &ae) || ae.Field != "cidrs" {
 		t.Fatalf("bad cidr: %v", err)
+	}
+}
+
+// A key's last use whose write fails is written at a later flush, not lost.
+func TestKeyUseRetriesAFailedWrite(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "uses.db")
+	st, err := store.Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	exec := testenv.SQLiteSide(t, path)
+	kr, err := secrets.NewKeyring([]byte(strings.Repeat("k", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := NewKeys(st, kr, slog.New(slog.DiscardHandler))
+	key, _, err := k.Create(ctx, "k", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec(`CREATE TRIGGER down BEFORE UPDATE ON api_keys BEGIN SELECT RAISE(ABORT, 'injected'); END`)
+	k.Used(key.ID, "10.0.0.7")
+	k.flush(ctx)
+	if got, _ := st.APIKey(ctx, key.ID); got.LastUsedAt != nil {
+		t.Fatal("the use was written through the failing trigger")
+	}
+	exec(`DROP TRIGGER down`)
+	k.flush(ctx)
+	got, err := st.APIKey(ctx, key.ID)
+	if err != nil || got.LastUsedAt == nil || got.LastUsedFrom != "10.0.0.7" {
+		t.Fatalf("after writes work again: %+v %v", got, err)
 	}
 }

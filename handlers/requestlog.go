@@ -44,20 +44,19 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 	// Writes are not cancelled by shutdown mid-way: the records taken from buf
 	// would be lost. Each is bounded by the database's busy timeout.
 	write := context.WithoutCancel(ctx)
+	failing := false // the last write failed: wait for the ticker to try again
 	flush := func() {
 		if n := l.dropped.Swap(0); n > 0 {
 			l.log.Warn("request log could not keep up; records dropped", "count", n)
 		}
-		if err := l.st.InsertRequestLogs(write, buf); err != nil {
-			l.log.Error("write request log", "records", len(buf), "err", err)
-		}
-		buf = buf[:0]
+		buf = l.write(write, buf, time.Now().UTC())
+		failing = len(buf) > 0
 	}
 	for {
 		select {
 		case r := <-l.ch:
 			buf = append(buf, r)
-			if len(buf) >= 1000 {
+			if len(buf) >= 1000 && !failing {
 				flush()
 			}
 		case now := <-t.C:
@@ -80,4 +79,40 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 			}
 		}
 	}
+}
+
+// retryRecordsFor is how long a record the database does not take is tried again
+// before it is dropped (a database away for longer, or a record it refuses).
+const retryRecordsFor = time.Minute
+
+// write stores buf and returns what is left for the next flush. If the batch
+// fails but its first record goes in alone, the database works and refuses some
+// record of it (it has happened: a value PostgreSQL would not take): the others
+// are written one by one, so that record cannot hold them up. What still fails is
+// tried again at the next flush, for retryRecordsFor at most.
+func (l *RequestLog) write(ctx context.Context, buf []store.RequestLog, now time.Time) []store.RequestLog {
+	err := l.st.InsertRequestLogs(ctx, buf)
+	if err == nil {
+		return buf[:0]
+	}
+	if len(buf) > 1 && l.st.InsertRequestLogs(ctx, buf[:1]) == nil {
+		var refused []store.RequestLog
+		for i := 1; i < len(buf); i++ {
+			if e := l.st.InsertRequestLogs(ctx, buf[i:i+1]); e != nil {
+				err = e
+				refused = append(refused, buf[i])
+			}
+		}
+		buf = append(buf[:0], refused...)
+	}
+	kept, dropped := buf[:0], 0
+	for _, r := range buf {
+		if now.Sub(r.At) < retryRecordsFor {
+			kept = append(kept, r)
+		} else {
+			dropped++
+		}
+	}
+	l.log.Error("write request log", "waiting", len(kept), "dropped", dropped, "err", err)
+	return kept
 }

@@ -3,14 +3,18 @@ package store
 import (
 	"context"
 	"time"
+
+	"gorm.io/gorm"
 )
 
-// InsertRequestLogs writes a batch of webhook call records.
+// InsertRequestLogs writes a batch of webhook call records, all or none.
 func (s *Store) InsertRequestLogs(ctx context.Context, rs []RequestLog) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	return wrap("insert request logs", s.db.WithContext(ctx).CreateInBatches(rs, 200).Error)
+	return wrap("insert request logs", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		return tx.CreateInBatches(rs, 200).Error
+	}))
 }
 
 // RequestFilter narrows a request-log listing; empty fields match everything.

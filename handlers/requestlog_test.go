@@ -1,0 +1,74 @@
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"devicehooks/internal/testenv"
+	"devicehooks/store"
+)
+
+// faultyStore opens a store, and a side door to its SQLite file for injecting
+// faults.
+func faultyStore(t *testing.T) (*store.Store, func(query string)) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "rl.db")
+	st, err := store.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, testenv.SQLiteSide(t, path)
+}
+
+func record(id, event string, at time.Time) store.RequestLog {
+	return store.RequestLog{ID: id, At: at, Method: "POST", EventID: event, Status: 200, Code: "success"}
+}
+
+func storedIDs(t *testing.T, st *store.Store) map[string]bool {
+	t.Helper()
+	rs, _, err := st.RequestLogs(context.Background(), store.RequestFilter{}, store.Page{Limit: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, r := range rs {
+		ids[r.ID] = true
+	}
+	return ids
+}
+
+// A record the database refuses does not hold up the others of its batch; while
+// the database refuses everything, the records wait (for a minute at most).
+func TestRequestLogWriteKeepsWhatTheDatabaseDidNotTake(t *testing.T) {
+	st, exec := faultyStore(t)
+	ctx := context.Background()
+	l := NewRequestLog(st, slog.New(slog.DiscardHandler))
+	now := time.Now().UTC()
+
+	exec(`CREATE TRIGGER poison BEFORE INSERT ON request_logs WHEN NEW.event_id = 'poison'
+		BEGIN SELECT RAISE(ABORT, 'refused'); END`)
+	left := l.write(ctx, []store.RequestLog{record("a", "evt", now), record("p", "poison", now), record("b", "evt", now)}, now)
+	if ids := storedIDs(t, st); !ids["a"] || !ids["b"] || ids["p"] || len(left) != 1 || left[0].ID != "p" {
+		t.Fatalf("stored %v, left %v: want a and b stored, the refused one left", ids, left)
+	}
+	if left = l.write(ctx, left, now.Add(retryRecordsFor)); len(left) != 0 {
+		t.Fatalf("a record refused for %v is still kept: %v", retryRecordsFor, left)
+	}
+
+	exec(`CREATE TRIGGER down BEFORE INSERT ON request_logs BEGIN SELECT RAISE(ABORT, 'down'); END`)
+	left = l.write(ctx, []store.RequestLog{record("c", "evt", now), record("d", "evt", now)}, now)
+	if len(left) != 2 {
+		t.Fatalf("with the database refusing everything, %d of 2 records are kept", len(left))
+	}
+	exec(`DROP TRIGGER down`)
+	if left = l.write(ctx, append(left, record("e", "evt", now)), now); len(left) != 0 {
+		t.Fatalf("left after the database came back: %v", left)
+	}
+	if ids := storedIDs(t, st); !ids["c"] || !ids["d"] || !ids["e"] {
+		t.Fatalf("stored %v: want c, d and e", ids)
+	}
+}
