@@ -38,6 +38,12 @@ func requireAdmin(admins *auth.Admins, log *slog.Logger) gin.HandlerFunc {
 		}
 		c.Set("admin", name)
 		c.Next()
+		// Who changed what, as the UI's changes are logged: the route, not the
+		// URL, so nothing a caller typed ends up in the log.
+		if m := c.Request.Method; m != http.MethodGet && m != http.MethodHead && c.Writer.Status() < 400 {
+			log.Info("api: change", "method", m, "route", c.FullPath(), "id", c.Param("id"),
+				"status", c.Writer.Status(), "by", name)
+		}
 	}
 }
 
