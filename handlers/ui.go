@@ -77,6 +77,8 @@ func registerUI(r *gin.Engine, d Deps) {
 	app.GET("/dispatches/:id", u.dispatchPage)
 	app.GET("/dispatches/:id/live", u.dispatchLive)
 
+	app.GET("/requests", u.requestList)
+
 	app.GET("/settings", u.settings)
 	app.POST("/settings/password", u.changePassword)
 	app.POST("/settings/tokens", u.createAdminToken)

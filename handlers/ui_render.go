@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -163,6 +164,7 @@ type pager struct {
 	Page, Pages int
 	Total       int64
 	Path        string
+	query       url.Values // the list's other parameters (filters), kept from page to page
 }
 
 func pagerOf(c *gin.Context, perPage int) (pager, int) {
@@ -170,7 +172,19 @@ func pagerOf(c *gin.Context, perPage int) (pager, int) {
 	if err != nil || n < 1 {
 		n = 1
 	}
-	return pager{Page: n, Path: c.Request.URL.Path}, (n - 1) * perPage
+	q := c.Request.URL.Query()
+	q.Del("page")
+	return pager{Page: n, Path: c.Request.URL.Path, query: q}, (n - 1) * perPage
+}
+
+// Link is the address of page n of the list, with the same filters.
+func (p pager) Link(n int) string {
+	q := url.Values{}
+	for k, v := range p.query {
+		q[k] = v
+	}
+	q.Set("page", strconv.Itoa(n))
+	return p.Path + "?" + q.Encode()
 }
 
 func (p *pager) setTotal(total int64, perPage int) {

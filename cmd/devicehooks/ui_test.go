@@ -464,6 +464,47 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("the requests page lists every call, accepted or not, and filters them", func(t *testing.T) {
+		use(t)
+		if status, body := s.post("dhk_not-a-key-of-ours", `{"event_id":"anything"}`); status != http.StatusUnauthorized {
+			t.Fatalf("call with an unknown key: %d %v", status, body)
+		}
+		// The request log is written in the background.
+		testenv.WaitFor(t, 5*time.Second, "the refused call is in the request log", func() bool {
+			out := s.mustCall(http.StatusOK, "GET", "/api/v1/requests?code=unauthorized", nil)
+			return out["total"].(float64) >= 1
+		})
+		b.open("/requests")
+		b.wantPage("requests")
+		if n := evalIn[int](b, `document.querySelectorAll('#requests tr[data-code="success"] a[href^="/dispatches/"]').length`); n < 1 {
+			t.Fatal("no accepted call with a link to its dispatch")
+		}
+		if n := evalIn[int](b, `document.querySelectorAll('#requests tr[data-code="unauthorized"]').length`); n != 1 {
+			t.Fatalf("%d refused calls listed, want 1", n)
+		}
+		if got := b.text("#sources"); !strings.Contains(got, "127.0.0.1") {
+			t.Fatalf("busiest sources: %q", got)
+		}
+		// A click on a code shows only those calls; the filter form says so.
+		b.submit(chromedp.Click(chromedp.CSS(`#requests tr[data-code="unauthorized"] a.code`)))
+		b.wantPage("requests")
+		if n := evalIn[int](b, `document.querySelectorAll('#requests tr:not([data-code="unauthorized"])').length - 1`); n != 0 {
+			t.Fatalf("%d rows of other codes under the unauthorized filter", n)
+		}
+		if got := evalIn[string](b, `document.getElementById("f-code").value`); got != "unauthorized" {
+			t.Fatalf("filter form shows code %q", got)
+		}
+		// Filtering by an address from the form; nothing matches this one.
+		b.submit(chromedp.Clear(chromedp.ID("f-code")), chromedp.SendKeys(chromedp.ID("f-source"), "192.0.2.99"), chromedp.Click(chromedp.ID("filter")))
+		if got := b.text(".empty"); got != "No call matches these filters." {
+			t.Fatalf("empty filter result says %q", got)
+		}
+		b.submit(chromedp.Click(chromedp.ID("clear-filters")))
+		if n := evalIn[int](b, `document.querySelectorAll('#requests tbody tr').length`); n < 2 {
+			t.Fatalf("%d rows after clearing the filters", n)
+		}
+	})
+
 	t.Run("a sensor_event link carries the sensor data", func(t *testing.T) {
 		use(t)
 		out := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
@@ -817,6 +858,7 @@ func takeScreenshots(t *testing.T, s *server, b *uiBrowser, lobby *player, actio
 	shot("devices", "/devices")
 	shot("groups", "/groups")
 	shot("dispatches", "/dispatches")
+	shot("requests", "/requests")
 	shot("dispatch", "/dispatches/"+failedDispatch)
 	shot("dispatch-succeeded", "/dispatches/"+dispatchID)
 	// A phone.
