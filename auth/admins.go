@@ -44,6 +44,11 @@ func (a *Admins) Authenticate(ctx context.Context, token string) (string, error)
 	if err != nil {
 		return "", err
 	}
+	// When it was last used, to the minute: a script calling the API in a loop
+	// does not write on every call. Failing to record it does not fail the call.
+	if now := time.Now().UTC(); t.LastUsedAt == nil || now.Sub(*t.LastUsedAt) >= time.Minute {
+		_ = a.st.TouchAdminToken(context.WithoutCancel(ctx), t.ID, now)
+	}
 	return t.Name, nil
 }
 

@@ -100,6 +100,12 @@ func (s *Store) AdminTokenByHash(ctx context.Context, hash string) (*AdminToken,
 	return &t, wrap("get admin token", err)
 }
 
+// TouchAdminToken records when an admin token was last used.
+func (s *Store) TouchAdminToken(ctx context.Context, id string, at time.Time) error {
+	err := s.db.WithContext(ctx).Model(&AdminToken{}).Where("id = ?", id).Update("last_used_at", at).Error
+	return wrap("touch admin token", err)
+}
+
 // AdminTokens lists admin tokens, newest first.
 func (s *Store) AdminTokens(ctx context.Context) ([]AdminToken, error) {
 	var ts []AdminToken

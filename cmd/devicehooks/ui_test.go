@@ -656,6 +656,9 @@ func TestUI(t *testing.T) {
 		}
 		b.open("/settings")
 		id := evalIn[string](b, `[...document.querySelectorAll("#tokens tr[data-token]")].find(r => r.cells[0].textContent === "deploy script").dataset.token`)
+		if used := b.text(`tr[data-token="` + id + `"] td:nth-child(4)`); used == "never" || used == "" {
+			t.Fatalf("the token's last use after an API call: %q", used)
+		}
 		b.submit(chromedp.Click(chromedp.CSS(`tr[data-token="` + id + `"] a`)))
 		b.wantPage("confirm")
 		b.submit(chromedp.Click(chromedp.ID("confirm")))
