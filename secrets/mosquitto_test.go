@@ -15,9 +15,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"devicehooks/internal/testenv"
 )
 
 // parseMosquittoHash splits "$7$<iter>$<salt>$<hash>" and decodes it.
@@ -105,103 +106,19 @@ func findMosquittoBinary(t *testing.T, name string) string {
 			return p
 		}
 	}
-	msg := name + " not found on PATH (install Debian package mosquitto, which also ships mosquitto_passwd)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.Need(t, name+" (Debian package mosquitto, which also ships it)", errors.New("not on PATH nor in an sbin directory"))
 	return ""
-}
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // startMosquitto runs a real broker on 127.0.0.1 that authenticates against
 // passwd (a password-file body), and returns its address once it accepts.
 func startMosquitto(t *testing.T, passwd string) string {
 	t.Helper()
-	bin := findMosquittoBinary(t, "mosquitto")
-	dir := t.TempDir()
-	pwFile := filepath.Join(dir, "passwd")
+	pwFile := filepath.Join(t.TempDir(), "passwd")
 	if err := os.WriteFile(pwFile, []byte(passwd), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := freeLoopbackPort(t)
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous false\npassword_file %s\npersistence false\nlog_dest stderr\n", port, pwFile)
-	if os.Geteuid() == 0 {
-		// Started as root, mosquitto would switch to user "mosquitto",
-		// which cannot read the test's private temp dir.
-		conf += "user root\n"
-	}
-	confFile := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	var logs lockedBuffer
-	cmd := exec.Command(bin, "-c", confFile)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting mosquitto: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			t.Errorf("mosquitto (pid %d) did not exit after kill", cmd.Process.Pid)
-		}
-		if t.Failed() {
-			t.Logf("mosquitto output:\n%s", logs.String())
-		}
-	})
-
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		select {
-		case werr := <-exited:
-			exited <- werr // let Cleanup see it
-			t.Fatalf("mosquitto exited before accepting connections: %v\n%s", werr, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto did not accept on %s within 5s: %v\n%s", addr, err, logs.String())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	return testenv.StartMosquitto(t, testenv.MosquittoConfig{PasswordFile: pwFile}).Addr()
 }
 
 // mqttString encodes s as an MQTT UTF-8 string: 2-byte length, bytes.

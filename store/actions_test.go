@@ -53,9 +53,6 @@ func TestActionByEventIDSeesChangesAtOnce(t *testing.T) {
 // Another process sharing the database (a second Store here) sees a change within
 // ActionCacheTTL.
 func TestActionCacheExpiresForOtherInstances(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: waits out the action cache's TTL")
-	}
 	ctx := context.Background()
 	dsn := filepath.Join(t.TempDir(), "shared.db")
 	open := func() *store.Store {
