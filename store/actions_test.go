@@ -77,6 +77,11 @@ func TestActionCacheExpiresForOtherInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	changed := time.Now()
+	// Within the TTL the other instance still serves the action it read: the
+	// webhook path does not ask the database on every call.
+	if got, err := b.ActionByEventID(ctx, "evt"); err != nil || !got.Enabled {
+		t.Fatalf("another instance, right after the change: %+v %v (want the cached, enabled action)", got, err)
+	}
 	deadline := changed.Add(store.ActionCacheTTL + 2*time.Second)
 	for {
 		got, err := b.ActionByEventID(ctx, "evt")

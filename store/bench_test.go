@@ -13,73 +13,55 @@ import (
 // BenchmarkApplyAcks settles acks in rounds of 100, as the trigger path's writer
 // does under load (SQLite).
 func BenchmarkApplyAcks(b *testing.B) {
-	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	const round = 100
-	var devices []string
-	for i := range round {
-		id := fmt.Sprintf("d%03d", i)
-		devices = append(devices, id)
-		if err := st.CreateDevice(ctx, device(id)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ResetTimer()
-	for n := range b.N {
-		b.StopTimer()
-		id := fmt.Sprintf("b%d", n)
-		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{newDispatch(id, devices, "")}); err != nil {
-			b.Fatal(err)
-		}
-		acks := make([]store.Ack, round)
+	benchRounds(b, 100, "µs/ack", func(dispatch string, devices []string) *store.Batch {
+		acks := make([]store.Ack, len(devices))
 		for i, d := range devices {
-			acks[i] = store.Ack{CommandID: id + "-" + d, DeviceID: d, State: store.StateSucceeded, At: time.Now()}
+			acks[i] = store.Ack{CommandID: dispatch + "-" + d, DeviceID: d, State: store.StateSucceeded, At: time.Now()}
 		}
-		b.StartTimer()
-		if _, err := st.WriteBatch(ctx, &store.Batch{Acks: acks}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*round), "µs/ack")
+		return &store.Batch{Acks: acks}
+	})
 }
 
 // BenchmarkMarkPublished marks rounds of 1,000 commands published, as delivery's
 // marker does during a fan-out (SQLite).
 func BenchmarkMarkPublished(b *testing.B) {
+	benchRounds(b, 1000, "µs/mark", func(dispatch string, devices []string) *store.Batch {
+		ids := make([]string, len(devices))
+		for i, d := range devices {
+			ids[i] = dispatch + "-" + d
+		}
+		return &store.Batch{Published: []store.Published{{IDs: ids, At: time.Now()}}}
+	})
+}
+
+// benchRounds times WriteBatch on the batch round makes for a fresh dispatch to
+// n devices (written untimed), and reports the time per command as unit.
+func benchRounds(b *testing.B, n int, unit string, round func(dispatch string, devices []string) *store.Batch) {
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	const round = 1000
-	var devices []string
-	for i := range round {
-		id := fmt.Sprintf("d%04d", i)
-		devices = append(devices, id)
-		if err := st.CreateDevice(ctx, device(id)); err != nil {
+	devices := make([]string, n)
+	for i := range devices {
+		devices[i] = fmt.Sprintf("d%04d", i)
+		if err := st.CreateDevice(ctx, device(devices[i])); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ResetTimer()
-	for n := range b.N {
+	for i := range b.N {
 		b.StopTimer()
-		id := fmt.Sprintf("b%d", n)
+		id := fmt.Sprintf("b%d", i)
 		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{newDispatch(id, devices, "")}); err != nil {
 			b.Fatal(err)
 		}
-		ids := make([]string, round)
-		for i, d := range devices {
-			ids[i] = id + "-" + d
-		}
+		batch := round(id, devices)
 		b.StartTimer()
-		if _, err := st.WriteBatch(ctx, &store.Batch{Published: []store.Published{{IDs: ids, At: time.Now()}}}); err != nil {
+		if _, err := st.WriteBatch(ctx, batch); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*round), "µs/mark")
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), unit)
 }
