@@ -43,13 +43,13 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 	)
 	// Writes are not cancelled by shutdown mid-way: the records taken from buf
 	// would be lost. Each is bounded by the database's busy timeout.
-	write := context.WithoutCancel(ctx)
+	wctx := context.WithoutCancel(ctx)
 	failing := false // the last write failed: wait for the ticker to try again
 	flush := func() {
 		if n := l.dropped.Swap(0); n > 0 {
 			l.log.Warn("request log could not keep up; records dropped", "count", n)
 		}
-		buf = l.write(write, buf, time.Now().UTC())
+		buf = l.write(wctx, buf, time.Now().UTC())
 		failing = len(buf) > 0
 	}
 	for {
@@ -63,7 +63,7 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 			flush()
 			if now.Sub(lastPurge) > time.Hour {
 				lastPurge = now
-				if _, err := l.st.PurgeRequestLogs(write, now.Add(-keep)); err != nil {
+				if _, err := l.st.PurgeRequestLogs(wctx, now.Add(-keep)); err != nil {
 					l.log.Error("purge request log", "err", err)
 				}
 			}
