@@ -65,3 +65,34 @@ func benchRounds(b *testing.B, n int, unit string, round func(dispatch string, d
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), unit)
 }
+
+// BenchmarkSavePresence saves the presence of 1,000 devices at once, as the
+// presence flush does after a fan-out's acks or a reconnect storm (SQLite).
+func BenchmarkSavePresence(b *testing.B) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	const n = 1000
+	ps := make([]store.Presence, n)
+	for i := range ps {
+		id := fmt.Sprintf("d%04d", i)
+		if err := st.CreateDevice(ctx, device(id)); err != nil {
+			b.Fatal(err)
+		}
+		ps[i] = store.Presence{DeviceID: id, Online: true}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		at := time.Unix(int64(i), 0)
+		for j := range ps {
+			ps[j].At, ps[j].LastSeen = at, at
+		}
+		if err := st.SavePresence(ctx, ps); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/device")
+}

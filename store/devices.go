@@ -133,17 +133,16 @@ func (s *Store) SavePresence(ctx context.Context, ps []Presence) error {
 		return nil
 	}
 	return wrap("save presence", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		for _, p := range ps {
-			err := tx.Model(&Device{}).
-				Where("id = ? AND (presence_at IS NULL OR presence_at <= ?)", p.DeviceID, p.At).
-				Updates(map[string]any{"online": p.Online, "presence_at": p.At, "last_seen": p.LastSeen}).Error
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		return execEach(tx, presenceSQL, len(ps), func(i int) []any {
+			p := ps[i]
+			return []any{p.Online, p.At, p.LastSeen, p.DeviceID, p.At}
+		}, nil)
 	}))
 }
+
+// presenceSQL saves one device's presence unless a newer one is already stored.
+const presenceSQL = `UPDATE devices SET online = ?, presence_at = ?, last_seen = ?
+ WHERE id = ? AND (presence_at IS NULL OR presence_at <= ?)`
 
 // ResetPresence marks every device offline at start, keeping when each state was
 // observed (so a stale retained status cannot win later).

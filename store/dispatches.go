@@ -408,37 +408,50 @@ func (s *Store) ApplyAcks(ctx context.Context, acks []Ack) (applied []bool, err 
 const ackSQL = `UPDATE commands SET state = ?, acked_at = ?, detail = ?, published_at = COALESCE(published_at, ?)
  WHERE id = ? AND device_id = ? AND state IN ('queued', 'published')`
 
-// applyAcks runs one prepared statement per ack: gorm's statement cache would
-// prepare it again for every ack inside a transaction. publishedAt gives the
-// publish time of commands marked in the same batch.
+// applyAcks settles each ack with one statement. publishedAt gives the publish
+// time of commands marked in the same batch.
 func applyAcks(tx *gorm.DB, acks []Ack, applied []bool, publishedAt map[string]time.Time) error {
-	if len(acks) == 0 {
-		return nil
-	}
-	sqlTx, ok := sqlTxOf(tx)
-	if !ok {
-		return errors.New("apply acks: no database/sql transaction under gorm")
-	}
-	ctx := tx.Statement.Context
-	stmt, err := sqlTx.PrepareContext(ctx, placeholders(tx, ackSQL))
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for i, a := range acks {
+	return execEach(tx, ackSQL, len(acks), func(i int) []any {
+		a := acks[i]
 		pub := a.At
 		if at, ok := publishedAt[a.CommandID]; ok {
 			pub = at
 		}
-		res, err := stmt.ExecContext(ctx, a.State, a.At, a.Detail, pub, a.CommandID, a.DeviceID)
+		return []any{a.State, a.At, a.Detail, pub, a.CommandID, a.DeviceID}
+	}, func(i int, n int64) { applied[i] = n > 0 })
+}
+
+// execEach runs query n times in the transaction tx, with args(i) for the i-th
+// run, through one prepared statement: gorm would build and prepare it again for
+// every row inside a transaction. affected, if not nil, gets each run's count of
+// changed rows.
+func execEach(tx *gorm.DB, query string, n int, args func(i int) []any, affected func(i int, n int64)) error {
+	if n == 0 {
+		return nil
+	}
+	sqlTx, ok := sqlTxOf(tx)
+	if !ok {
+		return errors.New("no database/sql transaction under gorm")
+	}
+	ctx := tx.Statement.Context
+	stmt, err := sqlTx.PrepareContext(ctx, placeholders(tx, query))
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i := range n {
+		res, err := stmt.ExecContext(ctx, args(i)...)
 		if err != nil {
 			return err
 		}
-		n, err := res.RowsAffected()
+		if affected == nil {
+			continue
+		}
+		rows, err := res.RowsAffected()
 		if err != nil {
 			return err
 		}
-		applied[i] = n > 0
+		affected(i, rows)
 	}
 	return nil
 }

@@ -250,6 +250,10 @@ func TestPresenceNeverGoesBack(t *testing.T) {
 		if !d.Online {
 			t.Fatal("an older presence overwrote a newer one")
 		}
+		near := func(t *time.Time) bool { return t != nil && t.Sub(t1).Abs() < time.Microsecond } // PostgreSQL keeps µs
+		if !near(d.LastSeen) || !near(d.PresenceAt) {
+			t.Fatalf("last seen %v, presence at %v; want both %v", d.LastSeen, d.PresenceAt, t1)
+		}
 	})
 }
 
