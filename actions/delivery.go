@@ -3,7 +3,9 @@ package actions
 import (
 	"context"
 	"encoding/json"
+	"hash/maphash"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -190,9 +192,7 @@ func (dl *Delivery) drainOnline(first string) []string {
 func (dl *Delivery) do(ctx context.Context, w work) {
 	now := dl.clock()
 	dl.pruneSent(now)
-	for i := range w.cmds {
-		dl.send(&w.cmds[i], now)
-	}
+	dl.sendAll(w.cmds, now)
 	if len(w.devices) > 0 {
 		dl.sendPending(ctx, w.devices, true, now)
 	}
@@ -224,22 +224,72 @@ func (dl *Delivery) sendPending(ctx context.Context, ids []string, unacked bool,
 		dl.log.Error("load pending commands", "err", err)
 		return
 	}
-	for i := range cmds {
-		dl.send(&cmds[i], now)
-	}
+	dl.sendAll(cmds, now)
 }
 
-func (dl *Delivery) send(c *store.Command, now time.Time) {
+// sendersFrom is the batch size from which sendAll publishes on several
+// goroutines, and senders how many. One goroutine alone gets a small share of the
+// CPU against the embedded broker's thousands of client goroutines: in a fan-out
+// to 10,000 players on two cores, four brought the mean time until the last
+// player had the command from 0.95 to 0.83 s (nine fan-outs each).
+const (
+	sendersFrom = 256
+	senders     = 4
+)
+
+// sendAll publishes the commands due now. Each device's commands go out in their
+// order in cmds, on one goroutine; a large batch is spread over senders
+// goroutines by device, and sendAll returns when all are handed to the broker.
+func (dl *Delivery) sendAll(cmds []store.Command, now time.Time) {
+	due := make([]*store.Command, 0, len(cmds))
+	for i := range cmds {
+		if dl.due(&cmds[i], now) {
+			due = append(due, &cmds[i])
+		}
+	}
+	if len(due) < sendersFrom {
+		for _, c := range due {
+			dl.publish(c)
+		}
+		return
+	}
+	var shards [senders][]*store.Command
+	for _, c := range due {
+		k := maphash.String(deviceSeed, c.DeviceID) % senders
+		shards[k] = append(shards[k], c)
+	}
+	var wg sync.WaitGroup
+	for _, shard := range shards {
+		wg.Go(func() {
+			for _, c := range shard {
+				dl.publish(c)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+var deviceSeed = maphash.MakeSeed()
+
+// due tells whether to send c now: it is unexpired, its device is online, the
+// broker is reachable, and this session of the device has not been sent it yet.
+// It notes c as sent.
+func (dl *Delivery) due(c *store.Command, now time.Time) bool {
 	since, online := dl.presence.OnlineSince(c.DeviceID)
 	if !c.ExpiresAt.After(now) || !online || !dl.pub.Connected() {
 		dl.metrics.Skipped.Add(1)
-		return
+		return false
 	}
+	if at, ok := dl.sent[c.ID]; ok && !at.Before(since) {
+		return false // already sent to this session of the device
+	}
+	dl.sent[c.ID] = now
+	return true
+}
+
+// publish hands c to the broker; safe on several goroutines at once.
+func (dl *Delivery) publish(c *store.Command) {
 	id, device := c.ID, c.DeviceID
-	if at, ok := dl.sent[id]; ok && !at.Before(since) {
-		return // already sent to this session of the device
-	}
-	dl.sent[id] = now
 	dl.pub.Publish(dl.topics.Device(device, KindCommands), []byte(c.Payload), false, func(err error) {
 		if err != nil {
 			dl.metrics.PublishErrors.Add(1)

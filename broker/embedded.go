@@ -29,6 +29,12 @@ type EmbeddedConfig struct {
 	PresenceOf func(username, filter string) (deviceID string, ok bool)
 	OnPresent  func(deviceID string)
 	OnAbsent   func(deviceID string)
+	// Unretained, if set, names topics whose retained messages (and wills) the
+	// broker forwards as live ones but does not keep: topics only the server reads,
+	// subscribed before any client can connect. A player's retained status would
+	// otherwise be kept for nothing, and mochi copies every retained message once
+	// a second to look for expired ones.
+	Unretained func(topic string) bool
 
 	Logger *slog.Logger
 }
@@ -43,7 +49,6 @@ type Embedded struct {
 	wsAddr  string
 	hook    *deviceHook
 	close   sync.Once
-	pubMu   sync.Mutex // one inline publish at a time, so a drop is told to its caller
 }
 
 // ErrDropped means the broker took a message but dropped it for a subscriber
@@ -62,7 +67,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	// (up to 256 MB) before authenticating: cap every packet.
 	opts.Capabilities.MaximumPacketSize = MaxPacketSize
 	srv := mqtt.New(opts)
-	hook := &deviceHook{cfg: cfg, present: map[*mqtt.Client]string{}}
+	hook := &deviceHook{cfg: cfg, present: map[*mqtt.Client]string{}, watching: map[string]watched{}}
 	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
@@ -120,14 +125,13 @@ func (e *Embedded) WSAddr() string { return e.wsAddr }
 // broker has handed the message to its subscribers' write queues when this
 // returns, so done runs at once: with ErrDropped if a queue was full and the
 // message was dropped (mochi drops rather than blocks), so that it is sent again.
+// It may be called from several goroutines at once.
 func (e *Embedded) Publish(topic string, payload []byte, retained bool, done func(error)) {
-	e.pubMu.Lock()
 	e.hook.watch(topic)
 	err := e.srv.Publish(topic, payload, retained, 1)
-	if e.hook.unwatch() && err == nil {
+	if e.hook.unwatch(topic) && err == nil {
 		err = ErrDropped
 	}
-	e.pubMu.Unlock()
 	done(err)
 }
 
@@ -180,8 +184,15 @@ type deviceHook struct {
 	present map[*mqtt.Client]string // connection -> the device it is present as
 
 	dropMu   sync.Mutex
-	watching string // topic of the inline publish in progress
-	dropped  bool   // a message on it was dropped
+	watching map[string]watched // topics of the inline publishes in progress
+}
+
+// watched counts the inline publishes in progress on one topic, and whether a
+// message on it was dropped meanwhile. Two at once on the same topic both report
+// a drop of either: the message is sent again, and players dedupe by command id.
+type watched struct {
+	n       int
+	dropped bool
 }
 
 func (h *deviceHook) ID() string { return "devicehooks-auth" }
@@ -191,23 +202,48 @@ func (h *deviceHook) Provides(b byte) bool {
 	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribed,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublishDropped:
 		return true
+	case mqtt.OnPublish, mqtt.OnWill:
+		return h.cfg.Unretained != nil
 	}
 	return false
+}
+
+// OnPublish forwards a retained message on an Unretained topic as a live one.
+func (h *deviceHook) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Retain && h.cfg.Unretained(pk.TopicName) {
+		pk.FixedHeader.Retain = false
+	}
+	return pk, nil
+}
+
+// OnWill does the same for a will.
+func (h *deviceHook) OnWill(_ *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if will.Retain && h.cfg.Unretained(will.TopicName) {
+		will.Retain = false
+	}
+	return will, nil
 }
 
 // watch starts noting drops of inline messages on topic; unwatch stops and tells
 // whether one was dropped.
 func (h *deviceHook) watch(topic string) {
 	h.dropMu.Lock()
-	h.watching, h.dropped = topic, false
+	w := h.watching[topic]
+	w.n++
+	h.watching[topic] = w
 	h.dropMu.Unlock()
 }
 
-func (h *deviceHook) unwatch() bool {
+func (h *deviceHook) unwatch(topic string) bool {
 	h.dropMu.Lock()
 	defer h.dropMu.Unlock()
-	h.watching = ""
-	return h.dropped
+	w := h.watching[topic]
+	if w.n--; w.n <= 0 {
+		delete(h.watching, topic)
+	} else {
+		h.watching[topic] = w
+	}
+	return w.dropped
 }
 
 // OnPublishDropped runs, on the publishing goroutine, when mochi drops a message
@@ -217,8 +253,9 @@ func (h *deviceHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	h.dropMu.Lock()
-	if pk.TopicName == h.watching {
-		h.dropped = true
+	if w, ok := h.watching[pk.TopicName]; ok {
+		w.dropped = true
+		h.watching[pk.TopicName] = w
 	}
 	h.dropMu.Unlock()
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,4 +70,143 @@ func TestPublishReportsDrops(t *testing.T) {
 			t.Errorf("publish on a topic without a subscriber: %v", err)
 		}
 	})
+}
+
+// TestConcurrentPublishesReportTheirOwnDrops: delivery publishes a fan-out from
+// several goroutines; each must learn of the drops on its own topic, and only
+// those.
+func TestConcurrentPublishesReportTheirOwnDrops(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedConfig{
+		TCPAddr: "127.0.0.1:0", AllowAnonymous: true,
+		Allow:  func(string, string, bool) bool { return true },
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	topics := []string{"a/commands", "b/commands"}
+	var received [2]atomic.Int64
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + e.Addr()).SetClientID("sub").SetAutoReconnect(false))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	for i, topic := range topics {
+		if tok := c.Subscribe(topic, 1, func(paho.Client, paho.Message) { received[i].Add(1) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("subscribe: %v", tok.Error())
+		}
+	}
+
+	const n = 5000
+	var dropped [2]int64
+	var wg sync.WaitGroup
+	procs := runtime.GOMAXPROCS(1) // see TestPublishReportsDrops
+	for i, topic := range topics {
+		wg.Go(func() {
+			for range n {
+				e.Publish(topic, []byte("command"), false, func(err error) {
+					if errors.Is(err, ErrDropped) {
+						dropped[i]++
+					} else if err != nil {
+						t.Errorf("publish: %v", err)
+					}
+				})
+			}
+		})
+	}
+	wg.Wait()
+	runtime.GOMAXPROCS(procs)
+	if dropped[0]+dropped[1] == 0 {
+		t.Fatalf("no drop reported for two bursts of %d", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for received[0].Load()+received[1].Load() < 2*n-dropped[0]-dropped[1] && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	for i, topic := range topics {
+		if got := received[i].Load(); got != n-dropped[i] {
+			t.Errorf("%s: received %d, published %d, reported dropped %d", topic, got, n, dropped[i])
+		}
+	}
+}
+
+// TestUnretainedTopicsAreForwardedNotKept: a retained message or will on an
+// Unretained topic reaches those subscribed at the time, as a live message, and
+// is not kept for later subscribers; other retained messages still are.
+func TestUnretainedTopicsAreForwardedNotKept(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedConfig{
+		TCPAddr:      "127.0.0.1:0",
+		Authenticate: func(string, string) bool { return true },
+		Allow:        func(string, string, bool) bool { return true },
+		Unretained:   func(topic string) bool { return strings.HasSuffix(topic, "/status") },
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	type msg struct {
+		topic, payload string
+		retained       bool
+	}
+	live := make(chan msg, 10)
+	if err := e.Subscribe("d/#", func(topic string, payload []byte, retained bool) {
+		live <- msg{topic, string(payload), retained}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	next := func() msg {
+		t.Helper()
+		select {
+		case m := <-live:
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatal("no message")
+			return msg{}
+		}
+	}
+
+	opts := paho.NewClientOptions().AddBroker("tcp://"+e.Addr()).SetClientID("d").SetUsername("d").
+		SetAutoReconnect(false).SetBinaryWill("d/status", []byte("offline"), 1, true)
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	for _, p := range []msg{{"d/status", "online", true}, {"d/desired", "state", true}} {
+		if tok := c.Publish(p.topic, 1, true, p.payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+		if got := next(); got.topic != p.topic || got.payload != p.payload || got.retained != (p.topic == "d/desired") {
+			t.Fatalf("live subscriber got %+v after publishing %+v", got, p)
+		}
+	}
+	e.Disconnect("d") // not a clean disconnect: the will goes out
+	if got := next(); got != (msg{"d/status", "offline", false}) {
+		t.Fatalf("live subscriber got %+v, want the will as a live message", got)
+	}
+
+	later := make(chan string, 10)
+	s := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + e.Addr()).SetClientID("s").SetUsername("s").SetAutoReconnect(false))
+	if tok := s.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer s.Disconnect(0)
+	if tok := s.Subscribe("d/#", 1, func(_ paho.Client, m paho.Message) { later <- m.Topic() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	select {
+	case topic := <-later:
+		if topic != "d/desired" {
+			t.Fatalf("a later subscriber got a kept message on %s", topic)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the retained desired state was not kept")
+	}
+	select {
+	case topic := <-later:
+		t.Fatalf("a later subscriber got a kept message on %s", topic)
+	case <-time.After(300 * time.Millisecond):
+	}
 }

@@ -211,7 +211,12 @@ func (a *App) startEmbedded(topics actions.Topics) (*broker.Embedded, error) {
 		},
 		OnPresent: a.presence.Subscribed,
 		OnAbsent:  a.presence.Disconnected,
-		Logger:    a.Log.With("component", "mqtt"),
+		// Only the server reads status, and connections tell it who is there.
+		Unretained: func(topic string) bool {
+			_, kind, ok := topics.Parse(topic)
+			return ok && kind == actions.KindStatus
+		},
+		Logger: a.Log.With("component", "mqtt"),
 	})
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"testing"
@@ -145,6 +146,47 @@ func TestGroupAndAllFanOut(t *testing.T) {
 		d := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+ans["dispatch_id"].(string), nil)
 		if len(d["commands"].([]any)) != int(want) {
 			t.Fatalf("dispatch has %d commands, want %v", len(d["commands"].([]any)), want)
+		}
+	}
+}
+
+// TestLargeFanOutKeepsEachDevicesOrder: delivery spreads a large fan-out over
+// several goroutines; every device must still get its commands once each, in the
+// order they were triggered.
+func TestLargeFanOutKeepsEachDevicesOrder(t *testing.T) {
+	s := startServer(t, Config{})
+	const devices, triggers = 300, 3 // more devices than one sender takes alone
+	players := make([]*player, devices)
+	for i := range players {
+		id := fmt.Sprintf("fan-%03d", i)
+		players[i] = connectPlayer(t, s.mqttURL(), "devicehooks", id, s.createDevice(id))
+	}
+	for _, p := range players {
+		s.waitOnline(p.id)
+	}
+	_, key := s.createKey("k")
+	ev := s.createAction("refresh_content", map[string]any{"type": "all"}, nil)
+	var dispatches []any
+	for range triggers {
+		status, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+		if status != http.StatusOK || ans["targets"] != float64(devices) {
+			t.Fatalf("trigger: %d %v", status, ans)
+		}
+		dispatches = append(dispatches, ans["dispatch_id"])
+	}
+	for _, p := range players {
+		for _, want := range dispatches {
+			if cmd := p.next(10 * time.Second); cmd["dispatch_id"] != want {
+				t.Fatalf("%s got dispatch %v, want %v (the order they were triggered in)", p.id, cmd["dispatch_id"], want)
+			}
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, p := range players {
+		select {
+		case cmd := <-p.cmds:
+			t.Fatalf("%s got a command again: %v", p.id, cmd)
+		default:
 		}
 	}
 }
