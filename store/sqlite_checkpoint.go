@@ -16,8 +16,13 @@ import (
 const sqliteConnPragmas = "PRAGMA wal_autocheckpoint=16384; PRAGMA journal_size_limit=67108864;"
 
 // checkpointEvery is how often the background checkpoint runs: the WAL then holds
-// about that much of the write load.
-const checkpointEvery = time.Second
+// about that much of the write load. Small checkpoints often beat large ones
+// rarely: while a checkpoint syncs the database file, the writer's appends to
+// the WAL can stall in the file system, for longer the more it has to sync. At
+// 3,700 triggers/s, every 100 ms rather than every second took the p99 latency
+// from 44-47 to 25-34 ms, and every 30 s to 89-100 ms. With nothing to copy,
+// a checkpoint does not touch the disk.
+const checkpointEvery = 100 * time.Millisecond
 
 // checkpointSQL copies what it can of the WAL without waiting for anyone.
 const checkpointSQL = "PRAGMA wal_checkpoint(PASSIVE)"
