@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,4 +96,41 @@ func BenchmarkSavePresence(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/device")
+}
+
+// BenchmarkCommandCounts counts by state the commands of a dispatch to 10,000
+// devices, as the dispatch list and the benchmark's polling do during a fan-out
+// (SQLite; the payload is a real command's size).
+func BenchmarkCommandCounts(b *testing.B) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	devices := make([]string, 10000)
+	for i := range devices {
+		devices[i] = fmt.Sprintf("d%05d", i)
+		if err := st.CreateDevice(ctx, device(devices[i])); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var ids []string
+	for i := range 3 {
+		nd := newDispatch(fmt.Sprintf("b%d", i), devices, "")
+		for j := range nd.Commands {
+			nd.Commands[j].Payload = strings.Repeat("x", 240)
+		}
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, nd.Dispatch.ID)
+	}
+	b.ResetTimer()
+	for range b.N {
+		counts, err := st.CommandCounts(ctx, ids)
+		if err != nil || counts[ids[0]][store.StateQueued] != len(devices) {
+			b.Fatalf("%v %v", counts, err)
+		}
+	}
 }
