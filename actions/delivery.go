@@ -54,6 +54,11 @@ type Delivery struct {
 	failed  chan failedSend
 	lastErr atomic.Value // publishError: the last publish failure, for the log
 	metrics DeliveryMetrics
+	// fanOut holds a channel closed when the large batch being sent has gone
+	// to the broker (nil when none is); fanOutEnded is when the last one did
+	// (UnixNano).
+	fanOut      atomic.Pointer[chan struct{}]
+	fanOutEnded atomic.Int64
 }
 
 // publishedMarker records that the broker took commands.
@@ -253,6 +258,13 @@ func (dl *Delivery) sendAll(cmds []store.Command, now time.Time) {
 		}
 		return
 	}
+	done := make(chan struct{})
+	dl.fanOut.Store(&done)
+	defer func() {
+		dl.fanOut.Store(nil)
+		dl.fanOutEnded.Store(time.Now().UnixNano())
+		close(done)
+	}()
 	var shards [senders][]*store.Command
 	for _, c := range due {
 		k := maphash.String(deviceSeed, c.DeviceID) % senders
@@ -270,6 +282,27 @@ func (dl *Delivery) sendAll(cmds []store.Command, now time.Time) {
 }
 
 var deviceSeed = maphash.MakeSeed()
+
+// Sending returns a channel closed once the large batch (a fan-out) being sent
+// now has gone to the broker, or nil if none is being sent. The writes a fan-out
+// brings about (its published marks, its acks) wait for it: two cores are
+// better spent getting the commands out first.
+func (dl *Delivery) Sending() <-chan struct{} {
+	if p := dl.fanOut.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// marksAfterFanOut is how long published marks wait after a fan-out went out:
+// the acks that come back meanwhile record the publish time themselves, and
+// make the marks of the commands they settle no-ops.
+const marksAfterFanOut = 200 * time.Millisecond
+
+// holdMarks tells whether the marker should keep its marks for now.
+func (dl *Delivery) holdMarks() bool {
+	return dl.Sending() != nil || time.Since(time.Unix(0, dl.fanOutEnded.Load())) < marksAfterFanOut
+}
 
 // due tells whether to send c now: it is unexpired, its device is online, the
 // broker is reachable, and this session of the device has not been sent it yet.
@@ -383,11 +416,13 @@ func (dl *Delivery) runMarker(ctx context.Context) {
 		select {
 		case id := <-dl.marks:
 			buf = append(buf, id)
-			if len(buf) >= maxBatch {
+			if len(buf) >= maxBatch && !dl.holdMarks() {
 				flush(ctx)
 			}
 		case <-t.C:
-			flush(ctx)
+			if !dl.holdMarks() {
+				flush(ctx)
+			}
 		case <-ctx.Done():
 			for {
 				select {

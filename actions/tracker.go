@@ -27,7 +27,15 @@ type Tracker struct {
 	// Writer, if set, writes the acks: give it the Dispatcher, whose writer then
 	// commits acks, triggers and published marks together. Default: the store.
 	Writer AckWriter
+	// Hold, if set, returns a channel to wait on before writing acks, or nil to
+	// write them now: Delivery.Sending, so that the acks of a fan-out's first
+	// players are written once the commands of the last have gone out, rather
+	// than competing with them. An ack waits maxAckHold at most.
+	Hold func() <-chan struct{}
 }
+
+// maxAckHold bounds how long Hold keeps acks (and callers waiting for them).
+const maxAckHold = 2 * time.Second
 
 // AckWriter settles commands from acks; applied[i] tells whether acks[i] changed
 // anything. *store.Store and *Dispatcher are AckWriters.
@@ -116,6 +124,15 @@ func (t *Tracker) Run(ctx context.Context) {
 		select {
 		case a := <-t.acks:
 			batch = append(batch[:0], a)
+			if t.Hold != nil {
+				if ch := t.Hold(); ch != nil {
+					// Not cut short by ctx: the writes below must still run.
+					select {
+					case <-ch:
+					case <-time.After(maxAckHold):
+					}
+				}
+			}
 		fill:
 			for len(batch) < maxBatch {
 				select {

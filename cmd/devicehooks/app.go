@@ -120,6 +120,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	}
 	a.dispatcher = actions.NewDispatcher(a.store, a.delivery, waiters, a.Log, actions.DispatcherConfig{MaxTargets: cfg.MaxTargets})
 	a.tracker.Writer = a.dispatcher // acks join the triggers' group commit
+	a.tracker.Hold = a.delivery.Sending
 	a.reqlog = handlers.NewRequestLog(a.store, a.Log)
 	a.metrics = metrics.New(metrics.Sources{
 		OnlineDevices: a.presence.OnlineCount, BrokerConnected: a.brokerConnected, Log: a.Log,

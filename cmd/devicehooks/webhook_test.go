@@ -189,6 +189,15 @@ func TestLargeFanOutKeepsEachDevicesOrder(t *testing.T) {
 		default:
 		}
 	}
+	// Nobody acks: the published marks, held while a fan-out goes out, are
+	// written once it has.
+	for _, id := range dispatches {
+		testenv.WaitFor(t, 5*time.Second, "every command marked published", func() bool {
+			d := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+id.(string), nil)
+			counts, _ := d["counts"].(map[string]any)
+			return counts["published"] == float64(devices)
+		})
+	}
 }
 
 func TestTriggerEndToEndPostgres(t *testing.T) {

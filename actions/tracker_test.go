@@ -1,0 +1,78 @@
+package actions_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"devicehooks/actions"
+	"devicehooks/internal/testenv"
+	"devicehooks/store"
+)
+
+// TestAcksWaitForTheFanOut: while Hold says a fan-out is going out, the tracker
+// keeps its acks, and writes them once it has gone out, or after two seconds at
+// most.
+func TestAcksWaitForTheFanOut(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "t.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "disp", ActionID: "a", ActionName: "a", EventID: "e", Function: "restart", Method: "POST", Targets: 2, CreatedAt: now}}
+	for _, id := range []string{"c1", "c2"} {
+		nd.Commands = append(nd.Commands, store.Command{ID: id, DispatchID: "disp", DeviceID: "d1", State: store.StateQueued,
+			Function: "restart", Payload: "{}", CreatedAt: now, ExpiresAt: now.Add(time.Minute)})
+	}
+	if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	tr := actions.NewTracker(st, actions.Topics{Prefix: "dh"}, actions.NewPresence(st, log, true), actions.NewAckWaiters(), log)
+	fanOut := make(chan struct{})
+	var hold <-chan struct{} = fanOut
+	tr.Hold = func() <-chan struct{} { return hold }
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go tr.Run(runCtx)
+
+	state := func(id string) string {
+		cs, err := st.DispatchCommands(ctx, "disp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			if c.ID == id {
+				return c.State
+			}
+		}
+		return ""
+	}
+	ack := func(id string) {
+		tr.HandleMessage("dh/devices/d1/acks", []byte(`{"id":"`+id+`","status":"succeeded","at":"`+now.Format(time.RFC3339)+`"}`), false)
+	}
+
+	ack("c1")
+	time.Sleep(300 * time.Millisecond)
+	if s := state("c1"); s != store.StateQueued {
+		t.Fatalf("an ack was written while a fan-out was going out: %s", s)
+	}
+	close(fanOut)
+	testenv.WaitFor(t, 2*time.Second, "the held ack written once the fan-out went out", func() bool { return state("c1") == store.StateSucceeded })
+
+	// A fan-out that takes too long holds the acks for two seconds at most.
+	hold = make(chan struct{})
+	start := time.Now()
+	ack("c2")
+	testenv.WaitFor(t, 5*time.Second, "an ack held at most two seconds", func() bool { return state("c2") == store.StateSucceeded })
+	if held := time.Since(start); held < time.Second {
+		t.Fatalf("the ack was written after %s, while the fan-out was still going out", held)
+	}
+}
