@@ -25,8 +25,9 @@ type Publisher interface {
 // Delivery sends committed commands to online devices and records what the broker
 // acknowledged. The database is the outbox: a command that cannot be sent now stays
 // queued there, and goes out when its device comes online or the broker is back,
-// unless it expires first. One sender goroutine keeps each device's commands in
-// order; acknowledgements are marked published in batches.
+// unless it expires first. Each device's commands go out in order (a large batch
+// is spread over a few goroutines, by device); what the broker took is marked
+// published in batches.
 type Delivery struct {
 	st       *store.Store
 	pub      Publisher
@@ -36,7 +37,10 @@ type Delivery struct {
 	clock    func() time.Time
 
 	work  chan work
-	marks chan string
+	marks chan mark
+	// flushMarks asks the marker to write the marks it holds, and is answered
+	// by closing the channel sent.
+	flushMarks chan chan struct{}
 	// marker writes the published marks: the Dispatcher whose sink this is (its
 	// writer commits them with the triggers), or the store.
 	marker publishedMarker
@@ -54,11 +58,15 @@ type Delivery struct {
 	failed  chan failedSend
 	lastErr atomic.Value // publishError: the last publish failure, for the log
 	metrics DeliveryMetrics
-	// fanOut holds a channel closed when the large batch being sent has gone
-	// to the broker (nil when none is); fanOutEnded is when the last one did
-	// (UnixNano).
-	fanOut      atomic.Pointer[chan struct{}]
-	fanOutEnded atomic.Int64
+	// fanOut holds a channel closed once the large batch being sent has gone to
+	// the broker and been marked published (nil when none is being sent).
+	fanOut atomic.Pointer[chan struct{}]
+}
+
+// mark says the broker took a command at a time.
+type mark struct {
+	id string
+	at time.Time
 }
 
 // publishedMarker records that the broker took commands.
@@ -86,11 +94,12 @@ type work struct {
 func NewDelivery(st *store.Store, pub Publisher, topics Topics, presence *Presence, log *slog.Logger) *Delivery {
 	return &Delivery{
 		st: st, pub: pub, topics: topics, presence: presence, log: log,
-		clock:  func() time.Time { return time.Now().UTC() },
-		work:   make(chan work, 8192),
-		marks:  make(chan string, 65536),
-		sent:   map[string]time.Time{},
-		failed: make(chan failedSend, 4096),
+		clock:      func() time.Time { return time.Now().UTC() },
+		work:       make(chan work, 8192),
+		marks:      make(chan mark, 65536),
+		flushMarks: make(chan chan struct{}),
+		sent:       map[string]time.Time{},
+		failed:     make(chan failedSend, 4096),
 	}
 }
 
@@ -132,9 +141,11 @@ func (dl *Delivery) offer(w work) {
 // Run sends until ctx ends. Every resyncEvery it also sends whatever waits in the
 // database for online devices, which heals any missed hand-over.
 func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
-	markerDone := make(chan struct{})
-	go func() { dl.runMarker(ctx); close(markerDone) }()
-	defer func() { <-markerDone }()
+	// The marker stops after the sender, so that it writes every mark of the
+	// last send, and a fan-out can ask it for its marks until the end.
+	stopMarker, markerDone := make(chan struct{}), make(chan struct{})
+	go func() { dl.runMarker(context.WithoutCancel(ctx), stopMarker); close(markerDone) }()
+	defer func() { close(stopMarker); <-markerDone }()
 	t := time.NewTicker(resyncEvery)
 	defer t.Stop()
 	retry := time.NewTimer(time.Hour)
@@ -261,8 +272,12 @@ func (dl *Delivery) sendAll(cmds []store.Command, now time.Time) {
 	done := make(chan struct{})
 	dl.fanOut.Store(&done)
 	defer func() {
+		// The marks first: an ack written in the same round or later then
+		// finds its command's publish time recorded.
+		reply := make(chan struct{})
+		dl.flushMarks <- reply
+		<-reply
 		dl.fanOut.Store(nil)
-		dl.fanOutEnded.Store(time.Now().UnixNano())
 		close(done)
 	}()
 	var shards [senders][]*store.Command
@@ -284,9 +299,10 @@ func (dl *Delivery) sendAll(cmds []store.Command, now time.Time) {
 var deviceSeed = maphash.MakeSeed()
 
 // Sending returns a channel closed once the large batch (a fan-out) being sent
-// now has gone to the broker, or nil if none is being sent. The writes a fan-out
-// brings about (its published marks, its acks) wait for it: two cores are
-// better spent getting the commands out first.
+// now has gone to the broker and been marked published, or nil if none is being
+// sent. The writes a fan-out brings about (its published marks, its acks) wait
+// for it, MaxHold at most: two cores are better spent getting the commands out
+// first.
 func (dl *Delivery) Sending() <-chan struct{} {
 	if p := dl.fanOut.Load(); p != nil {
 		return *p
@@ -294,15 +310,12 @@ func (dl *Delivery) Sending() <-chan struct{} {
 	return nil
 }
 
-// marksAfterFanOut is how long published marks wait after a fan-out went out:
-// the acks that come back meanwhile record the publish time themselves, and
-// make the marks of the commands they settle no-ops.
-const marksAfterFanOut = 200 * time.Millisecond
+// MaxHold bounds how long a write waits for a fan-out to go out.
+const MaxHold = 2 * time.Second
 
-// holdMarks tells whether the marker should keep its marks for now.
-func (dl *Delivery) holdMarks() bool {
-	return dl.Sending() != nil || time.Since(time.Unix(0, dl.fanOutEnded.Load())) < marksAfterFanOut
-}
+// markResolution: marks this close in time are written as one, with the first
+// one's time.
+const markResolution = 20 * time.Millisecond
 
 // due tells whether to send c now: it is unexpired, its device is online, the
 // broker is reachable, and this session of the device has not been sent it yet.
@@ -336,10 +349,11 @@ func (dl *Delivery) publish(c *store.Command) {
 			return
 		}
 		dl.metrics.Published.Add(1)
+		at := dl.clock()
 		if dl.OnPublished != nil {
-			dl.OnPublished(id, dl.clock())
+			dl.OnPublished(id, at)
 		}
-		dl.marks <- id
+		dl.marks <- mark{id, at}
 	})
 }
 
@@ -393,46 +407,71 @@ func DesiredOf(d *store.Device) DesiredMessage {
 	return m
 }
 
-// runMarker marks acknowledged commands published, many per statement.
-func (dl *Delivery) runMarker(ctx context.Context) {
+// runMarker marks the commands the broker took published, many per statement,
+// every markResolution; during a fan-out it holds them (MaxHold at most) until
+// the fan-out asks for them. It writes what it holds and stops when stop closes.
+func (dl *Delivery) runMarker(ctx context.Context, stop <-chan struct{}) {
 	const maxBatch = 2000
-	buf := make([]string, 0, maxBatch)
-	flush := func(ctx context.Context) {
-		if len(buf) == 0 {
-			return
+	var (
+		held      []mark
+		heldSince time.Time // monotonic: when the oldest held mark came
+	)
+	take := func(m mark) {
+		if len(held) == 0 {
+			heldSince = time.Now()
 		}
+		held = append(held, m)
+	}
+	drain := func() {
+		for {
+			select {
+			case m := <-dl.marks:
+				take(m)
+			default:
+				return
+			}
+		}
+	}
+	flush := func() {
 		marker := dl.marker
 		if marker == nil {
 			marker = dl.st
 		}
-		if err := marker.MarkPublished(ctx, buf, dl.clock()); err != nil {
-			dl.log.Error("mark published", "commands", len(buf), "err", err)
+		for len(held) > 0 {
+			n := 1
+			for n < len(held) && n < maxBatch && held[n].at.Sub(held[0].at) < markResolution {
+				n++
+			}
+			ids := make([]string, n)
+			for i := range n {
+				ids[i] = held[i].id
+			}
+			if err := marker.MarkPublished(ctx, ids, held[0].at); err != nil {
+				dl.log.Error("mark published", "commands", n, "err", err)
+			}
+			held = held[n:]
 		}
-		buf = buf[:0]
+		held = nil
 	}
-	t := time.NewTicker(20 * time.Millisecond)
+	hold := func() bool { return dl.Sending() != nil && time.Since(heldSince) < MaxHold }
+	t := time.NewTicker(markResolution)
 	defer t.Stop()
 	for {
 		select {
-		case id := <-dl.marks:
-			buf = append(buf, id)
-			if len(buf) >= maxBatch && !dl.holdMarks() {
-				flush(ctx)
-			}
+		case m := <-dl.marks:
+			take(m)
 		case <-t.C:
-			if !dl.holdMarks() {
-				flush(ctx)
+			if !hold() {
+				flush()
 			}
-		case <-ctx.Done():
-			for {
-				select {
-				case id := <-dl.marks:
-					buf = append(buf, id)
-				default:
-					flush(context.WithoutCancel(ctx))
-					return
-				}
-			}
+		case reply := <-dl.flushMarks:
+			drain()
+			flush()
+			close(reply)
+		case <-stop:
+			drain()
+			flush()
+			return
 		}
 	}
 }

@@ -178,8 +178,7 @@ func (p *Presence) Status(id string, msg StatusMessage, retained bool) {
 	switch {
 	case p.authoritative:
 		// Connection events decide; the message only shows the device is alive.
-		// (The embedded broker starts with no retained messages, so even one
-		// flagged retained is live.)
+		// (The embedded broker keeps no status messages: every one is live.)
 		d.lastSeen = now
 		p.markDirty(id, d)
 	case retained:

@@ -30,12 +30,10 @@ type Tracker struct {
 	// Hold, if set, returns a channel to wait on before writing acks, or nil to
 	// write them now: Delivery.Sending, so that the acks of a fan-out's first
 	// players are written once the commands of the last have gone out, rather
-	// than competing with them. An ack waits maxAckHold at most.
+	// than competing with them. Acks keep being taken meanwhile, and wait
+	// MaxHold at most.
 	Hold func() <-chan struct{}
 }
-
-// maxAckHold bounds how long Hold keeps acks (and callers waiting for them).
-const maxAckHold = 2 * time.Second
 
 // AckWriter settles commands from acks; applied[i] tells whether acks[i] changed
 // anything. *store.Store and *Dispatcher are AckWriters.
@@ -119,48 +117,63 @@ func ParseStatus(payload []byte) (StatusMessage, error) {
 // Run writes acks until ctx ends, many per transaction.
 func (t *Tracker) Run(ctx context.Context) {
 	const maxBatch = 1000
-	batch := make([]store.Ack, 0, maxBatch)
+	// The broker has PUBACKed every ack taken: write them even while stopping.
+	write := context.WithoutCancel(ctx)
+	var batch []store.Ack
 	for {
 		select {
 		case a := <-t.acks:
-			batch = append(batch[:0], a)
-			if t.Hold != nil {
-				if ch := t.Hold(); ch != nil {
-					// Not cut short by ctx: the writes below must still run.
-					select {
-					case <-ch:
-					case <-time.After(maxAckHold):
-					}
-				}
+			batch = t.hold(append(batch[:0], a))
+			batch = t.fill(batch, maxBatch)
+			for len(batch) > maxBatch {
+				t.apply(write, batch[:maxBatch])
+				batch = batch[maxBatch:]
 			}
-		fill:
-			for len(batch) < maxBatch {
-				select {
-				case a := <-t.acks:
-					batch = append(batch, a)
-				default:
-					break fill
-				}
-			}
-			t.apply(ctx, batch)
+			t.apply(write, batch)
 		case <-ctx.Done():
-			// The broker has PUBACKed these: write what is still queued.
-			batch = batch[:0]
-			for {
-				select {
-				case a := <-t.acks:
-					batch = append(batch, a)
-					continue
-				default:
-				}
-				break
-			}
-			if len(batch) > 0 {
-				t.apply(context.WithoutCancel(ctx), batch)
+			if batch = t.fill(batch[:0], len(t.acks)); len(batch) > 0 {
+				t.apply(write, batch)
 			}
 			return
 		}
 	}
+}
+
+// hold keeps taking acks into batch while Hold says a fan-out is going out,
+// MaxHold at most.
+func (t *Tracker) hold(batch []store.Ack) []store.Ack {
+	if t.Hold == nil {
+		return batch
+	}
+	out := t.Hold()
+	if out == nil {
+		return batch
+	}
+	timeout := time.NewTimer(MaxHold)
+	defer timeout.Stop()
+	for {
+		select {
+		case a := <-t.acks:
+			batch = append(batch, a)
+		case <-out:
+			return batch
+		case <-timeout.C:
+			return batch
+		}
+	}
+}
+
+// fill adds the acks already waiting, until batch holds max.
+func (t *Tracker) fill(batch []store.Ack, max int) []store.Ack {
+	for len(batch) < max {
+		select {
+		case a := <-t.acks:
+			batch = append(batch, a)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (t *Tracker) apply(ctx context.Context, batch []store.Ack) {

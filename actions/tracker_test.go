@@ -40,8 +40,8 @@ func TestAcksWaitForTheFanOut(t *testing.T) {
 	var hold <-chan struct{} = fanOut
 	tr.Hold = func() <-chan struct{} { return hold }
 	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go tr.Run(runCtx)
+	ran := make(chan struct{})
+	go func() { tr.Run(runCtx); close(ran) }()
 
 	state := func(id string) string {
 		cs, err := st.DispatchCommands(ctx, "disp")
@@ -68,11 +68,30 @@ func TestAcksWaitForTheFanOut(t *testing.T) {
 	testenv.WaitFor(t, 2*time.Second, "the held ack written once the fan-out went out", func() bool { return state("c1") == store.StateSucceeded })
 
 	// A fan-out that takes too long holds the acks for two seconds at most.
-	hold = make(chan struct{})
+	slow := make(chan struct{})
+	hold = slow
 	start := time.Now()
 	ack("c2")
-	testenv.WaitFor(t, 5*time.Second, "an ack held at most two seconds", func() bool { return state("c2") == store.StateSucceeded })
+	testenv.WaitFor(t, 5*time.Second, "an ack held at most MaxHold", func() bool { return state("c2") == store.StateSucceeded })
 	if held := time.Since(start); held < time.Second {
 		t.Fatalf("the ack was written after %s, while the fan-out was still going out", held)
 	}
+
+	// Held acks keep being taken: the broker's client goroutines that hand them
+	// over (HandleMessage) never wait for the hold, however many come.
+	handed := make(chan struct{})
+	go func() {
+		defer close(handed)
+		for range 20000 { // more than the tracker's queue holds
+			ack("unknown")
+		}
+	}()
+	select {
+	case <-handed:
+	case <-time.After(actions.MaxHold / 2):
+		t.Fatal("handing acks over blocked while they were held")
+	}
+	close(slow)
+	stop()
+	<-ran
 }

@@ -30,10 +30,10 @@ type EmbeddedConfig struct {
 	OnPresent  func(deviceID string)
 	OnAbsent   func(deviceID string)
 	// Unretained, if set, names topics whose retained messages (and wills) the
-	// broker forwards as live ones but does not keep: topics only the server reads,
-	// subscribed before any client can connect. A player's retained status would
-	// otherwise be kept for nothing, and mochi copies every retained message once
-	// a second to look for expired ones.
+	// broker forwards as live ones but does not keep: topics only the server
+	// reads, and needs only live. A player's retained status would otherwise be
+	// kept for nothing, and mochi copies every retained message once a second to
+	// look for expired ones.
 	Unretained func(topic string) bool
 
 	Logger *slog.Logger
@@ -63,6 +63,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	// The default (8192) preallocates a 64 KB channel per client: 650 MB for
 	// 10,000 players. A player has a handful of commands in flight at most.
 	opts.Capabilities.MaximumClientWritesPending = 256
+	// mochi's default (a day) deletes retained messages older than that: a
+	// player restarting a day after its desired state last changed got none.
+	opts.Capabilities.MaximumMessageExpiryInterval = 0
 	// Without a limit mochi allocates whatever size a CONNECT header claims
 	// (up to 256 MB) before authenticating: cap every packet.
 	opts.Capabilities.MaximumPacketSize = MaxPacketSize

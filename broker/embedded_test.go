@@ -11,6 +11,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // TestPublishReportsDrops: mochi drops a message rather than wait when a
@@ -208,5 +209,27 @@ func TestUnretainedTopicsAreForwardedNotKept(t *testing.T) {
 	case topic := <-later:
 		t.Fatalf("a later subscriber got a kept message on %s", topic)
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// TestRetainedMessagesDoNotExpire: a retained desired state stays however old it
+// is (mochi's default removed retained messages after a day).
+func TestRetainedMessagesDoNotExpire(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedConfig{
+		TCPAddr: "127.0.0.1:0", Allow: func(string, string, bool) bool { return true },
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	e.srv.Topics.RetainMessage(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true},
+		TopicName:   "d/desired", Payload: []byte("state"),
+		Created: time.Now().Add(-48 * time.Hour).Unix(),
+	})
+	time.Sleep(1500 * time.Millisecond) // mochi looks for expired messages every second
+	if got := e.srv.Topics.Messages("d/desired"); len(got) != 1 {
+		t.Fatalf("a two-day-old retained message is gone (%d left)", len(got))
 	}
 }

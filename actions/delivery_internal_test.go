@@ -1,0 +1,88 @@
+package actions
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"devicehooks/store"
+)
+
+// recorder is a Publisher that notes the order of what it is given, per topic.
+type recorder struct {
+	mu  sync.Mutex
+	got map[string][]string
+}
+
+func (r *recorder) Publish(topic string, payload []byte, _ bool, done func(error)) {
+	r.mu.Lock()
+	r.got[topic] = append(r.got[topic], string(payload))
+	r.mu.Unlock()
+	done(nil)
+}
+
+func (r *recorder) Connected() bool { return true }
+
+// TestLargeBatchKeepsEachDevicesOrder: a batch large enough to go out on several
+// goroutines still hands each device's commands to the broker in their order,
+// and once it has, its marks are written.
+func TestLargeBatchKeepsEachDevicesOrder(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "d.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.DiscardHandler)
+	presence := NewPresence(st, log, true)
+	rec := &recorder{got: map[string][]string{}}
+	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
+	var marked sync.Map
+	dl.marker = markerFunc(func(ids []string) {
+		for _, id := range ids {
+			marked.Store(id, true)
+		}
+	})
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { dl.runMarker(ctx, stop); close(stopped) }()
+	defer func() { close(stop); <-stopped }()
+
+	const devices, each = 100, 3 // 300 commands: more than one goroutine sends
+	now := time.Now().UTC()
+	var cmds []store.Command
+	for k := range each {
+		for d := range devices {
+			id := fmt.Sprintf("d%03d", d)
+			presence.Subscribed(id)
+			cmds = append(cmds, store.Command{ID: fmt.Sprintf("%s-%d", id, k), DeviceID: id,
+				Payload: fmt.Sprint(k), ExpiresAt: now.Add(time.Minute)})
+		}
+	}
+	if len(cmds) < sendersFrom {
+		t.Fatalf("%d commands go out on one goroutine", len(cmds))
+	}
+	dl.sendAll(cmds, now)
+
+	for d := range devices {
+		topic := fmt.Sprintf("dh/devices/d%03d/commands", d)
+		if got := fmt.Sprint(rec.got[topic]); got != "[0 1 2]" {
+			t.Fatalf("%s got %s, want [0 1 2]", topic, got)
+		}
+	}
+	for _, c := range cmds {
+		if _, ok := marked.Load(c.ID); !ok {
+			t.Fatalf("%s not marked published when the batch had gone out", c.ID)
+		}
+	}
+}
+
+type markerFunc func(ids []string)
+
+func (f markerFunc) MarkPublished(_ context.Context, ids []string, _ time.Time) error {
+	f(ids)
+	return nil
+}
