@@ -3,7 +3,6 @@ package actions_test
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,17 +14,8 @@ import (
 // A presence change whose write fails is written at a later flush, not lost.
 func TestPresenceRetriesAFailedWrite(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "p.db")
-	st, err := store.Open(ctx, path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st, path := openStore(t)
 	exec := testenv.SQLiteSide(t, path)
-	now := time.Now().UTC()
-	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
-		t.Fatal(err)
-	}
 	p := actions.NewPresence(st, slog.New(slog.DiscardHandler), true)
 	if err := p.Load(ctx); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package actions_test
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,15 +16,8 @@ import (
 // most.
 func TestAcksWaitForTheFanOut(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "t.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st, _ := openStore(t)
 	now := time.Now().UTC()
-	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
-		t.Fatal(err)
-	}
 	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "disp", ActionID: "a", ActionName: "a", EventID: "e", Function: "restart", Method: "POST", Targets: 2, CreatedAt: now}}
 	for _, id := range []string{"c1", "c2"} {
 		nd.Commands = append(nd.Commands, store.Command{ID: id, DispatchID: "disp", DeviceID: "d1", State: store.StateQueued,

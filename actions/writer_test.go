@@ -30,15 +30,8 @@ func (s *sink) DesiredChanged([]string) {}
 // job submitted after it has stopped (at shutdown) instead of leaving it waiting.
 func TestWriterCommitsTriggersMarksAndAcks(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "w.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st, _ := openStore(t)
 	now := time.Now().UTC()
-	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
-		t.Fatal(err)
-	}
 	a := &store.Action{ID: "a1", Name: "a", EventID: "evt_a", Function: actions.LoadURL, TargetType: actions.TargetDevice,
 		TargetID: "d1", Params: `{"url":"https://example.com"}`, Enabled: true, TTLSeconds: 60, CreatedAt: now, UpdatedAt: now}
 	if err := st.CreateAction(ctx, a); err != nil {
@@ -99,4 +92,22 @@ func TestWriterCommitsTriggersMarksAndAcks(t *testing.T) {
 	if err != nil || counts[store.StateSucceeded] != callers*each || counts[store.StateQueued] != 1 {
 		t.Fatalf("commands by state: %v %v", counts, err)
 	}
+}
+
+// openStore opens a fresh SQLite store (at path) with one device, d1; the test
+// closes it.
+func openStore(t *testing.T) (st *store.Store, path string) {
+	t.Helper()
+	ctx := context.Background()
+	path = filepath.Join(t.TempDir(), "a.db")
+	st, err := store.Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	now := time.Now().UTC()
+	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	return st, path
 }

@@ -19,24 +19,10 @@ import (
 // the command again instead of counting it as published. Every message is either
 // received or reported dropped.
 func TestPublishReportsDrops(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedConfig{
-		TCPAddr: "127.0.0.1:0", AllowAnonymous: true,
-		Allow:  func(string, string, bool) bool { return true },
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := startBroker(t, EmbeddedConfig{})
 	var received atomic.Int64
-	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + e.Addr()).SetClientID("sub").SetAutoReconnect(false))
-	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	defer c.Disconnect(0)
-	if tok := c.Subscribe("dev/commands", 1, func(paho.Client, paho.Message) { received.Add(1) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+	c := connect(t, e, "sub", nil)
+	wait(t, "subscribe", c.Subscribe("dev/commands", 1, func(paho.Client, paho.Message) { received.Add(1) }))
 
 	// On one P the client's write loop runs only when the publisher is preempted
 	// (every 10ms), so a burst overflows its write queue.
@@ -77,26 +63,12 @@ func TestPublishReportsDrops(t *testing.T) {
 // several goroutines; each must learn of the drops on its own topic, and only
 // those.
 func TestConcurrentPublishesReportTheirOwnDrops(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedConfig{
-		TCPAddr: "127.0.0.1:0", AllowAnonymous: true,
-		Allow:  func(string, string, bool) bool { return true },
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := startBroker(t, EmbeddedConfig{})
 	topics := []string{"a/commands", "b/commands"}
 	var received [2]atomic.Int64
-	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + e.Addr()).SetClientID("sub").SetAutoReconnect(false))
-	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	defer c.Disconnect(0)
+	c := connect(t, e, "sub", nil)
 	for i, topic := range topics {
-		if tok := c.Subscribe(topic, 1, func(paho.Client, paho.Message) { received[i].Add(1) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("subscribe: %v", tok.Error())
-		}
+		wait(t, "subscribe", c.Subscribe(topic, 1, func(paho.Client, paho.Message) { received[i].Add(1) }))
 	}
 
 	const n = 5000
@@ -137,17 +109,9 @@ func TestConcurrentPublishesReportTheirOwnDrops(t *testing.T) {
 // Unretained topic reaches those subscribed at the time, as a live message, and
 // is not kept for later subscribers; other retained messages still are.
 func TestUnretainedTopicsAreForwardedNotKept(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedConfig{
-		TCPAddr:      "127.0.0.1:0",
-		Authenticate: func(string, string) bool { return true },
-		Allow:        func(string, string, bool) bool { return true },
-		Unretained:   func(topic string) bool { return strings.HasSuffix(topic, "/status") },
-		Logger:       slog.New(slog.DiscardHandler),
+	e := startBroker(t, EmbeddedConfig{
+		Unretained: func(topic string) bool { return strings.HasSuffix(topic, "/status") },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
 	type msg struct {
 		topic, payload string
 		retained       bool
@@ -169,16 +133,9 @@ func TestUnretainedTopicsAreForwardedNotKept(t *testing.T) {
 		}
 	}
 
-	opts := paho.NewClientOptions().AddBroker("tcp://"+e.Addr()).SetClientID("d").SetUsername("d").
-		SetAutoReconnect(false).SetBinaryWill("d/status", []byte("offline"), 1, true)
-	c := paho.NewClient(opts)
-	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
+	c := connect(t, e, "d", func(o *paho.ClientOptions) { o.SetBinaryWill("d/status", []byte("offline"), 1, true) })
 	for _, p := range []msg{{"d/status", "online", true}, {"d/desired", "state", true}} {
-		if tok := c.Publish(p.topic, 1, true, p.payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("publish: %v", tok.Error())
-		}
+		wait(t, "publish", c.Publish(p.topic, 1, true, p.payload))
 		if got := next(); got.topic != p.topic || got.payload != p.payload || got.retained != (p.topic == "d/desired") {
 			t.Fatalf("live subscriber got %+v after publishing %+v", got, p)
 		}
@@ -189,14 +146,8 @@ func TestUnretainedTopicsAreForwardedNotKept(t *testing.T) {
 	}
 
 	later := make(chan string, 10)
-	s := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + e.Addr()).SetClientID("s").SetUsername("s").SetAutoReconnect(false))
-	if tok := s.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	defer s.Disconnect(0)
-	if tok := s.Subscribe("d/#", 1, func(_ paho.Client, m paho.Message) { later <- m.Topic() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+	s := connect(t, e, "s", nil)
+	wait(t, "subscribe", s.Subscribe("d/#", 1, func(_ paho.Client, m paho.Message) { later <- m.Topic() }))
 	select {
 	case topic := <-later:
 		if topic != "d/desired" {
@@ -215,14 +166,7 @@ func TestUnretainedTopicsAreForwardedNotKept(t *testing.T) {
 // TestRetainedMessagesDoNotExpire: a retained desired state stays however old it
 // is (mochi's default removed retained messages after a day).
 func TestRetainedMessagesDoNotExpire(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedConfig{
-		TCPAddr: "127.0.0.1:0", Allow: func(string, string, bool) bool { return true },
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := startBroker(t, EmbeddedConfig{})
 	e.srv.Topics.RetainMessage(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true},
 		TopicName:   "d/desired", Payload: []byte("state"),
@@ -231,5 +175,42 @@ func TestRetainedMessagesDoNotExpire(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond) // mochi looks for expired messages every second
 	if got := e.srv.Topics.Messages("d/desired"); len(got) != 1 {
 		t.Fatalf("a two-day-old retained message is gone (%d left)", len(got))
+	}
+}
+
+// startBroker starts an embedded broker on loopback that admits every client,
+// named or anonymous, to every topic, with cfg's other settings; the test stops it.
+func startBroker(t *testing.T, cfg EmbeddedConfig) *Embedded {
+	t.Helper()
+	cfg.TCPAddr, cfg.AllowAnonymous, cfg.Logger = "127.0.0.1:0", true, slog.New(slog.DiscardHandler)
+	cfg.Authenticate = func(string, string) bool { return true }
+	cfg.Allow = func(string, string, bool) bool { return true }
+	e, err := StartEmbedded(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// connect connects a paho client to e with id as its client id and username;
+// set, if not nil, adds options. The test disconnects it.
+func connect(t *testing.T, e *Embedded, id string, set func(*paho.ClientOptions)) paho.Client {
+	t.Helper()
+	opts := paho.NewClientOptions().AddBroker("tcp://" + e.Addr()).SetClientID(id).SetUsername(id).SetAutoReconnect(false)
+	if set != nil {
+		set(opts)
+	}
+	c := paho.NewClient(opts)
+	wait(t, "connect", c.Connect())
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c
+}
+
+// wait fails the test unless tok completes without error within 5 s.
+func wait(t *testing.T, what string, tok paho.Token) {
+	t.Helper()
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("%s: %v", what, tok.Error())
 	}
 }

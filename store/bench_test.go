@@ -39,11 +39,7 @@ func BenchmarkMarkPublished(b *testing.B) {
 // n devices (written untimed), and reports the time per command as unit.
 func benchRounds(b *testing.B, n int, unit string, round func(dispatch string, devices []string) *store.Batch) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := benchStore(b)
 	devices := make([]string, n)
 	for i := range devices {
 		devices[i] = fmt.Sprintf("d%04d", i)
@@ -71,11 +67,7 @@ func benchRounds(b *testing.B, n int, unit string, round func(dispatch string, d
 // presence flush does after a fan-out's acks or a reconnect storm (SQLite).
 func BenchmarkSavePresence(b *testing.B) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := benchStore(b)
 	const n = 1000
 	ps := make([]store.Presence, n)
 	for i := range ps {
@@ -103,11 +95,7 @@ func BenchmarkSavePresence(b *testing.B) {
 // (SQLite; the payload is a real command's size).
 func BenchmarkCommandCounts(b *testing.B) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := benchStore(b)
 	devices := make([]string, 10000)
 	for i := range devices {
 		devices[i] = fmt.Sprintf("d%05d", i)
@@ -133,4 +121,14 @@ func BenchmarkCommandCounts(b *testing.B) {
 			b.Fatalf("%v %v", counts, err)
 		}
 	}
+}
+
+// benchStore opens a fresh SQLite store; the benchmark closes it.
+func benchStore(b *testing.B) *store.Store {
+	st, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "b.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	return st
 }
