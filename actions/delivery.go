@@ -255,7 +255,9 @@ const (
 
 // sendAll publishes the commands due now. Each device's commands go out in their
 // order in cmds, on one goroutine; a large batch is spread over senders
-// goroutines by device, and sendAll returns when all are handed to the broker.
+// goroutines by device, and sendAll returns when all are handed to the broker
+// and, for a large batch, marked published (it runs under Run, whose marker
+// writes the marks).
 func (dl *Delivery) sendAll(cmds []store.Command, now time.Time) {
 	due := make([]*store.Command, 0, len(cmds))
 	for i := range cmds {
