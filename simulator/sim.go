@@ -298,6 +298,7 @@ func (s *Sim) newClientOptions(p *player) *paho.ClientOptions {
 		SetResumeSubs(false).
 		SetWill(p.topics.status, `{"state":"offline"}`, 1, true).
 		SetAutoReconnect(true).
+		SetStore(NewPahoStore()).
 		SetConnectRetry(false). // a refused first connect must fail Start, not retry forever
 		SetMaxReconnectInterval(10 * time.Second).
 		SetConnectTimeout(opTimeout).

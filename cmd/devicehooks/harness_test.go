@@ -19,6 +19,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"devicehooks/internal/testenv"
+	"devicehooks/simulator"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -244,7 +245,8 @@ func connectPlayer(t testing.TB, brokerURL, prefix, id, token string) *player {
 	status := prefix + "/devices/" + id + "/status"
 	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID("test-"+id).
 		SetUsername(id).SetPassword(token).SetCleanSession(true).
-		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100*time.Millisecond).
+		SetAutoReconnect(true).SetStore(simulator.NewPahoStore()).
+		SetConnectRetry(true).SetConnectRetryInterval(100*time.Millisecond).
 		SetMaxReconnectInterval(500*time.Millisecond).
 		SetWill(status, `{"state":"offline"}`, 1, true)
 	onMsg := func(_ paho.Client, m paho.Message) {
