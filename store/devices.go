@@ -102,7 +102,7 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 			return err
 		}
 		// A device created again later with the same id must not get these.
-		err := tx.Model(&Command{}).Where("device_id = ? AND state IN ?", id, []string{StateQueued, StatePublished}).
+		err := tx.Model(&Command{}).Where("device_id = ? AND "+openStates, id).
 			Updates(map[string]any{"state": StateExpired, "detail": "device deleted"}).Error
 		if err != nil {
 			return err
@@ -133,7 +133,7 @@ func (s *Store) SavePresence(ctx context.Context, ps []Presence) error {
 		return nil
 	}
 	return wrap("save presence", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return execEach(tx, presenceSQL, len(ps), func(i int) []any {
+		return s.stmts.execEach(tx, presenceSQL, len(ps), func(i int) []any {
 			p := ps[i]
 			return []any{p.Online, p.At, p.LastSeen, p.DeviceID, p.At}
 		}, nil)

@@ -129,8 +129,8 @@ var States = []string{StateQueued, StatePublished, StateSucceeded, StateFailed, 
 type Command struct {
 	ID          string     `gorm:"primaryKey;size:36"`
 	DispatchID  string     `gorm:"size:36;not null;index"`
-	DeviceID    string     `gorm:"size:64;not null;index:idx_commands_device_state,priority:1"`
-	State       string     `gorm:"size:16;not null;index:idx_commands_device_state,priority:2;index:idx_commands_state_expires,priority:1"`
+	DeviceID    string     `gorm:"size:64;not null"` // indexed for open commands only: see openCommandIndexes
+	State       string     `gorm:"size:16;not null;index:idx_commands_state_expires,priority:1"`
 	Function    string     `gorm:"size:32;not null"`
 	Payload     string     `gorm:"not null"`
 	CreatedAt   time.Time  `gorm:"not null"`

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,7 +16,12 @@ import (
 
 func openTestSQLite(t *testing.T) *Store {
 	t.Helper()
-	st, err := Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), nil)
+	return openTestSQLiteAt(t, filepath.Join(t.TempDir(), "s.db"))
+}
+
+func openTestSQLiteAt(t *testing.T, path string) *Store {
+	t.Helper()
+	st, err := Open(context.Background(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,5 +157,81 @@ func TestSQLiteStatementsThatTakeTheTurn(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", query, err)
 		}
+	}
+}
+
+// The queries for a device's open commands use the partial index that holds only
+// open commands: a query that does not repeat its WHERE term word for word would
+// scan every command ever sent instead.
+func TestOpenCommandQueriesUseTheOpenIndex(t *testing.T) {
+	st := openTestSQLite(t)
+	ctx := context.Background()
+	var plans []string
+	explain := func(db *gorm.DB) {
+		if db.Statement.Table != "commands" {
+			return
+		}
+		var rows []struct {
+			ID, Parent, Notused int
+			Detail              string
+		}
+		q := "EXPLAIN QUERY PLAN " + db.Statement.SQL.String()
+		if err := db.Session(&gorm.Session{NewDB: true}).Raw(q, db.Statement.Vars...).Scan(&rows).Error; err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+		plan := ""
+		for _, r := range rows {
+			plan += r.Detail + "; "
+		}
+		plans = append(plans, db.Statement.SQL.String()+" => "+plan)
+	}
+	if err := st.db.Callback().Query().After("gorm:query").Register("test:explain", explain); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.db.Callback().Update().After("gorm:update").Register("test:explain", explain); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateDevice(ctx, testDevice("d1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PendingCommands(ctx, []string{"d1"}, []string{StateQueued}, time.Now(), 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteDevice(ctx, "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(plans) != 2 {
+		t.Fatalf("explained %d queries on commands, want 2: %q", len(plans), plans)
+	}
+	for _, p := range plans {
+		if !strings.Contains(p, "USING INDEX idx_commands_open_device") {
+			t.Errorf("does not use idx_commands_open_device: %s", p)
+		}
+	}
+}
+
+// A database made by an earlier version loses its full (device_id, state) index
+// when opened, and gets the open-commands one.
+func TestOpenReplacesTheFullDeviceStateIndex(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	st, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.db.Exec(`DROP INDEX idx_commands_open_device`).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := st.db.Exec(`CREATE INDEX idx_commands_device_state ON commands (device_id, state)`).Error; err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = openTestSQLiteAt(t, path)
+	var names []string
+	if err := st.db.Raw(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'commands' ORDER BY name`).Scan(&names).Error; err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(names, " "); strings.Contains(got, "idx_commands_device_state") || !strings.Contains(got, "idx_commands_open_device") {
+		t.Fatalf("indexes on commands: %s", got)
 	}
 }

@@ -28,6 +28,8 @@ type Store struct {
 	postgres bool
 	actions  actionCache
 
+	stmts *stmtCache // the trigger path's statements, prepared once
+
 	writeTurn chan struct{} // SQLite only: held by this process's writer (serialConnector)
 
 	stopCheckpoints chan struct{} // SQLite only: ends the background checkpoints
@@ -73,6 +75,10 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 		_ = sqlDB.Close()
 		return nil, err
 	}
+	if s.stmts, err = prepareStatements(ctx, sqlDB, s.postgres); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
 	if !s.postgres {
 		s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
 		go s.checkpoints(s.stopCheckpoints, s.checkpointsDone, log)
@@ -107,6 +113,7 @@ func (s *Store) Close() error {
 	if err != nil {
 		return err
 	}
+	s.stmts.close()
 	return sqlDB.Close()
 }
 
@@ -139,8 +146,27 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
+	for _, q := range openCommandIndexes {
+		if err := s.db.WithContext(ctx).Exec(q).Error; err != nil {
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+	}
 	return nil
 }
+
+// openCommandIndexes find a device's open commands without indexing every command
+// it ever had. An index on (device_id, state) over all commands puts each new
+// command, and each state change, on a different page for every device, so a
+// round of the trigger writer dirtied a page per device it touched; this one
+// holds only queued and published commands, a few pages. Queries that use it
+// must repeat its WHERE term word for word (openStates).
+var openCommandIndexes = []string{
+	`DROP INDEX IF EXISTS idx_commands_device_state`,
+	`CREATE INDEX IF NOT EXISTS idx_commands_open_device ON commands (device_id, state, expires_at) WHERE ` + openStates,
+}
+
+// openStates is the WHERE term of the open-commands index.
+const openStates = `state IN ('queued', 'published')`
 
 // notFound turns gorm's not-found error into ErrNotFound and wraps everything else.
 func wrap(op string, err error) error {

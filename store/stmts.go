@@ -1,0 +1,140 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"gorm.io/gorm"
+)
+
+// stmtCache keeps the trigger path's statements prepared from one transaction to
+// the next. gorm's own cache does not help inside a transaction: it prepares on
+// the transaction, so the statement closes with it and is parsed and planned again
+// in the next. These are prepared on the database once, at open, and Tx.StmtContext
+// reuses what each connection has already prepared (preparing on the
+// transaction's own connection the first time). Preparing later, on first use,
+// would need a second connection while the transaction holds one: with every
+// connection of the pool in such a transaction, that waits forever.
+type stmtCache struct {
+	m map[string]*sql.Stmt // query as written, with ? placeholders; read-only after open
+}
+
+// cachedQueries are the writer's statements: its inserts in every row count it
+// uses, the ack, mark and presence updates.
+func cachedQueries() []string {
+	qs := []string{ackSQL, markSQL, presenceSQL}
+	for rows := insertChunk; rows >= 1; rows /= 2 {
+		qs = append(qs, insertSQL("dispatches", dispatchColumns, rows), insertSQL("commands", commandColumns, rows))
+	}
+	return qs
+}
+
+func prepareStatements(ctx context.Context, db *sql.DB, postgres bool) (*stmtCache, error) {
+	c := &stmtCache{m: make(map[string]*sql.Stmt)}
+	for _, q := range cachedQueries() {
+		st, err := db.PrepareContext(ctx, placeholders(postgres, q))
+		if err != nil {
+			c.close()
+			return nil, fmt.Errorf("prepare %.40q: %w", q, err)
+		}
+		c.m[q] = st
+	}
+	return c, nil
+}
+
+// in returns query prepared for the transaction under tx; the caller closes it
+// (the prepared statement stays). A query not prepared at open is prepared on the
+// transaction.
+func (c *stmtCache) in(tx *gorm.DB, query string) (*sql.Stmt, error) {
+	sqlTx, ok := sqlTxOf(tx)
+	if !ok {
+		return nil, errors.New("no database/sql transaction under gorm")
+	}
+	ctx := tx.Statement.Context
+	if st := c.m[query]; st != nil {
+		return sqlTx.StmtContext(ctx, st), nil
+	}
+	return sqlTx.PrepareContext(ctx, placeholders(tx.Dialector.Name() == "postgres", query))
+}
+
+// close closes every statement (before the database).
+func (c *stmtCache) close() {
+	for _, st := range c.m {
+		_ = st.Close()
+	}
+}
+
+// sqlTxOf finds the database/sql transaction under a gorm transaction.
+func sqlTxOf(tx *gorm.DB) (*sql.Tx, bool) {
+	switch p := tx.Statement.ConnPool.(type) {
+	case *sql.Tx:
+		return p, true
+	case *gorm.PreparedStmtTX:
+		t, ok := p.Tx.(*sql.Tx)
+		return t, ok
+	}
+	return nil, false
+}
+
+// execEach runs query once per i in [0, n) inside tx, with args(i), and reports the
+// rows each changed to affected (if not nil).
+func (c *stmtCache) execEach(tx *gorm.DB, query string, n int, args func(i int) []any, affected func(i int, n int64)) error {
+	if n == 0 {
+		return nil
+	}
+	stmt, err := c.in(tx, query)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	ctx := tx.Statement.Context
+	for i := range n {
+		res, err := stmt.ExecContext(ctx, args(i)...)
+		if err != nil {
+			return err
+		}
+		if affected == nil {
+			continue
+		}
+		rows, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		affected(i, rows)
+	}
+	return nil
+}
+
+// insertChunk is the most rows one INSERT statement takes.
+const insertChunk = 64
+
+// insertRows inserts n rows into table: insertChunk rows per statement, and what
+// is left in power-of-two chunks, so that at most seven statements per table are
+// ever prepared. row appends row i's values in column order.
+func (c *stmtCache) insertRows(tx *gorm.DB, table string, cols []string, n int, row func(i int, args []any) []any) error {
+	ctx := tx.Statement.Context
+	args := make([]any, 0, min(n, insertChunk)*len(cols))
+	for start := 0; start < n; {
+		rows := insertChunk
+		for rows > n-start {
+			rows /= 2
+		}
+		stmt, err := c.in(tx, insertSQL(table, cols, rows))
+		if err != nil {
+			return err
+		}
+		args = args[:0]
+		for i := start; i < start+rows; i++ {
+			args = row(i, args)
+		}
+		_, err = stmt.ExecContext(ctx, args...)
+		_ = stmt.Close()
+		if err != nil {
+			return err
+		}
+		start += rows
+	}
+	return nil
+}
