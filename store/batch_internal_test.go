@@ -21,6 +21,9 @@ func TestInsertColumnsMatchModels(t *testing.T) {
 	if !columnsMatch(st.db, &Command{}, commandColumns) {
 		t.Error("commandColumns no longer match the Command model")
 	}
+	if !columnsMatch(st.db, &RequestLog{}, requestLogColumns) {
+		t.Error("requestLogColumns no longer match the RequestLog model")
+	}
 	if columnsMatch(st.db, &Idempotency{}, commandColumns) {
 		t.Error("a mismatch went unnoticed")
 	}

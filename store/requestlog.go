@@ -13,9 +13,20 @@ func (s *Store) InsertRequestLogs(ctx context.Context, rs []RequestLog) error {
 		return nil
 	}
 	return wrap("insert request logs", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return tx.CreateInBatches(rs, 200).Error
+		if !columnsMatch(tx, &RequestLog{}, requestLogColumns) {
+			return tx.CreateInBatches(rs, 200).Error
+		}
+		return s.stmts.insertRows(tx, "request_logs", requestLogColumns, len(rs), func(i int, args []any) []any {
+			r := &rs[i]
+			return append(args, r.ID, r.At, r.Method, r.KeyID, r.KeyPrefix, r.Source, r.UserAgent,
+				r.EventID, r.Status, r.Code, r.DispatchID, r.LatencyUS)
+		})
 	}))
 }
+
+// requestLogColumns are RequestLog's columns, in the order InsertRequestLogs binds them.
+var requestLogColumns = []string{"id", "at", "method", "key_id", "key_prefix", "source", "user_agent",
+	"event_id", "status", "code", "dispatch_id", "latency_us"}
 
 // RequestFilter narrows a request-log listing; empty fields match everything.
 type RequestFilter struct {

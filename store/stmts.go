@@ -21,12 +21,13 @@ type stmtCache struct {
 	m map[string]*sql.Stmt // query as written, with ? placeholders; read-only after open
 }
 
-// cachedQueries are the writer's statements: its inserts in every row count it
-// uses, the ack, mark and presence updates.
+// cachedQueries are the writers' statements: the trigger path's and the request
+// log's inserts in every row count they use, the ack, mark and presence updates.
 func cachedQueries() []string {
 	qs := []string{ackSQL, markSQL, presenceSQL}
 	for rows := insertChunk; rows >= 1; rows /= 2 {
-		qs = append(qs, insertSQL("dispatches", dispatchColumns, rows), insertSQL("commands", commandColumns, rows))
+		qs = append(qs, insertSQL("dispatches", dispatchColumns, rows), insertSQL("commands", commandColumns, rows),
+			insertSQL("request_logs", requestLogColumns, rows))
 	}
 	return qs
 }
