@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -326,4 +327,24 @@ func BenchmarkLookupHash(b *testing.B) {
 	for b.Loop() {
 		k.LookupHash(tok)
 	}
+}
+
+// LookupHash reuses its hashes: calls from many goroutines at once each get the
+// hash of their own token.
+func TestLookupHashConcurrent(t *testing.T) {
+	k := newTestKeyring(t, 1)
+	lookupKey := derive(testSecret(1), labelLookup)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				tok := fmt.Sprintf("dhk_%d_%d", g, i)
+				if got, want := k.LookupHash(tok), hex.EncodeToString(hmacSHA256(lookupKey, []byte(tok))); got != want {
+					t.Errorf("LookupHash(%s) = %s, want %s", tok, got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
