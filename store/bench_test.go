@@ -40,13 +40,7 @@ func BenchmarkMarkPublished(b *testing.B) {
 func benchRounds(b *testing.B, n int, unit string, round func(dispatch string, devices []string) *store.Batch) {
 	ctx := context.Background()
 	st := benchStore(b)
-	devices := make([]string, n)
-	for i := range devices {
-		devices[i] = fmt.Sprintf("d%04d", i)
-		if err := st.CreateDevice(ctx, device(devices[i])); err != nil {
-			b.Fatal(err)
-		}
-	}
+	devices := benchDevices(b, st, n)
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
@@ -70,11 +64,7 @@ func BenchmarkSavePresence(b *testing.B) {
 	st := benchStore(b)
 	const n = 1000
 	ps := make([]store.Presence, n)
-	for i := range ps {
-		id := fmt.Sprintf("d%04d", i)
-		if err := st.CreateDevice(ctx, device(id)); err != nil {
-			b.Fatal(err)
-		}
+	for i, id := range benchDevices(b, st, n) {
 		ps[i] = store.Presence{DeviceID: id, Online: true}
 	}
 	b.ResetTimer()
@@ -96,13 +86,7 @@ func BenchmarkSavePresence(b *testing.B) {
 func BenchmarkCommandCounts(b *testing.B) {
 	ctx := context.Background()
 	st := benchStore(b)
-	devices := make([]string, 10000)
-	for i := range devices {
-		devices[i] = fmt.Sprintf("d%05d", i)
-		if err := st.CreateDevice(ctx, device(devices[i])); err != nil {
-			b.Fatal(err)
-		}
-	}
+	devices := benchDevices(b, st, 10000)
 	var ids []string
 	for i := range 3 {
 		nd := newDispatch(fmt.Sprintf("b%d", i), devices, "")
@@ -141,13 +125,7 @@ func BenchmarkTriggerRound(b *testing.B) {
 		b.Run(fmt.Sprintf("k=%d", k), func(b *testing.B) {
 			ctx := context.Background()
 			st := benchStore(b)
-			devices := make([]string, 1000)
-			for i := range devices {
-				devices[i] = fmt.Sprintf("d%04d", i)
-				if err := st.CreateDevice(ctx, device(devices[i])); err != nil {
-					b.Fatal(err)
-				}
-			}
+			devices := benchDevices(b, st, 1000)
 			var prev []string // command ids of the round before
 			b.ResetTimer()
 			for i := range b.N {
@@ -175,4 +153,16 @@ func BenchmarkTriggerRound(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*k), "µs/trigger")
 		})
 	}
+}
+
+// benchDevices registers n devices (d00000, d00001, ...) and returns their ids.
+func benchDevices(b *testing.B, st *store.Store, n int) []string {
+	devices := make([]string, n)
+	for i := range devices {
+		devices[i] = fmt.Sprintf("d%05d", i)
+		if err := st.CreateDevice(context.Background(), device(devices[i])); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return devices
 }
