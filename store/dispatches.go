@@ -225,7 +225,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) (BatchResult, error) {
 					}
 				}
 			}
-			if err := s.markPublished(tx, ids, p.At); err != nil {
+			if err := markPublished(tx, ids, p.At); err != nil {
 				return err
 			}
 		}
@@ -330,18 +330,22 @@ func (s *Store) PendingCommands(ctx context.Context, deviceIDs, states []string,
 // MarkPublished moves queued commands to published. A command that an ack already
 // settled keeps its final state.
 func (s *Store) MarkPublished(ctx context.Context, ids []string, at time.Time) error {
-	return wrap("mark published", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return s.markPublished(tx, ids, at)
-	}))
+	return wrap("mark published", markPublished(s.db.WithContext(ctx), ids, at))
 }
 
-// markSQL marks one command published: one prepared statement per command costs
-// no more than IN lists did (BenchmarkMarkPublished), and needs no statement per
-// list length.
-const markSQL = `UPDATE commands SET state = 'published', published_at = ? WHERE id = ? AND state = 'queued'`
-
-func (s *Store) markPublished(tx *gorm.DB, ids []string, at time.Time) error {
-	return s.stmts.execEach(tx, markSQL, len(ids), func(i int) []any { return []any{at, ids[i]} }, nil)
+// markPublished marks commands in IN lists of 1,000. On SQLite one prepared
+// statement per command costs the same (BenchmarkMarkPublished); on PostgreSQL it
+// would be a round trip per command, ten times slower for a fan-out.
+func markPublished(db *gorm.DB, ids []string, at time.Time) error {
+	for _, chunk := range chunks(ids, 1000) {
+		err := db.Model(&Command{}).
+			Where("id IN ? AND state = ?", chunk, StateQueued).
+			Updates(map[string]any{"state": StatePublished, "published_at": at}).Error
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Ack is a device's answer to a command.
@@ -367,7 +371,7 @@ func (s *Store) ApplyAcks(ctx context.Context, acks []Ack) (applied []bool, err 
 // ackSQL settles one command. An ack can overtake the batched published mark, so it
 // also records when the command was published (if nothing did yet).
 const ackSQL = `UPDATE commands SET state = ?, acked_at = ?, detail = ?, published_at = COALESCE(published_at, ?)
- WHERE id = ? AND device_id = ? AND state IN ('queued', 'published')`
+ WHERE id = ? AND device_id = ? AND ` + openStates
 
 // applyAcks settles each ack with one statement. publishedAt gives the publish
 // time of commands marked in the same batch.

@@ -22,9 +22,9 @@ type stmtCache struct {
 }
 
 // cachedQueries are the writers' statements: the trigger path's and the request
-// log's inserts in every row count they use, the ack, mark and presence updates.
+// log's inserts in every row count they use, the ack and presence updates.
 func cachedQueries() []string {
-	qs := []string{ackSQL, markSQL, presenceSQL}
+	qs := []string{ackSQL, presenceSQL}
 	for rows := insertChunk; rows >= 1; rows /= 2 {
 		qs = append(qs, insertSQL("dispatches", dispatchColumns, rows), insertSQL("commands", commandColumns, rows),
 			insertSQL("request_logs", requestLogColumns, rows))

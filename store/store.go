@@ -158,11 +158,14 @@ func (s *Store) migrate(ctx context.Context) error {
 // it ever had. An index on (device_id, state) over all commands puts each new
 // command, and each state change, on a different page for every device, so a
 // round of the trigger writer dirtied a page per device it touched; this one
-// holds only queued and published commands, a few pages. Queries that use it
-// must repeat its WHERE term word for word (openStates).
+// holds only queued and published commands, a few pages. SQLite uses it only for
+// a query whose WHERE repeats its term word for word (openStates). The new index
+// is built before the old one goes, so queries always have one. IF NOT EXISTS
+// looks at the name only: a changed definition needs a new name (and the old
+// one dropped here).
 var openCommandIndexes = []string{
-	`DROP INDEX IF EXISTS idx_commands_device_state`,
 	`CREATE INDEX IF NOT EXISTS idx_commands_open_device ON commands (device_id, state, expires_at) WHERE ` + openStates,
+	`DROP INDEX IF EXISTS idx_commands_device_state`,
 }
 
 // openStates is the WHERE term of the open-commands index.

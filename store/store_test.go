@@ -291,3 +291,35 @@ func TestConcurrentWriters(t *testing.T) {
 		}
 	})
 }
+
+// Request logs go in through the writer's prepared multi-row inserts (a batch of
+// 100 is one chunk of 64 and three smaller ones) and come back field for field.
+func TestRequestLogsRoundTrip(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		at := time.Now().UTC().Truncate(time.Microsecond)
+		rs := make([]store.RequestLog, 100)
+		for i := range rs {
+			rs[i] = store.RequestLog{
+				ID: fmt.Sprintf("r%03d", i), At: at.Add(time.Duration(i) * time.Millisecond), Method: "POST",
+				KeyID: "k1", KeyPrefix: "dhk_ab", Source: "10.0.0.1", UserAgent: "curl/8", EventID: "evt",
+				Status: 202, Code: "success", DispatchID: fmt.Sprintf("d%03d", i), LatencyUS: int64(i),
+			}
+		}
+		if err := st.InsertRequestLogs(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		got, total, err := st.RequestLogs(ctx, store.RequestFilter{}, store.Page{Limit: 200})
+		if err != nil || total != 100 || len(got) != 100 {
+			t.Fatalf("got %d of %d, %v", len(got), total, err)
+		}
+		// Newest first.
+		for i, g := range got {
+			want := rs[99-i]
+			g.At, want.At = g.At.UTC(), want.At.UTC()
+			if g != want {
+				t.Fatalf("record %d:\n got %+v\nwant %+v", i, g, want)
+			}
+		}
+	})
+}
