@@ -46,18 +46,19 @@ func prepareStatements(ctx context.Context, db *sql.DB, postgres bool) (*stmtCac
 }
 
 // in returns query prepared for the transaction under tx; the caller closes it
-// (the prepared statement stays). A query not prepared at open is prepared on the
-// transaction.
+// (the prepared statement stays). A query must be one of cachedQueries: anything
+// else is an error, so a new statement cannot quietly go back to being prepared
+// in every transaction.
 func (c *stmtCache) in(tx *gorm.DB, query string) (*sql.Stmt, error) {
 	sqlTx, ok := sqlTxOf(tx)
 	if !ok {
 		return nil, errors.New("no database/sql transaction under gorm")
 	}
-	ctx := tx.Statement.Context
-	if st := c.m[query]; st != nil {
-		return sqlTx.StmtContext(ctx, st), nil
+	st := c.m[query]
+	if st == nil {
+		return nil, fmt.Errorf("statement not prepared at open (add it to cachedQueries): %.60q", query)
 	}
-	return sqlTx.PrepareContext(ctx, placeholders(tx.Dialector.Name() == "postgres", query))
+	return sqlTx.StmtContext(tx.Statement.Context, st), nil
 }
 
 // close closes every statement (before the database).
