@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -70,5 +71,38 @@ func TestRequestLogWriteKeepsWhatTheDatabaseDidNotTake(t *testing.T) {
 	}
 	if ids := storedIDs(t, st); !ids["c"] || !ids["d"] || !ids["e"] {
 		t.Fatalf("stored %v: want c, d and e", ids)
+	}
+}
+
+// A flush goes in transactions of recordsPerTx records, so the trigger path never
+// waits long for the database: one that fails outright (its first record refused
+// alone) keeps it and everything after it for the next flush, and what went before
+// it stays written.
+func TestRequestLogWritesInBoundedTransactions(t *testing.T) {
+	st, exec := faultyStore(t)
+	ctx := context.Background()
+	l := NewRequestLog(st, slog.New(slog.DiscardHandler))
+	now := time.Now().UTC()
+
+	exec(`CREATE TRIGGER poison BEFORE INSERT ON request_logs WHEN NEW.event_id = 'poison'
+		BEGIN SELECT RAISE(ABORT, 'refused'); END`)
+	var buf []store.RequestLog
+	for i := range 2*recordsPerTx + 5 {
+		event := "evt"
+		if i == recordsPerTx {
+			event = "poison" // the first of the second transaction
+		}
+		buf = append(buf, record(fmt.Sprintf("r%03d", i), event, now))
+	}
+	left := l.write(ctx, buf, now)
+	if ids := storedIDs(t, st); len(ids) != recordsPerTx || len(left) != recordsPerTx+5 || left[0].ID != fmt.Sprintf("r%03d", recordsPerTx) {
+		t.Fatalf("stored %d, left %d: want the first transaction's %d stored and the rest waiting", len(ids), len(left), recordsPerTx)
+	}
+	exec(`DROP TRIGGER poison`)
+	if left = l.write(ctx, left, now); len(left) != 0 {
+		t.Fatalf("left after the database took the poison record: %v", left)
+	}
+	if ids := storedIDs(t, st); len(ids) != len(buf) {
+		t.Fatalf("stored %d of %d", len(ids), len(buf))
 	}
 }
