@@ -245,10 +245,11 @@ func (s *Store) IdempotentResponse(ctx context.Context, apiKeyID, key string, si
 }
 
 // PurgeIdempotency deletes idempotency records older than before, so an expired key
-// can be used again.
+// can be used again; a few hundred at a time.
 func (s *Store) PurgeIdempotency(ctx context.Context, before time.Time) (int64, error) {
-	res := s.db.WithContext(ctx).Where("created_at < ?", before).Delete(&Idempotency{})
-	return res.RowsAffected, wrap("purge idempotency records", res.Error)
+	return s.inChunks(ctx, "purge idempotency records",
+		`DELETE FROM idempotencies WHERE (api_key_id, idem_key) IN
+		   (SELECT api_key_id, idem_key FROM idempotencies WHERE created_at < ? LIMIT ?)`, before)
 }
 
 // Dispatches lists dispatches, newest first.
@@ -406,12 +407,13 @@ func placeholders(postgres bool, query string) string {
 }
 
 // ExpireCommands marks unsettled commands whose time has passed as expired and
-// returns how many it changed.
+// returns how many it changed; a few hundred at a time, so that a fan-out to
+// thousands of offline players expiring at once does not hold the writer.
 func (s *Store) ExpireCommands(ctx context.Context, now time.Time) (int64, error) {
-	res := s.db.WithContext(ctx).Model(&Command{}).
-		Where("state IN ? AND expires_at <= ?", []string{StateQueued, StatePublished}, now).
-		Updates(map[string]any{"state": StateExpired, "detail": "expired before an ack"})
-	return res.RowsAffected, wrap("expire commands", res.Error)
+	return s.inChunks(ctx, "expire commands",
+		`UPDATE commands SET state = ?, detail = ? WHERE id IN
+		   (SELECT id FROM commands WHERE state IN (?, ?) AND expires_at <= ? LIMIT ?)`,
+		StateExpired, "expired before an ack", StateQueued, StatePublished, now)
 }
 
 // CountCommandsByState counts every command by state (for dashboards and metrics).

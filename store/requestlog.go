@@ -85,8 +85,8 @@ func (s *Store) TopSources(ctx context.Context, since time.Time, limit int) ([]S
 	return out, wrap("top sources", err)
 }
 
-// PurgeRequestLogs deletes records older than before.
+// PurgeRequestLogs deletes records older than before, a few hundred at a time.
 func (s *Store) PurgeRequestLogs(ctx context.Context, before time.Time) (int64, error) {
-	res := s.db.WithContext(ctx).Where("at < ?", before).Delete(&RequestLog{})
-	return res.RowsAffected, wrap("purge request logs", res.Error)
+	return s.inChunks(ctx, "purge request logs",
+		`DELETE FROM request_logs WHERE id IN (SELECT id FROM request_logs WHERE at < ? LIMIT ?)`, before)
 }

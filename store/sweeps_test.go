@@ -1,0 +1,83 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"devicehooks/store"
+)
+
+// Purges and the expiry sweep work a few hundred rows per statement, so that they
+// never hold the database's one writer for long; they still finish the job, past
+// one chunk, and touch nothing newer than their cut.
+func TestSweepsGoPastOneChunk(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		const old, recent = 1234, 3
+
+		var logs []store.RequestLog
+		for i := range old + recent {
+			at := now.Add(-time.Hour)
+			if i >= old {
+				at = now
+			}
+			logs = append(logs, store.RequestLog{ID: fmt.Sprintf("r%04d", i), At: at, Method: "POST", Status: 200, Code: "success"})
+		}
+		if err := st.InsertRequestLogs(ctx, logs); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := st.PurgeRequestLogs(ctx, now.Add(-time.Minute)); err != nil || n != old {
+			t.Fatalf("purged %d request logs (%v), want %d", n, err, old)
+		}
+		if _, total, _ := st.RequestLogs(ctx, store.RequestFilter{}, store.Page{Limit: 10}); total != recent {
+			t.Fatalf("%d request logs left, want %d", total, recent)
+		}
+
+		devices := make([]string, 700)
+		for i := range devices {
+			devices[i] = fmt.Sprintf("d%03d", i)
+			if err := st.CreateDevice(ctx, device(devices[i])); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var nds []*store.NewDispatch
+		for i := range 600 {
+			nd := newDispatch(fmt.Sprintf("x%03d", i), devices[i:i+1], fmt.Sprintf("key%03d", i))
+			if i == 0 {
+				nd = newDispatch("x000", devices, "key000") // 700 commands
+			}
+			nd.Idempotency.CreatedAt = now.Add(-48 * time.Hour)
+			if i >= 598 {
+				nd.Idempotency.CreatedAt = now
+			}
+			nds = append(nds, nd)
+		}
+		if _, err := st.WriteDispatches(ctx, nds); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := st.PurgeIdempotency(ctx, now.Add(-24*time.Hour)); err != nil || n != 598 {
+			t.Fatalf("purged %d idempotency records (%v), want 598", n, err)
+		}
+		for i, want := range map[int]bool{0: false, 597: false, 598: true, 599: true} {
+			_, err := st.IdempotentResponse(ctx, "k", fmt.Sprintf("key%03d", i), now.Add(-72*time.Hour))
+			if got := err == nil; got != want {
+				t.Fatalf("key%03d kept = %v (%v), want %v", i, got, err, want)
+			}
+		}
+
+		// newDispatch's commands expire in a minute: x000's 700 and 599 others.
+		if n, err := st.ExpireCommands(ctx, now.Add(2*time.Minute)); err != nil || n != 700+599 {
+			t.Fatalf("expired %d commands (%v), want %d", n, err, 700+599)
+		}
+		counts, err := st.CommandCounts(ctx, []string{"x000", "x599"})
+		if err != nil || counts["x000"][store.StateExpired] != 700 || counts["x599"][store.StateExpired] != 1 {
+			t.Fatalf("counts after the sweep: %v (%v)", counts, err)
+		}
+		if n, err := st.ExpireCommands(ctx, now.Add(2*time.Minute)); err != nil || n != 0 {
+			t.Fatalf("a second sweep expired %d (%v), want 0", n, err)
+		}
+	})
+}
