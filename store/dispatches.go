@@ -248,8 +248,8 @@ func (s *Store) IdempotentResponse(ctx context.Context, apiKeyID, key string, si
 // can be used again; a few hundred at a time.
 func (s *Store) PurgeIdempotency(ctx context.Context, before time.Time) (int64, error) {
 	return s.inChunks(ctx, "purge idempotency records",
-		`DELETE FROM idempotencies WHERE (api_key_id, idem_key) IN
-		   (SELECT api_key_id, idem_key FROM idempotencies WHERE created_at < ? LIMIT ?)`, before)
+		`DELETE FROM idempotencies WHERE created_at < ? AND (api_key_id, idem_key) IN
+		   (SELECT api_key_id, idem_key FROM idempotencies WHERE created_at < ? LIMIT ?)`, before, before)
 }
 
 // Dispatches lists dispatches, newest first.
@@ -411,9 +411,9 @@ func placeholders(postgres bool, query string) string {
 // thousands of offline players expiring at once does not hold the writer.
 func (s *Store) ExpireCommands(ctx context.Context, now time.Time) (int64, error) {
 	return s.inChunks(ctx, "expire commands",
-		`UPDATE commands SET state = ?, detail = ? WHERE id IN
+		`UPDATE commands SET state = ?, detail = ? WHERE state IN (?, ?) AND expires_at <= ? AND id IN
 		   (SELECT id FROM commands WHERE state IN (?, ?) AND expires_at <= ? LIMIT ?)`,
-		StateExpired, "expired before an ack", StateQueued, StatePublished, now)
+		StateExpired, "expired before an ack", StateQueued, StatePublished, now, StateQueued, StatePublished, now)
 }
 
 // CountCommandsByState counts every command by state (for dashboards and metrics).

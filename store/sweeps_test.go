@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"devicehooks/internal/testenv"
 	"devicehooks/store"
 )
 
@@ -80,4 +83,100 @@ func TestSweepsGoPastOneChunk(t *testing.T) {
 			t.Fatalf("a second sweep expired %d (%v), want 0", n, err)
 		}
 	})
+}
+
+// On PostgreSQL the expiry sweep can meet an ack of the same command: the sweep
+// has picked its rows, the ack's transaction holds one of them, then commits.
+// The sweep must then leave that command succeeded, not mark it expired; and a
+// purge must not delete an idempotency record used again meanwhile.
+func TestSweepsSkipRowsChangedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.Postgres(t)
+	st, err := store.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	side, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer side.Close(ctx)
+
+	now := time.Now().UTC()
+	if err := st.CreateDevice(ctx, device("d1")); err != nil {
+		t.Fatal(err)
+	}
+	nd := newDispatch("x1", []string{"d1"}, "key1")
+	nd.Idempotency.CreatedAt = now.Add(-48 * time.Hour)
+	if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+
+	// sweepBehind runs sweep while change holds its row, then commits the change,
+	// and returns what the sweep said.
+	sweepBehind := func(change string, sweep func() (int64, error)) (int64, error) {
+		t.Helper()
+		tx, err := side.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, change); err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			n   int64
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			n, err := sweep()
+			done <- result{n, err}
+		}()
+		waitForLockWait(t, tx)
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r := <-done
+		return r.n, r.err
+	}
+
+	n, err := sweepBehind(`UPDATE commands SET state = 'succeeded' WHERE id = 'x1-d1'`,
+		func() (int64, error) { return st.ExpireCommands(ctx, now.Add(2*time.Minute)) })
+	if err != nil || n != 0 {
+		t.Fatalf("the sweep expired %d (%v), want 0: the command was acked meanwhile", n, err)
+	}
+	if counts, _ := st.CommandCounts(ctx, []string{"x1"}); counts["x1"][store.StateSucceeded] != 1 {
+		t.Fatalf("after the sweep: %v, want the command succeeded", counts)
+	}
+
+	n, err = sweepBehind(`UPDATE idempotencies SET created_at = now() WHERE idem_key = 'key1'`,
+		func() (int64, error) { return st.PurgeIdempotency(ctx, now.Add(-24*time.Hour)) })
+	if err != nil || n != 0 {
+		t.Fatalf("the purge deleted %d (%v), want 0: the key was used again meanwhile", n, err)
+	}
+	if _, err := st.IdempotentResponse(ctx, "k", "key1", now.Add(-time.Hour)); err != nil {
+		t.Fatalf("the record used again is gone: %v", err)
+	}
+}
+
+// waitForLockWait returns once another backend waits for a lock that tx holds.
+func waitForLockWait(t *testing.T, tx pgx.Tx) {
+	t.Helper()
+	ctx := context.Background()
+	var pid int
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var waiting int
+		err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			return
+		}
+	}
+	t.Fatal("the sweep never waited for the row")
 }
