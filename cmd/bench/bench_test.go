@@ -64,6 +64,12 @@ func TestShortRun(t *testing.T) {
 	if v.Raw == nil || v.Raw.Rate <= 0 || v.Memory.IdleRSSMB <= 0 || v.Memory.ConnectedRSSMB <= 0 {
 		t.Fatalf("raw broker or memory figures missing: %+v %+v", v.Raw, v.Memory)
 	}
+	if s := v.RawSerial; s == nil || s.Window != 1 || s.Rate <= 0 || s.Lost != 0 || v.RatioSerial <= 0 {
+		t.Fatalf("raw broker one message at a time: %+v, ratio %v", s, v.RatioSerial)
+	}
+	if !strings.Contains(out.String(), "ratio to one at a time") {
+		t.Errorf("the table has no ratio to the one-at-a-time rate:\n%s", out.String())
+	}
 }
 
 func TestReadAnswer(t *testing.T) {

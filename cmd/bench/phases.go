@@ -65,12 +65,12 @@ func (v *variant) loadPhases(ctx context.Context, label string) (tp, half *loadF
 	return tp, half, err
 }
 
-// ratio is a throughput as a multiple of the raw broker rate.
-func (v *variant) ratio(tp *loadFigures) float64 {
-	if tp == nil || v.res.Raw == nil || v.res.Raw.Rate <= 0 {
+// ratio is a throughput as a multiple of a raw broker rate.
+func (v *variant) ratio(tp *loadFigures, raw *rawResult) float64 {
+	if tp == nil || raw == nil || raw.Rate <= 0 {
 		return 0
 	}
-	return round2(tp.PerSecond / v.res.Raw.Rate)
+	return round2(tp.PerSecond / raw.Rate)
 }
 
 // load runs one load phase on the single-device action and matches every accepted

@@ -111,6 +111,9 @@ func (r *report) finish() {
 	if a := v.ThroughputAllConnected; a != nil {
 		measured += fmt.Sprintf(" (all %d connected: %.0f/s = %.2f x)", a.Players, a.PerSecond, v.RatioAllConnected)
 	}
+	if s := v.RawSerial; s != nil {
+		measured += fmt.Sprintf("; %.2f x the broker's rate one message at a time, %.0f/s", v.RatioSerial, s.Rate)
+	}
 	r.Targets = append(r.Targets, target{
 		Name: "throughput", Goal: ">= 0.6 x raw broker rate, every trigger delivered",
 		Measured: measured, Met: v.Ratio >= 0.6 && tp.Missing == 0 && tp.Accepted > 0,
@@ -173,9 +176,15 @@ func printReport(w io.Writer, r *report) {
 			return "-"
 		}
 		if v.Raw.Lost > 0 {
-			return fmt.Sprintf("%.0f msg/s (%d dropped)", v.Raw.Rate, v.Raw.Lost)
+			return fmt.Sprintf("%.0f msg/s (window %d, %d dropped)", v.Raw.Rate, v.Raw.Window, v.Raw.Lost)
 		}
-		return fmt.Sprintf("%.0f msg/s", v.Raw.Rate)
+		return fmt.Sprintf("%.0f msg/s (window %d)", v.Raw.Rate, v.Raw.Window)
+	})
+	row("  one message at a time (window 1)", func(v *variantResult) string {
+		if v.RawSerial == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f msg/s", v.RawSerial.Rate)
 	})
 	load := func(get func(v *variantResult) *loadFigures, f func(l *loadFigures) string) func(v *variantResult) string {
 		return func(v *variantResult) string {
@@ -185,11 +194,14 @@ func printReport(w io.Writer, r *report) {
 			return "-"
 		}
 	}
-	loadRows := func(when string, tp, hr func(v *variantResult) *loadFigures, ratio func(v *variantResult) float64) {
+	loadRows := func(when string, tp, hr func(v *variantResult) *loadFigures, ratio, serial func(v *variantResult) float64) {
 		row("max accepted triggers/s (closed loop), "+when, load(tp, func(l *loadFigures) string {
 			return fmt.Sprintf("%.0f/s (%d conns)", l.PerSecond, l.Conns)
 		}))
 		row("  ratio to raw broker rate", func(v *variantResult) string { return fmt.Sprintf("%.2f", ratio(v)) })
+		if serial != nil {
+			row("  ratio to one at a time", func(v *variantResult) string { return fmt.Sprintf("%.2f", serial(v)) })
+		}
 		row("  delivered / accepted, duplicates", load(tp, func(l *loadFigures) string {
 			return fmt.Sprintf("%d / %d, %d dup", l.Delivered, l.Accepted, l.Duplicates)
 		}))
@@ -212,11 +224,12 @@ func printReport(w io.Writer, r *report) {
 	loadRows(fmt.Sprintf("%v players connected", r.Settings["small_players"]),
 		func(v *variantResult) *loadFigures { return v.Throughput },
 		func(v *variantResult) *loadFigures { return v.HalfRate },
-		func(v *variantResult) float64 { return v.Ratio })
+		func(v *variantResult) float64 { return v.Ratio },
+		func(v *variantResult) float64 { return v.RatioSerial })
 	loadRows(fmt.Sprintf("all %v connected", r.Settings["players"]),
 		func(v *variantResult) *loadFigures { return v.ThroughputAllConnected },
 		func(v *variantResult) *loadFigures { return v.HalfRateAllConnected },
-		func(v *variantResult) float64 { return v.RatioAllConnected })
+		func(v *variantResult) float64 { return v.RatioAllConnected }, nil)
 	for _, players := range fanoutSizes(r) {
 		row(fmt.Sprintf("all devices to %d: last receipt", players), fanoutCell(players, func(f fanoutFigures) float64 { return f.AllMs }))
 		row("  all acks recorded", fanoutCell(players, func(f fanoutFigures) float64 { return f.AckedMs }))

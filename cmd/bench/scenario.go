@@ -18,11 +18,16 @@ type variantResult struct {
 	Name   string     `json:"name"` // "embedded" or "mosquitto"
 	Broker string     `json:"broker"`
 	Raw    *rawResult `json:"raw_broker,omitempty"`
+	// RawSerial is the same broker sending one message at a time (window 1):
+	// how a broker's rate is often quoted, the issue's 13,600/s likely among
+	// them. The targets are judged against Raw; RatioSerial is reported beside.
+	RawSerial *rawResult `json:"raw_broker_one_at_a_time,omitempty"`
 	// Throughput and HalfRate run with every device registered and the first
 	// players connected (the issue's conditions); the AllConnected ones again
 	// with every player connected, which costs the embedded broker more.
 	Throughput             *loadFigures `json:"throughput,omitempty"`
 	Ratio                  float64      `json:"ratio_to_raw_broker,omitempty"`
+	RatioSerial            float64      `json:"ratio_to_raw_one_at_a_time,omitempty"`
 	HalfRate               *loadFigures `json:"half_rate,omitempty"`
 	ThroughputAllConnected *loadFigures `json:"throughput_all_connected,omitempty"`
 	RatioAllConnected      float64      `json:"ratio_all_connected,omitempty"`
@@ -104,7 +109,8 @@ func (v *variant) run(ctx context.Context) (err error) {
 	if v.res.Throughput, v.res.HalfRate, err = v.loadPhases(ctx, ""); err != nil {
 		return err
 	}
-	v.res.Ratio = v.ratio(v.res.Throughput)
+	v.res.Ratio = v.ratio(v.res.Throughput, v.res.Raw)
+	v.res.RatioSerial = v.ratio(v.res.Throughput, v.res.RawSerial)
 	if err := v.connectAll(ctx); err != nil {
 		return err
 	}
@@ -115,7 +121,7 @@ func (v *variant) run(ctx context.Context) (err error) {
 	if v.res.ThroughputAllConnected, v.res.HalfRateAllConnected, err = v.loadPhases(ctx, "all"); err != nil {
 		return err
 	}
-	v.res.RatioAllConnected = v.ratio(v.res.ThroughputAllConnected)
+	v.res.RatioAllConnected = v.ratio(v.res.ThroughputAllConnected, v.res.Raw)
 	if st, err := v.srv.stat(); err == nil {
 		v.res.Memory.PeakRSSMB = mb(st.HWM)
 	}
@@ -164,13 +170,18 @@ func (v *variant) measureRawBroker(ctx context.Context) error {
 		url = v.mq.url()
 		v.res.Broker = v.mq.version
 	}
-	v.logf("raw broker rate: QoS 1, window %d, %v + %v", o.rawWindow, o.rawWarmup, o.rawMeasure)
-	raw, err := measureRaw(ctx, v.name, url, o.rawWindow, o.rawWarmup, o.rawMeasure)
-	if err != nil {
-		return fmt.Errorf("raw broker rate: %w", err)
+	for _, w := range []struct {
+		window int
+		res    **rawResult
+	}{{o.rawWindow, &v.res.Raw}, {1, &v.res.RawSerial}} {
+		v.logf("raw broker rate: QoS 1, window %d, %v + %v", w.window, o.rawWarmup, o.rawMeasure)
+		raw, err := measureRaw(ctx, v.name, url, w.window, o.rawWarmup, o.rawMeasure)
+		if err != nil {
+			return fmt.Errorf("raw broker rate, window %d: %w", w.window, err)
+		}
+		*w.res = &raw
+		v.logf("raw broker rate: %.0f msgs/s (p50 %.2f ms, p99 %.2f ms)", raw.Rate, raw.P50ms, raw.P99ms)
 	}
-	v.res.Raw = &raw
-	v.logf("raw broker rate: %.0f msgs/s (p50 %.2f ms, p99 %.2f ms)", raw.Rate, raw.P50ms, raw.P99ms)
 	return nil
 }
 
