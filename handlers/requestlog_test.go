@@ -25,6 +25,16 @@ func faultyStore(t *testing.T) (*store.Store, func(query string)) {
 	return st, testenv.SQLiteSide(t, path)
 }
 
+// poisonedStore is a faultyStore whose database refuses any record of the event
+// "poison".
+func poisonedStore(t *testing.T) (*store.Store, func(query string)) {
+	t.Helper()
+	st, exec := faultyStore(t)
+	exec(`CREATE TRIGGER poison BEFORE INSERT ON request_logs WHEN NEW.event_id = 'poison'
+		BEGIN SELECT RAISE(ABORT, 'refused'); END`)
+	return st, exec
+}
+
 func record(id, event string, at time.Time) store.RequestLog {
 	return store.RequestLog{ID: id, At: at, Method: "POST", EventID: event, Status: 200, Code: "success"}
 }
@@ -45,13 +55,10 @@ func storedIDs(t *testing.T, st *store.Store) map[string]bool {
 // A record the database refuses does not hold up the others of its batch; while
 // the database refuses everything, the records wait (for a minute at most).
 func TestRequestLogWriteKeepsWhatTheDatabaseDidNotTake(t *testing.T) {
-	st, exec := faultyStore(t)
+	st, exec := poisonedStore(t)
 	ctx := context.Background()
 	l := NewRequestLog(st, slog.New(slog.DiscardHandler))
 	now := time.Now().UTC()
-
-	exec(`CREATE TRIGGER poison BEFORE INSERT ON request_logs WHEN NEW.event_id = 'poison'
-		BEGIN SELECT RAISE(ABORT, 'refused'); END`)
 	left := l.write(ctx, []store.RequestLog{record("a", "evt", now), record("p", "poison", now), record("b", "evt", now)}, now)
 	if ids := storedIDs(t, st); !ids["a"] || !ids["b"] || ids["p"] || len(left) != 1 || left[0].ID != "p" {
 		t.Fatalf("stored %v, left %v: want a and b stored, the refused one left", ids, left)
@@ -79,13 +86,10 @@ func TestRequestLogWriteKeepsWhatTheDatabaseDidNotTake(t *testing.T) {
 // alone) keeps it and everything after it for the next flush, and what went before
 // it stays written.
 func TestRequestLogWritesInBoundedTransactions(t *testing.T) {
-	st, exec := faultyStore(t)
+	st, exec := poisonedStore(t)
 	ctx := context.Background()
 	l := NewRequestLog(st, slog.New(slog.DiscardHandler))
 	now := time.Now().UTC()
-
-	exec(`CREATE TRIGGER poison BEFORE INSERT ON request_logs WHEN NEW.event_id = 'poison'
-		BEGIN SELECT RAISE(ABORT, 'refused'); END`)
 	var buf []store.RequestLog
 	for i := range 2*recordsPerTx + 5 {
 		event := "evt"
