@@ -13,10 +13,11 @@ const sweepChunk = 500
 // rows it changed in all. Each run is a transaction of its own: a sweep cut short
 // by an error keeps what it did, and the next one goes on from there.
 //
-// The statements pick their rows in a subquery, and repeat its condition outside
-// it: PostgreSQL checks again, on a row another transaction changed meanwhile,
-// only the outer condition. Without it, a command acked between the two would be
-// marked expired, and an idempotency key used again would lose its new record.
+// The statements pick their rows in a subquery. Where another transaction may
+// change a picked row meanwhile, PostgreSQL's statement repeats the subquery's
+// condition outside it: PostgreSQL checks again, on such a row, only the outer
+// condition. Without it, a command acked between the two would be marked
+// expired, and an idempotency key used again would lose its new record.
 func (s *Store) inChunks(ctx context.Context, op, stmt string, args ...any) (int64, error) {
 	args = append(args, sweepChunk)
 	var total int64

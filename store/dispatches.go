@@ -410,10 +410,18 @@ func placeholders(postgres bool, query string) string {
 // returns how many it changed; a few hundred at a time, so that a fan-out to
 // thousands of offline players expiring at once does not hold the writer.
 func (s *Store) ExpireCommands(ctx context.Context, now time.Time) (int64, error) {
+	const pick = `id IN (SELECT id FROM commands WHERE state IN (?, ?) AND expires_at <= ? LIMIT ?)`
+	set := []any{StateExpired, "expired before an ack"}
+	if !s.postgres {
+		// One writer at a time: nothing changes a picked row meanwhile. (Repeating
+		// the condition would make SQLite walk every overdue command's index
+		// entry for each chunk instead of looking up the picked ids.)
+		return s.inChunks(ctx, "expire commands", `UPDATE commands SET state = ?, detail = ? WHERE `+pick,
+			append(set, StateQueued, StatePublished, now)...)
+	}
 	return s.inChunks(ctx, "expire commands",
-		`UPDATE commands SET state = ?, detail = ? WHERE state IN (?, ?) AND expires_at <= ? AND id IN
-		   (SELECT id FROM commands WHERE state IN (?, ?) AND expires_at <= ? LIMIT ?)`,
-		StateExpired, "expired before an ack", StateQueued, StatePublished, now, StateQueued, StatePublished, now)
+		`UPDATE commands SET state = ?, detail = ? WHERE state IN (?, ?) AND expires_at <= ? AND `+pick,
+		append(set, StateQueued, StatePublished, now, StateQueued, StatePublished, now)...)
 }
 
 // CountCommandsByState counts every command by state (for dashboards and metrics).

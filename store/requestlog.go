@@ -88,5 +88,5 @@ func (s *Store) TopSources(ctx context.Context, since time.Time, limit int) ([]S
 // PurgeRequestLogs deletes records older than before, a few hundred at a time.
 func (s *Store) PurgeRequestLogs(ctx context.Context, before time.Time) (int64, error) {
 	return s.inChunks(ctx, "purge request logs",
-		`DELETE FROM request_logs WHERE at < ? AND id IN (SELECT id FROM request_logs WHERE at < ? LIMIT ?)`, before, before)
+		`DELETE FROM request_logs WHERE id IN (SELECT id FROM request_logs WHERE at < ? LIMIT ?)`, before)
 }

@@ -235,3 +235,54 @@ func TestOpenReplacesTheFullDeviceStateIndex(t *testing.T) {
 		t.Fatalf("indexes on commands: %s", got)
 	}
 }
+
+// A sweep goes in statements of sweepChunk rows, and on SQLite the expiry looks
+// the picked commands up by id rather than walking every overdue one per chunk.
+func TestSweepsChunkTheirStatements(t *testing.T) {
+	st := openTestSQLite(t)
+	ctx := context.Background()
+	var (
+		stmts []string
+		vars  [][]any
+	)
+	if err := st.db.Callback().Raw().After("gorm:raw").Register("test:count", func(db *gorm.DB) {
+		stmts = append(stmts, db.Statement.SQL.String())
+		vars = append(vars, db.Statement.Vars)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().UTC().Add(-time.Hour)
+	logs := make([]RequestLog, 2*sweepChunk+34)
+	for i := range logs {
+		logs[i] = RequestLog{ID: fmt.Sprintf("r%04d", i), At: old, Method: "POST", Status: 200, Code: "success"}
+	}
+	if err := st.InsertRequestLogs(ctx, logs); err != nil {
+		t.Fatal(err)
+	}
+	stmts, vars = nil, nil
+	if n, err := st.PurgeRequestLogs(ctx, time.Now()); err != nil || n != int64(len(logs)) {
+		t.Fatalf("purged %d (%v), want %d", n, err, len(logs))
+	}
+	if len(stmts) != 3 {
+		t.Fatalf("the purge of %d rows ran %d statements, want 3 of at most %d rows", len(logs), len(stmts), sweepChunk)
+	}
+
+	stmts, vars = nil, nil
+	if _, err := st.ExpireCommands(ctx, time.Now()); err != nil || len(stmts) != 1 {
+		t.Fatalf("expire: %v, %d statements", err, len(stmts))
+	}
+	var plan []struct {
+		ID, Parent, Notused int
+		Detail              string
+	}
+	if err := st.db.Raw("EXPLAIN QUERY PLAN "+stmts[0], vars[0]...).Scan(&plan).Error; err != nil {
+		t.Fatal(err)
+	}
+	var details []string
+	for _, p := range plan {
+		details = append(details, p.Detail)
+	}
+	if joined := strings.Join(details, "; "); !strings.Contains(joined, "sqlite_autoindex_commands_1 (id=?)") {
+		t.Errorf("the expiry does not look the picked commands up by id: %s", joined)
+	}
+}
