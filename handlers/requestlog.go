@@ -37,10 +37,13 @@ func (l *RequestLog) Record(r store.RequestLog) {
 func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
-	var (
-		buf       []store.RequestLog
-		lastPurge time.Time
-	)
+	purged := make(chan struct{})
+	go func() {
+		defer close(purged)
+		l.purge(ctx, keep)
+	}()
+	defer func() { <-purged }()
+	var buf []store.RequestLog
 	// Writes are not cancelled by shutdown mid-way: the records taken from buf
 	// would be lost. Each is bounded by the database's busy timeout.
 	wctx := context.WithoutCancel(ctx)
@@ -59,14 +62,8 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 			if len(buf) >= 1000 && !failing {
 				flush()
 			}
-		case now := <-t.C:
+		case <-t.C:
 			flush()
-			if now.Sub(lastPurge) > time.Hour {
-				lastPurge = now
-				if _, err := l.st.PurgeRequestLogs(wctx, now.Add(-keep)); err != nil {
-					l.log.Error("purge request log", "err", err)
-				}
-			}
 		case <-ctx.Done():
 			for {
 				select {
@@ -77,6 +74,25 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 					return
 				}
 			}
+		}
+	}
+}
+
+// purge deletes the records older than keep now and every hour, until ctx ends.
+// It runs beside the flushes: at a sustained thousand calls a second, an hour of
+// records takes most of a minute to delete, and new records must not wait for it.
+// Stopped mid-way, it keeps what it deleted.
+func (l *RequestLog) purge(ctx context.Context, keep time.Duration) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if _, err := l.st.PurgeRequestLogs(ctx, time.Now().UTC().Add(-keep)); err != nil && ctx.Err() == nil {
+			l.log.Error("purge request log", "err", err)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -92,12 +108,12 @@ const retryRecordsFor = time.Minute
 const recordsPerTx = 64
 
 // write stores buf, recordsPerTx records per transaction, and returns what is
-// left for the next flush. If a transaction fails but its first record goes in
-// alone, the database works and refuses some record of it (it has happened: a
-// value PostgreSQL would not take): the others are written one by one, so that
-// record cannot hold them up. If not even the first goes in, the database takes
-// nothing now, and the rest waits for the next flush. What is not written is
-// tried again at later flushes, for retryRecordsFor at most.
+// left for the next flush. If a transaction fails, its records are written one
+// by one: the database may refuse only some record (it has happened: a value
+// PostgreSQL would not take), which must not hold up the others. If the first
+// two are refused alone, the database takes nothing now, and the rest waits for
+// the next flush. What is not written is tried again at later flushes, for
+// retryRecordsFor at most.
 func (l *RequestLog) write(ctx context.Context, buf []store.RequestLog, now time.Time) []store.RequestLog {
 	var (
 		left []store.RequestLog
@@ -106,13 +122,13 @@ func (l *RequestLog) write(ctx context.Context, buf []store.RequestLog, now time
 	for rest := buf; len(rest) > 0; {
 		chunk := rest[:min(len(rest), recordsPerTx)]
 		rest = rest[len(chunk):]
-		refused, e := l.writeChunk(ctx, chunk)
+		refused, down, e := l.writeChunk(ctx, chunk)
 		if e == nil {
 			continue
 		}
 		err = e
 		left = append(left, refused...)
-		if len(refused) == len(chunk) {
+		if down {
 			left = append(left, rest...)
 			break
 		}
@@ -132,25 +148,27 @@ func (l *RequestLog) write(ctx context.Context, buf []store.RequestLog, now time
 	return kept
 }
 
-// writeChunk stores chunk in one transaction, or what it can of it one by one,
-// and returns the records the database refused.
-func (l *RequestLog) writeChunk(ctx context.Context, chunk []store.RequestLog) ([]store.RequestLog, error) {
-	err := l.st.InsertRequestLogs(ctx, chunk)
-	if err == nil {
-		return nil, nil
+// writeChunk stores chunk in one transaction or, if the database refuses that,
+// one record at a time, and returns the records it refused. down tells that the
+// database took none of the first two alone: it is taken to be down, and the
+// chunk is returned whole. A record refused before is not enough to tell, since
+// it comes first at the next flush.
+func (l *RequestLog) writeChunk(ctx context.Context, chunk []store.RequestLog) (refused []store.RequestLog, down bool, err error) {
+	if err = l.st.InsertRequestLogs(ctx, chunk); err == nil {
+		return nil, false, nil
 	}
-	if len(chunk) == 1 || l.st.InsertRequestLogs(ctx, chunk[:1]) != nil {
-		return chunk, err
-	}
-	var refused []store.RequestLog
-	for i := 1; i < len(chunk); i++ {
-		if e := l.st.InsertRequestLogs(ctx, chunk[i:i+1]); e != nil {
-			err = e
-			refused = append(refused, chunk[i])
+	for i := range chunk {
+		e := l.st.InsertRequestLogs(ctx, chunk[i:i+1])
+		if e == nil {
+			continue
+		}
+		err = e
+		if refused = append(refused, chunk[i]); i == 1 && len(refused) == 2 {
+			return chunk, true, err
 		}
 	}
 	if len(refused) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
-	return refused, err
+	return refused, false, err
 }

@@ -63,6 +63,12 @@ func TestRequestLogWriteKeepsWhatTheDatabaseDidNotTake(t *testing.T) {
 	if ids := storedIDs(t, st); !ids["a"] || !ids["b"] || ids["p"] || len(left) != 1 || left[0].ID != "p" {
 		t.Fatalf("stored %v, left %v: want a and b stored, the refused one left", ids, left)
 	}
+	// At the next flush the refused record comes first: it alone does not make
+	// the database look down.
+	left = l.write(ctx, append(left, record("a2", "evt", now), record("b2", "evt", now)), now)
+	if ids := storedIDs(t, st); !ids["a2"] || !ids["b2"] || len(left) != 1 || left[0].ID != "p" {
+		t.Fatalf("stored %v, left %v: want a2 and b2 stored behind the refused one", ids, left)
+	}
 	if left = l.write(ctx, left, now.Add(retryRecordsFor)); len(left) != 0 {
 		t.Fatalf("a record refused for %v is still kept: %v", retryRecordsFor, left)
 	}
@@ -82,31 +88,63 @@ func TestRequestLogWriteKeepsWhatTheDatabaseDidNotTake(t *testing.T) {
 }
 
 // A flush goes in transactions of recordsPerTx records, so the trigger path never
-// waits long for the database: one that fails outright (its first record refused
-// alone) keeps it and everything after it for the next flush, and what went before
-// it stays written.
+// waits long for the database. When the database stops taking records part way
+// (the first two of a transaction refused alone), what went before stays written
+// and the rest waits for the next flush.
 func TestRequestLogWritesInBoundedTransactions(t *testing.T) {
-	st, exec := poisonedStore(t)
+	st, exec := faultyStore(t)
 	ctx := context.Background()
 	l := NewRequestLog(st, slog.New(slog.DiscardHandler))
 	now := time.Now().UTC()
+
+	exec(fmt.Sprintf(`CREATE TRIGGER down BEFORE INSERT ON request_logs WHEN NEW.id >= 'r%03d'
+		BEGIN SELECT RAISE(ABORT, 'down'); END`, recordsPerTx))
 	var buf []store.RequestLog
 	for i := range 2*recordsPerTx + 5 {
-		event := "evt"
-		if i == recordsPerTx {
-			event = "poison" // the first of the second transaction
-		}
-		buf = append(buf, record(fmt.Sprintf("r%03d", i), event, now))
+		buf = append(buf, record(fmt.Sprintf("r%03d", i), "evt", now))
 	}
 	left := l.write(ctx, buf, now)
 	if ids := storedIDs(t, st); len(ids) != recordsPerTx || len(left) != recordsPerTx+5 || left[0].ID != fmt.Sprintf("r%03d", recordsPerTx) {
 		t.Fatalf("stored %d, left %d: want the first transaction's %d stored and the rest waiting", len(ids), len(left), recordsPerTx)
 	}
-	exec(`DROP TRIGGER poison`)
+	exec(`DROP TRIGGER down`)
 	if left = l.write(ctx, left, now); len(left) != 0 {
-		t.Fatalf("left after the database took the poison record: %v", left)
+		t.Fatalf("left after the database came back: %v", left)
 	}
 	if ids := storedIDs(t, st); len(ids) != len(buf) {
 		t.Fatalf("stored %d of %d", len(ids), len(buf))
+	}
+}
+
+// Run purges what is older than keep when it starts (and hourly), beside the
+// flushes, and returns once both have stopped.
+func TestRequestLogRunPurgesBesideTheFlushes(t *testing.T) {
+	st, _ := faultyStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	l := NewRequestLog(st, slog.New(slog.DiscardHandler))
+	now := time.Now().UTC()
+	if err := st.InsertRequestLogs(ctx, []store.RequestLog{record("old", "evt", now.Add(-2*time.Hour))}); err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		l.Run(ctx, time.Hour)
+	}()
+	l.Record(record("new", "evt", now))
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ids := storedIDs(t, st)
+		if !ids["old"] && ids["new"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stored %v: want the old record purged and the new one written", ids)
+		}
+	}
+	cancel()
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
 	}
 }
