@@ -19,8 +19,8 @@ type variantResult struct {
 	Broker string     `json:"broker"`
 	Raw    *rawResult `json:"raw_broker,omitempty"`
 	// RawSerial is the same broker sending one message at a time (window 1):
-	// how a broker's rate is often quoted, the issue's 13,600/s likely among
-	// them. The targets are judged against Raw; RatioSerial is reported beside.
+	// how a broker's rate is often quoted, possibly the issue's 13,600/s too.
+	// The targets are judged against Raw; RatioSerial is reported beside.
 	RawSerial *rawResult `json:"raw_broker_one_at_a_time,omitempty"`
 	// Throughput and HalfRate run with every device registered and the first
 	// players connected (the issue's conditions); the AllConnected ones again
