@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"devicehooks/internal/queue"
 	"devicehooks/store"
 )
 
@@ -36,7 +38,7 @@ type Delivery struct {
 	log      *slog.Logger
 	clock    func() time.Time
 
-	work  chan work
+	work  *queue.Queue[work]
 	marks chan mark
 	// flushMarks asks the marker to write the marks it holds, and is answered
 	// by closing the channel sent.
@@ -95,8 +97,8 @@ func NewDelivery(st *store.Store, pub Publisher, topics Topics, presence *Presen
 	return &Delivery{
 		st: st, pub: pub, topics: topics, presence: presence, log: log,
 		clock:      func() time.Time { return time.Now().UTC() },
-		work:       make(chan work, 8192),
-		marks:      make(chan mark, 65536),
+		work:       queue.New[work](8192),
+		marks:      make(chan mark, markQueue),
 		flushMarks: make(chan chan struct{}),
 		sent:       map[string]time.Time{},
 		failed:     make(chan failedSend, 4096),
@@ -128,9 +130,7 @@ func (dl *Delivery) DesiredChanged(ids []string) { dl.offer(work{desired: ids}) 
 func (dl *Delivery) BrokerConnected() { dl.offer(work{resync: true, allDesired: true}) }
 
 func (dl *Delivery) offer(w work) {
-	select {
-	case dl.work <- w:
-	default:
+	if !dl.work.Push(w) {
 		dl.missed.Store(true)
 		if len(w.desired) > 0 || w.allDesired {
 			dl.log.Warn("delivery queue full; desired states will be republished on the next resync")
@@ -151,10 +151,18 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	retryDevices := map[string]bool{}
+	var (
+		ws     []work
+		online []string
+	)
 	for {
 		select {
-		case w := <-dl.work:
-			dl.do(ctx, w)
+		case <-dl.work.Ready():
+			ws = dl.work.Take(ws)
+			for _, w := range ws {
+				dl.do(ctx, w)
+			}
+			ws = queue.Reuse(ws)
 		case f := <-dl.failed:
 			if len(retryDevices) == 0 {
 				retry.Reset(retryAfter)
@@ -177,10 +185,15 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 			last, _ := dl.lastErr.Load().(publishError)
 			dl.log.Warn("the broker did not take some commands; sending them again", "devices", len(ids), "err", last.err)
 			dl.do(ctx, work{retry: ids})
-		case id := <-dl.presence.CameOnline():
+		case <-dl.presence.CameOnline():
 			// Send what waits for devices that just came online, including
-			// commands published before but never acked (devices dedupe by id).
-			dl.do(ctx, work{devices: dl.drainOnline(id)})
+			// commands published before but never acked (devices dedupe by
+			// id). A reconnect storm costs a query per thousand devices.
+			online = dl.presence.TakeCameOnline(online)
+			for ids := range slices.Chunk(online, 1000) {
+				dl.do(ctx, work{devices: ids})
+			}
+			online = queue.Reuse(online)
 		case <-t.C:
 			missed := dl.missed.Swap(false)
 			dl.do(ctx, work{resync: true, allDesired: missed})
@@ -188,21 +201,6 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 			return
 		}
 	}
-}
-
-// drainOnline collects the other devices that came online meanwhile, so that a
-// reconnect storm costs one query per batch rather than one per device.
-func (dl *Delivery) drainOnline(first string) []string {
-	ids := []string{first}
-	for len(ids) < 1000 {
-		select {
-		case id := <-dl.presence.CameOnline():
-			ids = append(ids, id)
-		default:
-			return ids
-		}
-	}
-	return ids
 }
 
 func (dl *Delivery) do(ctx context.Context, w work) {
@@ -314,6 +312,11 @@ func (dl *Delivery) Sending() <-chan struct{} {
 
 // MaxHold bounds how long a write waits for a fan-out to go out.
 const MaxHold = 2 * time.Second
+
+// markQueue is how many published marks may wait for the marker, which takes
+// them as they come: past it, a sender waits while the marker hands what it
+// holds to the writer.
+const markQueue = 4096
 
 // markResolution: marks this close in time are written as one, with the first
 // one's time.

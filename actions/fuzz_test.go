@@ -199,6 +199,7 @@ func FuzzHandleMessage(f *testing.F) {
 		for {
 			select {
 			case <-presence.CameOnline():
+				presence.TakeCameOnline(nil)
 			case <-ctx.Done():
 				return
 			}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"devicehooks/internal/queue"
 	"devicehooks/store"
 )
 
@@ -22,7 +23,7 @@ type Presence struct {
 	st            *store.Store
 	log           *slog.Logger
 	authoritative bool
-	cameOnline    chan string
+	cameOnline    *queue.Queue[string]
 	clock         func() time.Time
 
 	mu    sync.Mutex
@@ -42,7 +43,7 @@ type devicePresence struct {
 // NewPresence returns a tracker. authoritative is true for the embedded broker.
 func NewPresence(st *store.Store, log *slog.Logger, authoritative bool) *Presence {
 	return &Presence{
-		st: st, log: log, authoritative: authoritative, cameOnline: make(chan string, 65536),
+		st: st, log: log, authoritative: authoritative, cameOnline: queue.New[string](65536),
 		clock: func() time.Time { return time.Now().UTC() },
 		devs:  map[string]*devicePresence{}, dirty: map[string]store.Presence{},
 	}
@@ -216,13 +217,15 @@ func (p *Presence) Seen(id string) {
 	}
 }
 
-// CameOnline delivers the ids of devices that went from offline to online.
-func (p *Presence) CameOnline() <-chan string { return p.cameOnline }
+// CameOnline receives when devices have gone from offline to online;
+// TakeCameOnline returns them.
+func (p *Presence) CameOnline() <-chan struct{} { return p.cameOnline.Ready() }
+
+// TakeCameOnline appends to dst the devices that came online since the last call.
+func (p *Presence) TakeCameOnline(dst []string) []string { return p.cameOnline.Take(dst) }
 
 func (p *Presence) notify(id string) {
-	select {
-	case p.cameOnline <- id:
-	default:
+	if !p.cameOnline.Push(id) {
 		// Delivery's periodic resync still sends this device's queued commands.
 		p.log.Warn("presence: online notification dropped", "device", id)
 	}

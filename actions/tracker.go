@@ -41,11 +41,16 @@ type AckWriter interface {
 	ApplyAcks(ctx context.Context, acks []store.Ack) (applied []bool, err error)
 }
 
+// ackQueue is how many acks may wait for Run, which takes them as they come
+// (also while a fan-out goes out): past it, the acking client's goroutine waits
+// while Run hands its batch to the writer.
+const ackQueue = 4096
+
 // NewTracker returns a Tracker; call Run to start its writer.
 func NewTracker(st *store.Store, topics Topics, presence *Presence, waiters *AckWaiters, log *slog.Logger) *Tracker {
 	return &Tracker{
 		st: st, topics: topics, presence: presence, waiters: waiters, log: log,
-		acks:  make(chan store.Ack, 16384),
+		acks:  make(chan store.Ack, ackQueue),
 		clock: func() time.Time { return time.Now().UTC() },
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"devicehooks/internal/queue"
 	"devicehooks/store"
 )
 
@@ -14,21 +15,23 @@ import (
 type RequestLog struct {
 	st      *store.Store
 	log     *slog.Logger
-	ch      chan store.RequestLog
+	queue   *queue.Queue[store.RequestLog]
 	dropped atomic.Int64
 }
 
+// queueBound is how many records may wait for the writer: 2 s of calls at
+// 8,000 a second.
+const queueBound = 16384
+
 // NewRequestLog returns a request log; Run writes it.
 func NewRequestLog(st *store.Store, log *slog.Logger) *RequestLog {
-	return &RequestLog{st: st, log: log, ch: make(chan store.RequestLog, 16384)}
+	return &RequestLog{st: st, log: log, queue: queue.New[store.RequestLog](queueBound)}
 }
 
 // Record queues one call; if the writer is far behind, the record is counted as
 // dropped rather than slowing the webhook down.
 func (l *RequestLog) Record(r store.RequestLog) {
-	select {
-	case l.ch <- r:
-	default:
+	if !l.queue.Push(r) {
 		l.dropped.Add(1)
 	}
 }
@@ -54,26 +57,23 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 		}
 		buf = l.write(wctx, buf, time.Now().UTC())
 		failing = len(buf) > 0
+		if !failing {
+			buf = queue.Reuse(buf) // a backlog's memory goes with it
+		}
 	}
 	for {
 		select {
-		case r := <-l.ch:
-			buf = append(buf, r)
+		case <-l.queue.Ready():
+			buf = l.queue.Take(buf)
 			if len(buf) >= 1000 && !failing {
 				flush()
 			}
 		case <-t.C:
 			flush()
 		case <-ctx.Done():
-			for {
-				select {
-				case r := <-l.ch:
-					buf = append(buf, r)
-				default:
-					flush()
-					return
-				}
-			}
+			buf = l.queue.Take(buf)
+			flush()
+			return
 		}
 	}
 }
