@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -78,6 +79,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		log.Error("start failed", "err", err)
 		return 1
 	}
+	// Start-up read every device into memory, leaving garbage several times
+	// the size of what it kept: give it back to the system now, rather than
+	// whenever the runtime gets round to it.
+	debug.FreeOSMemory()
 	<-ctx.Done()
 	signal.Reset(os.Interrupt, syscall.SIGTERM) // a second signal ends the process at once
 	log.Info("shutting down")
