@@ -86,3 +86,68 @@ func (f markerFunc) MarkPublished(_ context.Context, ids []string, _ time.Time) 
 	f(ids)
 	return nil
 }
+
+// TestReconnectStormSendsWhatWaits: devices that come online together, more than
+// one query's worth, each get the command that waited for them, once.
+func TestReconnectStormSendsWhatWaits(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "d.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const devices = 2500
+	now := time.Now().UTC()
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "dispatch", ActionID: "a", ActionName: "a", EventID: "evt",
+		Function: LoadURL, Method: "POST", Targets: devices, CreatedAt: now}}
+	for i := range devices {
+		id := fmt.Sprintf("d%04d", i)
+		if err := st.CreateDevice(ctx, &store.Device{ID: id, Name: id, TokenHash: "h" + id, MosquittoHash: "m",
+			CreatedAt: now, UpdatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		nd.Commands = append(nd.Commands, store.Command{ID: "c" + id, DispatchID: "dispatch", DeviceID: id,
+			State: store.StateQueued, Function: LoadURL, Payload: id, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	}
+	if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+
+	log := slog.New(slog.DiscardHandler)
+	presence := NewPresence(st, log, true)
+	if err := presence.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{got: map[string][]string{}}
+	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
+	runCtx, cancel := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { dl.Run(runCtx, time.Hour); close(ran) }() // no resync: only the came-online path sends
+	defer func() { cancel(); <-ran }()
+	for i := range devices {
+		presence.Subscribed(fmt.Sprintf("d%04d", i))
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec.mu.Lock()
+		n := len(rec.got)
+		rec.mu.Unlock()
+		if n == devices {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d devices got their command", n, devices)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // anything sent twice would show by now
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for i := range devices {
+		id := fmt.Sprintf("d%04d", i)
+		if got := rec.got["dh/devices/"+id+"/commands"]; len(got) != 1 || got[0] != id {
+			t.Fatalf("%s got %q, want its command once", id, got)
+		}
+	}
+}
