@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"hash/maphash"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +38,7 @@ type Delivery struct {
 	clock    func() time.Time
 
 	work  *queue.Queue[work]
-	marks chan mark
+	marks *queue.Queue[mark]
 	// flushMarks asks the marker to write the marks it holds, and is answered
 	// by closing the channel sent.
 	flushMarks chan chan struct{}
@@ -98,7 +97,7 @@ func NewDelivery(st *store.Store, pub Publisher, topics Topics, presence *Presen
 		st: st, pub: pub, topics: topics, presence: presence, log: log,
 		clock:      func() time.Time { return time.Now().UTC() },
 		work:       queue.New[work](8192),
-		marks:      make(chan mark, markQueue),
+		marks:      queue.New[mark](markQueue),
 		flushMarks: make(chan chan struct{}),
 		sent:       map[string]time.Time{},
 		failed:     make(chan failedSend, 4096),
@@ -153,16 +152,25 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 	retryDevices := map[string]bool{}
 	var (
 		ws     []work
-		online []string
+		online []string // devices that came online, not yet served
 	)
 	for {
+		// While devices that came online wait, come back for them at once,
+		// a batch at a time, between the other work.
+		cameOnline := dl.presence.CameOnline()
+		if len(online) > 0 {
+			cameOnline = alwaysReady
+		}
 		select {
 		case <-dl.work.Ready():
 			ws = dl.work.Take(ws)
 			for _, w := range ws {
+				if ctx.Err() != nil {
+					return
+				}
 				dl.do(ctx, w)
 			}
-			ws = queue.Reuse(ws)
+			ws = queue.Reuse(ws, queue.Keep)
 		case f := <-dl.failed:
 			if len(retryDevices) == 0 {
 				retry.Reset(retryAfter)
@@ -185,15 +193,19 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 			last, _ := dl.lastErr.Load().(publishError)
 			dl.log.Warn("the broker did not take some commands; sending them again", "devices", len(ids), "err", last.err)
 			dl.do(ctx, work{retry: ids})
-		case <-dl.presence.CameOnline():
+		case <-cameOnline:
 			// Send what waits for devices that just came online, including
 			// commands published before but never acked (devices dedupe by
-			// id). A reconnect storm costs a query per thousand devices.
+			// id), onlineBatch devices at a time: a reconnect storm's
+			// commands are not loaded all at once.
 			online = dl.presence.TakeCameOnline(online)
-			for ids := range slices.Chunk(online, 1000) {
-				dl.do(ctx, work{devices: ids})
+			n := min(len(online), onlineBatch)
+			dl.do(ctx, work{devices: online[:n]})
+			rest := copy(online, online[n:])
+			clear(online[rest:])
+			if online = online[:rest]; rest == 0 {
+				online = queue.Reuse(online, queue.Keep)
 			}
-			online = queue.Reuse(online)
 		case <-t.C:
 			missed := dl.missed.Swap(false)
 			dl.do(ctx, work{resync: true, allDesired: missed})
@@ -240,6 +252,12 @@ func (dl *Delivery) sendPending(ctx context.Context, ids []string, unacked bool,
 	}
 	dl.sendAll(cmds, now)
 }
+
+// onlineBatch is how many devices that came online Run serves at a time.
+const onlineBatch = 1000
+
+// alwaysReady is a closed channel: a select case on it is always ready.
+var alwaysReady = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // sendersFrom is the batch size from which sendAll publishes on several
 // goroutines, and senders how many. One goroutine alone gets a small share of the
@@ -314,9 +332,9 @@ func (dl *Delivery) Sending() <-chan struct{} {
 const MaxHold = 2 * time.Second
 
 // markQueue is how many published marks may wait for the marker, which takes
-// them as they come: past it, a sender waits while the marker hands what it
-// holds to the writer.
-const markQueue = 4096
+// them as they come except while it hands what it holds to the writer (during
+// a long fan-out, round after round): past it, the publish's callback waits.
+const markQueue = 65536
 
 // markResolution: marks this close in time are written as one, with the first
 // one's time.
@@ -358,7 +376,7 @@ func (dl *Delivery) publish(c *store.Command) {
 		if dl.OnPublished != nil {
 			dl.OnPublished(id, at)
 		}
-		dl.marks <- mark{id, at}
+		dl.marks.PushWait(mark{id, at})
 	})
 }
 
@@ -421,21 +439,11 @@ func (dl *Delivery) runMarker(ctx context.Context, stop <-chan struct{}) {
 		held      []mark
 		heldSince time.Time // monotonic: when the oldest held mark came
 	)
-	take := func(m mark) {
+	drain := func() {
 		if len(held) == 0 {
 			heldSince = time.Now()
 		}
-		held = append(held, m)
-	}
-	drain := func() {
-		for {
-			select {
-			case m := <-dl.marks:
-				take(m)
-			default:
-				return
-			}
-		}
+		held = dl.marks.Take(held)
 	}
 	flush := func() {
 		marker := dl.marker
@@ -463,8 +471,8 @@ func (dl *Delivery) runMarker(ctx context.Context, stop <-chan struct{}) {
 	defer t.Stop()
 	for {
 		select {
-		case m := <-dl.marks:
-			take(m)
+		case <-dl.marks.Ready():
+			drain()
 		case <-t.C:
 			if !hold() {
 				flush()

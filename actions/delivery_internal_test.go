@@ -120,13 +120,13 @@ func TestReconnectStormSendsWhatWaits(t *testing.T) {
 	}
 	rec := &recorder{got: map[string][]string{}}
 	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
+	for i := range devices { // all at once: Run takes them in one go
+		presence.Subscribed(fmt.Sprintf("d%04d", i))
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	ran := make(chan struct{})
 	go func() { dl.Run(runCtx, time.Hour); close(ran) }() // no resync: only the came-online path sends
 	defer func() { cancel(); <-ran }()
-	for i := range devices {
-		presence.Subscribed(fmt.Sprintf("d%04d", i))
-	}
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
+	"devicehooks/internal/queue"
 	"devicehooks/store"
 )
 
@@ -19,7 +21,7 @@ type Tracker struct {
 	presence *Presence
 	waiters  *AckWaiters
 	log      *slog.Logger
-	acks     chan store.Ack
+	acks     *queue.Queue[store.Ack]
 	clock    func() time.Time
 
 	// OnAck, if set, is called for every ack that settled a command.
@@ -42,15 +44,16 @@ type AckWriter interface {
 }
 
 // ackQueue is how many acks may wait for Run, which takes them as they come
-// (also while a fan-out goes out): past it, the acking client's goroutine waits
-// while Run hands its batch to the writer.
-const ackQueue = 4096
+// (also while a fan-out goes out) except while it hands them to the writer:
+// past it, HandleMessage waits, and with it the acking client's goroutine on
+// the embedded broker, or every incoming message on an external one.
+const ackQueue = 16384
 
 // NewTracker returns a Tracker; call Run to start its writer.
 func NewTracker(st *store.Store, topics Topics, presence *Presence, waiters *AckWaiters, log *slog.Logger) *Tracker {
 	return &Tracker{
 		st: st, topics: topics, presence: presence, waiters: waiters, log: log,
-		acks:  make(chan store.Ack, ackQueue),
+		acks:  queue.New[store.Ack](ackQueue),
 		clock: func() time.Time { return time.Now().UTC() },
 	}
 }
@@ -73,7 +76,7 @@ func (t *Tracker) HandleMessage(topic string, payload []byte, retained bool) {
 			t.log.Warn("ignored ack", "device", deviceID, "err", err)
 			return
 		}
-		t.acks <- store.Ack{CommandID: a.ID, DeviceID: deviceID, State: a.Status, Detail: a.Detail, At: t.clock()}
+		t.acks.PushWait(store.Ack{CommandID: a.ID, DeviceID: deviceID, State: a.Status, Detail: a.Detail, At: t.clock()})
 	case KindStatus:
 		st, err := ParseStatus(payload)
 		if err != nil {
@@ -121,24 +124,18 @@ func ParseStatus(payload []byte) (StatusMessage, error) {
 
 // Run writes acks until ctx ends, many per transaction.
 func (t *Tracker) Run(ctx context.Context) {
-	const maxBatch = 1000
 	// The broker has PUBACKed every ack taken: write them even while stopping.
 	write := context.WithoutCancel(ctx)
 	var batch []store.Ack
 	for {
 		select {
-		case a := <-t.acks:
-			batch = t.hold(append(batch[:0], a))
-			batch = t.fill(batch, maxBatch)
-			for len(batch) > maxBatch {
-				t.apply(write, batch[:maxBatch])
-				batch = batch[maxBatch:]
+		case <-t.acks.Ready():
+			if batch = t.acks.Take(batch); len(batch) > 0 {
+				t.applyAll(write, t.hold(batch))
 			}
-			t.apply(write, batch)
+			batch = queue.Reuse(batch, queue.Keep)
 		case <-ctx.Done():
-			if batch = t.fill(batch[:0], len(t.acks)); len(batch) > 0 {
-				t.apply(write, batch)
-			}
+			t.applyAll(write, t.acks.Take(batch))
 			return
 		}
 	}
@@ -158,8 +155,8 @@ func (t *Tracker) hold(batch []store.Ack) []store.Ack {
 	defer timeout.Stop()
 	for {
 		select {
-		case a := <-t.acks:
-			batch = append(batch, a)
+		case <-t.acks.Ready():
+			batch = t.acks.Take(batch)
 		case <-out:
 			return batch
 		case <-timeout.C:
@@ -168,18 +165,15 @@ func (t *Tracker) hold(batch []store.Ack) []store.Ack {
 	}
 }
 
-// fill adds the acks already waiting, until batch holds max.
-func (t *Tracker) fill(batch []store.Ack, max int) []store.Ack {
-	for len(batch) < max {
-		select {
-		case a := <-t.acks:
-			batch = append(batch, a)
-		default:
-			return batch
-		}
+// applyAll writes batch, at most maxAckBatch acks per round.
+func (t *Tracker) applyAll(ctx context.Context, batch []store.Ack) {
+	for part := range slices.Chunk(batch, maxAckBatch) {
+		t.apply(ctx, part)
 	}
-	return batch
 }
+
+// maxAckBatch bounds the acks one writer round takes.
+const maxAckBatch = 1000
 
 func (t *Tracker) apply(ctx context.Context, batch []store.Ack) {
 	var w AckWriter = t.st

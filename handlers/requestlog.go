@@ -19,6 +19,9 @@ type RequestLog struct {
 	dropped atomic.Int64
 }
 
+// flushAt is how many records make a flush before the next tick.
+const flushAt = 1000
+
 // queueBound is how many records may wait for the writer: 2 s of calls at
 // 8,000 a second.
 const queueBound = 16384
@@ -55,17 +58,21 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 		if n := l.dropped.Swap(0); n > 0 {
 			l.log.Warn("request log could not keep up; records dropped", "count", n)
 		}
+		taken := buf
 		buf = l.write(wctx, buf, time.Now().UTC())
+		clear(taken[len(buf):]) // what was written or dropped
 		failing = len(buf) > 0
 		if !failing {
-			buf = queue.Reuse(buf) // a backlog's memory goes with it
+			// A flush is 200 ms of records or flushAt; more is a
+			// backlog, whose memory goes with it.
+			buf = queue.Reuse(buf, 4*flushAt)
 		}
 	}
 	for {
 		select {
 		case <-l.queue.Ready():
 			buf = l.queue.Take(buf)
-			if len(buf) >= 1000 && !failing {
+			if len(buf) >= flushAt && !failing {
 				flush()
 			}
 		case <-t.C:
