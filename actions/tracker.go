@@ -131,7 +131,8 @@ func (t *Tracker) Run(ctx context.Context) {
 		select {
 		case <-t.acks.Ready():
 			if batch = t.acks.Take(batch); len(batch) > 0 {
-				t.applyAll(write, t.hold(batch))
+				batch = t.hold(batch)
+				t.applyAll(write, batch)
 			}
 			batch = queue.Reuse(batch, queue.Keep)
 		case <-ctx.Done():
