@@ -148,3 +148,28 @@ func TestRequestLogRunPurgesBesideTheFlushes(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 }
+
+// What waits for a writer far behind is bounded: records past the bound are
+// counted as dropped, not queued, and everything queued is written, even when
+// Run is stopped as soon as it starts.
+func TestRequestLogBoundsWhatWaits(t *testing.T) {
+	st, _ := faultyStore(t)
+	l := NewRequestLog(st, slog.New(slog.DiscardHandler))
+	now := time.Now().UTC()
+	for i := range queueBound + 5 {
+		l.Record(record(fmt.Sprintf("r%05d", i), "evt", now))
+	}
+	if n := l.dropped.Load(); n != 5 {
+		t.Fatalf("%d records dropped past the bound, want 5", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l.Run(ctx, time.Hour)
+	_, total, err := st.RequestLogs(context.Background(), store.RequestFilter{}, store.Page{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != queueBound {
+		t.Fatalf("%d records written, want the %d queued", total, queueBound)
+	}
+}
