@@ -155,6 +155,9 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 		online []string // devices that came online, not yet served
 	)
 	for {
+		if ctx.Err() != nil {
+			return
+		}
 		// While devices that came online wait, come back for them at once,
 		// a batch at a time, between the other work.
 		cameOnline := dl.presence.CameOnline()
@@ -197,10 +200,16 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 			// Send what waits for devices that just came online, including
 			// commands published before but never acked (devices dedupe by
 			// id), onlineBatch devices at a time: a reconnect storm's
-			// commands are not loaded all at once.
-			online = dl.presence.TakeCameOnline(online)
+			// commands are not loaded all at once. More are taken only
+			// once fewer than a batch wait here, so that presence's
+			// bound holds the backlog.
+			if len(online) < onlineBatch {
+				online = dl.presence.TakeCameOnline(online)
+			}
 			n := min(len(online), onlineBatch)
-			dl.do(ctx, work{devices: online[:n]})
+			if n > 0 {
+				dl.do(ctx, work{devices: online[:n:n]})
+			}
 			rest := copy(online, online[n:])
 			clear(online[rest:])
 			if online = online[:rest]; rest == 0 {
@@ -437,7 +446,7 @@ func (dl *Delivery) runMarker(ctx context.Context, stop <-chan struct{}) {
 	const maxBatch = 2000
 	var (
 		held      []mark
-		heldSince time.Time // monotonic: when the oldest held mark came
+		heldSince time.Time // monotonic: when the oldest held mark was taken
 	)
 	drain := func() {
 		if len(held) == 0 {

@@ -23,7 +23,8 @@ type RequestLog struct {
 const flushAt = 1000
 
 // queueBound is how many records may wait for the writer: 2 s of calls at
-// 8,000 a second.
+// 8,000 a second. While the database fails, Run holds as many again for their
+// retry.
 const queueBound = 16384
 
 // NewRequestLog returns a request log; Run writes it.
@@ -68,14 +69,23 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 			buf = queue.Reuse(buf, 4*flushAt)
 		}
 	}
+	// take moves what waits into buf, unless the database is failing and buf
+	// already holds a queue's worth: new records then wait in the queue, and
+	// past its bound they are dropped.
+	take := func() {
+		if !failing || len(buf) < queueBound {
+			buf = l.queue.Take(buf)
+		}
+	}
 	for {
 		select {
 		case <-l.queue.Ready():
-			buf = l.queue.Take(buf)
+			take()
 			if len(buf) >= flushAt && !failing {
 				flush()
 			}
 		case <-t.C:
+			take()
 			flush()
 		case <-ctx.Done():
 			buf = l.queue.Take(buf)
@@ -115,7 +125,7 @@ const retryRecordsFor = time.Minute
 const recordsPerTx = 64
 
 // write stores buf, recordsPerTx records per transaction, and returns what is
-// left for the next flush. If a transaction fails, its records are written one
+// left for the next flush, at the start of buf's array (Run clears the rest). If a transaction fails, its records are written one
 // by one: the database may refuse only some record (it has happened: a value
 // PostgreSQL would not take), which must not hold up the others. If the first
 // two are refused alone, the database takes nothing now, and the rest waits for

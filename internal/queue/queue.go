@@ -13,7 +13,7 @@ import "sync"
 //
 // The bound is on what waits: what the consumer has taken is its own.
 type Queue[T any] struct {
-	max   int
+	bound int
 	ready chan struct{}
 
 	mu    sync.Mutex
@@ -26,15 +26,15 @@ type Queue[T any] struct {
 // allocating.
 const Keep = 1024
 
-// New returns a queue of at most max waiting items.
-func New[T any](max int) *Queue[T] {
-	return &Queue[T]{max: max, ready: make(chan struct{}, 1)}
+// New returns a queue of at most bound waiting items.
+func New[T any](bound int) *Queue[T] {
+	return &Queue[T]{bound: bound, ready: make(chan struct{}, 1)}
 }
 
 // Push adds v and reports whether there was room; it never blocks.
 func (q *Queue[T]) Push(v T) bool {
 	q.mu.Lock()
-	if len(q.items) >= q.max {
+	if len(q.items) >= q.bound {
 		q.mu.Unlock()
 		return false
 	}
@@ -45,11 +45,12 @@ func (q *Queue[T]) Push(v T) bool {
 }
 
 // PushWait adds v, waiting while the queue is full, for what must not be
-// dropped.
+// dropped. Waiters are woken together by the next Take, in no set order; once
+// the consumer has stopped taking, a PushWait on a full queue waits for ever.
 func (q *Queue[T]) PushWait(v T) {
 	for {
 		q.mu.Lock()
-		if len(q.items) < q.max {
+		if len(q.items) < q.bound {
 			q.items = append(q.items, v)
 			q.mu.Unlock()
 			q.signal()
