@@ -849,9 +849,10 @@ func (s *webhookServer) check(t *testing.T, c *webhookCall, w *httptest.Response
 	}
 }
 
-// requestJSON is the webhook JSON of c: the body, or the link's decoded payload.
+// requestJSON is the webhook JSON of c: the body (a JSON POST, or a form-typed
+// one that is no link), or the link's decoded payload.
 func requestJSON(c *webhookCall) []byte {
-	if c.mode == modePOSTJSON {
+	if c.mode == modePOSTJSON || c.jsonForm {
 		return c.body
 	}
 	b, _ := handlers.DecodePayload(c.params.Get("payload"))
