@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -70,7 +71,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	// (up to 256 MB) before authenticating: cap every packet.
 	opts.Capabilities.MaximumPacketSize = MaxPacketSize
 	srv := mqtt.New(opts)
-	hook := &deviceHook{cfg: cfg, present: map[*mqtt.Client]string{}, watching: map[string]watched{}}
+	hook := &deviceHook{cfg: cfg, srv: srv, present: map[*mqtt.Client]string{}, watching: map[string]watched{}}
 	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
@@ -182,6 +183,7 @@ func (e *Embedded) Close() error {
 type deviceHook struct {
 	mqtt.HookBase
 	cfg EmbeddedConfig
+	srv *mqtt.Server
 
 	mu      sync.Mutex
 	present map[*mqtt.Client]string // connection -> the device it is present as
@@ -202,7 +204,7 @@ func (h *deviceHook) ID() string { return "devicehooks-auth" }
 
 func (h *deviceHook) Provides(b byte) bool {
 	switch b { // asked for every hook on every event: keep it cheap
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribed,
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribed, mqtt.OnSessionEstablish,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublishDropped:
 		return true
 	case mqtt.OnPublish, mqtt.OnWill:
@@ -282,6 +284,38 @@ func (h *deviceHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 
 func (h *deviceHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return h.cfg.Allow != nil && h.cfg.Allow(string(cl.Properties.Username), topic, write)
+}
+
+// teardownWait bounds how long a reconnect waits for its previous connection's
+// teardown.
+const teardownWait = time.Second
+
+// OnSessionEstablish runs once a client has logged in, before mochi looks for
+// an earlier session of its client id. If the earlier connection has closed
+// and mochi is still tearing its clean session down, it waits for that to end
+// (teardownWait at most). mochi deletes the closed client by client id at the
+// end of its teardown; a reconnect set up before then was deleted in its place,
+// and nothing published to it arrived until it reconnected again
+// (mochi-mqtt/server#483). A page reload or a quick reconnect of a player hits
+// it. An earlier connection still open is taken over as before.
+func (h *deviceHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	deadline := time.Now().Add(teardownWait)
+	for time.Now().Before(deadline) {
+		old, ok := h.srv.Clients.Get(cl.ID)
+		if !ok || old == cl || !old.Closed() || !endsWithConnection(old) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// endsWithConnection tells whether mochi discards cl's session when its
+// connection ends (as mochi decides it in attachClient).
+func endsWithConnection(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval == 0
+	}
+	return cl.Properties.Clean
 }
 
 // OnSessionEstablished covers a resumed session whose subscriptions were kept.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -212,5 +213,58 @@ func wait(t *testing.T, what string, tok paho.Token) {
 	t.Helper()
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("%s: %v", what, tok.Error())
+	}
+}
+
+// A player that reconnects with the same client id while mochi is still
+// tearing down its previous connection keeps the new session: mochi removes a
+// closed clean session by client id, and a reconnect set up in between used to
+// lose its entry, so that nothing published to it arrived (mochi-mqtt/server#483).
+func TestReconnectDuringTeardownKeepsTheNewSession(t *testing.T) {
+	e := startBroker(t, EmbeddedConfig{})
+	if err := e.srv.AddHook(&slowTeardown{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	const topic = "dev/commands"
+	old := connect(t, e, "player", nil)
+	wait(t, "subscribe", old.Subscribe(topic, 1, nil))
+	old.Disconnect(0)
+	time.Sleep(50 * time.Millisecond) // its teardown is under way, held up for 300 ms
+
+	got := make(chan struct{}, 1)
+	c := connect(t, e, "player", nil)
+	wait(t, "subscribe", c.Subscribe(topic, 1, func(paho.Client, paho.Message) {
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+	}))
+	time.Sleep(400 * time.Millisecond) // the old connection's teardown is over
+	e.Publish(topic, []byte("command"), false, func(err error) {
+		if err != nil {
+			t.Errorf("publish: %v", err)
+		}
+	})
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reconnected client got nothing: the old connection's teardown removed its session")
+	}
+}
+
+// slowTeardown holds up the first teardown of a closed client's subscriptions,
+// which mochi runs after finding the client not taken over and before deleting
+// it by client id: the window in which a reconnect lost its session.
+type slowTeardown struct {
+	mqtt.HookBase
+	slept atomic.Bool
+}
+
+func (h *slowTeardown) ID() string           { return "slow-teardown" }
+func (h *slowTeardown) Provides(b byte) bool { return b == mqtt.OnUnsubscribed }
+
+func (h *slowTeardown) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) {
+	if cl.Closed() && h.slept.CompareAndSwap(false, true) {
+		time.Sleep(300 * time.Millisecond)
 	}
 }
