@@ -32,11 +32,7 @@ func (r *recorder) Connected() bool { return true }
 // and once it has, its marks are written.
 func TestLargeBatchKeepsEachDevicesOrder(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "d.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(t)
 	log := slog.New(slog.DiscardHandler)
 	presence := NewPresence(st, log, true)
 	rec := &recorder{got: map[string][]string{}}
@@ -80,6 +76,17 @@ func TestLargeBatchKeepsEachDevicesOrder(t *testing.T) {
 	}
 }
 
+// tempStore opens a store on a new SQLite file, closed when the test ends.
+func tempStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "d.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 type markerFunc func(ids []string)
 
 func (f markerFunc) MarkPublished(_ context.Context, ids []string, _ time.Time) error {
@@ -91,11 +98,7 @@ func (f markerFunc) MarkPublished(_ context.Context, ids []string, _ time.Time) 
 // one query's worth, each get the command that waited for them, once.
 func TestReconnectStormSendsWhatWaits(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "d.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(t)
 	const devices = 2500
 	now := time.Now().UTC()
 	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "dispatch", ActionID: "a", ActionName: "a", EventID: "evt",
