@@ -2,65 +2,88 @@
 // with memory that follows what it holds.
 package queue
 
-import "sync"
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+)
 
-// Queue is a FIFO of at most a bound of waiting items, for one consumer. A
-// buffered channel of the same bound reserves memory for all of it from the
+// Queue is a FIFO of at most a bound of waiting items, for one consumer.
+//
+// A buffered channel of the same bound reserves memory for all of it from the
 // start and keeps it; the server's hand-over queues are sized for bursts (a
 // fan-out to every device, a reconnect storm, a stalled database) thousands of
-// times what they usually hold. A Queue holds its items in a slice that grows
-// with a burst and is let go once taken.
+// times what they usually hold. A Queue links each item onto a list, which the
+// consumer detaches whole: its memory is what waits.
+//
+// Pushing takes no lock, only a compare-and-swap. The pushers are the broker's
+// client loops and delivery's senders, thousands of goroutines during a fan-out.
+// With a mutex, a pusher that found it held waited for a turn through the whole
+// run queue, so the mutex went into starvation mode: from then on each unlock
+// handed it to the next waiter and sent the unlocker to the back of the run
+// queue. A fan-out's goroutines spent seconds waiting on it in all.
 //
 // The bound is on what waits: what the consumer has taken is its own.
 type Queue[T any] struct {
-	bound int
+	bound int64
+	n     atomic.Int64            // items pushed and not yet taken
+	head  atomic.Pointer[node[T]] // the newest item; each links to the one before
 	ready chan struct{}
 
+	// Only Take and a PushWait that found the queue full take mu.
 	mu    sync.Mutex
-	items []T
-	space chan struct{} // closed by the next Take; made by a PushWait that found the queue full
+	space chan struct{} // closed by the next Take
 }
 
-// Keep is the largest backing array a Queue keeps between bursts, and a
-// sensible limit for Reuse: enough for usual traffic to go through without
-// allocating.
+type node[T any] struct {
+	v    T
+	next *node[T]
+}
+
+// Keep is a sensible limit for Reuse: the largest buffer a consumer keeps
+// between bursts, enough for usual traffic to go through without allocating.
 const Keep = 1024
 
 // New returns a queue of at most bound waiting items.
 func New[T any](bound int) *Queue[T] {
-	return &Queue[T]{bound: bound, ready: make(chan struct{}, 1)}
+	return &Queue[T]{bound: int64(bound), ready: make(chan struct{}, 1)}
 }
 
 // Push adds v and reports whether there was room; it never blocks.
 func (q *Queue[T]) Push(v T) bool {
-	q.mu.Lock()
-	if len(q.items) >= q.bound {
-		q.mu.Unlock()
+	if q.n.Add(1) > q.bound {
+		q.n.Add(-1)
 		return false
 	}
-	q.items = append(q.items, v)
-	q.mu.Unlock()
-	q.signal()
-	return true
+	nd := &node[T]{v: v}
+	for {
+		old := q.head.Load()
+		nd.next = old
+		if q.head.CompareAndSwap(old, nd) {
+			if old == nil { // the first since the last Take: the others signalled
+				q.signal()
+			}
+			return true
+		}
+	}
 }
 
 // PushWait adds v, waiting while the queue is full, for what must not be
 // dropped. Waiters are woken together by the next Take, in no set order; once
 // the consumer has stopped taking, a PushWait on a full queue waits for ever.
 func (q *Queue[T]) PushWait(v T) {
-	for {
+	for !q.Push(v) {
 		q.mu.Lock()
-		if len(q.items) < q.bound {
-			q.items = append(q.items, v)
-			q.mu.Unlock()
-			q.signal()
-			return
-		}
 		if q.space == nil {
 			q.space = make(chan struct{})
 		}
 		space := q.space
 		q.mu.Unlock()
+		// A Take between the failed Push and now closed an earlier channel:
+		// its room shows in n.
+		if q.n.Load() < q.bound {
+			continue
+		}
 		<-space
 	}
 }
@@ -78,19 +101,22 @@ func (q *Queue[T]) Ready() <-chan struct{} { return q.ready }
 
 // Take removes every waiting item, oldest first, and appends them to dst.
 func (q *Queue[T]) Take(dst []T) []T {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	dst = append(dst, q.items...)
-	if cap(q.items) > Keep {
-		q.items = nil
-	} else {
-		clear(q.items) // let go of what the items refer to
-		q.items = q.items[:0]
+	first := q.head.Swap(nil)
+	if first == nil {
+		return dst
 	}
+	start := len(dst)
+	for nd := first; nd != nil; nd = nd.next {
+		dst = append(dst, nd.v)
+	}
+	slices.Reverse(dst[start:]) // the list runs newest first
+	q.n.Add(-int64(len(dst) - start))
+	q.mu.Lock()
 	if q.space != nil {
 		close(q.space)
 		q.space = nil
 	}
+	q.mu.Unlock()
 	return dst
 }
 
