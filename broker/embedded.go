@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -36,6 +38,13 @@ type EmbeddedConfig struct {
 	// kept for nothing, and mochi copies every retained message once a second to
 	// look for expired ones.
 	Unretained func(topic string) bool
+	// ServerOnly, if set, names topics that no client may read (the ACL lets
+	// none subscribe to them): only the server's own subscriptions (Subscribe)
+	// can match them. A client's message on one goes straight to the matching
+	// handler, without the broker's routing, whose topic-index lookup
+	// allocates several KB per message; every player's acks and status take
+	// this path. Wills are still routed.
+	ServerOnly func(topic string) bool
 
 	Logger *slog.Logger
 }
@@ -145,9 +154,13 @@ func (e *Embedded) Connected() bool { return true }
 // Subscribe calls handler for every message on filter, including retained ones.
 // handler runs on the publishing client's goroutine: it must not block for long.
 func (e *Embedded) Subscribe(filter string, handler func(topic string, payload []byte, retained bool)) error {
-	return e.srv.Subscribe(filter, 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+	err := e.srv.Subscribe(filter, 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 		handler(pk.TopicName, pk.Payload, pk.FixedHeader.Retain)
 	})
+	if err == nil {
+		e.hook.addRoute(filter, handler)
+	}
+	return err
 }
 
 // Disconnect closes every connection logged in as username (after a token
@@ -190,6 +203,15 @@ type deviceHook struct {
 
 	dropMu   sync.Mutex
 	watching map[string]watched // topics of the inline publishes in progress
+
+	routeMu sync.Mutex              // serialises addRoute; route reads without it
+	routes  atomic.Pointer[[]route] // the server's subscriptions, for ServerOnly topics
+}
+
+// route is one of the server's subscriptions.
+type route struct {
+	filter  string
+	handler func(topic string, payload []byte, retained bool)
 }
 
 // watched counts the inline publishes in progress on one topic, and whether a
@@ -207,18 +229,78 @@ func (h *deviceHook) Provides(b byte) bool {
 	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribed, mqtt.OnSessionEstablish,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublishDropped:
 		return true
-	case mqtt.OnPublish, mqtt.OnWill:
+	case mqtt.OnPublish:
+		return h.cfg.Unretained != nil || h.cfg.ServerOnly != nil
+	case mqtt.OnWill:
 		return h.cfg.Unretained != nil
 	}
 	return false
 }
 
-// OnPublish forwards a retained message on an Unretained topic as a live one.
-func (h *deviceHook) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Retain && h.cfg.Unretained(pk.TopicName) {
+// OnPublish forwards a retained message on an Unretained topic as a live one,
+// and hands a client's message on a ServerOnly topic to the server's handler,
+// telling mochi to acknowledge it but route it no further.
+func (h *deviceHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Retain && h.cfg.Unretained != nil && h.cfg.Unretained(pk.TopicName) {
 		pk.FixedHeader.Retain = false
 	}
+	if !cl.Net.Inline && h.cfg.ServerOnly != nil && h.cfg.ServerOnly(pk.TopicName) {
+		if handler := h.route(pk.TopicName); handler != nil {
+			handler(pk.TopicName, pk.Payload, pk.FixedHeader.Retain)
+			return pk, packets.CodeSuccessIgnore
+		}
+	}
 	return pk, nil
+}
+
+// addRoute notes one of the server's subscriptions.
+func (h *deviceHook) addRoute(filter string, handler func(topic string, payload []byte, retained bool)) {
+	h.routeMu.Lock()
+	defer h.routeMu.Unlock()
+	var routes []route
+	if old := h.routes.Load(); old != nil {
+		routes = append(routes, *old...)
+	}
+	routes = append(routes, route{filter, handler})
+	h.routes.Store(&routes)
+}
+
+// route returns the handler of the server's first subscription matching topic,
+// or nil.
+func (h *deviceHook) route(topic string) func(topic string, payload []byte, retained bool) {
+	if routes := h.routes.Load(); routes != nil {
+		for _, r := range *routes {
+			if matches(r.filter, topic) {
+				return r.handler
+			}
+		}
+	}
+	return nil
+}
+
+// matches tells whether an MQTT topic filter (with + and # wildcards) matches
+// a topic name.
+func matches(filter, topic string) bool {
+	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
+		return false // [MQTT-4.7.2-1]
+	}
+	for {
+		f, fRest, fMore := strings.Cut(filter, "/")
+		if f == "#" {
+			return true
+		}
+		t, tRest, tMore := strings.Cut(topic, "/")
+		if f != "+" && f != t {
+			return false
+		}
+		switch {
+		case !tMore:
+			return !fMore || fRest == "#" // "a/#" matches "a" too
+		case !fMore:
+			return false
+		}
+		filter, topic = fRest, tRest
+	}
 }
 
 // OnWill does the same for a will.

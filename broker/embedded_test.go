@@ -3,6 +3,8 @@ package broker
 import (
 	"errors"
 	"log/slog"
+	"net"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -134,14 +136,14 @@ func TestUnretainedTopicsAreForwardedNotKept(t *testing.T) {
 		}
 	}
 
-	c := connect(t, e, "d", func(o *paho.ClientOptions) { o.SetBinaryWill("d/status", []byte("offline"), 1, true) })
+	c, drop := connectDroppable(t, e, "d", func(o *paho.ClientOptions) { o.SetBinaryWill("d/status", []byte("offline"), 1, true) })
 	for _, p := range []msg{{"d/status", "online", true}, {"d/desired", "state", true}} {
 		wait(t, "publish", c.Publish(p.topic, 1, true, p.payload))
 		if got := next(); got.topic != p.topic || got.payload != p.payload || got.retained != (p.topic == "d/desired") {
 			t.Fatalf("live subscriber got %+v after publishing %+v", got, p)
 		}
 	}
-	e.Disconnect("d") // not a clean disconnect: the will goes out
+	drop() // not a clean disconnect: the will goes out
 	if got := next(); got != (msg{"d/status", "offline", false}) {
 		t.Fatalf("live subscriber got %+v, want the will as a live message", got)
 	}
@@ -161,6 +163,109 @@ func TestUnretainedTopicsAreForwardedNotKept(t *testing.T) {
 	case topic := <-later:
 		t.Fatalf("a later subscriber got a kept message on %s", topic)
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// TestServerOnlyTopicsGoStraightToTheServer: a client's message on a ServerOnly
+// topic reaches the server's handler once, is acknowledged (QoS 1), and is routed
+// no further; a will on such a topic is still routed, and other topics are routed
+// as before.
+func TestServerOnlyTopicsGoStraightToTheServer(t *testing.T) {
+	e := startBroker(t, EmbeddedConfig{
+		Unretained: func(topic string) bool { return strings.HasSuffix(topic, "/status") },
+		ServerOnly: func(topic string) bool {
+			return strings.HasSuffix(topic, "/acks") || strings.HasSuffix(topic, "/status")
+		},
+	})
+	type msg struct {
+		topic, payload string
+		retained       bool
+	}
+	handled := make(chan msg, 10)
+	for _, f := range []string{"d/+/acks", "d/+/status", "d/+/other"} {
+		if err := e.Subscribe(f, func(topic string, payload []byte, retained bool) {
+			handled <- msg{topic, string(payload), retained}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The test's ACL lets this client read anything, which the real one never
+	// allows on a ServerOnly topic: it gets what the broker routes.
+	routed := make(chan string, 10)
+	spy := connect(t, e, "spy", nil)
+	wait(t, "subscribe", spy.Subscribe("d/#", 1, func(_ paho.Client, m paho.Message) { routed <- m.Topic() }))
+	next := func(what string, ch <-chan msg) msg {
+		t.Helper()
+		select {
+		case m := <-ch:
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s message", what)
+			return msg{}
+		}
+	}
+	nextRouted := func() string {
+		t.Helper()
+		select {
+		case topic := <-routed:
+			return topic
+		case <-time.After(5 * time.Second):
+			t.Fatal("nothing routed")
+			return ""
+		}
+	}
+
+	c, drop := connectDroppable(t, e, "p", func(o *paho.ClientOptions) { o.SetBinaryWill("d/p/status", []byte("offline"), 1, true) })
+	for _, p := range []msg{{"d/p/acks", "ack", false}, {"d/p/status", "online", true}, {"d/p/other", "x", false}} {
+		wait(t, "publish "+p.topic, c.Publish(p.topic, 1, p.retained, p.payload)) // PUBACK arrives
+		if got := next("handled", handled); got != (msg{p.topic, p.payload, false}) {
+			t.Fatalf("handler got %+v after publishing %+v", got, p)
+		}
+	}
+	if topic := nextRouted(); topic != "d/p/other" {
+		t.Fatalf("a ServerOnly message was routed: %s", topic)
+	}
+	drop() // not a clean disconnect: the will goes out, routed
+	if got := next("will", handled); got != (msg{"d/p/status", "offline", false}) {
+		t.Fatalf("handler got %+v, want the will", got)
+	}
+	if topic := nextRouted(); topic != "d/p/status" {
+		t.Fatalf("routed %s, want the will", topic)
+	}
+	select {
+	case m := <-handled:
+		t.Fatalf("handler got %+v again", m)
+	case topic := <-routed:
+		t.Fatalf("routed %s again", topic)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+func TestMatches(t *testing.T) {
+	for _, c := range []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"a/b", "a/b", true},
+		{"a/b", "a/c", false},
+		{"a/+/c", "a/b/c", true},
+		{"a/+/c", "a/b/d", false},
+		{"a/+/c", "a/b/c/d", false},
+		{"a/+", "a", false},
+		{"a/#", "a", true},
+		{"a/#", "a/b/c", true},
+		{"#", "a/b", true},
+		{"+/+", "/b", true},
+		{"a", "a/b", false},
+		{"a/b", "a", false},
+		{"#", "$SYS/x", false},
+		{"+/x", "$SYS/x", false},
+		{"$SYS/#", "$SYS/x", true},
+		{"a/#", "a/$b", true},
+	} {
+		if got := matches(c.filter, c.topic); got != c.want {
+			t.Errorf("matches(%q, %q) = %v, want %v", c.filter, c.topic, got, c.want)
+		}
 	}
 }
 
@@ -206,6 +311,35 @@ func connect(t *testing.T, e *Embedded, id string, set func(*paho.ClientOptions)
 	wait(t, "connect", c.Connect())
 	t.Cleanup(func() { c.Disconnect(0) })
 	return c
+}
+
+// connectDroppable is connect, and also returns what drops the connection as a
+// crash or a network failure would, without a DISCONNECT: the broker sends the
+// client's will. (When the broker closes a connection itself, mochi sends the
+// will only if the client's read loop is waiting in a read at that moment.)
+func connectDroppable(t *testing.T, e *Embedded, id string, set func(*paho.ClientOptions)) (paho.Client, func()) {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		conn net.Conn
+	)
+	c := connect(t, e, id, func(o *paho.ClientOptions) {
+		if set != nil {
+			set(o)
+		}
+		o.SetCustomOpenConnectionFn(func(*url.URL, paho.ClientOptions) (net.Conn, error) {
+			nc, err := net.Dial("tcp", e.Addr())
+			mu.Lock()
+			conn = nc
+			mu.Unlock()
+			return nc, err
+		})
+	})
+	return c, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		conn.Close()
+	}
 }
 
 // wait fails the test unless tok completes without error within 5 s.

@@ -217,6 +217,12 @@ func (a *App) startEmbedded(topics actions.Topics) (*broker.Embedded, error) {
 			_, kind, ok := topics.Parse(topic)
 			return ok && kind == actions.KindStatus
 		},
+		// The ACL lets no client read acks or status: they go straight to the
+		// tracker, without the broker's routing.
+		ServerOnly: func(topic string) bool {
+			_, kind, ok := topics.Parse(topic)
+			return ok && (kind == actions.KindAcks || kind == actions.KindStatus)
+		},
 		Logger: a.Log.With("component", "mqtt"),
 	})
 }
