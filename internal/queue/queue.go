@@ -16,17 +16,14 @@ import (
 // times what they usually hold. A Queue links each item onto a list, which the
 // consumer detaches whole: its memory is what waits.
 //
-// Pushing takes no lock, only a compare-and-swap. The pushers are the broker's
-// client loops and delivery's senders, thousands of goroutines during a fan-out.
-// With a mutex, a pusher that found it held waited for a turn through the whole
-// run queue, so the mutex went into starvation mode: from then on each unlock
-// handed it to the next waiter and sent the unlocker to the back of the run
-// queue. A fan-out's goroutines spent seconds waiting on it in all.
+// Pushing takes no lock, only compare-and-swaps: the pushers can be thousands
+// of runnable goroutines (the broker's client loops in a fan-out), and behind a
+// mutex they formed a convoy (see docs/benchmark.md, the seventh session).
 //
 // The bound is on what waits: what the consumer has taken is its own.
 type Queue[T any] struct {
 	bound int64
-	n     atomic.Int64            // items pushed and not yet taken
+	n     atomic.Int64            // items pushed and not yet taken; never above bound
 	head  atomic.Pointer[node[T]] // the newest item; each links to the one before
 	ready chan struct{}
 
@@ -36,8 +33,9 @@ type Queue[T any] struct {
 }
 
 type node[T any] struct {
-	v    T
-	next *node[T]
+	v     T
+	next  *node[T]
+	depth int // items in the list from this one on
 }
 
 // Keep is a sensible limit for Reuse: the largest buffer a consumer keeps
@@ -51,14 +49,22 @@ func New[T any](bound int) *Queue[T] {
 
 // Push adds v and reports whether there was room; it never blocks.
 func (q *Queue[T]) Push(v T) bool {
-	if q.n.Add(1) > q.bound {
-		q.n.Add(-1)
-		return false
+	for { // take a place, so that n counts only pushes that succeed
+		c := q.n.Load()
+		if c >= q.bound {
+			return false
+		}
+		if q.n.CompareAndSwap(c, c+1) {
+			break
+		}
 	}
 	nd := &node[T]{v: v}
 	for {
 		old := q.head.Load()
-		nd.next = old
+		nd.next, nd.depth = old, 1
+		if old != nil {
+			nd.depth += old.depth
+		}
 		if q.head.CompareAndSwap(old, nd) {
 			if old == nil { // the first since the last Take: the others signalled
 				q.signal()
@@ -95,8 +101,9 @@ func (q *Queue[T]) signal() {
 	}
 }
 
-// Ready receives once items have been pushed since the last receive. After a
-// receive, Take may still find nothing: the items went with an earlier Take.
+// Ready receives once the queue has gone from empty to holding items: after a
+// receive, call Take, as no further signal comes until a Take has emptied the
+// queue. Take may then find nothing: the items went with an earlier Take.
 func (q *Queue[T]) Ready() <-chan struct{} { return q.ready }
 
 // Take removes every waiting item, oldest first, and appends them to dst.
@@ -105,12 +112,15 @@ func (q *Queue[T]) Take(dst []T) []T {
 	if first == nil {
 		return dst
 	}
+	k := first.depth
+	q.n.Add(-int64(k))
 	start := len(dst)
-	for nd := first; nd != nil; nd = nd.next {
-		dst = append(dst, nd.v)
+	dst = slices.Grow(dst, k)[:start+k]
+	i := start + k
+	for nd := first; nd != nil; nd = nd.next { // newest first
+		i--
+		dst[i] = nd.v
 	}
-	slices.Reverse(dst[start:]) // the list runs newest first
-	q.n.Add(-int64(len(dst) - start))
 	q.mu.Lock()
 	if q.space != nil {
 		close(q.space)

@@ -3,6 +3,7 @@ package queue
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -55,6 +56,35 @@ func TestQueueLetsGoOfABurst(t *testing.T) {
 	}
 	if !q.Push(new(int)) {
 		t.Fatal("push refused once the queue was emptied")
+	}
+}
+
+// Concurrent pushes take exactly the places there are, each time the consumer
+// has emptied the queue: none over the bound, none refused while there is room.
+func TestQueueHoldsExactlyItsBound(t *testing.T) {
+	const bound, pushers = 50, 400
+	q := New[int](bound)
+	var taken int
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for i := range pushers {
+		wg.Go(func() {
+			if !q.Push(i) {
+				refused.Add(1)
+			}
+		})
+		if i%100 == 99 {
+			wg.Wait() // a quiet moment: every push so far is in or refused
+			got := len(q.Take(nil))
+			if got > bound {
+				t.Fatalf("took %d items from a queue of %d", got, bound)
+			}
+			taken += got
+		}
+	}
+	wg.Wait()
+	if want := 4 * bound; taken != want || refused.Load() != pushers-int64(want) {
+		t.Fatalf("took %d and refused %d of %d pushes, want %d taken", taken, refused.Load(), pushers, want)
 	}
 }
 
