@@ -204,7 +204,7 @@ type deviceHook struct {
 	dropMu   sync.Mutex
 	watching map[string]watched // topics of the inline publishes in progress
 
-	routeMu sync.Mutex              // serialises addRoute; route reads without it
+	routeMu sync.Mutex              // serialises addRoute; deliver reads without it
 	routes  atomic.Pointer[[]route] // the server's subscriptions, for ServerOnly topics
 }
 
@@ -244,38 +244,46 @@ func (h *deviceHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if pk.FixedHeader.Retain && h.cfg.Unretained != nil && h.cfg.Unretained(pk.TopicName) {
 		pk.FixedHeader.Retain = false
 	}
-	if !cl.Net.Inline && h.cfg.ServerOnly != nil && h.cfg.ServerOnly(pk.TopicName) {
-		if handler := h.route(pk.TopicName); handler != nil {
-			handler(pk.TopicName, pk.Payload, pk.FixedHeader.Retain)
-			return pk, packets.CodeSuccessIgnore
-		}
+	if !cl.Net.Inline && h.cfg.ServerOnly != nil && h.cfg.ServerOnly(pk.TopicName) &&
+		h.deliver(pk.TopicName, pk.Payload, pk.FixedHeader.Retain) {
+		return pk, packets.CodeSuccessIgnore
 	}
 	return pk, nil
 }
 
-// addRoute notes one of the server's subscriptions.
+// addRoute notes one of the server's subscriptions; as in mochi, a second
+// subscription to the same filter replaces the first. Subscribe may run while
+// clients publish: the list is copied, never changed in place.
 func (h *deviceHook) addRoute(filter string, handler func(topic string, payload []byte, retained bool)) {
 	h.routeMu.Lock()
 	defer h.routeMu.Unlock()
 	var routes []route
 	if old := h.routes.Load(); old != nil {
-		routes = append(routes, *old...)
+		for _, r := range *old {
+			if r.filter != filter {
+				routes = append(routes, r)
+			}
+		}
 	}
 	routes = append(routes, route{filter, handler})
 	h.routes.Store(&routes)
 }
 
-// route returns the handler of the server's first subscription matching topic,
-// or nil.
-func (h *deviceHook) route(topic string) func(topic string, payload []byte, retained bool) {
-	if routes := h.routes.Load(); routes != nil {
-		for _, r := range *routes {
-			if matches(r.filter, topic) {
-				return r.handler
-			}
+// deliver calls the handler of every server subscription matching topic, as
+// mochi's routing would, and tells whether there was one.
+func (h *deviceHook) deliver(topic string, payload []byte, retained bool) bool {
+	routes := h.routes.Load()
+	if routes == nil {
+		return false
+	}
+	found := false
+	for _, r := range *routes {
+		if matches(r.filter, topic) {
+			r.handler(topic, payload, retained)
+			found = true
 		}
 	}
-	return nil
+	return found
 }
 
 // matches tells whether an MQTT topic filter (with + and # wildcards) matches

@@ -167,9 +167,9 @@ func TestUnretainedTopicsAreForwardedNotKept(t *testing.T) {
 }
 
 // TestServerOnlyTopicsGoStraightToTheServer: a client's message on a ServerOnly
-// topic reaches the server's handler once, is acknowledged (QoS 1), and is routed
-// no further; a will on such a topic is still routed, and other topics are routed
-// as before.
+// topic reaches the server's handler once, at any QoS, acknowledged, and is
+// routed and kept no further; a will on such a topic is still routed, and other
+// topics are routed as before.
 func TestServerOnlyTopicsGoStraightToTheServer(t *testing.T) {
 	e := startBroker(t, EmbeddedConfig{
 		Unretained: func(topic string) bool { return strings.HasSuffix(topic, "/status") },
@@ -216,15 +216,31 @@ func TestServerOnlyTopicsGoStraightToTheServer(t *testing.T) {
 	}
 
 	c, drop := connectDroppable(t, e, "p", func(o *paho.ClientOptions) { o.SetBinaryWill("d/p/status", []byte("offline"), 1, true) })
-	for _, p := range []msg{{"d/p/acks", "ack", false}, {"d/p/status", "online", true}, {"d/p/other", "x", false}} {
-		wait(t, "publish "+p.topic, c.Publish(p.topic, 1, p.retained, p.payload)) // PUBACK arrives
-		if got := next("handled", handled); got != (msg{p.topic, p.payload, false}) {
+	for _, p := range []struct {
+		msg
+		qos byte
+	}{
+		{msg{"d/p/acks", "ack", false}, 1},
+		{msg{"d/p/acks", "ack at most once", false}, 0},
+		{msg{"d/p/acks", "ack exactly once", false}, 2},
+		{msg{"d/p/acks", "retained ack", true}, 1}, // the handler sees the flag, the broker keeps nothing
+		{msg{"d/p/status", "online", true}, 1},     // Unretained: a live message
+		{msg{"d/p/other", "x", false}, 1},
+	} {
+		wait(t, "publish "+p.payload, c.Publish(p.topic, p.qos, p.retained, p.payload)) // acknowledged
+		want := p.msg
+		want.retained = p.retained && p.topic == "d/p/acks"
+		if got := next("handled", handled); got != want {
 			t.Fatalf("handler got %+v after publishing %+v", got, p)
 		}
 	}
 	if topic := nextRouted(); topic != "d/p/other" {
 		t.Fatalf("a ServerOnly message was routed: %s", topic)
 	}
+	later := connect(t, e, "later", nil)
+	wait(t, "subscribe", later.Subscribe("d/p/acks", 1, func(_ paho.Client, m paho.Message) {
+		t.Errorf("the retained ack was kept: %q", m.Payload())
+	}))
 	drop() // not a clean disconnect: the will goes out, routed
 	if got := next("will", handled); got != (msg{"d/p/status", "offline", false}) {
 		t.Fatalf("handler got %+v, want the will", got)
@@ -262,6 +278,9 @@ func TestMatches(t *testing.T) {
 		{"+/x", "$SYS/x", false},
 		{"$SYS/#", "$SYS/x", true},
 		{"a/#", "a/$b", true},
+		{"a/+", "a/", true},
+		{"a/+/#", "a/b", true},
+		{"a/+/#", "a", false},
 	} {
 		if got := matches(c.filter, c.topic); got != c.want {
 			t.Errorf("matches(%q, %q) = %v, want %v", c.filter, c.topic, got, c.want)
