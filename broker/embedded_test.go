@@ -125,26 +125,16 @@ func TestUnretainedTopicsAreForwardedNotKept(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	next := func() msg {
-		t.Helper()
-		select {
-		case m := <-live:
-			return m
-		case <-time.After(5 * time.Second):
-			t.Fatal("no message")
-			return msg{}
-		}
-	}
 
 	c, drop := connectDroppable(t, e, "d", func(o *paho.ClientOptions) { o.SetBinaryWill("d/status", []byte("offline"), 1, true) })
 	for _, p := range []msg{{"d/status", "online", true}, {"d/desired", "state", true}} {
 		wait(t, "publish", c.Publish(p.topic, 1, true, p.payload))
-		if got := next(); got.topic != p.topic || got.payload != p.payload || got.retained != (p.topic == "d/desired") {
+		if got := receive(t, live, "live message"); got.topic != p.topic || got.payload != p.payload || got.retained != (p.topic == "d/desired") {
 			t.Fatalf("live subscriber got %+v after publishing %+v", got, p)
 		}
 	}
 	drop() // not a clean disconnect: the will goes out
-	if got := next(); got != (msg{"d/status", "offline", false}) {
+	if got := receive(t, live, "live message"); got != (msg{"d/status", "offline", false}) {
 		t.Fatalf("live subscriber got %+v, want the will as a live message", got)
 	}
 
@@ -194,26 +184,6 @@ func TestServerOnlyTopicsGoStraightToTheServer(t *testing.T) {
 	routed := make(chan string, 10)
 	spy := connect(t, e, "spy", nil)
 	wait(t, "subscribe", spy.Subscribe("d/#", 1, func(_ paho.Client, m paho.Message) { routed <- m.Topic() }))
-	next := func(what string, ch <-chan msg) msg {
-		t.Helper()
-		select {
-		case m := <-ch:
-			return m
-		case <-time.After(5 * time.Second):
-			t.Fatalf("no %s message", what)
-			return msg{}
-		}
-	}
-	nextRouted := func() string {
-		t.Helper()
-		select {
-		case topic := <-routed:
-			return topic
-		case <-time.After(5 * time.Second):
-			t.Fatal("nothing routed")
-			return ""
-		}
-	}
 
 	c, drop := connectDroppable(t, e, "p", func(o *paho.ClientOptions) { o.SetBinaryWill("d/p/status", []byte("offline"), 1, true) })
 	for _, p := range []struct {
@@ -230,11 +200,11 @@ func TestServerOnlyTopicsGoStraightToTheServer(t *testing.T) {
 		wait(t, "publish "+p.payload, c.Publish(p.topic, p.qos, p.retained, p.payload)) // acknowledged
 		want := p.msg
 		want.retained = p.retained && p.topic == "d/p/acks"
-		if got := next("handled", handled); got != want {
+		if got := receive(t, handled, "handled message"); got != want {
 			t.Fatalf("handler got %+v after publishing %+v", got, p)
 		}
 	}
-	if topic := nextRouted(); topic != "d/p/other" {
+	if topic := receive(t, routed, "routed message"); topic != "d/p/other" {
 		t.Fatalf("a ServerOnly message was routed: %s", topic)
 	}
 	later := connect(t, e, "later", nil)
@@ -242,10 +212,10 @@ func TestServerOnlyTopicsGoStraightToTheServer(t *testing.T) {
 		t.Errorf("the retained ack was kept: %q", m.Payload())
 	}))
 	drop() // not a clean disconnect: the will goes out, routed
-	if got := next("will", handled); got != (msg{"d/p/status", "offline", false}) {
+	if got := receive(t, handled, "will"); got != (msg{"d/p/status", "offline", false}) {
 		t.Fatalf("handler got %+v, want the will", got)
 	}
-	if topic := nextRouted(); topic != "d/p/status" {
+	if topic := receive(t, routed, "routed message"); topic != "d/p/status" {
 		t.Fatalf("routed %s, want the will", topic)
 	}
 	select {
@@ -358,6 +328,19 @@ func connectDroppable(t *testing.T, e *Embedded, id string, set func(*paho.Clien
 		mu.Lock()
 		defer mu.Unlock()
 		conn.Close()
+	}
+}
+
+// receive returns the next value from ch, failing the test after 5 s without one.
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no %s within 5 s", what)
+		var zero T
+		return zero
 	}
 }
 
