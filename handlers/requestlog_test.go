@@ -1,13 +1,10 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -189,7 +186,7 @@ func TestRequestLogWritesWhatWaitsAtStop(t *testing.T) {
 func TestRequestLogHoldsAQueuesWorthWhileTheDatabaseFails(t *testing.T) {
 	st, exec := faultyStore(t)
 	exec(`CREATE TRIGGER refuse BEFORE INSERT ON request_logs BEGIN SELECT RAISE(ABORT, 'refused'); END`)
-	var logs logBuffer
+	var logs testenv.Buffer
 	l := NewRequestLog(st, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan struct{})
@@ -202,38 +199,9 @@ func TestRequestLogHoldsAQueuesWorthWhileTheDatabaseFails(t *testing.T) {
 	for i := range queueBound {
 		l.Record(record(fmt.Sprintf("a%05d", i), "evt", now))
 	}
-	logs.waitFor(t, fmt.Sprintf("waiting=%d ", queueBound)) // all taken, all held
+	logs.WaitFor(t, 10*time.Second, fmt.Sprintf("waiting=%d ", queueBound)) // all taken, all held
 	for i := range queueBound + 5 {
 		l.Record(record(fmt.Sprintf("b%05d", i), "evt", now))
 	}
-	logs.waitFor(t, "records dropped\" count=5")
-}
-
-// logBuffer is a log output that tests can wait on.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) waitFor(t *testing.T, text string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		b.mu.Lock()
-		found := strings.Contains(b.buf.String(), text)
-		b.mu.Unlock()
-		if found {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			t.Fatalf("no %q in the log:\n%s", text, b.buf.String())
-		}
-	}
+	logs.WaitFor(t, 10*time.Second, "records dropped\" count=5")
 }

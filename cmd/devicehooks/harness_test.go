@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,31 +25,13 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 const testAdminToken = "test-admin-token-0123456789abcdefghijklmnop"
 
-// syncBuffer collects the server's log for assertions.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // server is a devicehooks App started for a test.
 type server struct {
 	t      testing.TB
 	app    *App
 	cfg    Config
-	logs   *syncBuffer
-	stdout *syncBuffer
+	logs   *testenv.Buffer
+	stdout *testenv.Buffer
 	base   string
 	// afterDevice, if set, runs after createDevice (to export credentials to an
 	// external broker).
@@ -82,7 +63,7 @@ func startServer(t testing.TB, overrides Config) *server {
 	if overrides.SecretFile == "" && overrides.Secret == "" {
 		cfg.SecretFile = filepath.Join(dir, "devicehooks.secret")
 	}
-	s := &server{t: t, cfg: cfg, logs: &syncBuffer{}, stdout: &syncBuffer{}}
+	s := &server{t: t, cfg: cfg, logs: &testenv.Buffer{}, stdout: &testenv.Buffer{}}
 	s.start()
 	t.Cleanup(s.stop)
 	return s

@@ -432,7 +432,7 @@ func TestStaleRetainedStatusIgnored(t *testing.T) {
 func TestSimulateCommand(t *testing.T) {
 	s := startServer(t, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"simulate", "--api", s.base, "--mqtt", s.mqttURL(), "--admin-token", testAdminToken,

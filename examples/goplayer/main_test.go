@@ -103,29 +103,6 @@ func (r *recorder) waitN(t *testing.T, n int, want map[string]any) map[string]an
 	return got[len(got)-1]
 }
 
-// syncBuffer is the player's output, read while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) waitFor(t *testing.T, line string) {
-	t.Helper()
-	testenv.WaitFor(t, wait, "player output "+line, func() bool { return strings.Contains(s.String(), line) })
-}
-
 // publish sends a message as the server would (the inline client bypasses the ACL).
 func publish(t *testing.T, b *broker.Embedded, kind string, msg any, retained bool) {
 	t.Helper()
@@ -159,7 +136,7 @@ func TestPlayer(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, config{Broker: "tcp://" + b.Addr(), Device: device, Token: token, Prefix: "devicehooks"}, out)
@@ -169,7 +146,7 @@ func TestPlayer(t *testing.T) {
 	if at, _ := online["at"].(string); at == "" {
 		t.Fatalf("online status without at: %v", online)
 	}
-	out.waitFor(t, `desired v2: emergency=true "Fire drill at 10:00"`)
+	out.WaitFor(t, wait, `desired v2: emergency=true "Fire drill at 10:00"`)
 
 	// A command is applied once and acked; a repeat is acked again, not applied again.
 	load := cmd("c1", "load_url", map[string]any{"url": "https://example.com/menu"}, nil)
@@ -195,7 +172,7 @@ func TestPlayer(t *testing.T) {
 	if strings.Contains(out.String(), "restart") {
 		t.Fatalf("the expired restart was applied:\n%s", out)
 	}
-	out.waitFor(t, "set_emergency on=false")
+	out.WaitFor(t, wait, "set_emergency on=false")
 
 	// An unknown function fails, with a detail.
 	publish(t, b, "commands", cmd("c4", "self_destruct", nil, nil), false)
@@ -206,7 +183,7 @@ func TestPlayer(t *testing.T) {
 	// Desired state: an older version is ignored, a newer one applied.
 	publish(t, b, "desired", desiredDoc(1, false, "stale"), true)
 	publish(t, b, "desired", desiredDoc(3, false, ""), true)
-	out.waitFor(t, "desired v3: emergency=false")
+	out.WaitFor(t, wait, "desired v3: emergency=false")
 	if strings.Contains(out.String(), "desired v1") {
 		t.Fatalf("an older desired state was applied:\n%s", out)
 	}
@@ -246,7 +223,7 @@ func TestPlayerWrongToken(t *testing.T) {
 	b, _ := startBroker(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	err := run(ctx, config{Broker: "tcp://" + b.Addr(), Device: device, Token: "dhd_wrong", Prefix: "devicehooks"}, &syncBuffer{})
+	err := run(ctx, config{Broker: "tcp://" + b.Addr(), Device: device, Token: "dhd_wrong", Prefix: "devicehooks"}, &testenv.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "token") {
 		t.Fatalf("run with a wrong token: %v", err)
 	}
@@ -259,7 +236,7 @@ func TestPlayerWrongPrefix(t *testing.T) {
 	b, _ := startBroker(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	err := run(ctx, config{Broker: "tcp://" + b.Addr(), Device: device, Token: token, Prefix: "signage"}, &syncBuffer{})
+	err := run(ctx, config{Broker: "tcp://" + b.Addr(), Device: device, Token: token, Prefix: "signage"}, &testenv.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "refused the subscription") {
 		t.Fatalf("run with a wrong topic prefix: %v", err)
 	}
@@ -277,7 +254,7 @@ func TestPlayerOverWebSocket(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, config{Broker: "ws://" + b.WSAddr() + "/mqtt", Device: device, Token: token, Prefix: "devicehooks"}, &syncBuffer{})
+		done <- run(ctx, config{Broker: "ws://" + b.WSAddr() + "/mqtt", Device: device, Token: token, Prefix: "devicehooks"}, &testenv.Buffer{})
 	}()
 	status.waitN(t, 1, map[string]any{"state": "online"})
 	publish(t, b, "commands", cmd("w1", "restart", nil, nil), false)
@@ -301,7 +278,7 @@ func TestPlayerTokenRotated(t *testing.T) {
 	status := record(t, b, devBase+"status")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, config{Broker: "tcp://" + b.Addr(), Device: device, Token: token, Prefix: "devicehooks"}, out)
@@ -310,7 +287,7 @@ func TestPlayerTokenRotated(t *testing.T) {
 	tok.Store(ptr("dhd_rotated"))
 	b.Disconnect(device)
 	status.waitN(t, 1, map[string]any{"state": "offline"})
-	out.waitFor(t, "reconnecting: not Authorized")
+	out.WaitFor(t, wait, "reconnecting: not Authorized")
 	cancel()
 	select {
 	case err := <-done:
