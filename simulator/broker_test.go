@@ -76,7 +76,7 @@ func startBroker(t *testing.T) *broker {
 	if err := srv.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Close() })
+	t.Cleanup(func() { closeBroker(srv) })
 	eventually(t, "the WebSocket listener", func() bool {
 		c, err := net.Dial("tcp", wsAddr)
 		if err == nil {
@@ -92,6 +92,23 @@ func startBroker(t *testing.T) *broker {
 		}
 	}
 	return b
+}
+
+// closeBroker closes srv once no client is connected. mochi's Close deadlocks
+// when a client is removed while it closes the listeners (v2.7.9: it takes the
+// clients' read lock twice, and a waiting removal blocks the second), and a
+// test's simulator may have just dropped its connections: disconnect what is
+// left, and wait until mochi has removed every client.
+func closeBroker(srv *mqtt.Server) {
+	for _, cl := range srv.Clients.GetAll() {
+		if !cl.Net.Inline && !cl.Closed() {
+			_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+	for deadline := time.Now().Add(waitTimeout); atomic.LoadInt64(&srv.Info.ClientsConnected) > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = srv.Close()
 }
 
 func freeAddr(t *testing.T) string {
