@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"devicehooks/internal/testenv"
 	"devicehooks/store"
 )
 
@@ -123,7 +124,7 @@ func TestReconnectStormSendsWhatWaits(t *testing.T) {
 	}
 	rec := &recorder{got: map[string][]string{}}
 	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
-	for i := range devices { // all at once: Run takes them in one go
+	for i := range devices { // all before Run starts: it finds more than a batch waiting
 		presence.Subscribed(fmt.Sprintf("d%04d", i))
 	}
 	runCtx, cancel := context.WithCancel(ctx)
@@ -131,19 +132,11 @@ func TestReconnectStormSendsWhatWaits(t *testing.T) {
 	go func() { dl.Run(runCtx, time.Hour); close(ran) }() // no resync: only the came-online path sends
 	defer func() { cancel(); <-ran }()
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.WaitFor(t, 10*time.Second, "every device to get its command", func() bool {
 		rec.mu.Lock()
-		n := len(rec.got)
-		rec.mu.Unlock()
-		if n == devices {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d devices got their command", n, devices)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer rec.mu.Unlock()
+		return len(rec.got) == devices
+	})
 	time.Sleep(100 * time.Millisecond) // anything sent twice would show by now
 	rec.mu.Lock()
 	defer rec.mu.Unlock()

@@ -125,12 +125,12 @@ const retryRecordsFor = time.Minute
 const recordsPerTx = 64
 
 // write stores buf, recordsPerTx records per transaction, and returns what is
-// left for the next flush, at the start of buf's array (Run clears the rest). If a transaction fails, its records are written one
-// by one: the database may refuse only some record (it has happened: a value
-// PostgreSQL would not take), which must not hold up the others. If the first
-// two are refused alone, the database takes nothing now, and the rest waits for
-// the next flush. What is not written is tried again at later flushes, for
-// retryRecordsFor at most.
+// left for the next flush, at the start of buf's array (Run clears the rest).
+// If a transaction fails, its records are written one by one: the database may
+// refuse only some record (it has happened: a value PostgreSQL would not take),
+// which must not hold up the others. If the first two are refused alone, the
+// database takes nothing now, and the rest waits for the next flush. What is
+// not written is tried again at later flushes, for retryRecordsFor at most.
 func (l *RequestLog) write(ctx context.Context, buf []store.RequestLog, now time.Time) []store.RequestLog {
 	var (
 		left []store.RequestLog

@@ -132,15 +132,10 @@ func TestRequestLogRunPurgesBesideTheFlushes(t *testing.T) {
 		l.Run(ctx, time.Hour)
 	}()
 	l.Record(record("new", "evt", now))
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	testenv.WaitFor(t, 5*time.Second, "the old record purged and the new one written", func() bool {
 		ids := storedIDs(t, st)
-		if !ids["old"] && ids["new"] {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stored %v: want the old record purged and the new one written", ids)
-		}
-	}
+		return !ids["old"] && ids["new"]
+	})
 	cancel()
 	select {
 	case <-ran:
