@@ -189,7 +189,14 @@ func (p *Presence) Status(id string, msg StatusMessage, retained bool) {
 			went = p.set(id, d, online, msg.At.UTC(), msg.At.UTC())
 		}
 	default:
-		went = p.set(id, d, online, maxTime(now, d.at), now)
+		// Note the time the device gave, not ours: after a restart of
+		// devicehooks (or BrokerLost) the broker replays this very message as
+		// the retained one, and it must not then read as older than itself.
+		at := now
+		if msg.At != nil {
+			at = msg.At.UTC()
+		}
+		went = p.set(id, d, online, at, now)
 	}
 	p.mu.Unlock()
 	if went {
@@ -311,11 +318,4 @@ func (p *Presence) flush(ctx context.Context) {
 			p.dirty[v.DeviceID] = v
 		}
 	}
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }

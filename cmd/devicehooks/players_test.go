@@ -388,6 +388,22 @@ func TestPresence(t *testing.T) {
 	}
 }
 
+// TestDevicesStayOnlineAcrossARestart: with an external broker, players that
+// stay connected while devicehooks restarts are online again as soon as the
+// broker replays their retained status, the very message devicehooks had
+// received live before, and get what is triggered next.
+func TestDevicesStayOnlineAcrossARestart(t *testing.T) {
+	s, _, _ := startMosquittoWithRecipe(t, Config{})
+	p, key, eventID := setupLoadURL(t, s)
+	s.restart()
+	s.waitOnline("lobby-1")
+	status, ans := s.post(key, `{"event_id":"`+eventID+`"}`)
+	if status != http.StatusOK {
+		t.Fatalf("trigger: %d %v", status, ans)
+	}
+	checkLoadURL(t, p.next(5*time.Second), ans)
+}
+
 // TestStaleRetainedStatusIgnored replays an old retained "online" to a restarted
 // devicehooks that knows the device went offline later: the old message loses.
 func TestStaleRetainedStatusIgnored(t *testing.T) {
