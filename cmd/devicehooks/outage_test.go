@@ -126,3 +126,30 @@ func TestNoSecretsInPlaintext(t *testing.T) {
 		}
 	}
 }
+
+// TestAckWhileTheServerIsAwayIsRecovered: with an external broker, an ack
+// that a player publishes while devicehooks is not connected is lost (nobody
+// is subscribed). When devicehooks is back, the player's retained status
+// brings it online again, the command it never heard back about is sent
+// again, and the player's ack of the repeat (docs/players.md) settles it.
+func TestAckWhileTheServerIsAwayIsRecovered(t *testing.T) {
+	s, _, _ := startMosquittoWithRecipe(t, Config{})
+	p, key, eventID := setupLoadURL(t, s)
+	status, ans := s.post(key, `{"event_id":"`+eventID+`"}`)
+	if status != http.StatusOK {
+		t.Fatalf("trigger: %d %v", status, ans)
+	}
+	id := p.next(5 * time.Second)["id"].(string)
+	s.stop()
+	p.ack("devicehooks", id, "succeeded") // into the void
+	s.start()
+	if again := p.next(20 * time.Second)["id"]; again != id {
+		t.Fatalf("sent again: %v, want the unacked %s", again, id)
+	}
+	p.ack("devicehooks", id, "succeeded")
+	testenv.WaitFor(t, 10*time.Second, "the command succeeded", func() bool {
+		d := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+ans["dispatch_id"].(string), nil)
+		cmds, _ := d["commands"].([]any)
+		return len(cmds) == 1 && cmds[0].(map[string]any)["state"] == "succeeded"
+	})
+}
