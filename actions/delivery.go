@@ -409,7 +409,10 @@ func (dl *Delivery) publishDesired(ctx context.Context, ids []string) {
 	}
 	devs, err := dl.st.DevicesWithDesired(ctx, ids)
 	if err != nil {
-		dl.log.Error("load desired states", "err", err)
+		// The next resync publishes every desired state again: a retained one
+		// left stale would be applied by every player that restarts.
+		dl.log.Error("load desired states; publishing them all again at the next resync", "err", err)
+		dl.missed.Store(true)
 		return
 	}
 	for i := range devs {

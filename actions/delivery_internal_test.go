@@ -147,3 +147,17 @@ func TestReconnectStormSendsWhatWaits(t *testing.T) {
 		}
 	}
 }
+
+// A desired state that could not be read is published again at the next
+// resync, not left stale in the broker for every player that restarts.
+func TestUnreadableDesiredStateIsPublishedAtTheNextResync(t *testing.T) {
+	st := tempStore(t)
+	log := slog.New(slog.DiscardHandler)
+	dl := NewDelivery(st, &recorder{got: map[string][]string{}}, Topics{Prefix: "dh"}, NewPresence(st, log, true), log)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the read fails
+	dl.publishDesired(ctx, []string{"d1"})
+	if !dl.missed.Load() {
+		t.Fatal("a failed read of desired states did not ask for the next resync to publish them all")
+	}
+}
