@@ -8,17 +8,27 @@ const ellipsis = "…"
 // apiKeyParam is the query parameter whose value Mask always hides.
 const apiKeyParam = "api_key"
 
+// sigParam is a signed link's signature parameter: a bearer credential for
+// that link until it expires, which Mask hides whole.
+const sigParam = "sig"
+
 // Mask returns s with secrets hidden, for log lines. Every token-looking
 // substring (a kind prefix followed by base62 characters) becomes its
 // DisplayPrefix + "…", and the value of an api_key query parameter, plain
 // (api_key=v) or URL-escaped (api_key%3Dv), becomes its DisplayPrefix + "…";
-// a value ends at '&', whitespace, a quote, '#' or, escaped, at %26.
+// the value of a sig parameter (a signed link's signature) becomes "…". A
+// value ends at '&', whitespace, a quote, '#' or, escaped, at %26.
 //
 // Mask never reproduces a whole value: a token body or value of at most 6
 // characters is replaced by "…" alone (a token keeps its kind prefix).
 // It is idempotent, case-insensitive for "api_key", and a hand-written
 // scanner that does not allocate for lines without secrets.
 func Mask(s string) string {
+	return maskSignatures(maskTokensAndKeys(s))
+}
+
+// maskTokensAndKeys hides tokens and api_key values.
+func maskTokensAndKeys(s string) string {
 	var out []byte // nil until the first replacement
 	last := 0      // s[last:] has not been copied to out yet
 	// Both the kind prefixes ("dhk_") and "api_key" have '_' as their 4th
@@ -110,6 +120,53 @@ func maskTokenAt(s string, i int) (end int, repl string, ok bool) {
 	}
 }
 
+// maskSignatures replaces the value of every sig parameter with "…". The
+// name must start the query or follow '&' (plain or escaped), so that other
+// parameters ending in "sig" are left alone.
+func maskSignatures(s string) string {
+	var out []byte // nil until the first replacement
+	last := 0
+	for i := 0; ; {
+		j := strings.Index(s[i:], sigParam)
+		if j < 0 {
+			break
+		}
+		at := i + j
+		i = at + len(sigParam)
+		if !startsParam(s, at) {
+			continue
+		}
+		vstart, escaped := valueAfter(s, i)
+		if vstart < 0 {
+			continue
+		}
+		vend := valueEnd(s, vstart, escaped)
+		if vend > vstart && s[vstart:vend] != ellipsis {
+			out = appendMasked(out, s, last, vstart, "")
+			last = vend
+		}
+		i = vend
+	}
+	if out == nil {
+		return s
+	}
+	out = append(out, s[last:]...)
+	return string(out)
+}
+
+// startsParam tells whether a query parameter's name can start at s[i]: at
+// the start of s, or after '?' or '&', plain or URL-escaped.
+func startsParam(s string, i int) bool {
+	if i == 0 || s[i-1] == '?' || s[i-1] == '&' {
+		return true
+	}
+	if i < 3 || s[i-3] != '%' {
+		return false
+	}
+	esc := s[i-2 : i]
+	return asciiEqualFold(esc, "26") || asciiEqualFold(esc, "3f")
+}
+
 // apiKeyAt reports where the value of an api_key parameter named at s[i]
 // starts (-1 if there is none) and whether the '=' was URL-escaped as %3D.
 func apiKeyAt(s string, i int) (vstart int, escaped bool) {
@@ -117,6 +174,12 @@ func apiKeyAt(s string, i int) (vstart int, escaped bool) {
 	if j > len(s) || !asciiEqualFold(s[i:j], apiKeyParam) {
 		return -1, false
 	}
+	return valueAfter(s, j)
+}
+
+// valueAfter reports where the value of a parameter whose name ends at s[j]
+// starts (-1 if no '=' follows) and whether the '=' was URL-escaped as %3D.
+func valueAfter(s string, j int) (vstart int, escaped bool) {
 	switch {
 	case j < len(s) && s[j] == '=':
 		return j + 1, false

@@ -161,6 +161,32 @@ func TestMaskAPIKeyParam(t *testing.T) {
 	}
 }
 
+// A signed link's signature is a bearer credential until the link expires:
+// its value is hidden whole, wherever the link is logged.
+func TestMaskSignature(t *testing.T) {
+	const sig = "vDp5-ZR9N4P0xq_7Yt2s"
+	cases := []struct{ name, in, want string }{
+		{"signed link", "/public-api/integration/webhooks?key_id=k1&expires=1790000000&sig=" + sig + "&payload=e30",
+			"/public-api/integration/webhooks?key_id=k1&expires=1790000000&sig=…&payload=e30"},
+		{"first parameter, end of line", "/hook?sig=" + sig, "/hook?sig=…"},
+		{"escaped in another URL", "next=%2Fhook%3Fsig%3D" + sig + "%26payload%3De30", "next=%2Fhook%3Fsig%3D…%26payload%3De30"},
+		{"other parameters ending in sig are kept", "/x?mysig=abc&designs=2", "/x?mysig=abc&designs=2"},
+		{"empty value untouched", "/hook?sig=&x=1", "/hook?sig=&x=1"},
+		{"with an api_key", "/h?api_key=hunter2-not-a-token&sig=" + sig, "/h?api_key=hunter…&sig=…"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Mask(c.in)
+			if got != c.want {
+				t.Errorf("Mask(%q)\n got %q\nwant %q", c.in, got, c.want)
+			}
+			if again := Mask(got); again != got {
+				t.Errorf("Mask is not idempotent: %q -> %q", got, again)
+			}
+		})
+	}
+}
+
 // A URL built by net/url (as a client would) must come out masked, escaped
 // or not.
 func TestMaskURLBuiltByNetURL(t *testing.T) {
@@ -221,6 +247,7 @@ func FuzzMask(f *testing.F) {
 		{"dh", "_"},
 		{"Bearer ", "\nX-Admin: dha_Zz9"},
 		{"API_KEY=dha_", "dha_abcdefgh…"},
+		{"/h?sig=", "&payload=e30"},
 	} {
 		f.Add(seed[0], seed[1])
 	}
@@ -237,9 +264,9 @@ func FuzzMask(f *testing.F) {
 		if again := Mask(got); again != got {
 			t.Errorf("Mask not idempotent on %q: %q -> %q", line, got, again)
 		}
-		// Text without '_' has nothing to mask.
-		if !strings.Contains(before, "_") && Mask(before) != before {
-			t.Errorf("Mask changed %q, which has no '_'", before)
+		// Text without '_' or "sig" has nothing to mask.
+		if !strings.Contains(before, "_") && !strings.Contains(before, sigParam) && Mask(before) != before {
+			t.Errorf("Mask changed %q, which has no '_' nor %q", before, sigParam)
 		}
 	})
 }
