@@ -571,10 +571,10 @@ func (s *webhookServer) request(c *webhookCall) *http.Request {
 	c.body = body
 	c.query = query
 	if c.mode == modePOSTForm {
-		// The contract's reading: a form is a link only if it carries a payload,
-		// a signature or a key; otherwise (curl -d) the body is JSON.
+		// The contract's reading: a JSON body is a JSON call (curl -d), and
+		// so is a form that carries no payload, signature or key.
 		form, err := url.ParseQuery(string(body))
-		if err != nil && json.Valid(body) || err == nil && !form.Has("payload") && !form.Has("sig") && !form.Has("api_key") {
+		if json.Valid(body) || err == nil && !form.Has("payload") && !form.Has("sig") && !form.Has("api_key") {
 			c.jsonForm, link = true, false
 		}
 	}

@@ -106,8 +106,13 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		c.Status(http.StatusOK)
 		return
 	}
-	if c.Request.ContentLength > h.maxBody || headerBytes(c.Request) > h.maxHeader {
+	if c.Request.ContentLength > h.maxBody {
 		h.fail(c, cl, tooLarge(h.maxBody))
+		return
+	}
+	if headerBytes(c.Request) > h.maxHeader {
+		h.fail(c, cl, actions.Errorf(actions.CodeTooLarge,
+			"the request's URL and headers are over the size limit (%d bytes); a long payload goes in a POST body", h.maxHeader))
 		return
 	}
 	if c.Request.Method == http.MethodGet && isPreviewAgent(c.Request.UserAgent()) {
@@ -270,15 +275,16 @@ func (h *webhookHandler) readBody(c *gin.Context) ([]byte, error) {
 // linkParams tells a link (a GET, or the form a confirm link's button posts,
 // which carries a payload, a signature or a key) from an API call with a JSON body, and
 // returns the link's parameters. A JSON body sent with curl's default form
-// content type is still a JSON call.
+// content type is still a JSON call, even if a value in it reads like a
+// link's parameter ("&sig=" in a signed image URL).
 func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
 	if c.Request.Method == http.MethodGet {
 		return c.Request.URL.Query(), true, nil
 	}
-	if strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded") {
+	if strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded") && !json.Valid(body) {
 		form, err := url.ParseQuery(string(body))
 		switch {
-		case err != nil && !json.Valid(body):
+		case err != nil:
 			return nil, false, badRequest("the body is neither a form nor JSON: %v", err)
 		case err == nil && (form.Has("payload") || form.Has("sig") || form.Has("api_key")):
 			return form, true, nil

@@ -67,6 +67,12 @@ func testTriggerPaths(t *testing.T, s *server) {
 		t.Fatalf("POST with curl's default content type: %d %v", status, ans)
 	}
 	checkLoadURL(t, p.next(5*time.Second), ans)
+	// ... even if a value in it reads like a link's parameter.
+	status, ans = s.post(key, `{"event_id":"`+eventID+`","idempotency_key":"curl&sig=1&payload=2"}`, "Content-Type", "application/x-www-form-urlencoded")
+	if status != http.StatusOK {
+		t.Fatalf("POST with curl's default content type and \"&sig=\" in a value: %d %v", status, ans)
+	}
+	checkLoadURL(t, p.next(5*time.Second), ans)
 
 	payload := []byte(`{"event_id":"` + eventID + `"}`)
 	for name, enc := range map[string]*base64.Encoding{
