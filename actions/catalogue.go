@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 
 	"devicehooks/store"
@@ -223,8 +224,9 @@ type SensorData struct {
 }
 
 // SensorParams validates the request's sensor data for a sensor_event action and
-// returns the command's params. id and event are required strings; value may be a
-// string, number or boolean.
+// returns the command's params. id and event are required strings (a number,
+// as sensor systems often number their sensors, is taken as its decimal
+// text); value may be a string, number or boolean.
 func SensorParams(sd map[string]any) (map[string]any, error) {
 	if sd == nil {
 		return nil, Invalid("sensor_data", "is required for a sensor_event action: {\"id\", \"event\", \"value\"}")
@@ -232,8 +234,14 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 	out := map[string]any{}
 	for _, k := range []string{"id", "event"} {
 		s, ok := sd[k].(string)
+		switch n := sd[k].(type) {
+		case float64:
+			s, ok = strconv.FormatFloat(n, 'f', -1, 64), true
+		case json.Number:
+			s, ok = n.String(), true
+		}
 		if !ok || strings.TrimSpace(s) == "" {
-			return nil, Invalid("sensor_data."+k, "is required and must be a non-empty string")
+			return nil, Invalid("sensor_data."+k, "is required and must be a non-empty string or a number")
 		}
 		if err := CheckText("sensor_data."+k, s, 200); err != nil {
 			return nil, err
