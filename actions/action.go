@@ -54,8 +54,11 @@ type Lookup interface {
 }
 
 // BuildAction validates in and fills a (new or existing) action with it. The
-// target must exist.
+// target must exist. Left out, enabled and ttl_s keep an existing action's
+// values (a rename does not enable a disabled action) and take their defaults
+// on a new one: enabled, DefaultTTL.
 func BuildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action) error {
+	isNew := a.EventID == ""
 	name := strings.TrimSpace(in.Name)
 	if name == "" {
 		return Invalid("name", "is required (at most 200 characters)")
@@ -71,6 +74,9 @@ func BuildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action
 		return err
 	}
 	ttl := DefaultTTL
+	if !isNew {
+		ttl = time.Duration(a.TTLSeconds) * time.Second
+	}
 	if in.TTLS != nil {
 		ttl = time.Duration(*in.TTLS) * time.Second
 		if ttl < time.Second || ttl > MaxTTL {
@@ -86,9 +92,13 @@ func BuildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action
 	a.TargetType = in.Target.Type
 	a.TargetID = in.Target.ID
 	a.Params = string(raw)
-	a.Enabled = in.Enabled == nil || *in.Enabled
+	if in.Enabled != nil {
+		a.Enabled = *in.Enabled
+	} else if isNew {
+		a.Enabled = true
+	}
 	a.TTLSeconds = int(ttl.Seconds())
-	if a.EventID == "" {
+	if isNew {
 		a.EventID = NewEventID()
 	}
 	return nil

@@ -34,7 +34,7 @@ func actionViewOf(a *store.Action) actionView {
 
 func (a *api) createAction(c *gin.Context) {
 	var in actions.ActionInput
-	if err := bindJSON(c, &in); err != nil {
+	if err := bindJSON(c, &in, actionView{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
@@ -70,7 +70,7 @@ func (a *api) updateAction(c *gin.Context) {
 		return
 	}
 	var in actions.ActionInput
-	if err := bindJSON(c, &in); err != nil {
+	if err := bindJSON(c, &in, actionView{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}

@@ -40,7 +40,7 @@ func (a *api) createDevice(c *gin.Context) {
 		ID   string `json:"id"`
 		Name string `json:"name"`
 	}
-	if err := bindJSON(c, &in); err != nil {
+	if err := bindJSON(c, &in, deviceView{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
@@ -71,7 +71,7 @@ func (a *api) updateDevice(c *gin.Context) {
 	var in struct {
 		Name string `json:"name"`
 	}
-	if err := bindJSON(c, &in); err != nil {
+	if err := bindJSON(c, &in, deviceView{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}

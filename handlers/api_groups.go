@@ -63,7 +63,7 @@ func groupWriteError(err error, name string) error {
 
 func (a *api) createGroup(c *gin.Context) {
 	var in groupInput
-	if err := bindJSON(c, &in); err != nil {
+	if err := bindJSON(c, &in, groupView{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
@@ -94,7 +94,7 @@ func (a *api) getGroup(c *gin.Context) {
 
 func (a *api) updateGroup(c *gin.Context) {
 	var in groupInput
-	if err := bindJSON(c, &in); err != nil {
+	if err := bindJSON(c, &in, groupView{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}

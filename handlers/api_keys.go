@@ -39,7 +39,7 @@ type apiKeyInput struct {
 
 func (a *api) createAPIKey(c *gin.Context) {
 	var in apiKeyInput
-	if err := bindJSON(c, &in); err != nil {
+	if err := bindJSON(c, &in, apiKeyView{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
@@ -78,7 +78,7 @@ func (a *api) revealAPIKey(c *gin.Context) {
 
 func (a *api) updateAPIKey(c *gin.Context) {
 	var in apiKeyInput
-	if err := bindJSON(c, &in); err != nil {
+	if err := bindJSON(c, &in, apiKeyView{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"testing"
+)
+
+// TestManagementAPIInput: what a script sends is taken as it means it, or
+// refused naming the field; nothing is dropped or reset without a word.
+func TestManagementAPIInput(t *testing.T) {
+	s := startServer(t, Config{})
+	s.createDevice("lobby-1")
+	target := map[string]any{"type": "device", "id": "lobby-1"}
+	created := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+		"name": "Welcome", "function": "load_url", "target": target,
+		"params": map[string]any{"url": "https://example.com"}, "enabled": false, "ttl_s": 60,
+	})
+	path := "/api/v1/actions/" + created["id"].(string)
+
+	// A rename leaves out enabled and ttl_s: they keep their values.
+	s.mustCall(http.StatusNoContent, "PUT", path, map[string]any{
+		"name": "Welcome (lobby)", "function": "load_url", "target": target,
+		"params": map[string]any{"url": "https://example.com"},
+	})
+	got := s.mustCall(http.StatusOK, "GET", path, nil)
+	if got["name"] != "Welcome (lobby)" || got["enabled"] != false || got["ttl_s"] != float64(60) {
+		t.Fatalf("after a rename: %v", got)
+	}
+
+	// What a GET answered goes back with a change: its read-only fields (id,
+	// event_id, created_at, ...) are ignored.
+	got["enabled"] = true
+	s.mustCall(http.StatusNoContent, "PUT", path, got)
+	if again := s.mustCall(http.StatusOK, "GET", path, nil); again["enabled"] != true || again["event_id"] != created["event_id"] {
+		t.Fatalf("after a round trip: %v", again)
+	}
+
+	for _, tc := range []struct {
+		name, method, path string
+		body               any
+		field              string
+	}{
+		{"a typo", "PUT", path, map[string]any{"name": "x", "function": "restart", "target": target, "enable": false}, "enable"},
+		{"a name that is a number", "POST", "/api/v1/actions", map[string]any{"name": 5, "function": "restart", "target": target}, "name"},
+		{"a target that is a string", "POST", "/api/v1/actions", map[string]any{"name": "x", "function": "restart", "target": "all"}, "target"},
+		{"a nested field of the wrong type", "POST", "/api/v1/actions", map[string]any{"name": "x", "function": "restart", "target": map[string]any{"type": 1}}, "target.type"},
+		{"an unknown field of a group", "POST", "/api/v1/groups", map[string]any{"name": "x", "devices": []string{"lobby-1"}}, "devices"},
+		{"device ids that are not an array", "POST", "/api/v1/groups", map[string]any{"name": "x", "device_ids": "lobby-1"}, "device_ids"},
+	} {
+		status, ans := s.call(tc.method, tc.path, tc.body)
+		wantError(t, tc.name, status, ans, http.StatusUnprocessableEntity, "invalid_params")
+		if f := ans["error"].(map[string]any)["field"]; f != tc.field {
+			t.Errorf("%s: field %v, want %q: %v", tc.name, f, tc.field, ans)
+		}
+	}
+	if got := s.mustCall(http.StatusOK, "GET", path, nil); got["enabled"] != true || got["name"] != "Welcome (lobby)" {
+		t.Fatalf("a refused update changed the action: %v", got)
+	}
+
+	// Malformed JSON is a 400; so is a body that is not an object.
+	for _, body := range []string{`{"name":`, `[]`, `{"name":"a"} {"name":"b"}`} {
+		req, _ := http.NewRequest("POST", s.base+"/api/v1/groups", bytes.NewReader([]byte(body)))
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		status, ans := s.do(req)
+		wantError(t, body, status, ans, http.StatusBadRequest, "bad_request")
+	}
+
+	// The scheme is case-insensitive.
+	req, _ := http.NewRequest("GET", s.base+"/api/v1/actions", nil)
+	req.Header.Set("Authorization", "bearer "+testAdminToken)
+	if status, ans := s.do(req); status != http.StatusOK {
+		t.Fatalf("lower-case bearer: %d %v", status, ans)
+	}
+}
