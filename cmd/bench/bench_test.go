@@ -12,6 +12,15 @@ import (
 	"time"
 )
 
+// TestMain lets the test binary be the naive handler too, as the benchmark
+// runs itself for it.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == naiveCommand {
+		os.Exit(naiveMain(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
 // TestShortRun runs the benchmark's short path end to end against a real server
 // process with its embedded broker: every accepted trigger must reach its player
 // exactly once, and the results must be written as JSON.
@@ -66,6 +75,10 @@ func TestShortRun(t *testing.T) {
 	}
 	if s := v.RawSerial; s == nil || s.Window != 1 || s.Rate <= 0 || s.Lost != 0 || v.RatioSerial <= 0 {
 		t.Fatalf("raw broker one message at a time: %+v, ratio %v", s, v.RatioSerial)
+	}
+	if n := v.Naive; n == nil || n.Throughput == nil || n.Throughput.Accepted == 0 || n.Throughput.Delivered == 0 ||
+		n.HalfRate == nil || n.HalfRate.Accepted == 0 || n.Ratio <= 0 || v.VersusNaive <= 0 {
+		t.Fatalf("naive handler: %+v, devicehooks against it %v", n, v.VersusNaive)
 	}
 	if !strings.Contains(out.String(), "ratio to one at a time") {
 		t.Errorf("the table has no ratio to the one-at-a-time rate:\n%s", out.String())

@@ -43,14 +43,32 @@ type cpuFigures struct {
 	LoadAverageBefore string  `json:"loadavg_before"`
 }
 
-// loadPhases measures the single-device action twice: the closed loop (maximum
-// throughput), then the open loop at half of that (latency). label tells the
-// runs' profiles apart.
-func (v *variant) loadPhases(ctx context.Context, label string) (tp, half *loadFigures, err error) {
+// loadTarget is what a load phase drives: one webhook call, the process that
+// answers it (whose CPU is measured) and the receipts of the player it commands.
+type loadTarget struct {
+	label            string // tells the phases' results and profiles apart
+	call             *webhookCall
+	proc             *process
+	rc               *receipts
+	devices, players int
+	// reference marks the naive handler: what it loses is reported, not a
+	// failure of the run, and it is not profiled.
+	reference bool
+}
+
+// devicehooks is the load target of the server under test: its single-device
+// action, with the players connected now.
+func (v *variant) devicehooks(label string) loadTarget {
+	return loadTarget{label: label, call: v.single, proc: v.srv.proc, rc: v.rc, devices: v.res.Memory.Devices, players: v.connected}
+}
+
+// loadPhases measures a target twice: the closed loop (maximum throughput),
+// then the open loop at half of that (latency).
+func (v *variant) loadPhases(ctx context.Context, t loadTarget) (tp, half *loadFigures, err error) {
 	o := v.o
-	v.logf("throughput: closed loop, %d connections, %d devices registered, %d players connected, %v warm-up + %v",
-		o.conns, v.res.Memory.Devices, v.connected, o.warmup, o.measure)
-	if tp, err = v.load(ctx, "closed", 0, label); err != nil {
+	v.logf("throughput%s: closed loop, %d connections, %d devices registered, %d players connected, %v warm-up + %v",
+		t.title(), o.conns, t.devices, t.players, o.warmup, o.measure)
+	if tp, err = v.load(ctx, t, "closed", 0); err != nil {
 		return nil, nil, err
 	}
 	rate := o.rate
@@ -60,9 +78,16 @@ func (v *variant) loadPhases(ctx context.Context, label string) (tp, half *loadF
 		}
 		rate = tp.PerSecond / 2
 	}
-	v.logf("latency: open loop at %.0f/s, %d connections, %v warm-up + %v", rate, o.conns, o.warmup, o.measure)
-	half, err = v.load(ctx, "open", rate, label)
+	v.logf("latency%s: open loop at %.0f/s, %d connections, %v warm-up + %v", t.title(), rate, o.conns, o.warmup, o.measure)
+	half, err = v.load(ctx, t, "open", rate)
 	return tp, half, err
+}
+
+func (t loadTarget) title() string {
+	if t.label == "" {
+		return ""
+	}
+	return " (" + t.label + ")"
 }
 
 // ratio is a throughput as a multiple of a raw broker rate.
@@ -73,21 +98,22 @@ func (v *variant) ratio(tp *loadFigures, raw *rawResult) float64 {
 	return round2(tp.PerSecond / raw.Rate)
 }
 
-// load runs one load phase on the single-device action and matches every accepted
+// load runs one load phase on the target's call and matches every accepted
 // call to the command its player received.
-func (v *variant) load(ctx context.Context, mode string, rate float64, label string) (*loadFigures, error) {
+func (v *variant) load(ctx context.Context, t loadTarget, mode string, rate float64) (*loadFigures, error) {
 	o := v.o
 	name := v.name + "-" + mode
-	if label != "" {
-		name += "-" + label
+	if t.label != "" {
+		name += "-" + t.label
 	}
-	v.rc.reset()
+	profile := o.profileDir != "" && !t.reference
+	t.rc.reset()
 	t0 := time.Now()
 	from, to := t0.Add(o.warmup), t0.Add(o.warmup+o.measure)
 	window := make(chan cpuWindow, 1)
-	go func() { window <- v.cpuWindow(ctx, from, to) }()
+	go func() { window <- v.cpuWindow(ctx, t.proc, from, to) }()
 	profiled := make(chan struct{})
-	if o.profileDir == "" {
+	if !profile {
 		close(profiled)
 	} else {
 		secs := max(1, int((o.measure-2*time.Second)/time.Second))
@@ -104,12 +130,12 @@ func (v *variant) load(ctx context.Context, mode string, rate float64, label str
 			v.res.Profiles = append(v.res.Profiles, v.saveProfile(ctx, "trace", name+"-trace", 1))
 		}()
 	}
-	stopSelf := v.profileSelf(name+"-bench-cpu", o.profileDir != "")
+	stopSelf := v.profileSelf(name+"-bench-cpu", profile)
 	var lr *loadResult
 	if mode == "closed" {
-		lr = closedLoop(ctx, v.single, o.conns, from, to)
+		lr = closedLoop(ctx, t.call, o.conns, from, to)
 	} else {
-		lr = openLoop(ctx, v.single, o.conns, rate, t0, from, to)
+		lr = openLoop(ctx, t.call, o.conns, rate, t0, from, to)
 	}
 	stopSelf()
 	cw := <-window
@@ -117,17 +143,20 @@ func (v *variant) load(ctx context.Context, mode string, rate float64, label str
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := v.srv.alive(); err != nil {
+	if err := t.proc.alive(); err != nil {
 		return nil, err
 	}
 	ids := make([]string, len(lr.samples))
 	for i, s := range lr.samples {
 		ids[i] = s.dispatchID
 	}
-	v.rc.waitAll(ctx, ids, 1, o.drain)
-	f := v.figures(mode, name, rate, lr, cw)
-	v.logf("%s loop: %d accepted (%.0f/s), delivered %d, missing %d, duplicates %d; e2e p50 %.2f p99 %.2f max %.1f ms; server %.0f µs CPU/trigger",
-		mode, f.Accepted, f.PerSecond, f.Delivered, f.Missing, f.Duplicates, f.E2E.P50, f.E2E.P99, f.E2E.Max, f.CPU.PerTriggerMicros)
+	t.rc.waitAll(ctx, ids, 1, o.drain)
+	f := v.figures(t, mode, name, rate, lr, cw)
+	v.logf("%s loop%s: %d accepted (%.0f/s), delivered %d, missing %d, duplicates %d; e2e p50 %.2f p99 %.2f max %.1f ms; %.0f µs CPU/call",
+		mode, t.title(), f.Accepted, f.PerSecond, f.Delivered, f.Missing, f.Duplicates, f.E2E.P50, f.E2E.P99, f.E2E.Max, f.CPU.PerTriggerMicros)
+	if t.reference {
+		return f, nil
+	}
 	if f.Missing > 0 {
 		v.problem("%s loop: %d of %d accepted triggers never reached the player", mode, f.Missing, f.Accepted)
 	}
@@ -144,9 +173,9 @@ func (v *variant) load(ctx context.Context, mode string, rate float64, label str
 }
 
 // figures matches the accepted calls to the receipts.
-func (v *variant) figures(mode, name string, rate float64, lr *loadResult, cw cpuWindow) *loadFigures {
+func (v *variant) figures(t loadTarget, mode, name string, rate float64, lr *loadResult, cw cpuWindow) *loadFigures {
 	f := &loadFigures{
-		Mode: mode, Conns: v.o.conns, Devices: v.res.Memory.Devices, Players: v.connected, TargetRate: round2(rate), Seconds: round2(lr.window.Seconds()),
+		Mode: mode, Conns: v.o.conns, Devices: t.devices, Players: t.players, TargetRate: round2(rate), Seconds: round2(lr.window.Seconds()),
 		Accepted: len(lr.samples), Statuses: map[string]int{}, Errors: lr.errors, FirstError: lr.firstErr, Unsent: lr.unsent,
 	}
 	f.PerSecond = round2(float64(f.Accepted) / lr.window.Seconds())
@@ -156,7 +185,7 @@ func (v *variant) figures(mode, name string, rate float64, lr *loadResult, cw cp
 	var e2e, httpLat, issue []time.Duration
 	for _, s := range lr.samples {
 		httpLat = append(httpLat, s.end.Sub(s.start))
-		got, ok := v.rc.get(s.dispatchID)
+		got, ok := t.rc.get(s.dispatchID)
 		if !ok || got.n == 0 {
 			f.Missing++
 			continue
@@ -167,7 +196,7 @@ func (v *variant) figures(mode, name string, rate float64, lr *loadResult, cw cp
 		issue = append(issue, got.first.Sub(got.issued))
 	}
 	f.E2E, f.HTTP, f.IssueToPlayer = summarize(e2e), summarize(httpLat), summarize(issue)
-	if v.o.profileDir != "" {
+	if v.o.profileDir != "" && !t.reference {
 		v.saveSamples(name, lr.samples)
 	}
 	f.CPU = cw.figures(f.Accepted)
@@ -181,13 +210,14 @@ type cpuWindow struct {
 	ok                bool
 }
 
-// cpuWindow reads the processes' CPU at from and at to.
-func (v *variant) cpuWindow(ctx context.Context, from, to time.Time) cpuWindow {
+// cpuWindow reads the CPU of proc (the server), of this process and of
+// Mosquitto at from and at to.
+func (v *variant) cpuWindow(ctx context.Context, proc *process, from, to time.Time) cpuWindow {
 	var w cpuWindow
 	w.loadavg = loadAverage()
 	read := func(i int) bool {
 		var err error
-		if w.server[i], err = v.srv.stat(); err != nil {
+		if w.server[i], err = proc.stat(); err != nil {
 			return false
 		}
 		w.bench[i], _ = readProcStat(os.Getpid())

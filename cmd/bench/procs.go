@@ -82,6 +82,22 @@ func (p *process) stop(grace time.Duration) {
 	}
 }
 
+// stat reads the process's CPU time and memory.
+func (p *process) stat() (procStat, error) {
+	if p.exited() {
+		return procStat{}, fmt.Errorf("%s is not running", p.name)
+	}
+	return readProcStat(p.pid())
+}
+
+// alive fails if the process has died, with its last output.
+func (p *process) alive() error {
+	if p.exited() {
+		return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.tail())
+	}
+	return nil
+}
+
 // tail returns the end of the process's output, for an error message.
 func (p *process) tail() string {
 	p.out.mu.Lock()

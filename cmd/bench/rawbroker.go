@@ -35,11 +35,13 @@ type rawResult struct {
 }
 
 // startRawEmbedded starts an embedded broker in this process with the same
-// settings devicehooks uses (broker.StartEmbedded), open to anonymous clients.
+// settings devicehooks uses (broker.StartEmbedded), open to every client (the
+// naive handler's player logs in with a username).
 func startRawEmbedded() (*broker.Embedded, error) {
 	return broker.StartEmbedded(broker.EmbeddedConfig{
 		TCPAddr:        "127.0.0.1:0",
 		AllowAnonymous: true,
+		Authenticate:   func(string, string) bool { return true },
 		Allow:          func(string, string, bool) bool { return true },
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -114,6 +114,10 @@ func (r *report) finish() {
 	if s := v.RawSerial; s != nil {
 		measured += fmt.Sprintf("; %.2f x the broker's rate one message at a time, %.0f/s", v.RatioSerial, s.Rate)
 	}
+	if n := v.Naive; n != nil && n.Throughput != nil {
+		measured += fmt.Sprintf("; %.2f x the naive handler's %.0f/s (itself %.2f x raw, %.2f x one at a time)",
+			v.VersusNaive, n.Throughput.PerSecond, n.Ratio, n.RatioSerial)
+	}
 	r.Targets = append(r.Targets, target{
 		Name: "throughput", Goal: ">= 0.6 x raw broker rate, every trigger delivered",
 		Measured: measured, Met: v.Ratio >= 0.6 && tp.Missing == 0 && tp.Accepted > 0,
@@ -186,6 +190,26 @@ func printReport(w io.Writer, r *report) {
 		}
 		return fmt.Sprintf("%.0f msg/s", v.RawSerial.Rate)
 	})
+	naive := func(f func(n *naiveFigures) string) func(v *variantResult) string {
+		return func(v *variantResult) string {
+			if n := v.Naive; n != nil && n.Throughput != nil && n.HalfRate != nil {
+				return f(n)
+			}
+			return "-"
+		}
+	}
+	row("naive Go handler (reference): max calls/s", naive(func(n *naiveFigures) string {
+		return fmt.Sprintf("%.0f/s = %.2f x raw, %.2f x one at a time", n.Throughput.PerSecond, n.Ratio, n.RatioSerial)
+	}))
+	row("  delivered / accepted", naive(func(n *naiveFigures) string {
+		return fmt.Sprintf("%d / %d; half rate %d / %d", n.Throughput.Delivered, n.Throughput.Accepted, n.HalfRate.Delivered, n.HalfRate.Accepted)
+	}))
+	row("  e2e p50 / p99 ms: max rate; half rate", naive(func(n *naiveFigures) string {
+		return fmt.Sprintf("%.2f / %.2f; %.2f / %.2f", n.Throughput.E2E.P50, n.Throughput.E2E.P99, n.HalfRate.E2E.P50, n.HalfRate.E2E.P99)
+	}))
+	row("  its CPU per call, RSS (max rate)", naive(func(n *naiveFigures) string {
+		return fmt.Sprintf("%.0f µs, %.1f MB", n.Throughput.CPU.PerTriggerMicros, n.Throughput.CPU.ServerRSSMB)
+	}))
 	load := func(get func(v *variantResult) *loadFigures, f func(l *loadFigures) string) func(v *variantResult) string {
 		return func(v *variantResult) string {
 			if l := get(v); l != nil {
@@ -201,6 +225,7 @@ func printReport(w io.Writer, r *report) {
 		row("  ratio to raw broker rate", func(v *variantResult) string { return fmt.Sprintf("%.2f", ratio(v)) })
 		if serial != nil {
 			row("  ratio to one at a time", func(v *variantResult) string { return fmt.Sprintf("%.2f", serial(v)) })
+			row("  ratio to the naive handler", func(v *variantResult) string { return fmt.Sprintf("%.2f", v.VersusNaive) })
 		}
 		row("  delivered / accepted, duplicates", load(tp, func(l *loadFigures) string {
 			return fmt.Sprintf("%d / %d, %d dup", l.Delivered, l.Accepted, l.Duplicates)

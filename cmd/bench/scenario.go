@@ -22,6 +22,10 @@ type variantResult struct {
 	// how a broker's rate is often quoted, possibly the issue's 13,600/s too.
 	// The targets are judged against Raw; RatioSerial is reported beside.
 	RawSerial *rawResult `json:"raw_broker_one_at_a_time,omitempty"`
+	// Naive is the issue's naive Go handler against the same broker (naive.go),
+	// and VersusNaive devicehooks' throughput as a multiple of its.
+	Naive       *naiveFigures `json:"naive_handler,omitempty"`
+	VersusNaive float64       `json:"ratio_to_naive_handler,omitempty"`
 	// Throughput and HalfRate run with every device registered and the first
 	// players connected (the issue's conditions); the AllConnected ones again
 	// with every player connected, which costs the embedded broker more.
@@ -106,11 +110,14 @@ func (v *variant) run(ctx context.Context) (err error) {
 	}
 	v.res.SetupSeconds = round2(time.Since(began).Seconds())
 	// Load with every device registered and the first players connected ...
-	if v.res.Throughput, v.res.HalfRate, err = v.loadPhases(ctx, ""); err != nil {
+	if v.res.Throughput, v.res.HalfRate, err = v.loadPhases(ctx, v.devicehooks("")); err != nil {
 		return err
 	}
 	v.res.Ratio = v.ratio(v.res.Throughput, v.res.Raw)
 	v.res.RatioSerial = v.ratio(v.res.Throughput, v.res.RawSerial)
+	if n := v.res.Naive; n != nil && n.Throughput != nil && n.Throughput.PerSecond > 0 {
+		v.res.VersusNaive = round2(v.res.Throughput.PerSecond / n.Throughput.PerSecond)
+	}
 	if err := v.connectAll(ctx); err != nil {
 		return err
 	}
@@ -118,7 +125,7 @@ func (v *variant) run(ctx context.Context) (err error) {
 		return err
 	}
 	// ... and again with every player connected.
-	if v.res.ThroughputAllConnected, v.res.HalfRateAllConnected, err = v.loadPhases(ctx, "all"); err != nil {
+	if v.res.ThroughputAllConnected, v.res.HalfRateAllConnected, err = v.loadPhases(ctx, v.devicehooks("all")); err != nil {
 		return err
 	}
 	v.res.RatioAllConnected = v.ratio(v.res.ThroughputAllConnected, v.res.Raw)
@@ -141,7 +148,8 @@ func (v *variant) cleanup() {
 }
 
 // measureRawBroker measures the broker alone: QoS-1 publisher -> broker -> one
-// QoS-1 subscriber. The embedded broker runs in this process for it.
+// QoS-1 subscriber; then the naive handler against it. The embedded broker runs
+// in this process for them.
 func (v *variant) measureRawBroker(ctx context.Context) error {
 	o := v.o
 	var url string
@@ -182,7 +190,7 @@ func (v *variant) measureRawBroker(ctx context.Context) error {
 		*w.res = &raw
 		v.logf("raw broker rate: %.0f msgs/s (p50 %.2f ms, p99 %.2f ms)", raw.Rate, raw.P50ms, raw.P99ms)
 	}
-	return nil
+	return v.measureNaive(ctx, url)
 }
 
 // setup starts the server on a fresh database, with an API key, the first players'

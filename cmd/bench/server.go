@@ -110,10 +110,10 @@ func (s *server) brokerURL() string {
 
 // stat reads the server's CPU time and memory.
 func (s *server) stat() (procStat, error) {
-	if s.proc == nil || s.proc.exited() {
-		return procStat{}, fmt.Errorf("devicehooks is not running")
+	if s.proc == nil {
+		return procStat{}, fmt.Errorf("devicehooks was not started")
 	}
-	return readProcStat(s.proc.pid())
+	return s.proc.stat()
 }
 
 // alive fails if the server has died, with its last output.
@@ -121,10 +121,7 @@ func (s *server) alive() error {
 	if s.proc == nil {
 		return fmt.Errorf("devicehooks was not started")
 	}
-	if s.proc.exited() {
-		return fmt.Errorf("devicehooks exited: %v\n%s", s.proc.err, s.proc.tail())
-	}
-	return nil
+	return s.proc.alive()
 }
 
 // warnings returns the lines the server logged (at warn level and above), at
