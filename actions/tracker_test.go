@@ -3,6 +3,7 @@ package actions_test
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,8 @@ func TestAcksWaitForTheFanOut(t *testing.T) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	tr := actions.NewTracker(st, actions.Topics{Prefix: "dh"}, actions.NewPresence(st, log, true), actions.NewAckWaiters(), log)
+	w := &countingWriter{AckWriter: st}
+	tr.Writer = w
 	fanOut := make(chan struct{})
 	var hold <-chan struct{} = fanOut
 	tr.Hold = func() <-chan struct{} { return hold }
@@ -70,7 +73,10 @@ func TestAcksWaitForTheFanOut(t *testing.T) {
 	}
 
 	// Held acks keep being taken: the broker's client goroutines that hand them
-	// over (HandleMessage) never wait for the hold, however many come.
+	// over (HandleMessage) never wait for the hold, however many come. Had they
+	// waited, the queue would have made room only when the hold ended and its
+	// acks were written: so all must be handed over before any write.
+	writes := w.n.Load()
 	handed := make(chan struct{})
 	go func() {
 		defer close(handed)
@@ -80,10 +86,24 @@ func TestAcksWaitForTheFanOut(t *testing.T) {
 	}()
 	select {
 	case <-handed:
-	case <-time.After(actions.MaxHold / 2):
-		t.Fatal("handing acks over blocked while they were held")
+	case <-time.After(time.Minute):
+		t.Fatal("handing acks over never ended")
+	}
+	if w.n.Load() != writes {
+		t.Fatal("handing acks over waited for the held ones to be written")
 	}
 	close(slow)
 	stop()
 	<-ran
+}
+
+// countingWriter counts the writes of acks.
+type countingWriter struct {
+	actions.AckWriter
+	n atomic.Int64
+}
+
+func (w *countingWriter) ApplyAcks(ctx context.Context, acks []store.Ack) ([]bool, error) {
+	w.n.Add(1)
+	return w.AckWriter.ApplyAcks(ctx, acks)
 }
