@@ -21,6 +21,7 @@ const (
 	CodeUnauthorized  Code = "unauthorized"
 	CodeForbidden     Code = "forbidden"
 	CodeNotFound      Code = "not_found"
+	CodeMethod        Code = "method_not_allowed"
 	CodeUnknownEvent  Code = "unknown_event"
 	CodeInvalidParams Code = "invalid_params"
 	CodeConflict      Code = "conflict"

@@ -17,6 +17,7 @@ var statusOf = map[actions.Code]int{
 	actions.CodeUnauthorized:  http.StatusUnauthorized,
 	actions.CodeForbidden:     http.StatusForbidden,
 	actions.CodeNotFound:      http.StatusNotFound,
+	actions.CodeMethod:        http.StatusMethodNotAllowed,
 	actions.CodeUnknownEvent:  http.StatusNotFound,
 	actions.CodeConflict:      http.StatusConflict,
 	actions.CodeTooLarge:      http.StatusRequestEntityTooLarge,

@@ -58,9 +58,8 @@ func New(d Deps) (http.Handler, error) {
 	r.NoRoute(func(c *gin.Context) {
 		respondError(c, d.Log, actions.Errorf(actions.CodeNotFound, "no such endpoint: %s %s", c.Request.Method, c.Request.URL.Path))
 	})
-	r.NoMethod(func(c *gin.Context) {
-		status, body := errorResponse(c, d.Log, badRequest("method %s is not allowed here", c.Request.Method))
-		c.AbortWithStatusJSON(max(status, http.StatusMethodNotAllowed), body)
+	r.NoMethod(func(c *gin.Context) { // gin has set the Allow header
+		respondError(c, d.Log, actions.Errorf(actions.CodeMethod, "method %s is not allowed here; see the Allow header", c.Request.Method))
 	})
 
 	r.GET("/healthz", health(d))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -72,4 +73,21 @@ func TestManagementAPIInput(t *testing.T) {
 	if status, ans := s.do(req); status != http.StatusOK {
 		t.Fatalf("lower-case bearer: %d %v", status, ans)
 	}
+}
+
+// TestWrongMethod: a method an endpoint does not take is a 405 with the
+// methods it does take, in the usual error shape.
+func TestWrongMethod(t *testing.T) {
+	s := startServer(t, Config{})
+	req, _ := http.NewRequest("DELETE", s.base+"/public-api/integration/webhooks", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if allow := resp.Header.Get("Allow"); !strings.Contains(allow, "POST") || !strings.Contains(allow, "GET") {
+		t.Errorf("Allow: %q", allow)
+	}
+	status, ans := s.do(req)
+	wantError(t, "DELETE on the webhook", status, ans, http.StatusMethodNotAllowed, "method_not_allowed")
 }
