@@ -34,7 +34,8 @@ type Presence struct {
 type devicePresence struct {
 	online   bool
 	since    time.Time // when it last came online: the start of its current session
-	at       time.Time // when the current state was observed
+	at       time.Time // when the current state was observed (never goes back)
+	statusAt time.Time // the at of the last status message applied, by the device's clock; zero if it had none
 	lastSeen time.Time
 	written  time.Time // the last-seen time last queued for the database
 	conns    int       // embedded broker: subscribed connections
@@ -64,7 +65,7 @@ func (p *Presence) Load(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range states {
-		p.devs[s.DeviceID] = &devicePresence{at: s.At, lastSeen: s.LastSeen}
+		p.devs[s.DeviceID] = &devicePresence{at: s.At, lastSeen: s.LastSeen, statusAt: s.StatusAt}
 	}
 	return nil
 }
@@ -183,20 +184,27 @@ func (p *Presence) Status(id string, msg StatusMessage, retained bool) {
 		d.lastSeen = now
 		p.markDirty(id, d)
 	case retained:
-		// A replay counts if it is not older than what we know: the same message
-		// again (after BrokerLost) brings a device that never left back online.
-		if msg.At != nil && !msg.At.Before(d.at) {
-			went = p.set(id, d, online, msg.At.UTC(), msg.At.UTC())
+		// A replay counts if it is not older than what we know: the same
+		// message again (after BrokerLost, or a restart of devicehooks) brings
+		// a device that never left back online. It is compared, by the
+		// device's clock, with the last status message applied, whose time the
+		// broker replays unchanged; failing that (a will carries none), with
+		// when the state was observed.
+		known := d.statusAt
+		if known.IsZero() {
+			known = d.at
+		}
+		if msg.At != nil && !msg.At.Before(known) {
+			at := msg.At.UTC()
+			d.statusAt = at
+			went = p.set(id, d, online, maxTime(at, d.at), at)
 		}
 	default:
-		// Note the time the device gave, not ours: after a restart of
-		// devicehooks (or BrokerLost) the broker replays this very message as
-		// the retained one, and it must not then read as older than itself.
-		at := now
+		d.statusAt = time.Time{}
 		if msg.At != nil {
-			at = msg.At.UTC()
+			d.statusAt = msg.At.UTC()
 		}
-		went = p.set(id, d, online, at, now)
+		went = p.set(id, d, online, maxTime(now, d.at), now)
 	}
 	p.mu.Unlock()
 	if went {
@@ -271,7 +279,7 @@ func (p *Presence) set(id string, d *devicePresence, online bool, at, seen time.
 
 func (p *Presence) markDirty(id string, d *devicePresence) {
 	d.written = d.lastSeen
-	p.dirty[id] = store.Presence{DeviceID: id, Online: d.online, At: d.at, LastSeen: d.lastSeen}
+	p.dirty[id] = store.Presence{DeviceID: id, Online: d.online, At: d.at, LastSeen: d.lastSeen, StatusAt: d.statusAt}
 }
 
 // Run flushes presence changes to the database every interval until ctx ends.
@@ -318,4 +326,11 @@ func (p *Presence) flush(ctx context.Context) {
 			p.dirty[v.DeviceID] = v
 		}
 	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

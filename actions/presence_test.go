@@ -50,3 +50,65 @@ func storedOnline(t *testing.T, st *store.Store, id string) bool {
 	}
 	return false
 }
+
+// TestRetainedStatusAfterARestart: with an external broker, the broker
+// replays each device's retained status when devicehooks (re)subscribes. The
+// replay of the last status devicehooks applied brings the device back
+// online, whatever the device's clock says; an older one does not; and the
+// database agrees with memory throughout.
+func TestRetainedStatusAfterARestart(t *testing.T) {
+	at := func(d time.Duration) *time.Time { x := time.Now().UTC().Add(d); return &x }
+	status := func(state string, at *time.Time) actions.StatusMessage {
+		return actions.StatusMessage{State: state, At: at}
+	}
+	for _, tc := range []struct {
+		name   string
+		live   []actions.StatusMessage // received live, in this order
+		replay actions.StatusMessage   // the retained one after the restart
+		online bool
+	}{
+		{"the last status again", []actions.StatusMessage{status("online", at(0))}, status("online", nil), true},
+		{"a clock an hour behind, after a will", []actions.StatusMessage{status("offline", nil), status("online", at(-time.Hour))}, status("online", nil), true},
+		{"a clock an hour ahead, then a will", []actions.StatusMessage{status("online", at(time.Hour)), status("offline", nil)}, status("offline", nil), false},
+		{"an online older than the last status", []actions.StatusMessage{status("offline", at(0))}, status("online", at(-time.Hour)), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, _ := openStore(t)
+			log := slog.New(slog.DiscardHandler)
+			p := actions.NewPresence(st, log, false)
+			if err := p.Load(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range tc.live {
+				p.Status("d1", m, false)
+				flushPresence(p) // each state is written on its own
+			}
+			want := tc.live[len(tc.live)-1].State == "online"
+			flushPresence(p)
+			if p.Online("d1") != want || storedOnline(t, st, "d1") != want {
+				t.Fatalf("before the restart: online %v in memory, %v stored; want %v", p.Online("d1"), storedOnline(t, st, "d1"), want)
+			}
+			// devicehooks restarts; the broker replays the retained status,
+			// which is the last one sent (a nil At: the last live one's).
+			p = actions.NewPresence(st, log, false)
+			if err := p.Load(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if tc.replay.At == nil && tc.replay.State == "online" {
+				tc.replay.At = tc.live[len(tc.live)-1].At
+			}
+			p.Status("d1", tc.replay, true)
+			flushPresence(p)
+			if p.Online("d1") != tc.online || storedOnline(t, st, "d1") != tc.online {
+				t.Fatalf("after the replay: online %v in memory, %v stored; want %v", p.Online("d1"), storedOnline(t, st, "d1"), tc.online)
+			}
+		})
+	}
+}
+
+// flushPresence writes what p holds, as Run does when it stops.
+func flushPresence(p *actions.Presence) {
+	ctx, stop := context.WithCancel(context.Background())
+	stop()
+	p.Run(ctx, time.Hour)
+}

@@ -124,6 +124,10 @@ type Presence struct {
 	Online   bool
 	At       time.Time // when the state was observed, used to reject stale updates
 	LastSeen time.Time
+	// StatusAt is the time the last status message applied carried, by the
+	// device's clock (zero: it carried none, as a will may not), so that the
+	// broker's replay of that message can be told from an older one.
+	StatusAt time.Time
 }
 
 // SavePresence writes several presence changes in one transaction. A change older
@@ -135,13 +139,17 @@ func (s *Store) SavePresence(ctx context.Context, ps []Presence) error {
 	return wrap("save presence", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		return s.stmts.execEach(tx, presenceSQL, len(ps), func(i int) []any {
 			p := ps[i]
-			return []any{p.Online, p.At, p.LastSeen, p.DeviceID, p.At}
+			var statusAt any // NULL
+			if !p.StatusAt.IsZero() {
+				statusAt = p.StatusAt
+			}
+			return []any{p.Online, p.At, p.LastSeen, statusAt, p.DeviceID, p.At}
 		}, nil)
 	}))
 }
 
 // presenceSQL saves one device's presence unless a newer one is already stored.
-const presenceSQL = `UPDATE devices SET online = ?, presence_at = ?, last_seen = ?
+const presenceSQL = `UPDATE devices SET online = ?, presence_at = ?, last_seen = ?, status_at = ?
  WHERE id = ? AND (presence_at IS NULL OR presence_at <= ?)`
 
 // ResetPresence marks every device offline at start, keeping when each state was
@@ -155,12 +163,15 @@ func (s *Store) ResetPresence(ctx context.Context) error {
 // PresenceStates returns every device's stored presence.
 func (s *Store) PresenceStates(ctx context.Context) ([]Presence, error) {
 	var ds []Device
-	err := s.db.WithContext(ctx).Select("id", "online", "presence_at", "last_seen").Find(&ds).Error
+	err := s.db.WithContext(ctx).Select("id", "online", "presence_at", "last_seen", "status_at").Find(&ds).Error
 	out := make([]Presence, len(ds))
 	for i, d := range ds {
 		out[i] = Presence{DeviceID: d.ID, Online: d.Online}
 		if d.PresenceAt != nil {
 			out[i].At = *d.PresenceAt
+		}
+		if d.StatusAt != nil {
+			out[i].StatusAt = *d.StatusAt
 		}
 		if d.LastSeen != nil {
 			out[i].LastSeen = *d.LastSeen

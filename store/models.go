@@ -50,6 +50,7 @@ type Device struct {
 	Online        bool       `gorm:"not null;default:false"`
 	LastSeen      *time.Time `gorm:""`
 	PresenceAt    *time.Time `gorm:""`
+	StatusAt      *time.Time `gorm:""` // the at of the last status message applied, as the device wrote it
 	CreatedAt     time.Time  `gorm:"not null"`
 	UpdatedAt     time.Time  `gorm:"not null"`
 
