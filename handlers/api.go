@@ -1,20 +1,14 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"log/slog"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
-	"devicehooks/actions"
 	"devicehooks/auth"
 	"devicehooks/store"
 )
@@ -48,116 +42,6 @@ func requireAdmin(admins *auth.Admins, log *slog.Logger) gin.HandlerFunc {
 				"status", c.Writer.Status(), "by", name)
 		}
 	}
-}
-
-// bindJSON decodes a JSON request body into dst. Malformed JSON is a 400; a
-// field of the wrong type, or one the endpoint does not know (a typo such as
-// "enable" would otherwise be dropped without a word), is a 422 naming it.
-// Fields of the resource's view that dst does not take (id, created_at, ...)
-// are ignored, so that what a GET answered can be sent back with a change.
-func bindJSON(c *gin.Context, dst, view any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 1<<20))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return tooLarge(1 << 20)
-	}
-	if err != nil {
-		return badRequest("could not read the request body: %v", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(withoutViewOnly(body, dst, view)))
-	dec.DisallowUnknownFields()
-	err = dec.Decode(dst)
-	if err == nil && dec.More() {
-		err = errors.New("more than one JSON value")
-	}
-	var typeErr *json.UnmarshalTypeError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &typeErr) && typeErr.Field == "":
-		return badRequest("the body must be %s, not %s", jsonKind(typeErr.Type), typeErr.Value)
-	case errors.As(err, &typeErr):
-		return actions.Invalid(typeErr.Field, "must be %s, not %s", jsonKind(typeErr.Type), typeErr.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
-		return actions.Invalid(field, "is not a field of this endpoint")
-	}
-	return badRequest("the body is not valid JSON: %v", err)
-}
-
-// withoutViewOnly returns body without the top-level fields that view has and
-// dst does not; body itself if there are none (or it is not an object).
-func withoutViewOnly(body []byte, dst, view any) []byte {
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(body, &obj) != nil {
-		return body
-	}
-	takes := jsonFields(reflect.TypeOf(dst), nil)
-	dropped := false
-	for name := range jsonFields(reflect.TypeOf(view), nil) {
-		if _, ok := obj[name]; ok && !takes[name] {
-			delete(obj, name)
-			dropped = true
-		}
-	}
-	if !dropped {
-		return body
-	}
-	out, err := json.Marshal(obj)
-	if err != nil {
-		return body
-	}
-	return out
-}
-
-// jsonFields adds the JSON names of a struct's top-level fields (embedded
-// structs' included, as encoding/json promotes them) to names.
-func jsonFields(t reflect.Type, names map[string]bool) map[string]bool {
-	if names == nil {
-		names = map[string]bool{}
-	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct {
-		return names
-	}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		switch {
-		case name == "-":
-		case f.Anonymous && name == "":
-			jsonFields(f.Type, names)
-		case !f.IsExported():
-		case name == "":
-			names[f.Name] = true
-		default:
-			names[name] = true
-		}
-	}
-	return names
-}
-
-// jsonKind names the JSON type that decodes into t, for an error message.
-func jsonKind(t reflect.Type) string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "a whole number"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	}
-	return "an object"
 }
 
 // page reads ?limit= and ?offset=.

@@ -48,6 +48,13 @@ func TestManagementAPIInput(t *testing.T) {
 		{"a nested field of the wrong type", "POST", "/api/v1/actions", map[string]any{"name": "x", "function": "restart", "target": map[string]any{"type": 1}}, "target.type"},
 		{"an unknown field of a group", "POST", "/api/v1/groups", map[string]any{"name": "x", "devices": []string{"lobby-1"}}, "devices"},
 		{"device ids that are not an array", "POST", "/api/v1/groups", map[string]any{"name": "x", "device_ids": "lobby-1"}, "device_ids"},
+		{"a device id that is a number", "POST", "/api/v1/groups", map[string]any{"name": "x", "device_ids": []any{"lobby-1", 1}}, "device_ids"},
+		{"a nested typo", "POST", "/api/v1/actions", map[string]any{"name": "x", "function": "restart", "target": map[string]any{"type": "device", "idd": "lobby-1"}}, "target.idd"},
+		{"a key's methods that are not an array", "POST", "/api/v1/api-keys", map[string]any{"name": "k", "methods": "GET"}, "methods"},
+		{"a key's expiry that is not a time", "POST", "/api/v1/api-keys", map[string]any{"name": "k", "expires_at": "tomorrow"}, "expires_at"},
+		{"a key's expiry that is a number", "POST", "/api/v1/api-keys", map[string]any{"name": "k", "expires_at": 5}, "expires_at"},
+		{"a key's rate of the wrong type", "POST", "/api/v1/api-keys", map[string]any{"name": "k", "rate": map[string]any{"per_second": "x"}}, "rate.per_second"},
+		{"a typo in a key's rate", "POST", "/api/v1/api-keys", map[string]any{"name": "k", "rate": map[string]any{"persecond": 1}}, "rate.persecond"},
 	} {
 		status, ans := s.call(tc.method, tc.path, tc.body)
 		wantError(t, tc.name, status, ans, http.StatusUnprocessableEntity, "invalid_params")
@@ -60,7 +67,7 @@ func TestManagementAPIInput(t *testing.T) {
 	}
 
 	// Malformed JSON is a 400; so is a body that is not an object.
-	for _, body := range []string{`{"name":`, `[]`, `{"name":"a"} {"name":"b"}`} {
+	for _, body := range []string{`{"name":`, `[]`, `{"name":"a"} {"name":"b"}`, `{"name":"a"}}`, `{"name":"a"}]`} {
 		req, _ := http.NewRequest("POST", s.base+"/api/v1/groups", bytes.NewReader([]byte(body)))
 		req.Header.Set("Authorization", "Bearer "+testAdminToken)
 		status, ans := s.do(req)
