@@ -225,8 +225,9 @@ type SensorData struct {
 
 // SensorParams validates the request's sensor data for a sensor_event action and
 // returns the command's params. id and event are required strings (a number,
-// as sensor systems often number their sensors, is taken as its decimal
-// text); value may be a string, number or boolean.
+// as sensor systems often number their sensors, is taken as its text: as
+// written with the webhook's json.Number, else in the shortest decimal form);
+// value may be a string, number or boolean.
 func SensorParams(sd map[string]any) (map[string]any, error) {
 	if sd == nil {
 		return nil, Invalid("sensor_data", "is required for a sensor_event action: {\"id\", \"event\", \"value\"}")

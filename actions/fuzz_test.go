@@ -278,6 +278,20 @@ func FuzzSensorParams(f *testing.F) {
 	})
 }
 
+// A numeric sensor id or event is taken as its text: as written when the
+// webhook decodes with UseNumber, else in the shortest decimal form.
+func TestSensorParamsTakesNumbersAsText(t *testing.T) {
+	for _, tc := range []struct {
+		id   any
+		want string
+	}{{json.Number("12"), "12"}, {json.Number("1e2"), "1e2"}, {float64(12), "12"}, {float64(1e2), "100"}, {2.5, "2.5"}} {
+		out, err := actions.SensorParams(map[string]any{"id": tc.id, "event": json.Number("7")})
+		if err != nil || out["id"] != tc.want || out["event"] != "7" {
+			t.Errorf("id %#v: %v, %v; want id %q, event \"7\"", tc.id, out, err, tc.want)
+		}
+	}
+}
+
 func checkSensorParams(t *testing.T, sd map[string]any) {
 	t.Helper()
 	out, err := actions.SensorParams(sd)

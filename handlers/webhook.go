@@ -286,7 +286,7 @@ func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
 		switch {
 		case err != nil:
 			return nil, false, badRequest("the body is neither a form nor JSON: %v", err)
-		case err == nil && (form.Has("payload") || form.Has("sig") || form.Has("api_key")):
+		case form.Has("payload") || form.Has("sig") || form.Has("api_key"):
 			return form, true, nil
 		}
 	}

@@ -299,6 +299,9 @@ func TestServerLimits(t *testing.T) {
 	// Headers over the limit: 413 with the contract's body.
 	status, ans := s.post(key, `{"event_id":"`+ev+`"}`, "X-Padding", strings.Repeat("p", 20<<10))
 	wantError(t, "header over the limit", status, ans, 413, "too_large")
+	if d := ans["error"].(map[string]any)["detail"].(string); !strings.Contains(d, "headers") {
+		t.Errorf("the 413 for headers says: %q", d)
+	}
 
 	// One call in progress holds the only slot: the next gets 503 at once.
 	held := make(chan struct{})
