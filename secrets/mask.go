@@ -67,11 +67,15 @@ func maskTokensAndKeys(s string) string {
 		}
 		i = vend
 	}
+	return finish(out, s, last)
+}
+
+// finish returns s if nothing was masked, else out followed by s[last:].
+func finish(out []byte, s string, last int) string {
 	if out == nil {
 		return s
 	}
-	out = append(out, s[last:]...)
-	return string(out)
+	return string(append(out, s[last:]...))
 }
 
 // appendMasked appends s[last:at], then kept and the ellipsis, to out,
@@ -147,11 +151,7 @@ func maskSignatures(s string) string {
 		}
 		i = vend
 	}
-	if out == nil {
-		return s
-	}
-	out = append(out, s[last:]...)
-	return string(out)
+	return finish(out, s, last)
 }
 
 // startsParam tells whether a query parameter's name can start at s[i]: at
