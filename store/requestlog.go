@@ -54,10 +54,10 @@ func (s *Store) RequestLogs(ctx context.Context, f RequestFilter, p Page) ([]Req
 		q = q.Where("method = ?", f.Method)
 	}
 	if !f.Since.IsZero() {
-		q = q.Where("at >= ?", f.Since)
+		q = q.Where("at >= ?", f.Since.UTC())
 	}
 	if !f.Until.IsZero() {
-		q = q.Where("at < ?", f.Until)
+		q = q.Where("at < ?", f.Until.UTC())
 	}
 	var total int64
 	if err := q.Count(&total).Error; err != nil {
@@ -81,7 +81,7 @@ func (s *Store) TopSources(ctx context.Context, since time.Time, limit int) ([]S
 	var out []SourceCount
 	err := s.db.WithContext(ctx).Model(&RequestLog{}).
 		Select("source, COUNT(*) AS calls, SUM(CASE WHEN code <> 'success' THEN 1 ELSE 0 END) AS denied").
-		Where("at >= ?", since).Group("source").Order("calls DESC").Limit(limit).Scan(&out).Error
+		Where("at >= ?", since.UTC()).Group("source").Order("calls DESC").Limit(limit).Scan(&out).Error
 	return out, wrap("top sources", err)
 }
 

@@ -321,5 +321,15 @@ func TestRequestLogsRoundTrip(t *testing.T) {
 				t.Fatalf("record %d:\n got %+v\nwant %+v", i, g, want)
 			}
 		}
+		// A time in another zone is the same instant (SQLite compares times
+		// as text).
+		tokyo := time.FixedZone("JST", 9*3600)
+		since := rs[50].At.In(tokyo)
+		if _, total, err := st.RequestLogs(ctx, store.RequestFilter{Since: since, Until: rs[60].At.In(tokyo)}, store.Page{Limit: 200}); err != nil || total != 10 {
+			t.Fatalf("since and until in +09:00: %d records, %v; want 10", total, err)
+		}
+		if top, err := st.TopSources(ctx, since, 10); err != nil || len(top) != 1 || top[0].Calls != 50 {
+			t.Fatalf("top sources since a time in +09:00: %+v, %v", top, err)
+		}
 	})
 }

@@ -9,7 +9,7 @@ import (
 // "triggers in the last hour").
 func (s *Store) CountDispatchesSince(ctx context.Context, since time.Time) (int64, error) {
 	var n int64
-	err := s.db.WithContext(ctx).Model(&Dispatch{}).Where("created_at >= ?", since).Count(&n).Error
+	err := s.db.WithContext(ctx).Model(&Dispatch{}).Where("created_at >= ?", since.UTC()).Count(&n).Error
 	return n, wrap("count dispatches", err)
 }
 
