@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // CreateDevice inserts a device; an existing id is ErrConflict.
@@ -132,10 +135,13 @@ type Presence struct {
 
 // SavePresence writes several presence changes in one transaction. A change older
 // than what is stored (PresenceAt) is skipped, so a late message never wins.
+// It sorts ps by device: rows are updated in id order, as lockDevices takes
+// them.
 func (s *Store) SavePresence(ctx context.Context, ps []Presence) error {
 	if len(ps) == 0 {
 		return nil
 	}
+	slices.SortFunc(ps, func(a, b Presence) int { return strings.Compare(a.DeviceID, b.DeviceID) })
 	return wrap("save presence", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		return s.stmts.execEach(tx, presenceSQL, len(ps), func(i int) []any {
 			p := ps[i]
@@ -211,6 +217,27 @@ type Emergency struct {
 	Enabled bool
 	Message string
 	URL     string
+}
+
+// lockDevices takes the row locks of these devices in id order, on
+// PostgreSQL, before a transaction updates several of them in another order:
+// two transactions that update several devices (a trigger's desired state,
+// presence) then never wait for each other in a circle, which PostgreSQL
+// breaks by failing one (a deadlock). SQLite has one writer at a time.
+func lockDevices(tx *gorm.DB, ids []string) error {
+	if tx.Dialector.Name() != "postgres" || len(ids) == 0 {
+		return nil
+	}
+	sorted := slices.Compact(slices.Sorted(slices.Values(ids)))
+	for _, chunk := range chunks(sorted, 1000) {
+		var locked []string
+		err := tx.Model(&Device{}).Where("id IN ?", chunk).Order("id").
+			Clauses(clause.Locking{Strength: "NO KEY UPDATE"}).Pluck("id", &locked).Error
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func applyDesired(tx *gorm.DB, ids []string, ch *DesiredChange, at time.Time) error {

@@ -38,6 +38,17 @@ func (s *Store) WriteDispatches(ctx context.Context, batch []*NewDispatch) (dup 
 }
 
 func (s *Store) writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) error {
+	var desired []string // every device whose desired state the batch changes
+	for _, nd := range batch {
+		if nd.Desired != nil {
+			for _, c := range nd.Commands {
+				desired = append(desired, c.DeviceID)
+			}
+		}
+	}
+	if err := lockDevices(tx, desired); err != nil {
+		return err
+	}
 	for i, nd := range batch {
 		if nd.Idempotency != nil {
 			res := tx.Clauses(clause.OnConflict{

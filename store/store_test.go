@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -330,6 +331,64 @@ func TestRequestLogsRoundTrip(t *testing.T) {
 		}
 		if top, err := st.TopSources(ctx, since, 10); err != nil || len(top) != 1 || top[0].Calls != 50 {
 			t.Fatalf("top sources since a time in +09:00: %+v, %v", top, err)
+		}
+	})
+}
+
+// TestPresenceAndDesiredStatesDoNotDeadlock: presence writes and triggers that
+// change many devices' desired state update the same device rows at once. In
+// different orders, PostgreSQL would find a deadlock and fail one of them (a
+// trigger answered 503).
+func TestPresenceAndDesiredStatesDoNotDeadlock(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		const n = 300
+		now := time.Now().UTC()
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("dev-%03d", i)
+			if err := st.CreateDevice(ctx, &store.Device{ID: ids[i], Name: ids[i], TokenHash: "h" + ids[i], MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stop := time.Now().Add(3 * time.Second)
+		errs := make(chan error, 2)
+		var wg sync.WaitGroup
+		wg.Go(func() { // presence, its batch in another order each time
+			for k := 0; time.Now().Before(stop); k++ {
+				ps := make([]store.Presence, n)
+				for i, d := range rand.Perm(n) {
+					at := time.Now().UTC()
+					ps[i] = store.Presence{DeviceID: ids[d], Online: k%2 == 0, At: at, LastSeen: at}
+				}
+				if err := st.SavePresence(ctx, ps); err != nil {
+					errs <- fmt.Errorf("presence: %w", err)
+					return
+				}
+			}
+		})
+		wg.Go(func() { // triggers pausing every device's loop, in another order each time
+			paused := true
+			for k := 0; time.Now().Before(stop); k++ {
+				nd := &store.NewDispatch{
+					Dispatch: store.Dispatch{ID: fmt.Sprintf("disp-%d", k), ActionID: "a", ActionName: "a", EventID: "e",
+						Function: "pause_loop", Method: "POST", Targets: n, CreatedAt: time.Now().UTC()},
+					Desired: &store.DesiredChange{LoopPaused: &paused},
+				}
+				for _, d := range rand.Perm(n) {
+					nd.Commands = append(nd.Commands, store.Command{ID: fmt.Sprintf("c-%d-%d", k, d), DispatchID: nd.Dispatch.ID,
+						DeviceID: ids[d], State: store.StateQueued, Function: "pause_loop", Payload: "{}", CreatedAt: now, ExpiresAt: now.Add(time.Minute)})
+				}
+				if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+					errs <- fmt.Errorf("trigger: %w", err)
+					return
+				}
+			}
+		})
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
 		}
 	})
 }
