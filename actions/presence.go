@@ -184,20 +184,17 @@ func (p *Presence) Status(id string, msg StatusMessage, retained bool) {
 		d.lastSeen = now
 		p.markDirty(id, d)
 	case retained:
-		// A replay counts if it is not older than what we know: the same
-		// message again (after BrokerLost, or a restart of devicehooks) brings
-		// a device that never left back online. It is compared, by the
-		// device's clock, with the last status message applied, whose time the
-		// broker replays unchanged; failing that (a will carries none), with
-		// when the state was observed.
-		known := d.statusAt
-		if known.IsZero() {
-			known = d.at
-		}
-		if msg.At != nil && !msg.At.Before(known) {
-			at := msg.At.UTC()
-			d.statusAt = at
-			went = p.set(id, d, online, maxTime(at, d.at), at)
+		// The broker replays a device's last status when devicehooks
+		// subscribes (at start, after BrokerLost): the same message again
+		// brings a device that never left back online. A replay older, by the
+		// device's own clock, than the last status applied is an old message
+		// published again, and loses. After a will, which carries no time, the
+		// retained status was published later, whatever the device's clock
+		// says. Our times stay ours: a clock that runs ahead moves neither
+		// when the state was observed nor, past now, when it was last seen.
+		if msg.At != nil && (d.statusAt.IsZero() || !msg.At.Before(d.statusAt)) {
+			d.statusAt = msg.At.UTC()
+			went = p.set(id, d, online, maxTime(now, d.at), minTime(d.statusAt, now))
 		}
 	default:
 		d.statusAt = time.Time{}
@@ -330,6 +327,13 @@ func (p *Presence) flush(ctx context.Context) {
 
 func maxTime(a, b time.Time) time.Time {
 	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
 		return a
 	}
 	return b

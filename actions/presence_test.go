@@ -69,7 +69,9 @@ func TestRetainedStatusAfterARestart(t *testing.T) {
 	}{
 		{"the last status again", []actions.StatusMessage{status("online", at(0))}, status("online", nil), true},
 		{"a clock an hour behind, after a will", []actions.StatusMessage{status("offline", nil), status("online", at(-time.Hour))}, status("online", nil), true},
+		{"a will, then an online only the replay brings, from a clock an hour behind", []actions.StatusMessage{status("offline", nil)}, status("online", at(-time.Hour)), true},
 		{"a clock an hour ahead, then a will", []actions.StatusMessage{status("online", at(time.Hour)), status("offline", nil)}, status("offline", nil), false},
+		{"a clock an hour ahead, the same online again", []actions.StatusMessage{status("online", at(time.Hour))}, status("online", nil), true},
 		{"an online older than the last status", []actions.StatusMessage{status("offline", at(0))}, status("online", at(-time.Hour)), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,6 +103,9 @@ func TestRetainedStatusAfterARestart(t *testing.T) {
 			flushPresence(p)
 			if p.Online("d1") != tc.online || storedOnline(t, st, "d1") != tc.online {
 				t.Fatalf("after the replay: online %v in memory, %v stored; want %v", p.Online("d1"), storedOnline(t, st, "d1"), tc.online)
+			}
+			if _, seen := p.State("d1"); seen.After(time.Now()) {
+				t.Fatalf("last seen %v, in the future", seen)
 			}
 		})
 	}
