@@ -87,7 +87,7 @@ type work struct {
 	desired    []string // device ids whose desired state changed
 	devices    []string // devices that came online: send what waits, unacked too
 	resync     bool     // broker (re)connected or work was dropped: send all that waits
-	retry      []string // devices whose commands the broker did not take: send their queued ones
+	retry      []string // devices whose commands the broker did not take: send them again
 	allDesired bool     // publish every device's desired state again
 }
 
@@ -232,7 +232,9 @@ func (dl *Delivery) do(ctx context.Context, w work) {
 		dl.sendPending(ctx, w.devices, true, now)
 	}
 	if len(w.retry) > 0 {
-		dl.sendPending(ctx, w.retry, false, now)
+		// Unacked too: what the broker dropped may be a command sent again to
+		// a new session. Those this session already has are not sent twice.
+		dl.sendPending(ctx, w.retry, true, now)
 	}
 	if w.resync {
 		dl.sendPending(ctx, dl.presence.OnlineIDs(), false, now)

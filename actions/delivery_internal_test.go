@@ -161,3 +161,66 @@ func TestUnreadableDesiredStateIsPublishedAtTheNextResync(t *testing.T) {
 		t.Fatal("a failed read of desired states did not ask for the next resync to publish them all")
 	}
 }
+
+// flaky is a Publisher that fails the first publish of each payload (the
+// broker dropped it), and records what it took.
+type flaky struct {
+	mu     sync.Mutex
+	failed map[string]bool
+	took   []string
+}
+
+func (f *flaky) Publish(_ string, payload []byte, _ bool, done func(error)) {
+	f.mu.Lock()
+	first := !f.failed[string(payload)]
+	f.failed[string(payload)] = true
+	if !first {
+		f.took = append(f.took, string(payload))
+	}
+	f.mu.Unlock()
+	if first {
+		done(fmt.Errorf("dropped"))
+		return
+	}
+	done(nil)
+}
+
+func (f *flaky) Connected() bool { return true }
+
+// TestDroppedResendIsRetried: a command published to a device's earlier
+// session and never acked is sent again when the device reconnects; if the
+// broker drops that send, it is retried like a queued one, not left to expire.
+func TestDroppedResendIsRetried(t *testing.T) {
+	ctx := context.Background()
+	st := tempStore(t)
+	now := time.Now().UTC()
+	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "dispatch", ActionID: "a", ActionName: "a", EventID: "evt",
+		Function: LoadURL, Method: "POST", Targets: 2, CreatedAt: now}}
+	for _, id := range []string{"published", "queued"} {
+		nd.Commands = append(nd.Commands, store.Command{ID: id, DispatchID: "dispatch", DeviceID: "d1",
+			State: store.StateQueued, Function: LoadURL, Payload: id, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	}
+	if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.MarkPublished(ctx, []string{"published"}, now); err != nil { // sent to an earlier session
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	presence := NewPresence(st, log, true)
+	pub := &flaky{failed: map[string]bool{}}
+	dl := NewDelivery(st, pub, Topics{Prefix: "dh"}, presence, log)
+	runCtx, cancel := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { dl.Run(runCtx, time.Hour); close(ran) }() // no resync: only the retry sends again
+	defer func() { cancel(); <-ran }()
+	presence.Subscribed("d1")
+	testenv.WaitFor(t, 5*time.Second, "both commands sent again after the broker dropped them", func() bool {
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		return len(pub.took) == 2
+	})
+}
