@@ -9,6 +9,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"devicehooks/internal/pahostore"
 	"devicehooks/secrets"
 )
 
@@ -20,7 +21,11 @@ type ExternalConfig struct {
 	ClientID string
 	// OnConnect runs after every (re)connection, once subscriptions are renewed.
 	OnConnect func()
-	// OnConnectionLost runs when an established connection drops.
+	// OnConnectionLost runs when an established connection drops, and again
+	// after every (re)connection before the subscriptions are renewed (and
+	// their retained messages replayed): paho runs its lost handler and its
+	// first reconnect at once, and a late lost handler must not undo what the
+	// new connection's replay said, so it is skipped once connected again.
 	OnConnectionLost func()
 	Logger           *slog.Logger
 }
@@ -58,7 +63,8 @@ func NewExternal(cfg ExternalConfig) *External {
 		SetClientID(cfg.ClientID).
 		SetUsername(cfg.Username).
 		SetPassword(cfg.Password).
-		SetCleanSession(true). // durable delivery lives in our database, not in paho's store
+		SetCleanSession(true).     // durable delivery lives in our database, not in paho's store
+		SetStore(pahostore.New()). // nor does paho send again what it was told failed
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).
@@ -70,12 +76,15 @@ func NewExternal(cfg ExternalConfig) *External {
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			x.log.Warn("mqtt broker connection lost; reconnecting", "broker", cfg.URL, "err", err)
 			x.connectionLost()
-			if cfg.OnConnectionLost != nil {
+			if cfg.OnConnectionLost != nil && !x.client.IsConnectionOpen() {
 				cfg.OnConnectionLost()
 			}
 		}).
 		SetOnConnectHandler(func(c paho.Client) {
 			x.log.Info("mqtt broker connected", "broker", cfg.URL)
+			if cfg.OnConnectionLost != nil {
+				cfg.OnConnectionLost()
+			}
 			x.resubscribe()
 			if cfg.OnConnect != nil {
 				cfg.OnConnect()

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"devicehooks/internal/pahostore"
 )
 
 const (
@@ -298,7 +300,7 @@ func (s *Sim) newClientOptions(p *player) *paho.ClientOptions {
 		SetResumeSubs(false).
 		SetWill(p.topics.status, `{"state":"offline"}`, 1, true).
 		SetAutoReconnect(true).
-		SetStore(NewPahoStore()).
+		SetStore(pahostore.New()).
 		SetConnectRetry(false). // a refused first connect must fail Start, not retry forever
 		SetMaxReconnectInterval(10 * time.Second).
 		SetConnectTimeout(opTimeout).

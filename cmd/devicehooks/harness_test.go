@@ -17,8 +17,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"devicehooks/internal/pahostore"
 	"devicehooks/internal/testenv"
-	"devicehooks/simulator"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -226,7 +226,7 @@ func connectPlayer(t testing.TB, brokerURL, prefix, id, token string) *player {
 	status := prefix + "/devices/" + id + "/status"
 	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID("test-"+id).
 		SetUsername(id).SetPassword(token).SetCleanSession(true).
-		SetAutoReconnect(true).SetStore(simulator.NewPahoStore()).
+		SetAutoReconnect(true).SetStore(pahostore.New()).
 		SetConnectRetry(true).SetConnectRetryInterval(100*time.Millisecond).
 		SetMaxReconnectInterval(500*time.Millisecond).
 		SetWill(status, `{"state":"offline"}`, 1, true)

@@ -1,4 +1,4 @@
-package simulator
+package pahostore
 
 import (
 	"testing"
@@ -9,8 +9,8 @@ import (
 // TestPahoStoreKeepsNoOwnPublish: after a reconnect paho resends what its store
 // holds of the player's own publishes, racing with new ones (#703); the store
 // keeps none of them, and keeps the rest as paho's would.
-func TestPahoStoreKeepsNoOwnPublish(t *testing.T) {
-	s := NewPahoStore()
+func TestKeepsNoOwnPublish(t *testing.T) {
+	s := New()
 	s.Open()
 	defer s.Close()
 	pub := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
