@@ -46,8 +46,21 @@ type EmbeddedConfig struct {
 	// this path. Wills are still routed.
 	ServerOnly func(topic string) bool
 
+	// SessionExpiry is how long the broker keeps a persistent session (MQTT
+	// 3.1.1 clean session off, or a v5 session expiry) after its client has
+	// gone, with its subscriptions and what is queued for it. Default
+	// DefaultSessionExpiry.
+	SessionExpiry time.Duration
+
 	Logger *slog.Logger
 }
+
+// DefaultSessionExpiry is as long as a command can live (its TTL is 7 days at
+// most): a session kept longer could only hold expired ones. mochi's own
+// default (136 years) kept the session of a deleted device, or of a player
+// reinstalled under another client id, for good, collecting up to 8192
+// commands.
+const DefaultSessionExpiry = 7 * 24 * time.Hour
 
 // MaxPacketSize bounds every MQTT packet the embedded broker reads.
 const MaxPacketSize = 256 << 10
@@ -79,6 +92,10 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	// Without a limit mochi allocates whatever size a CONNECT header claims
 	// (up to 256 MB) before authenticating: cap every packet.
 	opts.Capabilities.MaximumPacketSize = MaxPacketSize
+	if cfg.SessionExpiry <= 0 {
+		cfg.SessionExpiry = DefaultSessionExpiry
+	}
+	opts.Capabilities.MaximumSessionExpiryInterval = uint32(max(1, cfg.SessionExpiry/time.Second))
 	srv := mqtt.New(opts)
 	hook := &deviceHook{cfg: cfg, srv: srv, present: map[*mqtt.Client]string{}, watching: map[string]watched{}}
 	if err := srv.AddHook(hook, nil); err != nil {

@@ -404,3 +404,30 @@ func (h *slowTeardown) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) {
 		time.Sleep(300 * time.Millisecond)
 	}
 }
+
+// TestPersistentSessionsExpire: a persistent session whose client has gone is
+// dropped after SessionExpiry, with what was queued for it.
+func TestPersistentSessionsExpire(t *testing.T) {
+	e := startBroker(t, EmbeddedConfig{SessionExpiry: time.Second})
+	c := connect(t, e, "gone", func(o *paho.ClientOptions) { o.SetCleanSession(false) })
+	wait(t, "subscribe", c.Subscribe("dev/commands", 1, func(paho.Client, paho.Message) {}))
+	c.Disconnect(0)
+	session := func() bool {
+		for _, cl := range e.srv.Clients.GetAll() {
+			if strings.HasSuffix(cl.ID, "gone") {
+				return true
+			}
+		}
+		return false
+	}
+	if !session() {
+		t.Fatal("the persistent session was not kept at all")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for session() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if session() {
+		t.Fatal("the persistent session outlived SessionExpiry")
+	}
+}
