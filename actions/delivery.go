@@ -431,6 +431,21 @@ func (dl *Delivery) publishDesired(ctx context.Context, ids []string) {
 	}
 }
 
+// Forget clears what the broker keeps of a deleted device: its retained
+// desired state (a device created again with the same id would otherwise show
+// the old emergency) and its retained status (which would bring the id back
+// into presence). An empty retained message is MQTT's way to clear one; if the
+// broker is away, the old ones stay.
+func (dl *Delivery) Forget(deviceID string) {
+	for _, kind := range []string{KindDesired, KindStatus} {
+		dl.pub.Publish(dl.topics.Device(deviceID, kind), nil, true, func(err error) {
+			if err != nil {
+				dl.log.Warn("clear a deleted device's retained message", "device", deviceID, "topic", kind, "err", err)
+			}
+		})
+	}
+}
+
 // DesiredOf returns a device's desired-state document.
 func DesiredOf(d *store.Device) DesiredMessage {
 	m := DesiredMessage{

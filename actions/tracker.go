@@ -66,7 +66,7 @@ func (t *Tracker) Filters() []string {
 // HandleMessage takes a message from a device's acks or status topic.
 func (t *Tracker) HandleMessage(topic string, payload []byte, retained bool) {
 	deviceID, kind, ok := t.topics.Parse(topic)
-	if !ok {
+	if !ok || len(payload) == 0 { // an empty message clears a retained one: nothing to read
 		return
 	}
 	switch kind {

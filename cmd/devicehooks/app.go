@@ -91,7 +91,10 @@ func (a *App) Open(ctx context.Context) (err error) {
 	topics := actions.Topics{Prefix: cfg.MQTTTopicPrefix}
 	embedded := cfg.MQTTURL == ""
 	a.presence = actions.NewPresence(a.store, a.Log, embedded)
-	a.devices.OnDelete = a.presence.Forget
+	a.devices.OnDelete = func(id string) {
+		a.presence.Forget(id)
+		a.delivery.Forget(id)
+	}
 	if err := a.presence.Load(ctx); err != nil {
 		return err
 	}

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -383,6 +385,54 @@ func TestPresence(t *testing.T) {
 			_, d := s.call("GET", "/api/v1/devices/p1", nil)
 			if d["last_seen"] == nil {
 				t.Fatal("last_seen not recorded")
+			}
+		})
+	}
+}
+
+// TestDeletedDeviceLeavesNoRetainedState: a device deleted and created again
+// with the same id (new hardware in the same place) does not get the old
+// device's retained desired state, such as an emergency.
+func TestDeletedDeviceLeavesNoRetainedState(t *testing.T) {
+	for _, tr := range transports {
+		if tr.name == "embedded websocket" {
+			continue // the same broker as embedded tcp
+		}
+		t.Run(tr.name, func(t *testing.T) {
+			s, url, exportPasswords := tr.start(t)
+			tok := s.createDevice("r1")
+			exportPasswords()
+			_, key := s.createKey("k")
+			ev := s.createAction("set_emergency", map[string]any{"type": "all"}, map[string]any{"enabled": true, "message": "Evacuate"})
+			if status, ans := s.post(key, `{"event_id":"`+ev+`"}`); status != http.StatusOK {
+				t.Fatalf("trigger: %d %v", status, ans)
+			}
+			retained := func(token string) []string {
+				c, err := dial(url, "r1", token)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Disconnect(0)
+				var (
+					mu  sync.Mutex
+					out []string
+				)
+				c.Subscribe("devicehooks/devices/r1/desired", 1, func(_ paho.Client, m paho.Message) {
+					mu.Lock()
+					out = append(out, string(m.Payload()))
+					mu.Unlock()
+				}).WaitTimeout(5 * time.Second)
+				time.Sleep(500 * time.Millisecond)
+				mu.Lock()
+				defer mu.Unlock()
+				return slices.Clone(out)
+			}
+			testenv.WaitFor(t, 5*time.Second, "the emergency retained", func() bool { return len(retained(tok)) == 1 })
+			s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/devices/r1", nil)
+			tok = s.createDevice("r1")
+			exportPasswords()
+			if got := retained(tok); len(got) != 0 {
+				t.Fatalf("the new r1 got the deleted one's desired state: %q", got)
 			}
 		})
 	}
