@@ -227,7 +227,9 @@ func (d *Dispatcher) Replay(ctx context.Context, apiKeyID, key, eventID string, 
 	if err != nil {
 		return nil, unavailable(d.log, "read idempotency record", err)
 	}
-	if rec.Fingerprint != Fingerprint(eventID, sensor) {
+	// A record written before fingerprints were kept has none: take it as
+	// this request's (it expires within the window anyway).
+	if rec.Fingerprint != "" && rec.Fingerprint != Fingerprint(eventID, sensor) {
 		return nil, Invalid("idempotency_key", "was already used with a different request; use a new key for a new call")
 	}
 	out := &Outcome{Replayed: true}
