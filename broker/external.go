@@ -9,7 +9,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"devicehooks/internal/pahostore"
 	"devicehooks/secrets"
 )
 
@@ -63,8 +62,13 @@ func NewExternal(cfg ExternalConfig) *External {
 		SetClientID(cfg.ClientID).
 		SetUsername(cfg.Username).
 		SetPassword(cfg.Password).
-		SetCleanSession(true).     // durable delivery lives in our database, not in paho's store
-		SetStore(pahostore.New()). // nor does paho send again what it was told failed
+		// Durable delivery lives in our database, not in paho's store. paho's
+		// memory store stays all the same: after a reconnect paho sends again
+		// what was in flight (players dedupe by id and ignore what has
+		// expired), and only those PUBACKs free the message ids; with a store
+		// that keeps nothing, each publish in flight at a drop would hold its
+		// id for good (auto-reconnect does not free them), until none is left.
+		SetCleanSession(true).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).

@@ -1,6 +1,5 @@
-// Package pahostore is the paho store for clients whose publishes devicehooks
-// (or its players) send again themselves: the server, whose database drives
-// every re-send, and players, whose acks the server asks for again.
+// Package pahostore is the paho store of the players devicehooks ships (the
+// simulator, the tests' players): they send their own acks again when asked.
 package pahostore
 
 import (
@@ -11,17 +10,16 @@ import (
 )
 
 // New returns paho's memory store, except that it keeps none of the client's
-// own QoS 1 publishes, so that a reconnect sends none of them again. paho
-// resends what its store holds after a reconnect even with a clean session,
-// racing with the publishes that follow it (a data race the race detector
-// found in the fault test; paho.mqtt.golang#703), and after the caller was
-// told the publish failed.
+// own QoS 1 publishes, so that a reconnect sends none of them again. paho v1.5
+// resends them racing with the publishes that follow the reconnect (a data race
+// the race detector found in the fault test; paho.mqtt.golang#703). What a
+// dropped connection loses costs nothing: the server sends an unacked command
+// again on the reconnect, and the player acks it again.
 //
-// What a dropped connection loses costs nothing: for a player, the server
-// sends an unacked command again on the reconnect and the player acks it
-// again; for the server, a command the broker did not acknowledge stays
-// queued in the database and is sent again from there, unless it has expired
-// meanwhile, and a desired state is republished on every connect.
+// The cost: with auto-reconnect, paho frees the message id of a publish in
+// flight at a drop only when its PUBACK comes, so each such publish holds its
+// id for good. A player has an ack or two in flight at most, against 65,535
+// ids. The server, which may have thousands in flight, keeps paho's own store.
 func New() paho.Store { return noResend{paho.NewMemoryStore()} }
 
 type noResend struct{ paho.Store }
