@@ -231,7 +231,9 @@ func lockDevices(tx *gorm.DB, ids []string) error {
 	sorted := slices.Compact(slices.Sorted(slices.Values(ids)))
 	for _, chunk := range chunks(sorted, 1000) {
 		var locked []string
-		err := tx.Model(&Device{}).Where("id IN ?", chunk).Order("id").
+		// In byte order, as SavePresence sorts: the database's own collation
+		// may order "Dev-2" and "b" otherwise.
+		err := tx.Model(&Device{}).Where("id IN ?", chunk).Order(`id COLLATE "C"`).
 			Clauses(clause.Locking{Strength: "NO KEY UPDATE"}).Pluck("id", &locked).Error
 		if err != nil {
 			return err

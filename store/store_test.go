@@ -346,7 +346,7 @@ func TestPresenceAndDesiredStatesDoNotDeadlock(t *testing.T) {
 		now := time.Now().UTC()
 		ids := make([]string, n)
 		for i := range ids {
-			ids[i] = fmt.Sprintf("dev-%03d", i)
+			ids[i] = fmt.Sprintf([]string{"dev-%03d", "Dev_%03d", "b.%03d"}[i%3], i) // orders differ by collation
 			if err := st.CreateDevice(ctx, &store.Device{ID: ids[i], Name: ids[i], TokenHash: "h" + ids[i], MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
 				t.Fatal(err)
 			}
