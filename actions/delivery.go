@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,11 +85,12 @@ type DeliveryMetrics struct {
 
 type work struct {
 	cmds       []store.Command
-	desired    []string // device ids whose desired state changed
-	devices    []string // devices that came online: send what waits, unacked too
-	resync     bool     // broker (re)connected or work was dropped: send all that waits
-	retry      []string // devices whose commands the broker did not take: send them again
-	allDesired bool     // publish every device's desired state again
+	desired    []string        // device ids whose desired state changed
+	devices    []string        // devices that came online: send what waits, unacked too
+	resync     bool            // broker (re)connected or work was dropped: send all that waits
+	retry      []string        // devices whose commands the broker did not take: send their queued ones ...
+	retryIDs   map[string]bool // ... and those commands again
+	allDesired bool            // publish every device's desired state again
 }
 
 // NewDelivery returns a Delivery; Run starts it.
@@ -150,6 +152,7 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	retryDevices := map[string]bool{}
+	retryIDs := map[string]bool{}
 	var (
 		ws     []work
 		online []string // devices that came online, not yet served
@@ -181,6 +184,7 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 			for more := true; more; {
 				delete(dl.sent, f.id) // so that it is sent again
 				retryDevices[f.device] = true
+				retryIDs[f.id] = true
 				select {
 				case f = <-dl.failed:
 				default:
@@ -193,9 +197,11 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 				ids = append(ids, id)
 			}
 			clear(retryDevices)
+			failed := retryIDs
+			retryIDs = map[string]bool{}
 			last, _ := dl.lastErr.Load().(publishError)
 			dl.log.Warn("the broker did not take some commands; sending them again", "devices", len(ids), "err", last.err)
-			dl.do(ctx, work{retry: ids})
+			dl.do(ctx, work{retry: ids, retryIDs: failed})
 		case <-cameOnline:
 			// Send what waits for devices that just came online, including
 			// commands published before but never acked (devices dedupe by
@@ -229,15 +235,18 @@ func (dl *Delivery) do(ctx context.Context, w work) {
 	dl.pruneSent(now)
 	dl.sendAll(w.cmds, now)
 	if len(w.devices) > 0 {
-		dl.sendPending(ctx, w.devices, true, now)
+		dl.sendPending(ctx, w.devices, true, now, nil)
 	}
 	if len(w.retry) > 0 {
-		// Unacked too: what the broker dropped may be a command sent again to
-		// a new session. Those this session already has are not sent twice.
-		dl.sendPending(ctx, w.retry, true, now)
+		// What the broker dropped may be a command published before and sent
+		// again to a new session: take the published ones too, but send only
+		// those that failed, not every older one still unacked.
+		dl.sendPending(ctx, w.retry, true, now, func(c *store.Command) bool {
+			return c.State == store.StateQueued || w.retryIDs[c.ID]
+		})
 	}
 	if w.resync {
-		dl.sendPending(ctx, dl.presence.OnlineIDs(), false, now)
+		dl.sendPending(ctx, dl.presence.OnlineIDs(), false, now, nil)
 	}
 	if w.allDesired {
 		dl.publishDesired(ctx, nil)
@@ -247,8 +256,9 @@ func (dl *Delivery) do(ctx context.Context, w work) {
 }
 
 // sendPending sends the unexpired queued commands of devices, and with unacked
-// also those published before but never acked (for a device that reconnected).
-func (dl *Delivery) sendPending(ctx context.Context, ids []string, unacked bool, now time.Time) {
+// also those published before but never acked (for a device that reconnected);
+// keep, if not nil, picks which of them.
+func (dl *Delivery) sendPending(ctx context.Context, ids []string, unacked bool, now time.Time, keep func(*store.Command) bool) {
 	if len(ids) == 0 || !dl.pub.Connected() {
 		return
 	}
@@ -260,6 +270,9 @@ func (dl *Delivery) sendPending(ctx context.Context, ids []string, unacked bool,
 	if err != nil {
 		dl.log.Error("load pending commands", "err", err)
 		return
+	}
+	if keep != nil {
+		cmds = slices.DeleteFunc(cmds, func(c store.Command) bool { return !keep(&c) })
 	}
 	dl.sendAll(cmds, now)
 }

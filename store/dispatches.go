@@ -250,7 +250,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) (BatchResult, error) {
 func (s *Store) IdempotentResponse(ctx context.Context, apiKeyID, key string, since time.Time) (*Idempotency, error) {
 	var rec Idempotency
 	err := s.db.WithContext(ctx).
-		Where("api_key_id = ? AND idem_key = ? AND created_at >= ?", apiKeyID, key, since).
+		Where("api_key_id = ? AND idem_key = ? AND created_at >= ?", apiKeyID, key, since.UTC()).
 		Take(&rec).Error
 	return &rec, wrap("get idempotency record", err)
 }
@@ -329,7 +329,7 @@ func (s *Store) PendingCommands(ctx context.Context, deviceIDs, states []string,
 	for _, chunk := range chunks(deviceIDs, 1000) {
 		var cs []Command
 		err := s.db.WithContext(ctx).
-			Where("device_id IN ? AND "+openStates+" AND state IN ? AND expires_at > ?", chunk, states, now).
+			Where("device_id IN ? AND "+openStates+" AND state IN ? AND expires_at > ?", chunk, states, now.UTC()).
 			Order("created_at, id").Limit(limit).Find(&cs).Error
 		if err != nil {
 			return nil, wrap("list pending commands", err)

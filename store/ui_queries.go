@@ -22,7 +22,7 @@ func (s *Store) FailedDispatches(ctx context.Context, since time.Time, limit int
 	var ds []Dispatch
 	failed := s.db.Model(&Command{}).Select("dispatch_id").Where("state IN ?", failedStates)
 	err := s.db.WithContext(ctx).
-		Where("created_at >= ? AND id IN (?)", since, failed).
+		Where("created_at >= ? AND id IN (?)", since.UTC(), failed).
 		Order("created_at DESC, id DESC").Limit(max(limit, 1)).Find(&ds).Error
 	return ds, wrap("list failed dispatches", err)
 }
@@ -33,6 +33,6 @@ func (s *Store) CountFailedDispatches(ctx context.Context, since time.Time) (int
 	var n int64
 	failed := s.db.Model(&Command{}).Select("dispatch_id").Where("state IN ?", failedStates)
 	err := s.db.WithContext(ctx).Model(&Dispatch{}).
-		Where("created_at >= ? AND id IN (?)", since, failed).Count(&n).Error
+		Where("created_at >= ? AND id IN (?)", since.UTC(), failed).Count(&n).Error
 	return n, wrap("count failed dispatches", err)
 }
