@@ -35,7 +35,7 @@ type devicePresence struct {
 	online   bool
 	since    time.Time // when it last came online: the start of its current session
 	at       time.Time // when the current state was observed (never goes back)
-	statusAt time.Time // the at of the last status message applied, by the device's clock; zero if it had none
+	statusAt time.Time // the at of the last status message applied, by the device's clock (after a will, just past it)
 	lastSeen time.Time
 	written  time.Time // the last-seen time last queued for the database
 	conns    int       // embedded broker: subscribed connections
@@ -188,18 +188,22 @@ func (p *Presence) Status(id string, msg StatusMessage, retained bool) {
 		// subscribes (at start, after BrokerLost): the same message again
 		// brings a device that never left back online. A replay older, by the
 		// device's own clock, than the last status applied is an old message
-		// published again, and loses. After a will, which carries no time, the
-		// retained status was published later, whatever the device's clock
-		// says. Our times stay ours: a clock that runs ahead moves neither
-		// when the state was observed nor, past now, when it was last seen.
+		// published again, and loses (after a will: not newer than the status
+		// before it, see below). Our times stay ours: a clock that runs ahead
+		// moves neither when the state was observed nor, past now, when it
+		// was last seen.
 		if msg.At != nil && (d.statusAt.IsZero() || !msg.At.Before(d.statusAt)) {
 			d.statusAt = msg.At.UTC()
 			went = p.set(id, d, online, maxTime(now, d.at), minTime(d.statusAt, now))
 		}
 	default:
-		d.statusAt = time.Time{}
 		if msg.At != nil {
 			d.statusAt = msg.At.UTC()
+		} else if !d.statusAt.IsZero() {
+			// A will carries no time. A status replayed after it must be
+			// newer, by the device's clock, than the one before it: a replay
+			// of that one (a broker gone back to an older save) is stale.
+			d.statusAt = d.statusAt.Add(time.Microsecond)
 		}
 		went = p.set(id, d, online, maxTime(now, d.at), now)
 	}

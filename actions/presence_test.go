@@ -61,6 +61,7 @@ func TestRetainedStatusAfterARestart(t *testing.T) {
 	status := func(state string, at *time.Time) actions.StatusMessage {
 		return actions.StatusMessage{State: state, At: at}
 	}
+	before := at(0) // an online sent before a will
 	for _, tc := range []struct {
 		name   string
 		live   []actions.StatusMessage // received live, in this order
@@ -73,6 +74,8 @@ func TestRetainedStatusAfterARestart(t *testing.T) {
 		{"a clock an hour ahead, then a will", []actions.StatusMessage{status("online", at(time.Hour)), status("offline", nil)}, status("offline", nil), false},
 		{"a clock an hour ahead, the same online again", []actions.StatusMessage{status("online", at(time.Hour))}, status("online", nil), true},
 		{"an online older than the last status", []actions.StatusMessage{status("offline", at(0))}, status("online", at(-time.Hour)), false},
+		{"the online from before a will, replayed by a broker gone back to an older save", []actions.StatusMessage{status("online", before), status("offline", nil)}, status("online", before), false},
+		{"an online after a will, from a clock behind ours", []actions.StatusMessage{status("online", at(-2*time.Hour)), status("offline", nil)}, status("online", at(-time.Hour)), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, _ := openStore(t)
