@@ -91,6 +91,7 @@ type work struct {
 	retry      []string        // devices whose commands the broker did not take: send their queued ones ...
 	retryIDs   map[string]bool // ... and those commands again
 	allDesired bool            // publish every device's desired state again
+	forget     []string        // deleted devices: clear what the broker keeps of them
 }
 
 // NewDelivery returns a Delivery; Run starts it.
@@ -247,6 +248,9 @@ func (dl *Delivery) do(ctx context.Context, w work) {
 	}
 	if w.resync {
 		dl.sendPending(ctx, dl.presence.OnlineIDs(), false, now, nil)
+	}
+	for _, id := range w.forget {
+		dl.clearRetained(id)
 	}
 	if w.allDesired {
 		dl.publishDesired(ctx, nil)
@@ -449,7 +453,12 @@ func (dl *Delivery) publishDesired(ctx context.Context, ids []string) {
 // the old emergency) and its retained status (which would bring the id back
 // into presence). An empty retained message is MQTT's way to clear one; if the
 // broker is away, the old ones stay.
-func (dl *Delivery) Forget(deviceID string) {
+//
+// It runs on delivery's goroutine, after any desired state being published
+// now, which could otherwise land after the clear.
+func (dl *Delivery) Forget(deviceID string) { dl.work.PushWait(work{forget: []string{deviceID}}) }
+
+func (dl *Delivery) clearRetained(deviceID string) {
 	for _, kind := range []string{KindDesired, KindStatus} {
 		dl.pub.Publish(dl.topics.Device(deviceID, kind), nil, true, func(err error) {
 			if err != nil {
