@@ -111,3 +111,25 @@ func openStore(t *testing.T) (st *store.Store, path string) {
 	}
 	return st, path
 }
+
+// An idempotency record written before fingerprints were kept has none: a
+// retry with its key replays it (a new key for another request is the caller's
+// business), rather than being refused as a reused key.
+func TestReplayOfARecordWithoutFingerprint(t *testing.T) {
+	ctx := context.Background()
+	st, _ := openStore(t)
+	now := time.Now().UTC()
+	nd := &store.NewDispatch{
+		Dispatch:         store.Dispatch{ID: "disp", ActionID: "a", ActionName: "a", EventID: "evt_a", Function: "restart", Method: "POST", CreatedAt: now},
+		Idempotency:      &store.Idempotency{APIKeyID: "k1", Key: "order-1", DispatchID: "disp", Response: `{"dispatch_id":"disp"}`, CreatedAt: now},
+		IdempotencySince: now.Add(-actions.IdempotencyWindow),
+	}
+	if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+	d := actions.NewDispatcher(st, &sink{}, actions.NewAckWaiters(), slog.New(slog.DiscardHandler), actions.DispatcherConfig{})
+	out, err := d.Replay(ctx, "k1", "order-1", "evt_a", nil)
+	if err != nil || out == nil || !out.Replayed {
+		t.Fatalf("replay of a record without fingerprint: %+v, %v", out, err)
+	}
+}
