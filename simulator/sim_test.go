@@ -74,6 +74,9 @@ func TestFailureRateOneAcksFailed(t *testing.T) {
 	if st := s.Player("sim-00001"); st.LastURL != "" {
 		t.Errorf("a failed load_url was applied: %+v", st)
 	}
+	// The broker hands the ack on before the player has its PUBACK, which is
+	// when the player counts it.
+	eventually(t, "the ack counted", func() bool { return s.Stats().Acked == 1 })
 	if got := s.Stats(); got.Failed != 1 || got.Acked != 1 {
 		t.Errorf("Stats = %+v", got)
 	}
