@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"hash/maphash"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -85,13 +86,12 @@ type DeliveryMetrics struct {
 
 type work struct {
 	cmds       []store.Command
-	desired    []string        // device ids whose desired state changed
-	devices    []string        // devices that came online: send what waits, unacked too
-	resync     bool            // broker (re)connected or work was dropped: send all that waits
-	retry      []string        // devices whose commands the broker did not take: send their queued ones ...
-	retryIDs   map[string]bool // ... and those commands again
-	allDesired bool            // publish every device's desired state again
-	forget     []string        // deleted devices: clear what the broker keeps of them
+	desired    []string          // device ids whose desired state changed
+	devices    []string          // devices that came online: send what waits, unacked too
+	resync     bool              // broker (re)connected or work was dropped: send all that waits
+	retry      map[string]string // commands the broker did not take, and their devices: send them and their devices' queued ones again
+	allDesired bool              // publish every device's desired state again
+	forget     []string          // deleted devices: clear what the broker keeps of them
 }
 
 // NewDelivery returns a Delivery; Run starts it.
@@ -152,8 +152,7 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 	defer t.Stop()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
-	retryDevices := map[string]bool{}
-	retryIDs := map[string]bool{}
+	failed := map[string]string{} // command id -> device, to send again at the retry
 	var (
 		ws     []work
 		online []string // devices that came online, not yet served
@@ -179,13 +178,12 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 			}
 			ws = queue.Reuse(ws, queue.Keep)
 		case f := <-dl.failed:
-			if len(retryDevices) == 0 {
+			if len(failed) == 0 {
 				retry.Reset(retryAfter)
 			}
 			for more := true; more; {
 				delete(dl.sent, f.id) // so that it is sent again
-				retryDevices[f.device] = true
-				retryIDs[f.id] = true
+				failed[f.id] = f.device
 				select {
 				case f = <-dl.failed:
 				default:
@@ -193,16 +191,10 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 				}
 			}
 		case <-retry.C:
-			ids := make([]string, 0, len(retryDevices))
-			for id := range retryDevices {
-				ids = append(ids, id)
-			}
-			clear(retryDevices)
-			failed := retryIDs
-			retryIDs = map[string]bool{}
 			last, _ := dl.lastErr.Load().(publishError)
-			dl.log.Warn("the broker did not take some commands; sending them again", "devices", len(ids), "err", last.err)
-			dl.do(ctx, work{retry: ids, retryIDs: failed})
+			dl.log.Warn("the broker did not take some commands; sending them again", "commands", len(failed), "err", last.err)
+			dl.do(ctx, work{retry: failed})
+			failed = map[string]string{}
 		case <-cameOnline:
 			// Send what waits for devices that just came online, including
 			// commands published before but never acked (devices dedupe by
@@ -242,8 +234,10 @@ func (dl *Delivery) do(ctx context.Context, w work) {
 		// What the broker dropped may be a command published before and sent
 		// again to a new session: take the published ones too, but send only
 		// those that failed, not every older one still unacked.
-		dl.sendPending(ctx, w.retry, true, now, func(c *store.Command) bool {
-			return c.State == store.StateQueued || w.retryIDs[c.ID]
+		devices := slices.Compact(slices.Sorted(maps.Values(w.retry)))
+		dl.sendPending(ctx, devices, true, now, func(c *store.Command) bool {
+			_, dropped := w.retry[c.ID]
+			return dropped || c.State == store.StateQueued
 		})
 	}
 	if w.resync {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -71,7 +73,8 @@ func bindJSON(c *gin.Context, dst, view any) error {
 // does not have, and a time that is not RFC 3339, looking into nested
 // objects; prefix is obj's path.
 func checkFields(obj map[string]json.RawMessage, fields map[string]reflect.Type, prefix string) error {
-	for name, raw := range obj {
+	for _, name := range slices.Sorted(maps.Keys(obj)) { // the same field named first every time
+		raw := obj[name]
 		t, ok := fields[strings.ToLower(name)] // encoding/json matches names case-insensitively
 		if !ok {
 			return actions.Invalid(prefix+name, "is not a field of this endpoint")
