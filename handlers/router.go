@@ -147,12 +147,12 @@ func accessLog(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		path := c.Request.URL.Path
+		path := secrets.Mask(c.Request.URL.Path)
 		if q := c.Request.URL.RawQuery; q != "" {
-			path += "?" + q
+			path += "?" + secrets.MaskQuery(q)
 		}
 		log.Info("http",
-			"method", c.Request.Method, "path", secrets.Mask(path), "status", c.Writer.Status(),
+			"method", c.Request.Method, "path", path, "status", c.Writer.Status(),
 			"dur_ms", float64(time.Since(start).Microseconds())/1000, "ip", c.ClientIP(), "bytes", c.Writer.Size())
 	}
 }

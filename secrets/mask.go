@@ -1,6 +1,9 @@
 package secrets
 
-import "strings"
+import (
+	"net/url"
+	"strings"
+)
 
 // ellipsis marks where Mask cut a secret.
 const ellipsis = "…"
@@ -25,6 +28,52 @@ const sigParam = "sig"
 // scanner that does not allocate for lines without secrets.
 func Mask(s string) string {
 	return maskSignatures(maskTokensAndKeys(s))
+}
+
+// MaskQuery returns a URL's raw query with secrets hidden, for log lines: the
+// value of every api_key and sig parameter is hidden as Mask hides it, however
+// its name is escaped ("%73ig" is the "sig" a server reads), and Mask hides
+// tokens in the rest.
+func MaskQuery(raw string) string {
+	var out []byte // nil until the first replacement
+	last := 0
+	for start := 0; start < len(raw); {
+		end := strings.IndexByte(raw[start:], '&')
+		if end < 0 {
+			end = len(raw)
+		} else {
+			end += start
+		}
+		if eq := strings.IndexByte(raw[start:end], '='); eq > 0 {
+			name, vstart := raw[start:start+eq], start+eq+1
+			if kept, ok := hiddenParam(name, raw[vstart:end]); ok {
+				out = appendMasked(out, raw, last, vstart, kept)
+				last = end
+			}
+		}
+		start = end + 1
+	}
+	return Mask(finish(out, raw, last))
+}
+
+// hiddenParam tells whether a query parameter is a secret, by its escaped
+// name, and what MaskQuery keeps of its value. An empty or already masked
+// value is left as it is.
+func hiddenParam(escapedName, value string) (kept string, ok bool) {
+	if value == "" || strings.HasSuffix(value, ellipsis) {
+		return "", false
+	}
+	name, err := url.QueryUnescape(escapedName)
+	if err != nil {
+		return "", false
+	}
+	switch {
+	case asciiEqualFold(name, sigParam):
+		return "", true
+	case asciiEqualFold(name, apiKeyParam):
+		return shownPart(value), true
+	}
+	return "", false
 }
 
 // maskTokensAndKeys hides tokens and api_key values.

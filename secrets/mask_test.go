@@ -270,3 +270,67 @@ func FuzzMask(f *testing.F) {
 		}
 	})
 }
+
+// The server decodes a query's names, so a link's sig or api_key written with
+// escapes in its name ("%73ig") is still a credential: MaskQuery hides it.
+func TestMaskQuery(t *testing.T) {
+	const sig = "vDp5-ZR9N4P0xq_7Yt2s"
+	key := NewToken(APIKeyPrefix)
+	cases := []struct{ name, in, want string }{
+		{"plain", "key_id=k1&sig=" + sig + "&payload=e30", "key_id=k1&sig=…&payload=e30"},
+		{"escaped name", "key_id=k1&%73ig=" + sig + "&payload=e30", "key_id=k1&%73ig=…&payload=e30"},
+		{"escaped upper case", "%53%49%47=" + sig, "%53%49%47=…"},
+		{"api_key with an escaped underscore", "api%5Fkey=" + key + "&x=1", "api%5Fkey=" + key[:10] + "…&x=1"},
+		{"api_key with plus-free escapes", "%61pi_key=hunter2-not-a-token", "%61pi_key=hunter…"},
+		{"a token in another parameter", "note=" + key, "note=" + key[:10] + "…"},
+		{"nothing secret", "wait=5&event=boot", "wait=5&event=boot"},
+		{"empty and name-only parameters", "sig=&sig&=x&&", "sig=&sig&=x&&"},
+		{"a name that does not decode", "%zzsig=abc&sig=" + sig, "%zzsig=abc&sig=…"},
+		{"another name ending in sig", "mysig=abc", "mysig=abc"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := MaskQuery(c.in)
+			if got != c.want {
+				t.Errorf("MaskQuery(%q)\n got %q\nwant %q", c.in, got, c.want)
+			}
+			if again := MaskQuery(got); again != got {
+				t.Errorf("MaskQuery is not idempotent: %q -> %q", got, again)
+			}
+		})
+	}
+}
+
+// FuzzMaskQuery checks, for any query around a signed link's sig, written
+// with any escapes in its name, that the signature never comes through.
+func FuzzMaskQuery(f *testing.F) {
+	f.Add("key_id=k1", "sig", "&payload=e30")
+	f.Add("", "%73ig", "")
+	f.Add("a=b&", "%53iG", "#frag")
+	f.Add("x=%", "s%69g", "&sig=")
+	const secret = "Zq8vDp5ZR9N4P0xq7Yt2sWm3"
+	f.Fuzz(func(t *testing.T, before, name, after string) {
+		if strings.Contains(before+name+after, secret[:8]) {
+			t.Skip("the input contains the secret itself")
+		}
+		if n, err := url.QueryUnescape(name); err != nil || !strings.EqualFold(n, "sig") {
+			t.Skip("not a name the server reads as sig")
+		}
+		q := before
+		if q != "" && !strings.HasSuffix(q, "&") {
+			q += "&"
+		}
+		q += name + "=" + secret
+		if after != "" && after[0] != '&' && after[0] != '#' {
+			q += "&"
+		}
+		q += after
+		got := MaskQuery(q)
+		if strings.Contains(got, secret[:8]) {
+			t.Errorf("MaskQuery(%q) = %q leaks the signature", q, got)
+		}
+		if again := MaskQuery(got); again != got {
+			t.Errorf("MaskQuery not idempotent on %q: %q -> %q", q, got, again)
+		}
+	})
+}

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"devicehooks/auth"
 	"devicehooks/internal/testenv"
 )
 
@@ -92,8 +95,23 @@ func TestNoSecretsInPlaintext(t *testing.T) {
 	s.get("api_key=" + key + "&payload=eyJldmVudF9pZCI6IiJ9")
 	s.get("api_key=" + key + "&payload=bad")
 	p.next(5 * time.Second)
-	keyID, _ := s.createKey("second")
-	revealed := s.mustCall(http.StatusOK, "POST", "/api/v1/api-keys/"+keyID+"/reveal", nil)["key"].(string)
+	// The server decodes a query's names: a link's credentials written with
+	// escaped names work, and must be masked all the same.
+	keyID := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil)["items"].([]any)[0].(map[string]any)["id"].(string)
+	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"event_id":"` + eventID + `"}`))
+	exp := time.Now().Add(time.Hour).Unix()
+	sig := auth.SignLink(key, keyID, exp, payload)
+	for _, q := range []string{
+		"key_id=" + keyID + "&expires=" + strconv.FormatInt(exp, 10) + "&payload=" + payload + "&%73ig=" + sig,
+		"api%5Fkey=" + key + "&payload=" + payload,
+	} {
+		if status, ans := s.get(q); status != http.StatusOK {
+			t.Fatalf("GET ?%s: %d %v", q, status, ans)
+		}
+		p.next(5 * time.Second)
+	}
+	secondID, _ := s.createKey("second")
+	revealed := s.mustCall(http.StatusOK, "POST", "/api/v1/api-keys/"+secondID+"/reveal", nil)["key"].(string)
 	deviceToken := s.createDevice("d2")
 	s.stop() // flush and checkpoint
 
@@ -120,7 +138,7 @@ func TestNoSecretsInPlaintext(t *testing.T) {
 	if !strings.Contains(logs, "api_key=dhk_") {
 		t.Fatalf("the access log should show the masked key prefix:\n%s", logs)
 	}
-	for _, sec := range append(secrets, testAdminToken) {
+	for _, sec := range append(secrets, testAdminToken, sig) {
 		if strings.Contains(logs, sec) {
 			t.Fatalf("a secret appears in the log:\n%s", logs)
 		}
