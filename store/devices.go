@@ -159,10 +159,26 @@ const presenceSQL = `UPDATE devices SET online = ?, presence_at = ?, last_seen =
  WHERE id = ? AND (presence_at IS NULL OR presence_at <= ?)`
 
 // ResetPresence marks every device offline at start, keeping when each state was
-// observed (so a stale retained status cannot win later).
+// observed (so a stale retained status cannot win later). The rows are locked
+// in id order first, as every other write of several devices does: another
+// instance's presence flush must not deadlock with it (a rolling deploy).
 func (s *Store) ResetPresence(ctx context.Context) error {
-	err := s.db.WithContext(ctx).Model(&Device{}).Where("online = ?", true).
-		Update("online", false).Error
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var ids []string
+		if err := tx.Model(&Device{}).Where("online = ?", true).Pluck("id", &ids).Error; err != nil {
+			return err
+		}
+		if err := lockDevices(tx, ids); err != nil {
+			return err
+		}
+		for _, chunk := range chunks(ids, 1000) {
+			// A device that came online since the read is left as it is.
+			if err := tx.Model(&Device{}).Where("id IN ? AND online = ?", chunk, true).Update("online", false).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	return wrap("reset presence", err)
 }
 

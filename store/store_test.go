@@ -352,7 +352,7 @@ func TestPresenceAndDesiredStatesDoNotDeadlock(t *testing.T) {
 			}
 		}
 		stop := time.Now().Add(3 * time.Second)
-		errs := make(chan error, 2)
+		errs := make(chan error, 3)
 		var wg sync.WaitGroup
 		wg.Go(func() { // presence, its batch in another order each time
 			for k := 0; time.Now().Before(stop); k++ {
@@ -381,6 +381,14 @@ func TestPresenceAndDesiredStatesDoNotDeadlock(t *testing.T) {
 				}
 				if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
 					errs <- fmt.Errorf("trigger: %w", err)
+					return
+				}
+			}
+		})
+		wg.Go(func() { // another instance starting: every device offline
+			for time.Now().Before(stop) {
+				if err := st.ResetPresence(ctx); err != nil {
+					errs <- fmt.Errorf("reset presence: %w", err)
 					return
 				}
 			}
