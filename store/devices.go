@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -258,9 +259,22 @@ func lockDevices(tx *gorm.DB, ids []string) error {
 	return nil
 }
 
+// applyDesired changes these devices' desired state. Its version comes from one
+// counter for all devices, not from each device's own count: a device deleted
+// and created again under the same id then still gets versions higher than
+// the old device's, which a player that kept running would otherwise ignore
+// (docs/players.md: apply only a higher version).
 func applyDesired(tx *gorm.DB, ids []string, ch *DesiredChange, at time.Time) error {
+	var version int64
+	err := tx.Raw(`UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value`, desiredCounter).Scan(&version).Error
+	if err == nil && version == 0 {
+		err = errors.New("the desired_version counter is missing")
+	}
+	if err != nil {
+		return err
+	}
 	set := map[string]any{
-		"desired_version":    gorm.Expr("desired_version + 1"),
+		"desired_version":    version,
 		"desired_updated_at": at,
 	}
 	if ch.Emergency != nil {

@@ -54,12 +54,19 @@ type Device struct {
 	CreatedAt     time.Time  `gorm:"not null"`
 	UpdatedAt     time.Time  `gorm:"not null"`
 
-	DesiredVersion   int64      `gorm:"not null;default:0"`
+	DesiredVersion   int64      `gorm:"not null;default:0"` // from the desired_version counter: see applyDesired
 	EmergencyEnabled bool       `gorm:"not null;default:false"`
 	EmergencyMessage string     `gorm:"size:2000"`
 	EmergencyURL     string     `gorm:"size:2000"`
 	LoopPaused       bool       `gorm:"not null;default:false"`
 	DesiredUpdatedAt *time.Time `gorm:""`
+}
+
+// Counter is a named number that only grows, kept apart from the rows it
+// numbers so that it survives their deletion.
+type Counter struct {
+	Name  string `gorm:"primaryKey;size:64"`
+	Value int64  `gorm:"not null;default:0"`
 }
 
 // Group is a named set of devices that an action can target.

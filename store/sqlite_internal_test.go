@@ -286,3 +286,36 @@ func TestSweepsChunkTheirStatements(t *testing.T) {
 		t.Errorf("the expiry does not look the picked commands up by id: %s", joined)
 	}
 }
+
+// A database from before the desired-state counter gets one that starts past
+// every version its devices already have.
+func TestDesiredCounterStartsPastOldVersions(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	st, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateDevice(ctx, testDevice("d1")); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`UPDATE devices SET desired_version = 5`, `DROP TABLE counters`} {
+		if err := st.db.Exec(q).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	st = openTestSQLiteAt(t, path)
+	paused := true
+	now := time.Now().UTC()
+	nd := &NewDispatch{Dispatch: Dispatch{ID: "x", ActionID: "a", ActionName: "a", EventID: "e", Function: "pause_loop", Method: "POST", Targets: 1, CreatedAt: now},
+		Commands: []Command{{ID: "c", DispatchID: "x", DeviceID: "d1", State: StateQueued, Function: "pause_loop", Payload: "{}", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}},
+		Desired:  &DesiredChange{LoopPaused: &paused}}
+	if _, err := st.WriteDispatches(ctx, []*NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := st.DevicesWithDesired(ctx, []string{"d1"})
+	if err != nil || len(ds) != 1 || ds[0].DesiredVersion != 6 {
+		t.Fatalf("after an upgrade: %+v, %v; want version 6", ds, err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -140,19 +141,29 @@ func (s *Store) Pragma(ctx context.Context, name string) (string, error) {
 func (s *Store) migrate(ctx context.Context) error {
 	models := []any{
 		&APIKey{}, &AdminToken{}, &Device{}, &Group{}, &GroupMember{},
-		&Action{}, &Dispatch{}, &Command{}, &Idempotency{}, &RequestLog{},
+		&Action{}, &Dispatch{}, &Command{}, &Idempotency{}, &RequestLog{}, &Counter{},
 	}
 	err := s.db.WithContext(ctx).AutoMigrate(append(models, userModels...)...)
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	for _, q := range openCommandIndexes {
+	for _, q := range slices.Concat(openCommandIndexes, []string{desiredCounterSQL}) {
 		if err := s.db.WithContext(ctx).Exec(q).Error; err != nil {
 			return fmt.Errorf("store: migrate: %w", err)
 		}
 	}
 	return nil
 }
+
+// desiredCounter names the counter that numbers desired states (see applyDesired).
+const desiredCounter = "desired_version"
+
+// desiredCounterSQL creates it, if missing, past every version already given
+// (a database from before the counter).
+// ("WHERE true" tells SQLite's parser that ON CONFLICT is the INSERT's.)
+const desiredCounterSQL = `INSERT INTO counters (name, value)
+ SELECT '` + desiredCounter + `', COALESCE(MAX(desired_version), 0) FROM devices WHERE true
+ ON CONFLICT (name) DO NOTHING`
 
 // openCommandIndexes find a device's open commands without indexing every command
 // it ever had. An index on (device_id, state) over all commands puts each new

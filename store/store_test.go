@@ -237,6 +237,47 @@ func TestDesiredStateVersions(t *testing.T) {
 	})
 }
 
+// A device deleted and created again under the same id gets desired states
+// with versions above the old device's: a player that kept running through it
+// applies only a higher version.
+func TestDesiredVersionsOutliveADeletedDevice(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		version := func() int64 {
+			t.Helper()
+			ds, err := st.DevicesWithDesired(ctx, []string{"d1"})
+			if err != nil || len(ds) != 1 {
+				t.Fatalf("desired: %+v %v", ds, err)
+			}
+			return ds[0].DesiredVersion
+		}
+		change := func(id string, devices ...string) {
+			t.Helper()
+			nd := newDispatch(id, devices, "")
+			nd.Desired = &store.DesiredChange{Emergency: &store.Emergency{Enabled: true, Message: id}}
+			if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st.CreateDevice(ctx, device("d1"))
+		st.CreateDevice(ctx, device("d2"))
+		change("e1", "d1")
+		change("e2", "d1", "d2")
+		change("e3", "d1")
+		old := version()
+		if err := st.DeleteDevice(ctx, "d1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateDevice(ctx, device("d1")); err != nil {
+			t.Fatal(err)
+		}
+		change("e4", "d1")
+		if v := version(); v <= old {
+			t.Fatalf("the new d1's first desired state has version %d, not above the deleted d1's %d", v, old)
+		}
+	})
+}
+
 func TestPresenceNeverGoesBack(t *testing.T) {
 	eachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
