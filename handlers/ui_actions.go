@@ -236,7 +236,7 @@ func (u *ui) actionFormError(c *gin.Context, v actionFormView, err error) {
 
 // readActionForm reads the posted form into its values and the domain's input.
 // Only the chosen function's parameters are read. errs reports what cannot even
-// be handed to validation (a TTL that is not a number).
+// be handed to validation (a TTL that is missing or not a number).
 func readActionForm(c *gin.Context) (actionForm, actions.ActionInput, map[string]string) {
 	f := actionForm{
 		Name: form(c, "name"), Function: form(c, "function"), TargetType: form(c, "target_type"),
@@ -261,13 +261,14 @@ func readActionForm(c *gin.Context) (actionForm, actions.ActionInput, map[string
 			in.Params[p.Name] = paramValue(p.Type, raw)
 		}
 	}
-	if f.TTL != "" {
-		n, err := strconv.Atoi(f.TTL)
-		if err != nil {
-			return f, in, map[string]string{"ttl_s": "must be a whole number of seconds"}
-		}
-		in.TTLS = &n
+	// The form always shows a TTL: an empty one was cleared, which must not
+	// silently keep the old value.
+	n, err := strconv.Atoi(f.TTL)
+	if err != nil {
+		return f, in, map[string]string{"ttl_s": fmt.Sprintf("must be a whole number of seconds, from 1 to %d (%d is the default)",
+			int(actions.MaxTTL.Seconds()), int(actions.DefaultTTL.Seconds()))}
 	}
+	in.TTLS = &n
 	return f, in, nil
 }
 

@@ -582,6 +582,30 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("a cleared TTL is refused at its field, not kept or reset", func(t *testing.T) {
+		use(t)
+		out := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Short-lived", "function": "refresh_content", "target": map[string]any{"type": "all"}, "ttl_s": 60,
+		})
+		id := out["id"].(string)
+		b.open("/actions/" + id + "/edit")
+		st := b.submit(
+			chromedp.SetValue(chromedp.ID("ttl-s"), ""),
+			// As a browser that does not check required fields would send it.
+			chromedp.Evaluate[chromedp.Void](`document.getElementById("ttl-s").removeAttribute("required")`),
+			chromedp.Click(chromedp.ID("save-action")),
+		)
+		if st != http.StatusUnprocessableEntity {
+			t.Fatalf("status %d, want 422", st)
+		}
+		if msg := b.text("#err-ttl-s"); !strings.Contains(msg, "whole number of seconds") {
+			t.Fatalf("field error %q", msg)
+		}
+		if got := s.mustCall(http.StatusOK, "GET", "/api/v1/actions/"+id, nil)["ttl_s"]; got != float64(60) {
+			t.Fatalf("ttl_s after the refused edit: %v, want 60", got)
+		}
+	})
+
 	t.Run("a POST without the CSRF token is refused", func(t *testing.T) {
 		use(t)
 		keys := func() any { return s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil)["total"] }
