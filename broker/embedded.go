@@ -97,7 +97,10 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	opts.Capabilities.MaximumSessionExpiryInterval = uint32(max(1, cfg.SessionExpiry/time.Second))
 	srv := mqtt.New(opts)
-	hook := &deviceHook{cfg: cfg, srv: srv, present: map[*mqtt.Client]string{}, watching: map[string]watched{}}
+	hook := &deviceHook{cfg: cfg, srv: srv, log: cfg.Logger, present: map[*mqtt.Client]string{}, watching: map[string]watched{}}
+	if hook.log == nil {
+		hook.log = slog.Default()
+	}
 	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
@@ -214,6 +217,7 @@ type deviceHook struct {
 	mqtt.HookBase
 	cfg EmbeddedConfig
 	srv *mqtt.Server
+	log *slog.Logger
 
 	mu      sync.Mutex
 	present map[*mqtt.Client]string // connection -> the device it is present as
@@ -243,13 +247,11 @@ func (h *deviceHook) ID() string { return "devicehooks-auth" }
 
 func (h *deviceHook) Provides(b byte) bool {
 	switch b { // asked for every hook on every event: keep it cheap
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribed, mqtt.OnSessionEstablish,
-		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublishDropped:
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribed, mqtt.OnSessionEstablish,
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublishDropped, mqtt.OnWill:
 		return true
 	case mqtt.OnPublish:
 		return h.cfg.Unretained != nil || h.cfg.ServerOnly != nil
-	case mqtt.OnWill:
-		return h.cfg.Unretained != nil
 	}
 	return false
 }
@@ -328,12 +330,39 @@ func matches(filter, topic string) bool {
 	}
 }
 
-// OnWill does the same for a will.
+// OnWill sends every will as a live message, never retained: the ACL lets a
+// client set a will only on a topic it may publish to (OnConnect), and those
+// are read by the server alone, which needs them live.
 func (h *deviceHook) OnWill(_ *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
-	if will.Retain && h.cfg.Unretained(will.TopicName) {
-		will.Retain = false
-	}
+	will.Retain = false
 	return will, nil
+}
+
+// OnConnect refuses, as not authorised, a client whose will names a topic its
+// username may not publish to. mochi publishes a will without asking the ACL,
+// so a device could otherwise send any message to any topic, retained, by
+// connecting with it as its will and dropping the connection. Authentication
+// follows and checks that the username is the client's own.
+func (h *deviceHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if !pk.Connect.WillFlag {
+		return nil
+	}
+	user := string(pk.Connect.Username)
+	if h.cfg.Allow != nil && h.cfg.Allow(user, pk.Connect.WillTopic, true) {
+		return nil
+	}
+	h.log.Warn("mqtt: connection refused: its will's topic is not one the client may publish to",
+		"user", user, "will_topic", pk.Connect.WillTopic, "remote", cl.Net.Remote)
+	code := packets.ErrNotAuthorized
+	if cl.Properties.ProtocolVersion < 5 {
+		// mochi sends MQTT 3's "not authorised" (5) for this one; it has no
+		// MQTT 3 code for ErrNotAuthorized and would send 0x87.
+		code = packets.ErrBadUsernameOrPassword
+	}
+	if err := h.srv.SendConnack(cl, code, false, nil); err != nil {
+		return err
+	}
+	return code
 }
 
 // watch starts noting drops of inline messages on topic; unwatch stops and tells

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -169,6 +171,99 @@ func TestDeviceAuthAndACL(t *testing.T) {
 			}
 			b.ack("devicehooks", cmd["id"].(string), "succeeded")
 			waitDispatch(t, s, ans["dispatch_id"].(string), map[string]float64{"succeeded": 1})
+		})
+	}
+}
+
+// TestWillsObeyTheACL: a will is a message the broker publishes for the
+// client. A device may set one only on a topic it may publish to (its status):
+// a will on another device's commands or desired state would forge a command,
+// or a retained emergency, for that device once the connection drops. The
+// embedded broker refuses such a connection; Mosquitto takes it and drops the
+// will. Either way the victim gets nothing.
+func TestWillsObeyTheACL(t *testing.T) {
+	const forged = `{"id":"forged","function":"load_url","params":{"url":"https://evil.example/"},"version":9007199254740991}`
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			s, brokerURL, sync := tr.start(t)
+			tokA, tokB := s.createDevice("dev-a"), s.createDevice("dev-b")
+			sync()
+			got := make(chan string, 10)
+			watch := func(c paho.Client) {
+				for _, kind := range []string{"commands", "desired"} {
+					c.Subscribe("devicehooks/devices/dev-b/"+kind, 1, func(_ paho.Client, m paho.Message) {
+						if strings.Contains(string(m.Payload()), "forged") {
+							got <- m.Topic()
+						}
+					}).WaitTimeout(5 * time.Second)
+				}
+			}
+			victim, err := dial(brokerURL, "dev-b", tokB)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer victim.Disconnect(50)
+			watch(victim)
+
+			// connectWithWill connects as dev-a with a will on topic and, if
+			// the broker takes it, drops the connection as a crash would (or,
+			// with drop false, disconnects, which discards the will).
+			connectWithWill := func(topic string, drop bool) (refused bool) {
+				var conn net.Conn
+				opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID("will-"+secrets.RandomString(6)).
+					SetUsername("dev-a").SetPassword(tokA).SetAutoReconnect(false).SetConnectTimeout(5*time.Second).
+					SetWill(topic, forged, 1, true)
+				if addr, ok := strings.CutPrefix(brokerURL, "tcp://"); ok {
+					opts.SetCustomOpenConnectionFn(func(*url.URL, paho.ClientOptions) (net.Conn, error) {
+						nc, err := net.Dial("tcp", addr)
+						conn = nc
+						return nc, err
+					})
+				}
+				c := paho.NewClient(opts)
+				tok := c.Connect()
+				if !tok.WaitTimeout(10 * time.Second) {
+					t.Fatal("connect timed out")
+				}
+				if tok.Error() != nil {
+					return true
+				}
+				if !drop {
+					c.Disconnect(50)
+					return false
+				}
+				if conn == nil {
+					t.Fatalf("the broker took a will on %s (this test can drop only a TCP connection)", topic)
+				}
+				conn.Close()
+				return false
+			}
+			for _, topic := range []string{"devicehooks/devices/dev-b/commands", "devicehooks/devices/dev-b/desired",
+				"devicehooks/devices/dev-a/commands", "devicehooks/devices/dev-b/status"} {
+				if !connectWithWill(topic, true) && tr.name != "mosquitto recipe" {
+					t.Errorf("the embedded broker took a will on %s", topic)
+				}
+			}
+			select {
+			case topic := <-got:
+				t.Fatalf("dev-a's will reached %s", topic)
+			case <-time.After(time.Second):
+			}
+			// Nor was anything retained for dev-b's next connection.
+			again, err := dial(brokerURL, "dev-b", tokB)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer again.Disconnect(50)
+			watch(again)
+			select {
+			case topic := <-got:
+				t.Fatalf("a forged message was retained on %s", topic)
+			case <-time.After(500 * time.Millisecond):
+			}
+			if connectWithWill("devicehooks/devices/dev-a/status", false) {
+				t.Error("dev-a was refused with a will on its own status")
+			}
 		})
 	}
 }
