@@ -92,14 +92,6 @@ func (h *webhookHandler) handle(c *gin.Context) {
 // serve reads top to bottom: limits, who is calling, what they may do, what they
 // ask, then the dispatch.
 func (h *webhookHandler) serve(c *gin.Context, cl *call) {
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	default:
-		c.Header("Retry-After", "1")
-		h.fail(c, cl, actions.Errorf(actions.CodeUnavailable, "too many webhook calls in progress; try again shortly"))
-		return
-	}
 	if c.Request.Method == http.MethodHead {
 		// Link checkers and mail scanners probe with HEAD: it never fires.
 		cl.code = "head"
@@ -123,6 +115,16 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 	body, err := h.readBody(c)
 	if err != nil {
 		h.fail(c, cl, err)
+		return
+	}
+	// A call takes its slot once its body is in: clients that send a body
+	// slowly (or never) must not hold the slots that others need.
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		c.Header("Retry-After", "1")
+		h.fail(c, cl, actions.Errorf(actions.CodeUnavailable, "too many webhook calls in progress; try again shortly"))
 		return
 	}
 	params, link, err := linkParams(c, body)

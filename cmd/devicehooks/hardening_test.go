@@ -319,6 +319,22 @@ func TestServerLimits(t *testing.T) {
 	wantError(t, "concurrency cap", st, ans, 503, "unavailable")
 	<-held
 
+	// Clients that send their body slowly, or never, hold no slot: a call
+	// whose body is in still gets through.
+	for i := 0; i < 3; i++ {
+		slow, err := net.Dial("tcp", s.app.HTTPAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer slow.Close()
+		fmt.Fprintf(slow, "POST /public-api/integration/webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+			"x-webhook-apikey: %s\r\nContent-Length: 1000\r\n\r\n{", key)
+	}
+	time.Sleep(100 * time.Millisecond) // the server has read their headers
+	if st, ans = s.post(key, `{"event_id":"`+ev+`"}`); st != http.StatusOK {
+		t.Fatalf("a call beside three slow bodies: %d %v", st, ans)
+	}
+
 	// A client that never finishes its headers is cut off.
 	conn, err := net.Dial("tcp", s.app.HTTPAddr())
 	if err != nil {
