@@ -13,10 +13,12 @@ import (
 // RequestLog records every webhook call, accepted or not, in the database: off the
 // request's path, in batches, and kept for a configurable number of days.
 type RequestLog struct {
-	st      *store.Store
-	log     *slog.Logger
-	queue   *queue.Queue[store.RequestLog]
-	dropped atomic.Int64
+	st       *store.Store
+	log      *slog.Logger
+	queue    *queue.Queue[store.RequestLog]
+	dropped  atomic.Int64
+	anon     *anonLimit   // records of calls without a valid key
+	unlogged atomic.Int64 // such records over their limit
 }
 
 // flushAt is how many records make a flush before the next tick.
@@ -29,12 +31,17 @@ const queueBound = 16384
 
 // NewRequestLog returns a request log; Run writes it.
 func NewRequestLog(st *store.Store, log *slog.Logger) *RequestLog {
-	return &RequestLog{st: st, log: log, queue: queue.New[store.RequestLog](queueBound)}
+	return &RequestLog{st: st, log: log, queue: queue.New[store.RequestLog](queueBound), anon: newAnonLimit()}
 }
 
 // Record queues one call; if the writer is far behind, the record is counted as
-// dropped rather than slowing the webhook down.
+// dropped rather than slowing the webhook down. A call without a valid API key
+// is kept only within its source's limit (anonLimit).
 func (l *RequestLog) Record(r store.RequestLog) {
+	if r.KeyID == "" && !l.anon.allow(r.Source, r.At) {
+		l.unlogged.Add(1)
+		return
+	}
 	if !l.queue.Push(r) {
 		l.dropped.Add(1)
 	}
@@ -55,9 +62,16 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 	// would be lost. Each is bounded by the database's busy timeout.
 	wctx := context.WithoutCancel(ctx)
 	failing := false // the last write failed: wait for the ticker to try again
+	var unloggedAt time.Time
 	flush := func() {
 		if n := l.dropped.Swap(0); n > 0 {
 			l.log.Warn("request log could not keep up; records dropped", "count", n)
+		}
+		if n := l.unlogged.Load(); n > 0 && time.Since(unloggedAt) >= 10*time.Second {
+			// At most every 10 s: it is what a flood of bad keys looks like.
+			l.unlogged.Add(-n)
+			unloggedAt = time.Now()
+			l.log.Warn("request log: calls without a valid API key over the per-source limit were not recorded", "count", n)
 		}
 		taken := buf
 		buf = l.write(wctx, buf, time.Now().UTC())

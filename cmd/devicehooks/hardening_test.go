@@ -379,3 +379,42 @@ func TestHostileTextOnPostgres(t *testing.T) {
 	status, ans := s.call("POST", "/api/v1/devices", map[string]any{"id": "nul", "name": "bad\u0000name"})
 	wantError(t, "device name with NUL", status, ans, 422, "invalid_params")
 }
+
+// TestRequestLogLimitsCallsWithoutAKey: calls without a valid API key cost the
+// caller nothing, so a source's records of them are limited (a flood would fill
+// the disk for the retention period); /metrics counts every one, and calls
+// with a valid key are all recorded.
+func TestRequestLogLimitsCallsWithoutAKey(t *testing.T) {
+	s := startServer(t, Config{})
+	_, key := s.createKey("k")
+	const flood = 150
+	for i := 0; i < flood; i++ {
+		if status, _ := s.post("dhk_wrong", `{"event_id":"evt_x"}`); status != http.StatusUnauthorized {
+			t.Fatalf("call %d: %d", i, status)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		s.post(key, `{"event_id":"evt_missing"}`)
+	}
+	testenv.WaitFor(t, 5*time.Second, "the valid key's calls recorded", func() bool {
+		return s.mustCall(200, "GET", "/api/v1/requests?code=unknown_event", nil)["total"] == float64(3)
+	})
+	denied := s.mustCall(200, "GET", "/api/v1/requests?code=unauthorized", nil)["total"].(float64)
+	if denied < 60 || denied > 70 {
+		t.Fatalf("%v of %d calls without a valid key recorded, want about 60 (the burst)", denied, flood)
+	}
+	req, _ := http.NewRequest("GET", s.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(b), `devicehooks_webhook_requests_total{code="unauthorized"} 150`) {
+		t.Fatalf("/metrics does not count every call:\n%s", b)
+	}
+	testenv.WaitFor(t, 5*time.Second, "the unrecorded calls logged as a count", func() bool {
+		return strings.Contains(s.logs.String(), "were not recorded")
+	})
+}
