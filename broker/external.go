@@ -78,14 +78,14 @@ func NewExternal(cfg ExternalConfig) *External {
 		SetWriteTimeout(10 * time.Second).
 		SetOrderMatters(true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			x.log.Warn("mqtt broker connection lost; reconnecting", "broker", cfg.URL, "err", err)
+			x.log.Warn("mqtt broker connection lost; reconnecting", "broker", secrets.RedactURL(cfg.URL), "err", err)
 			x.connectionLost()
 			if cfg.OnConnectionLost != nil && !x.client.IsConnectionOpen() {
 				cfg.OnConnectionLost()
 			}
 		}).
 		SetOnConnectHandler(func(c paho.Client) {
-			x.log.Info("mqtt broker connected", "broker", cfg.URL)
+			x.log.Info("mqtt broker connected", "broker", secrets.RedactURL(cfg.URL))
 			if cfg.OnConnectionLost != nil {
 				cfg.OnConnectionLost()
 			}

@@ -284,3 +284,14 @@ func asciiEqualFold(s, lower string) bool {
 	}
 	return true
 }
+
+// RedactURL returns a URL for a log line, with the password of its user info
+// (tcp://user:pass@host) replaced by "xxxxx". Text that is not a URL is
+// returned as it is.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	return u.Redacted()
+}

@@ -334,3 +334,16 @@ func FuzzMaskQuery(f *testing.F) {
 		}
 	})
 }
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"tcp://devicehooks:S3cret@broker:1883":    "tcp://devicehooks:xxxxx@broker:1883",
+		"ssl://broker:8883":                       "ssl://broker:8883",
+		"postgres://u:p%40ss@db/x?sslmode=verify": "postgres://u:xxxxx@db/x?sslmode=verify",
+		"data/devicehooks.db":                     "data/devicehooks.db",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -283,7 +283,7 @@ func (a *App) announce(first firstStart) {
 			attrs = append(attrs, "mqtt_ws", ws)
 		}
 	} else {
-		attrs = append(attrs, "mqtt_broker", a.Config.MQTTURL)
+		attrs = append(attrs, "mqtt_broker", secrets.RedactURL(a.Config.MQTTURL))
 	}
 	a.Log.Info("devicehooks serving", attrs...)
 	if a.Stdout == nil {
