@@ -56,8 +56,12 @@ func DefaultConfig() Config {
 	return c
 }
 
-// parseServeFlags reads flags, then fills unset ones from the environment.
-func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string) (*Config, error) {
+// parseServeFlags reads flags, then fills unset ones from the environment
+// (os.LookupEnv). A variable that is set but empty sets a text flag to ""
+// (DEVICEHOOKS_MQTT_WS_LISTEN= turns that listener off) and leaves a number or
+// a switch at its default. Without a --secure-cookies of either kind, cookies
+// are Secure when --public-url is https.
+func parseServeFlags(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (*Config, error) {
 	c := &Config{}
 	fs := serveFlags(c, stderr)
 	if err := fs.Parse(args); err != nil {
@@ -71,14 +75,23 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		env := "DEVICEHOOKS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(env); v != "" && !set[f.Name] && err == nil {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s: %w", env, e)
-			}
+		v, ok := lookupEnv(env)
+		if !ok || set[f.Name] || err != nil {
+			return
 		}
+		if _, text := f.Value.(flag.Getter).Get().(string); v == "" && !text {
+			return
+		}
+		if e := fs.Set(f.Name, v); e != nil {
+			err = fmt.Errorf("%s: %w", env, e)
+		}
+		set[f.Name] = true
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !set["secure-cookies"] && strings.HasPrefix(strings.ToLower(c.PublicURL), "https://") {
+		c.SecureCookies = true
 	}
 	return c, c.validate()
 }
@@ -100,7 +113,7 @@ func serveFlags(c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.AdminUser, "admin-user", "admin", "web UI admin account created at first start")
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "password of that account at first start (default: generated and printed once)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "base URL of this server as callers see it, for generated links (default: from each request)")
-	fs.BoolVar(&c.SecureCookies, "secure-cookies", false, "mark session cookies Secure (set when serving behind TLS)")
+	fs.BoolVar(&c.SecureCookies, "secure-cookies", false, "mark session cookies Secure (set when serving behind TLS; default: true when --public-url is https)")
 	fs.StringVar(&c.Secret, "secret", "", "server secret (64+ hex characters or 32+ characters); default: read or create --secret-file")
 	fs.StringVar(&c.SecretFile, "secret-file", "", "file holding the server secret, created with mode 0600 at first start (default: beside the SQLite file, or ./devicehooks.secret)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 64<<10, "largest webhook body accepted")

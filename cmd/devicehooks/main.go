@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, err := parseServeFlags(args, stderr, os.Getenv)
+	cfg, err := parseServeFlags(args, stderr, os.LookupEnv)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
