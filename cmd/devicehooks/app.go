@@ -151,18 +151,39 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if err := a.servePrivateEndpoints(); err != nil {
 		return err
 	}
-	first := firstStart{}
-	if first.token, err = a.admins.EnsureFirstToken(ctx); err != nil {
+	// The port is taken before first-start credentials are made: a start that
+	// fails on it must not leave credentials that were never printed.
+	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
+	}
+	if err := a.firstStart(ctx); err != nil {
 		return err
 	}
-	if first.password, err = a.users.EnsureFirstAdmin(ctx, cfg.AdminUser, cfg.AdminPassword); err != nil {
-		return err
-	}
-	return a.serveHTTP(first, topics)
+	return a.serveHTTP(topics)
 }
 
-// firstStart holds the credentials created at first start, printed once.
-type firstStart struct{ token, password string }
+// firstStart creates the web UI's admin account and an admin token if there
+// are none, and prints each as soon as it exists: it is shown once, to the
+// terminal only, never to the log, and a later failure must not lose it.
+func (a *App) firstStart(ctx context.Context) error {
+	password, err := a.users.EnsureFirstAdmin(ctx, a.Config.AdminUser, a.Config.AdminPassword)
+	if err != nil {
+		return err
+	}
+	if password != "" && a.Stdout != nil {
+		fmt.Fprintf(a.Stdout, "\n  First start: web UI at %s/  user %q  password (shown only now):\n\n    %s\n",
+			a.browseURL(), a.Config.AdminUser, password)
+	}
+	token, err := a.admins.EnsureFirstToken(ctx)
+	if err != nil {
+		return err
+	}
+	if token != "" && a.Stdout != nil {
+		fmt.Fprintf(a.Stdout, "\n  First start: created an admin token for the management API (shown only now):\n\n    %s\n\n"+
+			"  Use it as  Authorization: Bearer <token>  on %s/api/v1/...\n\n", token, a.browseURL())
+	}
+	return nil
+}
 
 func (a *App) servePrivateEndpoints() error {
 	for _, p := range []struct {
@@ -240,7 +261,7 @@ func anonymousDevice(topics actions.Topics, topic string) string {
 	return id
 }
 
-func (a *App) serveHTTP(first firstStart, topics actions.Topics) error {
+func (a *App) serveHTTP(topics actions.Topics) error {
 	h, err := handlers.New(handlers.Deps{
 		Store: a.store, Keys: a.keys, Admins: a.admins, Devices: a.devices, Users: a.users,
 		Dispatcher: a.dispatcher, Presence: a.presence, Log: a.Log,
@@ -251,9 +272,6 @@ func (a *App) serveHTTP(first firstStart, topics actions.Topics) error {
 	})
 	if err != nil {
 		return err
-	}
-	if a.httpLn, err = net.Listen("tcp", a.Config.HTTPAddr); err != nil {
-		return fmt.Errorf("listen http %s: %w", a.Config.HTTPAddr, err)
 	}
 	a.httpSrv = &http.Server{
 		Handler:           h,
@@ -270,12 +288,12 @@ func (a *App) serveHTTP(first firstStart, topics actions.Topics) error {
 			a.Log.Error("http server", "err", err)
 		}
 	}()
-	a.announce(first)
+	a.announce()
 	return nil
 }
 
-// announce tells the operator where to go and how to authenticate.
-func (a *App) announce(first firstStart) {
+// announce tells the operator where the server is.
+func (a *App) announce() {
 	attrs := []any{"http", a.HTTPAddr(), "database", a.store.Driver()}
 	if a.embedded != nil {
 		attrs = append(attrs, "mqtt", a.embedded.Addr())
@@ -286,18 +304,6 @@ func (a *App) announce(first firstStart) {
 		attrs = append(attrs, "mqtt_broker", secrets.RedactURL(a.Config.MQTTURL))
 	}
 	a.Log.Info("devicehooks serving", attrs...)
-	if a.Stdout == nil {
-		return
-	}
-	// Printed once, to the terminal only, never to the log.
-	if first.password != "" {
-		fmt.Fprintf(a.Stdout, "\n  First start: web UI at %s/  user %q  password (shown only now):\n\n    %s\n",
-			a.browseURL(), a.Config.AdminUser, first.password)
-	}
-	if first.token != "" {
-		fmt.Fprintf(a.Stdout, "\n  First start: created an admin token for the management API (shown only now):\n\n    %s\n\n"+
-			"  Use it as  Authorization: Bearer <token>  on %s/api/v1/...\n\n", first.token, a.browseURL())
-	}
 }
 
 // browseURL is where a person on this machine reaches the server: the public URL,

@@ -1,8 +1,16 @@
 package main
 
 import (
+	"context"
 	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"devicehooks/internal/testenv"
 )
 
 func TestServeFlagsFromTheEnvironment(t *testing.T) {
@@ -47,4 +55,37 @@ func TestServeFlagsFromTheEnvironment(t *testing.T) {
 			t.Fatal("--secure-cookies=false did not win")
 		}
 	})
+}
+
+// A first start that fails (its HTTP port taken) creates no credentials: the
+// next start creates them and prints them, once.
+func TestFirstStartCredentialsSurviveAFailedStart(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	open := func(httpAddr string) (*App, string, error) {
+		cfg := withDefaults(Config{DB: filepath.Join(dir, "dh.db"), SecretFile: filepath.Join(dir, "dh.secret"),
+			HTTPAddr: httpAddr, MQTTListen: "127.0.0.1:0"})
+		cfg.MQTTWSListen = ""
+		out := &testenv.Buffer{}
+		a := &App{Config: cfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: out}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := a.Open(ctx)
+		return a, out.String(), err
+	}
+	if _, out, err := open(taken.Addr().String()); err == nil || out != "" {
+		t.Fatalf("start on a taken port: err %v, printed %q", err, out)
+	}
+	a, out, err := open("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if !strings.Contains(out, "First start: web UI") || !strings.Contains(out, "created an admin token") {
+		t.Fatalf("the start after a failed one printed:\n%s", out)
+	}
 }
