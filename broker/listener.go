@@ -36,7 +36,14 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 		if err != nil {
 			return // closed
 		}
-		go func() { _ = establish(l.id, conn) }()
+		go func() {
+			guarded, err := guardConnect(conn)
+			if err != nil {
+				_ = conn.Close()
+				return
+			}
+			_ = establish(l.id, guarded)
+		}()
 	}
 }
 
@@ -82,7 +89,11 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 		}
 		defer c.Close()
 		c.SetReadLimit(MaxPacketSize + 16) // one MQTT packet per message
-		_ = establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c})
+		guarded, err := guardConnect(&wsConn{Conn: c.UnderlyingConn(), c: c})
+		if err != nil {
+			return
+		}
+		_ = establish(l.id, guarded)
 	})
 	l.srv.Handler = handler
 	_ = l.srv.Serve(l.ln)
