@@ -8,6 +8,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,14 @@ func openSQLite(path string, cfg *gorm.Config) (*gorm.DB, chan struct{}, error) 
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, nil, err
 		}
+	}
+	// A new database is created readable by this user only: it holds the admin
+	// password's hash and the sealed API keys. SQLite gives its -wal and -shm
+	// files the database's mode.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		_ = f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, nil, err
 	}
 	dsn := "file:" + path + "?_journal_mode=WAL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=1&_synchronous=NORMAL"
 	conn := &serialConnector{

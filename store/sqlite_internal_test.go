@@ -5,6 +5,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -317,5 +318,23 @@ func TestDesiredCounterStartsPastOldVersions(t *testing.T) {
 	ds, err := st.DevicesWithDesired(ctx, []string{"d1"})
 	if err != nil || len(ds) != 1 || ds[0].DesiredVersion != 6 {
 		t.Fatalf("after an upgrade: %+v, %v; want version 6", ds, err)
+	}
+}
+
+// A new database and its WAL are readable by their owner only.
+func TestNewDatabaseIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "private.db")
+	st := openTestSQLiteAt(t, path)
+	if err := st.CreateDevice(context.Background(), testDevice("d1")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s has mode %o, want 600", filepath.Base(f), perm)
+		}
 	}
 }
