@@ -58,9 +58,6 @@ func New(d Deps) (http.Handler, error) {
 	r.NoRoute(func(c *gin.Context) {
 		respondError(c, d.Log, actions.Errorf(actions.CodeNotFound, "no such endpoint: %s %s", c.Request.Method, c.Request.URL.Path))
 	})
-	r.NoMethod(func(c *gin.Context) { // gin has set the Allow header
-		respondError(c, d.Log, actions.Errorf(actions.CodeMethod, "method %s is not allowed here; see the Allow header", c.Request.Method))
-	})
 
 	r.GET("/healthz", health(d))
 
@@ -75,6 +72,13 @@ func New(d Deps) (http.Handler, error) {
 		maxBody: d.MaxBody, maxHeader: d.MaxHeader,
 		slots: make(chan struct{}, d.MaxConcurrent), waits: make(chan struct{}, max(8, d.MaxConcurrent/8)),
 	}
+	r.NoMethod(func(c *gin.Context) { // gin has set the Allow header
+		if c.Request.URL.Path == webhookPath {
+			wh.refuseMethod(c)
+			return
+		}
+		respondError(c, d.Log, actions.Errorf(actions.CodeMethod, "method %s is not allowed here; see the Allow header", c.Request.Method))
+	})
 	r.POST("/public-api/integration/webhooks", wh.handle)
 	r.GET("/public-api/integration/webhooks", wh.handle)
 	r.HEAD("/public-api/integration/webhooks", wh.handle)

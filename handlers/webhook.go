@@ -72,10 +72,21 @@ type commandResult struct {
 }
 
 // handle serves one call and records it, whatever its outcome.
-func (h *webhookHandler) handle(c *gin.Context) {
+func (h *webhookHandler) handle(c *gin.Context) { h.record(c, h.serve) }
+
+// refuseMethod answers a method the webhook does not take (gin has set the
+// Allow header), and records it as every call.
+func (h *webhookHandler) refuseMethod(c *gin.Context) {
+	h.record(c, func(c *gin.Context, cl *call) {
+		h.fail(c, cl, actions.Errorf(actions.CodeMethod, "method %s is not allowed here; see the Allow header", c.Request.Method))
+	})
+}
+
+// record runs serve and records the call in the request log and the metrics.
+func (h *webhookHandler) record(c *gin.Context, serve func(*gin.Context, *call)) {
 	start := time.Now()
 	cl := &call{}
-	h.serve(c, cl)
+	serve(c, cl)
 	d := time.Since(start)
 	rec := store.RequestLog{
 		ID: actions.NewID(), At: start.UTC(), Method: c.Request.Method, Source: c.ClientIP(),

@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"devicehooks/internal/testenv"
 )
 
 // TestManagementAPIInput: what a script sends is taken as it means it, or
@@ -97,4 +100,12 @@ func TestWrongMethod(t *testing.T) {
 	}
 	status, ans := s.do(req)
 	wantError(t, "DELETE on the webhook", status, ans, http.StatusMethodNotAllowed, "method_not_allowed")
+	// Recorded as every webhook call is.
+	testenv.WaitFor(t, 5*time.Second, "both calls in the request log", func() bool {
+		return s.mustCall(http.StatusOK, "GET", "/api/v1/requests?code=method_not_allowed&method=DELETE", nil)["total"] == float64(2)
+	})
+	// Elsewhere, a wrong method is still a 405 with the usual body.
+	req, _ = http.NewRequest("DELETE", s.base+"/healthz", nil)
+	status, ans = s.do(req)
+	wantError(t, "DELETE on /healthz", status, ans, http.StatusMethodNotAllowed, "method_not_allowed")
 }
