@@ -7,7 +7,8 @@ import (
 )
 
 // AckWaiters lets a webhook call wait until the commands it created are acked,
-// for callers that asked to wait (an expired command just runs the wait out).
+// for callers that asked to wait (Dispatcher.Trigger bounds the wait by the
+// commands' expiry, since nothing acks an expired command).
 type AckWaiters struct {
 	mu    sync.Mutex
 	byCmd map[string]*AckWatch

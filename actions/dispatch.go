@@ -205,15 +205,36 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 		d.sink.DesiredChanged(devices)
 	}
 	out := &Outcome{Accepted: acc}
-	if watch != nil {
-		out.Settled = watch.Wait(ctx, t.Wait)
+	switch {
+	case watch != nil:
+		// An expired command is final too, but nothing acks it: the wait ends
+		// once the sweeper has had time to mark the commands expired.
+		wait := min(t.Wait, max(0, time.Until(nd.Commands[0].ExpiresAt)+expirySlack))
+		out.Settled = watch.Wait(ctx, wait)
 		watch.Close()
 		out.Commands, err = d.st.DispatchCommands(context.WithoutCancel(ctx), nd.Dispatch.ID)
 		if err != nil {
 			d.log.Error("read commands after wait", "dispatch", nd.Dispatch.ID, "err", err)
 		}
+		out.Settled = out.Settled || err == nil && allFinal(out.Commands)
+	case t.Wait > 0:
+		out.Settled = true // no devices: nothing to wait for
 	}
 	return out, nil
+}
+
+// expirySlack is how long after its expiry a command is marked expired: the
+// sweeper runs every second (RunSweeper in serve).
+const expirySlack = 2 * time.Second
+
+// allFinal tells whether every command has reached a final state.
+func allFinal(cmds []store.Command) bool {
+	for _, c := range cmds {
+		if c.State == store.StateQueued || c.State == store.StatePublished {
+			return false
+		}
+	}
+	return true
 }
 
 // Replay returns the first answer to a call with this idempotency key by this API

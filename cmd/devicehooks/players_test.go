@@ -417,6 +417,24 @@ func TestWebhookWaitsForAcks(t *testing.T) {
 	if ans["settled"] != false || time.Since(start) > 5*time.Second {
 		t.Fatalf("unsettled wait: %v", ans)
 	}
+	// A command that expires first ends the wait: expired is final.
+	out := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+		"name": "short", "function": "restart", "target": map[string]any{"type": "device", "id": "w2"}, "ttl_s": 1,
+	})
+	start = time.Now()
+	_, ans = s.post(key, `{"event_id":"`+out["event_id"].(string)+`"}`, "Prefer", "wait=20")
+	cmds, _ = ans["commands"].([]any)
+	if ans["settled"] != true || len(cmds) != 1 || cmds[0].(map[string]any)["state"] != "expired" || time.Since(start) > 10*time.Second {
+		t.Fatalf("wait past the command's expiry: %v after %v", ans, time.Since(start))
+	}
+	// With no devices to reach, there is nothing to wait for.
+	s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "empty"})
+	groups := s.mustCall(http.StatusOK, "GET", "/api/v1/groups", nil)["items"].([]any)
+	empty := s.createAction("restart", map[string]any{"type": "group", "id": groups[0].(map[string]any)["id"]}, nil)
+	_, ans = s.post(key, `{"event_id":"`+empty+`"}`, "Prefer", "wait=5")
+	if ans["settled"] != true || ans["targets"] != float64(0) {
+		t.Fatalf("wait with no targets: %v", ans)
+	}
 }
 
 func TestDesiredStateSurvivesReconnect(t *testing.T) {
