@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 
@@ -38,7 +39,11 @@ func requireAdmin(admins *auth.Admins, log *slog.Logger) gin.HandlerFunc {
 		// Who changed what, as the UI's changes are logged: the route, not the
 		// URL, so nothing a caller typed ends up in the log.
 		if m := c.Request.Method; m != http.MethodGet && m != http.MethodHead && c.Writer.Status() < 400 {
-			log.Info("api: change", "method", m, "route", c.FullPath(), "id", c.Param("id"),
+			id := c.Param("id")
+			if loc := c.Writer.Header().Get("Location"); id == "" && loc != "" {
+				id = path.Base(loc) // a create: the new object's id
+			}
+			log.Info("api: change", "method", m, "route", c.FullPath(), "id", id,
 				"status", c.Writer.Status(), "by", name)
 		}
 	}

@@ -25,8 +25,8 @@ func TestManagementAPIChangesAreLoggedWithWhoMadeThem(t *testing.T) {
 		}
 	}
 	want := []string{
-		`method=POST route=/api/v1/devices id="" status=201 by=bootstrap`,
-		`method=POST route=/api/v1/actions id="" status=201 by=bootstrap`,
+		`method=POST route=/api/v1/devices id=audit-1 status=201 by=bootstrap`,
+		`method=POST route=/api/v1/actions id=` + id + ` status=201 by=bootstrap`,
 		`method=DELETE route=/api/v1/actions/:id id=` + id + ` status=204 by=bootstrap`,
 	}
 	if len(lines) != len(want) {
