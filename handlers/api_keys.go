@@ -1,7 +1,11 @@
 package handlers
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -40,6 +44,10 @@ type apiKeyInput struct {
 func (a *api) createAPIKey(c *gin.Context) {
 	var in apiKeyInput
 	if err := bindJSON(c, &in, apiKeyView{}); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	if err := a.checkScope(c.Request.Context(), in.Limits, auth.Limits{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
@@ -82,6 +90,15 @@ func (a *api) updateAPIKey(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
+	old, err := a.Store.APIKey(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	if err := a.checkScope(c.Request.Context(), in.Limits, auth.LimitsOf(old)); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
 	if err := a.Keys.Update(c.Request.Context(), c.Param("id"), in.Name, in.Limits); err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -95,4 +112,32 @@ func (a *api) deleteAPIKey(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// checkScope refuses a scope that names an action or a group that does not
+// exist (a typo would scope the key to nothing). Ids the key already had are
+// kept as they are, so that a key read and sent back is accepted after one of
+// its actions or groups was deleted.
+func (a *api) checkScope(ctx context.Context, l, had auth.Limits) error {
+	for i, id := range l.Actions {
+		if slices.Contains(had.Actions, id) {
+			continue
+		}
+		if _, err := a.Store.Action(ctx, id); errors.Is(err, store.ErrNotFound) {
+			return actions.Invalid(fmt.Sprintf("actions[%d]", i), "no action has the id %q", id)
+		} else if err != nil {
+			return err
+		}
+	}
+	for i, id := range l.Groups {
+		if slices.Contains(had.Groups, id) {
+			continue
+		}
+		if _, err := a.Store.Group(ctx, id); errors.Is(err, store.ErrNotFound) {
+			return actions.Invalid(fmt.Sprintf("groups[%d]", i), "no group has the id %q", id)
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -115,6 +115,22 @@ func TestKeyScopesAndLimits(t *testing.T) {
 	if status != 422 || ans["error"].(map[string]any)["field"] != "cidrs" {
 		t.Fatalf("bad cidr: %d %v", status, ans)
 	}
+	// A scope naming no action or group (a typo) would scope the key to nothing.
+	status, ans = s.call("POST", "/api/v1/api-keys", map[string]any{"name": "x", "actions": []string{actionID[evDevice], "nope"}})
+	if status != 422 || ans["error"].(map[string]any)["field"] != "actions[1]" {
+		t.Fatalf("unknown action in a scope: %d %v", status, ans)
+	}
+	status, ans = s.call("POST", "/api/v1/api-keys", map[string]any{"name": "x", "groups": []string{"nope"}})
+	if status != 422 || ans["error"].(map[string]any)["field"] != "groups[0]" {
+		t.Fatalf("unknown group in a scope: %d %v", status, ans)
+	}
+	// A key read and sent back is taken, even once an action of its scope is gone.
+	doomed := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+		"name": "doomed", "function": "restart", "target": map[string]any{"type": "all"}})["id"].(string)
+	scoped := s.mustCall(http.StatusCreated, "POST", "/api/v1/api-keys", map[string]any{"name": "y", "actions": []string{doomed}})["id"].(string)
+	s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/actions/"+doomed, nil)
+	got := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+scoped, nil)
+	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+scoped, got)
 }
 
 func TestSignedAndSafeLinks(t *testing.T) {
