@@ -36,7 +36,7 @@ func poisonedStore(t *testing.T) (*store.Store, func(query string)) {
 }
 
 func record(id, event string, at time.Time) store.RequestLog {
-	return store.RequestLog{ID: id, At: at, Method: "POST", EventID: event, Status: 200, Code: "success"}
+	return store.RequestLog{ID: id, At: at, Method: "POST", KeyID: "key-1", KeyPrefix: "dhk_test", EventID: event, Status: 200, Code: "success"}
 }
 
 func storedIDs(t *testing.T, st *store.Store) map[string]bool {

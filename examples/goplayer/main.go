@@ -168,7 +168,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return tok.Error()
 	}
 	if err := connect(); err != nil {
-		return fmt.Errorf("connect to %s: %v (a refused connection usually means a wrong device id or token)", cfg.Broker, err)
+		return fmt.Errorf("connect to %s: %v (a refused connection usually means a wrong device id or token, or a -prefix other than the server's: the will is on the status topic)", cfg.Broker, err)
 	}
 	for {
 		select {
