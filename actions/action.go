@@ -63,7 +63,7 @@ func BuildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action
 	if name == "" {
 		return Invalid("name", "is required (at most 200 characters)")
 	}
-	if err := CheckText("name", name, 200); err != nil {
+	if err := CheckName("name", name); err != nil {
 		return err
 	}
 	params, err := ValidateParams(in.Function, in.Params)

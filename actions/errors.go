@@ -83,6 +83,24 @@ func CheckText(field, s string, max int) error {
 	return nil
 }
 
+// MaxName is how long a name (of an action, device, group, key or token) may be.
+const MaxName = 200
+
+// CheckName is CheckText for a name: one line of at most MaxName characters
+// (as the UI's fields and PostgreSQL's varchar count them, not bytes).
+func CheckName(field, s string) error {
+	if utf8.RuneCountInString(s) > MaxName {
+		return Invalid(field, "must be at most %d characters", MaxName)
+	}
+	if err := CheckText(field, s, 4*MaxName); err != nil {
+		return err
+	}
+	if strings.ContainsAny(s, "\t\n\r") {
+		return Invalid(field, "must be one line, without tabs")
+	}
+	return nil
+}
+
 // Truncate cuts s to at most n bytes on a character boundary, replacing invalid
 // UTF-8 first, so what is stored is always valid text.
 func Truncate(s string, n int) string {

@@ -58,7 +58,7 @@ func (a *Admins) CreateToken(ctx context.Context, name string) (*store.AdminToke
 	if name == "" {
 		return nil, "", actions.Invalid("name", "is required (at most 200 characters)")
 	}
-	if err := actions.CheckText("name", name, 200); err != nil {
+	if err := actions.CheckName("name", name); err != nil {
 		return nil, "", err
 	}
 	plain := secrets.NewToken(secrets.AdminTokenPrefix)

@@ -166,7 +166,7 @@ func checkName(name string) (string, error) {
 	if name == "" {
 		return "", actions.Invalid("name", "is required (at most 200 characters)")
 	}
-	if err := actions.CheckText("name", name, 200); err != nil {
+	if err := actions.CheckName("name", name); err != nil {
 		return "", err
 	}
 	return name, nil

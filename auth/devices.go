@@ -57,7 +57,7 @@ func (d *Devices) Create(ctx context.Context, id, name string) (*store.Device, s
 	if name == "" {
 		name = id
 	}
-	if err := actions.CheckText("name", name, 200); err != nil {
+	if err := actions.CheckName("name", name); err != nil {
 		return nil, "", err
 	}
 	token, hash, mosq := d.newCredentials()

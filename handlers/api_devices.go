@@ -80,7 +80,7 @@ func (a *api) updateDevice(c *gin.Context) {
 		respondError(c, a.Log, actions.Invalid("name", "is required (at most 200 characters)"))
 		return
 	}
-	if err := actions.CheckText("name", name, 200); err != nil {
+	if err := actions.CheckName("name", name); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}

@@ -39,7 +39,7 @@ func (in groupInput) group(g *store.Group) error {
 	if g.Name == "" {
 		return actions.Invalid("name", "is required (at most 200 characters)")
 	}
-	if err := actions.CheckText("name", g.Name, 200); err != nil {
+	if err := actions.CheckName("name", g.Name); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
