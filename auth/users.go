@@ -38,11 +38,28 @@ var ErrBadCredentials = &actions.Error{Code: actions.CodeUnauthorized, Detail: "
 
 var errNoSession = &actions.Error{Code: actions.CodeUnauthorized, Detail: "not signed in, or the session has ended"}
 
-// LockedOutError refuses a sign-in after too many failures, until Until.
-type LockedOutError struct{ Until time.Time }
+// errPasswordBusy refuses a password change when no hashing slot frees up in
+// time (503: the server is overloaded, not the user wrong).
+var errPasswordBusy = &actions.Error{Code: actions.CodeUnavailable, Detail: "too many password checks at once; try again in a few seconds"}
+
+// retryBusy is the Until of a Busy refusal: by then the attempts that caused it
+// have finished (they wait at most hashWait for a slot, then FailDelay).
+const retryBusy = 5 * time.Second
+
+// LockedOutError refuses a sign-in until Until: after too many failures, or,
+// when Busy, because too many sign-ins for the username or address are being
+// checked at once or the server has no free password-hashing slot.
+type LockedOutError struct {
+	Until time.Time
+	Busy  bool
+}
 
 func (e *LockedOutError) Error() string {
-	return fmt.Sprintf("too many failed sign-ins; try again after %s", e.Until.UTC().Format(time.RFC3339))
+	why := "too many failed sign-ins"
+	if e.Busy {
+		why = "too many sign-ins at once"
+	}
+	return fmt.Sprintf("%s; try again after %s", why, e.Until.UTC().Format(time.RFC3339))
 }
 
 // Users manages the web UI's admin accounts and sessions. Failed sign-ins are
@@ -112,38 +129,52 @@ func (u *Users) EnsureFirstAdmin(ctx context.Context, username, password string)
 
 // SignIn checks a username and password and starts a session, returning the
 // session token for the cookie. It refuses with *LockedOutError while the
-// username or the address is locked out, and answers every wrong username or
-// password with ErrBadCredentials after FailDelay.
+// username from this address, the address, or the username from all addresses
+// is locked out (see loginLimiter), and with a Busy one when the password cannot
+// be checked now; it answers every wrong username or password with
+// ErrBadCredentials after FailDelay.
 func (u *Users) SignIn(ctx context.Context, username, password, ip string) (string, *store.AdminUser, error) {
 	username = strings.TrimSpace(username)
 	now := u.clock()
-	if until := u.limiter.lockedUntil(username, ip, now); !until.IsZero() {
-		return "", nil, &LockedOutError{Until: until}
+	// Reserve the attempt before the costly check, so concurrent requests cannot
+	// all pass the lockout check before the first failure is counted. The
+	// reservation is held until SignIn returns, FailDelay included.
+	attempt, err := u.limiter.begin(username, ip, now)
+	if err != nil {
+		return "", nil, err
 	}
+	result := unchecked
+	defer func() { u.limiter.finish(attempt, result, now) }()
 	user, err := u.st.AdminUserByName(ctx, username)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return "", nil, err
 	}
-	ok := false
-	switch {
-	case len(password) > MaxPasswordLen*4: // never hash megabytes
-	case err == nil:
-		ok = verifyPassword(user.PasswordHash, password)
-	default:
-		verifyPassword(dummyHash(), password) // same cost for an unknown user
+	found, ok := err == nil, false
+	if len(password) <= MaxPasswordLen*4 { // never hash megabytes
+		busy := withHashSlot(ctx, func() {
+			if found {
+				ok = verifyPassword(user.PasswordHash, password)
+			} else {
+				verifyPassword(dummyHash(), password) // same cost for an unknown user
+			}
+		})
+		if busy != nil {
+			return "", nil, &LockedOutError{Until: now.Add(retryBusy), Busy: true}
+		}
 	}
 	if !ok {
-		u.limiter.fail(username, ip, now)
+		result = failed
 		select {
 		case <-time.After(u.FailDelay):
 		case <-ctx.Done():
 		}
 		return "", nil, ErrBadCredentials
 	}
-	u.limiter.reset(username, ip)
-	if needsRehash(user.PasswordHash) {
-		if hash, err := hashPassword(password); err == nil {
-			_ = u.st.SetAdminPassword(ctx, user.ID, hash) // best effort; the old hash still works
+	result = succeeded
+	if needsRehash(user.PasswordHash) { // best effort; the old hash still works
+		var hash string
+		if withHashSlot(ctx, func() { hash, err = hashPassword(password) }) == nil && err == nil {
+			_ = u.st.SetAdminPassword(ctx, user.ID, hash)
 		}
 	}
 	if _, err := u.st.PurgeSessions(ctx, now); err != nil {
@@ -211,17 +242,24 @@ func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next 
 	if err != nil {
 		return err
 	}
-	if !verifyPassword(user.PasswordHash, current) {
-		return actions.Invalid("current_password", "is not your current password")
-	}
 	if err := checkPassword(next, "new_password"); err != nil {
 		return err
 	}
 	if next == current {
 		return actions.Invalid("new_password", "must differ from the current password")
 	}
-	hash, err := hashPassword(next)
-	if err != nil {
+	ok, hash := false, ""
+	busy := withHashSlot(ctx, func() {
+		if ok = verifyPassword(user.PasswordHash, current); ok {
+			hash, err = hashPassword(next)
+		}
+	})
+	switch {
+	case busy != nil:
+		return errPasswordBusy
+	case !ok:
+		return actions.Invalid("current_password", "is not your current password")
+	case err != nil:
 		return err
 	}
 	if err := u.st.SetAdminPassword(ctx, user.ID, hash); err != nil {

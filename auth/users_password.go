@@ -1,12 +1,16 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 
@@ -26,6 +30,41 @@ const (
 
 var b64 = base64.RawStdEncoding
 
+// argonIDKey is argon2.IDKey; a test replaces it to watch how many run at once.
+var argonIDKey = argon2.IDKey
+
+// hashSlots bounds the argon2id hashes running at once in the process. Each one
+// takes argonMemory (19 MiB) and a CPU for ~30 ms, so a burst of sign-ins must
+// queue here rather than all allocate at once: a few hundred concurrent requests
+// would otherwise exhaust memory. More hashes than CPUs would not finish sooner.
+var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+// hashWait is how long a request waits for a hashing slot before it is refused
+// (a variable only so that tests, which hash slowly under -race, can lengthen it).
+var hashWait = 2 * time.Second
+
+// errHashBusy means no hashing slot freed up in time; callers turn it into an
+// answer that asks to retry in a few seconds.
+var errHashBusy = errors.New("auth: too many password checks at once")
+
+// withHashSlot runs f, which hashes, once one of hashSlots is free. It returns
+// errHashBusy without running f if none frees up within hashWait or before ctx
+// ends. Every argon2id run on a request path goes through here.
+func withHashSlot(ctx context.Context, f func()) error {
+	timer := time.NewTimer(hashWait)
+	defer timer.Stop()
+	select {
+	case hashSlots <- struct{}{}:
+	case <-timer.C:
+		return errHashBusy
+	case <-ctx.Done():
+		return errHashBusy
+	}
+	defer func() { <-hashSlots }()
+	f()
+	return nil
+}
+
 // hashPassword returns the argon2id hash of pw in the PHC string format:
 // $argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>.
 func hashPassword(pw string) (string, error) {
@@ -33,7 +72,7 @@ func hashPassword(pw string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("auth: hash password: %w", err)
 	}
-	key := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	key := argonIDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, argonMemory, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
@@ -76,7 +115,7 @@ func verifyPassword(hash, pw string) bool {
 	if !ok {
 		return false
 	}
-	key := argon2.IDKey([]byte(pw), p.salt, p.time, p.memory, p.threads, uint32(len(p.key)))
+	key := argonIDKey([]byte(pw), p.salt, p.time, p.memory, p.threads, uint32(len(p.key)))
 	return subtle.ConstantTimeCompare(key, p.key) == 1
 }
 

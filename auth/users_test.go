@@ -3,8 +3,12 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +16,13 @@ import (
 	"devicehooks/secrets"
 	"devicehooks/store"
 )
+
+func TestMain(m *testing.M) {
+	// Hashing is several times slower under -race, and the parallel tests share
+	// hashSlots: do not let them fail as "busy" on a loaded machine.
+	hashWait = time.Minute
+	os.Exit(m.Run())
+}
 
 // newTestUsers returns the account service over a fresh SQLite database, with a
 // clock the test moves.
@@ -108,10 +119,10 @@ func TestSignInLockout(t *testing.T) {
 			t.Fatalf("failure %d: %v", i+1, err)
 		}
 	}
-	// Locked: even the right password is refused, from any address.
-	_, _, err := u.SignIn(ctx, "ADMIN", "right password", "10.9.9.9")
+	// Locked: even the right password is refused from that address.
+	_, _, err := u.SignIn(ctx, "ADMIN", "right password", "10.0.0.1")
 	var locked *LockedOutError
-	if !errors.As(err, &locked) || !locked.Until.Equal(now.Add(lockoutFor)) {
+	if !errors.As(err, &locked) || !locked.Until.Equal(now.Add(lockoutFor)) || locked.Busy {
 		t.Fatalf("after %d failures: %v", maxUserFailures, err)
 	}
 	*now = now.Add(lockoutFor)
@@ -153,6 +164,194 @@ func TestSignInLockoutByAddress(t *testing.T) {
 	}
 	if _, _, err := u.SignIn(ctx, "admin", "right password", "192.0.2.8"); err != nil {
 		t.Fatalf("another address is locked out: %v", err)
+	}
+}
+
+// Concurrent wrong passwords for one username from one address are all counted
+// against the limit before any is checked: at most maxUserFailures are checked.
+func TestSignInConcurrentAttempts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, now := newTestUsers(t)
+	u.FailDelay = 0
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var bad, locked, other atomic.Int32
+	start := make(chan struct{})
+	for range 50 {
+		wg.Go(func() {
+			<-start
+			_, _, err := u.SignIn(ctx, "admin", "wrong", "10.0.0.1")
+			var lo *LockedOutError
+			switch {
+			case errors.Is(err, ErrBadCredentials):
+				bad.Add(1)
+			case errors.As(err, &lo):
+				locked.Add(1)
+			default:
+				other.Add(1)
+				t.Errorf("SignIn: %v", err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if bad.Load() > maxUserFailures || bad.Load()+locked.Load() != 50 {
+		t.Fatalf("%d checked, %d refused, %d other; want at most %d checked", bad.Load(), locked.Load(), other.Load(), maxUserFailures)
+	}
+	// The checked failures locked the username out from this address.
+	_, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1")
+	var lo *LockedOutError
+	if !errors.As(err, &lo) || lo.Busy || !lo.Until.Equal(now.Add(lockoutFor)) {
+		t.Fatalf("after %d failures: %v", bad.Load(), err)
+	}
+}
+
+// At most cap(hashSlots) argon2id hashes run at once, whatever the number of
+// concurrent sign-ins and password changes; a request that gets no slot in time
+// is refused as busy, and that refusal counts as no failure.
+// Not parallel: it replaces argonIDKey and fills hashSlots.
+func TestHashingIsBounded(t *testing.T) {
+	ctx := context.Background()
+	u, _ := newTestUsers(t)
+	u.FailDelay = 0
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := u.Authenticate(ctx, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dummyHash() // made once, outside the watch
+
+	var running, most atomic.Int32
+	orig := argonIDKey
+	t.Cleanup(func() { argonIDKey = orig })
+	argonIDKey = func(_, _ []byte, _, _ uint32, _ uint8, keyLen uint32) []byte {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(10 * time.Millisecond) // long enough for the goroutines to overlap
+		return make([]byte, keyLen)
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 4*cap(hashSlots) + 8 {
+		wg.Go(func() { // distinct names and addresses, so the lockout lets all through
+			<-start
+			if _, _, err := u.SignIn(ctx, fmt.Sprint("user", i), "guess", fmt.Sprint("10.1.0.", i)); !errors.Is(err, ErrBadCredentials) {
+				t.Errorf("SignIn: %v", err)
+			}
+		})
+		wg.Go(func() {
+			<-start
+			if err := u.ChangePassword(ctx, acc, "wrong current", "new password!!"); actions.ErrorCode(err) != actions.CodeInvalidParams {
+				t.Errorf("ChangePassword: %v", err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if m := most.Load(); m < 1 || int(m) > cap(hashSlots) {
+		t.Fatalf("%d hashes ran at once; want 1 to %d", m, cap(hashSlots))
+	}
+
+	// Every slot taken: refused as busy after hashWait, or when ctx ends.
+	for range cap(hashSlots) {
+		hashSlots <- struct{}{}
+	}
+	drain := sync.OnceFunc(func() {
+		for range cap(hashSlots) {
+			<-hashSlots
+		}
+	})
+	t.Cleanup(drain)
+	argonIDKey = orig
+	wait := hashWait
+	t.Cleanup(func() { hashWait = wait })
+	hashWait = 20 * time.Millisecond
+	for i := range maxUserFailures + 1 {
+		_, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.2")
+		var lo *LockedOutError
+		if !errors.As(err, &lo) || !lo.Busy {
+			t.Fatalf("SignIn %d without a free slot: %v", i+1, err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := u.ChangePassword(short, acc, "right password", "new password!!"); actions.ErrorCode(err) != actions.CodeUnavailable {
+		t.Fatalf("ChangePassword without a free slot: %v", err)
+	}
+	drain()
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.2"); err != nil {
+		t.Fatalf("busy refusals were counted as failures: %v", err)
+	}
+}
+
+// A flood of other entries must not sweep away an active lockout.
+func TestSweepKeepsLockouts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, now := newTestUsers(t)
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
+		t.Fatal(err)
+	}
+	for range maxUserFailures {
+		_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.1")
+	}
+	*now = now.Add(time.Minute)
+	l := u.limiter
+	l.mu.Lock()
+	for i := range maxTracked {
+		l.entries[fmt.Sprint("ip:spray-", i)] = &failures{n: 1, first: *now}
+	}
+	l.mu.Unlock()
+	_, _, _ = u.SignIn(ctx, "nobody", "guess", "10.0.0.9") // sweeps
+	l.mu.Lock()
+	n := len(l.entries)
+	l.mu.Unlock()
+	if n > maxTracked {
+		t.Fatalf("%d entries after a sweep", n)
+	}
+	var locked *LockedOutError
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1"); !errors.As(err, &locked) {
+		t.Fatalf("the sweep ended a lockout: %v", err)
+	}
+}
+
+// Failures from one address do not lock the username out from another, until
+// the username's failures from all addresses reach maxUserFailuresAll.
+func TestSignInLockoutPerAddress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, now := newTestUsers(t)
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
+		t.Fatal(err)
+	}
+	wrong := strings.Repeat("x", MaxPasswordLen*4+1) // a failure that skips hashing, for speed
+	for range maxUserFailures {
+		_, _, _ = u.SignIn(ctx, "admin", wrong, "198.51.100.1")
+	}
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1"); err != nil {
+		t.Fatalf("failures from another address locked the admin out: %v", err)
+	}
+	// A guesser spread over many addresses, each below its own limits.
+	for i := 1; i < maxUserFailuresAll/maxUserFailures; i++ {
+		for range maxUserFailures {
+			_, _, _ = u.SignIn(ctx, "admin", wrong, fmt.Sprint("198.51.100.", 1+i))
+		}
+	}
+	var locked *LockedOutError
+	_, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1")
+	if !errors.As(err, &locked) || locked.Busy || !locked.Until.Equal(now.Add(lockoutFor)) {
+		t.Fatalf("after %d failures from many addresses: %v", maxUserFailuresAll, err)
 	}
 }
 
