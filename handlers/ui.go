@@ -1,8 +1,10 @@
 package handlers
 
 import (
+	"crypto/cipher"
 	"net/http"
 	"net/url"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 )
@@ -14,11 +16,15 @@ import (
 type ui struct {
 	Deps
 	cop *http.CrossOriginProtection
+	// secretSeal encrypts the cookie that carries a new secret to the page that
+	// shows it (see showSecret).
+	secretSeal func() (cipher.AEAD, error)
 }
 
 // registerUI adds the admin web UI's routes.
 func registerUI(r *gin.Engine, d Deps) {
 	u := &ui{Deps: d, cop: http.NewCrossOriginProtection()}
+	u.secretSeal = sync.OnceValues(u.newSecretSeal)
 	if d.PublicURL != "" {
 		if err := u.cop.AddTrustedOrigin(originOf(d.PublicURL)); err != nil {
 			d.Log.Warn("ui: --public-url is not a usable origin", "url", d.PublicURL, "err", err)
@@ -39,6 +45,7 @@ func registerUI(r *gin.Engine, d Deps) {
 
 	app.GET("/api-keys", u.apiKeys)
 	app.POST("/api-keys", u.createAPIKey)
+	app.GET(apiKeySecretPath, u.secretPage)
 	app.POST("/api-keys/:id/reveal", u.revealAPIKey)
 	app.GET("/api-keys/:id/limits", u.keyLimits)
 	app.POST("/api-keys/:id/limits", u.saveKeyLimits)
@@ -59,6 +66,7 @@ func registerUI(r *gin.Engine, d Deps) {
 
 	app.GET("/devices", u.deviceList)
 	app.POST("/devices", u.createDevice)
+	app.GET(deviceSecretPath, u.secretPage)
 	app.GET("/devices/live", u.devicesLive)
 	app.GET("/devices/:id/token", u.confirmRotateToken)
 	app.POST("/devices/:id/token", u.rotateToken)
@@ -82,6 +90,7 @@ func registerUI(r *gin.Engine, d Deps) {
 	app.GET("/settings", u.settings)
 	app.POST("/settings/password", u.changePassword)
 	app.POST("/settings/tokens", u.createAdminToken)
+	app.GET(adminTokenSecretPath, u.secretPage)
 	app.GET("/settings/tokens/:id/delete", u.confirmDeleteAdminToken)
 	app.POST("/settings/tokens/:id/delete", u.deleteAdminToken)
 }

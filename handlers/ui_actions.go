@@ -347,12 +347,12 @@ func (u *ui) setActionEnabled(c *gin.Context) {
 	ctx := c.Request.Context()
 	act, err := u.Store.Action(ctx, c.Param("id"))
 	if err != nil {
-		u.redirectError(c, "/actions", err)
+		u.redirectError(c, "/actions", gone(err, actionGone))
 		return
 	}
 	act.Enabled = c.PostForm("enabled") == "true"
 	if err := u.Store.UpdateAction(ctx, act); err != nil {
-		u.redirectError(c, "/actions", err)
+		u.redirectError(c, "/actions", gone(err, actionGone))
 		return
 	}
 	state := "Disabled"
@@ -366,12 +366,18 @@ func (u *ui) setActionEnabled(c *gin.Context) {
 func (u *ui) confirmDeleteAction(c *gin.Context) {
 	act, err := u.Store.Action(c.Request.Context(), c.Param("id"))
 	if err != nil {
+		u.fail(c, gone(err, actionGone))
+		return
+	}
+	n, only, err := u.keysScopedTo(c.Request.Context(), act.ID, "")
+	if err != nil {
 		u.fail(c, err)
 		return
 	}
 	u.confirm(c, "Delete action", "actions", confirmView{
 		Message: "Delete the action “" + act.Name + "”?",
 		Detail:  "Webhook calls with its event id will be refused (404 unknown_event). Its past dispatches stay in the history.",
+		Note:    scopeNote(n, only, "action"),
 		Action:  "/actions/" + act.ID + "/delete", Button: "Delete action", Cancel: "/actions", Danger: true,
 	})
 }
@@ -380,11 +386,11 @@ func (u *ui) deleteAction(c *gin.Context) {
 	ctx := c.Request.Context()
 	act, err := u.Store.Action(ctx, c.Param("id"))
 	if err != nil {
-		u.redirectError(c, "/actions", err)
+		u.redirectError(c, "/actions", gone(err, actionGone))
 		return
 	}
 	if err := u.Store.DeleteAction(ctx, act.ID); err != nil {
-		u.redirectError(c, "/actions", err)
+		u.redirectError(c, "/actions", gone(err, actionGone))
 		return
 	}
 	u.Log.Info("ui: action deleted", "id", act.ID, "by", account(c).User.Username)

@@ -89,7 +89,7 @@ func (u *ui) createDevice(c *gin.Context) {
 		return
 	}
 	u.Log.Info("ui: device created", "id", d.ID, "by", account(c).User.Username)
-	u.secret(c, "Device “"+d.Name+"” added", "devices", u.deviceSecret(d.ID, token,
+	u.showSecret(c, deviceSecretPath, "Device “"+d.Name+"” added", u.deviceSecret(d.ID, token,
 		"The player signs in to the MQTT broker with its device id as username and this token as password."))
 }
 
@@ -111,7 +111,7 @@ func (u *ui) deviceSecret(id, token, intro string) secretView {
 func (u *ui) confirmRotateToken(c *gin.Context) {
 	d, err := u.Store.Device(c.Request.Context(), c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.fail(c, gone(err, deviceGone))
 		return
 	}
 	u.confirm(c, "Rotate device token", "devices", confirmView{
@@ -125,23 +125,23 @@ func (u *ui) rotateToken(c *gin.Context) {
 	ctx := c.Request.Context()
 	d, err := u.Store.Device(ctx, c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.redirectError(c, "/devices", gone(err, deviceGone))
 		return
 	}
 	token, err := u.Devices.Rotate(ctx, d.ID)
 	if err != nil {
-		u.fail(c, err)
+		u.redirectError(c, "/devices", gone(err, deviceGone))
 		return
 	}
 	u.Log.Info("ui: device token rotated", "id", d.ID, "by", account(c).User.Username)
-	u.secret(c, "New token for “"+d.Name+"”", "devices", u.deviceSecret(d.ID, token,
+	u.showSecret(c, deviceSecretPath, "New token for “"+d.Name+"”", u.deviceSecret(d.ID, token,
 		"The old token no longer works. Configure the player with this one."))
 }
 
 func (u *ui) confirmDeleteDevice(c *gin.Context) {
 	d, err := u.Store.Device(c.Request.Context(), c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.fail(c, gone(err, deviceGone))
 		return
 	}
 	u.confirm(c, "Delete device", "devices", confirmView{
@@ -154,7 +154,7 @@ func (u *ui) confirmDeleteDevice(c *gin.Context) {
 func (u *ui) deleteDevice(c *gin.Context) {
 	id := c.Param("id")
 	if err := u.Devices.Delete(c.Request.Context(), id); err != nil {
-		u.redirectError(c, "/devices", conflictDetail(err, "Device %q is the target of an action; change or delete that action first.", id))
+		u.redirectError(c, "/devices", gone(conflictDetail(err, "Device %q is the target of an action; change or delete that action first.", id), deviceGone))
 		return
 	}
 	u.Log.Info("ui: device deleted", "id", id, "by", account(c).User.Username)

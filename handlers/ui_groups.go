@@ -170,12 +170,18 @@ func (u *ui) renderGroupForm(c *gin.Context, status int, v groupFormView, errs m
 func (u *ui) confirmDeleteGroup(c *gin.Context) {
 	g, err := u.Store.Group(c.Request.Context(), c.Param("id"))
 	if err != nil {
+		u.fail(c, gone(err, groupGone))
+		return
+	}
+	n, only, err := u.keysScopedTo(c.Request.Context(), "", g.ID)
+	if err != nil {
 		u.fail(c, err)
 		return
 	}
 	u.confirm(c, "Delete group", "groups", confirmView{
 		Message: "Delete the group “" + g.Name + "”?",
 		Detail:  "Its devices stay; only the group goes.",
+		Note:    scopeNote(n, only, "group"),
 		Action:  "/groups/" + g.ID + "/delete", Button: "Delete group", Cancel: "/groups", Danger: true,
 	})
 }
@@ -184,11 +190,11 @@ func (u *ui) deleteGroup(c *gin.Context) {
 	ctx := c.Request.Context()
 	g, err := u.Store.Group(ctx, c.Param("id"))
 	if err != nil {
-		u.redirectError(c, "/groups", err)
+		u.redirectError(c, "/groups", gone(err, groupGone))
 		return
 	}
 	if err := u.Store.DeleteGroup(ctx, g.ID); err != nil {
-		u.redirectError(c, "/groups", conflictDetail(err, "The group “%s” is the target of an action; change or delete that action first.", g.Name))
+		u.redirectError(c, "/groups", gone(conflictDetail(err, "The group “%s” is the target of an action; change or delete that action first.", g.Name), groupGone))
 		return
 	}
 	u.Log.Info("ui: group deleted", "id", g.ID, "by", account(c).User.Username)

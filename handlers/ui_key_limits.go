@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -20,10 +22,23 @@ type keyLimitsView struct {
 	Key     *store.APIKey
 	Name    string
 	Limits  auth.Limits
+	Methods []string // the methods ticked on the form
 	Actions []store.Action
 	Groups  []store.Group
+	// Scoped actions and groups that the pickers do not list.
+	MoreActions, MoreGroups []scopeOption
+	Scoped                  bool // the key is scoped to some actions or groups now
+	AllowAll                bool // "allow every action" is ticked
 	// The form's text fields, kept as typed after an error.
 	CIDRs, ExpiresAt, RatePerSecond, RateBurst string
+}
+
+// scopeOption is an action or group in a key's scope that the picker does not
+// list (deleted, or beyond its first pickerLimit entries). It is offered as an
+// option of its own, so that saving the form keeps it.
+type scopeOption struct {
+	ID, Label string
+	Selected  bool
 }
 
 // expiresLayout is what an <input type="datetime-local"> sends, read as UTC.
@@ -64,10 +79,13 @@ func LimitsSummary(k store.APIKey) string {
 func (u *ui) keyLimits(c *gin.Context) {
 	k, err := u.Store.APIKey(c.Request.Context(), c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.fail(c, gone(err, keyGone))
 		return
 	}
-	v := keyLimitsView{Key: k, Name: k.Name, Limits: auth.LimitsOf(k)}
+	v := keyLimitsView{Key: k, Name: k.Name, Limits: auth.LimitsOf(k), Methods: []string{"POST", "GET"}}
+	if len(v.Limits.Methods) > 0 {
+		v.Methods = v.Limits.Methods
+	}
 	v.CIDRs = strings.Join(v.Limits.CIDRs, "\n")
 	if v.Limits.ExpiresAt != nil {
 		v.ExpiresAt = v.Limits.ExpiresAt.UTC().Format(expiresLayout)
@@ -82,7 +100,7 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 	ctx := c.Request.Context()
 	k, err := u.Store.APIKey(ctx, c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.fail(c, gone(err, keyGone))
 		return
 	}
 	c.Request.ParseForm()
@@ -90,9 +108,10 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		Key: k, Name: form(c, "name"), CIDRs: form(c, "cidrs"), ExpiresAt: form(c, "expires_at"),
 		RatePerSecond: form(c, "rate_per_second"), RateBurst: form(c, "rate_burst"),
 	}
+	v.Methods, v.AllowAll = c.PostFormArray("methods"), form(c, "allow_all") != ""
 	v.Limits = auth.Limits{
 		Actions: c.PostFormArray("actions"), Groups: c.PostFormArray("groups"),
-		Methods: c.PostFormArray("methods"), Disabled: form(c, "disabled") != "",
+		Methods: slices.Clone(v.Methods), Disabled: form(c, "disabled") != "",
 	}
 	if len(v.Limits.Methods) == 2 {
 		v.Limits.Methods = nil // both allowed: no limit
@@ -101,6 +120,14 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		v.Limits.CIDRs = append(v.Limits.CIDRs, line)
 	}
 	errs := map[string]string{}
+	if len(v.Methods) == 0 {
+		errs["methods"] = "choose at least one method (or disable the key)"
+	}
+	// An empty scope lets the key trigger every action: widening a scoped key so
+	// takes a tick, never an emptied list.
+	if was := auth.LimitsOf(k); len(was.Actions)+len(was.Groups) > 0 && len(v.Limits.Actions)+len(v.Limits.Groups) == 0 && !v.AllowAll {
+		errs["actions"] = "choose at least one action or group, or tick “Allow every action” to remove the key's scope"
+	}
 	if v.ExpiresAt != "" {
 		t, err := time.Parse(expiresLayout, v.ExpiresAt)
 		if err != nil {
@@ -120,12 +147,20 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		u.renderKeyLimits(c, http.StatusUnprocessableEntity, v, errs, "Please correct the marked field.")
 		return
 	}
-	if err := u.Keys.Update(ctx, k.ID, v.Name, v.Limits); err != nil {
+	// As the API does: no id that names nothing, unless the key had it already.
+	err = (&api{Deps: u.Deps}).checkScope(ctx, v.Limits, auth.LimitsOf(k))
+	if err == nil {
+		err = u.Keys.Update(ctx, k.ID, v.Name, v.Limits)
+	}
+	if err != nil {
 		if !isUserError(err) {
 			u.fail(c, err)
 			return
 		}
-		errs, msg := fieldErrors(err, func(f string) string { return strings.ReplaceAll(f, ".", "_") })
+		errs, msg := fieldErrors(err, func(f string) string {
+			f, _, _ = strings.Cut(f, "[") // actions[2] -> actions
+			return strings.ReplaceAll(f, ".", "_")
+		})
 		u.renderKeyLimits(c, http.StatusUnprocessableEntity, v, errs, msg)
 		return
 	}
@@ -139,12 +174,111 @@ func (u *ui) renderKeyLimits(c *gin.Context, status int, v keyLimitsView, errs m
 	if v.Actions, _, err = u.Store.Actions(ctx, store.Page{Limit: pickerLimit}); err == nil {
 		v.Groups, _, err = u.Store.Groups(ctx, store.Page{Limit: pickerLimit})
 	}
+	if err == nil {
+		v.MoreActions, v.MoreGroups, err = u.unlistedScope(ctx, v)
+	}
 	if err != nil {
 		u.fail(c, err)
 		return
 	}
+	was := auth.LimitsOf(v.Key)
+	v.Scoped = len(was.Actions)+len(was.Groups) > 0
 	u.render(c, status, "api_key_limits", &web.View{Title: "Limits of “" + v.Key.Name + "”", Nav: "api_keys", Errors: errs, Error: msg, Data: v})
 }
 
 // Has reports whether list holds s (for checked boxes and selected options).
 func (v keyLimitsView) Has(list []string, s string) bool { return slices.Contains(list, s) }
+
+// unlistedScope returns the actions and groups in the key's scope (as stored,
+// and as posted) that the pickers do not list, described for people.
+func (u *ui) unlistedScope(ctx context.Context, v keyLimitsView) (moreActions, moreGroups []scopeOption, err error) {
+	was := auth.LimitsOf(v.Key)
+	listed := map[string]bool{}
+	for _, a := range v.Actions {
+		listed[a.ID] = true
+	}
+	for _, g := range v.Groups {
+		listed[g.ID] = true
+	}
+	unlisted := func(stored, posted []string) []string {
+		var out []string
+		for _, id := range slices.Concat(stored, posted) {
+			if !listed[id] && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	for _, id := range unlisted(was.Actions, v.Limits.Actions) {
+		label := "deleted action " + shortID(id)
+		a, err := u.Store.Action(ctx, id)
+		switch {
+		case err == nil:
+			label = a.Name + " (" + a.Function + ") (not in the first " + strconv.Itoa(pickerLimit) + ")"
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, nil, err
+		}
+		moreActions = append(moreActions, scopeOption{ID: id, Label: label, Selected: slices.Contains(v.Limits.Actions, id)})
+	}
+	for _, id := range unlisted(was.Groups, v.Limits.Groups) {
+		label := "deleted group " + shortID(id)
+		g, err := u.Store.Group(ctx, id)
+		switch {
+		case err == nil:
+			label = g.Name + " (not in the first " + strconv.Itoa(pickerLimit) + ")"
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, nil, err
+		}
+		moreGroups = append(moreGroups, scopeOption{ID: id, Label: label, Selected: slices.Contains(v.Limits.Groups, id)})
+	}
+	return moreActions, moreGroups, nil
+}
+
+// shortID is the start of an id, enough to tell it from others.
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8] + "…"
+	}
+	return id
+}
+
+// keysScopedTo counts the API keys whose scope names the action (or the group),
+// and how many of those have nothing else in their scope.
+func (u *ui) keysScopedTo(ctx context.Context, actionID, groupID string) (n, only int, err error) {
+	for offset := 0; ; offset += pickerLimit {
+		keys, total, err := u.Store.APIKeys(ctx, store.Page{Limit: pickerLimit, Offset: offset})
+		if err != nil {
+			return 0, 0, err
+		}
+		for i := range keys {
+			l := auth.LimitsOf(&keys[i])
+			if (actionID != "" && slices.Contains(l.Actions, actionID)) || (groupID != "" && slices.Contains(l.Groups, groupID)) {
+				n++
+				if len(l.Actions)+len(l.Groups) == 1 {
+					only++
+				}
+			}
+		}
+		if len(keys) == 0 || int64(offset+len(keys)) >= total {
+			return n, only, nil
+		}
+	}
+}
+
+// scopeNote tells, on the page that confirms deleting an action or a group, what
+// becomes of the API keys scoped to it.
+func scopeNote(n, only int, what string) string {
+	if n == 0 {
+		return ""
+	}
+	s := fmt.Sprintf("%d API %s scoped to this %s. ", n, plural(n, "key is", "keys are"), what)
+	switch {
+	case only == n:
+		return s + fmt.Sprintf("After the deletion %s scoped to nothing, so %s refused for every action until %s limits are changed.",
+			plural(n, "it is", "they are"), plural(n, "it is", "they are"), plural(n, "its", "their"))
+	case only > 0:
+		return s + fmt.Sprintf("After the deletion they are scoped to what remains of their scope; %d of them to nothing, "+
+			"so refused for every action until their limits are changed.", only)
+	}
+	return s + fmt.Sprintf("After the deletion %s scoped to what remains of %s scope.", plural(n, "it is", "they are"), plural(n, "its", "their"))
+}

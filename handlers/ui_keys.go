@@ -54,7 +54,7 @@ func (u *ui) createAPIKey(c *gin.Context) {
 		return
 	}
 	u.Log.Info("ui: api key created", "id", k.ID, "prefix", k.Prefix, "by", account(c).User.Username)
-	u.secret(c, "API key created", "api_keys", secretView{
+	u.showSecret(c, apiKeySecretPath, "API key created", secretView{
 		Intro: "The key “" + k.Name + "” is ready. Webhook callers send it in the x-webhook-apikey header, or as api_key in a GET link.",
 		Label: "API key", Value: plain,
 		Note: "Keep it like a password. You can reveal it again from the API keys page, and revoke it there.",
@@ -66,16 +66,16 @@ func (u *ui) revealAPIKey(c *gin.Context) {
 	ctx := c.Request.Context()
 	k, err := u.Store.APIKey(ctx, c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.redirectError(c, "/api-keys", gone(err, keyGone))
 		return
 	}
 	plain, err := u.Keys.Reveal(ctx, k.ID)
 	if err != nil {
-		u.fail(c, err)
+		u.redirectError(c, "/api-keys", gone(err, keyGone))
 		return
 	}
 	u.Log.Info("ui: api key revealed", "id", k.ID, "prefix", k.Prefix, "by", account(c).User.Username)
-	u.secret(c, "API key “"+k.Name+"”", "api_keys", secretView{
+	u.showSecret(c, apiKeySecretPath, "API key “"+k.Name+"”", secretView{
 		Intro: "Created " + web.Ago(time.Since(k.CreatedAt)) + ".",
 		Label: "API key", Value: plain,
 		Back: "Back to API keys", BackTo: "/api-keys",
@@ -85,7 +85,7 @@ func (u *ui) revealAPIKey(c *gin.Context) {
 func (u *ui) confirmDeleteAPIKey(c *gin.Context) {
 	k, err := u.Store.APIKey(c.Request.Context(), c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.fail(c, gone(err, keyGone))
 		return
 	}
 	u.confirm(c, "Revoke API key", "api_keys", confirmView{
@@ -99,11 +99,11 @@ func (u *ui) deleteAPIKey(c *gin.Context) {
 	ctx := c.Request.Context()
 	k, err := u.Store.APIKey(ctx, c.Param("id"))
 	if err != nil {
-		u.redirectError(c, "/api-keys", err)
+		u.redirectError(c, "/api-keys", gone(err, keyGone))
 		return
 	}
 	if err := u.Keys.Revoke(ctx, k.ID); err != nil {
-		u.redirectError(c, "/api-keys", err)
+		u.redirectError(c, "/api-keys", gone(err, keyGone))
 		return
 	}
 	u.Log.Info("ui: api key revoked", "id", k.ID, "prefix", k.Prefix, "by", account(c).User.Username)

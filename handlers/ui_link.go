@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +27,7 @@ type linkView struct {
 	Action *store.Action
 	Label  string
 	Target string
-	Keys   []store.APIKey
+	Keys   []linkKey
 	KeyID  string
 	Sensor *sensorForm // nil unless the action is a sensor_event
 	Result *linkResult // set once a link was generated
@@ -34,6 +35,13 @@ type linkView struct {
 	Kind     string // "signed" (HMAC and expiry, no key in the link) or "key"
 	ExpiresH int    // a signed link's lifetime in hours
 	Confirm  bool   // the link asks for a confirming click
+}
+
+// linkKey is an API key in the generator's picker; Refused says, in a few words,
+// why a GET link with it would be refused ("disabled", "POST only"), or is "".
+type linkKey struct {
+	store.APIKey
+	Refused string
 }
 
 // defaultLinkHours is how long a signed link lives unless the admin says otherwise.
@@ -86,6 +94,16 @@ func (u *ui) generateLink(c *gin.Context) {
 		u.renderLink(c, http.StatusUnprocessableEntity, v, map[string]string{"expires_h": "a whole number of hours from 1 to 8760"}, "")
 		return
 	}
+	p := webhookPayload{EventID: act.EventID}
+	if v.Sensor != nil {
+		p.SensorData = map[string]any{"id": v.Sensor.ID, "event": v.Sensor.Event, "value": v.Sensor.Value}
+		// The webhook would refuse these (422): say so now, at the field.
+		if _, err := actions.SensorParams(p.SensorData); err != nil {
+			errs, msg := fieldErrors(err, sensorField)
+			u.renderLink(c, http.StatusUnprocessableEntity, v, errs, msg)
+			return
+		}
+	}
 	key, err := u.Store.APIKey(ctx, v.KeyID)
 	if err != nil {
 		if v.KeyID == "" || isUserError(err) {
@@ -95,14 +113,14 @@ func (u *ui) generateLink(c *gin.Context) {
 		u.fail(c, err)
 		return
 	}
+	if _, why := linkRefusal(key, act, time.Now()); why != "" {
+		u.renderLink(c, http.StatusUnprocessableEntity, v, map[string]string{"key_id": why + "; choose another key, or change its limits"}, "")
+		return
+	}
 	plain, err := u.Keys.Reveal(ctx, key.ID)
 	if err != nil {
 		u.fail(c, err)
 		return
-	}
-	p := webhookPayload{EventID: act.EventID}
-	if v.Sensor != nil {
-		p.SensorData = map[string]any{"id": v.Sensor.ID, "event": v.Sensor.Event, "value": v.Sensor.Value}
 	}
 	raw, err := json.Marshal(p)
 	if err != nil {
@@ -158,13 +176,37 @@ func (u *ui) testAction(c *gin.Context) {
 			u.fail(c, err)
 			return
 		}
-		errs, msg := fieldErrors(err, func(f string) string { return strings.Replace(f, "sensor_data.", "sensor_", 1) })
+		errs, msg := fieldErrors(err, sensorField)
 		u.renderLink(c, statusOf[asError(err).Code], v, errs, msg)
 		return
 	}
 	u.Log.Info("ui: action tested", "action", act.ID, "dispatch", out.DispatchID, "by", account(c).User.Username)
 	u.redirect(c, "/dispatches/"+out.DispatchID,
 		"Test sent: "+act.Function+" to "+strconv.Itoa(out.Targets)+" "+plural(out.Targets, "device", "devices")+".")
+}
+
+// sensorField maps a sensor data field ("sensor_data.id") to the form's.
+func sensorField(f string) string { return strings.Replace(f, "sensor_data.", "sensor_", 1) }
+
+// linkRefusal says why the webhook would refuse a GET link (or a signed link)
+// with this key for this action, in a few words for the picker ("disabled",
+// "POST only") and in a sentence, or "", "" if it would not. It reads the key's
+// limits as auth does (Caller.usable, CheckRequest, CheckAction); the caller's
+// address is not known here, so address ranges are not checked.
+func linkRefusal(k *store.APIKey, act *store.Action, now time.Time) (short, why string) {
+	l := auth.LimitsOf(k)
+	switch {
+	case l.Disabled:
+		return "disabled", "this key is disabled, so the link would be refused"
+	case l.ExpiresAt != nil && !now.Before(*l.ExpiresAt):
+		return "expired", "this key expired on " + l.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC") + ", so the link would be refused"
+	case len(l.Methods) > 0 && !slices.Contains(l.Methods, http.MethodGet):
+		return "POST only", "this key is limited to POST, so a GET link would be refused"
+	case len(l.Actions)+len(l.Groups) > 0 && !slices.Contains(l.Actions, act.ID) &&
+		!(act.TargetType == actions.TargetGroup && slices.Contains(l.Groups, act.TargetID)):
+		return "not for this action", "this key is scoped to other actions or groups, so the link would be refused"
+	}
+	return "", ""
 }
 
 func readSensorForm(c *gin.Context, act *store.Action) *sensorForm {
@@ -186,9 +228,18 @@ func (u *ui) renderLink(c *gin.Context, status int, v linkView, errs map[string]
 		u.fail(c, err)
 		return
 	}
-	v.Keys, v.Label, v.Target = keys, functionLabel(v.Action.Function), names(v.Action.TargetType, v.Action.TargetID)
-	if v.KeyID == "" && len(keys) > 0 {
-		v.KeyID = keys[0].ID
+	v.Label, v.Target = functionLabel(v.Action.Function), names(v.Action.TargetType, v.Action.TargetID)
+	now := time.Now()
+	for i := range keys {
+		short, _ := linkRefusal(&keys[i], v.Action, now)
+		v.Keys = append(v.Keys, linkKey{APIKey: keys[i], Refused: short})
+	}
+	if v.KeyID == "" && len(v.Keys) > 0 {
+		// The first key a link would work with, else the first.
+		v.KeyID = v.Keys[0].ID
+		if i := slices.IndexFunc(v.Keys, func(k linkKey) bool { return k.Refused == "" }); i >= 0 {
+			v.KeyID = v.Keys[i].ID
+		}
 	}
 	if v.Kind == "" {
 		v.Kind = "signed"

@@ -2,11 +2,16 @@ package handlers
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -112,6 +117,24 @@ func (u *ui) takeFlash(c *gin.Context) (string, bool) {
 	return string(msg), val[0] == 'e'
 }
 
+// Said when what a page or a form names was deleted meanwhile (a stale tab, a
+// form sent twice), instead of "no such object".
+const (
+	keyGone    = "This API key no longer exists (already revoked?)."
+	deviceGone = "This device no longer exists (already deleted?)."
+	groupGone  = "This group no longer exists (already deleted?)."
+	actionGone = "This action no longer exists (already deleted?)."
+	tokenGone  = "This admin token no longer exists (already revoked?)."
+)
+
+// gone says what a "not found" error means on a page: msg, one of the above.
+func gone(err error, msg string) error {
+	if asError(err).Code == actions.CodeNotFound {
+		return actions.Errorf(actions.CodeNotFound, "%s", msg)
+	}
+	return err
+}
+
 // form reads a trimmed form field.
 func form(c *gin.Context, name string) string { return strings.TrimSpace(c.PostForm(name)) }
 
@@ -134,6 +157,7 @@ func isUserError(err error) bool {
 type confirmView struct {
 	Message string
 	Detail  string
+	Note    string // a warning, such as the API keys scoped to what is deleted
 	Action  string // where the confirming form posts
 	Button  string
 	Cancel  string
@@ -153,10 +177,120 @@ type secretView struct {
 	Details [][2]string // label, value pairs shown under the secret
 	Back    string
 	BackTo  string
+	Gone    string // set instead of Value when the page is opened again
 }
 
-func (u *ui) secret(c *gin.Context, title, nav string, v secretView) {
-	u.render(c, http.StatusOK, "secret", &web.View{Title: title, Nav: nav, Data: v})
+// The pages that show a new secret once, after the POST that made it.
+const (
+	apiKeySecretPath     = "/api-keys/secret"
+	deviceSecretPath     = "/devices/secret"
+	adminTokenSecretPath = "/settings/tokens/secret"
+)
+
+// secretPages says, for each of them, where it belongs and what to do when the
+// secret is no longer there to show.
+var secretPages = map[string]struct{ Nav, Gone, Back, BackTo string }{
+	apiKeySecretPath: {"api_keys", "This secret was shown once and is not shown again here, and nothing was created. " +
+		"Reveal the key again from the API keys page, or create a new one.", "Back to API keys", "/api-keys"},
+	deviceSecretPath: {"devices", "This secret was shown once and is not shown again here, and nothing was changed. " +
+		"If the token is lost, rotate the device's token from the devices page.", "Back to devices", "/devices"},
+	adminTokenSecretPath: {"settings", "This secret was shown once and is not shown again here, and nothing was created. " +
+		"If the token is lost, revoke it and create a new one.", "Back to settings", "/settings"},
+}
+
+// secretCookieAge is how long a new secret waits for its page.
+const secretCookieAge = 60 * time.Second
+
+// sealedSecret is what the secret cookie carries.
+type sealedSecret struct {
+	Title   string     `json:"title"`
+	View    secretView `json:"view"`
+	Expires int64      `json:"exp"`
+}
+
+// showSecret ends a POST that made a secret (POST-redirect-GET): the page at path
+// shows it, once. The secret travels in a cookie for that path only, HttpOnly,
+// SameSite=Strict, for a minute, encrypted (AES-GCM under a key derived from the
+// server secret) and bound to the session and the path; it is never in a URL, a
+// log or the database. Reloading the page shows it no more and makes nothing.
+func (u *ui) showSecret(c *gin.Context, path, title string, v secretView) {
+	raw, err := json.Marshal(sealedSecret{Title: title, View: v, Expires: time.Now().Add(secretCookieAge).Unix()})
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	aead, err := u.secretSeal()
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(raw)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		u.fail(c, err)
+		return
+	}
+	sealed := aead.Seal(nonce, nonce, raw, u.secretBinding(c, path))
+	http.SetCookie(c.Writer, &http.Cookie{
+		Name: u.secretCookie(), Value: base64.RawURLEncoding.EncodeToString(sealed), Path: path,
+		MaxAge: int(secretCookieAge.Seconds()), HttpOnly: true, Secure: u.SecureCookies, SameSite: http.SameSiteStrictMode,
+	})
+	c.Redirect(http.StatusSeeOther, path)
+}
+
+// secretPage shows the secret that showSecret sent here, and clears it; opened
+// again (a reload, the back button, another tab), it says the secret is gone.
+func (u *ui) secretPage(c *gin.Context) {
+	path := c.FullPath()
+	p := secretPages[path]
+	raw, err := c.Cookie(u.secretCookie())
+	if err == nil {
+		http.SetCookie(c.Writer, &http.Cookie{
+			Name: u.secretCookie(), Value: "", Path: path, MaxAge: -1, HttpOnly: true, Secure: u.SecureCookies, SameSite: http.SameSiteStrictMode,
+		})
+	}
+	if s, ok := u.openSecret(c, path, raw); ok {
+		u.render(c, http.StatusOK, "secret", &web.View{Title: s.Title, Nav: p.Nav, Data: s.View})
+		return
+	}
+	u.render(c, http.StatusGone, "secret", &web.View{Title: "Shown once", Nav: p.Nav, Data: secretView{Gone: p.Gone, Back: p.Back, BackTo: p.BackTo}})
+}
+
+// openSecret reverses showSecret's sealing; ok is false for no cookie, a broken
+// or expired one, or one made for another session or page.
+func (u *ui) openSecret(c *gin.Context, path, raw string) (sealedSecret, bool) {
+	var s sealedSecret
+	aead, err := u.secretSeal()
+	if raw == "" || err != nil {
+		return s, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(raw)
+	if err != nil || len(b) < aead.NonceSize()+aead.Overhead() {
+		return s, false
+	}
+	plain, err := aead.Open(nil, b[:aead.NonceSize()], b[aead.NonceSize():], u.secretBinding(c, path))
+	if err != nil || json.Unmarshal(plain, &s) != nil || time.Now().Unix() > s.Expires {
+		return sealedSecret{}, false
+	}
+	return s, true
+}
+
+// secretBinding ties a sealed secret to the page and the session it was made for.
+func (u *ui) secretBinding(c *gin.Context, path string) []byte {
+	return []byte(path + "\x00" + u.Users.CSRFToken(c.GetString(ctxSession)))
+}
+
+// newSecretSeal derives the secret cookie's AES-256-GCM key from the server
+// secret: the signing key's HMAC of a label used for nothing else.
+func (u *ui) newSecretSeal() (cipher.AEAD, error) {
+	key, err := base64.RawURLEncoding.DecodeString(u.Users.Sign("ui secret cookie", "aes-256-gcm v1"))
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
 
 // pager is a list page's position, from ?page=N (1-based).

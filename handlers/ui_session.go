@@ -175,6 +175,11 @@ func (u *ui) login(c *gin.Context) {
 	token, user, err := u.Users.SignIn(c.Request.Context(), v.Username, password, c.ClientIP())
 	var locked *auth.LockedOutError
 	switch {
+	case errors.As(err, &locked) && locked.Busy:
+		c.Header("Retry-After", strconv.Itoa(int(time.Until(locked.Until).Seconds())+1))
+		u.Log.Warn("ui: sign-in refused: too many at once", "ip", c.ClientIP())
+		u.renderLogin(c, http.StatusTooManyRequests, v, "Too many sign-ins at once. Try again in a few seconds.")
+		return
 	case errors.As(err, &locked):
 		wait := time.Until(locked.Until).Round(time.Minute)
 		c.Header("Retry-After", strconv.Itoa(int(time.Until(locked.Until).Seconds())+1))
@@ -237,6 +242,15 @@ func (u *ui) logout(c *gin.Context) {
 func (u *ui) sessionCookie() string { return u.cookieName("devicehooks_session") }
 func (u *ui) loginCookie() string   { return u.cookieName("devicehooks_login") }
 func (u *ui) flashCookie() string   { return u.cookieName("devicehooks_flash") }
+
+// secretCookie is scoped to the page that shows a new secret, so behind TLS it
+// takes the __Secure- prefix (__Host- requires path /).
+func (u *ui) secretCookie() string {
+	if u.SecureCookies {
+		return "__Secure-devicehooks_secret"
+	}
+	return "devicehooks_secret"
+}
 
 func (u *ui) cookieName(name string) string {
 	if u.SecureCookies {

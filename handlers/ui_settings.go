@@ -62,7 +62,7 @@ func (u *ui) createAdminToken(c *gin.Context) {
 		return
 	}
 	u.Log.Info("ui: admin token created", "id", t.ID, "prefix", t.Prefix, "by", account(c).User.Username)
-	u.secret(c, "Admin token created", "settings", secretView{
+	u.showSecret(c, adminTokenSecretPath, "Admin token created", secretView{
 		Intro: "Scripts use it for the management API as Authorization: Bearer <token> on " + u.baseURL(c) + "/api/v1/….",
 		Label: "Admin token", Value: plain,
 		Note: "This token is shown only now, and it can do everything an admin can. Revoke it on the settings page when it is no longer needed.",
@@ -86,7 +86,7 @@ func (u *ui) adminToken(c *gin.Context) (*store.AdminToken, error) {
 func (u *ui) confirmDeleteAdminToken(c *gin.Context) {
 	t, err := u.adminToken(c)
 	if err != nil {
-		u.fail(c, err)
+		u.fail(c, gone(err, tokenGone))
 		return
 	}
 	u.confirm(c, "Revoke admin token", "settings", confirmView{
@@ -99,11 +99,11 @@ func (u *ui) confirmDeleteAdminToken(c *gin.Context) {
 func (u *ui) deleteAdminToken(c *gin.Context) {
 	t, err := u.adminToken(c)
 	if err != nil {
-		u.redirectError(c, "/settings", err)
+		u.redirectError(c, "/settings", gone(err, tokenGone))
 		return
 	}
 	if err := u.Store.DeleteAdminToken(c.Request.Context(), t.ID); err != nil {
-		u.redirectError(c, "/settings", err)
+		u.redirectError(c, "/settings", gone(err, tokenGone))
 		return
 	}
 	u.Log.Info("ui: admin token revoked", "id", t.ID, "prefix", t.Prefix, "by", account(c).User.Username)

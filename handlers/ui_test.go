@@ -1,8 +1,17 @@
 package handlers
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+	"devicehooks/auth"
+	"devicehooks/secrets"
 	"devicehooks/store"
 )
 
@@ -66,5 +75,70 @@ func TestPager(t *testing.T) {
 func TestOriginOf(t *testing.T) {
 	if got := originOf("https://hooks.example.com/base/"); got != "https://hooks.example.com" {
 		t.Errorf("originOf = %q", got)
+	}
+}
+
+// TestSecretCookie: a new secret reaches its page sealed, for that page and that
+// session only, and not in the clear.
+func TestSecretCookie(t *testing.T) {
+	kr, err := secrets.NewKeyring([]byte(strings.Repeat("k", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &ui{Deps: Deps{Users: auth.NewUsers(nil, kr)}}
+	u.secretSeal = u.newSecretSeal
+	ctx := func(session string) *gin.Context {
+		c, _ := gin.CreateTestContext(httptest.NewRecorder())
+		c.Request = httptest.NewRequest(http.MethodGet, "/", nil)
+		c.Set(ctxSession, session)
+		return c
+	}
+	rec := httptest.NewRecorder()
+	c, _ := gin.CreateTestContext(rec)
+	c.Request = httptest.NewRequest(http.MethodPost, "/api-keys", nil)
+	c.Set(ctxSession, "session-a")
+	u.showSecret(c, apiKeySecretPath, "API key created", secretView{Value: "dhk_secretvalue"})
+	cookies := rec.Result().Cookies()
+	if c.Writer.Status() != http.StatusSeeOther || rec.Header().Get("Location") != apiKeySecretPath || len(cookies) != 1 {
+		t.Fatalf("%d %q %v", c.Writer.Status(), rec.Header().Get("Location"), cookies)
+	}
+	raw := cookies[0].Value
+	if strings.Contains(raw, "secretvalue") {
+		t.Fatal("the cookie holds the secret in the clear")
+	}
+	if s, ok := u.openSecret(ctx("session-a"), apiKeySecretPath, raw); !ok || s.View.Value != "dhk_secretvalue" {
+		t.Fatalf("open: %v %+v", ok, s)
+	}
+	for name, open := range map[string]func() bool{
+		"another session": func() bool { _, ok := u.openSecret(ctx("session-b"), apiKeySecretPath, raw); return ok },
+		"another page":    func() bool { _, ok := u.openSecret(ctx("session-a"), deviceSecretPath, raw); return ok },
+		"tampered":        func() bool { _, ok := u.openSecret(ctx("session-a"), apiKeySecretPath, "A"+raw[1:]); return ok },
+		"empty":           func() bool { _, ok := u.openSecret(ctx("session-a"), apiKeySecretPath, ""); return ok },
+	} {
+		if open() {
+			t.Errorf("%s: opened", name)
+		}
+	}
+}
+
+func TestLinkRefusal(t *testing.T) {
+	act := &store.Action{ID: "a1", TargetType: actions.TargetGroup, TargetID: "g1"}
+	past := time.Now().Add(-time.Hour)
+	for _, c := range []struct {
+		key  store.APIKey
+		want string
+	}{
+		{store.APIKey{ScopeActions: "[]", ScopeGroups: "[]", Methods: "[]"}, ""},
+		{store.APIKey{Disabled: true}, "disabled"},
+		{store.APIKey{ExpiresAt: &past}, "expired"},
+		{store.APIKey{Methods: `["POST"]`}, "POST only"},
+		{store.APIKey{Methods: `["GET"]`}, ""},
+		{store.APIKey{ScopeActions: `["a2"]`}, "not for this action"},
+		{store.APIKey{ScopeActions: `["a1"]`}, ""},
+		{store.APIKey{ScopeGroups: `["g1"]`}, ""},
+	} {
+		if got, _ := linkRefusal(&c.key, act, time.Now()); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.key, got, c.want)
+		}
 	}
 }

@@ -89,6 +89,27 @@ func (b *uiBrowser) open(path string) int64 {
 	return b.submit(chromedp.Navigate(path))
 }
 
+// reload reloads the page shown and returns its status.
+func (b *uiBrowser) reload() int64 {
+	b.t.Helper()
+	return b.submit(chromedp.Reload())
+}
+
+// path is the path of the page shown, without its query.
+func (b *uiBrowser) path() string {
+	u, err := url.Parse(b.location())
+	if err != nil {
+		return "?"
+	}
+	return u.Path
+}
+
+// has reports whether the page has an element matching a CSS selector.
+func (b *uiBrowser) has(sel string) bool {
+	b.t.Helper()
+	return evalIn[bool](b, fmt.Sprintf(`document.querySelector(%q) !== null`, sel))
+}
+
 func (b *uiBrowser) text(sel string) string {
 	b.t.Helper()
 	ctx, cancel := b.step()
@@ -312,6 +333,113 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("a page showing a new secret, reloaded, shows it no more and creates nothing", func(t *testing.T) {
+		use(t)
+		total := func(path string) any { return s.mustCall(http.StatusOK, "GET", path, nil)["total"] }
+		// shownOnce reloads a secret page: it must say the secret is gone, show no
+		// secret, and (checked by the caller) change nothing.
+		shownOnce := func(wantPath string) {
+			t.Helper()
+			if p := b.path(); p != wantPath {
+				t.Fatalf("the secret is shown at %s, want %s (a GET page)", p, wantPath)
+			}
+			if st := b.reload(); st != http.StatusGone {
+				t.Fatalf("reload: status %d, want 410", st)
+			}
+			b.wantPage("secret")
+			if msg := b.text("#secret-gone"); !strings.Contains(msg, "shown once") {
+				t.Fatalf("reload says %q", msg)
+			}
+			if b.has("#secret-value") {
+				t.Fatal("the secret is shown again after a reload")
+			}
+		}
+
+		// A new API key.
+		before := total("/api/v1/api-keys")
+		b.open("/api-keys")
+		b.submit(chromedp.SendKeys(chromedp.ID("name"), "Reload check"), chromedp.Click(chromedp.ID("create-key")))
+		b.wantPage("secret")
+		created := b.text("#secret-value")
+		if !strings.HasPrefix(created, "dhk_") {
+			t.Fatalf("key %q", created)
+		}
+		shownOnce("/api-keys/secret")
+		if after := total("/api/v1/api-keys"); after != before.(float64)+1 {
+			t.Fatalf("api keys: %v before, %v after creating one and reloading", before, after)
+		}
+		// Revealing it again: the same, and a reload reveals nothing.
+		b.open("/api-keys")
+		id := evalIn[string](b, `[...document.querySelectorAll("#keys tr[data-key]")].find(r => r.cells[0].textContent === "Reload check").dataset.key`)
+		b.submit(chromedp.Click(chromedp.CSS(`tr[data-key="` + id + `"] button.reveal`)))
+		if got := b.text("#secret-value"); got != created {
+			t.Fatalf("revealed %q, want %q", got, created)
+		}
+		shownOnce("/api-keys/secret")
+
+		// The secret travels in a short-lived, HttpOnly, SameSite=Strict cookie for
+		// that page only, encrypted, and never in the redirect's address.
+		b.open("/api-keys")
+		v := url.Values{"csrf_token": {evalIn[string](b, `document.querySelector('input[name="csrf_token"]').value`)}}
+		req, _ := http.NewRequest(http.MethodPost, s.base+"/api-keys/"+id+"/reveal", strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(b.cookie())
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/api-keys/secret" {
+			t.Fatalf("reveal: %d Location %q, want 303 to /api-keys/secret", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		var sc *http.Cookie
+		for _, c := range resp.Cookies() {
+			if c.Name == "devicehooks_secret" {
+				sc = c
+			}
+		}
+		if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteStrictMode || sc.Path != "/api-keys/secret" || sc.MaxAge < 1 || sc.MaxAge > 60 {
+			t.Fatalf("secret cookie %+v", sc)
+		}
+		if strings.Contains(sc.Value, created) || strings.Contains(sc.Value, base64.RawURLEncoding.EncodeToString([]byte(created))[:20]) {
+			t.Fatal("the secret cookie carries the key in the clear")
+		}
+
+		// A new admin token.
+		tokens := func() int {
+			b.open("/settings")
+			return evalIn[int](b, `document.querySelectorAll("#tokens tr[data-token]").length`)
+		}
+		n := tokens()
+		b.submit(chromedp.SendKeys(chromedp.ID("token-name"), "reload check"), chromedp.Click(chromedp.ID("create-token")))
+		if tok := b.text("#secret-value"); !strings.HasPrefix(tok, "dha_") {
+			t.Fatalf("token %q", tok)
+		}
+		shownOnce("/settings/tokens/secret")
+		if after := tokens(); after != n+1 {
+			t.Fatalf("admin tokens: %d before, %d after creating one and reloading", n, after)
+		}
+
+		// A new device, then a rotated token: a reload must not rotate it again.
+		before = total("/api/v1/devices")
+		b.open("/devices")
+		b.submit(chromedp.SendKeys(chromedp.ID("id"), "reload-1"), chromedp.Click(chromedp.ID("create-device")))
+		if tok := b.text("#secret-value"); tok == "" {
+			t.Fatal("no device token shown")
+		}
+		shownOnce("/devices/secret")
+		if after := total("/api/v1/devices"); after != before.(float64)+1 {
+			t.Fatalf("devices: %v before, %v after creating one and reloading", before, after)
+		}
+		b.open("/devices/reload-1/token")
+		b.submit(chromedp.Click(chromedp.ID("confirm")))
+		rotated := b.text("#secret-value")
+		shownOnce("/devices/secret")
+		p := connectPlayer(t, s.mqttURL(), prefix, "reload-1", rotated)
+		s.waitOnline("reload-1")
+		p.client.Disconnect(0)
+	})
+
 	var actionID, dispatchID string
 	t.Run("a load_url action's GET link reaches the device", func(t *testing.T) {
 		use(t)
@@ -445,6 +573,95 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("a key's scope is kept when its action is deleted, and never emptied unasked", func(t *testing.T) {
+		use(t)
+		id, _ := s.createKey("Scoped to one action")
+		act := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Soon deleted", "function": "refresh_content", "target": map[string]any{"type": "all"},
+		})["id"].(string)
+		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+id, map[string]any{"name": "Scoped to one action", "actions": []string{act}})
+		scope := func() string {
+			k := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+id, nil)
+			return fmt.Sprint(k["actions"], k["groups"])
+		}
+		want := fmt.Sprint([]any{act}, []any{})
+
+		// The confirmation says what becomes of the key.
+		b.open("/actions/" + act + "/delete")
+		if note := b.text("#confirm-note"); !strings.Contains(note, "1 API key is scoped to this action") || !strings.Contains(note, "to nothing") {
+			t.Fatalf("confirm note %q", note)
+		}
+		b.submit(chromedp.Click(chromedp.ID("confirm")))
+		b.wantPage("actions")
+
+		// The deleted action stays selected, named as such, and a rename keeps it.
+		b.open("/api-keys/" + id + "/limits")
+		opt := fmt.Sprintf(`#actions option[value=%q]`, act)
+		if !evalIn[bool](b, `document.querySelector('`+opt+`').selected`) || !strings.HasPrefix(b.text(opt), "deleted action "+act[:8]) {
+			t.Fatalf("the deleted action in the picker: %q", b.text("#actions"))
+		}
+		b.submit(chromedp.Clear(chromedp.ID("name")), chromedp.SendKeys(chromedp.ID("name"), "Renamed"), chromedp.Click(chromedp.ID("save-limits")))
+		b.wantPage("api_keys")
+		if got := scope(); got != want {
+			t.Fatalf("scope after a rename: %s, want %s", got, want)
+		}
+
+		// Unselecting every action is refused unless "allow every action" is ticked.
+		b.open("/api-keys/" + id + "/limits")
+		unselect := chromedp.Evaluate[chromedp.Void](`for (const o of document.getElementById("actions").options) o.selected = false`)
+		if st := b.submit(unselect, chromedp.Click(chromedp.ID("save-limits"))); st != http.StatusUnprocessableEntity {
+			t.Fatalf("emptying the scope: status %d, want 422", st)
+		}
+		if msg := b.text("#err-actions"); !strings.Contains(msg, "Allow every action") {
+			t.Fatalf("field error %q", msg)
+		}
+		if got := scope(); got != want {
+			t.Fatalf("scope after a refused save: %s, want %s", got, want)
+		}
+		b.open("/api-keys/" + id + "/limits")
+		b.submit(unselect, chromedp.Click(chromedp.ID("allow_all")), chromedp.Click(chromedp.ID("save-limits")))
+		b.wantPage("api_keys")
+		if got := scope(); got != fmt.Sprint([]any{}, []any{}) {
+			t.Fatalf("scope after allowing every action: %s", got)
+		}
+
+		// A group's deletion says the same.
+		g := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Scoped group"})["id"].(string)
+		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+id, map[string]any{"name": "Renamed", "groups": []string{g}})
+		b.open("/groups/" + g + "/delete")
+		if note := b.text("#confirm-note"); !strings.Contains(note, "1 API key is scoped to this group") {
+			t.Fatalf("group confirm note %q", note)
+		}
+	})
+
+	t.Run("unchecking both methods is refused, not saved as no limit", func(t *testing.T) {
+		use(t)
+		id, _ := s.createKey("Both methods")
+		b.open("/api-keys/" + id + "/limits")
+		st := b.submit(
+			chromedp.Click(chromedp.CSS(`input[name="methods"][value="POST"]`)),
+			chromedp.Click(chromedp.CSS(`input[name="methods"][value="GET"]`)),
+			chromedp.Click(chromedp.ID("save-limits")),
+		)
+		if st != http.StatusUnprocessableEntity {
+			t.Fatalf("status %d, want 422", st)
+		}
+		if msg := b.text("#err-methods"); msg != "choose at least one method (or disable the key)" {
+			t.Fatalf("field error %q", msg)
+		}
+		if n := evalIn[int](b, `document.querySelectorAll('input[name="methods"]:checked').length`); n != 0 {
+			t.Fatalf("%d methods ticked after the error, want the 0 the admin left", n)
+		}
+		b.submit(
+			chromedp.Click(chromedp.CSS(`input[name="methods"][value="GET"]`)),
+			chromedp.Click(chromedp.ID("save-limits")),
+		)
+		b.wantPage("api_keys")
+		if got := fmt.Sprint(s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+id, nil)["methods"]); got != "[GET]" {
+			t.Fatalf("methods %s, want [GET]", got)
+		}
+	})
+
 	t.Run("the test button fires the action", func(t *testing.T) {
 		use(t)
 		b.open("/actions/" + actionID + "/link")
@@ -505,6 +722,31 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("a page past the end of a list says so and links to page 1", func(t *testing.T) {
+		use(t)
+		for path, empty := range map[string]string{
+			"/api-keys?page=5":                     "No API keys yet",
+			"/dispatches?page=999":                 "Nothing triggered yet",
+			"/requests?page=999":                   "No webhook call yet",
+			"/requests?code=unauthorized&page=999": "No call matches",
+			"/actions?page=3":                      "No actions yet",
+			"/devices?page=3":                      "No devices yet",
+		} {
+			b.open(path)
+			msg := b.text("main")
+			if !strings.Contains(msg, "No entries on this page") || strings.Contains(msg, empty) {
+				t.Fatalf("%s says: %s", path, msg)
+			}
+			b.submit(chromedp.Click(chromedp.ID("first-page")))
+			if u, _ := url.Parse(b.location()); u.Query().Get("page") != "1" || (strings.Contains(path, "code=") && u.Query().Get("code") != "unauthorized") {
+				t.Fatalf("%s: the link to page 1 goes to %s", path, b.location())
+			}
+			if b.has("#past-end") || b.has(".empty") {
+				t.Fatalf("%s: page 1 says: %s", path, b.text("main"))
+			}
+		}
+	})
+
 	t.Run("a sensor_event link carries the sensor data", func(t *testing.T) {
 		use(t)
 		out := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
@@ -535,6 +777,104 @@ func TestUI(t *testing.T) {
 			t.Fatalf("command %v", cmd)
 		}
 		player.ack(prefix, cmd["id"].(string), "succeeded")
+	})
+
+	t.Run("a sensor_event link without its sensor data is refused at the fields", func(t *testing.T) {
+		use(t)
+		id := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Window sensor", "function": "sensor_event", "target": map[string]any{"type": "device", "id": "lobby-1"},
+		})["id"].(string)
+		b.open("/actions/" + id + "/link")
+		st := b.submit(chromedp.SetValue(chromedp.ID("key_id"), keyID), chromedp.Click(chromedp.ID("generate")))
+		if st != http.StatusUnprocessableEntity {
+			t.Fatalf("status %d, want 422", st)
+		}
+		if msg := b.text("#err-sensor-id"); !strings.Contains(msg, "required") {
+			t.Fatalf("sensor id error %q", msg)
+		}
+		if b.has("#get-link") {
+			t.Fatal("a link was generated without sensor data")
+		}
+		b.submit(chromedp.SendKeys(chromedp.ID("sensor-id"), "window-2"), chromedp.Click(chromedp.ID("generate")))
+		if msg := b.text("#err-sensor-event"); !strings.Contains(msg, "required") {
+			t.Fatalf("sensor event error %q", msg)
+		}
+		if got := evalIn[string](b, `document.getElementById("sensor-id").value`); got != "window-2" {
+			t.Fatalf("the typed sensor id is lost: %q", got)
+		}
+	})
+
+	t.Run("the URL generator marks and refuses keys whose links would be refused", func(t *testing.T) {
+		use(t)
+		other := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Another action", "function": "refresh_content", "target": map[string]any{"type": "all"},
+		})["id"].(string)
+		limited := map[string]map[string]any{
+			"disabled":            {"disabled": true},
+			"expired":             {"expires_at": "2020-01-01T00:00:00Z"},
+			"POST only":           {"methods": []string{"POST"}},
+			"not for this action": {"actions": []string{other}},
+		}
+		ids := map[string]string{}
+		for label, limits := range limited {
+			id, _ := s.createKey("Key " + label)
+			limits["name"] = "Key " + label
+			s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+id, limits)
+			ids[label] = id
+			t.Cleanup(func() { s.call("DELETE", "/api/v1/api-keys/"+id, nil) })
+		}
+		b.open("/actions/" + actionID + "/link")
+		option := func(id string) string {
+			return evalIn[string](b, fmt.Sprintf(`document.querySelector('#key_id option[value=%q]').textContent`, id))
+		}
+		if got := option(keyID); strings.Contains(got, "—") {
+			t.Fatalf("the usable key is marked: %q", got)
+		}
+		if got := option(evalIn[string](b, `document.getElementById("key_id").value`)); strings.Contains(got, "—") {
+			t.Fatalf("the picker starts at a key whose links would be refused: %q", got)
+		}
+		for label, id := range ids {
+			if got := option(id); !strings.HasSuffix(got, "— "+label) {
+				t.Errorf("option %q, want it marked %q", got, label)
+			}
+			st := b.submit(chromedp.SetValue(chromedp.ID("key_id"), id), chromedp.Click(chromedp.ID("generate")))
+			if st != http.StatusUnprocessableEntity {
+				t.Fatalf("%s key: status %d, want 422", label, st)
+			}
+			if msg := b.text("#err-key-id"); !strings.Contains(msg, "would be refused") {
+				t.Fatalf("%s key: field error %q", label, msg)
+			}
+			if b.has("#get-link") {
+				t.Fatalf("%s key: a link was generated", label)
+			}
+		}
+	})
+
+	t.Run("revoking or deleting twice says it is already gone", func(t *testing.T) {
+		use(t)
+		// A stale tab: the confirmation page is open, and the object goes
+		// meanwhile (another tab, another admin, a form sent twice).
+		keyToRevoke, _ := s.createKey("Revoked twice")
+		s.createDevice("deleted-twice")
+		group := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Deleted twice"})["id"].(string)
+		act := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Deleted twice", "function": "refresh_content", "target": map[string]any{"type": "all"},
+		})["id"].(string)
+		for _, c := range []struct{ confirm, api, list, want string }{
+			{"/api-keys/" + keyToRevoke + "/delete", "/api/v1/api-keys/" + keyToRevoke, "api_keys", "This API key no longer exists (already revoked?)."},
+			{"/devices/deleted-twice/delete", "/api/v1/devices/deleted-twice", "devices", "This device no longer exists (already deleted?)."},
+			{"/groups/" + group + "/delete", "/api/v1/groups/" + group, "groups", "This group no longer exists (already deleted?)."},
+			{"/actions/" + act + "/delete", "/api/v1/actions/" + act, "actions", "This action no longer exists (already deleted?)."},
+		} {
+			b.open(c.confirm)
+			b.wantPage("confirm")
+			s.mustCall(http.StatusNoContent, "DELETE", c.api, nil)
+			b.submit(chromedp.Click(chromedp.ID("confirm")))
+			b.wantPage(c.list)
+			if got := b.text("#flash"); got != c.want || !b.has("#flash.flash-error") {
+				t.Fatalf("%s a second time: flash %q, want %q", c.confirm, got, c.want)
+			}
+		}
 	})
 
 	t.Run("the devices page follows presence live", func(t *testing.T) {
@@ -652,7 +992,7 @@ func TestUI(t *testing.T) {
 		}
 		// The same request with the token from this site works: the refusals
 		// above were for the token and the origin, nothing else.
-		if st := post(token); st != http.StatusOK {
+		if st := post(token); st != http.StatusSeeOther {
 			t.Fatalf("with token: %d", st)
 		}
 	})
