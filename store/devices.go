@@ -259,20 +259,26 @@ func lockDevices(tx *gorm.DB, ids []string) error {
 	return nil
 }
 
-// applyDesired changes these devices' desired state. Its version comes from one
-// counter for all devices, not from each device's own count: a device deleted
-// and created again under the same id then still gets versions higher than
-// the old device's, which a player that kept running would otherwise ignore
-// (docs/players.md: apply only a higher version).
-func applyDesired(tx *gorm.DB, ids []string, ch *DesiredChange, at time.Time) error {
-	var version int64
-	err := tx.Raw(`UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value`, desiredCounter).Scan(&version).Error
-	if err == nil && version == 0 {
+// takeVersions reserves n desired-state versions and returns the one before
+// the first: the batch's changes are numbered last+1 … last+n. Versions come
+// from one counter for all devices, not from each device's own count: a device
+// deleted and created again under the same id then still gets versions higher
+// than the old device's, which a player that kept running would otherwise
+// ignore (docs/players.md: apply only a higher version).
+func takeVersions(tx *gorm.DB, n int) (last int64, err error) {
+	if n == 0 {
+		return 0, nil
+	}
+	var top int64
+	err = tx.Raw(`UPDATE counters SET value = value + ? WHERE name = ? RETURNING value`, n, desiredCounter).Scan(&top).Error
+	if err == nil && top == 0 {
 		err = errors.New("the desired_version counter is missing")
 	}
-	if err != nil {
-		return err
-	}
+	return top - int64(n), err
+}
+
+// applyDesired changes these devices' desired state to version.
+func applyDesired(tx *gorm.DB, ids []string, ch *DesiredChange, version int64, at time.Time) error {
 	set := map[string]any{
 		"desired_version":    version,
 		"desired_updated_at": at,

@@ -39,14 +39,23 @@ func (s *Store) WriteDispatches(ctx context.Context, batch []*NewDispatch) (dup 
 
 func (s *Store) writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) error {
 	var desired []string // every device whose desired state the batch changes
+	changes := 0         // and how many changes
 	for _, nd := range batch {
-		if nd.Desired != nil {
+		if nd.Desired != nil && len(nd.Commands) > 0 {
+			changes++
 			for _, c := range nd.Commands {
 				desired = append(desired, c.DeviceID)
 			}
 		}
 	}
 	if err := lockDevices(tx, desired); err != nil {
+		return err
+	}
+	// The batch's versions are taken at once, before any other lock: taking the
+	// counter's row lock between the idempotency inserts would let two
+	// instances' batches wait on each other on PostgreSQL.
+	version, err := takeVersions(tx, changes)
+	if err != nil {
 		return err
 	}
 	for i, nd := range batch {
@@ -71,7 +80,8 @@ func (s *Store) writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) e
 			for j, c := range nd.Commands {
 				ids[j] = c.DeviceID
 			}
-			if err := applyDesired(tx, ids, nd.Desired, nd.Dispatch.CreatedAt); err != nil {
+			version++
+			if err := applyDesired(tx, ids, nd.Desired, version, nd.Dispatch.CreatedAt); err != nil {
 				return err
 			}
 		}

@@ -300,6 +300,17 @@ func TestDesiredCounterStartsPastOldVersions(t *testing.T) {
 	if err := st.CreateDevice(ctx, testDevice("d1")); err != nil {
 		t.Fatal(err)
 	}
+	// Eight dispatches so far: a device deleted since may have reached
+	// version 8, above every version left in the devices table.
+	for i := range 8 {
+		now := time.Now().UTC()
+		id := fmt.Sprintf("old-%d", i)
+		nd := &NewDispatch{Dispatch: Dispatch{ID: id, ActionID: "a", ActionName: "a", EventID: "e", Function: "restart", Method: "POST", Targets: 1, CreatedAt: now},
+			Commands: []Command{{ID: id + "-c", DispatchID: id, DeviceID: "d1", State: StateQueued, Function: "restart", Payload: "{}", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}}}
+		if _, err := st.WriteDispatches(ctx, []*NewDispatch{nd}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, q := range []string{`UPDATE devices SET desired_version = 5`, `DROP TABLE counters`} {
 		if err := st.db.Exec(q).Error; err != nil {
 			t.Fatal(err)
@@ -316,8 +327,8 @@ func TestDesiredCounterStartsPastOldVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	ds, err := st.DevicesWithDesired(ctx, []string{"d1"})
-	if err != nil || len(ds) != 1 || ds[0].DesiredVersion != 6 {
-		t.Fatalf("after an upgrade: %+v, %v; want version 6", ds, err)
+	if err != nil || len(ds) != 1 || ds[0].DesiredVersion != 9 {
+		t.Fatalf("after an upgrade: %+v, %v; want version 9", ds, err)
 	}
 }
 

@@ -159,11 +159,14 @@ func (s *Store) migrate(ctx context.Context) error {
 const desiredCounter = "desired_version"
 
 // desiredCounterSQL creates it, if missing, past every version already given
-// (a database from before the counter).
+// (a database from before the counter): each dispatch raised a device's
+// version by one at most, and dispatches are kept, so their number bounds the
+// versions of devices deleted since too.
 // ("WHERE true" tells SQLite's parser that ON CONFLICT is the INSERT's.)
 const desiredCounterSQL = `INSERT INTO counters (name, value)
- SELECT '` + desiredCounter + `', COALESCE(MAX(desired_version), 0) FROM devices WHERE true
- ON CONFLICT (name) DO NOTHING`
+ SELECT '` + desiredCounter + `', CASE WHEN d > n THEN d ELSE n END
+ FROM (SELECT COALESCE((SELECT MAX(desired_version) FROM devices), 0) AS d, (SELECT COUNT(*) FROM dispatches) AS n) AS seed
+ WHERE true ON CONFLICT (name) DO NOTHING`
 
 // openCommandIndexes find a device's open commands without indexing every command
 // it ever had. An index on (device_id, state) over all commands puts each new

@@ -441,3 +441,56 @@ func TestPresenceAndDesiredStatesDoNotDeadlock(t *testing.T) {
 		}
 	})
 }
+
+// TestRetriesOnTwoInstancesDoNotDeadlock: two instances on one database, a
+// retried call (same idempotency key) landing on each. One batch changes a
+// desired state and then inserts the key that the other batch, also changing a
+// desired state, has inserted first. If the desired-state counter were taken
+// between the idempotency inserts, each would wait for the other (PostgreSQL
+// fails one: every call in that batch answered 503).
+func TestRetriesOnTwoInstancesDoNotDeadlock(t *testing.T) {
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			dsn := filepath.Join(t.TempDir(), "two.db")
+			if name == "postgres" {
+				dsn = testenv.Postgres(t)
+			}
+			ctx := context.Background()
+			var st [2]*store.Store
+			for i := range st {
+				s, err := store.Open(ctx, dsn, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				st[i] = s
+			}
+			st[0].CreateDevice(ctx, device("x"))
+			st[0].CreateDevice(ctx, device("y"))
+			paused := true
+			for round := range 20 {
+				k1, k2 := fmt.Sprintf("k1-%d", round), fmt.Sprintf("k2-%d", round)
+				a := newDispatch(fmt.Sprintf("a-%d", round), []string{"x"}, k1)
+				a.Desired = &store.DesiredChange{LoopPaused: &paused}
+				first := []*store.NewDispatch{a}
+				for f := range 30 {
+					first = append(first, newDispatch(fmt.Sprintf("f-%d-%d", round, f), []string{"x"}, ""))
+				}
+				first = append(first, newDispatch(fmt.Sprintf("b-%d", round), []string{"x"}, k2))
+				c := newDispatch(fmt.Sprintf("c-%d", round), []string{"y"}, k2)
+				c.Desired = &store.DesiredChange{LoopPaused: &paused}
+				errs := make(chan error, 2)
+				var wg sync.WaitGroup
+				wg.Go(func() { _, err := st[0].WriteDispatches(ctx, first); errs <- err })
+				wg.Go(func() { _, err := st[1].WriteDispatches(ctx, []*store.NewDispatch{c}); errs <- err })
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					if err != nil {
+						t.Fatalf("round %d: %v", round, err)
+					}
+				}
+			}
+		})
+	}
+}
