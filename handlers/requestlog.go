@@ -38,7 +38,9 @@ func NewRequestLog(st *store.Store, log *slog.Logger) *RequestLog {
 // dropped rather than slowing the webhook down. A call without a valid API key
 // is kept only within its source's limit (anonLimit).
 func (l *RequestLog) Record(r store.RequestLog) {
-	if r.KeyID == "" && !l.anon.allow(r.Source, r.At) {
+	// The limiter's clock is now, not the call's start: a call that began long
+	// ago (a slow body) would wind the buckets back and refill them.
+	if r.KeyID == "" && !l.anon.allow(r.Source, time.Now()) {
 		l.unlogged.Add(1)
 		return
 	}

@@ -233,3 +233,22 @@ func TestAnonLimitBoundsAllSources(t *testing.T) {
 		t.Fatalf("kept %d records of 5000 sources at once, want %d", kept, anonAllBurst)
 	}
 }
+
+// A record of a call that started long ago (a slow body) must not refill the
+// buckets: the limit runs on the clock of the records' arrival.
+func TestRequestLogLimitRunsOnArrival(t *testing.T) {
+	l := NewRequestLog(nil, slog.New(slog.DiscardHandler))
+	old := time.Now().Add(-30 * time.Second)
+	for i := 0; i < 100; i++ {
+		for j := 0; j < anonSourceBurst+10; j++ {
+			at := time.Now()
+			if j == 0 {
+				at = old
+			}
+			l.Record(store.RequestLog{ID: fmt.Sprint(i, "-", j), At: at, Source: fmt.Sprintf("10.1.%d.%d", i/200, i%200), Code: "unauthorized"})
+		}
+	}
+	if kept := len(l.queue.Take(nil)); kept > anonAllBurst+50 {
+		t.Fatalf("kept %d records of calls without a key, want at most about %d", kept, anonAllBurst)
+	}
+}
