@@ -304,6 +304,9 @@ func (a *App) announce() {
 		attrs = append(attrs, "mqtt_broker", secrets.RedactURL(a.Config.MQTTURL))
 	}
 	a.Log.Info("devicehooks serving", attrs...)
+	if a.Config.SecureCookiesFromURL {
+		a.Log.Info("web UI cookies are Secure because --public-url is https: sign in over https only (--secure-cookies=false to change)")
+	}
 }
 
 // browseURL is where a person on this machine reaches the server: the public URL,

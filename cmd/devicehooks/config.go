@@ -31,22 +31,25 @@ type Config struct {
 	AdminPassword      string
 	PublicURL          string
 	SecureCookies      bool
-	Secret             string
-	SecretFile         string
-	MaxBodyBytes       int64
-	MaxTargets         int
-	TrustedProxies     string
-	LogLevel           string
-	LogFormat          string
-	PprofAddr          string
-	MetricsAddr        string
-	MaxHeaderBytes     int
-	MaxConcurrent      int
-	RequestLogDays     int
-	ReadHeaderTimeout  time.Duration
-	ReadTimeout        time.Duration
-	WriteTimeout       time.Duration
-	IdleTimeout        time.Duration
+	// SecureCookiesFromURL: SecureCookies was turned on by an https --public-url
+	// (start-up says so: the UI then works only over https).
+	SecureCookiesFromURL bool
+	Secret               string
+	SecretFile           string
+	MaxBodyBytes         int64
+	MaxTargets           int
+	TrustedProxies       string
+	LogLevel             string
+	LogFormat            string
+	PprofAddr            string
+	MetricsAddr          string
+	MaxHeaderBytes       int
+	MaxConcurrent        int
+	RequestLogDays       int
+	ReadHeaderTimeout    time.Duration
+	ReadTimeout          time.Duration
+	WriteTimeout         time.Duration
+	IdleTimeout          time.Duration
 }
 
 // DefaultConfig is the configuration with every flag at its default.
@@ -57,9 +60,10 @@ func DefaultConfig() Config {
 }
 
 // parseServeFlags reads flags, then fills unset ones from the environment
-// (os.LookupEnv). A variable that is set but empty sets a text flag to ""
-// (DEVICEHOOKS_MQTT_WS_LISTEN= turns that listener off) and leaves a number or
-// a switch at its default. Without a --secure-cookies of either kind, cookies
+// (os.LookupEnv). A variable that is set but empty turns off what emptyTurnsOff
+// names (DEVICEHOOKS_MQTT_WS_LISTEN= closes that listener) and otherwise means
+// the default: a template that passes an unset value through must not move a
+// listener to a random port. Without a --secure-cookies of either kind, cookies
 // are Secure when --public-url is https.
 func parseServeFlags(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)) (*Config, error) {
 	c := &Config{}
@@ -79,7 +83,7 @@ func parseServeFlags(args []string, stderr io.Writer, lookupEnv func(string) (st
 		if !ok || set[f.Name] || err != nil {
 			return
 		}
-		if _, text := f.Value.(flag.Getter).Get().(string); v == "" && !text {
+		if v == "" && !emptyTurnsOff[f.Name] {
 			return
 		}
 		if e := fs.Set(f.Name, v); e != nil {
@@ -91,10 +95,14 @@ func parseServeFlags(args []string, stderr io.Writer, lookupEnv func(string) (st
 		return nil, err
 	}
 	if !set["secure-cookies"] && strings.HasPrefix(strings.ToLower(c.PublicURL), "https://") {
-		c.SecureCookies = true
+		c.SecureCookies, c.SecureCookiesFromURL = true, true
 	}
 	return c, c.validate()
 }
+
+// emptyTurnsOff names the settings that an empty value turns off, rather than
+// leaving at their default.
+var emptyTurnsOff = map[string]bool{"mqtt-ws-listen": true}
 
 // serveFlags defines every serve flag on c, with its default.
 func serveFlags(c *Config, out io.Writer) *flag.FlagSet {
@@ -154,6 +162,9 @@ func (c *Config) validate() error {
 	}
 	if c.DB == "" {
 		return errors.New("--db is required")
+	}
+	if c.HTTPAddr == "" || c.AdminUser == "" || c.MQTTURL == "" && c.MQTTListen == "" {
+		return errors.New("--http-addr, --admin-user and (with the embedded broker) --mqtt-listen must not be empty")
 	}
 	return nil
 }

@@ -30,10 +30,19 @@ func TestServeFlagsFromTheEnvironment(t *testing.T) {
 			t.Fatal("unset, the websocket listener has no default")
 		}
 	})
-	t.Run("an empty variable leaves a number or a switch at its default", func(t *testing.T) {
-		c := parse(t, map[string]string{"DEVICEHOOKS_MAX_TARGETS": "", "DEVICEHOOKS_SECURE_COOKIES": ""})
-		if c.MaxTargets != 0 || c.SecureCookies {
-			t.Fatalf("max targets %d, secure cookies %v", c.MaxTargets, c.SecureCookies)
+	t.Run("an empty variable otherwise means the default", func(t *testing.T) {
+		c := parse(t, map[string]string{"DEVICEHOOKS_MAX_TARGETS": "", "DEVICEHOOKS_SECURE_COOKIES": "",
+			"DEVICEHOOKS_HTTP_ADDR": "", "DEVICEHOOKS_MQTT_LISTEN": "", "DEVICEHOOKS_ADMIN_USER": ""})
+		if c.MaxTargets != 0 || c.SecureCookies || c.HTTPAddr != ":8080" || c.MQTTListen != ":1883" || c.AdminUser != "admin" {
+			t.Fatalf("max targets %d, secure cookies %v, http %q, mqtt %q, admin user %q",
+				c.MaxTargets, c.SecureCookies, c.HTTPAddr, c.MQTTListen, c.AdminUser)
+		}
+	})
+	t.Run("an empty listen address or admin user as a flag is refused", func(t *testing.T) {
+		for _, args := range [][]string{{"--http-addr="}, {"--admin-user="}} {
+			if _, err := parseServeFlags(args, io.Discard, func(string) (string, bool) { return "", false }); err == nil {
+				t.Errorf("%v accepted", args)
+			}
 		}
 	})
 	t.Run("a flag wins over the environment", func(t *testing.T) {
