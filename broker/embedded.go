@@ -351,7 +351,8 @@ func (h *deviceHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if h.cfg.Allow != nil && h.cfg.Allow(user, pk.Connect.WillTopic, true) {
 		return nil
 	}
-	h.log.Warn("mqtt: connection refused: its will's topic is not one the client may publish to",
+	// Debug: logged before authentication, so anyone could fill the log.
+	h.log.Debug("mqtt: connection refused: its will's topic is not one the client may publish to",
 		"user", user, "will_topic", pk.Connect.WillTopic, "remote", cl.Net.Remote)
 	code := packets.ErrNotAuthorized
 	if cl.Properties.ProtocolVersion < 5 {

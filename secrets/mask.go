@@ -286,12 +286,18 @@ func asciiEqualFold(s, lower string) bool {
 }
 
 // RedactURL returns a URL for a log line, with the password of its user info
-// (tcp://user:pass@host) replaced by "xxxxx". Text that is not a URL is
-// returned as it is.
+// (tcp://user:pass@host) replaced by "xxxxx". If s does not parse (a password
+// with a bare '/' or '%'), everything between "://" and the last '@' is
+// replaced.
 func RedactURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil {
+	if err == nil {
+		return u.Redacted()
+	}
+	scheme, rest, ok := strings.Cut(s, "://")
+	at := strings.LastIndexByte(rest, '@')
+	if !ok || at < 0 {
 		return s
 	}
-	return u.Redacted()
+	return scheme + "://xxxxx" + rest[at:]
 }

@@ -341,6 +341,8 @@ func TestRedactURL(t *testing.T) {
 		"ssl://broker:8883":                       "ssl://broker:8883",
 		"postgres://u:p%40ss@db/x?sslmode=verify": "postgres://u:xxxxx@db/x?sslmode=verify",
 		"data/devicehooks.db":                     "data/devicehooks.db",
+		"tcp://u:pa/ss@h:1883":                    "tcp://xxxxx@h:1883",
+		"tcp://u:p%zz@h":                          "tcp://xxxxx@h",
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
