@@ -179,8 +179,8 @@ func TestDeviceAuthAndACL(t *testing.T) {
 // client. A device may set one only on a topic it may publish to (its status):
 // a will on another device's commands or desired state would forge a command,
 // or a retained emergency, for that device once the connection drops. The
-// embedded broker refuses such a connection; Mosquitto takes it and drops the
-// will. Either way the victim gets nothing.
+// embedded broker refuses such a connection; Mosquitto may refuse it or drop
+// the will. Either way the victim gets nothing.
 func TestWillsObeyTheACL(t *testing.T) {
 	const forged = `{"id":"forged","function":"load_url","params":{"url":"https://evil.example/"},"version":9007199254740991}`
 	for _, tr := range transports {
