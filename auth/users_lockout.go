@@ -1,7 +1,9 @@
 package auth
 
 import (
-	"slices"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -62,9 +64,19 @@ func newLoginLimiter() *loginLimiter {
 }
 
 // limiterKeys returns the counters' keys: the username from this address, the
-// address, and the username from anywhere.
+// address, and the username from anywhere. A long username is keyed by its
+// hash (a key's size must not be the caller's choice), and an IPv6 address by
+// its /64 (one host usually has a whole /64 to pick addresses from).
 func limiterKeys(username, ip string) [3]string {
 	user := strings.ToLower(username)
+	if len(user) > 64 {
+		sum := sha256.Sum256([]byte(user))
+		user = "#" + hex.EncodeToString(sum[:16])
+	}
+	if addr, err := netip.ParseAddr(ip); err == nil && addr.Unmap().Is6() {
+		p, _ := addr.Prefix(64)
+		ip = p.String()
+	}
 	return [3]string{"ua:" + user + "\x00" + ip, "ip:" + ip, "u:" + user}
 }
 
@@ -83,12 +95,16 @@ func (l *loginLimiter) begin(username, ip string, now time.Time) (*loginAttempt,
 	if len(l.entries)+len(keys) > l.sweepAt {
 		l.sweep(now)
 	}
-	a := &loginAttempt{keys: keys}
+	// Look first, without making entries: a refused attempt costs nothing
+	// (no hash, no delay), so it must not be able to fill the map either.
 	var until time.Time
 	full := false
 	for i, k := range keys {
-		f := l.entry(k, now)
-		a.entries[i] = f
+		f := l.entries[k]
+		if f == nil {
+			continue
+		}
+		f.newWindow(now)
 		if now.Before(f.lockedUntil) && f.lockedUntil.After(until) {
 			until = f.lockedUntil
 		}
@@ -100,22 +116,17 @@ func (l *loginLimiter) begin(username, ip string, now time.Time) (*loginAttempt,
 	if full {
 		return nil, &LockedOutError{Until: now.Add(retryBusy), Busy: true}
 	}
-	for _, f := range a.entries {
+	a := &loginAttempt{keys: keys}
+	for i, k := range keys {
+		f := l.entries[k]
+		if f == nil {
+			f = &failures{first: now}
+			l.entries[k] = f
+		}
 		f.inFlight++
+		a.entries[i] = f
 	}
 	return a, nil
-}
-
-// entry returns the counter of key, starting it or its next window as needed.
-func (l *loginLimiter) entry(key string, now time.Time) *failures {
-	f := l.entries[key]
-	if f == nil {
-		f = &failures{first: now}
-		l.entries[key] = f
-	} else {
-		f.newWindow(now)
-	}
-	return f
 }
 
 // newWindow starts a new counting window once the current one has passed; a
@@ -146,40 +157,26 @@ func (l *loginLimiter) finish(a *loginAttempt, o outcome, now time.Time) {
 			}
 		case o == succeeded && i < 2: // keys[2] is the username from all addresses
 			f.n, f.lockedUntil = 0, time.Time{}
-			if f.inFlight == 0 {
-				delete(l.entries, a.keys[i])
-			}
+		}
+		if f.n == 0 && f.inFlight == 0 && !now.Before(f.lockedUntil) {
+			delete(l.entries, a.keys[i]) // nothing to remember
 		}
 	}
 }
 
-// sweep keeps the number of entries bounded without ever dropping one that is
-// locked out or has attempts in flight, so that an attacker spraying usernames or
-// addresses cannot clear a lockout: it drops entries whose window and lockout
-// have passed, then, if still too many, the oldest of the rest down to 90% of
-// maxTracked. Locked entries are not capped, but each costs several failed
-// sign-ins, and one address can fail only maxIPFailures times per lockout.
+// sweep drops the entries that hold nothing to remember: their window and
+// lockout have passed, and no attempt is in flight. It never drops a counter
+// with failures in its window, or a lockout, so that an attacker cannot clear
+// one by making others: entries are made only by attempts that were checked
+// (a password hash each, bounded by hashSlots, and a failure delay), and one
+// address can fail only maxIPFailures times per lockout.
 func (l *loginLimiter) sweep(now time.Time) {
-	type aged struct {
-		key   string
-		first time.Time
-	}
-	var droppable []aged
 	for k, f := range l.entries {
-		switch {
-		case f.inFlight > 0 || now.Before(f.lockedUntil):
-		case now.Sub(f.first) > failureWindow:
+		f.newWindow(now)
+		if f.inFlight == 0 && f.n == 0 && !now.Before(f.lockedUntil) {
 			delete(l.entries, k)
-		default:
-			droppable = append(droppable, aged{k, f.first})
 		}
 	}
-	if excess := len(l.entries) - maxTracked*9/10; excess > 0 {
-		slices.SortFunc(droppable, func(a, b aged) int { return a.first.Compare(b.first) })
-		for _, e := range droppable[:min(excess, len(droppable))] {
-			delete(l.entries, e.key)
-		}
-	}
-	// If what is left is mostly lockouts, do not sweep again on every attempt.
+	// If what is left must be kept, do not sweep again on every attempt.
 	l.sweepAt = max(maxTracked, len(l.entries)+maxTracked/10)
 }

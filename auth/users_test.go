@@ -309,20 +309,86 @@ func TestSweepKeepsLockouts(t *testing.T) {
 	*now = now.Add(time.Minute)
 	l := u.limiter
 	l.mu.Lock()
-	for i := range maxTracked {
-		l.entries[fmt.Sprint("ip:spray-", i)] = &failures{n: 1, first: *now}
+	// Counters whose window has passed, newer ones with failures in theirs,
+	// and the oldest of all: one near its limit, still in its window.
+	const expired, recent = maxTracked / 10, maxTracked * 95 / 100
+	for i := range expired {
+		l.entries[fmt.Sprint("ip:old-", i)] = &failures{n: 3, first: now.Add(-2 * failureWindow)}
 	}
+	for i := range recent {
+		l.entries[fmt.Sprint("ip:new-", i)] = &failures{n: 1, first: *now}
+	}
+	l.entries["u:target"] = &failures{n: maxUserFailuresAll - 1, first: now.Add(-10 * time.Minute)}
 	l.mu.Unlock()
 	_, _, _ = u.SignIn(ctx, "nobody", "guess", "10.0.0.9") // sweeps
 	l.mu.Lock()
-	n := len(l.entries)
+	n, target := len(l.entries), l.entries["u:target"]
 	l.mu.Unlock()
-	if n > maxTracked {
-		t.Fatalf("%d entries after a sweep", n)
+	if n > recent+10 {
+		t.Fatalf("%d entries after a sweep, want the expired ones gone", n)
+	}
+	if target == nil || target.n != maxUserFailuresAll-1 {
+		t.Fatalf("the sweep dropped a counter with failures in its window: %+v", target)
 	}
 	var locked *LockedOutError
 	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1"); !errors.As(err, &locked) {
 		t.Fatalf("the sweep ended a lockout: %v", err)
+	}
+}
+
+// A refused sign-in costs the caller nothing (no hash, no delay), so it must
+// leave nothing behind either: no entry, however long its username.
+func TestRefusedSignInsLeaveNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, _ := newTestUsers(t)
+	wrong := strings.Repeat("x", MaxPasswordLen*4+1) // a failure that skips hashing, for speed
+	for i := range maxIPFailures {
+		_, _, _ = u.SignIn(ctx, fmt.Sprint("user", i), wrong, "10.0.0.1")
+	}
+	count := func() int {
+		u.limiter.mu.Lock()
+		defer u.limiter.mu.Unlock()
+		return len(u.limiter.entries)
+	}
+	before := count()
+	for i := range 1000 {
+		name := fmt.Sprint(i, strings.Repeat("u", 60<<10))
+		var locked *LockedOutError
+		if _, _, err := u.SignIn(ctx, name, "guess", "10.0.0.1"); !errors.As(err, &locked) {
+			t.Fatalf("attempt %d from a locked address: %v", i, err)
+		}
+	}
+	if after := count(); after != before {
+		t.Fatalf("refused sign-ins made %d entries", after-before)
+	}
+	u.limiter.mu.Lock()
+	defer u.limiter.mu.Unlock()
+	for k := range u.limiter.entries {
+		if len(k) > 200 {
+			t.Fatalf("an entry's key is %d bytes", len(k))
+		}
+	}
+}
+
+// One IPv6 host has a whole /64: its addresses count as one.
+func TestSignInLockoutPerIPv6Prefix(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, _ := newTestUsers(t)
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
+		t.Fatal(err)
+	}
+	wrong := strings.Repeat("x", MaxPasswordLen*4+1)
+	for i := range maxUserFailures {
+		_, _, _ = u.SignIn(ctx, "admin", wrong, fmt.Sprintf("2001:db8:1:2::%x", i+1))
+	}
+	var locked *LockedOutError
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "2001:db8:1:2:ffff::9"); !errors.As(err, &locked) {
+		t.Fatalf("another address of the same /64: %v", err)
+	}
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "2001:db8:1:3::1"); err != nil {
+		t.Fatalf("another /64: %v", err)
 	}
 }
 
