@@ -47,7 +47,7 @@ func (a *api) createAPIKey(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	if err := a.checkScope(c.Request.Context(), in.Limits, auth.Limits{}); err != nil {
+	if err := checkScope(c.Request.Context(), a.Store, in.Limits, auth.Limits{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
@@ -95,7 +95,7 @@ func (a *api) updateAPIKey(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	if err := a.checkScope(c.Request.Context(), in.Limits, auth.LimitsOf(old)); err != nil {
+	if err := checkScope(c.Request.Context(), a.Store, in.Limits, auth.LimitsOf(old)); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
@@ -118,23 +118,28 @@ func (a *api) deleteAPIKey(c *gin.Context) {
 // exist (a typo would scope the key to nothing). Ids the key already had are
 // kept as they are, so that a key read and sent back is accepted after one of
 // its actions or groups was deleted.
-func (a *api) checkScope(ctx context.Context, l, had auth.Limits) error {
-	for i, id := range l.Actions {
-		if slices.Contains(had.Actions, id) {
-			continue
-		}
-		if _, err := a.Store.Action(ctx, id); errors.Is(err, store.ErrNotFound) {
-			return actions.Invalid(fmt.Sprintf("actions[%d]", i), "no action has the id %q", id)
-		} else if err != nil {
-			return err
-		}
+// The API and the UI's limits form both use it.
+func checkScope(ctx context.Context, st *store.Store, l, had auth.Limits) error {
+	if err := checkIDs(ctx, "actions", "action", l.Actions, had.Actions, func(ctx context.Context, id string) error {
+		_, err := st.Action(ctx, id)
+		return err
+	}); err != nil {
+		return err
 	}
-	for i, id := range l.Groups {
-		if slices.Contains(had.Groups, id) {
+	return checkIDs(ctx, "groups", "group", l.Groups, had.Groups, func(ctx context.Context, id string) error {
+		_, err := st.Group(ctx, id)
+		return err
+	})
+}
+
+// checkIDs checks that each id not in had is found by find.
+func checkIDs(ctx context.Context, field, what string, ids, had []string, find func(context.Context, string) error) error {
+	for i, id := range ids {
+		if slices.Contains(had, id) {
 			continue
 		}
-		if _, err := a.Store.Group(ctx, id); errors.Is(err, store.ErrNotFound) {
-			return actions.Invalid(fmt.Sprintf("groups[%d]", i), "no group has the id %q", id)
+		if err := find(ctx, id); errors.Is(err, store.ErrNotFound) {
+			return actions.Invalid(fmt.Sprintf("%s[%d]", field, i), "no %s has the id %q", what, id)
 		} else if err != nil {
 			return err
 		}

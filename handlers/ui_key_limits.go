@@ -148,7 +148,7 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		return
 	}
 	// As the API does: no id that names nothing, unless the key had it already.
-	err = (&api{Deps: u.Deps}).checkScope(ctx, v.Limits, auth.LimitsOf(k))
+	err = checkScope(ctx, u.Store, v.Limits, auth.LimitsOf(k))
 	if err == nil {
 		err = u.Keys.Update(ctx, k.ID, v.Name, v.Limits)
 	}
