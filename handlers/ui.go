@@ -47,6 +47,7 @@ func registerUI(r *gin.Engine, d Deps) {
 	app.POST("/api-keys", u.createAPIKey)
 	app.GET(apiKeySecretPath, u.secretPage)
 	app.POST("/api-keys/:id/reveal", u.revealAPIKey)
+	app.POST(apiKeyCopyPath, u.copyAPIKey)
 	app.GET("/api-keys/:id/limits", u.keyLimits)
 	app.POST("/api-keys/:id/limits", u.saveKeyLimits)
 	app.GET("/api-keys/:id/delete", u.confirmDeleteAPIKey)

@@ -23,8 +23,9 @@ const pickerLimit = 500
 
 type actionRow struct {
 	store.Action
-	Label  string // the function's label
-	Target string // who it reaches, for people
+	Label   string // the function's label
+	Summary string // its parameters, in a few words ("on: Evacuate")
+	Target  string // who it reaches, for people
 }
 
 type actionListView struct {
@@ -48,7 +49,7 @@ func (u *ui) actionList(c *gin.Context) {
 	}
 	rows := make([]actionRow, len(as))
 	for i, a := range as {
-		rows[i] = actionRow{Action: a, Label: functionLabel(a.Function), Target: names(a.TargetType, a.TargetID)}
+		rows[i] = actionRow{Action: a, Label: functionLabel(a.Function), Summary: actionSummary(a.Function, a.Params), Target: names(a.TargetType, a.TargetID)}
 	}
 	u.render(c, http.StatusOK, "actions", &web.View{Title: "Actions", Nav: "actions", Data: actionListView{Actions: rows, Pager: pg}})
 }

@@ -15,6 +15,7 @@ const attentionWindow = 24 * time.Hour
 
 type dashboardView struct {
 	Devices, Online, Offline int
+	Emergency, Paused        int // devices in emergency mode, with their loop paused
 	Keys, Actions            int64
 	LastHour                 int64
 	Failed                   int64
@@ -36,6 +37,13 @@ func (u *ui) dashboard(c *gin.Context) {
 	}
 	if err == nil {
 		_, v.Actions, err = u.Store.Actions(ctx, one)
+	}
+	var emergency, paused int64
+	if err == nil {
+		_, emergency, err = u.Store.DevicesInState(ctx, store.DeviceStateEmergency, one)
+	}
+	if err == nil {
+		_, paused, err = u.Store.DevicesInState(ctx, store.DeviceStatePaused, one)
 	}
 	if err == nil {
 		v.LastHour, err = u.Store.CountDispatchesSince(ctx, now.Add(-time.Hour))
@@ -61,6 +69,7 @@ func (u *ui) dashboard(c *gin.Context) {
 		return
 	}
 	v.Devices, v.Online = int(devices), u.Presence.OnlineCount()
+	v.Emergency, v.Paused = int(emergency), int(paused)
 	v.Offline = max(v.Devices-v.Online, 0)
 	u.render(c, http.StatusOK, "dashboard", &web.View{Title: "Dashboard", Nav: "dashboard", Data: v})
 }

@@ -2,6 +2,9 @@ package handlers
 
 import (
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -23,7 +26,44 @@ type devicesView struct {
 	Devices []deviceRow
 	Online  int
 	Pager   pager
+	State   string // the ?state= filter: "emergency", "paused" or ""
 	Form    struct{ ID, Name string }
+}
+
+// deviceStates are the ?state= filters of the devices page, with what they show.
+var deviceStates = map[string]string{
+	store.DeviceStateEmergency: "in emergency mode",
+	store.DeviceStatePaused:    "with their loop paused",
+}
+
+// StateLabel says which devices the page is filtered to.
+func (v devicesView) StateLabel() string { return deviceStates[v.State] }
+
+// LiveURL is where the page polls for the presence of the devices it shows.
+func (v devicesView) LiveURL() string {
+	q := url.Values{}
+	if v.Pager.Page > 1 {
+		q.Set("page", strconv.Itoa(v.Pager.Page))
+	}
+	if v.State != "" {
+		q.Set("state", v.State)
+	}
+	if len(q) == 0 {
+		return "/devices/live"
+	}
+	return "/devices/live?" + q.Encode()
+}
+
+// listDevices reads a page of the devices list, filtered by ?state= (an
+// unknown state is ignored) and returns the state it filtered by.
+func (u *ui) listDevices(c *gin.Context, p store.Page) ([]store.Device, int64, string, error) {
+	state := strings.ToLower(strings.TrimSpace(c.Query("state")))
+	if _, ok := deviceStates[state]; !ok {
+		ds, total, err := u.Store.Devices(c.Request.Context(), p)
+		return ds, total, "", err
+	}
+	ds, total, err := u.Store.DevicesInState(c.Request.Context(), state, p)
+	return ds, total, state, err
 }
 
 func (u *ui) deviceList(c *gin.Context) {
@@ -32,13 +72,13 @@ func (u *ui) deviceList(c *gin.Context) {
 
 func (u *ui) renderDevices(c *gin.Context, status int, v devicesView, errs map[string]string, msg string) {
 	pg, offset := pagerOf(c, devicesPerPage)
-	ds, total, err := u.Store.Devices(c.Request.Context(), store.Page{Limit: devicesPerPage, Offset: offset})
+	ds, total, state, err := u.listDevices(c, store.Page{Limit: devicesPerPage, Offset: offset})
 	if err != nil {
 		u.fail(c, err)
 		return
 	}
 	pg.setTotal(total, devicesPerPage)
-	v.Pager, v.Online = pg, u.Presence.OnlineCount()
+	v.Pager, v.Online, v.State = pg, u.Presence.OnlineCount(), state
 	for _, d := range ds {
 		v.Devices = append(v.Devices, deviceRow{Device: d, Online: u.Presence.Online(d.ID)})
 	}
@@ -56,7 +96,7 @@ type deviceLive struct {
 // devices on the page.
 func (u *ui) devicesLive(c *gin.Context) {
 	_, offset := pagerOf(c, devicesPerPage)
-	ds, _, err := u.Store.Devices(c.Request.Context(), store.Page{Limit: devicesPerPage, Offset: offset})
+	ds, _, _, err := u.listDevices(c, store.Page{Limit: devicesPerPage, Offset: offset})
 	if err != nil {
 		status, body := errorResponse(c, u.Log, err)
 		c.JSON(status, body)

@@ -90,7 +90,9 @@ type commandRow struct {
 type dispatchPageView struct {
 	dispatchRow
 	Commands []commandRow
-	Action   bool // the action still exists
+	Action   bool   // the action still exists
+	Carried  string // what the trigger carried (its first command's parameters), in a few words
+	Params   string // the same, as JSON
 }
 
 // dispatchLive is the dispatch page's refresh.
@@ -110,6 +112,10 @@ func (u *ui) loadDispatch(c *gin.Context) (*dispatchPageView, error) {
 		v.Commands[i] = commandRow{
 			ID: cmd.ID, DeviceID: cmd.DeviceID, Device: cmd.DeviceID, State: cmd.State,
 			Published: clock(cmd.PublishedAt), Acked: clock(cmd.AckedAt), Detail: cmd.Detail,
+		}
+		// A command not answered yet says until when it may be.
+		if cmd.Detail == "" && (cmd.State == store.StateQueued || cmd.State == store.StatePublished) {
+			v.Commands[i].Detail = "expires " + clock(&cmd.ExpiresAt)
 		}
 	}
 	v.dispatchRow = dispatchRowOf(*d, counts)
@@ -145,6 +151,16 @@ func (u *ui) dispatchPage(c *gin.Context) {
 	}
 	if _, err := u.Store.Action(ctx, v.ActionID); err == nil {
 		v.Action = true
+	}
+	if len(v.Commands) > 0 {
+		payload, err := u.Store.FirstCommandPayload(ctx, v.ID)
+		if err != nil {
+			u.fail(c, err)
+			return
+		}
+		var params map[string]any
+		params, v.Params = commandParams(payload)
+		v.Carried = paramsSummary(v.Function, params)
 	}
 	u.render(c, http.StatusOK, "dispatch", &web.View{Title: "Dispatch", Nav: "dispatches", Data: v})
 }

@@ -3,6 +3,8 @@ package handlers
 import (
 	"net/http"
 	"sort"
+	"strings"
+	"unicode"
 
 	"github.com/gin-gonic/gin"
 
@@ -53,6 +55,8 @@ type groupFormView struct {
 	Name    string
 	Members map[string]bool
 	Devices []store.Device
+	TypeID  bool   // more devices than the list shows: others are added by id
+	Add     string // the device ids typed in to add, as typed
 }
 
 func (u *ui) newGroup(c *gin.Context) {
@@ -72,21 +76,52 @@ func (u *ui) editGroup(c *gin.Context) {
 	u.renderGroupForm(c, http.StatusOK, v, nil, "")
 }
 
-// readGroupForm reads the posted name and members.
-func readGroupForm(c *gin.Context, v *groupFormView) groupInput {
-	v.Name = form(c, "name")
-	in := groupInput{Name: v.Name, DeviceIDs: c.PostFormArray("device_ids")}
+// readGroupForm reads the posted name and members: the ticked devices and the
+// ids typed in to add (separated by commas or spaces).
+func readGroupForm(c *gin.Context, v *groupFormView) (groupInput, []string) {
+	v.Name, v.Add = form(c, "name"), form(c, "add_devices")
+	typed := strings.FieldsFunc(v.Add, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	in := groupInput{Name: v.Name, DeviceIDs: append(c.PostFormArray("device_ids"), typed...)}
 	v.Members = map[string]bool{}
 	for _, id := range in.DeviceIDs {
 		v.Members[id] = true
 	}
-	return in
+	return in, typed
+}
+
+// checkTyped refuses device ids typed in that name no device, at their field.
+func (u *ui) checkTyped(c *gin.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	ds, err := u.Store.DevicesByID(c.Request.Context(), ids)
+	if err != nil {
+		return err
+	}
+	found := map[string]bool{}
+	for _, d := range ds {
+		found[d.ID] = true
+	}
+	var unknown []string
+	for _, id := range ids {
+		if !found[id] {
+			unknown = append(unknown, id)
+		}
+	}
+	if len(unknown) > 0 {
+		return actions.Invalid("add_devices", "no device has the id %s", strings.Join(unknown, ", "))
+	}
+	return nil
 }
 
 func (u *ui) createGroup(c *gin.Context) {
 	v := groupFormView{Post: "/groups/new"}
-	in := readGroupForm(c, &v)
+	in, typed := readGroupForm(c, &v)
 	g := &store.Group{ID: actions.NewID()}
+	if err := u.checkTyped(c, typed); err != nil {
+		u.groupFormError(c, v, err)
+		return
+	}
 	if err := in.group(g); err != nil {
 		u.groupFormError(c, v, err)
 		return
@@ -107,7 +142,11 @@ func (u *ui) updateGroup(c *gin.Context) {
 		return
 	}
 	v := groupFormView{ID: g.ID, Post: "/groups/" + g.ID + "/edit"}
-	in := readGroupForm(c, &v)
+	in, typed := readGroupForm(c, &v)
+	if err := u.checkTyped(c, typed); err != nil {
+		u.groupFormError(c, v, err)
+		return
+	}
 	if err := in.group(g); err != nil {
 		u.groupFormError(c, v, err)
 		return
@@ -132,14 +171,16 @@ func (u *ui) groupFormError(c *gin.Context, v groupFormView, err error) {
 	u.renderGroupForm(c, http.StatusUnprocessableEntity, v, errs, msg)
 }
 
-// renderGroupForm lists the first devices and every current member to choose from.
+// renderGroupForm lists the first devices and every current member to choose
+// from; with more devices than that, others are typed in (with suggestions).
 func (u *ui) renderGroupForm(c *gin.Context, status int, v groupFormView, errs map[string]string, msg string) {
 	ctx := c.Request.Context()
-	devs, _, err := u.Store.Devices(ctx, store.Page{Limit: pickerLimit})
+	devs, total, err := u.Store.Devices(ctx, store.Page{Limit: pickerLimit})
 	if err != nil {
 		u.fail(c, err)
 		return
 	}
+	v.TypeID = total > int64(len(devs))
 	listed := map[string]bool{}
 	for _, d := range devs {
 		listed[d.ID] = true

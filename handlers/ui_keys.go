@@ -82,6 +82,30 @@ func (u *ui) revealAPIKey(c *gin.Context) {
 	})
 }
 
+// apiKeyCopyPath answers the API keys page's "Copy key" buttons.
+const apiKeyCopyPath = "/api-keys/:id/copy"
+
+// copyAPIKey reveals a key to the API keys page's script, which copies it to the
+// clipboard: JSON {"key": ...}, never cached, for a POST from a signed-in
+// session with its CSRF token (in the X-CSRF-Token header), logged as a reveal.
+// The key never enters the page's HTML or a URL.
+func (u *ui) copyAPIKey(c *gin.Context) {
+	ctx := c.Request.Context()
+	c.Header("Cache-Control", "no-store")
+	k, err := u.Store.APIKey(ctx, c.Param("id"))
+	var plain string
+	if err == nil {
+		plain, err = u.Keys.Reveal(ctx, k.ID)
+	}
+	if err != nil {
+		status, body := errorResponse(c, u.Log, gone(err, keyGone))
+		c.JSON(status, body)
+		return
+	}
+	u.Log.Info("ui: api key revealed", "id", k.ID, "prefix", k.Prefix, "by", account(c).User.Username, "to", "clipboard")
+	c.JSON(http.StatusOK, gin.H{"key": plain})
+}
+
 func (u *ui) confirmDeleteAPIKey(c *gin.Context) {
 	k, err := u.Store.APIKey(c.Request.Context(), c.Param("id"))
 	if err != nil {

@@ -24,13 +24,14 @@ const webhookPath = "/public-api/integration/webhooks"
 type sensorForm struct{ ID, Event, Value string }
 
 type linkView struct {
-	Action *store.Action
-	Label  string
-	Target string
-	Keys   []linkKey
-	KeyID  string
-	Sensor *sensorForm // nil unless the action is a sensor_event
-	Result *linkResult // set once a link was generated
+	Action  *store.Action
+	Label   string
+	Summary string // the action's parameters, in a few words
+	Target  string
+	Keys    []linkKey
+	KeyID   string
+	Sensor  *sensorForm // nil unless the action is a sensor_event
+	Result  *linkResult // set once a link was generated
 
 	Kind     string // "signed" (HMAC and expiry, no key in the link) or "key"
 	ExpiresH int    // a signed link's lifetime in hours
@@ -229,6 +230,7 @@ func (u *ui) renderLink(c *gin.Context, status int, v linkView, errs map[string]
 		return
 	}
 	v.Label, v.Target = functionLabel(v.Action.Function), names(v.Action.TargetType, v.Action.TargetID)
+	v.Summary = actionSummary(v.Action.Function, v.Action.Params)
 	now := time.Now()
 	for i := range keys {
 		short, _ := linkRefusal(&keys[i], v.Action, now)

@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -24,16 +26,86 @@ type requestsView struct {
 	Requests []requestRow
 	Filter   store.RequestFilter
 	Filtered bool
+	Chips    []filterChip        // the active filters, each with a link that removes it
 	Sources  []store.SourceCount // the busiest addresses of the last hour
 	Pager    pager
+}
+
+// filterChip is an active filter of a list: "code unauthorized ×".
+type filterChip struct {
+	Name   string // the query parameter: "code", "source", "key"
+	Label  string // "code", "source", "key"
+	Value  string // what it is filtered to, as shown
+	Title  string // more about it (the key's name), or ""
+	Remove string // the list's address without this filter
+}
+
+// requestFilterOf reads the request log's filters from the query: the code
+// trimmed and lowercased (codes are lowercase), the address and key trimmed.
+func requestFilterOf(c *gin.Context) store.RequestFilter {
+	return store.RequestFilter{
+		Code:   strings.ToLower(strings.TrimSpace(c.Query("code"))),
+		Source: strings.TrimSpace(c.Query("source")),
+		KeyID:  strings.TrimSpace(c.Query("key")),
+	}
+}
+
+// requestChips lists the active filters, naming a key by its prefix.
+func (u *ui) requestChips(c *gin.Context, f store.RequestFilter) ([]filterChip, error) {
+	q := url.Values{}
+	for name, v := range map[string]string{"key": f.KeyID, "code": f.Code, "source": f.Source} {
+		if v != "" {
+			q.Set(name, v)
+		}
+	}
+	without := func(name string) string {
+		rest := url.Values{}
+		for k, v := range q {
+			if k != name {
+				rest[k] = v
+			}
+		}
+		if len(rest) == 0 {
+			return "/requests"
+		}
+		return "/requests?" + rest.Encode()
+	}
+	var chips []filterChip
+	if f.KeyID != "" {
+		chip := filterChip{Name: "key", Label: "key", Value: f.KeyID, Remove: without("key")}
+		k, err := u.Store.APIKey(c.Request.Context(), f.KeyID)
+		switch {
+		case err == nil:
+			chip.Value, chip.Title = k.Prefix+"…", k.Name
+		case isUserError(err):
+			chip.Title = "no such API key"
+		default:
+			return nil, err
+		}
+		chips = append(chips, chip)
+	}
+	if f.Code != "" {
+		chips = append(chips, filterChip{Name: "code", Label: "code", Value: f.Code, Remove: without("code")})
+	}
+	if f.Source != "" {
+		chips = append(chips, filterChip{Name: "source", Label: "source", Value: f.Source, Remove: without("source")})
+	}
+	return chips, nil
 }
 
 // requestList shows the request log: every webhook call, accepted or not, newest
 // first, filtered by code, source address or key, with the busiest sources.
 func (u *ui) requestList(c *gin.Context) {
 	ctx := c.Request.Context()
-	f := store.RequestFilter{Code: c.Query("code"), Source: c.Query("source"), KeyID: c.Query("key")}
+	f := requestFilterOf(c)
 	pg, offset := pagerOf(c, requestsPerPage)
+	for name, v := range map[string]string{"code": f.Code, "source": f.Source, "key": f.KeyID} {
+		if v == "" {
+			pg.query.Del(name)
+		} else {
+			pg.query.Set(name, v)
+		}
+	}
 	rs, total, err := u.Store.RequestLogs(ctx, f, store.Page{Limit: requestsPerPage, Offset: offset})
 	if err != nil {
 		u.fail(c, err)
@@ -45,11 +117,16 @@ func (u *ui) requestList(c *gin.Context) {
 		u.fail(c, err)
 		return
 	}
+	chips, err := u.requestChips(c, f)
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
 	rows := make([]requestRow, len(rs))
 	for i, r := range rs {
 		rows[i] = requestRow{RequestLog: r, Latency: strconv.FormatFloat(float64(r.LatencyUS)/1000, 'f', 1, 64) + " ms"}
 	}
 	u.render(c, http.StatusOK, "requests", &web.View{Title: "Requests", Nav: "requests", Data: requestsView{
-		Requests: rows, Filter: f, Filtered: f.Code != "" || f.Source != "" || f.KeyID != "", Sources: sources, Pager: pg,
+		Requests: rows, Filter: f, Filtered: len(chips) > 0, Chips: chips, Sources: sources, Pager: pg,
 	}})
 }

@@ -63,7 +63,7 @@ func (u *ui) crossOrigin(c *gin.Context) {
 }
 
 // requireSession lets signed-in admins through. Others go to the sign-in page
-// (pages), or get 401 (the live JSON endpoints).
+// (pages), or get 401 (the JSON endpoints: live status, copying a key).
 func (u *ui) requireSession(c *gin.Context) {
 	token := u.sessionToken(c)
 	acc, err := u.Users.Authenticate(c.Request.Context(), token)
@@ -80,7 +80,7 @@ func (u *ui) requireSession(c *gin.Context) {
 	if token != "" {
 		u.clearCookie(c, u.sessionCookie())
 	}
-	if strings.HasSuffix(c.Request.URL.Path, "/live") {
+	if strings.HasSuffix(c.Request.URL.Path, "/live") || c.FullPath() == apiKeyCopyPath {
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"message": "Error", "error": gin.H{"code": actions.CodeUnauthorized, "detail": "signed out"}})
 		return
 	}

@@ -142,3 +142,33 @@ func TestLinkRefusal(t *testing.T) {
 		}
 	}
 }
+
+func TestParamsSummary(t *testing.T) {
+	for _, c := range []struct {
+		function, params, want string
+	}{
+		{actions.SetEmergency, `{"enabled":true,"message":"Evacuate via north stairs"}`, "on: Evacuate via north stairs"},
+		{actions.SetEmergency, `{"enabled":true,"message":"Leave","url":"https://example.com/e"}`, "on: Leave · https://example.com/e"},
+		{actions.SetEmergency, `{"enabled":true}`, "on"},
+		{actions.SetEmergency, `{"enabled":false}`, "off"},
+		{actions.LoadURL, `{"url":"https://example.com/welcome"}`, "https://example.com/welcome"},
+		{actions.LoadURL, `{"url":"https://example.com/a","duration_s":30}`, "https://example.com/a for 30 s"},
+		{actions.RefreshDatasource, `{"datasource_id":"42"}`, "datasource 42"},
+		{actions.RefreshDatasource, `{}`, "all datasources"},
+		{actions.SensorEvent, `{}`, "sensor data from each call"},
+		{actions.SensorEvent, `{"id":"door-3","event":"opened","value":"1"}`, "sensor door-3 · event opened · value 1"},
+		{actions.Restart, `{}`, ""},
+		{actions.SetEmergency, `{"enabled":true,"message":"` + strings.Repeat("é", 300) + `"}`, "on: " + strings.Repeat("é", summaryLength-5) + "…"},
+	} {
+		if got := actionSummary(c.function, c.params); got != c.want {
+			t.Errorf("%s %s: %q, want %q", c.function, c.params, got, c.want)
+		}
+	}
+	p, raw := commandParams(`{"id":"c","function":"sensor_event","params":{"id":"door-3","event":"opened"}}`)
+	if got := paramsSummary(actions.SensorEvent, p); got != "sensor door-3 · event opened" || raw != `{"event":"opened","id":"door-3"}` {
+		t.Errorf("command params: %q %s", got, raw)
+	}
+	if p, raw := commandParams(`{"id":"c","function":"restart","params":{}}`); p != nil || raw != "" {
+		t.Errorf("no params: %v %q", p, raw)
+	}
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -35,4 +36,48 @@ func (s *Store) CountFailedDispatches(ctx context.Context, since time.Time) (int
 	err := s.db.WithContext(ctx).Model(&Dispatch{}).
 		Where("created_at >= ? AND id IN (?)", since.UTC(), failed).Count(&n).Error
 	return n, wrap("count failed dispatches", err)
+}
+
+// The lasting device states the devices page can filter on: the desired state
+// that set_emergency and pause_loop leave behind.
+const (
+	DeviceStateEmergency = "emergency"
+	DeviceStatePaused    = "paused"
+)
+
+// DevicesInState lists, ordered by id, the devices in emergency mode
+// (DeviceStateEmergency) or with their loop paused (DeviceStatePaused), and
+// counts them all.
+func (s *Store) DevicesInState(ctx context.Context, state string, p Page) ([]Device, int64, error) {
+	var column string
+	switch state {
+	case DeviceStateEmergency:
+		column = "emergency_enabled"
+	case DeviceStatePaused:
+		column = "loop_paused"
+	default:
+		return nil, 0, fmt.Errorf("store: unknown device state %q", state)
+	}
+	var (
+		ds    []Device
+		total int64
+	)
+	q := s.db.WithContext(ctx).Model(&Device{}).Where(column+" = ?", true)
+	if err := q.Count(&total).Error; err != nil {
+		return nil, 0, wrap("count devices in state", err)
+	}
+	err := p.apply(q).Order("id").Find(&ds).Error
+	return ds, total, wrap("list devices in state", err)
+}
+
+// FirstCommandPayload returns the payload of one command of a dispatch (they
+// differ only in their id), or "" if it has none: what the trigger carried.
+func (s *Store) FirstCommandPayload(ctx context.Context, dispatchID string) (string, error) {
+	var payloads []string
+	err := s.db.WithContext(ctx).Model(&Command{}).Where("dispatch_id = ?", dispatchID).
+		Order("device_id").Limit(1).Pluck("payload", &payloads).Error
+	if err != nil || len(payloads) == 0 {
+		return "", wrap("get a command payload", err)
+	}
+	return payloads[0], nil
 }

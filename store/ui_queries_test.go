@@ -129,3 +129,53 @@ func TestAdminUsersAndSessions(t *testing.T) {
 		}
 	})
 }
+
+func TestUIDevicesInState(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		for _, id := range []string{"d1", "d2", "d3"} {
+			if err := st.CreateDevice(ctx, &store.Device{ID: id, Name: id, TokenHash: "h-" + id, MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		paused := true
+		on := uiDispatch("on", now, "d1", "d3")
+		on.Desired = &store.DesiredChange{Emergency: &store.Emergency{Enabled: true, Message: "leave"}}
+		pause := uiDispatch("pause", now, "d2")
+		pause.Desired = &store.DesiredChange{LoopPaused: &paused}
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{on, pause}); err != nil {
+			t.Fatal(err)
+		}
+		ids := func(ds []store.Device) (out []string) {
+			for _, d := range ds {
+				out = append(out, d.ID)
+			}
+			return out
+		}
+		ds, n, err := st.DevicesInState(ctx, store.DeviceStateEmergency, store.Page{Limit: 1})
+		if err != nil || n != 2 || len(ds) != 1 || ds[0].ID != "d1" || ds[0].EmergencyMessage != "leave" {
+			t.Fatalf("emergency: %v %d %v", ids(ds), n, err)
+		}
+		if ds, n, err := st.DevicesInState(ctx, store.DeviceStatePaused, store.Page{Limit: 10}); err != nil || n != 1 || len(ds) != 1 || ds[0].ID != "d2" {
+			t.Fatalf("paused: %v %d %v", ids(ds), n, err)
+		}
+		off := uiDispatch("off", now, "d1", "d3")
+		off.Desired = &store.DesiredChange{Emergency: &store.Emergency{Enabled: false}}
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{off}); err != nil {
+			t.Fatal(err)
+		}
+		if _, n, err := st.DevicesInState(ctx, store.DeviceStateEmergency, store.Page{Limit: 10}); err != nil || n != 0 {
+			t.Fatalf("emergency after off: %d %v", n, err)
+		}
+		if _, _, err := st.DevicesInState(ctx, "bogus", store.Page{}); err == nil {
+			t.Fatal("an unknown state is accepted")
+		}
+		if p, err := st.FirstCommandPayload(ctx, "on"); err != nil || p != "{}" {
+			t.Fatalf("first command payload: %q, %v", p, err)
+		}
+		if p, err := st.FirstCommandPayload(ctx, "nothing"); err != nil || p != "" {
+			t.Fatalf("payload of no dispatch: %q, %v", p, err)
+		}
+	})
+}

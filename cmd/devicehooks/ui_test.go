@@ -681,6 +681,198 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("copy buttons: an action's event id, and an API key from its row", func(t *testing.T) {
+		use(t)
+		clipboard := func() string { return evalIn[string](b, `navigator.clipboard.readText()`) }
+		eventID := s.mustCall(http.StatusOK, "GET", "/api/v1/actions/"+actionID, nil)["event_id"].(string)
+		b.open("/actions")
+		cell := `tr[data-action="` + actionID + `"] .event-id`
+		b.do(chromedp.Click(chromedp.CSS(cell + " button.copy")))
+		b.waitJS(`document.querySelector('`+cell+` .copy-status').textContent === "Copied"`, 5*time.Second)
+		if got := clipboard(); got != eventID {
+			t.Fatalf("clipboard holds %q, want the event id %q", got, eventID)
+		}
+		b.open("/actions/" + actionID + "/link")
+		b.do(chromedp.Click(chromedp.ID("copy-event-id")))
+		b.waitJS(`document.getElementById("copy-event-id").dataset.copied === `+fmt.Sprintf("%q", eventID), 5*time.Second)
+
+		// Copy key: the key is fetched when clicked, and is never in the page or its address.
+		revealed := s.mustCall(http.StatusOK, "POST", "/api/v1/api-keys/"+keyID+"/reveal", nil)["key"].(string)
+		b.open("/api-keys")
+		row := `tr[data-key="` + keyID + `"]`
+		if evalIn[bool](b, fmt.Sprintf(`document.documentElement.outerHTML.includes(%q)`, revealed)) {
+			t.Fatal("the API keys page carries the key")
+		}
+		b.do(chromedp.Click(chromedp.CSS(row + " button.copy-key")))
+		b.waitJS(`document.querySelector('`+row+` .copy-status').textContent === "Copied"`, 5*time.Second)
+		if got := clipboard(); got != revealed {
+			t.Fatalf("clipboard holds %q, want the key revealed through the API", got)
+		}
+		if evalIn[bool](b, fmt.Sprintf(`document.documentElement.outerHTML.includes(%q)`, revealed)) || strings.Contains(b.location(), revealed) {
+			t.Fatal("the key was left in the page or its address")
+		}
+		b.waitJS(`document.querySelector('`+row+` .copy-status').textContent === ""`, 5*time.Second)
+
+		// The JSON endpoint: refused without the form token, never cached, and
+		// 401 (not a sign-in page) without a session.
+		copyURL := "/api-keys/" + keyID + "/copy"
+		if st := evalIn[int](b, fmt.Sprintf(`fetch(%q, {method: "POST"}).then(r => r.status)`, copyURL)); st != http.StatusForbidden {
+			t.Fatalf("copy without the form token: %d", st)
+		}
+		got := evalIn[string](b, fmt.Sprintf(`fetch(%q, {method: "POST", headers: {"X-CSRF-Token": document.querySelector('input[name="csrf_token"]').value}})
+			.then(r => r.json().then(j => r.status + " " + r.headers.get("Cache-Control") + " " + j.key))`, copyURL))
+		if got != "200 no-store "+revealed {
+			t.Fatalf("copy with the form token: %q", got)
+		}
+		req, _ := http.NewRequest(http.MethodPost, s.base+copyURL, nil)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("copy signed out: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("screens in emergency mode or paused are shown on the devices page and the dashboard", func(t *testing.T) {
+		use(t)
+		action := func(name, function string, params map[string]any) map[string]any {
+			return s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+				"name": name, "function": function, "target": map[string]any{"type": "device", "id": "lobby-1"}, "params": params,
+			})
+		}
+		on := action("Evacuate", "set_emergency", map[string]any{"enabled": true, "message": "Evacuate via north stairs"})
+		off := action("All clear", "set_emergency", map[string]any{"enabled": false})
+		pause := action("Pause lobby", "pause_loop", nil)
+		resume := action("Resume lobby", "resume_loop", nil)
+		// fire triggers an action through the webhook; the player acks it.
+		fire := func(act map[string]any) {
+			t.Helper()
+			if st, out := s.post(key, fmt.Sprintf(`{"event_id":%q}`, act["event_id"])); st != http.StatusOK {
+				t.Fatalf("trigger %s: %d %v", act["name"], st, out)
+			}
+			cmd := player.next(10 * time.Second)
+			if cmd["function"] != act["function"] {
+				t.Fatalf("command %v, want %s", cmd, act["function"])
+			}
+			player.ack(prefix, cmd["id"].(string), "succeeded")
+		}
+		row := `tr[data-device="lobby-1"]`
+		b.open("/")
+		if b.has("#stat-emergency") || b.has("#stat-paused") {
+			t.Fatalf("the dashboard shows screens in emergency or paused before any: %s", b.text("#stats"))
+		}
+
+		fire(on)
+		b.open("/devices")
+		if !b.has(row + " .badge.emergency") {
+			t.Fatalf("no emergency badge on lobby-1: %s", b.text(row))
+		}
+		if title := evalIn[string](b, `document.querySelector('`+row+` .badge.emergency').title`); !strings.Contains(title, "Evacuate via north stairs") {
+			t.Fatalf("emergency badge title %q", title)
+		}
+		if b.has(row + " .badge.paused") {
+			t.Fatal("lobby-1 shown paused")
+		}
+		b.open("/")
+		if n, l := b.text("#stat-emergency .n"), b.text("#stat-emergency .l"); n != "1" || l != "screen in emergency mode" {
+			t.Fatalf("dashboard emergency tile %q %q", n, l)
+		}
+		// The tile lists the screens in emergency mode, and only those.
+		b.submit(chromedp.Click(chromedp.ID("stat-emergency")))
+		b.wantPage("devices")
+		if u, _ := url.Parse(b.location()); u.Query().Get("state") != "emergency" || !b.has("#state-filter") {
+			t.Fatalf("the tile leads to %s", b.location())
+		}
+		if ids := evalIn[string](b, `[...document.querySelectorAll("#devices tr[data-device]")].map(r => r.dataset.device).join(",")`); ids != "lobby-1" {
+			t.Fatalf("devices in emergency mode: %q", ids)
+		}
+
+		fire(pause)
+		b.open("/devices")
+		if got := b.text(row + " .badge.paused"); got != "loop paused" {
+			t.Fatalf("paused badge %q", got)
+		}
+		b.open("/")
+		if n := b.text("#stat-paused .n"); n != "1" {
+			t.Fatalf("dashboard paused tile %q", n)
+		}
+
+		// Emergency off through the Test button, and the loop resumed: both go away.
+		b.open("/actions/" + off["id"].(string) + "/link")
+		b.submit(chromedp.Click(chromedp.ID("test-action")))
+		b.wantPage("dispatch")
+		cmd := player.next(10 * time.Second)
+		if cmd["function"] != "set_emergency" || cmd["params"].(map[string]any)["enabled"] != false {
+			t.Fatalf("command %v", cmd)
+		}
+		player.ack(prefix, cmd["id"].(string), "succeeded")
+		fire(resume)
+		b.open("/devices")
+		if b.has(row+" .badge.emergency") || b.has(row+" .badge.paused") {
+			t.Fatalf("lobby-1 still marked: %s", b.text(row))
+		}
+		b.open("/")
+		if b.has("#stat-emergency") || b.has("#stat-paused") {
+			t.Fatalf("the dashboard still shows screens in emergency or paused: %s", b.text("#stats"))
+		}
+		b.open("/devices?state=emergency")
+		if b.has("#devices") || !strings.Contains(b.text(".empty"), "No device is in emergency mode") {
+			t.Fatalf("the emergency filter with none: %s", b.text("main"))
+		}
+	})
+
+	t.Run("actions show their parameters, and a dispatch what it carried and when it expires", func(t *testing.T) {
+		use(t)
+		create := func(name, function string, params map[string]any) map[string]any {
+			return s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+				"name": name, "function": function, "target": map[string]any{"type": "device", "id": "lobby-1"}, "params": params,
+			})
+		}
+		on := create("Evacuation notice", "set_emergency", map[string]any{"enabled": true, "message": "Evacuate via north stairs"})
+		off := create("Evacuation over", "set_emergency", map[string]any{"enabled": false})
+		sensor := create("Door events", "sensor_event", nil)
+		b.open("/actions")
+		summary := func(act map[string]any) string {
+			return b.text(`tr[data-action="` + act["id"].(string) + `"] .params-summary`)
+		}
+		if got := summary(on); got != "on: Evacuate via north stairs" {
+			t.Fatalf("summary of the emergency action %q", got)
+		}
+		if got := summary(off); got != "off" {
+			t.Fatalf("summary of the all-clear action %q", got)
+		}
+		if got := summary(map[string]any{"id": actionID}); got != "https://example.com/welcome" {
+			t.Fatalf("summary of the load_url action %q", got)
+		}
+		b.open("/actions/" + on["id"].(string) + "/link")
+		if got := b.text("#params-summary"); got != "on: Evacuate via north stairs" {
+			t.Fatalf("link page summary %q", got)
+		}
+
+		// A sensor_event call: its dispatch shows the sensor data, and the
+		// command's expiry until the device answers.
+		st, out := s.post(key, fmt.Sprintf(`{"event_id":%q,"sensor_data":{"id":"door-7","event":"opened","value":"1"}}`, sensor["event_id"]))
+		if st != http.StatusOK {
+			t.Fatalf("trigger: %d %v", st, out)
+		}
+		cmd := player.next(10 * time.Second)
+		b.open("/dispatches/" + out["dispatch_id"].(string))
+		if got := b.text("#dispatch-params"); !strings.HasPrefix(got, "sensor door-7 · event opened · value 1") || !strings.Contains(got, `"id":"door-7"`) {
+			t.Fatalf("the dispatch says it carried %q", got)
+		}
+		row := `tr[data-device="lobby-1"]`
+		if got := b.text(row + " .detail"); !strings.HasPrefix(got, "expires ") || !strings.HasSuffix(got, " UTC") {
+			t.Fatalf("an unanswered command's detail %q, want its expiry", got)
+		}
+		player.ack(prefix, cmd["id"].(string), "succeeded")
+		b.waitJS(`document.querySelector('`+row+`').dataset.state === "succeeded"`, 10*time.Second)
+		if got := b.text(row + " .detail"); strings.Contains(got, "expires") {
+			t.Fatalf("an answered command's detail %q", got)
+		}
+	})
+
 	t.Run("the requests page lists every call, accepted or not, and filters them", func(t *testing.T) {
 		use(t)
 		if status, body := s.post("dhk_not-a-key-of-ours", `{"event_id":"anything"}`); status != http.StatusUnauthorized {
@@ -719,6 +911,45 @@ func TestUI(t *testing.T) {
 		b.submit(chromedp.Click(chromedp.ID("clear-filters")))
 		if n := evalIn[int](b, `document.querySelectorAll('#requests tbody tr').length`); n < 2 {
 			t.Fatalf("%d rows after clearing the filters", n)
+		}
+	})
+
+	t.Run("the request log's filters forgive case and spaces, and show as removable chips", func(t *testing.T) {
+		use(t)
+		rows := func(sel string) int {
+			return evalIn[int](b, `document.querySelectorAll('#requests tbody tr`+sel+`').length`)
+		}
+		chip := func(name string) string { return `#filter-chips .chip[data-filter="` + name + `"]` }
+		for _, code := range []string{"Unauthorized", " unauthorized ", "UNAUTHORIZED"} {
+			b.open("/requests?code=" + url.QueryEscape(code))
+			if n, other := rows(`[data-code="unauthorized"]`), rows(`:not([data-code="unauthorized"])`); n != 1 || other != 0 {
+				t.Fatalf("code=%q: %d unauthorized calls and %d others, want 1 and 0", code, n, other)
+			}
+			if got := b.text(chip("code") + " strong"); got != "unauthorized" || !strings.HasPrefix(b.text(chip("code")), "code unauthorized") {
+				t.Fatalf("code=%q: chip %q", code, b.text("#filter-chips"))
+			}
+		}
+		// The chip's × removes its filter.
+		b.submit(chromedp.Click(chromedp.CSS(chip("code") + " a.chip-remove")))
+		if b.has("#filter-chips") || b.location() != s.base+"/requests" || rows("") < 2 {
+			t.Fatalf("after removing the code filter: at %s, %d rows", b.location(), rows(""))
+		}
+		// A click on a key prefix filters by that key, and the chip names it.
+		b.submit(chromedp.Click(chromedp.CSS(`#requests tr[data-code="success"] a[href="/requests?key=` + keyID + `"]`)))
+		if got := b.text(chip("key") + " strong"); !strings.HasSuffix(got, "…") || !strings.HasPrefix(key, strings.TrimSuffix(got, "…")) {
+			t.Fatalf("key chip %q, want the key's prefix", got)
+		}
+		if title := evalIn[string](b, `document.querySelector('`+chip("key")+`').title`); title != "Signage CMS" {
+			t.Fatalf("key chip title %q", title)
+		}
+		// With an address too (spaces trimmed), each chip removes only its own filter.
+		b.open("/requests?key=" + keyID + "&source=%20127.0.0.1%20")
+		if got := b.text(chip("source") + " strong"); got != "127.0.0.1" || rows(`[data-code="success"]`) < 1 {
+			t.Fatalf("source chip %q, %d rows", got, rows(""))
+		}
+		b.submit(chromedp.Click(chromedp.CSS(chip("key") + " a.chip-remove")))
+		if u, _ := url.Parse(b.location()); u.RawQuery != "source=127.0.0.1" || b.has(chip("key")) || !b.has(chip("source")) {
+			t.Fatalf("after removing the key filter: at %s", b.location())
 		}
 	})
 
@@ -1046,6 +1277,62 @@ func TestUI(t *testing.T) {
 		}
 		if st, retry := attempt(); st != http.StatusTooManyRequests || retry == "" {
 			t.Fatalf("6th attempt: %d, Retry-After %q", st, retry)
+		}
+	})
+
+	t.Run("with more devices than the group form lists, others are added by id", func(t *testing.T) {
+		use(t)
+		// Ids that sort after the others, so the list shows none of the last ones.
+		var ids []string
+		for i := range 510 {
+			id := fmt.Sprintf("zz-bulk-%03d", i)
+			s.createDevice(id)
+			ids = append(ids, id)
+		}
+		t.Cleanup(func() {
+			for _, id := range ids {
+				s.call("DELETE", "/api/v1/devices/"+id, nil)
+			}
+		})
+		b.open("/groups/new")
+		if b.has(`input[name="device_ids"][value="zz-bulk-509"]`) || !b.has(`input[name="device_ids"][value="lobby-1"]`) {
+			t.Fatal("the group form lists the 510th device, or not the first")
+		}
+		if n := evalIn[int](b, `document.querySelectorAll("#device-ids option").length`); n != 500 {
+			t.Fatalf("%d suggestions, want the 500 listed devices", n)
+		}
+		// An unknown id is refused at the field, and what was typed stays.
+		st := b.submit(
+			chromedp.SendKeys(chromedp.ID("name"), "Far end"),
+			chromedp.SendKeys(chromedp.ID("add-devices"), "zz-bulk-509, no-such-screen"),
+			chromedp.Click(chromedp.ID("save-group")),
+		)
+		if st != http.StatusUnprocessableEntity || !strings.Contains(b.text("#err-add-devices"), "no-such-screen") {
+			t.Fatalf("an unknown id: status %d", st)
+		}
+		if got := evalIn[string](b, `document.getElementById("add-devices").value`); got != "zz-bulk-509, no-such-screen" {
+			t.Fatalf("the typed ids are lost: %q", got)
+		}
+		b.submit(
+			chromedp.SetValue(chromedp.ID("add-devices"), "zz-bulk-509 zz-bulk-508"),
+			chromedp.Click(chromedp.CSS(`input[name="device_ids"][value="lobby-1"]`)),
+			chromedp.Click(chromedp.ID("save-group")),
+		)
+		b.wantPage("groups")
+		var group map[string]any
+		for _, g := range s.mustCall(http.StatusOK, "GET", "/api/v1/groups", nil)["items"].([]any) {
+			if g.(map[string]any)["name"] == "Far end" {
+				group = g.(map[string]any)
+			}
+		}
+		if group == nil || fmt.Sprint(group["device_ids"]) != "[lobby-1 zz-bulk-508 zz-bulk-509]" {
+			t.Fatalf("group %v", group)
+		}
+		t.Cleanup(func() { s.call("DELETE", "/api/v1/groups/"+group["id"].(string), nil) })
+		// Editing it lists its members beyond the first 500, ticked.
+		b.open("/groups/" + group["id"].(string) + "/edit")
+		if !evalIn[bool](b, `document.querySelector('input[name="device_ids"][value="zz-bulk-509"]').checked`) {
+			t.Fatal("a member beyond the first 500 is not shown ticked")
 		}
 	})
 

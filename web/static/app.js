@@ -56,6 +56,44 @@
     });
   });
 
+  // ---- Copy an API key: <button data-copy-key="URL"> posts to URL with the
+  // session's form token in a header, gets {"key": ...} and copies it. The key
+  // never enters the page or a URL; "Copied" shows for 2 s. ----
+
+  function csrfToken() {
+    var el = document.querySelector('input[name="csrf_token"]');
+    return el ? el.value : "";
+  }
+
+  document.addEventListener("click", function (ev) {
+    var btn = ev.target.closest("button[data-copy-key]");
+    if (!btn) { return; }
+    var status = btn.parentElement.querySelector(".copy-status");
+    var say = function (text, ms) {
+      if (!status) { return; }
+      status.textContent = text;
+      clearTimeout(btn.clearStatus);
+      btn.clearStatus = setTimeout(function () { status.textContent = ""; }, ms);
+    };
+    btn.disabled = true;
+    fetch(btn.dataset.copyKey, {
+      method: "POST", credentials: "same-origin", cache: "no-store",
+      headers: { "Accept": "application/json", "X-CSRF-Token": csrfToken() }
+    })
+      .then(function (r) {
+        if (r.status === 401) { window.location.assign("/login?next=" + encodeURIComponent(location.pathname)); }
+        if (!r.ok) { throw new Error("HTTP " + r.status); }
+        return r.json();
+      })
+      .then(function (data) { return copyText(data.key); })
+      .then(function (how) {
+        btn.dataset.copiedWith = how; // for tests; the key itself is not kept
+        say("Copied", 2000);
+      })
+      .catch(function () { say("Could not copy: use Reveal", 6000); })
+      .then(function () { btn.disabled = false; });
+  });
+
   // ---- Action form: show the parameters of the chosen function and the
   // picker of the chosen target type. Hidden fieldsets are disabled, so their
   // fields are not sent. ----

@@ -1,0 +1,96 @@
+package handlers
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"devicehooks/actions"
+)
+
+// summaryLength bounds a parameters summary in a list, in characters.
+const summaryLength = 100
+
+// paramsSummary says in a few words what an action's fixed parameters, or a
+// command's parameters, make a device do: "on: Evacuate via north stairs",
+// "https://example.com/welcome", "datasource 42", "sensor door-3 · event
+// opened · value 1". It is "" for a function without parameters.
+func paramsSummary(function string, p map[string]any) string {
+	text := func(k string) string {
+		if v, ok := p[k]; ok && v != nil {
+			return fmt.Sprint(v)
+		}
+		return ""
+	}
+	var s string
+	switch function {
+	case actions.LoadURL:
+		s = text("url")
+		if d := text("duration_s"); d != "" {
+			s += " for " + d + " s"
+		}
+	case actions.SetEmergency:
+		if on, _ := p["enabled"].(bool); !on {
+			return "off"
+		}
+		s = "on"
+		var parts []string
+		for _, k := range []string{"message", "url"} {
+			if v := text(k); v != "" {
+				parts = append(parts, v)
+			}
+		}
+		if len(parts) > 0 {
+			s += ": " + strings.Join(parts, " · ")
+		}
+	case actions.RefreshDatasource:
+		s = "all datasources"
+		if id := text("datasource_id"); id != "" {
+			s = "datasource " + id
+		}
+	case actions.SensorEvent:
+		if len(p) == 0 {
+			return "sensor data from each call"
+		}
+		var parts []string
+		for _, kv := range [][2]string{{"id", "sensor"}, {"event", "event"}, {"value", "value"}} {
+			if v := text(kv[0]); v != "" {
+				parts = append(parts, kv[1]+" "+v)
+			}
+		}
+		s = strings.Join(parts, " · ")
+	}
+	return shorten(s, summaryLength)
+}
+
+// actionSummary is paramsSummary for a stored action's parameters.
+func actionSummary(function, params string) string {
+	p, err := actions.DecodeParams(params)
+	if err != nil {
+		return ""
+	}
+	return paramsSummary(function, p)
+}
+
+// commandParams reads the parameters a command carried from its payload; ""
+// and nil if it has none or the payload does not decode.
+func commandParams(payload string) (map[string]any, string) {
+	var msg actions.CommandMessage
+	if json.Unmarshal([]byte(payload), &msg) != nil || len(msg.Params) == 0 {
+		return nil, ""
+	}
+	raw, err := json.Marshal(msg.Params)
+	if err != nil {
+		return nil, ""
+	}
+	return msg.Params, string(raw)
+}
+
+// shorten cuts s to n characters, marking the cut with "…".
+func shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return strings.TrimSpace(string(r[:n-1])) + "…"
+}
