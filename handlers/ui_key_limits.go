@@ -113,14 +113,16 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		Actions: c.PostFormArray("actions"), Groups: c.PostFormArray("groups"),
 		Methods: slices.Clone(v.Methods), Disabled: form(c, "disabled") != "",
 	}
-	if len(v.Limits.Methods) == 2 {
+	if m := slices.Compact(slices.Sorted(slices.Values(v.Limits.Methods))); slices.Equal(m, []string{http.MethodGet, http.MethodPost}) {
 		v.Limits.Methods = nil // both allowed: no limit
+	} else {
+		v.Limits.Methods = m // anything else is validated as given
 	}
 	for _, line := range strings.Fields(v.CIDRs) {
 		v.Limits.CIDRs = append(v.Limits.CIDRs, line)
 	}
 	errs := map[string]string{}
-	if len(v.Methods) == 0 {
+	if len(v.Methods) == 0 && !v.Limits.Disabled {
 		errs["methods"] = "choose at least one method (or disable the key)"
 	}
 	// An empty scope lets the key trigger every action: widening a scoped key so

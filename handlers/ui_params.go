@@ -79,11 +79,14 @@ func commandParams(payload string) (map[string]any, string) {
 	if json.Unmarshal([]byte(payload), &msg) != nil || len(msg.Params) == 0 {
 		return nil, ""
 	}
-	raw, err := json.Marshal(msg.Params)
-	if err != nil {
+	// Shown as text (the template escapes it): no \u0026 for every '&'.
+	var raw strings.Builder
+	enc := json.NewEncoder(&raw)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(msg.Params) != nil {
 		return nil, ""
 	}
-	return msg.Params, string(raw)
+	return msg.Params, strings.TrimSuffix(raw.String(), "\n")
 }
 
 // shorten cuts s to n characters, marking the cut with "…".

@@ -59,6 +59,7 @@ func (u *ui) fail(c *gin.Context, err error) {
 	title := map[int]string{
 		http.StatusNotFound: "Not found", http.StatusForbidden: "Refused", http.StatusConflict: "Conflict",
 		http.StatusUnprocessableEntity: "Invalid input", http.StatusBadRequest: "Bad request",
+		http.StatusRequestEntityTooLarge: "Too large",
 	}[status]
 	if title == "" {
 		title = "Something went wrong"
@@ -190,12 +191,12 @@ const (
 // secretPages says, for each of them, where it belongs and what to do when the
 // secret is no longer there to show.
 var secretPages = map[string]struct{ Nav, Gone, Back, BackTo string }{
-	apiKeySecretPath: {"api_keys", "This secret was shown once and is not shown again here, and nothing was created. " +
-		"Reveal the key again from the API keys page, or create a new one.", "Back to API keys", "/api-keys"},
-	deviceSecretPath: {"devices", "This secret was shown once and is not shown again here, and nothing was changed. " +
-		"If the token is lost, rotate the device's token from the devices page.", "Back to devices", "/devices"},
-	adminTokenSecretPath: {"settings", "This secret was shown once and is not shown again here, and nothing was created. " +
-		"If the token is lost, revoke it and create a new one.", "Back to settings", "/settings"},
+	apiKeySecretPath: {"api_keys", "This page shows a new secret once; opened again, it shows nothing and changes nothing. " +
+		"If you did not see the key, reveal it again from the API keys page.", "Back to API keys", "/api-keys"},
+	deviceSecretPath: {"devices", "This page shows a new secret once; opened again, it shows nothing and changes nothing. " +
+		"If you did not see the token, rotate the device's token again from the devices page.", "Back to devices", "/devices"},
+	adminTokenSecretPath: {"settings", "This page shows a new secret once; opened again, it shows nothing and changes nothing. " +
+		"If you did not see the token, revoke it and create a new one.", "Back to settings", "/settings"},
 }
 
 // secretCookieAge is how long a new secret waits for its page.

@@ -22,8 +22,9 @@ import (
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-// maxFormBytes bounds a UI form body.
-const maxFormBytes = 64 << 10
+// maxFormBytes bounds a UI form body: a group's form names every member (some
+// 15,000 of the longest device ids fit).
+const maxFormBytes = 1 << 20
 
 // Gin context keys of the signed-in session.
 const (
@@ -106,6 +107,13 @@ func (u *ui) checkCSRF(c *gin.Context) {
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBytes)
 	got := c.GetHeader("X-CSRF-Token")
 	if got == "" {
+		// A form over the limit cannot be read, token included: say so,
+		// rather than blame the token.
+		var tooLarge *http.MaxBytesError
+		if err := c.Request.ParseForm(); errors.As(err, &tooLarge) {
+			u.fail(c, actions.Errorf(actions.CodeTooLarge, "The form is over %d KiB and was not saved.", maxFormBytes>>10))
+			return
+		}
 		got = c.PostForm("csrf_token")
 	}
 	if !u.Users.ValidCSRF(c.GetString(ctxSession), got) {

@@ -347,7 +347,7 @@ func TestUI(t *testing.T) {
 				t.Fatalf("reload: status %d, want 410", st)
 			}
 			b.wantPage("secret")
-			if msg := b.text("#secret-gone"); !strings.Contains(msg, "shown once") {
+			if msg := b.text("#secret-gone"); !strings.Contains(msg, "a new secret once") {
 				t.Fatalf("reload says %q", msg)
 			}
 			if b.has("#secret-value") {
@@ -660,6 +660,25 @@ func TestUI(t *testing.T) {
 		if got := fmt.Sprint(s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+id, nil)["methods"]); got != "[GET]" {
 			t.Fatalf("methods %s, want [GET]", got)
 		}
+		// A hand-made form naming one method twice is that one method, not both.
+		b.open("/api-keys/" + id + "/limits")
+		posted := evalIn[int](b, `(() => {
+			const p = new URLSearchParams({name: "Both methods", csrf_token: document.querySelector('input[name="csrf_token"]').value});
+			p.append("methods", "POST"); p.append("methods", "POST");
+			return fetch(location.pathname, {method: "POST", body: p}).then(r => r.status);
+		})()`)
+		if got := fmt.Sprint(s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+id, nil)["methods"]); posted != http.StatusOK || got != "[POST]" {
+			t.Fatalf("POST twice: status %d, methods %s, want [POST]", posted, got)
+		}
+		// A disabled key needs no method.
+		b.open("/api-keys/" + id + "/limits")
+		b.submit(
+			chromedp.Click(chromedp.CSS(`input[name="methods"][value="POST"]`)),
+			chromedp.Click(chromedp.ID("disabled")),
+			chromedp.Click(chromedp.ID("save-limits")),
+		)
+		b.wantPage("api_keys")
+		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+id, map[string]any{"name": "Both methods"}) // enabled again
 	})
 
 	t.Run("the test button fires the action", func(t *testing.T) {
@@ -1174,6 +1193,26 @@ func TestUI(t *testing.T) {
 		}
 		if got := s.mustCall(http.StatusOK, "GET", "/api/v1/actions/"+id, nil)["ttl_s"]; got != float64(60) {
 			t.Fatalf("ttl_s after the refused edit: %v, want 60", got)
+		}
+	})
+
+	t.Run("a large form is read, and one over the limit says so", func(t *testing.T) {
+		use(t)
+		b.open("/groups/new")
+		// A group of thousands of members posts every id; the token comes
+		// last, as it may in a big form.
+		post := func(padding int) int {
+			return evalIn[int](b, fmt.Sprintf(`(() => {
+				const p = new URLSearchParams({name: "Big form %d", pad: "x".repeat(%d)});
+				p.append("csrf_token", document.querySelector('input[name="csrf_token"]').value);
+				return fetch("/groups/new", {method: "POST", body: p}).then(r => r.status);
+			})()`, padding, padding))
+		}
+		if st := post(200 << 10); st != http.StatusOK { // 303 to the group list, followed
+			t.Fatalf("a 200 KiB form: %d", st)
+		}
+		if st := post(2 << 20); st != http.StatusRequestEntityTooLarge {
+			t.Fatalf("a 2 MiB form: %d, want 413", st)
 		}
 	})
 
