@@ -245,7 +245,7 @@ func shortID(id string) string {
 }
 
 // keysScopedTo counts the API keys whose scope names the action (or the group),
-// and how many of those have nothing else in their scope.
+// and how many of those have nothing else in their scope that still exists.
 func (u *ui) keysScopedTo(ctx context.Context, actionID, groupID string) (n, only int, err error) {
 	for offset := 0; ; offset += pickerLimit {
 		keys, total, err := u.Store.APIKeys(ctx, store.Page{Limit: pickerLimit, Offset: offset})
@@ -256,7 +256,11 @@ func (u *ui) keysScopedTo(ctx context.Context, actionID, groupID string) (n, onl
 			l := auth.LimitsOf(&keys[i])
 			if (actionID != "" && slices.Contains(l.Actions, actionID)) || (groupID != "" && slices.Contains(l.Groups, groupID)) {
 				n++
-				if len(l.Actions)+len(l.Groups) == 1 {
+				rest, err := u.scopeRemains(ctx, l, actionID, groupID)
+				if err != nil {
+					return 0, 0, err
+				}
+				if !rest {
 					only++
 				}
 			}
@@ -265,6 +269,32 @@ func (u *ui) keysScopedTo(ctx context.Context, actionID, groupID string) (n, onl
 			return n, only, nil
 		}
 	}
+}
+
+// scopeRemains tells whether a scope names an existing action or group besides
+// the one about to be deleted (entries deleted earlier match nothing).
+func (u *ui) scopeRemains(ctx context.Context, l auth.Limits, actionID, groupID string) (bool, error) {
+	for _, id := range l.Actions {
+		if id == actionID {
+			continue
+		}
+		if _, err := u.Store.Action(ctx, id); err == nil {
+			return true, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return false, err
+		}
+	}
+	for _, id := range l.Groups {
+		if id == groupID {
+			continue
+		}
+		if _, err := u.Store.Group(ctx, id); err == nil {
+			return true, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return false, err
+		}
+	}
+	return false, nil
 }
 
 // scopeNote tells, on the page that confirms deleting an action or a group, what

@@ -625,11 +625,16 @@ func TestUI(t *testing.T) {
 			t.Fatalf("scope after allowing every action: %s", got)
 		}
 
-		// A group's deletion says the same.
+		// A group's deletion says the same, counting a scope entry deleted
+		// earlier as nothing.
 		g := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Scoped group"})["id"].(string)
-		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+id, map[string]any{"name": "Renamed", "groups": []string{g}})
+		gone := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Deleted before", "function": "refresh_content", "target": map[string]any{"type": "all"},
+		})["id"].(string)
+		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+id, map[string]any{"name": "Renamed", "actions": []string{gone}, "groups": []string{g}})
+		s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/actions/"+gone, nil)
 		b.open("/groups/" + g + "/delete")
-		if note := b.text("#confirm-note"); !strings.Contains(note, "1 API key is scoped to this group") {
+		if note := b.text("#confirm-note"); !strings.Contains(note, "1 API key is scoped to this group") || !strings.Contains(note, "to nothing") {
 			t.Fatalf("group confirm note %q", note)
 		}
 	})
