@@ -55,9 +55,14 @@ type groupFormView struct {
 	Name    string
 	Members map[string]bool
 	Devices []store.Device
-	TypeID  bool   // more devices than the list shows: others are added by id
-	Add     string // the device ids typed in to add, as typed
+	TypeID  bool     // more devices than the list shows: others are added by id
+	Suggest []string // then, the ids the list does not show, for the id field
+	Add     string   // the device ids typed in to add, as typed
 }
+
+// maxSuggestions bounds the ids the group form suggests (about 1 MB of page at
+// the longest ids); past that, ids are typed without suggestions.
+const maxSuggestions = 20000
 
 func (u *ui) newGroup(c *gin.Context) {
 	u.renderGroupForm(c, http.StatusOK, groupFormView{Post: "/groups/new", Members: map[string]bool{}}, nil, "")
@@ -201,6 +206,18 @@ func (u *ui) renderGroupForm(c *gin.Context, status int, v groupFormView, errs m
 		sort.Slice(devs, func(i, j int) bool { return devs[i].ID < devs[j].ID })
 	}
 	v.Devices = devs
+	if v.TypeID {
+		ids, err := u.Store.DeviceIDs(ctx)
+		if err != nil {
+			u.fail(c, err)
+			return
+		}
+		for _, id := range ids {
+			if !listed[id] && !v.Members[id] && len(v.Suggest) < maxSuggestions {
+				v.Suggest = append(v.Suggest, id)
+			}
+		}
+	}
 	title := "New group"
 	if v.ID != "" {
 		title = "Edit group"
