@@ -51,7 +51,8 @@ const defaultLinkHours = 24
 // linkResult is what the generator made for an action and a key.
 type linkResult struct {
 	KeyName   string
-	GetLink   string
+	GetLink   string // none for a key limited to POST: only the curl example
+	PostOnly  bool
 	Curl      string
 	Payload   string
 	ExpiresAt string // set for a signed link
@@ -114,7 +115,10 @@ func (u *ui) generateLink(c *gin.Context) {
 		u.fail(c, err)
 		return
 	}
-	if _, why := linkRefusal(key, act, time.Now()); why != "" {
+	// A POST-only key still gets the curl example; any other refusal, nothing.
+	short, why := linkRefusal(key, act, time.Now())
+	postOnly := short == "POST only"
+	if why != "" && !postOnly {
 		u.renderLink(c, http.StatusUnprocessableEntity, v, map[string]string{"key_id": why + "; choose another key, or change its limits"}, "")
 		return
 	}
@@ -142,13 +146,15 @@ func (u *ui) generateLink(c *gin.Context) {
 		q.Set("confirm", "1")
 	}
 	v.Result = &linkResult{
-		KeyName: key.Name, ExpiresAt: expiresAt, Confirm: v.Confirm,
-		GetLink: base + webhookPath + "?" + q.Encode(),
+		KeyName: key.Name, ExpiresAt: expiresAt, Confirm: v.Confirm, PostOnly: postOnly,
 		Curl: "curl -X POST " + shellQuote(base+webhookPath) + " \\\n" +
 			"  -H 'Content-Type: application/json' \\\n" +
 			"  -H " + shellQuote("x-webhook-apikey: "+plain) + " \\\n" +
 			"  -d " + shellQuote(string(raw)),
 		Payload: string(raw),
+	}
+	if !postOnly {
+		v.Result.GetLink = base + webhookPath + "?" + q.Encode()
 	}
 	u.Log.Info("ui: webhook link generated", "action", act.ID, "key", key.Prefix, "by", account(c).User.Username)
 	u.renderLink(c, http.StatusOK, v, nil, "")

@@ -1092,6 +1092,15 @@ func TestUI(t *testing.T) {
 			if got := option(id); !strings.HasSuffix(got, "— "+label) {
 				t.Errorf("option %q, want it marked %q", got, label)
 			}
+			if label == "POST only" {
+				// No GET link, but the POST example, which works with it.
+				b.submit(chromedp.SetValue(chromedp.ID("key_id"), id), chromedp.Click(chromedp.ID("generate")))
+				if b.has("#get-link") || !b.has("#post-only") || !strings.Contains(b.text("#curl-post"), "x-webhook-apikey: dhk_") {
+					t.Fatal("POST-only key: want the curl example alone")
+				}
+				b.open("/actions/" + actionID + "/link")
+				continue
+			}
 			st := b.submit(chromedp.SetValue(chromedp.ID("key_id"), id), chromedp.Click(chromedp.ID("generate")))
 			if st != http.StatusUnprocessableEntity {
 				t.Fatalf("%s key: status %d, want 422", label, st)
