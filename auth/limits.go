@@ -123,14 +123,30 @@ func newCaller(k *store.APIKey) *Caller {
 	return c
 }
 
-// usable reports whether the key works at all now (not disabled, not expired).
-func (c *Caller) usable(now time.Time) bool {
-	return !c.limits.Disabled && (c.limits.ExpiresAt == nil || now.Before(*c.limits.ExpiresAt))
+// Usable reports whether a key with these limits works at all now (not
+// disabled, not expired).
+func (l Limits) Usable(now time.Time) bool {
+	return !l.Disabled && (l.ExpiresAt == nil || now.Before(*l.ExpiresAt))
 }
+
+// AllowsMethod reports whether the limits let the key be used with method.
+func (l Limits) AllowsMethod(method string) bool {
+	return len(l.Methods) == 0 || slices.Contains(l.Methods, method)
+}
+
+// AllowsAction reports whether the key's scope covers the action: no scope, the
+// action itself, or a group it targets.
+func (l Limits) AllowsAction(a *store.Action) bool {
+	return len(l.Actions)+len(l.Groups) == 0 || slices.Contains(l.Actions, a.ID) ||
+		(a.TargetType == actions.TargetGroup && slices.Contains(l.Groups, a.TargetID))
+}
+
+// usable reports whether the key works at all now.
+func (c *Caller) usable(now time.Time) bool { return c.limits.Usable(now) }
 
 // CheckRequest refuses a method or a source address outside the key's limits.
 func (c *Caller) CheckRequest(method, source string) error {
-	if len(c.limits.Methods) > 0 && !slices.Contains(c.limits.Methods, method) {
+	if !c.limits.AllowsMethod(method) {
 		return actions.Errorf(actions.CodeForbidden, "this API key may not be used with %s", method)
 	}
 	if len(c.ranges) > 0 {
@@ -144,11 +160,7 @@ func (c *Caller) CheckRequest(method, source string) error {
 
 // CheckAction refuses an action outside the key's scope.
 func (c *Caller) CheckAction(a *store.Action) error {
-	if len(c.limits.Actions) == 0 && len(c.limits.Groups) == 0 {
-		return nil
-	}
-	if slices.Contains(c.limits.Actions, a.ID) ||
-		(a.TargetType == actions.TargetGroup && slices.Contains(c.limits.Groups, a.TargetID)) {
+	if c.limits.AllowsAction(a) {
 		return nil
 	}
 	return actions.Errorf(actions.CodeForbidden, "this API key may not trigger event %s", a.EventID)

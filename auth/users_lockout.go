@@ -65,16 +65,15 @@ func newLoginLimiter() *loginLimiter {
 
 // limiterKeys returns the counters' keys: the username from this address, the
 // address, and the username from anywhere. A long username is keyed by its
-// hash (a key's size must not be the caller's choice), and an IPv6 address by
-// its /64 (one host usually has a whole /64 to pick addresses from).
+// hash (a key's size must not be the caller's choice), and an address by its
+// SourcePrefix.
 func limiterKeys(username, ip string) [3]string {
 	user := strings.ToLower(username)
 	if len(user) > 64 {
 		sum := sha256.Sum256([]byte(user))
 		user = "#" + hex.EncodeToString(sum[:16])
 	}
-	if addr, err := netip.ParseAddr(ip); err == nil && addr.Unmap().Is6() {
-		p, _ := addr.Prefix(64)
+	if p := SourcePrefix(ip); p.IsValid() {
 		ip = p.String()
 	}
 	return [3]string{"ua:" + user + "\x00" + ip, "ip:" + ip, "u:" + user}
@@ -179,4 +178,21 @@ func (l *loginLimiter) sweep(now time.Time) {
 	}
 	// If what is left must be kept, do not sweep again on every attempt.
 	l.sweepAt = max(maxTracked, len(l.entries)+maxTracked/10)
+}
+
+// SourcePrefix is what counts as one client for a limit on addresses: an IPv4
+// address, or an IPv6 /64 (one host usually has a whole /64 to pick addresses
+// from). It is the zero Prefix for text that is not an address.
+func SourcePrefix(ip string) netip.Prefix {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	addr = addr.Unmap()
+	bits := 32
+	if addr.Is6() {
+		bits = 64
+	}
+	p, _ := addr.Prefix(bits)
+	return p
 }

@@ -536,3 +536,21 @@ func TestCSRFToken(t *testing.T) {
 		t.Fatal("sign/verify")
 	}
 }
+
+func TestSourcePrefix(t *testing.T) {
+	same := [][2]string{
+		{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9"}, // one /64
+		{"192.0.2.7", "::ffff:192.0.2.7"},           // IPv4, mapped or not
+	}
+	for _, p := range same {
+		if SourcePrefix(p[0]) != SourcePrefix(p[1]) {
+			t.Errorf("%s and %s are different sources", p[0], p[1])
+		}
+	}
+	differ := [][2]string{{"2001:db8:1:2::1", "2001:db8:1:3::1"}, {"192.0.2.7", "192.0.2.8"}}
+	for _, p := range differ {
+		if SourcePrefix(p[0]) == SourcePrefix(p[1]) {
+			t.Errorf("%s and %s are the same source", p[0], p[1])
+		}
+	}
+}

@@ -117,23 +117,16 @@ func (a *api) deleteAPIKey(c *gin.Context) {
 // checkScope refuses a scope that names an action or a group that does not
 // exist (a typo would scope the key to nothing). Ids the key already had are
 // kept as they are, so that a key read and sent back is accepted after one of
-// its actions or groups was deleted.
-// The API and the UI's limits form both use it.
+// its actions or groups was deleted. The API and the UI's limits form both use it.
 func checkScope(ctx context.Context, st *store.Store, l, had auth.Limits) error {
-	if err := checkIDs(ctx, "actions", "action", l.Actions, had.Actions, func(ctx context.Context, id string) error {
-		_, err := st.Action(ctx, id)
-		return err
-	}); err != nil {
+	if err := checkIDs(ctx, "actions", "action", l.Actions, had.Actions, actionFinder(st)); err != nil {
 		return err
 	}
-	return checkIDs(ctx, "groups", "group", l.Groups, had.Groups, func(ctx context.Context, id string) error {
-		_, err := st.Group(ctx, id)
-		return err
-	})
+	return checkIDs(ctx, "groups", "group", l.Groups, had.Groups, groupFinder(st))
 }
 
 // checkIDs checks that each id not in had is found by find.
-func checkIDs(ctx context.Context, field, what string, ids, had []string, find func(context.Context, string) error) error {
+func checkIDs(ctx context.Context, field, what string, ids, had []string, find finder) error {
 	for i, id := range ids {
 		if slices.Contains(had, id) {
 			continue
@@ -145,4 +138,30 @@ func checkIDs(ctx context.Context, field, what string, ids, had []string, find f
 		}
 	}
 	return nil
+}
+
+// finder looks a scope entry up: nil if it exists, store.ErrNotFound if not.
+type finder func(ctx context.Context, id string) error
+
+func actionFinder(st *store.Store) finder {
+	return func(ctx context.Context, id string) error { _, err := st.Action(ctx, id); return err }
+}
+
+func groupFinder(st *store.Store) finder {
+	return func(ctx context.Context, id string) error { _, err := st.Group(ctx, id); return err }
+}
+
+// anyExists tells whether find finds any of ids other than skip.
+func anyExists(ctx context.Context, ids []string, skip string, find finder) (bool, error) {
+	for _, id := range ids {
+		if id == skip {
+			continue
+		}
+		if err := find(ctx, id); err == nil {
+			return true, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return false, err
+		}
+	}
+	return false, nil
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"devicehooks/auth"
 )
 
 // Calls without a valid API key cost a caller nothing, so each source's records
@@ -34,7 +36,7 @@ func newAnonLimit() *anonLimit {
 
 // allow tells whether a record from source (a client address) may be kept.
 func (a *anonLimit) allow(source string, now time.Time) bool {
-	key := sourcePrefix(source)
+	key := auth.SourcePrefix(source)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	lim, ok := a.sources[key]
@@ -49,20 +51,4 @@ func (a *anonLimit) allow(source string, now time.Time) bool {
 		return false
 	}
 	return a.all.AllowN(now, 1)
-}
-
-// sourcePrefix is what counts as one source: an IPv4 address, or an IPv6 /64
-// (one host usually has a whole /64 to pick addresses from).
-func sourcePrefix(source string) netip.Prefix {
-	addr, err := netip.ParseAddr(source)
-	if err != nil {
-		return netip.Prefix{}
-	}
-	addr = addr.Unmap()
-	bits := 32
-	if addr.Is6() {
-		bits = 64
-	}
-	p, _ := addr.Prefix(bits)
-	return p
 }

@@ -201,24 +201,6 @@ func TestRequestLogHoldsAQueuesWorthWhileTheDatabaseFails(t *testing.T) {
 	logs.WaitFor(t, 10*time.Second, "records dropped\" count=5")
 }
 
-func TestSourcePrefix(t *testing.T) {
-	same := [][2]string{
-		{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9"}, // one /64
-		{"192.0.2.7", "::ffff:192.0.2.7"},           // IPv4, mapped or not
-	}
-	for _, p := range same {
-		if sourcePrefix(p[0]) != sourcePrefix(p[1]) {
-			t.Errorf("%s and %s are different sources", p[0], p[1])
-		}
-	}
-	differ := [][2]string{{"2001:db8:1:2::1", "2001:db8:1:3::1"}, {"192.0.2.7", "192.0.2.8"}}
-	for _, p := range differ {
-		if sourcePrefix(p[0]) == sourcePrefix(p[1]) {
-			t.Errorf("%s and %s are the same source", p[0], p[1])
-		}
-	}
-}
-
 // The limit for every source together holds when sources keep changing.
 func TestAnonLimitBoundsAllSources(t *testing.T) {
 	a := newAnonLimit()

@@ -274,27 +274,10 @@ func (u *ui) keysScopedTo(ctx context.Context, actionID, groupID string) (n, onl
 // scopeRemains tells whether a scope names an existing action or group besides
 // the one about to be deleted (entries deleted earlier match nothing).
 func (u *ui) scopeRemains(ctx context.Context, l auth.Limits, actionID, groupID string) (bool, error) {
-	for _, id := range l.Actions {
-		if id == actionID {
-			continue
-		}
-		if _, err := u.Store.Action(ctx, id); err == nil {
-			return true, nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return false, err
-		}
+	if ok, err := anyExists(ctx, l.Actions, actionID, actionFinder(u.Store)); ok || err != nil {
+		return ok, err
 	}
-	for _, id := range l.Groups {
-		if id == groupID {
-			continue
-		}
-		if _, err := u.Store.Group(ctx, id); err == nil {
-			return true, nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return false, err
-		}
-	}
-	return false, nil
+	return anyExists(ctx, l.Groups, groupID, groupFinder(u.Store))
 }
 
 // scopeNote tells, on the page that confirms deleting an action or a group, what

@@ -197,20 +197,19 @@ func sensorField(f string) string { return strings.Replace(f, "sensor_data.", "s
 
 // linkRefusal says why the webhook would refuse a GET link (or a signed link)
 // with this key for this action, in a few words for the picker ("disabled",
-// "POST only") and in a sentence, or "", "" if it would not. It reads the key's
-// limits as auth does (Caller.usable, CheckRequest, CheckAction); the caller's
-// address is not known here, so address ranges are not checked.
+// "POST only") and in a sentence, or "", "" if it would not. It asks the key's
+// limits what the webhook asks them; the caller's address is not known here, so
+// address ranges are not checked.
 func linkRefusal(k *store.APIKey, act *store.Action, now time.Time) (short, why string) {
 	l := auth.LimitsOf(k)
 	switch {
 	case l.Disabled:
 		return "disabled", "this key is disabled, so the link would be refused"
-	case l.ExpiresAt != nil && !now.Before(*l.ExpiresAt):
+	case !l.Usable(now):
 		return "expired", "this key expired on " + l.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC") + ", so the link would be refused"
-	case len(l.Methods) > 0 && !slices.Contains(l.Methods, http.MethodGet):
+	case !l.AllowsMethod(http.MethodGet):
 		return "POST only", "this key is limited to POST, so a GET link would be refused"
-	case len(l.Actions)+len(l.Groups) > 0 && !slices.Contains(l.Actions, act.ID) &&
-		!(act.TargetType == actions.TargetGroup && slices.Contains(l.Groups, act.TargetID)):
+	case !l.AllowsAction(act):
 		return "not for this action", "this key is scoped to other actions or groups, so the link would be refused"
 	}
 	return "", ""
