@@ -10,12 +10,21 @@ import (
 // for callers that asked to wait (Dispatcher.Trigger bounds the wait by the
 // commands' expiry, since nothing acks an expired command).
 type AckWaiters struct {
-	mu    sync.Mutex
-	byCmd map[string]*AckWatch
+	mu       sync.Mutex
+	byCmd    map[string]*AckWatch
+	stopping chan struct{} // closed by Stop
+	stopOnce sync.Once
 }
 
 // NewAckWaiters returns an empty registry.
-func NewAckWaiters() *AckWaiters { return &AckWaiters{byCmd: map[string]*AckWatch{}} }
+func NewAckWaiters() *AckWaiters {
+	return &AckWaiters{byCmd: map[string]*AckWatch{}, stopping: make(chan struct{})}
+}
+
+// Stop ends every wait, now and later, as unsettled: the service is shutting
+// down, and a call that waits must still be answered before the database
+// closes. The calls' commands are committed and are delivered all the same.
+func (r *AckWaiters) Stop() { r.stopOnce.Do(func() { close(r.stopping) }) }
 
 // AckWatch waits for a set of commands.
 type AckWatch struct {
@@ -51,8 +60,8 @@ func (r *AckWaiters) Settled(id string) {
 	}
 }
 
-// Wait blocks until every watched command is settled (true), or d passes or ctx
-// ends (false).
+// Wait blocks until every watched command is settled (true), or d passes, ctx
+// ends or the registry stops (false).
 func (w *AckWatch) Wait(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -61,6 +70,7 @@ func (w *AckWatch) Wait(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-t.C:
 	case <-ctx.Done():
+	case <-w.reg.stopping:
 	}
 	return false
 }

@@ -38,6 +38,7 @@ type App struct {
 	delivery   *actions.Delivery
 	tracker    *actions.Tracker
 	dispatcher *actions.Dispatcher
+	waiters    *actions.AckWaiters
 	embedded   *broker.Embedded
 	external   *broker.External
 
@@ -114,14 +115,14 @@ func (a *App) Open(ctx context.Context) (err error) {
 		mq = a.external
 	}
 	a.delivery = actions.NewDelivery(a.store, mq, topics, a.presence, a.Log)
-	waiters := actions.NewAckWaiters()
-	a.tracker = actions.NewTracker(a.store, topics, a.presence, waiters, a.Log)
+	a.waiters = actions.NewAckWaiters()
+	a.tracker = actions.NewTracker(a.store, topics, a.presence, a.waiters, a.Log)
 	for _, f := range a.tracker.Filters() {
 		if err := mq.Subscribe(f, a.tracker.HandleMessage); err != nil {
 			return fmt.Errorf("subscribe %s: %w", f, err)
 		}
 	}
-	a.dispatcher = actions.NewDispatcher(a.store, a.delivery, waiters, a.Log, actions.DispatcherConfig{MaxTargets: cfg.MaxTargets})
+	a.dispatcher = actions.NewDispatcher(a.store, a.delivery, a.waiters, a.Log, actions.DispatcherConfig{MaxTargets: cfg.MaxTargets})
 	a.tracker.Writer = a.dispatcher // acks join the triggers' group commit
 	a.tracker.Hold = a.delivery.Sending
 	a.reqlog = handlers.NewRequestLog(a.store, a.Log)
@@ -365,15 +366,25 @@ func (a *App) HTTPAddr() string {
 	return a.httpLn.Addr().String()
 }
 
-// Close stops HTTP (letting calls in flight finish), then sending, then the MQTT
-// side, then the writers that record acks, presence and the request log (which
-// flush what they hold), then the database. It is safe to call more than once.
+// shutdownGrace bounds how long Close lets HTTP calls in flight finish.
+const shutdownGrace = 15 * time.Second
+
+// Close stops HTTP (letting calls in flight finish, and ending waits for acks
+// so that those calls are answered), then sending, then the MQTT side, then the
+// writers that record acks, presence and the request log (which flush what they
+// hold), then the database. It is safe to call more than once.
 func (a *App) Close() {
 	a.closed.Do(func() {
+		if a.waiters != nil {
+			a.waiters.Stop()
+		}
 		if a.httpSrv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 			if err := a.httpSrv.Shutdown(ctx); err != nil {
-				a.Log.Warn("http shutdown", "err", err)
+				// Calls still running past the grace lose their connection
+				// here, not to a closed database later.
+				a.Log.Warn("http shutdown: closing the calls still running", "err", err)
+				_ = a.httpSrv.Close()
 			}
 			cancel()
 		} else if a.httpLn != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -170,4 +171,62 @@ func TestAckWhileTheServerIsAwayIsRecovered(t *testing.T) {
 		cmds, _ := d["commands"].([]any)
 		return len(cmds) == 1 && cmds[0].(map[string]any)["state"] == "succeeded"
 	})
+}
+
+// TestShutdownAnswersCallsThatWait stops the server while a call waits for an
+// ack that cannot come: the call is answered at once, unsettled, before the
+// database closes, and its committed command still reaches the device.
+func TestShutdownAnswersCallsThatWait(t *testing.T) {
+	s := startServer(t, Config{})
+	token := s.createDevice("sd1")
+	_, key := s.createKey("k")
+	ev := s.createAction("restart", map[string]any{"type": "device", "id": "sd1"}, nil)
+
+	type answer struct {
+		status int
+		body   map[string]any
+		err    error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks?wait=30", strings.NewReader(`{"event_id":"`+ev+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("x-webhook-apikey", key)
+		var a answer
+		resp, err := http.DefaultClient.Do(req)
+		if a.err = err; err == nil {
+			a.status = resp.StatusCode
+			a.err = json.NewDecoder(resp.Body).Decode(&a.body)
+			resp.Body.Close()
+		}
+		got <- a
+	}()
+	testenv.WaitFor(t, 10*time.Second, "the call's dispatch recorded", func() bool {
+		_, ans := s.call("GET", "/api/v1/dispatches", nil)
+		items, _ := ans["items"].([]any)
+		return len(items) == 1
+	})
+
+	start := time.Now()
+	s.stop()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("shutdown took %v with a call waiting", took)
+	}
+	var a answer
+	select {
+	case a = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting call was not answered")
+	}
+	cmds, _ := a.body["commands"].([]any)
+	if a.err != nil || a.status != http.StatusOK || a.body["settled"] != false || len(cmds) != 1 {
+		t.Fatalf("answer at shutdown: %d %v %v", a.status, a.body, a.err)
+	}
+	if logs := s.logs.String(); strings.Contains(logs, "database is closed") {
+		t.Fatalf("the call used the closed database:\n%s", logs)
+	}
+
+	s.start()
+	p := connectPlayer(t, s.mqttURL(), "devicehooks", "sd1", token)
+	p.collect(1, 10*time.Second)
 }
