@@ -472,10 +472,35 @@ func (d *Dispatcher) stop() {
 	}
 }
 
+// roundTimeout bounds a round of the writer, its retries included.
+const roundTimeout = 10 * time.Second
+
 // commit writes a round in one transaction and tells each job its outcome.
 func (d *Dispatcher) commit(batch []*writeJob) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
 	defer cancel()
+	if err := d.writeRound(ctx, batch); err != nil && len(batch) > 1 {
+		// One bad job must not fail the others: retry one by one, within the
+		// round's deadline. If the first two fail as well, the database is down
+		// (or too slow): the rest fail with them now, instead of each taking a
+		// timeout of its own while the callers wait.
+		for i := range batch {
+			err := d.writeRound(ctx, batch[i:i+1])
+			if err != nil && i == 1 && batch[0].err != nil {
+				for _, j := range batch[2:] {
+					j.err = err
+				}
+				break
+			}
+		}
+	}
+	for _, j := range batch {
+		close(j.done)
+	}
+}
+
+// writeRound writes jobs in one transaction and sets each one's outcome.
+func (d *Dispatcher) writeRound(ctx context.Context, batch []*writeJob) error {
 	var (
 		b     store.Batch
 		index = make([]int, len(batch)) // a trigger's index in b.Dispatches, or its acks' offset in b.Acks
@@ -493,13 +518,6 @@ func (d *Dispatcher) commit(batch []*writeJob) {
 		}
 	}
 	res, err := d.st.WriteBatch(ctx, &b)
-	if err != nil && len(batch) > 1 {
-		// One bad job must not fail the others: retry one by one.
-		for _, j := range batch {
-			d.commit([]*writeJob{j})
-		}
-		return
-	}
 	for i, j := range batch {
 		j.err = err
 		if err == nil {
@@ -510,8 +528,8 @@ func (d *Dispatcher) commit(batch []*writeJob) {
 				j.applied = res.Applied[index[i] : index[i]+len(j.acks)]
 			}
 		}
-		close(j.done)
 	}
+	return err
 }
 
 func unavailable(log *slog.Logger, op string, err error) error {

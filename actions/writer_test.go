@@ -2,6 +2,7 @@ package actions_test
 
 import (
 	"context"
+	"database/sql"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -10,6 +11,8 @@ import (
 
 	"devicehooks/actions"
 	"devicehooks/store"
+
+	_ "github.com/mattn/go-sqlite3"
 )
 
 // sink records what the Dispatcher hands to delivery.
@@ -131,5 +134,59 @@ func TestReplayOfARecordWithoutFingerprint(t *testing.T) {
 	out, err := d.Replay(ctx, "k1", "order-1", "evt_a", nil)
 	if err != nil || out == nil || !out.Replayed {
 		t.Fatalf("replay of a record without fingerprint: %+v, %v", out, err)
+	}
+}
+
+// TestWriterFailsFastWhileTheDatabaseIsDown: with the database's write lock
+// held elsewhere, a round of triggers fails within the round's deadline, its
+// retries included, instead of retrying each trigger with a timeout of its own
+// (8 triggers took 45 s so).
+func TestWriterFailsFastWhileTheDatabaseIsDown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, path := openStore(t)
+	now := time.Now().UTC()
+	a := &store.Action{ID: "a1", Name: "a", EventID: "evt_a", Function: actions.Restart, TargetType: actions.TargetDevice,
+		TargetID: "d1", Params: `{}`, Enabled: true, TTLSeconds: 60, CreatedAt: now, UpdatedAt: now}
+	if err := st.CreateAction(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	// Another process's transaction holds the write lock.
+	other, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	defer conn.ExecContext(ctx, "ROLLBACK")
+
+	d := actions.NewDispatcher(st, &sink{}, actions.NewAckWaiters(), slog.New(slog.DiscardHandler), actions.DispatcherConfig{})
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go d.Run(runCtx)
+
+	// SQLite's busy timeout is 5 s: a round fails after it, and its first
+	// retry after another; the rest of the round must fail with them. Rounds
+	// form as the triggers arrive, so allow three rounds' worth.
+	const triggers = 8
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range triggers {
+		wg.Go(func() {
+			if _, err := d.Trigger(ctx, actions.Trigger{Action: a, Method: "POST"}); actions.ErrorCode(err) != actions.CodeUnavailable {
+				t.Errorf("trigger while the database is locked: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if took := time.Since(start); took > 26*time.Second {
+		t.Fatalf("%d triggers took %v to fail", triggers, took)
 	}
 }
