@@ -156,11 +156,16 @@ func (p *Presence) Subscribed(id string) {
 }
 
 // Disconnected records (embedded broker) that a subscribed connection closed.
+// A device unknown here was deleted (Forget): deleting it closes its
+// connections, whose events may come after.
 func (p *Presence) Disconnected(id string) {
 	now := p.clock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	d := p.get(id)
+	d, ok := p.devs[id]
+	if !ok {
+		return
+	}
 	if d.conns > 0 {
 		d.conns--
 	}
@@ -175,6 +180,13 @@ func (p *Presence) Status(id string, msg StatusMessage, retained bool) {
 	now := p.clock()
 	online := msg.State == "online"
 	p.mu.Lock()
+	if _, ok := p.devs[id]; !ok && !online {
+		// A device unknown here is offline already: a deleted device's will,
+		// or a new device's first word; an "online" adds it (it may have been
+		// created after start, or by another instance).
+		p.mu.Unlock()
+		return
+	}
 	d := p.get(id)
 	went := false
 	switch {

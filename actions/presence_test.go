@@ -120,3 +120,29 @@ func flushPresence(p *actions.Presence) {
 	stop()
 	p.Run(ctx, time.Hour)
 }
+
+// A deleted device's connection events and will, which may arrive after it
+// was forgotten, do not bring it back.
+func TestForgottenDeviceStaysForgotten(t *testing.T) {
+	for _, authoritative := range []bool{true, false} {
+		st, _ := openStore(t)
+		p := actions.NewPresence(st, slog.New(slog.DiscardHandler), authoritative)
+		if err := p.Load(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if authoritative {
+			p.Subscribed("d1")
+		} else {
+			p.Status("d1", actions.StatusMessage{State: "online"}, false)
+		}
+		if p.OnlineCount() != 1 {
+			t.Fatalf("authoritative %v: %d online, want 1", authoritative, p.OnlineCount())
+		}
+		p.Forget("d1")
+		p.Disconnected("d1")
+		p.Status("d1", actions.StatusMessage{State: "offline"}, false)
+		if online, seen := p.State("d1"); online || !seen.IsZero() || p.OnlineCount() != 0 || len(p.OnlineIDs()) != 0 {
+			t.Fatalf("authoritative %v: the forgotten device is known again (online %v, seen %v)", authoritative, online, seen)
+		}
+	}
+}
