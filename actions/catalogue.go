@@ -284,10 +284,10 @@ func DesiredChange(fn string, params map[string]any) *store.DesiredChange {
 		e.Enabled, _ = params["enabled"].(bool)
 		e.Message, _ = params["message"].(string)
 		e.URL, _ = params["url"].(string)
-		return &store.DesiredChange{Emergency: e}
+		return &store.DesiredChange{Emergency: e, Supersedes: []string{SetEmergency}}
 	case PauseLoop, ResumeLoop:
 		paused := fn == PauseLoop
-		return &store.DesiredChange{LoopPaused: &paused}
+		return &store.DesiredChange{LoopPaused: &paused, Supersedes: []string{PauseLoop, ResumeLoop}}
 	}
 	return nil
 }

@@ -102,6 +102,11 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 		if n > 0 {
 			return ErrConflict
 		}
+		// The device's row first, as a trigger takes it before the device's
+		// commands (supersede): on PostgreSQL, the other order could deadlock.
+		if err := lockDevices(tx, []string{id}); err != nil {
+			return err
+		}
 		if err := tx.Where("device_id = ?", id).Delete(&GroupMember{}).Error; err != nil {
 			return err
 		}
@@ -227,6 +232,11 @@ func (s *Store) DevicesWithDesired(ctx context.Context, ids []string) ([]Device,
 type DesiredChange struct {
 	Emergency  *Emergency
 	LoopPaused *bool
+	// Supersedes names the functions whose open commands to the same devices
+	// the change makes obsolete: they are marked expired when it is written, so
+	// that a player that gets them later (from its queue, on reconnect) cannot
+	// undo the newer state.
+	Supersedes []string
 }
 
 // Emergency is the emergency part of a device's desired state.
@@ -293,6 +303,22 @@ func applyDesired(tx *gorm.DB, ids []string, ch *DesiredChange, version int64, a
 	}
 	for _, chunk := range chunks(ids, 1000) {
 		if err := tx.Model(&Device{}).Where("id IN ?", chunk).Updates(set).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// supersede marks the devices' open commands of ch.Supersedes expired, as
+// replaced by dispatch by. Call it before the batch's own commands are written.
+func supersede(tx *gorm.DB, ids []string, ch *DesiredChange, by string) error {
+	if len(ch.Supersedes) == 0 {
+		return nil
+	}
+	set := map[string]any{"state": StateExpired, "detail": "superseded by dispatch " + by}
+	for _, chunk := range chunks(ids, 1000) {
+		err := tx.Model(&Command{}).Where("device_id IN ? AND function IN ? AND "+openStates, chunk, ch.Supersedes).Updates(set).Error
+		if err != nil {
 			return err
 		}
 	}

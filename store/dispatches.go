@@ -84,6 +84,9 @@ func (s *Store) writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) e
 			if err := applyDesired(tx, ids, nd.Desired, version, nd.Dispatch.CreatedAt); err != nil {
 				return err
 			}
+			if err := supersede(tx, ids, nd.Desired, nd.Dispatch.ID); err != nil {
+				return err
+			}
 		}
 	}
 	// The rows to insert: every dispatch of the batch but the duplicates.

@@ -278,6 +278,50 @@ func TestDesiredVersionsOutliveADeletedDevice(t *testing.T) {
 	})
 }
 
+// A desired-state change marks the open commands it makes obsolete expired,
+// on its devices only, and leaves other functions' commands alone.
+func TestDesiredChangeSupersedesOpenCommands(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		st.CreateDevice(ctx, device("d1"))
+		st.CreateDevice(ctx, device("d2"))
+		write := func(id, function string, devices ...string) {
+			t.Helper()
+			nd := newDispatch(id, devices, "")
+			for i := range nd.Commands {
+				nd.Commands[i].Function = function
+			}
+			if function == "set_emergency" {
+				nd.Desired = &store.DesiredChange{Emergency: &store.Emergency{Enabled: true}, Supersedes: []string{"set_emergency"}}
+			}
+			if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("e1", "set_emergency", "d1", "d2")
+		write("r1", "restart", "d1")
+		write("e2", "set_emergency", "d1")
+		for dispatch, want := range map[string]map[string]string{
+			"e1": {"d1": store.StateExpired, "d2": store.StateQueued},
+			"r1": {"d1": store.StateQueued},
+			"e2": {"d1": store.StateQueued},
+		} {
+			cmds, err := st.DispatchCommands(ctx, dispatch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range cmds {
+				if c.State != want[c.DeviceID] {
+					t.Errorf("%s to %s: %s, want %s", dispatch, c.DeviceID, c.State, want[c.DeviceID])
+				}
+				if c.State == store.StateExpired && c.Detail != "superseded by dispatch e2" {
+					t.Errorf("%s to %s: detail %q", dispatch, c.DeviceID, c.Detail)
+				}
+			}
+		}
+	})
+}
+
 func TestPresenceNeverGoesBack(t *testing.T) {
 	eachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()

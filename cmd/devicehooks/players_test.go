@@ -629,3 +629,52 @@ func TestSimulateCommand(t *testing.T) {
 	_, ans := s.post(key, `{"event_id":"`+ev+`"}`)
 	waitDispatch(t, s, ans["dispatch_id"].(string), map[string]float64{"succeeded": 100})
 }
+
+// TestNewerDesiredStateSupersedesQueuedCommands: an emergency switched on and
+// then off while a player is offline must not come back when it connects. The
+// "on" command, still queued, is superseded by the "off" (marked expired, with
+// the dispatch that replaced it), so the player gets only the "off", even once
+// the "off" command itself has expired; other functions' commands still go.
+func TestNewerDesiredStateSupersedesQueuedCommands(t *testing.T) {
+	s := startServer(t, Config{})
+	token := s.createDevice("lobby")
+	_, key := s.createKey("k")
+	target := map[string]any{"type": "device", "id": "lobby"}
+	on := s.createAction("set_emergency", target, map[string]any{"enabled": true, "message": "Evacuate"})
+	off := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+		"name": "all clear", "function": "set_emergency", "target": target, "params": map[string]any{"enabled": false}, "ttl_s": 1,
+	})["event_id"].(string)
+	pause := s.createAction("pause_loop", target, nil)
+	refresh := s.createAction("refresh_content", target, nil)
+
+	fire := func(ev string) string {
+		status, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+		if status != http.StatusOK {
+			t.Fatalf("trigger %s: %d %v", ev, status, ans)
+		}
+		return ans["dispatch_id"].(string)
+	}
+	onDispatch, pauseDispatch, refreshDispatch := fire(on), fire(pause), fire(refresh)
+	offDispatch := fire(off)
+	d := waitDispatch(t, s, onDispatch, map[string]float64{"expired": 1})
+	if cmds := d["commands"].([]any); cmds[0].(map[string]any)["detail"] != "superseded by dispatch "+offDispatch {
+		t.Fatalf("the superseded command: %v", cmds[0])
+	}
+	waitDispatch(t, s, offDispatch, map[string]float64{"expired": 1}) // its own short TTL
+
+	p := connectPlayer(t, s.mqttURL(), "devicehooks", "lobby", token)
+	got := map[string]bool{}
+	for range 2 {
+		got[p.next(10 * time.Second)["function"].(string)] = true
+	}
+	if !got["pause_loop"] || !got["refresh_content"] {
+		t.Fatalf("the player got %v, want pause_loop and refresh_content", got)
+	}
+	p.none(500 * time.Millisecond)
+	waitDispatch(t, s, pauseDispatch, map[string]float64{"published": 1})
+	waitDispatch(t, s, refreshDispatch, map[string]float64{"published": 1})
+	dev := s.mustCall(http.StatusOK, "GET", "/api/v1/devices/lobby", nil)
+	if em, _ := dev["desired"].(map[string]any)["emergency"].(map[string]any); em["enabled"] != false {
+		t.Fatalf("desired state: %v", dev["desired"])
+	}
+}
