@@ -90,8 +90,16 @@ func (t *Tracker) HandleMessage(topic string, payload []byte, retained bool) {
 // ParseAck reads and checks an ack message.
 func ParseAck(payload []byte) (AckMessage, error) {
 	var a AckMessage
-	if err := json.Unmarshal(payload, &a); err != nil {
+	var in struct {
+		AckMessage
+		At json.RawMessage `json:"at"` // for the player's logs: any form is taken
+	}
+	if err := json.Unmarshal(payload, &in); err != nil {
 		return a, Errorf(CodeBadRequest, "ack is not valid JSON: %v", err)
+	}
+	a = in.AckMessage
+	if at := parseAt(in.At); at != nil {
+		a.At = *at
 	}
 	if a.ID == "" || CheckText("id", a.ID, 64) != nil {
 		return a, Errorf(CodeBadRequest, "ack needs the command id")
@@ -113,9 +121,15 @@ func ParseAck(payload []byte) (AckMessage, error) {
 // ParseStatus reads and checks a status message.
 func ParseStatus(payload []byte) (StatusMessage, error) {
 	var s StatusMessage
-	if err := json.Unmarshal(payload, &s); err != nil {
+	var in struct {
+		StatusMessage
+		At json.RawMessage `json:"at"`
+	}
+	if err := json.Unmarshal(payload, &in); err != nil {
 		return s, Errorf(CodeBadRequest, "status is not valid JSON: %v", err)
 	}
+	s = in.StatusMessage
+	s.At = parseAt(in.At)
 	if s.State != "online" && s.State != "offline" {
 		return s, Errorf(CodeBadRequest, "status state %q is not online or offline", s.State)
 	}
@@ -241,4 +255,16 @@ func RunSweeper(ctx context.Context, st *store.Store, log *slog.Logger, interval
 			}
 		}
 	}
+}
+
+// parseAt reads a message's "at": an RFC 3339 time, or nil for anything else
+// (absent, null, a number, another format). A player's time is only a hint
+// (for the logs, and to order replayed statuses), so a message is never
+// refused for it.
+func parseAt(raw json.RawMessage) *time.Time {
+	var at time.Time
+	if len(raw) == 0 || json.Unmarshal(raw, &at) != nil || at.IsZero() {
+		return nil
+	}
+	return &at
 }

@@ -107,3 +107,28 @@ func (w *countingWriter) ApplyAcks(ctx context.Context, acks []store.Ack) ([]boo
 	w.n.Add(1)
 	return w.AckWriter.ApplyAcks(ctx, acks)
 }
+
+// A player's "at" is a hint: an ack or status whose "at" is absent, null or in
+// another form is taken (without it), not ignored, so that such a player's
+// commands still settle.
+func TestMessagesTakeAnyFormOfAt(t *testing.T) {
+	for _, at := range []string{``, `,"at":null`, `,"at":1700000000`, `,"at":""`, `,"at":"2026-05-04 09:30:00"`, `,"at":{}`} {
+		a, err := actions.ParseAck([]byte(`{"id":"c1","status":"succeeded"` + at + `}`))
+		if err != nil || a.ID != "c1" || !a.At.IsZero() {
+			t.Errorf("ack with %q: %+v %v", at, a, err)
+		}
+		s, err := actions.ParseStatus([]byte(`{"state":"online"` + at + `}`))
+		if err != nil || s.State != "online" || s.At != nil {
+			t.Errorf("status with %q: %+v %v", at, s, err)
+		}
+	}
+	want := time.Date(2026, 5, 4, 7, 30, 0, 0, time.UTC)
+	a, err := actions.ParseAck([]byte(`{"id":"c1","status":"failed","at":"2026-05-04T09:30:00+02:00"}`))
+	if err != nil || !a.At.Equal(want) {
+		t.Errorf("ack with an RFC 3339 time: %+v %v", a, err)
+	}
+	s, err := actions.ParseStatus([]byte(`{"state":"offline","at":"2026-05-04T07:30:00Z"}`))
+	if err != nil || s.At == nil || !s.At.Equal(want) {
+		t.Errorf("status with an RFC 3339 time: %+v %v", s, err)
+	}
+}
