@@ -3,6 +3,7 @@ package actions
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/url"
 	"sort"
 	"strconv"
@@ -223,6 +224,32 @@ type SensorData struct {
 	Value any `json:"value"`
 }
 
+// maxExact is the largest integer every JSON decoder reads exactly (2^53):
+// JavaScript's numbers and Go's float64 round past it.
+const maxExact = 1 << 53
+
+// checkNumber refuses a sensor value that players could not read as written: one
+// past float64's range (Go's decoder fails on the whole command, JavaScript reads
+// Infinity) or an integer past 2^53 (read rounded).
+func checkNumber(v any) error {
+	f, _ := v.(float64)
+	if n, ok := v.(json.Number); ok {
+		var err error
+		if f, err = n.Float64(); err != nil {
+			return Invalid("sensor_data.value", "is a number too large for players to read; send it as a string")
+		}
+		if !strings.ContainsAny(n.String(), ".eE") {
+			if i, err := n.Int64(); err != nil || i > maxExact || i < -maxExact {
+				return Invalid("sensor_data.value", "is an integer past 2^53, which players would read rounded; send it as a string")
+			}
+		}
+	}
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return Invalid("sensor_data.value", "is a number too large for players to read; send it as a string")
+	}
+	return nil
+}
+
 // SensorParams validates the request's sensor data for a sensor_event action and
 // returns the command's params. id and event are required strings (a number,
 // as sensor systems often number their sensors, is taken as its text: as
@@ -257,7 +284,12 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 			return nil, err
 		}
 		out["value"] = v
-	case float64, bool, json.Number:
+	case bool:
+		out["value"] = v
+	case float64, json.Number:
+		if err := checkNumber(v); err != nil {
+			return nil, err
+		}
 		out["value"] = v
 	default:
 		return nil, Invalid("sensor_data.value", "must be a string, number or boolean")

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -292,6 +293,23 @@ func TestSensorParamsTakesNumbersAsText(t *testing.T) {
 	}
 }
 
+// A numeric sensor value reaches players as written if they can read it
+// exactly; one past float64's range or an integer past 2^53 is refused.
+func TestSensorValueNumbersPlayersCanRead(t *testing.T) {
+	for raw, ok := range map[string]bool{
+		"1": true, "-2.5": true, "1e300": true, "9007199254740992": true, "-9007199254740992": true, "0.1": true,
+		"1e400": false, "-1e400": false, "9007199254740993": false, "12345678901234567890": false,
+	} {
+		out, err := actions.SensorParams(map[string]any{"id": "s", "event": "e", "value": json.Number(raw)})
+		if ok && (err != nil || out["value"] != json.Number(raw)) {
+			t.Errorf("value %s: %v %v, want it passed on", raw, out, err)
+		}
+		if !ok && actions.ErrorCode(err) != actions.CodeInvalidParams {
+			t.Errorf("value %s: %v %v, want it refused", raw, out, err)
+		}
+	}
+}
+
 func checkSensorParams(t *testing.T, sd map[string]any) {
 	t.Helper()
 	out, err := actions.SensorParams(sd)
@@ -334,7 +352,11 @@ func checkSensorParams(t *testing.T, sd map[string]any) {
 		if len(v) > 2000 {
 			t.Fatalf("accepted a value of %d bytes", len(v))
 		}
-	case float64, bool, json.Number:
+	case json.Number: // players can read it as a finite number
+		if f, err := v.Float64(); err != nil || math.IsInf(f, 0) {
+			t.Fatalf("accepted value %s, which a player cannot read", v)
+		}
+	case float64, bool:
 	default:
 		t.Fatalf("accepted value %#v (%T)", v, v)
 	}
