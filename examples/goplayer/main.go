@@ -100,12 +100,23 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			return
 		}
 		var cmd command
-		if json.Unmarshal(m.Payload(), &cmd) != nil || cmd.ID == "" {
+		unreadable := json.Unmarshal(m.Payload(), &cmd)
+		if unreadable != nil {
+			// Ack what has an id as failed, or it comes back on every connect.
+			var id struct {
+				ID string `json:"id"`
+			}
+			_ = json.Unmarshal(m.Payload(), &id)
+			cmd = command{ID: id.ID}
+		}
+		if cmd.ID == "" {
 			return
 		}
 		a, seen := acked[cmd.ID]
 		switch {
 		case seen: // at-least-once delivery: ack again, don't apply again
+		case unreadable != nil:
+			a = ack{ID: cmd.ID, Status: "failed", Detail: "unreadable command: " + unreadable.Error()}
 		case cmd.ExpiresAt != nil && time.Now().After(*cmd.ExpiresAt):
 			a = ack{ID: cmd.ID, Status: "rejected", Detail: "expired"}
 		default:
@@ -147,7 +158,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			return
 		}
 		for t, code := range tok.(*paho.SubscribeToken).Result() {
-			if code == 0x80 { // not ours: saying online would get us disconnected
+			if code >= 0x80 { // refused (0x80, or an MQTT 5 reason): saying online would get us disconnected
 				select {
 				case refused <- fmt.Errorf("the broker refused the subscription to %s: check -device and -prefix", t):
 				default:

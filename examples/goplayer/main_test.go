@@ -180,6 +180,13 @@ func TestPlayer(t *testing.T) {
 		t.Fatalf("failed ack detail: %v", d)
 	}
 
+	// A command with an id that does not decode is acked failed, not dropped
+	// (it would come back on every connect).
+	b.Publish(devBase+"commands", []byte(`{"id":"c6","function":"sensor_event","params":{"value":1e400}}`), false, func(error) {})
+	if d := acks.waitN(t, 1, map[string]any{"id": "c6", "status": "failed"}); !strings.Contains(d["detail"].(string), "unreadable command") {
+		t.Fatalf("failed ack detail: %v", d)
+	}
+
 	// Desired state: an older version is ignored, a newer one applied.
 	publish(t, b, "desired", desiredDoc(1, false, "stale"), true)
 	publish(t, b, "desired", desiredDoc(3, false, ""), true)
