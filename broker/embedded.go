@@ -248,7 +248,7 @@ func (h *deviceHook) ID() string { return "devicehooks-auth" }
 func (h *deviceHook) Provides(b byte) bool {
 	switch b { // asked for every hook on every event: keep it cheap
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribed, mqtt.OnSessionEstablish,
-		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublishDropped, mqtt.OnWill:
+		mqtt.OnSessionEstablished, mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnPublishDropped, mqtt.OnWill:
 		return true
 	case mqtt.OnPublish:
 		return h.cfg.Unretained != nil || h.cfg.ServerOnly != nil
@@ -492,7 +492,22 @@ func (h *deviceHook) subscribed(cl *mqtt.Client, filter string) {
 	}
 }
 
-func (h *deviceHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+// OnUnsubscribed: a connection that no longer listens on its commands topic is
+// no longer present, though still connected (nothing sent would reach it).
+func (h *deviceHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Net.Inline || h.cfg.PresenceOf == nil {
+		return
+	}
+	for _, f := range pk.Filters {
+		if _, ok := h.cfg.PresenceOf(string(cl.Properties.Username), f.Filter); ok {
+			h.absent(cl)
+		}
+	}
+}
+
+func (h *deviceHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.absent(cl) }
+
+func (h *deviceHook) absent(cl *mqtt.Client) {
 	h.mu.Lock()
 	id, was := h.present[cl]
 	delete(h.present, cl)

@@ -678,3 +678,45 @@ func TestNewerDesiredStateSupersedesQueuedCommands(t *testing.T) {
 		t.Fatalf("desired state: %v", dev["desired"])
 	}
 }
+
+// A player that unsubscribes from its commands topic, though still connected,
+// is offline: a command for it stays queued, and reaches it when it listens
+// again.
+func TestUnsubscribedPlayerIsOffline(t *testing.T) {
+	s := startServer(t, Config{})
+	token := s.createDevice("u1")
+	_, key := s.createKey("k")
+	ev := s.createAction("refresh_content", map[string]any{"type": "device", "id": "u1"}, nil)
+	online := func() bool { return s.mustCall(http.StatusOK, "GET", "/api/v1/devices/u1", nil)["online"] == true }
+	c, err := dial(s.mqttURL(), "u1", token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(50)
+	got := make(chan string, 10)
+	commands := "devicehooks/devices/u1/commands"
+	subscribe := func() {
+		t.Helper()
+		if tok := c.Subscribe(commands, 1, func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("subscribe: %v", tok.Error())
+		}
+	}
+	subscribe()
+	testenv.WaitFor(t, 10*time.Second, "u1 online", online)
+	if tok := c.Unsubscribe(commands); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("unsubscribe: %v", tok.Error())
+	}
+	testenv.WaitFor(t, 10*time.Second, "u1 offline after unsubscribing", func() bool { return !online() })
+	_, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+	dispatch := ans["dispatch_id"].(string)
+	waitDispatch(t, s, dispatch, map[string]float64{"queued": 1})
+	subscribe()
+	select {
+	case m := <-got:
+		if !strings.Contains(m, dispatch) {
+			t.Fatalf("got %s", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the queued command did not come once the player listened again")
+	}
+}
