@@ -80,7 +80,7 @@ var ErrDropped = errors.New("broker: message dropped: the subscriber's write que
 
 // StartEmbedded binds the listeners and starts the broker.
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
-	opts := &mqtt.Options{InlineClient: true, Logger: cfg.Logger}
+	opts := &mqtt.Options{InlineClient: true, Logger: mochiLogger(cfg.Logger)}
 	// A partial Capabilities makes clients fail to connect: start from the defaults.
 	opts.Capabilities = mqtt.NewDefaultServerCapabilities()
 	// The default (8192) preallocates a 64 KB channel per client: 650 MB for
