@@ -421,6 +421,9 @@ func (dl *Delivery) publishDesired(ctx context.Context, ids []string) {
 		return
 	}
 	devs, err := dl.st.DevicesWithDesired(ctx, ids)
+	if err != nil && ctx.Err() != nil {
+		return // stopping: the next start publishes them all
+	}
 	if err != nil {
 		// The next resync publishes every desired state again: a retained one
 		// left stale would be applied by every player that restarts.
