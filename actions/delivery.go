@@ -421,13 +421,13 @@ func (dl *Delivery) publishDesired(ctx context.Context, ids []string) {
 		return
 	}
 	devs, err := dl.st.DevicesWithDesired(ctx, ids)
-	if err != nil && ctx.Err() != nil {
-		return // stopping: the next start publishes them all
-	}
 	if err != nil {
 		// The next resync publishes every desired state again: a retained one
-		// left stale would be applied by every player that restarts.
-		dl.log.Error("load desired states; publishing them all again at the next resync", "err", err)
+		// left stale would be applied by every player that restarts. (Cut
+		// short by shutdown, it is no error: the next start publishes them all.)
+		if ctx.Err() == nil {
+			dl.log.Error("load desired states; publishing them all again at the next resync", "err", err)
+		}
 		dl.missed.Store(true)
 		return
 	}
