@@ -191,7 +191,7 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 	if dup { // a concurrent call with the same key won
 		out, err := d.Replay(ctx, t.APIKeyID, t.IdempotencyKey, a.EventID, t.SensorData)
 		if out == nil && err == nil {
-			err = unavailable(d.log, "replay", fmt.Errorf("idempotency key %q taken but no record found", t.IdempotencyKey))
+			err = unavailable("replay", fmt.Errorf("idempotency key %q taken but no record found", t.IdempotencyKey))
 		}
 		return out, err
 	}
@@ -246,7 +246,7 @@ func (d *Dispatcher) Replay(ctx context.Context, apiKeyID, key, eventID string, 
 		return nil, nil
 	}
 	if err != nil {
-		return nil, unavailable(d.log, "read idempotency record", err)
+		return nil, unavailable("read idempotency record", err)
 	}
 	// A record written before fingerprints were kept has none: take it as
 	// this request's (it expires within the window anyway).
@@ -298,7 +298,7 @@ func (d *Dispatcher) targets(ctx context.Context, a *store.Action) ([]string, er
 		return nil, fmt.Errorf("actions: action %s has target type %q", a.ID, a.TargetType)
 	}
 	if err != nil {
-		return nil, unavailable(d.log, "resolve targets", err)
+		return nil, unavailable("resolve targets", err)
 	}
 	return ids, nil
 }
@@ -335,7 +335,7 @@ func (d *Dispatcher) write(ctx context.Context, nd *store.NewDispatch) (dup bool
 		return false, err
 	}
 	if j.err != nil {
-		return false, unavailable(d.log, "write dispatch", j.err)
+		return false, unavailable("write dispatch", j.err)
 	}
 	return j.dup, nil
 }
@@ -532,9 +532,11 @@ func (d *Dispatcher) writeRound(ctx context.Context, batch []*writeJob) error {
 	return err
 }
 
-func unavailable(log *slog.Logger, op string, err error) error {
-	log.Error(op, "err", err)
-	return Errorf(CodeUnavailable, "the trigger could not be accepted for delivery; try again")
+// unavailable is a failure of the database (or another part the caller cannot
+// fix) while accepting a trigger: the caller gets the coded error, and the
+// handler that answers logs the cause once.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%w (%s: %w)", Errorf(CodeUnavailable, "the trigger could not be accepted for delivery; try again"), op, err)
 }
 
 func commandIDs(cmds []store.Command) []string {

@@ -56,15 +56,36 @@ func asError(err error) *actions.Error {
 
 // errorResponse returns the status and body for err, logging server-side failures.
 func errorResponse(c *gin.Context, log *slog.Logger, err error) (int, errorBody) {
+	status, e := statusFor(err)
+	logFailure(c, log, status, err)
+	return status, errorBody{Message: "Error", Error: errorDetail{Code: e.Code, Detail: e.Detail, Field: e.Field}}
+}
+
+// statusFor returns err as a coded error and the HTTP status of its code.
+func statusFor(err error) (int, *actions.Error) {
 	e := asError(err)
 	status, ok := statusOf[e.Code]
 	if !ok {
 		status = http.StatusInternalServerError
 	}
-	if status >= http.StatusInternalServerError {
-		log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "status", status, "err", err)
+	return status, e
+}
+
+// logFailure logs a server-side failure once, where it is answered: at Error
+// when something broke (an internal error, or a coded one wrapping its cause),
+// at Debug when the service refused by design (shedding load, a limit), which
+// the metrics and the request log count, so that a burst of refusals under
+// load does not flood the log.
+func logFailure(c *gin.Context, log *slog.Logger, status int, err error) {
+	if status < http.StatusInternalServerError {
+		return
 	}
-	return status, errorBody{Message: "Error", Error: errorDetail{Code: e.Code, Detail: e.Detail, Field: e.Field}}
+	level := slog.LevelDebug
+	var coded *actions.Error
+	if !errors.As(err, &coded) || coded.Code == actions.CodeInternal || err != error(coded) {
+		level = slog.LevelError
+	}
+	log.Log(c.Request.Context(), level, "request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "status", status, "err", err)
 }
 
 // respondError writes err as JSON and stops the request.

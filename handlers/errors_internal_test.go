@@ -1,0 +1,53 @@
+package handlers
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+)
+
+// A failure is logged once where it is answered: at Error when something
+// broke, with its cause; at Debug when the service refused by design.
+func TestErrorResponseLogsFailuresOnce(t *testing.T) {
+	shed := actions.Errorf(actions.CodeUnavailable, "too many calls at once; retry shortly")
+	for _, tc := range []struct {
+		name   string
+		err    error
+		status int
+		level  string // "" for no line
+	}{
+		{"refused by design", shed, 503, "DEBUG"},
+		{"a coded failure with its cause", fmt.Errorf("%w (write dispatch: %w)", shed, errors.New("disk I/O error")), 503, "ERROR"},
+		{"an uncoded error", errors.New("boom"), 500, "ERROR"},
+		{"bad input", actions.Invalid("url", "must be http or https"), 422, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			c, _ := gin.CreateTestContext(httptest.NewRecorder())
+			c.Request = httptest.NewRequest("POST", "/public-api/integration/webhooks", nil)
+			status, body := errorResponse(c, log, tc.err)
+			if status != tc.status || strings.Contains(body.Error.Detail, "disk") || strings.Contains(body.Error.Detail, "boom") {
+				t.Fatalf("answer %d %+v", status, body)
+			}
+			lines := strings.Count(buf.String(), "\n")
+			switch {
+			case tc.level == "" && lines != 0:
+				t.Fatalf("logged %q", buf.String())
+			case tc.level != "" && (lines != 1 || !strings.Contains(buf.String(), "level="+tc.level)):
+				t.Fatalf("want one %s line, got %q", tc.level, buf.String())
+			}
+			if tc.level == "ERROR" && !strings.Contains(buf.String(), strings.TrimPrefix(tc.err.Error(), "unavailable: ")) {
+				t.Fatalf("the line lacks the cause: %q", buf.String())
+			}
+		})
+	}
+}
