@@ -44,9 +44,9 @@ type Delivery struct {
 	// flushMarks asks the marker to write the marks it holds, and is answered
 	// by closing the channel sent.
 	flushMarks chan chan struct{}
-	// marker writes the published marks: the Dispatcher whose sink this is (its
-	// writer commits them with the triggers), or the store.
-	marker publishedMarker
+	// Marker writes the published marks: the Dispatcher, whose writer commits
+	// them with the triggers (set it before Run); the store if nil.
+	Marker PublishedMarker
 	// sent remembers when each command went out, so a command reaches one session
 	// of a device once even if a resync and a reconnect both pick it up before it
 	// is marked published. Only the sender goroutine uses it.
@@ -72,8 +72,8 @@ type mark struct {
 	at time.Time
 }
 
-// publishedMarker records that the broker took commands.
-type publishedMarker interface {
+// PublishedMarker records that the broker took commands.
+type PublishedMarker interface {
 	MarkPublished(ctx context.Context, ids []string, at time.Time) error
 }
 
@@ -494,7 +494,7 @@ func (dl *Delivery) runMarker(ctx context.Context, stop <-chan struct{}) {
 		held = dl.marks.Take(held)
 	}
 	flush := func() {
-		marker := dl.marker
+		marker := dl.Marker
 		if marker == nil {
 			marker = dl.st
 		}

@@ -39,7 +39,7 @@ func TestLargeBatchKeepsEachDevicesOrder(t *testing.T) {
 	rec := &recorder{got: map[string][]string{}}
 	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
 	var marked sync.Map
-	dl.marker = markerFunc(func(ids []string) {
+	dl.Marker = markerFunc(func(ids []string) {
 		for _, id := range ids {
 			marked.Store(id, true)
 		}

@@ -134,10 +134,6 @@ func NewDispatcher(st *store.Store, sink CommandSink, acks *AckWaiters, log *slo
 		jobs:  make(chan *writeJob, 4*cfg.MaxBatch),
 		clock: func() time.Time { return time.Now().UTC() },
 	}
-	// Delivery reports what it published; its marks join the writer's rounds.
-	if dl, ok := sink.(*Delivery); ok {
-		dl.marker = d
-	}
 	return d
 }
 

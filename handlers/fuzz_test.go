@@ -363,6 +363,7 @@ func newWebhookServer(f *testing.F) *webhookServer {
 	delivery := actions.NewDelivery(st, pub, topics, presence, log)
 	waiters := actions.NewAckWaiters()
 	dispatcher := actions.NewDispatcher(st, delivery, waiters, log, actions.DispatcherConfig{})
+	delivery.Marker = dispatcher
 	reqlog := handlers.NewRequestLog(st, log)
 	met := metrics.New(metrics.Sources{
 		OnlineDevices: presence.OnlineCount, BrokerConnected: pub.Connected, Log: log,
