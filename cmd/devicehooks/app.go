@@ -123,7 +123,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 		}
 	}
 	a.dispatcher = actions.NewDispatcher(a.store, a.delivery, a.waiters, a.Log, actions.DispatcherConfig{MaxTargets: cfg.MaxTargets})
-	a.tracker.Writer = a.dispatcher // acks join the triggers' group commit
+	a.tracker.Writer = a.dispatcher  // acks join the triggers' group commit
 	a.delivery.Marker = a.dispatcher // and so do the published marks
 	a.tracker.Hold = a.delivery.Sending
 	a.reqlog = handlers.NewRequestLog(a.store, a.Log)
