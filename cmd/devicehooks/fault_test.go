@@ -108,7 +108,9 @@ func TestNothingAcceptedIsLost(t *testing.T) {
 		for range player.cmds {
 		}
 	}()
-	time.Sleep(500 * time.Millisecond) // the player's online status reaches devicehooks
+	testenv.WaitFor(t, 10*time.Second, "the player's online status reaches devicehooks", func() bool {
+		return s.mustCall(http.StatusOK, "GET", "/api/v1/devices/fault-1", nil)["online"] == true
+	})
 
 	const total = 2000
 	var (
