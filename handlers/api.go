@@ -66,8 +66,8 @@ func pageOf(c *gin.Context) (store.Page, error) {
 	switch {
 	case p.Limit == 0:
 		p.Limit = 50
-	case p.Limit > 500:
-		p.Limit = 500
+	case p.Limit > store.MaxPageSize:
+		p.Limit = store.MaxPageSize
 	}
 	return p, nil
 }

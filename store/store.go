@@ -208,16 +208,20 @@ func isUniqueViolation(err error) bool {
 		strings.Contains(msg, "SQLSTATE 23505")
 }
 
-// Page bounds a list query.
+// Page bounds a list query: Limit rows (50 if not set, at most MaxPageSize)
+// from Offset.
 type Page struct {
 	Limit  int
 	Offset int
 }
 
+// MaxPageSize is the most rows a list query returns.
+const MaxPageSize = 500
+
 func (p Page) apply(q *gorm.DB) *gorm.DB {
 	limit := p.Limit
-	if limit <= 0 || limit > 500 {
+	if limit <= 0 {
 		limit = 50
 	}
-	return q.Limit(limit).Offset(max(p.Offset, 0))
+	return q.Limit(min(limit, MaxPageSize)).Offset(max(p.Offset, 0))
 }
