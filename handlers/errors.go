@@ -48,6 +48,8 @@ func asError(err error) *actions.Error {
 		return e
 	case errors.Is(err, store.ErrNotFound):
 		return &actions.Error{Code: actions.CodeNotFound, Detail: "no such object"}
+	case errors.Is(err, store.ErrNoTarget):
+		return actions.Invalid("target.id", "no such device or group: it was deleted meanwhile")
 	case errors.Is(err, store.ErrConflict):
 		return &actions.Error{Code: actions.CodeConflict, Detail: "conflicts with an existing object"}
 	}

@@ -5,6 +5,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // Writes to actions run to completion whatever the caller's context does: the
@@ -12,19 +15,61 @@ import (
 // the database may still commit it.
 
 // CreateAction inserts an action.
+// Its target must exist (ErrNoTarget).
 func (s *Store) CreateAction(ctx context.Context, a *Action) error {
 	defer s.actions.invalidate()
-	return wrap("create action", s.db.WithContext(context.WithoutCancel(ctx)).Create(a).Error)
+	return wrap("create action", s.db.WithContext(context.WithoutCancel(ctx)).Transaction(func(tx *gorm.DB) error {
+		if err := targetExists(tx, a); err != nil {
+			return err
+		}
+		return tx.Create(a).Error
+	}))
 }
 
-// UpdateAction replaces an action's editable fields.
+// UpdateAction replaces an action's editable fields; its target must exist.
 func (s *Store) UpdateAction(ctx context.Context, a *Action) error {
 	defer s.actions.invalidate()
-	res := s.db.WithContext(context.WithoutCancel(ctx)).Model(&Action{}).Where("id = ?", a.ID).Updates(map[string]any{
-		"name": a.Name, "function": a.Function, "target_type": a.TargetType, "target_id": a.TargetID,
-		"params": a.Params, "enabled": a.Enabled, "ttl_seconds": a.TTLSeconds, "updated_at": time.Now().UTC(),
-	})
-	return rowsOrNotFound("update action", res)
+	return wrap("update action", s.db.WithContext(context.WithoutCancel(ctx)).Transaction(func(tx *gorm.DB) error {
+		if err := targetExists(tx, a); err != nil {
+			return err
+		}
+		res := tx.Model(&Action{}).Where("id = ?", a.ID).Updates(map[string]any{
+			"name": a.Name, "function": a.Function, "target_type": a.TargetType, "target_id": a.TargetID,
+			"params": a.Params, "enabled": a.Enabled, "ttl_seconds": a.TTLSeconds, "updated_at": time.Now().UTC(),
+		})
+		if res.Error == nil && res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		return res.Error
+	}))
+}
+
+// targetExists checks, in the transaction that saves the action, that its
+// target device or group exists, and on PostgreSQL keeps it (a share lock)
+// until the action is committed: DeleteDevice and DeleteGroup lock the row
+// before they look for actions that target it, so one of the two sees the other.
+func targetExists(tx *gorm.DB, a *Action) error {
+	var model any
+	switch a.TargetType {
+	case "device":
+		model = &Device{}
+	case "group":
+		model = &Group{}
+	default:
+		return nil
+	}
+	q := tx.Model(model).Where("id = ?", a.TargetID)
+	if tx.Dialector.Name() == "postgres" {
+		q = q.Clauses(clause.Locking{Strength: "SHARE"})
+	}
+	var ids []string
+	if err := q.Pluck("id", &ids).Error; err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return ErrNoTarget
+	}
+	return nil
 }
 
 // Actions lists actions, newest first.

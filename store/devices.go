@@ -95,17 +95,19 @@ func (s *Store) SetDeviceToken(ctx context.Context, id, tokenHash, mosquittoHash
 // targets cannot be deleted (ErrConflict): the action would point at nothing.
 func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 	return wrap("delete device", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// The device's row first: before the actions are counted, so that an
+		// action being saved to target it (targetExists) is either seen or
+		// refused; and before the device's commands, as a trigger takes them
+		// (supersede), which in the other order could deadlock on PostgreSQL.
+		if err := lockDevices(tx, []string{id}); err != nil {
+			return err
+		}
 		var n int64
 		if err := tx.Model(&Action{}).Where("target_type = ? AND target_id = ?", "device", id).Count(&n).Error; err != nil {
 			return err
 		}
 		if n > 0 {
 			return ErrConflict
-		}
-		// The device's row first, as a trigger takes it before the device's
-		// commands (supersede): on PostgreSQL, the other order could deadlock.
-		if err := lockDevices(tx, []string{id}); err != nil {
-			return err
 		}
 		if err := tx.Where("device_id = ?", id).Delete(&GroupMember{}).Error; err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // CreateGroup inserts a group with its members; an unknown device is ErrNotFound,
@@ -113,6 +114,15 @@ func (s *Store) GroupDeviceIDs(ctx context.Context, groupID string) ([]string, e
 // DeleteGroup removes a group; a group that an action targets is ErrConflict.
 func (s *Store) DeleteGroup(ctx context.Context, id string) error {
 	return wrap("delete group", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// The group's row first, so that an action being saved to target it
+		// (targetExists) is either seen below or refused.
+		if tx.Dialector.Name() == "postgres" {
+			var locked []string
+			err := tx.Model(&Group{}).Where("id = ?", id).Clauses(clause.Locking{Strength: "NO KEY UPDATE"}).Pluck("id", &locked).Error
+			if err != nil {
+				return err
+			}
+		}
 		var n int64
 		if err := tx.Model(&Action{}).Where("target_type = ? AND target_id = ?", "group", id).Count(&n).Error; err != nil {
 			return err

@@ -23,6 +23,10 @@ var ErrNotFound = errors.New("not found")
 // ErrConflict is returned when a write would break a uniqueness or reference rule.
 var ErrConflict = errors.New("conflict")
 
+// ErrNoTarget means an action's target device or group does not exist (it was
+// deleted while the action was being saved).
+var ErrNoTarget = errors.New("the action's target does not exist")
+
 // Store is the database handle shared by the whole process.
 type Store struct {
 	db       *gorm.DB

@@ -159,6 +159,49 @@ func newDispatch(id string, devices []string, idem string) *store.NewDispatch {
 	return nd
 }
 
+// An action's target must exist when it is saved, and an action saved while
+// its target is being deleted never ends up pointing at nothing: one of the
+// two is refused.
+func TestActionTargetsExist(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		action := func(id, targetType, target string) *store.Action {
+			return &store.Action{ID: id, Name: id, EventID: "evt_" + id, Function: "restart", TargetType: targetType, TargetID: target,
+				Params: "{}", Enabled: true, TTLSeconds: 60, CreatedAt: now, UpdatedAt: now}
+		}
+		if err := st.CreateAction(ctx, action("a0", "device", "ghost")); !errors.Is(err, store.ErrNoTarget) {
+			t.Fatalf("action to a missing device: %v", err)
+		}
+		if err := st.CreateAction(ctx, action("a0", "group", "ghost")); !errors.Is(err, store.ErrNoTarget) {
+			t.Fatalf("action to a missing group: %v", err)
+		}
+		st.CreateDevice(ctx, device("d0"))
+		a := action("a0", "device", "d0")
+		if err := st.CreateAction(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		a.TargetID = "ghost"
+		if err := st.UpdateAction(ctx, a); !errors.Is(err, store.ErrNoTarget) {
+			t.Fatalf("action moved to a missing device: %v", err)
+		}
+		for i := range 40 {
+			id := fmt.Sprintf("race-%d", i)
+			if err := st.CreateDevice(ctx, device(id)); err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			var createErr, deleteErr error
+			wg.Go(func() { createErr = st.CreateAction(ctx, action(id, "device", id)) })
+			wg.Go(func() { deleteErr = st.DeleteDevice(ctx, id) })
+			wg.Wait()
+			if (createErr == nil) == (deleteErr == nil) {
+				t.Fatalf("round %d: create %v, delete %v: want exactly one refused", i, createErr, deleteErr)
+			}
+		}
+	})
+}
+
 func TestDispatchBatchAndCommandLifecycle(t *testing.T) {
 	eachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
