@@ -5,6 +5,7 @@ package handlers
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -55,9 +56,6 @@ func New(d Deps) (http.Handler, error) {
 	}
 	r.Use(accessLog(d.Log), recovery(d.Log))
 	r.HandleMethodNotAllowed = true
-	r.NoRoute(func(c *gin.Context) {
-		respondError(c, d.Log, actions.Errorf(actions.CodeNotFound, "no such endpoint: %s %s", c.Request.Method, c.Request.URL.Path))
-	})
 
 	r.GET("/healthz", health(d))
 
@@ -119,8 +117,29 @@ func New(d Deps) (http.Handler, error) {
 	// Operators scrape with the admin token here, or without one on --metrics-addr.
 	r.GET("/metrics", noStore, requireAdmin(d.Admins, d.Log), gin.WrapH(d.Metrics.Handler()))
 
-	registerUI(r, d)
+	u := registerUI(r, d)
+	// An unknown path: a browser asking for a page gets the UI's "Not found"
+	// page; the management API, the webhook and other clients get the JSON error.
+	r.NoRoute(func(c *gin.Context) {
+		if wantsPage(c.Request) {
+			u.notFound(c)
+			return
+		}
+		respondError(c, d.Log, actions.Errorf(actions.CodeNotFound, "no such endpoint: %s %s", c.Request.Method, c.Request.URL.Path))
+	})
 	return r, nil
+}
+
+// wantsPage tells a browser's request for a page (a GET that accepts HTML,
+// outside the API and the webhook's paths) from an API client's.
+func wantsPage(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/public-api/") {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
 // noStore keeps API answers (some carry secrets) out of every cache.

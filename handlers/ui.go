@@ -22,7 +22,7 @@ type ui struct {
 }
 
 // registerUI adds the admin web UI's routes.
-func registerUI(r *gin.Engine, d Deps) {
+func registerUI(r *gin.Engine, d Deps) *ui {
 	u := &ui{Deps: d, cop: http.NewCrossOriginProtection()}
 	u.secretSeal = sync.OnceValues(u.newSecretSeal)
 	if d.PublicURL != "" {
@@ -94,6 +94,7 @@ func registerUI(r *gin.Engine, d Deps) {
 	app.GET(adminTokenSecretPath, u.secretPage)
 	app.GET("/settings/tokens/:id/delete", u.confirmDeleteAdminToken)
 	app.POST("/settings/tokens/:id/delete", u.deleteAdminToken)
+	return u
 }
 
 // originOf returns the scheme://host of a URL.

@@ -162,7 +162,7 @@ func (u *ui) dispatchPage(c *gin.Context) {
 		params, v.Params = commandParams(payload)
 		v.Carried = paramsSummary(v.Function, params)
 	}
-	u.render(c, http.StatusOK, "dispatch", &web.View{Title: "Dispatch", Nav: "dispatches", Data: v})
+	u.render(c, http.StatusOK, "dispatch", &web.View{Title: "Dispatch of " + v.ActionName, Nav: "dispatches", Data: v})
 }
 
 func (u *ui) dispatchLive(c *gin.Context) {

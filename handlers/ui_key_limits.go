@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"devicehooks/actions"
 	"devicehooks/auth"
 	"devicehooks/store"
 	"devicehooks/web"
@@ -140,34 +141,89 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 	if v.RatePerSecond != "" || v.RateBurst != "" {
 		rps, err1 := strconv.ParseFloat(v.RatePerSecond, 64)
 		burst, err2 := strconv.Atoi(v.RateBurst)
-		if err1 != nil || err2 != nil {
+		switch {
+		case v.RatePerSecond == "":
 			errs["rate_per_second"] = "both a rate per second and a burst, or neither"
+		case err1 != nil:
+			errs["rate_per_second"] = "a number of requests per second, such as 5 or 0.5"
+		}
+		switch {
+		case v.RateBurst == "":
+			errs["rate_burst"] = "both a rate per second and a burst, or neither"
+		case err2 != nil:
+			errs["rate_burst"] = "a whole number of requests, such as 10"
 		}
 		v.Limits.Rate = &auth.Rate{PerSecond: rps, Burst: burst}
 	}
-	if len(errs) > 0 {
-		u.renderKeyLimits(c, http.StatusUnprocessableEntity, v, errs, "Please correct the marked field.")
-		return
-	}
-	// As the API does: no id that names nothing, unless the key had it already.
-	err = checkScope(ctx, u.Store, v.Limits, auth.LimitsOf(k))
-	if err == nil {
-		err = u.Keys.Update(ctx, k.ID, v.Name, v.Limits)
-	}
-	if err != nil {
+	// Keys.Update and checkScope stop at the first error: each part is also
+	// checked on its own, so that the form shows every error at once.
+	for _, err := range limitsErrors(ctx, u.Store, v, auth.LimitsOf(k), errs) {
 		if !isUserError(err) {
 			u.fail(c, err)
 			return
 		}
-		errs, msg := fieldErrors(err, func(f string) string {
-			f, _, _ = strings.Cut(f, "[") // actions[2] -> actions
-			return strings.ReplaceAll(f, ".", "_")
-		})
+		fe, _ := fieldErrors(err, limitsField)
+		for f, msg := range fe {
+			if _, ok := errs[f]; !ok {
+				errs[f] = msg
+			}
+		}
+	}
+	if len(errs) > 0 {
+		u.renderKeyLimits(c, http.StatusUnprocessableEntity, v, errs, "Please correct the marked "+plural(len(errs), "field.", "fields."))
+		return
+	}
+	if err := u.Keys.Update(ctx, k.ID, v.Name, v.Limits); err != nil {
+		if !isUserError(err) {
+			u.fail(c, err)
+			return
+		}
+		errs, msg := fieldErrors(err, limitsField)
 		u.renderKeyLimits(c, http.StatusUnprocessableEntity, v, errs, msg)
 		return
 	}
 	u.Log.Info("ui: api key limits saved", "id", k.ID, "prefix", k.Prefix, "by", account(c).User.Username)
 	u.redirect(c, "/api-keys", "Saved the limits of “"+v.Name+"”.")
+}
+
+// limitsField maps the limits' field names to the form's: actions[2] -> actions,
+// rate.burst -> rate_burst.
+func limitsField(f string) string {
+	f, _, _ = strings.Cut(f, "[")
+	return strings.ReplaceAll(f, ".", "_")
+}
+
+// limitsErrors checks each part of the posted limits on its own, as Keys.Update
+// and checkScope do (the name, the address ranges, the rate, the scope), and
+// returns every error; parts that have an error in found already are skipped.
+func limitsErrors(ctx context.Context, st *store.Store, v keyLimitsView, had auth.Limits, found map[string]string) []error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if v.Name == "" {
+		add(actions.Invalid("name", "is required (at most 200 characters)"))
+	} else {
+		add(actions.CheckName("name", v.Name))
+	}
+	cidrs := auth.Limits{CIDRs: v.Limits.CIDRs}
+	add(cidrs.Validate())
+	if r := v.Limits.Rate; r != nil {
+		if _, bad := found["rate_per_second"]; !bad {
+			rate := auth.Limits{Rate: &auth.Rate{PerSecond: r.PerSecond, Burst: 1}}
+			add(rate.Validate())
+		}
+		if _, bad := found["rate_burst"]; !bad {
+			burst := auth.Limits{Rate: &auth.Rate{PerSecond: 1, Burst: r.Burst}}
+			add(burst.Validate())
+		}
+	}
+	// As the API does: no id that names nothing, unless the key had it already.
+	add(checkIDs(ctx, "actions", "action", v.Limits.Actions, had.Actions, actionFinder(st)))
+	add(checkIDs(ctx, "groups", "group", v.Limits.Groups, had.Groups, groupFinder(st)))
+	return errs
 }
 
 func (u *ui) renderKeyLimits(c *gin.Context, status int, v keyLimitsView, errs map[string]string, msg string) {

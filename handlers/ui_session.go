@@ -37,6 +37,11 @@ const (
 // not bring them back. Referrer-Policy no-referrer matters: webhook GET links
 // carry API keys.
 func (u *ui) securityHeaders(c *gin.Context) {
+	u.setSecurityHeaders(c)
+	c.Next()
+}
+
+func (u *ui) setSecurityHeaders(c *gin.Context) {
 	h := c.Writer.Header()
 	h.Set("Content-Security-Policy", contentSecurityPolicy)
 	h.Set("X-Frame-Options", "DENY")
@@ -48,7 +53,18 @@ func (u *ui) securityHeaders(c *gin.Context) {
 	if u.SecureCookies {
 		h.Set("Strict-Transport-Security", "max-age=31536000")
 	}
-	c.Next()
+}
+
+// notFound answers a browser's request for a page that does not exist with the
+// "Not found" page, with the navigation if the browser is signed in.
+func (u *ui) notFound(c *gin.Context) {
+	u.setSecurityHeaders(c)
+	token := u.sessionToken(c)
+	if acc, err := u.Users.Authenticate(c.Request.Context(), token); err == nil {
+		c.Set(ctxAccount, acc)
+		c.Set(ctxSession, token)
+	}
+	u.fail(c, actions.Errorf(actions.CodeNotFound, "There is no page at %s.", c.Request.URL.Path))
 }
 
 // crossOrigin refuses state-changing requests that a browser marks as coming

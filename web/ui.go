@@ -38,6 +38,19 @@ type View struct {
 	Error      string            // a message for the whole form
 	Errors     map[string]string // field name -> message
 	Data       any
+
+	focused bool // Autofocus has marked a field
+}
+
+// Autofocus marks the first invalid field of a form: the first call in a render
+// returns the autofocus attribute and later calls nothing, so after a failed
+// submit focus (and a screen reader) starts at the first error.
+func (v *View) Autofocus() template.HTMLAttr {
+	if v.focused {
+		return ""
+	}
+	v.focused = true
+	return "autofocus"
 }
 
 // Render writes a UI page. It renders into a buffer first, so a template error

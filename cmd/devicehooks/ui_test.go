@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"devicehooks/internal/testenv"
 )
@@ -165,6 +168,32 @@ func (b *uiBrowser) wantPage(name string) {
 	}
 }
 
+// accessibleNames returns the names that Chromium gives assistive technology for
+// the page's links and buttons whose name starts with prefix.
+func (b *uiBrowser) accessibleNames(prefix string) []string {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	tree, err := chromedp.Call(ctx, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
+	if err != nil {
+		b.t.Fatalf("browser: accessibility tree: %v (at %s)", err, b.location())
+	}
+	var names []string
+	for _, n := range tree.Nodes {
+		if n.Ignored || n.Role == nil || n.Name == nil {
+			continue
+		}
+		var role, name string
+		if json.Unmarshal(n.Role.Value, &role) != nil || json.Unmarshal(n.Name.Value, &name) != nil {
+			continue
+		}
+		if (role == "link" || role == "button") && strings.HasPrefix(name, prefix) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
 // signIn fills the sign-in form and returns the status of the page after it.
 func (b *uiBrowser) signIn(user, password string) int64 {
 	b.t.Helper()
@@ -246,6 +275,11 @@ func TestUI(t *testing.T) {
 		b.wantPage("login")
 		if msg := b.text("#form-error"); msg != "Wrong username or password." {
 			t.Fatalf("message %q", msg)
+		}
+		// The password field has focus, and a screen reader reads the error with it.
+		b.waitJS(`document.activeElement.id === "password"`, 5*time.Second)
+		if got := evalIn[string](b, `document.getElementById("password").getAttribute("aria-describedby") + " | " + document.title`); got != "form-error | Error: Sign in · devicehooks" {
+			t.Fatalf("password described by, and title: %q", got)
 		}
 		if st := b.signIn("nobody", uiPassword); st != http.StatusUnauthorized {
 			t.Fatalf("unknown user: status %d, want 401", st)
@@ -594,10 +628,11 @@ func TestUI(t *testing.T) {
 		b.submit(chromedp.Click(chromedp.ID("confirm")))
 		b.wantPage("actions")
 
-		// The deleted action stays selected, named as such, and a rename keeps it.
+		// The deleted action stays ticked, named as such, and a rename keeps it.
 		b.open("/api-keys/" + id + "/limits")
-		opt := fmt.Sprintf(`#actions option[value=%q]`, act)
-		if !evalIn[bool](b, `document.querySelector('`+opt+`').selected`) || !strings.HasPrefix(b.text(opt), "deleted action "+act[:8]) {
+		box := fmt.Sprintf(`#actions input[name="actions"][value=%q]`, act)
+		if !evalIn[bool](b, `document.querySelector('`+box+`').checked`) ||
+			!strings.HasPrefix(evalIn[string](b, `document.querySelector('`+box+`').closest("label").textContent.trim()`), "deleted action "+act[:8]) {
 			t.Fatalf("the deleted action in the picker: %q", b.text("#actions"))
 		}
 		b.submit(chromedp.Clear(chromedp.ID("name")), chromedp.SendKeys(chromedp.ID("name"), "Renamed"), chromedp.Click(chromedp.ID("save-limits")))
@@ -608,7 +643,7 @@ func TestUI(t *testing.T) {
 
 		// Unselecting every action is refused unless "allow every action" is ticked.
 		b.open("/api-keys/" + id + "/limits")
-		unselect := chromedp.Evaluate[chromedp.Void](`for (const o of document.getElementById("actions").options) o.selected = false`)
+		unselect := chromedp.Evaluate[chromedp.Void](`for (const i of document.querySelectorAll('#actions input[name="actions"]')) i.checked = false`)
 		if st := b.submit(unselect, chromedp.Click(chromedp.ID("save-limits"))); st != http.StatusUnprocessableEntity {
 			t.Fatalf("emptying the scope: status %d, want 422", st)
 		}
@@ -793,8 +828,9 @@ func TestUI(t *testing.T) {
 		if !b.has(row + " .badge.emergency") {
 			t.Fatalf("no emergency badge on lobby-1: %s", b.text(row))
 		}
-		if title := evalIn[string](b, `document.querySelector('`+row+` .badge.emergency').title`); !strings.Contains(title, "Evacuate via north stairs") {
-			t.Fatalf("emergency badge title %q", title)
+		// The message is shown under the badge, not only in a tooltip.
+		if msg := b.text(row + " .emergency-message"); msg != "“Evacuate via north stairs”" {
+			t.Fatalf("emergency message %q", msg)
 		}
 		if b.has(row + " .badge.paused") {
 			t.Fatal("lobby-1 shown paused")
@@ -1163,8 +1199,31 @@ func TestUI(t *testing.T) {
 		if !evalIn[bool](b, `window.stillThisPage === true`) {
 			t.Fatal("the page reloaded instead of updating in place")
 		}
+		// The change is said in the one live note, not by the table.
+		if got := b.text("#live-note"); !strings.Contains(got, "kiosk-9 went online") {
+			t.Fatalf("live note %q", got)
+		}
+		if evalIn[bool](b, `document.querySelector("#devices").closest("[aria-live]") !== null`) {
+			t.Fatal("the devices table is inside a live region")
+		}
+
+		// Paused, the page stays as it was; resumed, it catches up.
+		b.do(chromedp.Click(chromedp.ID("pause-updates")))
+		if got := evalIn[string](b, `document.getElementById("pause-updates").getAttribute("aria-pressed")`); got != "true" {
+			t.Fatalf("pause button aria-pressed %q", got)
+		}
 		kiosk.client.Disconnect(0)
+		testenv.WaitFor(t, 10*time.Second, "kiosk-9 offline", func() bool { return !s.app.presence.Online("kiosk-9") })
+		skipped := evalIn[int](b, `Number(document.querySelector("[data-live]").dataset.liveSkipped || 0)`)
+		b.waitJS(fmt.Sprintf(`Number(document.querySelector("[data-live]").dataset.liveSkipped || 0) > %d`, skipped), 10*time.Second)
+		if got := b.text(row + " .presence"); got != "online" {
+			t.Fatalf("kiosk-9 is %q while updates are paused", got)
+		}
+		b.do(chromedp.Click(chromedp.ID("pause-updates")))
 		b.waitJS(`document.querySelector('`+row+` .presence').textContent === "offline"`, 10*time.Second)
+		if got := b.text("#live-note"); !strings.Contains(got, "kiosk-9 went offline") {
+			t.Fatalf("live note %q", got)
+		}
 	})
 
 	t.Run("an invalid URL is shown at the field and nothing is saved", func(t *testing.T) {
@@ -1395,6 +1454,204 @@ func TestUI(t *testing.T) {
 		b.open("/groups/" + group["id"].(string) + "/edit")
 		if !evalIn[bool](b, `document.querySelector('input[name="device_ids"][value="zz-bulk-509"]').checked`) {
 			t.Fatal("a member beyond the first 500 is not shown ticked")
+		}
+	})
+
+	t.Run("accessibility: no sideways scroll on a phone, the whole top menu, a skip link", func(t *testing.T) {
+		use(t)
+		t.Cleanup(func() { b.do(chromedp.EmulateViewport(1280, 900)) })
+		// At 360 px a list page does not scroll sideways: a wide table scrolls
+		// in its own box, which the keyboard can scroll too.
+		b.do(chromedp.EmulateViewport(360, 740))
+		for _, path := range []string{"/actions", "/api-keys", "/devices", "/settings"} {
+			b.open(path)
+			if over := evalIn[int](b, `document.documentElement.scrollWidth - document.documentElement.clientWidth`); over > 0 {
+				t.Errorf("%s at 360 px scrolls sideways by %d px", path, over)
+			}
+			if n := evalIn[int](b, `document.querySelectorAll('.table-wrap:not([tabindex="0"][role="region"][aria-label])').length`); n != 0 {
+				t.Errorf("%s: %d table boxes that the keyboard cannot reach or that have no name", path, n)
+			}
+		}
+		// At 800 px (a laptop at 200 %) every top-menu link is on screen.
+		b.do(chromedp.EmulateViewport(800, 600))
+		b.open("/settings")
+		hidden := evalIn[[]string](b, `[...document.querySelectorAll(".top nav a")].filter(a => {
+			const r = a.getBoundingClientRect(), n = a.closest("nav").getBoundingClientRect();
+			const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+			return r.width === 0 || r.left < n.left || r.right > n.right || r.right > innerWidth || !hit || hit.closest("a") !== a;
+		}).map(a => a.textContent)`)
+		if n := evalIn[int](b, `document.querySelectorAll(".top nav a").length`); n != 8 || len(hidden) > 0 {
+			t.Fatalf("%d menu links, hidden at 800 px: %q", n, hidden)
+		}
+
+		// The skip link is the first thing Tab reaches, shows, and moves focus to the content.
+		b.do(chromedp.EmulateViewport(1280, 900))
+		b.open("/actions")
+		if got := evalIn[string](b, `document.activeElement.tagName`); got != "BODY" {
+			t.Fatalf("focus on %s after loading the page", got)
+		}
+		b.do(chromedp.KeyEvent(kb.Tab))
+		if got := evalIn[string](b, `document.activeElement.textContent + " " + (document.activeElement.getBoundingClientRect().top >= 0)`); got != "Skip to content true" {
+			t.Fatalf("the first Tab reaches %q", got)
+		}
+		b.do(chromedp.KeyEvent(kb.Enter))
+		b.waitJS(`document.activeElement === document.querySelector("main")`, 5*time.Second)
+	})
+
+	t.Run("accessibility: after a failed submit focus is on the first error, all errors at once", func(t *testing.T) {
+		use(t)
+		title := func() string { return evalIn[string](b, `document.title`) }
+		// The action form: a name and an invalid URL; focus goes to the URL.
+		b.open("/actions/new")
+		st := b.submit(
+			chromedp.SendKeys(chromedp.ID("name"), "Focus check"),
+			chromedp.SendKeys(chromedp.ID("p-load-url-url"), "not a url"),
+			chromedp.SetValue(chromedp.ID("target_device"), "lobby-1"),
+			chromedp.Click(chromedp.ID("save-action")),
+		)
+		if st != http.StatusUnprocessableEntity {
+			t.Fatalf("status %d, want 422", st)
+		}
+		b.waitJS(`document.activeElement.id === "p-load-url-url"`, 5*time.Second)
+		if got := title(); !strings.HasPrefix(got, "Error: ") {
+			t.Fatalf("title %q", got)
+		}
+		if got := evalIn[string](b, `document.getElementById("p-load-url-url").getAttribute("aria-describedby")`); got != "help-p-load-url-url err-p-load-url-url" {
+			t.Fatalf("the URL field is described by %q, want its help and its error", got)
+		}
+
+		// Key limits: a bad address range and a bad burst are both reported,
+		// the burst (not the rate) marked, focus on the first (the ranges).
+		id, _ := s.createKey("Errors at once")
+		b.open("/api-keys/" + id + "/limits")
+		st = b.submit(
+			chromedp.SendKeys(chromedp.ID("cidrs"), "not-an-address"),
+			chromedp.SendKeys(chromedp.ID("rate_per_second"), "5"),
+			chromedp.SendKeys(chromedp.ID("rate_burst"), "x"),
+			chromedp.Click(chromedp.ID("save-limits")),
+		)
+		if st != http.StatusUnprocessableEntity {
+			t.Fatalf("status %d, want 422", st)
+		}
+		if !b.has("#err-cidrs") || !b.has("#err-burst") || b.has("#err-rate") {
+			t.Fatalf("errors shown: %q", evalIn[string](b, `[...document.querySelectorAll(".field-error")].map(e => e.id).join(" ")`))
+		}
+		invalid := evalIn[string](b, `[...document.querySelectorAll('[aria-invalid="true"]')].map(e => e.id + ">" + e.getAttribute("aria-describedby")).join(" ")`)
+		if invalid != "cidrs>err-cidrs rate_burst>err-burst" {
+			t.Fatalf("fields marked invalid: %q", invalid)
+		}
+		b.waitJS(`document.activeElement.id === "cidrs"`, 5*time.Second)
+		if got := title(); !strings.HasPrefix(got, "Error: ") {
+			t.Fatalf("title %q", got)
+		}
+		// Saved: no field to blame, so the flash that says so takes focus.
+		b.submit(
+			chromedp.Clear(chromedp.ID("cidrs")), chromedp.Clear(chromedp.ID("rate_per_second")), chromedp.Clear(chromedp.ID("rate_burst")),
+			chromedp.Click(chromedp.ID("save-limits")),
+		)
+		b.wantPage("api_keys")
+		b.waitJS(`document.activeElement.id === "flash"`, 5*time.Second)
+		if got := title(); strings.HasPrefix(got, "Error") {
+			t.Fatalf("title after a successful save %q", got)
+		}
+	})
+
+	t.Run("accessibility: row buttons and links name their row", func(t *testing.T) {
+		use(t)
+		distinct := func(path, prefix string) {
+			t.Helper()
+			names := b.accessibleNames(prefix)
+			seen := map[string]bool{}
+			for _, n := range names {
+				if n == prefix || seen[n] {
+					t.Errorf("%s: %q is not told from the other rows' (%q)", path, n, names)
+				}
+				seen[n] = true
+			}
+			if len(names) < 2 {
+				t.Errorf("%s: %d controls named %q…, want one per row", path, len(names), prefix)
+			}
+		}
+		b.open("/actions")
+		distinct("/actions", "Delete")
+		distinct("/actions", "Link & test")
+		distinct("/actions", "Copy event id of")
+		b.open("/api-keys")
+		for _, p := range []string{"Limits", "Copy key", "Reveal", "Revoke"} {
+			distinct("/api-keys", p)
+		}
+		b.open("/devices")
+		distinct("/devices", "Delete")
+		distinct("/devices", "Rotate token")
+		// A dispatch's link, shown as "5 min ago", names its action too.
+		b.open("/dispatches")
+		names := b.accessibleNames("Dispatch of ")
+		rows := evalIn[[]string](b, `[...document.querySelectorAll("#dispatches tbody tr")].map(r => r.cells[0].querySelector("time").firstChild.textContent + "|" + r.cells[1].firstChild.textContent)`)
+		if len(names) != len(rows) || len(rows) < 2 {
+			t.Fatalf("%d dispatch links named after their action, %d rows", len(names), len(rows))
+		}
+		for i, r := range rows {
+			ago, action, _ := strings.Cut(r, "|")
+			if !strings.HasPrefix(names[i], "Dispatch of "+action+", "+ago+" (") {
+				t.Errorf("row %d (%s, %s): link named %q", i, action, ago, names[i])
+			}
+		}
+	})
+
+	t.Run("the key limits' checkbox pickers save a scope", func(t *testing.T) {
+		use(t)
+		id, _ := s.createKey("Picked scope")
+		g := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Picked group"})["id"].(string)
+		t.Cleanup(func() { s.call("DELETE", "/api/v1/groups/"+g, nil) })
+		b.open("/api-keys/" + id + "/limits")
+		if got := evalIn[string](b, `[...document.querySelectorAll("fieldset legend")].map(l => l.textContent).join(" | ")`); got != "Methods | Only these actions | Or actions targeting these groups" {
+			t.Fatalf("fieldsets %q", got)
+		}
+		action := `#actions input[name="actions"][value="` + actionID + `"]`
+		group := `#groups input[name="groups"][value="` + g + `"]`
+		b.submit(chromedp.Click(chromedp.CSS(action)), chromedp.Click(chromedp.CSS(group)), chromedp.Click(chromedp.ID("save-limits")))
+		b.wantPage("api_keys")
+		k := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+id, nil)
+		if got, want := fmt.Sprint(k["actions"], k["groups"]), fmt.Sprint([]any{actionID}, []any{g}); got != want {
+			t.Fatalf("scope %s, want %s", got, want)
+		}
+		b.open("/api-keys/" + id + "/limits")
+		if !evalIn[bool](b, `document.querySelector('`+action+`').checked && document.querySelector('`+group+`').checked`) {
+			t.Fatal("the saved scope is not shown ticked")
+		}
+		if n := evalIn[int](b, `document.querySelectorAll("#actions input:checked, #groups input:checked").length`); n != 2 {
+			t.Fatalf("%d boxes ticked, want 2", n)
+		}
+	})
+
+	t.Run("an unknown page is the Not found page for a browser, JSON for the API", func(t *testing.T) {
+		use(t)
+		if st := b.open("/nope"); st != http.StatusNotFound {
+			t.Fatalf("/nope: status %d, want 404", st)
+		}
+		b.wantPage("error")
+		if got := b.text("h1"); got != "Not found" || !b.has(".top nav") {
+			t.Fatalf("/nope shows %q (menu: %v)", got, b.has(".top nav"))
+		}
+		for _, c := range []struct{ path, accept, want string }{
+			{"/nope", "text/html,application/xhtml+xml", "text/html"},
+			{"/nope", "application/json", "application/json"},
+			{"/nope", "", "application/json"},
+			{"/api/v1/nope", "text/html", "application/json"},
+			{"/public-api/nope", "text/html", "application/json"},
+		} {
+			req, _ := http.NewRequest(http.MethodGet, s.base+c.path, nil)
+			if c.accept != "" {
+				req.Header.Set("Accept", c.accept)
+			}
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound || !strings.HasPrefix(resp.Header.Get("Content-Type"), c.want) {
+				t.Errorf("GET %s (Accept %q): %d %s, want 404 %s", c.path, c.accept, resp.StatusCode, resp.Header.Get("Content-Type"), c.want)
+			}
 		}
 	})
 

@@ -4,6 +4,34 @@
 (function () {
   "use strict";
 
+  // ---- Focus on load: after a failed submit the server marks the first invalid
+  // field autofocus; otherwise the page's message (an error for the whole form,
+  // or the flash of the previous action) takes focus, so it is read out. ----
+
+  var first = document.querySelector("[autofocus]");
+  if (first) {
+    if (document.activeElement !== first) { first.focus(); }
+  } else {
+    var message = document.getElementById("form-error") || document.getElementById("flash");
+    if (message) { message.focus(); }
+  }
+
+  // say shows text in a copy button's status, and clears it after ms.
+  function say(btn, status, text, ms) {
+    if (!status) { return; }
+    status.textContent = text;
+    clearTimeout(btn.clearStatus);
+    btn.clearStatus = setTimeout(function () { status.textContent = ""; }, ms);
+  }
+
+  // statusOf is the copy status next to a button (the element after it, or one
+  // in the same parent).
+  function statusOf(btn) {
+    var next = btn.nextElementSibling;
+    if (next && next.classList.contains("copy-status")) { return next; }
+    return btn.parentElement.querySelector(".copy-status");
+  }
+
   // ---- Copy buttons: <button data-copy="ID"> copies the text of #ID. ----
 
   function fallbackCopy(text) {
@@ -43,22 +71,23 @@
     var src = document.getElementById(btn.dataset.copy);
     if (!src) { return; }
     var text = (src.value !== undefined && src.tagName !== "CODE" && src.tagName !== "PRE") ? src.value : src.textContent;
-    var status = btn.parentElement.querySelector(".copy-status");
+    var status = statusOf(btn);
     copyText(text).then(function (how) {
       // The copied text and how it was copied are exposed for people using
       // assistive technology (the status) and for tests (data attributes).
       btn.dataset.copied = text;
       btn.dataset.copiedWith = how;
-      if (status) { status.textContent = "Copied"; }
+      say(btn, status, "Copied", 2000);
     }).catch(function () {
       selectText(src);
-      if (status) { status.textContent = "Press Ctrl+C (⌘C) to copy"; }
+      say(btn, status, "Press Ctrl+C (⌘C) to copy", 6000);
     });
   });
 
   // ---- Copy an API key: <button data-copy-key="URL"> posts to URL with the
   // session's form token in a header, gets {"key": ...} and copies it. The key
-  // never enters the page or a URL; "Copied" shows for 2 s. ----
+  // never enters the page or a URL; "Copied" shows for 2 s. While it works the
+  // button is aria-disabled (not disabled, which would drop keyboard focus). ----
 
   function csrfToken() {
     var el = document.querySelector('input[name="csrf_token"]');
@@ -67,15 +96,9 @@
 
   document.addEventListener("click", function (ev) {
     var btn = ev.target.closest("button[data-copy-key]");
-    if (!btn) { return; }
-    var status = btn.parentElement.querySelector(".copy-status");
-    var say = function (text, ms) {
-      if (!status) { return; }
-      status.textContent = text;
-      clearTimeout(btn.clearStatus);
-      btn.clearStatus = setTimeout(function () { status.textContent = ""; }, ms);
-    };
-    btn.disabled = true;
+    if (!btn || btn.getAttribute("aria-disabled") === "true") { return; }
+    var status = statusOf(btn);
+    btn.setAttribute("aria-disabled", "true");
     fetch(btn.dataset.copyKey, {
       method: "POST", credentials: "same-origin", cache: "no-store",
       headers: { "Accept": "application/json", "X-CSRF-Token": csrfToken() }
@@ -88,10 +111,10 @@
       .then(function (data) { return copyText(data.key); })
       .then(function (how) {
         btn.dataset.copiedWith = how; // for tests; the key itself is not kept
-        say("Copied", 2000);
+        say(btn, status, "Copied", 2000);
       })
-      .catch(function () { say("Could not copy: use Reveal", 6000); })
-      .then(function () { btn.disabled = false; });
+      .catch(function () { say(btn, status, "Could not copy: use Reveal", 6000); })
+      .then(function () { btn.removeAttribute("aria-disabled"); });
   });
 
   // ---- Action form: show the parameters of the chosen function and the
@@ -143,28 +166,53 @@
       });
       return data.status !== "pending";
     },
+    // The table is not a live region (every refresh would be read out): the
+    // changes are said in one hidden note, "lobby-1 went offline".
     devices: function (root, data) {
+      var changes = [];
       (data.devices || []).forEach(function (d) {
         var row = root.querySelector('tr[data-device="' + CSS.escape(d.id) + '"]');
         if (!row) { return; }
         var badge = row.querySelector(".presence");
-        if (badge) {
-          badge.className = "badge presence " + (d.online ? "online" : "offline");
-          badge.textContent = d.online ? "online" : "offline";
+        var state = d.online ? "online" : "offline";
+        if (badge && badge.textContent !== state) {
+          badge.className = "badge presence " + state;
+          badge.textContent = state;
+          var name = row.querySelector("strong");
+          changes.push((name ? name.textContent : d.id) + " went " + state);
         }
         setText(row, ".last-seen", d.last_seen);
       });
       setText(root, "#online-count", String(data.online));
+      if (changes.length) { setText(root, "#live-note", changes.join(", ") + "."); }
       return false;
     }
   };
 
+  // A "Pause updates" toggle (#pause-updates, hidden without this script)
+  // stops and restarts the refresh.
   var live = document.querySelector("[data-live]");
+  var paused = function () { return live.dataset.livePaused === "true"; };
   if (live && live.dataset.liveDone !== "true") {
+    var pause = document.getElementById("pause-updates");
+    if (pause) {
+      pause.hidden = false;
+      pause.addEventListener("click", function () {
+        var on = !paused();
+        live.dataset.livePaused = String(on);
+        pause.setAttribute("aria-pressed", String(on));
+      });
+    }
     var every = parseInt(live.dataset.liveEvery, 10) || 1500;
     var render = renderers[live.dataset.liveKind];
+    var skip = function () {
+      if (paused()) { // counted for tests: a refresh that a pause held back
+        live.dataset.liveSkipped = String((parseInt(live.dataset.liveSkipped, 10) || 0) + 1);
+      }
+      setTimeout(tick, every);
+    };
     var tick = function () {
-      if (document.hidden) { setTimeout(tick, every); return; }
+      if (document.hidden || paused()) { skip(); return; }
       fetch(live.dataset.live, { headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
         .then(function (r) {
           if (r.status === 401) { window.location.assign("/login?next=" + encodeURIComponent(location.pathname)); throw new Error("signed out"); }
@@ -172,6 +220,7 @@
           return r.json();
         })
         .then(function (data) {
+          if (paused()) { skip(); return; } // paused while fetching
           var done = render ? render(live, data) : true;
           live.dataset.liveUpdated = String(Date.now());
           if (done) { live.dataset.liveDone = "true"; return; }
