@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
-	"strings"
 	"time"
 
 	"devicehooks/secrets"
@@ -59,11 +58,8 @@ type Lookup interface {
 // on a new one: enabled, DefaultTTL.
 func BuildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action) error {
 	isNew := a.EventID == ""
-	name := strings.TrimSpace(in.Name)
-	if name == "" {
-		return Invalid("name", "is required (at most 200 characters)")
-	}
-	if err := CheckName("name", name); err != nil {
+	name, err := RequiredName("name", in.Name)
+	if err != nil {
 		return err
 	}
 	params, err := ValidateParams(in.Function, in.Params)

@@ -86,6 +86,16 @@ func CheckText(field, s string, max int) error {
 // MaxName is how long a name (of an action, device, group, key or token) may be.
 const MaxName = 200
 
+// RequiredName trims a name that must be given and checks it as CheckName does;
+// it returns the trimmed name.
+func RequiredName(field, s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", Invalid(field, "is required (at most %d characters)", MaxName)
+	}
+	return s, CheckName(field, s)
+}
+
 // CheckName is CheckText for a name: one line of at most MaxName characters
 // (as the UI's fields and PostgreSQL's varchar count them, not bytes).
 func CheckName(field, s string) error {

@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"devicehooks/actions"
@@ -54,11 +53,8 @@ func (a *Admins) Authenticate(ctx context.Context, token string) (string, error)
 
 // CreateToken makes an admin token and returns its plaintext once.
 func (a *Admins) CreateToken(ctx context.Context, name string) (*store.AdminToken, string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" {
-		return nil, "", actions.Invalid("name", "is required (at most 200 characters)")
-	}
-	if err := actions.CheckName("name", name); err != nil {
+	name, err := actions.RequiredName("name", name)
+	if err != nil {
 		return nil, "", err
 	}
 	plain := secrets.NewToken(secrets.AdminTokenPrefix)

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,7 +59,7 @@ func NewKeys(st *store.Store, kr *secrets.Keyring, log *slog.Logger) *Keys {
 // Create makes a new API key and returns it with its plaintext, which the caller
 // shows once (it can be revealed again later).
 func (k *Keys) Create(ctx context.Context, name string, limits Limits) (*store.APIKey, string, error) {
-	name, err := checkName(name)
+	name, err := actions.RequiredName("name", name)
 	if err != nil {
 		return nil, "", err
 	}
@@ -128,7 +127,7 @@ func (k *Keys) Limit(c *Caller) error { return k.rates.allow(c, time.Now()) }
 
 // Update changes a key's name and limits; they apply at once.
 func (k *Keys) Update(ctx context.Context, id, name string, limits Limits) error {
-	name, err := checkName(name)
+	name, err := actions.RequiredName("name", name)
 	if err != nil {
 		return err
 	}
@@ -159,17 +158,6 @@ func (k *Keys) forget(hash string) {
 // callers retry, rather than a 401 they would take as final.
 func unavailable(err error) error {
 	return fmt.Errorf("%w: %w", actions.Errorf(actions.CodeUnavailable, "could not check the API key; try again"), err)
-}
-
-func checkName(name string) (string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" {
-		return "", actions.Invalid("name", "is required (at most 200 characters)")
-	}
-	if err := actions.CheckName("name", name); err != nil {
-		return "", err
-	}
-	return name, nil
 }
 
 // Reveal returns a live key's plaintext, for an admin who needs to copy it again.

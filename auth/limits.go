@@ -39,29 +39,42 @@ type Rate struct {
 	Burst     int     `json:"burst"`
 }
 
-// Validate checks limits and normalises them (methods upper case, ranges parsed).
+// Validate checks limits and normalises them (methods upper case), and returns
+// the first problem.
 func (l *Limits) Validate() error {
+	if ps := l.Problems(); len(ps) > 0 {
+		return ps[0]
+	}
+	return nil
+}
+
+// Problems checks limits as Validate does and returns every problem, at most
+// one per field, for a form that shows them all at once.
+func (l *Limits) Problems() []error {
+	var ps []error
 	for i, m := range l.Methods {
 		m = strings.ToUpper(strings.TrimSpace(m))
 		if m != "POST" && m != "GET" {
-			return actions.Invalid("methods", "must list POST and/or GET, not %q", l.Methods[i])
+			ps = append(ps, actions.Invalid("methods", "must list POST and/or GET, not %q", l.Methods[i]))
+			break
 		}
 		l.Methods[i] = m
 	}
 	for _, c := range l.CIDRs {
 		if _, err := parseRange(c); err != nil {
-			return actions.Invalid("cidrs", "%q is not an address or CIDR range", c)
+			ps = append(ps, actions.Invalid("cidrs", "%q is not an address or CIDR range", c))
+			break
 		}
 	}
 	if r := l.Rate; r != nil {
 		if r.PerSecond <= 0 || r.PerSecond > 100000 || math.IsNaN(r.PerSecond) {
-			return actions.Invalid("rate.per_second", "must be above 0 and at most 100000")
+			ps = append(ps, actions.Invalid("rate.per_second", "must be above 0 and at most 100000"))
 		}
 		if r.Burst < 1 || r.Burst > 100000 {
-			return actions.Invalid("rate.burst", "must be from 1 to 100000")
+			ps = append(ps, actions.Invalid("rate.burst", "must be from 1 to 100000"))
 		}
 	}
-	return nil
+	return ps
 }
 
 // LimitsOf reads a stored key's limits.

@@ -75,12 +75,8 @@ func (a *api) updateDevice(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	name := strings.TrimSpace(in.Name)
-	if name == "" {
-		respondError(c, a.Log, actions.Invalid("name", "is required (at most 200 characters)"))
-		return
-	}
-	if err := actions.CheckName("name", name); err != nil {
+	name, err := actions.RequiredName("name", in.Name)
+	if err != nil {
 		respondError(c, a.Log, err)
 		return
 	}

@@ -3,7 +3,6 @@ package handlers
 import (
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -35,11 +34,8 @@ type groupInput struct {
 
 // group validates the input into g.
 func (in groupInput) group(g *store.Group) error {
-	g.Name = strings.TrimSpace(in.Name)
-	if g.Name == "" {
-		return actions.Invalid("name", "is required (at most 200 characters)")
-	}
-	if err := actions.CheckName("name", g.Name); err != nil {
+	var err error
+	if g.Name, err = actions.RequiredName("name", in.Name); err != nil {
 		return err
 	}
 	seen := map[string]bool{}

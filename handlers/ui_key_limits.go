@@ -157,7 +157,7 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 	}
 	// Keys.Update and checkScope stop at the first error: each part is also
 	// checked on its own, so that the form shows every error at once.
-	for _, err := range limitsErrors(ctx, u.Store, v, auth.LimitsOf(k), errs) {
+	for _, err := range limitsErrors(ctx, u.Store, v, auth.LimitsOf(k)) {
 		if !isUserError(err) {
 			u.fail(c, err)
 			return
@@ -193,37 +193,16 @@ func limitsField(f string) string {
 	return strings.ReplaceAll(f, ".", "_")
 }
 
-// limitsErrors checks each part of the posted limits on its own, as Keys.Update
-// and checkScope do (the name, the address ranges, the rate, the scope), and
-// returns every error; parts that have an error in found already are skipped.
-func limitsErrors(ctx context.Context, st *store.Store, v keyLimitsView, had auth.Limits, found map[string]string) []error {
-	var errs []error
-	add := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if v.Name == "" {
-		add(actions.Invalid("name", "is required (at most 200 characters)"))
-	} else {
-		add(actions.CheckName("name", v.Name))
-	}
-	cidrs := auth.Limits{CIDRs: v.Limits.CIDRs}
-	add(cidrs.Validate())
-	if r := v.Limits.Rate; r != nil {
-		if _, bad := found["rate_per_second"]; !bad {
-			rate := auth.Limits{Rate: &auth.Rate{PerSecond: r.PerSecond, Burst: 1}}
-			add(rate.Validate())
-		}
-		if _, bad := found["rate_burst"]; !bad {
-			burst := auth.Limits{Rate: &auth.Rate{PerSecond: 1, Burst: r.Burst}}
-			add(burst.Validate())
-		}
-	}
+// limitsErrors checks the posted name and limits as Keys.Update and checkScope
+// do, and returns every problem instead of the first.
+func limitsErrors(ctx context.Context, st *store.Store, v keyLimitsView, had auth.Limits) []error {
+	_, err := actions.RequiredName("name", v.Name)
+	errs := append([]error{err}, v.Limits.Problems()...)
 	// As the API does: no id that names nothing, unless the key had it already.
-	add(checkIDs(ctx, "actions", "action", v.Limits.Actions, had.Actions, actionFinder(st)))
-	add(checkIDs(ctx, "groups", "group", v.Limits.Groups, had.Groups, groupFinder(st)))
-	return errs
+	errs = append(errs,
+		checkIDs(ctx, "actions", "action", v.Limits.Actions, had.Actions, actionFinder(st)),
+		checkIDs(ctx, "groups", "group", v.Limits.Groups, had.Groups, groupFinder(st)))
+	return slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 }
 
 func (u *ui) renderKeyLimits(c *gin.Context, status int, v keyLimitsView, errs map[string]string, msg string) {
