@@ -98,8 +98,7 @@ func (u *ui) devicesLive(c *gin.Context) {
 	_, offset := pagerOf(c, devicesPerPage)
 	ds, _, _, err := u.listDevices(c, store.Page{Limit: devicesPerPage, Offset: offset})
 	if err != nil {
-		status, body := errorResponse(c, u.Log, err)
-		c.JSON(status, body)
+		respondError(c, u.Log, err)
 		return
 	}
 	out := make([]deviceLive, len(ds))

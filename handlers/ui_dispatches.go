@@ -168,8 +168,7 @@ func (u *ui) dispatchPage(c *gin.Context) {
 func (u *ui) dispatchLive(c *gin.Context) {
 	v, err := u.loadDispatch(c)
 	if err != nil {
-		status, body := errorResponse(c, u.Log, err)
-		c.JSON(status, body)
+		respondError(c, u.Log, err)
 		return
 	}
 	c.JSON(http.StatusOK, dispatchLive{Status: v.Status, Summary: v.Summary, Commands: v.Commands})

@@ -98,8 +98,7 @@ func (u *ui) copyAPIKey(c *gin.Context) {
 		plain, err = u.Keys.Reveal(ctx, k.ID)
 	}
 	if err != nil {
-		status, body := errorResponse(c, u.Log, gone(err, keyGone))
-		c.JSON(status, body)
+		respondError(c, u.Log, gone(err, keyGone))
 		return
 	}
 	u.Log.Info("ui: api key revealed", "id", k.ID, "prefix", k.Prefix, "by", account(c).User.Username, "to", "clipboard")

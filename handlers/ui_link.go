@@ -184,7 +184,8 @@ func (u *ui) testAction(c *gin.Context) {
 			return
 		}
 		errs, msg := fieldErrors(err, sensorField)
-		u.renderLink(c, statusOf[asError(err).Code], v, errs, msg)
+		status, _ := statusFor(err)
+		u.renderLink(c, status, v, errs, msg)
 		return
 	}
 	u.Log.Info("ui: action tested", "action", act.ID, "dispatch", out.DispatchID, "by", account(c).User.Username)

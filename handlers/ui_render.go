@@ -48,14 +48,8 @@ type errorView struct {
 // fail shows an error page with the status the error's code maps to; server-side
 // failures are logged and their text is not shown.
 func (u *ui) fail(c *gin.Context, err error) {
-	e := asError(err)
-	status, ok := statusOf[e.Code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
-	if status >= http.StatusInternalServerError {
-		u.Log.Error("ui: request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
-	}
+	status, e := statusFor(err)
+	logFailure(c, u.Log, status, err)
 	title := map[int]string{
 		http.StatusNotFound: "Not found", http.StatusForbidden: "Refused", http.StatusConflict: "Conflict",
 		http.StatusUnprocessableEntity: "Invalid input", http.StatusBadRequest: "Bad request",
@@ -78,8 +72,8 @@ func (u *ui) redirect(c *gin.Context, to, flash string) {
 
 // redirectError ends a failed form post that has no form to show again.
 func (u *ui) redirectError(c *gin.Context, to string, err error) {
-	e := asError(err)
-	if statusOf[e.Code] >= http.StatusInternalServerError {
+	status, e := statusFor(err)
+	if status >= http.StatusInternalServerError {
 		u.fail(c, err)
 		return
 	}
@@ -151,7 +145,8 @@ func fieldErrors(err error, names func(string) string) (map[string]string, strin
 
 // isUserError tells input errors (shown on the form) from server failures.
 func isUserError(err error) bool {
-	return statusOf[asError(err).Code] < http.StatusInternalServerError
+	status, _ := statusFor(err)
+	return status < http.StatusInternalServerError
 }
 
 // confirmView is the confirmation page shown before a deletion or a rotation.

@@ -98,7 +98,7 @@ func (u *ui) requireSession(c *gin.Context) {
 		u.clearCookie(c, u.sessionCookie())
 	}
 	if strings.HasSuffix(c.Request.URL.Path, "/live") || c.FullPath() == apiKeyCopyPath {
-		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"message": "Error", "error": gin.H{"code": actions.CodeUnauthorized, "detail": "signed out"}})
+		respondError(c, u.Log, actions.Errorf(actions.CodeUnauthorized, "signed out"))
 		return
 	}
 	target := "/login"
