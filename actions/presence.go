@@ -114,6 +114,18 @@ func (p *Presence) State(id string) (online bool, lastSeen time.Time) {
 	return false, time.Time{}
 }
 
+// Of returns a stored device's presence as it is now: online or not, and the
+// later of its stored last-seen time and the one in memory (the database is
+// written in batches, a last-seen time from an ack alone every 10 s at most).
+func (p *Presence) Of(d *store.Device) (online bool, lastSeen *time.Time) {
+	online, seen := p.State(d.ID)
+	lastSeen = d.LastSeen
+	if !seen.IsZero() && (lastSeen == nil || seen.After(*lastSeen)) {
+		lastSeen = &seen
+	}
+	return online, lastSeen
+}
+
 // OnlineIDs lists the devices online now.
 func (p *Presence) OnlineIDs() []string {
 	p.mu.Lock()

@@ -146,3 +146,25 @@ func TestForgottenDeviceStaysForgotten(t *testing.T) {
 		}
 	}
 }
+
+// Of merges a device's stored last-seen time with the fresher one in memory.
+func TestPresenceOfIsTheFresherState(t *testing.T) {
+	st, _ := openStore(t)
+	p := actions.NewPresence(st, slog.New(slog.DiscardHandler), true)
+	if err := p.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stored := time.Now().UTC().Add(-time.Hour)
+	d := &store.Device{ID: "d1", LastSeen: &stored}
+	if online, seen := p.Of(d); online || seen == nil || !seen.Equal(stored) {
+		t.Fatalf("before any event: online %v, seen %v", online, seen)
+	}
+	p.Subscribed("d1")
+	p.Seen("d1")
+	if online, seen := p.Of(d); !online || seen == nil || !seen.After(stored) {
+		t.Fatalf("after an event: online %v, seen %v, stored %v", online, seen, stored)
+	}
+	if _, seen := p.Of(&store.Device{ID: "new"}); seen != nil {
+		t.Fatalf("a device never seen: %v", seen)
+	}
+}

@@ -22,12 +22,8 @@ type deviceView struct {
 }
 
 func (a *api) deviceViewOf(d *store.Device) deviceView {
-	v := deviceView{ID: d.ID, Name: d.Name, LastSeen: d.LastSeen, CreatedAt: d.CreatedAt}
-	var seen time.Time
-	v.Online, seen = a.Presence.State(d.ID)
-	if !seen.IsZero() && (v.LastSeen == nil || seen.After(*v.LastSeen)) {
-		v.LastSeen = &seen
-	}
+	v := deviceView{ID: d.ID, Name: d.Name, CreatedAt: d.CreatedAt}
+	v.Online, v.LastSeen = a.Presence.Of(d)
 	if d.DesiredVersion > 0 {
 		ds := actions.DesiredOf(d)
 		v.Desired = &ds

@@ -80,7 +80,9 @@ func (u *ui) renderDevices(c *gin.Context, status int, v devicesView, errs map[s
 	pg.setTotal(total, devicesPerPage)
 	v.Pager, v.Online, v.State = pg, u.Presence.OnlineCount(), state
 	for _, d := range ds {
-		v.Devices = append(v.Devices, deviceRow{Device: d, Online: u.Presence.Online(d.ID)})
+		row := deviceRow{Device: d}
+		row.Online, row.Device.LastSeen = u.Presence.Of(&d)
+		v.Devices = append(v.Devices, row)
 	}
 	u.render(c, status, "devices", &web.View{Title: "Devices", Nav: "devices", Errors: errs, Error: msg, Data: v})
 }
@@ -103,9 +105,10 @@ func (u *ui) devicesLive(c *gin.Context) {
 	}
 	out := make([]deviceLive, len(ds))
 	for i, d := range ds {
-		out[i] = deviceLive{ID: d.ID, Online: u.Presence.Online(d.ID), LastSeen: "never"}
-		if d.LastSeen != nil {
-			out[i].LastSeen = web.Ago(time.Since(*d.LastSeen))
+		online, seen := u.Presence.Of(&d)
+		out[i] = deviceLive{ID: d.ID, Online: online, LastSeen: "never"}
+		if seen != nil {
+			out[i].LastSeen = web.Ago(time.Since(*seen))
 		}
 	}
 	c.JSON(http.StatusOK, gin.H{"devices": out, "online": u.Presence.OnlineCount()})
