@@ -1,0 +1,84 @@
+package broker
+
+import (
+	"log/slog"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// authHook admits clients by username and password, enforces the ACL, and
+// keeps wills to the ACL too.
+type authHook struct {
+	mqtt.HookBase
+	cfg EmbeddedConfig
+	srv *mqtt.Server
+	log *slog.Logger
+}
+
+func (h *authHook) ID() string { return "devicehooks-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	switch b { // asked for every hook on every event: keep it cheap
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnWill:
+		return true
+	}
+	return false
+}
+
+// OnConnect refuses, as not authorised, a client whose will names a topic its
+// username may not publish to. mochi publishes a will without asking the ACL,
+// so a device could otherwise send any message to any topic, retained, by
+// connecting with it as its will and dropping the connection. Authentication
+// follows and checks that the username is the client's own.
+func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if !pk.Connect.WillFlag {
+		return nil
+	}
+	user := string(pk.Connect.Username)
+	if h.cfg.Allow != nil && h.cfg.Allow(user, pk.Connect.WillTopic, true) {
+		return nil
+	}
+	// Debug: logged before authentication, so anyone could fill the log.
+	h.log.Debug("mqtt: connection refused: its will's topic is not one the client may publish to",
+		"user", user, "will_topic", pk.Connect.WillTopic, "remote", cl.Net.Remote)
+	code := packets.ErrNotAuthorized
+	if cl.Properties.ProtocolVersion < 5 {
+		// mochi sends MQTT 3's "not authorised" (5) for this one; it has no
+		// MQTT 3 code for ErrNotAuthorized and would send 0x87.
+		code = packets.ErrBadUsernameOrPassword
+	}
+	if err := h.srv.SendConnack(cl, code, false, nil); err != nil {
+		return err
+	}
+	return code
+}
+
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user := string(pk.Connect.Username)
+	ok := false
+	if user == "" {
+		ok = h.cfg.AllowAnonymous && len(pk.Connect.Password) == 0
+	} else {
+		ok = h.cfg.Authenticate != nil && h.cfg.Authenticate(user, string(pk.Connect.Password))
+	}
+	if ok {
+		// Sessions are found by client id: put each login's ids in its own
+		// namespace, so a device that reuses another's client id cannot take
+		// over (and disconnect) that device's session.
+		cl.ID = user + "\x00" + cl.ID
+	}
+	return ok
+}
+
+func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	return h.cfg.Allow != nil && h.cfg.Allow(string(cl.Properties.Username), topic, write)
+}
+
+// OnWill sends every will as a live message, never retained: the ACL lets a
+// client set a will only on a topic it may publish to (OnConnect), and those
+// are read by the server alone, which needs them live.
+func (h *authHook) OnWill(_ *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	will.Retain = false
+	return will, nil
+}

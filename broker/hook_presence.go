@@ -1,0 +1,126 @@
+package broker
+
+import (
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// presenceHook follows the subscriptions that make a device present (its
+// commands topic: PresenceOf) and tells OnPresent and OnAbsent, once per
+// connection; and it holds a quick reconnect until its previous connection's
+// teardown is over.
+type presenceHook struct {
+	mqtt.HookBase
+	cfg EmbeddedConfig
+	srv *mqtt.Server
+
+	mu      sync.Mutex
+	present map[*mqtt.Client]string // connection -> the device it is present as
+}
+
+func (h *presenceHook) ID() string { return "devicehooks-presence" }
+
+func (h *presenceHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect:
+		return true
+	}
+	return false
+}
+
+// teardownWait bounds how long a reconnect waits for its previous connection's
+// teardown.
+const teardownWait = time.Second
+
+// OnSessionEstablish runs once a client has logged in, before mochi looks for
+// an earlier session of its client id. If the earlier connection has closed
+// and mochi is still tearing its clean session down, it waits for that to end
+// (teardownWait at most). mochi deletes the closed client by client id at the
+// end of its teardown; a reconnect set up before then was deleted in its place,
+// and nothing published to it arrived until it reconnected again
+// (mochi-mqtt/server#483). A page reload or a quick reconnect of a player hits
+// it. An earlier connection still open is taken over as before.
+func (h *presenceHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	deadline := time.Now().Add(teardownWait)
+	for time.Now().Before(deadline) {
+		old, ok := h.srv.Clients.Get(cl.ID)
+		if !ok || old == cl || !old.Closed() || !endsWithConnection(old) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// endsWithConnection tells whether mochi discards cl's session when its
+// connection ends (as mochi decides it in attachClient).
+func endsWithConnection(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval == 0
+	}
+	return cl.Properties.Clean
+}
+
+// OnSessionEstablished covers a resumed session whose subscriptions were kept.
+func (h *presenceHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	for filter := range cl.State.Subscriptions.GetAll() {
+		h.subscribed(cl, filter)
+	}
+}
+
+func (h *presenceHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
+	if cl.Net.Inline {
+		return
+	}
+	for i, f := range pk.Filters {
+		if i < len(reasonCodes) && reasonCodes[i] < 0x80 { // granted
+			h.subscribed(cl, f.Filter)
+		}
+	}
+}
+
+func (h *presenceHook) subscribed(cl *mqtt.Client, filter string) {
+	if h.cfg.PresenceOf == nil {
+		return
+	}
+	id, ok := h.cfg.PresenceOf(string(cl.Properties.Username), filter)
+	if !ok {
+		return
+	}
+	h.mu.Lock()
+	_, already := h.present[cl]
+	if !already {
+		h.present[cl] = id
+	}
+	h.mu.Unlock()
+	if !already && h.cfg.OnPresent != nil {
+		h.cfg.OnPresent(id)
+	}
+}
+
+// OnUnsubscribed: a connection that no longer listens on its commands topic is
+// no longer present, though still connected (nothing sent would reach it).
+func (h *presenceHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Net.Inline || h.cfg.PresenceOf == nil {
+		return
+	}
+	for _, f := range pk.Filters {
+		if _, ok := h.cfg.PresenceOf(string(cl.Properties.Username), f.Filter); ok {
+			h.absent(cl)
+		}
+	}
+}
+
+func (h *presenceHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.absent(cl) }
+
+func (h *presenceHook) absent(cl *mqtt.Client) {
+	h.mu.Lock()
+	id, was := h.present[cl]
+	delete(h.present, cl)
+	h.mu.Unlock()
+	if was && h.cfg.OnAbsent != nil {
+		h.cfg.OnAbsent(id)
+	}
+}
