@@ -25,6 +25,7 @@ const (
 	labelLookup = "devicehooks lookup v1"
 	labelSeal   = "devicehooks seal v1"
 	labelSign   = "devicehooks sign v1"
+	labelCheck  = "devicehooks check v1"
 )
 
 const nonceSize = 12 // AES-GCM standard nonce
@@ -39,6 +40,7 @@ var ErrSealBroken = errors.New("sealed value is broken (tampered, truncated, or 
 type Keyring struct {
 	lookupKey []byte
 	signKey   []byte
+	check     string // Fingerprint
 	aead      cipher.AEAD
 	lookups   sync.Pool // of HMAC-SHA256 hashes keyed with lookupKey: every webhook call hashes its key
 }
@@ -60,9 +62,15 @@ func NewKeyring(secret []byte) (*Keyring, error) {
 	return &Keyring{
 		lookupKey: derive(secret, labelLookup),
 		signKey:   derive(secret, labelSign),
+		check:     hex.EncodeToString(derive(secret, labelCheck)),
 		aead:      aead,
 	}, nil
 }
+
+// Fingerprint identifies the secret without revealing it (an HMAC of a
+// label under it): kept with the data, it tells whether a server was started
+// with the secret its data was made with.
+func (k *Keyring) Fingerprint() string { return k.check }
 
 // derive returns HMAC-SHA256(secret, label): a 32-byte key bound to label.
 func derive(secret []byte, label string) []byte {

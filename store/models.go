@@ -69,6 +69,13 @@ type Counter struct {
 	Value int64  `gorm:"not null;default:0"`
 }
 
+// Setting is a named value the service keeps with its data (the server
+// secret's fingerprint, say).
+type Setting struct {
+	Name  string `gorm:"primaryKey;size:64"`
+	Value string `gorm:"size:200;not null"`
+}
+
 // Group is a named set of devices that an action can target.
 type Group struct {
 	ID        string    `gorm:"primaryKey;size:36"`

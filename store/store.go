@@ -145,7 +145,7 @@ func (s *Store) Pragma(ctx context.Context, name string) (string, error) {
 func (s *Store) migrate(ctx context.Context) error {
 	models := []any{
 		&APIKey{}, &AdminToken{}, &Device{}, &Group{}, &GroupMember{},
-		&Action{}, &Dispatch{}, &Command{}, &Idempotency{}, &RequestLog{}, &Counter{},
+		&Action{}, &Dispatch{}, &Command{}, &Idempotency{}, &RequestLog{}, &Counter{}, &Setting{},
 	}
 	err := s.db.WithContext(ctx).AutoMigrate(append(models, userModels...)...)
 	if err != nil {

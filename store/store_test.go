@@ -581,3 +581,22 @@ func TestRetriesOnTwoInstancesDoNotDeadlock(t *testing.T) {
 		})
 	}
 }
+
+// A setting is set once: a second SetSettingOnce (another instance's) keeps
+// the first value and returns it.
+func TestSettingsAreSetOnce(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		if _, err := st.Setting(ctx, "x"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unset setting: %v", err)
+		}
+		for _, try := range []string{"first", "second"} {
+			if v, err := st.SetSettingOnce(ctx, "x", try); err != nil || v != "first" {
+				t.Fatalf("set %q: %q %v", try, v, err)
+			}
+		}
+		if v, err := st.Setting(ctx, "x"); err != nil || v != "first" {
+			t.Fatalf("read back: %q %v", v, err)
+		}
+	})
+}

@@ -81,6 +81,9 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if a.store, err = store.Open(ctx, cfg.DB, a.Log); err != nil {
 		return err
 	}
+	if err := auth.CheckSecret(ctx, a.store, kr); err != nil {
+		return err
+	}
 	a.keys = auth.NewKeys(a.store, kr, a.Log)
 	a.admins = auth.NewAdmins(a.store, kr, cfg.AdminToken)
 	a.devices = auth.NewDevices(a.store, kr)
@@ -296,7 +299,7 @@ func (a *App) serveHTTP(topics actions.Topics) error {
 
 // announce tells the operator where the server is.
 func (a *App) announce() {
-	attrs := []any{"http", a.HTTPAddr(), "database", a.store.Driver()}
+	attrs := []any{"version", buildVersion(), "http", a.HTTPAddr(), "database", a.store.Driver()}
 	if a.embedded != nil {
 		attrs = append(attrs, "mqtt", a.embedded.Addr())
 		if ws := a.embedded.WSAddr(); ws != "" {

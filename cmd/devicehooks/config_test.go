@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"devicehooks/auth"
 	"devicehooks/internal/testenv"
 )
 
@@ -96,5 +98,51 @@ func TestFirstStartCredentialsSurviveAFailedStart(t *testing.T) {
 	defer a.Close()
 	if !strings.Contains(out, "First start: web UI") || !strings.Contains(out, "created an admin token") {
 		t.Fatalf("the start after a failed one printed:\n%s", out)
+	}
+}
+
+// A start with another secret than the database was made with is refused,
+// not run with every key, token and password failing; so is an upgrade from
+// before the secret's fingerprint was kept, once an API key shows the secret
+// is wrong.
+func TestStartRefusesAnotherSecret(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "dh.db")
+	open := func(secret string) error {
+		cfg := withDefaults(Config{DB: db, Secret: secret, HTTPAddr: "127.0.0.1:0", MQTTListen: "127.0.0.1:0", AdminToken: testAdminToken})
+		cfg.MQTTWSListen = ""
+		a := &App{Config: cfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := a.Open(ctx)
+		if err == nil {
+			key, _, kerr := a.keys.Create(ctx, "k", auth.Limits{})
+			if kerr != nil || key == nil {
+				t.Fatalf("create a key: %v", kerr)
+			}
+		}
+		a.Close()
+		return err
+	}
+	first, other := strings.Repeat("a1", 32), strings.Repeat("b2", 32)
+	if err := open(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(other); !errors.Is(err, auth.ErrWrongSecret) {
+		t.Fatalf("start with another secret: %v", err)
+	}
+	if err := open(first); err != nil {
+		t.Fatalf("start with the right secret again: %v", err)
+	}
+	// A database from before the fingerprint: its API keys tell.
+	testenv.SQLiteSide(t, db)(`DELETE FROM settings`)
+	if err := open(other); !errors.Is(err, auth.ErrWrongSecret) {
+		t.Fatalf("upgrade with another secret: %v", err)
+	}
+	if err := open(first); err != nil {
+		t.Fatalf("upgrade with the right secret: %v", err)
+	}
+	if err := open(other); !errors.Is(err, auth.ErrWrongSecret) {
+		t.Fatalf("after the upgrade, another secret: %v", err)
 	}
 }

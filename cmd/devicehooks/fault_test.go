@@ -233,3 +233,43 @@ func tail(b []byte, n int) string {
 	}
 	return string(bytes.TrimSpace(b))
 }
+
+// TestSignalsStopGracefully: SIGTERM, SIGINT and SIGHUP (a closed terminal)
+// each stop the server the same way: it logs, closes, and exits 0.
+func TestSignalsStopGracefully(t *testing.T) {
+	bin := buildBinary(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			logf, err := os.Create(filepath.Join(dir, "server.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer logf.Close()
+			addr := testenv.FreeAddr(t)
+			p := &proc{t: t, bin: bin, log: logf, base: "http://" + addr, args: []string{"serve",
+				"--db", filepath.Join(dir, "dh.db"), "--http-addr", addr, "--mqtt-listen", "127.0.0.1:0", "--mqtt-ws-listen="}}
+			p.start()
+			if err := p.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- p.cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("exit after %v: %v", sig, err)
+				}
+			case <-time.After(20 * time.Second):
+				p.kill()
+				t.Fatalf("still running 20 s after %v", sig)
+			}
+			logs, _ := os.ReadFile(logf.Name())
+			for _, want := range []string{`msg="devicehooks serving" version=`, "shutting down", "msg=stopped"} {
+				if !strings.Contains(string(logs), want) {
+					t.Fatalf("the log lacks %q:\n%s", want, logs)
+				}
+			}
+		})
+	}
+}

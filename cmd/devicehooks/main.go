@@ -15,14 +15,37 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..." (make build).
 var version = "dev"
+
+// buildVersion is version; for a plain go build, "dev" and the commit it was
+// built from (with "+dirty" for uncommitted changes), so that an operator can
+// tell which code runs.
+func buildVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if version != "dev" || !ok {
+		return version
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value[:min(12, len(s.Value))]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "+dirty"
+		}
+	}
+	if rev == "" {
+		return version
+	}
+	return version + "-" + rev + dirty
+}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "serve" {
 		withRuntimeSettings()
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -39,7 +62,7 @@ Usage:
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintf(stderr, usage, version)
+		fmt.Fprintf(stderr, usage, buildVersion())
 		return 2
 	}
 	switch args[0] {
@@ -50,13 +73,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "mosquitto-passwd":
 		return runMosquittoPasswd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, version)
+		fmt.Fprintln(stdout, buildVersion())
 		return 0
 	case "help", "-h", "--help", "-help":
-		fmt.Fprintf(stdout, usage, version)
+		fmt.Fprintf(stdout, usage, buildVersion())
 		return 0
 	}
-	fmt.Fprintf(stderr, "unknown command %q\n\n"+usage, args[0], version)
+	fmt.Fprintf(stderr, "unknown command %q\n\n"+usage, args[0], buildVersion())
 	return 2
 }
 
@@ -84,7 +107,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// whenever the runtime gets round to it.
 	debug.FreeOSMemory()
 	<-ctx.Done()
-	signal.Reset(os.Interrupt, syscall.SIGTERM) // a second signal ends the process at once
+	signal.Reset(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP) // a second signal ends the process at once
 	log.Info("shutting down")
 	app.Close()
 	log.Info("stopped")
