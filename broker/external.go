@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -35,6 +36,10 @@ type ExternalConfig struct {
 type External struct {
 	client paho.Client
 	log    *slog.Logger
+	url    string // redacted, for the log
+
+	downSince  atomic.Int64 // unix nanoseconds since the connection has been down; 0 while up
+	reconnects atomic.Int64 // reconnect attempts since it went down
 
 	mu   sync.Mutex
 	subs map[string]paho.MessageHandler
@@ -53,7 +58,7 @@ func NewExternal(cfg ExternalConfig) *External {
 		cfg.ClientID = "devicehooks-" + secrets.RandomString(8)
 	}
 	x := &External{
-		log: cfg.Logger, subs: map[string]paho.MessageHandler{},
+		log: cfg.Logger, url: secrets.RedactURL(cfg.URL), subs: map[string]paho.MessageHandler{},
 		lost: make(chan struct{}),
 		stop: make(chan struct{}),
 	}
@@ -69,23 +74,28 @@ func NewExternal(cfg ExternalConfig) *External {
 		// that keeps nothing, each publish in flight at a drop would hold its
 		// id for good (auto-reconnect does not free them), until none is left.
 		SetCleanSession(true).
+		// The first connection is retried by Start, which logs why it fails;
+		// after it, paho reconnects by itself (and watch says for how long).
 		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
+		SetConnectRetry(false).
 		SetMaxReconnectInterval(5 * time.Second).
+		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) { x.reconnects.Add(1) }).
 		SetConnectTimeout(5 * time.Second).
 		SetKeepAlive(15 * time.Second).
 		SetWriteTimeout(10 * time.Second).
 		SetOrderMatters(true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			x.log.Warn("mqtt broker connection lost; reconnecting", "broker", secrets.RedactURL(cfg.URL), "err", err)
+			x.log.Warn("mqtt broker connection lost; reconnecting", "broker", x.url, "err", err)
+			x.down()
 			x.connectionLost()
 			if cfg.OnConnectionLost != nil && !x.client.IsConnectionOpen() {
 				cfg.OnConnectionLost()
 			}
 		}).
 		SetOnConnectHandler(func(c paho.Client) {
-			x.log.Info("mqtt broker connected", "broker", secrets.RedactURL(cfg.URL))
+			x.log.Info("mqtt broker connected", "broker", x.url)
+			x.downSince.Store(0)
+			x.reconnects.Store(0)
 			if cfg.OnConnectionLost != nil {
 				cfg.OnConnectionLost()
 			}
@@ -99,9 +109,72 @@ func NewExternal(cfg ExternalConfig) *External {
 }
 
 // Start begins connecting. It does not wait for the broker: devicehooks serves
-// (and queues commands) while the broker is away, and paho retries until Close.
+// (and queues commands) while the broker is away, and retries until Close.
 func (x *External) Start() {
-	x.client.Connect()
+	x.down()
+	go x.connect()
+	go x.watch()
+}
+
+// connect makes the first connection, logging why an attempt fails (a wrong
+// URL, a broker that is not running, a refused login) whenever the reason
+// changes, and retrying every few seconds.
+func (x *External) connect() {
+	wait, logged := time.Second, ""
+	for {
+		tok := x.client.Connect()
+		select {
+		case <-tok.Done():
+		case <-x.stop:
+			return
+		}
+		err := tok.Error()
+		if err == nil {
+			return
+		}
+		if msg := err.Error(); msg != logged {
+			x.log.Error("mqtt broker: cannot connect; retrying", "broker", x.url, "err", err)
+			logged = msg
+		}
+		select {
+		case <-time.After(wait):
+		case <-x.stop:
+			return
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// down notes that the connection is down, from now unless it already was.
+func (x *External) down() { x.downSince.CompareAndSwap(0, time.Now().UnixNano()) }
+
+// downReminder is how often watch says the broker is still away.
+const downReminder = time.Minute
+
+// watch logs, while the broker stays away, for how long it has been (paho's
+// reconnect attempts say nothing), so that an outage is not silent in the log.
+func (x *External) watch() {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-t.C:
+		case <-x.stop:
+			return
+		}
+		since := x.downSince.Load()
+		if since == 0 {
+			last = time.Time{}
+			continue
+		}
+		down := time.Since(time.Unix(0, since))
+		if down >= 30*time.Second && time.Since(last) >= downReminder {
+			x.log.Warn("mqtt broker still unreachable; commands wait in the database until it is back",
+				"broker", x.url, "down", down.Round(time.Second), "reconnect_attempts", x.reconnects.Load())
+			last = time.Now()
+		}
+	}
 }
 
 // Publish sends at QoS 1 and calls done when the broker's PUBACK arrives, or with

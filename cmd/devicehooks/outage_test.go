@@ -230,3 +230,31 @@ func TestShutdownAnswersCallsThatWait(t *testing.T) {
 	p := connectPlayer(t, s.mqttURL(), "devicehooks", "sd1", token)
 	p.collect(1, 10*time.Second)
 }
+
+// A broker devicehooks cannot reach or log in to is said in the log, with
+// why, not only in /healthz: a wrong password, then nothing listening.
+func TestExternalBrokerConnectFailuresAreLogged(t *testing.T) {
+	rb := startRecipeBroker(t)
+	s := startServer(t, Config{MQTTURL: rb.URL(), MQTTUsername: "devicehooks", MQTTPassword: "wrong-password"})
+	testenv.WaitFor(t, 10*time.Second, "a refused login in the log", func() bool {
+		return strings.Contains(s.logs.String(), `msg="mqtt broker: cannot connect; retrying"`) &&
+			strings.Contains(s.logs.String(), "not Authorized")
+	})
+	if s.app.brokerConnected() {
+		t.Fatal("connected with a wrong password")
+	}
+	s.stop()
+
+	s.cfg.MQTTURL, s.cfg.MQTTPassword = "tcp://"+testenv.FreeAddr(t), serverMQTTPassword
+	before := len(s.logs.String())
+	s.start()
+	testenv.WaitFor(t, 10*time.Second, "an unreachable broker in the log", func() bool {
+		logs := s.logs.String()[before:]
+		return strings.Contains(logs, `msg="mqtt broker: cannot connect; retrying"`) && strings.Contains(logs, "connection refused")
+	})
+	s.stop()
+
+	s.cfg.MQTTURL = rb.URL()
+	s.start()
+	testenv.WaitFor(t, 10*time.Second, "connected", s.app.brokerConnected)
+}
