@@ -5,9 +5,11 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -39,10 +41,22 @@ type Store struct {
 
 	stopCheckpoints chan struct{} // SQLite only: ends the background checkpoints
 	checkpointsDone chan struct{}
+
+	// The claim (AsTheActiveInstance): the lock file, or the connection that
+	// holds the advisory lock and the channels of its watch.
+	claimFile *os.File
+	claimConn *sql.Conn
+	lost      chan struct{}
+	stopWatch chan struct{}
 }
 
-// Open connects to dsn (an SQLite file path or a postgres:// URL) and migrates the schema.
-func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
+// Open connects to dsn (an SQLite file path or a postgres:// URL) and migrates
+// the schema (see the Options).
+func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) (*Store, error) {
+	var opts openOptions
+	for _, o := range options {
+		o(&opts)
+	}
 	cfg := &gorm.Config{
 		Logger:                 logger.Discard,
 		SkipDefaultTransaction: true, // our writes that need a transaction open one themselves
@@ -76,11 +90,21 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
-	if err := s.migrate(ctx); err != nil {
-		_ = sqlDB.Close()
-		return nil, err
+	if opts.claim {
+		if err := s.claim(ctx, dsn, opts.onWait); err != nil {
+			_ = sqlDB.Close()
+			return nil, err
+		}
+	}
+	if !opts.noMigrate {
+		if err := s.migrate(ctx); err != nil {
+			s.releaseClaim()
+			_ = sqlDB.Close()
+			return nil, err
+		}
 	}
 	if s.stmts, err = prepareStatements(ctx, sqlDB, s.postgres); err != nil {
+		s.releaseClaim()
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -119,6 +143,7 @@ func (s *Store) Close() error {
 		return err
 	}
 	s.stmts.close()
+	s.releaseClaim()
 	return sqlDB.Close()
 }
 

@@ -48,6 +48,8 @@ type App struct {
 	reqlog     *handlers.RequestLog
 	metrics    *metrics.Metrics
 
+	failed chan error // Failed
+
 	sending   workers // dispatcher and delivery
 	recording workers // tracker, presence, key uses, sweeper, request log
 	closed    sync.Once
@@ -78,7 +80,12 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if a.store, err = store.Open(ctx, cfg.DB, a.Log); err != nil {
+	// One instance at a time delivers a database's commands: another start
+	// on the same database waits here, as a standby, until this one stops.
+	standby := func() {
+		a.Log.Warn("another devicehooks instance is active on this database: waiting as a standby until it stops", "database", secrets.RedactURL(cfg.DB))
+	}
+	if a.store, err = store.Open(ctx, cfg.DB, a.Log, store.AsTheActiveInstance(standby)); err != nil {
 		return err
 	}
 	if err := auth.CheckSecret(ctx, a.store, kr); err != nil {
@@ -147,6 +154,14 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.recording.run(func() { a.keys.Run(records, 5*time.Second) })
 	a.recording.run(func() { actions.RunSweeper(records, a.store, a.Log, time.Second) })
 	a.recording.run(func() { a.reqlog.Run(records, time.Duration(cfg.RequestLogDays)*24*time.Hour) })
+	a.failed = make(chan error, 1)
+	a.recording.run(func() {
+		select {
+		case <-a.store.Lost():
+			a.failed <- errors.New("lost the connection that holds this instance's claim on the database: another instance may be active now")
+		case <-records.Done():
+		}
+	})
 	if embedded {
 		a.delivery.BrokerConnected()
 	} else {
@@ -361,6 +376,10 @@ func (w *workers) stop() {
 	}
 	w.wg.Wait()
 }
+
+// Failed receives an error if the App can no longer run safely and must stop
+// (its claim on the database was lost).
+func (a *App) Failed() <-chan error { return a.failed }
 
 // HTTPAddr is the bound HTTP address.
 func (a *App) HTTPAddr() string {

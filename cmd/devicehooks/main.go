@@ -99,6 +99,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	app := &App{Config: *cfg, Log: log, Stdout: stdout}
 	if err := app.Open(ctx); err != nil {
+		if ctx.Err() != nil { // stopped while starting (a standby, say)
+			log.Info("stopped")
+			return 0
+		}
 		log.Error("start failed", "err", err)
 		return 1
 	}
@@ -106,10 +110,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// the size of what it kept: give it back to the system now, rather than
 	// whenever the runtime gets round to it.
 	debug.FreeOSMemory()
-	<-ctx.Done()
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-app.Failed():
+		log.Error("stopping", "err", err)
+		code = 1
+	}
 	signal.Reset(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP) // a second signal ends the process at once
 	log.Info("shutting down")
 	app.Close()
 	log.Info("stopped")
-	return 0
+	return code
 }

@@ -41,7 +41,8 @@ func writeMosquittoPasswd(ctx context.Context, dsn, include string, w io.Writer)
 			return fmt.Errorf("database %s: %w", dsn, err)
 		}
 	}
-	st, err := store.Open(ctx, dsn, nil)
+	// Beside a running server, whose schema is its own to change.
+	st, err := store.Open(ctx, dsn, nil, store.WithoutMigration())
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -257,4 +261,72 @@ func TestExternalBrokerConnectFailuresAreLogged(t *testing.T) {
 	s.cfg.MQTTURL = rb.URL()
 	s.start()
 	testenv.WaitFor(t, 10*time.Second, "connected", s.app.brokerConnected)
+}
+
+// TestOneActiveInstancePerDatabase: a second devicehooks on the same database
+// waits as a standby, without serving or changing the schema, and takes over
+// when the first stops. On PostgreSQL, an instance whose claim's connection
+// is cut stops, since another may be active then.
+func TestOneActiveInstancePerDatabase(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "dh.db")
+			if backend == "postgres" {
+				db = testenv.Postgres(t)
+			}
+			first := startServer(t, Config{DB: db})
+			first.createKey("k")
+
+			logs := &testenv.Buffer{}
+			cfg := withDefaults(Config{DB: db, Secret: "", SecretFile: first.cfg.SecretFile, HTTPAddr: "127.0.0.1:0", MQTTListen: "127.0.0.1:0", AdminToken: testAdminToken})
+			cfg.MQTTWSListen = ""
+			second := &App{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, nil)), Stdout: io.Discard}
+			opened := make(chan error, 1)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			go func() { opened <- second.Open(ctx) }()
+			logs.WaitFor(t, 10*time.Second, "waiting as a standby")
+			select {
+			case err := <-opened:
+				t.Fatalf("the second instance started beside the first: %v", err)
+			case <-time.After(500 * time.Millisecond):
+			}
+
+			first.stop()
+			select {
+			case err := <-opened:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the standby did not take over")
+			}
+			defer second.Close()
+			// The new active instance serves the same data.
+			next := &server{t: t, base: "http://" + second.HTTPAddr()}
+			if keys := next.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil); keys["total"] != float64(1) {
+				t.Fatalf("keys through the new active instance: %v", keys)
+			}
+
+			if backend == "postgres" {
+				// Cut the claim's connection, as a network failure would.
+				side, err := sql.Open("pgx", db)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer side.Close()
+				if _, err := side.Exec(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case err := <-second.Failed():
+					if !strings.Contains(err.Error(), "claim") {
+						t.Fatalf("failed with %v", err)
+					}
+				case <-time.After(20 * time.Second):
+					t.Fatal("an instance that lost its claim kept running")
+				}
+			}
+		})
+	}
 }

@@ -1,0 +1,135 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// An Option changes what Open does.
+type Option func(*openOptions)
+
+type openOptions struct {
+	claim     bool
+	onWait    func()
+	noMigrate bool
+}
+
+// AsTheActiveInstance makes Open claim the database for this process before
+// it changes the schema: one devicehooks at a time delivers a database's
+// commands, or two would both send them. If another instance holds the
+// database, Open calls onWait and waits, as a standby, until it lets go (it
+// stops, or dies) or ctx ends. The claim is an exclusive lock on the file
+// "<db>.lock" beside an SQLite database, and a session advisory lock on a
+// connection of its own on PostgreSQL; Close lets it go, and so does the
+// operating system or PostgreSQL when the process dies. Lost tells when a
+// PostgreSQL claim may have been lost with its connection.
+func AsTheActiveInstance(onWait func()) Option {
+	return func(o *openOptions) { o.claim, o.onWait = true, onWait }
+}
+
+// WithoutMigration opens the database as it is, for a tool that reads it
+// beside a running server, whose schema it is not to change.
+func WithoutMigration() Option { return func(o *openOptions) { o.noMigrate = true } }
+
+// claimEvery is how often a standby tries the claim again.
+const claimEvery = time.Second
+
+// advisoryKey is the PostgreSQL advisory lock's key (advisory locks are per
+// database): the bytes of "dvcehook".
+const advisoryKey int64 = 0x647663_65686f6f6b
+
+// claim takes the database for this process, waiting while another holds it.
+func (s *Store) claim(ctx context.Context, dsn string, onWait func()) error {
+	try := s.tryClaimFile
+	if s.postgres {
+		try = s.tryClaimAdvisory
+	}
+	for waited := false; ; waited = true {
+		ok, err := try(ctx, dsn)
+		if err != nil || ok {
+			return err
+		}
+		if !waited && onWait != nil {
+			onWait()
+		}
+		select {
+		case <-time.After(claimEvery):
+		case <-ctx.Done():
+			return fmt.Errorf("store: waiting for the database held by another instance: %w", ctx.Err())
+		}
+	}
+}
+
+// tryClaimAdvisory takes the advisory lock on a connection kept for it, and
+// watches that connection: if it fails, the lock may be gone (PostgreSQL
+// frees it with the session), and Lost is closed.
+func (s *Store) tryClaimAdvisory(ctx context.Context, _ string) (bool, error) {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return false, err
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("store: claim the database: %w", err)
+	}
+	var ok bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, advisoryKey).Scan(&ok); err != nil || !ok {
+		_ = conn.Close()
+		if err != nil {
+			return false, fmt.Errorf("store: claim the database: %w", err)
+		}
+		return false, nil
+	}
+	s.claimConn = conn
+	s.lost = make(chan struct{})
+	s.stopWatch = make(chan struct{})
+	go s.watchClaim(conn, s.lost, s.stopWatch)
+	return true, nil
+}
+
+// watchClaim closes lost once the claim's connection stops answering.
+func (s *Store) watchClaim(conn *sql.Conn, lost, stop chan struct{}) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-stop:
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var held bool
+		err := conn.QueryRowContext(ctx, `SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted`).Scan(&held)
+		cancel()
+		if err != nil || !held {
+			close(lost)
+			return
+		}
+	}
+}
+
+// Lost is closed if the database's claim may have been lost (PostgreSQL: its
+// connection failed), after which another instance may be active: this one
+// must stop. Nil without a claim, or on SQLite, where the claim lasts as long
+// as the process.
+func (s *Store) Lost() <-chan struct{} { return s.lost }
+
+func (s *Store) releaseClaim() {
+	if s.stopWatch != nil {
+		close(s.stopWatch)
+		s.stopWatch = nil
+	}
+	if s.claimConn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = s.claimConn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, advisoryKey)
+		cancel()
+		_ = s.claimConn.Close()
+		s.claimConn = nil
+	}
+	if s.claimFile != nil {
+		_ = s.claimFile.Close() // releases the flock
+		s.claimFile = nil
+	}
+}
