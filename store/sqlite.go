@@ -87,7 +87,7 @@ type serialConnector struct {
 // busy timeout.
 const serialWait = 5 * time.Second
 
-var errWriterBusy = fmt.Errorf("database is locked: another writer of this process held it for %v", serialWait)
+var errWriterBusy = fmt.Errorf("database is locked: waited %v for this process's previous write (which may itself wait for another process holding the database)", serialWait)
 
 func (c *serialConnector) Connect(context.Context) (driver.Conn, error) {
 	conn, err := c.drv.Open(c.dsn)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -87,7 +89,7 @@ func parseServeFlags(args []string, stderr io.Writer, lookupEnv func(string) (st
 			return
 		}
 		if e := fs.Set(f.Name, v); e != nil {
-			err = fmt.Errorf("%s: %w", env, e)
+			err = fmt.Errorf("%s=%q: %w", env, v, e)
 		}
 		set[f.Name] = true
 	})
@@ -165,6 +167,19 @@ func (c *Config) validate() error {
 	}
 	if c.HTTPAddr == "" || c.AdminUser == "" || c.MQTTURL == "" && c.MQTTListen == "" {
 		return errors.New("--http-addr, --admin-user and (with the embedded broker) --mqtt-listen must not be empty")
+	}
+	for _, p := range c.trustedProxies() {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				return fmt.Errorf("--trusted-proxies: %q is not an address or CIDR range", p)
+			}
+		}
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("--public-url: %q is not a base URL such as https://hooks.example.com", c.PublicURL)
+		}
 	}
 	return nil
 }

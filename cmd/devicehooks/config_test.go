@@ -47,6 +47,26 @@ func TestServeFlagsFromTheEnvironment(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a bad proxy range or public URL is refused before anything starts", func(t *testing.T) {
+		for _, args := range [][]string{{"--trusted-proxies", "10.0.0.0/8,bogus"}, {"--public-url", "hooks.example.com"},
+			{"--public-url", "ftp://hooks.example.com"}, {"--public-url", "https://user:pw@hooks.example.com"}} {
+			_, err := parseServeFlags(args, io.Discard, func(string) (string, bool) { return "", false })
+			if err == nil || !strings.Contains(err.Error(), args[0]) {
+				t.Errorf("%v: %v", args, err)
+			}
+		}
+		for _, args := range [][]string{{"--trusted-proxies", "10.0.0.0/8, 192.168.1.7,::1"}, {"--public-url", "https://hooks.example.com/dh"}} {
+			if _, err := parseServeFlags(args, io.Discard, func(string) (string, bool) { return "", false }); err != nil {
+				t.Errorf("%v: %v", args, err)
+			}
+		}
+	})
+	t.Run("a bad value in the environment is named with its variable", func(t *testing.T) {
+		_, err := parseServeFlags(nil, io.Discard, func(k string) (string, bool) { return "abc", k == "DEVICEHOOKS_MAX_BODY_BYTES" })
+		if err == nil || !strings.Contains(err.Error(), `DEVICEHOOKS_MAX_BODY_BYTES="abc"`) {
+			t.Fatalf("error %v", err)
+		}
+	})
 	t.Run("a flag wins over the environment", func(t *testing.T) {
 		if c := parse(t, map[string]string{"DEVICEHOOKS_MAX_TARGETS": "5"}, "--max-targets", "7"); c.MaxTargets != 7 {
 			t.Fatalf("--max-targets = %d", c.MaxTargets)
