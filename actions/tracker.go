@@ -227,9 +227,10 @@ func (t *Tracker) apply(ctx context.Context, batch []store.Ack) {
 	}
 }
 
-// RunSweeper expires overdue commands every interval and purges idempotency
-// records past their window, until ctx ends.
-func RunSweeper(ctx context.Context, st *store.Store, log *slog.Logger, interval time.Duration) {
+// RunSweeper expires overdue commands every interval and, hourly, purges
+// idempotency records past their window and dispatches older than
+// keepDispatches (0: none), until ctx ends.
+func RunSweeper(ctx context.Context, st *store.Store, log *slog.Logger, interval, keepDispatches time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	lastPurge := time.Time{}
@@ -252,6 +253,13 @@ func RunSweeper(ctx context.Context, st *store.Store, log *slog.Logger, interval
 			lastPurge = now
 			if _, err := st.PurgeIdempotency(sweep, now.Add(-IdempotencyWindow)); err != nil {
 				log.Error("purge idempotency records", "err", err)
+			}
+			if keepDispatches > 0 {
+				if n, err := st.PurgeDispatches(sweep, now.Add(-keepDispatches)); err != nil {
+					log.Error("purge old dispatches", "err", err)
+				} else if n > 0 {
+					log.Info("old dispatches purged", "count", n, "older_than", keepDispatches)
+				}
 			}
 		}
 	}

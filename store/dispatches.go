@@ -276,6 +276,23 @@ func (s *Store) PurgeIdempotency(ctx context.Context, before time.Time) (int64, 
 		   (SELECT api_key_id, idem_key FROM idempotencies WHERE created_at < ? LIMIT ?)`, before, before)
 }
 
+// PurgeDispatches deletes the dispatches made before before, with their
+// commands, once every command is settled (a command lives 7 days at most), a
+// few hundred rows at a time, and returns how many dispatches went. A command
+// goes once its expiry is before before too, so a dispatch is kept at least
+// until then.
+func (s *Store) PurgeDispatches(ctx context.Context, before time.Time) (int64, error) {
+	_, err := s.inChunks(ctx, "purge commands",
+		`DELETE FROM commands WHERE id IN (SELECT id FROM commands
+		   WHERE state IN ('succeeded', 'failed', 'rejected', 'expired') AND expires_at < ? LIMIT ?)`, before)
+	if err != nil {
+		return 0, err
+	}
+	return s.inChunks(ctx, "purge dispatches",
+		`DELETE FROM dispatches WHERE id IN (SELECT id FROM dispatches d
+		   WHERE d.created_at < ? AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.dispatch_id = d.id) LIMIT ?)`, before)
+}
+
 // Dispatches lists dispatches, newest first.
 func (s *Store) Dispatches(ctx context.Context, p Page) ([]Dispatch, int64, error) {
 	var (

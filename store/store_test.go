@@ -600,3 +600,42 @@ func TestSettingsAreSetOnce(t *testing.T) {
 		}
 	})
 }
+
+// Old dispatches go with their commands once every command is settled; one
+// with a command still open stays, and so do newer ones.
+func TestPurgeDispatches(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		st.CreateDevice(ctx, device("d1"))
+		st.CreateDevice(ctx, device("d2"))
+		old := time.Now().UTC().Add(-100 * 24 * time.Hour)
+		write := func(id string, at time.Time, states ...string) {
+			t.Helper()
+			nd := newDispatch(id, []string{"d1", "d2"}[:len(states)], "")
+			nd.Dispatch.CreatedAt = at
+			for i := range nd.Commands {
+				nd.Commands[i].CreatedAt, nd.Commands[i].ExpiresAt, nd.Commands[i].State = at, at.Add(time.Hour), states[i]
+			}
+			if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("settled", old, store.StateSucceeded, store.StateExpired)
+		write("empty", old)
+		write("open", old, store.StateFailed, store.StateQueued)
+		write("recent", time.Now().UTC(), store.StateSucceeded)
+		n, err := st.PurgeDispatches(ctx, time.Now().UTC().Add(-90*24*time.Hour))
+		if err != nil || n != 2 {
+			t.Fatalf("purged %d dispatches, %v; want the settled and the empty one", n, err)
+		}
+		for id, want := range map[string]int{"settled": -1, "empty": -1, "open": 1, "recent": 1} {
+			_, cmds, _, err := st.DispatchDetail(ctx, id)
+			switch {
+			case want < 0 && !errors.Is(err, store.ErrNotFound):
+				t.Errorf("%s: still there (%v)", id, err)
+			case want > 0 && (err != nil || len(cmds) < want):
+				t.Errorf("%s: %d commands, %v", id, len(cmds), err)
+			}
+		}
+	})
+}

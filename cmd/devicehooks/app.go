@@ -152,7 +152,9 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.recording.run(func() { a.tracker.Run(records) })
 	a.recording.run(func() { a.presence.Run(records, 250*time.Millisecond) })
 	a.recording.run(func() { a.keys.Run(records, 5*time.Second) })
-	a.recording.run(func() { actions.RunSweeper(records, a.store, a.Log, time.Second) })
+	a.recording.run(func() {
+		actions.RunSweeper(records, a.store, a.Log, time.Second, time.Duration(cfg.DispatchDays)*24*time.Hour)
+	})
 	a.recording.run(func() { a.reqlog.Run(records, time.Duration(cfg.RequestLogDays)*24*time.Hour) })
 	a.failed = make(chan error, 1)
 	a.recording.run(func() {

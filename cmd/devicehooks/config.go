@@ -48,6 +48,7 @@ type Config struct {
 	MaxHeaderBytes       int
 	MaxConcurrent        int
 	RequestLogDays       int
+	DispatchDays         int
 	ReadHeaderTimeout    time.Duration
 	ReadTimeout          time.Duration
 	WriteTimeout         time.Duration
@@ -131,6 +132,7 @@ func serveFlags(c *Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 16<<10, "largest request header accepted on the webhook")
 	fs.IntVar(&c.MaxConcurrent, "max-concurrent-webhooks", 512, "webhook calls in progress at once; more get 503")
 	fs.IntVar(&c.RequestLogDays, "request-log-days", 30, "days to keep the webhook request log")
+	fs.IntVar(&c.DispatchDays, "dispatch-days", 90, "days to keep dispatches and their commands once settled (0: keep them all)")
 	fs.DurationVar(&c.ReadHeaderTimeout, "http-read-header-timeout", 10*time.Second, "time a client has to send its request headers")
 	fs.DurationVar(&c.ReadTimeout, "http-read-timeout", 30*time.Second, "time a client has to send its whole request")
 	fs.DurationVar(&c.WriteTimeout, "http-write-timeout", 60*time.Second, "time to write an answer (webhook calls may wait up to 30 s for acks)")
@@ -153,8 +155,8 @@ func (c *Config) validate() error {
 	if c.MaxBodyBytes < 1024 {
 		return errors.New("--max-body-bytes must be at least 1024")
 	}
-	if c.MaxTargets < 0 {
-		return errors.New("--max-targets must not be negative")
+	if c.MaxTargets < 0 || c.DispatchDays < 0 {
+		return errors.New("--max-targets and --dispatch-days must not be negative")
 	}
 	if c.MaxHeaderBytes < 1024 || c.MaxConcurrent < 1 || c.RequestLogDays < 1 {
 		return errors.New("--max-header-bytes must be at least 1024, --max-concurrent-webhooks and --request-log-days at least 1")

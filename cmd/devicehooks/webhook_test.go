@@ -209,3 +209,28 @@ func TestLargeFanOutKeepsEachDevicesOrder(t *testing.T) {
 func TestTriggerEndToEndPostgres(t *testing.T) {
 	testTriggerPaths(t, startServer(t, Config{DB: testenv.Postgres(t)}))
 }
+
+// Dispatches older than --dispatch-days go, with their commands, at the
+// sweeper's hourly purge (the first one soon after start).
+func TestOldDispatchesArePurged(t *testing.T) {
+	s := startServer(t, Config{DispatchDays: 30})
+	s.createDevice("p1")
+	_, key := s.createKey("k")
+	ev := s.createAction("refresh_content", map[string]any{"type": "device", "id": "p1"}, nil)
+	var ids []string
+	for range 2 {
+		_, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+		ids = append(ids, ans["dispatch_id"].(string))
+	}
+	// The first is made 40 days old, and settled.
+	old := time.Now().UTC().Add(-40 * 24 * time.Hour).Format("2006-01-02 15:04:05")
+	exec := testenv.SQLiteSide(t, s.cfg.DB)
+	exec(`UPDATE dispatches SET created_at = '` + old + `' WHERE id = '` + ids[0] + `'`)
+	exec(`UPDATE commands SET state = 'expired', created_at = '` + old + `', expires_at = '` + old + `' WHERE dispatch_id = '` + ids[0] + `'`)
+	s.restart() // the purge runs at the first sweep after start
+	testenv.WaitFor(t, 10*time.Second, "the old dispatch purged", func() bool {
+		status, _ := s.call("GET", "/api/v1/dispatches/"+ids[0], nil)
+		return status == http.StatusNotFound
+	})
+	s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+ids[1], nil)
+}
