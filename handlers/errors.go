@@ -4,10 +4,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"devicehooks/actions"
+	"devicehooks/internal/logevery"
 	"devicehooks/store"
 )
 
@@ -78,6 +81,9 @@ func statusFor(err error) (int, *actions.Error) {
 // at Debug when the service refused by design (shedding load, a limit), which
 // the metrics and the request log count, so that a burst of refusals under
 // load does not flood the log.
+//
+// A failure that repeats (every call while the database is down) is logged
+// once a second, with how many like it were left out.
 func logFailure(c *gin.Context, log *slog.Logger, status int, err error) {
 	if status < http.StatusInternalServerError {
 		return
@@ -87,8 +93,22 @@ func logFailure(c *gin.Context, log *slog.Logger, status int, err error) {
 	if !errors.As(err, &coded) || coded.Code == actions.CodeInternal || err != error(coded) {
 		level = slog.LevelError
 	}
-	log.Log(c.Request.Context(), level, "request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "status", status, "err", err)
+	if !log.Enabled(c.Request.Context(), level) {
+		return
+	}
+	attrs := []any{"method", c.Request.Method, "path", c.Request.URL.Path, "status", status, "err", err}
+	ok, skipped := failureLines.Allow(strconv.Itoa(status)+" "+err.Error(), time.Now())
+	if !ok {
+		return
+	}
+	if skipped > 0 {
+		attrs = append(attrs, "more_like_it", skipped)
+	}
+	log.Log(c.Request.Context(), level, "request failed", attrs...)
 }
+
+// failureLines holds back repeats of a failure's log line.
+var failureLines = logevery.New(time.Second)
 
 // respondError writes err as JSON and stops the request.
 func respondError(c *gin.Context, log *slog.Logger, err error) {

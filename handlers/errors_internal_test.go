@@ -51,3 +51,21 @@ func TestErrorResponseLogsFailuresOnce(t *testing.T) {
 		})
 	}
 }
+
+// The same failure on every call (the database down) is one line a second,
+// not one per call.
+func TestRepeatedFailuresAreLoggedOnceASecond(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	cause := fmt.Errorf("%w (write dispatch: %w)", actions.Errorf(actions.CodeUnavailable, "the trigger could not be accepted"), errors.New("database or disk is full"))
+	for range 50 {
+		c, _ := gin.CreateTestContext(httptest.NewRecorder())
+		c.Request = httptest.NewRequest("POST", "/public-api/integration/webhooks", nil)
+		if status, _ := errorResponse(c, log, cause); status != 503 {
+			t.Fatalf("status %d", status)
+		}
+	}
+	if n := strings.Count(buf.String(), "request failed"); n != 1 {
+		t.Fatalf("%d lines for 50 calls failing alike:\n%s", n, buf.String())
+	}
+}

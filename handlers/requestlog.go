@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"devicehooks/internal/logevery"
 	"devicehooks/internal/queue"
 	"devicehooks/store"
 )
@@ -19,6 +20,11 @@ type RequestLog struct {
 	dropped  atomic.Int64
 	anon     *anonLimit   // records of calls without a valid key
 	unlogged atomic.Int64 // such records over their limit
+
+	// While writes fail (every flush, 5 a second), the error is logged every
+	// 10 s, with the records dropped meanwhile. Only Run's goroutine uses these.
+	writeErrs *logevery.Limiter
+	drops     int
 }
 
 // flushAt is how many records make a flush before the next tick.
@@ -31,7 +37,8 @@ const queueBound = 16384
 
 // NewRequestLog returns a request log; Run writes it.
 func NewRequestLog(st *store.Store, log *slog.Logger) *RequestLog {
-	return &RequestLog{st: st, log: log, queue: queue.New[store.RequestLog](queueBound), anon: newAnonLimit()}
+	return &RequestLog{st: st, log: log, queue: queue.New[store.RequestLog](queueBound), anon: newAnonLimit(),
+		writeErrs: logevery.New(10 * time.Second)}
 }
 
 // Record queues one call; if the writer is far behind, the record is counted as
@@ -177,7 +184,11 @@ func (l *RequestLog) write(ctx context.Context, buf []store.RequestLog, now time
 			dropped++
 		}
 	}
-	l.log.Error("write request log", "waiting", len(kept), "dropped", dropped, "err", err)
+	l.drops += dropped
+	if ok, skipped := l.writeErrs.Allow("write", now); ok {
+		l.log.Error("write request log", "waiting", len(kept), "dropped", l.drops, "err", err, "more_like_it", skipped)
+		l.drops = 0
+	}
 	return kept
 }
 

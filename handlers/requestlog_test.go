@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"devicehooks/internal/logevery"
 	"devicehooks/internal/testenv"
 	"devicehooks/store"
 )
@@ -183,6 +184,7 @@ func TestRequestLogHoldsAQueuesWorthWhileTheDatabaseFails(t *testing.T) {
 	exec(`CREATE TRIGGER refuse BEFORE INSERT ON request_logs BEGIN SELECT RAISE(ABORT, 'refused'); END`)
 	var logs testenv.Buffer
 	l := NewRequestLog(st, slog.New(slog.NewTextHandler(&logs, nil)))
+	l.writeErrs = logevery.New(0) // every failed flush says how many wait
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan struct{})
 	go func() {
