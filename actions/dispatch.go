@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -92,7 +93,18 @@ type Dispatcher struct {
 	// directly. Submitters hold the read lock while they hand a job over.
 	mu     sync.RWMutex
 	closed bool
+
+	// The writes' outcomes, for health and metrics.
+	writeFailures atomic.Int64 // jobs whose write failed
+	failing       atomic.Bool  // the last write failed
 }
+
+// WriteFailures counts the jobs (triggers, marks, acks) the database did not take.
+func (d *Dispatcher) WriteFailures() int64 { return d.writeFailures.Load() }
+
+// WriteFailing tells whether the last write failed, as it does while the
+// database refuses writes (a full disk, say) though it still answers reads.
+func (d *Dispatcher) WriteFailing() bool { return d.failing.Load() }
 
 // writeJob is one thing for the writer to commit: a trigger, a set of published
 // marks, or a batch of acks.
@@ -490,9 +502,15 @@ func (d *Dispatcher) commit(batch []*writeJob) {
 			}
 		}
 	}
+	failed := 0
 	for _, j := range batch {
+		if j.err != nil {
+			failed++
+		}
 		close(j.done)
 	}
+	d.writeFailures.Add(int64(failed))
+	d.failing.Store(failed == len(batch))
 }
 
 // writeRound writes jobs in one transaction and sets each one's outcome.

@@ -368,6 +368,7 @@ func newWebhookServer(f *testing.F) *webhookServer {
 	met := metrics.New(metrics.Sources{
 		OnlineDevices: presence.OnlineCount, BrokerConnected: pub.Connected, Log: log,
 		CommandStates: func(ctx context.Context) (map[string]int, error) { return st.CountCommandsByState(ctx) },
+		WriteFailures: dispatcher.WriteFailures,
 	})
 
 	s := &webhookServer{pub: pub, logs: logs, keys: map[int]string{}, keyIDs: map[int]string{}, fn: map[string]string{}}

@@ -37,6 +37,9 @@ type Deps struct {
 	Metrics    *metrics.Metrics
 	// BrokerConnected reports the MQTT side's state for /healthz.
 	BrokerConnected func() bool
+	// WriteFailing tells /healthz that the database refuses the trigger
+	// path's writes (a full disk, say), though it may still answer.
+	WriteFailing func() bool
 	// TrustedProxies may set the client address through X-Forwarded-For.
 	TrustedProxies []string
 	// Topics are the MQTT topics (the UI shows them to player developers).
@@ -148,8 +151,9 @@ func noStore(c *gin.Context) {
 	c.Next()
 }
 
-// health answers 200 while the database answers, and says whether the broker is
-// connected (triggers are accepted and queued either way).
+// health answers 200 while the database answers and takes the trigger path's
+// writes, and says whether the broker is connected (triggers are accepted and
+// queued either way).
 func health(d Deps) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		mqtt := "connected"
@@ -159,6 +163,10 @@ func health(d Deps) gin.HandlerFunc {
 		if err := d.Store.Ping(c.Request.Context()); err != nil {
 			d.Log.Error("health: database", "err", err)
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "database": "down", "mqtt": mqtt})
+			return
+		}
+		if d.WriteFailing != nil && d.WriteFailing() {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "database": "refusing writes", "mqtt": mqtt})
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ok", "database": "ok", "mqtt": mqtt})

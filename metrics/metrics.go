@@ -22,6 +22,9 @@ type Sources struct {
 	BrokerConnected func() bool
 	// CommandStates counts commands by state (a database query, cached briefly).
 	CommandStates func(ctx context.Context) (map[string]int, error)
+	// WriteFailures counts the trigger path's writes the database refused.
+	WriteFailures func() int64
+	Version       string // the build, for devicehooks_build_info
 	Log           *slog.Logger
 }
 
@@ -66,6 +69,11 @@ func New(src Sources) *Metrics {
 				}
 				return 0
 			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_database_write_failures_total",
+			Help: "Triggers, published marks and acks the database did not take."},
+			func() float64 { return float64(src.WriteFailures()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_build_info", Help: "1, labelled with the running build.",
+			ConstLabels: prometheus.Labels{"version": src.Version}}, func() float64 { return 1 }),
 		&commandCollector{src: src},
 	)
 	return m
@@ -130,10 +138,12 @@ func (c *commandCollector) Collect(ch chan<- prometheus.Metric) {
 		counts, err := c.src.CommandStates(ctx)
 		cancel()
 		if err != nil {
+			// No figures rather than old ones: a gap in the graph says the
+			// database did not answer.
 			c.src.Log.Error("metrics: count commands", "err", err)
-		} else {
-			c.counts, c.at = counts, time.Now()
+			return
 		}
+		c.counts, c.at = counts, time.Now()
 	}
 	for _, st := range []string{"queued", "published", "succeeded", "failed", "rejected", "expired"} {
 		ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.GaugeValue, float64(c.counts[st]), st)

@@ -140,6 +140,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.metrics = metrics.New(metrics.Sources{
 		OnlineDevices: a.presence.OnlineCount, BrokerConnected: a.brokerConnected, Log: a.Log,
 		CommandStates: func(ctx context.Context) (map[string]int, error) { return a.store.CountCommandsByState(ctx) },
+		WriteFailures: a.dispatcher.WriteFailures, Version: buildVersion(),
 	})
 	a.tracker.OnAck = func(ack store.Ack) { a.metrics.Acked(ack.CommandID, ack.State, ack.At) }
 	a.delivery.OnPublished = a.metrics.Published
@@ -288,7 +289,7 @@ func (a *App) serveHTTP(topics actions.Topics) error {
 		Store: a.store, Keys: a.keys, Admins: a.admins, Devices: a.devices, Users: a.users,
 		Dispatcher: a.dispatcher, Presence: a.presence, Log: a.Log,
 		MaxBody: a.Config.MaxBodyBytes, MaxHeader: a.Config.MaxHeaderBytes, MaxConcurrent: a.Config.MaxConcurrent,
-		RequestLog: a.reqlog, Metrics: a.metrics, BrokerConnected: a.brokerConnected,
+		RequestLog: a.reqlog, Metrics: a.metrics, BrokerConnected: a.brokerConnected, WriteFailing: a.dispatcher.WriteFailing,
 		TrustedProxies: a.Config.trustedProxies(), Topics: topics,
 		PublicURL: a.Config.PublicURL, SecureCookies: a.Config.SecureCookies,
 	})

@@ -138,6 +138,18 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 		t.Fatalf("dispatches after a failed write: %d (%v)", n, err)
 	}
 	p.none(200 * time.Millisecond)
+	// The database answers, but refuses writes: health and metrics say so.
+	health := func() (int, string) {
+		status, body := s.call("GET", "/healthz", nil)
+		db, _ := body["database"].(string)
+		return status, db
+	}
+	if status, db := health(); status != http.StatusServiceUnavailable || db != "refusing writes" {
+		t.Fatalf("healthz while writes fail: %d %q", status, db)
+	}
+	if m := s.metricsText(); !strings.Contains(m, "devicehooks_database_write_failures_total 1\n") || !strings.Contains(m, `devicehooks_build_info{version="dev`) {
+		t.Fatalf("metrics while writes fail:\n%s", m)
+	}
 	if _, err := db.Exec(`DROP TRIGGER refuse`); err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +157,9 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 		t.Fatalf("after the database recovered: %d %v", status, body)
 	}
 	p.next(5 * time.Second)
+	if status, db := health(); status != http.StatusOK || db != "ok" {
+		t.Fatalf("healthz after the database recovered: %d %q", status, db)
+	}
 }
 
 func TestIdempotency(t *testing.T) {

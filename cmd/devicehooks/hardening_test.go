@@ -221,17 +221,7 @@ func htmlUnescape(s string) string {
 func TestRequestLogAndMetrics(t *testing.T) {
 	s := startServer(t, Config{})
 	p, key, eventID := setupLoadURL(t, s)
-	scrape := func() string {
-		req, _ := http.NewRequest("GET", s.base+"/metrics", nil)
-		req.Header.Set("Authorization", "Bearer "+testAdminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("scrape: %v %v", resp, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	scrape := s.metricsText
 	metric := func(text, name string) float64 {
 		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` ([0-9.e+-]+)$`).FindStringSubmatch(text)
 		if m == nil {
@@ -419,15 +409,7 @@ func TestRequestLogLimitsCallsWithoutAKey(t *testing.T) {
 	if denied < 60 || denied > 70 {
 		t.Fatalf("%v of %d calls without a valid key recorded, want about 60 (the burst)", denied, flood)
 	}
-	req, _ := http.NewRequest("GET", s.base+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+testAdminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(b), `devicehooks_webhook_requests_total{code="unauthorized"} 150`) {
+	if b := s.metricsText(); !strings.Contains(b, `devicehooks_webhook_requests_total{code="unauthorized"} 150`) {
 		t.Fatalf("/metrics does not count every call:\n%s", b)
 	}
 	testenv.WaitFor(t, 5*time.Second, "the unrecorded calls logged as a count", func() bool {

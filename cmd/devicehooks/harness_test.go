@@ -118,6 +118,20 @@ func (s *server) mqttURL() string {
 	return "tcp://" + s.app.embedded.Addr()
 }
 
+// metricsText scrapes /metrics with the admin token.
+func (s *server) metricsText() string {
+	s.t.Helper()
+	req, _ := http.NewRequest("GET", s.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("scrape /metrics: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
 // call sends a management-API request with the admin token and decodes the JSON answer.
 func (s *server) call(method, path string, body any) (int, map[string]any) {
 	s.t.Helper()
