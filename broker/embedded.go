@@ -68,6 +68,7 @@ type Embedded struct {
 	srv     *mqtt.Server
 	tcpAddr string
 	wsAddr  string
+	auth    *authHook
 	routing *routingHook
 	close   sync.Once
 }
@@ -99,9 +100,10 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	auth := &authHook{cfg: cfg, srv: srv, log: log}
 	routing := &routingHook{cfg: cfg, watching: map[string]watched{}}
 	for _, hook := range []mqtt.Hook{
-		&authHook{cfg: cfg, srv: srv, log: log},
+		auth,
 		&presenceHook{cfg: cfg, srv: srv, present: map[*mqtt.Client]string{}},
 		routing,
 	} {
@@ -109,7 +111,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 			return nil, fmt.Errorf("broker: add hook %s: %w", hook.ID(), err)
 		}
 	}
-	e := &Embedded{srv: srv, routing: routing}
+	e := &Embedded{srv: srv, auth: auth, routing: routing}
 
 	ln, err := net.Listen("tcp", cfg.TCPAddr)
 	if err != nil {
@@ -197,6 +199,10 @@ func (e *Embedded) Disconnect(username string) {
 		}
 	}
 }
+
+// RefusedLogins counts the connections refused for their username and
+// password (or without one), since start.
+func (e *Embedded) RefusedLogins() int64 { return e.auth.refused.Load() }
 
 // Clients returns how many network clients are connected.
 func (e *Embedded) Clients() int {

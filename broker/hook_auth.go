@@ -2,6 +2,7 @@ package broker
 
 import (
 	"log/slog"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -14,6 +15,8 @@ type authHook struct {
 	cfg EmbeddedConfig
 	srv *mqtt.Server
 	log *slog.Logger
+
+	refused atomic.Int64 // logins refused (not logged: anyone could fill the log)
 }
 
 func (h *authHook) ID() string { return "devicehooks-auth" }
@@ -67,6 +70,8 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		// namespace, so a device that reuses another's client id cannot take
 		// over (and disconnect) that device's session.
 		cl.ID = user + "\x00" + cl.ID
+	} else {
+		h.refused.Add(1)
 	}
 	return ok
 }

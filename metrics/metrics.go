@@ -24,6 +24,9 @@ type Sources struct {
 	CommandStates func(ctx context.Context) (map[string]int, error)
 	// WriteFailures counts the trigger path's writes the database refused.
 	WriteFailures func() int64
+	// RefusedLogins counts MQTT logins the embedded broker refused (nil with
+	// an external broker, which logs its own).
+	RefusedLogins func() int64
 	Version       string // the build, for devicehooks_build_info
 	Log           *slog.Logger
 }
@@ -72,6 +75,14 @@ func New(src Sources) *Metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_database_write_failures_total",
 			Help: "Triggers, published marks and acks the database did not take."},
 			func() float64 { return float64(src.WriteFailures()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_mqtt_logins_refused_total",
+			Help: "Connections the embedded broker refused for their username and password."},
+			func() float64 {
+				if src.RefusedLogins == nil {
+					return 0
+				}
+				return float64(src.RefusedLogins())
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_build_info", Help: "1, labelled with the running build.",
 			ConstLabels: prometheus.Labels{"version": src.Version}}, func() float64 { return 1 }),
 		&commandCollector{src: src},

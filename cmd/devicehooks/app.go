@@ -137,10 +137,14 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.delivery.Marker = a.dispatcher // and so do the published marks
 	a.tracker.Hold = a.delivery.Sending
 	a.reqlog = handlers.NewRequestLog(a.store, a.Log)
+	var refusedLogins func() int64 // the external broker logs its own
+	if a.embedded != nil {
+		refusedLogins = a.embedded.RefusedLogins
+	}
 	a.metrics = metrics.New(metrics.Sources{
 		OnlineDevices: a.presence.OnlineCount, BrokerConnected: a.brokerConnected, Log: a.Log,
 		CommandStates: func(ctx context.Context) (map[string]int, error) { return a.store.CountCommandsByState(ctx) },
-		WriteFailures: a.dispatcher.WriteFailures, Version: buildVersion(),
+		WriteFailures: a.dispatcher.WriteFailures, Version: buildVersion(), RefusedLogins: refusedLogins,
 	})
 	a.tracker.OnAck = func(ack store.Ack) { a.metrics.Acked(ack.CommandID, ack.State, ack.At) }
 	a.delivery.OnPublished = a.metrics.Published

@@ -720,3 +720,20 @@ func TestUnsubscribedPlayerIsOffline(t *testing.T) {
 		t.Fatal("the queued command did not come once the player listened again")
 	}
 }
+
+// Logins the embedded broker refuses are counted in /metrics (not logged:
+// anyone could fill the log with them).
+func TestRefusedLoginsAreCounted(t *testing.T) {
+	s := startServer(t, Config{})
+	s.createDevice("r1")
+	for _, pass := range []string{"wrong", ""} {
+		if c, err := dial(s.mqttURL(), "r1", pass); err == nil {
+			c.Disconnect(50)
+			t.Fatalf("logged in with password %q", pass)
+		}
+	}
+	// paho tries MQTT 3.1.1 and then 3.1: each refused dial is two refusals.
+	if m := s.metricsText(); !strings.Contains(m, "devicehooks_mqtt_logins_refused_total 4\n") {
+		t.Fatalf("metrics after two refused dials:\n%s", m)
+	}
+}
