@@ -51,6 +51,8 @@ func asError(err error) *actions.Error {
 		return e
 	case errors.Is(err, store.ErrNotFound):
 		return &actions.Error{Code: actions.CodeNotFound, Detail: "no such object"}
+	case errors.Is(err, store.ErrUnavailable):
+		return &actions.Error{Code: actions.CodeUnavailable, Detail: "the database is unavailable; try again"}
 	case errors.Is(err, store.ErrNoTarget):
 		return actions.Invalid("target.id", "no such device or group: it was deleted meanwhile")
 	case errors.Is(err, store.ErrConflict):

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"devicehooks/actions"
+	"devicehooks/store"
 )
 
 // A failure is logged once where it is answered: at Error when something
@@ -27,6 +28,7 @@ func TestErrorResponseLogsFailuresOnce(t *testing.T) {
 		{"refused by design", shed, 503, "DEBUG"},
 		{"a coded failure with its cause", fmt.Errorf("%w (write dispatch: %w)", shed, errors.New("disk I/O error")), 503, "ERROR"},
 		{"an uncoded error", errors.New("boom"), 500, "ERROR"},
+		{"the database unavailable", fmt.Errorf("store: create action: %w: %w", store.ErrUnavailable, errors.New("database is locked")), 503, "ERROR"},
 		{"bad input", actions.Invalid("url", "must be http or https"), 422, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

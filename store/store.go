@@ -225,6 +225,9 @@ func wrap(op string, err error) error {
 	if errors.Is(err, gorm.ErrDuplicatedKey) || isUniqueViolation(err) {
 		return fmt.Errorf("store: %s: %w", op, ErrConflict)
 	}
+	if unavailable(err) {
+		return fmt.Errorf("store: %s: %w: %w", op, ErrUnavailable, err)
+	}
 	return fmt.Errorf("store: %s: %w", op, err)
 }
 
