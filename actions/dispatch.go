@@ -102,9 +102,21 @@ type Dispatcher struct {
 // WriteFailures counts the jobs (triggers, marks, acks) the database did not take.
 func (d *Dispatcher) WriteFailures() int64 { return d.writeFailures.Load() }
 
-// WriteFailing tells whether the last write failed, as it does while the
-// database refuses writes (a full disk, say) though it still answers reads.
-func (d *Dispatcher) WriteFailing() bool { return d.failing.Load() }
+// WriteFailing tells whether the database refuses writes (a full disk, say)
+// though it may still answer reads: whether the writer's last round failed,
+// and a small write tried now fails too. Without it, a failure would last
+// until the next trigger, which a load balancer that took this instance out
+// for it would never send.
+func (d *Dispatcher) WriteFailing(ctx context.Context) bool {
+	if !d.failing.Load() {
+		return false
+	}
+	if err := d.st.ProbeWrite(ctx); err != nil {
+		return true
+	}
+	d.failing.Store(false)
+	return false
+}
 
 // writeJob is one thing for the writer to commit: a trigger, a set of published
 // marks, or a batch of acks.

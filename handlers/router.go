@@ -3,6 +3,7 @@
 package handlers
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -39,7 +40,7 @@ type Deps struct {
 	BrokerConnected func() bool
 	// WriteFailing tells /healthz that the database refuses the trigger
 	// path's writes (a full disk, say), though it may still answer.
-	WriteFailing func() bool
+	WriteFailing func(ctx context.Context) bool
 	// TrustedProxies may set the client address through X-Forwarded-For.
 	TrustedProxies []string
 	// Topics are the MQTT topics (the UI shows them to player developers).
@@ -165,7 +166,7 @@ func health(d Deps) gin.HandlerFunc {
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "database": "down", "mqtt": mqtt})
 			return
 		}
-		if d.WriteFailing != nil && d.WriteFailing() {
+		if d.WriteFailing != nil && d.WriteFailing(c.Request.Context()) {
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "database": "refusing writes", "mqtt": mqtt})
 			return
 		}

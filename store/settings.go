@@ -33,3 +33,9 @@ func (s *Store) AnySealedAPIKey(ctx context.Context) (string, error) {
 	}
 	return sealed[0], nil
 }
+
+// ProbeWrite makes a write that changes nothing, to tell whether the database
+// takes writes.
+func (s *Store) ProbeWrite(ctx context.Context) error {
+	return wrap("probe write", s.db.WithContext(ctx).Exec(`UPDATE counters SET value = value WHERE name = ?`, desiredCounter).Error)
+}

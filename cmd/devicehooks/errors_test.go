@@ -138,7 +138,11 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 		t.Fatalf("dispatches after a failed write: %d (%v)", n, err)
 	}
 	p.none(200 * time.Millisecond)
-	// The database answers, but refuses writes: health and metrics say so.
+	// The database answers, but refuses writes (a full disk refuses them all:
+	// health's own small write too): health and metrics say so.
+	if _, err := db.Exec(`CREATE TRIGGER refuse_probe BEFORE UPDATE ON counters BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
+		t.Fatal(err)
+	}
 	health := func() (int, string) {
 		status, body := s.call("GET", "/healthz", nil)
 		db, _ := body["database"].(string)
@@ -150,16 +154,21 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 	if m := s.metricsText(); !strings.Contains(m, "devicehooks_database_write_failures_total 1\n") || !strings.Contains(m, `devicehooks_build_info{version="dev`) {
 		t.Fatalf("metrics while writes fail:\n%s", m)
 	}
-	if _, err := db.Exec(`DROP TRIGGER refuse`); err != nil {
+	if status, db := health(); status != http.StatusServiceUnavailable || db != "refusing writes" {
+		t.Fatalf("healthz again while writes fail: %d %q", status, db)
+	}
+	// Once the database takes writes again, health says so at once, without
+	// waiting for a trigger (a load balancer would send none).
+	if _, err := db.Exec(`DROP TRIGGER refuse; DROP TRIGGER refuse_probe`); err != nil {
 		t.Fatal(err)
+	}
+	if status, db := health(); status != http.StatusOK || db != "ok" {
+		t.Fatalf("healthz after the database recovered: %d %q", status, db)
 	}
 	if status, body := s.post(key, `{"event_id":"`+eventID+`"}`); status != http.StatusOK {
 		t.Fatalf("after the database recovered: %d %v", status, body)
 	}
 	p.next(5 * time.Second)
-	if status, db := health(); status != http.StatusOK || db != "ok" {
-		t.Fatalf("healthz after the database recovered: %d %q", status, db)
-	}
 }
 
 func TestIdempotency(t *testing.T) {
