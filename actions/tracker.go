@@ -3,6 +3,7 @@ package actions
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -229,40 +230,68 @@ func (t *Tracker) apply(ctx context.Context, batch []store.Ack) {
 
 // RunSweeper expires overdue commands every interval and, hourly, purges
 // idempotency records past their window and dispatches older than
-// keepDispatches (0: none), until ctx ends.
+// keepDispatches (0: none), until ctx ends. A purge takes purgeBudget at most
+// per tick, and goes on at the next ticks until it is done: the first one
+// after an upgrade may have millions of rows to delete, and must neither hold
+// up the expiry of commands nor a shutdown.
 func RunSweeper(ctx context.Context, st *store.Store, log *slog.Logger, interval, keepDispatches time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	lastPurge := time.Time{}
+	var lastPurge time.Time
+	purging := false // a purge ran out of its budget and goes on
 	for {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			return
 		}
-		// A sweep that has begun finishes: shutdown would only turn it into
-		// an error in the log (the next start sweeps again anyway).
-		sweep := context.WithoutCancel(ctx)
+		// An expiry sweep that has begun finishes: shutdown would only turn it
+		// into an error in the log (the next start sweeps again anyway).
 		now := time.Now().UTC()
-		if n, err := st.ExpireCommands(sweep, now); err != nil {
+		if n, err := st.ExpireCommands(context.WithoutCancel(ctx), now); err != nil {
 			log.Error("expire commands", "err", err)
 		} else if n > 0 {
 			log.Info("commands expired", "count", n)
 		}
-		if now.Sub(lastPurge) > time.Hour {
-			lastPurge = now
-			if _, err := st.PurgeIdempotency(sweep, now.Add(-IdempotencyWindow)); err != nil {
-				log.Error("purge idempotency records", "err", err)
+		if purging || now.Sub(lastPurge) > time.Hour {
+			if !purging {
+				lastPurge = now
 			}
-			if keepDispatches > 0 {
-				if n, err := st.PurgeDispatches(sweep, now.Add(-keepDispatches)); err != nil {
-					log.Error("purge old dispatches", "err", err)
-				} else if n > 0 {
-					log.Info("old dispatches purged", "count", n, "older_than", keepDispatches)
-				}
-			}
+			purging = purge(ctx, st, log, now, keepDispatches)
 		}
 	}
+}
+
+// purgeBudget bounds a purge's work per sweep.
+const purgeBudget = 2 * time.Second
+
+// purge deletes what is past its retention, for purgeBudget at most, and
+// tells whether there is more.
+func purge(ctx context.Context, st *store.Store, log *slog.Logger, now time.Time, keepDispatches time.Duration) (more bool) {
+	ctx, cancel := context.WithTimeout(ctx, purgeBudget)
+	defer cancel()
+	out := func(what string, err error) bool {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return true // out of budget: go on at the next sweep
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Error("purge "+what, "err", err)
+		}
+		return false
+	}
+	if _, err := st.PurgeIdempotency(ctx, now.Add(-IdempotencyWindow)); err != nil {
+		return out("idempotency records", err)
+	}
+	if keepDispatches > 0 {
+		n, err := st.PurgeDispatches(ctx, now.Add(-keepDispatches))
+		if n > 0 {
+			log.Info("old dispatches purged", "count", n, "older_than", keepDispatches)
+		}
+		if err != nil {
+			return out("old dispatches", err)
+		}
+	}
+	return false
 }
 
 // parseAt reads a message's "at": an RFC 3339 time, or nil for anything else
