@@ -12,20 +12,21 @@ type Option func(*openOptions)
 
 type openOptions struct {
 	claim     bool
-	onWait    func()
+	onWait    func(*Store) error
 	noMigrate bool
 }
 
 // AsTheActiveInstance makes Open claim the database for this process before
 // it changes the schema: one devicehooks at a time delivers a database's
 // commands, or two would both send them. If another instance holds the
-// database, Open calls onWait and waits, as a standby, until it lets go (it
-// stops, or dies) or ctx ends. The claim is an exclusive lock on the file
+// database, Open calls onWait (which may refuse to wait with an error, after
+// a read-only check of the database) and waits, as a standby, until it lets go
+// (it stops, or dies) or ctx ends. The claim is an exclusive lock on the file
 // "<db>.lock" beside an SQLite database, and a session advisory lock on a
 // connection of its own on PostgreSQL; Close lets it go, and so does the
 // operating system or PostgreSQL when the process dies. Lost tells when a
 // PostgreSQL claim may have been lost with its connection.
-func AsTheActiveInstance(onWait func()) Option {
+func AsTheActiveInstance(onWait func(*Store) error) Option {
 	return func(o *openOptions) { o.claim, o.onWait = true, onWait }
 }
 
@@ -41,7 +42,7 @@ const claimEvery = time.Second
 const advisoryKey int64 = 0x647663_65686f6f6b
 
 // claim takes the database for this process, waiting while another holds it.
-func (s *Store) claim(ctx context.Context, dsn string, onWait func()) error {
+func (s *Store) claim(ctx context.Context, dsn string, onWait func(*Store) error) error {
 	try := s.tryClaimFile
 	if s.postgres {
 		try = s.tryClaimAdvisory
@@ -52,7 +53,9 @@ func (s *Store) claim(ctx context.Context, dsn string, onWait func()) error {
 			return err
 		}
 		if !waited && onWait != nil {
-			onWait()
+			if err := onWait(s); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-time.After(claimEvery):

@@ -23,15 +23,27 @@ func (s *Store) SetSettingOnce(ctx context.Context, name, value string) (string,
 	return s.Setting(ctx, name)
 }
 
-// AnySealedAPIKey returns the sealed plaintext of some API key, or "" if there
-// is none: enough to tell whether the server secret opens what was sealed.
-func (s *Store) AnySealedAPIKey(ctx context.Context) (string, error) {
+// SealedAPIKeys returns the sealed plaintexts of up to n API keys: enough to
+// tell whether the server secret opens what was sealed.
+func (s *Store) SealedAPIKeys(ctx context.Context, n int) ([]string, error) {
 	var sealed []string
-	err := s.db.WithContext(ctx).Model(&APIKey{}).Where("sealed <> ''").Limit(1).Pluck("sealed", &sealed).Error
-	if err != nil || len(sealed) == 0 {
-		return "", wrap("read a sealed api key", err)
+	err := s.db.WithContext(ctx).Model(&APIKey{}).Where("sealed <> ''").Limit(n).Pluck("sealed", &sealed).Error
+	return sealed, wrap("read sealed api keys", err)
+}
+
+// HasCredentials tells whether the database holds any API key, admin token,
+// admin user or device: anything made under a server secret.
+func (s *Store) HasCredentials(ctx context.Context) (bool, error) {
+	for _, model := range []any{&APIKey{}, &AdminToken{}, &AdminUser{}, &Device{}} {
+		var ids []string
+		if err := s.db.WithContext(ctx).Model(model).Limit(1).Pluck("id", &ids).Error; err != nil {
+			return false, wrap("look for credentials", err)
+		}
+		if len(ids) > 0 {
+			return true, nil
+		}
 	}
-	return sealed[0], nil
+	return false, nil
 }
 
 // ProbeWrite makes a write that changes nothing, to tell whether the database

@@ -82,14 +82,24 @@ func (a *App) Open(ctx context.Context) (err error) {
 	}
 	// One instance at a time delivers a database's commands: another start
 	// on the same database waits here, as a standby, until this one stops.
-	standby := func() {
+	// A standby with the wrong secret is refused now, not at takeover.
+	standby := func(st *store.Store) error {
+		if auth.SecretMismatch(ctx, st, kr) {
+			return auth.ErrWrongSecret
+		}
 		a.Log.Warn("another devicehooks instance is active on this database: waiting as a standby until it stops", "database", secrets.RedactURL(cfg.DB))
+		return nil
 	}
 	if a.store, err = store.Open(ctx, cfg.DB, a.Log, store.AsTheActiveInstance(standby)); err != nil {
 		return err
 	}
-	if err := auth.CheckSecret(ctx, a.store, kr); err != nil {
+	pinned, err := auth.CheckSecret(ctx, a.store, kr)
+	if err != nil {
 		return err
+	}
+	if !pinned {
+		a.Log.Warn("cannot check the server secret against this database (it has no API key to check it with): " +
+			"if devices, tokens and passwords fail, start with the secret the database was made with")
 	}
 	a.keys = auth.NewKeys(a.store, kr, a.Log)
 	a.admins = auth.NewAdmins(a.store, kr, cfg.AdminToken)

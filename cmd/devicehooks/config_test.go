@@ -166,3 +166,53 @@ func TestStartRefusesAnotherSecret(t *testing.T) {
 		t.Fatalf("after the upgrade, another secret: %v", err)
 	}
 }
+
+// A database from before the fingerprint that holds credentials but no API
+// key cannot check the secret: it is not pinned to the one given (which may be
+// wrong, and would then lock the right one out). A standby with another
+// secret than the active instance's is refused at once, not at takeover.
+func TestSecretThatCannotBeCheckedIsNotPinned(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "dh.db")
+	first, other := strings.Repeat("a1", 32), strings.Repeat("b2", 32)
+	open := func(secret string) (*App, error) {
+		cfg := withDefaults(Config{DB: db, Secret: secret, HTTPAddr: "127.0.0.1:0", MQTTListen: "127.0.0.1:0", AdminToken: testAdminToken})
+		cfg.MQTTWSListen = ""
+		a := &App{Config: cfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return a, a.Open(ctx)
+	}
+	a, err := open(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.devices.Create(context.Background(), "d1", ""); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	exec := testenv.SQLiteSide(t, db)
+	exec(`DELETE FROM settings`) // as before fingerprints
+	if a, err = open(other); err != nil {
+		t.Fatalf("a start that cannot check the secret: %v", err)
+	}
+	a.Close()
+	if a, err = open(first); err != nil {
+		t.Fatalf("the right secret after an unchecked start with another: %v", err)
+	}
+	if _, _, err := a.keys.Create(context.Background(), "k", auth.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	// The next start checks the secret with the key, and pins it.
+	if a, err = open(first); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	// With the first running, a standby with another secret: refused at once.
+	start := time.Now()
+	if b, err := open(other); !errors.Is(err, auth.ErrWrongSecret) || time.Since(start) > 10*time.Second {
+		b.Close()
+		t.Fatalf("standby with another secret: %v after %v", err, time.Since(start))
+	}
+}
