@@ -37,6 +37,10 @@ type AckWatch struct {
 // Watch starts waiting for ids; register before the commands can be delivered.
 func (r *AckWaiters) Watch(ids []string) *AckWatch {
 	w := &AckWatch{reg: r, ids: ids, pending: len(ids), done: make(chan struct{})}
+	if len(ids) == 0 {
+		close(w.done) // nothing to wait for
+		return w
+	}
 	r.mu.Lock()
 	for _, id := range ids {
 		r.byCmd[id] = w

@@ -216,11 +216,19 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 		return out, err
 	}
 
+	// A command a later trigger of the same round superseded is final already:
+	// not sent, not waited for.
+	open := make([]store.Command, 0, len(nd.Commands))
+	for _, c := range nd.Commands {
+		if c.State == store.StateQueued {
+			open = append(open, c)
+		}
+	}
 	var watch *AckWatch
 	if t.Wait > 0 && len(nd.Commands) > 0 {
-		watch = d.acks.Watch(commandIDs(nd.Commands))
+		watch = d.acks.Watch(commandIDs(open))
 	}
-	d.sink.Enqueue(nd.Commands)
+	d.sink.Enqueue(open)
 	if nd.Desired != nil && len(devices) > 0 {
 		d.sink.DesiredChanged(devices)
 	}
@@ -555,7 +563,31 @@ func (d *Dispatcher) writeRound(ctx context.Context, batch []*writeJob) error {
 			}
 		}
 	}
+	if err == nil && len(res.Superseded) > 0 {
+		d.superseded(batch, res.Superseded)
+	}
 	return err
+}
+
+// superseded settles the commands a round's desired changes replaced: a call
+// waiting for their acks stops waiting, and those of this round's triggers
+// are not handed to delivery (Trigger sends only queued commands).
+func (d *Dispatcher) superseded(batch []*writeJob, ids []string) {
+	gone := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		gone[id] = true
+		d.acks.Settled(id)
+	}
+	for _, j := range batch {
+		if j.nd == nil {
+			continue
+		}
+		for k := range j.nd.Commands {
+			if c := &j.nd.Commands[k]; gone[c.ID] {
+				c.State = store.StateExpired
+			}
+		}
+	}
 }
 
 // unavailable is a failure of the database (or another part the caller cannot

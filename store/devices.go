@@ -311,20 +311,27 @@ func applyDesired(tx *gorm.DB, ids []string, ch *DesiredChange, version int64, a
 	return nil
 }
 
+// supersededBy is the detail of a command a later desired change replaced.
+const supersededBy = "superseded by dispatch "
+
 // supersede marks the devices' open commands of ch.Supersedes expired, as
-// replaced by dispatch by. Call it before the batch's own commands are written.
-func supersede(tx *gorm.DB, ids []string, ch *DesiredChange, by string) error {
+// replaced by dispatch by, and returns their ids. Call it before the batch's
+// own commands are written (writeDispatches supersedes those in memory).
+func supersede(tx *gorm.DB, ids []string, ch *DesiredChange, by string) ([]string, error) {
 	if len(ch.Supersedes) == 0 {
-		return nil
+		return nil, nil
 	}
-	set := map[string]any{"state": StateExpired, "detail": "superseded by dispatch " + by}
+	var done []string
 	for _, chunk := range chunks(ids, 1000) {
-		err := tx.Model(&Command{}).Where("device_id IN ? AND function IN ? AND "+openStates, chunk, ch.Supersedes).Updates(set).Error
+		var got []string
+		err := tx.Raw(`UPDATE commands SET state = ?, detail = ? WHERE device_id IN ? AND function IN ? AND `+openStates+` RETURNING id`,
+			StateExpired, supersededBy+by, chunk, ch.Supersedes).Scan(&got).Error
 		if err != nil {
-			return err
+			return nil, err
 		}
+		done = append(done, got...)
 	}
-	return nil
+	return done, nil
 }
 
 func rowsOrNotFound(op string, res *gorm.DB) error {

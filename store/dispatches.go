@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,12 +33,18 @@ type NewDispatch struct {
 func (s *Store) WriteDispatches(ctx context.Context, batch []*NewDispatch) (dup []bool, err error) {
 	dup = make([]bool, len(batch))
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return s.writeDispatches(tx, batch, dup)
+		_, err := s.writeDispatches(tx, batch, dup)
+		return err
 	})
 	return dup, wrap("write dispatches", err)
 }
 
-func (s *Store) writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) error {
+// writeDispatches writes the batch's triggers and returns the ids of the
+// open commands that their desired changes superseded (supersede): earlier
+// rounds' ones, and those of earlier triggers in this batch, which are
+// written expired (the batch's own values are left as they are: a failed
+// transaction may be tried again).
+func (s *Store) writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) (superseded []string, err error) {
 	var desired []string // every device whose desired state the batch changes
 	changes := 0         // and how many changes
 	for _, nd := range batch {
@@ -49,15 +56,17 @@ func (s *Store) writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) e
 		}
 	}
 	if err := lockDevices(tx, desired); err != nil {
-		return err
+		return nil, err
 	}
 	// The batch's versions are taken at once, before any other lock: taking the
 	// counter's row lock between the idempotency inserts would let two
 	// instances' batches wait on each other on PostgreSQL.
 	version, err := takeVersions(tx, changes)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	earlier := map[string][]*Command{} // device -> this batch's desired-changing commands so far
+	replaced := map[string]string{}    // command id -> the dispatch that superseded it in this batch
 	for i, nd := range batch {
 		if nd.Idempotency != nil {
 			res := tx.Clauses(clause.OnConflict{
@@ -68,7 +77,7 @@ func (s *Store) writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) e
 				}},
 			}).Create(nd.Idempotency)
 			if res.Error != nil {
-				return res.Error
+				return nil, res.Error
 			}
 			if res.RowsAffected == 0 {
 				dup[i] = true
@@ -82,10 +91,22 @@ func (s *Store) writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) e
 			}
 			version++
 			if err := applyDesired(tx, ids, nd.Desired, version, nd.Dispatch.CreatedAt); err != nil {
-				return err
+				return nil, err
 			}
-			if err := supersede(tx, ids, nd.Desired, nd.Dispatch.ID); err != nil {
-				return err
+			done, err := supersede(tx, ids, nd.Desired, nd.Dispatch.ID)
+			if err != nil {
+				return nil, err
+			}
+			superseded = append(superseded, done...)
+			for j := range nd.Commands {
+				c := &nd.Commands[j]
+				for _, old := range earlier[c.DeviceID] {
+					if _, gone := replaced[old.ID]; !gone && slices.Contains(nd.Desired.Supersedes, old.Function) {
+						replaced[old.ID] = nd.Dispatch.ID
+						superseded = append(superseded, old.ID)
+					}
+				}
+				earlier[c.DeviceID] = append(earlier[c.DeviceID], c)
 			}
 		}
 	}
@@ -96,14 +117,20 @@ func (s *Store) writeDispatches(tx *gorm.DB, batch []*NewDispatch, dup []bool) e
 		if !dup[i] {
 			ds = append(ds, &nd.Dispatch)
 			for j := range nd.Commands {
-				cmds = append(cmds, &nd.Commands[j])
+				c := &nd.Commands[j]
+				if by, ok := replaced[c.ID]; ok {
+					cp := *c
+					cp.State, cp.Detail = StateExpired, supersededBy+by
+					c = &cp
+				}
+				cmds = append(cmds, c)
 			}
 		}
 	}
 	if err := s.insertDispatches(tx, ds); err != nil {
-		return err
+		return nil, err
 	}
-	return s.insertCommands(tx, cmds)
+	return superseded, s.insertCommands(tx, cmds)
 }
 
 // The trigger path inserts its rows with its own prepared statements: gorm's
@@ -207,6 +234,9 @@ type Published struct {
 type BatchResult struct {
 	Dup     []bool
 	Applied []bool
+	// Superseded lists the open commands the batch's desired changes made
+	// expired (supersede): final, without an ack to wait for.
+	Superseded []string
 }
 
 // WriteBatch writes a Batch in one transaction: the dispatches, then the acks, then
@@ -215,7 +245,8 @@ type BatchResult struct {
 func (s *Store) WriteBatch(ctx context.Context, b *Batch) (BatchResult, error) {
 	res := BatchResult{Dup: make([]bool, len(b.Dispatches)), Applied: make([]bool, len(b.Acks))}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := s.writeDispatches(tx, b.Dispatches, res.Dup); err != nil {
+		var err error
+		if res.Superseded, err = s.writeDispatches(tx, b.Dispatches, res.Dup); err != nil {
 			return err
 		}
 		var publishedAt map[string]time.Time
@@ -413,7 +444,7 @@ func (s *Store) ApplyAcks(ctx context.Context, acks []Ack) (applied []bool, err 
 // ackSQL settles one command. An ack can overtake the batched published mark, so it
 // also records when the command was published (if nothing did yet).
 const ackSQL = `UPDATE commands SET state = ?, acked_at = ?, detail = ?, published_at = COALESCE(published_at, ?)
- WHERE id = ? AND device_id = ? AND ` + openStates
+ WHERE id = ? AND device_id = ? AND (` + openStates + ` OR state = 'expired' AND detail LIKE '` + supersededBy + `%')`
 
 // applyAcks settles each ack with one statement. publishedAt gives the publish
 // time of commands marked in the same batch.

@@ -639,3 +639,54 @@ func TestPurgeDispatches(t *testing.T) {
 		}
 	})
 }
+
+// Within one round too, a later desired change supersedes an earlier one's
+// command (in batch order, the order of the desired versions); the round
+// returns what it superseded; and a player's ack of a superseded command
+// still records that it ran.
+func TestSupersedeWithinARoundAndLateAcks(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		st.CreateDevice(ctx, device("d1"))
+		emergency := func(id string) *store.NewDispatch {
+			nd := newDispatch(id, []string{"d1"}, "")
+			nd.Commands[0].Function = "set_emergency"
+			nd.Desired = &store.DesiredChange{Emergency: &store.Emergency{Enabled: id == "on"}, Supersedes: []string{"set_emergency"}}
+			return nd
+		}
+		res, err := st.WriteBatch(ctx, &store.Batch{Dispatches: []*store.NewDispatch{emergency("on"), emergency("off")}})
+		if err != nil || len(res.Superseded) != 1 || res.Superseded[0] != "on-d1" {
+			t.Fatalf("round: %+v %v", res, err)
+		}
+		state := func(dispatch string) (string, string) {
+			t.Helper()
+			cmds, err := st.DispatchCommands(ctx, dispatch)
+			if err != nil || len(cmds) != 1 {
+				t.Fatalf("%s: %v %v", dispatch, cmds, err)
+			}
+			return cmds[0].State, cmds[0].Detail
+		}
+		if s, d := state("on"); s != store.StateExpired || d != "superseded by dispatch off" {
+			t.Fatalf("on: %s %q", s, d)
+		}
+		if s, _ := state("off"); s != store.StateQueued {
+			t.Fatalf("off: %s", s)
+		}
+		// "off" goes out; a third change supersedes it before its ack, which
+		// then comes and is recorded all the same.
+		if err := st.MarkPublished(ctx, []string{"off-d1"}, time.Now().UTC()); err != nil {
+			t.Fatal(err)
+		}
+		res, err = st.WriteBatch(ctx, &store.Batch{Dispatches: []*store.NewDispatch{emergency("again")}})
+		if err != nil || len(res.Superseded) != 1 || res.Superseded[0] != "off-d1" {
+			t.Fatalf("next round: %+v %v", res, err)
+		}
+		applied, err := st.ApplyAcks(ctx, []store.Ack{{CommandID: "off-d1", DeviceID: "d1", State: store.StateSucceeded, At: time.Now().UTC()}})
+		if err != nil || !applied[0] {
+			t.Fatalf("ack of the superseded command: %v %v", applied, err)
+		}
+		if s, _ := state("off"); s != store.StateSucceeded {
+			t.Fatalf("off after its ack: %s", s)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -676,6 +677,41 @@ func TestNewerDesiredStateSupersedesQueuedCommands(t *testing.T) {
 	dev := s.mustCall(http.StatusOK, "GET", "/api/v1/devices/lobby", nil)
 	if em, _ := dev["desired"].(map[string]any)["emergency"].(map[string]any); em["enabled"] != false {
 		t.Fatalf("desired state: %v", dev["desired"])
+	}
+
+	// A call waiting for its emergency's ack is answered once a newer change
+	// supersedes it: its command is final then.
+	p.client.Disconnect(50)
+	testenv.WaitFor(t, 10*time.Second, "lobby offline", func() bool { return !s.app.presence.Online("lobby") })
+	type answer struct {
+		status int
+		body   map[string]any
+	}
+	waited := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks?wait=20", strings.NewReader(`{"event_id":"`+on+`"}`))
+		req.Header.Set("x-webhook-apikey", key)
+		var a answer
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			a.status = resp.StatusCode
+			_ = json.NewDecoder(resp.Body).Decode(&a.body)
+			resp.Body.Close()
+		}
+		waited <- a
+	}()
+	testenv.WaitFor(t, 10*time.Second, "the waiting call's dispatch", func() bool {
+		return s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches", nil)["total"] == float64(5)
+	})
+	start := time.Now()
+	fire(off)
+	select {
+	case a := <-waited:
+		cmds, _ := a.body["commands"].([]any)
+		if a.status != http.StatusOK || a.body["settled"] != true || len(cmds) != 1 || cmds[0].(map[string]any)["state"] != "expired" {
+			t.Fatalf("the superseded wait: %d %v", a.status, a.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the superseded call still waits %v after the newer change", time.Since(start))
 	}
 }
 
