@@ -126,7 +126,15 @@ func (x *External) connect() {
 		select {
 		case <-tok.Done():
 		case <-x.stop:
+		}
+		select {
+		case <-x.stop:
+			// Close may have disconnected before this attempt began: end it
+			// here, or it would connect after Close.
+			tok.WaitTimeout(10 * time.Second)
+			x.client.Disconnect(0)
 			return
+		default:
 		}
 		err := tok.Error()
 		if err == nil {
