@@ -224,24 +224,16 @@ type SensorData struct {
 	Value any `json:"value"`
 }
 
-// maxExact is the largest integer every JSON decoder reads exactly (2^53):
-// JavaScript's numbers and Go's float64 round past it.
-const maxExact = 1 << 53
-
-// checkNumber refuses a sensor value that players could not read as written: one
-// past float64's range (Go's decoder fails on the whole command, JavaScript reads
-// Infinity) or an integer past 2^53 (read rounded).
+// checkNumber refuses a sensor value that players cannot read at all: one past
+// a double's range, on which Go's decoder fails the whole command (JavaScript
+// reads Infinity). An integer past 2^53 is passed on as written, as before:
+// players that read numbers as doubles round it (docs/players.md).
 func checkNumber(v any) error {
 	f, _ := v.(float64)
 	if n, ok := v.(json.Number); ok {
 		var err error
 		if f, err = n.Float64(); err != nil {
 			return Invalid("sensor_data.value", "is a number too large for players to read; send it as a string")
-		}
-		if !strings.ContainsAny(n.String(), ".eE") {
-			if i, err := n.Int64(); err != nil || i > maxExact || i < -maxExact {
-				return Invalid("sensor_data.value", "is an integer past 2^53, which players would read rounded; send it as a string")
-			}
 		}
 	}
 	if math.IsInf(f, 0) || math.IsNaN(f) {

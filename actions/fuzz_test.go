@@ -293,12 +293,13 @@ func TestSensorParamsTakesNumbersAsText(t *testing.T) {
 	}
 }
 
-// A numeric sensor value reaches players as written if they can read it
-// exactly; one past float64's range or an integer past 2^53 is refused.
+// A numeric sensor value reaches players as written (big integers too, as
+// they always did); one past a double's range, which players cannot read at
+// all, is refused.
 func TestSensorValueNumbersPlayersCanRead(t *testing.T) {
 	for raw, ok := range map[string]bool{
-		"1": true, "-2.5": true, "1e300": true, "9007199254740992": true, "-9007199254740992": true, "0.1": true,
-		"1e400": false, "-1e400": false, "9007199254740993": false, "12345678901234567890": false,
+		"1": true, "-2.5": true, "1e300": true, "9007199254740993": true, "12345678901234567890": true, "0.1": true,
+		"1e400": false, "-1e400": false,
 	} {
 		out, err := actions.SensorParams(map[string]any{"id": "s", "event": "e", "value": json.Number(raw)})
 		if ok && (err != nil || out["value"] != json.Number(raw)) {
