@@ -99,18 +99,20 @@ func logFailure(c *gin.Context, log *slog.Logger, status int, err error) {
 		return
 	}
 	attrs := []any{"method", c.Request.Method, "path", c.Request.URL.Path, "status", status, "err", err}
-	ok, skipped := failureLines.Allow(strconv.Itoa(status)+" "+err.Error(), time.Now())
-	if !ok {
-		return
-	}
-	if skipped > 0 {
-		attrs = append(attrs, "more_like_it", skipped)
+	if lines, _ := c.Value(ctxFailureLines).(*logevery.Limiter); lines != nil {
+		ok, skipped := lines.Allow(strconv.Itoa(status)+" "+err.Error(), time.Now())
+		if !ok {
+			return
+		}
+		if skipped > 0 {
+			attrs = append(attrs, "more_like_it", skipped)
+		}
 	}
 	log.Log(c.Request.Context(), level, "request failed", attrs...)
 }
 
-// failureLines holds back repeats of a failure's log line.
-var failureLines = logevery.New(time.Second)
+// ctxFailureLines holds the router's limiter of repeated failure lines.
+const ctxFailureLines = "devicehooks.failureLines"
 
 // respondError writes err as JSON and stops the request.
 func respondError(c *gin.Context, log *slog.Logger, err error) {

@@ -8,10 +8,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"devicehooks/actions"
+	"devicehooks/internal/logevery"
 	"devicehooks/store"
 )
 
@@ -60,9 +62,11 @@ func TestRepeatedFailuresAreLoggedOnceASecond(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	cause := fmt.Errorf("%w (write dispatch: %w)", actions.Errorf(actions.CodeUnavailable, "the trigger could not be accepted"), errors.New("database or disk is full"))
+	lines := logevery.New(time.Second) // as New sets it up for every request
 	for range 50 {
 		c, _ := gin.CreateTestContext(httptest.NewRecorder())
 		c.Request = httptest.NewRequest("POST", "/public-api/integration/webhooks", nil)
+		c.Set(ctxFailureLines, lines)
 		if status, _ := errorResponse(c, log, cause); status != 503 {
 			t.Fatalf("status %d", status)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"devicehooks/actions"
 	"devicehooks/auth"
+	"devicehooks/internal/logevery"
 	"devicehooks/metrics"
 	"devicehooks/secrets"
 	"devicehooks/store"
@@ -58,7 +59,8 @@ func New(d Deps) (http.Handler, error) {
 	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
 		return nil, err
 	}
-	r.Use(accessLog(d.Log), recovery(d.Log))
+	failures := logevery.New(time.Second) // see logFailure
+	r.Use(func(c *gin.Context) { c.Set(ctxFailureLines, failures) }, accessLog(d.Log), recovery(d.Log))
 	r.HandleMethodNotAllowed = true
 
 	r.GET("/healthz", health(d))
