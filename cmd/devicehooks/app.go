@@ -422,7 +422,7 @@ func (a *App) Close() {
 			ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 			if err := a.httpSrv.Shutdown(ctx); err != nil {
 				// Calls still running past the grace lose their connection
-				// here, not to a closed database later.
+				// (and their context) here, before the database closes.
 				a.Log.Warn("http shutdown: closing the calls still running", "err", err)
 				_ = a.httpSrv.Close()
 			}
