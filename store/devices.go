@@ -254,6 +254,13 @@ type Emergency struct {
 // presence) then never wait for each other in a circle, which PostgreSQL
 // breaks by failing one (a deadlock). SQLite has one writer at a time.
 func lockDevices(tx *gorm.DB, ids []string) error {
+	return lockRows(tx, &Device{}, ids, "NO KEY UPDATE")
+}
+
+// lockRows takes the row locks of these ids in model's table, in id order,
+// with strength (UPDATE, NO KEY UPDATE, SHARE), on PostgreSQL; SQLite has one
+// writer at a time.
+func lockRows(tx *gorm.DB, model any, ids []string, strength string) error {
 	if tx.Dialector.Name() != "postgres" || len(ids) == 0 {
 		return nil
 	}
@@ -262,8 +269,8 @@ func lockDevices(tx *gorm.DB, ids []string) error {
 		var locked []string
 		// In byte order, as SavePresence sorts: the database's own collation
 		// may order "Dev-2" and "b" otherwise.
-		err := tx.Model(&Device{}).Where("id IN ?", chunk).Order(`id COLLATE "C"`).
-			Clauses(clause.Locking{Strength: "NO KEY UPDATE"}).Pluck("id", &locked).Error
+		err := tx.Model(model).Where("id IN ?", chunk).Order(`id COLLATE "C"`).
+			Clauses(clause.Locking{Strength: strength}).Pluck("id", &locked).Error
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // CreateGroup inserts a group with its members; an unknown device is ErrNotFound,
@@ -116,12 +115,8 @@ func (s *Store) DeleteGroup(ctx context.Context, id string) error {
 	return wrap("delete group", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		// The group's row first, so that an action being saved to target it
 		// (targetExists) is either seen below or refused.
-		if tx.Dialector.Name() == "postgres" {
-			var locked []string
-			err := tx.Model(&Group{}).Where("id = ?", id).Clauses(clause.Locking{Strength: "NO KEY UPDATE"}).Pluck("id", &locked).Error
-			if err != nil {
-				return err
-			}
+		if err := lockRows(tx, &Group{}, []string{id}, "UPDATE"); err != nil {
+			return err
 		}
 		var n int64
 		if err := tx.Model(&Action{}).Where("target_type = ? AND target_id = ?", "group", id).Count(&n).Error; err != nil {

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -36,8 +37,11 @@ func unavailable(err error) bool {
 		}
 	case errors.As(err, &pgErr):
 		// 08: connection exception; 53: insufficient resources (disk full,
-		// too many connections); 57P: the server is shutting down or starting.
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53") || strings.HasPrefix(pgErr.Code, "57P")
+		// too many connections); 57P: the server is shutting down or starting;
+		// 55P03, 57014: a lock or statement timeout; 40001, 40P01: a
+		// serialization failure or deadlock, which a retry resolves.
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53") || strings.HasPrefix(pgErr.Code, "57P") ||
+			slices.Contains([]string{"55P03", "57014", "40001", "40P01"}, pgErr.Code)
 	}
 	return pgconn.SafeToRetry(err) || pgconn.Timeout(err)
 }
