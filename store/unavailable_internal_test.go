@@ -22,6 +22,7 @@ func TestUnavailableErrors(t *testing.T) {
 		&pgconn.PgError{Code: "08006"}:                       true, // connection failure
 		&pgconn.PgError{Code: "53100"}:                       true, // disk full
 		&pgconn.PgError{Code: "57P01"}:                       true, // admin shutdown
+		&pgconn.PgError{Code: "40P01"}:                       true, // deadlock: a retry resolves it
 		&pgconn.PgError{Code: "23505"}:                       false,
 		&net.OpError{Op: "dial", Err: errors.New("refused")}: true,
 		fmt.Errorf("x: %w", context.DeadlineExceeded):        true,
