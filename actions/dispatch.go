@@ -96,7 +96,10 @@ type Dispatcher struct {
 
 	// The writes' outcomes, for health and metrics.
 	writeFailures atomic.Int64 // jobs whose write failed
-	failing       atomic.Bool  // the last write failed
+	failing       atomic.Bool  // the last round failed (written under healthMu)
+	healthMu      sync.Mutex
+	failGen       int64        // failed rounds, so that a probe clears only the failure it saw
+	probedAt      atomic.Int64 // unix nanoseconds of the last failed probe
 }
 
 // WriteFailures counts the jobs (triggers, marks, acks) the database did not take.
@@ -107,12 +110,29 @@ func (d *Dispatcher) WriteFailures() int64 { return d.writeFailures.Load() }
 // and a small write tried now fails too. Without it, a failure would last
 // until the next trigger, which a load balancer that took this instance out
 // for it would never send.
+//
+// Probes take 2 s at most and come once a second at most, however many
+// health checks ask: they write while writes struggle.
 func (d *Dispatcher) WriteFailing(ctx context.Context) bool {
 	if !d.failing.Load() {
 		return false
 	}
-	if err := d.st.ProbeWrite(ctx); err != nil {
+	if time.Since(time.Unix(0, d.probedAt.Load())) < time.Second {
 		return true
+	}
+	d.healthMu.Lock()
+	gen := d.failGen
+	d.healthMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := d.st.ProbeWrite(ctx); err != nil {
+		d.probedAt.Store(time.Now().UnixNano())
+		return true
+	}
+	d.healthMu.Lock()
+	defer d.healthMu.Unlock()
+	if d.failGen != gen {
+		return true // a round failed during the probe: newer news
 	}
 	d.failing.Store(false)
 	return false
@@ -507,13 +527,15 @@ const roundTimeout = 10 * time.Second
 func (d *Dispatcher) commit(batch []*writeJob) {
 	ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
 	defer cancel()
-	if err := d.writeRound(ctx, batch); err != nil && len(batch) > 1 {
+	superseded, err := d.writeRound(ctx, batch)
+	if err != nil && len(batch) > 1 {
 		// One bad job must not fail the others: retry one by one, within the
 		// round's deadline. If the first two fail as well, the database is down
 		// (or too slow): the rest fail with them now, instead of each taking a
 		// timeout of its own while the callers wait.
 		for i := range batch {
-			err := d.writeRound(ctx, batch[i:i+1])
+			ids, err := d.writeRound(ctx, batch[i:i+1])
+			superseded = append(superseded, ids...)
 			if err != nil && i == 1 && batch[0].err != nil {
 				for _, j := range batch[2:] {
 					j.err = err
@@ -521,6 +543,11 @@ func (d *Dispatcher) commit(batch []*writeJob) {
 				break
 			}
 		}
+	}
+	// Across the whole round, retries included: a job retried alone may
+	// supersede another's command, whose trigger must not send it.
+	if len(superseded) > 0 {
+		d.superseded(batch, superseded)
 	}
 	failed := 0
 	for _, j := range batch {
@@ -530,11 +557,17 @@ func (d *Dispatcher) commit(batch []*writeJob) {
 		close(j.done)
 	}
 	d.writeFailures.Add(int64(failed))
+	d.healthMu.Lock()
+	if failed == len(batch) {
+		d.failGen++
+	}
 	d.failing.Store(failed == len(batch))
+	d.healthMu.Unlock()
 }
 
-// writeRound writes jobs in one transaction and sets each one's outcome.
-func (d *Dispatcher) writeRound(ctx context.Context, batch []*writeJob) error {
+// writeRound writes jobs in one transaction, sets each one's outcome, and
+// returns the commands the jobs' desired changes superseded.
+func (d *Dispatcher) writeRound(ctx context.Context, batch []*writeJob) ([]string, error) {
 	var (
 		b     store.Batch
 		index = make([]int, len(batch)) // a trigger's index in b.Dispatches, or its acks' offset in b.Acks
@@ -563,10 +596,7 @@ func (d *Dispatcher) writeRound(ctx context.Context, batch []*writeJob) error {
 			}
 		}
 	}
-	if err == nil && len(res.Superseded) > 0 {
-		d.superseded(batch, res.Superseded)
-	}
-	return err
+	return res.Superseded, err
 }
 
 // superseded settles the commands a round's desired changes replaced: a call

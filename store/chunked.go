@@ -18,11 +18,17 @@ const sweepChunk = 500
 // condition outside it: PostgreSQL checks again, on such a row, only the outer
 // condition. Without it, a command acked between the two would be marked
 // expired, and an idempotency key used again would lose its new record.
+//
+// ctx ends the run between chunks, not in one: a chunk is short, and a
+// statement cut off by a deadline costs PostgreSQL its connection.
 func (s *Store) inChunks(ctx context.Context, op, stmt string, args ...any) (int64, error) {
 	args = append(args, sweepChunk)
 	var total int64
 	for {
-		res := s.db.WithContext(ctx).Exec(stmt, args...)
+		if err := ctx.Err(); err != nil {
+			return total, wrap(op, err)
+		}
+		res := s.db.WithContext(context.WithoutCancel(ctx)).Exec(stmt, args...)
 		if res.Error != nil {
 			return total, wrap(op, res.Error)
 		}

@@ -12,21 +12,21 @@ type Option func(*openOptions)
 
 type openOptions struct {
 	claim     bool
-	onWait    func(*Store) error
+	onWait    func(st *Store, first bool) error
 	noMigrate bool
 }
 
 // AsTheActiveInstance makes Open claim the database for this process before
 // it changes the schema: one devicehooks at a time delivers a database's
 // commands, or two would both send them. If another instance holds the
-// database, Open calls onWait (which may refuse to wait with an error, after
-// a read-only check of the database) and waits, as a standby, until it lets go
-// (it stops, or dies) or ctx ends. The claim is an exclusive lock on the file
+// database, Open waits, as a standby, until it lets go (it stops, or dies) or
+// ctx ends, calling onWait at every try (first true the first time), which
+// may end the wait with an error (a read-only check of the database failed). The claim is an exclusive lock on the file
 // "<db>.lock" beside an SQLite database, and a session advisory lock on a
 // connection of its own on PostgreSQL; Close lets it go, and so does the
 // operating system or PostgreSQL when the process dies. Lost tells when a
 // PostgreSQL claim may have been lost with its connection.
-func AsTheActiveInstance(onWait func(*Store) error) Option {
+func AsTheActiveInstance(onWait func(st *Store, first bool) error) Option {
 	return func(o *openOptions) { o.claim, o.onWait = true, onWait }
 }
 
@@ -42,7 +42,7 @@ const claimEvery = time.Second
 const advisoryKey int64 = 0x647663_65686f6f6b
 
 // claim takes the database for this process, waiting while another holds it.
-func (s *Store) claim(ctx context.Context, dsn string, onWait func(*Store) error) error {
+func (s *Store) claim(ctx context.Context, dsn string, onWait func(st *Store, first bool) error) error {
 	try := s.tryClaimFile
 	if s.postgres {
 		try = s.tryClaimAdvisory
@@ -52,8 +52,8 @@ func (s *Store) claim(ctx context.Context, dsn string, onWait func(*Store) error
 		if err != nil || ok {
 			return err
 		}
-		if !waited && onWait != nil {
-			if err := onWait(s); err != nil {
+		if onWait != nil {
+			if err := onWait(s, !waited); err != nil {
 				return err
 			}
 		}

@@ -82,12 +82,15 @@ func (a *App) Open(ctx context.Context) (err error) {
 	}
 	// One instance at a time delivers a database's commands: another start
 	// on the same database waits here, as a standby, until this one stops.
-	// A standby with the wrong secret is refused now, not at takeover.
-	standby := func(st *store.Store) error {
+	// A standby with the wrong secret is refused as soon as the database is
+	// pinned to the right one, not at takeover.
+	standby := func(st *store.Store, first bool) error {
 		if auth.SecretMismatch(ctx, st, kr) {
 			return auth.ErrWrongSecret
 		}
-		a.Log.Warn("another devicehooks instance is active on this database: waiting as a standby until it stops", "database", secrets.RedactURL(cfg.DB))
+		if first {
+			a.Log.Warn("another devicehooks instance is active on this database: waiting as a standby until it stops", "database", secrets.RedactURL(cfg.DB))
+		}
 		return nil
 	}
 	if a.store, err = store.Open(ctx, cfg.DB, a.Log, store.AsTheActiveInstance(standby)); err != nil {

@@ -1,0 +1,48 @@
+package actions
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"devicehooks/store"
+)
+
+// When a round fails and its jobs are written one by one, a job may
+// supersede another's command in the database: that trigger must not send it
+// (its command is marked expired in memory too), as within a round that works.
+func TestSupersedeSurvivesARetriedRound(t *testing.T) {
+	ctx := context.Background()
+	st := tempStore(t)
+	now := time.Now().UTC()
+	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	d := NewDispatcher(st, nil, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{})
+	job := func(id, function string) *writeJob {
+		nd := &store.NewDispatch{
+			Dispatch: store.Dispatch{ID: id, ActionID: "a", ActionName: "a", EventID: "e", Function: function, Method: "POST", Targets: 1, CreatedAt: now},
+			Commands: []store.Command{{ID: id + "-c", DispatchID: id, DeviceID: "d1", State: store.StateQueued, Function: function,
+				Payload: "{}", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}},
+		}
+		if function != "restart" {
+			nd.Desired = DesiredChange(function, nil)
+		}
+		return &writeJob{nd: nd, done: make(chan struct{})}
+	}
+	// A dispatch id already taken makes the third job, and so the round, fail.
+	taken := job("taken", "restart")
+	d.commit([]*writeJob{taken})
+	pause, resume, poison := job("pause", PauseLoop), job("resume", ResumeLoop), job("taken", "restart")
+	d.commit([]*writeJob{pause, resume, poison})
+	if pause.err != nil || resume.err != nil || poison.err == nil {
+		t.Fatalf("outcomes: pause %v, resume %v, poison %v", pause.err, resume.err, poison.err)
+	}
+	if got := pause.nd.Commands[0].State; got != store.StateExpired {
+		t.Fatalf("the superseded pause command is %s in memory, want expired (its trigger would send it)", got)
+	}
+	if got := resume.nd.Commands[0].State; got != store.StateQueued {
+		t.Fatalf("the resume command is %s", got)
+	}
+}
