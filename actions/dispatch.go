@@ -96,10 +96,12 @@ type Dispatcher struct {
 
 	// The writes' outcomes, for health and metrics.
 	writeFailures atomic.Int64 // jobs whose write failed
-	failing       atomic.Bool  // the last round failed (written under healthMu)
-	healthMu      sync.Mutex
-	failGen       int64        // failed rounds, so that a probe clears only the failure it saw
-	probedAt      atomic.Int64 // unix nanoseconds of the last failed probe
+	// Writes are failing while failedRounds is past clearedAt: a round that
+	// works, or a probe that does (WriteFailing), moves clearedAt up to the
+	// failures it saw, never past a newer one.
+	failedRounds atomic.Int64
+	clearedAt    atomic.Int64
+	probedAt     atomic.Int64 // unix nanoseconds of the last failed probe
 }
 
 // WriteFailures counts the jobs (triggers, marks, acks) the database did not take.
@@ -114,28 +116,31 @@ func (d *Dispatcher) WriteFailures() int64 { return d.writeFailures.Load() }
 // Probes take 2 s at most and come once a second at most, however many
 // health checks ask: they write while writes struggle.
 func (d *Dispatcher) WriteFailing(ctx context.Context) bool {
-	if !d.failing.Load() {
+	failed := d.failedRounds.Load()
+	if d.clearedAt.Load() >= failed {
 		return false
 	}
 	if time.Since(time.Unix(0, d.probedAt.Load())) < time.Second {
 		return true
 	}
-	d.healthMu.Lock()
-	gen := d.failGen
-	d.healthMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := d.st.ProbeWrite(ctx); err != nil {
 		d.probedAt.Store(time.Now().UnixNano())
 		return true
 	}
-	d.healthMu.Lock()
-	defer d.healthMu.Unlock()
-	if d.failGen != gen {
-		return true // a round failed during the probe: newer news
+	d.clear(failed)
+	return d.failedRounds.Load() > failed // a round failed during the probe: newer news
+}
+
+// clear notes that writes worked after the first failed failures.
+func (d *Dispatcher) clear(failed int64) {
+	for {
+		c := d.clearedAt.Load()
+		if c >= failed || d.clearedAt.CompareAndSwap(c, failed) {
+			return
+		}
 	}
-	d.failing.Store(false)
-	return false
 }
 
 // writeJob is one thing for the writer to commit: a trigger, a set of published
@@ -557,12 +562,11 @@ func (d *Dispatcher) commit(batch []*writeJob) {
 		close(j.done)
 	}
 	d.writeFailures.Add(int64(failed))
-	d.healthMu.Lock()
 	if failed == len(batch) {
-		d.failGen++
+		d.failedRounds.Add(1)
+	} else {
+		d.clear(d.failedRounds.Load()) // only this goroutine adds to it
 	}
-	d.failing.Store(failed == len(batch))
-	d.healthMu.Unlock()
 }
 
 // writeRound writes jobs in one transaction, sets each one's outcome, and
