@@ -49,9 +49,14 @@ type Delivery struct {
 	Marker PublishedMarker
 	// sent remembers when each command went out, so a command reaches one session
 	// of a device once even if a resync and a reconnect both pick it up before it
-	// is marked published. Only the sender goroutine uses it.
+	// is marked published. Only the sender goroutine uses it. A command is
+	// forgotten once its mark is committed (a resync no longer finds it queued),
+	// or after sentFor if the mark failed: at 7,000 triggers a second, keeping
+	// every send for sentFor made this map and its ids 45 % of the live heap, and
+	// the garbage collector's every cycle that much longer.
 	sent      map[string]time.Time
 	lastPrune time.Time
+	landed    landed      // commands whose published marks are committed
 	missed    atomic.Bool // a work item was dropped: resynchronise from the database
 
 	// OnPublished, if set, is called when the broker has taken a command.
@@ -105,6 +110,27 @@ func NewDelivery(st *store.Store, pub Publisher, topics Topics, presence *Presen
 		sent:       map[string]time.Time{},
 		failed:     make(chan failedSend, 4096),
 	}
+}
+
+// landed collects the commands whose published marks the marker has written, for
+// the sender to forget having sent them.
+type landed struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (l *landed) add(ids []string) {
+	l.mu.Lock()
+	l.ids = append(l.ids, ids...)
+	l.mu.Unlock()
+}
+
+func (l *landed) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ids := l.ids
+	l.ids = nil
+	return ids
 }
 
 // failedSend is a command the broker did not take.
@@ -225,6 +251,11 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 
 func (dl *Delivery) do(ctx context.Context, w work) {
 	now := dl.clock()
+	// Marks committed before this point are seen by the reads below: what
+	// they made published is no longer picked up as queued.
+	for _, id := range dl.landed.take() {
+		delete(dl.sent, id)
+	}
 	dl.pruneSent(now)
 	dl.sendAll(w.cmds, now)
 	if len(w.devices) > 0 {
@@ -402,14 +433,18 @@ func (dl *Delivery) publish(c *store.Command) {
 	})
 }
 
-// pruneSent forgets sends older than any mark could take to land.
+// sentFor is how long a send whose mark was not written is remembered: the
+// resync's interval, after which a command still queued is sent again.
+const sentFor = 30 * time.Second
+
+// pruneSent forgets sends whose marks failed, sentFor after them.
 func (dl *Delivery) pruneSent(now time.Time) {
 	if now.Sub(dl.lastPrune) < 5*time.Second {
 		return
 	}
 	dl.lastPrune = now
 	for id, at := range dl.sent {
-		if now.Sub(at) > 30*time.Second {
+		if now.Sub(at) > sentFor {
 			delete(dl.sent, id)
 		}
 	}
@@ -509,6 +544,8 @@ func (dl *Delivery) runMarker(ctx context.Context, stop <-chan struct{}) {
 			}
 			if err := marker.MarkPublished(ctx, ids, held[0].at); err != nil {
 				dl.log.Error("mark published", "commands", n, "err", err)
+			} else {
+				dl.landed.add(ids)
 			}
 			held = held[n:]
 		}

@@ -224,3 +224,68 @@ func TestDroppedResendIsRetried(t *testing.T) {
 		return len(pub.took) == 2
 	})
 }
+
+// failingMarker is a PublishedMarker whose writes fail.
+type failingMarker struct{}
+
+func (failingMarker) MarkPublished(context.Context, []string, time.Time) error {
+	return fmt.Errorf("disk full")
+}
+
+// TestSentIsForgottenOnceMarked: delivery remembers a send, so that a resync does
+// not send a command again to the same session, only until the command's mark is
+// committed (the resync then no longer finds it queued); while marks fail, it
+// keeps remembering.
+func TestSentIsForgottenOnceMarked(t *testing.T) {
+	for _, marks := range []string{"written", "failing"} {
+		t.Run(marks, func(t *testing.T) {
+			ctx := context.Background()
+			st := tempStore(t)
+			log := slog.New(slog.DiscardHandler)
+			presence := NewPresence(st, log, true)
+			rec := &recorder{got: map[string][]string{}}
+			dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
+			if marks == "failing" {
+				dl.Marker = failingMarker{}
+			}
+			const devices = 10
+			now := time.Now().UTC()
+			nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "dispatch", ActionID: "a", ActionName: "a", EventID: "evt",
+				Function: LoadURL, Method: "POST", Targets: devices, CreatedAt: now}}
+			for i := range devices {
+				id := fmt.Sprintf("d%04d", i)
+				if err := st.CreateDevice(ctx, &store.Device{ID: id, Name: id, TokenHash: "h" + id, MosquittoHash: "m",
+					CreatedAt: now, UpdatedAt: now}); err != nil {
+					t.Fatal(err)
+				}
+				presence.Subscribed(id)
+				nd.Commands = append(nd.Commands, store.Command{ID: "c" + id, DispatchID: "dispatch", DeviceID: id,
+					State: store.StateQueued, Function: LoadURL, Payload: id, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+			}
+			if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+				t.Fatal(err)
+			}
+
+			dl.sendAll(nd.Commands, time.Now().UTC()) // after the devices came online
+			stop, stopped := make(chan struct{}), make(chan struct{})
+			go func() { dl.runMarker(ctx, stop); close(stopped) }()
+			close(stop) // it writes what it holds, then stops
+			<-stopped
+			dl.do(ctx, work{resync: true})
+
+			want := 0
+			if marks == "failing" {
+				want = devices // still queued: the resync found them, and sent none again
+			}
+			if len(dl.sent) != want {
+				t.Errorf("delivery remembers %d sends, want %d", len(dl.sent), want)
+			}
+			for i := range devices {
+				id := fmt.Sprintf("d%04d", i)
+				if got := rec.got["dh/devices/"+id+"/commands"]; len(got) != 1 {
+					t.Fatalf("%s got %q, want its command once", id, got)
+				}
+			}
+		})
+	}
+}
