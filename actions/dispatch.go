@@ -104,7 +104,8 @@ type Dispatcher struct {
 	probedAt     atomic.Int64 // unix nanoseconds of the last failed probe
 }
 
-// WriteFailures counts the jobs (triggers, marks, acks) the database did not take.
+// WriteFailures counts the jobs (triggers, marks, acks, request-log batches) the
+// database did not take.
 func (d *Dispatcher) WriteFailures() int64 { return d.writeFailures.Load() }
 
 // WriteFailing tells whether the database refuses writes (a full disk, say)
@@ -146,9 +147,10 @@ func (d *Dispatcher) clear(failed int64) {
 // writeJob is one thing for the writer to commit: a trigger, a set of published
 // marks, or a batch of acks.
 type writeJob struct {
-	nd    *store.NewDispatch
-	marks *store.Published
-	acks  []store.Ack
+	nd       *store.NewDispatch
+	marks    *store.Published
+	acks     []store.Ack
+	requests []store.RequestLog
 
 	dup     bool
 	applied []bool
@@ -163,6 +165,8 @@ func (j *writeJob) weight() int {
 		return 1 + len(j.nd.Commands)
 	case j.marks != nil:
 		return len(j.marks.IDs)
+	case j.requests != nil:
+		return len(j.requests)
 	}
 	return len(j.acks)
 }
@@ -406,6 +410,21 @@ func (d *Dispatcher) MarkPublished(ctx context.Context, ids []string, at time.Ti
 	return j.err
 }
 
+// WriteRequestLogs records webhook calls in the writer's next round; it returns
+// once they are committed. It makes the Dispatcher the request log's writer: on
+// SQLite a second writer would hold the one write lock, and the triggers waiting
+// behind it, for a transaction of its own.
+func (d *Dispatcher) WriteRequestLogs(ctx context.Context, rs []store.RequestLog) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	j := &writeJob{requests: rs, done: make(chan struct{})}
+	if err := d.submit(ctx, j); err != nil {
+		return err
+	}
+	return j.err
+}
+
 // ApplyAcks settles commands from device acks in the writer's next round;
 // applied[i] tells whether acks[i] changed anything. It makes the Dispatcher a
 // Tracker's Writer.
@@ -583,6 +602,8 @@ func (d *Dispatcher) writeRound(ctx context.Context, batch []*writeJob) ([]strin
 			b.Dispatches = append(b.Dispatches, j.nd)
 		case j.marks != nil:
 			b.Published = append(b.Published, *j.marks)
+		case j.requests != nil:
+			b.Requests = append(b.Requests, j.requests...)
 		default:
 			index[i] = len(b.Acks)
 			b.Acks = append(b.Acks, j.acks...)
@@ -595,7 +616,7 @@ func (d *Dispatcher) writeRound(ctx context.Context, batch []*writeJob) ([]strin
 			switch {
 			case j.nd != nil:
 				j.dup = res.Dup[index[i]]
-			case j.marks == nil:
+			case j.acks != nil:
 				j.applied = res.Applied[index[i] : index[i]+len(j.acks)]
 			}
 		}

@@ -14,9 +14,12 @@ import (
 // RequestLog records every webhook call, accepted or not, in the database: off the
 // request's path, in batches, and kept for a configurable number of days.
 type RequestLog struct {
-	st       *store.Store
-	log      *slog.Logger
-	queue    *queue.Queue[store.RequestLog]
+	st    *store.Store
+	log   *slog.Logger
+	queue *queue.Queue[store.RequestLog]
+	// Writer stores the records: the Dispatcher, whose writer commits them with
+	// the triggers (set it before Run); the store if nil.
+	Writer   RequestLogWriter
 	dropped  atomic.Int64
 	anon     *anonLimit   // records of calls without a valid key
 	unlogged atomic.Int64 // such records over their limit
@@ -25,6 +28,11 @@ type RequestLog struct {
 	// 10 s, with the records dropped meanwhile. Only Run's goroutine uses these.
 	writeErrs *logevery.Limiter
 	drops     int
+}
+
+// RequestLogWriter stores webhook call records, all or none.
+type RequestLogWriter interface {
+	WriteRequestLogs(ctx context.Context, rs []store.RequestLog) error
 }
 
 // flushAt is how many records make a flush before the next tick.
@@ -141,10 +149,10 @@ func (l *RequestLog) purge(ctx context.Context, keep time.Duration) {
 // before it is dropped (a database away for longer, or a record it refuses).
 const retryRecordsFor = time.Minute
 
-// recordsPerTx bounds the records one transaction writes. SQLite has one writer
-// at a time, and the trigger path's writer waits for this one: a busy 200 ms
-// flushed in a single transaction (about 800 records at 4,000 calls/s) held it
-// for 5 to 20 ms every flush. 64 records take about a millisecond.
+// recordsPerTx bounds the records one write takes. In the service they join a
+// round of the trigger path's writer, whose triggers wait for them: a busy 200 ms
+// written at once (about 800 records at 4,000 calls/s) held SQLite's one write
+// lock for 5 to 20 ms every flush. 64 records take about half a millisecond.
 const recordsPerTx = 64
 
 // write stores buf, recordsPerTx records per transaction, and returns what is
@@ -198,11 +206,15 @@ func (l *RequestLog) write(ctx context.Context, buf []store.RequestLog, now time
 // chunk is returned whole. A record refused before is not enough to tell, since
 // it comes first at the next flush.
 func (l *RequestLog) writeChunk(ctx context.Context, chunk []store.RequestLog) (refused []store.RequestLog, down bool, err error) {
-	if err = l.st.InsertRequestLogs(ctx, chunk); err == nil {
+	w := l.Writer
+	if w == nil {
+		w = storeWriter{l.st}
+	}
+	if err = w.WriteRequestLogs(ctx, chunk); err == nil {
 		return nil, false, nil
 	}
 	for i := range chunk {
-		e := l.st.InsertRequestLogs(ctx, chunk[i:i+1])
+		e := w.WriteRequestLogs(ctx, chunk[i:i+1])
 		if e == nil {
 			continue
 		}
@@ -215,4 +227,11 @@ func (l *RequestLog) writeChunk(ctx context.Context, chunk []store.RequestLog) (
 		return nil, false, nil
 	}
 	return refused, false, err
+}
+
+// storeWriter writes records in transactions of their own.
+type storeWriter struct{ st *store.Store }
+
+func (w storeWriter) WriteRequestLogs(ctx context.Context, rs []store.RequestLog) error {
+	return w.st.InsertRequestLogs(ctx, rs)
 }

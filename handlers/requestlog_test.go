@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"devicehooks/actions"
 	"devicehooks/internal/logevery"
 	"devicehooks/internal/testenv"
 	"devicehooks/store"
@@ -54,11 +55,35 @@ func storedIDs(t *testing.T, st *store.Store) map[string]bool {
 }
 
 // A record the database refuses does not hold up the others of its batch; while
-// the database refuses everything, the records wait (for a minute at most).
+// the database refuses everything, the records wait (for a minute at most). The
+// same through the trigger path's writer, which the request log writes with in
+// the service, and in transactions of its own.
 func TestRequestLogWriteKeepsWhatTheDatabaseDidNotTake(t *testing.T) {
-	st, exec := poisonedStore(t)
+	for _, writer := range []string{"dispatcher", "store"} {
+		t.Run(writer, func(t *testing.T) {
+			st, exec := poisonedStore(t)
+			l := NewRequestLog(st, slog.New(slog.DiscardHandler))
+			if writer == "dispatcher" {
+				l.Writer = runDispatcher(t, st)
+			}
+			testRequestLogKeepsWhatTheDatabaseDidNotTake(t, l, st, exec)
+		})
+	}
+}
+
+// runDispatcher starts a Dispatcher's writer on st until the test ends.
+func runDispatcher(t *testing.T, st *store.Store) *actions.Dispatcher {
+	log := slog.New(slog.DiscardHandler)
+	d := actions.NewDispatcher(st, nil, actions.NewAckWaiters(), log, actions.DispatcherConfig{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d
+}
+
+func testRequestLogKeepsWhatTheDatabaseDidNotTake(t *testing.T, l *RequestLog, st *store.Store, exec func(string)) {
 	ctx := context.Background()
-	l := NewRequestLog(st, slog.New(slog.DiscardHandler))
 	now := time.Now().UTC()
 	left := l.write(ctx, []store.RequestLog{record("a", "evt", now), record("p", "poison", now), record("b", "evt", now)}, now)
 	if ids := storedIDs(t, st); !ids["a"] || !ids["b"] || ids["p"] || len(left) != 1 || left[0].ID != "p" {

@@ -120,9 +120,20 @@ func benchStore(b *testing.B) *store.Store {
 // BenchmarkTriggerRound writes what the trigger path's writer commits per round
 // under steady load: k new single-device dispatches, and the publish marks and acks
 // of the round before (SQLite, 1,000 devices). It reports the cost per trigger.
+// With requests, each round also records the k webhook calls of the round before:
+// "round" in the round's transaction (as the request log does), "apart" in one of
+// their own (as it did before).
 func BenchmarkTriggerRound(b *testing.B) {
-	for _, k := range []int{8, 64} {
-		b.Run(fmt.Sprintf("k=%d", k), func(b *testing.B) {
+	for _, c := range []struct {
+		k        int
+		requests string
+	}{{8, ""}, {64, ""}, {64, "round"}, {64, "apart"}} {
+		k := c.k
+		name := fmt.Sprintf("k=%d", k)
+		if c.requests != "" {
+			name += "/requests=" + c.requests
+		}
+		b.Run(name, func(b *testing.B) {
 			ctx := context.Background()
 			st := benchStore(b)
 			devices := benchDevices(b, st, 1000)
@@ -144,9 +155,25 @@ func BenchmarkTriggerRound(b *testing.B) {
 					for _, id := range prev {
 						batch.Acks = append(batch.Acks, store.Ack{CommandID: id, DeviceID: id[strings.LastIndexByte(id, '-')+1:], State: store.StateSucceeded, At: now})
 					}
+					if c.requests != "" {
+						for _, id := range prev {
+							batch.Requests = append(batch.Requests, store.RequestLog{ID: "q" + id, At: now, Method: "POST",
+								KeyID: "key", KeyPrefix: "dh_abcd", Source: "127.0.0.1", UserAgent: "bench", EventID: "restart",
+								Status: 200, Code: "success", DispatchID: id, LatencyUS: 1500})
+						}
+					}
+				}
+				requests := batch.Requests
+				if c.requests == "apart" {
+					batch.Requests = nil
 				}
 				if _, err := st.WriteBatch(ctx, batch); err != nil {
 					b.Fatal(err)
+				}
+				if c.requests == "apart" {
+					if err := st.InsertRequestLogs(ctx, requests); err != nil {
+						b.Fatal(err)
+					}
 				}
 				prev = ids
 			}

@@ -221,6 +221,7 @@ type Batch struct {
 	Dispatches []*NewDispatch
 	Published  []Published
 	Acks       []Ack
+	Requests   []RequestLog // webhook calls for the request log
 }
 
 // Published says the broker took these commands at At.
@@ -240,8 +241,9 @@ type BatchResult struct {
 }
 
 // WriteBatch writes a Batch in one transaction: the dispatches, then the acks, then
-// the published marks. A command acked in the same batch is not marked separately:
-// its ack records when it was published. On error nothing is written.
+// the published marks, then the request log's records. A command acked in the
+// same batch is not marked separately: its ack records when it was published. On
+// error nothing is written.
 func (s *Store) WriteBatch(ctx context.Context, b *Batch) (BatchResult, error) {
 	res := BatchResult{Dup: make([]bool, len(b.Dispatches)), Applied: make([]bool, len(b.Acks))}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -284,7 +286,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) (BatchResult, error) {
 				return err
 			}
 		}
-		return nil
+		return s.insertRequestLogs(tx, b.Requests)
 	})
 	return res, wrap("write batch", err)
 }

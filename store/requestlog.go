@@ -13,15 +13,23 @@ func (s *Store) InsertRequestLogs(ctx context.Context, rs []RequestLog) error {
 		return nil
 	}
 	return wrap("insert request logs", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if !columnsMatch(tx, &RequestLog{}, requestLogColumns) {
-			return tx.CreateInBatches(rs, 200).Error
-		}
-		return s.stmts.insertRows(tx, "request_logs", requestLogColumns, len(rs), func(i int, args []any) []any {
-			r := &rs[i]
-			return append(args, r.ID, r.At, r.Method, r.KeyID, r.KeyPrefix, r.Source, r.UserAgent,
-				r.EventID, r.Status, r.Code, r.DispatchID, r.LatencyUS)
-		})
+		return s.insertRequestLogs(tx, rs)
 	}))
+}
+
+// insertRequestLogs writes records in tx: InsertRequestLogs's, and a WriteBatch's.
+func (s *Store) insertRequestLogs(tx *gorm.DB, rs []RequestLog) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	if !columnsMatch(tx, &RequestLog{}, requestLogColumns) {
+		return tx.CreateInBatches(rs, 200).Error
+	}
+	return s.stmts.insertRows(tx, "request_logs", requestLogColumns, len(rs), func(i int, args []any) []any {
+		r := &rs[i]
+		return append(args, r.ID, r.At, r.Method, r.KeyID, r.KeyPrefix, r.Source, r.UserAgent,
+			r.EventID, r.Status, r.Code, r.DispatchID, r.LatencyUS)
+	})
 }
 
 // requestLogColumns are RequestLog's columns, in the order InsertRequestLogs binds them.

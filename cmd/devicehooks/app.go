@@ -150,6 +150,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.delivery.Marker = a.dispatcher // and so do the published marks
 	a.tracker.Hold = a.delivery.Sending
 	a.reqlog = handlers.NewRequestLog(a.store, a.Log)
+	a.reqlog.Writer = a.dispatcher // one writer: the request log's records join the round too
 	var refusedLogins func() int64 // the external broker logs its own
 	if a.embedded != nil {
 		refusedLogins = a.embedded.RefusedLogins
