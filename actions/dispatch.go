@@ -104,8 +104,7 @@ type Dispatcher struct {
 	probedAt     atomic.Int64 // unix nanoseconds of the last failed probe
 }
 
-// WriteFailures counts the jobs (triggers, marks, acks, request-log batches) the
-// database did not take.
+// WriteFailures counts the jobs (triggers, marks, acks) the database did not take.
 func (d *Dispatcher) WriteFailures() int64 { return d.writeFailures.Load() }
 
 // WriteFailing tells whether the database refuses writes (a full disk, say)
@@ -573,17 +572,25 @@ func (d *Dispatcher) commit(batch []*writeJob) {
 	if len(superseded) > 0 {
 		d.superseded(batch, superseded)
 	}
-	failed := 0
+	// The request log's records count for neither the failures nor the
+	// health: a round of them alone would otherwise clear a failure of the
+	// triggers' writes that goes on.
+	failed, counted := 0, 0
 	for _, j := range batch {
-		if j.err != nil {
-			failed++
+		if j.requests == nil {
+			counted++
+			if j.err != nil {
+				failed++
+			}
 		}
 		close(j.done)
 	}
 	d.writeFailures.Add(int64(failed))
-	if failed == len(batch) {
+	switch {
+	case counted == 0:
+	case failed == counted:
 		d.failedRounds.Add(1)
-	} else {
+	default:
 		d.clear(d.failedRounds.Load()) // only this goroutine adds to it
 	}
 }

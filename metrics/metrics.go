@@ -73,7 +73,7 @@ func New(src Sources) *Metrics {
 				return 0
 			}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_database_write_failures_total",
-			Help: "Triggers, published marks, acks and request-log batches the database did not take."},
+			Help: "Triggers, published marks and acks the database did not take."},
 			func() float64 { return float64(src.WriteFailures()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_mqtt_logins_refused_total",
 			Help: "Connections the embedded broker refused for their username and password."},
