@@ -50,10 +50,11 @@ type Delivery struct {
 	// sent remembers when each command went out, so a command reaches one session
 	// of a device once even if a resync and a reconnect both pick it up before it
 	// is marked published. Only the sender goroutine uses it. A command is
-	// forgotten once its mark is committed (a resync no longer finds it queued),
-	// or after sentFor if the mark failed: at 7,000 triggers a second, keeping
-	// every send for sentFor made this map and its ids 45 % of the live heap, and
-	// the garbage collector's every cycle that much longer.
+	// forgotten once its mark is committed, from when its published_at tells
+	// the same (see due), or after sentFor if the mark failed: at 7,000
+	// triggers a second, keeping every send for sentFor made this map and its
+	// ids 45 % of the live heap, and the garbage collector's every cycle that
+	// much longer.
 	sent      map[string]time.Time
 	lastPrune time.Time
 	landed    landed      // commands whose published marks are committed
@@ -252,7 +253,8 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 func (dl *Delivery) do(ctx context.Context, w work) {
 	now := dl.clock()
 	// Marks committed before this point are seen by the reads below: what
-	// they made published is no longer picked up as queued.
+	// they made published is no longer picked up as queued, and where it is
+	// picked up as published, its published_at says which session got it.
 	for _, id := range dl.landed.take() {
 		delete(dl.sent, id)
 	}
@@ -404,6 +406,13 @@ func (dl *Delivery) due(c *store.Command, now time.Time) bool {
 	}
 	if at, ok := dl.sent[c.ID]; ok && !at.Before(since) {
 		return false // already sent to this session of the device
+	}
+	if c.State == store.StatePublished && c.PublishedAt != nil && !c.PublishedAt.Before(since) {
+		// Published to this session, and forgotten by sent once its mark
+		// landed: a device served as come online, or a retry, finds it. (A mark
+		// carries the first time of its 20 ms group: a session that began
+		// within those may get the command twice, which players drop by id.)
+		return false
 	}
 	dl.sent[c.ID] = now
 	return true

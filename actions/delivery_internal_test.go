@@ -232,10 +232,10 @@ func (failingMarker) MarkPublished(context.Context, []string, time.Time) error {
 	return fmt.Errorf("disk full")
 }
 
-// TestSentIsForgottenOnceMarked: delivery remembers a send, so that a resync does
-// not send a command again to the same session, only until the command's mark is
-// committed (the resync then no longer finds it queued); while marks fail, it
-// keeps remembering.
+// TestSentIsForgottenOnceMarked: delivery remembers a send, so that a resync, a
+// device served as come online or a retry does not send a command again to the
+// same session, only until the command's mark is committed (its state and
+// published time then tell); while marks fail, it keeps remembering.
 func TestSentIsForgottenOnceMarked(t *testing.T) {
 	for _, marks := range []string{"written", "failing"} {
 		t.Run(marks, func(t *testing.T) {
@@ -272,6 +272,15 @@ func TestSentIsForgottenOnceMarked(t *testing.T) {
 			close(stop) // it writes what it holds, then stops
 			<-stopped
 			dl.do(ctx, work{resync: true})
+			// Then the same devices are served as come online (a came-online
+			// batch still waiting when the trigger's commands went out), and a
+			// retry of what the broker refused picks the commands up too.
+			ids, retry := make([]string, 0, devices), map[string]string{}
+			for _, c := range nd.Commands {
+				ids, retry[c.ID] = append(ids, c.DeviceID), c.DeviceID
+			}
+			dl.do(ctx, work{devices: ids})
+			dl.do(ctx, work{retry: retry})
 
 			want := 0
 			if marks == "failing" {
