@@ -62,7 +62,7 @@ type CommandSink interface {
 type DispatcherConfig struct {
 	MaxTargets int           // refuse a trigger that would reach more devices (0: no cap)
 	QueueWait  time.Duration // how long a trigger may wait for the writer before 503
-	MaxBatch   int           // jobs (triggers, mark or ack batches) per transaction
+	MaxBatch   int           // jobs (triggers, mark, ack or request-log batches) per transaction
 	// Linger is how long the writer, when busy, waits for more jobs before it
 	// commits (default 2ms; negative: never). A commit costs about as much as
 	// writing a dozen triggers, so under load fuller rounds mean more triggers per
@@ -78,8 +78,9 @@ type DispatcherConfig struct {
 //
 // The same writer records what the broker took (published marks, from Delivery)
 // and what devices acked (from the Tracker, if it is given the Dispatcher as its
-// Writer): the whole trigger path then commits once per round, and its writers
-// never wait on each other's database locks.
+// Writer), and the request log's records (if it is its Writer): the whole trigger
+// path then commits once per round, and its writers never wait on each other's
+// database locks.
 type Dispatcher struct {
 	st    *store.Store
 	sink  CommandSink
@@ -104,7 +105,8 @@ type Dispatcher struct {
 	probedAt     atomic.Int64 // unix nanoseconds of the last failed probe
 }
 
-// WriteFailures counts the jobs (triggers, marks, acks) the database did not take.
+// WriteFailures counts the jobs (triggers, marks, acks) the database did not take;
+// the request log's are its own to count.
 func (d *Dispatcher) WriteFailures() int64 { return d.writeFailures.Load() }
 
 // WriteFailing tells whether the database refuses writes (a full disk, say)
@@ -144,7 +146,7 @@ func (d *Dispatcher) clear(failed int64) {
 }
 
 // writeJob is one thing for the writer to commit: a trigger, a set of published
-// marks, or a batch of acks.
+// marks, a batch of acks, or a batch of request-log records.
 type writeJob struct {
 	nd       *store.NewDispatch
 	marks    *store.Published
@@ -447,12 +449,19 @@ func (d *Dispatcher) submit(ctx context.Context, j *writeJob) error {
 		d.commit([]*writeJob{j})
 		return nil
 	}
-	timer := time.NewTimer(d.cfg.QueueWait)
-	defer timer.Stop()
+	// Other jobs give up after QueueWait (a trigger is answered 503); the
+	// request log's wait their turn, as a refusal would have it try each
+	// record alone through the same full queue.
+	var timeout <-chan time.Time
+	if j.requests == nil {
+		timer := time.NewTimer(d.cfg.QueueWait)
+		defer timer.Stop()
+		timeout = timer.C
+	}
 	select {
 	case d.jobs <- j:
 		d.mu.RUnlock()
-	case <-timer.C:
+	case <-timeout:
 		d.mu.RUnlock()
 		return Errorf(CodeUnavailable, "too many triggers in flight; try again shortly")
 	case <-ctx.Done():
@@ -591,7 +600,7 @@ func (d *Dispatcher) commit(batch []*writeJob) {
 	case failed == counted:
 		d.failedRounds.Add(1)
 	default:
-		d.clear(d.failedRounds.Load()) // only this goroutine adds to it
+		d.clear(d.failedRounds.Load())
 	}
 }
 
@@ -625,6 +634,8 @@ func (d *Dispatcher) writeRound(ctx context.Context, batch []*writeJob) ([]strin
 				j.dup = res.Dup[index[i]]
 			case j.acks != nil:
 				j.applied = res.Applied[index[i] : index[i]+len(j.acks)]
+			case j.requests != nil:
+				j.err = res.Requests
 			}
 		}
 	}

@@ -46,3 +46,38 @@ func TestSupersedeSurvivesARetriedRound(t *testing.T) {
 		t.Fatalf("the resume command is %s", got)
 	}
 }
+
+// While the writer's queue is full, a published mark gives up after QueueWait
+// (a trigger would be answered 503), but the request log's records wait their
+// turn: refused, it would try each record alone through the same full queue.
+func TestRequestLogWaitsForAFullWriter(t *testing.T) {
+	st := tempStore(t)
+	d := NewDispatcher(st, nil, NewAckWaiters(), slog.New(slog.DiscardHandler),
+		DispatcherConfig{QueueWait: 20 * time.Millisecond, MaxBatch: 1})
+	for range cap(d.jobs) { // the writer is behind: its queue is full
+		d.jobs <- &writeJob{marks: &store.Published{IDs: []string{"none"}, At: time.Now()}, done: make(chan struct{})}
+	}
+	ctx := context.Background()
+	if err := d.MarkPublished(ctx, []string{"c1"}, time.Now()); err == nil {
+		t.Fatal("a mark queued behind a full writer")
+	}
+	written := make(chan error, 1)
+	go func() {
+		written <- d.WriteRequestLogs(ctx, []store.RequestLog{{ID: "r1", At: time.Now().UTC(), Method: "POST", Status: 200, Code: "success"}})
+	}()
+	select {
+	case err := <-written:
+		t.Fatalf("the request log gave up on a full writer: %v", err)
+	case <-time.After(10 * d.cfg.QueueWait):
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { d.Run(runCtx); close(ran) }()
+	defer func() { cancel(); <-ran }()
+	if err := <-written; err != nil {
+		t.Fatalf("once the writer caught up: %v", err)
+	}
+	if rs, _, err := st.RequestLogs(ctx, store.RequestFilter{}, store.Page{Limit: 10}); err != nil || len(rs) != 1 {
+		t.Fatalf("request logs: %v %v", rs, err)
+	}
+}

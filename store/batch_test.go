@@ -157,3 +157,40 @@ func TestApplyManyAcks(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteBatchLeavesOutRefusedRequests: request-log records the database
+// refuses (here a duplicate id) are left out of a round alone; its triggers are
+// written, on both databases (PostgreSQL would otherwise abort the whole
+// transaction at the failed statement).
+func TestWriteBatchLeavesOutRefusedRequests(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		if err := st.CreateDevice(ctx, device("d1")); err != nil {
+			t.Fatal(err)
+		}
+		rec := func(id string) store.RequestLog {
+			return store.RequestLog{ID: id, At: time.Now().UTC(), Method: "POST", Status: 200, Code: "success"}
+		}
+		if err := st.InsertRequestLogs(ctx, []store.RequestLog{rec("r1")}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := st.WriteBatch(ctx, &store.Batch{
+			Dispatches: []*store.NewDispatch{newDispatch("q1", []string{"d1"}, "")},
+			Requests:   []store.RequestLog{rec("r2"), rec("r1")},
+		})
+		if err != nil || res.Requests == nil {
+			t.Fatalf("a round with a refused record: err %v, requests' err %v; want only the records refused", err, res.Requests)
+		}
+		if cmds, err := st.DispatchCommands(ctx, "q1"); err != nil || len(cmds) != 1 {
+			t.Fatalf("the round's trigger was not written: %v %v", cmds, err)
+		}
+		res, err = st.WriteBatch(ctx, &store.Batch{Requests: []store.RequestLog{rec("r2")}})
+		if err != nil || res.Requests != nil {
+			t.Fatalf("the refused round's good record afterwards: %v %v", err, res.Requests)
+		}
+		rs, _, err := st.RequestLogs(ctx, store.RequestFilter{}, store.Page{Limit: 10})
+		if err != nil || len(rs) != 2 {
+			t.Fatalf("request logs: %d %v, want r1 and r2", len(rs), err)
+		}
+	})
+}

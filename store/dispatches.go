@@ -235,6 +235,9 @@ type Published struct {
 type BatchResult struct {
 	Dup     []bool
 	Applied []bool
+	// Requests is why the request log's records were not written, with the
+	// rest of the batch written all the same.
+	Requests error
 	// Superseded lists the open commands the batch's desired changes made
 	// expired (supersede): final, without an ack to wait for.
 	Superseded []string
@@ -243,7 +246,8 @@ type BatchResult struct {
 // WriteBatch writes a Batch in one transaction: the dispatches, then the acks, then
 // the published marks, then the request log's records. A command acked in the
 // same batch is not marked separately: its ack records when it was published. On
-// error nothing is written.
+// error nothing is written; records the database refuses are left out alone
+// (BatchResult.Requests), so that a bad one cannot fail the triggers beside it.
 func (s *Store) WriteBatch(ctx context.Context, b *Batch) (BatchResult, error) {
 	res := BatchResult{Dup: make([]bool, len(b.Dispatches)), Applied: make([]bool, len(b.Acks))}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -286,7 +290,18 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) (BatchResult, error) {
 				return err
 			}
 		}
-		return s.insertRequestLogs(tx, b.Requests)
+		if len(b.Requests) > 0 {
+			if err := tx.SavePoint("requests").Error; err != nil {
+				return err
+			}
+			if err := s.insertRequestLogs(tx, b.Requests); err != nil {
+				if rerr := tx.RollbackTo("requests").Error; rerr != nil {
+					return rerr
+				}
+				res.Requests = wrap("insert request logs", err)
+			}
+		}
+		return nil
 	})
 	return res, wrap("write batch", err)
 }
