@@ -77,6 +77,29 @@ func TestLargeBatchKeepsEachDevicesOrder(t *testing.T) {
 	}
 }
 
+// queuedDispatch registers devices d0000, d0001, ... and stores a dispatch with
+// a queued command to each (id "c" + device, payload the device's id).
+func queuedDispatch(t *testing.T, st *store.Store, devices int) *store.NewDispatch {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "dispatch", ActionID: "a", ActionName: "a", EventID: "evt",
+		Function: LoadURL, Method: "POST", Targets: devices, CreatedAt: now}}
+	for i := range devices {
+		id := fmt.Sprintf("d%04d", i)
+		if err := st.CreateDevice(ctx, &store.Device{ID: id, Name: id, TokenHash: "h" + id, MosquittoHash: "m",
+			CreatedAt: now, UpdatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		nd.Commands = append(nd.Commands, store.Command{ID: "c" + id, DispatchID: "dispatch", DeviceID: id,
+			State: store.StateQueued, Function: LoadURL, Payload: id, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	}
+	if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+	return nd
+}
+
 // tempStore opens a store on a new SQLite file, closed when the test ends.
 func tempStore(t *testing.T) *store.Store {
 	t.Helper()
@@ -101,21 +124,7 @@ func TestReconnectStormSendsWhatWaits(t *testing.T) {
 	ctx := context.Background()
 	st := tempStore(t)
 	const devices = 2500
-	now := time.Now().UTC()
-	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "dispatch", ActionID: "a", ActionName: "a", EventID: "evt",
-		Function: LoadURL, Method: "POST", Targets: devices, CreatedAt: now}}
-	for i := range devices {
-		id := fmt.Sprintf("d%04d", i)
-		if err := st.CreateDevice(ctx, &store.Device{ID: id, Name: id, TokenHash: "h" + id, MosquittoHash: "m",
-			CreatedAt: now, UpdatedAt: now}); err != nil {
-			t.Fatal(err)
-		}
-		nd.Commands = append(nd.Commands, store.Command{ID: "c" + id, DispatchID: "dispatch", DeviceID: id,
-			State: store.StateQueued, Function: LoadURL, Payload: id, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
-	}
-	if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
-		t.Fatal(err)
-	}
+	queuedDispatch(t, st, devices)
 
 	log := slog.New(slog.DiscardHandler)
 	presence := NewPresence(st, log, true)
@@ -249,21 +258,9 @@ func TestSentIsForgottenOnceMarked(t *testing.T) {
 				dl.Marker = failingMarker{}
 			}
 			const devices = 10
-			now := time.Now().UTC()
-			nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "dispatch", ActionID: "a", ActionName: "a", EventID: "evt",
-				Function: LoadURL, Method: "POST", Targets: devices, CreatedAt: now}}
-			for i := range devices {
-				id := fmt.Sprintf("d%04d", i)
-				if err := st.CreateDevice(ctx, &store.Device{ID: id, Name: id, TokenHash: "h" + id, MosquittoHash: "m",
-					CreatedAt: now, UpdatedAt: now}); err != nil {
-					t.Fatal(err)
-				}
-				presence.Subscribed(id)
-				nd.Commands = append(nd.Commands, store.Command{ID: "c" + id, DispatchID: "dispatch", DeviceID: id,
-					State: store.StateQueued, Function: LoadURL, Payload: id, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
-			}
-			if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
-				t.Fatal(err)
+			nd := queuedDispatch(t, st, devices)
+			for _, c := range nd.Commands {
+				presence.Subscribed(c.DeviceID)
 			}
 
 			dl.sendAll(nd.Commands, time.Now().UTC()) // after the devices came online
