@@ -17,8 +17,8 @@ type RequestLog struct {
 	st    *store.Store
 	log   *slog.Logger
 	queue *queue.Queue[store.RequestLog]
-	// Writer stores the records: the Dispatcher, whose writer commits them with
-	// the triggers (set it before Run); the store if nil.
+	// Writer stores the records: in transactions of their own unless set (before
+	// Run) to the Dispatcher, whose writer commits them with the triggers.
 	Writer   RequestLogWriter
 	dropped  atomic.Int64
 	anon     *anonLimit   // records of calls without a valid key
@@ -46,7 +46,7 @@ const queueBound = 16384
 // NewRequestLog returns a request log; Run writes it.
 func NewRequestLog(st *store.Store, log *slog.Logger) *RequestLog {
 	return &RequestLog{st: st, log: log, queue: queue.New[store.RequestLog](queueBound), anon: newAnonLimit(),
-		writeErrs: logevery.New(10 * time.Second)}
+		Writer: storeWriter{st}, writeErrs: logevery.New(10 * time.Second)}
 }
 
 // Record queues one call; if the writer is far behind, the record is counted as
@@ -208,9 +208,6 @@ func (l *RequestLog) write(ctx context.Context, buf []store.RequestLog, now time
 // it comes first at the next flush.
 func (l *RequestLog) writeChunk(ctx context.Context, chunk []store.RequestLog) (refused []store.RequestLog, down bool, err error) {
 	w := l.Writer
-	if w == nil {
-		w = storeWriter{l.st}
-	}
 	if err = w.WriteRequestLogs(ctx, chunk); err == nil {
 		return nil, false, nil
 	}
