@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -60,6 +61,11 @@ func TestBrowserPlayer(t *testing.T) {
 	t.Cleanup(web.Close)
 
 	br := newBrowser(t)
+	t.Cleanup(func() { // before the browser closes
+		if t.Failed() {
+			t.Logf("player log:\n%s\nstatus messages: %v\nacks: %v", br.playerLog(), status.all(), acks.all())
+		}
+	})
 	fragment := url.Values{"broker": {"ws://" + b.WSAddr() + "/mqtt"}, "device": {device}, "token": {token}}.Encode()
 	br.do(chromedp.Navigate(web.URL + "/index.html#" + fragment))
 
@@ -248,6 +254,13 @@ func record(t *testing.T, b *broker.Embedded, topic string) *recorder {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// all returns the messages so far.
+func (r *recorder) all() []map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.msgs)
 }
 
 // waitN waits until n messages have the fields of want, and returns the last.
