@@ -57,8 +57,11 @@ type Delivery struct {
 	// much longer.
 	sent      map[string]time.Time
 	lastPrune time.Time
-	landed    landed      // commands whose published marks are committed
-	missed    atomic.Bool // a work item was dropped: resynchronise from the database
+	// landed takes, from the marker, the commands whose marks it has
+	// written, a batch at a time. A batch it has no room for only stays in
+	// sent until sentFor.
+	landed *queue.Queue[[]string]
+	missed atomic.Bool // a work item was dropped: resynchronise from the database
 
 	// OnPublished, if set, is called when the broker has taken a command.
 	OnPublished func(commandID string, at time.Time)
@@ -109,29 +112,9 @@ func NewDelivery(st *store.Store, pub Publisher, topics Topics, presence *Presen
 		marks:      queue.New[mark](markQueue),
 		flushMarks: make(chan chan struct{}),
 		sent:       map[string]time.Time{},
+		landed:     queue.New[[]string](markQueue),
 		failed:     make(chan failedSend, 4096),
 	}
-}
-
-// landed collects the commands whose published marks the marker has written, for
-// the sender to forget having sent them.
-type landed struct {
-	mu  sync.Mutex
-	ids []string
-}
-
-func (l *landed) add(ids []string) {
-	l.mu.Lock()
-	l.ids = append(l.ids, ids...)
-	l.mu.Unlock()
-}
-
-func (l *landed) take() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ids := l.ids
-	l.ids = nil
-	return ids
 }
 
 // failedSend is a command the broker did not take.
@@ -255,8 +238,10 @@ func (dl *Delivery) do(ctx context.Context, w work) {
 	// Marks committed before this point are seen by the reads below: what
 	// they made published is no longer picked up as queued, and where it is
 	// picked up as published, its published_at says which session got it.
-	for _, id := range dl.landed.take() {
-		delete(dl.sent, id)
+	for _, ids := range dl.landed.Take(nil) {
+		for _, id := range ids {
+			delete(dl.sent, id)
+		}
 	}
 	dl.pruneSent(now)
 	dl.sendAll(w.cmds, now)
@@ -554,7 +539,7 @@ func (dl *Delivery) runMarker(ctx context.Context, stop <-chan struct{}) {
 			if err := marker.MarkPublished(ctx, ids, held[0].at); err != nil {
 				dl.log.Error("mark published", "commands", n, "err", err)
 			} else {
-				dl.landed.add(ids)
+				dl.landed.Push(ids)
 			}
 			held = held[n:]
 		}
