@@ -405,6 +405,64 @@ func (h *slowTeardown) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
+// A player that connects again with the same client id while its previous
+// connection is still open (a page reloaded before the browser closed the old
+// socket) keeps the new session. mochi closes the old connection and, on
+// another goroutine, tears it down; when that teardown ran between mochi's
+// takeover steps, it found the old client "not taken over" and deleted the
+// client id after the new one had been added under it, so nothing published
+// to the player arrived until it reconnected again.
+func TestTakeoverKeepsTheNewSession(t *testing.T) {
+	e := startBroker(t, EmbeddedConfig{})
+	if err := e.srv.AddHook(&slowTakeover{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	const topic = "dev/commands"
+	old := connect(t, e, "player", nil)
+	wait(t, "subscribe", old.Subscribe(topic, 1, nil))
+
+	got := make(chan struct{}, 1)
+	c := connect(t, e, "player", nil) // takes over while the old one is open
+	wait(t, "subscribe", c.Subscribe(topic, 1, func(paho.Client, paho.Message) {
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+	}))
+	time.Sleep(500 * time.Millisecond) // the old connection's teardown is over
+	e.Publish(topic, []byte("command"), false, func(err error) {
+		if err != nil {
+			t.Errorf("publish: %v", err)
+		}
+	})
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client that took over got nothing: the old connection's teardown removed its session")
+	}
+}
+
+// slowTakeover widens, the same way each time, the window a takeover left
+// open: the new connection's removal of the old one's subscriptions (which
+// still lists them) takes 100 ms, and the old connection's own teardown
+// (which finds them gone) 300 ms, so that it deletes the client id after the
+// new connection is set up.
+type slowTakeover struct{ mqtt.HookBase }
+
+func (h *slowTakeover) ID() string           { return "slow-takeover" }
+func (h *slowTakeover) Provides(b byte) bool { return b == mqtt.OnUnsubscribed }
+
+func (h *slowTakeover) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Net.Inline || !cl.Closed() {
+		return
+	}
+	if len(pk.Filters) > 0 {
+		time.Sleep(100 * time.Millisecond)
+	} else {
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
 // TestPersistentSessionsExpire: a persistent session whose client has gone is
 // dropped after SessionExpiry, with what was queued for it.
 func TestPersistentSessionsExpire(t *testing.T) {

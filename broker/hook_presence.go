@@ -36,19 +36,27 @@ func (h *presenceHook) Provides(b byte) bool {
 const teardownWait = time.Second
 
 // OnSessionEstablish runs once a client has logged in, before mochi looks for
-// an earlier session of its client id. If the earlier connection has closed
-// and mochi is still tearing its clean session down, it waits for that to end
-// (teardownWait at most). mochi deletes the closed client by client id at the
-// end of its teardown; a reconnect set up before then was deleted in its place,
-// and nothing published to it arrived until it reconnected again
-// (mochi-mqtt/server#483). A page reload or a quick reconnect of a player hits
-// it. An earlier connection still open is taken over as before.
+// an earlier session of its client id. If that session ends with its
+// connection (a clean session, as players use), it closes the earlier
+// connection if still open, and waits until mochi has torn it down
+// (teardownWait at most), so that the new connection starts afresh.
+//
+// mochi deletes a closed clean session by client id at the end of its
+// teardown, on the old connection's goroutine. A reconnect set up before then
+// was deleted in its place, and nothing published to it arrived until it
+// reconnected again: after a quick reconnect (mochi-mqtt/server#483), and
+// after a takeover of a connection still open, whose teardown could find the
+// old client not yet marked taken over. A page reload or a player's quick
+// reconnect hits it. A persistent session is taken over by mochi as before.
 func (h *presenceHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	deadline := time.Now().Add(teardownWait)
 	for time.Now().Before(deadline) {
 		old, ok := h.srv.Clients.Get(cl.ID)
-		if !ok || old == cl || !old.Closed() || !endsWithConnection(old) {
+		if !ok || old == cl || !endsWithConnection(old) {
 			return
+		}
+		if !old.Closed() {
+			_ = h.srv.DisconnectClient(old, packets.ErrSessionTakenOver) // [MQTT-3.1.4-3]
 		}
 		time.Sleep(time.Millisecond)
 	}
