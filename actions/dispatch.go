@@ -67,9 +67,16 @@ type DispatcherConfig struct {
 	// commits (default 2ms; negative: never). A commit costs about as much as
 	// writing a dozen triggers, so under load fuller rounds mean more triggers per
 	// CPU second (measured: -20% CPU per trigger, +35% throughput at 3ms against
-	// none). A call that arrives alone never waits.
+	// none). A call that arrives alone never waits, and the wait ends early once
+	// no job has come for lingerGap: the burst that made the writer busy is over.
 	Linger time.Duration
 }
+
+// lingerGap ends the writer's linger when no job has come for that long: below
+// about 2,500 triggers a second, company is no longer likely. Measured against
+// no gap (three pairs of short benchmark runs): the half-rate median 4.2 ms
+// against 4.8-5.0 ms, with the same CPU per trigger and throughput.
+const lingerGap = 400 * time.Microsecond
 
 // Dispatcher turns triggers into durable dispatches and commands. One writer
 // goroutine commits the triggers that arrived while the previous commit ran in a
@@ -478,8 +485,9 @@ func (d *Dispatcher) submit(ctx context.Context, j *writeJob) error {
 // HTTP first, so no trigger is left waiting; jobs queued when ctx ends are still
 // committed.
 func (d *Dispatcher) Run(ctx context.Context) {
-	linger := time.NewTimer(time.Hour)
+	linger, gap := time.NewTimer(time.Hour), time.NewTimer(time.Hour)
 	linger.Stop()
+	gap.Stop()
 	busy := false // the last round had company: more jobs are likely coming
 	for {
 		var first *writeJob
@@ -504,17 +512,22 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		}
 		if busy && d.cfg.Linger > 0 && !full() {
 			linger.Reset(d.cfg.Linger)
+			gap.Reset(lingerGap)
 		wait:
 			for !full() {
 				select {
 				case j := <-d.jobs:
 					batch = append(batch, j)
 					weight += j.weight()
+					gap.Reset(lingerGap)
+				case <-gap.C:
+					break wait
 				case <-linger.C:
 					break wait
 				}
 			}
 			linger.Stop()
+			gap.Stop()
 		}
 		busy = len(batch) > 1
 		d.commit(batch)

@@ -81,3 +81,34 @@ func TestRequestLogWaitsForAFullWriter(t *testing.T) {
 		t.Fatalf("request logs: %v %v", rs, err)
 	}
 }
+
+// A busy writer waits for company (Linger), but not once the jobs stop coming:
+// a trigger after a burst is committed lingerGap after the last job, not a
+// whole Linger later.
+func TestLingerEndsWhenJobsStopComing(t *testing.T) {
+	st := tempStore(t)
+	d := NewDispatcher(st, nil, NewAckWaiters(), slog.New(slog.DiscardHandler),
+		DispatcherConfig{Linger: 30 * time.Second})
+	mark := func() *writeJob {
+		return &writeJob{marks: &store.Published{IDs: []string{"none"}, At: time.Now()}, done: make(chan struct{})}
+	}
+	// Two jobs queued together make a round with company: the writer is busy.
+	burst := []*writeJob{mark(), mark()}
+	for _, j := range burst {
+		d.jobs <- j
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { d.Run(ctx); close(ran) }()
+	defer func() { cancel(); <-ran }()
+	for _, j := range burst {
+		<-j.done
+	}
+	late := mark()
+	d.jobs <- late
+	select {
+	case <-late.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the writer lingered for company that did not come")
+	}
+}
