@@ -367,6 +367,14 @@ func TestReconnectDuringTeardownKeepsTheNewSession(t *testing.T) {
 	old.Disconnect(0)
 	time.Sleep(50 * time.Millisecond) // its teardown is under way, held up for 300 ms
 
+	connectAndReceive(t, e, topic, 400*time.Millisecond)
+}
+
+// connectAndReceive connects a client as "player" and subscribes it to topic;
+// once settle has passed (the previous connection's teardown is over), a
+// message published on topic must reach it.
+func connectAndReceive(t *testing.T, e *Embedded, topic string, settle time.Duration) {
+	t.Helper()
 	got := make(chan struct{}, 1)
 	c := connect(t, e, "player", nil)
 	wait(t, "subscribe", c.Subscribe(topic, 1, func(paho.Client, paho.Message) {
@@ -375,7 +383,7 @@ func TestReconnectDuringTeardownKeepsTheNewSession(t *testing.T) {
 		default:
 		}
 	}))
-	time.Sleep(400 * time.Millisecond) // the old connection's teardown is over
+	time.Sleep(settle)
 	e.Publish(topic, []byte("command"), false, func(err error) {
 		if err != nil {
 			t.Errorf("publish: %v", err)
@@ -384,7 +392,7 @@ func TestReconnectDuringTeardownKeepsTheNewSession(t *testing.T) {
 	select {
 	case <-got:
 	case <-time.After(5 * time.Second):
-		t.Fatal("the reconnected client got nothing: the old connection's teardown removed its session")
+		t.Fatal("the new connection got nothing: the old connection's teardown removed its session")
 	}
 }
 
@@ -421,25 +429,7 @@ func TestTakeoverKeepsTheNewSession(t *testing.T) {
 	old := connect(t, e, "player", nil)
 	wait(t, "subscribe", old.Subscribe(topic, 1, nil))
 
-	got := make(chan struct{}, 1)
-	c := connect(t, e, "player", nil) // takes over while the old one is open
-	wait(t, "subscribe", c.Subscribe(topic, 1, func(paho.Client, paho.Message) {
-		select {
-		case got <- struct{}{}:
-		default:
-		}
-	}))
-	time.Sleep(500 * time.Millisecond) // the old connection's teardown is over
-	e.Publish(topic, []byte("command"), false, func(err error) {
-		if err != nil {
-			t.Errorf("publish: %v", err)
-		}
-	})
-	select {
-	case <-got:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the client that took over got nothing: the old connection's teardown removed its session")
-	}
+	connectAndReceive(t, e, topic, 500*time.Millisecond) // takes over while the old one is open
 }
 
 // slowTakeover widens, the same way each time, the window a takeover left
