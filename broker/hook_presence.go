@@ -10,8 +10,8 @@ import (
 
 // presenceHook follows the subscriptions that make a device present (its
 // commands topic: PresenceOf) and tells OnPresent and OnAbsent, once per
-// connection; and it holds a quick reconnect until its previous connection's
-// teardown is over.
+// connection; and it makes a reconnect or takeover of a clean session wait
+// until its previous connection is closed and torn down (OnSessionEstablish).
 type presenceHook struct {
 	mqtt.HookBase
 	cfg EmbeddedConfig
