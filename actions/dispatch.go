@@ -74,8 +74,8 @@ type DispatcherConfig struct {
 
 // lingerGap ends the writer's linger when no job has come for that long: below
 // about 2,500 triggers a second, company is no longer likely. Measured against
-// no gap (three pairs of short benchmark runs): the half-rate median 4.2 ms
-// against 4.8-5.0 ms, with the same CPU per trigger and throughput.
+// no gap (three pairs of short benchmark runs): the half-rate median 4.1-4.2 ms
+// against 4.8-5.5 ms, with the same CPU per trigger and throughput.
 const lingerGap = 400 * time.Microsecond
 
 // Dispatcher turns triggers into durable dispatches and commands. One writer
