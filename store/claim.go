@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -11,9 +12,10 @@ import (
 type Option func(*openOptions)
 
 type openOptions struct {
-	claim     bool
-	onWait    func(st *Store, first bool) error
-	noMigrate bool
+	claim      bool
+	onWait     func(st *Store, first bool) error
+	noMigrate  bool
+	waitServer bool
 }
 
 // AsTheActiveInstance makes Open claim the database for this process before
@@ -30,6 +32,13 @@ func AsTheActiveInstance(onWait func(st *Store, first bool) error) Option {
 	return func(o *openOptions) { o.claim, o.onWait = true, onWait }
 }
 
+// WaitForServer makes Open (and a standby's claim) wait, until ctx ends, for
+// a PostgreSQL server that cannot be reached (it is starting, restarting, or
+// its machine is), as a service does; without it Open fails at once, as a
+// tool run by hand or by cron should. A server that answers but refuses (a
+// wrong password, no such database, no such host) fails Open at once anyway.
+func WaitForServer() Option { return func(o *openOptions) { o.waitServer = true } }
+
 // WithoutMigration opens the database as it is, for a tool that reads it
 // beside a running server, whose schema it is not to change.
 func WithoutMigration() Option { return func(o *openOptions) { o.noMigrate = true } }
@@ -41,21 +50,34 @@ const claimEvery = time.Second
 // database): the bytes of "dvcehook".
 const advisoryKey int64 = 0x647663_65686f6f6b
 
-// claim takes the database for this process, waiting while another holds it.
-func (s *Store) claim(ctx context.Context, dsn string, onWait func(st *Store, first bool) error) error {
+// claim takes the database for this process, waiting while another holds it,
+// and while a PostgreSQL server cannot be reached (a standby outlives a restart
+// of the database).
+func (s *Store) claim(ctx context.Context, dsn string, opts openOptions, log *slog.Logger) error {
 	try := s.tryClaimFile
 	if s.postgres {
 		try = s.tryClaimAdvisory
 	}
-	for waited := false; ; waited = true {
+	var away reachability
+	first := true
+	for {
 		ok, err := try(ctx, dsn)
-		if err != nil || ok {
+		switch {
+		case err != nil && opts.waitServer && s.postgres && unreachable(err) && ctx.Err() == nil:
+			away.note(log, dsn, err)
+		case err != nil:
 			return err
-		}
-		if onWait != nil {
-			if err := onWait(s, !waited); err != nil {
-				return err
+		case ok:
+			away.back(log)
+			return nil
+		default: // another instance holds it
+			away.back(log)
+			if opts.onWait != nil {
+				if err := opts.onWait(s, first); err != nil {
+					return err
+				}
 			}
+			first = false
 		}
 		select {
 		case <-time.After(claimEvery):

@@ -71,6 +71,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 	var err error
 	if IsPostgres(dsn) {
 		s.postgres = true
+		cfg.DisableAutomaticPing = true // waitForDatabase pings, and waits for a server on its way
 		s.db, err = gorm.Open(postgres.Open(dsn), cfg)
 	} else {
 		s.db, s.writeTurn, err = openSQLite(dsn, cfg)
@@ -86,12 +87,12 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 		sqlDB.SetMaxOpenConns(16)
 		sqlDB.SetMaxIdleConns(16)
 	}
-	if err := sqlDB.PingContext(ctx); err != nil {
+	if err := waitForDatabase(ctx, sqlDB, s.postgres && opts.waitServer, log, dsn); err != nil {
 		_ = sqlDB.Close()
-		return nil, fmt.Errorf("store: connect: %w", err)
+		return nil, err
 	}
 	if opts.claim {
-		if err := s.claim(ctx, dsn, opts.onWait); err != nil {
+		if err := s.claim(ctx, dsn, opts, log); err != nil {
 			_ = sqlDB.Close()
 			return nil, err
 		}

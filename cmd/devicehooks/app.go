@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -93,7 +94,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 		}
 		return nil
 	}
-	if a.store, err = store.Open(ctx, cfg.DB, a.Log, store.AsTheActiveInstance(standby)); err != nil {
+	if a.store, err = store.Open(ctx, cfg.DB, a.Log, store.AsTheActiveInstance(standby), store.WaitForServer()); err != nil {
 		return err
 	}
 	pinned, err := auth.CheckSecret(ctx, a.store, kr)
@@ -107,6 +108,9 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.keys = auth.NewKeys(a.store, kr, a.Log)
 	a.admins = auth.NewAdmins(a.store, kr, cfg.AdminToken)
 	a.devices = auth.NewDevices(a.store, kr)
+	if cfg.MQTTURL != "" {
+		a.devices.Reserved = cfg.MQTTUsername
+	}
 	a.users = auth.NewUsers(a.store, kr)
 	if err := a.devices.Load(ctx); err != nil {
 		return err
@@ -253,6 +257,9 @@ func (a *App) secret() ([]byte, error) {
 		return nil, err
 	}
 	if created {
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs // a relative path says little in a service's log
+		}
 		a.Log.Info("created server secret; back it up with the database", "file", path)
 	}
 	return s, nil
