@@ -229,6 +229,15 @@ func (p *Presence) Status(id string, msg StatusMessage, retained bool) {
 			// of that one (a broker gone back to an older save) is stale.
 			d.statusAt = d.statusAt.Add(time.Microsecond)
 		}
+		if online && d.online {
+			// A player says "online" once per connection: this one connected
+			// again, and no will told us its last connection ended (it left
+			// with a clean DISCONNECT, or the broker dropped it without
+			// sending the will, as Mosquitto does on a password change).
+			// What went to that connection may be lost: a new session starts,
+			// and its unacked commands go again.
+			d.online = false
+		}
 		went = p.set(id, d, online, maxTime(now, d.at), now)
 	}
 	p.mu.Unlock()

@@ -26,6 +26,9 @@ type Devices struct {
 	OnRevoke func(deviceID string)
 	// OnDelete, if set, is called after a device is deleted (to forget its presence).
 	OnDelete func(deviceID string)
+	// Reserved, if set, is an id no device may have: the server's own
+	// username on an external broker, which shares the broker's accounts.
+	Reserved string
 }
 
 // NewDevices returns the device credential service; call Load before use.
@@ -52,6 +55,9 @@ func (d *Devices) Create(ctx context.Context, id, name string) (*store.Device, s
 	id = strings.TrimSpace(id)
 	if !actions.DeviceIDPattern.MatchString(id) {
 		return nil, "", actions.Invalid("id", "must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit")
+	}
+	if d.Reserved != "" && id == d.Reserved {
+		return nil, "", actions.Invalid("id", "is devicehooks' own username on the MQTT broker (--mqtt-username): choose another id")
 	}
 	name = strings.TrimSpace(name)
 	if name == "" {

@@ -40,6 +40,10 @@ type External struct {
 
 	downSince  atomic.Int64 // unix nanoseconds since the connection has been down; 0 while up
 	reconnects atomic.Int64 // reconnect attempts since it went down
+	connected  atomic.Bool  // the first connection was made: paho reconnects from then on
+
+	failMu     sync.Mutex
+	lastFailed string // why the last reconnect failed, as logged
 
 	mu   sync.Mutex
 	subs map[string]paho.MessageHandler
@@ -80,6 +84,11 @@ func NewExternal(cfg ExternalConfig) *External {
 		SetConnectRetry(false).
 		SetMaxReconnectInterval(5 * time.Second).
 		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) { x.reconnects.Add(1) }).
+		SetConnectionNotificationHandler(func(_ paho.Client, n paho.ConnectionNotification) {
+			if f, ok := n.(paho.ConnectionNotificationFailed); ok && x.connected.Load() {
+				x.reconnectFailed(f.Reason)
+			}
+		}).
 		SetConnectTimeout(5 * time.Second).
 		SetKeepAlive(15 * time.Second).
 		SetWriteTimeout(10 * time.Second).
@@ -94,8 +103,12 @@ func NewExternal(cfg ExternalConfig) *External {
 		}).
 		SetOnConnectHandler(func(c paho.Client) {
 			x.log.Info("mqtt broker connected", "broker", x.url)
+			x.connected.Store(true)
 			x.downSince.Store(0)
 			x.reconnects.Store(0)
+			x.failMu.Lock()
+			x.lastFailed = ""
+			x.failMu.Unlock()
 			if cfg.OnConnectionLost != nil {
 				cfg.OnConnectionLost()
 			}
@@ -150,6 +163,22 @@ func (x *External) connect() {
 			return
 		}
 		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// reconnectFailed logs why paho's reconnect failed (a broker that now refuses
+// the login, say), whenever the reason changes: connect does the same for the
+// first connection.
+func (x *External) reconnectFailed(err error) {
+	if err == nil {
+		return
+	}
+	x.failMu.Lock()
+	changed := err.Error() != x.lastFailed
+	x.lastFailed = err.Error()
+	x.failMu.Unlock()
+	if changed {
+		x.log.Error("mqtt broker: cannot reconnect; retrying", "broker", x.url, "err", err)
 	}
 }
 

@@ -3,13 +3,16 @@ package broker
 import (
 	"context"
 	"log/slog"
+	"strings"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // mochiLogger is the logger handed to mochi. mochi logs a packet it refuses
 // (a device's forbidden publish, say) as the whole struct, payload and all,
-// in one long line; this logs it as its type, topic and packet id.
+// in one long line; this logs it as its type, topic and packet id. And it logs
+// a client's id, which the auth hook puts in its login's namespace
+// ("<user>\x00<client id>"), as client.user and client.id.
 func mochiLogger(l *slog.Logger) *slog.Logger {
 	if l == nil {
 		return nil
@@ -46,6 +49,11 @@ func summarize(a slog.Attr) slog.Attr {
 		pk = &v
 	case *packets.Packet:
 		pk = v
+	case string:
+		if user, id, ok := strings.Cut(v, "\x00"); ok && a.Key == "client" {
+			return slog.Group(a.Key, "user", user, "id", id)
+		}
+		return a
 	default:
 		return a
 	}

@@ -18,6 +18,7 @@ import (
 
 	"devicehooks/auth"
 	"devicehooks/internal/testenv"
+	"devicehooks/secrets"
 )
 
 // collect reads n commands and returns their ids, failing on a duplicate.
@@ -261,6 +262,19 @@ func TestExternalBrokerConnectFailuresAreLogged(t *testing.T) {
 	s.cfg.MQTTURL = rb.URL()
 	s.start()
 	testenv.WaitFor(t, 10*time.Second, "connected", s.app.brokerConnected)
+
+	// The broker refuses devicehooks' login from now on (its password was
+	// changed there): the reconnects say why too.
+	before = len(s.logs.String())
+	line := "devicehooks:" + secrets.MosquittoHash("another-password") + "\n"
+	if err := os.WriteFile(rb.passwd, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rb.Reload()
+	testenv.WaitFor(t, 20*time.Second, "a refused reconnect in the log", func() bool {
+		logs := s.logs.String()[before:]
+		return strings.Contains(logs, `msg="mqtt broker: cannot reconnect; retrying"`) && strings.Contains(logs, "not Authorized")
+	})
 }
 
 // TestOneActiveInstancePerDatabase: a second devicehooks on the same database
