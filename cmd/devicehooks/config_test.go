@@ -216,3 +216,25 @@ func TestSecretThatCannotBeCheckedIsNotPinned(t *testing.T) {
 		t.Fatalf("standby with another secret: %v after %v", err, time.Since(start))
 	}
 }
+
+// Help texts show no secret from the environment (a flag's default is printed
+// with -h): an admin token, a broker password, a PostgreSQL URL's password.
+func TestHelpShowsNoSecretFromTheEnvironment(t *testing.T) {
+	t.Setenv("DEVICEHOOKS_ADMIN_TOKEN", "dha_envtoken-0123456789abcdef0123456789")
+	t.Setenv("DEVICEHOOKS_MQTT_PASSWORD", "env-broker-password")
+	t.Setenv("DEVICEHOOKS_DB", "postgres://dh:env-db-password@127.0.0.1/dh")
+	for _, cmd := range []string{"serve", "simulate", "mosquitto-passwd"} {
+		out := &testenv.Buffer{}
+		if code := run(context.Background(), []string{cmd, "-h"}, out, out); code != 0 {
+			t.Errorf("%s -h: exit %d", cmd, code)
+		}
+		for _, secret := range []string{"envtoken", "env-broker-password", "env-db-password"} {
+			if strings.Contains(out.String(), secret) {
+				t.Errorf("%s -h shows %q:\n%s", cmd, secret, out)
+			}
+		}
+		if !strings.Contains(out.String(), "Usage") {
+			t.Errorf("%s -h has no usage text:\n%s", cmd, out)
+		}
+	}
+}

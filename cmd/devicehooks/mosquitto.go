@@ -20,13 +20,30 @@ import (
 func runMosquittoPasswd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mosquitto-passwd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	db := fs.String("db", envOr("DEVICEHOOKS_DB", "devicehooks.db"), "SQLite file path or postgres:// URL")
+	// Not the environment's value as the flag's default: -h would print a
+	// PostgreSQL URL's password.
+	db := fs.String("db", "", "SQLite file path or postgres:// URL (default: DEVICEHOOKS_DB, as serve's, or devicehooks.db)")
 	include := fs.String("include", "", "password file whose lines are copied first (e.g. the account devicehooks itself uses)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `Usage: devicehooks mosquitto-passwd [flags] > mosquitto.passwd.new
+
+Prints a Mosquitto password file admitting every registered device (Mosquitto's
+own hash of its token), after the lines of --include. Run it again, and reload
+Mosquitto, whenever devices are added, rotated or deleted (docs/operations.md,
+"External broker: Mosquitto"). Give a PostgreSQL URL with a password in
+DEVICEHOOKS_DB rather than --db: a command line is visible to every user (ps).
+
+Flags:`)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *db == "" {
+		*db = envOr("DEVICEHOOKS_DB", "devicehooks.db")
 	}
 	if err := writeMosquittoPasswd(ctx, *db, *include, stdout); err != nil {
 		fmt.Fprintln(stderr, "devicehooks mosquitto-passwd:", err)
