@@ -217,7 +217,9 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 		return nil, err
 	}
 	if d.cfg.MaxTargets > 0 && len(devices) > d.cfg.MaxTargets {
-		return nil, Errorf(CodeUnavailable, "this action targets %d devices, over the limit of %d per dispatch", len(devices), d.cfg.MaxTargets)
+		err := Errorf(CodeUnavailable, "this action targets %d devices, over the limit of %d per dispatch", len(devices), d.cfg.MaxTargets)
+		err.Final = true
+		return nil, err
 	}
 
 	now := d.clock()

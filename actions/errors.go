@@ -37,6 +37,9 @@ type Error struct {
 	Code   Code
 	Detail string
 	Field  string
+	// Final marks a refusal that trying again soon does not change (an
+	// unavailable that is a configured limit, not a passing state).
+	Final bool
 }
 
 func (e *Error) Error() string {

@@ -34,7 +34,7 @@ type commandView struct {
 	ExpiresAt   time.Time  `json:"expires_at"`
 	PublishedAt *time.Time `json:"published_at"`
 	AckedAt     *time.Time `json:"acked_at"`
-	Detail      string     `json:"detail,omitempty"`
+	Detail      *string    `json:"detail"` // null when there is none
 }
 
 func dispatchViewOf(d *store.Dispatch, counts store.StateCounts) dispatchView {
@@ -94,8 +94,17 @@ func (a *api) getDispatch(c *gin.Context) {
 	for i, cmd := range cmds {
 		v.Commands[i] = commandView{
 			ID: cmd.ID, DeviceID: cmd.DeviceID, State: cmd.State, CreatedAt: cmd.CreatedAt, ExpiresAt: cmd.ExpiresAt,
-			PublishedAt: cmd.PublishedAt, AckedAt: cmd.AckedAt, Detail: cmd.Detail,
+			PublishedAt: cmd.PublishedAt, AckedAt: cmd.AckedAt, Detail: nullIfEmpty(cmd.Detail),
 		}
 	}
 	c.JSON(http.StatusOK, v)
+}
+
+// nullIfEmpty reads an empty string as a value not known (yet), which the API
+// shows as null, as it does a time not known yet.
+func nullIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

@@ -1,7 +1,9 @@
 package handlers
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -49,12 +51,27 @@ func (in groupInput) group(g *store.Group) error {
 	return nil
 }
 
-// groupWriteError explains what went wrong in a group write.
-func groupWriteError(err error, name string) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return actions.Invalid("device_ids", "lists a device that does not exist")
+// groupWriteError explains what went wrong in a write of the group name with
+// the members ids: the first of them that is no device's, or the name another
+// group has.
+func groupWriteError(ctx context.Context, st *store.Store, err error, name string, ids []string) error {
+	if !errors.Is(err, store.ErrNotFound) {
+		return conflictDetail(err, "a group named %q already exists", name)
 	}
-	return conflictDetail(err, "a group named %q already exists", name)
+	ds, lookupErr := st.DevicesByID(ctx, ids)
+	if lookupErr != nil {
+		return lookupErr
+	}
+	found := make(map[string]bool, len(ds))
+	for _, d := range ds {
+		found[d.ID] = true
+	}
+	for i, id := range ids {
+		if !found[id] {
+			return actions.Invalid(fmt.Sprintf("device_ids[%d]", i), "no device has the id %q", id)
+		}
+	}
+	return actions.Invalid("device_ids", "lists a device that does not exist") // created since
 }
 
 func (a *api) createGroup(c *gin.Context) {
@@ -69,7 +86,7 @@ func (a *api) createGroup(c *gin.Context) {
 		return
 	}
 	if err := a.Store.CreateGroup(c.Request.Context(), g); err != nil {
-		respondError(c, a.Log, groupWriteError(err, g.Name))
+		respondError(c, a.Log, groupWriteError(c.Request.Context(), a.Store, err, g.Name, in.DeviceIDs))
 		return
 	}
 	created(c, "/api/v1/groups/"+g.ID, groupViewOf(g))
@@ -94,20 +111,29 @@ func (a *api) updateGroup(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
+	ctx := c.Request.Context()
 	g := &store.Group{ID: c.Param("id")}
 	if err := in.group(g); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
-	err := a.Store.UpdateGroup(c.Request.Context(), g)
+	if in.DeviceIDs == nil { // left out (or null): the members stay, as a rename expects
+		if err := a.Store.RenameGroup(ctx, g.ID, g.Name); err != nil {
+			respondError(c, a.Log, conflictDetail(err, "a group named %q already exists", g.Name))
+			return
+		}
+		c.Status(http.StatusNoContent)
+		return
+	}
+	err := a.Store.UpdateGroup(ctx, g)
 	if errors.Is(err, store.ErrNotFound) {
-		if _, gerr := a.Store.Group(c.Request.Context(), g.ID); errors.Is(gerr, store.ErrNotFound) {
+		if _, gerr := a.Store.Group(ctx, g.ID); errors.Is(gerr, store.ErrNotFound) {
 			respondError(c, a.Log, gerr)
 			return
 		}
 	}
 	if err != nil {
-		respondError(c, a.Log, groupWriteError(err, g.Name))
+		respondError(c, a.Log, groupWriteError(ctx, a.Store, err, g.Name, in.DeviceIDs))
 		return
 	}
 	c.Status(http.StatusNoContent)

@@ -23,7 +23,7 @@ type apiKeyView struct {
 	Prefix       string     `json:"prefix"`
 	CreatedAt    time.Time  `json:"created_at"`
 	LastUsedAt   *time.Time `json:"last_used_at"`
-	LastUsedFrom string     `json:"last_used_from,omitempty"`
+	LastUsedFrom *string    `json:"last_used_from"`
 	auth.Limits
 	Key string `json:"key,omitempty"`
 }
@@ -31,7 +31,7 @@ type apiKeyView struct {
 func apiKeyViewOf(k *store.APIKey) apiKeyView {
 	return apiKeyView{
 		ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt,
-		LastUsedAt: k.LastUsedAt, LastUsedFrom: k.LastUsedFrom, Limits: auth.LimitsOf(k),
+		LastUsedAt: k.LastUsedAt, LastUsedFrom: nullIfEmpty(k.LastUsedFrom), Limits: auth.LimitsOf(k),
 	}
 }
 

@@ -134,8 +134,12 @@ func (l *RequestLog) purge(ctx context.Context, keep time.Duration) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if _, err := l.st.PurgeRequestLogs(ctx, time.Now().UTC().Add(-keep)); err != nil && ctx.Err() == nil {
+		n, err := l.st.PurgeRequestLogs(ctx, time.Now().UTC().Add(-keep))
+		if err != nil && ctx.Err() == nil {
 			l.log.Error("purge request log", "err", err)
+		}
+		if n > 0 { // as the dispatches' purge says
+			l.log.Info("old request log records purged", "count", n, "older_than", keep)
 		}
 		select {
 		case <-t.C:

@@ -147,7 +147,8 @@ func TestRequestLogWritesInBoundedTransactions(t *testing.T) {
 func TestRequestLogRunPurgesBesideTheFlushes(t *testing.T) {
 	st, _ := faultyStore(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	l := NewRequestLog(st, slog.New(slog.DiscardHandler))
+	logs := &testenv.Buffer{}
+	l := NewRequestLog(st, slog.New(slog.NewTextHandler(logs, nil)))
 	now := time.Now().UTC()
 	if err := st.InsertRequestLogs(ctx, []store.RequestLog{record("old", "evt", now.Add(-2*time.Hour))}); err != nil {
 		t.Fatal(err)
@@ -162,6 +163,7 @@ func TestRequestLogRunPurgesBesideTheFlushes(t *testing.T) {
 		ids := storedIDs(t, st)
 		return !ids["old"] && ids["new"]
 	})
+	logs.WaitFor(t, 5*time.Second, `msg="old request log records purged" count=1`)
 	cancel()
 	select {
 	case <-ran:

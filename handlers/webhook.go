@@ -248,6 +248,9 @@ func (h *webhookHandler) succeed(c *gin.Context, out *actions.Outcome, wait time
 func (h *webhookHandler) fail(c *gin.Context, cl *call, err error) {
 	status, body := errorResponse(c, h.log, err)
 	cl.code = string(body.Error.Code)
+	if status == http.StatusServiceUnavailable && c.Writer.Header().Get("Retry-After") == "" && !asError(err).Final {
+		c.Header("Retry-After", "1") // the database away, the writer's queue full: passing
+	}
 	if wantsHTML(c) {
 		h.page(c, status, web.WebhookResult{Code: string(body.Error.Code), Detail: body.Error.Detail})
 		c.Abort()
@@ -292,7 +295,8 @@ func (h *webhookHandler) readBody(c *gin.Context) ([]byte, error) {
 // link's parameter ("&sig=" in a signed image URL).
 func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
 	if c.Request.Method == http.MethodGet {
-		return c.Request.URL.Query(), true, nil
+		q, err := linkQuery(c.Request.URL.RawQuery)
+		return q, true, err
 	}
 	if strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded") && !json.Valid(body) {
 		form, err := url.ParseQuery(string(body))
@@ -304,6 +308,26 @@ func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
 		}
 	}
 	return url.Values{}, false, nil
+}
+
+// linkFields are the query parameters of a link: its key or signature, and
+// its payload.
+var linkFields = []string{"api_key", "key_id", "expires", "sig", "payload"}
+
+// linkQuery reads a GET link's query. A pair that is not validly URL-encoded is
+// dropped, as net/url does, unless the link needs it: then the caller hears
+// that, rather than that the parameter is missing.
+func linkQuery(raw string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err == nil {
+		return q, nil
+	}
+	for _, name := range linkFields {
+		if !q.Has(name) && (strings.HasPrefix(raw, name+"=") || strings.Contains(raw, "&"+name+"=")) {
+			return nil, badRequest("the %s parameter is not validly URL-encoded: %v", name, err)
+		}
+	}
+	return q, nil
 }
 
 // scopeMethod is the method a key's scope judges: a confirmed link is a GET link.
@@ -360,7 +384,7 @@ func readRequest(c *gin.Context, link bool, params url.Values, body []byte) (*we
 // confirmFields are the link parameters the confirmation form posts back.
 func confirmFields(params url.Values) map[string]string {
 	out := map[string]string{}
-	for _, k := range []string{"api_key", "key_id", "expires", "sig", "payload"} {
+	for _, k := range linkFields {
 		if v := params.Get(k); v != "" {
 			out[k] = v
 		}
@@ -389,7 +413,10 @@ func ParseWebhookJSON(raw []byte) (*webhookRequest, error) {
 		return nil, badRequest("the body must be a JSON object with an event_id")
 	}
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
+	var typeErr *json.UnmarshalTypeError
+	if err := json.Unmarshal(raw, &fields); errors.As(err, &typeErr) {
+		return nil, badRequest("the payload must be a JSON object with an event_id, not a JSON %s", typeErr.Value)
+	} else if err != nil {
 		return nil, badRequest("the payload is not a JSON object: %v", err)
 	}
 	req := &webhookRequest{}

@@ -21,19 +21,31 @@ func (s *Store) CreateGroup(ctx context.Context, g *Group) error {
 // UpdateGroup renames a group and replaces its members.
 func (s *Store) UpdateGroup(ctx context.Context, g *Group) error {
 	return wrap("update group", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&Group{}).Where("id = ?", g.ID).
-			Updates(map[string]any{"name": g.Name, "updated_at": time.Now().UTC()})
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return ErrNotFound
+		if err := renameGroup(tx, g.ID, g.Name); err != nil {
+			return err
 		}
 		if err := tx.Where("group_id = ?", g.ID).Delete(&GroupMember{}).Error; err != nil {
 			return err
 		}
 		return setMembers(tx, g.ID, g.DeviceIDs)
 	}))
+}
+
+// RenameGroup renames a group and keeps its members.
+func (s *Store) RenameGroup(ctx context.Context, id, name string) error {
+	return wrap("rename group", renameGroup(s.db.WithContext(ctx), id, name))
+}
+
+func renameGroup(tx *gorm.DB, id, name string) error {
+	res := tx.Model(&Group{}).Where("id = ?", id).
+		Updates(map[string]any{"name": name, "updated_at": time.Now().UTC()})
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return ErrNotFound
+	}
+	return nil
 }
 
 func setMembers(tx *gorm.DB, groupID string, deviceIDs []string) error {

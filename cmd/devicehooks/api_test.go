@@ -85,6 +85,78 @@ func TestManagementAPIInput(t *testing.T) {
 	}
 }
 
+// TestGroupUpdates: a PUT that leaves device_ids out renames a group and keeps
+// its members (an emergency action aimed at the group must not lose its
+// screens to a rename); an unknown device is named with its place in the list.
+func TestGroupUpdates(t *testing.T) {
+	s := startServer(t, Config{})
+	s.createDevice("lobby-1")
+	s.createDevice("lobby-2")
+	group := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Lobby", "device_ids": []string{"lobby-1", "lobby-2"}})
+	path := "/api/v1/groups/" + group["id"].(string)
+	members := func(what string, want ...string) map[string]any {
+		t.Helper()
+		got := s.mustCall(http.StatusOK, "GET", path, nil)
+		var ids []string
+		for _, id := range got["device_ids"].([]any) {
+			ids = append(ids, id.(string))
+		}
+		if strings.Join(ids, ",") != strings.Join(want, ",") {
+			t.Fatalf("%s: members %v, want %v", what, ids, want)
+		}
+		return got
+	}
+
+	s.mustCall(http.StatusNoContent, "PUT", path, map[string]any{"name": "Lobby (ground floor)"})
+	if got := members("after a rename", "lobby-1", "lobby-2"); got["name"] != "Lobby (ground floor)" {
+		t.Fatalf("after a rename: %v", got)
+	}
+	s.mustCall(http.StatusNoContent, "PUT", path, map[string]any{"name": "Lobby", "device_ids": nil})
+	got := members("after device_ids null", "lobby-1", "lobby-2")
+
+	got["device_ids"] = []string{"lobby-2"} // what a GET answered, sent back changed
+	s.mustCall(http.StatusNoContent, "PUT", path, got)
+	members("after a round trip", "lobby-2")
+	s.mustCall(http.StatusNoContent, "PUT", path, map[string]any{"name": "Lobby", "device_ids": []string{}})
+	members("after device_ids []")
+
+	status, ans := s.call("POST", "/api/v1/groups", map[string]any{"name": "Other", "device_ids": []string{"lobby-1", "lobby-1", "nope"}})
+	wantError(t, "an unknown device", status, ans, http.StatusUnprocessableEntity, "invalid_params")
+	if e := ans["error"].(map[string]any); e["field"] != "device_ids[2]" || !strings.Contains(e["detail"].(string), `"nope"`) {
+		t.Errorf("an unknown device: %v", e)
+	}
+	s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Other"})
+	status, ans = s.call("PUT", path, map[string]any{"name": "Other"})
+	wantError(t, "a rename to a taken name", status, ans, http.StatusConflict, "conflict")
+	for _, body := range []map[string]any{{"name": "x"}, {"name": "x", "device_ids": []string{"lobby-1"}}} {
+		status, ans = s.call("PUT", "/api/v1/groups/nope", body)
+		wantError(t, "an unknown group", status, ans, http.StatusNotFound, "not_found")
+	}
+}
+
+// TestNotYetKnownIsNull: what is not known yet reads as null, never as a
+// field left out (docs/api.md, Dispatches).
+func TestNotYetKnownIsNull(t *testing.T) {
+	s := startServer(t, Config{})
+	s.createDevice("lobby-1")
+	id, key := s.createKey("k")
+	unused := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+id, nil)
+	for _, field := range []string{"last_used_at", "last_used_from"} {
+		if v, ok := unused[field]; !ok || v != nil {
+			t.Errorf("an unused key's %s: %v (present %v), want null", field, v, ok)
+		}
+	}
+	ev := s.createAction("restart", map[string]any{"type": "device", "id": "lobby-1"}, nil)
+	_, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+	d := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+ans["dispatch_id"].(string), nil)
+	cmd := d["commands"].([]any)[0].(map[string]any) // queued: its device is offline
+	for _, field := range []string{"published_at", "acked_at", "detail"} {
+		if v, ok := cmd[field]; !ok || v != nil {
+			t.Errorf("a queued command's %s: %v (present %v), want null", field, v, ok)
+		}
+	}
+}
+
 // TestWrongMethod: a method an endpoint does not take is a 405 with the
 // methods it does take, in the usual error shape.
 func TestWrongMethod(t *testing.T) {

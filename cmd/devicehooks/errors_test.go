@@ -3,6 +3,7 @@ package main
 import (
 	"database/sql"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"sort"
@@ -83,6 +84,30 @@ func TestWebhookErrorTable(t *testing.T) {
 		wantError(t, c.name, status, body, c.status, c.code)
 	}
 	p.none(200 * time.Millisecond) // nothing failed was sent
+	// Trying again soon does not help a trigger over --max-targets.
+	if status, _, h := postHeader(t, s, key, `{"event_id":"`+bigEv+`"}`); status != 503 || h.Get("Retry-After") != "" {
+		t.Errorf("over the target cap: %d, Retry-After %q, want none", status, h.Get("Retry-After"))
+	}
+
+	// The detail says what is wrong in the caller's terms.
+	for _, c := range []struct {
+		name string
+		call func() (int, map[string]any)
+		want string
+	}{
+		{"payload badly URL-encoded", func() (int, map[string]any) { return s.get("api_key=" + key + "&payload=%%%%") }, "payload parameter is not validly URL-encoded"},
+		{"JSON array", func() (int, map[string]any) { return s.post(key, `["x"]`) }, "must be a JSON object with an event_id, not a JSON array"},
+	} {
+		status, body := c.call()
+		wantError(t, c.name, status, body, http.StatusBadRequest, "bad_request")
+		if d := body["error"].(map[string]any)["detail"].(string); !strings.Contains(d, c.want) {
+			t.Errorf("%s: detail %q, want it to say %q", c.name, d, c.want)
+		}
+	}
+	// A badly encoded pair the link does not need is dropped, as before.
+	if status, body := s.get("api_key=" + key + "&payload=" + b64(ok) + "&utm_source=%zz"); status != http.StatusOK {
+		t.Errorf("a link with a badly encoded extra parameter: %d %v", status, body)
+	}
 
 	// A wrong key and a revoked key cannot be told apart by the body...
 	_, b1 := s.post("dhk_"+strings.Repeat("a", 43), ok)
@@ -133,8 +158,11 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 	if _, err := db.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON commands BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
 		t.Fatal(err)
 	}
-	status, body := s.post(key, `{"event_id":"`+eventID+`"}`)
+	status, body, h := postHeader(t, s, key, `{"event_id":"`+eventID+`"}`)
 	wantError(t, "refused write", status, body, 503, "unavailable")
+	if h.Get("Retry-After") != "1" {
+		t.Fatalf("refused write: Retry-After %q, want 1", h.Get("Retry-After"))
+	}
 	var n int
 	if err := db.QueryRow(`SELECT COUNT(*) FROM dispatches`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("dispatches after a failed write: %d (%v)", n, err)
@@ -240,4 +268,21 @@ func TestIdempotency(t *testing.T) {
 		t.Fatalf("after the window: %d %v (first %v)", status, again, a1["dispatch_id"])
 	}
 	p.next(5 * time.Second)
+}
+
+// postHeader calls the webhook by POST and returns the status, the JSON body
+// and the headers.
+func postHeader(t *testing.T, s *server, key, body string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("x-webhook-apikey", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ans map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&ans)
+	return resp.StatusCode, ans, resp.Header
 }
