@@ -2,12 +2,14 @@ package simulator
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -20,7 +22,8 @@ const provisionConcurrency = 8
 // (POST {apiURL}/api/v1/devices with {"id","name"}, Authorization: Bearer adminToken)
 // and returns their credentials, in index order. The tokens come from the 201
 // answers: the server shows them only once. A device that already exists (409) is an
-// error naming it; devices created before an error are left in place.
+// error naming it. On any error it deletes the devices it created, whose tokens
+// nobody would have, and says which it could not.
 func Provision(ctx context.Context, apiURL, adminToken string, n int, namePrefix string) ([]Credentials, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("simulator: provision: need at least one device, got %d", n)
@@ -35,10 +38,9 @@ func Provision(ctx context.Context, apiURL, adminToken string, n int, namePrefix
 	client := &http.Client{Transport: transport, Timeout: 15 * time.Second}
 	defer client.CloseIdleConnections()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	creds := make([]Credentials, n)
 	indexes := make(chan int)
+	failed := make(chan struct{}) // closed at the first error: no more devices are started
 	var (
 		wg       sync.WaitGroup
 		errOnce  sync.Once
@@ -50,7 +52,7 @@ func Provision(ctx context.Context, apiURL, adminToken string, n int, namePrefix
 				id := fmt.Sprintf("%s-%05d", namePrefix, i+1)
 				token, err := createDevice(ctx, client, endpoint, adminToken, id)
 				if err != nil {
-					errOnce.Do(func() { firstErr = err; cancel() })
+					errOnce.Do(func() { firstErr = err; close(failed) })
 					continue
 				}
 				creds[i] = Credentials{DeviceID: id, Token: token}
@@ -61,20 +63,65 @@ feed:
 	for i := range n {
 		select {
 		case indexes <- i:
+		case <-failed:
+			break feed
 		case <-ctx.Done():
 			break feed
 		}
 	}
 	close(indexes)
-	wg.Wait()
+	wg.Wait() // the requests under way finish: every device created is in creds
 
-	if firstErr != nil {
-		return nil, firstErr
+	err := firstErr
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("simulator: provision: %w", ctx.Err())
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("simulator: provision: %w", err)
+	if err != nil {
+		return nil, errors.Join(err, deleteDevices(context.WithoutCancel(ctx), client, endpoint, adminToken, creds))
 	}
 	return creds, nil
+}
+
+// deleteDevices deletes the devices of creds (those with an id), one at a time,
+// 30 s at most, and names those it could not delete.
+func deleteDevices(ctx context.Context, client *http.Client, endpoint, adminToken string, creds []Credentials) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var left []string
+	var firstErr error
+	for _, c := range creds {
+		if c.DeviceID == "" {
+			continue
+		}
+		err := deleteDevice(ctx, client, endpoint+"/"+url.PathEscape(c.DeviceID), adminToken)
+		if err != nil {
+			left = append(left, c.DeviceID)
+			firstErr = cmp.Or(firstErr, err)
+		}
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	return fmt.Errorf("simulator: provision: could not delete again the devices it created (%s), whose tokens are lost: %w",
+		strings.Join(left, ", "), firstErr)
+}
+
+func deleteDevice(ctx context.Context, client *http.Client, deviceURL, adminToken string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, deviceURL, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusNotFound {
+		return fmt.Errorf("%s%s", resp.Status, apiErrorSuffix(data))
+	}
+	return nil
 }
 
 // createDevice makes one POST /api/v1/devices and returns the device's token.

@@ -568,20 +568,62 @@ func TestDevicesStayOnlineAcrossARestart(t *testing.T) {
 	checkLoadURL(t, p.next(5*time.Second), ans)
 }
 
+// TestReconnectWithoutAWillGetsWhatItMissed: with an external broker, a player
+// whose connection ended without its will reaching devicehooks (a clean
+// DISCONNECT here; Mosquitto dropping it on a password change does the same)
+// is still held online, so a command sent meanwhile goes to nobody. Its
+// "online" when it connects again starts a new session, which gets the
+// command again.
+func TestReconnectWithoutAWillGetsWhatItMissed(t *testing.T) {
+	s, m, tok := leftWithoutAWill(t, "rw1")
+	_, key := s.createKey("k")
+	ev := s.createAction("restart", map[string]any{"type": "device", "id": "rw1"}, nil)
+	status, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+	if status != http.StatusOK {
+		t.Fatalf("trigger: %d %v", status, ans)
+	}
+	waitDispatch(t, s, ans["dispatch_id"].(string), map[string]float64{"published": 1}) // to nobody
+
+	again := connectPlayer(t, m.URL(), "devicehooks", "rw1", tok)
+	if cmd := again.next(10 * time.Second); cmd["dispatch_id"] != ans["dispatch_id"] {
+		t.Fatalf("after the reconnect: %v, want the command of dispatch %v", cmd, ans["dispatch_id"])
+	}
+}
+
+// leftWithoutAWill starts devicehooks on the Mosquitto recipe with a device id
+// whose player connected, came online, and then left with a clean DISCONNECT,
+// which suppresses its will: devicehooks still holds it online.
+func leftWithoutAWill(t *testing.T, id string) (*server, *recipeBroker, string) {
+	t.Helper()
+	s, m, sync := startMosquittoWithRecipe(t, Config{})
+	tok := s.createDevice(id)
+	sync()
+	p := connectPlayer(t, m.URL(), "devicehooks", id, tok)
+	s.waitOnline(id)
+	p.client.Disconnect(50)
+	return s, m, tok
+}
+
+// With an external broker, no device may take devicehooks' own username there:
+// the broker's accounts are one list, and the export would refuse it.
+func TestServersBrokerUsernameIsNoDeviceID(t *testing.T) {
+	s, _, _ := startMosquittoWithRecipe(t, Config{})
+	status, ans := s.call("POST", "/api/v1/devices", map[string]any{"id": "devicehooks"})
+	wantError(t, "a device named as the server's broker account", status, ans, http.StatusUnprocessableEntity, "invalid_params")
+	if f := ans["error"].(map[string]any)["field"]; f != "id" {
+		t.Fatalf("field %v, want id", f)
+	}
+}
+
 // TestStaleRetainedStatusIgnored replays an old retained "online" to a restarted
 // devicehooks that knows the device went offline later: the old message loses.
 func TestStaleRetainedStatusIgnored(t *testing.T) {
-	s, m, sync := startMosquittoWithRecipe(t, Config{})
-	tok := s.createDevice("st1")
-	sync()
-	p := connectPlayer(t, m.URL(), "devicehooks", "st1", tok)
-	s.waitOnline("st1")
-	p.client.Disconnect(50) // clean, without status: the will is not sent...
+	s, m, tok := leftWithoutAWill(t, "st1")
 	c, err := dial(m.URL(), "st1", tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// ...so the device says it is offline, now.
+	// Its will was not sent, so the device says it is offline itself, now.
 	c.Publish("devicehooks/devices/st1/status", 1, true, `{"state":"offline","at":"`+time.Now().UTC().Format(time.RFC3339Nano)+`"}`).WaitTimeout(5 * time.Second)
 	testenv.WaitFor(t, 10*time.Second, "offline", func() bool { return !s.app.presence.Online("st1") })
 	s.stop()
@@ -629,6 +671,25 @@ func TestSimulateCommand(t *testing.T) {
 	ev := s.createAction("load_url", map[string]any{"type": "all"}, map[string]any{"url": "https://example.com/all"})
 	_, ans := s.post(key, `{"event_id":"`+ev+`"}`)
 	waitDispatch(t, s, ans["dispatch_id"].(string), map[string]float64{"succeeded": 100})
+}
+
+// TestSimulateLeavesNoDeviceBehind: when provisioning fails part way (here on
+// a device that exists already), simulate deletes the devices it created: their
+// tokens were never shown, so nobody could use them, and they would make every
+// later run fail the same way.
+func TestSimulateLeavesNoDeviceBehind(t *testing.T) {
+	s := startServer(t, Config{})
+	s.createDevice("t-00002")
+	out := &testenv.Buffer{}
+	code := run(context.Background(), []string{"simulate", "--api", s.base, "--mqtt", s.mqttURL(), "--admin-token", testAdminToken,
+		"--players", "20", "--prefix-name", "t", "--quiet"}, out, out)
+	if code != 1 || !strings.Contains(out.String(), "t-00002") || !strings.Contains(out.String(), "already exists") {
+		t.Fatalf("simulate exited %d, want 1 naming t-00002 as existing:\n%s", code, out.String())
+	}
+	devices := s.mustCall(http.StatusOK, "GET", "/api/v1/devices", nil)
+	if devices["total"] != float64(1) {
+		t.Fatalf("devices left after the failed provisioning: %v", devices["items"])
+	}
 }
 
 // TestNewerDesiredStateSupersedesQueuedCommands: an emergency switched on and
