@@ -58,26 +58,28 @@ type Lookup interface {
 // on a new one: enabled, DefaultTTL.
 func BuildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action) error {
 	isNew := a.EventID == ""
-	name, err := RequiredName("name", in.Name)
-	if err != nil {
-		return err
-	}
-	params, err := ValidateParams(in.Function, in.Params)
-	if err != nil {
-		return err
-	}
-	if err := checkTarget(ctx, lk, in.Target); err != nil {
-		return err
+	// Every problem of the input at once (errors.Join, in the fields' order: a
+	// form marks them all, the API names the first).
+	name, nameErr := RequiredName("name", in.Name)
+	params, paramsErr := ValidateParams(in.Function, in.Params)
+	targetErr := checkTarget(ctx, lk, in.Target)
+	var coded *Error
+	if targetErr != nil && !errors.As(targetErr, &coded) {
+		return targetErr // the lookup failed: nothing to say about the input
 	}
 	ttl := DefaultTTL
 	if !isNew {
 		ttl = time.Duration(a.TTLSeconds) * time.Second
 	}
+	var ttlErr error
 	if in.TTLS != nil {
 		ttl = time.Duration(*in.TTLS) * time.Second
 		if ttl < time.Second || ttl > MaxTTL {
-			return Invalid("ttl_s", "must be from 1 to %d seconds", int(MaxTTL.Seconds()))
+			ttlErr = Invalid("ttl_s", "must be from 1 to %d seconds", int(MaxTTL.Seconds()))
 		}
+	}
+	if err := errors.Join(nameErr, paramsErr, targetErr, ttlErr); err != nil {
+		return err
 	}
 	raw, err := json.Marshal(params)
 	if err != nil {

@@ -69,6 +69,8 @@ func registerUI(r *gin.Engine, d Deps) *ui {
 	app.POST("/devices", u.createDevice)
 	app.GET(deviceSecretPath, u.secretPage)
 	app.GET("/devices/live", u.devicesLive)
+	app.GET("/devices/:id/edit", u.editDevice)
+	app.POST("/devices/:id/edit", u.updateDevice)
 	app.GET("/devices/:id/token", u.confirmRotateToken)
 	app.POST("/devices/:id/token", u.rotateToken)
 	app.GET("/devices/:id/delete", u.confirmDeleteDevice)

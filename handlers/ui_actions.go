@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -159,14 +160,10 @@ func (u *ui) newAction(c *gin.Context) {
 
 func (u *ui) createAction(c *gin.Context) {
 	ctx := c.Request.Context()
-	f, in, errs := readActionForm(c)
+	f, in, ttlErr := readActionForm(c)
 	v := actionFormView{Post: "/actions/new", Form: f}
-	if errs != nil {
-		u.renderActionForm(c, http.StatusUnprocessableEntity, v, errs, "Please correct the marked field.")
-		return
-	}
 	act := &store.Action{ID: actions.NewID()}
-	if err := actions.BuildAction(ctx, u.Store, in, act); err != nil {
+	if err := errors.Join(ttlErr, actions.BuildAction(ctx, u.Store, in, act)); err != nil {
 		u.actionFormError(c, v, err)
 		return
 	}
@@ -195,13 +192,9 @@ func (u *ui) updateAction(c *gin.Context) {
 		u.fail(c, err)
 		return
 	}
-	f, in, errs := readActionForm(c)
+	f, in, ttlErr := readActionForm(c)
 	v := actionFormView{ID: act.ID, EventID: act.EventID, Post: "/actions/" + act.ID + "/edit", Form: f}
-	if errs != nil {
-		u.renderActionForm(c, http.StatusUnprocessableEntity, v, errs, "Please correct the marked field.")
-		return
-	}
-	if err := actions.BuildAction(ctx, u.Store, in, act); err != nil {
+	if err := errors.Join(ttlErr, actions.BuildAction(ctx, u.Store, in, act)); err != nil {
 		u.actionFormError(c, v, err)
 		return
 	}
@@ -236,15 +229,15 @@ func (u *ui) actionFormError(c *gin.Context, v actionFormView, err error) {
 }
 
 // readActionForm reads the posted form into its values and the domain's input.
-// Only the chosen function's parameters are read. errs reports what cannot even
-// be handed to validation (a TTL that is missing or not a number).
-func readActionForm(c *gin.Context) (actionForm, actions.ActionInput, map[string]string) {
-	f := actionForm{
+// Only the chosen function's parameters are read. ttlErr reports a TTL that
+// cannot even be handed to validation (missing or not a number).
+func readActionForm(c *gin.Context) (f actionForm, in actions.ActionInput, ttlErr error) {
+	f = actionForm{
 		Name: form(c, "name"), Function: form(c, "function"), TargetType: form(c, "target_type"),
 		TargetDevice: form(c, "target_device"), TargetGroup: form(c, "target_group"),
 		TTL: form(c, "ttl_s"), Enabled: c.PostForm("enabled") == "on", Params: map[string]string{},
 	}
-	in := actions.ActionInput{Name: f.Name, Function: f.Function, Target: actions.Target{Type: f.TargetType}, Params: map[string]any{}, Enabled: &f.Enabled}
+	in = actions.ActionInput{Name: f.Name, Function: f.Function, Target: actions.Target{Type: f.TargetType}, Params: map[string]any{}, Enabled: &f.Enabled}
 	switch f.TargetType {
 	case actions.TargetDevice:
 		in.Target.ID = f.TargetDevice
@@ -266,8 +259,8 @@ func readActionForm(c *gin.Context) (actionForm, actions.ActionInput, map[string
 	// silently keep the old value.
 	n, err := strconv.Atoi(f.TTL)
 	if err != nil {
-		return f, in, map[string]string{"ttl_s": fmt.Sprintf("must be a whole number of seconds, from 1 to %d (%d is the default)",
-			int(actions.MaxTTL.Seconds()), int(actions.DefaultTTL.Seconds()))}
+		return f, in, actions.Invalid("ttl_s", "must be a whole number of seconds, from 1 to %d (%d is the default)",
+			int(actions.MaxTTL.Seconds()), int(actions.DefaultTTL.Seconds()))
 	}
 	in.TTLS = &n
 	return f, in, nil

@@ -40,10 +40,10 @@ func (u *ui) dashboard(c *gin.Context) {
 	}
 	var emergency, paused int64
 	if err == nil {
-		_, emergency, err = u.Store.DevicesInState(ctx, store.DeviceStateEmergency, one)
+		_, emergency, err = u.Store.FindDevices(ctx, store.DeviceFilter{State: store.DeviceStateEmergency}, one)
 	}
 	if err == nil {
-		_, paused, err = u.Store.DevicesInState(ctx, store.DeviceStatePaused, one)
+		_, paused, err = u.Store.FindDevices(ctx, store.DeviceFilter{State: store.DeviceStatePaused}, one)
 	}
 	if err == nil {
 		v.LastHour, err = u.Store.CountDispatchesSince(ctx, now.Add(-time.Hour))

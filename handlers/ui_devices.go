@@ -3,6 +3,7 @@ package handlers
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,27 +27,50 @@ type devicesView struct {
 	Devices []deviceRow
 	Online  int
 	Pager   pager
-	State   string // the ?state= filter: "emergency", "paused" or ""
+	Filter  store.DeviceFilter // ?state= ("emergency", "paused", "online", "offline" or "") and ?q=
+	States  []deviceState      // the choices of the state filter
 	Form    struct{ ID, Name string }
 }
 
-// deviceStates are the ?state= filters of the devices page, with what they show.
-var deviceStates = map[string]string{
-	store.DeviceStateEmergency: "in emergency mode",
-	store.DeviceStatePaused:    "with their loop paused",
+// deviceState is a ?state= filter of the devices page: its choice, what it
+// shows ("the devices …"), and what it says when no device is in it.
+type deviceState struct{ Value, Label, Shows, None string }
+
+var deviceStates = []deviceState{
+	{store.DeviceStateOnline, "Online", "online", "No device is online now."},
+	{store.DeviceStateOffline, "Offline", "offline", "No device is offline now."},
+	{store.DeviceStateEmergency, "In emergency mode", "in emergency mode", "No device is in emergency mode now."},
+	{store.DeviceStatePaused, "Loop paused", "with their loop paused", "No device is paused now."},
 }
 
-// StateLabel says which devices the page is filtered to.
-func (v devicesView) StateLabel() string { return deviceStates[v.State] }
+func (v devicesView) state() deviceState {
+	for _, s := range deviceStates {
+		if s.Value == v.Filter.State {
+			return s
+		}
+	}
+	return deviceState{}
+}
+
+// StateLabel says which devices the state filter shows ("" without one).
+func (v devicesView) StateLabel() string { return v.state().Shows }
+
+// NoneLabel says that no device passes the filter.
+func (v devicesView) NoneLabel() string {
+	if v.Filter.Search != "" {
+		return "No device matches."
+	}
+	return v.state().None
+}
 
 // LiveURL is where the page polls for the presence of the devices it shows.
 func (v devicesView) LiveURL() string {
 	q := url.Values{}
+	for k, vs := range v.Pager.query {
+		q[k] = vs
+	}
 	if v.Pager.Page > 1 {
 		q.Set("page", strconv.Itoa(v.Pager.Page))
-	}
-	if v.State != "" {
-		q.Set("state", v.State)
 	}
 	if len(q) == 0 {
 		return "/devices/live"
@@ -54,16 +78,21 @@ func (v devicesView) LiveURL() string {
 	return "/devices/live?" + q.Encode()
 }
 
+// maxSearch bounds the ?q= text (a device name is 200 characters at most).
+const maxSearch = 200
+
 // listDevices reads a page of the devices list, filtered by ?state= (an
-// unknown state is ignored) and returns the state it filtered by.
-func (u *ui) listDevices(c *gin.Context, p store.Page) ([]store.Device, int64, string, error) {
-	state := strings.ToLower(strings.TrimSpace(c.Query("state")))
-	if _, ok := deviceStates[state]; !ok {
-		ds, total, err := u.Store.Devices(c.Request.Context(), p)
-		return ds, total, "", err
+// unknown state is ignored) and ?q=, and returns the filter it applied.
+func (u *ui) listDevices(c *gin.Context, p store.Page) ([]store.Device, int64, store.DeviceFilter, error) {
+	f := store.DeviceFilter{State: strings.ToLower(strings.TrimSpace(c.Query("state"))), Search: strings.TrimSpace(c.Query("q"))}
+	if !slices.ContainsFunc(deviceStates, func(s deviceState) bool { return s.Value == f.State }) {
+		f.State = ""
 	}
-	ds, total, err := u.Store.DevicesInState(c.Request.Context(), state, p)
-	return ds, total, state, err
+	if len(f.Search) > maxSearch {
+		f.Search = strings.ToValidUTF8(f.Search[:maxSearch], "")
+	}
+	ds, total, err := u.Store.FindDevices(c.Request.Context(), f, p)
+	return ds, total, f, err
 }
 
 func (u *ui) deviceList(c *gin.Context) {
@@ -72,13 +101,13 @@ func (u *ui) deviceList(c *gin.Context) {
 
 func (u *ui) renderDevices(c *gin.Context, status int, v devicesView, errs map[string]string, msg string) {
 	pg, offset := pagerOf(c, devicesPerPage)
-	ds, total, state, err := u.listDevices(c, store.Page{Limit: devicesPerPage, Offset: offset})
+	ds, total, filter, err := u.listDevices(c, store.Page{Limit: devicesPerPage, Offset: offset})
 	if err != nil {
 		u.fail(c, err)
 		return
 	}
 	pg.setTotal(total, devicesPerPage)
-	v.Pager, v.Online, v.State = pg, u.Presence.OnlineCount(), state
+	v.Pager, v.Online, v.Filter, v.States = pg, u.Presence.OnlineCount(), filter, deviceStates
 	for _, d := range ds {
 		row := deviceRow{Device: d}
 		row.Online, row.Device.LastSeen = u.Presence.Of(&d)
@@ -148,6 +177,45 @@ func (u *ui) deviceSecret(id, token, intro string) secretView {
 		},
 		Back: "Back to devices", BackTo: "/devices",
 	}
+}
+
+// deviceFormView is the device's edit page: its name (its id stays).
+type deviceFormView struct{ ID, Name string }
+
+func (u *ui) editDevice(c *gin.Context) {
+	d, err := u.Store.Device(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		u.fail(c, gone(err, deviceGone))
+		return
+	}
+	u.render(c, http.StatusOK, "device_form", &web.View{Title: "Edit device", Nav: "devices", Data: deviceFormView{ID: d.ID, Name: d.Name}})
+}
+
+func (u *ui) updateDevice(c *gin.Context) {
+	v := deviceFormView{ID: c.Param("id"), Name: form(c, "name")}
+	if _, err := u.Store.Device(c.Request.Context(), v.ID); err != nil {
+		u.redirectError(c, "/devices", gone(err, deviceGone))
+		return
+	}
+	name, err := actions.RequiredName("name", v.Name)
+	if err == nil {
+		err = u.Store.RenameDevice(c.Request.Context(), v.ID, name)
+	}
+	if err != nil {
+		if !isUserError(err) {
+			u.fail(c, err)
+			return
+		}
+		if asError(err).Code == actions.CodeNotFound {
+			u.redirectError(c, "/devices", gone(err, deviceGone))
+			return
+		}
+		errs, msg := fieldErrors(err, func(f string) string { return f })
+		u.render(c, http.StatusUnprocessableEntity, "device_form", &web.View{Title: "Edit device", Nav: "devices", Errors: errs, Error: msg, Data: v})
+		return
+	}
+	u.Log.Info("ui: device renamed", "id", v.ID, "by", account(c).User.Username)
+	u.redirect(c, "/devices", "Saved the device “"+name+"” ("+v.ID+").")
 }
 
 func (u *ui) confirmRotateToken(c *gin.Context) {

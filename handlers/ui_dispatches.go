@@ -89,7 +89,8 @@ type commandRow struct {
 
 type dispatchPageView struct {
 	dispatchRow
-	Commands []commandRow
+	Commands []commandRow // a page of them (commandsPerPage)
+	Pager    pager
 	Action   bool   // the action still exists
 	Carried  string // what the trigger carried (its first command's parameters), in a few words
 	Params   string // the same, as JSON
@@ -102,12 +103,30 @@ type dispatchLive struct {
 	Commands []commandRow `json:"commands"`
 }
 
+// commandsPerPage is how many devices' commands the dispatch page lists at
+// once: a fan-out to 10,000 would be megabytes of page, refreshed every second.
+const commandsPerPage = 100
+
+// LiveURL is where the page polls for its dispatch and the commands it shows.
+func (v *dispatchPageView) LiveURL() string {
+	if v.Pager.Page > 1 {
+		return "/dispatches/" + v.ID + "/live?page=" + strconv.Itoa(v.Pager.Page)
+	}
+	return "/dispatches/" + v.ID + "/live"
+}
+
 func (u *ui) loadDispatch(c *gin.Context) (*dispatchPageView, error) {
-	d, cmds, counts, err := u.Store.DispatchDetail(c.Request.Context(), c.Param("id"))
+	pg, offset := pagerOf(c, commandsPerPage)
+	d, cmds, counts, err := u.Store.DispatchPage(c.Request.Context(), c.Param("id"), store.Page{Limit: commandsPerPage, Offset: offset})
 	if err != nil {
 		return nil, err
 	}
-	v := &dispatchPageView{Commands: make([]commandRow, len(cmds))}
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	pg.setTotal(int64(total), commandsPerPage)
+	v := &dispatchPageView{Commands: make([]commandRow, len(cmds)), Pager: pg}
 	for i, cmd := range cmds {
 		v.Commands[i] = commandRow{
 			ID: cmd.ID, DeviceID: cmd.DeviceID, Device: cmd.DeviceID, State: cmd.State,

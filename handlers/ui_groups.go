@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"errors"
 	"net/http"
 	"sort"
 	"strings"
@@ -17,10 +18,22 @@ import (
 const groupsPerPage = 100
 
 type groupsView struct {
-	Groups []store.Group
-	Names  map[string]string // device id -> name
+	Groups []groupRow
+	Names  map[string]string // device id -> name, of the members shown
 	Pager  pager
 }
+
+// groupRow is a group on the groups page: its first members (by id, shown by
+// name), and how many more its edit page lists.
+type groupRow struct {
+	store.Group
+	Shown []string
+	More  int
+}
+
+// membersShown is how many members of a group the groups page names: a group
+// of hundreds would make the page as long as all their names.
+const membersShown = 12
 
 func (u *ui) groupList(c *gin.Context) {
 	ctx := c.Request.Context()
@@ -32,8 +45,11 @@ func (u *ui) groupList(c *gin.Context) {
 	}
 	pg.setTotal(total, groupsPerPage)
 	var ids []string
-	for _, g := range gs {
-		ids = append(ids, g.DeviceIDs...)
+	rows := make([]groupRow, len(gs))
+	for i, g := range gs {
+		shown := g.DeviceIDs[:min(len(g.DeviceIDs), membersShown)]
+		rows[i] = groupRow{Group: g, Shown: shown, More: len(g.DeviceIDs) - len(shown)}
+		ids = append(ids, shown...)
 	}
 	names := map[string]string{}
 	if len(ids) > 0 {
@@ -46,7 +62,7 @@ func (u *ui) groupList(c *gin.Context) {
 			names[d.ID] = d.Name
 		}
 	}
-	u.render(c, http.StatusOK, "groups", &web.View{Title: "Groups", Nav: "groups", Data: groupsView{Groups: gs, Names: names, Pager: pg}})
+	u.render(c, http.StatusOK, "groups", &web.View{Title: "Groups", Nav: "groups", Data: groupsView{Groups: rows, Names: names, Pager: pg}})
 }
 
 type groupFormView struct {
@@ -123,16 +139,12 @@ func (u *ui) createGroup(c *gin.Context) {
 	v := groupFormView{Post: "/groups/new"}
 	in, typed := readGroupForm(c, &v)
 	g := &store.Group{ID: actions.NewID()}
-	if err := u.checkTyped(c, typed); err != nil {
-		u.groupFormError(c, v, err)
-		return
-	}
-	if err := in.group(g); err != nil {
+	if err := errors.Join(in.group(g), u.checkTyped(c, typed)); err != nil { // both marked at once
 		u.groupFormError(c, v, err)
 		return
 	}
 	if err := u.Store.CreateGroup(c.Request.Context(), g); err != nil {
-		u.groupFormError(c, v, groupWriteError(err, g.Name))
+		u.groupFormError(c, v, groupWriteError(c.Request.Context(), u.Store, err, g.Name, g.DeviceIDs))
 		return
 	}
 	u.Log.Info("ui: group created", "id", g.ID, "by", account(c).User.Username)
@@ -148,16 +160,12 @@ func (u *ui) updateGroup(c *gin.Context) {
 	}
 	v := groupFormView{ID: g.ID, Post: "/groups/" + g.ID + "/edit"}
 	in, typed := readGroupForm(c, &v)
-	if err := u.checkTyped(c, typed); err != nil {
-		u.groupFormError(c, v, err)
-		return
-	}
-	if err := in.group(g); err != nil {
+	if err := errors.Join(in.group(g), u.checkTyped(c, typed)); err != nil { // both marked at once
 		u.groupFormError(c, v, err)
 		return
 	}
 	if err := u.Store.UpdateGroup(ctx, g); err != nil {
-		u.groupFormError(c, v, groupWriteError(err, g.Name))
+		u.groupFormError(c, v, groupWriteError(ctx, u.Store, err, g.Name, g.DeviceIDs))
 		return
 	}
 	u.Log.Info("ui: group updated", "id", g.ID, "by", account(c).User.Username)
@@ -169,7 +177,10 @@ func (u *ui) groupFormError(c *gin.Context, v groupFormView, err error) {
 		u.fail(c, err)
 		return
 	}
-	errs, msg := fieldErrors(err, func(f string) string { return f })
+	errs, msg := fieldErrors(err, func(f string) string { // device_ids[2] -> device_ids
+		f, _, _ = strings.Cut(f, "[")
+		return f
+	})
 	if asError(err).Code == actions.CodeConflict {
 		errs, msg = map[string]string{"name": "another group already has this name"}, "Please correct the marked field."
 	}

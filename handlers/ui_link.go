@@ -173,6 +173,10 @@ func (u *ui) testAction(c *gin.Context) {
 		u.renderLink(c, http.StatusConflict, v, nil, "This action is disabled: enable it on the actions page to test it.")
 		return
 	}
+	if act.TargetType != actions.TargetDevice && form(c, "confirmed") == "" {
+		u.confirmTest(c, act, v)
+		return
+	}
 	t := actions.Trigger{Action: act, Method: "TEST", Source: c.ClientIP()}
 	if v.Sensor != nil {
 		t.SensorData = map[string]any{"id": v.Sensor.ID, "event": v.Sensor.Event, "value": v.Sensor.Value}
@@ -214,6 +218,33 @@ func linkRefusal(k *store.APIKey, act *store.Action, now time.Time) (short, why 
 		return "not for this action", "this key is scoped to other actions or groups, so the link would be refused"
 	}
 	return "", ""
+}
+
+// confirmTest asks before a test of an action that reaches more than one
+// device: "Test: fire now" next to "Generate link" must not restart, or put
+// in emergency mode, a whole fleet at one stray click.
+func (u *ui) confirmTest(c *gin.Context, act *store.Action, v linkView) {
+	ctx := c.Request.Context()
+	reach := "every device"
+	if act.TargetType == actions.TargetAll {
+		if _, n, err := u.Store.Devices(ctx, store.Page{Limit: 1}); err == nil {
+			reach = "every device (" + strconv.FormatInt(n, 10) + " now)"
+		}
+	} else if g, err := u.Store.Group(ctx, act.TargetID); err == nil {
+		reach = "the group “" + g.Name + "” (" + strconv.Itoa(len(g.DeviceIDs)) + " " + plural(len(g.DeviceIDs), "device", "devices") + ")"
+	} else {
+		reach = "its group"
+	}
+	fields := map[string]string{"confirmed": "1", "key_id": v.KeyID}
+	if v.Sensor != nil {
+		fields["sensor_id"], fields["sensor_event"], fields["sensor_value"] = v.Sensor.ID, v.Sensor.Event, v.Sensor.Value
+	}
+	u.confirm(c, "Test an action", "actions", confirmView{
+		Message: "Fire “" + act.Name + "” (" + functionLabel(act.Function) + ") now on " + reach + "?",
+		Detail:  "The command goes out at once, as a webhook call would send it.",
+		Action:  "/actions/" + act.ID + "/test", Fields: fields,
+		Button: "Fire now", Cancel: "/actions/" + act.ID + "/link", Danger: true,
+	})
 }
 
 func readSensorForm(c *gin.Context, act *store.Action) *sensorForm {

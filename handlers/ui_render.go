@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -133,28 +134,60 @@ func gone(err error, msg string) error {
 // form reads a trimmed form field.
 func form(c *gin.Context, name string) string { return strings.TrimSpace(c.PostForm(name)) }
 
-// fieldErrors turns a validation error into a message next to its field; names
-// maps the domain's field names to the form's, and other errors stay whole-form.
+// fieldErrors turns a validation error (or several, joined) into messages next
+// to their fields, the first for each field; names maps the domain's field
+// names to the form's, and other errors stay whole-form.
 func fieldErrors(err error, names func(string) string) (map[string]string, string) {
-	e := asError(err)
-	if e.Code == actions.CodeInvalidParams && e.Field != "" {
-		return map[string]string{names(e.Field): e.Detail}, "Please correct the marked field."
+	errs := map[string]string{}
+	for _, one := range flatten(err) {
+		var e *actions.Error
+		if errors.As(one, &e) && e.Code == actions.CodeInvalidParams && e.Field != "" {
+			if f := names(e.Field); errs[f] == "" {
+				errs[f] = e.Detail
+			}
+		}
 	}
-	return nil, e.Detail
+	switch len(errs) {
+	case 0:
+		return nil, asError(err).Detail
+	case 1:
+		return errs, "Please correct the marked field."
+	}
+	return errs, "Please correct the marked fields."
+}
+
+// flatten lists the errors joined in err (errors.Join), or err alone.
+func flatten(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, flatten(e)...)
+	}
+	return out
 }
 
 // isUserError tells input errors (shown on the form) from server failures.
+// A server failure joined with input errors is a server failure: the form
+// would show the input errors and hide it.
 func isUserError(err error) bool {
-	status, _ := statusFor(err)
-	return status < http.StatusInternalServerError
+	for _, one := range flatten(err) {
+		if status, _ := statusFor(one); status >= http.StatusInternalServerError {
+			return false
+		}
+	}
+	return true
 }
 
 // confirmView is the confirmation page shown before a deletion or a rotation.
 type confirmView struct {
 	Message string
 	Detail  string
-	Note    string // a warning, such as the API keys scoped to what is deleted
-	Action  string // where the confirming form posts
+	Note    string            // a warning, such as the API keys scoped to what is deleted
+	Action  string            // where the confirming form posts
+	Fields  map[string]string // posted with it, as the form before asked
 	Button  string
 	Cancel  string
 	Danger  bool

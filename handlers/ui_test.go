@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -174,5 +176,21 @@ func TestParamsSummary(t *testing.T) {
 	}
 	if p, raw := commandParams(`{"id":"c","function":"restart","params":{}}`); p != nil || raw != "" {
 		t.Errorf("no params: %v %q", p, raw)
+	}
+}
+
+// A form shows input errors joined together, but a server failure among them
+// makes the whole a failure: the form would show the input errors and hide it.
+func TestJoinedErrorsOnAForm(t *testing.T) {
+	name, ttl := actions.Invalid("name", "is required"), actions.Invalid("ttl_s", "must be from 1")
+	if !isUserError(errors.Join(name, ttl)) {
+		t.Fatal("two input errors are not a user error")
+	}
+	if isUserError(errors.Join(name, fmt.Errorf("look up the target: %w", store.ErrUnavailable))) {
+		t.Fatal("a database failure joined with an input error is taken for a user error")
+	}
+	errs, msg := fieldErrors(errors.Join(name, ttl), func(f string) string { return f })
+	if len(errs) != 2 || errs["name"] != "is required" || msg != "Please correct the marked fields." {
+		t.Fatalf("field errors %v, %q", errs, msg)
 	}
 }

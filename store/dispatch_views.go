@@ -34,3 +34,27 @@ func (s *Store) DispatchDetail(ctx context.Context, id string) (*Dispatch, []Com
 	}
 	return d, cmds, counts, nil
 }
+
+// DispatchPage returns a dispatch, the page p of its commands (ordered by
+// device) and the counts of all its commands by state: the UI's page of a
+// fan-out to thousands of devices.
+func (s *Store) DispatchPage(ctx context.Context, id string, p Page) (*Dispatch, []Command, StateCounts, error) {
+	d, err := s.Dispatch(ctx, id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	counts, err := s.CommandCounts(ctx, []string{id})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var cmds []Command
+	q := s.db.WithContext(ctx).Omit("payload").Where("dispatch_id = ?", id).Order("device_id")
+	if err := p.apply(q).Find(&cmds).Error; err != nil {
+		return nil, nil, nil, wrap("list dispatch commands", err)
+	}
+	c := counts[id]
+	if c == nil {
+		c = StateCounts{}
+	}
+	return d, cmds, c, nil
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -38,37 +39,55 @@ func (s *Store) CountFailedDispatches(ctx context.Context, since time.Time) (int
 	return n, wrap("count failed dispatches", err)
 }
 
-// The lasting device states the devices page can filter on: the desired state
-// that set_emergency and pause_loop leave behind.
+// The device states the devices page can filter on: the desired state that
+// set_emergency and pause_loop leave behind, and the presence last written
+// (the presence tracker writes it every second or so).
 const (
 	DeviceStateEmergency = "emergency"
 	DeviceStatePaused    = "paused"
+	DeviceStateOnline    = "online"
+	DeviceStateOffline   = "offline"
 )
 
-// DevicesInState lists, ordered by id, the devices in emergency mode
-// (DeviceStateEmergency) or with their loop paused (DeviceStatePaused), and
-// counts them all.
-func (s *Store) DevicesInState(ctx context.Context, state string, p Page) ([]Device, int64, error) {
-	var column string
-	switch state {
+// DeviceFilter narrows a list of devices: State is one of the DeviceState
+// values ("" for any), Search a text that the id or the name contains,
+// whatever its case ("" for any).
+type DeviceFilter struct{ State, Search string }
+
+// FindDevices lists, ordered by id, the devices that f lets through, and counts
+// them all.
+func (s *Store) FindDevices(ctx context.Context, f DeviceFilter, p Page) ([]Device, int64, error) {
+	q := s.db.WithContext(ctx).Model(&Device{})
+	switch f.State {
+	case "":
 	case DeviceStateEmergency:
-		column = "emergency_enabled"
+		q = q.Where("emergency_enabled = ?", true)
 	case DeviceStatePaused:
-		column = "loop_paused"
+		q = q.Where("loop_paused = ?", true)
+	case DeviceStateOnline, DeviceStateOffline:
+		q = q.Where("online = ?", f.State == DeviceStateOnline)
 	default:
-		return nil, 0, fmt.Errorf("store: unknown device state %q", state)
+		return nil, 0, fmt.Errorf("store: unknown device state %q", f.State)
+	}
+	if f.Search != "" {
+		// Both sides folded by the database, so that the text as written
+		// always finds itself (SQLite folds ASCII letters only).
+		like := "%" + likeEscaper.Replace(f.Search) + "%"
+		q = q.Where(`(LOWER(id) LIKE LOWER(?) ESCAPE '\' OR LOWER(name) LIKE LOWER(?) ESCAPE '\')`, like, like)
 	}
 	var (
 		ds    []Device
 		total int64
 	)
-	q := s.db.WithContext(ctx).Model(&Device{}).Where(column+" = ?", true)
 	if err := q.Count(&total).Error; err != nil {
-		return nil, 0, wrap("count devices in state", err)
+		return nil, 0, wrap("count devices", err)
 	}
 	err := p.apply(q).Order("id").Find(&ds).Error
-	return ds, total, wrap("list devices in state", err)
+	return ds, total, wrap("find devices", err)
 }
+
+// likeEscaper makes a text match itself in a LIKE pattern with ESCAPE '\'.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // FirstCommandPayload returns the payload of one command of a dispatch (they
 // differ only in their id), or "" if it has none: what the trigger carried.

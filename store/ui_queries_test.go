@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,7 +131,7 @@ func TestAdminUsersAndSessions(t *testing.T) {
 	})
 }
 
-func TestUIDevicesInState(t *testing.T) {
+func TestUIFindDevices(t *testing.T) {
 	eachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
 		now := time.Now().UTC().Truncate(time.Millisecond)
@@ -153,11 +154,11 @@ func TestUIDevicesInState(t *testing.T) {
 			}
 			return out
 		}
-		ds, n, err := st.DevicesInState(ctx, store.DeviceStateEmergency, store.Page{Limit: 1})
+		ds, n, err := st.FindDevices(ctx, store.DeviceFilter{State: store.DeviceStateEmergency}, store.Page{Limit: 1})
 		if err != nil || n != 2 || len(ds) != 1 || ds[0].ID != "d1" || ds[0].EmergencyMessage != "leave" {
 			t.Fatalf("emergency: %v %d %v", ids(ds), n, err)
 		}
-		if ds, n, err := st.DevicesInState(ctx, store.DeviceStatePaused, store.Page{Limit: 10}); err != nil || n != 1 || len(ds) != 1 || ds[0].ID != "d2" {
+		if ds, n, err := st.FindDevices(ctx, store.DeviceFilter{State: store.DeviceStatePaused}, store.Page{Limit: 10}); err != nil || n != 1 || len(ds) != 1 || ds[0].ID != "d2" {
 			t.Fatalf("paused: %v %d %v", ids(ds), n, err)
 		}
 		off := uiDispatch("off", now, "d1", "d3")
@@ -165,11 +166,45 @@ func TestUIDevicesInState(t *testing.T) {
 		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{off}); err != nil {
 			t.Fatal(err)
 		}
-		if _, n, err := st.DevicesInState(ctx, store.DeviceStateEmergency, store.Page{Limit: 10}); err != nil || n != 0 {
+		if _, n, err := st.FindDevices(ctx, store.DeviceFilter{State: store.DeviceStateEmergency}, store.Page{Limit: 10}); err != nil || n != 0 {
 			t.Fatalf("emergency after off: %d %v", n, err)
 		}
-		if _, _, err := st.DevicesInState(ctx, "bogus", store.Page{}); err == nil {
+		if _, _, err := st.FindDevices(ctx, store.DeviceFilter{State: "bogus"}, store.Page{}); err == nil {
 			t.Fatal("an unknown state is accepted")
+		}
+		// Search: in the id or the name, whatever its case; % and _ are text.
+		if err := st.RenameDevice(ctx, "d2", "Lobby 50%_off"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.RenameDevice(ctx, "d1", "ÉCOLE Hall"); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			f    store.DeviceFilter
+			want string
+		}{
+			{store.DeviceFilter{Search: "D3"}, "d3"},
+			{store.DeviceFilter{Search: "lobby"}, "d2"},
+			{store.DeviceFilter{Search: "50%_"}, "d2"},
+			{store.DeviceFilter{Search: "%"}, "d2"},
+			{store.DeviceFilter{Search: "_"}, "d2"},
+			{store.DeviceFilter{Search: "d", State: store.DeviceStatePaused}, "d2"},
+			{store.DeviceFilter{Search: "nothing"}, ""},
+			{store.DeviceFilter{Search: "ÉCOLE"}, "d1"},
+			{store.DeviceFilter{Search: "École hall"}, "d1"},
+			{store.DeviceFilter{State: store.DeviceStateOffline}, "d1,d2,d3"},
+			{store.DeviceFilter{State: store.DeviceStateOnline}, ""},
+		} {
+			ds, n, err := st.FindDevices(ctx, tc.f, store.Page{Limit: 10})
+			if got := strings.Join(ids(ds), ","); err != nil || got != tc.want || int(n) != len(ds) {
+				t.Errorf("%+v: %q (%d), %v; want %q", tc.f, got, n, err, tc.want)
+			}
+		}
+		if err := st.SavePresence(ctx, []store.Presence{{DeviceID: "d3", Online: true, At: now, LastSeen: now}}); err != nil {
+			t.Fatal(err)
+		}
+		if ds, _, err := st.FindDevices(ctx, store.DeviceFilter{State: store.DeviceStateOnline}, store.Page{Limit: 10}); err != nil || strings.Join(ids(ds), ",") != "d3" {
+			t.Errorf("online: %v, %v", ids(ds), err)
 		}
 		if p, err := st.FirstCommandPayload(ctx, "on"); err != nil || p != "{}" {
 			t.Fatalf("first command payload: %q, %v", p, err)

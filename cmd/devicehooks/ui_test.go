@@ -1061,6 +1061,8 @@ func TestUI(t *testing.T) {
 		if got := b.text("#payload"); got != want {
 			t.Fatalf("payload %s, want %s", got, want)
 		}
+		b.do(chromedp.Click(chromedp.ID("copy-payload")))
+		b.waitJS(`document.getElementById("copy-payload").dataset.copied === `+fmt.Sprintf("%q", want), 5*time.Second)
 		// The link's payload is that JSON, base64-encoded.
 		link, _ := url.Parse(b.text("#get-link"))
 		if raw, err := base64.RawURLEncoding.DecodeString(link.Query().Get("payload")); err != nil || string(raw) != want {
@@ -1223,6 +1225,61 @@ func TestUI(t *testing.T) {
 		b.waitJS(`document.querySelector('`+row+` .presence').textContent === "offline"`, 10*time.Second)
 		if got := b.text("#live-note"); !strings.Contains(got, "kiosk-9 went offline") {
 			t.Fatalf("live note %q", got)
+		}
+	})
+
+	t.Run("a device is renamed from its row; its id stays", func(t *testing.T) {
+		use(t)
+		s.createDevice("kiosk-10")
+		b.open("/devices")
+		if !b.has(`tr[data-device="kiosk-10"] a[href="/devices/kiosk-10/edit"]`) {
+			t.Fatalf("no Edit link in kiosk-10's row: %s", b.text(`tr[data-device="kiosk-10"]`))
+		}
+		b.open("/devices/kiosk-10/edit")
+		if st := b.submit(chromedp.Clear(chromedp.ID("name")), chromedp.Click(chromedp.ID("save-device"))); st != http.StatusUnprocessableEntity {
+			t.Fatalf("an empty name: status %d, want 422", st)
+		}
+		b.wantPage("device_form")
+		if !b.has("#err-name") {
+			t.Fatalf("no error at the name: %s", b.text("main"))
+		}
+		b.submit(chromedp.Clear(chromedp.ID("name")), chromedp.SendKeys(chromedp.ID("name"), "Kiosk by the door"), chromedp.Click(chromedp.ID("save-device")))
+		b.wantPage("devices")
+		if got := b.text(`tr[data-device="kiosk-10"] td:first-child`); !strings.Contains(got, "Kiosk by the door") || !strings.Contains(got, "kiosk-10") {
+			t.Fatalf("the row after the rename: %q", got)
+		}
+		if d := s.mustCall(http.StatusOK, "GET", "/api/v1/devices/kiosk-10", nil); d["name"] != "Kiosk by the door" {
+			t.Fatalf("the device after the rename: %v", d)
+		}
+	})
+
+	t.Run("the devices page finds devices by id or name and by state", func(t *testing.T) {
+		use(t)
+		s.mustCall(http.StatusCreated, "POST", "/api/v1/devices", map[string]any{"id": "cafe-7", "name": "Café, by the till"})
+		b.open("/devices")
+		b.submit(chromedp.SendKeys(chromedp.ID("q"), "BY THE TILL"), chromedp.Click(chromedp.ID("find")))
+		b.wantPage("devices")
+		if got := evalIn[int](b, `document.querySelectorAll("#devices tbody tr").length`); got != 1 || !b.has(`tr[data-device="cafe-7"]`) {
+			t.Fatalf("found %d rows: %s", got, b.text("main"))
+		}
+		if !strings.Contains(b.text("#state-filter"), "contains “BY THE TILL”") {
+			t.Fatalf("filter note %q", b.text("#state-filter"))
+		}
+		// The filter stays with the live refresh and the state choice.
+		if got := evalIn[string](b, `document.querySelector("[data-live]").dataset.live`); !strings.Contains(got, "q=BY+THE+TILL") {
+			t.Fatalf("live URL %q", got)
+		}
+		b.open("/devices?state=offline&q=cafe")
+		if !b.has(`tr[data-device="cafe-7"]`) || !strings.Contains(b.text("#state-filter"), "offline and whose id or name contains") {
+			t.Fatalf("offline cafés: %s", b.text("main"))
+		}
+		b.open("/devices?state=online&q=cafe")
+		if b.has(`tr[data-device="cafe-7"]`) || !b.has(".empty") {
+			t.Fatalf("online cafés: %s", b.text("main"))
+		}
+		b.open("/")
+		if got := evalIn[string](b, `document.getElementById("stat-offline").closest("a").getAttribute("href")`); got != "/devices?state=offline" {
+			t.Fatalf("the offline tile links to %q", got)
 		}
 	})
 
@@ -1431,6 +1488,12 @@ func TestUI(t *testing.T) {
 			!b.has(`#device-ids option[value="zz-bulk-509"]`) || b.has(`#device-ids option[value="lobby-1"]`) {
 			t.Fatalf("%d suggestions: want those past the list (zz-bulk-509), not lobby-1", n)
 		}
+		// Without a name, and with an unknown id: both are marked at once.
+		b.submit(chromedp.SendKeys(chromedp.ID("add-devices"), "no-such-screen"), chromedp.Click(chromedp.ID("save-group")))
+		if !b.has("#err-name") || !b.has("#err-add-devices") {
+			t.Fatalf("group form: errors shown: %q", evalIn[string](b, `[...document.querySelectorAll(".field-error")].map(e => e.id).join(" ")`))
+		}
+		b.open("/groups/new")
 		// An unknown id is refused at the field, and what was typed stays.
 		st := b.submit(
 			chromedp.SendKeys(chromedp.ID("name"), "Far end"),
@@ -1463,6 +1526,55 @@ func TestUI(t *testing.T) {
 		b.open("/groups/" + group["id"].(string) + "/edit")
 		if !evalIn[bool](b, `document.querySelector('input[name="device_ids"][value="zz-bulk-509"]').checked`) {
 			t.Fatal("a member beyond the first 500 is not shown ticked")
+		}
+		// The groups page names a big group's first members, not all 510.
+		big := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Every bulk screen", "device_ids": ids})["id"].(string)
+		t.Cleanup(func() { s.call("DELETE", "/api/v1/groups/"+big, nil) })
+		b.open("/groups")
+		row := `tr[data-group="` + big + `"]`
+		if n := evalIn[int](b, `document.querySelectorAll('`+row+` .chip:not(.more)').length`); n != 12 {
+			t.Fatalf("%d members named, want the first 12", n)
+		}
+		if got := b.text(row + " a.chip.more"); !strings.Contains(got, "and 498 more") {
+			t.Fatalf("the rest: %q", got)
+		}
+
+		// A dispatch to them lists their commands 100 a page, and refreshes
+		// only the page shown.
+		action := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Bulk refresh", "function": "refresh_content", "target": map[string]any{"type": "group", "id": big}})
+		t.Cleanup(func() { s.call("DELETE", "/api/v1/actions/"+action["id"].(string), nil) })
+		status, out := s.post(key, `{"event_id":"`+action["event_id"].(string)+`"}`)
+		if status != http.StatusOK {
+			t.Fatalf("trigger: %d %v", status, out)
+		}
+		page := "/dispatches/" + out["dispatch_id"].(string)
+		b.open(page)
+		if n := evalIn[int](b, `document.querySelectorAll("#commands tbody tr").length`); n != 100 || !b.has(`a[href="`+page+`?page=6"]`) {
+			t.Fatalf("page 1: %d rows, or no link to page 6", n)
+		}
+		b.open(page + "?page=6")
+		if n := evalIn[int](b, `document.querySelectorAll("#commands tbody tr").length`); n != 10 || !b.has(`tr[data-device="zz-bulk-509"]`) {
+			t.Fatalf("page 6: %d rows", n)
+		}
+		if got := evalIn[string](b, `document.getElementById("live").dataset.live`); got != page+"/live?page=6" {
+			t.Fatalf("live URL %q", got)
+		}
+		if got := evalIn[int](b, `fetch(document.getElementById("live").dataset.live).then(r => r.json()).then(j => j.commands.length)`); got != 10 {
+			t.Fatalf("the refresh of page 6 has %d commands", got)
+		}
+
+		// Testing an action that reaches a group asks first, naming how many.
+		b.open("/actions/" + action["id"].(string) + "/link")
+		b.submit(chromedp.Click(chromedp.ID("test-action")))
+		b.wantPage("confirm")
+		if got := b.text("#confirm-message"); !strings.Contains(got, "the group “Every bulk screen” (510 devices)") {
+			t.Fatalf("confirmation %q", got)
+		}
+		b.submit(chromedp.Click(chromedp.ID("confirm")))
+		b.wantPage("dispatch")
+		if got := b.text("#commands tbody tr:first-child .badge"); got != "queued" {
+			t.Fatalf("the test's first command is %q", got)
 		}
 	})
 
@@ -1546,6 +1658,25 @@ func TestUI(t *testing.T) {
 		if got := title(); strings.HasPrefix(got, "Error") {
 			t.Fatalf("title after a successful save %q", got)
 		}
+
+		// The action form marks every field at fault at once: name, URL,
+		// device and TTL, focus on the first.
+		b.open("/actions/new")
+		st = b.submit(
+			chromedp.SendKeys(chromedp.ID("p-load-url-url"), "not a url"),
+			chromedp.SetValue(chromedp.ID("ttl-s"), "0"),
+			chromedp.Click(chromedp.ID("save-action")),
+		)
+		if st != http.StatusUnprocessableEntity {
+			t.Fatalf("action form: status %d, want 422", st)
+		}
+		marked := evalIn[string](b, `[...document.querySelectorAll('[aria-invalid="true"]')].map(e => e.id).join(" ")`)
+		for _, id := range []string{"name", "p-load-url-url", "target_device", "ttl-s"} {
+			if !strings.Contains(" "+marked+" ", " "+id+" ") {
+				t.Fatalf("action form: %s not marked (marked: %q)", id, marked)
+			}
+		}
+		b.waitJS(`document.activeElement.id === "name"`, 5*time.Second)
 	})
 
 	t.Run("accessibility: row buttons and links name their row", func(t *testing.T) {
