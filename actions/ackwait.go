@@ -34,7 +34,8 @@ type AckWatch struct {
 	done    chan struct{}
 }
 
-// Watch starts waiting for ids; register before the commands can be delivered.
+// Watch starts waiting for ids; register before the commands are written,
+// since from then on they may be acked or superseded.
 func (r *AckWaiters) Watch(ids []string) *AckWatch {
 	w := &AckWatch{reg: r, ids: ids, pending: len(ids), done: make(chan struct{})}
 	if len(ids) == 0 {

@@ -243,6 +243,13 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 		nd.IdempotencySince = now.Add(-IdempotencyWindow)
 	}
 
+	// Watch before the write: once committed, a later round may supersede
+	// these commands at once, and settle them before this call would run on.
+	var watch *AckWatch
+	if t.Wait > 0 && len(nd.Commands) > 0 {
+		watch = d.acks.Watch(commandIDs(nd.Commands))
+		defer watch.Close()
+	}
 	dup, err := d.write(ctx, nd)
 	if err != nil {
 		return nil, err
@@ -255,17 +262,13 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 		return out, err
 	}
 
-	// A command a later trigger of the same round superseded is final already:
-	// not sent, not waited for.
+	// A command a later trigger of the same round superseded is final already,
+	// and settled for the watch: not sent.
 	open := make([]store.Command, 0, len(nd.Commands))
 	for _, c := range nd.Commands {
 		if c.State == store.StateQueued {
 			open = append(open, c)
 		}
-	}
-	var watch *AckWatch
-	if t.Wait > 0 && len(nd.Commands) > 0 {
-		watch = d.acks.Watch(commandIDs(open))
 	}
 	d.sink.Enqueue(open)
 	if nd.Desired != nil && len(devices) > 0 {
@@ -278,7 +281,6 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 		// once the sweeper has had time to mark the commands expired.
 		wait := min(t.Wait, max(0, time.Until(nd.Commands[0].ExpiresAt)+expirySlack))
 		out.Settled = watch.Wait(ctx, wait)
-		watch.Close()
 		out.Commands, err = d.st.DispatchCommands(context.WithoutCancel(ctx), nd.Dispatch.ID)
 		if err != nil {
 			d.log.Error("read commands after wait", "dispatch", nd.Dispatch.ID, "err", err)

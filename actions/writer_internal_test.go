@@ -112,3 +112,59 @@ func TestLingerEndsWhenJobsStopComing(t *testing.T) {
 		t.Fatal("the writer lingered for company that did not come")
 	}
 }
+
+type nopSink struct{}
+
+func (nopSink) Enqueue([]store.Command) {}
+func (nopSink) DesiredChanged([]string) {}
+
+// A call that waits for its emergency's ack is answered once a newer change
+// supersedes the command, even when the newer change's round commits before
+// the waiting call runs on after its own round.
+func TestWaitEndsWhenALaterRoundSupersedes(t *testing.T) {
+	ctx := context.Background()
+	st := tempStore(t)
+	now := time.Now().UTC()
+	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	d := NewDispatcher(st, nopSink{}, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{})
+	action := func(id, params string) *store.Action {
+		return &store.Action{ID: id, Name: id, EventID: id, Function: SetEmergency, TargetType: TargetDevice, TargetID: "d1",
+			Params: params, Enabled: true, TTLSeconds: 3600, CreatedAt: now, UpdatedAt: now}
+	}
+	type result struct {
+		out *Outcome
+		err error
+	}
+	waited := make(chan result, 1)
+	go func() {
+		out, err := d.Trigger(ctx, Trigger{Action: action("on", `{"enabled":true,"message":"Evacuate"}`), Method: "POST", Wait: 30 * time.Second})
+		waited <- result{out, err}
+	}()
+	// The waiting call's round is committed, but the call is not told yet.
+	on := <-d.jobs
+	if _, err := d.writeRound(ctx, []*writeJob{on}); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { d.Run(runCtx); close(ran) }()
+	defer func() { cancel(); <-ran }()
+	off, err := d.Trigger(ctx, Trigger{Action: action("off", `{"enabled":false}`), Method: "POST"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(on.done)
+	select {
+	case r := <-waited:
+		if r.err != nil || !r.out.Settled || len(r.out.Commands) != 1 || r.out.Commands[0].State != store.StateExpired {
+			t.Fatalf("the superseded wait: %+v %v", r.out, r.err)
+		}
+		if got, want := r.out.Commands[0].Detail, "superseded by dispatch "+off.DispatchID; got != want {
+			t.Fatalf("detail %q, want %q", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call still waits after a newer change superseded its command")
+	}
+}
