@@ -1,7 +1,10 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -91,13 +94,50 @@ func (a *api) getDispatch(c *gin.Context) {
 	}
 	v := dispatchViewOf(d, counts)
 	v.Commands = make([]commandView, len(cmds))
-	for i, cmd := range cmds {
-		v.Commands[i] = commandView{
-			ID: cmd.ID, DeviceID: cmd.DeviceID, State: cmd.State, CreatedAt: cmd.CreatedAt, ExpiresAt: cmd.ExpiresAt,
-			PublishedAt: cmd.PublishedAt, AckedAt: cmd.AckedAt, Detail: nullIfEmpty(cmd.Detail),
-		}
+	for i := range cmds {
+		v.Commands[i] = commandViewOf(&cmds[i])
 	}
 	c.JSON(http.StatusOK, v)
+}
+
+// listDispatchCommands pages a dispatch's commands, in the states of ?state=
+// only if given: a fan-out to thousands of devices, or the screens it failed on.
+func (a *api) listDispatchCommands(c *gin.Context) {
+	states, err := statesOf(c.Query("state"))
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	id := c.Param("id")
+	if _, err := a.Store.Dispatch(c.Request.Context(), id); err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	serveList(a, c, func(ctx context.Context, p store.Page) ([]store.Command, int64, error) {
+		return a.Store.DispatchCommandPage(ctx, id, states, p)
+	}, commandViewOf)
+}
+
+// statesOf reads a comma-separated list of command states ("" is none).
+func statesOf(q string) ([]string, error) {
+	if q == "" {
+		return nil, nil
+	}
+	states := strings.Split(q, ",")
+	for i, st := range states {
+		states[i] = strings.TrimSpace(st)
+		if !slices.Contains(store.States, states[i]) {
+			return nil, badRequest("state %q is not a command state; use one or more of %s, separated by commas", states[i], strings.Join(store.States, ", "))
+		}
+	}
+	return states, nil
+}
+
+func commandViewOf(cmd *store.Command) commandView {
+	return commandView{
+		ID: cmd.ID, DeviceID: cmd.DeviceID, State: cmd.State, CreatedAt: cmd.CreatedAt, ExpiresAt: cmd.ExpiresAt,
+		PublishedAt: cmd.PublishedAt, AckedAt: cmd.AckedAt, Detail: nullIfEmpty(cmd.Detail),
+	}
 }
 
 // nullIfEmpty reads an empty string as a value not known (yet), which the API

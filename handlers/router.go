@@ -117,6 +117,7 @@ func New(d Deps) (http.Handler, error) {
 
 	v1.GET("/dispatches", a.listDispatches)
 	v1.GET("/dispatches/:id", a.getDispatch)
+	v1.GET("/dispatches/:id/commands", a.listDispatchCommands)
 	v1.GET("/requests", a.listRequests)
 	v1.GET("/requests/sources", a.topSources)
 

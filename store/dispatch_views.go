@@ -47,14 +47,32 @@ func (s *Store) DispatchPage(ctx context.Context, id string, p Page) (*Dispatch,
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	var cmds []Command
-	q := s.db.WithContext(ctx).Omit("payload").Where("dispatch_id = ?", id).Order("device_id")
-	if err := p.apply(q).Find(&cmds).Error; err != nil {
-		return nil, nil, nil, wrap("list dispatch commands", err)
+	cmds, _, err := s.DispatchCommandPage(ctx, id, nil, p)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	c := counts[id]
 	if c == nil {
 		c = StateCounts{}
 	}
 	return d, cmds, c, nil
+}
+
+// DispatchCommandPage returns the page p of a dispatch's commands in the
+// given states (all, if none), ordered by device, and how many there are in
+// all. It does not tell an unknown dispatch from one without such commands.
+func (s *Store) DispatchCommandPage(ctx context.Context, id string, states []string, p Page) ([]Command, int64, error) {
+	q := s.db.WithContext(ctx).Model(&Command{}).Where("dispatch_id = ?", id)
+	if len(states) > 0 {
+		q = q.Where("state IN ?", states)
+	}
+	var (
+		cmds  []Command
+		total int64
+	)
+	if err := q.Count(&total).Error; err != nil {
+		return nil, 0, wrap("count dispatch commands", err)
+	}
+	err := p.apply(q.Omit("payload").Order("device_id")).Find(&cmds).Error
+	return cmds, total, wrap("list dispatch commands", err)
 }

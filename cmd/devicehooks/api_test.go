@@ -157,6 +157,55 @@ func TestNotYetKnownIsNull(t *testing.T) {
 	}
 }
 
+// TestDispatchCommandsPaged: a dispatch's commands page by page, and only
+// those in some states: what an integrator follows up after a fan-out.
+func TestDispatchCommandsPaged(t *testing.T) {
+	s := startServer(t, Config{})
+	tokens := map[string]string{}
+	for _, id := range []string{"a", "b", "c"} {
+		tokens[id] = s.createDevice(id)
+	}
+	_, key := s.createKey("k")
+	ev := s.createAction("refresh_content", map[string]any{"type": "all"}, nil)
+	_, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+	id := ans["dispatch_id"].(string)
+	p := connectPlayer(t, s.mqttURL(), "devicehooks", "b", tokens["b"])
+	p.ack("devicehooks", p.next(10 * time.Second)["id"].(string), "succeeded")
+	waitDispatch(t, s, id, map[string]float64{"queued": 2, "succeeded": 1})
+
+	path := "/api/v1/dispatches/" + id + "/commands"
+	devices := func(got map[string]any) string {
+		var ids []string
+		for _, c := range got["items"].([]any) {
+			ids = append(ids, c.(map[string]any)["device_id"].(string))
+		}
+		return strings.Join(ids, ",")
+	}
+	for _, c := range []struct {
+		query, want string
+		total       float64
+	}{
+		{"", "a,b,c", 3},
+		{"?limit=2", "a,b", 3},
+		{"?limit=2&offset=2", "c", 3},
+		{"?state=queued", "a,c", 2},
+		{"?state=succeeded,%20failed", "b", 1},
+		{"?state=expired", "", 0},
+	} {
+		got := s.mustCall(http.StatusOK, "GET", path+c.query, nil)
+		if devices(got) != c.want || got["total"] != c.total {
+			t.Errorf("%s: %v, want devices %s of %v", c.query, got, c.want, c.total)
+		}
+	}
+	status, body := s.call("GET", path+"?state=done", nil)
+	wantError(t, "an unknown state", status, body, http.StatusBadRequest, "bad_request")
+	if d := body["error"].(map[string]any)["detail"].(string); !strings.Contains(d, `"done"`) || !strings.Contains(d, "succeeded") {
+		t.Errorf("an unknown state: %s", d)
+	}
+	status, body = s.call("GET", "/api/v1/dispatches/nope/commands", nil)
+	wantError(t, "an unknown dispatch", status, body, http.StatusNotFound, "not_found")
+}
+
 // TestWrongMethod: a method an endpoint does not take is a 405 with the
 // methods it does take, in the usual error shape.
 func TestWrongMethod(t *testing.T) {
