@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,10 +92,25 @@ type dispatchPageView struct {
 	dispatchRow
 	Commands []commandRow // a page of them (commandsPerPage)
 	Pager    pager
-	Action   bool   // the action still exists
-	Carried  string // what the trigger carried (its first command's parameters), in a few words
-	Params   string // the same, as JSON
+	State    string        // the commands shown are in this state only ("": all)
+	Filters  []stateFilter // the states the commands are in, to show one only
+	Action   bool          // the action still exists
+	Carried  string        // what the trigger carried (its first command's parameters), in a few words
+	Params   string        // the same, as JSON
 }
+
+// stateFilter links to the dispatch page's commands in one state.
+type stateFilter struct {
+	State   string
+	Count   int
+	Link    string
+	Current bool
+}
+
+// Live tells whether the page refreshes itself: while commands are unsettled,
+// and not while it shows the commands of one state only (a command leaving
+// that state would stay on it, as it was).
+func (v *dispatchPageView) Live() bool { return v.Status == "pending" && v.State == "" }
 
 // dispatchLive is the dispatch page's refresh.
 type dispatchLive struct {
@@ -117,16 +133,28 @@ func (v *dispatchPageView) LiveURL() string {
 
 func (u *ui) loadDispatch(c *gin.Context) (*dispatchPageView, error) {
 	pg, offset := pagerOf(c, commandsPerPage)
-	d, cmds, counts, err := u.Store.DispatchPage(c.Request.Context(), c.Param("id"), store.Page{Limit: commandsPerPage, Offset: offset})
+	state := c.Query("state")
+	var states []string
+	if state != "" {
+		if !slices.Contains(store.States, state) {
+			return nil, badRequest("%q is not a command state: use one of %s", state, strings.Join(store.States, ", "))
+		}
+		states = []string{state}
+	}
+	d, cmds, total, counts, err := u.Store.DispatchPage(c.Request.Context(), c.Param("id"), states, store.Page{Limit: commandsPerPage, Offset: offset})
 	if err != nil {
 		return nil, err
 	}
-	total := 0
-	for _, n := range counts {
-		total += n
+	pg.setTotal(total, commandsPerPage)
+	v := &dispatchPageView{Commands: make([]commandRow, len(cmds)), Pager: pg, State: state}
+	if len(counts) > 1 || state != "" { // one state alone is no choice
+		for _, st := range store.States {
+			if n := counts[st]; n > 0 || st == state {
+				v.Filters = append(v.Filters, stateFilter{State: st, Count: n, Current: st == state,
+					Link: "/dispatches/" + d.ID + "?state=" + st})
+			}
+		}
 	}
-	pg.setTotal(int64(total), commandsPerPage)
-	v := &dispatchPageView{Commands: make([]commandRow, len(cmds)), Pager: pg}
 	for i, cmd := range cmds {
 		v.Commands[i] = commandRow{
 			ID: cmd.ID, DeviceID: cmd.DeviceID, Device: cmd.DeviceID, State: cmd.State,

@@ -35,27 +35,28 @@ func (s *Store) DispatchDetail(ctx context.Context, id string) (*Dispatch, []Com
 	return d, cmds, counts, nil
 }
 
-// DispatchPage returns a dispatch, the page p of its commands (ordered by
-// device) and the counts of all its commands by state: the UI's page of a
-// fan-out to thousands of devices.
-func (s *Store) DispatchPage(ctx context.Context, id string, p Page) (*Dispatch, []Command, StateCounts, error) {
+// DispatchPage returns a dispatch, the page p of its commands in the given
+// states (all, if none) with how many there are in those states, and the
+// counts of all its commands by state: the UI's page of a fan-out to thousands
+// of devices.
+func (s *Store) DispatchPage(ctx context.Context, id string, states []string, p Page) (*Dispatch, []Command, int64, StateCounts, error) {
 	d, err := s.Dispatch(ctx, id)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, 0, nil, err
 	}
 	counts, err := s.CommandCounts(ctx, []string{id})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, 0, nil, err
 	}
-	cmds, _, err := s.DispatchCommandPage(ctx, id, nil, p)
+	cmds, total, err := s.DispatchCommandPage(ctx, id, states, p)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, 0, nil, err
 	}
 	c := counts[id]
 	if c == nil {
 		c = StateCounts{}
 	}
-	return d, cmds, c, nil
+	return d, cmds, total, c, nil
 }
 
 // DispatchCommandPage returns the page p of a dispatch's commands in the

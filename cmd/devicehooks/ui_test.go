@@ -1576,6 +1576,28 @@ func TestUI(t *testing.T) {
 		if got := b.text("#commands tbody tr:first-child .badge"); got != "queued" {
 			t.Fatalf("the test's first command is %q", got)
 		}
+
+		// The few commands in another state are a click away, not on page 4.
+		s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/devices/zz-bulk-300", nil) // its command: expired
+		b.open(page)
+		if got := b.text("#state-filters"); !strings.Contains(got, "all 510") || !strings.Contains(got, "509 queued") || !strings.Contains(got, "1 expired") {
+			t.Fatalf("filters %q", got)
+		}
+		b.submit(chromedp.Click(chromedp.CSS(`#state-filters a[data-state="expired"]`)))
+		if n := evalIn[int](b, `document.querySelectorAll("#commands tbody tr").length`); n != 1 || !b.has(`tr[data-device="zz-bulk-300"]`) || b.has(".pager") {
+			t.Fatalf("the expired commands: %d rows", n)
+		}
+		if !b.has("#state-filter") || !b.has(`#state-filters a[data-state="expired"][aria-current="page"]`) ||
+			evalIn[string](b, `document.getElementById("live").dataset.liveDone`) != "true" {
+			t.Fatal("the filtered page does not say so, or refreshes rows that may have left the filter")
+		}
+		b.open(page + "?state=failed")
+		if got := b.text("#no-commands"); got != "No command of this dispatch is failed." {
+			t.Fatalf("no failed command: %q", got)
+		}
+		if st := b.open(page + "?state=done"); st != http.StatusBadRequest {
+			t.Fatalf("an unknown state: %d", st)
+		}
 	})
 
 	t.Run("accessibility: no sideways scroll on a phone, the whole top menu, a skip link", func(t *testing.T) {
