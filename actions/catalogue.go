@@ -2,6 +2,7 @@ package actions
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/url"
@@ -251,7 +252,9 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 	if sd == nil {
 		return nil, Invalid("sensor_data", "is required for a sensor_event action: {\"id\", \"event\", \"value\"}")
 	}
-	out := map[string]any{}
+	// Every problem at once (errors.Join): a form marks them all, the
+	// webhook names the first.
+	out, errs := map[string]any{}, []error(nil)
 	for _, k := range []string{"id", "event"} {
 		s, ok := sd[k].(string)
 		switch n := sd[k].(type) {
@@ -261,10 +264,12 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 			s, ok = n.String(), true
 		}
 		if !ok || strings.TrimSpace(s) == "" {
-			return nil, Invalid("sensor_data."+k, "is required and must be a non-empty string or a number")
+			errs = append(errs, Invalid("sensor_data."+k, "is required and must be a non-empty string or a number"))
+			continue
 		}
 		if err := CheckText("sensor_data."+k, s, 200); err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		out[k] = s
 	}
@@ -273,18 +278,18 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 		out["value"] = ""
 	case string:
 		if err := CheckText("sensor_data.value", v, 2000); err != nil {
-			return nil, err
+			errs = append(errs, err)
 		}
 		out["value"] = v
 	case bool:
 		out["value"] = v
 	case float64, json.Number:
 		if err := checkNumber(v); err != nil {
-			return nil, err
+			errs = append(errs, err)
 		}
 		out["value"] = v
 	default:
-		return nil, Invalid("sensor_data.value", "must be a string, number or boolean")
+		errs = append(errs, Invalid("sensor_data.value", "must be a string, number or boolean"))
 	}
 	var extra []string
 	for k := range sd {
@@ -292,9 +297,12 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 			extra = append(extra, k)
 		}
 	}
-	if len(extra) > 0 {
-		sort.Strings(extra)
-		return nil, Invalid("sensor_data."+extra[0], "unknown field; sensor data has id, event and value")
+	sort.Strings(extra)
+	for _, k := range extra {
+		errs = append(errs, Invalid("sensor_data."+k, "unknown field; sensor data has id, event and value"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -235,31 +235,39 @@ func (u *Users) SignOut(ctx context.Context, token string) error {
 	return u.st.DeleteSession(ctx, u.kr.LookupHash(token))
 }
 
-// ChangePassword replaces a user's password after checking the current one, and
-// signs out every other session of the user.
-func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next string) error {
+// ChangePassword replaces a user's password after checking the current one and
+// that confirm repeats next, and signs out every other session of the user. A
+// refusal names every field at fault (errors.Join).
+func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next, confirm string) error {
 	user, err := u.st.AdminUser(ctx, acc.User.ID)
 	if err != nil {
 		return err
 	}
-	if err := checkPassword(next, "new_password"); err != nil {
-		return err
+	nextErr := checkPassword(next, "new_password")
+	if nextErr == nil && next == current {
+		nextErr = actions.Invalid("new_password", "must differ from the current password")
 	}
-	if next == current {
-		return actions.Invalid("new_password", "must differ from the current password")
+	var confirmErr error
+	if confirm != next {
+		confirmErr = actions.Invalid("confirm_password", "does not match the new password")
 	}
 	ok, hash := false, ""
 	busy := withHashSlot(ctx, func() {
-		if ok = verifyPassword(user.PasswordHash, current); ok {
+		if ok = verifyPassword(user.PasswordHash, current); ok && nextErr == nil && confirmErr == nil {
 			hash, err = hashPassword(next)
 		}
 	})
+	var currentErr error
 	switch {
 	case busy != nil:
 		return errPasswordBusy
 	case !ok:
-		return actions.Invalid("current_password", "is not your current password")
+		currentErr = actions.Invalid("current_password", "is not your current password")
 	case err != nil:
+		return err
+	}
+	// Every problem at once, in the form's order.
+	if err := errors.Join(currentErr, nextErr, confirmErr); err != nil {
 		return err
 	}
 	if err := u.st.SetAdminPassword(ctx, user.ID, hash); err != nil {

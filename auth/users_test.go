@@ -252,7 +252,7 @@ func TestHashingIsBounded(t *testing.T) {
 		})
 		wg.Go(func() {
 			<-start
-			if err := u.ChangePassword(ctx, acc, "wrong current", "new password!!"); actions.ErrorCode(err) != actions.CodeInvalidParams {
+			if err := u.ChangePassword(ctx, acc, "wrong current", "new password!!", "new password!!"); actions.ErrorCode(err) != actions.CodeInvalidParams {
 				t.Errorf("ChangePassword: %v", err)
 			}
 		})
@@ -286,7 +286,7 @@ func TestHashingIsBounded(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if err := u.ChangePassword(short, acc, "right password", "new password!!"); actions.ErrorCode(err) != actions.CodeUnavailable {
+	if err := u.ChangePassword(short, acc, "right password", "new password!!", "new password!!"); actions.ErrorCode(err) != actions.CodeUnavailable {
 		t.Fatalf("ChangePassword without a free slot: %v", err)
 	}
 	drain()
@@ -493,20 +493,31 @@ func TestChangePassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	field := func(err error) string {
-		var e *actions.Error
-		if errors.As(err, &e) {
-			return e.Field
+	fields := func(err error) string {
+		var names []string
+		for _, e := range flattenErrors(err) {
+			var ae *actions.Error
+			if errors.As(e, &ae) {
+				names = append(names, ae.Field)
+			}
 		}
-		return ""
+		return strings.Join(names, " ")
 	}
-	if err := u.ChangePassword(ctx, acc, "wrong", "new password!!"); field(err) != "current_password" {
-		t.Fatalf("wrong current password: %v", err)
+	for _, c := range []struct{ current, next, confirm, want string }{
+		{"wrong", "new password!!", "new password!!", "current_password"},
+		{"old password!", "short", "short", "new_password"},
+		{"old password!", "old password!", "old password!", "new_password"},
+		{"old password!", "new password!!", "a typo", "confirm_password"},
+		{"wrong", "short", "a typo", "current_password new_password confirm_password"},
+	} {
+		if err := u.ChangePassword(ctx, acc, c.current, c.next, c.confirm); fields(err) != c.want {
+			t.Fatalf("%q %q %q: %v, want the fields %s", c.current, c.next, c.confirm, err, c.want)
+		}
 	}
-	if err := u.ChangePassword(ctx, acc, "old password!", "short"); field(err) != "new_password" {
-		t.Fatalf("short new password: %v", err)
+	if _, _, err := u.SignIn(ctx, "admin", "old password!", "10.0.0.1"); err != nil {
+		t.Fatalf("a refused change changed the password: %v", err)
 	}
-	if err := u.ChangePassword(ctx, acc, "old password!", "new password!!"); err != nil {
+	if err := u.ChangePassword(ctx, acc, "old password!", "new password!!", "new password!!"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := u.Authenticate(ctx, mine); err != nil {
@@ -553,4 +564,15 @@ func TestSourcePrefix(t *testing.T) {
 			t.Errorf("%s and %s are the same source", p[0], p[1])
 		}
 	}
+}
+
+// flattenErrors lists the errors errors.Join put together (or err alone).
+func flattenErrors(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
 }

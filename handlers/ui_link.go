@@ -3,6 +3,7 @@ package handlers
 import (
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -91,35 +92,40 @@ func (u *ui) generateLink(c *gin.Context) {
 	if v.Kind != "key" {
 		v.Kind = "signed"
 	}
+	// Every problem at once, marked at its field.
+	errs, msg := map[string]string{}, ""
 	v.ExpiresH, err = strconv.Atoi(form(c, "expires_h"))
 	if v.Kind == "signed" && (err != nil || v.ExpiresH < 1 || v.ExpiresH > 8760) {
-		u.renderLink(c, http.StatusUnprocessableEntity, v, map[string]string{"expires_h": "a whole number of hours from 1 to 8760"}, "")
-		return
+		errs["expires_h"] = "a whole number of hours from 1 to 8760"
 	}
 	p := webhookPayload{EventID: act.EventID}
 	if v.Sensor != nil {
 		p.SensorData = map[string]any{"id": v.Sensor.ID, "event": v.Sensor.Event, "value": v.Sensor.Value}
 		// The webhook would refuse these (422): say so now, at the field.
 		if _, err := actions.SensorParams(p.SensorData); err != nil {
-			errs, msg := fieldErrors(err, sensorField)
-			u.renderLink(c, http.StatusUnprocessableEntity, v, errs, msg)
-			return
+			sensorErrs, detail := fieldErrors(err, sensorField)
+			if maps.Copy(errs, sensorErrs); len(sensorErrs) == 0 {
+				msg = detail // not a field's
+			}
 		}
 	}
 	key, err := u.Store.APIKey(ctx, v.KeyID)
-	if err != nil {
-		if v.KeyID == "" || isUserError(err) {
-			u.renderLink(c, http.StatusUnprocessableEntity, v, map[string]string{"key_id": "choose one of the API keys"}, "")
-			return
-		}
+	postOnly := false
+	switch {
+	case err != nil && (v.KeyID == "" || isUserError(err)):
+		errs["key_id"] = "choose one of the API keys"
+	case err != nil:
 		u.fail(c, err)
 		return
+	default:
+		// A POST-only key still gets the curl example; any other refusal, nothing.
+		short, why := linkRefusal(key, act, time.Now())
+		if postOnly = short == "POST only"; why != "" && !postOnly {
+			errs["key_id"] = why + "; choose another key, or change its limits"
+		}
 	}
-	// A POST-only key still gets the curl example; any other refusal, nothing.
-	short, why := linkRefusal(key, act, time.Now())
-	postOnly := short == "POST only"
-	if why != "" && !postOnly {
-		u.renderLink(c, http.StatusUnprocessableEntity, v, map[string]string{"key_id": why + "; choose another key, or change its limits"}, "")
+	if len(errs) > 0 || msg != "" {
+		u.renderLink(c, http.StatusUnprocessableEntity, v, errs, msg)
 		return
 	}
 	plain, err := u.Keys.Reveal(ctx, key.ID)

@@ -30,13 +30,8 @@ func (u *ui) renderSettings(c *gin.Context, status int, v settingsView, errs map
 
 func (u *ui) changePassword(c *gin.Context) {
 	current, next, again := c.PostForm("current_password"), c.PostForm("new_password"), c.PostForm("confirm_password")
-	if next != again {
-		u.renderSettings(c, http.StatusUnprocessableEntity, settingsView{},
-			map[string]string{"confirm_password": "does not match the new password"}, "Please correct the marked field.")
-		return
-	}
 	acc := account(c)
-	if err := u.Users.ChangePassword(c.Request.Context(), acc, current, next); err != nil {
+	if err := u.Users.ChangePassword(c.Request.Context(), acc, current, next, again); err != nil {
 		if !isUserError(err) {
 			u.fail(c, err)
 			return

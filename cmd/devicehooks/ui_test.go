@@ -1085,13 +1085,19 @@ func TestUI(t *testing.T) {
 			"name": "Window sensor", "function": "sensor_event", "target": map[string]any{"type": "device", "id": "lobby-1"},
 		})["id"].(string)
 		b.open("/actions/" + id + "/link")
-		st := b.submit(chromedp.SetValue(chromedp.ID("key_id"), keyID), chromedp.Click(chromedp.ID("generate")))
+		st := b.submit(chromedp.SetValue(chromedp.ID("key_id"), keyID), chromedp.SetValue(chromedp.ID("expires-h"), "0"),
+			chromedp.Click(chromedp.ID("generate")))
 		if st != http.StatusUnprocessableEntity {
 			t.Fatalf("status %d, want 422", st)
+		}
+		// Every mistake is marked at once.
+		if got := evalIn[string](b, `[...document.querySelectorAll(".field-error")].map(e => e.id).join(" ")`); got != "err-expires-h err-sensor-id err-sensor-event" {
+			t.Fatalf("marked: %q", got)
 		}
 		if msg := b.text("#err-sensor-id"); !strings.Contains(msg, "required") {
 			t.Fatalf("sensor id error %q", msg)
 		}
+		b.do(chromedp.SetValue(chromedp.ID("expires-h"), "24"))
 		if b.has("#get-link") {
 			t.Fatal("a link was generated without sensor data")
 		}
@@ -1812,14 +1818,25 @@ func TestUI(t *testing.T) {
 	t.Run("change the password", func(t *testing.T) {
 		use(t)
 		b.open("/settings")
+		// Every mistake is marked at once.
 		st := b.submit(
+			chromedp.SendKeys(chromedp.ID("current-password"), "not my password"),
+			chromedp.SendKeys(chromedp.ID("new-password"), "short"),
+			chromedp.SendKeys(chromedp.ID("confirm-password"), "a brand new typo"),
+			chromedp.Click(chromedp.ID("change-password")),
+		)
+		if st != http.StatusUnprocessableEntity || !strings.Contains(b.text("#err-current-password"), "not your current password") ||
+			!strings.Contains(b.text("#err-new-password"), "characters long") || !strings.Contains(b.text("#err-confirm-password"), "does not match") {
+			t.Fatalf("three mistakes: %d, marked: %q", st, evalIn[string](b, `[...document.querySelectorAll(".field-error")].map(e => e.id).join(" ")`))
+		}
+		b.submit(
 			chromedp.SendKeys(chromedp.ID("current-password"), uiPassword),
 			chromedp.SendKeys(chromedp.ID("new-password"), newPassword),
 			chromedp.SendKeys(chromedp.ID("confirm-password"), "a brand new typo"),
 			chromedp.Click(chromedp.ID("change-password")),
 		)
-		if st != http.StatusUnprocessableEntity || !strings.Contains(b.text("#err-confirm-password"), "does not match") {
-			t.Fatalf("mismatched confirmation: %d", st)
+		if b.has("#err-current-password") || !strings.Contains(b.text("#err-confirm-password"), "does not match") {
+			t.Fatal("mismatched confirmation")
 		}
 		b.submit(
 			chromedp.SendKeys(chromedp.ID("current-password"), uiPassword),
