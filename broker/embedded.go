@@ -106,6 +106,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		auth,
 		&presenceHook{cfg: cfg, srv: srv, present: map[*mqtt.Client]string{}},
 		routing,
+		&packetIDHook{},
 	} {
 		if err := srv.AddHook(hook, nil); err != nil {
 			return nil, fmt.Errorf("broker: add hook %s: %w", hook.ID(), err)

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
@@ -15,6 +16,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"devicehooks/internal/testenv"
 )
 
 // TestPublishReportsDrops: mochi drops a message rather than wait when a
@@ -478,4 +481,55 @@ func TestPersistentSessionsExpire(t *testing.T) {
 	if session() {
 		t.Fatal("the persistent session outlived SessionExpiry")
 	}
+}
+
+// A player's packet identifiers are its own (MQTT 5, 2.2.1): a SUBSCRIBE, or
+// a QoS 1 PUBLISH, under the identifier of a message the broker sent it and
+// it has not PUBACKed yet is handled as any other, and that message stays in
+// flight. Both sides count from 1, so a player with commands waiting for it
+// that subscribes to a second topic in a second SUBSCRIBE used to be refused
+// it (0x91, "packet identifier in use", even on MQTT 3.1.1).
+func TestPlayersPacketIDsAreItsOwn(t *testing.T) {
+	e := startBroker(t, EmbeddedConfig{})
+	got := make(chan paho.Message, 10)
+	c := connect(t, e, "player", func(o *paho.ClientOptions) { o.SetAutoAckDisabled(true) })
+	wait(t, "subscribe", c.Subscribe("dev/commands", 1, func(_ paho.Client, m paho.Message) { got <- m }))
+	for i := range 3 {
+		e.Publish("dev/commands", []byte{'0' + byte(i)}, false, func(error) {})
+	}
+	var held []paho.Message // not PUBACKed yet: the broker's identifiers 1, 2 and 3 are in flight
+	for range 3 {
+		held = append(held, receive(t, got, "command"))
+	}
+	cl, ok := e.srv.Clients.Get("player\x00player") // ids are kept per user (hook_auth.go)
+	if !ok {
+		t.Fatal("no client")
+	}
+	inFlight := func(want int, when string) {
+		t.Helper()
+		testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("%s: %d messages in flight", when, want), func() bool { return cl.State.Inflight.Len() == want })
+	}
+	inFlight(3, "before")
+
+	tok := c.Subscribe("dev/desired", 1, nil) // paho's identifier 2
+	wait(t, "the second subscribe", tok)
+	if code := tok.(*paho.SubscribeToken).Result()["dev/desired"]; code != 1 {
+		t.Fatalf("the second SUBSCRIBE was refused: code %#x", code)
+	}
+	wait(t, "a QoS 1 publish", c.Publish("dev/status", 1, false, "online")) // paho's 3
+	inFlight(3, "after the player's own packets")
+
+	for i := range 3 {
+		e.Publish("dev/commands", []byte{'3' + byte(i)}, false, func(error) {})
+		held = append(held, receive(t, got, "command")) // the broker's 4, 5 and 6
+	}
+	wait(t, "unsubscribe", c.Unsubscribe("dev/desired")) // paho's 4
+	if _, ok := cl.State.Subscriptions.Get("dev/desired"); ok {
+		t.Fatal("the UNSUBSCRIBE was refused")
+	}
+	inFlight(6, "after the unsubscribe")
+	for _, m := range held {
+		m.Ack()
+	}
+	inFlight(0, "after the PUBACKs")
 }
