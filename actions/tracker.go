@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"devicehooks/internal/logevery"
 	"devicehooks/internal/queue"
 	"devicehooks/store"
 )
@@ -24,6 +25,7 @@ type Tracker struct {
 	log      *slog.Logger
 	acks     *queue.Queue[store.Ack]
 	clock    func() time.Time
+	ignored  *logevery.Limiter // "ignored ack/status" lines, per device: a player in a loop must not flood the log
 
 	// OnAck, if set, is called for every ack that settled a command.
 	OnAck func(a store.Ack)
@@ -54,8 +56,9 @@ const ackQueue = 16384
 func NewTracker(st *store.Store, topics Topics, presence *Presence, waiters *AckWaiters, log *slog.Logger) *Tracker {
 	return &Tracker{
 		st: st, topics: topics, presence: presence, waiters: waiters, log: log,
-		acks:  queue.New[store.Ack](ackQueue),
-		clock: func() time.Time { return time.Now().UTC() },
+		acks:    queue.New[store.Ack](ackQueue),
+		clock:   func() time.Time { return time.Now().UTC() },
+		ignored: logevery.New(10 * time.Second),
 	}
 }
 
@@ -67,30 +70,50 @@ func (t *Tracker) Filters() []string {
 // HandleMessage takes a message from a device's acks or status topic.
 func (t *Tracker) HandleMessage(topic string, payload []byte, retained bool) {
 	deviceID, kind, ok := t.topics.Parse(topic)
-	if !ok || len(payload) == 0 { // an empty message clears a retained one: nothing to read
+	if !ok {
 		return
 	}
 	switch kind {
 	case KindAcks:
 		a, err := ParseAck(payload)
 		if err != nil {
-			t.log.Warn("ignored ack", "device", deviceID, "err", err)
+			t.ignore("ignored ack", deviceID, err)
 			return
 		}
 		t.acks.PushWait(store.Ack{CommandID: a.ID, DeviceID: deviceID, State: a.Status, Detail: a.Detail, At: t.clock()})
 	case KindStatus:
+		if len(payload) == 0 { // clears a retained status: nothing to read
+			return
+		}
 		st, err := ParseStatus(payload)
 		if err != nil {
-			t.log.Warn("ignored status", "device", deviceID, "err", err)
+			t.ignore("ignored status", deviceID, err)
 			return
 		}
 		t.presence.Status(deviceID, st, retained)
 	}
 }
 
+// ignore logs a device's unreadable message, once per device and kind every
+// 10 s, with how many were left out since.
+func (t *Tracker) ignore(msg, deviceID string, err error) {
+	ok, skipped := t.ignored.Allow(msg+"\x00"+deviceID, time.Now())
+	if !ok {
+		return
+	}
+	if skipped > 0 {
+		t.log.Warn(msg, "device", deviceID, "err", err, "more_since_last", skipped)
+		return
+	}
+	t.log.Warn(msg, "device", deviceID, "err", err)
+}
+
 // ParseAck reads and checks an ack message.
 func ParseAck(payload []byte) (AckMessage, error) {
 	var a AckMessage
+	if len(payload) == 0 {
+		return a, Errorf(CodeBadRequest, "ack is empty")
+	}
 	var in struct {
 		AckMessage
 		At json.RawMessage `json:"at"` // for the player's logs: any form is taken
@@ -102,8 +125,13 @@ func ParseAck(payload []byte) (AckMessage, error) {
 	if at := parseAt(in.At); at != nil {
 		a.At = *at
 	}
-	if a.ID == "" || CheckText("id", a.ID, 64) != nil {
+	if a.ID == "" {
 		return a, Errorf(CodeBadRequest, "ack needs the command id")
+	}
+	if err := CheckText("id", a.ID, 64); err != nil {
+		var e *Error
+		errors.As(err, &e)
+		return a, Errorf(CodeBadRequest, "ack id is no command's: it %s", e.Detail)
 	}
 	switch a.Status {
 	case store.StateSucceeded, store.StateFailed, store.StateRejected:

@@ -3,6 +3,7 @@ package actions_test
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,5 +131,26 @@ func TestMessagesTakeAnyFormOfAt(t *testing.T) {
 	s, err := actions.ParseStatus([]byte(`{"state":"offline","at":"2026-05-04T07:30:00Z"}`))
 	if err != nil || s.At == nil || !s.At.Equal(want) {
 		t.Errorf("status with an RFC 3339 time: %+v %v", s, err)
+	}
+}
+
+// An unreadable ack is logged, an empty one too, but a player sending them in
+// a loop gets one line per 10 s (the next line says how many were left out:
+// logevery).
+func TestIgnoredAcksAreLoggedWithoutFlooding(t *testing.T) {
+	st, _ := openStore(t)
+	var logs testenv.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	tr := actions.NewTracker(st, actions.Topics{Prefix: "dh"}, actions.NewPresence(st, log, true), actions.NewAckWaiters(), log)
+	long := strings.Repeat("x", 65)
+	for _, payload := range []string{``, `not json`, `{"id":"` + long + `","status":"succeeded"}`} {
+		tr.HandleMessage("dh/devices/d1/acks", []byte(payload), false)
+	}
+	tr.HandleMessage("dh/devices/d2/acks", []byte(`{"id":"`+long+`","status":"succeeded"}`), false)
+	tr.HandleMessage("dh/devices/d2/status", nil, false) // clears a retained status: not an error
+	got := logs.String()
+	if n := strings.Count(got, `msg="ignored ack"`); n != 2 || !strings.Contains(got, "device=d1 err=\"bad_request: ack is empty\"") ||
+		!strings.Contains(got, "device=d2 err=\"bad_request: ack id is no command's: it must be at most 64 bytes\"") || strings.Contains(got, "ignored status") {
+		t.Fatalf("log:\n%s", got)
 	}
 }
