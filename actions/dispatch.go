@@ -262,18 +262,7 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 		return out, err
 	}
 
-	// A command a later trigger of the same round superseded is final already,
-	// and settled for the watch: not sent.
-	open := make([]store.Command, 0, len(nd.Commands))
-	for _, c := range nd.Commands {
-		if c.State == store.StateQueued {
-			open = append(open, c)
-		}
-	}
-	d.sink.Enqueue(open)
-	if nd.Desired != nil && len(devices) > 0 {
-		d.sink.DesiredChanged(devices)
-	}
+	// The writer has handed the commands to delivery (handOver).
 	out := &Outcome{Accepted: acc}
 	switch {
 	case watch != nil:
@@ -598,6 +587,11 @@ func (d *Dispatcher) commit(batch []*writeJob) {
 	if len(superseded) > 0 {
 		d.superseded(batch, superseded)
 	}
+	for _, j := range batch {
+		if j.nd != nil && j.err == nil && !j.dup {
+			d.handOver(j.nd)
+		}
+	}
 	// The request log's records count for neither the failures nor the
 	// health: a round of them alone would otherwise clear a failure of the
 	// triggers' writes that goes on.
@@ -643,6 +637,9 @@ func (d *Dispatcher) writeRound(ctx context.Context, batch []*writeJob) ([]strin
 		}
 	}
 	res, err := d.st.WriteBatch(ctx, &b)
+	if err != nil {
+		res.Superseded = nil // rolled back with the rest
+	}
 	for i, j := range batch {
 		j.err = err
 		if err == nil {
@@ -657,6 +654,24 @@ func (d *Dispatcher) writeRound(ctx context.Context, batch []*writeJob) ([]strin
 		}
 	}
 	return res.Superseded, err
+}
+
+// handOver gives delivery a committed trigger's commands, on the writer, so
+// in the order of the rounds: a later round may supersede these commands at
+// once, and its own must go out after them, not before (the trigger's call
+// would run on only after that round). A command a later trigger of the same
+// round superseded is final already, and not sent.
+func (d *Dispatcher) handOver(nd *store.NewDispatch) {
+	open := make([]store.Command, 0, len(nd.Commands))
+	for _, c := range nd.Commands {
+		if c.State == store.StateQueued {
+			open = append(open, c)
+		}
+	}
+	d.sink.Enqueue(open)
+	if nd.Desired != nil && len(nd.Commands) > 0 {
+		d.sink.DesiredChanged(deviceIDs(nd.Commands))
+	}
 }
 
 // superseded settles the commands a round's desired changes replaced: a call
@@ -685,6 +700,14 @@ func (d *Dispatcher) superseded(batch []*writeJob, ids []string) {
 // handler that answers logs the cause once.
 func unavailable(op string, err error) error {
 	return fmt.Errorf("%w (%s: %w)", Errorf(CodeUnavailable, "the trigger could not be accepted for delivery; try again"), op, err)
+}
+
+func deviceIDs(cmds []store.Command) []string {
+	ids := make([]string, len(cmds))
+	for i, c := range cmds {
+		ids[i] = c.DeviceID
+	}
+	return ids
 }
 
 func commandIDs(cmds []store.Command) []string {

@@ -3,6 +3,8 @@ package actions
 import (
 	"context"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +21,7 @@ func TestSupersedeSurvivesARetriedRound(t *testing.T) {
 	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	d := NewDispatcher(st, nil, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{})
+	d := NewDispatcher(st, nopSink{}, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{})
 	job := func(id, function string) *writeJob {
 		nd := &store.NewDispatch{
 			Dispatch: store.Dispatch{ID: id, ActionID: "a", ActionName: "a", EventID: "e", Function: function, Method: "POST", Targets: 1, CreatedAt: now},
@@ -118,9 +120,34 @@ type nopSink struct{}
 func (nopSink) Enqueue([]store.Command) {}
 func (nopSink) DesiredChanged([]string) {}
 
+// recordingSink remembers the commands handed to delivery, in order.
+type recordingSink struct {
+	mu   sync.Mutex
+	sent []store.Command
+}
+
+func (r *recordingSink) Enqueue(cmds []store.Command) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent = append(r.sent, cmds...)
+}
+
+func (r *recordingSink) DesiredChanged([]string) {}
+
+func (r *recordingSink) dispatches() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ids []string
+	for _, c := range r.sent {
+		ids = append(ids, c.DispatchID)
+	}
+	return ids
+}
+
 // A call that waits for its emergency's ack is answered once a newer change
 // supersedes the command, even when the newer change's round commits before
-// the waiting call runs on after its own round.
+// the waiting call runs on after its own round; and the superseded command,
+// if it goes out at all, goes out before the newer one.
 func TestWaitEndsWhenALaterRoundSupersedes(t *testing.T) {
 	ctx := context.Background()
 	st := tempStore(t)
@@ -128,7 +155,8 @@ func TestWaitEndsWhenALaterRoundSupersedes(t *testing.T) {
 	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	d := NewDispatcher(st, nopSink{}, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{})
+	sink := &recordingSink{}
+	d := NewDispatcher(st, sink, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{})
 	action := func(id, params string) *store.Action {
 		return &store.Action{ID: id, Name: id, EventID: id, Function: SetEmergency, TargetType: TargetDevice, TargetID: "d1",
 			Params: params, Enabled: true, TTLSeconds: 3600, CreatedAt: now, UpdatedAt: now}
@@ -142,11 +170,13 @@ func TestWaitEndsWhenALaterRoundSupersedes(t *testing.T) {
 		out, err := d.Trigger(ctx, Trigger{Action: action("on", `{"enabled":true,"message":"Evacuate"}`), Method: "POST", Wait: 30 * time.Second})
 		waited <- result{out, err}
 	}()
-	// The waiting call's round is committed, but the call is not told yet.
+	// The waiting call's round is committed (what commit does before it tells
+	// the call), but the call is not told yet.
 	on := <-d.jobs
 	if _, err := d.writeRound(ctx, []*writeJob{on}); err != nil {
 		t.Fatal(err)
 	}
+	d.handOver(on.nd)
 	runCtx, cancel := context.WithCancel(ctx)
 	ran := make(chan struct{})
 	go func() { d.Run(runCtx); close(ran) }()
@@ -164,7 +194,41 @@ func TestWaitEndsWhenALaterRoundSupersedes(t *testing.T) {
 		if got, want := r.out.Commands[0].Detail, "superseded by dispatch "+off.DispatchID; got != want {
 			t.Fatalf("detail %q, want %q", got, want)
 		}
+		if got, want := strings.Join(sink.dispatches(), " "), r.out.DispatchID+" "+off.DispatchID; got != want {
+			t.Fatalf("handed to delivery: %s, want %s (the superseded command first)", got, want)
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the call still waits after a newer change superseded its command")
+	}
+}
+
+// A round's commands are handed to delivery before its calls are told, so
+// before the next round: what a later round supersedes goes out first, if at
+// all, never after what superseded it.
+func TestCommitHandsOverBeforeTheCallRunsOn(t *testing.T) {
+	ctx := context.Background()
+	st := tempStore(t)
+	now := time.Now().UTC()
+	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	sink := &recordingSink{}
+	d := NewDispatcher(st, sink, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{})
+	answered := make(chan error, 1)
+	go func() {
+		_, err := d.Trigger(ctx, Trigger{Method: "POST", Action: &store.Action{ID: "a", Name: "a", EventID: "a", Function: RefreshContent,
+			TargetType: TargetDevice, TargetID: "d1", Params: "{}", Enabled: true, TTLSeconds: 60, CreatedAt: now, UpdatedAt: now}})
+		answered <- err
+	}()
+	j := <-d.jobs
+	d.commit([]*writeJob{j})
+	if got := len(sink.dispatches()); got != 1 { // at once: the call may not have run on yet
+		t.Fatalf("%d commands handed to delivery when the round was committed, want 1", got)
+	}
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	if got := len(sink.dispatches()); got != 1 {
+		t.Fatalf("%d commands handed to delivery, want 1", got)
 	}
 }
