@@ -24,8 +24,9 @@ type Devices struct {
 	// OnRevoke, if set, is called when a device's credentials stop working
 	// (rotation or deletion), to close its live connections.
 	OnRevoke func(deviceID string)
-	// OnDelete, if set, is called after a device is deleted (to forget its presence).
-	OnDelete func(deviceID string)
+	// OnDelete, if set, is called after a device is deleted (to forget its
+	// presence), with the ids of its open commands, now expired.
+	OnDelete func(deviceID string, expired []string)
 	// Reserved, if set, is an id no device may have: the server's own
 	// username on an external broker, which shares the broker's accounts.
 	Reserved string
@@ -95,7 +96,8 @@ func (d *Devices) Rotate(ctx context.Context, id string) (string, error) {
 
 // Delete removes a device and closes its connections.
 func (d *Devices) Delete(ctx context.Context, id string) error {
-	if err := d.st.DeleteDevice(ctx, id); err != nil {
+	expired, err := d.st.DeleteDevice(ctx, id)
+	if err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -105,7 +107,7 @@ func (d *Devices) Delete(ctx context.Context, id string) error {
 		d.OnRevoke(id)
 	}
 	if d.OnDelete != nil {
-		d.OnDelete(id)
+		d.OnDelete(id, expired)
 	}
 	return nil
 }

@@ -91,10 +91,12 @@ func (s *Store) SetDeviceToken(ctx context.Context, id, tokenHash, mosquittoHash
 	return rowsOrNotFound("set device token", res)
 }
 
-// DeleteDevice removes a device and its group memberships. A device that an action
-// targets cannot be deleted (ErrConflict): the action would point at nothing.
-func (s *Store) DeleteDevice(ctx context.Context, id string) error {
-	return wrap("delete device", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+// DeleteDevice removes a device and its group memberships, and expires its
+// open commands ("device deleted"), whose ids it returns. A device that an
+// action targets cannot be deleted (ErrConflict): the action would point at
+// nothing.
+func (s *Store) DeleteDevice(ctx context.Context, id string) (expired []string, err error) {
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		// The device's row first: before the actions are counted, so that an
 		// action being saved to target it (targetExists) is either seen or
 		// refused; and before the device's commands, as a trigger takes them
@@ -113,8 +115,8 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 			return err
 		}
 		// A device created again later with the same id must not get these.
-		err := tx.Model(&Command{}).Where("device_id = ? AND "+openStates, id).
-			Updates(map[string]any{"state": StateExpired, "detail": "device deleted"}).Error
+		err := tx.Raw(`UPDATE commands SET state = ?, detail = ? WHERE device_id = ? AND `+openStates+` RETURNING id`,
+			StateExpired, "device deleted", id).Scan(&expired).Error
 		if err != nil {
 			return err
 		}
@@ -126,7 +128,11 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 			return ErrNotFound
 		}
 		return nil
-	}))
+	})
+	if err != nil {
+		return nil, wrap("delete device", err)
+	}
+	return expired, nil
 }
 
 // Presence is a device's connection state as last observed.

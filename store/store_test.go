@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,14 +133,14 @@ func TestCRUDAndReferences(t *testing.T) {
 		if err := st.DeleteGroup(ctx, "g1"); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("deleting a targeted group: %v", err)
 		}
-		if err := st.DeleteDevice(ctx, "a"); err != nil {
+		if _, err := st.DeleteDevice(ctx, "a"); err != nil {
 			t.Fatal(err)
 		}
 		ids, _ := st.GroupDeviceIDs(ctx, "g1")
 		if len(ids) != 1 || ids[0] != "b" {
 			t.Fatalf("members after deleting a: %v", ids)
 		}
-		if err := st.DeleteDevice(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := st.DeleteDevice(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("deleting twice: %v", err)
 		}
 	})
@@ -193,7 +195,7 @@ func TestActionTargetsExist(t *testing.T) {
 			var wg sync.WaitGroup
 			var createErr, deleteErr error
 			wg.Go(func() { createErr = st.CreateAction(ctx, action(id, "device", id)) })
-			wg.Go(func() { deleteErr = st.DeleteDevice(ctx, id) })
+			wg.Go(func() { _, deleteErr = st.DeleteDevice(ctx, id) })
 			wg.Wait()
 			if (createErr == nil) == (deleteErr == nil) {
 				t.Fatalf("round %d: create %v, delete %v: want exactly one refused", i, createErr, deleteErr)
@@ -308,8 +310,9 @@ func TestDesiredVersionsOutliveADeletedDevice(t *testing.T) {
 		change("e2", "d1", "d2")
 		change("e3", "d1")
 		old := version()
-		if err := st.DeleteDevice(ctx, "d1"); err != nil {
-			t.Fatal(err)
+		expired, err := st.DeleteDevice(ctx, "d1")
+		if slices.Sort(expired); err != nil || strings.Join(expired, " ") != "e1-d1 e2-d1 e3-d1" {
+			t.Fatalf("deleting d1: expired %v, %v", expired, err)
 		}
 		if err := st.CreateDevice(ctx, device("d1")); err != nil {
 			t.Fatal(err)

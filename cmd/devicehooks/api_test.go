@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -229,4 +230,43 @@ func TestWrongMethod(t *testing.T) {
 	req, _ = http.NewRequest("DELETE", s.base+"/healthz", nil)
 	status, ans = s.do(req)
 	wantError(t, "DELETE on /healthz", status, ans, http.StatusMethodNotAllowed, "method_not_allowed")
+}
+
+// TestDeletingADeviceEndsAWait: a call waiting for a device's ack is answered
+// once the device is deleted: its command is final then.
+func TestDeletingADeviceEndsAWait(t *testing.T) {
+	s := startServer(t, Config{})
+	s.createDevice("gone")
+	_, key := s.createKey("k")
+	ev := s.createAction("refresh_content", map[string]any{"type": "all"}, nil)
+	type answer struct {
+		status int
+		body   map[string]any
+	}
+	waited := make(chan answer, 1)
+	go func() { // not s.post: it may fail the test, which only the test's goroutine may
+		req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks?wait=20", strings.NewReader(`{"event_id":"`+ev+`"}`))
+		req.Header.Set("x-webhook-apikey", key)
+		var a answer
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			a.status = resp.StatusCode
+			_ = json.NewDecoder(resp.Body).Decode(&a.body)
+			resp.Body.Close()
+		}
+		waited <- a
+	}()
+	testenv.WaitFor(t, 10*time.Second, "the waiting call's dispatch", func() bool {
+		return s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches", nil)["total"] == float64(1)
+	})
+	start := time.Now()
+	s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/devices/gone", nil)
+	select {
+	case a := <-waited:
+		cmds, _ := a.body["commands"].([]any)
+		if a.status != http.StatusOK || a.body["settled"] != true || len(cmds) != 1 || cmds[0].(map[string]any)["detail"] != "device deleted" {
+			t.Fatalf("the wait: %d %v", a.status, a.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the call still waits %v after its device was deleted", time.Since(start))
+	}
 }

@@ -119,9 +119,12 @@ func (a *App) Open(ctx context.Context) (err error) {
 	topics := actions.Topics{Prefix: cfg.MQTTTopicPrefix}
 	embedded := cfg.MQTTURL == ""
 	a.presence = actions.NewPresence(a.store, a.Log, embedded)
-	a.devices.OnDelete = func(id string) {
+	a.devices.OnDelete = func(id string, expired []string) {
 		a.presence.Forget(id)
 		a.delivery.Forget(id)
+		for _, cmd := range expired { // final: a call waiting for its ack stops waiting
+			a.waiters.Settled(cmd)
+		}
 	}
 	if err := a.presence.Load(ctx); err != nil {
 		return err
