@@ -118,17 +118,18 @@ func (a *api) listDispatchCommands(c *gin.Context) {
 	}, commandViewOf)
 }
 
-// statesOf reads a comma-separated list of command states ("" is none).
+// statesOf reads ?state=, a comma-separated list of command states (none:
+// every state).
 func statesOf(q string) ([]string, error) {
-	if q == "" {
-		return nil, nil
-	}
-	states := strings.Split(q, ",")
-	for i, st := range states {
-		states[i] = strings.TrimSpace(st)
-		if !slices.Contains(store.States, states[i]) {
-			return nil, badRequest("state %q is not a command state; use one or more of %s, separated by commas", states[i], strings.Join(store.States, ", "))
+	var states []string
+	for st := range strings.SplitSeq(q, ",") {
+		if st = strings.TrimSpace(st); st == "" {
+			continue
 		}
+		if !slices.Contains(store.States, st) {
+			return nil, badRequest("state %q is not a command state; use one or more of %s, separated by commas", st, strings.Join(store.States, ", "))
+		}
+		states = append(states, st)
 	}
 	return states, nil
 }

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -92,11 +91,12 @@ type dispatchPageView struct {
 	dispatchRow
 	Commands []commandRow // a page of them (commandsPerPage)
 	Pager    pager
-	State    string        // the commands shown are in this state only ("": all)
-	Filters  []stateFilter // the states the commands are in, to show one only
-	Action   bool          // the action still exists
-	Carried  string        // what the trigger carried (its first command's parameters), in a few words
-	Params   string        // the same, as JSON
+	State    string            // the commands shown are in these states only, "failed or expired" ("": all)
+	Filters  []stateFilter     // a link to the commands of each state
+	Counts   store.StateCounts // of all the dispatch's commands
+	Action   bool              // the action still exists
+	Carried  string            // what the trigger carried (its first command's parameters), in a few words
+	Params   string            // the same, as JSON
 }
 
 // stateFilter links to the dispatch page's commands in one state.
@@ -107,6 +107,14 @@ type stateFilter struct {
 	Current bool
 }
 
+// Hidden tells whether the link is left out: no command is in its state (the
+// live refresh shows it once one is).
+func (f stateFilter) Hidden() bool { return f.Count == 0 && !f.Current }
+
+// FiltersHidden tells whether the state links are left out: all the commands
+// are in one state, which is no choice.
+func (v *dispatchPageView) FiltersHidden() bool { return v.State == "" && len(v.Counts) < 2 }
+
 // Live tells whether the page refreshes itself: while commands are unsettled,
 // and not while it shows the commands of one state only (a command leaving
 // that state would stay on it, as it was).
@@ -114,9 +122,10 @@ func (v *dispatchPageView) Live() bool { return v.Status == "pending" && v.State
 
 // dispatchLive is the dispatch page's refresh.
 type dispatchLive struct {
-	Status   string       `json:"status"`
-	Summary  string       `json:"summary"`
-	Commands []commandRow `json:"commands"`
+	Status   string            `json:"status"`
+	Summary  string            `json:"summary"`
+	Counts   store.StateCounts `json:"counts"`
+	Commands []commandRow      `json:"commands"`
 }
 
 // commandsPerPage is how many devices' commands the dispatch page lists at
@@ -133,26 +142,20 @@ func (v *dispatchPageView) LiveURL() string {
 
 func (u *ui) loadDispatch(c *gin.Context) (*dispatchPageView, error) {
 	pg, offset := pagerOf(c, commandsPerPage)
-	state := c.Query("state")
-	var states []string
-	if state != "" {
-		if !slices.Contains(store.States, state) {
-			return nil, badRequest("%q is not a command state: use one of %s", state, strings.Join(store.States, ", "))
-		}
-		states = []string{state}
+	states, err := statesOf(c.Query("state"))
+	if err != nil {
+		return nil, err
 	}
 	d, cmds, total, counts, err := u.Store.DispatchPage(c.Request.Context(), c.Param("id"), states, store.Page{Limit: commandsPerPage, Offset: offset})
 	if err != nil {
 		return nil, err
 	}
 	pg.setTotal(total, commandsPerPage)
-	v := &dispatchPageView{Commands: make([]commandRow, len(cmds)), Pager: pg, State: state}
-	if len(counts) > 1 || state != "" { // one state alone is no choice
+	v := &dispatchPageView{Commands: make([]commandRow, len(cmds)), Pager: pg, State: strings.Join(states, " or "), Counts: counts}
+	if d.Targets > 0 {
 		for _, st := range store.States {
-			if n := counts[st]; n > 0 || st == state {
-				v.Filters = append(v.Filters, stateFilter{State: st, Count: n, Current: st == state,
-					Link: "/dispatches/" + d.ID + "?state=" + st})
-			}
+			v.Filters = append(v.Filters, stateFilter{State: st, Count: counts[st], Current: len(states) == 1 && st == states[0],
+				Link: "/dispatches/" + d.ID + "?state=" + st})
 		}
 	}
 	for i, cmd := range cmds {
@@ -218,7 +221,7 @@ func (u *ui) dispatchLive(c *gin.Context) {
 		respondError(c, u.Log, err)
 		return
 	}
-	c.JSON(http.StatusOK, dispatchLive{Status: v.Status, Summary: v.Summary, Commands: v.Commands})
+	c.JSON(http.StatusOK, dispatchLive{Status: v.Status, Summary: v.Summary, Counts: v.Counts, Commands: v.Commands})
 }
 
 // clock shows an optional instant as a UTC time of day (with the date if it is

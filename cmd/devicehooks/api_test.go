@@ -190,6 +190,8 @@ func TestDispatchCommandsPaged(t *testing.T) {
 		{"?limit=2", "a,b", 3},
 		{"?limit=2&offset=2", "c", 3},
 		{"?state=queued", "a,c", 2},
+		{"?state=queued&limit=1&offset=1", "c", 2},
+		{"?state=queued,", "a,c", 2},
 		{"?state=succeeded,%20failed", "b", 1},
 		{"?state=expired", "", 0},
 	} {

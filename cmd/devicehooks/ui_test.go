@@ -1583,17 +1583,22 @@ func TestUI(t *testing.T) {
 			t.Fatalf("the test's first command is %q", got)
 		}
 
-		// The few commands in another state are a click away, not on page 4.
-		s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/devices/zz-bulk-300", nil) // its command: expired
+		// The few commands in another state are a click away, not on page 4;
+		// the links count along while the page is open.
 		b.open(page)
-		if got := b.text("#state-filters"); !strings.Contains(got, "all 510") || !strings.Contains(got, "509 queued") || !strings.Contains(got, "1 expired") {
+		if !evalIn[bool](b, `document.getElementById("state-filters").hidden`) {
+			t.Fatal("state links shown while every command is queued")
+		}
+		s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/devices/zz-bulk-300", nil) // its command: expired
+		b.waitJS(`!document.getElementById("state-filters").hidden`, 10*time.Second)
+		if got := b.text("#state-filters"); !strings.Contains(got, "all 510") || !strings.Contains(got, "509 queued") || !strings.Contains(got, "1 expired") || strings.Contains(got, "failed") {
 			t.Fatalf("filters %q", got)
 		}
 		b.submit(chromedp.Click(chromedp.CSS(`#state-filters a[data-state="expired"]`)))
 		if n := evalIn[int](b, `document.querySelectorAll("#commands tbody tr").length`); n != 1 || !b.has(`tr[data-device="zz-bulk-300"]`) || b.has(".pager") {
 			t.Fatalf("the expired commands: %d rows", n)
 		}
-		if !b.has("#state-filter") || !b.has(`#state-filters a[data-state="expired"][aria-current="page"]`) ||
+		if !b.has("#state-filter") || !b.has(`#state-filters a[data-state="expired"][aria-current="true"]`) ||
 			evalIn[string](b, `document.getElementById("live").dataset.liveDone`) != "true" {
 			t.Fatal("the filtered page does not say so, or refreshes rows that may have left the filter")
 		}

@@ -155,6 +155,18 @@
     dispatch: function (root, data) {
       setBadge(root.querySelector("#dispatch-status"), "badge state-", data.status);
       setText(root, "#dispatch-summary", data.summary);
+      // The state links count along; a state's link shows once a command is in it.
+      var filters = root.querySelector("#state-filters");
+      if (filters && data.counts) {
+        var states = 0;
+        filters.querySelectorAll("a[data-state]:not([data-state=''])").forEach(function (a) {
+          var n = data.counts[a.dataset.state] || 0;
+          setText(a, ".n", String(n));
+          a.parentElement.hidden = n === 0 && a.getAttribute("aria-current") !== "true";
+          if (n > 0) { states++; }
+        });
+        filters.hidden = states < 2 && !filters.querySelector("a[data-state]:not([data-state=''])[aria-current]");
+      }
       (data.commands || []).forEach(function (cmd) {
         var row = root.querySelector('tr[data-command="' + CSS.escape(cmd.id) + '"]');
         if (!row) { return; }
