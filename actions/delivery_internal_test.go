@@ -111,6 +111,15 @@ func tempStore(t *testing.T) *store.Store {
 	return st
 }
 
+// createDevice registers a device with id in st, for commands to target.
+func createDevice(t *testing.T, st *store.Store, id string) {
+	t.Helper()
+	now := time.Now().UTC()
+	if err := st.CreateDevice(context.Background(), &store.Device{ID: id, Name: id, TokenHash: "h-" + id, MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 type markerFunc func(ids []string)
 
 func (f markerFunc) MarkPublished(_ context.Context, ids []string, _ time.Time) error {
@@ -203,9 +212,7 @@ func TestDroppedResendIsRetried(t *testing.T) {
 	ctx := context.Background()
 	st := tempStore(t)
 	now := time.Now().UTC()
-	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
-		t.Fatal(err)
-	}
+	createDevice(t, st, "d1")
 	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "dispatch", ActionID: "a", ActionName: "a", EventID: "evt",
 		Function: LoadURL, Method: "POST", Targets: 2, CreatedAt: now}}
 	for _, id := range []string{"published", "queued"} {

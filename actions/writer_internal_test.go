@@ -15,12 +15,9 @@ import (
 // supersede another's command in the database: that trigger must not send it
 // (its command is marked expired in memory too), as within a round that works.
 func TestSupersedeSurvivesARetriedRound(t *testing.T) {
-	ctx := context.Background()
 	st := tempStore(t)
 	now := time.Now().UTC()
-	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
-		t.Fatal(err)
-	}
+	createDevice(t, st, "d1")
 	d := NewDispatcher(st, nopSink{}, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{})
 	job := func(id, function string) *writeJob {
 		nd := &store.NewDispatch{
@@ -152,9 +149,7 @@ func TestWaitEndsWhenALaterRoundSupersedes(t *testing.T) {
 	ctx := context.Background()
 	st := tempStore(t)
 	now := time.Now().UTC()
-	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
-		t.Fatal(err)
-	}
+	createDevice(t, st, "d1")
 	sink := &recordingSink{}
 	d := NewDispatcher(st, sink, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{})
 	action := func(id, params string) *store.Action {
@@ -209,9 +204,7 @@ func TestCommitHandsOverBeforeTheCallRunsOn(t *testing.T) {
 	ctx := context.Background()
 	st := tempStore(t)
 	now := time.Now().UTC()
-	if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
-		t.Fatal(err)
-	}
+	createDevice(t, st, "d1")
 	sink := &recordingSink{}
 	d := NewDispatcher(st, sink, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{})
 	answered := make(chan error, 1)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -241,22 +240,7 @@ func TestDeletingADeviceEndsAWait(t *testing.T) {
 	s.createDevice("gone")
 	_, key := s.createKey("k")
 	ev := s.createAction("refresh_content", map[string]any{"type": "all"}, nil)
-	type answer struct {
-		status int
-		body   map[string]any
-	}
-	waited := make(chan answer, 1)
-	go func() { // not s.post: it may fail the test, which only the test's goroutine may
-		req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks?wait=20", strings.NewReader(`{"event_id":"`+ev+`"}`))
-		req.Header.Set("x-webhook-apikey", key)
-		var a answer
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			a.status = resp.StatusCode
-			_ = json.NewDecoder(resp.Body).Decode(&a.body)
-			resp.Body.Close()
-		}
-		waited <- a
-	}()
+	waited := s.postWaiting(key, ev, 20)
 	testenv.WaitFor(t, 10*time.Second, "the waiting call's dispatch", func() bool {
 		return s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches", nil)["total"] == float64(1)
 	})

@@ -200,6 +200,32 @@ func (s *server) createAction(function string, target, params map[string]any) st
 }
 
 // post calls the webhook by POST with a raw body and extra headers.
+// webhookAnswer is a webhook call's status and JSON body (status 0: no answer).
+type webhookAnswer struct {
+	status int
+	body   map[string]any
+}
+
+// postWaiting triggers event with ?wait=seconds on another goroutine, and
+// answers on the channel. Not through post, which may fail the test: only the
+// test's own goroutine may.
+func (s *server) postWaiting(key, event string, seconds int) <-chan webhookAnswer {
+	waited := make(chan webhookAnswer, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/public-api/integration/webhooks?wait=%d", s.base, seconds),
+			strings.NewReader(`{"event_id":"`+event+`"}`))
+		req.Header.Set("x-webhook-apikey", key)
+		var a webhookAnswer
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			a.status = resp.StatusCode
+			_ = json.NewDecoder(resp.Body).Decode(&a.body)
+			resp.Body.Close()
+		}
+		waited <- a
+	}()
+	return waited
+}
+
 func (s *server) post(key, body string, headers ...string) (int, map[string]any) {
 	s.t.Helper()
 	req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks", strings.NewReader(body))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -744,22 +743,7 @@ func TestNewerDesiredStateSupersedesQueuedCommands(t *testing.T) {
 	// supersedes it: its command is final then.
 	p.client.Disconnect(50)
 	testenv.WaitFor(t, 10*time.Second, "lobby offline", func() bool { return !s.app.presence.Online("lobby") })
-	type answer struct {
-		status int
-		body   map[string]any
-	}
-	waited := make(chan answer, 1)
-	go func() {
-		req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks?wait=20", strings.NewReader(`{"event_id":"`+on+`"}`))
-		req.Header.Set("x-webhook-apikey", key)
-		var a answer
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			a.status = resp.StatusCode
-			_ = json.NewDecoder(resp.Body).Decode(&a.body)
-			resp.Body.Close()
-		}
-		waited <- a
-	}()
+	waited := s.postWaiting(key, on, 20)
 	testenv.WaitFor(t, 10*time.Second, "the waiting call's dispatch", func() bool {
 		return s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches", nil)["total"] == float64(5)
 	})
