@@ -284,7 +284,11 @@ func (dl *Delivery) sendPending(ctx context.Context, ids []string, unacked bool,
 	}
 	cmds, err := dl.st.PendingCommands(ctx, ids, states, now, 10000)
 	if err != nil {
-		dl.log.Error("load pending commands", "err", err)
+		// Cut short by shutdown, it is no error: they stay queued in the
+		// store, and the next start sends them.
+		if ctx.Err() == nil {
+			dl.log.Error("load pending commands", "err", err)
+		}
 		return
 	}
 	if keep != nil {

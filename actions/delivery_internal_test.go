@@ -1,6 +1,7 @@
 package actions
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -177,6 +178,22 @@ func TestUnreadableDesiredStateIsPublishedAtTheNextResync(t *testing.T) {
 	dl.publishDesired(ctx, []string{"d1"})
 	if !dl.missed.Load() {
 		t.Fatal("a failed read of desired states did not ask for the next resync to publish them all")
+	}
+}
+
+// Reads cut short by shutdown are no errors: what they would have sent stays
+// in the store for the next start, and the log says nothing of it.
+func TestShutdownCutsReadsShortQuietly(t *testing.T) {
+	st := tempStore(t)
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	dl := NewDelivery(st, &recorder{got: map[string][]string{}}, Topics{Prefix: "dh"}, NewPresence(st, log, true), log)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dl.sendPending(ctx, []string{"d1"}, true, time.Now(), nil)
+	dl.publishDesired(ctx, []string{"d1"})
+	if logged.Len() > 0 {
+		t.Fatalf("shutdown's cut-short reads were logged:\n%s", logged.String())
 	}
 }
 
