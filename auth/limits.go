@@ -264,8 +264,13 @@ func (k *Keys) AuthenticateLink(ctx context.Context, keyID string, expires int64
 		return nil, errUnauthorized
 	}
 	want := SignLink(plain, keyID, expires, payload)
-	if !hmac.Equal([]byte(want), []byte(sig)) || time.Now().Unix() >= expires {
+	if !hmac.Equal([]byte(want), []byte(sig)) {
 		return nil, errUnauthorized
+	}
+	if time.Now().Unix() >= expires {
+		// Only the key's holder signs: saying so tells a caller nothing new.
+		return nil, actions.Errorf(actions.CodeUnauthorized, "the link expired at %s; ask for a new one",
+			time.Unix(expires, 0).UTC().Format(time.RFC3339))
 	}
 	c := newCaller(key)
 	if !c.usable(time.Now()) {

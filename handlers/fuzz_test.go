@@ -132,6 +132,7 @@ func isJSONObject(b []byte) bool {
 // bytes once trimmed, whose sensor_data is absent, null or an object, and whose
 // idempotency_key is absent, null or a string.
 func refWebhookRequest(raw []byte) (eventID string, sensor map[string]any, idem string, ok bool) {
+	raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf")) // RFC 8259 §8.1: a parser may ignore a byte-order mark
 	if !json.Valid(raw) {
 		return "", nil, "", false
 	}

@@ -153,11 +153,6 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		h.fail(c, cl, err)
 		return
 	}
-	if err := h.keys.Limit(caller); err != nil {
-		c.Header("Retry-After", auth.RetryAfterSeconds(err))
-		h.fail(c, cl, err)
-		return
-	}
 	req, err := readRequest(c, link, params, body)
 	if err != nil {
 		h.fail(c, cl, err)
@@ -187,6 +182,13 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 			h.succeed(c, out, 0)
 			return
 		}
+	}
+	// A repeat answered from its record does not count: a client retrying
+	// after a timeout gets its answer, not a 429.
+	if err := h.keys.Limit(caller); err != nil {
+		c.Header("Retry-After", auth.RetryAfterSeconds(err))
+		h.fail(c, cl, err)
+		return
 	}
 	action, err := h.st.ActionByEventID(c.Request.Context(), req.EventID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !action.Enabled) {
@@ -298,7 +300,7 @@ func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
 		q, err := linkQuery(c.Request.URL.RawQuery)
 		return q, true, err
 	}
-	if strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded") && !json.Valid(body) {
+	if strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded") && !json.Valid(bytes.TrimPrefix(body, utf8BOM)) {
 		form, err := url.ParseQuery(string(body))
 		switch {
 		case err != nil:
@@ -351,6 +353,14 @@ func (h *webhookHandler) authenticate(c *gin.Context, params url.Values) (*auth.
 	key := strings.TrimSpace(c.GetHeader("x-webhook-apikey"))
 	if key == "" {
 		key = strings.TrimSpace(params.Get("api_key"))
+	}
+	switch {
+	case key == "" && c.Request.Method == http.MethodPost && c.Query("api_key") != "":
+		return nil, actions.Errorf(actions.CodeUnauthorized,
+			"missing API key: a POST sends it in the x-webhook-apikey header (api_key in the query string counts on a GET link only)")
+	case key == "":
+		return nil, actions.Errorf(actions.CodeUnauthorized,
+			"missing API key: send it in the x-webhook-apikey header, or as api_key in a GET link")
 	}
 	return h.keys.Authenticate(c.Request.Context(), key)
 }
@@ -407,8 +417,12 @@ func DecodePayload(p string) ([]byte, error) {
 	return b, nil
 }
 
+// utf8BOM is the byte-order mark some tools put before UTF-8 text.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
 // ParseWebhookJSON reads the webhook JSON object and checks its types.
 func ParseWebhookJSON(raw []byte) (*webhookRequest, error) {
+	raw = bytes.TrimPrefix(raw, utf8BOM) // some Windows tools write one
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, badRequest("the body must be a JSON object with an event_id")
 	}
@@ -487,10 +501,37 @@ func headerBytes(r *http.Request) int {
 }
 
 // wantsHTML tells a browser (that opened a link, or posted a confirm form) from an
-// API client.
+// API client: its Accept names text/html, and ranks it no lower than JSON.
 func wantsHTML(c *gin.Context) bool {
-	return strings.Contains(c.GetHeader("Accept"), "text/html") &&
-		(c.Request.Method == http.MethodGet || strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded"))
+	if c.Request.Method != http.MethodGet && !strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded") {
+		return false
+	}
+	htmlQ, jsonQ := acceptQ(c.GetHeader("Accept"))
+	return htmlQ > 0 && htmlQ >= jsonQ
+}
+
+// acceptQ reads the quality values an Accept header gives text/html and JSON
+// (application/json or application/*); a type it does not name gets 0, and a
+// wildcard */* counts for neither (curl sends it).
+func acceptQ(accept string) (htmlQ, jsonQ float64) {
+	for _, part := range strings.Split(accept, ",") {
+		mediaType, params, _ := strings.Cut(part, ";")
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "q="); ok {
+				if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 && f <= 1 {
+					q = f
+				}
+			}
+		}
+		switch strings.ToLower(strings.TrimSpace(mediaType)) {
+		case "text/html":
+			htmlQ = max(htmlQ, q)
+		case "application/json", "application/*":
+			jsonQ = max(jsonQ, q)
+		}
+	}
+	return htmlQ, jsonQ
 }
 
 // previewAgents are the user agents of chat apps and link unfurlers that fetch a

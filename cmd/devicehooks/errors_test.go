@@ -91,15 +91,25 @@ func TestWebhookErrorTable(t *testing.T) {
 
 	// The detail says what is wrong in the caller's terms.
 	for _, c := range []struct {
-		name string
-		call func() (int, map[string]any)
-		want string
+		name       string
+		call       func() (int, map[string]any)
+		status     int
+		code, want string
 	}{
-		{"payload badly URL-encoded", func() (int, map[string]any) { return s.get("api_key=" + key + "&payload=%%%%") }, "payload parameter is not validly URL-encoded"},
-		{"JSON array", func() (int, map[string]any) { return s.post(key, `["x"]`) }, "must be a JSON object with an event_id, not a JSON array"},
+		{"payload badly URL-encoded", func() (int, map[string]any) { return s.get("api_key=" + key + "&payload=%%%%") },
+			400, "bad_request", "payload parameter is not validly URL-encoded"},
+		{"JSON array", func() (int, map[string]any) { return s.post(key, `["x"]`) },
+			400, "bad_request", "must be a JSON object with an event_id, not a JSON array"},
+		{"no key", func() (int, map[string]any) { return s.post("", ok) },
+			401, "unauthorized", "send it in the x-webhook-apikey header"},
+		{"a POST's key in the query", func() (int, map[string]any) {
+			req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks?api_key="+key, strings.NewReader(ok))
+			req.Header.Set("Content-Type", "application/json")
+			return s.do(req)
+		}, 401, "unauthorized", "counts on a GET link only"},
 	} {
 		status, body := c.call()
-		wantError(t, c.name, status, body, http.StatusBadRequest, "bad_request")
+		wantError(t, c.name, status, body, c.status, c.code)
 		if d := body["error"].(map[string]any)["detail"].(string); !strings.Contains(d, c.want) {
 			t.Errorf("%s: detail %q, want it to say %q", c.name, d, c.want)
 		}
@@ -107,6 +117,10 @@ func TestWebhookErrorTable(t *testing.T) {
 	// A badly encoded pair the link does not need is dropped, as before.
 	if status, body := s.get("api_key=" + key + "&payload=" + b64(ok) + "&utm_source=%zz"); status != http.StatusOK {
 		t.Errorf("a link with a badly encoded extra parameter: %d %v", status, body)
+	}
+	// A byte-order mark before the JSON (some Windows tools write one) is read past.
+	if status, body := s.post(key, "\ufeff"+ok); status != http.StatusOK {
+		t.Errorf("a body with a byte-order mark: %d %v", status, body)
 	}
 
 	// A wrong key and a revoked key cannot be told apart by the body...

@@ -75,9 +75,14 @@ func TestKeyScopesAndLimits(t *testing.T) {
 
 	// Rate: 2 at once, then 1 per second; the third quick call waits.
 	key := newKey(map[string]any{"rate": map[string]any{"per_second": 1, "burst": 2}})
+	var first any
 	for i := 0; i < 2; i++ {
-		if status, ans := s.post(key, body(evDevice)); status != 200 {
+		status, ans := s.post(key, body(evDevice), "Idempotency-Key", "burst-"+strconv.Itoa(i))
+		if status != 200 {
 			t.Fatalf("call %d within the burst: %d %v", i, status, ans)
+		}
+		if i == 0 {
+			first = ans["dispatch_id"]
 		}
 		p.next(5 * time.Second)
 	}
@@ -93,6 +98,11 @@ func TestKeyScopesAndLimits(t *testing.T) {
 	}
 	if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); ra < 1 {
 		t.Fatalf("Retry-After = %q", resp.Header.Get("Retry-After"))
+	}
+	// A client retrying an accepted call (its answer lost to a timeout) gets
+	// that answer, not a 429: a repeat answered from its record does not count.
+	if status, ans := s.post(key, body(evDevice), "Idempotency-Key", "burst-0"); status != 200 || ans["dispatch_id"] != first {
+		t.Fatalf("a repeat over the rate: %d %v, want 200 with dispatch %v", status, ans, first)
 	}
 	p.none(100 * time.Millisecond)
 
@@ -174,6 +184,9 @@ func TestSignedAndSafeLinks(t *testing.T) {
 	time.Sleep(time.Until(time.Unix(exp, 0)) + 50*time.Millisecond)
 	status, ans := s.get(link)
 	wantError(t, "expired link", status, ans, 401, "unauthorized")
+	if d := ans["error"].(map[string]any)["detail"].(string); !strings.Contains(d, "expired") {
+		t.Errorf("an expired link's detail %q does not say it expired", d)
+	}
 
 	// HEAD and link-preview agents fire nothing.
 	plain := "api_key=" + key + "&payload=" + payload
@@ -188,6 +201,24 @@ func TestSignedAndSafeLinks(t *testing.T) {
 		}
 	}
 	p.none(200 * time.Millisecond)
+
+	// A page for a browser; JSON for a client that ranks JSON higher or
+	// takes anything.
+	for _, c := range []struct {
+		accept string
+		page   bool
+	}{
+		{"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", true},
+		{"application/json, text/html;q=0.5", false},
+		{"text/html;q=0, application/json", false},
+		{"*/*", false},
+	} {
+		status, ans := s.get(plain, "Accept", c.accept)
+		if status != 200 || (ans == nil) != c.page {
+			t.Errorf("Accept %q: %d %v, want a page: %v", c.accept, status, ans, c.page)
+		}
+		p.next(5 * time.Second)
+	}
 
 	// A confirm link shows a page and fires only from its button's POST.
 	req, _ = http.NewRequest("GET", s.base+"/public-api/integration/webhooks?"+plain+"&confirm=1", nil)
