@@ -22,6 +22,10 @@ import (
 // ErrNotFound is returned when a looked-up row does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrNoSchema is returned by Open WithoutMigration from a database that no
+// devicehooks serve has made its tables in yet.
+var ErrNoSchema = errors.New("the database has no devicehooks tables yet (serve makes them at its first start)")
+
 // ErrConflict is returned when a write would break a uniqueness or reference rule.
 var ErrConflict = errors.New("conflict")
 
@@ -103,6 +107,10 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 			_ = sqlDB.Close()
 			return nil, err
 		}
+	}
+	if opts.noMigrate && !s.db.WithContext(ctx).Migrator().HasTable(&Device{}) {
+		_ = sqlDB.Close()
+		return nil, ErrNoSchema
 	}
 	if s.stmts, err = prepareStatements(ctx, sqlDB, s.postgres); err != nil {
 		s.releaseClaim()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -55,13 +56,34 @@ func startRecipeBroker(t testing.TB) *recipeBroker {
 func (rb *recipeBroker) sync(dsn string) {
 	rb.t.Helper()
 	var out strings.Builder
-	if err := writeMosquittoPasswd(context.Background(), dsn, rb.serverPasswd, &out); err != nil {
+	if err := writeMosquittoPasswd(context.Background(), dsn, rb.serverPasswd, &out, io.Discard); err != nil {
 		rb.t.Fatal(err)
 	}
 	if err := os.WriteFile(rb.passwd, []byte(out.String()), 0o600); err != nil {
 		rb.t.Fatal(err)
 	}
 	rb.Reload()
+}
+
+// The recipe exports the password file before devicehooks' first start: on a
+// database without tables yet, the file is the included accounts, and stderr
+// says why there are no devices.
+func TestMosquittoPasswdBeforeTheFirstStart(t *testing.T) {
+	dir := t.TempDir()
+	include := filepath.Join(dir, "server.passwd")
+	line := "devicehooks:" + secrets.MosquittoHash(serverMQTTPassword) + "\n"
+	os.WriteFile(include, []byte(line), 0o600)
+	empty := filepath.Join(dir, "empty.db")
+	os.WriteFile(empty, nil, 0o600)
+	for name, dsn := range map[string]string{"sqlite": empty, "postgres": testenv.Postgres(t)} {
+		var out, notes strings.Builder
+		if rc := runMosquittoPasswd(context.Background(), []string{"--db", dsn, "--include", include}, &out, &notes); rc != 0 {
+			t.Fatalf("%s: exit %d: %s", name, rc, notes.String())
+		}
+		if out.String() != line || !strings.Contains(notes.String(), "no devices yet") {
+			t.Errorf("%s: printed %q, said %q", name, out.String(), notes.String())
+		}
+	}
 }
 
 // serverFlags are the serve flags that log in to this broker.
