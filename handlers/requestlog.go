@@ -121,6 +121,12 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 		case <-ctx.Done():
 			buf = l.queue.Take(buf)
 			flush()
+			if lost := len(buf) + int(l.drops) + int(l.dropped.Swap(0)); lost > 0 {
+				// Said whatever the allowance of write errors: a database
+				// away at the stop (an outage ends this instance, see
+				// operations.md) takes these records with it.
+				l.log.Error("request log: records not written at stop", "count", lost)
+			}
 			return
 		}
 	}

@@ -230,6 +230,30 @@ func TestRequestLogHoldsAQueuesWorthWhileTheDatabaseFails(t *testing.T) {
 	logs.WaitFor(t, 10*time.Second, "records dropped\" count=5")
 }
 
+// Records the database does not take by the stop are said to be lost, even
+// when the failure that held them was already logged within the allowance.
+func TestRequestLogSaysWhatTheStopLoses(t *testing.T) {
+	st, exec := faultyStore(t)
+	exec(`CREATE TRIGGER refuse BEFORE INSERT ON request_logs BEGIN SELECT RAISE(ABORT, 'refused'); END`)
+	var logs testenv.Buffer
+	l := NewRequestLog(st, slog.New(slog.NewTextHandler(&logs, nil)))
+	now := time.Now().UTC()
+	for i := range flushAt { // a flush fails, and uses the allowance
+		l.Record(record(fmt.Sprintf("a%04d", i), "evt", now))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		l.Run(ctx, time.Hour)
+	}()
+	logs.WaitFor(t, 10*time.Second, "write request log")
+	l.Record(record("b", "evt", now))
+	cancel()
+	<-ran
+	logs.WaitFor(t, time.Second, fmt.Sprintf("records not written at stop\" count=%d", flushAt+1))
+}
+
 // The limit for every source together holds when sources keep changing.
 func TestAnonLimitBoundsAllSources(t *testing.T) {
 	a := newAnonLimit()
