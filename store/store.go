@@ -24,7 +24,7 @@ var ErrNotFound = errors.New("not found")
 
 // ErrNoSchema is returned by Open WithoutMigration from a database that no
 // devicehooks serve has made its tables in yet.
-var ErrNoSchema = errors.New("the database has no devicehooks tables yet (serve makes them at its first start)")
+var ErrNoSchema = errors.New("the database has no devicehooks tables (serve makes them at its first start)")
 
 // ErrConflict is returned when a write would break a uniqueness or reference rule.
 var ErrConflict = errors.New("conflict")
@@ -108,9 +108,12 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 			return nil, err
 		}
 	}
-	if opts.noMigrate && !s.db.WithContext(ctx).Migrator().HasTable(&Device{}) {
-		_ = sqlDB.Close()
-		return nil, ErrNoSchema
+	if opts.noMigrate {
+		if err := hasSchema(ctx, sqlDB, s.postgres); err != nil {
+			s.releaseClaim()
+			_ = sqlDB.Close()
+			return nil, err
+		}
 	}
 	if s.stmts, err = prepareStatements(ctx, sqlDB, s.postgres); err != nil {
 		s.releaseClaim()
@@ -125,6 +128,24 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 		log.Info("database ready", "driver", s.Driver())
 	}
 	return s, nil
+}
+
+// hasSchema returns ErrNoSchema if the database has no devices table where
+// the store's queries look for it (PostgreSQL's search_path), and any error of
+// finding out: a tool must not take a failed look for an empty database.
+func hasSchema(ctx context.Context, db *sql.DB, postgres bool) error {
+	query := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'devices'`
+	if postgres {
+		query = `SELECT count(*) FROM (SELECT to_regclass('devices') AS t) r WHERE t IS NOT NULL`
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, query).Scan(&n); err != nil {
+		return fmt.Errorf("store: look for the tables: %w", err)
+	}
+	if n == 0 {
+		return ErrNoSchema
+	}
+	return nil
 }
 
 // IsPostgres reports whether dsn selects PostgreSQL rather than an SQLite file.

@@ -45,34 +45,34 @@ Flags:`)
 	if *db == "" {
 		*db = envOr("DEVICEHOOKS_DB", "devicehooks.db")
 	}
-	if err := writeMosquittoPasswd(ctx, *db, *include, stdout, stderr); err != nil {
+	if err := writeMosquittoPasswd(ctx, *db, *include, stdout); err != nil {
 		fmt.Fprintln(stderr, "devicehooks mosquitto-passwd:", err)
 		return 1
 	}
 	return 0
 }
 
-func writeMosquittoPasswd(ctx context.Context, dsn, include string, w, notes io.Writer) error {
+func writeMosquittoPasswd(ctx context.Context, dsn, include string, w io.Writer) error {
 	if !store.IsPostgres(dsn) {
 		if _, err := os.Stat(dsn); err != nil {
 			return fmt.Errorf("database %s: %w", dsn, err)
 		}
 	}
 	// Beside a running server, whose schema is its own to change. Before the
-	// first serve there are no devices yet: the file is --include's lines
-	// (operations.md's recipe exports it before the first start).
-	var devs []store.Device
+	// first serve there are no tables: say so, and fail, since a file without
+	// the devices must never replace the live one by mistake (a wrong
+	// database, a role that cannot see the tables).
 	st, err := store.Open(ctx, dsn, nil, store.WithoutMigration())
-	switch {
-	case errors.Is(err, store.ErrNoSchema):
-		fmt.Fprintf(notes, "devicehooks mosquitto-passwd: no devices yet: %v\n", err)
-	case err != nil:
+	if errors.Is(err, store.ErrNoSchema) {
+		return fmt.Errorf("%w; before devicehooks' first start, use the --include file alone as the password file", err)
+	}
+	if err != nil {
 		return err
-	default:
-		defer st.Close()
-		if devs, err = st.MosquittoCredentials(ctx); err != nil {
-			return err
-		}
+	}
+	defer st.Close()
+	devs, err := st.MosquittoCredentials(ctx)
+	if err != nil {
+		return err
 	}
 	bw := bufio.NewWriter(w)
 	taken := map[string]bool{}

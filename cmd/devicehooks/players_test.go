@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -56,7 +56,7 @@ func startRecipeBroker(t testing.TB) *recipeBroker {
 func (rb *recipeBroker) sync(dsn string) {
 	rb.t.Helper()
 	var out strings.Builder
-	if err := writeMosquittoPasswd(context.Background(), dsn, rb.serverPasswd, &out, io.Discard); err != nil {
+	if err := writeMosquittoPasswd(context.Background(), dsn, rb.serverPasswd, &out); err != nil {
 		rb.t.Fatal(err)
 	}
 	if err := os.WriteFile(rb.passwd, []byte(out.String()), 0o600); err != nil {
@@ -65,25 +65,33 @@ func (rb *recipeBroker) sync(dsn string) {
 	rb.Reload()
 }
 
-// The recipe exports the password file before devicehooks' first start: on a
-// database without tables yet, the file is the included accounts, and stderr
-// says why there are no devices.
-func TestMosquittoPasswdBeforeTheFirstStart(t *testing.T) {
+// An export from a database without devicehooks' tables (before the first
+// start, or the wrong database) fails and says why: a file without the devices
+// must never replace the live one. Its output is not to be used.
+func TestMosquittoPasswdRefusesADatabaseWithoutTables(t *testing.T) {
 	dir := t.TempDir()
 	include := filepath.Join(dir, "server.passwd")
-	line := "devicehooks:" + secrets.MosquittoHash(serverMQTTPassword) + "\n"
-	os.WriteFile(include, []byte(line), 0o600)
-	empty := filepath.Join(dir, "empty.db")
+	os.WriteFile(include, []byte("devicehooks:"+secrets.MosquittoHash(serverMQTTPassword)+"\n"), 0o600)
+	empty, other := filepath.Join(dir, "empty.db"), filepath.Join(dir, "other.db")
 	os.WriteFile(empty, nil, 0o600)
-	for name, dsn := range map[string]string{"sqlite": empty, "postgres": testenv.Postgres(t)} {
+	db, err := sql.Open("sqlite3", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE t (x)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	check := func(t *testing.T, dsn string) {
 		var out, notes strings.Builder
-		if rc := runMosquittoPasswd(context.Background(), []string{"--db", dsn, "--include", include}, &out, &notes); rc != 0 {
-			t.Fatalf("%s: exit %d: %s", name, rc, notes.String())
-		}
-		if out.String() != line || !strings.Contains(notes.String(), "no devices yet") {
-			t.Errorf("%s: printed %q, said %q", name, out.String(), notes.String())
+		if rc := runMosquittoPasswd(context.Background(), []string{"--db", dsn, "--include", include}, &out, &notes); rc != 1 ||
+			!strings.Contains(notes.String(), "no devicehooks tables") || !strings.Contains(notes.String(), "--include file alone") {
+			t.Errorf("exit %d, said %q", rc, notes.String())
 		}
 	}
+	t.Run("sqlite, empty", func(t *testing.T) { check(t, empty) })
+	t.Run("sqlite, another database", func(t *testing.T) { check(t, other) })
+	t.Run("postgres, empty", func(t *testing.T) { check(t, testenv.Postgres(t)) })
 }
 
 // serverFlags are the serve flags that log in to this broker.
