@@ -121,11 +121,11 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 		case <-ctx.Done():
 			buf = l.queue.Take(buf)
 			flush()
-			if lost := len(buf) + int(l.drops) + int(l.dropped.Swap(0)); lost > 0 {
-				// Said whatever the allowance of write errors: a database
-				// away at the stop (an outage ends this instance, see
-				// operations.md) takes these records with it.
-				l.log.Error("request log: records not written at stop", "count", lost)
+			// Said whatever the allowance of write errors: a database away at
+			// the stop (an outage ends this instance, see operations.md) takes
+			// these records with it, and those dropped but not yet said.
+			if dropped := l.drops + int(l.dropped.Swap(0)); len(buf) > 0 || dropped > 0 {
+				l.log.Error("request log: records not written at stop", "waiting", len(buf), "dropped", dropped)
 			}
 			return
 		}

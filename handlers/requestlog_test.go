@@ -251,7 +251,7 @@ func TestRequestLogSaysWhatTheStopLoses(t *testing.T) {
 	l.Record(record("b", "evt", now))
 	cancel()
 	<-ran
-	logs.WaitFor(t, time.Second, fmt.Sprintf("records not written at stop\" count=%d", flushAt+1))
+	logs.WaitFor(t, time.Second, fmt.Sprintf("records not written at stop\" waiting=%d dropped=0", flushAt+1))
 }
 
 // The limit for every source together holds when sources keep changing.
