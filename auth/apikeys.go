@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"devicehooks/actions"
 	"devicehooks/secrets"
 	"devicehooks/store"
@@ -52,7 +50,7 @@ const keyCacheTTL = 10 * time.Second
 func NewKeys(st *store.Store, kr *secrets.Keyring, log *slog.Logger) *Keys {
 	return &Keys{
 		st: st, kr: kr, log: log, cache: map[string]cachedKey{}, uses: map[string]store.KeyUse{},
-		rates: limiters{m: map[string]*rate.Limiter{}},
+		rates: limiters{m: map[string]*bucket{}},
 	}
 }
 
@@ -122,8 +120,9 @@ func (k *Keys) Authenticate(ctx context.Context, plain string) (*Caller, error) 
 }
 
 // Limit takes one request from the caller's rate, or returns a rate-limited
-// error (see RetryAfterSeconds).
-func (k *Keys) Limit(c *Caller) error { return k.rates.allow(c, time.Now()) }
+// error (see RetryAfterSeconds). refund gives it back, for a call that turned
+// out to cost nothing (a repeat answered from its idempotency record).
+func (k *Keys) Limit(c *Caller) (refund func(), err error) { return k.rates.allow(c, time.Now()) }
 
 // Update changes a key's name and limits; they apply at once.
 func (k *Keys) Update(ctx context.Context, id, name string, limits Limits) error {

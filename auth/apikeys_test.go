@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"devicehooks/actions"
 	"devicehooks/internal/testenv"
@@ -132,5 +133,38 @@ func TestKeyUseRetriesAFailedWrite(t *testing.T) {
 	got, err := st.APIKey(ctx, key.ID)
 	if err != nil || got.LastUsedAt == nil || got.LastUsedFrom != "10.0.0.7" {
 		t.Fatalf("after writes work again: %+v %v", got, err)
+	}
+}
+
+// A key's bucket fills at its rate up to its burst, and a token given back
+// (a repeat that cost nothing) can be taken again at once.
+func TestRateBucketGivesBack(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	b := newBucket(1, 2, now)
+	for i := range 2 {
+		if w := b.take(now); w != 0 {
+			t.Fatalf("take %d within the burst: wait %v", i, w)
+		}
+	}
+	if w := b.take(now); w != time.Second {
+		t.Fatalf("take past the burst: wait %v, want 1s", w)
+	}
+	b.give(now)
+	if w := b.take(now); w != 0 {
+		t.Fatalf("take after a give: wait %v", w)
+	}
+	if w := b.take(now.Add(500 * time.Millisecond)); w != 500*time.Millisecond {
+		t.Fatalf("half a token in: wait %v, want 500ms", w)
+	}
+	later := now.Add(time.Hour)
+	b.give(later)
+	b.give(later)
+	for i := range 2 {
+		if w := b.take(later); w != 0 {
+			t.Fatalf("take %d after an hour: wait %v", i, w)
+		}
+	}
+	if w := b.take(later); w == 0 {
+		t.Fatal("gives filled the bucket past its burst")
 	}
 }

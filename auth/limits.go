@@ -16,8 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"devicehooks/actions"
 	"devicehooks/store"
 )
@@ -182,7 +180,44 @@ func (c *Caller) CheckAction(a *store.Action) error {
 // limiters holds one token bucket per rate-limited key, bounded in number.
 type limiters struct {
 	mu sync.Mutex
-	m  map[string]*rate.Limiter
+	m  map[string]*bucket
+}
+
+// bucket is a token bucket that can take a token back (x/time/rate's cannot,
+// once the token's time has passed).
+type bucket struct {
+	perSecond float64
+	burst     int
+	tokens    float64
+	at        time.Time // when tokens was counted
+}
+
+func newBucket(perSecond float64, burst int, now time.Time) *bucket {
+	return &bucket{perSecond: perSecond, burst: burst, tokens: float64(burst), at: now}
+}
+
+// fill adds what has dripped in since the last count.
+func (b *bucket) fill(now time.Time) {
+	if now.After(b.at) {
+		b.tokens = min(float64(b.burst), b.tokens+now.Sub(b.at).Seconds()*b.perSecond)
+		b.at = now
+	}
+}
+
+// take takes a token, or tells how long until there is one.
+func (b *bucket) take(now time.Time) (wait time.Duration) {
+	b.fill(now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0
+	}
+	return time.Duration((1 - b.tokens) / b.perSecond * float64(time.Second))
+}
+
+// give puts a token back.
+func (b *bucket) give(now time.Time) {
+	b.fill(now)
+	b.tokens = min(float64(b.burst), b.tokens+1)
 }
 
 // RateLimited is the error of a call over its key's rate; RetryAfter says when to
@@ -197,33 +232,37 @@ func (e *RateLimited) Error() string { return e.Err.Error() }
 // Unwrap lets errors.As find the coded error.
 func (e *RateLimited) Unwrap() error { return e.Err }
 
-// allow takes a token for the caller, or returns a RateLimited error.
-func (l *limiters) allow(c *Caller, now time.Time) error {
+// noRefund is the refund of a call that took nothing.
+func noRefund() {}
+
+// allow takes a token for the caller, or returns a RateLimited error; refund
+// gives the token back.
+func (l *limiters) allow(c *Caller, now time.Time) (refund func(), err error) {
 	r := c.limits.Rate
 	if r == nil {
-		return nil
+		return noRefund, nil
 	}
 	l.mu.Lock()
-	lim, ok := l.m[c.Key.ID]
-	if !ok || lim.Limit() != rate.Limit(r.PerSecond) || lim.Burst() != r.Burst {
+	b, ok := l.m[c.Key.ID]
+	if !ok || b.perSecond != r.PerSecond || b.burst != r.Burst {
 		if len(l.m) > 10000 {
-			l.m = map[string]*rate.Limiter{}
+			l.m = map[string]*bucket{}
 		}
-		lim = rate.NewLimiter(rate.Limit(r.PerSecond), r.Burst)
-		l.m[c.Key.ID] = lim
+		b = newBucket(r.PerSecond, r.Burst, now)
+		l.m[c.Key.ID] = b
 	}
-	res := lim.ReserveN(now, 1)
-	delay := res.DelayFrom(now)
-	if delay > 0 {
-		res.CancelAt(now) // do not spend the token we are not going to use
-	}
+	wait := b.take(now)
 	l.mu.Unlock()
-	if delay <= 0 {
-		return nil
+	if wait <= 0 {
+		return func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			b.give(time.Now())
+		}, nil
 	}
-	return &RateLimited{
+	return noRefund, &RateLimited{
 		Err:        actions.Errorf(actions.CodeRateLimited, "this API key is limited to %g requests per second (burst %d)", r.PerSecond, r.Burst),
-		RetryAfter: delay,
+		RetryAfter: wait,
 	}
 }
 
@@ -247,7 +286,8 @@ func SignLink(apiKey, keyID string, expires int64, payload string) string {
 
 // AuthenticateLink checks a signed link: the key must be live and the signature
 // made with it over these fields, and the link not expired. Every failure is the
-// same 401.
+// same 401, but for the expiry of a link that is otherwise good: its holder
+// then hears that a new link would work.
 func (k *Keys) AuthenticateLink(ctx context.Context, keyID string, expires int64, payload, sig string) (*Caller, error) {
 	if len(sig) > 100 {
 		return nil, errUnauthorized
@@ -267,14 +307,13 @@ func (k *Keys) AuthenticateLink(ctx context.Context, keyID string, expires int64
 	if !hmac.Equal([]byte(want), []byte(sig)) {
 		return nil, errUnauthorized
 	}
-	if time.Now().Unix() >= expires {
-		// Only the key's holder signs: saying so tells a caller nothing new.
-		return nil, actions.Errorf(actions.CodeUnauthorized, "the link expired at %s; ask for a new one",
-			time.Unix(expires, 0).UTC().Format(time.RFC3339))
-	}
 	c := newCaller(key)
 	if !c.usable(time.Now()) {
 		return nil, errUnauthorized
+	}
+	if time.Now().Unix() >= expires {
+		return nil, actions.Errorf(actions.CodeUnauthorized, "the link expired at %s; ask for a new one",
+			time.Unix(expires, 0).UTC().Format(time.RFC3339))
 	}
 	return c, nil
 }

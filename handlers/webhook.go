@@ -153,6 +153,12 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		h.fail(c, cl, err)
 		return
 	}
+	refund, err := h.keys.Limit(caller)
+	if err != nil {
+		c.Header("Retry-After", auth.RetryAfterSeconds(err))
+		h.fail(c, cl, err)
+		return
+	}
 	req, err := readRequest(c, link, params, body)
 	if err != nil {
 		h.fail(c, cl, err)
@@ -178,17 +184,13 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 			return
 		}
 		if out != nil {
+			// A repeat costs no more than a read: it does not use up the
+			// key's rate, so that retries do not crowd out new calls.
+			refund()
 			cl.code, cl.dispatchID = "success", out.DispatchID
 			h.succeed(c, out, 0)
 			return
 		}
-	}
-	// A repeat answered from its record does not count: a client retrying
-	// after a timeout gets its answer, not a 429.
-	if err := h.keys.Limit(caller); err != nil {
-		c.Header("Retry-After", auth.RetryAfterSeconds(err))
-		h.fail(c, cl, err)
-		return
 	}
 	action, err := h.st.ActionByEventID(c.Request.Context(), req.EventID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !action.Enabled) {
@@ -510,24 +512,27 @@ func wantsHTML(c *gin.Context) bool {
 	return htmlQ > 0 && htmlQ >= jsonQ
 }
 
-// acceptQ reads the quality values an Accept header gives text/html and JSON
-// (application/json or application/*); a type it does not name gets 0, and a
-// wildcard */* counts for neither (curl sends it).
+// acceptQ reads the quality values an Accept header gives text/html, which
+// it must name, and JSON: application/json, a +json type, or a wildcard
+// (application/*, */*), so that curl's */* gets JSON and a browser's
+// "text/html, …, */*;q=0.8" a page.
 func acceptQ(accept string) (htmlQ, jsonQ float64) {
 	for _, part := range strings.Split(accept, ",") {
 		mediaType, params, _ := strings.Cut(part, ";")
 		q := 1.0
 		for _, p := range strings.Split(params, ";") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "q="); ok {
-				if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 && f <= 1 {
+			name, v, _ := strings.Cut(p, "=")
+			if strings.EqualFold(strings.TrimSpace(name), "q") {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f >= 0 && f <= 1 {
 					q = f
 				}
 			}
 		}
-		switch strings.ToLower(strings.TrimSpace(mediaType)) {
-		case "text/html":
+		switch mediaType = strings.ToLower(strings.TrimSpace(mediaType)); {
+		case mediaType == "text/html":
 			htmlQ = max(htmlQ, q)
-		case "application/json", "application/*":
+		case mediaType == "application/json", mediaType == "application/*", mediaType == "*/*",
+			strings.HasPrefix(mediaType, "application/") && strings.HasSuffix(mediaType, "+json"):
 			jsonQ = max(jsonQ, q)
 		}
 	}
