@@ -117,6 +117,22 @@ type nopSink struct{}
 func (nopSink) Enqueue([]store.Command) {}
 func (nopSink) DesiredChanged([]string) {}
 
+// d1Dispatcher is a Dispatcher, not running, on a store with the device d1,
+// that hands its commands to the returned sink.
+func d1Dispatcher(t *testing.T) (*Dispatcher, *recordingSink) {
+	st := tempStore(t)
+	createDevice(t, st, "d1")
+	sink := &recordingSink{}
+	return NewDispatcher(st, sink, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{}), sink
+}
+
+// d1Action is an enabled action of function on the device d1.
+func d1Action(id, function, params string, ttlSeconds int) *store.Action {
+	now := time.Now().UTC()
+	return &store.Action{ID: id, Name: id, EventID: id, Function: function, TargetType: TargetDevice, TargetID: "d1",
+		Params: params, Enabled: true, TTLSeconds: ttlSeconds, CreatedAt: now, UpdatedAt: now}
+}
+
 // recordingSink remembers the commands handed to delivery, in order.
 type recordingSink struct {
 	mu   sync.Mutex
@@ -147,15 +163,8 @@ func (r *recordingSink) dispatches() []string {
 // if it goes out at all, goes out before the newer one.
 func TestWaitEndsWhenALaterRoundSupersedes(t *testing.T) {
 	ctx := context.Background()
-	st := tempStore(t)
-	now := time.Now().UTC()
-	createDevice(t, st, "d1")
-	sink := &recordingSink{}
-	d := NewDispatcher(st, sink, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{})
-	action := func(id, params string) *store.Action {
-		return &store.Action{ID: id, Name: id, EventID: id, Function: SetEmergency, TargetType: TargetDevice, TargetID: "d1",
-			Params: params, Enabled: true, TTLSeconds: 3600, CreatedAt: now, UpdatedAt: now}
-	}
+	d, sink := d1Dispatcher(t)
+	action := func(id, params string) *store.Action { return d1Action(id, SetEmergency, params, 3600) }
 	type result struct {
 		out *Outcome
 		err error
@@ -202,15 +211,10 @@ func TestWaitEndsWhenALaterRoundSupersedes(t *testing.T) {
 // all, never after what superseded it.
 func TestCommitHandsOverBeforeTheCallRunsOn(t *testing.T) {
 	ctx := context.Background()
-	st := tempStore(t)
-	now := time.Now().UTC()
-	createDevice(t, st, "d1")
-	sink := &recordingSink{}
-	d := NewDispatcher(st, sink, NewAckWaiters(), slog.New(slog.DiscardHandler), DispatcherConfig{})
+	d, sink := d1Dispatcher(t)
 	answered := make(chan error, 1)
 	go func() {
-		_, err := d.Trigger(ctx, Trigger{Method: "POST", Action: &store.Action{ID: "a", Name: "a", EventID: "a", Function: RefreshContent,
-			TargetType: TargetDevice, TargetID: "d1", Params: "{}", Enabled: true, TTLSeconds: 60, CreatedAt: now, UpdatedAt: now}})
+		_, err := d.Trigger(ctx, Trigger{Method: "POST", Action: d1Action("a", RefreshContent, "{}", 60)})
 		answered <- err
 	}()
 	j := <-d.jobs
