@@ -22,8 +22,9 @@ import (
 // ErrNotFound is returned when a looked-up row does not exist.
 var ErrNotFound = errors.New("not found")
 
-// ErrNoSchema is returned by Open WithoutMigration from a database that no
-// devicehooks serve has made its tables in yet.
+// ErrNoSchema is returned by Open WithoutMigration from a database without
+// devicehooks' tables: none made yet (no serve has run on it), or not the
+// database meant.
 var ErrNoSchema = errors.New("the database has no devicehooks tables (serve makes them at its first start)")
 
 // ErrConflict is returned when a write would break a uniqueness or reference rule.
