@@ -2,7 +2,10 @@ package broker
 
 import (
 	"log/slog"
+	"sync"
 	"sync/atomic"
+	"time"
+	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -16,7 +19,8 @@ type authHook struct {
 	srv *mqtt.Server
 	log *slog.Logger
 
-	refused atomic.Int64 // logins refused (not logged: anyone could fill the log)
+	refused    atomic.Int64 // logins refused, since start
+	refusedLog refusalLog
 }
 
 func (h *authHook) ID() string { return "devicehooks-auth" }
@@ -72,8 +76,53 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		cl.ID = user + "\x00" + cl.ID
 	} else {
 		h.refused.Add(1)
+		h.refusedLog.note(h.log, user, cl.Net.Remote, time.Now())
 	}
 	return ok
+}
+
+// refusalLogEvery is how often at most a refused login is logged. Anyone can
+// try to log in, so each refusal cannot have its line; one every few seconds,
+// with the count of those it stands for, tells an operator which player is
+// misconfigured without letting a flood of attempts fill the log.
+const refusalLogEvery = 10 * time.Second
+
+// refusalLog logs a refused login at most once per refusalLogEvery.
+type refusalLog struct {
+	mu      sync.Mutex
+	last    time.Time // when a line was last written
+	skipped int64     // refusals since then not logged
+}
+
+func (r *refusalLog) note(log *slog.Logger, user, remote string, now time.Time) {
+	r.mu.Lock()
+	if !r.last.IsZero() && now.Sub(r.last) < refusalLogEvery {
+		r.skipped++
+		r.mu.Unlock()
+		return
+	}
+	skipped := r.skipped
+	r.last, r.skipped = now, 0
+	r.mu.Unlock()
+
+	reason := "wrong username (device id) or password (token)"
+	if user == "" {
+		reason = "no username"
+	}
+	log.Warn("mqtt: login refused", "reason", reason, "user", clip(user, 64),
+		"remote", remote, "not_logged_before", skipped)
+}
+
+// clip cuts s to at most n bytes, at a rune boundary: a username comes from
+// anyone who connects.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
