@@ -60,6 +60,7 @@ var ackSeeds = []string{
 	`{"id":null,"status":null}`,
 	`{"id":"` + strings.Repeat("x", 65) + `","status":"failed"}`,
 	`{"id":"cmd-1","status":"failed","detail":"` + strings.Repeat("é", 300) + `"}`,
+	`{"id":"cmd-1","status":"failed","detail":{"code":"` + strings.Repeat("\xff", 300) + `"}}`,
 	`{"id":"cmd-1","id":"cmd-2","status":"succeeded"}`,
 	`{"id":"\u0000","status":"succeeded"}`,
 	`{"id":"\ud800","status":"succeeded"}`,

@@ -1,6 +1,7 @@
 package actions
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -116,12 +117,17 @@ func ParseAck(payload []byte) (AckMessage, error) {
 	}
 	var in struct {
 		AckMessage
-		At json.RawMessage `json:"at"` // for the player's logs: any form is taken
+		// For people reading the dispatch, and the player's logs: any form
+		// is taken, so that a mistyped one does not void the ack (and have
+		// the command sent again).
+		Detail json.RawMessage `json:"detail"`
+		At     json.RawMessage `json:"at"`
 	}
 	if err := json.Unmarshal(payload, &in); err != nil {
 		return a, Errorf(CodeBadRequest, "ack is not valid JSON: %v", err)
 	}
 	a = in.AckMessage
+	a.Detail = detailText(in.Detail)
 	if at := parseAt(in.At); at != nil {
 		a.At = *at
 	}
@@ -326,6 +332,21 @@ func purge(ctx context.Context, st *store.Store, log *slog.Logger, now time.Time
 // (absent, null, a number, another format). A player's time is only a hint
 // (for the logs, and to order replayed statuses), so a message is never
 // refused for it.
+// detailText is an ack's detail as text: a string as it is, anything else
+// (a number, an object) as its JSON, nothing for null or no detail.
+func detailText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var compact bytes.Buffer
+	_ = json.Compact(&compact, raw) // raw is valid JSON: it was decoded
+	return compact.String()
+}
+
 func parseAt(raw json.RawMessage) *time.Time {
 	var at time.Time
 	if len(raw) == 0 || json.Unmarshal(raw, &at) != nil || at.IsZero() {

@@ -134,6 +134,26 @@ func TestMessagesTakeAnyFormOfAt(t *testing.T) {
 	}
 }
 
+// An ack's detail is for people: one that is not a string is kept as its JSON,
+// and the ack counts, so that the command is not sent again for a mistyped
+// detail.
+func TestAckDetailOfAnyTypeIsKept(t *testing.T) {
+	for detail, want := range map[string]string{
+		``:                            "",
+		`,"detail":null`:              "",
+		`,"detail":"disk full"`:       "disk full",
+		`,"detail":{"a": 1, "b":[2]}`: `{"a":1,"b":[2]}`,
+		`,"detail":404`:               "404",
+		`,"detail":false`:             "false",
+		`,"detail":"line\nbreak"`:     "line break",
+	} {
+		a, err := actions.ParseAck([]byte(`{"id":"c1","status":"failed"` + detail + `}`))
+		if err != nil || a.ID != "c1" || a.Detail != want {
+			t.Errorf("ack with %q: detail %q, err %v; want %q", detail, a.Detail, err, want)
+		}
+	}
+}
+
 // An unreadable ack is logged, an empty one too, but a player sending them in
 // a loop gets one line per 10 s (the next line says how many were left out:
 // logevery).
