@@ -107,6 +107,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		&presenceHook{cfg: cfg, srv: srv, present: map[*mqtt.Client]string{}},
 		routing,
 		&packetIDHook{},
+		&connackHook{},
 	} {
 		if err := srv.AddHook(hook, nil); err != nil {
 			return nil, fmt.Errorf("broker: add hook %s: %w", hook.ID(), err)
