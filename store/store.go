@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -84,6 +85,9 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 	if err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
+	if !s.postgres {
+		warnIfShared(dsn, log)
+	}
 	sqlDB, err := s.db.DB()
 	if err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
@@ -129,6 +133,22 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 		log.Info("database ready", "driver", s.Driver())
 	}
 	return s, nil
+}
+
+// warnIfShared warns of an SQLite file that others than its owner may read:
+// it holds the admin password's hash and the sealed API keys. A new one is
+// made private (openSQLite), but one made by an early build, or copied
+// without its mode, stays as it was. A warning, not a refusal (as for the
+// secret file): an upgrade must not stop a server that ran the day before.
+func warnIfShared(path string, log *slog.Logger) {
+	fi, err := os.Stat(path)
+	if err != nil || log == nil || runtime.GOOS == "windows" {
+		return
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		log.Warn("the database file is open to group or others: it holds the admin password's hash and the sealed API keys; run: chmod 600 "+path+"*",
+			"path", path, "mode", fmt.Sprintf("%04o", perm))
+	}
 }
 
 // hasSchema returns ErrNoSchema if the database has no devices table where
@@ -207,6 +227,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
+	if err := s.moveRenamedColumns(ctx); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
 	for _, q := range slices.Concat(openCommandIndexes, []string{desiredCounterSQL}) {
 		if err := s.db.WithContext(ctx).Exec(q).Error; err != nil {
 			return fmt.Errorf("store: migrate: %w", err)
@@ -218,15 +241,49 @@ func (s *Store) migrate(ctx context.Context) error {
 // desiredCounter names the counter that numbers desired states (see applyDesired).
 const desiredCounter = "desired_version"
 
-// desiredCounterSQL creates it, if missing, past every version already given
-// (a database from before the counter): each dispatch raised a device's
-// version by one at most, and dispatches are kept, so their number bounds the
-// versions of devices deleted since too.
+// desiredCounterSQL puts it past every version already given, at every start:
+// on a database from before the counter, and after a build from before it
+// ran on this database (a downgrade and upgrade again), which numbered each
+// device's versions on its own, past the counter. Each dispatch raised a
+// device's version by one at most, and dispatches are kept, so their number
+// bounds the versions of devices deleted since too. It only ever raises the
+// counter: a gap in the versions is harmless, a version given twice is not
+// (a player ignores a desired state not newer than the one it applied).
 // ("WHERE true" tells SQLite's parser that ON CONFLICT is the INSERT's.)
 const desiredCounterSQL = `INSERT INTO counters (name, value)
  SELECT '` + desiredCounter + `', CASE WHEN d > n THEN d ELSE n END
  FROM (SELECT COALESCE((SELECT MAX(desired_version) FROM devices), 0) AS d, (SELECT COUNT(*) FROM dispatches) AS n) AS seed
- WHERE true ON CONFLICT (name) DO NOTHING`
+ WHERE true ON CONFLICT (name) DO UPDATE SET value = CASE WHEN excluded.value > counters.value THEN excluded.value ELSE counters.value END`
+
+// renamedColumns are columns an early build named otherwise: gorm's own
+// name for them, before their tag named them. AutoMigrate adds the new
+// column empty and leaves the old one; moveRenamedColumns copies what the
+// old one held and drops it, so that a key's address limits, say, are not
+// lost in an upgrade from such a build.
+var renamedColumns = []struct{ table, old, new, empty string }{
+	{"api_keys", "c_id_rs", "cidrs", "'[]'"},
+}
+
+func (s *Store) moveRenamedColumns(ctx context.Context) error {
+	for _, c := range renamedColumns {
+		if !s.db.WithContext(ctx).Migrator().HasColumn(c.table, c.old) {
+			continue
+		}
+		// Table and column names are the constants above, never input.
+		err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if err := tx.Exec(`UPDATE ` + c.table + ` SET ` + c.new + ` = ` + c.old +
+				` WHERE ` + c.old + ` IS NOT NULL AND ` + c.old + ` <> '' AND ` + c.old + ` <> ` + c.empty +
+				` AND ` + c.new + ` = ` + c.empty).Error; err != nil {
+				return err
+			}
+			return tx.Exec(`ALTER TABLE ` + c.table + ` DROP COLUMN ` + c.old).Error
+		})
+		if err != nil {
+			return fmt.Errorf("move %s.%s to %s: %w", c.table, c.old, c.new, err)
+		}
+	}
+	return nil
+}
 
 // openCommandIndexes find a device's open commands without indexing every command
 // it ever had. An index on (device_id, state) over all commands puts each new
