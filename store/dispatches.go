@@ -495,22 +495,31 @@ func placeholders(postgres bool, query string) string {
 	return b.String()
 }
 
+// The details of a command that expired: before it reached its player, or
+// after, before the player's ack.
+const (
+	DetailExpiredUndelivered = "expired before it was delivered"
+	DetailExpiredUnacked     = "expired before an ack"
+)
+
 // ExpireCommands marks unsettled commands whose time has passed as expired and
 // returns how many it changed; a few hundred at a time, so that a fan-out to
 // thousands of offline players expiring at once does not hold the writer.
 func (s *Store) ExpireCommands(ctx context.Context, now time.Time) (int64, error) {
 	const pick = `id IN (SELECT id FROM commands WHERE state IN (?, ?) AND expires_at <= ? LIMIT ?)`
-	set := []any{StateExpired, "expired before an ack"}
+	// The detail tells a command the player never had (its device offline, or
+	// the broker unreachable) from one it had and did not ack.
+	const set = `UPDATE commands SET state = ?, detail = CASE WHEN state = ? THEN ? ELSE ? END WHERE `
+	args := []any{StateExpired, StateQueued, DetailExpiredUndelivered, DetailExpiredUnacked}
 	if !s.postgres {
 		// One writer at a time: nothing changes a picked row meanwhile. (Repeating
 		// the condition would make SQLite walk every overdue command's index
 		// entry for each chunk instead of looking up the picked ids.)
-		return s.inChunks(ctx, "expire commands", `UPDATE commands SET state = ?, detail = ? WHERE `+pick,
-			append(set, StateQueued, StatePublished, now)...)
+		return s.inChunks(ctx, "expire commands", set+pick,
+			append(args, StateQueued, StatePublished, now)...)
 	}
-	return s.inChunks(ctx, "expire commands",
-		`UPDATE commands SET state = ?, detail = ? WHERE state IN (?, ?) AND expires_at <= ? AND `+pick,
-		append(set, StateQueued, StatePublished, now, StateQueued, StatePublished, now)...)
+	return s.inChunks(ctx, "expire commands", set+`state IN (?, ?) AND expires_at <= ? AND `+pick,
+		append(args, StateQueued, StatePublished, now, StateQueued, StatePublished, now)...)
 }
 
 // CountCommandsByState counts every command by state (for dashboards and metrics).

@@ -260,6 +260,12 @@ func TestDispatchBatchAndCommandLifecycle(t *testing.T) {
 		if counts["x1"][store.StateSucceeded] != 1 || counts["x1"][store.StateExpired] != 1 || counts["x3"][store.StateExpired] != 1 {
 			t.Fatalf("counts: %v", counts)
 		}
+		// The detail says whether the player ever had the command.
+		x1, _ := st.DispatchCommands(ctx, "x1")
+		x3, _ := st.DispatchCommands(ctx, "x3")
+		if x1[1].Detail != store.DetailExpiredUnacked || x3[0].Detail != store.DetailExpiredUndelivered {
+			t.Fatalf("details: published %q, queued %q", x1[1].Detail, x3[0].Detail)
+		}
 	})
 }
 
