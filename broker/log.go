@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"devicehooks/internal/logevery"
 )
 
 // mochiLogger is the logger handed to mochi. mochi logs a packet it refuses
@@ -13,21 +15,43 @@ import (
 // in one long line; this logs it as its type, topic and packet id. And it logs
 // a client's id, which the auth hook puts in its login's namespace
 // ("<user>\x00<client id>"), as client.user and client.id.
+//
+// mochi logs every refused packet, and a player whose library sends a refused
+// publish again at each reconnect repeats it every second or so, forever: a
+// warning that names a client is logged once per refusalLogEvery for that
+// login and message, the next line counting those left out (more_since_last).
 func mochiLogger(l *slog.Logger) *slog.Logger {
 	if l == nil {
 		return nil
 	}
-	return slog.New(packetSummary{l.Handler()})
+	return slog.New(packetSummary{Handler: l.Handler(), every: logevery.New(refusalLogEvery)})
 }
 
-type packetSummary struct{ slog.Handler }
+type packetSummary struct {
+	slog.Handler
+	every *logevery.Limiter
+}
 
 func (h packetSummary) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	user := ""
 	r.Attrs(func(a slog.Attr) bool {
-		out.AddAttrs(summarize(a))
+		a = summarize(a)
+		if a.Key == "client" && a.Value.Kind() == slog.KindGroup {
+			user = a.Value.Group()[0].Value.String()
+		}
+		out.AddAttrs(a)
 		return true
 	})
+	if r.Level >= slog.LevelWarn && user != "" {
+		ok, skipped := h.every.Allow(r.Message+"\x00"+user, r.Time)
+		if !ok {
+			return nil
+		}
+		if skipped > 0 {
+			out.AddAttrs(slog.Int("more_since_last", skipped))
+		}
+	}
 	return h.Handler.Handle(ctx, out)
 }
 
@@ -35,11 +59,11 @@ func (h packetSummary) WithAttrs(as []slog.Attr) slog.Handler {
 	for i := range as {
 		as[i] = summarize(as[i])
 	}
-	return packetSummary{h.Handler.WithAttrs(as)}
+	return packetSummary{h.Handler.WithAttrs(as), h.every}
 }
 
 func (h packetSummary) WithGroup(name string) slog.Handler {
-	return packetSummary{h.Handler.WithGroup(name)}
+	return packetSummary{h.Handler.WithGroup(name), h.every}
 }
 
 func summarize(a slog.Attr) slog.Attr {

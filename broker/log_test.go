@@ -2,9 +2,11 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -32,5 +34,34 @@ func TestMochiLoggerSummarizesPackets(t *testing.T) {
 	}
 	if strings.Contains(out, "forged") || strings.Contains(out, "FixedHeader") {
 		t.Fatalf("log has the packet's fields:\n%s", out)
+	}
+}
+
+// A player whose library resends a refused publish at every reconnect has it
+// logged once per refusalLogEvery, not every second forever; the next line
+// says how many were left out. Other logins have their own lines.
+func TestRefusedPacketsAreLoggedOncePerInterval(t *testing.T) {
+	var buf bytes.Buffer
+	h := mochiLogger(slog.New(slog.NewTextHandler(&buf, nil))).Handler()
+	t0 := time.Unix(1_700_000_000, 0)
+	warn := func(at time.Duration, client string) {
+		r := slog.NewRecord(t0.Add(at), slog.LevelWarn, "error processing packet", 0)
+		r.AddAttrs(slog.String("error", "not authorized"), slog.String("client", client))
+		if err := h.Handle(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		warn(time.Duration(i)*time.Second, "lobby-1\x00c1")
+	}
+	warn(2*time.Second, "lobby-2\x00c1")
+	warn(refusalLogEvery, "lobby-1\x00c2")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 lines (lobby-1, lobby-2, lobby-1 again), got %d:\n%s", len(lines), buf.String())
+	}
+	if !strings.Contains(lines[1], "client.user=lobby-2") || !strings.Contains(lines[2], "client.user=lobby-1") ||
+		!strings.Contains(lines[2], "more_since_last=4") {
+		t.Fatalf("lines:\n%s", buf.String())
 	}
 }
