@@ -328,10 +328,6 @@ func purge(ctx context.Context, st *store.Store, log *slog.Logger, now time.Time
 	return false
 }
 
-// parseAt reads a message's "at": an RFC 3339 time, or nil for anything else
-// (absent, null, a number, another format). A player's time is only a hint
-// (for the logs, and to order replayed statuses), so a message is never
-// refused for it.
 // detailText is an ack's detail as text: a string as it is, anything else
 // (a number, an object) as its JSON, nothing for null or no detail.
 func detailText(raw json.RawMessage) string {
@@ -347,6 +343,10 @@ func detailText(raw json.RawMessage) string {
 	return compact.String()
 }
 
+// parseAt reads a message's "at": an RFC 3339 time, or nil for anything else
+// (absent, null, a number, another format). A player's time is only a hint
+// (for the logs, and to order replayed statuses), so a message is never
+// refused for it.
 func parseAt(raw json.RawMessage) *time.Time {
 	var at time.Time
 	if len(raw) == 0 || json.Unmarshal(raw, &at) != nil || at.IsZero() {

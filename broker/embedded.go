@@ -100,7 +100,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	auth := &authHook{cfg: cfg, srv: srv, log: log}
+	auth := &authHook{cfg: cfg, srv: srv, log: log, refusedLog: newRefusalLog()}
 	routing := &routingHook{cfg: cfg, watching: map[string]watched{}}
 	for _, hook := range []mqtt.Hook{
 		auth,

@@ -1,14 +1,17 @@
 package broker
 
 import (
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"devicehooks/internal/logevery"
+	"devicehooks/secrets"
 )
 
 // authHook admits clients by username and password, enforces the ACL, and
@@ -20,7 +23,7 @@ type authHook struct {
 	log *slog.Logger
 
 	refused    atomic.Int64 // logins refused, since start
-	refusedLog refusalLog
+	refusedLog *refusalLog
 }
 
 func (h *authHook) ID() string { return "devicehooks-auth" }
@@ -81,48 +84,85 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	return ok
 }
 
-// refusalLogEvery is how often at most a refused login is logged. Anyone can
-// try to log in, so each refusal cannot have its line; one every few seconds,
-// with the count of those it stands for, tells an operator which player is
-// misconfigured without letting a flood of attempts fill the log.
-const refusalLogEvery = 10 * time.Second
+// refusalLogEvery is how often at most a refused login is logged for one
+// username. Anyone can try to log in, so each refusal cannot have its line:
+// one per username every few seconds, with the count of those it stands for,
+// tells an operator which player is misconfigured; refusalLinesMax bounds the
+// lines of all usernames together, so that a scan through many names does not
+// fill the log either.
+const (
+	refusalLogEvery = 10 * time.Second
+	refusalLinesMax = 10 // per refusalLogEvery, for all usernames
+)
 
-// refusalLog logs a refused login at most once per refusalLogEvery.
+// refusalLog logs refused logins: once per refusalLogEvery for each username,
+// and refusalLinesMax lines per refusalLogEvery at most.
 type refusalLog struct {
-	mu      sync.Mutex
-	last    time.Time // when a line was last written
-	skipped int64     // refusals since then not logged
+	once *logevery.Limiter // per username
+
+	mu     sync.Mutex
+	window time.Time // the start of the current refusalLogEvery
+	lines  int       // written in it
 }
 
+func newRefusalLog() *refusalLog { return &refusalLog{once: logevery.New(refusalLogEvery)} }
+
 func (r *refusalLog) note(log *slog.Logger, user, remote string, now time.Time) {
-	r.mu.Lock()
-	if !r.last.IsZero() && now.Sub(r.last) < refusalLogEvery {
-		r.skipped++
-		r.mu.Unlock()
+	shown := loggableUser(user)
+	ok, skipped := r.once.Allow(shown, now)
+	if !ok || !r.take(now) {
 		return
 	}
-	skipped := r.skipped
-	r.last, r.skipped = now, 0
-	r.mu.Unlock()
-
 	reason := "wrong username (device id) or password (token)"
 	if user == "" {
 		reason = "no username"
 	}
-	log.Warn("mqtt: login refused", "reason", reason, "user", clip(user, 64),
-		"remote", remote, "not_logged_before", skipped)
+	attrs := []any{"reason", reason, "user", shown, "remote", remote}
+	if skipped > 0 {
+		attrs = append(attrs, "more_since_last", skipped)
+	}
+	log.Warn("mqtt: login refused", attrs...)
 }
 
-// clip cuts s to at most n bytes, at a rune boundary: a username comes from
-// anyone who connects.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
+// take reports whether the window has room for another line.
+func (r *refusalLog) take(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.window) >= refusalLogEvery {
+		r.window, r.lines = now, 0
 	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
+	if r.lines >= refusalLinesMax {
+		return false
 	}
-	return s[:n] + "…"
+	r.lines++
+	return true
+}
+
+// loggableUser is a refused username as the log shows it: a device id as it
+// is, unless it is a token (a player with its username and password swapped),
+// which is masked; anything else, which no device could be, by its length.
+func loggableUser(user string) string {
+	if !deviceIDShaped(user) {
+		return fmt.Sprintf("(not a device id: %d bytes)", len(user))
+	}
+	return secrets.Mask(user)
+}
+
+// deviceIDShaped tells whether s could be a device id: 1-64 letters, digits,
+// '.', '_' and '-', starting with a letter or digit (docs/players.md).
+func deviceIDShaped(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {

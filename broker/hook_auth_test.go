@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"devicehooks/secrets"
 )
 
 // An operator whose player cannot log in finds it in the log: which user,
@@ -42,7 +45,7 @@ func TestRefusedLoginsAreLoggedAtARate(t *testing.T) {
 	if len(lines) != 1 {
 		t.Fatalf("want one line for three refusals in a moment, got %d:\n%s", len(lines), out.String())
 	}
-	for _, want := range []string{"level=WARN", "user=lobby-1", "remote=127.0.0.1:", "not_logged_before=0"} {
+	for _, want := range []string{"level=WARN", "user=lobby-1", "remote=127.0.0.1:"} {
 		if !strings.Contains(lines[0], want) {
 			t.Errorf("the line lacks %q: %s", want, lines[0])
 		}
@@ -55,21 +58,57 @@ func TestRefusedLoginsAreLoggedAtARate(t *testing.T) {
 func TestRefusalLogCountsWhatItSkipped(t *testing.T) {
 	var out lockedBuffer
 	log := slog.New(slog.NewTextHandler(&out, nil))
-	var r refusalLog
+	r := newRefusalLog()
 	t0 := time.Unix(1_700_000_000, 0)
-	r.note(log, "", "127.0.0.1:1", t0)
-	r.note(log, "a", "127.0.0.1:2", t0.Add(time.Second))
-	r.note(log, "b", "127.0.0.1:3", t0.Add(refusalLogEvery-time.Millisecond))
-	r.note(log, strings.Repeat("é", 100), "127.0.0.1:4", t0.Add(refusalLogEvery))
+	r.note(log, "lobby-1", "127.0.0.1:1", t0)
+	r.note(log, "lobby-1", "127.0.0.1:1", t0.Add(time.Second)) // within 10 s: counted
+	r.note(log, "admin", "127.0.0.1:2", t0.Add(2*time.Second)) // a scanner: its own line
+	r.note(log, "lobby-1", "127.0.0.1:1", t0.Add(refusalLogEvery))
 	lines := out.lines("login refused")
-	if len(lines) != 2 {
-		t.Fatalf("want 2 lines, got %d:\n%s", len(lines), out.String())
+	if len(lines) != 3 {
+		t.Fatalf("want 3 lines, got %d:\n%s", len(lines), out.String())
 	}
-	if !strings.Contains(lines[0], `reason="no username"`) {
-		t.Errorf("an anonymous attempt's line: %s", lines[0])
+	if !strings.Contains(lines[1], "user=admin") || !strings.Contains(lines[2], "user=lobby-1") || !strings.Contains(lines[2], "more_since_last=1") {
+		t.Errorf("a username's second line counts what it left out, another username has its own:\n%s", out.String())
 	}
-	if !strings.Contains(lines[1], "not_logged_before=2") || !strings.Contains(lines[1], "user="+strings.Repeat("é", 32)+"…") {
-		t.Errorf("the second line should count the two skipped and clip the user to 64 bytes: %s", lines[1])
+}
+
+// What a refused login's line shows of its username: a device id as it is;
+// a token (username and password swapped) masked; anything else by its length.
+func TestRefusalLogShowsNoSecret(t *testing.T) {
+	token := secrets.NewToken(secrets.DeviceTokenPrefix)
+	for user, want := range map[string]string{
+		"lobby-1":                 "user=lobby-1",
+		"":                        `user="(not a device id: 0 bytes)"`,
+		strings.Repeat("é", 100):  `user="(not a device id: 200 bytes)"`,
+		"a b":                     `user="(not a device id: 3 bytes)"`,
+		token:                     "user=" + token[:len(secrets.DeviceTokenPrefix)+6] + "…",
+		"lobby-1\n level=ERROR x": `user="(not a device id: 22 bytes)"`,
+	} {
+		var out lockedBuffer
+		newRefusalLog().note(slog.New(slog.NewTextHandler(&out, nil)), user, "127.0.0.1:1", time.Now())
+		if !strings.Contains(out.String(), want) || strings.Contains(out.String(), token) {
+			t.Errorf("username %q: want %s in\n%s", user, want, out.String())
+		}
+	}
+}
+
+// A scan through many usernames writes refusalLinesMax lines per
+// refusalLogEvery, however many names it tries.
+func TestRefusalLogBoundsAllUsernames(t *testing.T) {
+	var out lockedBuffer
+	log := slog.New(slog.NewTextHandler(&out, nil))
+	r := newRefusalLog()
+	t0 := time.Unix(1_700_000_000, 0)
+	for i := range 100 {
+		r.note(log, fmt.Sprintf("user-%d", i), "127.0.0.1:1", t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	if n := len(out.lines("login refused")); n != refusalLinesMax {
+		t.Fatalf("%d lines for 100 usernames in 0.1 s, want %d", n, refusalLinesMax)
+	}
+	r.note(log, "lobby-1", "127.0.0.1:1", t0.Add(refusalLogEvery))
+	if n := len(out.lines("login refused")); n != refusalLinesMax+1 {
+		t.Fatalf("the next window has no room: %d lines", n)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -19,7 +20,8 @@ import (
 // mochi logs every refused packet, and a player whose library sends a refused
 // publish again at each reconnect repeats it every second or so, forever: a
 // warning that names a client is logged once per refusalLogEvery for that
-// login and message, the next line counting those left out (more_since_last).
+// login, message and error, the next line counting those left out
+// (more_since_last).
 func mochiLogger(l *slog.Logger) *slog.Logger {
 	if l == nil {
 		return nil
@@ -34,17 +36,24 @@ type packetSummary struct {
 
 func (h packetSummary) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
-	user := ""
+	user, reason := "", ""
 	r.Attrs(func(a slog.Attr) bool {
 		a = summarize(a)
-		if a.Key == "client" && a.Value.Kind() == slog.KindGroup {
+		switch {
+		case a.Key == "client" && a.Value.Kind() == slog.KindGroup:
 			user = a.Value.Group()[0].Value.String()
+		case a.Key == "error":
+			reason = a.Value.String()
 		}
 		out.AddAttrs(a)
 		return true
 	})
 	if r.Level >= slog.LevelWarn && user != "" {
-		ok, skipped := h.every.Allow(r.Message+"\x00"+user, r.Time)
+		at := r.Time
+		if at.IsZero() { // slog allows a record without a time
+			at = time.Now()
+		}
+		ok, skipped := h.every.Allow(r.Message+"\x00"+user+"\x00"+reason, at)
 		if !ok {
 			return nil
 		}

@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"devicehooks/internal/testenv"
 )
 
 // mochi's log lines name a packet by its type, topic and id, not by its
@@ -63,5 +66,31 @@ func TestRefusedPacketsAreLoggedOncePerInterval(t *testing.T) {
 	if !strings.Contains(lines[1], "client.user=lobby-2") || !strings.Contains(lines[2], "client.user=lobby-1") ||
 		!strings.Contains(lines[2], "more_since_last=4") {
 		t.Fatalf("lines:\n%s", buf.String())
+	}
+}
+
+// The same through the broker: a player publishing twice where it may not,
+// reconnecting in between as a library would, makes one line.
+func TestAPlayersRefusedPublishIsLoggedOnce(t *testing.T) {
+	var out lockedBuffer
+	e, err := StartEmbedded(EmbeddedConfig{
+		TCPAddr:      "127.0.0.1:0",
+		Logger:       slog.New(slog.NewTextHandler(&out, nil)),
+		Authenticate: func(user, password string) bool { return password == "right" },
+		Allow:        func(user, topic string, write bool) bool { return topic == user+"/acks" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	for range 2 {
+		c := connect(t, e, "lobby-1", func(o *paho.ClientOptions) { o.SetPassword("right").SetProtocolVersion(4) })
+		c.Publish("lobby-2/acks", 1, false, "{}") // refused: MQTT 3.1.1 closes the connection
+		testenv.WaitFor(t, 5*time.Second, "the refusal", func() bool { return !c.IsConnectionOpen() })
+		c.Disconnect(0)
+	}
+	lines := out.lines("error processing packet")
+	if len(lines) != 1 || !strings.Contains(lines[0], "client.user=lobby-1") || !strings.Contains(lines[0], "pk.topic=lobby-2/acks") {
+		t.Fatalf("want one line naming the player and the topic, got:\n%s", out.String())
 	}
 }

@@ -107,7 +107,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 		}
 	}
 	if !opts.noMigrate {
-		if err := s.migrate(ctx); err != nil {
+		if err := s.migrate(ctx, log); err != nil {
 			s.releaseClaim()
 			_ = sqlDB.Close()
 			return nil, err
@@ -218,7 +218,7 @@ func (s *Store) Pragma(ctx context.Context, name string) (string, error) {
 	return v, err
 }
 
-func (s *Store) migrate(ctx context.Context) error {
+func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
 	models := []any{
 		&APIKey{}, &AdminToken{}, &Device{}, &Group{}, &GroupMember{},
 		&Action{}, &Dispatch{}, &Command{}, &Idempotency{}, &RequestLog{}, &Counter{}, &Setting{},
@@ -227,7 +227,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	if err := s.moveRenamedColumns(ctx); err != nil {
+	if err := s.moveRenamedColumns(ctx, log); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
 	for _, q := range slices.Concat(openCommandIndexes, []string{desiredCounterSQL}) {
@@ -245,8 +245,9 @@ const desiredCounter = "desired_version"
 // on a database from before the counter, and after a build from before it
 // ran on this database (a downgrade and upgrade again), which numbered each
 // device's versions on its own, past the counter. Each dispatch raised a
-// device's version by one at most, and dispatches are kept, so their number
-// bounds the versions of devices deleted since too. It only ever raises the
+// device's version by one at most, so the number of dispatches bounds the
+// versions of devices deleted since too (those purged since may have raised
+// versions the counter already passed; it never goes back). It only ever raises the
 // counter: a gap in the versions is harmless, a version given twice is not
 // (a player ignores a desired state not newer than the one it applied).
 // ("WHERE true" tells SQLite's parser that ON CONFLICT is the INSERT's.)
@@ -260,26 +261,33 @@ const desiredCounterSQL = `INSERT INTO counters (name, value)
 // column empty and leaves the old one; moveRenamedColumns copies what the
 // old one held and drops it, so that a key's address limits, say, are not
 // lost in an upgrade from such a build.
-var renamedColumns = []struct{ table, old, new, empty string }{
-	{"api_keys", "c_id_rs", "cidrs", "'[]'"},
+var renamedColumns = []struct{ table, old, new, empty, what string }{
+	{"api_keys", "c_id_rs", "cidrs", "'[]'", "API keys' address limits (check them on the API keys page)"},
 }
 
-func (s *Store) moveRenamedColumns(ctx context.Context) error {
+func (s *Store) moveRenamedColumns(ctx context.Context, log *slog.Logger) error {
 	for _, c := range renamedColumns {
 		if !s.db.WithContext(ctx).Migrator().HasColumn(c.table, c.old) {
 			continue
 		}
 		// Table and column names are the constants above, never input.
+		var moved int64
 		err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			if err := tx.Exec(`UPDATE ` + c.table + ` SET ` + c.new + ` = ` + c.old +
+			res := tx.Exec(`UPDATE ` + c.table + ` SET ` + c.new + ` = ` + c.old +
 				` WHERE ` + c.old + ` IS NOT NULL AND ` + c.old + ` <> '' AND ` + c.old + ` <> ` + c.empty +
-				` AND ` + c.new + ` = ` + c.empty).Error; err != nil {
-				return err
+				` AND ` + c.new + ` = ` + c.empty)
+			if res.Error != nil {
+				return res.Error
 			}
+			moved = res.RowsAffected
 			return tx.Exec(`ALTER TABLE ` + c.table + ` DROP COLUMN ` + c.old).Error
 		})
 		if err != nil {
 			return fmt.Errorf("move %s.%s to %s: %w", c.table, c.old, c.new, err)
+		}
+		if moved > 0 && log != nil {
+			log.Warn("upgrade: restored what an early build kept in a column since renamed: "+c.what,
+				"table", c.table, "column", c.new, "rows", moved)
 		}
 	}
 	return nil

@@ -14,17 +14,18 @@ import (
 
 // reopenable runs f on a fresh SQLite file and on a fresh PostgreSQL
 // database, with a function that closes the store and opens it again, as an
-// upgrade's first start does.
-func reopenable(t *testing.T, f func(t *testing.T, st *Store, reopen func() *Store)) {
+// upgrade's first start does, and what the store logged.
+func reopenable(t *testing.T, f func(t *testing.T, st *Store, reopen func() *Store, logs *testenv.Buffer)) {
 	for _, name := range []string{"sqlite", "postgres"} {
 		t.Run(name, func(t *testing.T) {
 			dsn := filepath.Join(t.TempDir(), "upgrade.db")
 			if name == "postgres" {
 				dsn = testenv.Postgres(t)
 			}
+			var logs testenv.Buffer
 			open := func() *Store {
 				t.Helper()
-				st, err := Open(context.Background(), dsn, nil)
+				st, err := Open(context.Background(), dsn, slog.New(slog.NewTextHandler(&logs, nil)))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -32,7 +33,7 @@ func reopenable(t *testing.T, f func(t *testing.T, st *Store, reopen func() *Sto
 				return st
 			}
 			st := open()
-			f(t, st, func() *Store { st.Close(); st = open(); return st })
+			f(t, st, func() *Store { st.Close(); st = open(); return st }, &logs)
 		})
 	}
 }
@@ -43,7 +44,7 @@ func reopenable(t *testing.T, f func(t *testing.T, st *Store, reopen func() *Sto
 // a desired state whose version is not newer than the one it applied, so a
 // version given twice would leave a screen in emergency mode.
 func TestDesiredCounterRisesPastADowngradesVersions(t *testing.T) {
-	reopenable(t, func(t *testing.T, st *Store, reopen func() *Store) {
+	reopenable(t, func(t *testing.T, st *Store, reopen func() *Store, _ *testenv.Buffer) {
 		ctx := context.Background()
 		if err := st.CreateDevice(ctx, testDevice("d1")); err != nil {
 			t.Fatal(err)
@@ -77,7 +78,7 @@ func writeDesired(t *testing.T, st *Store, id string, paused bool) {
 // c_id_rs. An upgrade from one moves them to cidrs, where they are read: a
 // key limited to some addresses must not come out of an upgrade open to all.
 func TestAddressLimitsOfAnEarlyBuildSurviveTheUpgrade(t *testing.T) {
-	reopenable(t, func(t *testing.T, st *Store, reopen func() *Store) {
+	reopenable(t, func(t *testing.T, st *Store, reopen func() *Store, logs *testenv.Buffer) {
 		ctx := context.Background()
 		now := time.Now().UTC()
 		for _, id := range []string{"limited", "open", "newer"} {
@@ -103,6 +104,9 @@ func TestAddressLimitsOfAnEarlyBuildSurviveTheUpgrade(t *testing.T) {
 			if err != nil || k.CIDRs != want {
 				t.Errorf("key %s after the upgrade: cidrs %q, %v; want %q", id, k.CIDRs, err, want)
 			}
+		}
+		if out := logs.String(); strings.Count(out, "upgrade: restored") != 1 || !strings.Contains(out, "rows=1") {
+			t.Errorf("the restored limits are not logged once, with their count:\n%s", out)
 		}
 		if st.db.Migrator().HasColumn("api_keys", "c_id_rs") {
 			t.Error("the old column is still there: a later start would copy it again over a limit cleared since")
