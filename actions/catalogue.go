@@ -75,7 +75,9 @@ func LookupFunction(name string) (*Function, bool) {
 }
 
 // ValidateParams checks an action's fixed parameters for function fn and returns
-// them normalised. Unknown parameters are refused, so a typo is not silently lost.
+// them normalised. Unknown parameters are refused, so a typo is not silently
+// lost. Every problem at once (errors.Join), as SensorParams: a form marks
+// them all, the API names the first.
 func ValidateParams(fn string, params map[string]any) (map[string]any, error) {
 	f, ok := LookupFunction(fn)
 	if !ok {
@@ -88,12 +90,22 @@ func ValidateParams(fn string, params map[string]any) (map[string]any, error) {
 	for _, p := range f.Params {
 		known[p.Name] = true
 	}
+	var unknown []string
 	for k := range params {
 		if !known[k] {
-			return nil, Invalid("params."+k, "%s takes no parameter %q", fn, k)
+			unknown = append(unknown, k)
 		}
 	}
-	return f.validate(params)
+	sort.Strings(unknown)
+	errs := make([]error, 0, len(unknown)+1)
+	for _, k := range unknown {
+		errs = append(errs, Invalid("params."+k, "%s takes no parameter %q", fn, k))
+	}
+	out, err := f.validate(params)
+	if err := errors.Join(append(errs, err)...); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func functionNames() string {
@@ -107,49 +119,54 @@ func functionNames() string {
 func noParams(map[string]any) (map[string]any, error) { return map[string]any{}, nil }
 
 func validateLoadURL(p map[string]any) (map[string]any, error) {
-	u, err := httpURL(p, "url", true)
-	if err != nil {
-		return nil, err
-	}
+	u, urlErr := httpURL(p, "url", true)
 	out := map[string]any{"url": u}
+	var durErr error
 	if v, ok := p["duration_s"]; ok && v != nil {
 		n, ok := wholeNumber(v)
 		if !ok || n < 1 || n > 86400*7 {
-			return nil, Invalid("params.duration_s", "must be a whole number of seconds from 1 to 604800")
+			durErr = Invalid("params.duration_s", "must be a whole number of seconds from 1 to 604800")
 		}
 		out["duration_s"] = n
+	}
+	if err := errors.Join(urlErr, durErr); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
 func validateEmergency(p map[string]any) (map[string]any, error) {
-	v, ok := p["enabled"]
-	if !ok || v == nil {
-		return nil, Invalid("params.enabled", "is required: true to enable emergency mode, false to disable it")
+	var errs []error
+	out := map[string]any{}
+	switch v, ok := p["enabled"]; {
+	case !ok || v == nil:
+		errs = append(errs, Invalid("params.enabled", "is required: true to enable emergency mode, false to disable it"))
+	default:
+		enabled, ok := v.(bool)
+		if !ok {
+			errs = append(errs, Invalid("params.enabled", "must be true or false"))
+		}
+		out["enabled"] = enabled
 	}
-	enabled, ok := v.(bool)
-	if !ok {
-		return nil, Invalid("params.enabled", "must be true or false")
-	}
-	out := map[string]any{"enabled": enabled}
 	if m, ok := p["message"]; ok && m != nil {
 		s, ok := m.(string)
 		if !ok {
-			return nil, Invalid("params.message", "must be a string of at most 2000 characters")
-		}
-		if err := CheckText("params.message", s, 2000); err != nil {
-			return nil, err
-		}
-		if s != "" {
+			errs = append(errs, Invalid("params.message", "must be a string of at most 2000 characters"))
+		} else if err := CheckText("params.message", s, 2000); err != nil {
+			errs = append(errs, err)
+		} else if s != "" {
 			out["message"] = s
 		}
 	}
 	u, err := httpURL(p, "url", false)
 	if err != nil {
-		return nil, err
+		errs = append(errs, err)
 	}
 	if u != "" {
 		out["url"] = u
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
