@@ -22,6 +22,11 @@ import (
 // nothing about why.
 var errUnauthorized = &actions.Error{Code: actions.CodeUnauthorized, Detail: "missing, unknown or revoked API key"}
 
+// ErrBadLink refuses a signed link whose signature, key or fields do not
+// hold, all alike (as errUnauthorized does for keys).
+var ErrBadLink = &actions.Error{Code: actions.CodeUnauthorized,
+	Detail: "invalid signed link: it was changed or cut short, or its API key was revoked, disabled or deleted; ask for a new link"}
+
 // Keys manages webhook API keys.
 type Keys struct {
 	st  *store.Store

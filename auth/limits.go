@@ -286,30 +286,31 @@ func SignLink(apiKey, keyID string, expires int64, payload string) string {
 
 // AuthenticateLink checks a signed link: the key must be live and the signature
 // made with it over these fields, and the link not expired. Every failure is the
-// same 401, but for the expiry of a link that is otherwise good: its holder
+// same 401 (ErrBadLink: its holder never had a key, so "unknown API key" would
+// mislead), but for the expiry of a link that is otherwise good: its holder
 // then hears that a new link would work.
 func (k *Keys) AuthenticateLink(ctx context.Context, keyID string, expires int64, payload, sig string) (*Caller, error) {
 	if len(sig) > 100 {
-		return nil, errUnauthorized
+		return nil, ErrBadLink
 	}
 	key, err := k.st.APIKey(ctx, keyID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errUnauthorized
+		return nil, ErrBadLink
 	}
 	if err != nil {
 		return nil, unavailable(err)
 	}
 	plain, err := k.kr.Open(key.Sealed)
 	if err != nil {
-		return nil, errUnauthorized
+		return nil, ErrBadLink
 	}
 	want := SignLink(plain, keyID, expires, payload)
 	if !hmac.Equal([]byte(want), []byte(sig)) {
-		return nil, errUnauthorized
+		return nil, ErrBadLink
 	}
 	c := newCaller(key)
 	if !c.usable(time.Now()) {
-		return nil, errUnauthorized
+		return nil, ErrBadLink
 	}
 	if time.Now().Unix() >= expires {
 		return nil, actions.Errorf(actions.CodeUnauthorized, "the link expired at %s; ask for a new one",

@@ -176,8 +176,13 @@ func TestSignedAndSafeLinks(t *testing.T) {
 			r = 'B'
 		}
 		tampered := link[:i] + string(r) + link[i+1:]
-		if status, _ := s.get(tampered); status == 200 {
+		status, ans := s.get(tampered)
+		if status == 200 {
 			t.Fatalf("a link with character %d changed still works: %s", i, tampered)
+		}
+		// Its holder never had a key: the answer speaks of the link.
+		if d, _ := ans["error"].(map[string]any)["detail"].(string); strings.Contains(tampered, "sig=") && !strings.HasPrefix(d, "invalid signed link") {
+			t.Fatalf("a link with character %d changed: %d %q", i, status, d)
 		}
 	}
 	p.none(100 * time.Millisecond)
