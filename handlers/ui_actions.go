@@ -98,6 +98,54 @@ func (u *ui) targetNames(ctx context.Context, as []store.Action) (func(typ, id s
 	}, nil
 }
 
+// actionsTargeting lists the actions whose target is this device or group
+// (typ "device" or "group"): while there are any, it cannot be deleted.
+func (u *ui) actionsTargeting(ctx context.Context, typ, id string) ([]store.Action, error) {
+	var out []store.Action
+	for offset := 0; ; offset += pickerLimit {
+		as, total, err := u.Store.Actions(ctx, store.Page{Limit: pickerLimit, Offset: offset})
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range as {
+			if a.TargetType == typ && a.TargetID == id {
+				out = append(out, a)
+			}
+		}
+		if len(as) == 0 || int64(offset+len(as)) >= total {
+			return out, nil
+		}
+	}
+}
+
+// blockingActions are the links to the actions that keep a device or group
+// from being deleted, for its confirmation page.
+func blockingActions(as []store.Action) []confirmLink {
+	out := make([]confirmLink, len(as))
+	for i, a := range as {
+		out[i] = confirmLink{Text: a.Name, Href: "/actions/" + a.ID + "/edit", Note: functionLabel(a.Function)}
+	}
+	return out
+}
+
+// targetedRefusal says that a device or group (what, such as "The device
+// “Lobby” (lobby-1)") cannot be deleted, naming the actions that target it.
+func targetedRefusal(what string, as []store.Action) string {
+	const named = 5
+	names := make([]string, 0, named)
+	for _, a := range as[:min(len(as), named)] {
+		names = append(names, "“"+a.Name+"”")
+	}
+	list := strings.Join(names, ", ")
+	if more := len(as) - len(names); more > 0 {
+		list += fmt.Sprintf(" and %d more", more)
+	} else if len(names) > 1 {
+		list = strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	}
+	return fmt.Sprintf("%s is the target of the %s %s; change the target of %s or delete %s first.",
+		what, plural(len(as), "action", "actions"), list, plural(len(as), "that action", "those actions"), plural(len(as), "it", "them"))
+}
+
 func functionLabel(name string) string {
 	if f, ok := actions.LookupFunction(name); ok {
 		return f.Label
@@ -144,9 +192,24 @@ type functionView struct {
 
 type paramView struct {
 	actions.Param
+	Label string // its name for people ("Duration (seconds)"); Name stays the API's
 	Field string // the form field's name
 	Value string
 	Error string
+}
+
+// paramLabels name the catalogue's parameters for people on the action form;
+// the API's names (duration_s) are shown in their help.
+var paramLabels = map[string]string{
+	"url": "URL", "duration_s": "Duration (seconds)", "datasource_id": "Datasource id",
+	"enabled": "Enabled", "message": "Message",
+}
+
+func paramLabel(name string) string {
+	if l, ok := paramLabels[name]; ok {
+		return l
+	}
+	return name
 }
 
 // paramField is the form field of one parameter of one function, so that the
@@ -225,6 +288,18 @@ func (u *ui) actionFormError(c *gin.Context, v actionFormView, err error) {
 		}
 		return field
 	})
+	// The target's errors as sentences, under the picker (not "is required: the device's id").
+	for _, t := range []struct{ field, what, id string }{
+		{"target_device", "device", v.Form.TargetDevice}, {"target_group", "group", v.Form.TargetGroup},
+	} {
+		switch {
+		case errs[t.field] == "":
+		case t.id == "":
+			errs[t.field] = "Choose the " + t.what + " to send the command to."
+		case strings.HasPrefix(errs[t.field], "no "+t.what+" with id"):
+			errs[t.field] = "No " + t.what + " has the id “" + t.id + "”."
+		}
+	}
 	u.renderActionForm(c, http.StatusUnprocessableEntity, v, errs, msg)
 }
 
@@ -318,7 +393,8 @@ func (u *ui) renderActionForm(c *gin.Context, status int, v actionFormView, errs
 		fv := functionView{Name: fn.Name, Label: fn.Label}
 		for _, p := range fn.Params {
 			field := paramField(fn.Name, p.Name)
-			fv.Params = append(fv.Params, paramView{Param: p, Field: field, Value: v.Form.Params[field], Error: errs[field]})
+			p.Help = strings.TrimSuffix(p.Help, " (optional)") // the label says so
+			fv.Params = append(fv.Params, paramView{Param: p, Label: paramLabel(p.Name), Field: field, Value: v.Form.Params[field], Error: errs[field]})
 		}
 		switch fn.Name {
 		case actions.SensorEvent:

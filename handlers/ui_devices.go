@@ -254,6 +254,21 @@ func (u *ui) confirmDeleteDevice(c *gin.Context) {
 		u.fail(c, gone(err, deviceGone))
 		return
 	}
+	targeting, err := u.actionsTargeting(c.Request.Context(), actions.TargetDevice, d.ID)
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	if len(targeting) > 0 {
+		u.confirm(c, "Delete device", "devices", confirmView{
+			Message: "The device “" + d.Name + "” (" + d.ID + ") cannot be deleted while " +
+				plural(len(targeting), "this action targets", "these actions target") + " it:",
+			Blocked: blockingActions(targeting),
+			Detail:  "Change their target to another device, or delete them, then delete the device.",
+			Cancel:  "/devices",
+		})
+		return
+	}
 	u.confirm(c, "Delete device", "devices", confirmView{
 		Message: "Delete the device “" + d.Name + "” (" + d.ID + ")?",
 		Detail:  "Its token stops working, it leaves its groups, and it gets no more commands. Its past commands stay in the history.",
@@ -262,9 +277,15 @@ func (u *ui) confirmDeleteDevice(c *gin.Context) {
 }
 
 func (u *ui) deleteDevice(c *gin.Context) {
+	ctx := c.Request.Context()
 	id := c.Param("id")
-	if err := u.Devices.Delete(c.Request.Context(), id); err != nil {
-		u.redirectError(c, "/devices", gone(conflictDetail(err, "Device %q is the target of an action; change or delete that action first.", id), deviceGone))
+	if err := u.Devices.Delete(ctx, id); err != nil {
+		// An action made to target it since the confirmation page: name it.
+		msg := "The device " + id + " is the target of an action; change or delete that action first."
+		if targeting, lerr := u.actionsTargeting(ctx, actions.TargetDevice, id); lerr == nil && len(targeting) > 0 {
+			msg = targetedRefusal("The device "+id, targeting)
+		}
+		u.redirectError(c, "/devices", gone(conflictDetail(err, "%s", msg), deviceGone))
 		return
 	}
 	u.Log.Info("ui: device deleted", "id", id, "by", account(c).User.Username)

@@ -163,13 +163,25 @@ func (u *ui) loadDispatch(c *gin.Context) (*dispatchPageView, error) {
 			ID: cmd.ID, DeviceID: cmd.DeviceID, Device: cmd.DeviceID, State: cmd.State,
 			Published: clock(cmd.PublishedAt), Acked: clock(cmd.AckedAt), Detail: cmd.Detail,
 		}
-		// A command not answered yet says until when it may be.
+		// A command not answered yet says until when it may be; one not
+		// sent yet, that it waits for its device (an offline one: to connect).
 		if cmd.Detail == "" && (cmd.State == store.StateQueued || cmd.State == store.StatePublished) {
 			v.Commands[i].Detail = "expires " + clock(&cmd.ExpiresAt)
+			if cmd.State == store.StateQueued {
+				v.Commands[i].Detail = u.queuedDetail(cmd.DeviceID) + " · " + v.Commands[i].Detail
+			}
 		}
 	}
 	v.dispatchRow = dispatchRowOf(*d, counts)
 	return v, nil
+}
+
+// queuedDetail says what a queued command (not sent yet) waits for.
+func (u *ui) queuedDetail(deviceID string) string {
+	if u.Presence != nil && u.Presence.Online(deviceID) {
+		return "sending (the device is online)"
+	}
+	return "waiting for the device (offline): sent when it connects"
 }
 
 func (u *ui) dispatchPage(c *gin.Context) {

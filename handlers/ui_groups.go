@@ -247,6 +247,21 @@ func (u *ui) confirmDeleteGroup(c *gin.Context) {
 		u.fail(c, err)
 		return
 	}
+	targeting, err := u.actionsTargeting(c.Request.Context(), actions.TargetGroup, g.ID)
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	if len(targeting) > 0 {
+		u.confirm(c, "Delete group", "groups", confirmView{
+			Message: "The group “" + g.Name + "” cannot be deleted while " +
+				plural(len(targeting), "this action targets", "these actions target") + " it:",
+			Blocked: blockingActions(targeting),
+			Detail:  "Change their target to another group or device, or delete them, then delete the group.",
+			Cancel:  "/groups",
+		})
+		return
+	}
 	u.confirm(c, "Delete group", "groups", confirmView{
 		Message: "Delete the group “" + g.Name + "”?",
 		Detail:  "Its devices stay; only the group goes.",
@@ -263,7 +278,12 @@ func (u *ui) deleteGroup(c *gin.Context) {
 		return
 	}
 	if err := u.Store.DeleteGroup(ctx, g.ID); err != nil {
-		u.redirectError(c, "/groups", gone(conflictDetail(err, "The group “%s” is the target of an action; change or delete that action first.", g.Name), groupGone))
+		// An action made to target it since the confirmation page: name it.
+		msg := "The group “" + g.Name + "” is the target of an action; change or delete that action first."
+		if targeting, lerr := u.actionsTargeting(ctx, actions.TargetGroup, g.ID); lerr == nil && len(targeting) > 0 {
+			msg = targetedRefusal("The group “"+g.Name+"”", targeting)
+		}
+		u.redirectError(c, "/groups", gone(conflictDetail(err, "%s", msg), groupGone))
 		return
 	}
 	u.Log.Info("ui: group deleted", "id", g.ID, "by", account(c).User.Username)

@@ -133,8 +133,14 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 	}
 	if v.ExpiresAt != "" {
 		t, err := time.Parse(expiresLayout, v.ExpiresAt)
-		if err != nil {
+		had := auth.LimitsOf(k).ExpiresAt
+		switch {
+		case err != nil:
 			errs["expires_at"] = "a date and time, or empty for no expiry"
+		case !t.After(time.Now()) && (had == nil || had.UTC().Format(expiresLayout) != v.ExpiresAt):
+			// The key would be dead on saving; an expiry already past, kept
+			// as it was, is left alone.
+			errs["expires_at"] = "is in the past: the key would stop working at once. To stop it now, revoke or disable it; otherwise choose a later time, or leave it empty for no expiry"
 		}
 		v.Limits.ExpiresAt = &t
 	}

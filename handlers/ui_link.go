@@ -273,7 +273,7 @@ func (u *ui) renderLink(c *gin.Context, status int, v linkView, errs map[string]
 		return
 	}
 	v.Label, v.Target = functionLabel(v.Action.Function), names(v.Action.TargetType, v.Action.TargetID)
-	v.Summary = actionSummary(v.Action.Function, v.Action.Params)
+	v.Summary = actionText(v.Action.Function, v.Action.Params) // whole, wrapped: the page is about this action
 	now := time.Now()
 	for i := range keys {
 		short, _ := linkRefusal(&keys[i], v.Action, now)

@@ -14,8 +14,15 @@ const summaryLength = 100
 // paramsSummary says in a few words what an action's fixed parameters, or a
 // command's parameters, make a device do: "on: Evacuate via north stairs",
 // "https://example.com/welcome", "datasource 42", "sensor door-3 · event
-// opened · value 1". It is "" for a function without parameters.
+// opened · value 1", cut to summaryLength for a list. It is "" for a function
+// without parameters.
 func paramsSummary(function string, p map[string]any) string {
+	return shorten(paramsText(function, p), summaryLength)
+}
+
+// paramsText is paramsSummary whole: a page about one action shows its URL
+// in full.
+func paramsText(function string, p map[string]any) string {
 	text := func(k string) string {
 		if v, ok := p[k]; ok && v != nil {
 			return fmt.Sprint(v)
@@ -60,16 +67,21 @@ func paramsSummary(function string, p map[string]any) string {
 		}
 		s = strings.Join(parts, " · ")
 	}
-	return shorten(s, summaryLength)
+	return s
 }
 
 // actionSummary is paramsSummary for a stored action's parameters.
 func actionSummary(function, params string) string {
+	return shorten(actionText(function, params), summaryLength)
+}
+
+// actionText is paramsText for a stored action's parameters.
+func actionText(function, params string) string {
 	p, err := actions.DecodeParams(params)
 	if err != nil {
 		return ""
 	}
-	return paramsSummary(function, p)
+	return paramsText(function, p)
 }
 
 // commandParams reads the parameters a command carried from its payload; ""

@@ -191,7 +191,13 @@ type confirmView struct {
 	Button  string
 	Cancel  string
 	Danger  bool
+	// Blocked lists what keeps the change from being made (the actions that
+	// target a device): the page then says so and offers no button.
+	Blocked []confirmLink
 }
+
+// confirmLink is a link on a confirmation page, with a few words after it.
+type confirmLink struct{ Text, Href, Note string }
 
 func (u *ui) confirm(c *gin.Context, title, nav string, v confirmView) {
 	u.render(c, http.StatusOK, "confirm", &web.View{Title: title, Nav: nav, Data: v})

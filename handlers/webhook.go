@@ -256,7 +256,7 @@ func (h *webhookHandler) fail(c *gin.Context, cl *call, err error) {
 		c.Header("Retry-After", "1") // the database away, the writer's queue full: passing
 	}
 	if wantsHTML(c) {
-		h.page(c, status, web.WebhookResult{Code: string(body.Error.Code), Detail: body.Error.Detail})
+		h.page(c, status, web.WebhookResult{Code: string(body.Error.Code), Detail: body.Error.Detail, SignedLink: c.Query("sig") != ""})
 		c.Abort()
 		return
 	}
@@ -348,7 +348,7 @@ func (h *webhookHandler) authenticate(c *gin.Context, params url.Values) (*auth.
 	if sig := params.Get("sig"); sig != "" {
 		expires, err := strconv.ParseInt(params.Get("expires"), 10, 64)
 		if err != nil {
-			return nil, actions.Errorf(actions.CodeUnauthorized, "missing, unknown or revoked API key")
+			return nil, auth.ErrBadLink
 		}
 		return h.keys.AuthenticateLink(c.Request.Context(), params.Get("key_id"), expires, params.Get("payload"), sig)
 	}

@@ -23,7 +23,9 @@ type WebhookResult struct {
 	Targets    int
 	Replayed   bool
 	Code       string
-	Detail     string
+	Detail     string // the error's detail, as the JSON answer gives it
+	// SignedLink: the refused call was a signed link (sig=, no key in it).
+	SignedLink bool
 	// Preview: a link-preview agent fetched the link; nothing was fired.
 	Preview bool
 	// Confirm: the link asks for a click; Fields are posted back by the button.

@@ -125,7 +125,21 @@ func TestWebhookResultStillRenders(t *testing.T) {
 	if err := RenderWebhookResult(&buf, WebhookResult{OK: true, DispatchID: "d1", Function: "load_url", Targets: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(buf.String(), `<code id="dispatch-id">d1</code>`) {
-		t.Errorf("webhook page: %s", buf.String())
+	// Accepted, not "sent": the command is queued. The dispatch id links to its page.
+	for _, want := range []string{`<a href="/dispatches/d1" id="dispatch-link"><code id="dispatch-id">d1</code></a>`, "Accepted: <code>load_url</code> for 2 devices"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("webhook page lacks %q: %s", want, buf.String())
+		}
+	}
+	if strings.Contains(buf.String(), "was sent to") {
+		t.Errorf("webhook page says the command was sent: %s", buf.String())
+	}
+	// A refused signed link shows the error's detail, and what a signed link needs.
+	buf.Reset()
+	if err := RenderWebhookResult(&buf, WebhookResult{Code: "unauthorized", Detail: "the detail <b>", SignedLink: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `<p id="error-detail">the detail &lt;b&gt;</p>`) || !strings.Contains(buf.String(), `id="signed-link-hint"`) {
+		t.Errorf("refused signed link page: %s", buf.String())
 	}
 }

@@ -1819,6 +1819,390 @@ func TestUI(t *testing.T) {
 		takeScreenshots(t, s, b, player, actionID, keyID, dispatchID)
 	})
 
+	// The steps below come after the screenshots, so that these show ordinary
+	// data, not the long names and odd cases made here.
+
+	t.Run("long names, URLs and ids wrap: no page scrolls sideways, row buttons stay on screen", func(t *testing.T) {
+		use(t)
+		t.Cleanup(func() { b.do(chromedp.EmulateViewport(1280, 900)) })
+		// One long unbroken word of each kind: names at their 200-character
+		// limit, the longest device id, a 300-character URL.
+		devID := strings.Repeat("d", 64)
+		longURL := "https://example.com/" + strings.Repeat("a", 280)
+		s.mustCall(http.StatusCreated, "POST", "/api/v1/devices", map[string]any{"id": devID, "name": "Device" + strings.Repeat("N", 194)})
+		group := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Group" + strings.Repeat("G", 195), "device_ids": []string{devID}})["id"].(string)
+		act := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Action" + strings.Repeat("A", 194), "function": "load_url",
+			"target": map[string]any{"type": "device", "id": devID}, "params": map[string]any{"url": longURL},
+		})
+		groupAct := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Grouped" + strings.Repeat("B", 193), "function": "refresh_content", "target": map[string]any{"type": "group", "id": group},
+		})["id"].(string)
+		longKey, _ := s.createKey("Key" + strings.Repeat("K", 197))
+		t.Cleanup(func() {
+			s.call("DELETE", "/api/v1/actions/"+act["id"].(string), nil)
+			s.call("DELETE", "/api/v1/actions/"+groupAct, nil)
+			s.call("DELETE", "/api/v1/groups/"+group, nil)
+			s.call("DELETE", "/api/v1/devices/"+devID, nil)
+			s.call("DELETE", "/api/v1/api-keys/"+longKey, nil)
+		})
+		st, out := s.post(key, fmt.Sprintf(`{"event_id":%q}`, act["event_id"]))
+		if st != http.StatusOK {
+			t.Fatalf("trigger: %d %v", st, out)
+		}
+		dispatch := "/dispatches/" + out["dispatch_id"].(string)
+		longAction := act["id"].(string)
+		pages := []string{
+			"/", "/actions", "/actions/" + longAction + "/link", "/actions/" + longAction + "/edit", "/actions/" + longAction + "/delete",
+			"/api-keys", "/api-keys/" + longKey + "/limits", "/api-keys/" + longKey + "/delete",
+			"/devices", "/devices/" + devID + "/edit", "/devices/" + devID + "/token", "/devices/" + devID + "/delete",
+			"/groups", "/groups/" + group + "/edit", "/groups/" + group + "/delete",
+			"/dispatches", dispatch, "/requests", "/settings",
+		}
+		sideways := func(where string) {
+			t.Helper()
+			if over := evalIn[int](b, `document.documentElement.scrollWidth - document.documentElement.clientWidth`); over > 0 {
+				t.Errorf("%s at 390 px scrolls sideways by %d px", where, over)
+			}
+		}
+		b.do(chromedp.EmulateViewport(390, 844))
+		for _, p := range pages {
+			b.open(p)
+			sideways(p)
+		}
+		// The link page shows the whole URL, wrapped, and so does the link it generates.
+		b.open("/actions/" + longAction + "/link")
+		if got := b.text("#params-summary"); got != longURL {
+			t.Errorf("the link page shows the URL as %q, want it whole", got)
+		}
+		b.submit(chromedp.SetValue(chromedp.ID("key_id"), longKey), chromedp.Click(chromedp.ID("generate")))
+		if !b.has("#get-link") {
+			t.Fatalf("no link generated: %s", b.text("main"))
+		}
+		sideways("the generated link")
+
+		// At a laptop's width every table keeps its columns in its box, and each
+		// row's last button is on screen.
+		b.do(chromedp.EmulateViewport(1366, 900))
+		for _, p := range []string{"/", "/actions", "/api-keys", "/devices", "/groups", "/dispatches", dispatch, "/requests", "/settings"} {
+			b.open(p)
+			bad := evalIn[[]string](b, `(() => {
+				const out = [];
+				for (const w of document.querySelectorAll(".table-wrap")) {
+					const name = w.getAttribute("aria-label");
+					if (w.scrollWidth > w.clientWidth + 1) out.push(name + " scrolls sideways by " + (w.scrollWidth - w.clientWidth) + " px");
+					const box = w.getBoundingClientRect();
+					for (const r of w.querySelectorAll("tbody tr")) {
+						const ctl = r.querySelectorAll(".row-actions a, .row-actions button");
+						if (ctl.length === 0) continue;
+						const last = ctl[ctl.length - 1].getBoundingClientRect();
+						if (last.right > Math.min(box.right, innerWidth) + 1) out.push(name + ": a row's last button ends at " + Math.round(last.right) + " px");
+					}
+				}
+				return out;
+			})()`)
+			if len(bad) > 0 {
+				t.Errorf("%s at 1366 px: %q", p, bad)
+			}
+		}
+	})
+
+	t.Run("the action form marks every invalid field on the first submit, with human labels", func(t *testing.T) {
+		use(t)
+		before := s.mustCall(http.StatusOK, "GET", "/api/v1/actions", nil)["total"]
+		b.open("/actions/new")
+		// The parameters are named for people, the API's names kept in their help.
+		for id, want := range map[string]string{
+			"p-load-url-url": "URL", "p-load-url-duration-s": "Duration (seconds)",
+			"p-refresh-datasource-datasource-id": "Datasource id", "p-set-emergency-enabled": "Enabled",
+		} {
+			label := evalIn[string](b, `document.querySelector('label[for="`+id+`"]').textContent.trim()`)
+			if !strings.HasPrefix(label, want) {
+				t.Errorf("the field %s is labelled %q, want %q", id, label, want)
+			}
+		}
+		if got := b.text("#help-p-load-url-duration-s"); !strings.Contains(got, "duration_s") {
+			t.Errorf("the duration's help %q does not give its API name", got)
+		}
+		st := b.submit(
+			chromedp.SendKeys(chromedp.ID("p-load-url-url"), "notaurl"),
+			chromedp.SendKeys(chromedp.ID("p-load-url-duration-s"), "-5"),
+			chromedp.Click(chromedp.ID("save-action")),
+		)
+		if st != http.StatusUnprocessableEntity {
+			t.Fatalf("status %d, want 422", st)
+		}
+		marked := evalIn[string](b, `[...document.querySelectorAll('[aria-invalid="true"]')].map(e => e.id).join(" ")`)
+		for _, id := range []string{"name", "p-load-url-url", "p-load-url-duration-s", "target_device"} {
+			if !strings.Contains(" "+marked+" ", " "+id+" ") {
+				t.Errorf("%s not marked on the first submit (marked: %q)", id, marked)
+			}
+		}
+		if got := b.text("#err-p-load-url-duration-s"); !strings.Contains(got, "whole number of seconds") {
+			t.Errorf("duration error %q", got)
+		}
+		if got := evalIn[string](b, `document.getElementById("p-load-url-duration-s").value`); got != "-5" {
+			t.Errorf("the duration typed is lost: %q", got)
+		}
+		if got := b.text("#err-target-device"); got != "Choose the device to send the command to." {
+			t.Errorf("device error %q", got)
+		}
+		if after := s.mustCall(http.StatusOK, "GET", "/api/v1/actions", nil)["total"]; after != before {
+			t.Fatalf("actions: %v before, %v after", before, after)
+		}
+	})
+
+	t.Run("a device or group that actions target: its delete page names them and offers no delete", func(t *testing.T) {
+		use(t)
+		s.createDevice("targeted-1")
+		group := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Targeted group", "device_ids": []string{"targeted-1"}})["id"].(string)
+		newAction := func(name, typ, id string) string {
+			return s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+				"name": name, "function": "refresh_content", "target": map[string]any{"type": typ, "id": id},
+			})["id"].(string)
+		}
+		var made []string
+		t.Cleanup(func() {
+			for _, id := range made {
+				s.call("DELETE", "/api/v1/actions/"+id, nil)
+			}
+			s.call("DELETE", "/api/v1/groups/"+group, nil)
+			s.call("DELETE", "/api/v1/devices/targeted-1", nil)
+		})
+		onDevice, onGroup := newAction("Refresh the targeted screen", "device", "targeted-1"), newAction("Refresh the targeted group", "group", group)
+		made = append(made, onDevice, onGroup)
+		for _, c := range []struct{ confirm, action, name string }{
+			{"/devices/targeted-1/delete", onDevice, "Refresh the targeted screen"},
+			{"/groups/" + group + "/delete", onGroup, "Refresh the targeted group"},
+		} {
+			b.open(c.confirm)
+			b.wantPage("confirm")
+			if got := b.text("#confirm-message"); !strings.Contains(got, "cannot be deleted while this action targets it") {
+				t.Fatalf("%s says %q", c.confirm, got)
+			}
+			if b.has("#confirm") {
+				t.Fatalf("%s offers a delete button", c.confirm)
+			}
+			link := `#blocked-by a[href="/actions/` + c.action + `/edit"]`
+			if got := b.text(link); got != c.name {
+				t.Fatalf("%s: the link to the action says %q", c.confirm, got)
+			}
+			b.submit(chromedp.Click(chromedp.CSS(link)))
+			b.wantPage("action_form")
+		}
+
+		// An action made to target them after the confirmation page opened: the
+		// refusal names it.
+		s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/actions/"+onDevice, nil)
+		s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/actions/"+onGroup, nil)
+		for _, c := range []struct{ confirm, typ, id, list string }{
+			{"/devices/targeted-1/delete", "device", "targeted-1", "devices"},
+			{"/groups/" + group + "/delete", "group", group, "groups"},
+		} {
+			b.open(c.confirm)
+			if !b.has("#confirm") {
+				t.Fatalf("%s: no delete button once no action targets it: %s", c.confirm, b.text("main"))
+			}
+			made = append(made, newAction("Made meanwhile for the "+c.typ, c.typ, c.id))
+			b.submit(chromedp.Click(chromedp.ID("confirm")))
+			b.wantPage(c.list)
+			if got := b.text("#flash"); !strings.Contains(got, "is the target of the action “Made meanwhile for the "+c.typ+"”") || !b.has("#flash.flash-error") {
+				t.Fatalf("%s refused with %q", c.confirm, got)
+			}
+		}
+	})
+
+	t.Run("an API key's expiry in the past is refused at its field", func(t *testing.T) {
+		use(t)
+		id, _ := s.createKey("Expiry check")
+		b.open("/api-keys/" + id + "/limits")
+		st := b.submit(chromedp.SetValue(chromedp.ID("expires_at"), "2020-01-01T10:00"), chromedp.Click(chromedp.ID("save-limits")))
+		if st != http.StatusUnprocessableEntity {
+			t.Fatalf("status %d, want 422", st)
+		}
+		if got := b.text("#err-expires-at"); !strings.Contains(got, "is in the past") || !strings.Contains(got, "revoke") {
+			t.Fatalf("field error %q", got)
+		}
+		if got := evalIn[string](b, `document.getElementById("expires_at").value`); got != "2020-01-01T10:00" {
+			t.Fatalf("the expiry typed is lost: %q", got)
+		}
+		if k := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+id, nil); k["expires_at"] != nil {
+			t.Fatalf("saved anyway: expires_at %v", k["expires_at"])
+		}
+		b.submit(chromedp.SetValue(chromedp.ID("expires_at"), "2099-01-01T10:00"), chromedp.Click(chromedp.ID("save-limits")))
+		b.wantPage("api_keys")
+		if k := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+id, nil); k["expires_at"] == nil {
+			t.Fatal("a future expiry was not saved")
+		}
+	})
+
+	t.Run("a signed link: accepted honestly with a link to its dispatch, and a tampered one shows the JSON's detail", func(t *testing.T) {
+		use(t)
+		b.open("/actions/" + actionID + "/link")
+		b.submit(chromedp.SetValue(chromedp.ID("key_id"), keyID), chromedp.Click(chromedp.ID("generate")))
+		signed := b.text("#get-link")
+		u, err := url.Parse(signed)
+		if err != nil || u.Query().Get("sig") == "" {
+			t.Fatalf("signed link %q", signed)
+		}
+
+		// Tampered: the page shows what the JSON answer says, and what a signed link needs.
+		q := u.Query()
+		sig := []byte(q.Get("sig"))
+		sig[0] = map[bool]byte{true: 'B', false: 'A'}[sig[0] == 'A']
+		q.Set("sig", string(sig))
+		u.RawQuery = q.Encode()
+		status, body := s.get(u.RawQuery)
+		if status != http.StatusUnauthorized {
+			t.Fatalf("tampered link (JSON): %d %v", status, body)
+		}
+		detail := body["error"].(map[string]any)["detail"].(string)
+		if st := b.open(u.String()); st != http.StatusUnauthorized {
+			t.Fatalf("tampered link in the browser: %d", st)
+		}
+		if got := b.text("#error-detail"); got != detail {
+			t.Errorf("the page says %q, the JSON %q", got, detail)
+		}
+		if !b.has("#signed-link-hint") {
+			t.Errorf("the page does not say what a signed link needs: %s", b.text("body"))
+		}
+
+		// Accepted: queued, not "sent"; the dispatch id links to its page.
+		b.open(signed)
+		cmd := player.next(10 * time.Second)
+		player.ack(prefix, cmd["id"].(string), "succeeded")
+		if got := b.text("#result"); !strings.Contains(got, "Accepted: load_url for 1 device") || strings.Contains(got, "was sent") {
+			t.Errorf("the result says %q", got)
+		}
+		id := b.text("#dispatch-id")
+		if href := evalIn[string](b, `document.getElementById("dispatch-link").getAttribute("href")`); href != "/dispatches/"+id || id != cmd["dispatch_id"] {
+			t.Fatalf("dispatch link %q, dispatch %q", href, id)
+		}
+		b.submit(chromedp.Click(chromedp.ID("dispatch-link")))
+		b.wantPage("dispatch") // signed in; otherwise the sign-in page
+	})
+
+	t.Run("a queued command for an offline device says it waits for the device", func(t *testing.T) {
+		use(t)
+		s.createDevice("never-online")
+		id := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Refresh the offline screen", "function": "refresh_content", "target": map[string]any{"type": "device", "id": "never-online"},
+		})["id"].(string)
+		t.Cleanup(func() {
+			s.call("DELETE", "/api/v1/actions/"+id, nil)
+			s.call("DELETE", "/api/v1/devices/never-online", nil)
+		})
+		b.open("/actions/" + id + "/link")
+		b.submit(chromedp.Click(chromedp.ID("test-action")))
+		b.wantPage("dispatch")
+		row := `tr[data-device="never-online"]`
+		if got := b.text(row + " .state"); got != "queued" {
+			t.Fatalf("state %q", got)
+		}
+		if got := b.text(row + " .detail"); !strings.HasPrefix(got, "waiting for the device (offline)") || !strings.Contains(got, "expires ") {
+			t.Fatalf("a queued command's detail %q", got)
+		}
+		// The live refresh keeps saying so.
+		b.waitJS(`document.getElementById("live").dataset.liveUpdated !== undefined`, 5*time.Second)
+		if got := b.text(row + " .detail"); !strings.HasPrefix(got, "waiting for the device (offline)") {
+			t.Fatalf("after a refresh: %q", got)
+		}
+	})
+
+	t.Run("polish: search and date fields, the link generator's choices, a steady key row, the group form's filter", func(t *testing.T) {
+		use(t)
+		// A search field and a date field look like the other fields.
+		look := func(id string) string {
+			return evalIn[string](b, `(() => { const s = getComputedStyle(document.getElementById("`+id+`"));
+				return [s.borderTopColor, s.borderTopWidth, s.borderRadius, s.paddingLeft, s.fontSize, s.backgroundColor].join(" "); })()`)
+		}
+		b.open("/devices")
+		if q, text := look("q"), look("id"); q != text {
+			t.Errorf("the search field looks like %q, a text field %q", q, text)
+		}
+		b.open("/api-keys/" + keyID + "/limits")
+		if date, text := look("expires_at"), look("name"); date != text {
+			t.Errorf("the date field looks like %q, a text field %q", date, text)
+		}
+
+		// The link generator's choices show their whole text at a laptop's width.
+		b.open("/actions/" + actionID + "/link")
+		cut := evalIn[[]string](b, `[...document.querySelectorAll("#link-form select")].filter(s => {
+			const w = s.getBoundingClientRect().width;
+			s.style.width = "auto"; s.style.maxWidth = "none";
+			const natural = s.getBoundingClientRect().width;
+			s.style.width = ""; s.style.maxWidth = "";
+			return natural > w + 1;
+		}).map(s => s.id)`)
+		if len(cut) > 0 {
+			t.Errorf("selects cut at 1280 px: %q", cut)
+		}
+
+		// "Copied" on a key's row moves none of the row's buttons.
+		b.open("/api-keys")
+		row := `tr[data-key="` + keyID + `"]`
+		// (Relative to the table: clicking may scroll the page.)
+		layout := func() string {
+			return evalIn[string](b, `(() => { const t = document.getElementById("keys").getBoundingClientRect();
+				return [...document.querySelectorAll('`+row+` .row-actions a, `+row+` .row-actions button'), document.querySelector('`+row+`')].map(e => {
+					const r = e.getBoundingClientRect(); return [r.left - t.left, r.top - t.top, r.width, r.height].map(Math.round).join(","); }).join(" "); })()`)
+		}
+		before := layout()
+		b.do(chromedp.Click(chromedp.CSS(row + " button.copy-key")))
+		b.waitJS(`document.querySelector('`+row+` .copy-status').textContent === "Copied"`, 5*time.Second)
+		if after := layout(); after != before {
+			t.Errorf("the row moved when Copied showed: %s, then %s", before, after)
+		}
+
+		// The group form's device list gets a filter box when it is long; ticked
+		// devices hidden by the filter are still saved.
+		var ids []string
+		for i := range 16 {
+			ids = append(ids, fmt.Sprintf("filter-%02d", i))
+			s.createDevice(ids[i])
+		}
+		var group string
+		t.Cleanup(func() {
+			if group != "" {
+				s.call("DELETE", "/api/v1/groups/"+group, nil)
+			}
+			for _, id := range ids {
+				s.call("DELETE", "/api/v1/devices/"+id, nil)
+			}
+		})
+		b.open("/groups/new")
+		filter := "device-checklist-filter"
+		if got := evalIn[string](b, `document.querySelector('label[for="`+filter+`"]').textContent`); got != "Filter devices by id or name" {
+			t.Fatalf("filter box label %q", got)
+		}
+		b.do(
+			chromedp.Click(chromedp.CSS(`input[name="device_ids"][value="lobby-1"]`)),
+			chromedp.Evaluate[chromedp.Void](`window.stillThisPage = true`),
+			chromedp.SendKeys(chromedp.ID(filter), "FILTER-07"+kb.Enter),
+		)
+		shown := evalIn[[]string](b, `[...document.querySelectorAll("#device-checklist label:not([hidden]) input")].map(i => i.value)`)
+		if fmt.Sprint(shown) != "[filter-07]" || !evalIn[bool](b, `window.stillThisPage === true`) {
+			t.Fatalf("filtered to %q (Enter must not submit); filter %q, says %q, at %s", shown, evalIn[string](b, `document.getElementById("`+filter+`").value`), b.text("#"+filter+"-count"), b.location())
+		}
+		b.submit(
+			chromedp.Click(chromedp.CSS(`input[name="device_ids"][value="filter-07"]`)),
+			chromedp.SendKeys(chromedp.ID("name"), "Filtered group"),
+			chromedp.Click(chromedp.ID("save-group")),
+		)
+		b.wantPage("groups")
+		for _, g := range s.mustCall(http.StatusOK, "GET", "/api/v1/groups", nil)["items"].([]any) {
+			if g.(map[string]any)["name"] == "Filtered group" {
+				group = g.(map[string]any)["id"].(string)
+				if got := fmt.Sprint(g.(map[string]any)["device_ids"]); got != "[filter-07 lobby-1]" {
+					t.Fatalf("members %s, want the one found by the filter and the one it hid", got)
+				}
+			}
+		}
+		if group == "" {
+			t.Fatal("the group was not created")
+		}
+	})
+
 	const newPassword = "a brand new passphrase"
 	t.Run("change the password", func(t *testing.T) {
 		use(t)

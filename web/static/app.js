@@ -137,6 +137,51 @@
   bindSwitch("function", "data-for-function");
   bindSwitch("target_type", "data-for-target");
 
+  // ---- Checkbox lists: a long one (data-filter-label) gets a filter box that
+  // hides the boxes whose text does not contain what is typed. Hidden boxes
+  // keep their state and are still sent; without this script the whole list
+  // shows. ----
+
+  var filterAt = 15; // fewer boxes than this need no filter
+  document.querySelectorAll(".checklist[data-filter-label]").forEach(function (list) {
+    var items = list.querySelectorAll("label");
+    if (items.length < filterAt) { return; }
+    var id = list.id + "-filter";
+    var field = document.createElement("div");
+    field.className = "field checklist-filter";
+    var label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = list.dataset.filterLabel;
+    var input = document.createElement("input");
+    input.type = "search";
+    input.id = id;
+    input.autocomplete = "off";
+    input.spellcheck = false;
+    input.setAttribute("aria-controls", list.id);
+    input.setAttribute("aria-describedby", id + "-count");
+    var count = document.createElement("p");
+    count.className = "help";
+    count.id = id + "-count";
+    count.setAttribute("role", "status");
+    field.append(label, input, count);
+    list.parentNode.insertBefore(field, list);
+    var update = function () {
+      var q = input.value.trim().toLowerCase(), shown = 0;
+      items.forEach(function (item) {
+        var on = q === "" || item.textContent.toLowerCase().indexOf(q) >= 0;
+        item.hidden = !on;
+        if (on) { shown++; }
+      });
+      count.textContent = q === "" ? items.length + " devices" : shown + " of " + items.length + " shown";
+    };
+    input.addEventListener("input", update);
+    // Enter must not submit the form (the browser submits on its keypress).
+    var noSubmit = function (ev) { if (ev.key === "Enter") { ev.preventDefault(); } };
+    input.addEventListener("keydown", noSubmit);
+    input.addEventListener("keypress", noSubmit);
+    update();
+  });
+
   // ---- Live status: an element with data-live="URL" polls that JSON endpoint
   // while data-live-done is not "true", and updates rows in place. ----
 
