@@ -1,16 +1,15 @@
 package broker
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"devicehooks/internal/testenv"
 	"devicehooks/secrets"
 )
 
@@ -18,7 +17,7 @@ import (
 // from where. A flood of attempts makes one line per refusalLogEvery, which
 // counts the refusals it stands for.
 func TestRefusedLoginsAreLoggedAtARate(t *testing.T) {
-	var out lockedBuffer
+	var out testenv.Buffer
 	e, err := StartEmbedded(EmbeddedConfig{
 		TCPAddr:      "127.0.0.1:0",
 		Logger:       slog.New(slog.NewTextHandler(&out, nil)),
@@ -41,7 +40,7 @@ func TestRefusedLoginsAreLoggedAtARate(t *testing.T) {
 	if got := e.RefusedLogins(); got != 3 {
 		t.Fatalf("refused logins: %d, want 3", got)
 	}
-	lines := out.lines("login refused")
+	lines := linesWith(&out, "login refused")
 	if len(lines) != 1 {
 		t.Fatalf("want one line for three refusals in a moment, got %d:\n%s", len(lines), out.String())
 	}
@@ -56,7 +55,7 @@ func TestRefusedLoginsAreLoggedAtARate(t *testing.T) {
 }
 
 func TestRefusalLogCountsWhatItSkipped(t *testing.T) {
-	var out lockedBuffer
+	var out testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&out, nil))
 	r := newRefusalLog()
 	t0 := time.Unix(1_700_000_000, 0)
@@ -64,7 +63,7 @@ func TestRefusalLogCountsWhatItSkipped(t *testing.T) {
 	r.note(log, "lobby-1", "127.0.0.1:1", t0.Add(time.Second)) // within 10 s: counted
 	r.note(log, "admin", "127.0.0.1:2", t0.Add(2*time.Second)) // a scanner: its own line
 	r.note(log, "lobby-1", "127.0.0.1:1", t0.Add(refusalLogEvery))
-	lines := out.lines("login refused")
+	lines := linesWith(&out, "login refused")
 	if len(lines) != 3 {
 		t.Fatalf("want 3 lines, got %d:\n%s", len(lines), out.String())
 	}
@@ -85,7 +84,7 @@ func TestRefusalLogShowsNoSecret(t *testing.T) {
 		token:                     "user=" + token[:len(secrets.DeviceTokenPrefix)+6] + "…",
 		"lobby-1\n level=ERROR x": `user="(not a device id: 22 bytes)"`,
 	} {
-		var out lockedBuffer
+		var out testenv.Buffer
 		newRefusalLog().note(slog.New(slog.NewTextHandler(&out, nil)), user, "127.0.0.1:1", time.Now())
 		if !strings.Contains(out.String(), want) || strings.Contains(out.String(), token) {
 			t.Errorf("username %q: want %s in\n%s", user, want, out.String())
@@ -96,41 +95,24 @@ func TestRefusalLogShowsNoSecret(t *testing.T) {
 // A scan through many usernames writes refusalLinesMax lines per
 // refusalLogEvery, however many names it tries.
 func TestRefusalLogBoundsAllUsernames(t *testing.T) {
-	var out lockedBuffer
+	var out testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&out, nil))
 	r := newRefusalLog()
 	t0 := time.Unix(1_700_000_000, 0)
 	for i := range 100 {
 		r.note(log, fmt.Sprintf("user-%d", i), "127.0.0.1:1", t0.Add(time.Duration(i)*time.Millisecond))
 	}
-	if n := len(out.lines("login refused")); n != refusalLinesMax {
+	if n := len(linesWith(&out, "login refused")); n != refusalLinesMax {
 		t.Fatalf("%d lines for 100 usernames in 0.1 s, want %d", n, refusalLinesMax)
 	}
 	r.note(log, "lobby-1", "127.0.0.1:1", t0.Add(refusalLogEvery))
-	if n := len(out.lines("login refused")); n != refusalLinesMax+1 {
+	if n := len(linesWith(&out, "login refused")); n != refusalLinesMax+1 {
 		t.Fatalf("the next window has no room: %d lines", n)
 	}
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the lines that contain s.
-func (b *lockedBuffer) lines(s string) []string {
+// linesWith returns the lines of b that contain s.
+func linesWith(b *testenv.Buffer, s string) []string {
 	var out []string
 	for _, l := range strings.Split(b.String(), "\n") {
 		if strings.Contains(l, s) {

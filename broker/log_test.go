@@ -72,7 +72,7 @@ func TestRefusedPacketsAreLoggedOncePerInterval(t *testing.T) {
 // The same through the broker: a player publishing twice where it may not,
 // reconnecting in between as a library would, makes one line.
 func TestAPlayersRefusedPublishIsLoggedOnce(t *testing.T) {
-	var out lockedBuffer
+	var out testenv.Buffer
 	e, err := StartEmbedded(EmbeddedConfig{
 		TCPAddr:      "127.0.0.1:0",
 		Logger:       slog.New(slog.NewTextHandler(&out, nil)),
@@ -89,7 +89,7 @@ func TestAPlayersRefusedPublishIsLoggedOnce(t *testing.T) {
 		testenv.WaitFor(t, 5*time.Second, "the refusal", func() bool { return !c.IsConnectionOpen() })
 		c.Disconnect(0)
 	}
-	lines := out.lines("error processing packet")
+	lines := linesWith(&out, "error processing packet")
 	if len(lines) != 1 || !strings.Contains(lines[0], "client.user=lobby-1") || !strings.Contains(lines[0], "pk.topic=lobby-2/acks") {
 		t.Fatalf("want one line naming the player and the topic, got:\n%s", out.String())
 	}
