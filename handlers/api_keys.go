@@ -84,14 +84,22 @@ func (a *api) revealAPIKey(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"id": c.Param("id"), "key": plain})
 }
 
+// updateAPIKey changes what the body names and keeps the rest: the body is
+// read over the key's name and limits, so a field left out keeps its value
+// (a rename does not lift a key's limits, as it does not enable a disabled
+// action), and null or [] removes a limit.
 func (a *api) updateAPIKey(c *gin.Context) {
-	var in apiKeyInput
-	if err := bindJSON(c, &in, apiKeyView{}); err != nil {
+	old, err := a.Store.APIKey(c.Request.Context(), c.Param("id"))
+	if err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
-	old, err := a.Store.APIKey(c.Request.Context(), c.Param("id"))
-	if err != nil {
+	in := apiKeyInput{Name: old.Name, Limits: auth.LimitsOf(old)}
+	if in.ExpiresAt != nil { // decoded into: not old's own
+		at := *in.ExpiresAt
+		in.ExpiresAt = &at
+	}
+	if err := bindJSON(c, &in, apiKeyView{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}

@@ -115,8 +115,17 @@ func TestKeyScopesAndLimits(t *testing.T) {
 			disabledID = k.(map[string]any)["id"].(string)
 		}
 	}
+	// A rename keeps its limits (a script that sends only what it manages
+	// must not lift the rest); a limit sent changes.
 	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+disabledID, map[string]any{"name": "back"})
 	revealed := s.mustCall(http.StatusOK, "POST", "/api/v1/api-keys/"+disabledID+"/reveal", nil)["key"].(string)
+	if status, _ := s.post(revealed, body(evDevice)); status != 401 {
+		t.Fatalf("a disabled key renamed: %d, want 401 (still disabled)", status)
+	}
+	if got := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+disabledID, nil); got["name"] != "back" || got["disabled"] != true {
+		t.Fatalf("after a rename: %v", got)
+	}
+	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+disabledID, map[string]any{"disabled": false})
 	if status, _ := s.post(revealed, body(evDevice)); status != 200 {
 		t.Fatalf("re-enabled key: %d", status)
 	}

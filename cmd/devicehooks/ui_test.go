@@ -718,7 +718,7 @@ func TestUI(t *testing.T) {
 			chromedp.Click(chromedp.ID("save-limits")),
 		)
 		b.wantPage("api_keys")
-		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+id, map[string]any{"name": "Both methods"}) // enabled again
+		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+id, map[string]any{"name": "Both methods", "disabled": false, "methods": nil}) // enabled again, any method
 	})
 
 	t.Run("the test button fires the action", func(t *testing.T) {
