@@ -143,6 +143,13 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		h.fail(c, cl, err)
 		return
 	}
+	if link && c.Request.Method == http.MethodPost && crossSite(c.Request) {
+		// A confirm link's button posts from its own page. Another site's
+		// form would fire a leaked link through a browser that may use it
+		// (inside a key's address ranges), without the click the link asks for.
+		h.fail(c, cl, actions.Errorf(actions.CodeForbidden, "a link's form may be posted only from its own page"))
+		return
+	}
 	caller, err := h.authenticate(c, params)
 	if err != nil {
 		h.fail(c, cl, err)
@@ -273,6 +280,10 @@ func (h *webhookHandler) page(c *gin.Context, status int, r web.WebhookResult) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("Referrer-Policy", "no-referrer")
 	c.Header("X-Robots-Tag", "noindex")
+	// No other site may frame a link's page (a confirm button clicked
+	// through a disguise) or have its form post elsewhere.
+	c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	c.Header("X-Frame-Options", "DENY")
 	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
 }
 
@@ -314,6 +325,16 @@ func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
 	return url.Values{}, false, nil
 }
 
+// crossSite tells a browser's request made by another site's page (the
+// browser says so in Sec-Fetch-Site; other clients send none).
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	}
+	return false
+}
+
 // linkFields are the query parameters of a link: its key or signature, and
 // its payload.
 var linkFields = []string{"api_key", "key_id", "expires", "sig", "payload"}
@@ -346,8 +367,11 @@ func scopeMethod(c *gin.Context, link bool) string {
 // in the x-webhook-apikey header or a link's api_key parameter.
 func (h *webhookHandler) authenticate(c *gin.Context, params url.Values) (*auth.Caller, error) {
 	if sig := params.Get("sig"); sig != "" {
-		expires, err := strconv.ParseInt(params.Get("expires"), 10, 64)
-		if err != nil {
+		// The signature covers the number: only its one spelling is the link
+		// (not "0017…" or "+17…"), so that a link works exactly as it was made.
+		raw := params.Get("expires")
+		expires, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || strconv.FormatInt(expires, 10) != raw {
 			return nil, auth.ErrBadLink
 		}
 		return h.keys.AuthenticateLink(c.Request.Context(), params.Get("key_id"), expires, params.Get("payload"), sig)

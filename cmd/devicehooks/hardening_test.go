@@ -195,6 +195,17 @@ func TestSignedAndSafeLinks(t *testing.T) {
 		}
 	}
 	p.none(100 * time.Millisecond)
+	// Its expiry has one spelling: the same number written otherwise is
+	// another link, whose signature does not hold.
+	for _, respelled := range []string{"0" + strconv.FormatInt(exp, 10), "+" + strconv.FormatInt(exp, 10)} {
+		q, _ := url.ParseQuery(link)
+		q.Set("expires", respelled)
+		status, ans := s.get(q.Encode())
+		if d, _ := ans["error"].(map[string]any)["detail"].(string); status != 401 || !strings.HasPrefix(d, "invalid signed link") {
+			t.Fatalf("expires=%s: %d %v", respelled, status, ans)
+		}
+	}
+	p.none(100 * time.Millisecond)
 	// After its expiry it fails.
 	time.Sleep(time.Until(time.Unix(exp, 0)) + 50*time.Millisecond)
 	status, ans := s.get(link)
@@ -250,17 +261,42 @@ func TestSignedAndSafeLinks(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(page), `id="confirm"`) {
 		t.Fatalf("confirm page: %d %s", resp.StatusCode, page)
 	}
+	// No other site may frame it (a disguised click) or send its form elsewhere.
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") ||
+		!strings.Contains(csp, "form-action 'self'") || resp.Header.Get("X-Frame-Options") != "DENY" {
+		t.Fatalf("the confirm page can be framed: %v", resp.Header)
+	}
 	p.none(200 * time.Millisecond)
 	form := url.Values{}
 	for _, m := range regexp.MustCompile(`name="([a-z_]+)" value="([^"]*)"`).FindAllStringSubmatch(string(page), -1) {
 		form.Set(m[1], htmlUnescape(m[2]))
 	}
-	resp, err = http.PostForm(s.base+"/public-api/integration/webhooks", form)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("confirming: %v %v", resp, err)
+	confirm := func(site string) int {
+		req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if site != "" {
+			req.Header.Set("Sec-Fetch-Site", site)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
-	resp.Body.Close()
-	p.next(5 * time.Second)
+	// Another site's form does not fire it through a visitor's browser.
+	for _, site := range []string{"cross-site", "same-site"} {
+		if status := confirm(site); status != http.StatusForbidden {
+			t.Fatalf("a confirm form posted from a %s page: %d, want 403", site, status)
+		}
+	}
+	p.none(200 * time.Millisecond)
+	for _, site := range []string{"same-origin", ""} { // its own page; a client that is no browser
+		if status := confirm(site); status != 200 {
+			t.Fatalf("confirming (Sec-Fetch-Site %q): %d", site, status)
+		}
+		p.next(5 * time.Second)
+	}
 }
 
 func htmlUnescape(s string) string {
