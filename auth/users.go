@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -133,13 +134,17 @@ func (u *Users) EnsureFirstAdmin(ctx context.Context, username, password string)
 // is locked out (see loginLimiter), and with a Busy one when the password cannot
 // be checked now; it answers every wrong username or password with
 // ErrBadCredentials after FailDelay.
-func (u *Users) SignIn(ctx context.Context, username, password, ip string) (string, *store.AdminUser, error) {
+//
+// known is the browser's KnownBrowser cookie, or "": a browser that signed in
+// as this username before is not held by the username's lockout from all
+// addresses together.
+func (u *Users) SignIn(ctx context.Context, username, password, ip, known string) (string, *store.AdminUser, error) {
 	username = strings.TrimSpace(username)
 	now := u.clock()
 	// Reserve the attempt before the costly check, so concurrent requests cannot
 	// all pass the lockout check before the first failure is counted. The
 	// reservation is held until SignIn returns, FailDelay included.
-	attempt, err := u.limiter.begin(username, ip, now)
+	attempt, err := u.limiter.begin(username, ip, u.isKnownBrowser(known, username, now), now)
 	if err != nil {
 		return "", nil, err
 	}
@@ -193,6 +198,35 @@ func (u *Users) SignIn(ctx context.Context, username, password, ip string) (stri
 	return token, user, nil
 }
 
+// KnownBrowserFor is how long a browser stays known after a sign-in.
+const KnownBrowserFor = 180 * 24 * time.Hour
+
+// KnownBrowser returns the value of the cookie that marks a browser as one
+// that signed in as username: the time, and a MAC of it and the username with
+// the server secret (OWASP's "device cookie"). It holds no secret; a stolen
+// one only spares its thief the username's lockout from all addresses, not
+// the per-address ones.
+func (u *Users) KnownBrowser(username string) string {
+	at := strconv.FormatInt(u.clock().Unix(), 10)
+	return at + "." + u.kr.Sign(knownBrowserMessage(username, at))
+}
+
+func (u *Users) isKnownBrowser(cookie, username string, now time.Time) bool {
+	at, sig, ok := strings.Cut(cookie, ".")
+	n, err := strconv.ParseInt(at, 10, 64)
+	if !ok || err != nil || strconv.FormatInt(n, 10) != at {
+		return false
+	}
+	if age := now.Sub(time.Unix(n, 0)); age > KnownBrowserFor || age < -time.Minute {
+		return false
+	}
+	return u.kr.Verify(knownBrowserMessage(username, at), sig)
+}
+
+func knownBrowserMessage(username, at string) []byte {
+	return []byte("devicehooks-known-browser-v1\n" + strings.ToLower(strings.TrimSpace(username)) + "\n" + at)
+}
+
 // Authenticate returns the account of a live session token, extending the
 // session's idle expiry (never past its maximum age).
 func (u *Users) Authenticate(ctx context.Context, token string) (*Account, error) {
@@ -238,11 +272,30 @@ func (u *Users) SignOut(ctx context.Context, token string) error {
 // ChangePassword replaces a user's password after checking the current one and
 // that confirm repeats next, and signs out every other session of the user. A
 // refusal names every field at fault (errors.Join).
-func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next, confirm string) error {
+//
+// A wrong current password counts as a failed sign-in from ip, with its delay:
+// someone who took over a session cannot guess the password faster through
+// this form than through the sign-in page. Once the username is locked out
+// from ip, the session itself is ended, and *LockedOutError returned.
+func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next, confirm, ip string) error {
 	user, err := u.st.AdminUser(ctx, acc.User.ID)
 	if err != nil {
 		return err
 	}
+	now := u.clock()
+	// known: a signed-in session's guesses count from its address, not
+	// towards the username's lockout from all addresses.
+	attempt, err := u.limiter.begin(user.Username, ip, true, now)
+	if locked := (*LockedOutError)(nil); errors.As(err, &locked) && !locked.Busy {
+		if derr := u.st.DeleteSession(ctx, acc.SessionID); derr != nil {
+			return derr
+		}
+		return err
+	} else if err != nil {
+		return err
+	}
+	result := unchecked
+	defer func() { u.limiter.finish(attempt, result, now) }()
 	nextErr := checkPassword(next, "new_password")
 	if nextErr == nil && next == current {
 		nextErr = actions.Invalid("new_password", "must differ from the current password")
@@ -262,6 +315,11 @@ func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next,
 	case busy != nil:
 		return errPasswordBusy
 	case !ok:
+		result = failed
+		select {
+		case <-time.After(u.FailDelay):
+		case <-ctx.Done():
+		}
 		currentErr = actions.Invalid("current_password", "is not your current password")
 	case err != nil:
 		return err

@@ -18,7 +18,10 @@ import (
 // The per-address-and-username count is the one a person mistyping meets; keying
 // it on the address too means nobody can lock the admin out from elsewhere with a
 // few wrong passwords. The per-username count across addresses is far higher, so
-// it only stops a guesser spread over many addresses.
+// it only stops a guesser spread over many addresses. A browser that signed in as
+// that username before (a known browser, Users.KnownBrowser) is not held by that
+// count, nor adds to it: a guesser with a few dozen addresses could otherwise
+// lock the admin out everywhere, again every lockoutFor.
 //
 // The counts live in memory: each instance counts on its own, and a restart
 // forgets them.
@@ -46,8 +49,8 @@ type failures struct {
 
 // loginAttempt is a sign-in that holds a reservation on each of its counters.
 type loginAttempt struct {
-	keys    [3]string
-	entries [3]*failures
+	keys    []string
+	entries []*failures
 }
 
 // outcome is how a sign-in attempt ended, for finish.
@@ -87,8 +90,12 @@ var limiterLimits = [3]int{maxUserFailures, maxIPFailures, maxUserFailuresAll}
 // begin, so without counting those a burst of concurrent requests would all be
 // checked before the first failure is counted. The caller must finish the
 // attempt.
-func (l *loginLimiter) begin(username, ip string, now time.Time) (*loginAttempt, error) {
-	keys := limiterKeys(username, ip)
+func (l *loginLimiter) begin(username, ip string, known bool, now time.Time) (*loginAttempt, error) {
+	all := limiterKeys(username, ip)
+	keys := all[:]
+	if known {
+		keys = all[:2] // not the username from all addresses
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.entries)+len(keys) > l.sweepAt {
@@ -115,7 +122,7 @@ func (l *loginLimiter) begin(username, ip string, now time.Time) (*loginAttempt,
 	if full {
 		return nil, &LockedOutError{Until: now.Add(retryBusy), Busy: true}
 	}
-	a := &loginAttempt{keys: keys}
+	a := &loginAttempt{keys: keys, entries: make([]*failures, len(keys))}
 	for i, k := range keys {
 		f := l.entries[k]
 		if f == nil {

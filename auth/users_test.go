@@ -52,14 +52,14 @@ func TestEnsureFirstAdmin(t *testing.T) {
 	if err != nil || len(pw) != 20 {
 		t.Fatalf("generated %q, %v", pw, err)
 	}
-	if _, _, err := u.SignIn(ctx, "admin", pw, "10.0.0.1"); err != nil {
+	if _, _, err := u.SignIn(ctx, "admin", pw, "10.0.0.1", ""); err != nil {
 		t.Fatalf("sign in with the generated password: %v", err)
 	}
 	again, err := u.EnsureFirstAdmin(ctx, "other", "another password")
 	if err != nil || again != "" {
 		t.Fatalf("second start: %q, %v", again, err)
 	}
-	if _, _, err := u.SignIn(ctx, "other", "another password", "10.0.0.1"); !errors.Is(err, ErrBadCredentials) {
+	if _, _, err := u.SignIn(ctx, "other", "another password", "10.0.0.1", ""); !errors.Is(err, ErrBadCredentials) {
 		t.Fatalf("a second account was created: %v", err)
 	}
 
@@ -73,7 +73,7 @@ func TestEnsureFirstAdmin(t *testing.T) {
 	if pw, err := u2.EnsureFirstAdmin(ctx, "ops", "long enough password"); err != nil || pw != "" {
 		t.Fatalf("given password: %q, %v", pw, err)
 	}
-	if _, _, err := u2.SignIn(ctx, "ops", "long enough password", "10.0.0.1"); err != nil {
+	if _, _, err := u2.SignIn(ctx, "ops", "long enough password", "10.0.0.1", ""); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -115,34 +115,34 @@ func TestSignInLockout(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range maxUserFailures {
-		if _, _, err := u.SignIn(ctx, "admin", "wrong", "10.0.0.1"); !errors.Is(err, ErrBadCredentials) {
+		if _, _, err := u.SignIn(ctx, "admin", "wrong", "10.0.0.1", ""); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("failure %d: %v", i+1, err)
 		}
 	}
 	// Locked: even the right password is refused from that address.
-	_, _, err := u.SignIn(ctx, "ADMIN", "right password", "10.0.0.1")
+	_, _, err := u.SignIn(ctx, "ADMIN", "right password", "10.0.0.1", "")
 	var locked *LockedOutError
 	if !errors.As(err, &locked) || !locked.Until.Equal(now.Add(lockoutFor)) || locked.Busy {
 		t.Fatalf("after %d failures: %v", maxUserFailures, err)
 	}
 	*now = now.Add(lockoutFor)
-	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1"); err != nil {
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1", ""); err != nil {
 		t.Fatalf("after the lockout: %v", err)
 	}
 	// A success resets the count.
 	for range maxUserFailures - 1 {
-		_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.2")
+		_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.2", "")
 	}
-	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.2"); err != nil {
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.2", ""); err != nil {
 		t.Fatalf("4 failures locked out: %v", err)
 	}
 	// Failures spread over more than the window do not add up.
 	for range maxUserFailures - 1 {
-		_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.3")
+		_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.3", "")
 	}
 	*now = now.Add(failureWindow + time.Second)
-	_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.3")
-	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.3"); err != nil {
+	_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.3", "")
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.3", ""); err != nil {
 		t.Fatalf("old failures counted: %v", err)
 	}
 }
@@ -156,13 +156,13 @@ func TestSignInLockoutByAddress(t *testing.T) {
 	}
 	// One address guessing many usernames.
 	for i := range maxIPFailures {
-		_, _, _ = u.SignIn(ctx, "user"+string(rune('a'+i)), "guess", "192.0.2.7")
+		_, _, _ = u.SignIn(ctx, "user"+string(rune('a'+i)), "guess", "192.0.2.7", "")
 	}
 	var locked *LockedOutError
-	if _, _, err := u.SignIn(ctx, "admin", "right password", "192.0.2.7"); !errors.As(err, &locked) {
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "192.0.2.7", ""); !errors.As(err, &locked) {
 		t.Fatalf("the address is not locked out: %v", err)
 	}
-	if _, _, err := u.SignIn(ctx, "admin", "right password", "192.0.2.8"); err != nil {
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "192.0.2.8", ""); err != nil {
 		t.Fatalf("another address is locked out: %v", err)
 	}
 }
@@ -183,7 +183,7 @@ func TestSignInConcurrentAttempts(t *testing.T) {
 	for range 50 {
 		wg.Go(func() {
 			<-start
-			_, _, err := u.SignIn(ctx, "admin", "wrong", "10.0.0.1")
+			_, _, err := u.SignIn(ctx, "admin", "wrong", "10.0.0.1", "")
 			var lo *LockedOutError
 			switch {
 			case errors.Is(err, ErrBadCredentials):
@@ -202,7 +202,7 @@ func TestSignInConcurrentAttempts(t *testing.T) {
 		t.Fatalf("%d checked, %d refused, %d other; want at most %d checked", bad.Load(), locked.Load(), other.Load(), maxUserFailures)
 	}
 	// The checked failures locked the username out from this address.
-	_, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1")
+	_, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1", "")
 	var lo *LockedOutError
 	if !errors.As(err, &lo) || lo.Busy || !lo.Until.Equal(now.Add(lockoutFor)) {
 		t.Fatalf("after %d failures: %v", bad.Load(), err)
@@ -220,7 +220,7 @@ func TestHashingIsBounded(t *testing.T) {
 	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
 		t.Fatal(err)
 	}
-	token, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1")
+	token, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,13 +246,13 @@ func TestHashingIsBounded(t *testing.T) {
 	for i := range 4*cap(hashSlots) + 8 {
 		wg.Go(func() { // distinct names and addresses, so the lockout lets all through
 			<-start
-			if _, _, err := u.SignIn(ctx, fmt.Sprint("user", i), "guess", fmt.Sprint("10.1.0.", i)); !errors.Is(err, ErrBadCredentials) {
+			if _, _, err := u.SignIn(ctx, fmt.Sprint("user", i), "guess", fmt.Sprint("10.1.0.", i), ""); !errors.Is(err, ErrBadCredentials) {
 				t.Errorf("SignIn: %v", err)
 			}
 		})
 		wg.Go(func() {
 			<-start
-			if err := u.ChangePassword(ctx, acc, "wrong current", "new password!!", "new password!!"); actions.ErrorCode(err) != actions.CodeInvalidParams {
+			if err := u.ChangePassword(ctx, acc, "wrong current", "new password!!", "new password!!", fmt.Sprint("10.2.0.", i)); actions.ErrorCode(err) != actions.CodeInvalidParams {
 				t.Errorf("ChangePassword: %v", err)
 			}
 		})
@@ -278,7 +278,7 @@ func TestHashingIsBounded(t *testing.T) {
 	t.Cleanup(func() { hashWait = wait })
 	hashWait = 20 * time.Millisecond
 	for i := range maxUserFailures + 1 {
-		_, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.2")
+		_, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.2", "")
 		var lo *LockedOutError
 		if !errors.As(err, &lo) || !lo.Busy {
 			t.Fatalf("SignIn %d without a free slot: %v", i+1, err)
@@ -286,11 +286,11 @@ func TestHashingIsBounded(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if err := u.ChangePassword(short, acc, "right password", "new password!!", "new password!!"); actions.ErrorCode(err) != actions.CodeUnavailable {
+	if err := u.ChangePassword(short, acc, "right password", "new password!!", "new password!!", "10.0.0.1"); actions.ErrorCode(err) != actions.CodeUnavailable {
 		t.Fatalf("ChangePassword without a free slot: %v", err)
 	}
 	drain()
-	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.2"); err != nil {
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.2", ""); err != nil {
 		t.Fatalf("busy refusals were counted as failures: %v", err)
 	}
 }
@@ -304,7 +304,7 @@ func TestSweepKeepsLockouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range maxUserFailures {
-		_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.1")
+		_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.1", "")
 	}
 	*now = now.Add(time.Minute)
 	l := u.limiter
@@ -320,7 +320,7 @@ func TestSweepKeepsLockouts(t *testing.T) {
 	}
 	l.entries["u:target"] = &failures{n: maxUserFailuresAll - 1, first: now.Add(-10 * time.Minute)}
 	l.mu.Unlock()
-	_, _, _ = u.SignIn(ctx, "nobody", "guess", "10.0.0.9") // sweeps
+	_, _, _ = u.SignIn(ctx, "nobody", "guess", "10.0.0.9", "") // sweeps
 	l.mu.Lock()
 	n, target := len(l.entries), l.entries["u:target"]
 	l.mu.Unlock()
@@ -331,7 +331,7 @@ func TestSweepKeepsLockouts(t *testing.T) {
 		t.Fatalf("the sweep dropped a counter with failures in its window: %+v", target)
 	}
 	var locked *LockedOutError
-	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1"); !errors.As(err, &locked) {
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1", ""); !errors.As(err, &locked) {
 		t.Fatalf("the sweep ended a lockout: %v", err)
 	}
 }
@@ -344,7 +344,7 @@ func TestRefusedSignInsLeaveNothing(t *testing.T) {
 	u, _ := newTestUsers(t)
 	wrong := strings.Repeat("x", MaxPasswordLen*4+1) // a failure that skips hashing, for speed
 	for i := range maxIPFailures {
-		_, _, _ = u.SignIn(ctx, fmt.Sprint("user", i), wrong, "10.0.0.1")
+		_, _, _ = u.SignIn(ctx, fmt.Sprint("user", i), wrong, "10.0.0.1", "")
 	}
 	count := func() int {
 		u.limiter.mu.Lock()
@@ -355,7 +355,7 @@ func TestRefusedSignInsLeaveNothing(t *testing.T) {
 	for i := range 1000 {
 		name := fmt.Sprint(i, strings.Repeat("u", 60<<10))
 		var locked *LockedOutError
-		if _, _, err := u.SignIn(ctx, name, "guess", "10.0.0.1"); !errors.As(err, &locked) {
+		if _, _, err := u.SignIn(ctx, name, "guess", "10.0.0.1", ""); !errors.As(err, &locked) {
 			t.Fatalf("attempt %d from a locked address: %v", i, err)
 		}
 	}
@@ -381,13 +381,13 @@ func TestSignInLockoutPerIPv6Prefix(t *testing.T) {
 	}
 	wrong := strings.Repeat("x", MaxPasswordLen*4+1)
 	for i := range maxUserFailures {
-		_, _, _ = u.SignIn(ctx, "admin", wrong, fmt.Sprintf("2001:db8:1:2::%x", i+1))
+		_, _, _ = u.SignIn(ctx, "admin", wrong, fmt.Sprintf("2001:db8:1:2::%x", i+1), "")
 	}
 	var locked *LockedOutError
-	if _, _, err := u.SignIn(ctx, "admin", "right password", "2001:db8:1:2:ffff::9"); !errors.As(err, &locked) {
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "2001:db8:1:2:ffff::9", ""); !errors.As(err, &locked) {
 		t.Fatalf("another address of the same /64: %v", err)
 	}
-	if _, _, err := u.SignIn(ctx, "admin", "right password", "2001:db8:1:3::1"); err != nil {
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "2001:db8:1:3::1", ""); err != nil {
 		t.Fatalf("another /64: %v", err)
 	}
 }
@@ -403,21 +403,65 @@ func TestSignInLockoutPerAddress(t *testing.T) {
 	}
 	wrong := strings.Repeat("x", MaxPasswordLen*4+1) // a failure that skips hashing, for speed
 	for range maxUserFailures {
-		_, _, _ = u.SignIn(ctx, "admin", wrong, "198.51.100.1")
+		_, _, _ = u.SignIn(ctx, "admin", wrong, "198.51.100.1", "")
 	}
-	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1"); err != nil {
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1", ""); err != nil {
 		t.Fatalf("failures from another address locked the admin out: %v", err)
 	}
 	// A guesser spread over many addresses, each below its own limits.
 	for i := 1; i < maxUserFailuresAll/maxUserFailures; i++ {
 		for range maxUserFailures {
-			_, _, _ = u.SignIn(ctx, "admin", wrong, fmt.Sprint("198.51.100.", 1+i))
+			_, _, _ = u.SignIn(ctx, "admin", wrong, fmt.Sprint("198.51.100.", 1+i), "")
 		}
 	}
 	var locked *LockedOutError
-	_, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1")
+	_, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1", "")
 	if !errors.As(err, &locked) || locked.Busy || !locked.Until.Equal(now.Add(lockoutFor)) {
 		t.Fatalf("after %d failures from many addresses: %v", maxUserFailuresAll, err)
+	}
+}
+
+// A guesser spread over many addresses does not lock the admin out of a
+// browser that signed in as admin before, from any address; nor does such a
+// browser's cookie help another username, once changed, or once too old.
+func TestKnownBrowserIsNotLockedOutByAGuesserElsewhere(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, now := newTestUsers(t)
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
+		t.Fatal(err)
+	}
+	known := u.KnownBrowser("admin") // given at a sign-in before the attack
+	wrong := strings.Repeat("x", MaxPasswordLen*4+1)
+	for i := range maxUserFailuresAll / maxUserFailures {
+		for range maxUserFailures {
+			_, _, _ = u.SignIn(ctx, "admin", wrong, fmt.Sprint("198.51.100.", 1+i), "")
+		}
+	}
+	var locked *LockedOutError
+	for name, cookie := range map[string]string{
+		"none": "", "another username's": u.KnownBrowser("ops"), "changed": known[:len(known)-1] + "A",
+		"respelled": "0" + known,
+	} {
+		if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1", cookie); !errors.As(err, &locked) {
+			t.Errorf("with %s cookie: %v, want locked out", name, err)
+		}
+	}
+	for _, ip := range []string{"10.0.0.1", "203.0.113.9"} {
+		if _, _, err := u.SignIn(ctx, "admin", "right password", ip, known); err != nil {
+			t.Fatalf("a known browser at %s: %v", ip, err)
+		}
+	}
+	// A known browser still meets its own address's limits.
+	for range maxUserFailures {
+		_, _, _ = u.SignIn(ctx, "admin", wrong, "10.0.0.7", known)
+	}
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.7", known); !errors.As(err, &locked) {
+		t.Fatalf("a known browser past its address's limit: %v", err)
+	}
+	*now = now.Add(KnownBrowserFor + time.Minute)
+	if u.isKnownBrowser(known, "admin", *now) {
+		t.Fatal("a known browser's cookie outlives KnownBrowserFor")
 	}
 }
 
@@ -428,7 +472,7 @@ func TestSessions(t *testing.T) {
 	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
 		t.Fatal(err)
 	}
-	token, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1")
+	token, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1", "")
 	if err != nil || !strings.HasPrefix(token, secrets.SessionPrefix) {
 		t.Fatalf("token %q, %v", token, err)
 	}
@@ -457,7 +501,7 @@ func TestSessions(t *testing.T) {
 		t.Fatal("an idle session still works")
 	}
 	// ... and never past its maximum age.
-	token, _, _ = u.SignIn(ctx, "admin", "right password", "10.0.0.1")
+	token, _, _ = u.SignIn(ctx, "admin", "right password", "10.0.0.1", "")
 	start := *now
 	for now.Sub(start) < SessionMaxAge-SessionIdle {
 		*now = now.Add(SessionIdle / 2)
@@ -471,12 +515,44 @@ func TestSessions(t *testing.T) {
 	}
 
 	// Sign-out ends the session.
-	token, _, _ = u.SignIn(ctx, "admin", "right password", "10.0.0.1")
+	token, _, _ = u.SignIn(ctx, "admin", "right password", "10.0.0.1", "")
 	if err := u.SignOut(ctx, token); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := u.Authenticate(ctx, token); err == nil {
 		t.Fatal("a signed-out session still works")
+	}
+}
+
+// Someone holding a session guesses the password through the change form no
+// faster than through sign-in: the failures count from their address, and
+// once that locks the username out there, the session ends.
+func TestChangePasswordGuessesAreLimited(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, _ := newTestUsers(t)
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "old password!"); err != nil {
+		t.Fatal(err)
+	}
+	stolen, _, _ := u.SignIn(ctx, "admin", "old password!", "10.0.0.9", "")
+	acc, err := u.Authenticate(ctx, stolen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxUserFailures {
+		if err := u.ChangePassword(ctx, acc, fmt.Sprint("guess ", i), "new password!!", "new password!!", "10.0.0.9"); actions.ErrorCode(err) != actions.CodeInvalidParams {
+			t.Fatalf("guess %d: %v", i, err)
+		}
+	}
+	var locked *LockedOutError
+	if err := u.ChangePassword(ctx, acc, "old password!", "new password!!", "new password!!", "10.0.0.9"); !errors.As(err, &locked) {
+		t.Fatalf("after %d wrong guesses: %v, want locked out", maxUserFailures, err)
+	}
+	if _, err := u.Authenticate(ctx, stolen); err == nil {
+		t.Fatal("the guessing session still works")
+	}
+	if _, _, err := u.SignIn(ctx, "admin", "old password!", "10.0.0.1", ""); err != nil {
+		t.Fatalf("the admin elsewhere: %v", err)
 	}
 }
 
@@ -487,8 +563,8 @@ func TestChangePassword(t *testing.T) {
 	if _, err := u.EnsureFirstAdmin(ctx, "admin", "old password!"); err != nil {
 		t.Fatal(err)
 	}
-	mine, _, _ := u.SignIn(ctx, "admin", "old password!", "10.0.0.1")
-	other, _, _ := u.SignIn(ctx, "admin", "old password!", "10.0.0.2")
+	mine, _, _ := u.SignIn(ctx, "admin", "old password!", "10.0.0.1", "")
+	other, _, _ := u.SignIn(ctx, "admin", "old password!", "10.0.0.2", "")
 	acc, err := u.Authenticate(ctx, mine)
 	if err != nil {
 		t.Fatal(err)
@@ -510,14 +586,14 @@ func TestChangePassword(t *testing.T) {
 		{"old password!", "new password!!", "a typo", "confirm_password"},
 		{"wrong", "short", "a typo", "current_password new_password confirm_password"},
 	} {
-		if err := u.ChangePassword(ctx, acc, c.current, c.next, c.confirm); fields(err) != c.want {
+		if err := u.ChangePassword(ctx, acc, c.current, c.next, c.confirm, "10.0.0.1"); fields(err) != c.want {
 			t.Fatalf("%q %q %q: %v, want the fields %s", c.current, c.next, c.confirm, err, c.want)
 		}
 	}
-	if _, _, err := u.SignIn(ctx, "admin", "old password!", "10.0.0.1"); err != nil {
+	if _, _, err := u.SignIn(ctx, "admin", "old password!", "10.0.0.1", ""); err != nil {
 		t.Fatalf("a refused change changed the password: %v", err)
 	}
-	if err := u.ChangePassword(ctx, acc, "old password!", "new password!!", "new password!!"); err != nil {
+	if err := u.ChangePassword(ctx, acc, "old password!", "new password!!", "new password!!", "10.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := u.Authenticate(ctx, mine); err != nil {
@@ -526,10 +602,10 @@ func TestChangePassword(t *testing.T) {
 	if _, err := u.Authenticate(ctx, other); err == nil {
 		t.Fatal("another session survived the password change")
 	}
-	if _, _, err := u.SignIn(ctx, "admin", "old password!", "10.0.0.1"); err == nil {
+	if _, _, err := u.SignIn(ctx, "admin", "old password!", "10.0.0.1", ""); err == nil {
 		t.Fatal("the old password still works")
 	}
-	if _, _, err := u.SignIn(ctx, "admin", "new password!!", "10.0.0.1"); err != nil {
+	if _, _, err := u.SignIn(ctx, "admin", "new password!!", "10.0.0.1", ""); err != nil {
 		t.Fatal(err)
 	}
 }

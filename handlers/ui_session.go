@@ -196,7 +196,8 @@ func (u *ui) login(c *gin.Context) {
 		u.renderLogin(c, http.StatusForbidden, v, "The sign-in form had expired. Please try again.")
 		return
 	}
-	token, user, err := u.Users.SignIn(c.Request.Context(), v.Username, password, c.ClientIP())
+	known, _ := c.Cookie(u.browserCookie())
+	token, user, err := u.Users.SignIn(c.Request.Context(), v.Username, password, c.ClientIP(), known)
 	var locked *auth.LockedOutError
 	switch {
 	case errors.As(err, &locked) && locked.Busy:
@@ -224,6 +225,12 @@ func (u *ui) login(c *gin.Context) {
 	http.SetCookie(c.Writer, &http.Cookie{
 		Name: u.sessionCookie(), Value: token, Path: "/",
 		HttpOnly: true, Secure: u.SecureCookies, SameSite: http.SameSiteLaxMode,
+	})
+	// This browser is now known for this username: a guesser elsewhere
+	// cannot lock it out (auth.Users.KnownBrowser).
+	http.SetCookie(c.Writer, &http.Cookie{
+		Name: u.browserCookie(), Value: u.Users.KnownBrowser(user.Username), Path: "/",
+		MaxAge: int(auth.KnownBrowserFor.Seconds()), HttpOnly: true, Secure: u.SecureCookies, SameSite: http.SameSiteStrictMode,
 	})
 	c.Redirect(http.StatusSeeOther, v.Next)
 }
@@ -266,6 +273,7 @@ func (u *ui) logout(c *gin.Context) {
 func (u *ui) sessionCookie() string { return u.cookieName("devicehooks_session") }
 func (u *ui) loginCookie() string   { return u.cookieName("devicehooks_login") }
 func (u *ui) flashCookie() string   { return u.cookieName("devicehooks_flash") }
+func (u *ui) browserCookie() string { return u.cookieName("devicehooks_browser") }
 
 // secretCookie is scoped to the page that shows a new secret, so behind TLS it
 // takes the __Secure- prefix (__Host- requires path /).

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -31,7 +32,15 @@ func (u *ui) renderSettings(c *gin.Context, status int, v settingsView, errs map
 func (u *ui) changePassword(c *gin.Context) {
 	current, next, again := c.PostForm("current_password"), c.PostForm("new_password"), c.PostForm("confirm_password")
 	acc := account(c)
-	if err := u.Users.ChangePassword(c.Request.Context(), acc, current, next, again); err != nil {
+	if err := u.Users.ChangePassword(c.Request.Context(), acc, current, next, again, c.ClientIP()); err != nil {
+		var locked *auth.LockedOutError
+		if errors.As(err, &locked) && !locked.Busy { // the session was ended
+			u.Log.Warn("ui: password change refused: locked out; session ended", "user", acc.User.Username, "ip", c.ClientIP())
+			u.clearCookie(c, u.sessionCookie())
+			u.setFlash(c, "Too many wrong current passwords: you were signed out.", true)
+			c.Redirect(http.StatusSeeOther, "/login")
+			return
+		}
 		if !isUserError(err) {
 			u.fail(c, err)
 			return

@@ -216,16 +216,26 @@ func (b *uiBrowser) cookie() *http.Cookie {
 	if err != nil {
 		b.t.Fatalf("browser: cookies: %v", err)
 	}
+	var session *http.Cookie
+	known := false
 	for _, c := range res.Cookies {
-		if c.Name == "devicehooks_session" {
+		switch c.Name {
+		case "devicehooks_session":
 			if !c.HTTPOnly || c.SameSite != network.CookieSameSiteLax {
 				b.t.Errorf("session cookie: HttpOnly %v, SameSite %q", c.HTTPOnly, c.SameSite)
 			}
-			return &http.Cookie{Name: c.Name, Value: c.Value}
+			session = &http.Cookie{Name: c.Name, Value: c.Value}
+		case "devicehooks_browser": // a known browser: not locked out by a guesser elsewhere
+			known = c.HTTPOnly && c.SameSite == network.CookieSameSiteStrict && c.Expires > float64(time.Now().Add(90*24*time.Hour).Unix())
 		}
 	}
-	b.t.Fatal("browser: no session cookie")
-	return nil
+	if session == nil {
+		b.t.Fatal("browser: no session cookie")
+	}
+	if !known {
+		b.t.Errorf("browser: no lasting, HttpOnly, SameSite=Strict known-browser cookie in %+v", res.Cookies)
+	}
+	return session
 }
 
 func TestUI(t *testing.T) {
