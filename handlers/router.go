@@ -64,6 +64,7 @@ func New(d Deps) (http.Handler, error) {
 	r.HandleMethodNotAllowed = true
 
 	r.GET("/healthz", health(d))
+	r.HEAD("/healthz", health(d)) // some health checkers ask with HEAD
 
 	if d.MaxConcurrent <= 0 {
 		d.MaxConcurrent = 512
@@ -77,6 +78,7 @@ func New(d Deps) (http.Handler, error) {
 		slots: make(chan struct{}, d.MaxConcurrent), waits: make(chan struct{}, max(8, d.MaxConcurrent/8)),
 	}
 	r.NoMethod(func(c *gin.Context) { // gin has set the Allow header
+		apiNoStore(c)
 		if c.Request.URL.Path == webhookPath {
 			wh.refuseMethod(c)
 			return
@@ -128,6 +130,7 @@ func New(d Deps) (http.Handler, error) {
 	// An unknown path: a browser asking for a page gets the UI's "Not found"
 	// page; the management API, the webhook and other clients get the JSON error.
 	r.NoRoute(func(c *gin.Context) {
+		apiNoStore(c)
 		if wantsPage(c.Request) {
 			u.notFound(c)
 			return
@@ -147,6 +150,14 @@ func wantsPage(r *http.Request) bool {
 		return false
 	}
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// apiNoStore gives an answer under /api/ the management API's no-store, also
+// when no route of it matched (404, 405).
+func apiNoStore(c *gin.Context) {
+	if strings.HasPrefix(c.Request.URL.Path, "/api/") {
+		c.Header("Cache-Control", "no-store")
+	}
 }
 
 // noStore keeps API answers (some carry secrets) out of every cache.

@@ -231,6 +231,24 @@ func TestWrongMethod(t *testing.T) {
 	req, _ = http.NewRequest("DELETE", s.base+"/healthz", nil)
 	status, ans = s.do(req)
 	wantError(t, "DELETE on /healthz", status, ans, http.StatusMethodNotAllowed, "method_not_allowed")
+	// A health checker asking with HEAD hears the same as with GET.
+	req, _ = http.NewRequest("HEAD", s.base+"/healthz", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("HEAD /healthz: %v %v", resp, err)
+	}
+	// The management API's answers stay out of caches, its 404s and 405s too.
+	for _, r := range []struct{ method, path string }{{"PATCH", "/api/v1/devices/x"}, {"GET", "/api/v1/nonexistent"}} {
+		req, _ = http.NewRequest(r.method, s.base+r.path, nil)
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s %s: %d, Cache-Control %q", r.method, r.path, resp.StatusCode, resp.Header.Get("Cache-Control"))
+		}
+	}
 }
 
 // TestDeletingADeviceEndsAWait: a call waiting for a device's ack is answered
