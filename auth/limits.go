@@ -277,10 +277,15 @@ func RetryAfterSeconds(err error) string {
 
 // SignLink returns the signature of a signed GET link: HMAC-SHA256 under the API
 // key of "devicehooks-link-v1\n<key id>\n<expires unix>\n<payload>", base64url
-// without padding. payload is the base64 text exactly as it stands in the link.
-func SignLink(apiKey, keyID string, expires int64, payload string) string {
+// without padding, with "\nconfirm" after the payload for a confirm link (so
+// that taking confirm=1 out of the link breaks it). payload is the base64 text
+// exactly as it stands in the link.
+func SignLink(apiKey, keyID string, expires int64, payload string, confirm bool) string {
 	m := hmac.New(sha256.New, []byte(apiKey))
 	fmt.Fprintf(m, "devicehooks-link-v1\n%s\n%d\n%s", keyID, expires, payload)
+	if confirm {
+		m.Write([]byte("\nconfirm"))
+	}
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
@@ -289,7 +294,11 @@ func SignLink(apiKey, keyID string, expires int64, payload string) string {
 // same 401 (ErrBadLink: its holder never had a key, so "unknown API key" would
 // mislead), but for the expiry of a link that is otherwise good: its holder
 // then hears that a new link would work.
-func (k *Keys) AuthenticateLink(ctx context.Context, keyID string, expires int64, payload, sig string) (*Caller, error) {
+//
+// confirm is whether the link has confirm=1. A confirm link signed before the
+// flag was signed (its signature over the fields alone) is still taken as
+// one; a link without the flag must be signed without it.
+func (k *Keys) AuthenticateLink(ctx context.Context, keyID string, expires int64, payload, sig string, confirm bool) (*Caller, error) {
 	if len(sig) > 100 {
 		return nil, ErrBadLink
 	}
@@ -304,8 +313,11 @@ func (k *Keys) AuthenticateLink(ctx context.Context, keyID string, expires int64
 	if err != nil {
 		return nil, ErrBadLink
 	}
-	want := SignLink(plain, keyID, expires, payload)
-	if !hmac.Equal([]byte(want), []byte(sig)) {
+	signed := hmac.Equal([]byte(SignLink(plain, keyID, expires, payload, confirm)), []byte(sig))
+	if !signed && confirm { // made before confirm was signed
+		signed = hmac.Equal([]byte(SignLink(plain, keyID, expires, payload, false)), []byte(sig))
+	}
+	if !signed {
 		return nil, ErrBadLink
 	}
 	c := newCaller(key)

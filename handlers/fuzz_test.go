@@ -562,7 +562,7 @@ func (s *webhookServer) request(c *webhookCall) *http.Request {
 		if c.key == keySignedExpired {
 			expires = time.Now().Add(-time.Minute).Unix()
 		}
-		sig := auth.SignLink(s.keys[keySigned], s.keyIDs[keySigned], expires, q.Get("payload"))
+		sig := auth.SignLink(s.keys[keySigned], s.keyIDs[keySigned], expires, q.Get("payload"), q.Get("confirm") != "")
 		first = fmt.Sprintf("key_id=%s&expires=%d&sig=%s&", s.keyIDs[keySigned], expires, sig)
 	}
 	query, body := c.query, c.body

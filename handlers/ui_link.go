@@ -145,7 +145,7 @@ func (u *ui) generateLink(c *gin.Context) {
 	if v.Kind == "signed" {
 		exp := time.Now().Add(time.Duration(v.ExpiresH) * time.Hour).Unix()
 		q = url.Values{"key_id": {key.ID}, "expires": {strconv.FormatInt(exp, 10)}, "payload": {payload},
-			"sig": {auth.SignLink(plain, key.ID, exp, payload)}}
+			"sig": {auth.SignLink(plain, key.ID, exp, payload, v.Confirm)}}
 		expiresAt = time.Unix(exp, 0).UTC().Format("2006-01-02 15:04 UTC")
 	}
 	if v.Confirm {

@@ -374,7 +374,7 @@ func (h *webhookHandler) authenticate(c *gin.Context, params url.Values) (*auth.
 		if err != nil || strconv.FormatInt(expires, 10) != raw {
 			return nil, auth.ErrBadLink
 		}
-		return h.keys.AuthenticateLink(c.Request.Context(), params.Get("key_id"), expires, params.Get("payload"), sig)
+		return h.keys.AuthenticateLink(c.Request.Context(), params.Get("key_id"), expires, params.Get("payload"), sig, params.Get("confirm") != "")
 	}
 	key := strings.TrimSpace(c.GetHeader("x-webhook-apikey"))
 	if key == "" {
@@ -419,7 +419,7 @@ func readRequest(c *gin.Context, link bool, params url.Values, body []byte) (*we
 
 // confirmFields are the link parameters the confirmation form posts back.
 func confirmFields(params url.Values) map[string]string {
-	out := map[string]string{}
+	out := map[string]string{"confirm": params.Get("confirm")} // a signed link's signature covers it
 	for _, k := range linkFields {
 		if v := params.Get(k); v != "" {
 			out[k] = v

@@ -160,7 +160,7 @@ func TestSignedAndSafeLinks(t *testing.T) {
 	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"event_id":"` + eventID + `"}`))
 	signed := func(expires int64) string {
 		return url.Values{"key_id": {keyID}, "expires": {strconv.FormatInt(expires, 10)}, "payload": {payload},
-			"sig": {auth.SignLink(key, keyID, expires, payload)}}.Encode()
+			"sig": {auth.SignLink(key, keyID, expires, payload, false)}}.Encode()
 	}
 	exp := time.Now().Add(2 * time.Second).Unix()
 	if exp-time.Now().Unix() < 2 {
@@ -206,6 +206,30 @@ func TestSignedAndSafeLinks(t *testing.T) {
 		}
 	}
 	p.none(100 * time.Millisecond)
+	// A signed confirm link's signature covers confirm=1: without it, the
+	// link fires nothing (another site could otherwise fire it by a plain GET,
+	// without the click); with it, it asks, and its button fires it.
+	confirmLink := url.Values{"key_id": {keyID}, "expires": {strconv.FormatInt(exp, 10)}, "payload": {payload},
+		"sig": {auth.SignLink(key, keyID, exp, payload, true)}}
+	if status, ans := s.get(confirmLink.Encode()); status != 401 {
+		t.Fatalf("a confirm link without confirm=1: %d %v", status, ans)
+	}
+	for _, sig := range []string{confirmLink.Get("sig"), auth.SignLink(key, keyID, exp, payload, false)} { // and one made before the flag was signed
+		confirmLink.Set("sig", sig)
+		confirmLink.Set("confirm", "1")
+		page := s.getPage(confirmLink.Encode())
+		p.none(100 * time.Millisecond)
+		form := url.Values{}
+		for _, m := range regexp.MustCompile(`name="([a-z_]+)" value="([^"]*)"`).FindAllStringSubmatch(page, -1) {
+			form.Set(m[1], htmlUnescape(m[2]))
+		}
+		if resp, err := http.PostForm(s.base+"/public-api/integration/webhooks", form); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("confirming a signed link: %v %v (form %v)", resp, err, form)
+		} else {
+			resp.Body.Close()
+		}
+		p.next(5 * time.Second)
+	}
 	// After its expiry it fails.
 	time.Sleep(time.Until(time.Unix(exp, 0)) + 50*time.Millisecond)
 	status, ans := s.get(link)
@@ -297,6 +321,23 @@ func TestSignedAndSafeLinks(t *testing.T) {
 		}
 		p.next(5 * time.Second)
 	}
+}
+
+// getPage GETs the webhook with query as a browser would and returns the page.
+func (s *server) getPage(query string) string {
+	s.t.Helper()
+	req, _ := http.NewRequest("GET", s.base+"/public-api/integration/webhooks?"+query, nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	page, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		s.t.Fatalf("GET ?%s: %d %s", query, resp.StatusCode, page)
+	}
+	return string(page)
 }
 
 func htmlUnescape(s string) string {

@@ -106,7 +106,7 @@ func TestNoSecretsInPlaintext(t *testing.T) {
 	keyID := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil)["items"].([]any)[0].(map[string]any)["id"].(string)
 	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"event_id":"` + eventID + `"}`))
 	exp := time.Now().Add(time.Hour).Unix()
-	sig := auth.SignLink(key, keyID, exp, payload)
+	sig := auth.SignLink(key, keyID, exp, payload, false)
 	for _, q := range []string{
 		"key_id=" + keyID + "&expires=" + strconv.FormatInt(exp, 10) + "&payload=" + payload + "&%73ig=" + sig,
 		"api%5Fkey=" + key + "&payload=" + payload,
