@@ -144,7 +144,7 @@ func (u *Users) SignIn(ctx context.Context, username, password, ip, known string
 	// Reserve the attempt before the costly check, so concurrent requests cannot
 	// all pass the lockout check before the first failure is counted. The
 	// reservation is held until SignIn returns, FailDelay included.
-	attempt, err := u.limiter.begin(username, ip, u.isKnownBrowser(known, username, now), now)
+	attempt, err := u.limiter.begin(username, ip, u.knownBrowserSig(known, username, now), now)
 	if err != nil {
 		return "", nil, err
 	}
@@ -198,33 +198,45 @@ func (u *Users) SignIn(ctx context.Context, username, password, ip, known string
 	return token, user, nil
 }
 
+// ErrSessionEnded is ChangePassword's answer to a session's last wrong guess
+// of the current password: the session was ended.
+var ErrSessionEnded = errors.New("auth: too many wrong current passwords: the session was ended")
+
 // KnownBrowserFor is how long a browser stays known after a sign-in.
 const KnownBrowserFor = 180 * 24 * time.Hour
 
 // KnownBrowser returns the value of the cookie that marks a browser as one
-// that signed in as username: the time, and a MAC of it and the username with
-// the server secret (OWASP's "device cookie"). It holds no secret; a stolen
+// that signed in as username: the time and a nonce, and a MAC of them and the
+// username with the server secret (OWASP's "device cookie"). It holds no secret; a stolen
 // one only spares its thief the username's lockout from all addresses, not
 // the per-address ones.
 func (u *Users) KnownBrowser(username string) string {
-	at := strconv.FormatInt(u.clock().Unix(), 10)
-	return at + "." + u.kr.Sign(knownBrowserMessage(username, at))
+	// The nonce gives each browser its own failure count, also two that
+	// signed in within the same second.
+	id := strconv.FormatInt(u.clock().Unix(), 10) + "." + secrets.RandomString(12)
+	return id + "." + u.kr.Sign(knownBrowserMessage(username, id))
 }
 
-func (u *Users) isKnownBrowser(cookie, username string, now time.Time) bool {
-	at, sig, ok := strings.Cut(cookie, ".")
+// knownBrowserSig returns the signature of a valid KnownBrowser cookie for
+// username (the key of its own failure count), or "".
+func (u *Users) knownBrowserSig(cookie, username string, now time.Time) string {
+	at, rest, ok := strings.Cut(cookie, ".")
+	nonce, sig, ok2 := strings.Cut(rest, ".")
 	n, err := strconv.ParseInt(at, 10, 64)
-	if !ok || err != nil || strconv.FormatInt(n, 10) != at {
-		return false
+	if !ok || !ok2 || err != nil || strconv.FormatInt(n, 10) != at || len(nonce) != 12 {
+		return ""
 	}
 	if age := now.Sub(time.Unix(n, 0)); age > KnownBrowserFor || age < -time.Minute {
-		return false
+		return ""
 	}
-	return u.kr.Verify(knownBrowserMessage(username, at), sig)
+	if !u.kr.Verify(knownBrowserMessage(username, at+"."+nonce), sig) {
+		return ""
+	}
+	return sig
 }
 
-func knownBrowserMessage(username, at string) []byte {
-	return []byte("devicehooks-known-browser-v1\n" + strings.ToLower(strings.TrimSpace(username)) + "\n" + at)
+func knownBrowserMessage(username, id string) []byte {
+	return []byte("devicehooks-known-browser-v1\n" + strings.ToLower(strings.TrimSpace(username)) + "\n" + id)
 }
 
 // Authenticate returns the account of a live session token, extending the
@@ -273,29 +285,33 @@ func (u *Users) SignOut(ctx context.Context, token string) error {
 // that confirm repeats next, and signs out every other session of the user. A
 // refusal names every field at fault (errors.Join).
 //
-// A wrong current password counts as a failed sign-in from ip, with its delay:
-// someone who took over a session cannot guess the password faster through
-// this form than through the sign-in page. Once the username is locked out
-// from ip, the session itself is ended, and *LockedOutError returned.
-func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next, confirm, ip string) error {
+// A wrong current password waits FailDelay, as a failed sign-in does, and
+// counts against the session: at its maxSessionFailures-th the session is
+// ended, so that someone who took over a session cannot guess the password
+// through this form, from however many addresses.
+func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next, confirm string) (err error) {
 	user, err := u.st.AdminUser(ctx, acc.User.ID)
 	if err != nil {
 		return err
 	}
 	now := u.clock()
-	// known: a signed-in session's guesses count from its address, not
-	// towards the username's lockout from all addresses.
-	attempt, err := u.limiter.begin(user.Username, ip, true, now)
-	if locked := (*LockedOutError)(nil); errors.As(err, &locked) && !locked.Busy {
-		if derr := u.st.DeleteSession(ctx, acc.SessionID); derr != nil {
-			return derr
-		}
-		return err
-	} else if err != nil {
-		return err
+	// The session's own count: others' failures behind the same address
+	// must not end it, and changing address must not reset it.
+	attempt, err := u.limiter.reserve([]string{"s:" + acc.SessionID}, []int{maxSessionFailures}, 1, now)
+	if err != nil {
+		return errPasswordBusy // a double submit: the count is full until one finishes
 	}
 	result := unchecked
-	defer func() { u.limiter.finish(attempt, result, now) }()
+	defer func() {
+		if u.limiter.finish(attempt, result, now) {
+			// That was its last guess: end the session, whoever holds it.
+			if derr := u.st.DeleteSession(context.WithoutCancel(ctx), acc.SessionID); derr != nil {
+				err = derr
+				return
+			}
+			err = ErrSessionEnded
+		}
+	}()
 	nextErr := checkPassword(next, "new_password")
 	if nextErr == nil && next == current {
 		nextErr = actions.Invalid("new_password", "must differ from the current password")
@@ -310,19 +326,22 @@ func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next,
 			hash, err = hashPassword(next)
 		}
 	})
-	var currentErr error
-	switch {
-	case busy != nil:
+	if busy != nil {
 		return errPasswordBusy
-	case !ok:
+	}
+	var currentErr error
+	if ok {
+		result = succeeded // the session's count starts again
+		if err != nil {
+			return err // hashing the new password
+		}
+	} else {
 		result = failed
 		select {
 		case <-time.After(u.FailDelay):
 		case <-ctx.Done():
 		}
 		currentErr = actions.Invalid("current_password", "is not your current password")
-	case err != nil:
-		return err
 	}
 	// Every problem at once, in the form's order.
 	if err := errors.Join(currentErr, nextErr, confirmErr); err != nil {

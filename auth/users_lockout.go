@@ -21,7 +21,9 @@ import (
 // it only stops a guesser spread over many addresses. A browser that signed in as
 // that username before (a known browser, Users.KnownBrowser) is not held by that
 // count, nor adds to it: a guesser with a few dozen addresses could otherwise
-// lock the admin out everywhere, again every lockoutFor.
+// lock the admin out everywhere, again every lockoutFor. It has a count of its
+// own instead (maxKnownBrowserFailures), from all addresses, so that a stolen
+// cookie is worth a few guesses only (OWASP's device cookies).
 //
 // The counts live in memory: each instance counts on its own, and a restart
 // forgets them.
@@ -29,9 +31,14 @@ const (
 	maxUserFailures    = 5
 	maxIPFailures      = 20 // an office behind one NAT address has several admins
 	maxUserFailuresAll = 10 * maxUserFailures
-	failureWindow      = 15 * time.Minute
-	lockoutFor         = 15 * time.Minute
-	maxTracked         = 100_000 // entries kept before a sweep drops old ones
+	// maxKnownBrowserFailures bounds a known browser's failures from all
+	// addresses (in place of maxUserFailuresAll), and maxSessionFailures a
+	// session's wrong current passwords on the settings page.
+	maxKnownBrowserFailures = 2 * maxUserFailures
+	maxSessionFailures      = maxUserFailures
+	failureWindow           = 15 * time.Minute
+	lockoutFor              = 15 * time.Minute
+	maxTracked              = 100_000 // entries kept before a sweep drops old ones
 )
 
 type loginLimiter struct {
@@ -51,6 +58,8 @@ type failures struct {
 type loginAttempt struct {
 	keys    []string
 	entries []*failures
+	limits  []int
+	reset   int // a success forgets the failures of the first reset counters
 }
 
 // outcome is how a sign-in attempt ended, for finish.
@@ -66,11 +75,12 @@ func newLoginLimiter() *loginLimiter {
 	return &loginLimiter{entries: map[string]*failures{}, sweepAt: maxTracked}
 }
 
-// limiterKeys returns the counters' keys: the username from this address, the
-// address, and the username from anywhere. A long username is keyed by its
-// hash (a key's size must not be the caller's choice), and an address by its
-// SourcePrefix.
-func limiterKeys(username, ip string) [3]string {
+// limiterKeys returns a sign-in's counters' keys and limits: the username from
+// this address, the address, and the username from anywhere, or, for a known
+// browser, that browser (knownSig, its cookie's signature) in place of the
+// last. A long username is keyed by its hash (a key's size must not be the
+// caller's choice), and an address by its SourcePrefix.
+func limiterKeys(username, ip, knownSig string) ([]string, []int) {
 	user := strings.ToLower(username)
 	if len(user) > 64 {
 		sum := sha256.Sum256([]byte(user))
@@ -79,10 +89,16 @@ func limiterKeys(username, ip string) [3]string {
 	if p := SourcePrefix(ip); p.IsValid() {
 		ip = p.String()
 	}
-	return [3]string{"ua:" + user + "\x00" + ip, "ip:" + ip, "u:" + user}
+	keys := []string{"ua:" + user + "\x00" + ip, "ip:" + ip, "u:" + user}
+	limits := []int{maxUserFailures, maxIPFailures, maxUserFailuresAll}
+	if knownSig != "" {
+		// A known browser's own count, wherever it signs in from: a stolen
+		// cookie spares its thief the username's count from all addresses,
+		// not a limit of its own.
+		keys[2], limits[2] = "kb:"+knownSig, maxKnownBrowserFailures
+	}
+	return keys, limits
 }
-
-var limiterLimits = [3]int{maxUserFailures, maxIPFailures, maxUserFailuresAll}
 
 // begin starts a sign-in attempt, or refuses it with *LockedOutError while a
 // counter is locked out. It also refuses (as Busy) when the failures plus the
@@ -90,12 +106,21 @@ var limiterLimits = [3]int{maxUserFailures, maxIPFailures, maxUserFailuresAll}
 // begin, so without counting those a burst of concurrent requests would all be
 // checked before the first failure is counted. The caller must finish the
 // attempt.
-func (l *loginLimiter) begin(username, ip string, known bool, now time.Time) (*loginAttempt, error) {
-	all := limiterKeys(username, ip)
-	keys := all[:]
-	if known {
-		keys = all[:2] // not the username from all addresses
+func (l *loginLimiter) begin(username, ip, knownSig string, now time.Time) (*loginAttempt, error) {
+	keys, limits := limiterKeys(username, ip, knownSig)
+	// A success forgets the failures from this address (and a known
+	// browser's), but not the username's from all addresses, so that the
+	// admin signing in does not give a distributed guesser a fresh allowance.
+	reset := 2
+	if knownSig != "" {
+		reset = 3
 	}
+	return l.reserve(keys, limits, reset, now)
+}
+
+// reserve starts an attempt on the counters keys, each with its limit, of
+// which a success forgets the first reset; see begin.
+func (l *loginLimiter) reserve(keys []string, limits []int, reset int, now time.Time) (*loginAttempt, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.entries)+len(keys) > l.sweepAt {
@@ -114,7 +139,7 @@ func (l *loginLimiter) begin(username, ip string, known bool, now time.Time) (*l
 		if now.Before(f.lockedUntil) && f.lockedUntil.After(until) {
 			until = f.lockedUntil
 		}
-		full = full || f.n+f.inFlight >= limiterLimits[i]
+		full = full || f.n+f.inFlight >= limits[i]
 	}
 	if !until.IsZero() {
 		return nil, &LockedOutError{Until: until}
@@ -122,7 +147,7 @@ func (l *loginLimiter) begin(username, ip string, known bool, now time.Time) (*l
 	if full {
 		return nil, &LockedOutError{Until: now.Add(retryBusy), Busy: true}
 	}
-	a := &loginAttempt{keys: keys, entries: make([]*failures, len(keys))}
+	a := &loginAttempt{keys: keys, entries: make([]*failures, len(keys)), limits: limits, reset: reset}
 	for i, k := range keys {
 		f := l.entries[k]
 		if f == nil {
@@ -144,11 +169,9 @@ func (f *failures) newWindow(now time.Time) {
 }
 
 // finish ends an attempt, releasing its reservations: a failure is counted on
-// every counter; a success forgets the failures of the username from this
-// address and of the address, but not the username's count from all addresses,
-// so that the admin signing in does not give a distributed guesser a fresh
-// allowance.
-func (l *loginLimiter) finish(a *loginAttempt, o outcome, now time.Time) {
+// every counter; a success forgets the failures of the attempt's first reset
+// counters. It reports whether a failure locked a counter out.
+func (l *loginLimiter) finish(a *loginAttempt, o outcome, now time.Time) (locked bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i, f := range a.entries {
@@ -157,17 +180,19 @@ func (l *loginLimiter) finish(a *loginAttempt, o outcome, now time.Time) {
 		case o == failed:
 			f.newWindow(now)
 			f.n++
-			if f.n >= limiterLimits[i] {
+			if f.n >= a.limits[i] {
 				f.lockedUntil = now.Add(lockoutFor)
 				f.n, f.first = 0, now // a new window starts with the lockout
+				locked = true
 			}
-		case o == succeeded && i < 2: // keys[2] is the username from all addresses
+		case o == succeeded && i < a.reset:
 			f.n, f.lockedUntil = 0, time.Time{}
 		}
 		if f.n == 0 && f.inFlight == 0 && !now.Before(f.lockedUntil) {
 			delete(l.entries, a.keys[i]) // nothing to remember
 		}
 	}
+	return locked
 }
 
 // sweep drops the entries that hold nothing to remember: their window and

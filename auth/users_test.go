@@ -220,14 +220,18 @@ func TestHashingIsBounded(t *testing.T) {
 	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
 		t.Fatal(err)
 	}
-	token, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1", "")
-	if err != nil {
-		t.Fatal(err)
+	n := 4*cap(hashSlots) + 8
+	accs := make([]*Account, n) // a session each: a session's wrong guesses are limited
+	for i := range accs {
+		token, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if accs[i], err = u.Authenticate(ctx, token); err != nil {
+			t.Fatal(err)
+		}
 	}
-	acc, err := u.Authenticate(ctx, token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	acc := accs[0]
 	dummyHash() // made once, outside the watch
 
 	var running, most atomic.Int32
@@ -243,7 +247,7 @@ func TestHashingIsBounded(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	for i := range 4*cap(hashSlots) + 8 {
+	for i := range n {
 		wg.Go(func() { // distinct names and addresses, so the lockout lets all through
 			<-start
 			if _, _, err := u.SignIn(ctx, fmt.Sprint("user", i), "guess", fmt.Sprint("10.1.0.", i), ""); !errors.Is(err, ErrBadCredentials) {
@@ -252,7 +256,7 @@ func TestHashingIsBounded(t *testing.T) {
 		})
 		wg.Go(func() {
 			<-start
-			if err := u.ChangePassword(ctx, acc, "wrong current", "new password!!", "new password!!", fmt.Sprint("10.2.0.", i)); actions.ErrorCode(err) != actions.CodeInvalidParams {
+			if err := u.ChangePassword(ctx, accs[i], "wrong current", "new password!!", "new password!!"); actions.ErrorCode(err) != actions.CodeInvalidParams {
 				t.Errorf("ChangePassword: %v", err)
 			}
 		})
@@ -286,7 +290,7 @@ func TestHashingIsBounded(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if err := u.ChangePassword(short, acc, "right password", "new password!!", "new password!!", "10.0.0.1"); actions.ErrorCode(err) != actions.CodeUnavailable {
+	if err := u.ChangePassword(short, acc, "right password", "new password!!", "new password!!"); actions.ErrorCode(err) != actions.CodeUnavailable {
 		t.Fatalf("ChangePassword without a free slot: %v", err)
 	}
 	drain()
@@ -459,8 +463,21 @@ func TestKnownBrowserIsNotLockedOutByAGuesserElsewhere(t *testing.T) {
 	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.7", known); !errors.As(err, &locked) {
 		t.Fatalf("a known browser past its address's limit: %v", err)
 	}
+	// A stolen cookie is worth maxKnownBrowserFailures guesses, from however
+	// many addresses; then it is locked out too (and another browser of the
+	// admin's is not).
+	other := u.KnownBrowser("admin")
+	for i := range maxKnownBrowserFailures {
+		_, _, _ = u.SignIn(ctx, "admin", wrong, fmt.Sprint("192.0.2.", 1+i), known)
+	}
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "192.0.2.200", known); !errors.As(err, &locked) {
+		t.Fatalf("a known browser past its own limit: %v", err)
+	}
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "192.0.2.200", other); err != nil {
+		t.Fatalf("another known browser: %v", err)
+	}
 	*now = now.Add(KnownBrowserFor + time.Minute)
-	if u.isKnownBrowser(known, "admin", *now) {
+	if u.knownBrowserSig(known, "admin", *now) != "" {
 		t.Fatal("a known browser's cookie outlives KnownBrowserFor")
 	}
 }
@@ -524,9 +541,10 @@ func TestSessions(t *testing.T) {
 	}
 }
 
-// Someone holding a session guesses the password through the change form no
-// faster than through sign-in: the failures count from their address, and
-// once that locks the username out there, the session ends.
+// Someone holding a session guesses the current password on the settings
+// page a few times only, from however many addresses: the session's last
+// guess ends it. A right current password starts the count again, and other
+// people's failed sign-ins do not count.
 func TestChangePasswordGuessesAreLimited(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -539,14 +557,29 @@ func TestChangePasswordGuessesAreLimited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range maxUserFailures {
-		if err := u.ChangePassword(ctx, acc, fmt.Sprint("guess ", i), "new password!!", "new password!!", "10.0.0.9"); actions.ErrorCode(err) != actions.CodeInvalidParams {
+	guess := func(i int) error {
+		return u.ChangePassword(ctx, acc, fmt.Sprint("guess ", i), "new password!!", "new password!!")
+	}
+	for i := range maxSessionFailures - 1 {
+		if err := guess(i); actions.ErrorCode(err) != actions.CodeInvalidParams {
 			t.Fatalf("guess %d: %v", i, err)
 		}
 	}
-	var locked *LockedOutError
-	if err := u.ChangePassword(ctx, acc, "old password!", "new password!!", "new password!!", "10.0.0.9"); !errors.As(err, &locked) {
-		t.Fatalf("after %d wrong guesses: %v, want locked out", maxUserFailures, err)
+	// A typo-prone admin: the right current password (with a mismatched
+	// confirmation) starts the count again.
+	if err := u.ChangePassword(ctx, acc, "old password!", "new password!!", "a typo"); actions.ErrorCode(err) != actions.CodeInvalidParams {
+		t.Fatal(err)
+	}
+	for range maxUserFailures { // others fail to sign in from the same address
+		_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.9", "")
+	}
+	for i := range maxSessionFailures - 1 {
+		if err := guess(i); actions.ErrorCode(err) != actions.CodeInvalidParams {
+			t.Fatalf("guess %d after a right one: %v", i, err)
+		}
+	}
+	if err := guess(99); !errors.Is(err, ErrSessionEnded) {
+		t.Fatalf("the session's last guess: %v, want ErrSessionEnded", err)
 	}
 	if _, err := u.Authenticate(ctx, stolen); err == nil {
 		t.Fatal("the guessing session still works")
@@ -586,14 +619,14 @@ func TestChangePassword(t *testing.T) {
 		{"old password!", "new password!!", "a typo", "confirm_password"},
 		{"wrong", "short", "a typo", "current_password new_password confirm_password"},
 	} {
-		if err := u.ChangePassword(ctx, acc, c.current, c.next, c.confirm, "10.0.0.1"); fields(err) != c.want {
+		if err := u.ChangePassword(ctx, acc, c.current, c.next, c.confirm); fields(err) != c.want {
 			t.Fatalf("%q %q %q: %v, want the fields %s", c.current, c.next, c.confirm, err, c.want)
 		}
 	}
 	if _, _, err := u.SignIn(ctx, "admin", "old password!", "10.0.0.1", ""); err != nil {
 		t.Fatalf("a refused change changed the password: %v", err)
 	}
-	if err := u.ChangePassword(ctx, acc, "old password!", "new password!!", "new password!!", "10.0.0.1"); err != nil {
+	if err := u.ChangePassword(ctx, acc, "old password!", "new password!!", "new password!!"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := u.Authenticate(ctx, mine); err != nil {

@@ -32,10 +32,9 @@ func (u *ui) renderSettings(c *gin.Context, status int, v settingsView, errs map
 func (u *ui) changePassword(c *gin.Context) {
 	current, next, again := c.PostForm("current_password"), c.PostForm("new_password"), c.PostForm("confirm_password")
 	acc := account(c)
-	if err := u.Users.ChangePassword(c.Request.Context(), acc, current, next, again, c.ClientIP()); err != nil {
-		var locked *auth.LockedOutError
-		if errors.As(err, &locked) && !locked.Busy { // the session was ended
-			u.Log.Warn("ui: password change refused: locked out; session ended", "user", acc.User.Username, "ip", c.ClientIP())
+	if err := u.Users.ChangePassword(c.Request.Context(), acc, current, next, again); err != nil {
+		if errors.Is(err, auth.ErrSessionEnded) {
+			u.Log.Warn("ui: too many wrong current passwords; session ended", "user", acc.User.Username, "ip", c.ClientIP())
 			u.clearCookie(c, u.sessionCookie())
 			u.setFlash(c, "Too many wrong current passwords: you were signed out.", true)
 			c.Redirect(http.StatusSeeOther, "/login")
