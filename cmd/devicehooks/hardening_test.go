@@ -129,6 +129,26 @@ func TestKeyScopesAndLimits(t *testing.T) {
 	if status, _ := s.post(revealed, body(evDevice)); status != 200 {
 		t.Fatalf("re-enabled key: %d", status)
 	}
+	// Every limit left out stays; [] or null removes one; rate's fields merge.
+	limited := s.mustCall(http.StatusCreated, "POST", "/api/v1/api-keys", map[string]any{"name": "limited",
+		"methods": []string{"POST"}, "cidrs": []string{"203.0.113.0/24"}, "expires_at": "2099-01-01T00:00:00Z",
+		"rate": map[string]any{"per_second": 5, "burst": 10}})["id"].(string)
+	keyNow := func() map[string]any { return s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+limited, nil) }
+	before := keyNow()
+	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+limited, map[string]any{"name": "renamed"})
+	after := keyNow()
+	for _, f := range []string{"methods", "cidrs", "expires_at", "rate", "actions", "groups", "disabled"} {
+		if fmt.Sprint(after[f]) != fmt.Sprint(before[f]) {
+			t.Errorf("a rename changed %s: %v, was %v", f, after[f], before[f])
+		}
+	}
+	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+limited, map[string]any{
+		"cidrs": []string{}, "expires_at": nil, "rate": map[string]any{"burst": 20}})
+	after = keyNow()
+	if fmt.Sprint(after["cidrs"]) != "[]" || after["expires_at"] != nil || fmt.Sprint(after["methods"]) != "[POST]" ||
+		fmt.Sprint(after["rate"]) != "map[burst:20 per_second:5]" {
+		t.Errorf("after removing cidrs and expiry and changing the burst: %v", after)
+	}
 	p.next(5 * time.Second)
 	// Invalid limits are refused with the field named.
 	status, ans := s.call("POST", "/api/v1/api-keys", map[string]any{"name": "x", "cidrs": []string{"nonsense"}})
