@@ -277,15 +277,17 @@ func RetryAfterSeconds(err error) string {
 
 // SignLink returns the signature of a signed GET link: HMAC-SHA256 under the API
 // key of "devicehooks-link-v1\n<key id>\n<expires unix>\n<payload>", base64url
-// without padding, with "\nconfirm" after the payload for a confirm link (so
-// that taking confirm=1 out of the link breaks it). payload is the base64 text
-// exactly as it stands in the link.
+// without padding; for a confirm link the first line is
+// "devicehooks-confirm-link-v1" (so that taking confirm=1 out of the link
+// breaks it, and no payload can stand for the flag). payload is the base64
+// text exactly as it stands in the link.
 func SignLink(apiKey, keyID string, expires int64, payload string, confirm bool) string {
-	m := hmac.New(sha256.New, []byte(apiKey))
-	fmt.Fprintf(m, "devicehooks-link-v1\n%s\n%d\n%s", keyID, expires, payload)
+	kind := "devicehooks-link-v1"
 	if confirm {
-		m.Write([]byte("\nconfirm"))
+		kind = "devicehooks-confirm-link-v1"
 	}
+	m := hmac.New(sha256.New, []byte(apiKey))
+	fmt.Fprintf(m, "%s\n%s\n%d\n%s", kind, keyID, expires, payload)
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 

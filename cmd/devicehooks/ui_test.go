@@ -516,6 +516,23 @@ func TestUI(t *testing.T) {
 		if strings.Contains(signed, key) || !strings.Contains(signed, "sig=") || !strings.Contains(signed, "expires=") {
 			t.Fatalf("signed link %q", signed)
 		}
+		// A signed confirm link is signed as one: without its confirm=1 it
+		// is refused, and nothing fires.
+		b.submit(
+			chromedp.SetValue(chromedp.ID("key_id"), keyID),
+			chromedp.Click(chromedp.ID("confirm-click")),
+			chromedp.Click(chromedp.ID("generate")),
+		)
+		confirmLink, err := url.Parse(b.text("#get-link"))
+		q := confirmLink.Query()
+		if err != nil || q.Get("confirm") != "1" || q.Get("sig") == "" {
+			t.Fatalf("signed confirm link %v (%v)", confirmLink, err)
+		}
+		q.Del("confirm")
+		if status, ans := s.get(q.Encode()); status != http.StatusUnauthorized {
+			t.Fatalf("a signed confirm link without confirm=1: %d %v", status, ans)
+		}
+		b.open("/actions/" + actionID + "/link") // the form as it was
 		b.submit(
 			chromedp.SetValue(chromedp.ID("key_id"), keyID),
 			chromedp.SetValue(chromedp.ID("link-kind"), "key"),
