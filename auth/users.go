@@ -198,6 +198,15 @@ func (u *Users) SignIn(ctx context.Context, username, password, ip, known string
 	return token, user, nil
 }
 
+// endSession ends a session whose guesses of its password ran out, whoever
+// holds it, and returns ErrSessionEnded, or why it could not.
+func (u *Users) endSession(ctx context.Context, acc *Account) error {
+	if err := u.st.DeleteSession(context.WithoutCancel(ctx), acc.SessionID); err != nil {
+		return err
+	}
+	return ErrSessionEnded
+}
+
 // ErrSessionEnded is ChangePassword's answer to a session's last wrong guess
 // of the current password: the session was ended.
 var ErrSessionEnded = errors.New("auth: too many wrong current passwords: the session was ended")
@@ -295,21 +304,19 @@ func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next,
 		return err
 	}
 	now := u.clock()
-	// The session's own count: others' failures behind the same address
-	// must not end it, and changing address must not reset it.
-	attempt, err := u.limiter.reserve([]string{"s:" + acc.SessionID}, []int{maxSessionFailures}, 1, now)
-	if err != nil {
+	// The session's own count, over the session's whole life: others'
+	// failures behind the same address must not end it, and neither changing
+	// address nor waiting may start it again.
+	attempt, err := u.limiter.reserve([]counter{{"s:" + acc.SessionID, maxSessionFailures, SessionMaxAge}}, 1, now)
+	if locked := (*LockedOutError)(nil); errors.As(err, &locked) && !locked.Busy {
+		return u.endSession(ctx, acc) // its last guess failed, and so did ending it then
+	} else if err != nil {
 		return errPasswordBusy // a double submit: the count is full until one finishes
 	}
 	result := unchecked
 	defer func() {
 		if u.limiter.finish(attempt, result, now) {
-			// That was its last guess: end the session, whoever holds it.
-			if derr := u.st.DeleteSession(context.WithoutCancel(ctx), acc.SessionID); derr != nil {
-				err = derr
-				return
-			}
-			err = ErrSessionEnded
+			err = u.endSession(ctx, acc) // that was its last guess
 		}
 	}()
 	nextErr := checkPassword(next, "new_password")

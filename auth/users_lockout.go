@@ -23,7 +23,9 @@ import (
 // count, nor adds to it: a guesser with a few dozen addresses could otherwise
 // lock the admin out everywhere, again every lockoutFor. It has a count of its
 // own instead (maxKnownBrowserFailures), from all addresses, so that a stolen
-// cookie is worth a few guesses only (OWASP's device cookies).
+// cookie is worth maxKnownBrowserFailures guesses per failureWindow, not a
+// guesser's whole allowance (OWASP's device cookies). A known browser locked
+// out of its own count signs in as an unknown one.
 //
 // The counts live in memory: each instance counts on its own, and a restart
 // forgets them.
@@ -51,15 +53,23 @@ type failures struct {
 	n           int // failures in the window that started at first
 	inFlight    int // attempts begun and not yet finished
 	first       time.Time
+	window      time.Duration // how long failures count (0: failureWindow)
 	lockedUntil time.Time
+}
+
+// counter names one failure count of an attempt, with its limit and the
+// window its failures count in.
+type counter struct {
+	key    string
+	limit  int
+	window time.Duration
 }
 
 // loginAttempt is a sign-in that holds a reservation on each of its counters.
 type loginAttempt struct {
-	keys    []string
-	entries []*failures
-	limits  []int
-	reset   int // a success forgets the failures of the first reset counters
+	counters []counter
+	entries  []*failures
+	reset    int // a success forgets the failures of the first reset counters
 }
 
 // outcome is how a sign-in attempt ended, for finish.
@@ -75,12 +85,12 @@ func newLoginLimiter() *loginLimiter {
 	return &loginLimiter{entries: map[string]*failures{}, sweepAt: maxTracked}
 }
 
-// limiterKeys returns a sign-in's counters' keys and limits: the username from
-// this address, the address, and the username from anywhere, or, for a known
-// browser, that browser (knownSig, its cookie's signature) in place of the
-// last. A long username is keyed by its hash (a key's size must not be the
-// caller's choice), and an address by its SourcePrefix.
-func limiterKeys(username, ip, knownSig string) ([]string, []int) {
+// signInCounters returns a sign-in's counters: the username from this address,
+// the address, and the username from anywhere, or, for a known browser, that
+// browser (knownSig, its cookie's signature) in place of the last. A long
+// username is keyed by its hash (a key's size must not be the caller's
+// choice), and an address by its SourcePrefix.
+func signInCounters(username, ip, knownSig string) []counter {
 	user := strings.ToLower(username)
 	if len(user) > 64 {
 		sum := sha256.Sum256([]byte(user))
@@ -89,15 +99,18 @@ func limiterKeys(username, ip, knownSig string) ([]string, []int) {
 	if p := SourcePrefix(ip); p.IsValid() {
 		ip = p.String()
 	}
-	keys := []string{"ua:" + user + "\x00" + ip, "ip:" + ip, "u:" + user}
-	limits := []int{maxUserFailures, maxIPFailures, maxUserFailuresAll}
+	cs := []counter{
+		{"ua:" + user + "\x00" + ip, maxUserFailures, failureWindow},
+		{"ip:" + ip, maxIPFailures, failureWindow},
+		{"u:" + user, maxUserFailuresAll, failureWindow},
+	}
 	if knownSig != "" {
 		// A known browser's own count, wherever it signs in from: a stolen
 		// cookie spares its thief the username's count from all addresses,
 		// not a limit of its own.
-		keys[2], limits[2] = "kb:"+knownSig, maxKnownBrowserFailures
+		cs[2] = counter{"kb:" + knownSig, maxKnownBrowserFailures, failureWindow}
 	}
-	return keys, limits
+	return cs
 }
 
 // begin starts a sign-in attempt, or refuses it with *LockedOutError while a
@@ -107,7 +120,12 @@ func limiterKeys(username, ip, knownSig string) ([]string, []int) {
 // checked before the first failure is counted. The caller must finish the
 // attempt.
 func (l *loginLimiter) begin(username, ip, knownSig string, now time.Time) (*loginAttempt, error) {
-	keys, limits := limiterKeys(username, ip, knownSig)
+	// A known browser locked out of its own count (by a thief of its cookie)
+	// signs in as any other browser: the thief must not be able to shut the
+	// owner out of the one browser the username's count does not hold.
+	if knownSig != "" && l.lockedOut("kb:"+knownSig, now) {
+		knownSig = ""
+	}
 	// A success forgets the failures from this address (and a known
 	// browser's), but not the username's from all addresses, so that the
 	// admin signing in does not give a distributed guesser a fresh allowance.
@@ -115,23 +133,31 @@ func (l *loginLimiter) begin(username, ip, knownSig string, now time.Time) (*log
 	if knownSig != "" {
 		reset = 3
 	}
-	return l.reserve(keys, limits, reset, now)
+	return l.reserve(signInCounters(username, ip, knownSig), reset, now)
 }
 
-// reserve starts an attempt on the counters keys, each with its limit, of
-// which a success forgets the first reset; see begin.
-func (l *loginLimiter) reserve(keys []string, limits []int, reset int, now time.Time) (*loginAttempt, error) {
+// lockedOut tells whether the counter key is locked out now.
+func (l *loginLimiter) lockedOut(key string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.entries)+len(keys) > l.sweepAt {
+	f := l.entries[key]
+	return f != nil && now.Before(f.lockedUntil)
+}
+
+// reserve starts an attempt on the counters cs, of which a success forgets
+// the first reset; see begin.
+func (l *loginLimiter) reserve(cs []counter, reset int, now time.Time) (*loginAttempt, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.entries)+len(cs) > l.sweepAt {
 		l.sweep(now)
 	}
 	// Look first, without making entries: a refused attempt costs nothing
 	// (no hash, no delay), so it must not be able to fill the map either.
 	var until time.Time
 	full := false
-	for i, k := range keys {
-		f := l.entries[k]
+	for _, c := range cs {
+		f := l.entries[c.key]
 		if f == nil {
 			continue
 		}
@@ -139,7 +165,7 @@ func (l *loginLimiter) reserve(keys []string, limits []int, reset int, now time.
 		if now.Before(f.lockedUntil) && f.lockedUntil.After(until) {
 			until = f.lockedUntil
 		}
-		full = full || f.n+f.inFlight >= limits[i]
+		full = full || f.n+f.inFlight >= c.limit
 	}
 	if !until.IsZero() {
 		return nil, &LockedOutError{Until: until}
@@ -147,12 +173,12 @@ func (l *loginLimiter) reserve(keys []string, limits []int, reset int, now time.
 	if full {
 		return nil, &LockedOutError{Until: now.Add(retryBusy), Busy: true}
 	}
-	a := &loginAttempt{keys: keys, entries: make([]*failures, len(keys)), limits: limits, reset: reset}
-	for i, k := range keys {
-		f := l.entries[k]
+	a := &loginAttempt{counters: cs, entries: make([]*failures, len(cs)), reset: reset}
+	for i, c := range cs {
+		f := l.entries[c.key]
 		if f == nil {
-			f = &failures{first: now}
-			l.entries[k] = f
+			f = &failures{first: now, window: c.window}
+			l.entries[c.key] = f
 		}
 		f.inFlight++
 		a.entries[i] = f
@@ -163,7 +189,11 @@ func (l *loginLimiter) reserve(keys []string, limits []int, reset int, now time.
 // newWindow starts a new counting window once the current one has passed; a
 // running lockout and the attempts in flight stay.
 func (f *failures) newWindow(now time.Time) {
-	if now.Sub(f.first) > failureWindow {
+	w := f.window
+	if w == 0 {
+		w = failureWindow
+	}
+	if now.Sub(f.first) > w {
 		f.n, f.first = 0, now
 	}
 }
@@ -180,7 +210,7 @@ func (l *loginLimiter) finish(a *loginAttempt, o outcome, now time.Time) (locked
 		case o == failed:
 			f.newWindow(now)
 			f.n++
-			if f.n >= a.limits[i] {
+			if f.n >= a.counters[i].limit {
 				f.lockedUntil = now.Add(lockoutFor)
 				f.n, f.first = 0, now // a new window starts with the lockout
 				locked = true
@@ -189,7 +219,7 @@ func (l *loginLimiter) finish(a *loginAttempt, o outcome, now time.Time) (locked
 			f.n, f.lockedUntil = 0, time.Time{}
 		}
 		if f.n == 0 && f.inFlight == 0 && !now.Before(f.lockedUntil) {
-			delete(l.entries, a.keys[i]) // nothing to remember
+			delete(l.entries, a.counters[i].key) // nothing to remember
 		}
 	}
 	return locked
