@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,14 +92,32 @@ func checkFields(obj map[string]json.RawMessage, fields map[string]reflect.Type,
 			}
 		case t.Kind() == reflect.Struct:
 			var inner map[string]json.RawMessage
-			if json.Unmarshal(raw, &inner) == nil {
+			if json.Unmarshal(raw, &inner) == nil && inner != nil {
 				if err := checkFields(inner, fieldTypes(t), prefix+name+"."); err != nil {
 					return err
 				}
+				obj[name], _ = json.Marshal(inner)
 			}
+		case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+			obj[name] = wholeNumber(raw)
 		}
 	}
 	return nil
+}
+
+// wholeNumber writes a whole number that a JSON encoder wrote as a float
+// (60.0, 6e1) as an integer, which encoding/json refuses for an int field;
+// anything else is returned as it is (and refused, if it must be, by the
+// decoder).
+func wholeNumber(raw json.RawMessage) json.RawMessage {
+	if !bytes.ContainsAny(raw, ".eE") {
+		return raw
+	}
+	var f float64
+	if json.Unmarshal(raw, &f) != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return raw
+	}
+	return json.RawMessage(strconv.FormatInt(int64(f), 10))
 }
 
 func validTime(s string) bool {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -30,6 +31,32 @@ func TestManagementAPIInput(t *testing.T) {
 	got := s.mustCall(http.StatusOK, "GET", path, nil)
 	if got["name"] != "Welcome (lobby)" || got["enabled"] != false || got["ttl_s"] != float64(60) {
 		t.Fatalf("after a rename: %v", got)
+	}
+
+	// A whole number written as a float, as some JSON encoders do, is taken;
+	// a fraction is not.
+	floats := func(ttl string) (int, map[string]any) {
+		return s.call("PUT", path, json.RawMessage(`{"name":"Welcome (lobby)","function":"load_url",`+
+			`"target":{"type":"device","id":"lobby-1"},"params":{"url":"https://example.com","duration_s":30.0},"ttl_s":`+ttl+`}`))
+	}
+	if status, ans := floats("120.0"); status != http.StatusNoContent {
+		t.Fatalf("ttl_s 120.0: %d %v", status, ans)
+	}
+	if got := s.mustCall(http.StatusOK, "GET", path, nil); got["ttl_s"] != float64(120) {
+		t.Fatalf("ttl_s after 120.0: %v", got["ttl_s"])
+	}
+	status, ans := floats("1.2e2")
+	if status != http.StatusNoContent {
+		t.Fatalf("ttl_s 1.2e2: %d %v", status, ans)
+	}
+	status, ans = floats("120.5")
+	wantError(t, "ttl_s 120.5", status, ans, http.StatusUnprocessableEntity, "invalid_params")
+	if f := ans["error"].(map[string]any)["field"]; f != "ttl_s" {
+		t.Fatalf("ttl_s 120.5 refused for %v", f)
+	}
+	key := s.mustCall(http.StatusCreated, "POST", "/api/v1/api-keys", json.RawMessage(`{"name":"floats","rate":{"per_second":1.5,"burst":10.0}}`))
+	if r := key["rate"].(map[string]any); r["burst"] != float64(10) {
+		t.Fatalf("a burst of 10.0: %v", key)
 	}
 
 	// What a GET answered goes back with a change: its read-only fields (id,
