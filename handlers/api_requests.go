@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -47,9 +48,11 @@ func requestViewOf(r *store.RequestLog) requestView {
 }
 
 // listRequests lists webhook calls, filtered by code, key_id, source, method,
-// since and until.
+// since and until. Codes and methods are matched in any case, as the UI's
+// filters are, and every filter without the spaces around it.
 func (a *api) listRequests(c *gin.Context) {
-	f := store.RequestFilter{Code: c.Query("code"), KeyID: c.Query("key_id"), Source: c.Query("source"), Method: c.Query("method")}
+	q := func(name string) string { return strings.TrimSpace(c.Query(name)) }
+	f := store.RequestFilter{Code: strings.ToLower(q("code")), KeyID: q("key_id"), Source: q("source"), Method: strings.ToUpper(q("method"))}
 	var err error
 	if f.Since, err = timeParam(c, "since"); err == nil {
 		f.Until, err = timeParam(c, "until")

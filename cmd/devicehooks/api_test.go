@@ -254,6 +254,10 @@ func TestWrongMethod(t *testing.T) {
 	testenv.WaitFor(t, 5*time.Second, "both calls in the request log", func() bool {
 		return s.mustCall(http.StatusOK, "GET", "/api/v1/requests?code=method_not_allowed&method=DELETE", nil)["total"] == float64(2)
 	})
+	// The filters are read in any case, as the UI's are.
+	if n := s.mustCall(http.StatusOK, "GET", "/api/v1/requests?code=Method_Not_Allowed&method=delete", nil)["total"]; n != float64(2) {
+		t.Fatalf("filters in another case found %v", n)
+	}
 	// Elsewhere, a wrong method is still a 405 with the usual body.
 	req, _ = http.NewRequest("DELETE", s.base+"/healthz", nil)
 	status, ans = s.do(req)
