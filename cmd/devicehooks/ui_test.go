@@ -977,8 +977,9 @@ func TestUI(t *testing.T) {
 		if n := evalIn[int](b, `document.querySelectorAll('#requests tr[data-code="success"] a[href^="/dispatches/"]').length`); n < 1 {
 			t.Fatal("no accepted call with a link to its dispatch")
 		}
-		if n := evalIn[int](b, `document.querySelectorAll('#requests tr[data-code="unauthorized"]').length`); n != 1 {
-			t.Fatalf("%d refused calls listed, want 1", n)
+		// (An earlier step's refused signed link may be listed too.)
+		if n := evalIn[int](b, `document.querySelectorAll('#requests tr[data-code="unauthorized"]').length`); n < 1 {
+			t.Fatal("the refused call is not listed")
 		}
 		if got := b.text("#sources"); !strings.Contains(got, "127.0.0.1") {
 			t.Fatalf("busiest sources: %q", got)
