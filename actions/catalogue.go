@@ -37,7 +37,8 @@ type Function struct {
 
 // Param is one parameter of a function, as the UI shows it.
 type Param struct {
-	Name     string
+	Name     string // as the API names it
+	Label    string // for people, on the action form
 	Type     string // "url", "bool", "string", "int"
 	Required bool
 	Help     string
@@ -46,16 +47,16 @@ type Param struct {
 // Catalogue lists the functions in the order the UI offers them.
 var Catalogue = []Function{
 	{Name: LoadURL, Label: "Load URL", Params: []Param{
-		{Name: "url", Type: "url", Required: true, Help: "http(s) address the player opens"},
-		{Name: "duration_s", Type: "int", Help: "seconds to show it before returning to the loop (optional)"},
+		{Name: "url", Label: "URL", Type: "url", Required: true, Help: "http(s) address the player opens"},
+		{Name: "duration_s", Label: "Duration (seconds)", Type: "int", Help: "seconds to show it before returning to the loop"},
 	}, validate: validateLoadURL},
 	{Name: SetEmergency, Label: "Enable/Disable Emergency", Params: []Param{
-		{Name: "enabled", Type: "bool", Required: true, Help: "turn emergency mode on or off"},
-		{Name: "message", Type: "string", Help: "text shown in emergency mode (optional)"},
-		{Name: "url", Type: "url", Help: "page shown in emergency mode (optional)"},
+		{Name: "enabled", Label: "Enabled", Type: "bool", Required: true, Help: "turn emergency mode on or off"},
+		{Name: "message", Label: "Message", Type: "string", Help: "text shown in emergency mode"},
+		{Name: "url", Label: "URL", Type: "url", Help: "page shown in emergency mode"},
 	}, validate: validateEmergency},
 	{Name: RefreshDatasource, Label: "Refresh Datasource", Params: []Param{
-		{Name: "datasource_id", Type: "string", Help: "which datasource; empty for all (optional)"},
+		{Name: "datasource_id", Label: "Datasource id", Type: "string", Help: "which datasource; empty for all"},
 	}, validate: validateDatasource},
 	{Name: PauseLoop, Label: "Pause Loop", validate: noParams},
 	{Name: ResumeLoop, Label: "Resume Loop", validate: noParams},

@@ -19,6 +19,10 @@ type EmbeddedConfig struct {
 
 	// Authenticate admits a client by MQTT username and password.
 	Authenticate func(username, password string) bool
+	// PlausibleUser tells a username that could be a login's (a device id)
+	// from one that could not: a refused login's line shows the first, and
+	// only the length of the other, which anyone may have typed.
+	PlausibleUser func(username string) bool
 	// AllowAnonymous admits clients without a username (development only); they
 	// are still subject to Allow with an empty username.
 	AllowAnonymous bool
@@ -100,7 +104,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	auth := &authHook{cfg: cfg, srv: srv, log: log, refusedLog: newRefusalLog()}
+	auth := &authHook{cfg: cfg, srv: srv, log: log, refusedLog: newRefusalLog(cfg.PlausibleUser)}
 	routing := &routingHook{cfg: cfg, watching: map[string]watched{}}
 	for _, hook := range []mqtt.Hook{
 		auth,

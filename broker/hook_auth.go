@@ -98,17 +98,20 @@ const (
 // refusalLog logs refused logins: once per refusalLogEvery for each username,
 // and refusalLinesMax lines per refusalLogEvery at most.
 type refusalLog struct {
-	once *logevery.Limiter // per username
+	once      *logevery.Limiter // per username
+	plausible func(string) bool // EmbeddedConfig.PlausibleUser
 
 	mu     sync.Mutex
 	window time.Time // the start of the current refusalLogEvery
 	lines  int       // written in it
 }
 
-func newRefusalLog() *refusalLog { return &refusalLog{once: logevery.New(refusalLogEvery)} }
+func newRefusalLog(plausible func(string) bool) *refusalLog {
+	return &refusalLog{once: logevery.New(refusalLogEvery), plausible: plausible}
+}
 
 func (r *refusalLog) note(log *slog.Logger, user, remote string, now time.Time) {
-	shown := loggableUser(user)
+	shown := r.loggableUser(user)
 	ok, skipped := r.once.Allow(shown, now)
 	if !ok || !r.take(now) {
 		return
@@ -138,31 +141,14 @@ func (r *refusalLog) take(now time.Time) bool {
 	return true
 }
 
-// loggableUser is a refused username as the log shows it: a device id as it
-// is, unless it is a token (a player with its username and password swapped),
-// which is masked; anything else, which no device could be, by its length.
-func loggableUser(user string) string {
-	if !deviceIDShaped(user) {
+// loggableUser is a refused username as the log shows it: a possible
+// username as it is, unless it is a token (a player with its username and
+// password swapped), which is masked; anything else by its length.
+func (r *refusalLog) loggableUser(user string) string {
+	if r.plausible == nil || !r.plausible(user) {
 		return fmt.Sprintf("(not a device id: %d bytes)", len(user))
 	}
 	return secrets.Mask(user)
-}
-
-// deviceIDShaped tells whether s could be a device id: 1-64 letters, digits,
-// '.', '_' and '-', starting with a letter or digit (docs/players.md).
-func deviceIDShaped(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i, c := range []byte(s) {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case i > 0 && (c == '.' || c == '_' || c == '-'):
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {

@@ -9,6 +9,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"devicehooks/actions"
 	"devicehooks/internal/testenv"
 	"devicehooks/secrets"
 )
@@ -19,10 +20,11 @@ import (
 func TestRefusedLoginsAreLoggedAtARate(t *testing.T) {
 	var out testenv.Buffer
 	e, err := StartEmbedded(EmbeddedConfig{
-		TCPAddr:      "127.0.0.1:0",
-		Logger:       slog.New(slog.NewTextHandler(&out, nil)),
-		Authenticate: func(user, password string) bool { return user == "lobby-1" && password == "right" },
-		Allow:        func(string, string, bool) bool { return true },
+		TCPAddr:       "127.0.0.1:0",
+		Logger:        slog.New(slog.NewTextHandler(&out, nil)),
+		Authenticate:  func(user, password string) bool { return user == "lobby-1" && password == "right" },
+		PlausibleUser: deviceID,
+		Allow:         func(string, string, bool) bool { return true },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +59,7 @@ func TestRefusedLoginsAreLoggedAtARate(t *testing.T) {
 func TestRefusalLogCountsWhatItSkipped(t *testing.T) {
 	var out testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&out, nil))
-	r := newRefusalLog()
+	r := newRefusalLog(deviceID)
 	t0 := time.Unix(1_700_000_000, 0)
 	r.note(log, "lobby-1", "127.0.0.1:1", t0)
 	r.note(log, "lobby-1", "127.0.0.1:1", t0.Add(time.Second)) // within 10 s: counted
@@ -85,7 +87,7 @@ func TestRefusalLogShowsNoSecret(t *testing.T) {
 		"lobby-1\n level=ERROR x": `user="(not a device id: 22 bytes)"`,
 	} {
 		var out testenv.Buffer
-		newRefusalLog().note(slog.New(slog.NewTextHandler(&out, nil)), user, "127.0.0.1:1", time.Now())
+		newRefusalLog(deviceID).note(slog.New(slog.NewTextHandler(&out, nil)), user, "127.0.0.1:1", time.Now())
 		if !strings.Contains(out.String(), want) || strings.Contains(out.String(), token) {
 			t.Errorf("username %q: want %s in\n%s", user, want, out.String())
 		}
@@ -97,7 +99,7 @@ func TestRefusalLogShowsNoSecret(t *testing.T) {
 func TestRefusalLogBoundsAllUsernames(t *testing.T) {
 	var out testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&out, nil))
-	r := newRefusalLog()
+	r := newRefusalLog(deviceID)
 	t0 := time.Unix(1_700_000_000, 0)
 	for i := range 100 {
 		r.note(log, fmt.Sprintf("user-%d", i), "127.0.0.1:1", t0.Add(time.Duration(i)*time.Millisecond))
@@ -110,6 +112,9 @@ func TestRefusalLogBoundsAllUsernames(t *testing.T) {
 		t.Fatalf("the next window has no room: %d lines", n)
 	}
 }
+
+// deviceID tells a possible device id, as the server's wiring does.
+var deviceID = actions.DeviceIDPattern.MatchString
 
 // linesWith returns the lines of b that contain s.
 func linesWith(b *testenv.Buffer, s string) []string {

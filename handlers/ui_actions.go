@@ -98,26 +98,6 @@ func (u *ui) targetNames(ctx context.Context, as []store.Action) (func(typ, id s
 	}, nil
 }
 
-// actionsTargeting lists the actions whose target is this device or group
-// (typ "device" or "group"): while there are any, it cannot be deleted.
-func (u *ui) actionsTargeting(ctx context.Context, typ, id string) ([]store.Action, error) {
-	var out []store.Action
-	for offset := 0; ; offset += pickerLimit {
-		as, total, err := u.Store.Actions(ctx, store.Page{Limit: pickerLimit, Offset: offset})
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range as {
-			if a.TargetType == typ && a.TargetID == id {
-				out = append(out, a)
-			}
-		}
-		if len(as) == 0 || int64(offset+len(as)) >= total {
-			return out, nil
-		}
-	}
-}
-
 // blockingActions are the links to the actions that keep a device or group
 // from being deleted, for its confirmation page.
 func blockingActions(as []store.Action) []confirmLink {
@@ -192,24 +172,9 @@ type functionView struct {
 
 type paramView struct {
 	actions.Param
-	Label string // its name for people ("Duration (seconds)"); Name stays the API's
 	Field string // the form field's name
 	Value string
 	Error string
-}
-
-// paramLabels name the catalogue's parameters for people on the action form;
-// the API's names (duration_s) are shown in their help.
-var paramLabels = map[string]string{
-	"url": "URL", "duration_s": "Duration (seconds)", "datasource_id": "Datasource id",
-	"enabled": "Enabled", "message": "Message",
-}
-
-func paramLabel(name string) string {
-	if l, ok := paramLabels[name]; ok {
-		return l
-	}
-	return name
 }
 
 // paramField is the form field of one parameter of one function, so that the
@@ -393,8 +358,7 @@ func (u *ui) renderActionForm(c *gin.Context, status int, v actionFormView, errs
 		fv := functionView{Name: fn.Name, Label: fn.Label}
 		for _, p := range fn.Params {
 			field := paramField(fn.Name, p.Name)
-			p.Help = strings.TrimSuffix(p.Help, " (optional)") // the label says so
-			fv.Params = append(fv.Params, paramView{Param: p, Label: paramLabel(p.Name), Field: field, Value: v.Form.Params[field], Error: errs[field]})
+			fv.Params = append(fv.Params, paramView{Param: p, Field: field, Value: v.Form.Params[field], Error: errs[field]})
 		}
 		switch fn.Name {
 		case actions.SensorEvent:

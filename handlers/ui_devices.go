@@ -254,7 +254,7 @@ func (u *ui) confirmDeleteDevice(c *gin.Context) {
 		u.fail(c, gone(err, deviceGone))
 		return
 	}
-	targeting, err := u.actionsTargeting(c.Request.Context(), actions.TargetDevice, d.ID)
+	targeting, err := u.Store.ActionsTargeting(c.Request.Context(), actions.TargetDevice, d.ID)
 	if err != nil {
 		u.fail(c, err)
 		return
@@ -282,7 +282,7 @@ func (u *ui) deleteDevice(c *gin.Context) {
 	if err := u.Devices.Delete(ctx, id); err != nil {
 		// An action made to target it since the confirmation page: name it.
 		msg := "The device " + id + " is the target of an action; change or delete that action first."
-		if targeting, lerr := u.actionsTargeting(ctx, actions.TargetDevice, id); lerr == nil && len(targeting) > 0 {
+		if targeting, lerr := u.Store.ActionsTargeting(ctx, actions.TargetDevice, id); lerr == nil && len(targeting) > 0 {
 			msg = targetedRefusal("The device "+id, targeting)
 		}
 		u.redirectError(c, "/devices", gone(conflictDetail(err, "%s", msg), deviceGone))

@@ -247,7 +247,7 @@ func (u *ui) confirmDeleteGroup(c *gin.Context) {
 		u.fail(c, err)
 		return
 	}
-	targeting, err := u.actionsTargeting(c.Request.Context(), actions.TargetGroup, g.ID)
+	targeting, err := u.Store.ActionsTargeting(c.Request.Context(), actions.TargetGroup, g.ID)
 	if err != nil {
 		u.fail(c, err)
 		return
@@ -280,7 +280,7 @@ func (u *ui) deleteGroup(c *gin.Context) {
 	if err := u.Store.DeleteGroup(ctx, g.ID); err != nil {
 		// An action made to target it since the confirmation page: name it.
 		msg := "The group “" + g.Name + "” is the target of an action; change or delete that action first."
-		if targeting, lerr := u.actionsTargeting(ctx, actions.TargetGroup, g.ID); lerr == nil && len(targeting) > 0 {
+		if targeting, lerr := u.Store.ActionsTargeting(ctx, actions.TargetGroup, g.ID); lerr == nil && len(targeting) > 0 {
 			msg = targetedRefusal("The group “"+g.Name+"”", targeting)
 		}
 		u.redirectError(c, "/groups", gone(conflictDetail(err, "%s", msg), groupGone))

@@ -73,6 +73,15 @@ func targetExists(tx *gorm.DB, a *Action) error {
 }
 
 // Actions lists actions, newest first.
+// ActionsTargeting returns the actions whose target is this device or group
+// (targetType "device" or "group"), by name: while there are any, it cannot
+// be deleted.
+func (s *Store) ActionsTargeting(ctx context.Context, targetType, id string) ([]Action, error) {
+	var as []Action
+	err := s.db.WithContext(ctx).Where("target_type = ? AND target_id = ?", targetType, id).Order("name, id").Find(&as).Error
+	return as, wrap("actions targeting", err)
+}
+
 func (s *Store) Actions(ctx context.Context, p Page) ([]Action, int64, error) {
 	var (
 		as    []Action

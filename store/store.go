@@ -106,19 +106,15 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 			return nil, err
 		}
 	}
-	if !opts.noMigrate {
-		if err := s.migrate(ctx, log); err != nil {
-			s.releaseClaim()
-			_ = sqlDB.Close()
-			return nil, err
-		}
+	if opts.noMigrate { // a tool must still find the tables it reads
+		err = hasSchema(ctx, sqlDB, s.postgres)
+	} else {
+		err = s.migrate(ctx, log)
 	}
-	if opts.noMigrate {
-		if err := hasSchema(ctx, sqlDB, s.postgres); err != nil {
-			s.releaseClaim()
-			_ = sqlDB.Close()
-			return nil, err
-		}
+	if err != nil {
+		s.releaseClaim()
+		_ = sqlDB.Close()
+		return nil, err
 	}
 	if s.stmts, err = prepareStatements(ctx, sqlDB, s.postgres); err != nil {
 		s.releaseClaim()

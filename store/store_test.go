@@ -183,6 +183,12 @@ func TestActionTargetsExist(t *testing.T) {
 		if err := st.CreateAction(ctx, a); err != nil {
 			t.Fatal(err)
 		}
+		if err := st.CreateAction(ctx, action("a1", "all", "")); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.ActionsTargeting(ctx, "device", "d0"); err != nil || len(got) != 1 || got[0].ID != "a0" {
+			t.Fatalf("actions targeting d0: %+v, %v", got, err)
+		}
 		a.TargetID = "ghost"
 		if err := st.UpdateAction(ctx, a); !errors.Is(err, store.ErrNoTarget) {
 			t.Fatalf("action moved to a missing device: %v", err)

@@ -272,7 +272,7 @@ func (a *App) startEmbedded(topics actions.Topics) (*broker.Embedded, error) {
 	cfg := a.Config
 	return broker.StartEmbedded(broker.EmbeddedConfig{
 		TCPAddr: cfg.MQTTListen, WSAddr: cfg.MQTTWSListen, AllowAnonymous: cfg.MQTTAllowAnonymous,
-		Authenticate: a.devices.Authenticate,
+		Authenticate: a.devices.Authenticate, PlausibleUser: actions.DeviceIDPattern.MatchString,
 		Allow: func(user, topic string, write bool) bool {
 			if user == "" { // anonymous, development only: may act as any one player
 				user = anonymousDevice(topics, topic)
