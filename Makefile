@@ -4,7 +4,7 @@ LDFLAGS := -X main.version=$(VERSION)
 GO      ?= go
 BIN     := bin/devicehooks
 
-.PHONY: run build test test-short lint bench bench-short fuzz clean
+.PHONY: run build test test-short lint bench bench-short pgo fuzz clean
 
 ## run: build and serve with the embedded defaults (SQLite file + embedded MQTT broker) in ./data
 run: build
@@ -30,6 +30,10 @@ bench:
 ## bench-short: a few seconds per phase; fails if any accepted trigger is lost or duplicated (CI runs it as a test too)
 bench-short:
 	$(GO) run ./cmd/bench --short
+
+## pgo: refresh cmd/devicehooks/default.pgo, the profile go build optimises the server with (about 3 minutes; see docs/benchmark.md)
+pgo:
+	./scripts/pgo.sh
 
 ## fuzz: run every fuzz target in turn for FUZZTIME each (default 60s; CI uses 5s)
 FUZZTIME ?= 60s
