@@ -106,7 +106,7 @@ func (u *Users) EnsureFirstAdmin(ctx context.Context, username, password string)
 	}
 	generated := ""
 	if password == "" {
-		generated = secrets.RandomString(20)
+		generated = GeneratePassword()
 		password = generated
 	} else if err := checkPassword(password, "admin password"); err != nil {
 		return "", fmt.Errorf("auth: %w", err)
@@ -359,6 +359,25 @@ func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next,
 	}
 	return u.st.DeleteUserSessions(ctx, user.ID, acc.SessionID)
 }
+
+// ResetPassword sets the password of the account with that username from
+// outside the web UI (the reset-password command, for a forgotten password)
+// and ends every session of the account. It needs no server secret. A
+// running server's lockout of the username, kept in its memory, still holds
+// until it ends.
+func ResetPassword(ctx context.Context, st *store.Store, username, password string) error {
+	if err := checkPassword(password, "password"); err != nil {
+		return err
+	}
+	hash, err := hashPassword(password)
+	if err != nil {
+		return err
+	}
+	return st.ResetAdminPassword(ctx, username, hash)
+}
+
+// GeneratePassword returns a new random password, as the first start makes.
+func GeneratePassword() string { return secrets.RandomString(20) }
 
 // CSRFToken returns the form token of a session: an HMAC of the session token,
 // so it needs no storage and is useless without the session.

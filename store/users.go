@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"time"
+
+	"gorm.io/gorm"
 )
 
 // userModels are the web UI's tables, migrated with the rest.
@@ -61,6 +63,31 @@ func (s *Store) SetAdminPassword(ctx context.Context, id, hash string) error {
 	res := s.db.WithContext(ctx).Model(&AdminUser{}).Where("id = ?", id).
 		Updates(map[string]any{"password_hash": hash, "updated_at": time.Now().UTC()})
 	return rowsOrNotFound("set admin password", res)
+}
+
+// ResetAdminPassword replaces the password hash of the account with that
+// username and ends every session of it, in one transaction (the
+// reset-password command). An unknown username is ErrNotFound.
+func (s *Store) ResetAdminPassword(ctx context.Context, username, hash string) error {
+	return wrap("reset admin password", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var u AdminUser
+		if err := tx.Where("username = ?", username).Take(&u).Error; err != nil {
+			return err
+		}
+		err := tx.Model(&AdminUser{}).Where("id = ?", u.ID).
+			Updates(map[string]any{"password_hash": hash, "updated_at": time.Now().UTC()}).Error
+		if err != nil {
+			return err
+		}
+		return tx.Where("user_id = ?", u.ID).Delete(&Session{}).Error
+	}))
+}
+
+// AdminUsernames lists the usernames of every admin account, in order.
+func (s *Store) AdminUsernames(ctx context.Context) ([]string, error) {
+	var names []string
+	err := s.db.WithContext(ctx).Model(&AdminUser{}).Order("username").Pluck("username", &names).Error
+	return names, wrap("list admin users", err)
 }
 
 // SetAdminLogin records a successful sign-in.

@@ -57,6 +57,7 @@ Usage:
   devicehooks serve [flags]      run the service (devicehooks serve -h for flags)
   devicehooks simulate [flags]   run simulated players against a server
   devicehooks mosquitto-passwd   print a Mosquitto password file of the devices (external broker)
+  devicehooks reset-password     set a new password for a web UI account (a forgotten one)
   devicehooks version            print the version
 `
 
@@ -72,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runSimulate(ctx, args[1:], stdout, stderr)
 	case "mosquitto-passwd":
 		return runMosquittoPasswd(ctx, args[1:], stdout, stderr)
+	case "reset-password":
+		return runResetPassword(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, buildVersion())
 		return 0

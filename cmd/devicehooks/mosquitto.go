@@ -53,16 +53,10 @@ Flags:`)
 }
 
 func writeMosquittoPasswd(ctx context.Context, dsn, include string, w io.Writer) error {
-	if !store.IsPostgres(dsn) {
-		if _, err := os.Stat(dsn); err != nil {
-			return fmt.Errorf("database %s: %w", dsn, err)
-		}
-	}
-	// Beside a running server, whose schema is its own to change. Before the
-	// first serve there are no tables: say so, and fail, since a file without
-	// the devices must never replace the live one by mistake (a wrong
-	// database, a role that cannot see the tables).
-	st, err := store.Open(ctx, dsn, nil, store.WithoutMigration())
+	// Before the first serve there are no tables: say so, and fail, since a
+	// file without the devices must never replace the live one by mistake (a
+	// wrong database, a role that cannot see the tables).
+	st, err := openExisting(ctx, dsn)
 	if errors.Is(err, store.ErrNoSchema) {
 		return fmt.Errorf("%w; before devicehooks' first start, use the --include file alone as the password file", err)
 	}
@@ -95,6 +89,19 @@ func writeMosquittoPasswd(ctx context.Context, dsn, include string, w io.Writer)
 		fmt.Fprintf(bw, "%s:%s\n", d.ID, d.MosquittoHash)
 	}
 	return bw.Flush()
+}
+
+// openExisting opens the database of a server that has started before, beside
+// it if it runs, without changing its schema (which is the server's to
+// change): a missing SQLite file is an error, not a new database, and one
+// without the tables is store.ErrNoSchema.
+func openExisting(ctx context.Context, dsn string) (*store.Store, error) {
+	if !store.IsPostgres(dsn) {
+		if _, err := os.Stat(dsn); err != nil {
+			return nil, fmt.Errorf("database %s: %w", dsn, err)
+		}
+	}
+	return store.Open(ctx, dsn, nil, store.WithoutMigration())
 }
 
 func envOr(name, def string) string {

@@ -2293,6 +2293,14 @@ func TestUI(t *testing.T) {
 // token first) and returns the status and Retry-After header.
 func httpSignIn(t *testing.T, base, user, password string) (int, string) {
 	t.Helper()
+	resp := postSignIn(t, base, user, password)
+	return resp.StatusCode, resp.Header.Get("Retry-After")
+}
+
+// postSignIn posts the sign-in form as a script would and returns the answer
+// (its body closed), whose cookies hold the session of a sign-in that worked.
+func postSignIn(t *testing.T, base, user, password string) *http.Response {
+	t.Helper()
 	resp, err := noRedirect.Get(base + "/login")
 	if err != nil {
 		t.Fatal(err)
@@ -2316,7 +2324,7 @@ func httpSignIn(t *testing.T, base, user, password string) (int, string) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	return resp.StatusCode, resp.Header.Get("Retry-After")
+	return resp
 }
 
 // noRedirect is an HTTP client that shows redirects instead of following them.

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"devicehooks/auth"
+	"devicehooks/store"
+)
+
+// runResetPassword sets a new password for a web UI account: the way back in
+// when the password is forgotten, or the first start's generated one was lost.
+// It works on the database directly (beside a running server too) and needs no
+// server secret.
+func runResetPassword(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("reset-password", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("db", "", "SQLite file path or postgres:// URL (default: DEVICEHOOKS_DB, as serve's, or devicehooks.db)")
+	user := fs.String("user", "", "the account (default: the only one there is)")
+	generate := fs.Bool("generate", false, "generate a password and print it once, instead of reading one")
+	fs.Usage = func() {
+		io.WriteString(stderr, `Usage: devicehooks reset-password [flags]
+
+Sets a new password for a web UI account, for when it is forgotten. The new
+password is read from the terminal (twice, not echoed), or as one line from
+standard input (printf '%s\n' "$PASSWORD" | devicehooks reset-password), or
+generated with --generate. Every browser signed in as the account is signed
+out. It can run beside a running devicehooks; a lockout after failed sign-ins
+there still holds until it ends (15 minutes) or devicehooks restarts. Give a
+PostgreSQL URL with a password in DEVICEHOOKS_DB rather than --db.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "devicehooks reset-password: unexpected argument %q (the password is read from standard input)\n", fs.Arg(0))
+		return 2
+	}
+	if *db == "" {
+		*db = envOr("DEVICEHOOKS_DB", "devicehooks.db")
+	}
+	if err := resetPassword(ctx, *db, *user, *generate, stdin, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "devicehooks reset-password:", err)
+		return 1
+	}
+	return 0
+}
+
+func resetPassword(ctx context.Context, dsn, username string, generate bool, stdin io.Reader, stdout, stderr io.Writer) error {
+	st, err := openExisting(ctx, dsn)
+	if errors.Is(err, store.ErrNoSchema) {
+		return fmt.Errorf("%w; devicehooks serve creates the admin account at its first start", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if username == "" {
+		if username, err = onlyAccount(ctx, st); err != nil {
+			return err
+		}
+	}
+	password := auth.GeneratePassword()
+	if !generate {
+		if password, err = readNewPassword(stdin, stderr); err != nil {
+			return err
+		}
+	}
+	err = auth.ResetPassword(ctx, st, username, password)
+	if errors.Is(err, store.ErrNotFound) {
+		names, _ := st.AdminUsernames(ctx)
+		return fmt.Errorf("no account %q (accounts: %s)", username, strings.Join(names, ", "))
+	}
+	if err != nil {
+		return err
+	}
+	if generate {
+		fmt.Fprintf(stdout, "New password of %q (shown only now):\n\n    %s\n\n", username, password)
+	}
+	fmt.Fprintf(stdout, "The password of %q is reset; every browser signed in as it is signed out.\n", username)
+	return nil
+}
+
+// onlyAccount returns the username of the one web UI account.
+func onlyAccount(ctx context.Context, st *store.Store) (string, error) {
+	names, err := st.AdminUsernames(ctx)
+	switch {
+	case err != nil:
+		return "", err
+	case len(names) == 0:
+		return "", errors.New("there is no web UI account yet: devicehooks serve creates it at its first start")
+	case len(names) > 1:
+		return "", fmt.Errorf("there are %d accounts (%s): name one with --user", len(names), strings.Join(names, ", "))
+	}
+	return names[0], nil
+}
+
+// readNewPassword reads the new password: from a terminal twice without echo,
+// otherwise as the first line of stdin.
+func readNewPassword(stdin io.Reader, stderr io.Writer) (string, error) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(stderr, "New password: ")
+		first, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", fmt.Errorf("read the password: %w", err)
+		}
+		fmt.Fprint(stderr, "Repeat it: ")
+		again, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", fmt.Errorf("read the password: %w", err)
+		}
+		if string(first) != string(again) {
+			return "", errors.New("the two passwords differ; nothing was changed")
+		}
+		return string(first), nil
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read the password from standard input: %w", err)
+	}
+	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	if line == "" {
+		return "", errors.New("no password on standard input (one line), and no --generate")
+	}
+	return line, nil
+}
