@@ -81,7 +81,7 @@ func parseServeFlags(args []string, stderr io.Writer, lookupEnv func(string) (st
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		env := "DEVICEHOOKS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		v, ok := lookupEnv(env)
 		if !ok || set[f.Name] || err != nil {
 			return
@@ -101,6 +101,12 @@ func parseServeFlags(args []string, stderr io.Writer, lookupEnv func(string) (st
 		c.SecureCookies, c.SecureCookiesFromURL = true, true
 	}
 	return c, c.validate()
+}
+
+// envName is the environment variable of a flag: --mqtt-url is
+// DEVICEHOOKS_MQTT_URL.
+func envName(flag string) string {
+	return "DEVICEHOOKS_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 // emptyTurnsOff names the settings that an empty value turns off, rather than

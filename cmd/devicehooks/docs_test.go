@@ -4,8 +4,14 @@ import (
 	"flag"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"devicehooks/internal/testenv"
 )
 
 // TestReadmeListsEveryFlag keeps the README's configuration table in step with
@@ -17,9 +23,63 @@ func TestReadmeListsEveryFlag(t *testing.T) {
 	}
 	var c Config
 	serveFlags(&c, io.Discard).VisitAll(func(f *flag.Flag) {
-		env := "DEVICEHOOKS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		if !strings.Contains(string(readme), "| `--"+f.Name+"` | `"+env+"` |") {
 			t.Errorf("README.md's configuration table lacks --%s (%s)", f.Name, env)
 		}
 	})
+}
+
+// The example systemd unit and its environment file name only real settings,
+// systemd takes the unit without a complaint, and its security analysis rates
+// it OK. (examples/systemd/check.sh runs it under systemd.)
+func TestSystemdExample(t *testing.T) {
+	unit, err := os.ReadFile("../../examples/systemd/devicehooks.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := os.ReadFile("../../examples/systemd/devicehooks.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	var c Config
+	serveFlags(&c, io.Discard).VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = true })
+	for _, name := range regexp.MustCompile(`DEVICEHOOKS_[A-Z_]+`).FindAllString(string(unit)+string(env), -1) {
+		if !known[name] {
+			t.Errorf("the systemd example names %s, which is no setting of devicehooks serve", name)
+		}
+	}
+
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		testenv.Need(t, "systemd-analyze (Debian: systemd)", err)
+	}
+	// verify checks that ExecStart's program exists: this test's own stands in.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const execStart = "ExecStart=/usr/local/bin/devicehooks serve"
+	if !strings.Contains(string(unit), execStart) {
+		t.Fatalf("the unit has no %q", execStart)
+	}
+	path := filepath.Join(t.TempDir(), "devicehooks.service")
+	if err := os.WriteFile(path, []byte(strings.Replace(string(unit), execStart, "ExecStart="+exe+" serve", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(analyze, "verify", path).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	out, err := exec.Command(analyze, "security", "--offline=true", "--no-pager", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`Overall exposure level for devicehooks.service: ([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("systemd-analyze security gave no exposure level:\n%s", out)
+	}
+	if level, err := strconv.ParseFloat(string(m[1]), 64); err != nil || level > 2.0 {
+		t.Errorf("systemd-analyze security: exposure %s, want at most 2.0\n%s", m[1], out)
+	}
 }

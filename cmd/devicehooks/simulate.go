@@ -265,7 +265,7 @@ func applySimulateEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool), a
 		if given[f.Name] || err != nil {
 			return
 		}
-		names := append([]string{"DEVICEHOOKS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))}, aliases[f.Name]...)
+		names := append([]string{envName(f.Name)}, aliases[f.Name]...)
 		for _, name := range names {
 			if v, ok := lookupEnv(name); ok && v != "" {
 				if e := fs.Set(f.Name, v); e != nil {
