@@ -48,7 +48,8 @@ Flags:
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "devicehooks reset-password: unexpected argument %q (the password is read from standard input)\n", fs.Arg(0))
+		// Not shown: it may well be the password.
+		fmt.Fprintln(stderr, "devicehooks reset-password: unexpected argument (the password is read from standard input, not the command line)")
 		return 2
 	}
 	if *db == "" {

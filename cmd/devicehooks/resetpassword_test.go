@@ -84,7 +84,7 @@ func TestResetPasswordRefusals(t *testing.T) {
 		{"an unknown account", "a long enough password\n", []string{"--db", dsn, "--user", "bob"}, `no account "bob" (accounts: admin)`},
 		{"a short password", "short\n", []string{"--db", dsn}, "password: must be 10 to 256 characters long"},
 		{"no password", "", []string{"--db", dsn}, "no password on standard input"},
-		{"the password as an argument", "", []string{"--db", dsn, "hunter2hunter2"}, "unexpected argument"},
+		{"the password as an argument", "", []string{"--db", dsn, "hunter2hunter2"}, "unexpected argument (the password is read from standard input, not the command line)"},
 		{"a missing database file", "a long enough password\n", []string{"--db", missing}, "no such file"},
 		{"a database without tables", "a long enough password\n", []string{"--db", empty}, "creates the admin account at its first start"},
 	} {
@@ -92,6 +92,9 @@ func TestResetPasswordRefusals(t *testing.T) {
 			_, notes, rc := resetPasswordCmd(t, strings.NewReader(c.stdin), c.args...)
 			if rc == 0 || !strings.Contains(notes, c.want) {
 				t.Errorf("exit %d, said %q; want %q", rc, notes, c.want)
+			}
+			if strings.Contains(notes, "hunter2") || (c.stdin != "" && strings.Contains(notes, strings.TrimSpace(c.stdin))) {
+				t.Errorf("the refusal shows the password: %q", notes)
 			}
 		})
 	}
