@@ -367,13 +367,13 @@ func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next,
 // until it ends.
 func ResetPassword(ctx context.Context, st *store.Store, username, password string) error {
 	if err := checkPassword(password, "password"); err != nil {
-		return err
+		return fmt.Errorf("auth: %w", err)
 	}
 	hash, err := hashPassword(password)
 	if err != nil {
 		return err
 	}
-	return st.ResetAdminPassword(ctx, username, hash)
+	return st.ResetAdminPassword(ctx, strings.TrimSpace(username), hash)
 }
 
 // GeneratePassword returns a new random password, as the first start makes.

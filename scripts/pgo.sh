@@ -18,12 +18,13 @@ set -euo pipefail
 GO="${GO:-go}"
 cd "$(dirname "$0")/.."
 dir="$(mktemp -d)"
-trap 'rm -rf "$dir"' EXIT
+trap 'rm -rf "$dir" cmd/devicehooks/default.pgo.new' EXIT
 
 # shellcheck disable=SC2086 # PGO_BENCH_FLAGS is a list of flags
 "$GO" run ./cmd/bench --brokers embedded --players 2000 --duration 10s \
 	--fanout-reps 1 --profile "$dir/prof" --results "$dir/results" ${PGO_BENCH_FLAGS:-}
 
+shopt -s nullglob
 profiles=()
 for f in "$dir"/prof/*-cpu.pprof; do
 	case "$(basename "$f")" in
@@ -35,6 +36,7 @@ if [ "${#profiles[@]}" -eq 0 ]; then
 	echo "pgo: the benchmark saved no server CPU profile" >&2
 	exit 1
 fi
-"$GO" tool pprof -proto "${profiles[@]}" >"$dir/default.pgo"
-mv "$dir/default.pgo" cmd/devicehooks/default.pgo
+# Written beside it and renamed: a half-written profile would break every build.
+"$GO" tool pprof -proto "${profiles[@]}" >cmd/devicehooks/default.pgo.new
+mv cmd/devicehooks/default.pgo.new cmd/devicehooks/default.pgo
 echo "pgo: cmd/devicehooks/default.pgo from ${#profiles[@]} profiles:" "${profiles[@]##*/}"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -68,10 +69,20 @@ func TestSystemdExample(t *testing.T) {
 	if err := os.WriteFile(path, []byte(strings.Replace(string(unit), execStart, "ExecStart="+exe+" serve", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(analyze, "verify", path).CombinedOutput(); err != nil || len(out) > 0 {
+	// Complaints about this unit, not about the machine's others it names.
+	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "devicehooks.service") {
+			t.Errorf("systemd-analyze verify: %s", line)
+		}
+	}
+	if err != nil {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
-	out, err := exec.Command(analyze, "security", "--offline=true", "--no-pager", path).CombinedOutput()
+	out, err = exec.Command(analyze, "security", "--offline=true", "--no-pager", path).CombinedOutput()
+	if err != nil && strings.Contains(string(out), "--offline") {
+		testenv.Need(t, "systemd-analyze security --offline (systemd 250 or later)", fmt.Errorf("%v: %s", err, out))
+	}
 	if err != nil {
 		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
 	}

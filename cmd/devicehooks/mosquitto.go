@@ -91,19 +91,6 @@ func writeMosquittoPasswd(ctx context.Context, dsn, include string, w io.Writer)
 	return bw.Flush()
 }
 
-// openExisting opens the database of a server that has started before, beside
-// it if it runs, without changing its schema (which is the server's to
-// change): a missing SQLite file is an error, not a new database, and one
-// without the tables is store.ErrNoSchema.
-func openExisting(ctx context.Context, dsn string) (*store.Store, error) {
-	if !store.IsPostgres(dsn) {
-		if _, err := os.Stat(dsn); err != nil {
-			return nil, fmt.Errorf("database %s: %w", dsn, err)
-		}
-	}
-	return store.Open(ctx, dsn, nil, store.WithoutMigration())
-}
-
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v

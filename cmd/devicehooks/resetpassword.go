@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"devicehooks/auth"
+	"devicehooks/secrets"
 	"devicehooks/store"
 )
 
@@ -78,7 +79,7 @@ func resetPassword(ctx context.Context, dsn, username string, generate bool, std
 	}
 	password := auth.GeneratePassword()
 	if !generate {
-		if password, err = readNewPassword(stdin, stderr); err != nil {
+		if password, err = readNewPassword(ctx, stdin, stderr); err != nil {
 			return err
 		}
 	}
@@ -93,7 +94,9 @@ func resetPassword(ctx context.Context, dsn, username string, generate bool, std
 	if generate {
 		fmt.Fprintf(stdout, "New password of %q (shown only now):\n\n    %s\n\n", username, password)
 	}
-	fmt.Fprintf(stdout, "The password of %q is reset; every browser signed in as it is signed out.\n", username)
+	// Named, so that a reset of the wrong file (run from another folder) shows.
+	fmt.Fprintf(stdout, "The password of %q is reset in %s; every browser signed in as it is signed out.\n",
+		username, secrets.RedactURL(dsn))
 	return nil
 }
 
@@ -113,32 +116,61 @@ func onlyAccount(ctx context.Context, st *store.Store) (string, error) {
 
 // readNewPassword reads the new password: from a terminal twice without echo,
 // otherwise as the first line of stdin.
-func readNewPassword(stdin io.Reader, stderr io.Writer) (string, error) {
-	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(stderr, "New password: ")
-		first, err := term.ReadPassword(int(f.Fd()))
+func readNewPassword(ctx context.Context, stdin io.Reader, stderr io.Writer) (string, error) {
+	f, ok := stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("read the password from standard input: %w", err)
+		}
+		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		if line == "" {
+			return "", errors.New("no password on standard input (one line), and no --generate")
+		}
+		return line, nil
+	}
+	first, err := promptPassword(ctx, f, stderr, "New password: ")
+	if err != nil {
+		return "", err
+	}
+	again, err := promptPassword(ctx, f, stderr, "Repeat it: ")
+	if err != nil {
+		return "", err
+	}
+	if first != again {
+		return "", errors.New("the two passwords differ; nothing was changed")
+	}
+	return first, nil
+}
+
+// promptPassword asks for a password on a terminal, without echo. Ctrl-C
+// (which ends ctx: main catches SIGINT) gives up and puts the echo back.
+func promptPassword(ctx context.Context, tty *os.File, stderr io.Writer, prompt string) (string, error) {
+	fd := int(tty.Fd())
+	state, err := term.GetState(fd)
+	if err != nil {
+		return "", fmt.Errorf("read the password: %w", err)
+	}
+	fmt.Fprint(stderr, prompt)
+	type result struct {
+		pw  []byte
+		err error
+	}
+	read := make(chan result, 1)
+	go func() {
+		pw, err := term.ReadPassword(fd)
+		read <- result{pw, err}
+	}()
+	select {
+	case r := <-read:
 		fmt.Fprintln(stderr)
-		if err != nil {
-			return "", fmt.Errorf("read the password: %w", err)
+		if r.err != nil {
+			return "", fmt.Errorf("read the password: %w", r.err)
 		}
-		fmt.Fprint(stderr, "Repeat it: ")
-		again, err := term.ReadPassword(int(f.Fd()))
+		return string(r.pw), nil
+	case <-ctx.Done():
+		term.Restore(fd, state) // the read is left behind; the process ends
 		fmt.Fprintln(stderr)
-		if err != nil {
-			return "", fmt.Errorf("read the password: %w", err)
-		}
-		if string(first) != string(again) {
-			return "", errors.New("the two passwords differ; nothing was changed")
-		}
-		return string(first), nil
+		return "", errors.New("interrupted; nothing was changed")
 	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read the password from standard input: %w", err)
-	}
-	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-	if line == "" {
-		return "", errors.New("no password on standard input (one line), and no --generate")
-	}
-	return line, nil
 }

@@ -122,35 +122,61 @@ func TestResetPasswordRefusals(t *testing.T) {
 }
 
 // On a terminal the password is asked twice and not echoed; two that differ
-// change nothing.
+// change nothing, and neither does Ctrl-C, which puts the echo back.
 func TestResetPasswordOnATerminal(t *testing.T) {
 	dsn := filepath.Join(t.TempDir(), "devicehooks.db")
 	s := startServer(t, Config{DB: dsn, AdminUser: uiUser, AdminPassword: uiPassword})
 	s.stop() // and from a stopped server's database too
 
-	run := func(first, second string) (string, int) {
+	type terminal struct {
+		master, tty *os.File
+		notes       *testenv.Buffer
+		done        chan int
+		interrupt   context.CancelFunc
+	}
+	start := func() *terminal {
 		master, tty := openPTY(t)
-		notes := &testenv.Buffer{}
-		done := make(chan int, 1)
+		ctx, interrupt := context.WithCancel(context.Background())
+		term := &terminal{master, tty, &testenv.Buffer{}, make(chan int, 1), interrupt}
 		go func() {
-			done <- runResetPassword(context.Background(), []string{"--db", dsn}, tty, &testenv.Buffer{}, notes)
+			term.done <- runResetPassword(ctx, []string{"--db", dsn}, tty, &testenv.Buffer{}, term.notes)
 		}()
-		testenv.WaitFor(t, 10*time.Second, "the first prompt", func() bool { return strings.Contains(notes.String(), "New password: ") })
-		fmt.Fprintf(master, "%s\n", first)
-		testenv.WaitFor(t, 10*time.Second, "the second prompt", func() bool { return strings.Contains(notes.String(), "Repeat it: ") })
-		fmt.Fprintf(master, "%s\n", second)
-		var rc int
+		return term
+	}
+	echoes := func(term *terminal) bool {
+		tio, err := unix.IoctlGetTermios(int(term.tty.Fd()), unix.TCGETS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tio.Lflag&unix.ECHO != 0
+	}
+	// awaitPrompt waits for the prompt, and for the echo to be off: typing
+	// before that would be echoed.
+	awaitPrompt := func(term *terminal, prompt string) {
+		testenv.WaitFor(t, 10*time.Second, prompt, func() bool { return strings.Contains(term.notes.String(), prompt) })
+		testenv.WaitFor(t, 10*time.Second, "the echo off", func() bool { return !echoes(term) })
+	}
+	finish := func(term *terminal) (string, int) {
 		select {
-		case rc = <-done:
+		case rc := <-term.done:
+			return term.notes.String(), rc
 		case <-time.After(30 * time.Second):
 			t.Fatal("reset-password did not finish")
+			return "", 0
 		}
-		tty.Close() // the master then reads what the terminal wrote back, and EIO
-		echo := readAll(master)
-		if strings.Contains(echo, first) || strings.Contains(echo, second) {
+	}
+	run := func(first, second string) (string, int) {
+		term := start()
+		awaitPrompt(term, "New password: ")
+		fmt.Fprintf(term.master, "%s\n", first)
+		awaitPrompt(term, "Repeat it: ")
+		fmt.Fprintf(term.master, "%s\n", second)
+		notes, rc := finish(term)
+		term.tty.Close() // the master then reads what the terminal wrote back, and EIO
+		if echo := readAll(term.master); strings.Contains(echo, first) || strings.Contains(echo, second) {
 			t.Errorf("the terminal echoed the password: %q", echo)
 		}
-		return notes.String(), rc
+		return notes, rc
 	}
 	if notes, rc := run("one new password", "another password"); rc == 0 || !strings.Contains(notes, "the two passwords differ; nothing was changed") {
 		t.Errorf("two different passwords: exit %d, said %q", rc, notes)
@@ -158,6 +184,19 @@ func TestResetPasswordOnATerminal(t *testing.T) {
 	if notes, rc := run("one new password", "one new password"); rc != 0 {
 		t.Fatalf("exit %d, said %q", rc, notes)
 	}
+
+	// Last: the interrupted read stays blocked until the test's end closes
+	// its terminal.
+	term := start()
+	awaitPrompt(term, "New password: ")
+	term.interrupt() // main's context ends on SIGINT
+	if notes, rc := finish(term); rc != 1 || !strings.Contains(notes, "interrupted; nothing was changed") {
+		t.Errorf("Ctrl-C: exit %d, said %q", rc, notes)
+	}
+	if !echoes(term) {
+		t.Error("after Ctrl-C the terminal does not echo")
+	}
+
 	s.start()
 	if st, _ := httpSignIn(t, s.base, uiUser, "one new password"); st != http.StatusSeeOther {
 		t.Errorf("the new password: %d", st)

@@ -2,20 +2,22 @@
 # Checks examples/systemd/devicehooks.service under a real systemd: boots this
 # machine's own OS (Debian with systemd) in a throwaway container
 # (systemd-nspawn --volatile=yes: a fresh /etc and /var in memory, nothing
-# written to the host), installs the unit and a devicehooks user as
-# docs/operations.md says, and checks that the hardened service
+# written to the host), puts in the unit, its environment file and a
+# devicehooks user (bind-mounted, as docs/operations.md installs them), and
+# checks that the hardened service
 #
 #   - starts, makes its state directory 0700 and its files 0600, and prints no
 #     secret to the journal when they are given in the environment file;
 #   - serves the API and a webhook whose simulated players (MQTT) ack it;
-#   - lets reset-password run as its user;
+#   - lets reset-password run as its user, as docs/operations.md says;
 #   - restarts, and stops cleanly on SIGTERM;
 #   - rates OK in systemd-analyze security.
 #
 #   sudo examples/systemd/check.sh        # about a minute; exits non-zero on a failure
 #
-# Needs root, systemd-nspawn (Debian: systemd-container), Go and curl. The
-# host's enabled services boot in the container too, on its own network.
+# Needs root, systemd-nspawn (Debian: systemd-container), Go and curl. Other
+# services of the machine's packages may start in the container too (on its
+# own network); they do not matter.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -27,16 +29,25 @@ command -v systemd-nspawn >/dev/null || {
 	echo "check.sh: needs systemd-nspawn (Debian: apt-get install systemd-container)" >&2
 	exit 2
 }
+command -v go >/dev/null || {
+	echo "check.sh: needs go on the PATH (sudo env PATH=\"\$PATH\" $0)" >&2
+	exit 2
+}
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/bin" "$tmp/etc" "$tmp/out"
 go build -o "$tmp/bin/devicehooks" ./cmd/devicehooks
 
-# The devicehooks user (useradd --system), in copies of the host's files.
+# The devicehooks user (useradd --system), in copies of the host's files,
+# with an id no user or group of the host has.
 cp /etc/passwd /etc/group "$tmp/etc/"
-echo 'devicehooks:x:990:990::/var/lib/devicehooks:/usr/sbin/nologin' >>"$tmp/etc/passwd"
-echo 'devicehooks:x:990:' >>"$tmp/etc/group"
+id=990
+while getent passwd "$id" >/dev/null || getent group "$id" >/dev/null; do id=$((id - 1)); done
+if ! getent passwd devicehooks >/dev/null; then
+	echo "devicehooks:x:$id:$id::/var/lib/devicehooks:/usr/sbin/nologin" >>"$tmp/etc/passwd"
+	echo "devicehooks:x:$id:" >>"$tmp/etc/group"
+fi
 
 token="dha_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 password="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -71,9 +82,12 @@ done
 echo "files: $(ls /var/lib/devicehooks | tr '\n' ' ')all devicehooks, 0600"
 journalctl -u devicehooks --no-pager -o cat | grep -q 'First start' && fail "the first start printed a secret to the journal"
 
-/usr/local/bin/devicehooks simulate --admin-token "$T" --players 2 --prefix-name check >/run/out/simulate 2>&1 &
+# (simulate reads the admin token from DEVICEHOOKS_ADMIN_TOKEN.)
+/usr/local/bin/devicehooks simulate --players 2 --prefix-name check >/run/out/simulate 2>&1 &
 simulate=$!
-for _ in $(seq 1 60); do [ "$(api localhost:8080/api/v1/devices | grep -o '"online":true' | wc -l)" -eq 2 ] && break; sleep 0.5; done
+online() { [ "$(api localhost:8080/api/v1/devices | grep -o '"online":true' | wc -l)" -eq 2 ]; }
+for _ in $(seq 1 60); do online && break; sleep 0.5; done
+online || fail "the simulated players are not online after 30 s: $(cat /run/out/simulate)"
 key=$(api -X POST localhost:8080/api/v1/api-keys -d '{"name":"check"}' | sed 's/.*"key":"\([^"]*\)".*/\1/')
 event=$(api -X POST localhost:8080/api/v1/actions \
 	-d '{"name":"check","function":"load_url","target":{"type":"all"},"params":{"url":"https://example.com"}}' |
@@ -84,9 +98,14 @@ echo "webhook: $answer"
 [ "$(grep -o '"succeeded"' <<<"$answer" | wc -l)" -eq 2 ] || fail "the two simulated players did not ack: $answer"
 kill $simulate
 
+# As docs/operations.md says, with --pipe for --pty.
 printf '%s\n' "another password of the check" |
-	setpriv --reuid=devicehooks --regid=devicehooks --clear-groups \
-		/usr/local/bin/devicehooks reset-password --db /var/lib/devicehooks/devicehooks.db || fail "reset-password as devicehooks"
+	systemd-run --quiet --pipe --wait --collect -p User=devicehooks -p EnvironmentFile=/etc/devicehooks.env \
+		-p Environment=DEVICEHOOKS_DB=/var/lib/devicehooks/devicehooks.db \
+		/usr/local/bin/devicehooks reset-password || fail "reset-password as devicehooks"
+for f in /var/lib/devicehooks/*; do
+	[ "$(stat -c '%U' "$f")" = devicehooks ] || fail "after reset-password, $f is $(stat -c '%U' "$f")'s"
+done
 
 systemctl restart devicehooks
 healthy || fail "no /healthz after a restart"
@@ -106,7 +125,7 @@ echo ok >/run/out/result
 EOF
 chmod +x "$tmp/probe.sh"
 
-timeout 180 systemd-nspawn -D / --volatile=yes --register=no --keep-unit --private-network --quiet \
+timeout -k 10 180 systemd-nspawn -D / --volatile=yes --register=no --keep-unit --private-network --quiet \
 	--bind-ro="$tmp/bin:/usr/local/bin" \
 	--bind-ro="$tmp/etc/passwd:/etc/passwd" --bind-ro="$tmp/etc/group:/etc/group" \
 	--bind-ro="$tmp/etc/devicehooks.env:/etc/devicehooks.env" \
