@@ -15,7 +15,7 @@ import (
 func openExisting(ctx context.Context, dsn string) (*store.Store, error) {
 	if !store.IsPostgres(dsn) {
 		if _, err := os.Stat(dsn); err != nil {
-			return nil, fmt.Errorf("database %s: %w", dsn, err)
+			return nil, fmt.Errorf("database %s: %w (give the server's with --db or DEVICEHOOKS_DB)", dsn, err)
 		}
 	}
 	return store.Open(ctx, dsn, nil, store.WithoutMigration())
