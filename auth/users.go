@@ -176,23 +176,25 @@ func (u *Users) SignIn(ctx context.Context, username, password, ip, known string
 		return "", nil, ErrBadCredentials
 	}
 	result = succeeded
-	if needsRehash(user.PasswordHash) { // best effort; the old hash still works
+	checked := user.PasswordHash
+	if needsRehash(checked) { // best effort; the old hash still works
 		var hash string
-		if withHashSlot(ctx, func() { hash, err = hashPassword(password) }) == nil && err == nil {
-			_ = u.st.SetAdminPassword(ctx, user.ID, hash)
+		if withHashSlot(ctx, func() { hash, err = hashPassword(password) }) == nil && err == nil &&
+			u.st.RehashAdminPassword(ctx, user.ID, checked, hash) == nil {
+			checked = hash
 		}
 	}
 	if _, err := u.st.PurgeSessions(ctx, now); err != nil {
 		return "", nil, err
 	}
 	token := secrets.NewToken(secrets.SessionPrefix)
-	err = u.st.CreateSession(ctx, &store.Session{
+	err = u.st.StartSession(ctx, &store.Session{
 		ID: u.kr.LookupHash(token), UserID: user.ID, CreatedAt: now, ExpiresAt: now.Add(SessionIdle),
-	})
-	if err != nil {
-		return "", nil, err
+	}, checked)
+	if errors.Is(err, store.ErrNotFound) { // the password changed while it was checked
+		return "", nil, ErrBadCredentials
 	}
-	if err := u.st.SetAdminLogin(ctx, user.ID, now); err != nil {
+	if err != nil {
 		return "", nil, err
 	}
 	return token, user, nil

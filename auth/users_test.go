@@ -699,3 +699,32 @@ func flattenErrors(err error) []error {
 	}
 	return []error{err}
 }
+
+// A reset that lands while a sign-in checks the old password wins: that
+// sign-in starts no session, and the new password signs in. Not parallel: it
+// replaces argonIDKey, and runs the reset inside the sign-in's check.
+func TestSignInRacingAResetStartsNoSession(t *testing.T) {
+	ctx := context.Background()
+	u, _ := newTestUsers(t)
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "old password!"); err != nil {
+		t.Fatal(err)
+	}
+	orig := argonIDKey
+	t.Cleanup(func() { argonIDKey = orig })
+	var reset atomic.Bool
+	argonIDKey = func(pw, salt []byte, time, memory uint32, threads uint8, keyLen uint32) []byte {
+		key := orig(pw, salt, time, memory, threads, keyLen)
+		if reset.CompareAndSwap(false, true) { // the sign-in's check; the reset hashes too
+			if err := ResetPassword(ctx, u.st, "admin", "new password!"); err != nil {
+				t.Errorf("reset: %v", err)
+			}
+		}
+		return key
+	}
+	if token, _, err := u.SignIn(ctx, "admin", "old password!", "10.0.0.1", ""); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("the sign-in that raced the reset: %q, %v", token, err)
+	}
+	if _, _, err := u.SignIn(ctx, "admin", "new password!", "10.0.0.1", ""); err != nil {
+		t.Fatalf("the new password: %v", err)
+	}
+}

@@ -89,11 +89,36 @@ func TestAdminUsersAndSessions(t *testing.T) {
 		if err := st.SetAdminPassword(ctx, "u1", "h2"); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.SetAdminLogin(ctx, "u1", now); err != nil {
+		// A sign-in that checked a hash the account no longer has (a reset
+		// came in between) starts no session; one that checked the current
+		// hash does, and records the sign-in.
+		if err := st.StartSession(ctx, &store.Session{ID: "stale", UserID: "u1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, "h1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a session for a stale hash: %v", err)
+		}
+		if _, err := st.SessionByID(ctx, "stale", now); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the stale sign-in's session: %v", err)
+		}
+		if got, _ := st.AdminUser(ctx, "u1"); got.LastLoginAt != nil {
+			t.Fatalf("a refused sign-in was recorded: %+v", got)
+		}
+		if err := st.StartSession(ctx, &store.Session{ID: "s0", UserID: "u1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, "h2"); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := st.AdminUser(ctx, "u1"); got.PasswordHash != "h2" || got.LastLoginAt == nil {
 			t.Fatalf("user %+v", got)
+		}
+		// A rehash keeps a hash that changed since it was read.
+		if err := st.RehashAdminPassword(ctx, "u1", "h1", "h1-stronger"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.RehashAdminPassword(ctx, "u1", "h2", "h2-stronger"); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := st.AdminUser(ctx, "u1"); got.PasswordHash != "h2-stronger" {
+			t.Fatalf("after the rehashes: %q", got.PasswordHash)
+		}
+		if err := st.SetAdminPassword(ctx, "u1", "h2"); err != nil {
+			t.Fatal(err)
 		}
 		if err := st.SetAdminPassword(ctx, "nobody", "h"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("unknown user: %v", err)

@@ -90,10 +90,32 @@ func (s *Store) AdminUsernames(ctx context.Context) ([]string, error) {
 	return names, wrap("list admin users", err)
 }
 
-// SetAdminLogin records a successful sign-in.
-func (s *Store) SetAdminLogin(ctx context.Context, id string, at time.Time) error {
-	res := s.db.WithContext(ctx).Model(&AdminUser{}).Where("id = ?", id).Update("last_login_at", at)
-	return rowsOrNotFound("record admin login", res)
+// StartSession inserts a session and records the sign-in, in one
+// transaction, if the account's password hash is still checked, the one the
+// sign-in verified: a sign-in that raced a password change or reset gets
+// ErrNotFound and no session. (The update locks the account's row on
+// PostgreSQL, so a reset that comes after it also deletes this session.)
+func (s *Store) StartSession(ctx context.Context, sess *Session, checked string) error {
+	return wrap("start session", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&AdminUser{}).Where("id = ? AND password_hash = ?", sess.UserID, checked).
+			Update("last_login_at", sess.CreatedAt)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return gorm.ErrRecordNotFound
+		}
+		return tx.Create(sess).Error
+	}))
+}
+
+// RehashAdminPassword replaces an account's password hash with a stronger one
+// of the same password, unless the hash changed since it was read (a reset or
+// a change in between is kept).
+func (s *Store) RehashAdminPassword(ctx context.Context, id, old, hash string) error {
+	err := s.db.WithContext(ctx).Model(&AdminUser{}).Where("id = ? AND password_hash = ?", id, old).
+		Update("password_hash", hash).Error
+	return wrap("rehash admin password", err)
 }
 
 // CreateSession inserts a session.
