@@ -356,10 +356,7 @@ func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next,
 	if err := errors.Join(currentErr, nextErr, confirmErr); err != nil {
 		return err
 	}
-	if err := u.st.SetAdminPassword(ctx, user.ID, hash); err != nil {
-		return err
-	}
-	return u.st.DeleteUserSessions(ctx, user.ID, acc.SessionID)
+	return u.st.SetAdminPassword(ctx, user.ID, hash, acc.SessionID)
 }
 
 // ResetPassword sets the password of the account with that username from
@@ -371,11 +368,15 @@ func ResetPassword(ctx context.Context, st *store.Store, username, password stri
 	if err := checkPassword(password, "password"); err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
+	user, err := st.AdminUserByName(ctx, strings.TrimSpace(username))
+	if err != nil {
+		return err
+	}
 	hash, err := hashPassword(password)
 	if err != nil {
 		return err
 	}
-	return st.ResetAdminPassword(ctx, strings.TrimSpace(username), hash)
+	return st.SetAdminPassword(ctx, user.ID, hash, "")
 }
 
 // GeneratePassword returns a new random password, as the first start makes.

@@ -108,6 +108,16 @@ func blockingActions(as []store.Action) []confirmLink {
 	return out
 }
 
+// deleteRefusal is the message for a device or group (what, such as "The
+// device lobby-1") whose delete was refused: an action was made to target it
+// since the confirmation page, which the message names if it can.
+func (u *ui) deleteRefusal(ctx context.Context, targetType, id, what string) string {
+	if targeting, err := u.Store.ActionsTargeting(ctx, targetType, id); err == nil && len(targeting) > 0 {
+		return targetedRefusal(what, targeting)
+	}
+	return what + " is the target of an action; change or delete that action first."
+}
+
 // targetedRefusal says that a device or group (what, such as "The device
 // “Lobby” (lobby-1)") cannot be deleted, naming the actions that target it.
 func targetedRefusal(what string, as []store.Action) string {

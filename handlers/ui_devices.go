@@ -280,11 +280,7 @@ func (u *ui) deleteDevice(c *gin.Context) {
 	ctx := c.Request.Context()
 	id := c.Param("id")
 	if err := u.Devices.Delete(ctx, id); err != nil {
-		// An action made to target it since the confirmation page: name it.
-		msg := "The device " + id + " is the target of an action; change or delete that action first."
-		if targeting, lerr := u.Store.ActionsTargeting(ctx, actions.TargetDevice, id); lerr == nil && len(targeting) > 0 {
-			msg = targetedRefusal("The device "+id, targeting)
-		}
+		msg := u.deleteRefusal(ctx, actions.TargetDevice, id, "The device "+id)
 		u.redirectError(c, "/devices", gone(conflictDetail(err, "%s", msg), deviceGone))
 		return
 	}

@@ -278,11 +278,7 @@ func (u *ui) deleteGroup(c *gin.Context) {
 		return
 	}
 	if err := u.Store.DeleteGroup(ctx, g.ID); err != nil {
-		// An action made to target it since the confirmation page: name it.
-		msg := "The group “" + g.Name + "” is the target of an action; change or delete that action first."
-		if targeting, lerr := u.Store.ActionsTargeting(ctx, actions.TargetGroup, g.ID); lerr == nil && len(targeting) > 0 {
-			msg = targetedRefusal("The group “"+g.Name+"”", targeting)
-		}
+		msg := u.deleteRefusal(ctx, actions.TargetGroup, g.ID, "The group “"+g.Name+"”")
 		u.redirectError(c, "/groups", gone(conflictDetail(err, "%s", msg), groupGone))
 		return
 	}

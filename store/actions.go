@@ -72,7 +72,6 @@ func targetExists(tx *gorm.DB, a *Action) error {
 	return nil
 }
 
-// Actions lists actions, newest first.
 // ActionsTargeting returns the actions whose target is this device or group
 // (targetType "device" or "group"), by name: while there are any, it cannot
 // be deleted.
@@ -82,6 +81,7 @@ func (s *Store) ActionsTargeting(ctx context.Context, targetType, id string) ([]
 	return as, wrap("actions targeting", err)
 }
 
+// Actions lists actions, newest first.
 func (s *Store) Actions(ctx context.Context, p Page) ([]Action, int64, error) {
 	var (
 		as    []Action

@@ -86,7 +86,7 @@ func TestAdminUsersAndSessions(t *testing.T) {
 		if got, err := st.AdminUserByName(ctx, "admin"); err != nil || got.ID != "u1" {
 			t.Fatalf("by name: %v, %v", got, err)
 		}
-		if err := st.SetAdminPassword(ctx, "u1", "h2"); err != nil {
+		if err := st.SetAdminPassword(ctx, "u1", "h2", ""); err != nil {
 			t.Fatal(err)
 		}
 		// A sign-in that checked a hash the account no longer has (a reset
@@ -117,15 +117,15 @@ func TestAdminUsersAndSessions(t *testing.T) {
 		if got, _ := st.AdminUser(ctx, "u1"); got.PasswordHash != "h2-stronger" {
 			t.Fatalf("after the rehashes: %q", got.PasswordHash)
 		}
-		if err := st.SetAdminPassword(ctx, "u1", "h2"); err != nil {
+		if err := st.SetAdminPassword(ctx, "u1", "h2", ""); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.SetAdminPassword(ctx, "nobody", "h"); !errors.Is(err, store.ErrNotFound) {
+		if err := st.SetAdminPassword(ctx, "nobody", "h", ""); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("unknown user: %v", err)
 		}
 
 		for _, id := range []string{"s1", "s2", "s3"} {
-			if err := st.CreateSession(ctx, &store.Session{ID: id, UserID: "u1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			if err := st.StartSession(ctx, &store.Session{ID: id, UserID: "u1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, "h2"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -141,7 +141,7 @@ func TestAdminUsersAndSessions(t *testing.T) {
 		if _, err := st.SessionByID(ctx, "s1", now.Add(time.Hour)); err != nil {
 			t.Fatalf("extended session: %v", err)
 		}
-		if err := st.DeleteUserSessions(ctx, "u1", "s1"); err != nil {
+		if err := st.SetAdminPassword(ctx, "u1", "h3", "s1"); err != nil { // ends the others
 			t.Fatal(err)
 		}
 		if _, err := st.SessionByID(ctx, "s2", now); !errors.Is(err, store.ErrNotFound) {

@@ -58,28 +58,20 @@ func (s *Store) AdminUserByName(ctx context.Context, username string) (*AdminUse
 	return &u, wrap("get admin user by name", err)
 }
 
-// SetAdminPassword replaces an account's password hash.
-func (s *Store) SetAdminPassword(ctx context.Context, id, hash string) error {
-	res := s.db.WithContext(ctx).Model(&AdminUser{}).Where("id = ?", id).
-		Updates(map[string]any{"password_hash": hash, "updated_at": time.Now().UTC()})
-	return rowsOrNotFound("set admin password", res)
-}
-
-// ResetAdminPassword replaces the password hash of the account with that
-// username and ends every session of it, in one transaction (the
-// reset-password command). An unknown username is ErrNotFound.
-func (s *Store) ResetAdminPassword(ctx context.Context, username, hash string) error {
-	return wrap("reset admin password", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var u AdminUser
-		if err := tx.Where("username = ?", username).Take(&u).Error; err != nil {
-			return err
+// SetAdminPassword replaces an account's password hash and ends every
+// session of it but keepSession ("" for none: a reset), in one transaction.
+// An unknown account is ErrNotFound.
+func (s *Store) SetAdminPassword(ctx context.Context, id, hash, keepSession string) error {
+	return wrap("set admin password", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&AdminUser{}).Where("id = ?", id).
+			Updates(map[string]any{"password_hash": hash, "updated_at": time.Now().UTC()})
+		if res.Error != nil {
+			return res.Error
 		}
-		err := tx.Model(&AdminUser{}).Where("id = ?", u.ID).
-			Updates(map[string]any{"password_hash": hash, "updated_at": time.Now().UTC()}).Error
-		if err != nil {
-			return err
+		if res.RowsAffected == 0 {
+			return gorm.ErrRecordNotFound
 		}
-		return tx.Where("user_id = ?", u.ID).Delete(&Session{}).Error
+		return tx.Where("user_id = ? AND id <> ?", id, keepSession).Delete(&Session{}).Error
 	}))
 }
 
@@ -118,11 +110,6 @@ func (s *Store) RehashAdminPassword(ctx context.Context, id, old, hash string) e
 	return wrap("rehash admin password", err)
 }
 
-// CreateSession inserts a session.
-func (s *Store) CreateSession(ctx context.Context, sess *Session) error {
-	return wrap("create session", s.db.WithContext(ctx).Create(sess).Error)
-}
-
 // SessionByID returns a session that has not expired at now.
 func (s *Store) SessionByID(ctx context.Context, id string, now time.Time) (*Session, error) {
 	var sess Session
@@ -139,13 +126,6 @@ func (s *Store) ExtendSession(ctx context.Context, id string, expires time.Time)
 // DeleteSession ends one session; ending one that is gone is not an error.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	return wrap("delete session", s.db.WithContext(ctx).Where("id = ?", id).Delete(&Session{}).Error)
-}
-
-// DeleteUserSessions ends every session of a user except keepID (e.g. after a
-// password change, every other browser is signed out).
-func (s *Store) DeleteUserSessions(ctx context.Context, userID, keepID string) error {
-	err := s.db.WithContext(ctx).Where("user_id = ? AND id <> ?", userID, keepID).Delete(&Session{}).Error
-	return wrap("delete user sessions", err)
 }
 
 // PurgeSessions deletes sessions that expired before now and returns how many.
