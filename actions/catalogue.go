@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"devicehooks/store"
 )
@@ -204,7 +205,7 @@ func httpURL(p map[string]any, name string, required bool) (string, error) {
 		return "", Invalid(field, "must be a string")
 	}
 	s = strings.TrimSpace(s)
-	if len(s) > 2000 {
+	if utf8.RuneCountInString(s) > 2000 {
 		return "", Invalid(field, "must be at most 2000 characters")
 	}
 	u, err := url.Parse(s)
@@ -332,8 +333,10 @@ func DesiredChange(fn string, params map[string]any) *store.DesiredChange {
 	case SetEmergency:
 		e := &store.Emergency{}
 		e.Enabled, _ = params["enabled"].(bool)
-		e.Message, _ = params["message"].(string)
-		e.URL, _ = params["url"].(string)
+		if e.Enabled { // an emergency that is off has nothing to show (players.md)
+			e.Message, _ = params["message"].(string)
+			e.URL, _ = params["url"].(string)
+		}
 		return &store.DesiredChange{Emergency: e, Supersedes: []string{SetEmergency}}
 	case PauseLoop, ResumeLoop:
 		paused := fn == PauseLoop

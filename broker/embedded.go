@@ -28,6 +28,9 @@ type EmbeddedConfig struct {
 	AllowAnonymous bool
 	// Allow is the ACL: may username read (write=false) or write this topic?
 	Allow func(username, topic string, write bool) bool
+	// WillAllowed says whether username may name this topic as its last will
+	// (a player's own status topic); nil leaves it to Allow, as a write.
+	WillAllowed func(username, topic string) bool
 	// PresenceOf tells which subscription makes a client present, and as which
 	// device (its own commands topic); OnPresent and OnAbsent follow such
 	// subscriptions, once per connection.

@@ -36,21 +36,26 @@ func (h *authHook) Provides(b byte) bool {
 	return false
 }
 
-// OnConnect refuses, as not authorised, a client whose will names a topic its
-// username may not publish to. mochi publishes a will without asking the ACL,
-// so a device could otherwise send any message to any topic, retained, by
-// connecting with it as its will and dropping the connection. Authentication
-// follows and checks that the username is the client's own.
+// OnConnect refuses, as not authorised, a client whose will names a topic it
+// may not (WillAllowed, or else a topic its username may not publish to).
+// mochi publishes a will without asking the ACL, so a device could otherwise
+// send any message to any topic, retained, by connecting with it as its will
+// and dropping the connection. Authentication follows and checks that the
+// username is the client's own.
 func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if !pk.Connect.WillFlag {
 		return nil
 	}
-	user := string(pk.Connect.Username)
-	if h.cfg.Allow != nil && h.cfg.Allow(user, pk.Connect.WillTopic, true) {
+	user, topic := string(pk.Connect.Username), pk.Connect.WillTopic
+	allowed := h.cfg.Allow != nil && h.cfg.Allow(user, topic, true)
+	if h.cfg.WillAllowed != nil {
+		allowed = h.cfg.WillAllowed(user, topic)
+	}
+	if allowed {
 		return nil
 	}
 	// Debug: logged before authentication, so anyone could fill the log.
-	h.log.Debug("mqtt: connection refused: its will's topic is not one the client may publish to",
+	h.log.Debug("mqtt: connection refused: its will's topic is not one the client may name",
 		"user", user, "will_topic", pk.Connect.WillTopic, "remote", cl.Net.Remote)
 	code := packets.ErrNotAuthorized
 	if cl.Properties.ProtocolVersion < 5 {

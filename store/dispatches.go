@@ -459,9 +459,11 @@ func (s *Store) ApplyAcks(ctx context.Context, acks []Ack) (applied []bool, err 
 }
 
 // ackSQL settles one command. An ack can overtake the batched published mark, so it
-// also records when the command was published (if nothing did yet).
+// also records when the command was published (if nothing did yet). An ack that
+// comes after the command's expiry changes nothing, also before the sweeper has
+// marked it expired: whether it counts does not hang on when the sweeper runs.
 const ackSQL = `UPDATE commands SET state = ?, acked_at = ?, detail = ?, published_at = COALESCE(published_at, ?)
- WHERE id = ? AND device_id = ? AND (` + openStates + ` OR state = 'expired' AND detail LIKE '` + supersededBy + `%')`
+ WHERE id = ? AND device_id = ? AND (` + openStates + ` AND expires_at > ? OR state = 'expired' AND detail LIKE '` + supersededBy + `%')`
 
 // applyAcks settles each ack with one statement. publishedAt gives the publish
 // time of commands marked in the same batch.
@@ -472,7 +474,7 @@ func (s *Store) applyAcks(tx *gorm.DB, acks []Ack, applied []bool, publishedAt m
 		if at, ok := publishedAt[a.CommandID]; ok {
 			pub = at
 		}
-		return []any{a.State, a.At, a.Detail, pub, a.CommandID, a.DeviceID}
+		return []any{a.State, a.At, a.Detail, pub, a.CommandID, a.DeviceID, a.At.UTC()}
 	}, func(i int, n int64) { applied[i] = n > 0 })
 }
 

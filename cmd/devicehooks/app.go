@@ -279,6 +279,13 @@ func (a *App) startEmbedded(topics actions.Topics) (*broker.Embedded, error) {
 			}
 			return user != "" && topics.Allowed(user, topic, write)
 		},
+		// A will says that the player is gone: only on its own status topic.
+		WillAllowed: func(user, topic string) bool {
+			if user == "" {
+				user = anonymousDevice(topics, topic)
+			}
+			return user != "" && topic == topics.Device(user, actions.KindStatus)
+		},
 		PresenceOf: func(user, filter string) (string, bool) {
 			if user == "" {
 				user = anonymousDevice(topics, filter)

@@ -269,7 +269,7 @@ func TestWillsObeyTheACL(t *testing.T) {
 				return false
 			}
 			for _, topic := range []string{"devicehooks/devices/dev-b/commands", "devicehooks/devices/dev-b/desired",
-				"devicehooks/devices/dev-a/commands", "devicehooks/devices/dev-b/status"} {
+				"devicehooks/devices/dev-a/commands", "devicehooks/devices/dev-b/status", "devicehooks/devices/dev-a/acks"} {
 				if !connectWithWill(topic, true) && tr.name != "mosquitto recipe" {
 					t.Errorf("the embedded broker took a will on %s", topic)
 				}
