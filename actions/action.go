@@ -53,7 +53,8 @@ type Lookup interface {
 }
 
 // BuildAction validates in and fills a (new or existing) action with it. The
-// target must exist. Left out, enabled and ttl_s keep an existing action's
+// target must exist: lk looks it up, or, nil, says that it was looked up
+// already (the store checks again as it saves). Left out, enabled and ttl_s keep an existing action's
 // values (a rename does not enable a disabled action) and take their defaults
 // on a new one: enabled, DefaultTTL.
 func BuildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action) error {
@@ -73,9 +74,11 @@ func BuildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action
 	}
 	var ttlErr error
 	if in.TTLS != nil {
-		ttl = time.Duration(*in.TTLS) * time.Second
-		if ttl < time.Second || ttl > MaxTTL {
+		// Checked before it is a Duration, which a huge number would overflow.
+		if *in.TTLS < 1 || *in.TTLS > int(MaxTTL.Seconds()) {
 			ttlErr = Invalid("ttl_s", "must be from 1 to %d seconds", int(MaxTTL.Seconds()))
+		} else {
+			ttl = time.Duration(*in.TTLS) * time.Second
 		}
 	}
 	if err := errors.Join(nameErr, paramsErr, targetErr, ttlErr); err != nil {
@@ -114,12 +117,16 @@ func checkTarget(ctx context.Context, lk Lookup, t Target) error {
 		if t.ID == "" {
 			return Invalid("target.id", "is required: the device's id")
 		}
-		_, err = lk.Device(ctx, t.ID)
+		if lk != nil {
+			_, err = lk.Device(ctx, t.ID)
+		}
 	case TargetGroup:
 		if t.ID == "" {
 			return Invalid("target.id", "is required: the group's id")
 		}
-		_, err = lk.Group(ctx, t.ID)
+		if lk != nil {
+			_, err = lk.Group(ctx, t.ID)
+		}
 	default:
 		return Invalid("target.type", "must be \"device\", \"group\" or \"all\"")
 	}

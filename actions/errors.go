@@ -70,13 +70,14 @@ func ErrorCode(err error) Code {
 
 // CheckText refuses text a database cannot hold or a person cannot read: invalid
 // UTF-8, NUL and other control characters (tab and newlines aside), or more than
-// max bytes. PostgreSQL rejects NUL and invalid UTF-8, so this runs before any write.
+// max characters (as people, the UI's fields and PostgreSQL's varchar count them,
+// not bytes). PostgreSQL rejects NUL and invalid UTF-8, so this runs before any write.
 func CheckText(field, s string, max int) error {
-	if len(s) > max {
-		return Invalid(field, "must be at most %d bytes", max)
-	}
 	if !utf8.ValidString(s) {
 		return Invalid(field, "must be valid UTF-8")
+	}
+	if utf8.RuneCountInString(s) > max {
+		return Invalid(field, "must be at most %d characters", max)
 	}
 	for _, r := range s {
 		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
@@ -99,13 +100,9 @@ func RequiredName(field, s string) (string, error) {
 	return s, CheckName(field, s)
 }
 
-// CheckName is CheckText for a name: one line of at most MaxName characters
-// (as the UI's fields and PostgreSQL's varchar count them, not bytes).
+// CheckName is CheckText for a name: one line of at most MaxName characters.
 func CheckName(field, s string) error {
-	if utf8.RuneCountInString(s) > MaxName {
-		return Invalid(field, "must be at most %d characters", MaxName)
-	}
-	if err := CheckText(field, s, 4*MaxName); err != nil {
+	if err := CheckText(field, s, MaxName); err != nil {
 		return err
 	}
 	if strings.ContainsAny(s, "\t\n\r") {

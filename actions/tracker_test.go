@@ -170,7 +170,7 @@ func TestIgnoredAcksAreLoggedWithoutFlooding(t *testing.T) {
 	tr.HandleMessage("dh/devices/d2/status", nil, false) // clears a retained status: not an error
 	got := logs.String()
 	if n := strings.Count(got, `msg="ignored ack"`); n != 2 || !strings.Contains(got, "device=d1 err=\"bad_request: ack is empty\"") ||
-		!strings.Contains(got, "device=d2 err=\"bad_request: ack id is no command's: it must be at most 64 bytes\"") || strings.Contains(got, "ignored status") {
+		!strings.Contains(got, "device=d2 err=\"bad_request: ack id is no command's: it must be at most 64 characters\"") || strings.Contains(got, "ignored status") {
 		t.Fatalf("log:\n%s", got)
 	}
 }

@@ -129,23 +129,33 @@ func (k *Keys) Authenticate(ctx context.Context, plain string) (*Caller, error) 
 // out to cost nothing (a repeat answered from its idempotency record).
 func (k *Keys) Limit(c *Caller) (refund func(), err error) { return k.rates.allow(c, time.Now()) }
 
-// Update changes a key's name and limits; they apply at once.
-func (k *Keys) Update(ctx context.Context, id, name string, limits Limits) error {
-	name, err := actions.RequiredName("name", name)
-	if err != nil {
-		return err
+// Edit changes a live key's name and limits, which apply at once: edit gets
+// them as they are and returns them changed. They are checked and saved in one
+// transaction that holds the key, so that two edits at once are made one after
+// the other, each over the other's result. edit must not use the store: on
+// SQLite it would wait for a connection that writers queued behind this
+// transaction may hold.
+func (k *Keys) Edit(ctx context.Context, id string, edit func(name string, l Limits) (string, Limits, error)) error {
+	var hash string
+	err := k.st.EditAPIKey(ctx, id, func(key *store.APIKey) error {
+		name, limits, err := edit(key.Name, LimitsOf(key))
+		if err != nil {
+			return err
+		}
+		if name, err = actions.RequiredName("name", name); err != nil {
+			return err
+		}
+		if err := limits.Validate(); err != nil {
+			return err
+		}
+		key.Name = name
+		limits.store(key)
+		hash = key.LookupHash
+		return nil
+	})
+	if hash != "" {
+		k.forget(hash)
 	}
-	if err := limits.Validate(); err != nil {
-		return err
-	}
-	key, err := k.st.APIKey(ctx, id)
-	if err != nil {
-		return err
-	}
-	key.Name = name
-	limits.store(key)
-	err = k.st.UpdateAPIKey(ctx, key)
-	k.forget(key.LookupHash)
 	return err
 }
 

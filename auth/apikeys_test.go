@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -91,14 +92,14 @@ func TestDisabledAndExpiredKeysLookUnknown(t *testing.T) {
 	if disabledErr == nil || disabledErr.Error() != unknownErr.Error() || actions.ErrorCode(disabledErr) != actions.CodeUnauthorized {
 		t.Fatalf("disabled: %v, unknown: %v", disabledErr, unknownErr)
 	}
-	if err := k.Update(ctx, key.ID, "k", Limits{}); err != nil {
+	if err := k.Edit(ctx, key.ID, func(string, Limits) (string, Limits, error) { return "k", Limits{}, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.Authenticate(ctx, plain); err != nil {
 		t.Fatalf("enabled again: %v", err)
 	}
 	var ae *actions.Error
-	if err := k.Update(ctx, key.ID, "k", Limits{CIDRs: []string{"x"}}); !errors.As(err, &ae) || ae.Field != "cidrs" {
+	if err := k.Edit(ctx, key.ID, func(string, Limits) (string, Limits, error) { return "k", Limits{CIDRs: []string{"x"}}, nil }); !errors.As(err, &ae) || ae.Field != "cidrs" {
 		t.Fatalf("bad cidr: %v", err)
 	}
 }
@@ -156,6 +157,14 @@ func TestRateBucketGivesBack(t *testing.T) {
 	if w := b.take(now.Add(500 * time.Millisecond)); w != 500*time.Millisecond {
 		t.Fatalf("half a token in: wait %v, want 500ms", w)
 	}
+	// A rate stored before the lowest was checked waits long, not never.
+	slow := newBucket(1e-12, 1, now)
+	if w := slow.take(now); w != 0 {
+		t.Fatalf("a slow bucket's first take: wait %v", w)
+	}
+	if w := slow.take(now); w <= 0 {
+		t.Fatalf("a slow bucket's second take: wait %v, want a long one", w)
+	}
 	later := now.Add(time.Hour)
 	b.give(later)
 	b.give(later)
@@ -166,5 +175,13 @@ func TestRateBucketGivesBack(t *testing.T) {
 	}
 	if w := b.take(later); w == 0 {
 		t.Fatal("gives filled the bucket past its burst")
+	}
+}
+
+// A key's methods are kept once each, in upper case, whatever was sent.
+func TestLimitsMethodsOnceEach(t *testing.T) {
+	l := Limits{Methods: []string{"post", "POST", " get"}}
+	if err := l.Validate(); err != nil || fmt.Sprint(l.Methods) != "[GET POST]" {
+		t.Fatalf("methods %v, %v; want [GET POST]", l.Methods, err)
 	}
 }

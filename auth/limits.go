@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -58,6 +59,9 @@ func (l *Limits) Problems() []error {
 		}
 		l.Methods[i] = m
 	}
+	if len(ps) == 0 && len(l.Methods) > 1 { // ["POST", "post"] is ["POST"]
+		l.Methods = slices.Compact(slices.Sorted(slices.Values(l.Methods)))
+	}
 	for _, c := range l.CIDRs {
 		if _, err := parseRange(c); err != nil {
 			ps = append(ps, actions.Invalid("cidrs", "%q is not an address or CIDR range", c))
@@ -65,8 +69,8 @@ func (l *Limits) Problems() []error {
 		}
 	}
 	if r := l.Rate; r != nil {
-		if r.PerSecond <= 0 || r.PerSecond > 100000 || math.IsNaN(r.PerSecond) {
-			ps = append(ps, actions.Invalid("rate.per_second", "must be above 0 and at most 100000"))
+		if !(r.PerSecond >= MinRate && r.PerSecond <= 100000) { // NaN too
+			ps = append(ps, actions.Invalid("rate.per_second", "must be from %g (one request in about 28 hours) to 100000", MinRate))
 		}
 		if r.Burst < 1 || r.Burst > 100000 {
 			ps = append(ps, actions.Invalid("rate.burst", "must be from 1 to 100000"))
@@ -156,8 +160,18 @@ func (l Limits) AllowsAction(a *store.Action) bool {
 func (c *Caller) usable(now time.Time) bool { return c.limits.Usable(now) }
 
 // CheckRequest refuses a method or a source address outside the key's limits.
-func (c *Caller) CheckRequest(method, source string) error {
-	if !c.limits.AllowsMethod(method) {
+// A link is a GET, also when its fields come back as a form's POST (a confirm
+// link's button posts them): it is the same link, used the same way.
+func (c *Caller) CheckRequest(method string, link bool, source string) error {
+	switch {
+	case link && !c.limits.AllowsMethod(http.MethodGet):
+		how := "links"
+		if method != http.MethodGet {
+			how = "links, and a link's fields posted as a form count as one"
+		}
+		return actions.Errorf(actions.CodeForbidden,
+			"this API key may not be used with GET %s: send it in the x-webhook-apikey header of a POST with a JSON body", how)
+	case !link && !c.limits.AllowsMethod(method):
 		return actions.Errorf(actions.CodeForbidden, "this API key may not be used with %s", method)
 	}
 	if len(c.ranges) > 0 {
@@ -211,8 +225,16 @@ func (b *bucket) take(now time.Time) (wait time.Duration) {
 		b.tokens--
 		return 0
 	}
-	return time.Duration((1 - b.tokens) / b.perSecond * float64(time.Second))
+	// At most maxWait, which a rate stored before MinRate was checked could
+	// overflow into a negative Duration: a wait that allows the call.
+	return time.Duration(min((1-b.tokens)/b.perSecond, maxWait.Seconds()) * float64(time.Second))
 }
+
+// MinRate is the lowest rate a key may be limited to, in requests per second.
+const MinRate = 1e-5
+
+// maxWait bounds the wait a bucket computes (1 / MinRate is 100,000 s).
+const maxWait = 1000 * time.Hour
 
 // give puts a token back.
 func (b *bucket) give(now time.Time) {

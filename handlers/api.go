@@ -59,7 +59,7 @@ func pageOf(c *gin.Context) (store.Page, error) {
 		}
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return p, badRequest("%s must be a whole number", name)
+			return p, badRequest("%s must be a whole number, 0 or more", name)
 		}
 		*dst = n
 	}

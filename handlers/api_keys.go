@@ -87,31 +87,46 @@ func (a *api) revealAPIKey(c *gin.Context) {
 // updateAPIKey changes what the body names and keeps the rest: the body is
 // read over the key's name and limits, so a field left out keeps its value
 // (a rename does not lift a key's limits, as it does not enable a disabled
-// action), and null or [] removes a limit.
+// action), and null or [] removes a limit. It is checked against the key as
+// read (the scope's ids looked up), then read again over the key as it is when
+// saved, so that another change made meanwhile is kept too.
 func (a *api) updateAPIKey(c *gin.Context) {
-	old, err := a.Store.APIKey(c.Request.Context(), c.Param("id"))
+	ctx := c.Request.Context()
+	body, err := readJSONBody(c)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
-	in := apiKeyInput{Name: old.Name, Limits: auth.LimitsOf(old)}
-	if in.ExpiresAt != nil { // decoded into: not old's own
-		at := *in.ExpiresAt
-		in.ExpiresAt = &at
-	}
-	if err := bindJSON(c, &in, apiKeyView{}); err != nil {
+	old, err := a.Store.APIKey(ctx, c.Param("id"))
+	if err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
-	if err := checkScope(c.Request.Context(), a.Store, in.Limits, auth.LimitsOf(old)); err != nil {
-		respondError(c, a.Log, err)
-		return
+	in, err := apiKeyInputOver(body, old.Name, auth.LimitsOf(old))
+	if err == nil {
+		err = checkScope(ctx, a.Store, in.Limits, auth.LimitsOf(old))
 	}
-	if err := a.Keys.Update(c.Request.Context(), c.Param("id"), in.Name, in.Limits); err != nil {
+	if err == nil {
+		err = a.Keys.Edit(ctx, old.ID, func(name string, l auth.Limits) (string, auth.Limits, error) {
+			in, err := apiKeyInputOver(body, name, l)
+			return in.Name, in.Limits, err
+		})
+	}
+	if err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// apiKeyInputOver decodes a PUT's body over a key's name and limits.
+func apiKeyInputOver(body []byte, name string, l auth.Limits) (apiKeyInput, error) {
+	in := apiKeyInput{Name: name, Limits: l}
+	if in.ExpiresAt != nil { // decoded into: not the key's own
+		at := *in.ExpiresAt
+		in.ExpiresAt = &at
+	}
+	return in, decodeJSON(body, &in, apiKeyView{})
 }
 
 func (a *api) deleteAPIKey(c *gin.Context) {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -26,14 +27,33 @@ import (
 // not take (id, created_at, ...) are ignored, so that what a GET answered can
 // be sent back with a change.
 func bindJSON(c *gin.Context, dst, view any) error {
+	body, err := readJSONBody(c)
+	if err != nil {
+		return err
+	}
+	return decodeJSON(body, dst, view)
+}
+
+// readJSONBody reads a management API request body: at most 1 MiB, in UTF-8
+// (as JSON must be: encoding/json would turn each bad byte into U+FFFD and
+// save a name other than the one sent).
+func readJSONBody(c *gin.Context) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 1<<20))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return tooLarge(1 << 20)
+		return nil, tooLarge(1 << 20)
 	}
 	if err != nil {
-		return badRequest("could not read the request body: %v", err)
+		return nil, badRequest("could not read the request body: %v", err)
 	}
+	if !utf8.Valid(body) {
+		return nil, badRequest("the body is not valid UTF-8, which JSON must be")
+	}
+	return body, nil
+}
+
+// decodeJSON is bindJSON's decoding of a body read with readJSONBody.
+func decodeJSON(body []byte, dst, view any) error {
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(body, &obj) == nil && obj != nil {
 		viewOnly := fieldTypes(reflect.TypeOf(view))
@@ -49,7 +69,7 @@ func bindJSON(c *gin.Context, dst, view any) error {
 		body, _ = json.Marshal(obj)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	err = dec.Decode(dst)
+	err := dec.Decode(dst)
 	if err == nil {
 		if _, end := dec.Token(); end != io.EOF {
 			err = errors.New("more than one JSON value")

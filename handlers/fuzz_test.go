@@ -148,7 +148,7 @@ func refWebhookRequest(raw []byte) (eventID string, sensor map[string]any, idem 
 	}
 	id, isStr := obj["event_id"].(string)
 	id = strings.TrimSpace(id)
-	if !isStr || id == "" || len(id) > 64 || !printable(id) {
+	if !isStr || id == "" || utf8.RuneCountInString(id) > 64 || !oneLine(id) {
 		return "", nil, "", false
 	}
 	if sd, present := obj["sensor_data"]; present && sd != nil {
@@ -168,10 +168,10 @@ func refWebhookRequest(raw []byte) (eventID string, sensor map[string]any, idem 
 	return id, sensor, idem, true
 }
 
-// printable is text without control characters other than tab and newlines.
-func printable(s string) bool {
+// oneLine is text without control characters, tabs and line breaks included.
+func oneLine(s string) bool {
 	for _, r := range s {
-		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+		if r < 0x20 || r == 0x7f {
 			return false
 		}
 	}
@@ -194,7 +194,7 @@ func checkParseWebhookJSON(t *testing.T, raw []byte) {
 	if !ok {
 		t.Fatalf("ParseWebhookJSON(%q) accepted what is not a valid webhook body: %+v", raw, req)
 	}
-	if req.EventID == "" || len(req.EventID) > 64 || strings.TrimSpace(req.EventID) != req.EventID {
+	if req.EventID == "" || utf8.RuneCountInString(req.EventID) > 64 || strings.TrimSpace(req.EventID) != req.EventID {
 		t.Fatalf("ParseWebhookJSON(%q): event_id %q", raw, req.EventID)
 	}
 	if req.EventID != eventID || req.IdempotencyKey != idem {
@@ -206,7 +206,7 @@ func checkParseWebhookJSON(t *testing.T, raw []byte) {
 }
 
 // FuzzParseWebhookJSON: any body is parsed without panicking, as the reference
-// reading does: an accepted event_id is 1 to 64 bytes and trimmed, and every
+// reading does: an accepted event_id is 1 to 64 characters on one line and trimmed, and every
 // refusal is a bad_request.
 func FuzzParseWebhookJSON(f *testing.F) {
 	for _, s := range []string{
@@ -219,6 +219,8 @@ func FuzzParseWebhookJSON(f *testing.F) {
 		`{"event_id":"evt_1","event_id":"evt_2"}`,
 		`{"event_id":"` + strings.Repeat("e", 65) + `"}`,
 		`{"event_id":"` + strings.Repeat("é", 32) + `"}`,
+		`{"event_id":"` + strings.Repeat("é", 65) + `"}`,
+		`{"event_id":"evt\t1"}`,
 		`{"event_id":"\u0000"}`,
 		`{"event_id":"\ud800"}`,
 		`{"event_id":" "}`,
@@ -717,7 +719,7 @@ func (s *webhookServer) expect(c *webhookCall) verdict {
 	if c.flags&flagIdem != 0 {
 		idem = "fuzz-idempotency-key"
 	}
-	if !parsed || !ok || len(idem) > 255 || !printable(idem) {
+	if !parsed || !ok || utf8.RuneCountInString(idem) > 255 || !oneLine(idem) {
 		if parsed || link {
 			fail(http.StatusBadRequest)
 		}

@@ -236,7 +236,8 @@ func (u *ui) updateAction(c *gin.Context) {
 		u.actionFormError(c, v, err)
 		return
 	}
-	if err := u.Store.UpdateAction(ctx, act); err != nil {
+	err = u.Store.EditAction(ctx, act.ID, func(act *store.Action) error { return actions.BuildAction(ctx, nil, in, act) })
+	if err != nil {
 		u.actionFormError(c, v, err)
 		return
 	}
@@ -389,13 +390,14 @@ func (u *ui) renderActionForm(c *gin.Context, status int, v actionFormView, errs
 
 func (u *ui) setActionEnabled(c *gin.Context) {
 	ctx := c.Request.Context()
-	act, err := u.Store.Action(ctx, c.Param("id"))
+	enabled := c.PostForm("enabled") == "true" // the form read before the transaction
+	var act store.Action
+	err := u.Store.EditAction(ctx, c.Param("id"), func(a *store.Action) error {
+		a.Enabled = enabled
+		act = *a
+		return nil
+	})
 	if err != nil {
-		u.redirectError(c, "/actions", gone(err, actionGone))
-		return
-	}
-	act.Enabled = c.PostForm("enabled") == "true"
-	if err := u.Store.UpdateAction(ctx, act); err != nil {
 		u.redirectError(c, "/actions", gone(err, actionGone))
 		return
 	}

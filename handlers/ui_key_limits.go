@@ -161,7 +161,7 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		}
 		v.Limits.Rate = &auth.Rate{PerSecond: rps, Burst: burst}
 	}
-	// Keys.Update and checkScope stop at the first error: each part is also
+	// Keys.Edit and checkScope stop at the first error: each part is also
 	// checked on its own, so that the form shows every error at once.
 	for _, err := range limitsErrors(ctx, u.Store, v, auth.LimitsOf(k)) {
 		if !isUserError(err) {
@@ -179,7 +179,8 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		u.renderKeyLimits(c, http.StatusUnprocessableEntity, v, errs, "Please correct the marked "+plural(len(errs), "field.", "fields."))
 		return
 	}
-	if err := u.Keys.Update(ctx, k.ID, v.Name, v.Limits); err != nil {
+	err = u.Keys.Edit(ctx, k.ID, func(string, auth.Limits) (string, auth.Limits, error) { return v.Name, v.Limits, nil })
+	if err != nil {
 		if !isUserError(err) {
 			u.fail(c, err)
 			return

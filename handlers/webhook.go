@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -156,7 +157,7 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		return
 	}
 	cl.caller = caller
-	if err := caller.CheckRequest(scopeMethod(c, link), c.ClientIP()); err != nil {
+	if err := caller.CheckRequest(c.Request.Method, link, c.ClientIP()); err != nil {
 		h.fail(c, cl, err)
 		return
 	}
@@ -263,7 +264,7 @@ func (h *webhookHandler) fail(c *gin.Context, cl *call, err error) {
 		c.Header("Retry-After", "1") // the database away, the writer's queue full: passing
 	}
 	if wantsHTML(c) {
-		h.page(c, status, web.WebhookResult{Code: string(body.Error.Code), Detail: body.Error.Detail, SignedLink: c.Query("sig") != ""})
+		h.page(c, status, web.WebhookResult{Code: string(body.Error.Code), Detail: body.Error.Detail, Field: body.Error.Field, SignedLink: c.Query("sig") != ""})
 		c.Abort()
 		return
 	}
@@ -355,14 +356,6 @@ func linkQuery(raw string) (url.Values, error) {
 	return q, nil
 }
 
-// scopeMethod is the method a key's scope judges: a confirmed link is a GET link.
-func scopeMethod(c *gin.Context, link bool) string {
-	if link {
-		return http.MethodGet
-	}
-	return c.Request.Method
-}
-
 // authenticate finds the caller: a signed link (key_id, expires, sig), or the key
 // in the x-webhook-apikey header or a link's api_key parameter.
 func (h *webhookHandler) authenticate(c *gin.Context, params url.Values) (*auth.Caller, error) {
@@ -411,10 +404,35 @@ func readRequest(c *gin.Context, link bool, params url.Values, body []byte) (*we
 	if k := strings.TrimSpace(c.GetHeader("Idempotency-Key")); k != "" {
 		req.IdempotencyKey = k
 	}
-	if actions.CheckText("idempotency_key", req.IdempotencyKey, 255) != nil {
-		return nil, badRequest("the idempotency key must be printable UTF-8 text of at most 255 bytes")
+	if problem := oneLine(req.IdempotencyKey, maxIdempotencyKey); problem != "" {
+		return nil, badRequest("the idempotency key %s", problem)
 	}
 	return req, nil
+}
+
+// maxEventID and maxIdempotencyKey bound the two identifiers a call names, in
+// characters. A real event id ("evt_…") has 30.
+const (
+	maxEventID        = 64
+	maxIdempotencyKey = 255
+)
+
+// oneLine says what keeps s from being such an identifier, or "": it is one
+// line of text (a tab or a line break is a control character here, unlike in
+// names and messages) in valid UTF-8, of at most max characters.
+func oneLine(s string, max int) string {
+	if !utf8.ValidString(s) {
+		return "must be valid UTF-8"
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return "must not contain control characters (tabs and line breaks included)"
+		}
+	}
+	if utf8.RuneCountInString(s) > max {
+		return fmt.Sprintf("must be at most %d characters", max)
+	}
+	return ""
 }
 
 // confirmFields are the link parameters the confirmation form posts back.
@@ -464,8 +482,11 @@ func ParseWebhookJSON(raw []byte) (*webhookRequest, error) {
 		return nil, err
 	}
 	req.EventID = strings.TrimSpace(req.EventID)
-	if req.EventID == "" || actions.CheckText("event_id", req.EventID, 64) != nil {
-		return nil, badRequest("event_id is required: printable text of at most 64 bytes")
+	if req.EventID == "" {
+		return nil, badRequest("event_id is required: the event id of an action (evt_…)")
+	}
+	if problem := oneLine(req.EventID, maxEventID); problem != "" {
+		return nil, badRequest("event_id %s", problem)
 	}
 	if sd, ok := fields["sensor_data"]; ok && string(sd) != "null" {
 		dec := json.NewDecoder(bytes.NewReader(sd))
@@ -505,10 +526,17 @@ func waitOf(c *gin.Context) (time.Duration, error) {
 		return 0, nil
 	}
 	n, err := strconv.ParseFloat(v, 64)
-	if err != nil || math.IsNaN(n) || n < 0 || n > 1e6 {
-		return 0, badRequest("wait must be a number of seconds from 0 to %d", int(MaxWait.Seconds()))
+	if errors.Is(err, strconv.ErrRange) && n > 0 {
+		n, err = math.Inf(1), nil // "1e400": a long wait, read as the longest
 	}
-	return min(time.Duration(n*float64(time.Second)), MaxWait), nil
+	if err != nil || math.IsNaN(n) || n < 0 {
+		return 0, badRequest("wait must be a number of seconds, 0 or more (more than %d is read as %d)",
+			int(MaxWait.Seconds()), int(MaxWait.Seconds()))
+	}
+	if n >= MaxWait.Seconds() {
+		return MaxWait, nil
+	}
+	return time.Duration(n * float64(time.Second)), nil
 }
 
 func tooLarge(limit int64) error {

@@ -26,21 +26,28 @@ func (s *Store) CreateAction(ctx context.Context, a *Action) error {
 	}))
 }
 
-// UpdateAction replaces an action's editable fields; its target must exist.
-func (s *Store) UpdateAction(ctx context.Context, a *Action) error {
+// EditAction reads an action, lets edit change its editable fields, and saves
+// them, in one transaction that holds the action (SQLite's write lock, or the
+// row's lock on PostgreSQL): two edits at once are made one after the other,
+// each over the other's result, and neither is lost. Its target must exist
+// (ErrNoTarget). An error from edit is returned as it is, with nothing saved.
+func (s *Store) EditAction(ctx context.Context, id string, edit func(*Action) error) error {
 	defer s.actions.invalidate()
 	return wrap("update action", s.db.WithContext(context.WithoutCancel(ctx)).Transaction(func(tx *gorm.DB) error {
-		if err := targetExists(tx, a); err != nil {
+		var a Action
+		if err := forUpdate(tx).Where("id = ?", id).Take(&a).Error; err != nil {
 			return err
 		}
-		res := tx.Model(&Action{}).Where("id = ?", a.ID).Updates(map[string]any{
+		if err := edit(&a); err != nil {
+			return err
+		}
+		if err := targetExists(tx, &a); err != nil {
+			return err
+		}
+		return tx.Model(&Action{}).Where("id = ?", a.ID).Updates(map[string]any{
 			"name": a.Name, "function": a.Function, "target_type": a.TargetType, "target_id": a.TargetID,
 			"params": a.Params, "enabled": a.Enabled, "ttl_seconds": a.TTLSeconds, "updated_at": time.Now().UTC(),
-		})
-		if res.Error == nil && res.RowsAffected == 0 {
-			return ErrNotFound
-		}
-		return res.Error
+		}).Error
 	}))
 }
 

@@ -32,8 +32,11 @@ func TestActionByEventIDSeesChangesAtOnce(t *testing.T) {
 			t.Fatalf("the cached action was changed through a returned copy: %q", again.Name)
 		}
 
-		a.Enabled, a.Function = false, "pause_loop"
-		if err := st.UpdateAction(ctx, a); err != nil {
+		err = st.EditAction(ctx, a.ID, func(a *store.Action) error {
+			a.Enabled, a.Function = false, "pause_loop"
+			return nil
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 		got, err = st.ActionByEventID(ctx, "evt")
@@ -72,8 +75,7 @@ func TestActionCacheExpiresForOtherInstances(t *testing.T) {
 	if got, err := b.ActionByEventID(ctx, "evt"); err != nil || !got.Enabled {
 		t.Fatalf("other instance, after create: %+v %v", got, err)
 	}
-	act.Enabled = false
-	if err := a.UpdateAction(ctx, act); err != nil {
+	if err := a.EditAction(ctx, act.ID, func(act *store.Action) error { act.Enabled = false; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	changed := time.Now()

@@ -41,13 +41,25 @@ func (s *Store) APIKeyByHash(ctx context.Context, hash string) (*APIKey, error) 
 	return &k, wrap("get api key by hash", err)
 }
 
-// UpdateAPIKey saves a key's name and limits.
-func (s *Store) UpdateAPIKey(ctx context.Context, k *APIKey) error {
-	res := s.db.WithContext(ctx).Model(&APIKey{}).Where("id = ? AND revoked_at IS NULL", k.ID).Updates(map[string]any{
-		"name": k.Name, "disabled": k.Disabled, "expires_at": k.ExpiresAt, "scope_actions": k.ScopeActions,
-		"scope_groups": k.ScopeGroups, "methods": k.Methods, "cidrs": k.CIDRs, "rate_per_sec": k.RatePerSec, "rate_burst": k.RateBurst,
-	})
-	return rowsOrNotFound("update api key", res)
+// EditAPIKey reads a live key, lets edit change its name and limits, and saves
+// them, in one transaction that holds the key (SQLite's write lock, or the row's
+// lock on PostgreSQL): two edits at once are made one after the other, each
+// over the other's result, and neither is lost. An error from edit is returned
+// as it is, with nothing saved.
+func (s *Store) EditAPIKey(ctx context.Context, id string, edit func(*APIKey) error) error {
+	return wrap("update api key", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var k APIKey
+		if err := forUpdate(tx).Where("id = ? AND revoked_at IS NULL", id).Take(&k).Error; err != nil {
+			return err
+		}
+		if err := edit(&k); err != nil {
+			return err
+		}
+		return tx.Model(&APIKey{}).Where("id = ?", id).Updates(map[string]any{
+			"name": k.Name, "disabled": k.Disabled, "expires_at": k.ExpiresAt, "scope_actions": k.ScopeActions,
+			"scope_groups": k.ScopeGroups, "methods": k.Methods, "cidrs": k.CIDRs, "rate_per_sec": k.RatePerSec, "rate_burst": k.RateBurst,
+		}).Error
+	}))
 }
 
 // RevokeAPIKey makes a key stop working and forgets its sealed value.

@@ -17,6 +17,7 @@ import (
 
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
 )
 
@@ -305,6 +306,16 @@ var openCommandIndexes = []string{
 
 // openStates is the WHERE term of the open-commands index.
 const openStates = `state IN ('queued', 'published')`
+
+// forUpdate makes a query of a transaction lock the rows it reads until the
+// transaction ends, on PostgreSQL (FOR UPDATE); on SQLite the transaction
+// already holds the one write lock from its BEGIN (_txlock=immediate).
+func forUpdate(tx *gorm.DB) *gorm.DB {
+	if tx.Dialector.Name() != "postgres" {
+		return tx
+	}
+	return tx.Clauses(clause.Locking{Strength: "UPDATE"})
+}
 
 // notFound turns gorm's not-found error into ErrNotFound and wraps everything else.
 func wrap(op string, err error) error {

@@ -189,8 +189,8 @@ func TestActionTargetsExist(t *testing.T) {
 		if got, err := st.ActionsTargeting(ctx, "device", "d0"); err != nil || len(got) != 1 || got[0].ID != "a0" {
 			t.Fatalf("actions targeting d0: %+v, %v", got, err)
 		}
-		a.TargetID = "ghost"
-		if err := st.UpdateAction(ctx, a); !errors.Is(err, store.ErrNoTarget) {
+		err := st.EditAction(ctx, a.ID, func(a *store.Action) error { a.TargetID = "ghost"; return nil })
+		if !errors.Is(err, store.ErrNoTarget) {
 			t.Fatalf("action moved to a missing device: %v", err)
 		}
 		for i := range 40 {
@@ -253,6 +253,12 @@ func TestDispatchBatchAndCommandLifecycle(t *testing.T) {
 		// A second ack for a settled command changes nothing.
 		if applied, _ := st.ApplyAcks(ctx, []store.Ack{{CommandID: "x1-d1", DeviceID: "d1", State: store.StateFailed, At: now}}); applied[0] {
 			t.Fatal("a settled command was acked again")
+		}
+		// Nor does an ack that comes after the command's expiry, though the
+		// sweeper has not yet marked it expired (it expires in a minute).
+		late := now.Add(time.Minute + time.Millisecond)
+		if applied, _ := st.ApplyAcks(ctx, []store.Ack{{CommandID: "x1-d2", DeviceID: "d2", State: store.StateSucceeded, At: late}}); applied[0] {
+			t.Fatal("an ack after the command's expiry settled it")
 		}
 		pending, err := st.PendingCommands(ctx, []string{"d2"}, []string{store.StateQueued}, now, 100)
 		if err != nil || len(pending) != 1 || pending[0].ID != "x3-d2" {

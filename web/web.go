@@ -24,6 +24,7 @@ type WebhookResult struct {
 	Replayed   bool
 	Code       string
 	Detail     string // the error's detail, as the JSON answer gives it
+	Field      string // the input the detail is about, as the JSON answer names it
 	// SignedLink: the refused call was a signed link (sig=, no key in it).
 	SignedLink bool
 	// Preview: a link-preview agent fetched the link; nothing was fired.

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,6 +88,9 @@ func TestManagementAPIInput(t *testing.T) {
 		{"a key's expiry that is a number", "POST", "/api/v1/api-keys", map[string]any{"name": "k", "expires_at": 5}, "expires_at"},
 		{"a key's rate of the wrong type", "POST", "/api/v1/api-keys", map[string]any{"name": "k", "rate": map[string]any{"per_second": "x"}}, "rate.per_second"},
 		{"a typo in a key's rate", "POST", "/api/v1/api-keys", map[string]any{"name": "k", "rate": map[string]any{"persecond": 1}}, "rate.persecond"},
+		{"a key's rate below the lowest", "POST", "/api/v1/api-keys", map[string]any{"name": "k", "rate": map[string]any{"per_second": 1e-12, "burst": 1}}, "rate.per_second"},
+		{"a ttl_s past what a duration holds", "PUT", path, map[string]any{"name": "x", "function": "restart", "target": target, "ttl_s": 18446744075}, "ttl_s"},
+		{"a ttl_s that overflows to a valid one", "POST", "/api/v1/actions", map[string]any{"name": "x", "function": "restart", "target": target, "ttl_s": 18446744075000}, "ttl_s"},
 	} {
 		status, ans := s.call(tc.method, tc.path, tc.body)
 		wantError(t, tc.name, status, ans, http.StatusUnprocessableEntity, "invalid_params")
@@ -96,8 +102,9 @@ func TestManagementAPIInput(t *testing.T) {
 		t.Fatalf("a refused update changed the action: %v", got)
 	}
 
-	// Malformed JSON is a 400; so is a body that is not an object.
-	for _, body := range []string{`{"name":`, `[]`, `{"name":"a"} {"name":"b"}`, `{"name":"a"}}`, `{"name":"a"}]`} {
+	// Malformed JSON is a 400; so is a body that is not an object, and one
+	// that is not UTF-8 (decoded, its bytes would become U+FFFD in the name).
+	for _, body := range []string{`{"name":`, `[]`, `{"name":"a"} {"name":"b"}`, `{"name":"a"}}`, `{"name":"a"}]`, "{\"name\":\"\xff\xfe\"}"} {
 		req, _ := http.NewRequest("POST", s.base+"/api/v1/groups", bytes.NewReader([]byte(body)))
 		req.Header.Set("Authorization", "Bearer "+testAdminToken)
 		status, ans := s.do(req)
@@ -109,6 +116,65 @@ func TestManagementAPIInput(t *testing.T) {
 	req.Header.Set("Authorization", "bearer "+testAdminToken)
 	if status, ans := s.do(req); status != http.StatusOK {
 		t.Fatalf("lower-case bearer: %d %v", status, ans)
+	}
+}
+
+// TestConcurrentEditsAreBothKept: two PUTs at once that name different fields
+// both take effect, each made over the other's result, on SQLite and on
+// PostgreSQL. A rename racing a disable must not leave the key enabled, nor a
+// change of ttl_s racing one of enabled leave the action enabled.
+func TestConcurrentEditsAreBothKept(t *testing.T) {
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) {
+			cfg := Config{}
+			if db == "postgres" {
+				cfg.DB = testenv.Postgres(t)
+			}
+			s := startServer(t, cfg)
+			keyID, _ := s.createKey("race")
+			keyPath := "/api/v1/api-keys/" + keyID
+			action := map[string]any{"name": "race", "function": "restart", "target": map[string]any{"type": "all"}}
+			actionPath := "/api/v1/actions/" + s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", action)["id"].(string)
+			with := func(k string, v any) map[string]any {
+				m := maps.Clone(action)
+				m[k] = v
+				return m
+			}
+			for i := range 15 {
+				s.mustCall(http.StatusNoContent, "PUT", keyPath, map[string]any{"name": "race", "disabled": false, "methods": nil})
+				s.mustCall(http.StatusNoContent, "PUT", actionPath, with("enabled", true))
+				s.mustCall(http.StatusNoContent, "PUT", actionPath, with("ttl_s", 900))
+				puts := []struct {
+					path string
+					body any
+				}{
+					{keyPath, map[string]any{"disabled": true}},
+					{keyPath, map[string]any{"name": fmt.Sprintf("race %d", i)}},
+					{keyPath, map[string]any{"methods": []string{"POST"}}},
+					{actionPath, with("enabled", false)},
+					{actionPath, with("ttl_s", 60)},
+				}
+				status := make([]int, len(puts))
+				var wg sync.WaitGroup
+				for j, p := range puts {
+					wg.Go(func() { status[j], _ = s.call("PUT", p.path, p.body) })
+				}
+				wg.Wait()
+				for j, st := range status {
+					if st != http.StatusNoContent {
+						t.Fatalf("round %d, PUT %v: %d", i, puts[j].body, st)
+					}
+				}
+				k := s.mustCall(http.StatusOK, "GET", keyPath, nil)
+				if k["disabled"] != true || k["name"] != fmt.Sprintf("race %d", i) || fmt.Sprint(k["methods"]) != "[POST]" {
+					t.Fatalf("round %d: an edit of the key was lost: %v", i, k)
+				}
+				a := s.mustCall(http.StatusOK, "GET", actionPath, nil)
+				if a["enabled"] != false || a["ttl_s"] != float64(60) {
+					t.Fatalf("round %d: an edit of the action was lost: %v", i, a)
+				}
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -56,6 +57,9 @@ func TestWebhookErrorTable(t *testing.T) {
 		{"not JSON", func() (int, map[string]any) { return s.post(key, `event_id=x`) }, 400, "bad_request"},
 		{"JSON array", func() (int, map[string]any) { return s.post(key, `["x"]`) }, 400, "bad_request"},
 		{"event_id not a string", func() (int, map[string]any) { return s.post(key, `{"event_id":42}`) }, 400, "bad_request"},
+		{"event_id with a tab", func() (int, map[string]any) { return s.post(key, `{"event_id":"evt_a\tb"}`) }, 400, "bad_request"},
+		{"event_id with a line break", func() (int, map[string]any) { return s.post(key, `{"event_id":"evt_a\nb"}`) }, 400, "bad_request"},
+		{"idempotency key with a tab", func() (int, map[string]any) { return s.post(key, ok, "Idempotency-Key", "a\tb") }, 400, "bad_request"},
 		{"sensor_data not an object", func() (int, map[string]any) {
 			return s.post(key, `{"event_id":"`+sensorEv+`","sensor_data":"hot"}`)
 		}, 400, "bad_request"},
@@ -100,6 +104,10 @@ func TestWebhookErrorTable(t *testing.T) {
 			400, "bad_request", "payload parameter is not validly URL-encoded"},
 		{"JSON array", func() (int, map[string]any) { return s.post(key, `["x"]`) },
 			400, "bad_request", "must be a JSON object with an event_id, not a JSON array"},
+		{"a long event_id", func() (int, map[string]any) { return s.post(key, `{"event_id":"evt_`+strings.Repeat("e", 61)+`"}`) },
+			400, "bad_request", "event_id must be at most 64 characters"},
+		{"an idempotency key over 255 characters", func() (int, map[string]any) { return s.post(key, ok, "Idempotency-Key", strings.Repeat("é", 256)) },
+			400, "bad_request", "the idempotency key must be at most 255 characters"},
 		{"no key", func() (int, map[string]any) { return s.post("", ok) },
 			401, "unauthorized", "send it in the x-webhook-apikey header"},
 		{"a POST's key in the query", func() (int, map[string]any) {
@@ -117,6 +125,24 @@ func TestWebhookErrorTable(t *testing.T) {
 	// A badly encoded pair the link does not need is dropped, as before.
 	if status, body := s.get("api_key=" + key + "&payload=" + b64(ok) + "&utm_source=%zz"); status != http.StatusOK {
 		t.Errorf("a link with a badly encoded extra parameter: %d %v", status, body)
+	}
+	// An idempotency key counts characters, not bytes (255 × "é" is 510).
+	if status, body := s.post(key, ok, "Idempotency-Key", strings.Repeat("é", 255)); status != http.StatusOK {
+		t.Errorf("an idempotency key of 255 two-byte characters: %d %v", status, body)
+	}
+	p.next(5 * time.Second)
+	// A browser is shown which input is wrong, as the JSON's field says.
+	req, _ := http.NewRequest("GET", s.base+"/public-api/integration/webhooks?api_key="+key+"&payload="+
+		b64(`{"event_id":"`+sensorEv+`","sensor_data":{"id":"t1"}}`), nil)
+	req.Header.Set("Accept", "text/html")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(page), `<code id="error-field">sensor_data.event</code> is required`) {
+			t.Errorf("a browser's page for invalid sensor data: %d %s", resp.StatusCode, page)
+		}
 	}
 	// A byte-order mark before the JSON (some Windows tools write one) is read past.
 	if status, body := s.post(key, "\ufeff"+ok); status != http.StatusOK {

@@ -39,6 +39,13 @@ func TestKeyScopesAndLimits(t *testing.T) {
 	getLink := func(key, ev string) (int, map[string]any) {
 		return s.get("api_key=" + key + "&payload=" + base64.URLEncoding.EncodeToString([]byte(body(ev))))
 	}
+	// A link's fields posted as a form, as its confirm button posts them.
+	formLink := func(key, ev string) (int, map[string]any) {
+		form := url.Values{"api_key": {key}, "payload": {base64.URLEncoding.EncodeToString([]byte(body(ev)))}}
+		req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return s.do(req)
+	}
 	past := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
 
 	cases := []struct {
@@ -54,6 +61,9 @@ func TestKeyScopesAndLimits(t *testing.T) {
 		{"group scope denies a device action", map[string]any{"groups": []string{group["id"].(string)}}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 403, "forbidden"},
 		{"POST-only key by POST", map[string]any{"methods": []string{"POST"}}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 200, ""},
 		{"POST-only key by GET link", map[string]any{"methods": []string{"POST"}}, func(k string) (int, map[string]any) { return getLink(k, evDevice) }, 403, "forbidden"},
+		{"POST-only key by a link's form", map[string]any{"methods": []string{"POST"}}, func(k string) (int, map[string]any) { return formLink(k, evDevice) }, 403, "forbidden"},
+		{"GET-only key by a link's form", map[string]any{"methods": []string{"GET"}}, func(k string) (int, map[string]any) { return formLink(k, evDevice) }, 200, ""},
+		{"GET-only key by POST", map[string]any{"methods": []string{"GET"}}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 403, "forbidden"},
 		{"source range allows loopback", map[string]any{"cidrs": []string{"127.0.0.0/8", "::1"}}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 200, ""},
 		{"source range denies loopback", map[string]any{"cidrs": []string{"10.0.0.0/8"}}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 403, "forbidden"},
 		{"expired key", map[string]any{"expires_at": past}, func(k string) (int, map[string]any) { return s.post(k, body(evDevice)) }, 401, "unauthorized"},
@@ -71,6 +81,11 @@ func TestKeyScopesAndLimits(t *testing.T) {
 		}
 		wantError(t, c.name, status, ans, c.status, c.code)
 		p.none(100 * time.Millisecond)
+	}
+	// The refusal of a link's form says why a POST was judged as a GET.
+	_, ans := formLink(newKey(map[string]any{"methods": []string{"POST"}}), evDevice)
+	if d, _ := ans["error"].(map[string]any)["detail"].(string); !strings.Contains(d, "GET links, and a link's fields posted as a form count as one") {
+		t.Errorf("a POST-only key's link form: detail %q", d)
 	}
 
 	// Rate: 2 at once, then 1 per second; the third quick call waits.

@@ -1,0 +1,34 @@
+package handlers
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// A wait longer than MaxWait, however long, is read as MaxWait (docs/api.md:
+// "more is read as 30"); what is not a number of seconds, 0 or more, is a 400.
+func TestWaitOf(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	for v, want := range map[string]time.Duration{
+		"": 0, "0": 0, "1.5": 1500 * time.Millisecond, "30": MaxWait, "31": MaxWait,
+		"1000001": MaxWait, "1e400": MaxWait, "Inf": MaxWait,
+	} {
+		c, _ := gin.CreateTestContext(httptest.NewRecorder())
+		c.Request = httptest.NewRequest("POST", "/public-api/integration/webhooks?wait="+v, nil)
+		if got, err := waitOf(c); err != nil || got != want {
+			t.Errorf("wait=%s: %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"-1", "-1e400", "NaN", "soon", "5s"} {
+		c, _ := gin.CreateTestContext(httptest.NewRecorder())
+		c.Request = httptest.NewRequest("POST", "/public-api/integration/webhooks", nil)
+		c.Request.Header.Set("Prefer", "wait="+v)
+		if _, err := waitOf(c); err == nil || !strings.Contains(err.Error(), "0 or more") {
+			t.Errorf("Prefer: wait=%s: %v, want a 400 that says what a wait is", v, err)
+		}
+	}
+}
