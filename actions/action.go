@@ -53,11 +53,23 @@ type Lookup interface {
 }
 
 // BuildAction validates in and fills a (new or existing) action with it. The
-// target must exist: lk looks it up, or, nil, says that it was looked up
-// already (the store checks again as it saves). Left out, enabled and ttl_s keep an existing action's
-// values (a rename does not enable a disabled action) and take their defaults
-// on a new one: enabled, DefaultTTL.
+// target must exist (lk looks it up). Left out, enabled and ttl_s keep an
+// existing action's values (a rename does not enable a disabled action) and
+// take their defaults on a new one: enabled, DefaultTTL.
 func BuildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action) error {
+	return buildAction(ctx, lk, in, a)
+}
+
+// ApplyAction fills an action with in as BuildAction does, without looking its
+// target up: for an edit inside the store's transaction (store.EditAction),
+// which must not read through the store, of input that BuildAction checked
+// before. The store checks the target again as it saves.
+func ApplyAction(in ActionInput, a *store.Action) error {
+	return buildAction(context.Background(), nil, in, a)
+}
+
+// buildAction is BuildAction; with lk nil, the target is not looked up.
+func buildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action) error {
 	isNew := a.EventID == ""
 	// Every problem of the input at once (errors.Join, in the fields' order: a
 	// form marks them all, the API names the first).

@@ -66,7 +66,7 @@ func (k *Keys) Create(ctx context.Context, name string, limits Limits) (*store.A
 	if err != nil {
 		return nil, "", err
 	}
-	if err := limits.Validate(); err != nil {
+	if err := limits.Validate(Limits{}); err != nil {
 		return nil, "", err
 	}
 	plain := secrets.NewToken(secrets.APIKeyPrefix)
@@ -132,9 +132,8 @@ func (k *Keys) Limit(c *Caller) (refund func(), err error) { return k.rates.allo
 // Edit changes a live key's name and limits, which apply at once: edit gets
 // them as they are and returns them changed. They are checked and saved in one
 // transaction that holds the key, so that two edits at once are made one after
-// the other, each over the other's result. edit must not use the store: on
-// SQLite it would wait for a connection that writers queued behind this
-// transaction may hold.
+// the other, each over the other's result. edit must not use the store
+// (store.EditAPIKey says why).
 func (k *Keys) Edit(ctx context.Context, id string, edit func(name string, l Limits) (string, Limits, error)) error {
 	var hash string
 	err := k.st.EditAPIKey(ctx, id, func(key *store.APIKey) error {
@@ -145,7 +144,7 @@ func (k *Keys) Edit(ctx context.Context, id string, edit func(name string, l Lim
 		if name, err = actions.RequiredName("name", name); err != nil {
 			return err
 		}
-		if err := limits.Validate(); err != nil {
+		if err := limits.Validate(LimitsOf(key)); err != nil { // a copy: edit may have changed its own
 			return err
 		}
 		key.Name = name

@@ -181,7 +181,32 @@ func TestRateBucketGivesBack(t *testing.T) {
 // A key's methods are kept once each, in upper case, whatever was sent.
 func TestLimitsMethodsOnceEach(t *testing.T) {
 	l := Limits{Methods: []string{"post", "POST", " get"}}
-	if err := l.Validate(); err != nil || fmt.Sprint(l.Methods) != "[GET POST]" {
+	if err := l.Validate(Limits{}); err != nil || fmt.Sprint(l.Methods) != "[GET POST]" {
 		t.Fatalf("methods %v, %v; want [GET POST]", l.Methods, err)
+	}
+}
+
+// A key saved with a rate below MinRate, before there was one, can still be
+// renamed (the rate it had stays valid, unchanged), but not given another.
+func TestEditKeepsARateFromBeforeMinRate(t *testing.T) {
+	k := newTestKeys(t)
+	ctx := context.Background()
+	key, _, err := k.Create(ctx, "slow", Limits{Rate: &Rate{PerSecond: 1, Burst: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.st.EditAPIKey(ctx, key.ID, func(key *store.APIKey) error { key.RatePerSec = 1e-12; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	keep := func(name string, l Limits) (string, Limits, error) { return "renamed", l, nil }
+	if err := k.Edit(ctx, key.ID, keep); err != nil {
+		t.Fatalf("a rename of a key with a rate from before MinRate: %v", err)
+	}
+	lower := func(name string, l Limits) (string, Limits, error) {
+		return name, Limits{Rate: &Rate{PerSecond: 1e-11, Burst: 1}}, nil
+	}
+	var ae *actions.Error
+	if err := k.Edit(ctx, key.ID, lower); !errors.As(err, &ae) || ae.Field != "rate.per_second" {
+		t.Fatalf("another rate below MinRate: %v", err)
 	}
 }

@@ -38,10 +38,12 @@ type Rate struct {
 	Burst     int     `json:"burst"`
 }
 
-// Validate checks limits and normalises them (methods upper case), and returns
-// the first problem.
-func (l *Limits) Validate() error {
-	if ps := l.Problems(); len(ps) > 0 {
+// Validate checks limits that replace had (none, for a new key), normalises
+// them (methods upper case, once each), and returns the first problem. A rate
+// the key had, unchanged, stays valid below MinRate: keys saved before MinRate
+// may hold one, and must not refuse every other change, a rename too.
+func (l *Limits) Validate(had Limits) error {
+	if ps := l.Problems(had); len(ps) > 0 {
 		return ps[0]
 	}
 	return nil
@@ -49,7 +51,7 @@ func (l *Limits) Validate() error {
 
 // Problems checks limits as Validate does and returns every problem, at most
 // one per field, for a form that shows them all at once.
-func (l *Limits) Problems() []error {
+func (l *Limits) Problems(had Limits) []error {
 	var ps []error
 	for i, m := range l.Methods {
 		m = strings.ToUpper(strings.TrimSpace(m))
@@ -69,7 +71,8 @@ func (l *Limits) Problems() []error {
 		}
 	}
 	if r := l.Rate; r != nil {
-		if !(r.PerSecond >= MinRate && r.PerSecond <= 100000) { // NaN too
+		kept := had.Rate != nil && *had.Rate == *r
+		if !(r.PerSecond >= MinRate || kept && r.PerSecond > 0) || !(r.PerSecond <= 100000) { // NaN too
 			ps = append(ps, actions.Invalid("rate.per_second", "must be from %g (one request in about 28 hours) to 100000", MinRate))
 		}
 		if r.Burst < 1 || r.Burst > 100000 {

@@ -81,7 +81,7 @@ func (a *api) updateAction(c *gin.Context) {
 	// Checked: made again over the action as it is when saved, so that an
 	// enabled or ttl_s changed meanwhile and left out here is kept.
 	err = a.Store.EditAction(c.Request.Context(), act.ID, func(act *store.Action) error {
-		return actions.BuildAction(c.Request.Context(), nil, in, act)
+		return actions.ApplyAction(in, act)
 	})
 	if err != nil {
 		respondError(c, a.Log, err)

@@ -128,8 +128,9 @@ func isJSONObject(b []byte) bool {
 
 // refWebhookRequest is the reference reading of a webhook body, written from
 // the contract rather than from ParseWebhookJSON: a JSON object whose event_id
-// is printable text (no control characters: no action can have one) of 1 to 64
-// bytes once trimmed, whose sensor_data is absent, null or an object, and whose
+// is one line of text (no control characters, tabs and line breaks included: no
+// action can have one) of 1 to 64 characters once trimmed, whose sensor_data is
+// absent, null or an object, and whose
 // idempotency_key is absent, null or a string.
 func refWebhookRequest(raw []byte) (eventID string, sensor map[string]any, idem string, ok bool) {
 	raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf")) // RFC 8259 §8.1: a parser may ignore a byte-order mark
@@ -148,7 +149,7 @@ func refWebhookRequest(raw []byte) (eventID string, sensor map[string]any, idem 
 	}
 	id, isStr := obj["event_id"].(string)
 	id = strings.TrimSpace(id)
-	if !isStr || id == "" || utf8.RuneCountInString(id) > 64 || !oneLine(id) {
+	if !isStr || id == "" || utf8.RuneCountInString(id) > 64 || !refOneLine(id) {
 		return "", nil, "", false
 	}
 	if sd, present := obj["sensor_data"]; present && sd != nil {
@@ -168,8 +169,8 @@ func refWebhookRequest(raw []byte) (eventID string, sensor map[string]any, idem 
 	return id, sensor, idem, true
 }
 
-// oneLine is text without control characters, tabs and line breaks included.
-func oneLine(s string) bool {
+// refOneLine is text without control characters, tabs and line breaks included.
+func refOneLine(s string) bool {
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
 			return false
@@ -719,7 +720,7 @@ func (s *webhookServer) expect(c *webhookCall) verdict {
 	if c.flags&flagIdem != 0 {
 		idem = "fuzz-idempotency-key"
 	}
-	if !parsed || !ok || utf8.RuneCountInString(idem) > 255 || !oneLine(idem) {
+	if !parsed || !ok || utf8.RuneCountInString(idem) > 255 || !refOneLine(idem) {
 		if parsed || link {
 			fail(http.StatusBadRequest)
 		}

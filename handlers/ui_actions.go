@@ -236,7 +236,7 @@ func (u *ui) updateAction(c *gin.Context) {
 		u.actionFormError(c, v, err)
 		return
 	}
-	err = u.Store.EditAction(ctx, act.ID, func(act *store.Action) error { return actions.BuildAction(ctx, nil, in, act) })
+	err = u.Store.EditAction(ctx, act.ID, func(act *store.Action) error { return actions.ApplyAction(in, act) })
 	if err != nil {
 		u.actionFormError(c, v, err)
 		return

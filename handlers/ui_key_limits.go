@@ -200,11 +200,11 @@ func limitsField(f string) string {
 	return strings.ReplaceAll(f, ".", "_")
 }
 
-// limitsErrors checks the posted name and limits as Keys.Update and checkScope
+// limitsErrors checks the posted name and limits as Keys.Edit and checkScope
 // do, and returns every problem instead of the first.
 func limitsErrors(ctx context.Context, st *store.Store, v keyLimitsView, had auth.Limits) []error {
 	_, err := actions.RequiredName("name", v.Name)
-	errs := append([]error{err}, v.Limits.Problems()...)
+	errs := append([]error{err}, v.Limits.Problems(had)...)
 	// As the API does: no id that names nothing, unless the key had it already.
 	errs = append(errs,
 		checkIDs(ctx, "actions", "action", v.Limits.Actions, had.Actions, actionFinder(st)),

@@ -31,15 +31,18 @@ func (s *Store) CreateAction(ctx context.Context, a *Action) error {
 // row's lock on PostgreSQL): two edits at once are made one after the other,
 // each over the other's result, and neither is lost. Its target must exist
 // (ErrNoTarget). An error from edit is returned as it is, with nothing saved.
+// edit must not use the store: on SQLite it would wait for a connection that
+// writers queued behind this transaction may hold.
 func (s *Store) EditAction(ctx context.Context, id string, edit func(*Action) error) error {
 	defer s.actions.invalidate()
-	return wrap("update action", s.db.WithContext(context.WithoutCancel(ctx)).Transaction(func(tx *gorm.DB) error {
+	var editErr error
+	err := s.db.WithContext(context.WithoutCancel(ctx)).Transaction(func(tx *gorm.DB) error {
 		var a Action
 		if err := forUpdate(tx).Where("id = ?", id).Take(&a).Error; err != nil {
 			return err
 		}
-		if err := edit(&a); err != nil {
-			return err
+		if editErr = edit(&a); editErr != nil {
+			return editErr
 		}
 		if err := targetExists(tx, &a); err != nil {
 			return err
@@ -48,7 +51,11 @@ func (s *Store) EditAction(ctx context.Context, id string, edit func(*Action) er
 			"name": a.Name, "function": a.Function, "target_type": a.TargetType, "target_id": a.TargetID,
 			"params": a.Params, "enabled": a.Enabled, "ttl_seconds": a.TTLSeconds, "updated_at": time.Now().UTC(),
 		}).Error
-	}))
+	})
+	if editErr != nil {
+		return editErr // not wrap's: its reading of a database's error must not recast the caller's
+	}
+	return wrap("update action", err)
 }
 
 // targetExists checks, in the transaction that saves the action, that its

@@ -45,21 +45,27 @@ func (s *Store) APIKeyByHash(ctx context.Context, hash string) (*APIKey, error) 
 // them, in one transaction that holds the key (SQLite's write lock, or the row's
 // lock on PostgreSQL): two edits at once are made one after the other, each
 // over the other's result, and neither is lost. An error from edit is returned
-// as it is, with nothing saved.
+// as it is, with nothing saved. edit must not use the store: on SQLite it would
+// wait for a connection that writers queued behind this transaction may hold.
 func (s *Store) EditAPIKey(ctx context.Context, id string, edit func(*APIKey) error) error {
-	return wrap("update api key", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	var editErr error
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var k APIKey
 		if err := forUpdate(tx).Where("id = ? AND revoked_at IS NULL", id).Take(&k).Error; err != nil {
 			return err
 		}
-		if err := edit(&k); err != nil {
-			return err
+		if editErr = edit(&k); editErr != nil {
+			return editErr
 		}
 		return tx.Model(&APIKey{}).Where("id = ?", id).Updates(map[string]any{
 			"name": k.Name, "disabled": k.Disabled, "expires_at": k.ExpiresAt, "scope_actions": k.ScopeActions,
 			"scope_groups": k.ScopeGroups, "methods": k.Methods, "cidrs": k.CIDRs, "rate_per_sec": k.RatePerSec, "rate_burst": k.RateBurst,
 		}).Error
-	}))
+	})
+	if editErr != nil {
+		return editErr // not wrap's: its reading of a database's error must not recast the caller's
+	}
+	return wrap("update api key", err)
 }
 
 // RevokeAPIKey makes a key stop working and forgets its sealed value.

@@ -462,8 +462,9 @@ func (s *Store) ApplyAcks(ctx context.Context, acks []Ack) (applied []bool, err 
 // also records when the command was published (if nothing did yet). An ack that
 // comes after the command's expiry changes nothing, also before the sweeper has
 // marked it expired: whether it counts does not hang on when the sweeper runs.
+// That holds for a superseded command's ack too.
 const ackSQL = `UPDATE commands SET state = ?, acked_at = ?, detail = ?, published_at = COALESCE(published_at, ?)
- WHERE id = ? AND device_id = ? AND (` + openStates + ` AND expires_at > ? OR state = 'expired' AND detail LIKE '` + supersededBy + `%')`
+ WHERE id = ? AND device_id = ? AND expires_at > ? AND (` + openStates + ` OR state = 'expired' AND detail LIKE '` + supersededBy + `%')`
 
 // applyAcks settles each ack with one statement. publishedAt gives the publish
 // time of commands marked in the same batch.

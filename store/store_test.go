@@ -702,6 +702,11 @@ func TestSupersedeWithinARoundAndLateAcks(t *testing.T) {
 		if err != nil || len(res.Superseded) != 1 || res.Superseded[0] != "off-d1" {
 			t.Fatalf("next round: %+v %v", res, err)
 		}
+		// Not past its expiry, though (it expires a minute after it was made).
+		late := store.Ack{CommandID: "off-d1", DeviceID: "d1", State: store.StateSucceeded, At: time.Now().UTC().Add(2 * time.Minute)}
+		if applied, err := st.ApplyAcks(ctx, []store.Ack{late}); err != nil || applied[0] {
+			t.Fatalf("an ack of the superseded command after its expiry: %v %v", applied, err)
+		}
 		applied, err := st.ApplyAcks(ctx, []store.Ack{{CommandID: "off-d1", DeviceID: "d1", State: store.StateSucceeded, At: time.Now().UTC()}})
 		if err != nil || !applied[0] {
 			t.Fatalf("ack of the superseded command: %v %v", applied, err)

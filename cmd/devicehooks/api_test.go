@@ -101,6 +101,14 @@ func TestManagementAPIInput(t *testing.T) {
 	if got := s.mustCall(http.StatusOK, "GET", path, nil); got["enabled"] != true || got["name"] != "Welcome (lobby)" {
 		t.Fatalf("a refused update changed the action: %v", got)
 	}
+	// A refusal from inside an edit's transaction keeps its field, whatever
+	// its text: "duplicate key value" is also how PostgreSQL says 409.
+	keyID, _ := s.createKey("k")
+	status, ans = s.call("PUT", "/api/v1/api-keys/"+keyID, map[string]any{"cidrs": []string{"duplicate key value"}})
+	wantError(t, "a key's range that reads like a database's error", status, ans, http.StatusUnprocessableEntity, "invalid_params")
+	if f := ans["error"].(map[string]any)["field"]; f != "cidrs" {
+		t.Errorf("a key's range that reads like a database's error: field %v", f)
+	}
 
 	// Malformed JSON is a 400; so is a body that is not an object, and one
 	// that is not UTF-8 (decoded, its bytes would become U+FFFD in the name).

@@ -270,21 +270,20 @@ func (a *App) secret() ([]byte, error) {
 
 func (a *App) startEmbedded(topics actions.Topics) (*broker.Embedded, error) {
 	cfg := a.Config
+	allow := func(user, topic string, write bool) bool {
+		if user == "" { // anonymous, development only: may act as any one player
+			user = anonymousDevice(topics, topic)
+		}
+		return user != "" && topics.Allowed(user, topic, write)
+	}
 	return broker.StartEmbedded(broker.EmbeddedConfig{
 		TCPAddr: cfg.MQTTListen, WSAddr: cfg.MQTTWSListen, AllowAnonymous: cfg.MQTTAllowAnonymous,
 		Authenticate: a.devices.Authenticate, PlausibleUser: actions.DeviceIDPattern.MatchString,
-		Allow: func(user, topic string, write bool) bool {
-			if user == "" { // anonymous, development only: may act as any one player
-				user = anonymousDevice(topics, topic)
-			}
-			return user != "" && topics.Allowed(user, topic, write)
-		},
+		Allow: allow,
 		// A will says that the player is gone: only on its own status topic.
 		WillAllowed: func(user, topic string) bool {
-			if user == "" {
-				user = anonymousDevice(topics, topic)
-			}
-			return user != "" && topic == topics.Device(user, actions.KindStatus)
+			_, kind, ok := topics.Parse(topic)
+			return ok && kind == actions.KindStatus && allow(user, topic, true)
 		},
 		PresenceOf: func(user, filter string) (string, bool) {
 			if user == "" {
