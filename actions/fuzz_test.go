@@ -68,7 +68,7 @@ var ackSeeds = []string{
 }
 
 // FuzzParseAck: any payload on an acks topic is parsed without panicking; an
-// accepted ack has a command id of 1 to 64 bytes, a status from the contract and
+// accepted ack has a command id of 1 to 64 characters, a status from the contract and
 // a detail of at most 500 bytes that is valid UTF-8 (it is stored in a text
 // column, which PostgreSQL refuses to hold invalid UTF-8 in).
 func FuzzParseAck(f *testing.F) {
@@ -81,8 +81,8 @@ func FuzzParseAck(f *testing.F) {
 			wantCode(t, err, actions.CodeBadRequest)
 			return
 		}
-		if a.ID == "" || len(a.ID) > 64 {
-			t.Fatalf("accepted ack id %q (%d bytes)", a.ID, len(a.ID))
+		if a.ID == "" || utf8.RuneCountInString(a.ID) > 64 {
+			t.Fatalf("accepted ack id %q (%d characters)", a.ID, utf8.RuneCountInString(a.ID))
 		}
 		switch a.Status {
 		case store.StateSucceeded, store.StateFailed, store.StateRejected:
@@ -335,7 +335,7 @@ func checkSensorParams(t *testing.T, sd map[string]any) {
 	}
 	for _, k := range []string{"id", "event"} {
 		s, ok := out[k].(string)
-		if !ok || strings.TrimSpace(s) == "" || len(s) > 200 {
+		if !ok || strings.TrimSpace(s) == "" || utf8.RuneCountInString(s) > 200 {
 			t.Fatalf("accepted %s %#v", k, out[k])
 		}
 		want := sd[k]
@@ -351,8 +351,8 @@ func checkSensorParams(t *testing.T, sd map[string]any) {
 	}
 	switch v := out["value"].(type) {
 	case string:
-		if len(v) > 2000 {
-			t.Fatalf("accepted a value of %d bytes", len(v))
+		if utf8.RuneCountInString(v) > 2000 {
+			t.Fatalf("accepted a value of %d characters", utf8.RuneCountInString(v))
 		}
 	case json.Number: // players can read it as a finite number
 		if f, err := v.Float64(); err != nil || math.IsInf(f, 0) {
