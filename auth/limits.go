@@ -73,7 +73,8 @@ func (l *Limits) Problems(had Limits) []error {
 	if r := l.Rate; r != nil {
 		kept := had.Rate != nil && *had.Rate == *r
 		if !(r.PerSecond >= MinRate || kept && r.PerSecond > 0) || !(r.PerSecond <= 100000) { // NaN too
-			ps = append(ps, actions.Invalid("rate.per_second", "must be from %g (one request in about 28 hours) to 100000", MinRate))
+			ps = append(ps, actions.Invalid("rate.per_second", "must be from %s (one request in about 28 hours) to 100000",
+				strconv.FormatFloat(MinRate, 'f', -1, 64)))
 		}
 		if r.Burst < 1 || r.Burst > 100000 {
 			ps = append(ps, actions.Invalid("rate.burst", "must be from 1 to 100000"))
