@@ -71,8 +71,9 @@ func (l *Limits) Problems(had Limits) []error {
 		}
 	}
 	if r := l.Rate; r != nil {
-		kept := had.Rate != nil && *had.Rate == *r
-		if !(r.PerSecond >= MinRate || kept && r.PerSecond > 0) || !(r.PerSecond <= 100000) { // NaN too
+		inRange := r.PerSecond >= MinRate && r.PerSecond <= 100000    // false for NaN
+		kept := had.Rate != nil && *had.Rate == *r && r.PerSecond > 0 // saved before MinRate
+		if !inRange && !kept {
 			ps = append(ps, actions.Invalid("rate.per_second", "must be from %s (one request in about 28 hours) to 100000",
 				strconv.FormatFloat(MinRate, 'f', -1, 64)))
 		}
