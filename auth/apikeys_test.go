@@ -99,7 +99,7 @@ func TestDisabledAndExpiredKeysLookUnknown(t *testing.T) {
 		t.Fatalf("enabled again: %v", err)
 	}
 	var ae *actions.Error
-	if err := k.Edit(ctx, key.ID, func(string, Limits) (string, Limits, error) { return "k", Limits{CIDRs: []string{"x"}}, nil }); !errors.As(err, &ae) || ae.Field != "cidrs" {
+	if err := k.Edit(ctx, key.ID, func(string, Limits) (string, Limits, error) { return "k", Limits{CIDRs: []string{"x"}}, nil }); !errors.As(err, &ae) || ae.Field != "cidrs[0]" {
 		t.Fatalf("bad cidr: %v", err)
 	}
 }

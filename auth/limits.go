@@ -56,7 +56,7 @@ func (l *Limits) Problems(had Limits) []error {
 	for i, m := range l.Methods {
 		m = strings.ToUpper(strings.TrimSpace(m))
 		if m != "POST" && m != "GET" {
-			ps = append(ps, actions.Invalid("methods", "must list POST and/or GET, not %q", l.Methods[i]))
+			ps = append(ps, actions.Invalid(fmt.Sprintf("methods[%d]", i), "must list POST and/or GET, not %q", l.Methods[i]))
 			break
 		}
 		l.Methods[i] = m
@@ -64,9 +64,9 @@ func (l *Limits) Problems(had Limits) []error {
 	if len(ps) == 0 && len(l.Methods) > 1 { // ["POST", "post"] is ["POST"]
 		l.Methods = slices.Compact(slices.Sorted(slices.Values(l.Methods)))
 	}
-	for _, c := range l.CIDRs {
+	for i, c := range l.CIDRs {
 		if _, err := parseRange(c); err != nil {
-			ps = append(ps, actions.Invalid("cidrs", "%q is not an address or CIDR range", c))
+			ps = append(ps, actions.Invalid(fmt.Sprintf("cidrs[%d]", i), "%q is not an address or CIDR range", c))
 			break
 		}
 	}

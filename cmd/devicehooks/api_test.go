@@ -106,7 +106,7 @@ func TestManagementAPIInput(t *testing.T) {
 	keyID, _ := s.createKey("k")
 	status, ans = s.call("PUT", "/api/v1/api-keys/"+keyID, map[string]any{"cidrs": []string{"duplicate key value"}})
 	wantError(t, "a key's range that reads like a database's error", status, ans, http.StatusUnprocessableEntity, "invalid_params")
-	if f := ans["error"].(map[string]any)["field"]; f != "cidrs" {
+	if f := ans["error"].(map[string]any)["field"]; f != "cidrs[0]" {
 		t.Errorf("a key's range that reads like a database's error: field %v", f)
 	}
 

@@ -166,8 +166,8 @@ func TestKeyScopesAndLimits(t *testing.T) {
 	}
 	p.next(5 * time.Second)
 	// Invalid limits are refused with the field named.
-	status, ans := s.call("POST", "/api/v1/api-keys", map[string]any{"name": "x", "cidrs": []string{"nonsense"}})
-	if status != 422 || ans["error"].(map[string]any)["field"] != "cidrs" {
+	status, ans := s.call("POST", "/api/v1/api-keys", map[string]any{"name": "x", "cidrs": []string{"10.0.0.0/8", "nonsense"}})
+	if status != 422 || ans["error"].(map[string]any)["field"] != "cidrs[1]" {
 		t.Fatalf("bad cidr: %d %v", status, ans)
 	}
 	// A scope naming no action or group (a typo) would scope the key to nothing.
