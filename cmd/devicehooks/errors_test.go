@@ -104,6 +104,8 @@ func TestWebhookErrorTable(t *testing.T) {
 			400, "bad_request", "payload parameter is not validly URL-encoded"},
 		{"JSON array", func() (int, map[string]any) { return s.post(key, `["x"]`) },
 			400, "bad_request", "must be a JSON object with an event_id, not a JSON array"},
+		{"a compressed body", func() (int, map[string]any) { return s.post(key, "\x1f\x8b\x08\x00", "Content-Encoding", "gzip") },
+			400, "bad_request", `Content-Encoding "gzip", which is not taken`},
 		{"a long event_id", func() (int, map[string]any) { return s.post(key, `{"event_id":"evt_`+strings.Repeat("e", 61)+`"}`) },
 			400, "bad_request", "event_id must be at most 64 characters"},
 		{"an idempotency key over 255 characters", func() (int, map[string]any) { return s.post(key, ok, "Idempotency-Key", strings.Repeat("é", 256)) },
