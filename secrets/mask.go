@@ -286,12 +286,23 @@ func asciiEqualFold(s, lower string) bool {
 }
 
 // RedactURL returns a URL for a log line, with the password of its user info
-// (tcp://user:pass@host) replaced by "xxxxx". If s does not parse (a password
-// with a bare '/' or '%'), everything between "://" and the last '@' is
-// replaced.
+// (tcp://user:pass@host) replaced by "xxxxx", and so the value of a password
+// in its query (PostgreSQL's ?password=, ?sslpassword=). If s does not parse
+// (a password with a bare '/' or '%'), everything between "://" and the last
+// '@' is replaced.
 func RedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err == nil {
+		if u.RawQuery != "" {
+			params := strings.Split(u.RawQuery, "&")
+			for i, p := range params {
+				k, _, _ := strings.Cut(p, "=")
+				if name, err := url.QueryUnescape(k); err != nil || strings.Contains(strings.ToLower(name), "password") {
+					params[i] = k + "=xxxxx"
+				}
+			}
+			u.RawQuery = strings.Join(params, "&")
+		}
 		return u.Redacted()
 	}
 	scheme, rest, ok := strings.Cut(s, "://")

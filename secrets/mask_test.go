@@ -346,6 +346,9 @@ func TestRedactURL(t *testing.T) {
 		"data/devicehooks.db":                     "data/devicehooks.db",
 		"tcp://u:pa/ss@h:1883":                    "tcp://xxxxx@h:1883",
 		"tcp://u:p%zz@h":                          "tcp://xxxxx@h",
+		"postgres://u@db/x?sslmode=disable&password=S3cret&application_name=dh": "postgres://u@db/x?sslmode=disable&password=xxxxx&application_name=dh",
+		"postgres://u@db/x?PassWord=S3cret&sslpassword=k3y":                     "postgres://u@db/x?PassWord=xxxxx&sslpassword=xxxxx",
+		"postgres://u@db/x?pass%77ord=S3cret":                                   "postgres://u@db/x?pass%77ord=xxxxx",
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
