@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -192,4 +194,44 @@ func forward(t *testing.T, addr, target string) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// TestClaimSeesThroughSymlinks: an instance that names the SQLite file through
+// a symbolic link waits for the one that holds it, as under its own name.
+func TestClaimSeesThroughSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "real", "dh.db")
+	if err := os.MkdirAll(filepath.Dir(db), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := store.Open(ctx, db, nil, store.AsTheActiveInstance(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	link := filepath.Join(dir, "link.db")
+	if err := os.Symlink(db, link); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{}, 1)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	second, err := store.Open(ctx, link, nil, store.AsTheActiveInstance(func(*store.Store, bool) error {
+		select {
+		case waited <- struct{}{}:
+		default:
+		}
+		cancel() // seen waiting: enough
+		return nil
+	}))
+	if err == nil {
+		second.Close()
+		t.Fatal("a second instance took the database through a symbolic link")
+	}
+	select {
+	case <-waited:
+	default:
+		t.Fatalf("the second instance did not wait: %v", err)
+	}
 }
