@@ -100,9 +100,12 @@ func RequiredName(field, s string) (string, error) {
 	return s, CheckName(field, s)
 }
 
-// CheckName is CheckText for a name: one line of at most MaxName characters.
-func CheckName(field, s string) error {
-	if err := CheckText(field, s, MaxName); err != nil {
+// CheckName is CheckLine for a name: at most MaxName characters.
+func CheckName(field, s string) error { return CheckLine(field, s, MaxName) }
+
+// CheckLine is CheckText for one line of text: no tab or line break either.
+func CheckLine(field, s string, max int) error {
+	if err := CheckText(field, s, max); err != nil {
 		return err
 	}
 	if strings.ContainsAny(s, "\t\n\r") {

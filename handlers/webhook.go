@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -408,8 +407,8 @@ func readRequest(c *gin.Context, link bool, params url.Values, body []byte) (*we
 	if k := strings.TrimSpace(c.GetHeader("Idempotency-Key")); k != "" {
 		req.IdempotencyKey = k
 	}
-	if problem := oneLine(req.IdempotencyKey, maxIdempotencyKey); problem != "" {
-		return nil, badRequest("the idempotency key %s", problem)
+	if err := checkIdentifier("the idempotency key", req.IdempotencyKey, maxIdempotencyKey); err != nil {
+		return nil, err
 	}
 	return req, nil
 }
@@ -421,22 +420,14 @@ const (
 	maxIdempotencyKey = 255
 )
 
-// oneLine says what keeps s from being such an identifier, or "": it is one
-// line of text (a tab or a line break is a control character here, unlike in
-// names and messages) in valid UTF-8, of at most max characters.
-func oneLine(s string, max int) string {
-	if !utf8.ValidString(s) {
-		return "must be valid UTF-8"
+// checkIdentifier refuses, as a 400 that names it by what, an event id or an
+// idempotency key that is not one line of at most max characters.
+func checkIdentifier(what, s string, max int) error {
+	var e *actions.Error
+	if errors.As(actions.CheckLine(what, s, max), &e) {
+		return badRequest("%s %s", what, e.Detail)
 	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return "must not contain control characters (tabs and line breaks included)"
-		}
-	}
-	if utf8.RuneCountInString(s) > max {
-		return fmt.Sprintf("must be at most %d characters", max)
-	}
-	return ""
+	return nil
 }
 
 // confirmFields are the link parameters the confirmation form posts back.
@@ -489,8 +480,8 @@ func ParseWebhookJSON(raw []byte) (*webhookRequest, error) {
 	if req.EventID == "" {
 		return nil, badRequest("event_id is required: the event id of an action (evt_…)")
 	}
-	if problem := oneLine(req.EventID, maxEventID); problem != "" {
-		return nil, badRequest("event_id %s", problem)
+	if err := checkIdentifier("event_id", req.EventID, maxEventID); err != nil {
+		return nil, err
 	}
 	if sd, ok := fields["sensor_data"]; ok && string(sd) != "null" {
 		dec := json.NewDecoder(bytes.NewReader(sd))
