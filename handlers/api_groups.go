@@ -125,7 +125,7 @@ func (a *api) updateGroup(c *gin.Context) {
 		c.Status(http.StatusNoContent)
 		return
 	}
-	err := a.Store.UpdateGroup(ctx, g)
+	err := a.Store.UpdateGroup(ctx, g, nil)
 	if errors.Is(err, store.ErrNotFound) {
 		if _, gerr := a.Store.Group(ctx, g.ID); errors.Is(gerr, store.ErrNotFound) {
 			respondError(c, a.Log, gerr)

@@ -165,6 +165,7 @@ type actionForm struct {
 type actionFormView struct {
 	ID        string // "" for a new action
 	EventID   string
+	Version   string // the edited action's version (editVersion) the form was opened on
 	Post      string // where the form posts
 	Form      actionForm
 	Functions []functionView
@@ -216,10 +217,10 @@ func (u *ui) createAction(c *gin.Context) {
 func (u *ui) editAction(c *gin.Context) {
 	act, err := u.Store.Action(c.Request.Context(), c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.fail(c, gone(err, actionGone))
 		return
 	}
-	v := actionFormView{ID: act.ID, EventID: act.EventID, Post: "/actions/" + act.ID + "/edit", Form: actionFormOf(act)}
+	v := actionFormView{ID: act.ID, EventID: act.EventID, Version: actionVersion(act), Post: "/actions/" + act.ID + "/edit", Form: actionFormOf(act)}
 	u.renderActionForm(c, http.StatusOK, v, nil, "")
 }
 
@@ -227,22 +228,57 @@ func (u *ui) updateAction(c *gin.Context) {
 	ctx := c.Request.Context()
 	act, err := u.Store.Action(ctx, c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.redirectError(c, "/actions", gone(err, actionGone))
 		return
 	}
 	f, in, ttlErr := readActionForm(c)
-	v := actionFormView{ID: act.ID, EventID: act.EventID, Post: "/actions/" + act.ID + "/edit", Form: f}
+	v := actionFormView{ID: act.ID, EventID: act.EventID, Version: form(c, "version"), Post: "/actions/" + act.ID + "/edit", Form: f}
 	if err := errors.Join(ttlErr, actions.BuildAction(ctx, u.Store, in, act)); err != nil {
 		u.actionFormError(c, v, err)
 		return
 	}
-	err = u.Store.EditAction(ctx, act.ID, func(act *store.Action) error { return actions.ApplyAction(in, act) })
-	if err != nil {
+	var saved store.Action
+	err = u.Store.EditAction(ctx, act.ID, func(a *store.Action) error {
+		if stale(v.Version, actionVersion(a)) {
+			saved = *a
+			return errStale
+		}
+		return actions.ApplyAction(in, a)
+	})
+	switch {
+	case errors.Is(err, errStale):
+		// Shown again as typed, over the version now saved: a second save
+		// replaces it, knowingly.
+		v.Version = actionVersion(&saved)
+		u.renderActionForm(c, http.StatusConflict, v, nil, u.staleActionMessage(ctx, &saved))
+		return
+	case asError(err).Code == actions.CodeNotFound: // deleted meanwhile
+		u.redirectError(c, "/actions", gone(err, actionGone))
+		return
+	case err != nil:
 		u.actionFormError(c, v, err)
 		return
 	}
 	u.Log.Info("ui: action updated", "id", act.ID, "by", account(c).User.Username)
 	u.redirect(c, "/actions", "Saved the action “"+act.Name+"”.")
+}
+
+// actionVersion is the version of an action that its edit form carries.
+func actionVersion(a *store.Action) string { return editVersion(actionFormOf(a)) }
+
+// staleActionMessage says that an action was saved by someone else while
+// the form was open, and what it is now.
+func (u *ui) staleActionMessage(ctx context.Context, a *store.Action) string {
+	now := "“" + a.Name + "”: " + functionLabel(a.Function)
+	if sum := actionSummary(a.Function, a.Params); sum != "" {
+		now += " (" + sum + ")"
+	}
+	if names, err := u.targetNames(ctx, []store.Action{*a}); err == nil {
+		now += " to " + names(a.TargetType, a.TargetID)
+	}
+	now += fmt.Sprintf(", %s, commands valid %d s", map[bool]string{true: "enabled", false: "disabled"}[a.Enabled], a.TTLSeconds)
+	return "Someone else saved this action after you opened this form. It is now " + now +
+		". Your changes below are not saved: save again to replace that version with them, or reload the page to start from it."
 }
 
 // actionFormError shows a validation error next to its field, or fails.

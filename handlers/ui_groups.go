@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -67,6 +69,7 @@ func (u *ui) groupList(c *gin.Context) {
 
 type groupFormView struct {
 	ID      string
+	Version string // the edited group's version (editVersion) the form was opened on
 	Post    string
 	Name    string
 	Members map[string]bool
@@ -87,10 +90,10 @@ func (u *ui) newGroup(c *gin.Context) {
 func (u *ui) editGroup(c *gin.Context) {
 	g, err := u.Store.Group(c.Request.Context(), c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.fail(c, gone(err, groupGone))
 		return
 	}
-	v := groupFormView{ID: g.ID, Post: "/groups/" + g.ID + "/edit", Name: g.Name, Members: map[string]bool{}}
+	v := groupFormView{ID: g.ID, Version: groupVersion(g), Post: "/groups/" + g.ID + "/edit", Name: g.Name, Members: map[string]bool{}}
 	for _, id := range g.DeviceIDs {
 		v.Members[id] = true
 	}
@@ -155,21 +158,53 @@ func (u *ui) updateGroup(c *gin.Context) {
 	ctx := c.Request.Context()
 	g, err := u.Store.Group(ctx, c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.redirectError(c, "/groups", gone(err, groupGone))
 		return
 	}
-	v := groupFormView{ID: g.ID, Post: "/groups/" + g.ID + "/edit"}
+	v := groupFormView{ID: g.ID, Version: form(c, "version"), Post: "/groups/" + g.ID + "/edit"}
 	in, typed := readGroupForm(c, &v)
 	if err := errors.Join(in.group(g), u.checkTyped(c, typed)); err != nil { // both marked at once
 		u.groupFormError(c, v, err)
 		return
 	}
-	if err := u.Store.UpdateGroup(ctx, g); err != nil {
+	var saved store.Group
+	err = u.Store.UpdateGroup(ctx, g, func(cur *store.Group) error {
+		if stale(v.Version, groupVersion(cur)) {
+			saved = *cur
+			return errStale
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errStale):
+		// Shown again as ticked, over the version now saved: a second save
+		// replaces it, knowingly.
+		v.Version = groupVersion(&saved)
+		n := len(saved.DeviceIDs)
+		u.renderGroupForm(c, http.StatusConflict, v, nil, fmt.Sprintf("Someone else saved this group after you opened this form. "+
+			"It is now “%s” with %d %s. Your changes below are not saved: save again to replace that version with them, or reload the page to start from it.",
+			saved.Name, n, plural(n, "device", "devices")))
+		return
+	case errors.Is(err, store.ErrNotFound): // the group, or one of the devices, is gone
+		if _, gerr := u.Store.Group(ctx, g.ID); gerr != nil {
+			u.redirectError(c, "/groups", gone(gerr, groupGone))
+			return
+		}
+	}
+	if err != nil {
 		u.groupFormError(c, v, groupWriteError(ctx, u.Store, err, g.Name, g.DeviceIDs))
 		return
 	}
 	u.Log.Info("ui: group updated", "id", g.ID, "by", account(c).User.Username)
 	u.redirect(c, "/groups", "Saved the group “"+g.Name+"”.")
+}
+
+// groupVersion is the version of a group that its edit form carries.
+func groupVersion(g *store.Group) string {
+	return editVersion(struct {
+		Name    string
+		Members []string
+	}{g.Name, slices.Sorted(slices.Values(g.DeviceIDs))})
 }
 
 func (u *ui) groupFormError(c *gin.Context, v groupFormView, err error) {

@@ -21,6 +21,7 @@ import (
 // keyLimitsView is the form that scopes and limits an API key.
 type keyLimitsView struct {
 	Key     *store.APIKey
+	Version string // the key's version (editVersion) the form was opened on
 	Name    string
 	Limits  auth.Limits
 	Methods []string // the methods ticked on the form
@@ -46,8 +47,9 @@ type scopeOption struct {
 const expiresLayout = "2006-01-02T15:04"
 
 // LimitsSummary describes a key's limits in a few words for the keys table.
-func LimitsSummary(k store.APIKey) string {
-	l := auth.LimitsOf(&k)
+func LimitsSummary(k store.APIKey) string { return limitsSummary(auth.LimitsOf(&k)) }
+
+func limitsSummary(l auth.Limits) string {
 	var parts []string
 	if l.Disabled {
 		parts = append(parts, "disabled")
@@ -83,7 +85,7 @@ func (u *ui) keyLimits(c *gin.Context) {
 		u.fail(c, gone(err, keyGone))
 		return
 	}
-	v := keyLimitsView{Key: k, Name: k.Name, Limits: auth.LimitsOf(k), Methods: []string{"POST", "GET"}}
+	v := keyLimitsView{Key: k, Version: keyVersion(k.Name, auth.LimitsOf(k)), Name: k.Name, Limits: auth.LimitsOf(k), Methods: []string{"POST", "GET"}}
 	if len(v.Limits.Methods) > 0 {
 		v.Methods = v.Limits.Methods
 	}
@@ -101,12 +103,12 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 	ctx := c.Request.Context()
 	k, err := u.Store.APIKey(ctx, c.Param("id"))
 	if err != nil {
-		u.fail(c, gone(err, keyGone))
+		u.redirectError(c, "/api-keys", gone(err, keyGone))
 		return
 	}
 	c.Request.ParseForm()
 	v := keyLimitsView{
-		Key: k, Name: form(c, "name"), CIDRs: form(c, "cidrs"), ExpiresAt: form(c, "expires_at"),
+		Key: k, Version: form(c, "version"), Name: form(c, "name"), CIDRs: form(c, "cidrs"), ExpiresAt: form(c, "expires_at"),
 		RatePerSecond: form(c, "rate_per_second"), RateBurst: form(c, "rate_burst"),
 	}
 	v.Methods, v.AllowAll = c.PostFormArray("methods"), form(c, "allow_all") != ""
@@ -179,7 +181,27 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		u.renderKeyLimits(c, http.StatusUnprocessableEntity, v, errs, "Please correct the marked "+plural(len(errs), "field.", "fields."))
 		return
 	}
-	err = u.Keys.Edit(ctx, k.ID, func(string, auth.Limits) (string, auth.Limits, error) { return v.Name, v.Limits, nil })
+	var savedName string
+	var saved auth.Limits
+	err = u.Keys.Edit(ctx, k.ID, func(name string, l auth.Limits) (string, auth.Limits, error) {
+		if stale(v.Version, keyVersion(name, l)) {
+			savedName, saved = name, l
+			return "", auth.Limits{}, errStale
+		}
+		return v.Name, v.Limits, nil
+	})
+	switch {
+	case errors.Is(err, errStale):
+		// Shown again as typed, over the version now saved: a second save
+		// replaces it, knowingly.
+		v.Version = keyVersion(savedName, saved)
+		u.renderKeyLimits(c, http.StatusConflict, v, nil, "Someone else saved this key after you opened this form. It is now “"+savedName+
+			"”, limits: "+limitsSummary(saved)+". Your changes below are not saved: save again to replace that version with them, or reload the page to start from it.")
+		return
+	case asError(err).Code == actions.CodeNotFound: // revoked meanwhile
+		u.redirectError(c, "/api-keys", gone(err, keyGone))
+		return
+	}
 	if err != nil {
 		if !isUserError(err) {
 			u.fail(c, err)
@@ -191,6 +213,14 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 	}
 	u.Log.Info("ui: api key limits saved", "id", k.ID, "prefix", k.Prefix, "by", account(c).User.Username)
 	u.redirect(c, "/api-keys", "Saved the limits of “"+v.Name+"”.")
+}
+
+// keyVersion is the version of a key that its limits form carries.
+func keyVersion(name string, l auth.Limits) string {
+	return editVersion(struct {
+		Name   string
+		Limits auth.Limits
+	}{name, l})
 }
 
 // limitsField maps the limits' field names to the form's: actions[2] -> actions,

@@ -69,7 +69,7 @@ type webhookPayload struct {
 func (u *ui) actionLink(c *gin.Context) {
 	act, err := u.Store.Action(c.Request.Context(), c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.fail(c, gone(err, actionGone))
 		return
 	}
 	v := linkView{Action: act, Kind: "signed", ExpiresH: defaultLinkHours}
@@ -85,7 +85,7 @@ func (u *ui) generateLink(c *gin.Context) {
 	ctx := c.Request.Context()
 	act, err := u.Store.Action(ctx, c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.redirectError(c, "/actions", gone(err, actionGone))
 		return
 	}
 	v := linkView{Action: act, KeyID: form(c, "key_id"), Sensor: readSensorForm(c, act), Kind: form(c, "kind"), Confirm: form(c, "confirm") != ""}
@@ -171,7 +171,7 @@ func (u *ui) testAction(c *gin.Context) {
 	ctx := c.Request.Context()
 	act, err := u.Store.Action(ctx, c.Param("id"))
 	if err != nil {
-		u.fail(c, err)
+		u.redirectError(c, "/actions", gone(err, actionGone))
 		return
 	}
 	v := linkView{Action: act, KeyID: form(c, "key_id"), Sensor: readSensorForm(c, act)}

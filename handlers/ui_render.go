@@ -5,7 +5,9 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -130,6 +132,29 @@ func gone(err error, msg string) error {
 	}
 	return err
 }
+
+// editVersion is a digest of what an edit form shows of a stored record. The
+// form carries it back (its "version" field), so that saving a form opened
+// before someone else saved the record is noticed instead of silently undoing
+// their change. A digest of the content, not a timestamp: a change undone
+// again is no conflict, and PostgreSQL's microseconds cannot make one.
+func editVersion(shown any) string {
+	b, err := json.Marshal(shown)
+	if err != nil {
+		panic(err) // the forms' own types: always encodable
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
+}
+
+// errStale is what an edit's callback returns when the record's version is no
+// longer the one the form was opened with.
+var errStale = errors.New("changed since the form was opened")
+
+// stale reports whether a posted form was opened on another version of the
+// record than now. A form without a version (one opened before an upgrade)
+// saves as before.
+func stale(posted, now string) bool { return posted != "" && posted != now }
 
 // form reads a trimmed form field.
 func form(c *gin.Context, name string) string { return strings.TrimSpace(c.PostForm(name)) }

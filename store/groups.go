@@ -18,9 +18,26 @@ func (s *Store) CreateGroup(ctx context.Context, g *Group) error {
 	}))
 }
 
-// UpdateGroup renames a group and replaces its members.
-func (s *Store) UpdateGroup(ctx context.Context, g *Group) error {
-	return wrap("update group", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+// UpdateGroup renames a group and replaces its members. If check is not nil,
+// it is first called with the group as it is while the update holds its row
+// (its members included, ordered): an error from check is returned as it is,
+// with nothing changed.
+func (s *Store) UpdateGroup(ctx context.Context, g *Group, check func(current *Group) error) error {
+	var checkErr error
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if check != nil {
+			var cur Group
+			if err := forUpdate(tx).Where("id = ?", g.ID).Take(&cur).Error; err != nil {
+				return err
+			}
+			err := tx.Model(&GroupMember{}).Where("group_id = ?", g.ID).Order("device_id").Pluck("device_id", &cur.DeviceIDs).Error
+			if err != nil {
+				return err
+			}
+			if checkErr = check(&cur); checkErr != nil {
+				return checkErr
+			}
+		}
 		if err := renameGroup(tx, g.ID, g.Name); err != nil {
 			return err
 		}
@@ -28,7 +45,11 @@ func (s *Store) UpdateGroup(ctx context.Context, g *Group) error {
 			return err
 		}
 		return setMembers(tx, g.ID, g.DeviceIDs)
-	}))
+	})
+	if checkErr != nil {
+		return checkErr // not wrap's: its reading of a database's error must not recast the caller's
+	}
+	return wrap("update group", err)
 }
 
 // RenameGroup renames a group and keeps its members.

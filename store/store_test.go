@@ -146,6 +146,45 @@ func TestCRUDAndReferences(t *testing.T) {
 	})
 }
 
+// UpdateGroup's check sees the group as it is when the update holds it, and
+// its refusal changes nothing.
+func TestUpdateGroupChecksTheGroupAsItIs(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		for _, id := range []string{"b", "a"} {
+			if err := st.CreateDevice(ctx, device(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now := time.Now().UTC()
+		if err := st.CreateGroup(ctx, &store.Group{ID: "g", Name: "lobby", CreatedAt: now, UpdatedAt: now, DeviceIDs: []string{"b", "a"}}); err != nil {
+			t.Fatal(err)
+		}
+		refused := errors.New("refused")
+		var seen store.Group
+		err := st.UpdateGroup(ctx, &store.Group{ID: "g", Name: "renamed"}, func(cur *store.Group) error {
+			seen = *cur
+			return refused
+		})
+		if err != refused {
+			t.Fatalf("the check's error came back as %v", err)
+		}
+		if seen.Name != "lobby" || strings.Join(seen.DeviceIDs, ",") != "a,b" {
+			t.Fatalf("the check saw %q with %v, want lobby with a,b", seen.Name, seen.DeviceIDs)
+		}
+		if g, err := st.Group(ctx, "g"); err != nil || g.Name != "lobby" || len(g.DeviceIDs) != 2 {
+			t.Fatalf("after a refused update: %+v %v", g, err)
+		}
+		err = st.UpdateGroup(ctx, &store.Group{ID: "g", Name: "renamed", DeviceIDs: []string{"a"}}, func(*store.Group) error { return nil })
+		if g, _ := st.Group(ctx, "g"); err != nil || g.Name != "renamed" || len(g.DeviceIDs) != 1 {
+			t.Fatalf("after an accepted update: %+v %v", g, err)
+		}
+		if err := st.UpdateGroup(ctx, &store.Group{ID: "nope", Name: "x"}, func(*store.Group) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a missing group: %v", err)
+		}
+	})
+}
+
 func newDispatch(id string, devices []string, idem string) *store.NewDispatch {
 	now := time.Now().UTC()
 	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: id, ActionID: "act", ActionName: "x", EventID: "evt", Function: "restart", Method: "POST", Targets: len(devices), CreatedAt: now}}

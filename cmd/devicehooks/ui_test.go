@@ -1222,6 +1222,103 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("a form left open on something deleted meanwhile says it is gone", func(t *testing.T) {
+		use(t)
+		newAction := func() string {
+			return s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+				"name": "Deleted under a form", "function": "refresh_content", "target": map[string]any{"type": "all"},
+			})["id"].(string)
+		}
+		key, _ := s.createKey("Revoked under a form")
+		group := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Deleted under a form"})["id"].(string)
+		editAct, linkAct := newAction(), newAction()
+		for _, c := range []struct{ form, button, api, list, want string }{
+			{"/actions/" + editAct + "/edit", "save-action", "/api/v1/actions/" + editAct, "actions", "This action no longer exists (already deleted?)."},
+			{"/actions/" + linkAct + "/link", "generate", "/api/v1/actions/" + linkAct, "actions", "This action no longer exists (already deleted?)."},
+			{"/groups/" + group + "/edit", "save-group", "/api/v1/groups/" + group, "groups", "This group no longer exists (already deleted?)."},
+			{"/api-keys/" + key + "/limits", "save-limits", "/api/v1/api-keys/" + key, "api_keys", "This API key no longer exists (already revoked?)."},
+		} {
+			b.open(c.form)
+			s.mustCall(http.StatusNoContent, "DELETE", c.api, nil)
+			b.submit(chromedp.Click(chromedp.ID(c.button)))
+			b.wantPage(c.list)
+			if got := b.text("#flash"); got != c.want || !b.has("#flash.flash-error") {
+				t.Fatalf("%s saved after a delete: flash %q, want %q", c.form, got, c.want)
+			}
+		}
+	})
+
+	t.Run("a form opened before someone else saved says so instead of undoing their change", func(t *testing.T) {
+		use(t)
+		id := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Edited twice", "function": "load_url", "params": map[string]any{"url": "https://example.com/a"},
+			"target": map[string]any{"type": "all"},
+		})["id"].(string)
+		b.open("/actions/" + id + "/edit")
+		// Meanwhile another admin disables it.
+		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/actions/"+id, map[string]any{
+			"name": "Edited twice", "function": "load_url", "params": map[string]any{"url": "https://example.com/a"},
+			"target": map[string]any{"type": "all"}, "enabled": false,
+		})
+		st := b.submit(
+			chromedp.SetValue(chromedp.ID("p-load-url-url"), "https://example.com/b"),
+			chromedp.Click(chromedp.ID("save-action")),
+		)
+		if st != http.StatusConflict {
+			t.Fatalf("a stale form's save: status %d, want 409", st)
+		}
+		if msg := b.text("#form-error"); !strings.Contains(msg, "Someone else saved this action") || !strings.Contains(msg, "disabled") {
+			t.Fatalf("the message %q does not say what changed", msg)
+		}
+		got := s.mustCall(http.StatusOK, "GET", "/api/v1/actions/"+id, nil)
+		if got["enabled"] != false || got["params"].(map[string]any)["url"] != "https://example.com/a" {
+			t.Fatalf("the stale save changed the action: %v", got)
+		}
+		// What was typed is kept; saving again replaces the other change, knowingly.
+		if v := evalIn[string](b, `document.getElementById("p-load-url-url").value`); v != "https://example.com/b" {
+			t.Fatalf("the typed URL is lost: %q", v)
+		}
+		b.submit(chromedp.Click(chromedp.ID("save-action")))
+		b.wantPage("actions")
+		got = s.mustCall(http.StatusOK, "GET", "/api/v1/actions/"+id, nil)
+		if got["enabled"] != true || got["params"].(map[string]any)["url"] != "https://example.com/b" {
+			t.Fatalf("the second save did not save the form: %v", got)
+		}
+
+		// The same for a key's limits: a disable made elsewhere is not undone.
+		key, _ := s.createKey("Limited twice")
+		b.open("/api-keys/" + key + "/limits")
+		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+key, map[string]any{"name": "Limited twice", "disabled": true})
+		st = b.submit(
+			chromedp.SetValue(chromedp.ID("name"), "Renamed in the form"),
+			chromedp.Click(chromedp.ID("save-limits")),
+		)
+		if st != http.StatusConflict {
+			t.Fatalf("a stale limits form's save: status %d, want 409", st)
+		}
+		if msg := b.text("#form-error"); !strings.Contains(msg, "Someone else saved this key") || !strings.Contains(msg, "disabled") {
+			t.Fatalf("the message %q does not say what changed", msg)
+		}
+		if got := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+key, nil); got["disabled"] != true || got["name"] != "Limited twice" {
+			t.Fatalf("the stale save changed the key: %v", got)
+		}
+
+		// And for a group: a member added elsewhere is not dropped.
+		s.createDevice("added-elsewhere")
+		group := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Grown elsewhere"})["id"].(string)
+		b.open("/groups/" + group + "/edit")
+		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/groups/"+group, map[string]any{"name": "Grown elsewhere", "device_ids": []string{"added-elsewhere"}})
+		if st := b.submit(chromedp.Click(chromedp.ID("save-group"))); st != http.StatusConflict {
+			t.Fatalf("a stale group form's save: status %d, want 409", st)
+		}
+		if msg := b.text("#form-error"); !strings.Contains(msg, "Someone else saved this group") || !strings.Contains(msg, "with 1 device") {
+			t.Fatalf("the message %q does not say what changed", msg)
+		}
+		if got := s.mustCall(http.StatusOK, "GET", "/api/v1/groups/"+group, nil)["device_ids"]; len(got.([]any)) != 1 {
+			t.Fatalf("the stale save changed the members: %v", got)
+		}
+	})
+
 	t.Run("the devices page follows presence live", func(t *testing.T) {
 		use(t)
 		token := s.createDevice("kiosk-9")
