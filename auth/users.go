@@ -305,6 +305,17 @@ func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next,
 	if err != nil {
 		return err
 	}
+	nextErr := checkPassword(next, "new_password")
+	if nextErr == nil && next == current {
+		nextErr = actions.Invalid("new_password", "must differ from the current password")
+	}
+	var confirmErr error
+	if confirm != next {
+		confirmErr = actions.Invalid("confirm_password", "does not match the new password")
+	}
+	if current == "" { // not a guess: no wait, and not counted
+		return errors.Join(actions.Invalid("current_password", "is required: the password you sign in with"), nextErr, confirmErr)
+	}
 	now := u.clock()
 	// The session's own count, over the session's whole life: others'
 	// failures behind the same address must not end it, and neither changing
@@ -321,14 +332,6 @@ func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next,
 			err = u.endSession(ctx, acc) // that was its last guess
 		}
 	}()
-	nextErr := checkPassword(next, "new_password")
-	if nextErr == nil && next == current {
-		nextErr = actions.Invalid("new_password", "must differ from the current password")
-	}
-	var confirmErr error
-	if confirm != next {
-		confirmErr = actions.Invalid("confirm_password", "does not match the new password")
-	}
 	ok, hash := false, ""
 	busy := withHashSlot(ctx, func() {
 		if ok = verifyPassword(user.PasswordHash, current); ok && nextErr == nil && confirmErr == nil {
@@ -350,7 +353,7 @@ func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next,
 		case <-time.After(u.FailDelay):
 		case <-ctx.Done():
 		}
-		currentErr = actions.Invalid("current_password", "is not your current password")
+		currentErr = actions.Invalid("current_password", "is not your current password (%d wrong ones in a row sign you out)", maxSessionFailures)
 	}
 	// Every problem at once, in the form's order.
 	if err := errors.Join(currentErr, nextErr, confirmErr); err != nil {

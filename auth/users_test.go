@@ -578,6 +578,14 @@ func TestChangePasswordGuessesAreLimited(t *testing.T) {
 			t.Fatalf("guess %d: %v", i, err)
 		}
 	}
+	// An empty current password is no guess: it is refused as missing, and
+	// however often, it does not end the session.
+	for range 2 * maxSessionFailures {
+		err := u.ChangePassword(ctx, acc, "", "new password!!", "new password!!")
+		if e := (*actions.Error)(nil); !errors.As(err, &e) || e.Field != "current_password" || !strings.HasPrefix(e.Detail, "is required") {
+			t.Fatalf("an empty current password: %v", err)
+		}
+	}
 	// A typo-prone admin: the right current password (with a mismatched
 	// confirmation) starts the count again.
 	if err := u.ChangePassword(ctx, acc, "old password!", "new password!!", "a typo"); actions.ErrorCode(err) != actions.CodeInvalidParams {
