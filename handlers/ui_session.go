@@ -101,15 +101,39 @@ func (u *ui) requireSession(c *gin.Context) {
 		respondError(c, u.Log, actions.Errorf(actions.CodeUnauthorized, "signed out"))
 		return
 	}
-	target := "/login"
-	if c.Request.Method == http.MethodGet && c.Request.URL.Path != "/" {
-		target += "?next=" + url.QueryEscape(c.Request.URL.RequestURI())
-	}
-	if token != "" {
+	next := c.Request.URL.RequestURI()
+	switch {
+	case c.Request.Method != http.MethodGet:
+		// A form sent once the session had ended (it expired, or the admin
+		// signed out in another tab): nothing of it was done, and that must
+		// be said; after signing in, back to the form's page.
+		next = formPage(c.FullPath(), c.Request.URL.Path, c.Param("id"))
+		u.setFlash(c, "Your session had ended, so what you sent was not saved. Sign in, then send it again.", true)
+	case token != "":
 		u.setFlash(c, "Your session has ended. Please sign in again.", false)
+	}
+	target := "/login"
+	if next = safeNext(next); next != "/" {
+		target += "?next=" + url.QueryEscape(next)
 	}
 	c.Redirect(http.StatusSeeOther, target)
 	c.Abort()
+}
+
+// formPage is the page that a form posted to a route (its pattern and path)
+// was sent from: most forms post to their own page.
+func formPage(route, path, id string) string {
+	switch route {
+	case "/actions/:id/enabled":
+		return "/actions"
+	case "/actions/:id/test":
+		return "/actions/" + url.PathEscape(id) + "/link"
+	case "/api-keys/:id/reveal":
+		return "/api-keys"
+	case "/settings/password", "/settings/tokens":
+		return "/settings"
+	}
+	return path
 }
 
 // checkCSRF requires the session's form token on every state-changing request,

@@ -194,3 +194,41 @@ func TestJoinedErrorsOnAForm(t *testing.T) {
 		t.Fatalf("field errors %v, %q", errs, msg)
 	}
 }
+
+// A form sent after the session ended leads, once signed in again, back to
+// the page it was sent from: every form's route has a page to come back to.
+func TestEveryFormHasAPageToComeBackTo(t *testing.T) {
+	r := gin.New()
+	registerUI(r, Deps{})
+	var pages []string
+	for _, rt := range r.Routes() {
+		if rt.Method == http.MethodGet {
+			pages = append(pages, rt.Path)
+		}
+	}
+	matches := func(pattern, path string) bool {
+		ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+		if len(ps) != len(xs) {
+			return false
+		}
+		for i := range ps {
+			if ps[i] != xs[i] && !strings.HasPrefix(ps[i], ":") {
+				return false
+			}
+		}
+		return true
+	}
+	for _, rt := range r.Routes() {
+		if rt.Method != http.MethodPost || rt.Path == "/login" || rt.Path == "/logout" || rt.Path == apiKeyCopyPath {
+			continue // not behind a session, or answered with JSON
+		}
+		page := formPage(rt.Path, strings.ReplaceAll(rt.Path, ":id", "x"), "x")
+		found := false
+		for _, p := range pages {
+			found = found || matches(p, page)
+		}
+		if !found {
+			t.Errorf("a form posted to %s comes back to %s, which is no page", rt.Path, page)
+		}
+	}
+}

@@ -207,6 +207,19 @@ func (b *uiBrowser) signIn(user, password string) int64 {
 	)
 }
 
+// setCookie sets a cookie for the server, as it would set it.
+func (b *uiBrowser) setCookie(name, value string) {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	_, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{
+		Name: name, Value: value, URL: b.base, HTTPOnly: new(true), SameSite: network.CookieSameSiteLax,
+	})
+	if err != nil {
+		b.t.Fatalf("browser: set cookie: %v", err)
+	}
+}
+
 // cookie returns the browser's session cookie for the server.
 func (b *uiBrowser) cookie() *http.Cookie {
 	b.t.Helper()
@@ -1473,6 +1486,28 @@ func TestUI(t *testing.T) {
 		if got := s.mustCall(http.StatusOK, "GET", "/api/v1/actions/"+id, nil)["ttl_s"]; got != float64(60) {
 			t.Fatalf("ttl_s after the refused edit: %v, want 60", got)
 		}
+	})
+
+	t.Run("a form sent after the session ended says nothing was saved and leads back to the form", func(t *testing.T) {
+		use(t)
+		b.open("/actions/new")
+		good := b.cookie()
+		// The session ends while the form is open (it expired, or another tab signed out).
+		b.setCookie("devicehooks_session", "dhs_ended")
+		b.submit(
+			chromedp.SetValue(chromedp.ID("name"), "Typed while signed out"),
+			chromedp.Click(chromedp.ID("save-action")),
+		)
+		b.wantPage("login")
+		if u, _ := url.Parse(b.location()); u.Query().Get("next") != "/actions/new" {
+			t.Fatalf("at %s, want next=/actions/new", b.location())
+		}
+		if got := b.text("#flash"); !strings.Contains(got, "not saved") {
+			t.Fatalf("flash %q", got)
+		}
+		b.setCookie(good.Name, good.Value)
+		b.open("/actions/new")
+		b.wantPage("action_form")
 	})
 
 	t.Run("a large form is read, and one over the limit says so", func(t *testing.T) {
