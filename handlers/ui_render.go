@@ -32,6 +32,10 @@ func (u *ui) render(c *gin.Context, status int, page string, v *web.View) {
 	if v.Flash == "" {
 		v.Flash, v.FlashError = u.takeFlash(c)
 	}
+	v.Reload = c.Request.URL.RequestURI()
+	if c.Request.Method != http.MethodGet {
+		v.Reload = formPage(c.FullPath(), c.Request.URL.Path, c.Param("id"))
+	}
 	var buf bytes.Buffer
 	if err := web.Render(&buf, page, v); err != nil {
 		u.Log.Error("ui: render", "page", page, "err", err)

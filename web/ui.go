@@ -38,6 +38,10 @@ type View struct {
 	Error      string            // a message for the whole form
 	Errors     map[string]string // field name -> message
 	Data       any
+	// Reload is where the page is loaded afresh when the browser shows it again
+	// from its back/forward cache: its own address, or for a page shown in
+	// answer to a form, the form's page.
+	Reload string
 
 	focused bool // Autofocus has marked a field
 }

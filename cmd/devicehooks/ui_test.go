@@ -1510,6 +1510,45 @@ func TestUI(t *testing.T) {
 		b.wantPage("action_form")
 	})
 
+	t.Run("back to a form just sent shows it afresh, and a form sent twice at once creates one", func(t *testing.T) {
+		use(t)
+		named := func(name string) int {
+			n := 0
+			for _, a := range s.mustCall(http.StatusOK, "GET", "/api/v1/actions?limit=500", nil)["items"].([]any) {
+				if a.(map[string]any)["name"] == name {
+					n++
+				}
+			}
+			return n
+		}
+		b.open("/actions/new")
+		b.submit(
+			chromedp.SetValue(chromedp.ID("name"), "Created once"),
+			chromedp.SetValue(chromedp.ID("function"), "refresh_content"),
+			chromedp.SetValue(chromedp.ID("target_type"), "all"),
+			chromedp.Click(chromedp.ID("save-action")),
+		)
+		b.wantPage("action_link")
+		// Back: the form is as the server sends it, empty, not as the browser
+		// kept it, with the name still in it.
+		b.submit(chromedp.NavigateBack())
+		b.waitJS(`document.body.dataset.page === "action_form" && document.getElementById("name").value === ""`, 5*time.Second)
+		if n := named("Created once"); n != 1 {
+			t.Fatalf("%d actions named “Created once”", n)
+		}
+		// Two submits in the same moment (a double click): one action.
+		b.submit(
+			chromedp.SetValue(chromedp.ID("name"), "Double clicked"),
+			chromedp.SetValue(chromedp.ID("function"), "refresh_content"),
+			chromedp.SetValue(chromedp.ID("target_type"), "all"),
+			chromedp.Evaluate[chromedp.Void](`(() => { const f = document.getElementById("action-form"); f.requestSubmit(); f.requestSubmit(); })()`),
+		)
+		b.wantPage("action_link")
+		if n := named("Double clicked"); n != 1 {
+			t.Fatalf("%d actions named “Double clicked”", n)
+		}
+	})
+
 	t.Run("a large form is read, and one over the limit says so", func(t *testing.T) {
 		use(t)
 		b.open("/groups/new")

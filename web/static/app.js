@@ -16,6 +16,39 @@
     if (message) { message.focus(); }
   }
 
+  // ---- Back and forth: a page the browser shows again is as the server
+  // sends it now. From the back/forward cache it would be as it was (a list
+  // without the change just made): it is loaded afresh, by GET (data-reload: a
+  // page shown in answer to a form reloads as the form's page). Loaded again,
+  // its forms would be filled in by the browser as they were left (a sent
+  // form, ready to create a second copy): they are reset.
+  // And a form is sent once: submitting it again while the first is on its
+  // way does nothing. ----
+
+  window.addEventListener("pageshow", function (ev) {
+    if (ev.persisted) {
+      window.location.replace(document.body.dataset.reload || window.location.href);
+      return;
+    }
+    var nav = performance.getEntriesByType && performance.getEntriesByType("navigation")[0];
+    if (!nav || nav.type !== "back_forward") { return; }
+    document.querySelectorAll("form").forEach(function (form) {
+      form.reset();
+      form.querySelectorAll("select").forEach(function (sel) { sel.dispatchEvent(new Event("change")); });
+    });
+  });
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (ev.defaultPrevented) { return; }
+    if (form.dataset.submitting === "true") { ev.preventDefault(); return; }
+    form.dataset.submitting = "true";
+    form.setAttribute("aria-busy", "true");
+    setTimeout(function () { // a sending stopped (Esc) must not lock the form
+      delete form.dataset.submitting;
+      form.removeAttribute("aria-busy");
+    }, 10000);
+  });
+
   // say shows text in a copy button's status, and clears it after ms.
   function say(btn, status, text, ms) {
     if (!status) { return; }
