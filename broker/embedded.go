@@ -72,12 +72,13 @@ const MaxPacketSize = 256 << 10
 
 // Embedded is a running mochi-mqtt broker.
 type Embedded struct {
-	srv     *mqtt.Server
-	tcpAddr string
-	wsAddr  string
-	auth    *authHook
-	routing *routingHook
-	close   sync.Once
+	srv      *mqtt.Server
+	tcpAddr  string
+	wsAddr   string
+	auth     *authHook
+	routing  *routingHook
+	sessions *sessionsHook
+	close    sync.Once
 }
 
 // ErrDropped means the broker took a message but dropped it for a subscriber
@@ -109,9 +110,11 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	auth := &authHook{cfg: cfg, srv: srv, log: log, refusedLog: newRefusalLog(cfg.PlausibleUser)}
 	routing := &routingHook{cfg: cfg, watching: map[string]watched{}}
+	sessions := &sessionsHook{srv: srv, max: MaxSessionsPerLogin, byUser: map[string][]string{}}
 	for _, hook := range []mqtt.Hook{
 		auth,
 		&presenceHook{cfg: cfg, srv: srv, present: map[*mqtt.Client]string{}},
+		sessions,
 		routing,
 		&packetIDHook{},
 		&connackHook{},
@@ -120,7 +123,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 			return nil, fmt.Errorf("broker: add hook %s: %w", hook.ID(), err)
 		}
 	}
-	e := &Embedded{srv: srv, auth: auth, routing: routing}
+	e := &Embedded{srv: srv, auth: auth, routing: routing, sessions: sessions}
 
 	ln, err := net.Listen("tcp", cfg.TCPAddr)
 	if err != nil {
@@ -199,10 +202,13 @@ func (e *Embedded) Subscribe(filter string, handler func(topic string, payload [
 	return err
 }
 
-// Disconnect closes every connection logged in as username (after a token
-// rotation or a device's deletion).
+// Disconnect closes every connection logged in as username and deletes the
+// sessions kept for it, with the commands queued in them (after a token
+// rotation or a device's deletion: nothing sent under the old token is
+// delivered under the new one).
 func (e *Embedded) Disconnect(username string) {
-	for _, cl := range e.srv.Clients.GetAll() {
+	e.sessions.endAll(username, packets.ErrNotAuthorized)
+	for _, cl := range e.srv.Clients.GetAll() { // one still logging in
 		if !cl.Net.Inline && string(cl.Properties.Username) == username {
 			_ = e.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
 		}

@@ -533,3 +533,55 @@ func TestPlayersPacketIDsAreItsOwn(t *testing.T) {
 	}
 	inFlight(0, "after the PUBACKs")
 }
+
+// One login cannot pile up sessions: connecting under ever new client ids
+// with persistent sessions (a stolen device token, or a misconfigured player
+// with a random client id) leaves MaxSessionsPerLogin sessions at most, the
+// newest; its newest connection always gets in, and an older one still
+// connected is closed. Disconnect (a token rotation) deletes the kept ones,
+// with the commands queued in them.
+func TestSessionsPerLoginAreBounded(t *testing.T) {
+	e := startBroker(t, EmbeddedConfig{})
+	const topic = "dev/commands"
+	persistent := func(user string) func(*paho.ClientOptions) {
+		return func(o *paho.ClientOptions) { o.SetCleanSession(false).SetUsername(user) }
+	}
+	live := connect(t, e, "first", persistent("dev"))
+	wait(t, "subscribe", live.Subscribe(topic, 1, func(paho.Client, paho.Message) {}))
+	for i := range 3 * MaxSessionsPerLogin {
+		c := connect(t, e, fmt.Sprint("ghost-", i), persistent("dev"))
+		wait(t, "subscribe", c.Subscribe(topic, 1, func(paho.Client, paho.Message) {}))
+		c.Disconnect(0)
+	}
+	kept := func(user string) (n int) {
+		for _, cl := range e.srv.Clients.GetAll() {
+			if string(cl.Properties.Username) == user {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for live.IsConnectionOpen() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if live.IsConnectionOpen() {
+		t.Fatal("the oldest session's connection is still open past the bound")
+	}
+	if n := kept("dev"); n != MaxSessionsPerLogin || e.sessions.sessions("dev") != n {
+		t.Fatalf("%d sessions kept for one login (%d counted), want %d", n, e.sessions.sessions("dev"), MaxSessionsPerLogin)
+	}
+	// Another login is not touched by this one's bound.
+	other := connect(t, e, "other", persistent("other"))
+	wait(t, "subscribe", other.Subscribe(topic, 1, func(paho.Client, paho.Message) {}))
+	if !other.IsConnectionOpen() {
+		t.Fatal("another login's connection was closed")
+	}
+	e.Disconnect("dev")
+	if n := kept("dev"); n != 0 {
+		t.Fatalf("%d sessions kept after Disconnect", n)
+	}
+	if n := kept("other"); n != 1 {
+		t.Fatalf("Disconnect of one login left %d sessions of another", n)
+	}
+}
