@@ -15,6 +15,12 @@ const apiKeyParam = "api_key"
 // that link until it expires, which Mask hides whole.
 const sigParam = "sig"
 
+// payloadParam is a GET link's payload: base64 JSON with the action's event
+// id, which is half of what fires it (security.md), and the caller's sensor
+// data and idempotency key. The request log records the event id where admins
+// see it; the access log keeps none of it.
+const payloadParam = "payload"
+
 // Mask returns s with secrets hidden, for log lines. Every token-looking
 // substring (a kind prefix followed by base62 characters) becomes its
 // DisplayPrefix + "…", and the value of an api_key query parameter, plain
@@ -31,7 +37,8 @@ func Mask(s string) string {
 }
 
 // MaskQuery returns a URL's raw query with secrets hidden, for log lines: the
-// value of every api_key and sig parameter is hidden as Mask hides it, however
+// value of every api_key and sig parameter is hidden as Mask hides it, and a
+// link's payload whole, however
 // its name is escaped ("%73ig" is the "sig" a server reads), and Mask hides
 // tokens in the rest.
 func MaskQuery(raw string) string {
@@ -68,7 +75,7 @@ func hiddenParam(escapedName, value string) (kept string, ok bool) {
 		return "", false
 	}
 	switch {
-	case asciiEqualFold(name, sigParam):
+	case asciiEqualFold(name, sigParam), asciiEqualFold(name, payloadParam):
 		return "", true
 	case asciiEqualFold(name, apiKeyParam):
 		return shownPart(value), true

@@ -277,8 +277,9 @@ func TestMaskQuery(t *testing.T) {
 	const sig = "vDp5-ZR9N4P0xq_7Yt2s"
 	key := NewToken(APIKeyPrefix)
 	cases := []struct{ name, in, want string }{
-		{"plain", "key_id=k1&sig=" + sig + "&payload=e30", "key_id=k1&sig=…&payload=e30"},
-		{"escaped name", "key_id=k1&%73ig=" + sig + "&payload=e30", "key_id=k1&%73ig=…&payload=e30"},
+		{"plain", "key_id=k1&sig=" + sig + "&payload=e30", "key_id=k1&sig=…&payload=…"},
+		{"escaped name", "key_id=k1&%73ig=" + sig + "&payload=e30", "key_id=k1&%73ig=…&payload=…"},
+		{"a link with the key", "api_key=" + key + "&%70ayload=eyJldmVudF9pZCI6ImV2dCJ9", "api_key=" + key[:10] + "…&%70ayload=…"},
 		{"escaped upper case", "%53%49%47=" + sig, "%53%49%47=…"},
 		{"api_key with an escaped underscore", "api%5Fkey=" + key + "&x=1", "api%5Fkey=" + key[:10] + "…&x=1"},
 		{"api_key with plus-free escapes", "%61pi_key=hunter2-not-a-token", "%61pi_key=hunter…"},
