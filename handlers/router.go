@@ -72,9 +72,10 @@ func New(d Deps) (http.Handler, error) {
 	if d.MaxHeader <= 0 {
 		d.MaxHeader = 16 << 10
 	}
+	cop := crossOriginProtection(d)
 	wh := &webhookHandler{
 		st: d.Store, keys: d.Keys, dispatch: d.Dispatcher, log: d.Log, reqlog: d.RequestLog, metrics: d.Metrics,
-		maxBody: d.MaxBody, maxHeader: d.MaxHeader,
+		maxBody: d.MaxBody, maxHeader: d.MaxHeader, cop: cop,
 		slots: make(chan struct{}, d.MaxConcurrent), waits: make(chan struct{}, max(8, d.MaxConcurrent/8)),
 	}
 	r.NoMethod(func(c *gin.Context) { // gin has set the Allow header
@@ -126,7 +127,7 @@ func New(d Deps) (http.Handler, error) {
 	// Operators scrape with the admin token here, or without one on --metrics-addr.
 	r.GET("/metrics", noStore, requireAdmin(d.Admins, d.Log), gin.WrapH(d.Metrics.Handler()))
 
-	u := registerUI(r, d)
+	u := registerUI(r, d, cop)
 	// An unknown path: a browser asking for a page gets the UI's "Not found"
 	// page; the management API, the webhook and other clients get the JSON error.
 	r.NoRoute(func(c *gin.Context) {

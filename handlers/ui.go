@@ -21,15 +21,11 @@ type ui struct {
 	secretSeal func() (cipher.AEAD, error)
 }
 
-// registerUI adds the admin web UI's routes.
-func registerUI(r *gin.Engine, d Deps) *ui {
-	u := &ui{Deps: d, cop: http.NewCrossOriginProtection()}
+// registerUI adds the admin web UI's routes; cop refuses what another site's
+// page sends (crossOriginProtection).
+func registerUI(r *gin.Engine, d Deps, cop *http.CrossOriginProtection) *ui {
+	u := &ui{Deps: d, cop: cop}
 	u.secretSeal = sync.OnceValues(u.newSecretSeal)
-	if d.PublicURL != "" {
-		if err := u.cop.AddTrustedOrigin(originOf(d.PublicURL)); err != nil {
-			d.Log.Warn("ui: --public-url is not a usable origin", "url", d.PublicURL, "err", err)
-		}
-	}
 
 	r.GET("/static/*filepath", u.static)
 	r.HEAD("/static/*filepath", u.static)
@@ -100,6 +96,19 @@ func registerUI(r *gin.Engine, d Deps) *ui {
 }
 
 // originOf returns the scheme://host of a URL.
+// crossOriginProtection refuses the requests that a browser marks as sent by
+// another site's page (Sec-Fetch-Site, or else an Origin other than Host),
+// trusting --public-url's origin, which a proxy in front may not pass as Host.
+func crossOriginProtection(d Deps) *http.CrossOriginProtection {
+	cop := http.NewCrossOriginProtection()
+	if d.PublicURL != "" {
+		if err := cop.AddTrustedOrigin(originOf(d.PublicURL)); err != nil {
+			d.Log.Warn("--public-url is not a usable origin", "url", d.PublicURL, "err", err)
+		}
+	}
+	return cop
+}
+
 func originOf(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {

@@ -199,7 +199,7 @@ func TestJoinedErrorsOnAForm(t *testing.T) {
 // the page it was sent from: every form's route has a page to come back to.
 func TestEveryFormHasAPageToComeBackTo(t *testing.T) {
 	r := gin.New()
-	registerUI(r, Deps{})
+	registerUI(r, Deps{}, http.NewCrossOriginProtection())
 	var pages []string
 	for _, rt := range r.Routes() {
 		if rt.Method == http.MethodGet {

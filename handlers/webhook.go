@@ -37,8 +37,9 @@ type webhookHandler struct {
 	metrics   *metrics.Metrics
 	maxBody   int64
 	maxHeader int
-	slots     chan struct{} // bounds concurrent webhook calls
-	waits     chan struct{} // bounds calls waiting for acks, a smaller share
+	cop       *http.CrossOriginProtection // a link's form posted by another site's page
+	slots     chan struct{}               // bounds concurrent webhook calls
+	waits     chan struct{}               // bounds calls waiting for acks, a smaller share
 }
 
 // call is what one webhook call did, for the request log and metrics.
@@ -143,7 +144,7 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		h.fail(c, cl, err)
 		return
 	}
-	if link && c.Request.Method == http.MethodPost && crossSite(c.Request) {
+	if link && c.Request.Method == http.MethodPost && h.cop.Check(c.Request) != nil {
 		// A confirm link's button posts from its own page. Another site's
 		// form would fire a leaked link through a browser that may use it
 		// (inside a key's address ranges), without the click the link asks for.
@@ -327,16 +328,6 @@ func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
 		}
 	}
 	return url.Values{}, false, nil
-}
-
-// crossSite tells a browser's request made by another site's page (the
-// browser says so in Sec-Fetch-Site; other clients send none).
-func crossSite(r *http.Request) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "cross-site", "same-site":
-		return true
-	}
-	return false
 }
 
 // linkFields are the query parameters of a link: its key or signature, and

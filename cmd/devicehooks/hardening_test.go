@@ -330,10 +330,14 @@ func TestSignedAndSafeLinks(t *testing.T) {
 	for _, m := range regexp.MustCompile(`name="([a-z_]+)" value="([^"]*)"`).FindAllStringSubmatch(string(page), -1) {
 		form.Set(m[1], htmlUnescape(m[2]))
 	}
+	// site is the Sec-Fetch-Site a browser sends, or "origin:" and the
+	// Origin alone, as browsers without it (or on plain HTTP) send.
 	confirm := func(site string) int {
 		req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		if site != "" {
+		if origin, ok := strings.CutPrefix(site, "origin:"); ok {
+			req.Header.Set("Origin", origin)
+		} else if site != "" {
 			req.Header.Set("Sec-Fetch-Site", site)
 		}
 		resp, err := http.DefaultClient.Do(req)
@@ -344,13 +348,13 @@ func TestSignedAndSafeLinks(t *testing.T) {
 		return resp.StatusCode
 	}
 	// Another site's form does not fire it through a visitor's browser.
-	for _, site := range []string{"cross-site", "same-site"} {
+	for _, site := range []string{"cross-site", "same-site", "origin:https://evil.example"} {
 		if status := confirm(site); status != http.StatusForbidden {
 			t.Fatalf("a confirm form posted from a %s page: %d, want 403", site, status)
 		}
 	}
 	p.none(200 * time.Millisecond)
-	for _, site := range []string{"same-origin", ""} { // its own page; a client that is no browser
+	for _, site := range []string{"same-origin", "origin:" + s.base, ""} { // its own page; a client that is no browser
 		if status := confirm(site); status != 200 {
 			t.Fatalf("confirming (Sec-Fetch-Site %q): %d", site, status)
 		}
