@@ -52,7 +52,7 @@ var Catalogue = []Function{
 		{Name: "duration_s", Label: "Duration (seconds)", Type: "int", Help: "seconds to show it before returning to the loop"},
 	}, validate: validateLoadURL},
 	{Name: SetEmergency, Label: "Enable/Disable Emergency", Params: []Param{
-		{Name: "enabled", Label: "Enabled", Type: "bool", Required: true, Help: "turn emergency mode on or off"},
+		{Name: "enabled", Label: "Emergency mode", Type: "bool", Required: true, Help: "turn emergency mode on or off"},
 		{Name: "message", Label: "Message", Type: "string", Help: "text shown in emergency mode"},
 		{Name: "url", Label: "URL", Type: "url", Help: "page shown in emergency mode"},
 	}, validate: validateEmergency},

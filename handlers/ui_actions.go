@@ -433,8 +433,12 @@ func (u *ui) setActionEnabled(c *gin.Context) {
 		act = *a
 		return nil
 	})
+	back := "/actions" // the list's page the switch was on
+	if n, err := strconv.Atoi(form(c, "page")); err == nil && n > 1 {
+		back += "?page=" + strconv.Itoa(n)
+	}
 	if err != nil {
-		u.redirectError(c, "/actions", gone(err, actionGone))
+		u.redirectError(c, back, gone(err, actionGone))
 		return
 	}
 	state := "Disabled"
@@ -442,7 +446,7 @@ func (u *ui) setActionEnabled(c *gin.Context) {
 		state = "Enabled"
 	}
 	u.Log.Info("ui: action "+strings.ToLower(state), "id", act.ID, "by", account(c).User.Username)
-	u.redirect(c, "/actions", state+" the action “"+act.Name+"”.")
+	u.redirect(c, back, state+" the action “"+act.Name+"”.")
 }
 
 func (u *ui) confirmDeleteAction(c *gin.Context) {

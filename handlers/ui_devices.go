@@ -197,6 +197,9 @@ func (u *ui) updateDevice(c *gin.Context) {
 		u.redirectError(c, "/devices", gone(err, deviceGone))
 		return
 	}
+	if v.Name == "" { // as on adding it: shown by its id
+		v.Name = v.ID
+	}
 	name, err := actions.RequiredName("name", v.Name)
 	if err == nil {
 		err = u.Store.RenameDevice(c.Request.Context(), v.ID, name)
@@ -264,8 +267,9 @@ func (u *ui) confirmDeleteDevice(c *gin.Context) {
 			Message: "The device “" + d.Name + "” (" + d.ID + ") cannot be deleted while " +
 				plural(len(targeting), "this action targets", "these actions target") + " it:",
 			Blocked: blockingActions(targeting),
-			Detail:  "Change their target to another device, or delete them, then delete the device.",
-			Cancel:  "/devices",
+			Detail: "Change " + plural(len(targeting), "its target", "their target") + " to another device, or delete " +
+				plural(len(targeting), "it", "them") + ", then delete the device.",
+			Cancel: "/devices",
 		})
 		return
 	}

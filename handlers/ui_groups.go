@@ -292,8 +292,9 @@ func (u *ui) confirmDeleteGroup(c *gin.Context) {
 			Message: "The group “" + g.Name + "” cannot be deleted while " +
 				plural(len(targeting), "this action targets", "these actions target") + " it:",
 			Blocked: blockingActions(targeting),
-			Detail:  "Change their target to another group or device, or delete them, then delete the group.",
-			Cancel:  "/groups",
+			Detail: "Change " + plural(len(targeting), "its target", "their target") + " to another group or device, or delete " +
+				plural(len(targeting), "it", "them") + ", then delete the group.",
+			Cancel: "/groups",
 		})
 		return
 	}

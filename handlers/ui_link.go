@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"maps"
 	"net/http"
 	"net/url"
@@ -133,7 +132,7 @@ func (u *ui) generateLink(c *gin.Context) {
 		u.fail(c, err)
 		return
 	}
-	raw, err := json.Marshal(p)
+	raw, err := marshalUnescaped(p) // the payload as typed: "<b>", not "\u003cb\u003e"
 	if err != nil {
 		u.fail(c, err)
 		return
@@ -179,13 +178,19 @@ func (u *ui) testAction(c *gin.Context) {
 		u.renderLink(c, http.StatusConflict, v, nil, "This action is disabled: enable it on the actions page to test it.")
 		return
 	}
-	if act.TargetType != actions.TargetDevice && form(c, "confirmed") == "" {
-		u.confirmTest(c, act, v)
-		return
-	}
 	t := actions.Trigger{Action: act, Method: "TEST", Source: c.ClientIP()}
 	if v.Sensor != nil {
 		t.SensorData = map[string]any{"id": v.Sensor.ID, "event": v.Sensor.Event, "value": v.Sensor.Value}
+		// Refused now, at the fields, rather than after "Fire now?".
+		if _, err := actions.SensorParams(t.SensorData); err != nil {
+			errs, msg := fieldErrors(err, sensorField)
+			u.renderLink(c, http.StatusUnprocessableEntity, v, errs, msg)
+			return
+		}
+	}
+	if act.TargetType != actions.TargetDevice && form(c, "confirmed") == "" {
+		u.confirmTest(c, act, v)
+		return
 	}
 	out, err := u.Dispatcher.Trigger(ctx, t)
 	if err != nil {

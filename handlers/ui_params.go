@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -91,14 +92,24 @@ func commandParams(payload string) (map[string]any, string) {
 	if json.Unmarshal([]byte(payload), &msg) != nil || len(msg.Params) == 0 {
 		return nil, ""
 	}
-	// Shown as text (the template escapes it): no \u0026 for every '&'.
-	var raw strings.Builder
-	enc := json.NewEncoder(&raw)
-	enc.SetEscapeHTML(false)
-	if enc.Encode(msg.Params) != nil {
+	raw, err := marshalUnescaped(msg.Params)
+	if err != nil {
 		return nil, ""
 	}
-	return msg.Params, strings.TrimSuffix(raw.String(), "\n")
+	return msg.Params, string(raw)
+}
+
+// marshalUnescaped is json.Marshal without its HTML escapes: JSON shown as
+// text on a page (the template escapes it) or copied from one reads as
+// typed, "&" and "<b>", not "\u0026" and "\u003cb\u003e".
+func marshalUnescaped(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // shorten cuts s to n characters, marking the cut with "…".

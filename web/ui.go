@@ -136,8 +136,9 @@ var funcs = template.FuncMap{
 	"iso":  isoTime,
 	"when": whenText,
 	"ago":  agoText,
-	"plural": func(n int, one, many string) string {
-		if n == 1 {
+	// plural picks one or many by a count, an int or an int64.
+	"plural": func(n any, one, many string) string {
+		if n == 1 || n == int64(1) {
 			return one
 		}
 		return many

@@ -1153,6 +1153,38 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("sensor data is checked before a test asks to fire, and a payload shows as typed", func(t *testing.T) {
+		use(t)
+		id := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Every door sensor", "function": "sensor_event", "target": map[string]any{"type": "all"},
+		})["id"].(string)
+		b.open("/actions/" + id + "/link")
+		// Without its sensor data a test would be refused: it says so at the
+		// fields, not after "Fire … now on every device?".
+		if st := b.submit(chromedp.Click(chromedp.ID("test-action"))); st != http.StatusUnprocessableEntity {
+			t.Fatalf("a test without sensor data: status %d, want 422", st)
+		}
+		b.wantPage("action_link")
+		if msg := b.text("#err-sensor-id"); !strings.Contains(msg, "required") {
+			t.Fatalf("sensor id error %q", msg)
+		}
+		// A signed link's lifetime shows only for a signed link.
+		b.do(chromedp.SetValue(chromedp.ID("link-kind"), "key"),
+			chromedp.Evaluate[chromedp.Void](`document.getElementById("link-kind").dispatchEvent(new Event("change"))`))
+		if evalIn[bool](b, `document.getElementById("expires-h").offsetParent !== null`) {
+			t.Fatal("the signed link's lifetime shows for a link with the key")
+		}
+		b.submit(
+			chromedp.SetValue(chromedp.ID("key_id"), keyID),
+			chromedp.SetValue(chromedp.ID("sensor-id"), "door-1"),
+			chromedp.SetValue(chromedp.ID("sensor-event"), "<b>opened</b> & closed"),
+			chromedp.Click(chromedp.ID("generate")),
+		)
+		if got := b.text("#payload"); !strings.Contains(got, `"event":"<b>opened</b> & closed"`) {
+			t.Fatalf("the payload does not show the event as typed: %s", got)
+		}
+	})
+
 	t.Run("the URL generator marks and refuses keys whose links would be refused", func(t *testing.T) {
 		use(t)
 		other := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
@@ -1382,8 +1414,17 @@ func TestUI(t *testing.T) {
 			t.Fatalf("no Edit link in kiosk-10's row: %s", b.text(`tr[data-device="kiosk-10"]`))
 		}
 		b.open("/devices/kiosk-10/edit")
-		if st := b.submit(chromedp.Clear(chromedp.ID("name")), chromedp.Click(chromedp.ID("save-device"))); st != http.StatusUnprocessableEntity {
-			t.Fatalf("an empty name: status %d, want 422", st)
+		// Emptied, the name is the id, as when a device is added without one.
+		b.submit(chromedp.SetValue(chromedp.ID("name"), "Named for a while"), chromedp.Click(chromedp.ID("save-device")))
+		b.open("/devices/kiosk-10/edit")
+		b.submit(chromedp.Clear(chromedp.ID("name")), chromedp.Click(chromedp.ID("save-device")))
+		b.wantPage("devices")
+		if got := s.mustCall(http.StatusOK, "GET", "/api/v1/devices/kiosk-10", nil)["name"]; got != "kiosk-10" {
+			t.Fatalf("an emptied name saved as %q, want the id", got)
+		}
+		b.open("/devices/kiosk-10/edit")
+		if st := b.submit(chromedp.SetValue(chromedp.ID("name"), "two\tcolumns"), chromedp.Click(chromedp.ID("save-device"))); st != http.StatusUnprocessableEntity {
+			t.Fatalf("a name with a tab: status %d, want 422", st)
 		}
 		b.wantPage("device_form")
 		if !b.has("#err-name") {
@@ -2115,7 +2156,7 @@ func TestUI(t *testing.T) {
 		// The parameters are named for people, the API's names kept in their help.
 		for id, want := range map[string]string{
 			"p-load-url-url": "URL", "p-load-url-duration-s": "Duration (seconds)",
-			"p-refresh-datasource-datasource-id": "Datasource id", "p-set-emergency-enabled": "Enabled",
+			"p-refresh-datasource-datasource-id": "Datasource id", "p-set-emergency-enabled": "Emergency mode",
 		} {
 			label := evalIn[string](b, `document.querySelector('label[for="`+id+`"]').textContent.trim()`)
 			if !strings.HasPrefix(label, want) {

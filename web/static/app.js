@@ -137,7 +137,7 @@
       headers: { "Accept": "application/json", "X-CSRF-Token": csrfToken() }
     })
       .then(function (r) {
-        if (r.status === 401) { window.location.assign("/login?next=" + encodeURIComponent(location.pathname)); }
+        if (r.status === 401) { window.location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search)); }
         if (!r.ok) { throw new Error("HTTP " + r.status); }
         return r.json();
       })
@@ -151,7 +151,8 @@
   });
 
   // ---- Action form: show the parameters of the chosen function and the
-  // picker of the chosen target type. Hidden fieldsets are disabled, so their
+  // picker of the chosen target type; the link generator: a signed link's
+  // lifetime only for a signed link. Hidden fieldsets are disabled, so their
   // fields are not sent. ----
 
   function bindSwitch(selectID, attr) {
@@ -169,6 +170,7 @@
   }
   bindSwitch("function", "data-for-function");
   bindSwitch("target_type", "data-for-target");
+  bindSwitch("link-kind", "data-for-kind");
 
   // ---- Checkbox lists: a long one (data-filter-label) gets a filter box that
   // hides the boxes whose text does not contain what is typed. Hidden boxes
@@ -305,7 +307,7 @@
       if (document.hidden || paused()) { skip(); return; }
       fetch(live.dataset.live, { headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
         .then(function (r) {
-          if (r.status === 401) { window.location.assign("/login?next=" + encodeURIComponent(location.pathname)); throw new Error("signed out"); }
+          if (r.status === 401) { window.location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search)); throw new Error("signed out"); }
           if (!r.ok) { throw new Error("HTTP " + r.status); }
           return r.json();
         })
