@@ -276,9 +276,12 @@ func (u *ui) staleActionMessage(ctx context.Context, a *store.Action) string {
 	if names, err := u.targetNames(ctx, []store.Action{*a}); err == nil {
 		now += " to " + names(a.TargetType, a.TargetID)
 	}
-	now += fmt.Sprintf(", %s, commands valid %d s", map[bool]string{true: "enabled", false: "disabled"}[a.Enabled], a.TTLSeconds)
-	return "Someone else saved this action after you opened this form. It is now " + now +
-		". Your changes below are not saved: save again to replace that version with them, or reload the page to start from it."
+	state := "disabled"
+	if a.Enabled {
+		state = "enabled"
+	}
+	now += fmt.Sprintf(", %s, commands valid %d s", state, a.TTLSeconds)
+	return staleMessage("action", now)
 }
 
 // actionFormError shows a validation error next to its field, or fails.

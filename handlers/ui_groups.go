@@ -181,9 +181,7 @@ func (u *ui) updateGroup(c *gin.Context) {
 		// replaces it, knowingly.
 		v.Version = groupVersion(&saved)
 		n := len(saved.DeviceIDs)
-		u.renderGroupForm(c, http.StatusConflict, v, nil, fmt.Sprintf("Someone else saved this group after you opened this form. "+
-			"It is now “%s” with %d %s. Your changes below are not saved: save again to replace that version with them, or reload the page to start from it.",
-			saved.Name, n, plural(n, "device", "devices")))
+		u.renderGroupForm(c, http.StatusConflict, v, nil, staleMessage("group", fmt.Sprintf("“%s” with %d %s", saved.Name, n, plural(n, "device", "devices"))))
 		return
 	case errors.Is(err, store.ErrNotFound): // the group, or one of the devices, is gone
 		if _, gerr := u.Store.Group(ctx, g.ID); gerr != nil {

@@ -195,8 +195,7 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		// Shown again as typed, over the version now saved: a second save
 		// replaces it, knowingly.
 		v.Version = keyVersion(savedName, saved)
-		u.renderKeyLimits(c, http.StatusConflict, v, nil, "Someone else saved this key after you opened this form. It is now “"+savedName+
-			"”, limits: "+limitsSummary(saved)+". Your changes below are not saved: save again to replace that version with them, or reload the page to start from it.")
+		u.renderKeyLimits(c, http.StatusConflict, v, nil, staleMessage("key", "“"+savedName+"”, limits: "+limitsSummary(saved)))
 		return
 	case asError(err).Code == actions.CodeNotFound: // revoked meanwhile
 		u.redirectError(c, "/api-keys", gone(err, keyGone))

@@ -155,6 +155,13 @@ func editVersion(shown any) string {
 // longer the one the form was opened with.
 var errStale = errors.New("changed since the form was opened")
 
+// staleMessage says that a record (what: "action") was saved by someone else
+// while its form was open, and what it is now.
+func staleMessage(what, now string) string {
+	return "Someone else saved this " + what + " after you opened this form. It is now " + now +
+		". Your changes below are not saved: save again to replace that version with them, or reload the page to start from it."
+}
+
 // stale reports whether a posted form was opened on another version of the
 // record than now. A form without a version (one opened before an upgrade)
 // saves as before.
