@@ -11,7 +11,9 @@
 
   // What the player shows; window.player exposes it for debugging and tests.
   const state = {
-    url: "",              // what load_url showed last
+    url: "",              // what is shown ("": idle)
+    base: "",             // the last page loaded without a duration ("": idle)
+    until: 0,             // when the timed page shown gives way to base (ms since the epoch), 0: none
     emergency: { enabled: false, message: "", url: "" },
     paused: false,
     version: 0,           // applied desired-state version
@@ -44,8 +46,8 @@
 
   function show(url) {
     state.url = url;
-    $("content").src = url;
-    $("idle").hidden = true;
+    if (url) $("content").src = url; else $("content").removeAttribute("src");
+    $("idle").hidden = !!url;
   }
 
   function render() {
@@ -68,10 +70,17 @@
       case "load_url": {
         const u = httpURL(p.url || "");
         if (!u) return "invalid params: url must be an http or https URL";
-        const previous = state.url;
+        // A timed page gives way to the last page loaded without a duration (or
+        // idle), whatever else was loaded meanwhile; a newer load replaces it.
         clearTimeout(revertTimer);
+        state.until = 0;
         show(u);
-        if (p.duration_s > 0 && previous) revertTimer = setTimeout(() => show(previous), p.duration_s * 1000);
+        if (p.duration_s > 0) {
+          state.until = Date.now() + p.duration_s * 1000;
+          revertTimer = setTimeout(() => { state.until = 0; show(state.base); }, p.duration_s * 1000);
+        } else {
+          state.base = u;
+        }
         break;
       }
       case "set_emergency":
@@ -103,6 +112,7 @@
     const topic = { commands: base + "commands", acks: base + "acks", status: base + "status", desired: base + "desired" };
     const status = (s) => JSON.stringify({ state: s, at: new Date().toISOString() });
 
+    let backoff = 0, retry = null, refused = false; // reconnecting: see the "close" handler
     setConn("connecting");
     const client = mqtt.connect(cfg.broker, {
       protocolVersion: 4,
@@ -113,11 +123,12 @@
       resubscribe: false, // we subscribe ourselves on every connect, before saying online
       keepalive: 30,
       connectTimeout: 10000,
-      reconnectPeriod: 3000 + Math.floor(Math.random() * 4000), // spread a fleet's reconnects
+      reconnectPeriod: 0, // we reconnect ourselves, below: mqtt.js would at a fixed period
       will: { topic: topic.status, payload: '{"state":"offline"}', qos: 1, retain: true },
     });
 
     client.on("connect", async () => {
+      backoff = 0;
       try {
         // Subscribe first, then say online: the server sends commands once we are online.
         await client.subscribeAsync({ [topic.commands]: { qos: 1 }, [topic.desired]: { qos: 1 } });
@@ -129,10 +140,29 @@
         log("subscribe failed (check the device id and topic prefix): " + err.message);
       }
     });
-    client.on("reconnect", () => setConn("reconnecting"));
-    client.on("offline", () => setConn("offline"));
-    // A wrong token shows as "Connection refused: Not authorized".
-    client.on("error", (err) => { setConn("error", "error"); log("error: " + err.message); });
+
+    // After a lost connection (or a failed attempt): a random pause, backing off
+    // to about 30 s, so that a fleet does not stampede a restarted broker. A
+    // refused login (a wrong or rotated token) is not retried: reload the page
+    // with the new token.
+    client.on("close", () => {
+      if (refused || retry) return;
+      setConn("offline");
+      const pause = backoff + Math.random() * 1000;
+      backoff = Math.min(2 * backoff + 1000, 30000);
+      retry = setTimeout(() => {
+        retry = null;
+        if (refused) return;
+        setConn("reconnecting");
+        client.reconnect();
+      }, pause);
+    });
+    client.on("error", (err) => {
+      // A CONNACK that refuses the login: "Connection refused: Not authorized".
+      if (typeof err.code === "number" && !client.connected) refused = true;
+      setConn("error", "error");
+      log("error: " + err.message);
+    });
 
     client.on("message", (t, payload) => {
       let msg;

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -57,6 +58,9 @@ func TestBrowserPlayer(t *testing.T) {
 		fmt.Fprint(w, `<!doctype html><body style="margin:0;display:grid;place-items:center;height:100vh;`+
 			`background:#0b4f6c;color:#fff;font:48px system-ui">Today's menu: soup &amp; bread</body>`)
 	})
+	mux.HandleFunc("/content/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><body style="font:48px system-ui">%s</body>`, html.EscapeString(r.URL.Path))
+	})
 	web := httptest.NewServer(mux) // listens on 127.0.0.1
 	t.Cleanup(web.Close)
 
@@ -97,6 +101,17 @@ func TestBrowserPlayer(t *testing.T) {
 	acks.waitN(t, 1, map[string]any{"id": "c3", "status": "failed"})
 	br.waitJS(fmt.Sprintf(`document.getElementById("content").src === %q`, menu))
 
+	// A timed page gives way to the last page loaded without a duration, also
+	// when a newer timed page replaced it: A, then B for 30 s, then C for 1 s,
+	// shows A after C's second, and nothing is left to come back.
+	publish(t, b, "commands", command("c6", "load_url", map[string]any{"url": web.URL + "/content/b.html", "duration_s": 30}, nil), false)
+	acks.waitN(t, 1, map[string]any{"id": "c6", "status": "succeeded"})
+	br.waitJS(fmt.Sprintf(`document.getElementById("content").src === %q`, web.URL+"/content/b.html"))
+	publish(t, b, "commands", command("c7", "load_url", map[string]any{"url": web.URL + "/content/c.html", "duration_s": 1}, nil), false)
+	acks.waitN(t, 1, map[string]any{"id": "c7", "status": "succeeded"})
+	br.waitJS(fmt.Sprintf(`document.getElementById("content").src === %q`, web.URL+"/content/c.html"))
+	br.waitJS(fmt.Sprintf(`document.getElementById("content").src === %q && window.player.state.until === 0`, menu))
+
 	// Desired state, retained: the emergency overlay shows its message, and the
 	// "paused" badge shows.
 	const msg = "Evacuate via the north stairs"
@@ -122,17 +137,31 @@ func TestBrowserPlayer(t *testing.T) {
 	}
 	status.waitN(t, 2, map[string]any{"state": "online"})
 	br.waitJS(fmt.Sprintf(`document.getElementById("emergency-message").textContent === %q`, msg))
+	// A timed page on an idle player goes back to idle (under the emergency
+	// overlay, which stays on top meanwhile).
+	publish(t, b, "commands", command("c8", "load_url", map[string]any{"url": menu, "duration_s": 1}, nil), false)
+	acks.waitN(t, 1, map[string]any{"id": "c8", "status": "succeeded"})
+	br.waitJS(fmt.Sprintf(`document.getElementById("content").src === %q && window.player.state.until > 0`, menu))
+	br.waitJS(`!document.getElementById("content").hasAttribute("src") && !document.getElementById("idle").hidden &&
+		window.player.state.until === 0 && !document.getElementById("emergency").hidden`)
 	// Emergency off, as the server sends it: a command and a newer desired state.
 	publish(t, b, "commands", command("c4", "set_emergency", map[string]any{"enabled": false}, nil), false)
 	publish(t, b, "desired", actions.DesiredMessage{Version: 2, UpdatedAt: time.Now().UTC()}, true)
 	acks.waitN(t, 1, map[string]any{"id": "c4", "status": "succeeded"})
 	br.waitJS(`document.getElementById("emergency").hidden && window.player.state.version === 2`)
 
+	// A connection closed by the broker (as a token rotation does): the will
+	// says offline, and the player reconnects by itself, after a short pause.
+	b.Disconnect(device)
+	status.waitN(t, 2, map[string]any{"state": "offline"})
+	status.waitN(t, 3, map[string]any{"state": "online"})
+	br.waitJS(`document.getElementById("conn").textContent === "online"`)
+
 	// restart: acked, then the page reloads, connects again and applies the
 	// retained desired state; its memory of handled commands starts empty.
 	publish(t, b, "commands", command("c5", "restart", nil, nil), false)
 	acks.waitN(t, 1, map[string]any{"id": "c5", "status": "succeeded"})
-	status.waitN(t, 3, map[string]any{"state": "online"})
+	status.waitN(t, 4, map[string]any{"state": "online"})
 	br.waitJS(`window.player.state.version === 2 && window.player.state.acked.size === 0 &&
 		document.getElementById("emergency").hidden && document.getElementById("paused").hidden`)
 }

@@ -3,15 +3,23 @@
 // them, and acks every command. Only paho and the standard library.
 //
 //	go run ./examples/goplayer -broker tcp://127.0.0.1:1883 -device lobby-1 -token dhd_...
+//
+// Exit status: 0 after Ctrl-C or SIGTERM; 1 when the broker refuses its
+// credentials at start, or a subscription; 3 for a restart command, once the
+// broker has its ack: run it under a supervisor that starts it again (systemd
+// Restart=always, say).
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"os/signal"
 	"sync"
@@ -19,6 +27,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 type config struct{ Broker, Device, Token, Prefix string }
@@ -32,11 +41,22 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, os.Stdout); err != nil {
+	err := run(ctx, cfg, os.Stdout)
+	switch {
+	case errors.Is(err, errRestart):
+		fmt.Fprintln(os.Stderr, "goplayer: restart: exiting with status", exitRestart, "for the supervisor to start it again")
+		os.Exit(exitRestart)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "goplayer:", err)
 		os.Exit(1)
 	}
 }
+
+// errRestart ends run after a restart command's ack has reached the broker;
+// main exits with exitRestart.
+var errRestart = errors.New("restart requested")
+
+const exitRestart = 3
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -48,7 +68,7 @@ func envOr(name, def string) string {
 type command struct {
 	ID        string         `json:"id"`
 	Function  string         `json:"function"`
-	Params    map[string]any `json:"params"`
+	Params    map[string]any `json:"params"` // numbers as json.Number: exact, even past 2^53
 	ExpiresAt *time.Time     `json:"expires_at"`
 }
 
@@ -69,9 +89,21 @@ type ack struct {
 	At     time.Time `json:"at"`
 }
 
+// handled is what the player remembers of a command: its ack, and what must
+// wait until the broker has the ack (nil for most commands).
+type handled struct {
+	ack  ack
+	then func()
+}
+
 const maxRemembered = 1000 // command ids kept for dedupe
 
-// run connects, plays until ctx ends, then says offline and disconnects.
+// subackTimeout is how long a connection waits for its SUBACK before it is
+// given up and made again.
+var subackTimeout = 10 * time.Second
+
+// run connects, plays until ctx ends, then says offline and disconnects. It
+// returns errRestart after a restart command, once the broker has its ack.
 func run(ctx context.Context, cfg config, out io.Writer) error {
 	if cfg.Device == "" || cfg.Token == "" {
 		return fmt.Errorf("need a device id and a token (-device, -token)")
@@ -79,10 +111,17 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	topic := func(kind string) string { return cfg.Prefix + "/devices/" + cfg.Device + "/" + kind }
 	var (
 		mu      sync.Mutex
-		acked   = map[string]ack{} // command id -> first ack, to answer repeats alike
-		order   []string           // ids in arrival order, to forget the oldest
-		version int64              // applied desired version
+		acked   = map[string]handled{} // command id -> first outcome, to answer repeats alike
+		order   []string               // ids in arrival order, to forget the oldest
+		version int64                  // applied desired version
 	)
+	restart := make(chan struct{}, 1)
+	requestRestart := func() {
+		select {
+		case restart <- struct{}{}:
+		default:
+		}
+	}
 	status := func(state string) string {
 		b, _ := json.Marshal(map[string]any{"state": state, "at": time.Now().UTC()})
 		return string(b)
@@ -100,7 +139,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			return
 		}
 		var cmd command
-		unreadable := json.Unmarshal(m.Payload(), &cmd)
+		dec := json.NewDecoder(bytes.NewReader(m.Payload()))
+		dec.UseNumber() // a sensor value 12345678901234567891 stays exact
+		unreadable := dec.Decode(&cmd)
 		if unreadable != nil {
 			// Ack what has an id as failed, or it comes back on every connect.
 			var id struct {
@@ -112,39 +153,62 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		if cmd.ID == "" {
 			return
 		}
-		a, seen := acked[cmd.ID]
+		h, seen := acked[cmd.ID]
 		switch {
 		case seen: // at-least-once delivery: ack again, don't apply again
+			fmt.Fprintf(out, "repeat of %s: acked again, not applied again\n", cmd.ID)
 		case unreadable != nil:
-			a = ack{ID: cmd.ID, Status: "failed", Detail: "unreadable command: " + unreadable.Error()}
+			h = handled{ack: ack{ID: cmd.ID, Status: "failed", Detail: "unreadable command: " + unreadable.Error()}}
 		case cmd.ExpiresAt != nil && time.Now().After(*cmd.ExpiresAt):
-			a = ack{ID: cmd.ID, Status: "rejected", Detail: "expired"}
+			h = handled{ack: ack{ID: cmd.ID, Status: "rejected", Detail: "expired"}}
 		default:
-			a = ack{ID: cmd.ID, Status: "succeeded"}
-			if err := apply(out, cmd); err != nil {
-				a.Status, a.Detail = "failed", err.Error()
+			h = handled{ack: ack{ID: cmd.ID, Status: "succeeded"}}
+			then, err := apply(out, cmd, requestRestart)
+			if err != nil {
+				h.ack.Status, h.ack.Detail = "failed", err.Error()
+			} else {
+				h.then = then
 			}
-			acked[cmd.ID], order = a, append(order, cmd.ID)
+			acked[cmd.ID], order = h, append(order, cmd.ID)
 			if len(order) > maxRemembered {
 				delete(acked, order[0])
 				order = order[1:]
 			}
 		}
+		a := h.ack
 		a.At = time.Now().UTC()
 		b, _ := json.Marshal(a)
-		c.Publish(topic("acks"), 1, false, b) // don't wait inside a handler
+		tok := c.Publish(topic("acks"), 1, false, b) // don't wait inside a handler...
+		if h.then != nil {
+			// ...but elsewhere, for what must come after the ack: a restart
+			// before the broker has it would lose it, and the server would send
+			// the command again to a player that no longer knows it. If the
+			// connection drops first, then waits for the ack of the repeat
+			// that the server sends after the reconnect.
+			go func() {
+				if tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+					h.then()
+				}
+			}()
+		}
 	}
 
 	// We reconnect ourselves rather than with paho's auto-reconnect, whose resend
 	// of in-flight messages races with new publishes (paho.mqtt.golang#703). An
 	// ack lost that way costs nothing: the server sends an unacked command again.
-	lost := make(chan error, 1)
+	broken := make(chan error, 1) // the connection was lost, or is of no use
+	report := func(err error) {
+		select {
+		case broken <- err:
+		default:
+		}
+	}
 	opts := paho.NewClientOptions().AddBroker(cfg.Broker).
 		SetClientID("goplayer-"+cfg.Device).SetUsername(cfg.Device).SetPassword(cfg.Token).
 		SetCleanSession(true).SetAutoReconnect(false).
 		SetConnectTimeout(10*time.Second).SetKeepAlive(30*time.Second).
 		SetWill(topic("status"), `{"state":"offline"}`, 1, true).
-		SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
+		SetConnectionLostHandler(func(_ paho.Client, err error) { report(err) })
 	refused := make(chan error, 1)
 	var connecting sync.Mutex // so that "offline" at exit comes after any "online"
 	// On every (re)connect: subscribe first, then say online, so that nothing
@@ -153,8 +217,12 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		connecting.Lock()
 		defer connecting.Unlock()
 		tok := c.SubscribeMultiple(map[string]byte{topic("commands"): 1, topic("desired"): 1}, onMessage)
-		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			fmt.Fprintln(out, "subscribe failed:", tok.Error())
+		if !tok.WaitTimeout(subackTimeout) {
+			report(fmt.Errorf("no SUBACK within %v", subackTimeout)) // connected, but of no use: connect again
+			return
+		}
+		if tok.Error() != nil {
+			report(fmt.Errorf("subscribe: %w", tok.Error()))
 			return
 		}
 		for t, code := range tok.(*paho.SubscribeToken).Result() {
@@ -171,72 +239,100 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	})
 	client := paho.NewClient(opts)
-	connect := func() error {
+	// goodbye says offline (a clean disconnect does not fire the will) and disconnects.
+	goodbye := func() {
+		connecting.Lock()
+		client.Publish(topic("status"), 1, true, status("offline")).WaitTimeout(5 * time.Second)
+		client.Disconnect(250)
+		fmt.Fprintln(out, "offline")
+	}
+
+	// Connect, and connect again whenever the connection is lost: after a random
+	// pause (so that a fleet doesn't stampede a restarted broker), backing off
+	// to 30 s. A player may well start before the network or the server.
+	everConnected := false
+	var backoff time.Duration
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				fmt.Fprintln(out, "offline") // the will has said so, if we were online
+				return nil
+			case <-time.After(backoff + rand.N(time.Second)):
+			}
+			backoff = min(2*backoff+time.Second, 30*time.Second)
+		}
+		select {
+		case <-broken: // stale: from the connection given up
+		default:
+		}
+		retrying := "connecting:"
+		if everConnected {
+			retrying = "reconnecting:"
+		}
 		tok := client.Connect()
 		if !tok.WaitTimeout(15 * time.Second) {
-			return fmt.Errorf("no answer from %s", cfg.Broker)
+			fmt.Fprintln(out, retrying, "no answer from", cfg.Broker)
+			continue
 		}
-		return tok.Error()
-	}
-	if err := connect(); err != nil {
-		return fmt.Errorf("connect to %s: %v (a refused connection usually means a wrong device id or token, or a -prefix other than the server's: the will is on the status topic)", cfg.Broker, err)
-	}
-	for {
+		if err := tok.Error(); err != nil {
+			// Refused credentials at start are a configuration error; after a
+			// token rotation, keep trying until restarted with the new token.
+			rc := tok.(*paho.ConnectToken).ReturnCode()
+			if !everConnected && (rc == packets.ErrRefusedBadUsernameOrPassword || rc == packets.ErrRefusedNotAuthorised) {
+				return fmt.Errorf("connect to %s: %v (a wrong device id or token, or a -prefix other than the server's: the will is on the status topic)", cfg.Broker, err)
+			}
+			fmt.Fprintln(out, retrying, err)
+			continue
+		}
+		everConnected, backoff = true, 0
 		select {
 		case <-ctx.Done():
-			// A clean disconnect does not fire the will: say offline ourselves.
-			connecting.Lock()
-			client.Publish(topic("status"), 1, true, status("offline")).WaitTimeout(5 * time.Second)
-			client.Disconnect(250)
-			fmt.Fprintln(out, "offline")
+			goodbye()
 			return nil
+		case <-restart:
+			goodbye()
+			return errRestart
 		case err := <-refused:
 			client.Disconnect(250)
 			return err
-		case err := <-lost:
+		case err := <-broken:
 			fmt.Fprintln(out, "connection lost:", err)
-			// Retry after a random pause (so that a fleet doesn't stampede a
-			// restarted broker), backing off to 30 s.
-			for pause := time.Duration(0); ; pause = min(2*pause+time.Second, 30*time.Second) {
-				select {
-				case <-ctx.Done():
-					fmt.Fprintln(out, "offline") // the will has said so
-					return nil
-				case <-time.After(pause + rand.N(time.Second)):
-				}
-				err := connect()
-				if err == nil {
-					break
-				}
-				fmt.Fprintln(out, "reconnecting:", err)
-			}
+			client.Disconnect(0) // if still connected (no SUBACK)
 		}
 	}
 }
 
-// apply "shows" a command; a real player would drive its screen here.
-func apply(out io.Writer, cmd command) error {
+// apply "shows" a command; a real player would drive its screen here. What
+// must wait until the broker has the ack it returns as then: it runs once the
+// ack's PUBACK is in. A restart here, before the ack, would lose the ack.
+func apply(out io.Writer, cmd command, restart func()) (then func(), err error) {
 	str := func(key string) string { s, _ := cmd.Params[key].(string); return s }
 	switch cmd.Function {
 	case "load_url":
-		if str("url") == "" {
-			return fmt.Errorf("invalid params: url is required")
+		// Only http(s): a "javascript:" or "file:" URL must never be shown.
+		u, err := url.Parse(str("url"))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("invalid params: url must be an http or https URL")
 		}
-		fmt.Fprintf(out, "load_url %s (duration_s: %v)\n", str("url"), cmd.Params["duration_s"])
+		fmt.Fprintf(out, "load_url %s (duration_s: %v)\n", u, cmd.Params["duration_s"])
 	case "set_emergency":
 		on, ok := cmd.Params["enabled"].(bool)
 		if !ok {
-			return fmt.Errorf("invalid params: enabled must be true or false")
+			return nil, fmt.Errorf("invalid params: enabled must be true or false")
 		}
 		fmt.Fprintf(out, "set_emergency on=%t message=%q url=%q\n", on, str("message"), str("url"))
 	case "sensor_event":
 		fmt.Fprintf(out, "sensor_event id=%s event=%s value=%v\n", str("id"), str("event"), cmd.Params["value"])
 	case "refresh_datasource":
 		fmt.Fprintf(out, "refresh_datasource %q\n", str("datasource_id"))
-	case "pause_loop", "resume_loop", "refresh_content", "restart":
+	case "pause_loop", "resume_loop", "refresh_content":
 		fmt.Fprintln(out, cmd.Function)
+	case "restart":
+		fmt.Fprintln(out, "restart: once the broker has the ack")
+		return restart, nil
 	default:
-		return fmt.Errorf("unknown function %q", cmd.Function)
+		return nil, fmt.Errorf("unknown function %q", cmd.Function)
 	}
-	return nil
+	return nil, nil
 }

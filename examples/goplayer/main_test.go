@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -33,15 +35,21 @@ var topics = actions.Topics{Prefix: "devicehooks"}
 // is token until the test stores another one in tok.
 func startBroker(t *testing.T, wsAddr string) (b *broker.Embedded, tok *atomic.Pointer[string]) {
 	t.Helper()
+	return startBrokerWith(t, broker.EmbeddedConfig{TCPAddr: "127.0.0.1:0", WSAddr: wsAddr})
+}
+
+// startBrokerWith starts the embedded broker on cfg's listeners, with the
+// device authentication and (unless cfg has one) the contract ACL.
+func startBrokerWith(t *testing.T, cfg broker.EmbeddedConfig) (b *broker.Embedded, tok *atomic.Pointer[string]) {
+	t.Helper()
 	tok = new(atomic.Pointer[string])
 	tok.Store(ptr(token))
-	b, err := broker.StartEmbedded(broker.EmbeddedConfig{
-		TCPAddr:      "127.0.0.1:0",
-		WSAddr:       wsAddr,
-		Authenticate: func(user, pass string) bool { return user == device && pass == *tok.Load() },
-		Allow:        topics.Allowed,
-		Logger:       slog.New(slog.DiscardHandler),
-	})
+	cfg.Authenticate = func(user, pass string) bool { return user == device && pass == *tok.Load() }
+	if cfg.Allow == nil {
+		cfg.Allow = topics.Allowed
+	}
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	b, err := broker.StartEmbedded(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +168,19 @@ func TestPlayer(t *testing.T) {
 	if n := strings.Count(out.String(), "load_url https://example.com/menu"); n != 1 {
 		t.Fatalf("load_url applied %d times, want 1:\n%s", n, out)
 	}
+	out.WaitFor(t, wait, "repeat of c1: acked again, not applied again")
+	// Only http(s) URLs are shown.
+	publish(t, b, "commands", cmd("c7", "load_url", map[string]any{"url": "javascript:alert(1)"}, nil), false)
+	if d := acks.waitN(t, 1, map[string]any{"id": "c7", "status": "failed"}); !strings.Contains(d["detail"].(string), "http or https") {
+		t.Fatalf("failed ack detail: %v", d)
+	}
+	if strings.Contains(out.String(), "javascript:") {
+		t.Fatalf("a javascript: URL was shown:\n%s", out)
+	}
+	// A sensor value past 2^53 is passed on exactly, not rounded by a float64.
+	b.Publish(devBase+"commands", []byte(`{"id":"c8","function":"sensor_event","params":{"id":"s1","event":"count","value":12345678901234567891}}`), false, func(error) {})
+	acks.waitN(t, 1, map[string]any{"id": "c8", "status": "succeeded"})
+	out.WaitFor(t, wait, "sensor_event id=s1 event=count value=12345678901234567891\n")
 
 	// An expired command is not applied, and is rejected.
 	past := time.Now().Add(-time.Minute).UTC()
@@ -182,7 +203,7 @@ func TestPlayer(t *testing.T) {
 
 	// A command with an id that does not decode is acked failed, not dropped
 	// (it would come back on every connect).
-	b.Publish(devBase+"commands", []byte(`{"id":"c6","function":"sensor_event","params":{"value":1e400}}`), false, func(error) {})
+	b.Publish(devBase+"commands", []byte(`{"id":"c6","function":"restart","expires_at":"in ten minutes"}`), false, func(error) {})
 	if d := acks.waitN(t, 1, map[string]any{"id": "c6", "status": "failed"}); !strings.Contains(d["detail"].(string), "unreadable command") {
 		t.Fatalf("failed ack detail: %v", d)
 	}
@@ -266,7 +287,7 @@ func TestPlayerOverWebSocket(t *testing.T) {
 		done <- run(ctx, config{Broker: "ws://" + b.WSAddr() + "/mqtt", Device: device, Token: token, Prefix: "devicehooks"}, &testenv.Buffer{})
 	}()
 	status.waitN(t, 1, map[string]any{"state": "online"})
-	publish(t, b, "commands", cmd("w1", "restart", nil, nil), false)
+	publish(t, b, "commands", cmd("w1", "refresh_content", nil, nil), false)
 	acks.waitN(t, 1, map[string]any{"id": "w1", "status": "succeeded"})
 	cancel()
 	select {
@@ -308,5 +329,108 @@ func TestPlayerTokenRotated(t *testing.T) {
 	}
 	if n := len(status.matching(map[string]any{"state": "online"})); n != 1 {
 		t.Fatalf("%d online statuses, want 1", n)
+	}
+}
+
+// start runs the player until ctx ends; its result comes on the channel.
+func start(ctx context.Context, cfg config, out io.Writer) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, out) }()
+	return done
+}
+
+// A restart against the real server: the player exits (for its supervisor to
+// start it again) only once the broker has its ack, so the command is settled
+// `succeeded` and never sent again; started again, it stays up.
+func TestPlayerRestartsAfterItsAck(t *testing.T) {
+	s := startServer(t)
+	cfg := config{Broker: "tcp://" + s.mqttAddr, Device: device, Token: s.createDevice(device), Prefix: "devicehooks"}
+	restart, refresh := s.createAction("restart", device), s.createAction("refresh_content", device)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &testenv.Buffer{}
+	done := start(ctx, cfg, out)
+	s.waitOnline(device, true)
+	id := s.trigger(restart)
+	select {
+	case err := <-done:
+		if !errors.Is(err, errRestart) {
+			t.Fatalf("run after a restart command: %v, want errRestart\n%s", err, out)
+		}
+	case <-time.After(wait):
+		t.Fatalf("run did not return after a restart command:\n%s", out)
+	}
+	// The player has disconnected: whatever reached the server did so before.
+	s.waitCommandState(id, "succeeded")
+	s.waitOnline(device, false)
+	if !strings.Contains(out.String(), "restart: once the broker has the ack\noffline\n") {
+		t.Fatalf("player output:\n%s", out)
+	}
+
+	// What a supervisor does: start it again. The restart does not come back.
+	out2 := &testenv.Buffer{}
+	done2 := start(ctx, cfg, out2)
+	s.waitOnline(device, true)
+	s.waitCommandState(s.trigger(refresh), "succeeded")
+	select {
+	case err := <-done2:
+		t.Fatalf("the restarted player exited: %v\n%s", err, out2)
+	default:
+	}
+	if strings.Contains(out2.String(), "restart") {
+		t.Fatalf("the restart came back:\n%s", out2)
+	}
+	cancel()
+	if err := <-done2; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A player that starts before its broker keeps trying (it does not exit), and
+// gets online once the broker is there.
+func TestPlayerWaitsForTheBroker(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &testenv.Buffer{}
+	done := start(ctx, config{Broker: "tcp://" + addr, Device: device, Token: token, Prefix: "devicehooks"}, out)
+	out.WaitFor(t, wait, "connecting: ") // connection refused: nobody listens yet
+	b, _ := startBrokerWith(t, broker.EmbeddedConfig{TCPAddr: addr})
+	acks := record(t, b, devBase+"acks")
+	out.WaitFor(t, wait, "online as "+device)
+	publish(t, b, "commands", cmd("b1", "refresh_content", nil, nil), false)
+	acks.waitN(t, 1, map[string]any{"id": "b1", "status": "succeeded"})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A SUBSCRIBE left unanswered: the player gives the connection up and makes a
+// new one, rather than stay connected but never online.
+func TestPlayerWithoutSuback(t *testing.T) {
+	defer func(d time.Duration) { subackTimeout = d }(subackTimeout)
+	subackTimeout = 300 * time.Millisecond
+	var held atomic.Bool
+	release := make(chan struct{})
+	b, _ := startBrokerWith(t, broker.EmbeddedConfig{TCPAddr: "127.0.0.1:0",
+		Allow: func(user, topic string, write bool) bool {
+			if !write && topic == devBase+"commands" && held.CompareAndSwap(false, true) {
+				<-release // the first subscription only: no SUBACK until the test ends
+			}
+			return topics.Allowed(user, topic, write)
+		}})
+	t.Cleanup(func() { close(release) }) // before the broker closes
+	status := record(t, b, devBase+"status")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &testenv.Buffer{}
+	done := start(ctx, config{Broker: "tcp://" + b.Addr(), Device: device, Token: token, Prefix: "devicehooks"}, out)
+	out.WaitFor(t, wait, "connection lost: no SUBACK")
+	status.waitN(t, 1, map[string]any{"state": "online"})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
