@@ -65,8 +65,13 @@ func asError(err error) *actions.Error {
 func errorResponse(c *gin.Context, log *slog.Logger, err error) (int, errorBody) {
 	status, e := statusFor(err)
 	logFailure(c, log, status, err)
-	return status, errorBody{Message: "Error", Error: errorDetail{Code: e.Code, Detail: e.Detail, Field: e.Field}}
+	body := errorBody{Message: "Error", Error: errorDetail{Code: e.Code, Detail: e.Detail, Field: e.Field}}
+	c.Set(ctxAnswerError, body.Error) // for the access log's line
+	return status, body
 }
+
+// ctxAnswerError holds the errorDetail a request was answered with.
+const ctxAnswerError = "devicehooks.answerError"
 
 // statusFor returns err as a coded error and the HTTP status of its code.
 func statusFor(err error) (int, *actions.Error) {

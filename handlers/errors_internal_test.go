@@ -75,3 +75,42 @@ func TestRepeatedFailuresAreLoggedOnceASecond(t *testing.T) {
 		t.Fatalf("%d lines for 50 calls failing alike:\n%s", n, buf.String())
 	}
 }
+
+// The access log has a line for each kind of request (method, route, status,
+// address), one a second at most: a flood of calls alike is one line (the
+// next one says how many were left out: logevery's tests); an error's line
+// says what the caller was told, a webhook call's which dispatch it made.
+func TestAccessLogLinesPerKind(t *testing.T) {
+	var buf bytes.Buffer
+	r := gin.New()
+	r.Use(accessLog(slog.New(slog.NewTextHandler(&buf, nil))))
+	r.GET("/things/:id", func(c *gin.Context) {
+		if c.Param("id") == "missing" {
+			status, body := errorResponse(c, slog.New(slog.DiscardHandler), actions.Errorf(actions.CodeNotFound, "no such thing"))
+			c.JSON(status, body)
+			return
+		}
+		c.Set(ctxDispatchID, "d-1")
+		c.Status(200)
+	})
+	get := func(path string) {
+		r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
+	}
+	for i := range 100 {
+		get(fmt.Sprint("/things/", i))
+	}
+	get("/things/missing")
+	get("/nowhere")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d lines, want one per kind (200, 404 from the route, 404 without one):\n%s", len(lines), buf.String())
+	}
+	for i, want := range []string{"status=200 ", "status=404 ", "path=/nowhere status=404 "} {
+		if !strings.Contains(lines[i], want) {
+			t.Fatalf("line %d %q lacks %q", i, lines[i], want)
+		}
+	}
+	if !strings.Contains(lines[0], "dispatch_id=d-1") || !strings.Contains(lines[1], `code=not_found detail="no such thing"`) {
+		t.Fatalf("the lines lack the dispatch or the answer:\n%s", buf.String())
+	}
+}

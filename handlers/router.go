@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -189,20 +190,45 @@ func health(d Deps) gin.HandlerFunc {
 	}
 }
 
-// accessLog writes one line per request, with every secret in the URL masked.
+// accessLog writes a line for each request, with every secret in its URL
+// masked and, for an error, the code and detail it was answered with: one line
+// a second at most for each kind of request (method, route, status, client
+// address), with more_like_it=N for those left out since the last. A busy
+// integration or a flood of bad calls is a line a second, not thousands: the
+// rest of the log stays readable, and a log's rate limit (journald's) does not
+// drop the lines that matter. Every webhook call is in the request log, and
+// /metrics counts them all.
 func accessLog(log *slog.Logger) gin.HandlerFunc {
+	lines := logevery.New(time.Second)
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
+		status := c.Writer.Status()
+		ok, skipped := lines.Allow(c.Request.Method+" "+c.FullPath()+" "+strconv.Itoa(status)+" "+c.ClientIP(), start)
+		if !ok {
+			return
+		}
 		path := secrets.Mask(c.Request.URL.Path)
 		if q := c.Request.URL.RawQuery; q != "" {
 			path += "?" + secrets.MaskQuery(q)
 		}
-		log.Info("http",
-			"method", c.Request.Method, "path", path, "status", c.Writer.Status(),
-			"dur_ms", float64(time.Since(start).Microseconds())/1000, "ip", c.ClientIP(), "bytes", c.Writer.Size())
+		attrs := []any{"method", c.Request.Method, "path", path, "status", status,
+			"dur_ms", float64(time.Since(start).Microseconds()) / 1000, "ip", c.ClientIP(), "bytes", c.Writer.Size()}
+		if e, ok := c.Value(ctxAnswerError).(errorDetail); ok {
+			attrs = append(attrs, "code", e.Code, "detail", actions.Truncate(e.Detail, 200))
+		}
+		if id := c.GetString(ctxDispatchID); id != "" {
+			attrs = append(attrs, "dispatch_id", id)
+		}
+		if skipped > 0 {
+			attrs = append(attrs, "more_like_it", skipped)
+		}
+		log.Info("http", attrs...)
 	}
 }
+
+// ctxDispatchID holds the dispatch a webhook call made, for the access log.
+const ctxDispatchID = "devicehooks.dispatchID"
 
 // recovery turns a panic into a 500 with the usual error body.
 func recovery(log *slog.Logger) gin.HandlerFunc {

@@ -89,6 +89,7 @@ func (h *webhookHandler) record(c *gin.Context, serve func(*gin.Context, *call))
 	cl := &call{}
 	serve(c, cl)
 	d := time.Since(start)
+	c.Set(ctxDispatchID, cl.dispatchID)
 	rec := store.RequestLog{
 		ID: actions.NewID(), At: start.UTC(), Method: c.Request.Method, Source: c.ClientIP(),
 		UserAgent: actions.Truncate(c.Request.UserAgent(), 200), EventID: actions.Truncate(cl.eventID, 64),
