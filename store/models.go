@@ -76,6 +76,12 @@ type Setting struct {
 	Value string `gorm:"size:200;not null"`
 }
 
+// WriteProbe is a scratch row: ProbeWrite writes one and deletes it.
+type WriteProbe struct {
+	ID   string `gorm:"primaryKey;size:36"`
+	Data string `gorm:"not null"`
+}
+
 // Group is a named set of devices that an action can target.
 type Group struct {
 	ID        string    `gorm:"primaryKey;size:36"`

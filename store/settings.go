@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 
+	"github.com/google/uuid"
 	"gorm.io/gorm/clause"
 )
 
@@ -46,8 +49,23 @@ func (s *Store) HasCredentials(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
-// ProbeWrite makes a write that changes nothing, to tell whether the database
-// takes writes.
+// probeSize is the size of ProbeWrite's row: as much new space as a trigger
+// to a few hundred devices takes.
+const probeSize = 64 << 10
+
+// ProbeWrite writes a row of probeSize incompressible bytes and deletes it,
+// each in a transaction of its own, to tell whether the database takes
+// writes: ones that need new space, as a trigger's do. On a full disk a write
+// that changes nothing, or only pages already written, still works
+// (SQLite's write-ahead log keeps its slack) while every trigger fails.
 func (s *Store) ProbeWrite(ctx context.Context) error {
-	return wrap("probe write", s.db.WithContext(ctx).Exec(`UPDATE counters SET value = value WHERE name = ?`, desiredCounter).Error)
+	data := make([]byte, probeSize/2)
+	rand.Read(data)
+	probe := WriteProbe{ID: uuid.NewString(), Data: hex.EncodeToString(data)}
+	db := s.db.WithContext(ctx)
+	if err := db.Create(&probe).Error; err != nil {
+		return wrap("probe write", err)
+	}
+	// Any left by a probe whose delete failed go too.
+	return wrap("probe write: delete", db.Where("id IS NOT NULL").Delete(&WriteProbe{}).Error)
 }

@@ -353,3 +353,19 @@ func TestNewDatabaseIsPrivate(t *testing.T) {
 		}
 	}
 }
+
+// ProbeWrite deletes its row, and any left by a probe whose delete failed.
+func TestProbeWriteLeavesNothing(t *testing.T) {
+	st := openTestSQLite(t)
+	ctx := context.Background()
+	if err := st.db.Create(&WriteProbe{ID: "left-behind", Data: "x"}).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ProbeWrite(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	if err := st.db.Model(&WriteProbe{}).Count(&n).Error; err != nil || n != 0 {
+		t.Fatalf("%d probe rows left (%v)", n, err)
+	}
+}

@@ -218,7 +218,7 @@ func (s *Store) Pragma(ctx context.Context, name string) (string, error) {
 func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
 	models := []any{
 		&APIKey{}, &AdminToken{}, &Device{}, &Group{}, &GroupMember{},
-		&Action{}, &Dispatch{}, &Command{}, &Idempotency{}, &RequestLog{}, &Counter{}, &Setting{},
+		&Action{}, &Dispatch{}, &Command{}, &Idempotency{}, &RequestLog{}, &Counter{}, &Setting{}, &WriteProbe{},
 	}
 	err := s.db.WithContext(ctx).AutoMigrate(append(models, userModels...)...)
 	if err != nil {

@@ -755,3 +755,15 @@ func TestSupersedeWithinARoundAndLateAcks(t *testing.T) {
 		}
 	})
 }
+
+// ProbeWrite works on either database, however often health asks (that it
+// leaves nothing behind: TestProbeWriteLeavesNothing).
+func TestProbeWrite(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		for range 3 {
+			if err := st.ProbeWrite(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

@@ -210,9 +210,10 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 		t.Fatalf("dispatches after a failed write: %d (%v)", n, err)
 	}
 	p.none(200 * time.Millisecond)
-	// The database answers, but refuses writes (a full disk refuses them all:
-	// health's own small write too): health and metrics say so.
-	if _, err := db.Exec(`CREATE TRIGGER refuse_probe BEFORE UPDATE ON counters BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
+	// The database answers, but refuses writes (a full disk refuses those
+	// that need new space: health's probe writes such a row): health and
+	// metrics say so.
+	if _, err := db.Exec(`CREATE TRIGGER refuse_probe BEFORE INSERT ON write_probes BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
 		t.Fatal(err)
 	}
 	health := func() (int, string) {
