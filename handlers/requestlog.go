@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"devicehooks/actions"
 	"devicehooks/internal/logevery"
 	"devicehooks/internal/queue"
 	"devicehooks/store"
@@ -23,6 +24,7 @@ type RequestLog struct {
 	dropped  atomic.Int64
 	anon     *anonLimit   // records of calls without a valid key
 	unlogged atomic.Int64 // such records over their limit
+	unshed   atomic.Int64 // of which calls refused with 503 before their key was checked
 
 	// While writes fail (every flush, 5 a second), the error is logged every
 	// 10 s, with the records dropped meanwhile. Only Run's goroutine uses these.
@@ -56,7 +58,11 @@ func (l *RequestLog) Record(r store.RequestLog) {
 	// The limiter's clock is now, not the call's start: a call that began long
 	// ago (a slow body) would wind the buckets back and refill them.
 	if r.KeyID == "" && !l.anon.allow(r.Source, time.Now()) {
-		l.unlogged.Add(1)
+		if r.Code == string(actions.CodeUnavailable) {
+			l.unshed.Add(1) // turned away before its key was checked: maybe a valid one
+		} else {
+			l.unlogged.Add(1)
+		}
 		return
 	}
 	if !l.queue.Push(r) {
@@ -84,11 +90,15 @@ func (l *RequestLog) Run(ctx context.Context, keep time.Duration) {
 		if n := l.dropped.Swap(0); n > 0 {
 			l.log.Warn("request log could not keep up; records dropped", "count", n)
 		}
-		if n := l.unlogged.Load(); n > 0 && time.Since(unloggedAt) >= 10*time.Second {
-			// At most every 10 s: it is what a flood of bad keys looks like.
-			l.unlogged.Add(-n)
-			unloggedAt = time.Now()
-			l.log.Warn("request log: calls without a valid API key over the per-source limit were not recorded", "count", n)
+		if time.Since(unloggedAt) >= 10*time.Second { // at most every 10 s: what a flood looks like
+			if n := l.unlogged.Swap(0); n > 0 {
+				unloggedAt = time.Now()
+				l.log.Warn("request log: calls without a valid API key over the per-source limit were not recorded", "count", n)
+			}
+			if n := l.unshed.Swap(0); n > 0 {
+				unloggedAt = time.Now()
+				l.log.Warn("request log: calls refused with 503 before their key was checked (too many at once, or the key could not be checked), over the per-source limit, were not recorded", "count", n)
+			}
 		}
 		taken := buf
 		buf = l.write(wctx, buf, time.Now().UTC())

@@ -287,3 +287,19 @@ func TestRequestLogLimitRunsOnArrival(t *testing.T) {
 		t.Fatalf("kept %d records of calls without a key, want at most about %d", kept, anonAllBurst)
 	}
 }
+
+// Calls refused with 503 before their key was checked (too many at once) may
+// have had a valid key: those over the limit are counted apart, and their
+// line does not call them calls without a valid key.
+func TestRequestLogCountsShedCallsApart(t *testing.T) {
+	l := NewRequestLog(nil, slog.New(slog.DiscardHandler))
+	for i := range anonSourceBurst + 25 {
+		l.Record(store.RequestLog{ID: fmt.Sprint("shed-", i), At: time.Now(), Source: "10.2.0.1", Code: string(actions.CodeUnavailable)})
+	}
+	for i := range 5 {
+		l.Record(store.RequestLog{ID: fmt.Sprint("bad-", i), At: time.Now(), Source: "10.2.0.1", Code: "unauthorized"})
+	}
+	if shed, bad := l.unshed.Load(), l.unlogged.Load(); shed != 25 || bad != 5 {
+		t.Fatalf("over the limit: %d shed calls, %d calls with a bad key; want 25 and 5", shed, bad)
+	}
+}
