@@ -219,6 +219,10 @@ func (e *Embedded) Disconnect(username string) {
 // password (or without one), since start.
 func (e *Embedded) RefusedLogins() int64 { return e.auth.refused.Load() }
 
+// Denied counts what the embedded broker refused of logged-in clients, since
+// start: a will, a subscription or a publish on a topic the device may not use.
+func (e *Embedded) Denied() int64 { return e.auth.denied.Load() }
+
 // Clients returns how many network clients are connected.
 func (e *Embedded) Clients() int {
 	n := 0

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -23,6 +24,7 @@ type authHook struct {
 	log *slog.Logger
 
 	refused    atomic.Int64 // logins refused, since start
+	denied     atomic.Int64 // wills, subscriptions and publishes of logged-in clients refused, since start
 	refusedLog *refusalLog
 }
 
@@ -54,9 +56,18 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if allowed {
 		return nil
 	}
-	// Debug: logged before authentication, so anyone could fill the log.
-	h.log.Debug("mqtt: connection refused: its will's topic is not one the client may name",
-		"user", user, "will_topic", pk.Connect.WillTopic, "remote", cl.Net.Remote)
+	// Refused before authentication: a line for a client whose credentials
+	// are good (a player with another topic prefix than the server's), and
+	// limited as refused logins are; anyone else's only at Debug, or anyone
+	// could fill the log.
+	if user != "" && h.cfg.Authenticate != nil && h.cfg.Authenticate(user, string(pk.Connect.Password)) {
+		h.denied.Add(1)
+		h.refusedLog.warn(h.log, "will:"+user, time.Now(), "mqtt: connection refused: its will names a topic the device may not (a topic prefix other than the server's?)",
+			"user", user, "will_topic", clip(topic), "remote", cl.Net.Remote)
+	} else {
+		h.log.Debug("mqtt: connection refused: its will's topic is not one the client may name",
+			"user", user, "will_topic", pk.Connect.WillTopic, "remote", cl.Net.Remote)
+	}
 	code := packets.ErrNotAuthorized
 	if cl.Properties.ProtocolVersion < 5 {
 		// mochi sends MQTT 3's "not authorised" (5) for this one; it has no
@@ -117,19 +128,24 @@ func newRefusalLog(plausible func(string) bool) *refusalLog {
 
 func (r *refusalLog) note(log *slog.Logger, user, remote string, now time.Time) {
 	shown := r.loggableUser(user)
-	ok, skipped := r.once.Allow(shown, now)
-	if !ok || !r.take(now) {
-		return
-	}
 	reason := "wrong username (device id) or password (token)"
 	if user == "" {
 		reason = "no username"
 	}
-	attrs := []any{"reason", reason, "user", shown, "remote", remote}
+	r.warn(log, shown, now, "mqtt: login refused", "reason", reason, "user", shown, "remote", remote)
+}
+
+// warn logs msg at Warn, once per refusalLogEvery for key, within the lines
+// of all keys together, with how many like it were left out for key.
+func (r *refusalLog) warn(log *slog.Logger, key string, now time.Time, msg string, attrs ...any) {
+	ok, skipped := r.once.Allow(key, now)
+	if !ok || !r.take(now) {
+		return
+	}
 	if skipped > 0 {
 		attrs = append(attrs, "more_since_last", skipped)
 	}
-	log.Warn("mqtt: login refused", attrs...)
+	log.Warn(msg, attrs...)
 }
 
 // take reports whether the window has room for another line.
@@ -156,8 +172,36 @@ func (r *refusalLog) loggableUser(user string) string {
 	return secrets.Mask(user)
 }
 
+// clip bounds a client's text (a topic) for a log line.
+func clip(s string) string {
+	const n = 200
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	return h.cfg.Allow != nil && h.cfg.Allow(string(cl.Properties.Username), topic, write)
+	user := string(cl.Properties.Username)
+	if h.cfg.Allow != nil && h.cfg.Allow(user, topic, write) {
+		return true
+	}
+	if !cl.Net.Inline {
+		// A logged-in player using a topic it may not: most often another
+		// topic prefix than the server's, which it would never hear of.
+		h.denied.Add(1)
+		access := "subscribe (read)"
+		if write {
+			access = "publish"
+		}
+		h.refusedLog.warn(h.log, "acl:"+user, time.Now(), "mqtt: refused a topic the device may not use (a topic prefix other than the server's?)",
+			"user", user, "access", access, "topic", clip(topic), "remote", cl.Net.Remote)
+	}
+	return false
 }
 
 // OnWill sends every will as a live message, never retained: the ACL lets a

@@ -126,3 +126,61 @@ func linesWith(b *testenv.Buffer, s string) []string {
 	}
 	return out
 }
+
+// A player configured with another topic prefix than the server's logs in,
+// but its will (on its status topic) and its subscriptions name topics it may
+// not use: the operator finds it in the log and the metric. The same will
+// with a wrong token leaves no Warn line: anyone could send it.
+func TestTopicsRefusedToALoggedInPlayerAreLogged(t *testing.T) {
+	var out testenv.Buffer
+	const own = "devicehooks/devices/lobby-1/"
+	e, err := StartEmbedded(EmbeddedConfig{
+		TCPAddr:      "127.0.0.1:0",
+		Logger:       slog.New(slog.NewTextHandler(&out, nil)),
+		Authenticate: func(user, password string) bool { return user == "lobby-1" && password == "right" },
+		Allow:        func(_, topic string, _ bool) bool { return strings.HasPrefix(topic, own) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	connect := func(password, will string) (paho.Client, error) {
+		opts := paho.NewClientOptions().AddBroker("tcp://" + e.Addr()).SetClientID("player").SetUsername("lobby-1").SetPassword(password).
+			SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+		if will != "" {
+			opts.SetWill(will, `{"state":"offline"}`, 1, false)
+		}
+		c := paho.NewClient(opts)
+		tok := c.Connect()
+		if !tok.WaitTimeout(10 * time.Second) {
+			t.Fatal("no CONNACK")
+		}
+		return c, tok.Error()
+	}
+	if _, err := connect("wrong", "signage/devices/lobby-1/status"); err == nil {
+		t.Fatal("a will on a foreign topic with a wrong token was taken")
+	}
+	if len(linesWith(&out, "will names a topic")) != 0 || e.Denied() != 0 {
+		t.Fatalf("a wrong token's will was logged or counted: %d\n%s", e.Denied(), out.String())
+	}
+	if _, err := connect("right", "signage/devices/lobby-1/status"); err == nil {
+		t.Fatal("a will on a foreign topic was taken")
+	}
+	c, err := connect("right", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(0)
+	tok := c.Subscribe("signage/devices/lobby-1/commands", 1, nil)
+	if !tok.WaitTimeout(10*time.Second) || tok.(*paho.SubscribeToken).Result()["signage/devices/lobby-1/commands"] != 0x80 {
+		t.Fatalf("a foreign subscription was granted: %v", tok.Error())
+	}
+	if got := e.Denied(); got != 2 {
+		t.Fatalf("denied: %d, want 2 (the will, the subscription)\n%s", got, out.String())
+	}
+	will, sub := linesWith(&out, "will names a topic"), linesWith(&out, "refused a topic")
+	if len(will) != 1 || !strings.Contains(will[0], "level=WARN") || !strings.Contains(will[0], "will_topic=signage/devices/lobby-1/status") ||
+		len(sub) != 1 || !strings.Contains(sub[0], "topic=signage/devices/lobby-1/commands") || strings.Contains(out.String(), "right") {
+		t.Fatalf("the lines do not say which player and topic (or show the token):\n%s", out.String())
+	}
+}

@@ -27,8 +27,12 @@ type Sources struct {
 	// RefusedLogins counts MQTT logins the embedded broker refused (nil with
 	// an external broker, which logs its own).
 	RefusedLogins func() int64
-	Version       string // the build, for devicehooks_build_info
-	Log           *slog.Logger
+	// Denied counts what the embedded broker refused of logged-in players:
+	// wills, subscriptions and publishes on topics they may not use (nil with
+	// an external broker).
+	Denied  func() int64
+	Version string // the build, for devicehooks_build_info
+	Log     *slog.Logger
 }
 
 // Metrics is the process's registry and the instruments devicehooks updates.
@@ -82,6 +86,14 @@ func New(src Sources) *Metrics {
 					return 0
 				}
 				return float64(src.RefusedLogins())
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_mqtt_denied_total",
+			Help: "Wills, subscriptions and publishes of logged-in players that the embedded broker refused (a topic prefix other than the server's, say)."},
+			func() float64 {
+				if src.Denied == nil {
+					return 0
+				}
+				return float64(src.Denied())
 			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_build_info", Help: "1, labelled with the running build.",
 			ConstLabels: prometheus.Labels{"version": src.Version}}, func() float64 { return 1 }),

@@ -157,15 +157,15 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.delivery.Marker = a.dispatcher // and so do the published marks
 	a.tracker.Hold = a.delivery.Sending
 	a.reqlog = handlers.NewRequestLog(a.store, a.Log)
-	a.reqlog.Writer = a.dispatcher // one writer: the request log's records join the round too
-	var refusedLogins func() int64 // the external broker logs its own
+	a.reqlog.Writer = a.dispatcher         // one writer: the request log's records join the round too
+	var refusedLogins, denied func() int64 // the external broker logs its own
 	if a.embedded != nil {
-		refusedLogins = a.embedded.RefusedLogins
+		refusedLogins, denied = a.embedded.RefusedLogins, a.embedded.Denied
 	}
 	a.metrics = metrics.New(metrics.Sources{
 		OnlineDevices: a.presence.OnlineCount, BrokerConnected: a.brokerConnected, Log: a.Log,
 		CommandStates: func(ctx context.Context) (map[string]int, error) { return a.store.CountCommandsByState(ctx) },
-		WriteFailures: a.dispatcher.WriteFailures, Version: buildVersion(), RefusedLogins: refusedLogins,
+		WriteFailures: a.dispatcher.WriteFailures, Version: buildVersion(), RefusedLogins: refusedLogins, Denied: denied,
 	})
 	a.tracker.OnAck = func(ack store.Ack) { a.metrics.Acked(ack.CommandID, ack.State, ack.At) }
 	a.delivery.OnPublished = a.metrics.Published
