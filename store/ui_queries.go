@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"gorm.io/gorm"
 )
 
 // CountDispatchesSince counts the triggers accepted since a time (the dashboard's
@@ -18,11 +20,20 @@ func (s *Store) CountDispatchesSince(ctx context.Context, since time.Time) (int6
 // failedStates are the command states that need an admin's attention.
 var failedStates = []string{StateFailed, StateRejected, StateExpired}
 
+// failedCommands selects the dispatch ids of commands that need an admin's
+// attention: failed, rejected or expired, but not expired because a newer
+// set_emergency or pause/resume replaced it (supersede), which is by design:
+// the device got the newer one.
+func (s *Store) failedCommands() *gorm.DB {
+	return s.db.Model(&Command{}).Select("dispatch_id").
+		Where("state IN ? AND NOT (state = ? AND detail LIKE ?)", failedStates, StateExpired, supersededBy+"%")
+}
+
 // FailedDispatches lists, newest first, the dispatches since a time with at least
-// one command that failed, was rejected or expired.
+// one command that failed, was rejected or expired (not superseded).
 func (s *Store) FailedDispatches(ctx context.Context, since time.Time, limit int) ([]Dispatch, error) {
 	var ds []Dispatch
-	failed := s.db.Model(&Command{}).Select("dispatch_id").Where("state IN ?", failedStates)
+	failed := s.failedCommands()
 	err := s.db.WithContext(ctx).
 		Where("created_at >= ? AND id IN (?)", since.UTC(), failed).
 		Order("created_at DESC, id DESC").Limit(max(limit, 1)).Find(&ds).Error
@@ -30,10 +41,10 @@ func (s *Store) FailedDispatches(ctx context.Context, since time.Time, limit int
 }
 
 // CountFailedDispatches counts the dispatches since a time with a failed,
-// rejected or expired command.
+// rejected or expired command (not superseded).
 func (s *Store) CountFailedDispatches(ctx context.Context, since time.Time) (int64, error) {
 	var n int64
-	failed := s.db.Model(&Command{}).Select("dispatch_id").Where("state IN ?", failedStates)
+	failed := s.failedCommands()
 	err := s.db.WithContext(ctx).Model(&Dispatch{}).
 		Where("created_at >= ? AND id IN (?)", since.UTC(), failed).Count(&n).Error
 	return n, wrap("count failed dispatches", err)

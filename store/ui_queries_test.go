@@ -64,6 +64,26 @@ func TestDashboardQueries(t *testing.T) {
 		if ds, _ := st.FailedDispatches(ctx, now.Add(-24*time.Hour), 1); len(ds) != 1 || ds[0].ID != "bad" {
 			t.Fatalf("limit: %v", ds)
 		}
+		// An emergency replaced by a newer one before d2 acked it: its
+		// command expires as superseded, which needs nobody's attention.
+		for _, id := range []string{"emergency-1", "emergency-2"} {
+			nd := uiDispatch(id, now, "d2")
+			nd.Dispatch.Function, nd.Commands[0].Function = "set_emergency", "set_emergency"
+			nd.Desired = &store.DesiredChange{Emergency: &store.Emergency{Enabled: true, Message: id}, Supersedes: []string{"set_emergency"}}
+			if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, cmds, _, err := st.DispatchDetail(ctx, "emergency-1"); err != nil || len(cmds) != 1 ||
+			cmds[0].State != store.StateExpired || !strings.HasPrefix(cmds[0].Detail, "superseded by dispatch") {
+			t.Fatalf("the first emergency's command: %+v, %v", cmds, err)
+		}
+		if n, err := st.CountFailedDispatches(ctx, now.Add(-24*time.Hour)); err != nil || n != 2 {
+			t.Fatalf("failed count with a superseded emergency: %d, %v", n, err)
+		}
+		if ds, _ := st.FailedDispatches(ctx, now.Add(-24*time.Hour), 10); len(ds) != 2 {
+			t.Fatalf("failed dispatches with a superseded emergency: %v", ds)
+		}
 	})
 }
 
