@@ -418,19 +418,23 @@ func (s *Store) PendingCommands(ctx context.Context, deviceIDs, states []string,
 }
 
 // MarkPublished moves queued commands to published. A command that an ack already
-// settled keeps its final state.
+// settled keeps its final state, and gets the publish time if the ack, which
+// overtook the mark, recorded a later one (its own).
 func (s *Store) MarkPublished(ctx context.Context, ids []string, at time.Time) error {
 	return wrap("mark published", markPublished(s.db.WithContext(ctx), ids, at))
 }
+
+// markPublishedSQL marks an IN list of commands.
+const markPublishedSQL = `UPDATE commands SET state = CASE WHEN state = ? THEN ? ELSE state END, published_at = ?
+ WHERE id IN ? AND (state = ? OR published_at > ?)`
 
 // markPublished marks commands in IN lists of 1,000. On SQLite one prepared
 // statement per command costs the same (BenchmarkMarkPublished); on PostgreSQL it
 // would be a round trip per command, ten times slower for a fan-out.
 func markPublished(db *gorm.DB, ids []string, at time.Time) error {
+	at = at.UTC()
 	for _, chunk := range chunks(ids, 1000) {
-		err := db.Model(&Command{}).
-			Where("id IN ? AND state = ?", chunk, StateQueued).
-			Updates(map[string]any{"state": StatePublished, "published_at": at}).Error
+		err := db.Exec(markPublishedSQL, StateQueued, StatePublished, at, chunk, StateQueued, at).Error
 		if err != nil {
 			return err
 		}

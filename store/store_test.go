@@ -767,3 +767,37 @@ func TestProbeWrite(t *testing.T) {
 		}
 	})
 }
+
+// An ack can overtake its command's published mark (the player answers before
+// the broker's PUBACK reaches delivery): the ack records its own time as the
+// publish time, and the mark, coming after, puts the true one back, without
+// moving the command out of its final state.
+func TestAMarkAfterItsAckKeepsTheTruePublishTime(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		st.CreateDevice(ctx, device("d1"))
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{newDispatch("p1", []string{"d1"}, "")}); err != nil {
+			t.Fatal(err)
+		}
+		published := time.Now().UTC().Truncate(time.Millisecond)
+		acked := published.Add(200 * time.Millisecond)
+		if _, err := st.ApplyAcks(ctx, []store.Ack{{CommandID: "p1-d1", DeviceID: "d1", State: store.StateSucceeded, At: acked}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.MarkPublished(ctx, []string{"p1-d1"}, published); err != nil {
+			t.Fatal(err)
+		}
+		// A later mark (the command sent again) changes nothing.
+		if err := st.MarkPublished(ctx, []string{"p1-d1"}, acked.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		cmds, err := st.DispatchCommands(ctx, "p1")
+		if err != nil || len(cmds) != 1 {
+			t.Fatalf("%v %v", cmds, err)
+		}
+		c := cmds[0]
+		if c.State != store.StateSucceeded || c.PublishedAt == nil || !c.PublishedAt.Equal(published) || c.AckedAt == nil || !c.AckedAt.Equal(acked) {
+			t.Fatalf("state %s, published %v, acked %v; want succeeded, %v, %v", c.State, c.PublishedAt, c.AckedAt, published, acked)
+		}
+	})
+}
