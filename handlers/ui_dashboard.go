@@ -14,6 +14,7 @@ import (
 const attentionWindow = 24 * time.Hour
 
 type dashboardView struct {
+	BrokerDown               bool // an external broker is unreachable: nothing is delivered
 	Devices, Online, Offline int
 	Emergency, Paused        int // devices in emergency mode, with their loop paused
 	Keys, Actions            int64
@@ -29,7 +30,7 @@ func (v dashboardView) Setup() bool { return v.Devices == 0 || v.Keys == 0 || v.
 func (u *ui) dashboard(c *gin.Context) {
 	ctx := c.Request.Context()
 	now := time.Now().UTC()
-	var v dashboardView
+	v := dashboardView{BrokerDown: u.BrokerConnected != nil && !u.BrokerConnected()}
 	one := store.Page{Limit: 1}
 	_, devices, err := u.Store.Devices(ctx, one)
 	if err == nil {

@@ -42,11 +42,33 @@ func (p *player) collect(n int, timeout time.Duration) map[string]bool {
 }
 
 func TestBrokerOutageQueuesAndDelivers(t *testing.T) {
-	s, m, _ := startMosquittoWithRecipe(t, Config{})
+	s, m, _ := startMosquittoWithRecipe(t, Config{AdminUser: uiUser, AdminPassword: uiPassword})
 	p, key, eventID := setupLoadURL(t, s)
 
 	m.Kill()
 	testenv.WaitFor(t, 10*time.Second, "server notices the broker is gone", func() bool { return !s.app.brokerConnected() })
+	// The dashboard says so: devices shown offline are not known to be.
+	dashboard := func() string {
+		t.Helper()
+		var session *http.Cookie
+		for _, c := range postSignIn(t, s.base, uiUser, uiPassword).Cookies() {
+			if c.Name == "devicehooks_session" {
+				session = c
+			}
+		}
+		req, _ := http.NewRequest(http.MethodGet, s.base+"/", nil)
+		req.AddCookie(session)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		page, _ := io.ReadAll(resp.Body)
+		return string(page)
+	}
+	if page := dashboard(); !strings.Contains(page, `id="broker-down"`) {
+		t.Fatalf("the dashboard does not say the broker is unreachable:\n%s", page)
+	}
 	const n = 20
 	for i := 0; i < n; i++ {
 		if status, body := s.post(key, `{"event_id":"`+eventID+`"}`); status != http.StatusOK {
@@ -56,6 +78,9 @@ func TestBrokerOutageQueuesAndDelivers(t *testing.T) {
 	m.Start()
 	p.collect(n, 20*time.Second)
 	p.none(300 * time.Millisecond)
+	if page := dashboard(); strings.Contains(page, `id="broker-down"`) {
+		t.Fatal("the dashboard still says the broker is unreachable")
+	}
 }
 
 func TestQueuedCommandsSurviveRestart(t *testing.T) {
