@@ -244,7 +244,9 @@ func (t *Tracker) apply(ctx context.Context, batch []store.Ack) {
 			t.log.Error("apply acks: giving up", "acks", len(batch), "err", err)
 			return
 		}
-		t.log.Warn("apply acks: retrying", "acks", len(batch), "err", err)
+		if wait == 50*time.Millisecond { // one line per batch: the retries follow, or "giving up"
+			t.log.Warn("apply acks: retrying for about 10 s", "acks", len(batch), "err", err)
+		}
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
