@@ -65,12 +65,27 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 
 	<-ctx.Done()
-	sim.Close()
+	// Players say offline and disconnect; those in the middle of reconnecting
+	// to a broker that is away do not let go at once (paho waits out the
+	// attempt): an interrupt must not wait for them.
+	closed := make(chan struct{})
+	go func() {
+		sim.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(closeWait):
+		out.printf("simulate: stopping without waiting for players still reconnecting\n")
+	}
 	st := sim.Stats()
 	out.printf("simulate: %d player(s); %d command(s) received (%d duplicate, %d expired); %d ack(s) sent (%d failed); %d desired state(s) applied\n",
 		st.Players, st.Commands, st.Duplicates, st.Expired, st.Acked, st.Failed, st.Desired)
 	return 0
 }
+
+// closeWait is how long an interrupted simulate waits for its players to close.
+const closeWait = 3 * time.Second
 
 // simulateFailure reports err, unless it only says that the user interrupted us.
 func simulateFailure(ctx context.Context, stdout, stderr io.Writer, doing string, err error) int {
