@@ -81,25 +81,26 @@ func New(src Sources) *Metrics {
 			func() float64 { return float64(src.WriteFailures()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_mqtt_logins_refused_total",
 			Help: "Connections the embedded broker refused for their username and password."},
-			func() float64 {
-				if src.RefusedLogins == nil {
-					return 0
-				}
-				return float64(src.RefusedLogins())
-			}),
+			optional(src.RefusedLogins)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_mqtt_denied_total",
 			Help: "Wills, subscriptions and publishes of logged-in players that the embedded broker refused (a topic prefix other than the server's, say)."},
-			func() float64 {
-				if src.Denied == nil {
-					return 0
-				}
-				return float64(src.Denied())
-			}),
+			optional(src.Denied)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_build_info", Help: "1, labelled with the running build.",
 			ConstLabels: prometheus.Labels{"version": src.Version}}, func() float64 { return 1 }),
 		&commandCollector{src: src},
 	)
 	return m
+}
+
+// optional reads a count that only some setups have (the embedded broker's):
+// 0 without one.
+func optional(count func() int64) func() float64 {
+	return func() float64 {
+		if count == nil {
+			return 0
+		}
+		return float64(count())
+	}
 }
 
 // WebhookCall counts a call with its verdict and duration.

@@ -1305,16 +1305,21 @@ func TestUI(t *testing.T) {
 			"name": "Edited twice", "function": "load_url", "params": map[string]any{"url": "https://example.com/a"},
 			"target": map[string]any{"type": "all"}, "enabled": false,
 		})
-		st := b.submit(
+		// refused checks that a stale form's save was refused (409) with a
+		// message that says what is saved now.
+		refused := func(what string, st int64, says string) {
+			t.Helper()
+			if st != http.StatusConflict {
+				t.Fatalf("a stale %s form's save: status %d, want 409", what, st)
+			}
+			if msg := b.text("#form-error"); !strings.Contains(msg, "Someone else saved this "+what) || !strings.Contains(msg, says) {
+				t.Fatalf("the message %q does not say what changed (%q)", msg, says)
+			}
+		}
+		refused("action", b.submit(
 			chromedp.SetValue(chromedp.ID("p-load-url-url"), "https://example.com/b"),
 			chromedp.Click(chromedp.ID("save-action")),
-		)
-		if st != http.StatusConflict {
-			t.Fatalf("a stale form's save: status %d, want 409", st)
-		}
-		if msg := b.text("#form-error"); !strings.Contains(msg, "Someone else saved this action") || !strings.Contains(msg, "disabled") {
-			t.Fatalf("the message %q does not say what changed", msg)
-		}
+		), "disabled")
 		got := s.mustCall(http.StatusOK, "GET", "/api/v1/actions/"+id, nil)
 		if got["enabled"] != false || got["params"].(map[string]any)["url"] != "https://example.com/a" {
 			t.Fatalf("the stale save changed the action: %v", got)
@@ -1334,16 +1339,10 @@ func TestUI(t *testing.T) {
 		key, _ := s.createKey("Limited twice")
 		b.open("/api-keys/" + key + "/limits")
 		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+key, map[string]any{"name": "Limited twice", "disabled": true})
-		st = b.submit(
+		refused("key", b.submit(
 			chromedp.SetValue(chromedp.ID("name"), "Renamed in the form"),
 			chromedp.Click(chromedp.ID("save-limits")),
-		)
-		if st != http.StatusConflict {
-			t.Fatalf("a stale limits form's save: status %d, want 409", st)
-		}
-		if msg := b.text("#form-error"); !strings.Contains(msg, "Someone else saved this key") || !strings.Contains(msg, "disabled") {
-			t.Fatalf("the message %q does not say what changed", msg)
-		}
+		), "disabled")
 		if got := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+key, nil); got["disabled"] != true || got["name"] != "Limited twice" {
 			t.Fatalf("the stale save changed the key: %v", got)
 		}
@@ -1353,12 +1352,7 @@ func TestUI(t *testing.T) {
 		group := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Grown elsewhere"})["id"].(string)
 		b.open("/groups/" + group + "/edit")
 		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/groups/"+group, map[string]any{"name": "Grown elsewhere", "device_ids": []string{"added-elsewhere"}})
-		if st := b.submit(chromedp.Click(chromedp.ID("save-group"))); st != http.StatusConflict {
-			t.Fatalf("a stale group form's save: status %d, want 409", st)
-		}
-		if msg := b.text("#form-error"); !strings.Contains(msg, "Someone else saved this group") || !strings.Contains(msg, "with 1 device") {
-			t.Fatalf("the message %q does not say what changed", msg)
-		}
+		refused("group", b.submit(chromedp.Click(chromedp.ID("save-group"))), "with 1 device")
 		if got := s.mustCall(http.StatusOK, "GET", "/api/v1/groups/"+group, nil)["device_ids"]; len(got.([]any)) != 1 {
 			t.Fatalf("the stale save changed the members: %v", got)
 		}
