@@ -112,6 +112,13 @@ func (d *Devices) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
+// Count is how many devices are registered (as this instance knows them).
+func (d *Devices) Count() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.hashes)
+}
+
 // Authenticate reports whether token is the device's current token.
 func (d *Devices) Authenticate(id, token string) bool {
 	if id == "" || token == "" || len(token) > 200 {

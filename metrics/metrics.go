@@ -19,6 +19,7 @@ import (
 // Sources are read at scrape time.
 type Sources struct {
 	OnlineDevices   func() int
+	Devices         func() int // registered
 	BrokerConnected func() bool
 	// CommandStates counts commands by state (a database query, cached briefly).
 	CommandStates func(ctx context.Context) (map[string]int, error)
@@ -69,6 +70,8 @@ func New(src Sources) *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_devices_online", Help: "Devices online now."},
 			func() float64 { return float64(src.OnlineDevices()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_devices_registered", Help: "Devices registered (online or not)."},
+			func() float64 { return float64(src.Devices()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_broker_connected", Help: "1 while the MQTT broker is reachable."},
 			func() float64 {
 				if src.BrokerConnected() {

@@ -163,7 +163,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 		refusedLogins, denied = a.embedded.RefusedLogins, a.embedded.Denied
 	}
 	a.metrics = metrics.New(metrics.Sources{
-		OnlineDevices: a.presence.OnlineCount, BrokerConnected: a.brokerConnected, Log: a.Log,
+		OnlineDevices: a.presence.OnlineCount, Devices: a.devices.Count, BrokerConnected: a.brokerConnected, Log: a.Log,
 		CommandStates: func(ctx context.Context) (map[string]int, error) { return a.store.CountCommandsByState(ctx) },
 		WriteFailures: a.dispatcher.WriteFailures, Version: buildVersion(), RefusedLogins: refusedLogins, Denied: denied,
 	})

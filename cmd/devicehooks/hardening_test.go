@@ -399,7 +399,8 @@ func TestRequestLogAndMetrics(t *testing.T) {
 		t.Fatalf("/metrics without the admin token: %d", resp.StatusCode)
 	}
 	before := scrape()
-	if metric(before, "devicehooks_devices_online") != 1 || metric(before, "devicehooks_broker_connected") != 1 {
+	if metric(before, "devicehooks_devices_online") != 1 || metric(before, "devicehooks_devices_registered") != 1 ||
+		metric(before, "devicehooks_broker_connected") != 1 || metric(before, "devicehooks_mqtt_denied_total") != 0 {
 		t.Fatalf("gauges:\n%s", before)
 	}
 	s.post(key, `{"event_id":"`+eventID+`"}`)
