@@ -109,7 +109,7 @@ type Dispatcher struct {
 	// failures it saw, never past a newer one.
 	failedRounds atomic.Int64
 	clearedAt    atomic.Int64
-	probedAt     atomic.Int64 // unix nanoseconds of the last failed probe
+	probedAt     atomic.Int64 // unix nanoseconds of the last probe's start
 }
 
 // WriteFailures counts the jobs (triggers, marks, acks) the database did not take;
@@ -129,13 +129,13 @@ func (d *Dispatcher) WriteFailing(ctx context.Context) bool {
 	if d.clearedAt.Load() >= failed {
 		return false
 	}
-	if time.Since(time.Unix(0, d.probedAt.Load())) < time.Second {
-		return true
+	last := d.probedAt.Load()
+	if time.Since(time.Unix(0, last)) < time.Second || !d.probedAt.CompareAndSwap(last, time.Now().UnixNano()) {
+		return true // probed a moment ago, or another health check probes now
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := d.st.ProbeWrite(ctx); err != nil {
-		d.probedAt.Store(time.Now().UnixNano())
 		return true
 	}
 	d.clear(failed)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -85,8 +86,13 @@ func TestAccessLogLinesPerKind(t *testing.T) {
 	r := gin.New()
 	r.Use(accessLog(slog.New(slog.NewTextHandler(&buf, nil))))
 	r.GET("/things/:id", func(c *gin.Context) {
-		if c.Param("id") == "missing" {
-			status, body := errorResponse(c, slog.New(slog.DiscardHandler), actions.Errorf(actions.CodeNotFound, "no such thing"))
+		switch c.Param("id") {
+		case "missing", "busy":
+			err := actions.Errorf(actions.CodeNotFound, "no such thing")
+			if c.Param("id") == "busy" {
+				err = actions.Errorf(actions.CodeUnavailable, "too many calls at once")
+			}
+			status, body := errorResponse(c, slog.New(slog.DiscardHandler), err)
 			c.JSON(status, body)
 			return
 		}
@@ -101,16 +107,17 @@ func TestAccessLogLinesPerKind(t *testing.T) {
 	}
 	get("/things/missing")
 	get("/nowhere")
+	get("/things/busy")
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 3 {
+	if len(lines) != 4 {
 		t.Fatalf("%d lines, want one per kind (200, 404 from the route, 404 without one):\n%s", len(lines), buf.String())
 	}
-	for i, want := range []string{"status=200 ", "status=404 ", "path=/nowhere status=404 "} {
-		if !strings.Contains(lines[i], want) {
+	for i, want := range []string{"status=200 ", "status=404 ", "path=/nowhere status=404 ", `status=503 .* code=unavailable detail="too many calls at once"`} {
+		if !regexp.MustCompile(want).MatchString(lines[i]) {
 			t.Fatalf("line %d %q lacks %q", i, lines[i], want)
 		}
 	}
-	if !strings.Contains(lines[0], "dispatch_id=d-1") || !strings.Contains(lines[1], `code=not_found detail="no such thing"`) {
+	if !strings.Contains(lines[0], "dispatch_id=d-1") || !strings.Contains(lines[1], "code=not_found") || strings.Contains(lines[1], "no such thing") {
 		t.Fatalf("the lines lack the dispatch or the answer:\n%s", buf.String())
 	}
 }

@@ -204,7 +204,9 @@ func accessLog(log *slog.Logger) gin.HandlerFunc {
 		start := time.Now()
 		c.Next()
 		status := c.Writer.Status()
-		ok, skipped := lines.Allow(c.Request.Method+" "+c.FullPath()+" "+strconv.Itoa(status)+" "+c.ClientIP(), start)
+		// Now, not the start: a call that waited 30 s for acks must not wind
+		// its kind's clock back.
+		ok, skipped := lines.Allow(c.Request.Method+" "+c.FullPath()+" "+strconv.Itoa(status)+" "+c.ClientIP(), time.Now())
 		if !ok {
 			return
 		}
@@ -215,7 +217,13 @@ func accessLog(log *slog.Logger) gin.HandlerFunc {
 		attrs := []any{"method", c.Request.Method, "path", path, "status", status,
 			"dur_ms", float64(time.Since(start).Microseconds()) / 1000, "ip", c.ClientIP(), "bytes", c.Writer.Size()}
 		if e, ok := c.Value(ctxAnswerError).(errorDetail); ok {
-			attrs = append(attrs, "code", e.Code, "detail", actions.Truncate(e.Detail, 200))
+			attrs = append(attrs, "code", e.Code)
+			if status >= http.StatusInternalServerError {
+				// What the service refused and why ("too many webhook calls in
+				// progress"); a 4xx's detail may name the caller's event id,
+				// which stays out of the log as a link's payload does.
+				attrs = append(attrs, "detail", actions.Truncate(e.Detail, 200))
+			}
 		}
 		if id := c.GetString(ctxDispatchID); id != "" {
 			attrs = append(attrs, "dispatch_id", id)

@@ -95,7 +95,6 @@ func registerUI(r *gin.Engine, d Deps, cop *http.CrossOriginProtection) *ui {
 	return u
 }
 
-// originOf returns the scheme://host of a URL.
 // crossOriginProtection refuses the requests that a browser marks as sent by
 // another site's page (Sec-Fetch-Site, or else an Origin other than Host),
 // trusting --public-url's origin, which a proxy in front may not pass as Host.
@@ -109,6 +108,7 @@ func crossOriginProtection(d Deps) *http.CrossOriginProtection {
 	return cop
 }
 
+// originOf returns the scheme://host of a URL.
 func originOf(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {

@@ -143,12 +143,7 @@ func functionLabel(name string) string {
 	return name
 }
 
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
+func plural(n int, one, many string) string { return web.Plural(n, one, many) }
 
 // actionForm is the action form's values, as typed.
 type actionForm struct {

@@ -32,9 +32,12 @@ func (u *ui) render(c *gin.Context, status int, page string, v *web.View) {
 	if v.Flash == "" {
 		v.Flash, v.FlashError = u.takeFlash(c)
 	}
-	v.Reload = c.Request.URL.RequestURI()
-	if c.Request.Method != http.MethodGet {
-		v.Reload = formPage(c.FullPath(), c.Request.URL.Path, c.Param("id"))
+	if c.FullPath() != "" { // a page of ours, not the "Not found" page of any path
+		reload := c.Request.URL.RequestURI()
+		if c.Request.Method != http.MethodGet {
+			reload = formPage(c.FullPath(), c.Request.URL.Path, c.Param("id"))
+		}
+		v.Reload = safeNext(reload) // a path on this site, never "//elsewhere"
 	}
 	var buf bytes.Buffer
 	if err := web.Render(&buf, page, v); err != nil {

@@ -479,7 +479,8 @@ func (s *Store) applyAcks(tx *gorm.DB, acks []Ack, applied []bool, publishedAt m
 		if at, ok := publishedAt[a.CommandID]; ok {
 			pub = at
 		}
-		return []any{a.State, a.At, a.Detail, pub, a.CommandID, a.DeviceID, a.At.UTC()}
+		// UTC, as every time written: SQLite compares them as text (markPublishedSQL).
+		return []any{a.State, a.At.UTC(), a.Detail, pub.UTC(), a.CommandID, a.DeviceID, a.At.UTC()}
 	}, func(i int, n int64) { applied[i] = n > 0 })
 }
 

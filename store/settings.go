@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm/clause"
@@ -58,7 +59,15 @@ const probeSize = 64 << 10
 // writes: ones that need new space, as a trigger's do. On a full disk a write
 // that changes nothing, or only pages already written, still works
 // (SQLite's write-ahead log keeps its slack) while every trigger fails.
+//
+// On SQLite the probe's row goes into pages a probe before freed, and its
+// commit into the WAL's slack, even while the database file cannot grow:
+// while the background checkpoints fail (the WAL can no longer be copied
+// into the file), the probe fails too.
 func (s *Store) ProbeWrite(ctx context.Context) error {
+	if s.checkpointFailing.Load() {
+		return errors.New("store: probe write: checkpoints fail: the WAL cannot be copied into the database (a full disk?)")
+	}
 	data := make([]byte, probeSize/2)
 	rand.Read(data)
 	probe := WriteProbe{ID: uuid.NewString(), Data: hex.EncodeToString(data)}

@@ -48,6 +48,7 @@ func (s *Store) checkpoints(stop <-chan struct{}, done chan<- struct{}, log *slo
 			log.Info("sqlite checkpoint works again")
 		}
 		failing = err != nil
+		s.checkpointFailing.Store(failing)
 	}
 }
 

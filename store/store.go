@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/driver/postgres"
@@ -46,8 +47,9 @@ type Store struct {
 
 	writeTurn chan struct{} // SQLite only: held by this process's writer (serialConnector)
 
-	stopCheckpoints chan struct{} // SQLite only: ends the background checkpoints
-	checkpointsDone chan struct{}
+	stopCheckpoints   chan struct{} // SQLite only: ends the background checkpoints
+	checkpointsDone   chan struct{}
+	checkpointFailing atomic.Bool // the last background checkpoint failed
 
 	// The claim (AsTheActiveInstance): the lock file, or the connection that
 	// holds the advisory lock and the channels of its watch.

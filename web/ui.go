@@ -138,10 +138,13 @@ var funcs = template.FuncMap{
 	"ago":  agoText,
 	// plural picks one or many by a count, an int or an int64.
 	"plural": func(n any, one, many string) string {
-		if n == 1 || n == int64(1) {
-			return one
+		switch n := n.(type) {
+		case int:
+			return Plural(n, one, many)
+		case int64:
+			return Plural(int(n), one, many)
 		}
-		return many
+		panic(fmt.Sprintf("plural of a %T", n)) // a template's mistake: fails its render
 	},
 }
 
@@ -199,4 +202,12 @@ func Ago(d time.Duration) string {
 		return fmt.Sprintf("%d h ago", int(d.Hours()))
 	}
 	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+// Plural picks one or many by a count: "1 device", "2 devices".
+func Plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

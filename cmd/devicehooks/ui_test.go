@@ -1571,14 +1571,25 @@ func TestUI(t *testing.T) {
 		if n := named("Created once"); n != 1 {
 			t.Fatalf("%d actions named “Created once”", n)
 		}
-		// Two submits in the same moment (a double click): one action.
-		b.submit(
+		// A second submit while the first is on its way (a double click) is
+		// held back: its submit event is cancelled. (Two requestSubmit calls
+		// in one task would make one navigation whatever the page does.)
+		b.do(
 			chromedp.SetValue(chromedp.ID("name"), "Double clicked"),
 			chromedp.SetValue(chromedp.ID("function"), "refresh_content"),
 			chromedp.SetValue(chromedp.ID("target_type"), "all"),
-			chromedp.Evaluate[chromedp.Void](`(() => { const f = document.getElementById("action-form"); f.requestSubmit(); f.requestSubmit(); })()`),
 		)
+		b.submit(chromedp.Evaluate[chromedp.Void](`(() => {
+			const f = document.getElementById("action-form");
+			f.requestSubmit();
+			const again = new SubmitEvent("submit", {bubbles: true, cancelable: true});
+			f.dispatchEvent(again);
+			sessionStorage.setItem("held", String(again.defaultPrevented)); // read on the next page
+		})()`))
 		b.wantPage("action_link")
+		if held := evalIn[string](b, `sessionStorage.getItem("held")`); held != "true" {
+			t.Fatalf("a second submit of a form on its way was not held back (%q)", held)
+		}
 		if n := named("Double clicked"); n != 1 {
 			t.Fatalf("%d actions named “Double clicked”", n)
 		}
@@ -2044,6 +2055,19 @@ func TestUI(t *testing.T) {
 			if resp.StatusCode != http.StatusNotFound || !strings.HasPrefix(resp.Header.Get("Content-Type"), c.want) {
 				t.Errorf("GET %s (Accept %q): %d %s, want 404 %s", c.path, c.accept, resp.StatusCode, resp.Header.Get("Content-Type"), c.want)
 			}
+		}
+		// A path that is another site's address must not become where the
+		// page reloads to (back from the browser's cache).
+		req, _ := http.NewRequest(http.MethodGet, s.base+"//evil.example/x", nil)
+		req.Header.Set("Accept", "text/html")
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(page), `data-reload="//`) {
+			t.Fatalf("the Not found page of //evil.example/x reloads to another site:\n%s", page)
 		}
 	})
 

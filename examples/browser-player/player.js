@@ -158,8 +158,10 @@
       }, pause);
     });
     client.on("error", (err) => {
-      // A CONNACK that refuses the login: "Connection refused: Not authorized".
-      if (typeof err.code === "number" && !client.connected) refused = true;
+      // A CONNACK that refuses the login ("Connection refused: Not authorized":
+      // 4 or 5 on MQTT 3.1.1, 0x86 or 0x87 on MQTT 5) is final; any other
+      // refusal ("server unavailable") is retried.
+      if ([4, 5, 0x86, 0x87].includes(err.code) && !client.connected) refused = true;
       setConn("error", "error");
       log("error: " + err.message);
     });

@@ -27,7 +27,8 @@
 
   window.addEventListener("pageshow", function (ev) {
     if (ev.persisted) {
-      window.location.replace(document.body.dataset.reload || window.location.href);
+      var to = document.body.dataset.reload || "";
+      window.location.replace(/^\/(?![\/\\])/.test(to) ? to : window.location.href); // a path of this site only
       return;
     }
     var nav = performance.getEntriesByType && performance.getEntriesByType("navigation")[0];
