@@ -203,6 +203,9 @@ func accessLog(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
+		if !log.Enabled(c.Request.Context(), slog.LevelInfo) {
+			return // --log-level warn: nothing to work out per request
+		}
 		status := c.Writer.Status()
 		// Now, not the start: a call that waited 30 s for acks must not wind
 		// its kind's clock back.
