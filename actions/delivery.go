@@ -62,6 +62,10 @@ type Delivery struct {
 	// sent until sentFor.
 	landed *queue.Queue[[]string]
 	missed atomic.Bool // a work item was dropped: resynchronise from the database
+	// forgets holds deleted devices whose retained messages the sender has
+	// yet to clear: Forget never waits for room in work.
+	forgetMu sync.Mutex
+	forgets  []string
 
 	// OnPublished, if set, is called when the broker has taken a command.
 	OnPublished func(commandID string, at time.Time)
@@ -69,7 +73,6 @@ type Delivery struct {
 	// having sent them and sends their devices' queued commands again shortly.
 	failed  chan failedSend
 	lastErr atomic.Value // publishError: the last publish failure, for the log
-	metrics DeliveryMetrics
 	// fanOut holds a channel closed once the large batch being sent has gone to
 	// the broker and been marked published (nil when none is being sent).
 	fanOut atomic.Pointer[chan struct{}]
@@ -86,13 +89,6 @@ type PublishedMarker interface {
 	MarkPublished(ctx context.Context, ids []string, at time.Time) error
 }
 
-// DeliveryMetrics counts what delivery did, for /metrics and the benchmark.
-type DeliveryMetrics struct {
-	Published     atomic.Int64
-	PublishErrors atomic.Int64
-	Skipped       atomic.Int64 // not sent now: device offline, broker down or expired
-}
-
 type work struct {
 	cmds       []store.Command
 	desired    []string          // device ids whose desired state changed
@@ -100,7 +96,6 @@ type work struct {
 	resync     bool              // broker (re)connected or work was dropped: send all that waits
 	retry      map[string]string // commands the broker did not take, and their devices: send them and their devices' queued ones again
 	allDesired bool              // publish every device's desired state again
-	forget     []string          // deleted devices: clear what the broker keeps of them
 }
 
 // NewDelivery returns a Delivery; Run starts it.
@@ -126,9 +121,6 @@ type publishError struct{ err error }
 // retryAfter is how long the sender waits before sending again what the broker
 // did not take (a full write queue of a slow client drains meanwhile).
 const retryAfter = time.Second
-
-// Metrics returns delivery's counters.
-func (dl *Delivery) Metrics() *DeliveryMetrics { return &dl.metrics }
 
 // Enqueue takes committed commands. It never blocks: if the queue is full the
 // commands stay queued in the database and the next resync sends them.
@@ -261,7 +253,11 @@ func (dl *Delivery) do(ctx context.Context, w work) {
 	if w.resync {
 		dl.sendPending(ctx, dl.presence.OnlineIDs(), false, now, nil)
 	}
-	for _, id := range w.forget {
+	dl.forgetMu.Lock()
+	forgets := dl.forgets
+	dl.forgets = nil
+	dl.forgetMu.Unlock()
+	for _, id := range forgets {
 		dl.clearRetained(id)
 	}
 	if w.allDesired {
@@ -390,7 +386,6 @@ const markResolution = 20 * time.Millisecond
 func (dl *Delivery) due(c *store.Command, now time.Time) bool {
 	since, online := dl.presence.OnlineSince(c.DeviceID)
 	if !c.ExpiresAt.After(now) || !online || !dl.pub.Connected() {
-		dl.metrics.Skipped.Add(1)
 		return false
 	}
 	if at, ok := dl.sent[c.ID]; ok && !at.Before(since) {
@@ -412,7 +407,6 @@ func (dl *Delivery) publish(c *store.Command) {
 	id, device := c.ID, c.DeviceID
 	dl.pub.Publish(dl.topics.Device(device, KindCommands), []byte(c.Payload), false, func(err error) {
 		if err != nil {
-			dl.metrics.PublishErrors.Add(1)
 			dl.lastErr.Store(publishError{err})
 			select {
 			case dl.failed <- failedSend{id, device}:
@@ -422,7 +416,6 @@ func (dl *Delivery) publish(c *store.Command) {
 			}
 			return
 		}
-		dl.metrics.Published.Add(1)
 		at := dl.clock()
 		if dl.OnPublished != nil {
 			dl.OnPublished(id, at)
@@ -485,8 +478,16 @@ func (dl *Delivery) publishDesired(ctx context.Context, ids []string) {
 // broker is away, the old ones stay.
 //
 // It runs on delivery's goroutine, after any desired state being published
-// now, which could otherwise land after the clear.
-func (dl *Delivery) Forget(deviceID string) { dl.work.PushWait(work{forget: []string{deviceID}}) }
+// now, which could otherwise land after the clear, with the next work it
+// takes. It does not wait: with the work queue full (a large fan-out), the
+// clear goes with whatever the sender does next, at the latest the periodic
+// resync.
+func (dl *Delivery) Forget(deviceID string) {
+	dl.forgetMu.Lock()
+	dl.forgets = append(dl.forgets, deviceID)
+	dl.forgetMu.Unlock()
+	dl.offer(work{})
+}
 
 func (dl *Delivery) clearRetained(deviceID string) {
 	for _, kind := range []string{KindDesired, KindStatus} {
