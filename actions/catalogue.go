@@ -32,7 +32,9 @@ type Function struct {
 	Name   string
 	Label  string
 	Params []Param
-	// validate checks params (already free of unknown keys) and returns them normalised.
+	// validate checks the known params and returns them normalised, leaving
+	// out any other key (ValidateParams refuses those, and reports them
+	// beside validate's own errors, so all are told at once).
 	validate func(p map[string]any) (map[string]any, error)
 }
 
@@ -235,13 +237,6 @@ func wholeNumber(v any) (int64, bool) {
 		return n, true
 	}
 	return 0, false
-}
-
-// SensorData is what a caller passes to a sensor_event action.
-type SensorData struct {
-	ID    any `json:"id"`
-	Event any `json:"event"`
-	Value any `json:"value"`
 }
 
 // checkNumber refuses a sensor value that players cannot read at all: one past

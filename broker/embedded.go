@@ -223,17 +223,6 @@ func (e *Embedded) RefusedLogins() int64 { return e.auth.refused.Load() }
 // start: a will, a subscription or a publish on a topic the device may not use.
 func (e *Embedded) Denied() int64 { return e.auth.denied.Load() }
 
-// Clients returns how many network clients are connected.
-func (e *Embedded) Clients() int {
-	n := 0
-	for _, cl := range e.srv.Clients.GetAll() {
-		if !cl.Net.Inline && !cl.Closed() {
-			n++
-		}
-	}
-	return n
-}
-
 // Close stops the listeners and disconnects every client; safe to call twice.
 func (e *Embedded) Close() error {
 	var err error

@@ -26,17 +26,13 @@ type NewDispatch struct {
 	IdempotencySince time.Time
 }
 
-// WriteDispatches writes a batch of triggers in one transaction, so that many
-// concurrent webhook calls share one commit. A trigger whose idempotency key is
-// already taken is left out and reported in dup; either every other trigger of the
-// batch is written, or (on error) none is.
+// WriteDispatches is WriteBatch with triggers only: the shape tests and tools
+// need. A trigger whose idempotency key is already taken is left out and
+// reported in dup; either every other trigger of the batch is written, or (on
+// error) none is.
 func (s *Store) WriteDispatches(ctx context.Context, batch []*NewDispatch) (dup []bool, err error) {
-	dup = make([]bool, len(batch))
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		_, err := s.writeDispatches(tx, batch, dup)
-		return err
-	})
-	return dup, wrap("write dispatches", err)
+	res, err := s.WriteBatch(ctx, &Batch{Dispatches: batch})
+	return res.Dup, err
 }
 
 // writeDispatches writes the batch's triggers and returns the ids of the
