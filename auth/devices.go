@@ -60,11 +60,8 @@ func (d *Devices) Create(ctx context.Context, id, name string) (*store.Device, s
 	if d.Reserved != "" && id == d.Reserved {
 		return nil, "", actions.Invalid("id", "is devicehooks' own username on the MQTT broker (--mqtt-username): choose another id")
 	}
-	name = strings.TrimSpace(name)
-	if name == "" {
-		name = id
-	}
-	if err := actions.CheckName("name", name); err != nil {
+	name, err := deviceName(id, name)
+	if err != nil {
 		return nil, "", err
 	}
 	token, hash, mosq := d.newCredentials()
@@ -92,6 +89,24 @@ func (d *Devices) Rotate(ctx context.Context, id string) (string, error) {
 		d.OnRevoke(id)
 	}
 	return token, nil
+}
+
+// Rename changes a device's name, and returns it: an empty one is the id, as
+// on Create.
+func (d *Devices) Rename(ctx context.Context, id, name string) (string, error) {
+	name, err := deviceName(id, name)
+	if err != nil {
+		return "", err
+	}
+	return name, d.st.RenameDevice(ctx, id, name)
+}
+
+// deviceName is the name a device is shown by: as given, or its id.
+func deviceName(id, name string) (string, error) {
+	if name = strings.TrimSpace(name); name == "" {
+		return id, nil
+	}
+	return name, actions.CheckName("name", name)
 }
 
 // Delete removes a device and closes its connections.

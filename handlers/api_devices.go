@@ -65,18 +65,17 @@ func (a *api) getDevice(c *gin.Context) {
 
 func (a *api) updateDevice(c *gin.Context) {
 	var in struct {
-		Name string `json:"name"`
+		Name *string `json:"name"`
 	}
 	if err := bindJSON(c, &in, deviceView{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
-	name, err := actions.RequiredName("name", in.Name)
-	if err != nil {
-		respondError(c, a.Log, err)
+	if in.Name == nil {
+		respondError(c, a.Log, actions.Invalid("name", "is required (at most %d characters; empty for the device's id)", actions.MaxName))
 		return
 	}
-	if err := a.Store.RenameDevice(c.Request.Context(), c.Param("id"), name); err != nil {
+	if _, err := a.Devices.Rename(c.Request.Context(), c.Param("id"), *in.Name); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}

@@ -197,13 +197,7 @@ func (u *ui) updateDevice(c *gin.Context) {
 		u.redirectError(c, "/devices", gone(err, deviceGone))
 		return
 	}
-	if v.Name == "" { // as on adding it: shown by its id
-		v.Name = v.ID
-	}
-	name, err := actions.RequiredName("name", v.Name)
-	if err == nil {
-		err = u.Store.RenameDevice(c.Request.Context(), v.ID, name)
-	}
+	name, err := u.Devices.Rename(c.Request.Context(), v.ID, v.Name)
 	if err != nil {
 		if !isUserError(err) {
 			u.fail(c, err)

@@ -91,6 +91,8 @@ func TestManagementAPIInput(t *testing.T) {
 		{"a key's rate below the lowest", "POST", "/api/v1/api-keys", map[string]any{"name": "k", "rate": map[string]any{"per_second": 1e-12, "burst": 1}}, "rate.per_second"},
 		{"a ttl_s past what a duration holds", "PUT", path, map[string]any{"name": "x", "function": "restart", "target": target, "ttl_s": 18446744075}, "ttl_s"},
 		{"a ttl_s that overflows to a valid one", "POST", "/api/v1/actions", map[string]any{"name": "x", "function": "restart", "target": target, "ttl_s": 18446744075000}, "ttl_s"},
+		{"a device's rename without a name", "PUT", "/api/v1/devices/lobby-1", map[string]any{}, "name"},
+		{"a device's name on two lines", "PUT", "/api/v1/devices/lobby-1", map[string]any{"name": "a\nb"}, "name"},
 	} {
 		status, ans := s.call(tc.method, tc.path, tc.body)
 		wantError(t, tc.name, status, ans, http.StatusUnprocessableEntity, "invalid_params")
@@ -101,6 +103,14 @@ func TestManagementAPIInput(t *testing.T) {
 	if got := s.mustCall(http.StatusOK, "GET", path, nil); got["enabled"] != true || got["name"] != "Welcome (lobby)" {
 		t.Fatalf("a refused update changed the action: %v", got)
 	}
+	// A device renamed to nothing is shown by its id, as when it was added
+	// without a name (and as the UI's form does).
+	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/devices/lobby-1", map[string]any{"name": "Lobby"})
+	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/devices/lobby-1", map[string]any{"name": " "})
+	if got := s.mustCall(http.StatusOK, "GET", "/api/v1/devices/lobby-1", nil); got["name"] != "lobby-1" {
+		t.Fatalf("a device renamed to nothing: %v", got)
+	}
+
 	// A refusal from inside an edit's transaction keeps its field, whatever
 	// its text: "duplicate key value" is also how PostgreSQL says 409.
 	keyID, _ := s.createKey("k")
