@@ -62,13 +62,10 @@ func NewKeys(st *store.Store, kr *secrets.Keyring, log *slog.Logger) *Keys {
 // Create makes a new API key and returns it with its plaintext, which the caller
 // shows once (it can be revealed again later).
 func (k *Keys) Create(ctx context.Context, name string, limits Limits) (*store.APIKey, string, error) {
-	name, err := actions.RequiredName("name", name)
-	if err != nil {
+	if err := k.Check(ctx, name, &limits, Limits{}); err != nil {
 		return nil, "", err
 	}
-	if err := limits.Validate(Limits{}); err != nil {
-		return nil, "", err
-	}
+	name, _ = actions.RequiredName("name", name) // trimmed
 	plain := secrets.NewToken(secrets.APIKeyPrefix)
 	sealed, err := k.kr.Seal(plain)
 	if err != nil {

@@ -1,11 +1,7 @@
 package handlers
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -44,10 +40,6 @@ type apiKeyInput struct {
 func (a *api) createAPIKey(c *gin.Context) {
 	var in apiKeyInput
 	if err := bindJSON(c, &in, apiKeyView{}); err != nil {
-		respondError(c, a.Log, err)
-		return
-	}
-	if err := checkScope(c.Request.Context(), a.Store, in.Limits, auth.Limits{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
@@ -104,7 +96,7 @@ func (a *api) updateAPIKey(c *gin.Context) {
 	}
 	in, err := apiKeyInputOver(body, old.Name, auth.LimitsOf(old))
 	if err == nil {
-		err = checkScope(ctx, a.Store, in.Limits, auth.LimitsOf(old))
+		err = a.Keys.Check(ctx, in.Name, &in.Limits, auth.LimitsOf(old))
 	}
 	if err == nil {
 		err = a.Keys.Edit(ctx, old.ID, func(name string, l auth.Limits) (string, auth.Limits, error) {
@@ -135,56 +127,4 @@ func (a *api) deleteAPIKey(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
-}
-
-// checkScope refuses a scope that names an action or a group that does not
-// exist (a typo would scope the key to nothing). Ids the key already had are
-// kept as they are, so that a key read and sent back is accepted after one of
-// its actions or groups was deleted. The API and the UI's limits form both use it.
-func checkScope(ctx context.Context, st *store.Store, l, had auth.Limits) error {
-	if err := checkIDs(ctx, "actions", "action", l.Actions, had.Actions, actionFinder(st)); err != nil {
-		return err
-	}
-	return checkIDs(ctx, "groups", "group", l.Groups, had.Groups, groupFinder(st))
-}
-
-// checkIDs checks that each id not in had is found by find.
-func checkIDs(ctx context.Context, field, what string, ids, had []string, find finder) error {
-	for i, id := range ids {
-		if slices.Contains(had, id) {
-			continue
-		}
-		if err := find(ctx, id); errors.Is(err, store.ErrNotFound) {
-			return actions.Invalid(fmt.Sprintf("%s[%d]", field, i), "no %s has the id %q", what, id)
-		} else if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// finder looks a scope entry up: nil if it exists, store.ErrNotFound if not.
-type finder func(ctx context.Context, id string) error
-
-func actionFinder(st *store.Store) finder {
-	return func(ctx context.Context, id string) error { _, err := st.Action(ctx, id); return err }
-}
-
-func groupFinder(st *store.Store) finder {
-	return func(ctx context.Context, id string) error { _, err := st.Group(ctx, id); return err }
-}
-
-// anyExists tells whether find finds any of ids other than skip.
-func anyExists(ctx context.Context, ids []string, skip string, find finder) (bool, error) {
-	for _, id := range ids {
-		if id == skip {
-			continue
-		}
-		if err := find(ctx, id); err == nil {
-			return true, nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return false, err
-		}
-	}
-	return false, nil
 }

@@ -163,13 +163,13 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		}
 		v.Limits.Rate = &auth.Rate{PerSecond: rps, Burst: burst}
 	}
-	// Keys.Edit and checkScope stop at the first error: each part is also
-	// checked on its own, so that the form shows every error at once.
-	for _, err := range limitsErrors(ctx, u.Store, v, auth.LimitsOf(k)) {
-		if !isUserError(err) {
-			u.fail(c, err)
-			return
-		}
+	// Every problem at once, where Keys.Edit stops at the first.
+	problems, err := u.Keys.Problems(ctx, v.Name, &v.Limits, auth.LimitsOf(k))
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	for _, err := range problems {
 		fe, _ := fieldErrors(err, limitsField)
 		for f, msg := range fe {
 			if _, ok := errs[f]; !ok {
@@ -227,18 +227,6 @@ func keyVersion(name string, l auth.Limits) string {
 func limitsField(f string) string {
 	f, _, _ = strings.Cut(f, "[")
 	return strings.ReplaceAll(f, ".", "_")
-}
-
-// limitsErrors checks the posted name and limits as Keys.Edit and checkScope
-// do, and returns every problem instead of the first.
-func limitsErrors(ctx context.Context, st *store.Store, v keyLimitsView, had auth.Limits) []error {
-	_, err := actions.RequiredName("name", v.Name)
-	errs := append([]error{err}, v.Limits.Problems(had)...)
-	// As the API does: no id that names nothing, unless the key had it already.
-	errs = append(errs,
-		checkIDs(ctx, "actions", "action", v.Limits.Actions, had.Actions, actionFinder(st)),
-		checkIDs(ctx, "groups", "group", v.Limits.Groups, had.Groups, groupFinder(st)))
-	return slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 }
 
 func (u *ui) renderKeyLimits(c *gin.Context, status int, v keyLimitsView, errs map[string]string, msg string) {
@@ -327,7 +315,7 @@ func (u *ui) keysScopedTo(ctx context.Context, actionID, groupID string) (n, onl
 			l := auth.LimitsOf(&keys[i])
 			if (actionID != "" && slices.Contains(l.Actions, actionID)) || (groupID != "" && slices.Contains(l.Groups, groupID)) {
 				n++
-				rest, err := u.scopeRemains(ctx, l, actionID, groupID)
+				rest, err := u.Keys.ScopeRemains(ctx, l, actionID, groupID)
 				if err != nil {
 					return 0, 0, err
 				}
@@ -340,15 +328,6 @@ func (u *ui) keysScopedTo(ctx context.Context, actionID, groupID string) (n, onl
 			return n, only, nil
 		}
 	}
-}
-
-// scopeRemains tells whether a scope names an existing action or group besides
-// the one about to be deleted (entries deleted earlier match nothing).
-func (u *ui) scopeRemains(ctx context.Context, l auth.Limits, actionID, groupID string) (bool, error) {
-	if ok, err := anyExists(ctx, l.Actions, actionID, actionFinder(u.Store)); ok || err != nil {
-		return ok, err
-	}
-	return anyExists(ctx, l.Groups, groupID, groupFinder(u.Store))
 }
 
 // scopeNote tells, on the page that confirms deleting an action or a group, what
