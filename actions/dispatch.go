@@ -200,13 +200,11 @@ func NewDispatcher(st *store.Store, sink CommandSink, acks *AckWaiters, log *slo
 
 // Trigger records the trigger and its commands durably, hands the commands to
 // delivery, and answers. With an idempotency key already used by the same API key
-// within the window, it answers with the first response and sends nothing.
+// within the window, it answers with the first response and sends nothing: the
+// key is claimed in the trigger's own transaction. A caller looks for a repeat
+// first (Replay), before it looks up the action: a repeat answers as the first
+// call did even if the action changed since, and costs no write.
 func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
-	if t.IdempotencyKey != "" {
-		if out, err := d.Replay(ctx, t.APIKeyID, t.IdempotencyKey, t.Action.EventID, t.SensorData); out != nil || err != nil {
-			return out, err
-		}
-	}
 	a := t.Action
 	params, err := d.commandParams(t)
 	if err != nil {
