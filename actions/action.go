@@ -13,9 +13,9 @@ import (
 
 // Target types (CONTRACT §2).
 const (
-	TargetDevice = "device"
-	TargetGroup  = "group"
-	TargetAll    = "all"
+	TargetDevice = store.TargetDevice
+	TargetGroup  = store.TargetGroup
+	TargetAll    = store.TargetAll
 )
 
 // Target is who an action's commands go to.

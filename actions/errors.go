@@ -59,7 +59,9 @@ func Invalid(field, format string, args ...any) *Error {
 	return &Error{Code: CodeInvalidParams, Field: field, Detail: fmt.Sprintf(format, args...)}
 }
 
-// ErrorCode returns the code of err, or CodeInternal if it carries none.
+// ErrorCode returns the code of err, or CodeInternal if it carries none. It
+// does not read the store's sentinel errors, as the handlers' mapping to HTTP
+// statuses does (handlers.asError): it is for code below the handlers.
 func ErrorCode(err error) Code {
 	var e *Error
 	if errors.As(err, &e) {

@@ -21,13 +21,14 @@ type ExternalConfig struct {
 	ClientID string
 	// OnConnect runs after every (re)connection, once subscriptions are renewed.
 	OnConnect func()
-	// OnConnectionLost runs when an established connection drops, and again
-	// after every (re)connection before the subscriptions are renewed (and
-	// their retained messages replayed): paho runs its lost handler and its
-	// first reconnect at once, and a late lost handler must not undo what the
-	// new connection's replay said, so it is skipped once connected again.
-	OnConnectionLost func()
-	Logger           *slog.Logger
+	// OnSubscriptionsReset runs whenever what the subscriptions told (the
+	// players' presence) is void: when an established connection drops, and
+	// again after every (re)connection before the subscriptions are renewed
+	// (and their retained messages replayed). paho runs its lost handler and
+	// its first reconnect at once, and a late lost handler must not undo what
+	// the new connection's replay said, so it is skipped once connected again.
+	OnSubscriptionsReset func()
+	Logger               *slog.Logger
 }
 
 // External is a paho client of an external broker (Mosquitto, or a clustered
@@ -97,8 +98,8 @@ func NewExternal(cfg ExternalConfig) *External {
 			x.log.Warn("mqtt broker connection lost; reconnecting", "broker", x.url, "err", err)
 			x.down()
 			x.connectionLost()
-			if cfg.OnConnectionLost != nil && !x.client.IsConnectionOpen() {
-				cfg.OnConnectionLost()
+			if cfg.OnSubscriptionsReset != nil && !x.client.IsConnectionOpen() {
+				cfg.OnSubscriptionsReset()
 			}
 		}).
 		SetOnConnectHandler(func(c paho.Client) {
@@ -109,8 +110,8 @@ func NewExternal(cfg ExternalConfig) *External {
 			x.failMu.Lock()
 			x.lastFailed = ""
 			x.failMu.Unlock()
-			if cfg.OnConnectionLost != nil {
-				cfg.OnConnectionLost()
+			if cfg.OnSubscriptionsReset != nil {
+				cfg.OnSubscriptionsReset()
 			}
 			x.resubscribe()
 			if cfg.OnConnect != nil {

@@ -38,7 +38,7 @@ func requireAdmin(admins *auth.Admins, log *slog.Logger) gin.HandlerFunc {
 		c.Next()
 		// Who changed what, as the UI's changes are logged: the route, not the
 		// URL, so nothing a caller typed ends up in the log.
-		if m := c.Request.Method; m != http.MethodGet && m != http.MethodHead && c.Writer.Status() < 400 {
+		if m := c.Request.Method; m != http.MethodGet && m != http.MethodHead && c.Writer.Status() < http.StatusBadRequest {
 			id := c.Param("id")
 			if loc := c.Writer.Header().Get("Location"); id == "" && loc != "" {
 				id = path.Base(loc) // a create: the new object's id

@@ -1,9 +1,11 @@
 // Package handlers is devicehooks' HTTP side: the webhook endpoint, the management
-// API, health, and the access log. Routes are wired by hand in New.
+// API, the admin UI (the ui_*.go files), health, metrics, the access log and the
+// request log's writer. Routes are wired by hand in New.
 package handlers
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -178,7 +180,9 @@ func health(d Deps) gin.HandlerFunc {
 			mqtt = "disconnected"
 		}
 		if err := d.Store.Ping(c.Request.Context()); err != nil {
-			d.Log.Error("health: database", "err", err)
+			// Limited as other failures are: several probes a second
+			// (load balancers, an orchestrator) are one line a second.
+			logFailure(c, d.Log, http.StatusServiceUnavailable, fmt.Errorf("health: database: %w", err))
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "database": "down", "mqtt": mqtt})
 			return
 		}

@@ -90,7 +90,7 @@ func (u *ui) requireSession(c *gin.Context) {
 		c.Next()
 		return
 	}
-	if actions.ErrorCode(err) != actions.CodeUnauthorized {
+	if asError(err).Code != actions.CodeUnauthorized {
 		u.fail(c, err)
 		return
 	}
@@ -236,7 +236,7 @@ func (u *ui) login(c *gin.Context) {
 		u.renderLogin(c, http.StatusTooManyRequests, v,
 			"Too many failed sign-ins. Try again in "+strconv.Itoa(max(int(wait.Minutes()), 1))+" min.")
 		return
-	case actions.ErrorCode(err) == actions.CodeUnauthorized:
+	case asError(err).Code == actions.CodeUnauthorized:
 		u.Log.Warn("ui: sign-in failed", "ip", c.ClientIP())
 		u.renderLogin(c, http.StatusUnauthorized, v, "Wrong username or password.")
 		return

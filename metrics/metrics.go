@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"devicehooks/store"
 )
 
 // Sources are read at scrape time.
@@ -172,8 +174,8 @@ func (c *commandCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		c.counts, c.at = counts, time.Now()
 	}
-	for _, st := range []string{"queued", "published", "succeeded", "failed", "rejected", "expired"} {
+	for _, st := range store.States {
 		ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.GaugeValue, float64(c.counts[st]), st)
 	}
-	ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(c.counts["queued"]))
+	ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(c.counts[store.StateQueued]))
 }

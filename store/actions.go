@@ -65,9 +65,9 @@ func (s *Store) EditAction(ctx context.Context, id string, edit func(*Action) er
 func targetExists(tx *gorm.DB, a *Action) error {
 	var model any
 	switch a.TargetType {
-	case "device":
+	case TargetDevice:
 		model = &Device{}
-	case "group":
+	case TargetGroup:
 		model = &Group{}
 	default:
 		return nil
@@ -87,7 +87,7 @@ func targetExists(tx *gorm.DB, a *Action) error {
 }
 
 // ActionsTargeting returns the actions whose target is this device or group
-// (targetType "device" or "group"), by name: while there are any, it cannot
+// (targetType TargetDevice or TargetGroup), by name: while there are any, it cannot
 // be deleted.
 func (s *Store) ActionsTargeting(ctx context.Context, targetType, id string) ([]Action, error) {
 	var as []Action

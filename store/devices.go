@@ -105,7 +105,7 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) (expired []string, 
 			return err
 		}
 		var n int64
-		if err := tx.Model(&Action{}).Where("target_type = ? AND target_id = ?", "device", id).Count(&n).Error; err != nil {
+		if err := tx.Model(&Action{}).Where("target_type = ? AND target_id = ?", TargetDevice, id).Count(&n).Error; err != nil {
 			return err
 		}
 		if n > 0 {

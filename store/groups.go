@@ -152,7 +152,7 @@ func (s *Store) DeleteGroup(ctx context.Context, id string) error {
 			return err
 		}
 		var n int64
-		if err := tx.Model(&Action{}).Where("target_type = ? AND target_id = ?", "group", id).Count(&n).Error; err != nil {
+		if err := tx.Model(&Action{}).Where("target_type = ? AND target_id = ?", TargetGroup, id).Count(&n).Error; err != nil {
 			return err
 		}
 		if n > 0 {

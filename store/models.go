@@ -99,6 +99,13 @@ type GroupMember struct {
 	Device   *Device `gorm:"foreignKey:DeviceID;constraint:OnDelete:CASCADE"`
 }
 
+// An action's target types (CONTRACT §2): one device, a group, or every device.
+const (
+	TargetDevice = "device"
+	TargetGroup  = "group"
+	TargetAll    = "all"
+)
+
 // Action is what a webhook call with its EventID makes the target devices do.
 // Params holds the function's fixed parameters as a JSON object.
 type Action struct {
@@ -106,7 +113,7 @@ type Action struct {
 	Name       string    `gorm:"size:200;not null"`
 	EventID    string    `gorm:"size:64;not null;uniqueIndex"`
 	Function   string    `gorm:"size:32;not null"`
-	TargetType string    `gorm:"size:16;not null"`
+	TargetType string    `gorm:"size:16;not null"` // TargetDevice, TargetGroup or TargetAll
 	TargetID   string    `gorm:"size:64;not null;default:'';index"`
 	Params     string    `gorm:"not null;default:'{}'"`
 	Enabled    bool      `gorm:"not null"`

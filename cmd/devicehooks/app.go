@@ -139,8 +139,8 @@ func (a *App) Open(ctx context.Context) (err error) {
 	} else {
 		a.external = broker.NewExternal(broker.ExternalConfig{
 			URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword, Logger: a.Log,
-			OnConnect:        func() { a.delivery.BrokerConnected() },
-			OnConnectionLost: a.presence.BrokerLost,
+			OnConnect:            func() { a.delivery.BrokerConnected() },
+			OnSubscriptionsReset: a.presence.BrokerLost,
 		})
 		mq = a.external
 	}
