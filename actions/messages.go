@@ -50,6 +50,61 @@ func (t Topics) Allowed(deviceID, topic string, write bool) bool {
 	return kind == KindCommands || kind == KindDesired
 }
 
+// The rest of the embedded broker's policy for the player contract
+// (docs/players.md): a client's username is its device id, or, for an
+// anonymous client (--mqtt-allow-anonymous, development only), the device
+// whose topic it uses.
+
+// anonymous returns the device an anonymous client acts as on topic: the one
+// it names, never a wildcard.
+func (t Topics) anonymous(topic string) string {
+	id, _, ok := t.Parse(topic)
+	if !ok || !DeviceIDPattern.MatchString(id) {
+		return ""
+	}
+	return id
+}
+
+// ClientAllowed is Allowed for a client of the embedded broker, anonymous
+// ones included.
+func (t Topics) ClientAllowed(user, topic string, write bool) bool {
+	if user == "" {
+		user = t.anonymous(topic)
+	}
+	return user != "" && t.Allowed(user, topic, write)
+}
+
+// WillAllowed tells whether a client may leave a will on topic: a will says
+// that the player is gone, so only on its own status topic.
+func (t Topics) WillAllowed(user, topic string) bool {
+	_, kind, ok := t.Parse(topic)
+	return ok && kind == KindStatus && t.ClientAllowed(user, topic, true)
+}
+
+// PresenceOf tells whether a subscription to filter makes a client present,
+// and as which device: a player is online once it reads its own commands.
+func (t Topics) PresenceOf(user, filter string) (deviceID string, ok bool) {
+	if user == "" {
+		user = t.anonymous(filter)
+	}
+	return user, user != "" && filter == t.Device(user, KindCommands)
+}
+
+// Unretained tells whether a retained message on topic is kept unretained:
+// only the server reads status, and connections tell it who is there.
+func (t Topics) Unretained(topic string) bool {
+	_, kind, ok := t.Parse(topic)
+	return ok && kind == KindStatus
+}
+
+// ServerOnly tells whether what is published on topic goes to the server
+// alone: the ACL lets no client read acks or status, so they go straight to
+// the tracker, without the broker's routing.
+func (t Topics) ServerOnly(topic string) bool {
+	_, kind, ok := t.Parse(topic)
+	return ok && (kind == KindAcks || kind == KindStatus)
+}
+
 // CommandMessage is the payload on a device's commands topic.
 type CommandMessage struct {
 	ID         string         `json:"id"`

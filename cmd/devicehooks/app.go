@@ -270,52 +270,14 @@ func (a *App) secret() ([]byte, error) {
 
 func (a *App) startEmbedded(topics actions.Topics) (*broker.Embedded, error) {
 	cfg := a.Config
-	allow := func(user, topic string, write bool) bool {
-		if user == "" { // anonymous, development only: may act as any one player
-			user = anonymousDevice(topics, topic)
-		}
-		return user != "" && topics.Allowed(user, topic, write)
-	}
 	return broker.StartEmbedded(broker.EmbeddedConfig{
 		TCPAddr: cfg.MQTTListen, WSAddr: cfg.MQTTWSListen, AllowAnonymous: cfg.MQTTAllowAnonymous,
 		Authenticate: a.devices.Authenticate, PlausibleUser: actions.DeviceIDPattern.MatchString,
-		Allow: allow,
-		// A will says that the player is gone: only on its own status topic.
-		WillAllowed: func(user, topic string) bool {
-			_, kind, ok := topics.Parse(topic)
-			return ok && kind == actions.KindStatus && allow(user, topic, true)
-		},
-		PresenceOf: func(user, filter string) (string, bool) {
-			if user == "" {
-				user = anonymousDevice(topics, filter)
-			}
-			return user, user != "" && filter == topics.Device(user, actions.KindCommands)
-		},
-		OnPresent: a.presence.Subscribed,
-		OnAbsent:  a.presence.Disconnected,
-		// Only the server reads status, and connections tell it who is there.
-		Unretained: func(topic string) bool {
-			_, kind, ok := topics.Parse(topic)
-			return ok && kind == actions.KindStatus
-		},
-		// The ACL lets no client read acks or status: they go straight to the
-		// tracker, without the broker's routing.
-		ServerOnly: func(topic string) bool {
-			_, kind, ok := topics.Parse(topic)
-			return ok && (kind == actions.KindAcks || kind == actions.KindStatus)
-		},
+		Allow: topics.ClientAllowed, WillAllowed: topics.WillAllowed, PresenceOf: topics.PresenceOf,
+		Unretained: topics.Unretained, ServerOnly: topics.ServerOnly,
+		OnPresent: a.presence.Subscribed, OnAbsent: a.presence.Disconnected,
 		Logger: a.Log.With("component", "mqtt"),
 	})
-}
-
-// anonymousDevice is the device an anonymous client (development mode) acts as
-// on this topic: the one it names, never a wildcard.
-func anonymousDevice(topics actions.Topics, topic string) string {
-	id, _, ok := topics.Parse(topic)
-	if !ok || !actions.DeviceIDPattern.MatchString(id) {
-		return ""
-	}
-	return id
 }
 
 func (a *App) serveHTTP(topics actions.Topics) error {
