@@ -40,8 +40,9 @@ type server struct {
 
 // startServer runs the real wiring on 127.0.0.1:0 with a temp SQLite database (or
 // the DSN in cfg.DB) and the embedded broker (or cfg.MQTTURL). Fields left empty
-// in cfg get test defaults.
-func startServer(t testing.TB, overrides Config) *server {
+// in cfg get test defaults: a zero that is meant (DispatchDays 0, "keep all")
+// is set by a tweak, which runs last.
+func startServer(t testing.TB, overrides Config, tweaks ...func(*Config)) *server {
 	t.Helper()
 	cfg := withDefaults(overrides)
 	dir := t.TempDir()
@@ -63,13 +64,17 @@ func startServer(t testing.TB, overrides Config) *server {
 	if overrides.SecretFile == "" && overrides.Secret == "" {
 		cfg.SecretFile = filepath.Join(dir, "devicehooks.secret")
 	}
+	for _, tweak := range tweaks {
+		tweak(&cfg)
+	}
 	s := &server{t: t, cfg: cfg, logs: &testenv.Buffer{}, stdout: &testenv.Buffer{}}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
 }
 
-// withDefaults is DefaultConfig with the non-zero fields of overrides on top.
+// withDefaults is DefaultConfig with the non-zero fields of overrides on top
+// (so a zero field cannot override: see startServer's tweaks).
 func withDefaults(overrides Config) Config {
 	cfg := DefaultConfig()
 	dst, src := reflect.ValueOf(&cfg).Elem(), reflect.ValueOf(overrides)

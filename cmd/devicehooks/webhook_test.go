@@ -211,9 +211,10 @@ func TestTriggerEndToEndPostgres(t *testing.T) {
 }
 
 // Dispatches older than --dispatch-days go, with their commands, at the
-// sweeper's hourly purge (the first one soon after start).
+// sweeper's hourly purge (the first one soon after start); --dispatch-days 0
+// keeps them all.
 func TestOldDispatchesArePurged(t *testing.T) {
-	s := startServer(t, Config{DispatchDays: 30})
+	s := startServer(t, Config{}, func(c *Config) { c.DispatchDays = 0 })
 	s.createDevice("p1")
 	_, key := s.createKey("k")
 	ev := s.createAction("refresh_content", map[string]any{"type": "device", "id": "p1"}, nil)
@@ -227,7 +228,14 @@ func TestOldDispatchesArePurged(t *testing.T) {
 	exec := testenv.SQLiteSide(t, s.cfg.DB)
 	exec(`UPDATE dispatches SET created_at = '` + old + `' WHERE id = '` + ids[0] + `'`)
 	exec(`UPDATE commands SET state = 'expired', created_at = '` + old + `', expires_at = '` + old + `' WHERE dispatch_id = '` + ids[0] + `'`)
-	s.restart() // the purge runs at the first sweep after start
+	// The purge runs at the first sweep after start: three go by (one a
+	// second), and with 0 days the old dispatch stays.
+	s.restart()
+	time.Sleep(3 * time.Second)
+	s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+ids[0], nil)
+
+	s.cfg.DispatchDays = 30
+	s.restart()
 	testenv.WaitFor(t, 10*time.Second, "the old dispatch purged", func() bool {
 		status, _ := s.call("GET", "/api/v1/dispatches/"+ids[0], nil)
 		return status == http.StatusNotFound
