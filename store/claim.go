@@ -46,6 +46,31 @@ func WithoutMigration() Option { return func(o *openOptions) { o.noMigrate = tru
 // claimEvery is how often a standby tries the claim again.
 const claimEvery = time.Second
 
+// checkClaimEvery is how often the active instance checks, on PostgreSQL, that
+// its claim's connection still holds the lock; it stops sending commands as
+// soon as it finds it does not.
+const checkClaimEvery = time.Second
+
+// takeoverDelay is how long a standby that has taken the claim over on
+// PostgreSQL waits before it starts: the instance that held it may still be
+// running, and not know yet that its claim has gone (a restart of PostgreSQL
+// ends its session, and the standby may take the lock first). It is longer
+// than checkClaimEvery, and the time to stop sending, so that the two never
+// send at once.
+const takeoverDelay = 3 * time.Second
+
+// claimKeepalives make PostgreSQL notice within about 20 s that the claim's
+// session is dead when the active instance's machine vanishes (power, or the
+// network, lost: no session end reaches PostgreSQL), and free the lock for a
+// standby. PostgreSQL's default, the system's keepalives, takes over two hours.
+// Any user may set them; they do nothing over a Unix socket.
+var claimKeepalives = []string{
+	"SET tcp_keepalives_idle = 5",
+	"SET tcp_keepalives_interval = 5",
+	"SET tcp_keepalives_count = 3",
+	"SET tcp_user_timeout = 20000", // ms: data (the keepalives too) unacknowledged that long ends it
+}
+
 // advisoryKey is the PostgreSQL advisory lock's key (advisory locks are per
 // database): the bytes of "dvcehook".
 const advisoryKey int64 = 0x647663_65686f6f6b
@@ -59,19 +84,24 @@ func (s *Store) claim(ctx context.Context, dsn string, opts openOptions, log *sl
 		try = s.tryClaimAdvisory
 	}
 	var away reachability
-	first := true
+	first, waited := true, false
 	for {
 		ok, err := try(ctx, dsn)
 		switch {
 		case err != nil && opts.waitServer && s.postgres && unreachable(err) && ctx.Err() == nil:
 			away.note(log, dsn, err)
+			waited = true // another instance may have held it before
 		case err != nil:
 			return err
 		case ok:
 			away.back(log)
+			if s.postgres && waited {
+				return s.waitForTheOther(ctx, log)
+			}
 			return nil
 		default: // another instance holds it
 			away.back(log)
+			waited = true
 			if opts.onWait != nil {
 				if err := opts.onWait(s, first); err != nil {
 					return err
@@ -84,6 +114,20 @@ func (s *Store) claim(ctx context.Context, dsn string, opts openOptions, log *sl
 		case <-ctx.Done():
 			return fmt.Errorf("store: waiting for the database held by another instance: %w", ctx.Err())
 		}
+	}
+}
+
+// waitForTheOther waits takeoverDelay after taking the claim over.
+func (s *Store) waitForTheOther(ctx context.Context, log *slog.Logger) error {
+	if log != nil {
+		log.Info("took the database's claim over; waiting for the instance that held it to notice", "for", takeoverDelay)
+	}
+	select {
+	case <-time.After(takeoverDelay):
+		return nil
+	case <-ctx.Done():
+		s.releaseClaim()
+		return fmt.Errorf("store: taking the database over: %w", ctx.Err())
 	}
 }
 
@@ -107,6 +151,12 @@ func (s *Store) tryClaimAdvisory(ctx context.Context, _ string) (bool, error) {
 		}
 		return false, nil
 	}
+	for _, set := range claimKeepalives {
+		if _, err := conn.ExecContext(ctx, set); err != nil {
+			_ = conn.Close() // frees the lock
+			return false, fmt.Errorf("store: claim the database: %s: %w", set, err)
+		}
+	}
 	s.claimConn = conn
 	s.lost = make(chan struct{})
 	s.stopWatch = make(chan struct{})
@@ -116,7 +166,7 @@ func (s *Store) tryClaimAdvisory(ctx context.Context, _ string) (bool, error) {
 
 // watchClaim closes lost once the claim's connection stops answering.
 func (s *Store) watchClaim(conn *sql.Conn, lost, stop chan struct{}) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(checkClaimEvery)
 	defer t.Stop()
 	for {
 		select {

@@ -51,9 +51,10 @@ type App struct {
 
 	failed chan error // Failed
 
-	sending   workers // dispatcher and delivery
-	recording workers // tracker, presence, key uses, sweeper, request log
-	closed    sync.Once
+	sending        workers // dispatcher and delivery
+	sendingStopped sync.Once
+	recording      workers // tracker, presence, key uses, sweeper, request log
+	closed         sync.Once
 }
 
 // mqttSide is what the App needs from either broker.
@@ -186,6 +187,12 @@ func (a *App) Open(ctx context.Context) (err error) {
 	a.recording.run(func() {
 		select {
 		case <-a.store.Lost():
+			// Another instance may be active now, or about to be (it waits
+			// for this one to notice): stop sending at once, before the
+			// calls in flight are let finish, so that no command goes out
+			// twice and the two do not take turns on the broker.
+			a.Log.Error("lost the connection that holds this instance's claim on the database: stopped sending commands")
+			a.stopSending()
 			a.failed <- errors.New("lost the connection that holds this instance's claim on the database: another instance may be active now")
 		case <-records.Done():
 		}
@@ -380,6 +387,22 @@ func (w *workers) stop() {
 // (its claim on the database was lost).
 func (a *App) Failed() <-chan error { return a.failed }
 
+// stopSending stops the dispatcher's writer and delivery, then the MQTT side;
+// once only. A trigger taken after it is still written (the writer's stop
+// leaves it to each caller), and its commands wait in the database for the
+// active instance to send.
+func (a *App) stopSending() {
+	a.sendingStopped.Do(func() {
+		a.sending.stop()
+		if a.embedded != nil {
+			_ = a.embedded.Close()
+		}
+		if a.external != nil {
+			_ = a.external.Close()
+		}
+	})
+}
+
 // HTTPAddr is the bound HTTP address.
 func (a *App) HTTPAddr() string {
 	if a.httpLn == nil {
@@ -415,13 +438,7 @@ func (a *App) Close() {
 		for _, srv := range a.privateSrv {
 			_ = srv.Close()
 		}
-		a.sending.stop()
-		if a.embedded != nil {
-			_ = a.embedded.Close()
-		}
-		if a.external != nil {
-			_ = a.external.Close()
-		}
+		a.stopSending()
 		a.recording.stop()
 		if a.store != nil {
 			if err := a.store.Close(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -358,6 +359,7 @@ func TestOneActiveInstancePerDatabase(t *testing.T) {
 				if _, err := side.Exec(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`); err != nil {
 					t.Fatal(err)
 				}
+				mqttAddr := second.embedded.Addr()
 				select {
 				case err := <-second.Failed():
 					if !strings.Contains(err.Error(), "claim") {
@@ -365,6 +367,12 @@ func TestOneActiveInstancePerDatabase(t *testing.T) {
 					}
 				case <-time.After(20 * time.Second):
 					t.Fatal("an instance that lost its claim kept running")
+				}
+				// It stopped sending before it is told to close (and lets
+				// its calls in flight finish): its broker is closed already.
+				if c, err := net.DialTimeout("tcp", mqttAddr, time.Second); err == nil {
+					c.Close()
+					t.Fatal("an instance that lost its claim still takes MQTT connections")
 				}
 			}
 		})
