@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"devicehooks/actions"
 	"devicehooks/secrets"
@@ -33,10 +36,11 @@ type Keys struct {
 	kr  *secrets.Keyring
 	log *slog.Logger
 
-	mu    sync.RWMutex
-	cache map[string]cachedKey // by lookup hash; live keys only
-	gen   atomic.Uint64        // bumped by every revoke and update
-	rates limiters
+	mu      sync.RWMutex
+	cache   map[string]cachedKey // by lookup hash; live keys only
+	gen     atomic.Uint64        // bumped by every revoke and update
+	lookups singleflight.Group   // reads of keys not cached, by generation and hash
+	rates   limiters
 
 	usesMu sync.Mutex
 	uses   map[string]store.KeyUse
@@ -95,7 +99,31 @@ func (k *Keys) Authenticate(ctx context.Context, plain string) (*Caller, error) 
 	c, ok := k.cache[hash]
 	k.mu.RUnlock()
 	if !ok || now.Sub(c.at) >= keyCacheTTL {
-		gen := k.gen.Load()
+		var err error
+		if c, err = k.lookup(ctx, hash); err != nil {
+			return nil, err
+		}
+	}
+	if !secrets.Equal(c.caller.Key.LookupHash, hash) || !c.caller.usable(now) {
+		return nil, errUnauthorized
+	}
+	return c.caller, nil
+}
+
+// keyLookupTimeout bounds a key's database read: a call whose key cannot be
+// checked in that time is answered 503 (try again), rather than held while the
+// database is stuck (a lock on api_keys, say).
+const keyLookupTimeout = 5 * time.Second
+
+// lookup reads a key from the database into the cache. The calls that need
+// the same key at once share one read (as many as arrive while its cache
+// entry is renewed), though not one begun before a change of any key: a call
+// that comes after a revoke must not be answered by a read from before it.
+func (k *Keys) lookup(ctx context.Context, hash string) (cachedKey, error) {
+	gen := k.gen.Load()
+	ch := k.lookups.DoChan(strconv.FormatUint(gen, 10)+" "+hash, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keyLookupTimeout)
+		defer cancel()
 		key, err := k.st.APIKeyByHash(ctx, hash)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, errUnauthorized
@@ -103,7 +131,7 @@ func (k *Keys) Authenticate(ctx context.Context, plain string) (*Caller, error) 
 		if err != nil {
 			return nil, unavailable(err)
 		}
-		c = cachedKey{caller: newCaller(key), at: now}
+		c := cachedKey{caller: newCaller(key), at: time.Now()}
 		k.mu.Lock()
 		if len(k.cache) > 10000 {
 			k.cache = map[string]cachedKey{}
@@ -114,11 +142,17 @@ func (k *Keys) Authenticate(ctx context.Context, plain string) (*Caller, error) 
 			k.cache[hash] = c
 		}
 		k.mu.Unlock()
+		return c, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return cachedKey{}, r.Err
+		}
+		return r.Val.(cachedKey), nil
+	case <-ctx.Done():
+		return cachedKey{}, unavailable(ctx.Err())
 	}
-	if !secrets.Equal(c.caller.Key.LookupHash, hash) || !c.caller.usable(now) {
-		return nil, errUnauthorized
-	}
-	return c.caller, nil
 }
 
 // Limit takes one request from the caller's rate, or returns a rate-limited

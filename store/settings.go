@@ -7,6 +7,7 @@ import (
 	"errors"
 
 	"github.com/google/uuid"
+	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
 
@@ -64,6 +65,12 @@ const probeSize = 64 << 10
 // commit into the WAL's slack, even while the database file cannot grow:
 // while the background checkpoints fail (the WAL can no longer be copied
 // into the file), the probe fails too.
+//
+// On PostgreSQL the probe also takes the locks a trigger's inserts take, so
+// that a table the trigger path writes held by another (an ALTER TABLE or a
+// LOCK TABLE on commands, say) makes it wait, and fail at ctx's end, as the
+// triggers do: PostgreSQL has no database-wide write lock that the probe's
+// own table would share with them.
 func (s *Store) ProbeWrite(ctx context.Context) error {
 	if s.checkpointFailing.Load() {
 		return errors.New("store: probe write: checkpoints fail: the WAL cannot be copied into the database (a full disk?)")
@@ -72,7 +79,15 @@ func (s *Store) ProbeWrite(ctx context.Context) error {
 	rand.Read(data)
 	probe := WriteProbe{ID: uuid.NewString(), Data: hex.EncodeToString(data)}
 	db := s.db.WithContext(ctx)
-	if err := db.Create(&probe).Error; err != nil {
+	err := db.Transaction(func(tx *gorm.DB) error {
+		if s.postgres {
+			if err := tx.Exec(`LOCK TABLE dispatches, commands, idempotencies IN ROW EXCLUSIVE MODE`).Error; err != nil {
+				return err
+			}
+		}
+		return tx.Create(&probe).Error
+	})
+	if err != nil {
 		return wrap("probe write", err)
 	}
 	// Any left by a probe whose delete failed go too.

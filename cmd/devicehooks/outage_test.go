@@ -378,3 +378,62 @@ func TestOneActiveInstancePerDatabase(t *testing.T) {
 		})
 	}
 }
+
+// TestLockedTablesAreAnsweredHonestly (PostgreSQL): a table of the trigger
+// path held by another session (an ALTER TABLE, a LOCK TABLE, a VACUUM FULL)
+// gets callers a 503 in bounded time rather than a call that hangs for as
+// long as the lock, and /healthz says that writes are refused while it lasts.
+func TestLockedTablesAreAnsweredHonestly(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	s := startServer(t, Config{DB: dsn})
+	s.createDevice("p1")
+	_, key := s.createKey("k")
+	ev := s.createAction("refresh_content", map[string]any{"type": "device", "id": "p1"}, nil)
+	side, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer side.Close()
+	lock := func(table string) (release func()) {
+		tx, err := side.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(`LOCK TABLE ` + table + ` IN ACCESS EXCLUSIVE MODE`); err != nil {
+			t.Fatal(err)
+		}
+		return func() { _ = tx.Rollback() }
+	}
+	call := func() (int, map[string]any) {
+		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "POST", s.base+"/public-api/integration/webhooks", strings.NewReader(`{"event_id":"`+ev+`"}`))
+		req.Header.Set("x-webhook-apikey", key)
+		return s.do(req)
+	}
+
+	// The key, not yet cached, cannot be read.
+	release := lock("api_keys")
+	status, ans := call()
+	release()
+	wantError(t, "a call while api_keys is locked", status, ans, http.StatusServiceUnavailable, "unavailable")
+
+	// The trigger cannot be written: the call is refused, and /healthz
+	// says so until the lock goes.
+	if status, ans := call(); status != http.StatusOK {
+		t.Fatalf("a call with nothing locked: %d %v", status, ans)
+	}
+	release = lock("commands")
+	defer release()
+	status, ans = call()
+	wantError(t, "a call while commands is locked", status, ans, http.StatusServiceUnavailable, "unavailable")
+	status, health := s.call("GET", "/healthz", nil)
+	if status != http.StatusServiceUnavailable || health["database"] != "refusing writes" {
+		t.Fatalf("/healthz while commands is locked: %d %v", status, health)
+	}
+	release()
+	testenv.WaitFor(t, 10*time.Second, "/healthz ok once the lock is gone", func() bool {
+		status, _ := s.call("GET", "/healthz", nil)
+		return status == http.StatusOK
+	})
+}
