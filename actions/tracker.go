@@ -245,7 +245,7 @@ func (t *Tracker) apply(ctx context.Context, batch []store.Ack) {
 			return
 		}
 		if wait == 50*time.Millisecond { // one line per batch: the retries follow, or "giving up"
-			t.log.Warn("apply acks: retrying for about 10 s", "acks", len(batch), "err", err)
+			t.log.Warn("apply acks: retrying for about 6 s", "acks", len(batch), "err", err)
 		}
 		select {
 		case <-time.After(wait):

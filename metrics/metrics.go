@@ -150,7 +150,15 @@ type commandCollector struct {
 	mu     sync.Mutex
 	at     time.Time
 	counts map[string]int
+	// failedAt is when the count last failed: the next try waits a second
+	// too, and the error is logged once a minute.
+	failedAt, loggedAt time.Time
+	failures           int
 }
+
+// countTimeout bounds the count's query: a scrape is answered without the
+// commands' series rather than held (Prometheus' own timeout is 10 s).
+const countTimeout = 2 * time.Second
 
 var (
 	commandsDesc = prometheus.NewDesc("devicehooks_commands", "Commands by state.", []string{"state"}, nil)
@@ -163,13 +171,20 @@ func (c *commandCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if time.Since(c.at) > time.Second {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if time.Since(c.failedAt) < time.Second {
+			return // failed a moment ago: no query per scrape while it fails
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), countTimeout)
 		counts, err := c.src.CommandStates(ctx)
 		cancel()
 		if err != nil {
 			// No figures rather than old ones: a gap in the graph says the
 			// database did not answer.
-			c.src.Log.Error("metrics: count commands", "err", err)
+			c.failedAt, c.failures = time.Now(), c.failures+1
+			if time.Since(c.loggedAt) >= time.Minute {
+				c.src.Log.Error("metrics: count commands", "err", err, "failures", c.failures)
+				c.loggedAt, c.failures = time.Now(), 0
+			}
 			return
 		}
 		c.counts, c.at = counts, time.Now()

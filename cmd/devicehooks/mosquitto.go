@@ -23,7 +23,7 @@ func runMosquittoPasswd(ctx context.Context, args []string, stdout, stderr io.Wr
 	// Not the environment's value as the flag's default: -h would print a
 	// PostgreSQL URL's password.
 	db := fs.String("db", "", "SQLite file path or postgres:// URL (default: DEVICEHOOKS_DB, as serve's, or devicehooks.db)")
-	include := fs.String("include", "", "password file whose lines are copied first (e.g. the account devicehooks itself uses)")
+	include := fs.String("include", "", "password file whose lines are copied first (e.g. the account devicehooks itself uses); - reads them from the standard input (a file the command's user may not read, redirected by root's shell)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `Usage: devicehooks mosquitto-passwd [flags] > mosquitto.passwd.new
 
@@ -45,14 +45,30 @@ Flags:`)
 	if *db == "" {
 		*db = envOr("DEVICEHOOKS_DB", "devicehooks.db")
 	}
-	if err := writeMosquittoPasswd(ctx, *db, *include, stdout); err != nil {
+	var lines io.Reader
+	switch *include {
+	case "":
+	case "-":
+		lines = os.Stdin
+	default:
+		f, err := os.Open(*include)
+		if err != nil {
+			fmt.Fprintln(stderr, "devicehooks mosquitto-passwd:", err)
+			return 1
+		}
+		defer f.Close()
+		lines = f
+	}
+	if err := writeMosquittoPasswd(ctx, *db, lines, *include, stdout); err != nil {
 		fmt.Fprintln(stderr, "devicehooks mosquitto-passwd:", err)
 		return 1
 	}
 	return 0
 }
 
-func writeMosquittoPasswd(ctx context.Context, dsn, include string, w io.Writer) error {
+// writeMosquittoPasswd writes the lines of include, if not nil (named so in
+// errors), then the devices' lines.
+func writeMosquittoPasswd(ctx context.Context, dsn string, include io.Reader, includeName string, w io.Writer) error {
 	// Before the first serve there are no tables: say so, and fail, since a
 	// file without the devices must never replace the live one by mistake (a
 	// wrong database, a role that cannot see the tables).
@@ -70,10 +86,10 @@ func writeMosquittoPasswd(ctx context.Context, dsn, include string, w io.Writer)
 	}
 	bw := bufio.NewWriter(w)
 	taken := map[string]bool{}
-	if include != "" {
-		b, err := os.ReadFile(include)
+	if include != nil {
+		b, err := io.ReadAll(include)
 		if err != nil {
-			return err
+			return fmt.Errorf("read %s: %w", includeName, err)
 		}
 		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 			if user, _, ok := strings.Cut(line, ":"); ok {
@@ -84,7 +100,7 @@ func writeMosquittoPasswd(ctx context.Context, dsn, include string, w io.Writer)
 	}
 	for _, d := range devs {
 		if taken[d.ID] {
-			return fmt.Errorf("device id %q is also a user in %s", d.ID, include)
+			return fmt.Errorf("device id %q is also a user in %s", d.ID, includeName)
 		}
 		fmt.Fprintf(bw, "%s:%s\n", d.ID, d.MosquittoHash)
 	}

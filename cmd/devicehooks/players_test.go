@@ -56,7 +56,12 @@ func startRecipeBroker(t testing.TB) *recipeBroker {
 func (rb *recipeBroker) sync(dsn string) {
 	rb.t.Helper()
 	var out strings.Builder
-	if err := writeMosquittoPasswd(context.Background(), dsn, rb.serverPasswd, &out); err != nil {
+	include, err := os.Open(rb.serverPasswd)
+	if err != nil {
+		rb.t.Fatal(err)
+	}
+	defer include.Close()
+	if err := writeMosquittoPasswd(context.Background(), dsn, include, rb.serverPasswd, &out); err != nil {
 		rb.t.Fatal(err)
 	}
 	if err := os.WriteFile(rb.passwd, []byte(out.String()), 0o600); err != nil {
