@@ -268,7 +268,12 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 		// once the sweeper has had time to mark the commands expired.
 		wait := min(t.Wait, max(0, time.Until(nd.Commands[0].ExpiresAt)+expirySlack))
 		out.Settled = watch.Wait(ctx, wait)
-		out.Commands, err = d.st.DispatchCommands(context.WithoutCancel(ctx), nd.Dispatch.ID)
+		// The trigger is stored: the answer is 200 whatever this read does,
+		// without the commands if it fails, or takes longer than
+		// readAfterWait (a locked table): the caller has waited enough.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readAfterWait)
+		out.Commands, err = d.st.DispatchCommands(rctx, nd.Dispatch.ID)
+		cancel()
 		if err != nil {
 			d.log.Error("read commands after wait", "dispatch", nd.Dispatch.ID, "err", err)
 		}
@@ -278,6 +283,9 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 	}
 	return out, nil
 }
+
+// readAfterWait bounds the read of a dispatch's commands after a wait.
+const readAfterWait = 2 * time.Second
 
 // expirySlack is how long after its expiry a command is marked expired: the
 // sweeper runs every second (RunSweeper in serve).

@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
@@ -81,7 +80,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 	if IsPostgres(dsn) {
 		s.postgres = true
 		cfg.DisableAutomaticPing = true // waitForDatabase pings, and waits for a server on its way
-		s.db, err = gorm.Open(postgres.Open(dsn), cfg)
+		s.db, err = openPostgres(dsn, cfg)
 	} else {
 		s.db, s.writeTurn, err = openSQLite(dsn, cfg)
 	}
