@@ -90,11 +90,32 @@ func New(src Sources) *Metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_mqtt_denied_total",
 			Help: "Wills, subscriptions and publishes of logged-in players that the embedded broker refused (a topic prefix other than the server's, say)."},
 			optional(src.Denied)),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_build_info", Help: "1, labelled with the running build.",
-			ConstLabels: prometheus.Labels{"version": src.Version}}, func() float64 { return 1 }),
+		buildInfo(src.Version),
+		activeGauge(1),
 		&commandCollector{src: src},
 	)
 	return m
+}
+
+// WaitingHandler serves the metrics of an instance that waits to start: a
+// standby, or one whose database cannot be reached yet. It has its build and
+// devicehooks_active 0, so that a standby shows up, rather than as a target
+// that is down, and an alert can ask that one instance be active.
+func WaitingHandler(version string) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(buildInfo(version), activeGauge(0),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+func buildInfo(version string) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_build_info", Help: "1, labelled with the running build.",
+		ConstLabels: prometheus.Labels{"version": version}}, func() float64 { return 1 })
+}
+
+func activeGauge(v float64) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_active",
+		Help: "1 while this instance serves; 0 while it waits (a standby, or for its database)."}, func() float64 { return v })
 }
 
 // optional reads a count that only some setups have (the embedded broker's):

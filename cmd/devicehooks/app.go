@@ -46,8 +46,10 @@ type App struct {
 	httpLn     net.Listener
 	httpSrv    *http.Server
 	privateSrv []*http.Server // pprof, metrics
-	reqlog     *handlers.RequestLog
-	metrics    *metrics.Metrics
+	// waitingMetrics serves metrics while Open waits (WaitingHandler).
+	waitingMetrics *http.Server
+	reqlog         *handlers.RequestLog
+	metrics        *metrics.Metrics
 
 	failed chan error // Failed
 
@@ -81,6 +83,13 @@ func (a *App) Open(ctx context.Context) (err error) {
 	kr, err := secrets.NewKeyring(secret)
 	if err != nil {
 		return err
+	}
+	// While it waits (a standby, or for the database), the metrics address
+	// already answers: devicehooks_active 0.
+	if cfg.MetricsAddr != "" {
+		if a.waitingMetrics, err = a.servePrivate("metrics (waiting)", cfg.MetricsAddr, metrics.WaitingHandler(buildVersion())); err != nil {
+			return err
+		}
 	}
 	// One instance at a time delivers a database's commands: another start
 	// on the same database waits here, as a standby, until this one stops.
@@ -203,6 +212,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 		a.external.Start()
 	}
 
+	a.closeWaitingMetrics()
 	if err := a.servePrivateEndpoints(); err != nil {
 		return err
 	}
@@ -387,6 +397,15 @@ func (w *workers) stop() {
 // (its claim on the database was lost).
 func (a *App) Failed() <-chan error { return a.failed }
 
+// closeWaitingMetrics stops serving the waiting instance's metrics, to serve
+// the active one's on the same address.
+func (a *App) closeWaitingMetrics() {
+	if a.waitingMetrics != nil {
+		_ = a.waitingMetrics.Close()
+		a.waitingMetrics = nil
+	}
+}
+
 // stopSending stops the dispatcher's writer and delivery, then the MQTT side;
 // once only. A trigger taken after it is still written (the writer's stop
 // leaves it to each caller), and its commands wait in the database for the
@@ -438,6 +457,7 @@ func (a *App) Close() {
 		for _, srv := range a.privateSrv {
 			_ = srv.Close()
 		}
+		a.closeWaitingMetrics()
 		a.stopSending()
 		a.recording.stop()
 		if a.store != nil {

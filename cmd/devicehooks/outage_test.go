@@ -321,7 +321,23 @@ func TestOneActiveInstancePerDatabase(t *testing.T) {
 			logs := &testenv.Buffer{}
 			cfg := withDefaults(Config{DB: db, Secret: "", SecretFile: first.cfg.SecretFile, HTTPAddr: "127.0.0.1:0", MQTTListen: "127.0.0.1:0", AdminToken: testAdminToken})
 			cfg.MQTTWSListen = ""
+			cfg.MetricsAddr = testenv.FreeAddr(t)
 			second := &App{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, nil)), Stdout: io.Discard}
+			active := func() string { // devicehooks_active from the second's metrics
+				resp, err := http.Get("http://" + cfg.MetricsAddr + "/metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				for _, line := range strings.Split(string(b), "\n") {
+					if v, ok := strings.CutPrefix(line, "devicehooks_active "); ok {
+						return v
+					}
+				}
+				t.Fatalf("no devicehooks_active in:\n%s", b)
+				return ""
+			}
 			opened := make(chan error, 1)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
@@ -331,6 +347,10 @@ func TestOneActiveInstancePerDatabase(t *testing.T) {
 			case err := <-opened:
 				t.Fatalf("the second instance started beside the first: %v", err)
 			case <-time.After(500 * time.Millisecond):
+			}
+			// A standby is no target that is down: its metrics say it waits.
+			if v := active(); v != "0" {
+				t.Fatalf("a standby's devicehooks_active = %s", v)
 			}
 
 			first.stop()
@@ -343,6 +363,9 @@ func TestOneActiveInstancePerDatabase(t *testing.T) {
 				t.Fatal("the standby did not take over")
 			}
 			defer second.Close()
+			if v := active(); v != "1" {
+				t.Fatalf("the new active instance's devicehooks_active = %s", v)
+			}
 			// The new active instance serves the same data.
 			next := &server{t: t, base: "http://" + second.HTTPAddr()}
 			if keys := next.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil); keys["total"] != float64(1) {
