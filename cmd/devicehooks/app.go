@@ -197,12 +197,12 @@ func (a *App) Open(ctx context.Context) (err error) {
 		select {
 		case <-a.store.Lost():
 			// Another instance may be active now, or about to be (it waits
-			// for this one to notice): stop sending at once, before the
-			// calls in flight are let finish, so that no command goes out
+			// for this one to notice): stop sending at once, while Close
+			// lets the calls in flight finish, so that no command goes out
 			// twice and the two do not take turns on the broker.
-			a.Log.Error("lost the connection that holds this instance's claim on the database: stopped sending commands")
-			a.stopSending()
 			a.failed <- errors.New("lost the connection that holds this instance's claim on the database: another instance may be active now")
+			a.stopSending()
+			a.Log.Warn("stopped sending commands: this instance's claim on the database is lost")
 		case <-records.Done():
 		}
 	})
