@@ -52,7 +52,7 @@ func (u *ui) actionList(c *gin.Context) {
 	for i, a := range as {
 		rows[i] = actionRow{Action: a, Label: functionLabel(a.Function), Summary: actionSummary(a.Function, a.Params), Target: names(a.TargetType, a.TargetID)}
 	}
-	u.render(c, http.StatusOK, "actions", &web.View{Title: "Actions", Nav: "actions", Data: actionListView{Actions: rows, Pager: pg}})
+	u.render(c, http.StatusOK, "actions", &web.View{Title: pg.title("Actions", ""), Nav: "actions", Data: actionListView{Actions: rows, Pager: pg}})
 }
 
 // targetNames returns a func that describes an action's target for people.
@@ -159,6 +159,7 @@ type actionForm struct {
 
 type actionFormView struct {
 	ID        string // "" for a new action
+	SavedName string // the edited action's name as saved, for the page's title
 	EventID   string
 	Version   string // the edited action's version (editVersion) the form was opened on
 	Post      string // where the form posts
@@ -215,7 +216,7 @@ func (u *ui) editAction(c *gin.Context) {
 		u.fail(c, gone(err, actionGone))
 		return
 	}
-	v := actionFormView{ID: act.ID, EventID: act.EventID, Version: actionVersion(act), Post: "/actions/" + act.ID + "/edit", Form: actionFormOf(act)}
+	v := actionFormView{ID: act.ID, SavedName: act.Name, EventID: act.EventID, Version: actionVersion(act), Post: "/actions/" + act.ID + "/edit", Form: actionFormOf(act)}
 	u.renderActionForm(c, http.StatusOK, v, nil, "")
 }
 
@@ -227,7 +228,7 @@ func (u *ui) updateAction(c *gin.Context) {
 		return
 	}
 	f, in, ttlErr := readActionForm(c)
-	v := actionFormView{ID: act.ID, EventID: act.EventID, Version: form(c, "version"), Post: "/actions/" + act.ID + "/edit", Form: f}
+	v := actionFormView{ID: act.ID, SavedName: act.Name, EventID: act.EventID, Version: form(c, "version"), Post: "/actions/" + act.ID + "/edit", Form: f}
 	if err := errors.Join(ttlErr, actions.BuildAction(ctx, u.Store, in, act)); err != nil {
 		u.actionFormError(c, v, err)
 		return
@@ -244,7 +245,7 @@ func (u *ui) updateAction(c *gin.Context) {
 	case errors.Is(err, errStale):
 		// Shown again as typed, over the version now saved: a second save
 		// replaces it, knowingly.
-		v.Version = actionVersion(&saved)
+		v.Version, v.SavedName = actionVersion(&saved), saved.Name
 		u.renderActionForm(c, http.StatusConflict, v, nil, u.staleActionMessage(ctx, &saved))
 		return
 	case asError(err).Code == actions.CodeNotFound: // deleted meanwhile
@@ -415,9 +416,11 @@ func (u *ui) renderActionForm(c *gin.Context, status int, v actionFormView, errs
 		}
 		v.Functions = append(v.Functions, fv)
 	}
+	// An edit page names the action (as saved, not as typed), so that a tab
+	// or a history entry says which one it is.
 	title := "New action"
 	if v.ID != "" {
-		title = "Edit action"
+		title = "Edit “" + v.SavedName + "”"
 	}
 	u.render(c, status, "action_form", &web.View{Title: title, Nav: "actions", Errors: errs, Error: msg, Data: v})
 }

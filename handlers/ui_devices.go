@@ -55,6 +55,19 @@ func (v devicesView) state() deviceState {
 // StateLabel says which devices the state filter shows ("" without one).
 func (v devicesView) StateLabel() string { return v.state().Shows }
 
+// filterTitle says, for the page's title, which devices the filters show
+// ("online, id or name contains “lobby”"), or "".
+func (v devicesView) filterTitle() string {
+	var parts []string
+	if s := v.StateLabel(); s != "" {
+		parts = append(parts, s)
+	}
+	if v.Filter.Search != "" {
+		parts = append(parts, "id or name contains “"+v.Filter.Search+"”")
+	}
+	return strings.Join(parts, ", ")
+}
+
 // NoneLabel says that no device passes the filter.
 func (v devicesView) NoneLabel() string {
 	if v.Filter.Search != "" {
@@ -113,7 +126,7 @@ func (u *ui) renderDevices(c *gin.Context, status int, v devicesView, errs map[s
 		row.Online, row.Device.LastSeen = u.Presence.Of(&d)
 		v.Devices = append(v.Devices, row)
 	}
-	u.render(c, status, "devices", &web.View{Title: "Devices", Nav: "devices", Errors: errs, Error: msg, Data: v})
+	u.render(c, status, "devices", &web.View{Title: pg.title("Devices", v.filterTitle()), Nav: "devices", Errors: errs, Error: msg, Data: v})
 }
 
 // deviceLive is one device's presence for the devices page's refresh.
@@ -188,12 +201,22 @@ func (u *ui) editDevice(c *gin.Context) {
 		u.fail(c, gone(err, deviceGone))
 		return
 	}
-	u.render(c, http.StatusOK, "device_form", &web.View{Title: "Edit device", Nav: "devices", Data: deviceFormView{ID: d.ID, Name: d.Name}})
+	u.render(c, http.StatusOK, "device_form", &web.View{Title: deviceFormTitle(d), Nav: "devices", Data: deviceFormView{ID: d.ID, Name: d.Name}})
+}
+
+// deviceFormTitle names the device being edited, as saved: “Lobby” (lobby-1),
+// or its id alone when that is its name.
+func deviceFormTitle(d *store.Device) string {
+	if d.Name == d.ID {
+		return "Edit “" + d.ID + "”"
+	}
+	return "Edit “" + d.Name + "” (" + d.ID + ")"
 }
 
 func (u *ui) updateDevice(c *gin.Context) {
 	v := deviceFormView{ID: c.Param("id"), Name: form(c, "name")}
-	if _, err := u.Store.Device(c.Request.Context(), v.ID); err != nil {
+	d, err := u.Store.Device(c.Request.Context(), v.ID)
+	if err != nil {
 		u.redirectError(c, "/devices", gone(err, deviceGone))
 		return
 	}
@@ -208,7 +231,7 @@ func (u *ui) updateDevice(c *gin.Context) {
 			return
 		}
 		errs, msg := fieldErrors(err, func(f string) string { return f })
-		u.render(c, http.StatusUnprocessableEntity, "device_form", &web.View{Title: "Edit device", Nav: "devices", Errors: errs, Error: msg, Data: v})
+		u.render(c, http.StatusUnprocessableEntity, "device_form", &web.View{Title: deviceFormTitle(d), Nav: "devices", Errors: errs, Error: msg, Data: v})
 		return
 	}
 	u.Log.Info("ui: device renamed", "id", v.ID, "by", account(c).User.Username)

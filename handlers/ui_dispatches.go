@@ -73,7 +73,7 @@ func (u *ui) dispatchList(c *gin.Context) {
 	}
 	pg.setTotal(total, dispatchesPerPage)
 	rows := outcomeRows(ds, counts)
-	u.render(c, http.StatusOK, "dispatches", &web.View{Title: "Dispatches", Nav: "dispatches", Data: dispatchesView{Dispatches: rows, Pager: pg}})
+	u.render(c, http.StatusOK, "dispatches", &web.View{Title: pg.title("Dispatches", ""), Nav: "dispatches", Data: dispatchesView{Dispatches: rows, Pager: pg}})
 }
 
 // commandRow is one device's command, as the dispatch page shows it.
@@ -224,7 +224,13 @@ func (u *ui) dispatchPage(c *gin.Context) {
 		params, v.Params = commandParams(payload)
 		v.Carried = paramsSummary(v.Function, params)
 	}
-	u.render(c, http.StatusOK, "dispatch", &web.View{Title: "Dispatch of " + v.ActionName, Nav: "dispatches", Data: v})
+	// The title names the trigger by its action and when it came, and says
+	// which of its commands the page shows.
+	title := "Dispatch: " + v.ActionName + ", " + v.CreatedAt.UTC().Format("2006-01-02 15:04") + " UTC"
+	if v.State != "" {
+		title += ", " + v.State + " commands"
+	}
+	u.render(c, http.StatusOK, "dispatch", &web.View{Title: v.Pager.title(title, ""), Nav: "dispatches", Data: v})
 }
 
 func (u *ui) dispatchLive(c *gin.Context) {

@@ -64,7 +64,7 @@ func (u *ui) groupList(c *gin.Context) {
 			names[d.ID] = d.Name
 		}
 	}
-	u.render(c, http.StatusOK, "groups", &web.View{Title: "Groups", Nav: "groups", Data: groupsView{Groups: rows, Names: names, Pager: pg}})
+	u.render(c, http.StatusOK, "groups", &web.View{Title: pg.title("Groups", ""), Nav: "groups", Data: groupsView{Groups: rows, Names: names, Pager: pg}})
 }
 
 type groupFormView struct {
@@ -77,6 +77,8 @@ type groupFormView struct {
 	TypeID  bool     // more devices than the list shows: others are added by id
 	Suggest []string // then, the ids the list does not show, for the id field
 	Add     string   // the device ids typed in to add, as typed
+
+	SavedName string // the edited group's name as saved, for the page's title
 }
 
 // maxSuggestions bounds the ids the group form suggests (about 1 MB of page at
@@ -93,7 +95,7 @@ func (u *ui) editGroup(c *gin.Context) {
 		u.fail(c, gone(err, groupGone))
 		return
 	}
-	v := groupFormView{ID: g.ID, Version: groupVersion(g), Post: "/groups/" + g.ID + "/edit", Name: g.Name, Members: map[string]bool{}}
+	v := groupFormView{ID: g.ID, SavedName: g.Name, Version: groupVersion(g), Post: "/groups/" + g.ID + "/edit", Name: g.Name, Members: map[string]bool{}}
 	for _, id := range g.DeviceIDs {
 		v.Members[id] = true
 	}
@@ -161,7 +163,7 @@ func (u *ui) updateGroup(c *gin.Context) {
 		u.redirectError(c, "/groups", gone(err, groupGone))
 		return
 	}
-	v := groupFormView{ID: g.ID, Version: form(c, "version"), Post: "/groups/" + g.ID + "/edit"}
+	v := groupFormView{ID: g.ID, SavedName: g.Name, Version: form(c, "version"), Post: "/groups/" + g.ID + "/edit"}
 	in, typed := readGroupForm(c, &v)
 	if err := errors.Join(in.group(g), u.checkTyped(c, typed)); err != nil { // both marked at once
 		u.groupFormError(c, v, err)
@@ -179,7 +181,7 @@ func (u *ui) updateGroup(c *gin.Context) {
 	case errors.Is(err, errStale):
 		// Shown again as ticked, over the version now saved: a second save
 		// replaces it, knowingly.
-		v.Version = groupVersion(&saved)
+		v.Version, v.SavedName = groupVersion(&saved), saved.Name
 		n := len(saved.DeviceIDs)
 		u.renderGroupForm(c, http.StatusConflict, v, nil, staleMessage("group", fmt.Sprintf("“%s” with %d %s", saved.Name, n, plural(n, "device", "devices"))))
 		return
@@ -262,9 +264,10 @@ func (u *ui) renderGroupForm(c *gin.Context, status int, v groupFormView, errs m
 			}
 		}
 	}
+	// An edit page names the group as saved (see renderActionForm).
 	title := "New group"
 	if v.ID != "" {
-		title = "Edit group"
+		title = "Edit “" + v.SavedName + "”"
 	}
 	u.render(c, status, "group_form", &web.View{Title: title, Nav: "groups", Errors: errs, Error: msg, Data: v})
 }

@@ -36,7 +36,7 @@ func (u *ui) renderAPIKeys(c *gin.Context, status int, name string, errs map[str
 		limits[k.ID] = LimitsSummary(k)
 	}
 	u.render(c, status, "api_keys", &web.View{
-		Title: "API keys", Nav: "api_keys", Errors: errs, Error: msg,
+		Title: pg.title("API keys", ""), Nav: "api_keys", Errors: errs, Error: msg,
 		Data: apiKeysView{Keys: keys, Limits: limits, Pager: pg, Name: name},
 	})
 }

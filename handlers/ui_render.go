@@ -400,6 +400,20 @@ func (p *pager) setTotal(total int64, perPage int) {
 	p.Pages = max(int((total+int64(perPage)-1)/int64(perPage)), 1)
 }
 
+// title is the document title of a list's page: the list's name, what it is
+// filtered to ("" for nothing) and the page number past the first, so that a
+// tab or a history entry says which part of the list it shows ("Requests:
+// code unauthorized (page 2)").
+func (p pager) title(name, filter string) string {
+	if filter != "" {
+		name += ": " + filter
+	}
+	if p.Page > 1 {
+		name += " (page " + strconv.Itoa(p.Page) + ")"
+	}
+	return name
+}
+
 // Prev and Next are the neighbouring pages' numbers, 0 when there is none.
 func (p pager) Prev() int {
 	if p.Page > 1 {

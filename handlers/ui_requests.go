@@ -126,7 +126,11 @@ func (u *ui) requestList(c *gin.Context) {
 	for i, r := range rs {
 		rows[i] = requestRow{RequestLog: r, Latency: strconv.FormatFloat(float64(r.LatencyUS)/1000, 'f', 1, 64) + " ms"}
 	}
-	u.render(c, http.StatusOK, "requests", &web.View{Title: "Requests", Nav: "requests", Data: requestsView{
+	var filters []string // for the title: "code unauthorized, source 192.0.2.7"
+	for _, chip := range chips {
+		filters = append(filters, chip.Label+" "+chip.Value)
+	}
+	u.render(c, http.StatusOK, "requests", &web.View{Title: pg.title("Requests", strings.Join(filters, ", ")), Nav: "requests", Data: requestsView{
 		Requests: rows, Filter: f, Filtered: len(chips) > 0, Chips: chips, Sources: sources, Pager: pg,
 	}})
 }

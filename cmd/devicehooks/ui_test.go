@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -729,6 +730,11 @@ func TestUI(t *testing.T) {
 		if msg := b.text("#err-methods"); msg != "choose at least one method (or disable the key)" {
 			t.Fatalf("field error %q", msg)
 		}
+		// The boxes, not only their fieldset, are invalid and described by the
+		// error: a screen reader reads it with the box that has focus.
+		if got := evalIn[string](b, `[...document.querySelectorAll('input[name="methods"]')].map(i => i.getAttribute("aria-invalid") + ">" + i.getAttribute("aria-describedby")).join(" ") + " focus " + document.activeElement.value`); got != "true>err-methods true>err-methods focus POST" {
+			t.Fatalf("the method boxes: %q", got)
+		}
 		if n := evalIn[int](b, `document.querySelectorAll('input[name="methods"]:checked').length`); n != 0 {
 			t.Fatalf("%d methods ticked after the error, want the 0 the admin left", n)
 		}
@@ -807,10 +813,24 @@ func TestUI(t *testing.T) {
 		if got := clipboard(); got != revealed {
 			t.Fatalf("clipboard holds %q, want the key revealed through the API", got)
 		}
+		// Handed to the clipboard in the click, before the key came (as
+		// Safari requires), not copied once it came.
+		if how := evalIn[string](b, `document.querySelector('`+row+` button.copy-key').dataset.copiedWith`); how != "clipboard-item" {
+			t.Fatalf("the key was copied with %q, want a ClipboardItem given in the click", how)
+		}
 		if evalIn[bool](b, fmt.Sprintf(`document.documentElement.outerHTML.includes(%q)`, revealed)) || strings.Contains(b.location(), revealed) {
 			t.Fatal("the key was left in the page or its address")
 		}
 		b.waitJS(`document.querySelector('`+row+` .copy-status').textContent === ""`, 5*time.Second)
+
+		// A key that cannot be fetched is not copied, and the status says so
+		// as an error (red, not the green of "Copied").
+		b.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('` + row + ` button.copy-key').dataset.copyKey = "/api-keys/no-such-key/copy"`))
+		b.do(chromedp.Click(chromedp.CSS(row + " button.copy-key")))
+		b.waitJS(`document.querySelector('`+row+` .copy-status').textContent === "Could not copy: use Reveal"`, 5*time.Second)
+		if got := evalIn[string](b, `(() => { const s = document.querySelector('`+row+` .copy-status'); return s.className + " " + getComputedStyle(s).color; })()`); got != "copy-status error rgb(207, 34, 46)" {
+			t.Fatalf("a failed copy's status: %q", got)
+		}
 
 		// The JSON endpoint: refused without the form token, never cached, and
 		// 401 (not a sign-in page) without a session.
@@ -1862,15 +1882,16 @@ func TestUI(t *testing.T) {
 		use(t)
 		t.Cleanup(func() { b.do(chromedp.EmulateViewport(1280, 900)) })
 		// At 360 px a list page does not scroll sideways: a wide table scrolls
-		// in its own box, which the keyboard can scroll too.
+		// in its own box, which the keyboard can scroll too (a box that fits
+		// is no Tab stop).
 		b.do(chromedp.EmulateViewport(360, 740))
 		for _, path := range []string{"/actions", "/api-keys", "/devices", "/settings"} {
 			b.open(path)
 			if over := evalIn[int](b, `document.documentElement.scrollWidth - document.documentElement.clientWidth`); over > 0 {
 				t.Errorf("%s at 360 px scrolls sideways by %d px", path, over)
 			}
-			if n := evalIn[int](b, `document.querySelectorAll('.table-wrap:not([tabindex="0"][role="region"][aria-label])').length`); n != 0 {
-				t.Errorf("%s: %d table boxes that the keyboard cannot reach or that have no name", path, n)
+			if n := evalIn[int](b, `[...document.querySelectorAll('.table-wrap')].filter(w => (w.scrollWidth > w.clientWidth + 1) !== w.matches('[tabindex="0"][role="region"][aria-label]')).length`); n != 0 {
+				t.Errorf("%s: %d table boxes that scroll and that the keyboard cannot reach or that have no name, or that fit and are a Tab stop", path, n)
 			}
 		}
 		// At 800 px (a laptop at 200 %) every top-menu link is on screen.
@@ -1897,6 +1918,85 @@ func TestUI(t *testing.T) {
 		}
 		b.do(chromedp.KeyEvent(kb.Enter))
 		b.waitJS(`document.activeElement === document.querySelector("main")`, 5*time.Second)
+	})
+
+	t.Run("accessibility on a phone: a wide table keeps each row's name in view, its buttons a finger's size", func(t *testing.T) {
+		use(t)
+		t.Cleanup(func() { b.do(chromedp.EmulateViewport(1280, 900)) })
+		// At 375 px the API keys table is wider than its box. Scrolled to its
+		// end, each row's name is still on screen (its first column stays),
+		// whole words wide, beside the row's buttons; these are one a line,
+		// 40 px tall or more, with room between.
+		b.do(chromedp.EmulateViewport(375, 740))
+		b.open("/api-keys")
+		bad := evalIn[[]string](b, `(() => {
+			const out = [], w = document.querySelector("#keys").closest(".table-wrap");
+			if (w.scrollWidth <= w.clientWidth + 1) return ["the table fits its box: nothing to check"];
+			for (const row of w.querySelectorAll("tbody tr")) {
+				row.scrollIntoView({block: "center"}); // on screen, for elementFromPoint
+				w.scrollLeft = w.scrollWidth;
+				const box = w.getBoundingClientRect(), name = row.cells[0], n = name.getBoundingClientRect();
+				const hit = document.elementFromPoint(n.left + n.width / 2, n.top + n.height / 2);
+				if (n.left < box.left - 1 || !hit || !name.contains(hit)) out.push(name.textContent + ": the name is scrolled away or covered");
+				if (n.width < 140) out.push(name.textContent + ": its column is " + Math.round(n.width) + " px wide");
+				let above = null;
+				for (const ctl of row.querySelectorAll(".row-actions a, .row-actions button")) {
+					const r = ctl.getBoundingClientRect();
+					if (r.height < 40) out.push(ctl.textContent + ": " + Math.round(r.height) + " px tall");
+					if (r.left < n.right - 1 || r.right > box.right + 1) out.push(ctl.textContent + ": not on screen beside the name");
+					if (above && r.top - above.bottom < 7) out.push(ctl.textContent + ": " + Math.round(r.top - above.bottom) + " px under the button above");
+					above = r;
+				}
+			}
+			return out;
+		})()`)
+		if len(bad) > 0 {
+			t.Errorf("API keys at 375 px: %q", bad)
+		}
+		// A field's text is 16 px, or iOS Safari zooms in when it takes focus.
+		if got := evalIn[string](b, `getComputedStyle(document.getElementById("name")).fontSize`); got != "16px" {
+			t.Errorf("a field's text at 375 px is %s", got)
+		}
+		// The box is a Tab stop, a named region, while the table is wider
+		// than it; at a laptop's width the table fits and the box is neither.
+		stop := func() string {
+			return evalIn[string](b, `(() => { const w = document.querySelector("#keys").closest(".table-wrap");
+				return ["tabindex", "role", "aria-label"].map(a => String(w.getAttribute(a))).join(" "); })()`)
+		}
+		if got := stop(); got != "0 region API keys" {
+			t.Errorf("the box of a table wider than it: %s", got)
+		}
+		b.do(chromedp.EmulateViewport(1280, 900))
+		b.waitJS(`document.querySelector("#keys").closest(".table-wrap").getAttribute("tabindex") === null`, 5*time.Second)
+		if got := stop(); got != "null null null" {
+			t.Errorf("the box of a table that fits: %s", got)
+		}
+	})
+
+	t.Run("accessibility: titles name the item, the filter and the page", func(t *testing.T) {
+		use(t)
+		title := func() string { return strings.TrimSuffix(evalIn[string](b, `document.title`), " · devicehooks") }
+		name := s.mustCall(http.StatusOK, "GET", "/api/v1/actions/"+actionID, nil)["name"].(string)
+		b.open("/actions/" + actionID + "/edit")
+		if got, h1 := title(), b.text("h1"); got != "Edit “"+name+"”" || h1 != got {
+			t.Errorf("an action's edit page: title %q, heading %q", got, h1)
+		}
+		b.open("/devices/lobby-1/edit")
+		if got := title(); !strings.HasPrefix(got, "Edit “") || !strings.Contains(got, "lobby-1") {
+			t.Errorf("a device's edit page: title %q", got)
+		}
+		b.open("/dispatches/" + dispatchID)
+		if got := title(); !regexp.MustCompile(`^Dispatch: Lobby welcome, \d{4}-\d\d-\d\d \d\d:\d\d UTC$`).MatchString(got) {
+			t.Errorf("a dispatch's title %q", got)
+		}
+		b.open("/requests?code=unauthorized&page=2")
+		if got := title(); got != "Requests: code unauthorized (page 2)" {
+			t.Errorf("a filtered list's second page: title %q", got)
+		}
+		b.open("/requests")
+		if got := title(); got != "Requests" {
+			t.Errorf("a list's title %q", got)
+		}
 	})
 
 	t.Run("accessibility: after a failed submit focus is on the first error, all errors at once", func(t *testing.T) {
@@ -2007,7 +2107,7 @@ func TestUI(t *testing.T) {
 		g := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Picked group"})["id"].(string)
 		t.Cleanup(func() { s.call("DELETE", "/api/v1/groups/"+g, nil) })
 		b.open("/api-keys/" + id + "/limits")
-		if got := evalIn[string](b, `[...document.querySelectorAll("fieldset legend")].map(l => l.textContent).join(" | ")`); got != "Methods | Only these actions | Or actions targeting these groups" {
+		if got := evalIn[string](b, `[...document.querySelectorAll("fieldset legend")].map(l => l.textContent).join(" | ")`); got != "Methods | Only these actions | Or actions targeting these groups | Rate limit" {
 			t.Fatalf("fieldsets %q", got)
 		}
 		action := `#actions input[name="actions"][value="` + actionID + `"]`

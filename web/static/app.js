@@ -50,10 +50,12 @@
     }, 10000);
   });
 
-  // say shows text in a copy button's status, and clears it after ms.
-  function say(btn, status, text, ms) {
+  // say shows text in a copy button's status, and clears it after ms; error
+  // marks a failure (shown in red, not in the green of "Copied").
+  function say(btn, status, text, ms, error) {
     if (!status) { return; }
     status.textContent = text;
+    status.classList.toggle("error", !!error);
     clearTimeout(btn.clearStatus);
     btn.clearStatus = setTimeout(function () { status.textContent = ""; }, ms);
   }
@@ -113,19 +115,38 @@
       btn.dataset.copiedWith = how;
       say(btn, status, "Copied", 2000);
     }).catch(function () {
+      // The text is selected instead, for the person to copy: on a phone or
+      // a tablet there is no Ctrl+C to press.
       selectText(src);
-      say(btn, status, "Press Ctrl+C (⌘C) to copy", 6000);
+      var touch = window.matchMedia && window.matchMedia("(pointer: coarse)").matches;
+      say(btn, status, touch ? "Selected: touch and hold it, then tap Copy" : "Press Ctrl+C (⌘C) to copy", 6000, true);
     });
   });
 
   // ---- Copy an API key: <button data-copy-key="URL"> posts to URL with the
   // session's form token in a header, gets {"key": ...} and copies it. The key
   // never enters the page or a URL; "Copied" shows for 2 s. While it works the
-  // button is aria-disabled (not disabled, which would drop keyboard focus). ----
+  // button is aria-disabled (not disabled, which would drop keyboard focus).
+  // Safari copies only during the click itself, not once the key has come: so
+  // where the browser can, the clipboard is handed the key still on its way (a
+  // ClipboardItem of a promise) in the click; otherwise, or if that is refused,
+  // the key is copied when it comes. ----
 
   function csrfToken() {
     var el = document.querySelector('input[name="csrf_token"]');
     return el ? el.value : "";
+  }
+
+  function copyPending(key) {
+    if (!window.ClipboardItem || !navigator.clipboard || !navigator.clipboard.write || !window.isSecureContext) {
+      return Promise.reject(new Error("no ClipboardItem"));
+    }
+    try {
+      var blob = key.then(function (k) { return new Blob([k], { type: "text/plain" }); });
+      return navigator.clipboard.write([new ClipboardItem({ "text/plain": blob })]).then(function () { return "clipboard-item"; });
+    } catch (e) { // a ClipboardItem that takes no promise
+      return Promise.reject(e);
+    }
   }
 
   document.addEventListener("click", function (ev) {
@@ -133,7 +154,7 @@
     if (!btn || btn.getAttribute("aria-disabled") === "true") { return; }
     var status = statusOf(btn);
     btn.setAttribute("aria-disabled", "true");
-    fetch(btn.dataset.copyKey, {
+    var key = fetch(btn.dataset.copyKey, {
       method: "POST", credentials: "same-origin", cache: "no-store",
       headers: { "Accept": "application/json", "X-CSRF-Token": csrfToken() }
     })
@@ -142,14 +163,48 @@
         if (!r.ok) { throw new Error("HTTP " + r.status); }
         return r.json();
       })
-      .then(function (data) { return copyText(data.key); })
+      .then(function (data) {
+        if (!data || typeof data.key !== "string") { throw new Error("no key"); }
+        return data.key;
+      });
+    copyPending(key)
+      .catch(function () { return key.then(copyText); })
       .then(function (how) {
         btn.dataset.copiedWith = how; // for tests; the key itself is not kept
         say(btn, status, "Copied", 2000);
       })
-      .catch(function () { say(btn, status, "Could not copy: use Reveal", 6000); })
+      .catch(function () { say(btn, status, "Could not copy: use Reveal", 6000, true); })
       .then(function () { btn.removeAttribute("aria-disabled"); });
   });
+
+  // ---- Tables: a table wider than its box scrolls sideways in it, and the
+  // box is then a Tab stop (a named region), so that the keyboard can scroll
+  // it. A table that fits needs no stop: the box is one only while it is too
+  // narrow, checked on load and when the window changes size. Without this
+  // script every box is one (as the pages are sent). ----
+
+  var wraps = document.querySelectorAll(".table-wrap");
+  wraps.forEach(function (w) { w.dataset.label = w.getAttribute("aria-label") || ""; });
+  var fitTables = function () {
+    wraps.forEach(function (w) {
+      if (w.scrollWidth > w.clientWidth + 1) {
+        w.setAttribute("tabindex", "0");
+        w.setAttribute("role", "region");
+        w.setAttribute("aria-label", w.dataset.label);
+      } else if (w !== document.activeElement) { // focus is not pulled from under the keyboard
+        w.removeAttribute("tabindex");
+        w.removeAttribute("role");
+        w.removeAttribute("aria-label");
+      }
+    });
+  };
+  var fitting = false;
+  window.addEventListener("resize", function () {
+    if (fitting) { return; }
+    fitting = true;
+    requestAnimationFrame(function () { fitting = false; fitTables(); });
+  });
+  fitTables();
 
   // ---- Action form: show the parameters of the chosen function and the
   // picker of the chosen target type; the link generator: a signed link's
