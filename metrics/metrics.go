@@ -33,7 +33,10 @@ type Sources struct {
 	// Denied counts what the embedded broker refused of logged-in players:
 	// wills, subscriptions and publishes on topics they may not use (nil with
 	// an external broker).
-	Denied  func() int64
+	Denied func() int64
+	// Active tells whether the instance serves and sends (false once it has
+	// lost its claim on the database, while it stops).
+	Active  func() bool
 	Version string // the build, for devicehooks_build_info
 	Log     *slog.Logger
 }
@@ -91,7 +94,7 @@ func New(src Sources) *Metrics {
 			Help: "Wills, subscriptions and publishes of logged-in players that the embedded broker refused (a topic prefix other than the server's, say)."},
 			optional(src.Denied)),
 		buildInfo(src.Version),
-		activeGauge(1),
+		activeGauge(src.Active),
 		&commandCollector{src: src},
 	)
 	return m
@@ -103,7 +106,7 @@ func New(src Sources) *Metrics {
 // that is down, and an alert can ask that one instance be active.
 func WaitingHandler(version string) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(buildInfo(version), activeGauge(0),
+	reg.MustRegister(buildInfo(version), activeGauge(func() bool { return false }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
@@ -113,9 +116,15 @@ func buildInfo(version string) prometheus.Collector {
 		ConstLabels: prometheus.Labels{"version": version}}, func() float64 { return 1 })
 }
 
-func activeGauge(v float64) prometheus.Collector {
+func activeGauge(active func() bool) prometheus.Collector {
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_active",
-		Help: "1 while this instance serves; 0 while it waits (a standby, or for its database)."}, func() float64 { return v })
+		Help: "1 while this instance serves; 0 while it waits (a standby, or for its database), or stops."},
+		func() float64 {
+			if active != nil && active() {
+				return 1
+			}
+			return 0
+		})
 }
 
 // optional reads a count that only some setups have (the embedded broker's):

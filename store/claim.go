@@ -55,8 +55,10 @@ const checkClaimEvery = time.Second
 // PostgreSQL waits before it starts: the instance that held it may still be
 // running, and not know yet that its claim has gone (a restart of PostgreSQL
 // ends its session, and the standby may take the lock first). It is longer
-// than checkClaimEvery, and the time to stop sending, so that the two never
-// send at once.
+// than checkClaimEvery and the time to stop sending, so that an instance that
+// held it and still reaches PostgreSQL has stopped sending by then. (One
+// frozen whole and resumed later may send until its next check: see
+// operations.md.)
 const takeoverDelay = 3 * time.Second
 
 // claimKeepalives make PostgreSQL notice within about 20 s that the claim's
@@ -152,10 +154,10 @@ func (s *Store) tryClaimAdvisory(ctx context.Context, _ string) (bool, error) {
 		return false, nil
 	}
 	for _, set := range claimKeepalives {
-		if _, err := conn.ExecContext(ctx, set); err != nil {
-			_ = conn.Close() // frees the lock
-			return false, fmt.Errorf("store: claim the database: %s: %w", set, err)
-		}
+		// PostgreSQL before 12 has no tcp_user_timeout: the keepalives
+		// alone then find a vanished machine, a little later. A failed SET
+		// outside a transaction leaves the session as it was.
+		_, _ = conn.ExecContext(ctx, set)
 	}
 	s.claimConn = conn
 	s.lost = make(chan struct{})

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"devicehooks/actions"
@@ -53,9 +54,11 @@ type App struct {
 
 	failed chan error // Failed
 
-	sending        workers // dispatcher and delivery
+	sending        workers // the dispatcher's writer
+	delivering     workers // delivery
 	sendingStopped sync.Once
-	recording      workers // tracker, presence, key uses, sweeper, request log
+	active         atomic.Bool // serving and sending: devicehooks_active
+	recording      workers     // tracker, presence, key uses, sweeper, request log
 	closed         sync.Once
 }
 
@@ -85,11 +88,15 @@ func (a *App) Open(ctx context.Context) (err error) {
 		return err
 	}
 	// While it waits (a standby, or for the database), the metrics address
-	// already answers: devicehooks_active 0.
+	// already answers: devicehooks_active 0. Unless it is taken: by the
+	// active instance, for a standby on the same machine (SQLite's always
+	// are), which binds it once it takes over.
 	if cfg.MetricsAddr != "" {
-		if a.waitingMetrics, err = a.servePrivate("metrics (waiting)", cfg.MetricsAddr, metrics.WaitingHandler(buildVersion())); err != nil {
-			return err
+		srv, err := a.servePrivate("metrics (waiting)", cfg.MetricsAddr, metrics.WaitingHandler(buildVersion()))
+		if err != nil {
+			a.Log.Warn("metrics address taken (by the active instance?): served once this instance starts", "err", err)
 		}
+		a.waitingMetrics = srv
 	}
 	// One instance at a time delivers a database's commands: another start
 	// on the same database waits here, as a standby, until this one stops.
@@ -176,15 +183,16 @@ func (a *App) Open(ctx context.Context) (err error) {
 		OnlineDevices: a.presence.OnlineCount, Devices: a.devices.Count, BrokerConnected: a.brokerConnected, Log: a.Log,
 		CommandStates: func(ctx context.Context) (map[string]int, error) { return a.store.CountCommandsByState(ctx) },
 		WriteFailures: a.dispatcher.WriteFailures, Version: buildVersion(), RefusedLogins: refusedLogins, Denied: denied,
+		Active: a.active.Load,
 	})
 	a.tracker.OnAck = func(ack store.Ack) { a.metrics.Acked(ack.CommandID, ack.State, ack.At) }
 	a.delivery.OnPublished = a.metrics.Published
 
 	// Two stages, stopped in order by Close: what sends (before the broker
 	// closes), then what records (after it, so acks already taken are written).
-	sending, records := a.sending.start(ctx), a.recording.start(ctx)
+	sending, delivering, records := a.sending.start(ctx), a.delivering.start(ctx), a.recording.start(ctx)
 	a.sending.run(func() { a.dispatcher.Run(sending) })
-	a.sending.run(func() { a.delivery.Run(sending, 30*time.Second) })
+	a.delivering.run(func() { a.delivery.Run(delivering, 30*time.Second) })
 	a.recording.run(func() { a.tracker.Run(records) })
 	a.recording.run(func() { a.presence.Run(records, 250*time.Millisecond) })
 	a.recording.run(func() { a.keys.Run(records, 5*time.Second) })
@@ -212,6 +220,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 		a.external.Start()
 	}
 
+	a.active.Store(true)
 	a.closeWaitingMetrics()
 	if err := a.servePrivateEndpoints(); err != nil {
 		return err
@@ -387,10 +396,15 @@ func (w *workers) run(f func()) {
 
 // stop cancels the workers and waits for them to finish flushing.
 func (w *workers) stop() {
+	w.interrupt()
+	w.wg.Wait()
+}
+
+// interrupt cancels the workers without waiting for them.
+func (w *workers) interrupt() {
 	if w.cancel != nil {
 		w.cancel()
 	}
-	w.wg.Wait()
 }
 
 // Failed receives an error if the App can no longer run safely and must stop
@@ -406,19 +420,23 @@ func (a *App) closeWaitingMetrics() {
 	}
 }
 
-// stopSending stops the dispatcher's writer and delivery, then the MQTT side;
-// once only. A trigger taken after it is still written (the writer's stop
-// leaves it to each caller), and its commands wait in the database for the
-// active instance to send.
+// stopSending stops delivery, then the MQTT side, then the dispatcher's
+// writer, which may take a while (it writes what it holds); once only. A
+// trigger taken after it is still written (the writer's stop leaves it to each
+// caller), and its commands wait in the database for the active instance to
+// send. From then on the instance says it is not active (devicehooks_active).
 func (a *App) stopSending() {
 	a.sendingStopped.Do(func() {
-		a.sending.stop()
+		a.active.Store(false)
+		a.sending.interrupt() // the writer starts to stop meanwhile
+		a.delivering.stop()
 		if a.embedded != nil {
 			_ = a.embedded.Close()
 		}
 		if a.external != nil {
 			_ = a.external.Close()
 		}
+		a.sending.stop()
 	})
 }
 

@@ -400,6 +400,9 @@ func TestOneActiveInstancePerDatabase(t *testing.T) {
 					}
 					return err != nil
 				})
+				if v := active(); v != "0" {
+					t.Fatalf("an instance that lost its claim says devicehooks_active %s while it stops", v)
+				}
 			}
 		})
 	}
@@ -415,6 +418,8 @@ func TestLockedTablesAreAnsweredHonestly(t *testing.T) {
 	s.createDevice("p1")
 	_, key := s.createKey("k")
 	ev := s.createAction("refresh_content", map[string]any{"type": "device", "id": "p1"}, nil)
+	pause := s.createAction("pause_loop", map[string]any{"type": "device", "id": "p1"}, nil)
+	everyone := s.createAction("restart", map[string]any{"type": "all"}, nil)
 	side, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -430,13 +435,14 @@ func TestLockedTablesAreAnsweredHonestly(t *testing.T) {
 		}
 		return func() { _ = tx.Rollback() }
 	}
-	call := func() (int, map[string]any) {
+	callEvent := func(ev string) (int, map[string]any) {
 		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, "POST", s.base+"/public-api/integration/webhooks", strings.NewReader(`{"event_id":"`+ev+`"}`))
 		req.Header.Set("x-webhook-apikey", key)
 		return s.do(req)
 	}
+	call := func() (int, map[string]any) { return callEvent(ev) }
 
 	// The key, not yet cached, cannot be read.
 	release := lock("api_keys")
@@ -462,4 +468,17 @@ func TestLockedTablesAreAnsweredHonestly(t *testing.T) {
 		status, _ := s.call("GET", "/healthz", nil)
 		return status == http.StatusOK
 	})
+
+	// devices: every device's ids cannot be read, nor a change of desired
+	// state written (it locks its devices' rows).
+	release = lock("devices")
+	defer release()
+	status, ans = callEvent(everyone)
+	wantError(t, "a call to every device while devices is locked", status, ans, http.StatusServiceUnavailable, "unavailable")
+	status, ans = callEvent(pause)
+	wantError(t, "a pause while devices is locked", status, ans, http.StatusServiceUnavailable, "unavailable")
+	status, health = s.call("GET", "/healthz", nil)
+	if status != http.StatusServiceUnavailable || health["database"] != "refusing writes" {
+		t.Fatalf("/healthz while devices is locked: %d %v", status, health)
+	}
 }
