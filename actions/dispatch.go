@@ -210,7 +210,9 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	devices, err := d.targets(ctx, a)
+	tctx, cancel := context.WithTimeout(ctx, targetsTimeout)
+	devices, err := d.targets(tctx, a)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
@@ -283,6 +285,10 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 	}
 	return out, nil
 }
+
+// targetsTimeout bounds the read of a group's or every device's ids: a call
+// is answered 503 then, rather than held as long as a lock on the table.
+const targetsTimeout = 5 * time.Second
 
 // readAfterWait bounds the read of a dispatch's commands after a wait.
 const readAfterWait = 2 * time.Second

@@ -66,11 +66,12 @@ const probeSize = 64 << 10
 // while the background checkpoints fail (the WAL can no longer be copied
 // into the file), the probe fails too.
 //
-// On PostgreSQL the probe also takes the locks a trigger's inserts take, so
-// that a table the trigger path writes held by another (an ALTER TABLE or a
-// LOCK TABLE on commands, say) makes it wait, and fail at ctx's end, as the
-// triggers do: PostgreSQL has no database-wide write lock that the probe's
-// own table would share with them.
+// On PostgreSQL the probe also takes the locks a trigger's writes take (its
+// inserts, and the rows of devices and counters a change of desired state
+// locks and updates), so that a table the trigger path writes held by
+// another (an ALTER TABLE or a LOCK TABLE on commands, say) makes it wait,
+// and fail at ctx's end, as the triggers do: PostgreSQL has no database-wide
+// write lock that the probe's own table would share with them.
 func (s *Store) ProbeWrite(ctx context.Context) error {
 	if s.checkpointFailing.Load() {
 		return errors.New("store: probe write: checkpoints fail: the WAL cannot be copied into the database (a full disk?)")
@@ -81,7 +82,7 @@ func (s *Store) ProbeWrite(ctx context.Context) error {
 	db := s.db.WithContext(ctx)
 	err := db.Transaction(func(tx *gorm.DB) error {
 		if s.postgres {
-			if err := tx.Exec(`LOCK TABLE dispatches, commands, idempotencies IN ROW EXCLUSIVE MODE`).Error; err != nil {
+			if err := tx.Exec(`LOCK TABLE dispatches, commands, idempotencies, devices, counters IN ROW EXCLUSIVE MODE`).Error; err != nil {
 				return err
 			}
 		}
