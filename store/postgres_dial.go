@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"net"
 	"time"
 
@@ -19,16 +18,17 @@ import (
 // pool would keep such connections.
 const deadPeerAfter = 20 * time.Second
 
-// dialPostgres connects as pgx does, with keepalives that find an idle
+// postgresDialer connects as pgx does, with keepalives that find an idle
 // connection's server gone within deadPeerAfter, and (on Linux) a TCP user
-// timeout that ends a connection whose data goes unacknowledged that long.
-func dialPostgres(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{
-		Timeout:         10 * time.Second,
+// timeout that ends a connection whose data goes unacknowledged that long. A
+// connection attempt takes timeout at most (the DSN's connect_timeout also
+// bounds it, through the context pgx gives).
+func postgresDialer(timeout time.Duration) *net.Dialer {
+	return &net.Dialer{
+		Timeout:         timeout,
 		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 5 * time.Second, Count: 3},
 		Control:         userTimeout(deadPeerAfter),
 	}
-	return d.DialContext(ctx, network, addr)
 }
 
 // openPostgres opens a PostgreSQL database through gorm with dialPostgres.
@@ -37,6 +37,6 @@ func openPostgres(dsn string, cfg *gorm.Config) (*gorm.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc.DialFunc = dialPostgres
+	pc.DialFunc = postgresDialer(max(10*time.Second, pc.ConnectTimeout)).DialContext
 	return gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDB(*pc)}), cfg)
 }

@@ -6,23 +6,35 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/jackc/pgx/v5/stdlib"
 	"golang.org/x/sys/unix"
+
+	"devicehooks/internal/testenv"
 )
 
-// A connection to PostgreSQL ends once the server stops acknowledging for
-// deadPeerAfter, and is probed when idle: the settings are on the socket.
+// The store's connections to PostgreSQL end once the server stops
+// acknowledging for deadPeerAfter, and are probed when idle: the settings are
+// on the sockets of its pool.
 func TestPostgresConnectionsFindADeadServer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	st, err := Open(context.Background(), testenv.Postgres(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	c, err := dialPostgres(context.Background(), "tcp", l.Addr().String())
+	defer st.Close()
+	sqlDB, err := st.db.DB()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	raw, err := c.(syscall.Conn).SyscallConn()
+	conn, err := sqlDB.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var sock net.Conn
+	if err := conn.Raw(func(c any) error { sock = c.(*stdlib.Conn).Conn().PgConn().Conn(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sock.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
