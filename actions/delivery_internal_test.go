@@ -319,3 +319,30 @@ func TestSentIsForgottenOnceMarked(t *testing.T) {
 		})
 	}
 }
+
+// Deleting a device does not wait for room in delivery's queue (full during
+// a large fan-out, or for ever once delivery has stopped): the clear of its
+// retained messages goes with the next work the sender takes.
+func TestForgetDoesNotWaitForAFullQueue(t *testing.T) {
+	st := tempStore(t)
+	log := slog.New(slog.DiscardHandler)
+	rec := &recorder{got: map[string][]string{}}
+	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, NewPresence(st, log, true), log)
+	for dl.work.Push(work{}) { // nothing takes: the queue fills
+	}
+	forgot := make(chan struct{})
+	go func() { dl.Forget("gone-1"); close(forgot) }()
+	select {
+	case <-forgot:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Forget waited for room in a full queue")
+	}
+	dl.do(context.Background(), work{}) // the sender's next work
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, kind := range []string{KindDesired, KindStatus} {
+		if got := rec.got["dh/devices/gone-1/"+kind]; len(got) != 1 || got[0] != "" {
+			t.Errorf("%s of the deleted device: %q, want one empty retained message", kind, got)
+		}
+	}
+}
