@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -344,5 +345,20 @@ func TestForgetDoesNotWaitForAFullQueue(t *testing.T) {
 		if got := rec.got["dh/devices/gone-1/"+kind]; len(got) != 1 || got[0] != "" {
 			t.Errorf("%s of the deleted device: %q, want one empty retained message", kind, got)
 		}
+	}
+}
+
+// A sweep that fails every time (the database away) is one line in the log
+// per 10 s, not one per sweep.
+func TestFailingSweepsAreLoggedSparingly(t *testing.T) {
+	st := tempStore(t)
+	st.Close() // every sweep fails from now on
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	RunSweeper(ctx, st, log, 10*time.Millisecond, 0) // returns at ctx's end
+	if n := strings.Count(logged.String(), `msg="expire commands"`); n != 1 {
+		t.Fatalf("%d lines for about 30 failed sweeps:\n%s", n, logged.String())
 	}
 }

@@ -275,6 +275,9 @@ func RunSweeper(ctx context.Context, st *store.Store, log *slog.Logger, interval
 	defer t.Stop()
 	var lastPurge time.Time
 	purging := false // a purge ran out of its budget and goes on
+	// While the database is away the sweep fails every second: one line
+	// every 10 s says so, with how many were left out.
+	failures := logevery.New(10 * time.Second)
 	for {
 		select {
 		case <-t.C:
@@ -285,7 +288,9 @@ func RunSweeper(ctx context.Context, st *store.Store, log *slog.Logger, interval
 		// into an error in the log (the next start sweeps again anyway).
 		now := time.Now().UTC()
 		if n, err := st.ExpireCommands(context.WithoutCancel(ctx), now); err != nil {
-			log.Error("expire commands", "err", err)
+			if ok, skipped := failures.Allow("expire", now); ok {
+				log.Error("expire commands", "err", err, "more_like_it", skipped)
+			}
 		} else if n > 0 {
 			log.Info("commands expired", "count", n)
 		}
