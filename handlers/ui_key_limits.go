@@ -46,10 +46,10 @@ type scopeOption struct {
 // expiresLayout is what an <input type="datetime-local"> sends, read as UTC.
 const expiresLayout = "2006-01-02T15:04"
 
-// LimitsSummary describes a key's limits in a few words for the keys table.
-func LimitsSummary(k store.APIKey) string { return limitsSummary(auth.LimitsOf(&k)) }
-
-func limitsSummary(l auth.Limits) string {
+// limitsSummary describes a key's limits in a few words, for the keys table;
+// scopeGone says that its scope names only deleted actions and groups (see
+// Keys.ScopeRemains).
+func limitsSummary(l auth.Limits, scopeGone bool) string {
 	var parts []string
 	if l.Disabled {
 		parts = append(parts, "disabled")
@@ -61,7 +61,10 @@ func limitsSummary(l auth.Limits) string {
 			parts = append(parts, "expires "+l.ExpiresAt.UTC().Format("2006-01-02"))
 		}
 	}
-	if n := len(l.Actions) + len(l.Groups); n > 0 {
+	switch n := len(l.Actions) + len(l.Groups); {
+	case n > 0 && scopeGone:
+		parts = append(parts, "scoped to deleted actions or groups only: refuses every call")
+	case n > 0:
 		parts = append(parts, fmt.Sprintf("%d action/group scope%s", n, plural(n, "", "s")))
 	}
 	if len(l.Methods) == 1 {
@@ -195,7 +198,7 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		// Shown again as typed, over the version now saved: a second save
 		// replaces it, knowingly.
 		v.Version = keyVersion(savedName, saved)
-		u.renderKeyLimits(c, http.StatusConflict, v, nil, staleMessage("key", "“"+savedName+"”, limits: "+limitsSummary(saved)))
+		u.renderKeyLimits(c, http.StatusConflict, v, nil, staleMessage("key", "“"+savedName+"”, limits: "+limitsSummary(saved, false)))
 		return
 	case asError(err).Code == actions.CodeNotFound: // revoked meanwhile
 		u.redirectError(c, "/api-keys", gone(err, keyGone))

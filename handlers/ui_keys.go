@@ -33,7 +33,17 @@ func (u *ui) renderAPIKeys(c *gin.Context, status int, name string, errs map[str
 	pg.setTotal(total, apiKeysPerPage)
 	limits := make(map[string]string, len(keys))
 	for _, k := range keys {
-		limits[k.ID] = LimitsSummary(k)
+		l := auth.LimitsOf(&k)
+		gone := false
+		if len(l.Actions)+len(l.Groups) > 0 {
+			remains, err := u.Keys.ScopeRemains(c.Request.Context(), l, "", "")
+			if err != nil {
+				u.fail(c, err)
+				return
+			}
+			gone = !remains
+		}
+		limits[k.ID] = limitsSummary(l, gone)
 	}
 	u.render(c, status, "api_keys", &web.View{
 		Title: pg.title("API keys", ""), Nav: "api_keys", Errors: errs, Error: msg,

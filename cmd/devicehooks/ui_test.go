@@ -681,6 +681,11 @@ func TestUI(t *testing.T) {
 		if got := scope(); got != want {
 			t.Fatalf("scope after a rename: %s, want %s", got, want)
 		}
+		// The keys list says that such a key refuses every call, not that
+		// it has "1 action/group scope".
+		if limits := b.text(`tr[data-key="` + id + `"] td:nth-child(5)`); !strings.Contains(limits, "refuses every call") {
+			t.Fatalf("the keys list's limits of a key scoped to a deleted action: %q", limits)
+		}
 
 		// Unselecting every action is refused unless "allow every action" is ticked.
 		b.open("/api-keys/" + id + "/limits")
