@@ -34,16 +34,12 @@ func (u *ui) renderAPIKeys(c *gin.Context, status int, name string, errs map[str
 	limits := make(map[string]string, len(keys))
 	for _, k := range keys {
 		l := auth.LimitsOf(&k)
-		gone := false
-		if len(l.Actions)+len(l.Groups) > 0 {
-			remains, err := u.Keys.ScopeRemains(c.Request.Context(), l, "", "")
-			if err != nil {
-				u.fail(c, err)
-				return
-			}
-			gone = !remains
+		remains, err := u.Keys.ScopeRemains(c.Request.Context(), l, "", "") // no read for a key without a scope
+		if err != nil {
+			u.fail(c, err)
+			return
 		}
-		limits[k.ID] = limitsSummary(l, gone)
+		limits[k.ID] = limitsSummary(l, !remains)
 	}
 	u.render(c, status, "api_keys", &web.View{
 		Title: pg.title("API keys", ""), Nav: "api_keys", Errors: errs, Error: msg,
