@@ -1,10 +1,6 @@
 package auth
 
 import (
-	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -300,62 +296,4 @@ func RetryAfterSeconds(err error) string {
 		return ""
 	}
 	return strconv.Itoa(int(math.Ceil(rl.RetryAfter.Seconds())))
-}
-
-// SignLink returns the signature of a signed GET link: HMAC-SHA256 under the API
-// key of "devicehooks-link-v1\n<key id>\n<expires unix>\n<payload>", base64url
-// without padding; for a confirm link the first line is
-// "devicehooks-confirm-link-v1" (so that taking confirm=1 out of the link
-// breaks it, and no payload can stand for the flag). payload is the base64
-// text exactly as it stands in the link.
-func SignLink(apiKey, keyID string, expires int64, payload string, confirm bool) string {
-	kind := "devicehooks-link-v1"
-	if confirm {
-		kind = "devicehooks-confirm-link-v1"
-	}
-	m := hmac.New(sha256.New, []byte(apiKey))
-	fmt.Fprintf(m, "%s\n%s\n%d\n%s", kind, keyID, expires, payload)
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-// AuthenticateLink checks a signed link: the key must be live and the signature
-// made with it over these fields, and the link not expired. Every failure is the
-// same 401 (ErrBadLink: its holder never had a key, so "unknown API key" would
-// mislead), but for the expiry of a link that is otherwise good: its holder
-// then hears that a new link would work.
-//
-// confirm is whether the link has confirm=1. A confirm link signed before the
-// flag was signed (its signature over the fields alone) is still taken as
-// one; a link without the flag must be signed without it.
-func (k *Keys) AuthenticateLink(ctx context.Context, keyID string, expires int64, payload, sig string, confirm bool) (*Caller, error) {
-	if len(sig) > 100 {
-		return nil, ErrBadLink
-	}
-	key, err := k.st.APIKey(ctx, keyID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrBadLink
-	}
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	plain, err := k.kr.Open(key.Sealed)
-	if err != nil {
-		return nil, ErrBadLink
-	}
-	signed := hmac.Equal([]byte(SignLink(plain, keyID, expires, payload, confirm)), []byte(sig))
-	if !signed && confirm { // made before confirm was signed
-		signed = hmac.Equal([]byte(SignLink(plain, keyID, expires, payload, false)), []byte(sig))
-	}
-	if !signed {
-		return nil, ErrBadLink
-	}
-	c := newCaller(key)
-	if !c.usable(time.Now()) {
-		return nil, ErrBadLink
-	}
-	if time.Now().Unix() >= expires {
-		return nil, actions.Errorf(actions.CodeUnauthorized, "the link expired at %s; ask for a new one",
-			time.Unix(expires, 0).UTC().Format(time.RFC3339))
-	}
-	return c, nil
 }

@@ -31,6 +31,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/text/encoding/charmap"
+
 	"devicehooks/actions"
 	"devicehooks/auth"
 	"devicehooks/handlers"
@@ -716,6 +718,9 @@ func (s *webhookServer) expect(c *webhookCall) verdict {
 	} else if len(c.body) <= maxBody {
 		raw, parsed = c.body, true
 	}
+	if parsed && !utf8.Valid(raw) { // no charset named: read as Windows-1252
+		raw, _ = charmap.Windows1252.NewDecoder().Bytes(raw)
+	}
 	eventID, sensor, idem, ok := refWebhookRequest(raw)
 	if c.flags&flagIdem != 0 {
 		idem = "fuzz-idempotency-key"
@@ -732,6 +737,10 @@ func (s *webhookServer) expect(c *webhookCall) verdict {
 		v.may[http.StatusUnprocessableEntity] = true
 	}
 	if c.mode == modeGET && c.params.Get("confirm") != "" {
+		if c.flags&flagHTML == 0 {
+			fail(http.StatusForbidden) // an API client cannot click
+			return v
+		}
 		v.ok = "confirm"
 		return v
 	}

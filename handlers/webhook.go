@@ -9,13 +9,16 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/text/encoding/charmap"
 
 	"devicehooks/actions"
 	"devicehooks/auth"
@@ -44,7 +47,7 @@ type webhookHandler struct {
 
 // call is what one webhook call did, for the request log and metrics.
 type call struct {
-	code       string // "success", an error code, or "head"/"preview"/"confirm" for calls that fire nothing
+	code       string // "success", an error code, or "head"/"prefetch"/"preview"/"confirm" for calls that fire nothing
 	caller     *auth.Caller
 	eventID    string
 	dispatchID string
@@ -105,6 +108,9 @@ func (h *webhookHandler) record(c *gin.Context, serve func(*gin.Context, *call))
 // serve reads top to bottom: limits, who is calling, what they may do, what they
 // ask, then the dispatch.
 func (h *webhookHandler) serve(c *gin.Context, cl *call) {
+	// No answer may be kept: a cache that gave it again would stand for a
+	// call that fired nothing.
+	c.Header("Cache-Control", "no-store")
 	if c.Request.Method == http.MethodHead {
 		// Link checkers and mail scanners probe with HEAD: it never fires.
 		cl.code = "head"
@@ -118,6 +124,14 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 	if headerBytes(c.Request) > h.maxHeader {
 		h.fail(c, cl, actions.Errorf(actions.CodeTooLarge,
 			"the request's URL and headers are over the size limit (%d bytes); a long payload goes in a POST body", h.maxHeader))
+		return
+	}
+	if c.Request.Method == http.MethodGet && isPrefetch(c.Request.Header) {
+		// A browser loading a link ahead of a click (prefetch, prerender, a
+		// preview of its top sites). Answered with no 2xx, so that the browser
+		// throws the answer away and asks again if the link is really opened.
+		cl.code = "prefetch"
+		respondError(c, h.log, actions.Errorf(actions.CodeUnavailable, "a prefetch does not fire the action: open the link to fire it"))
 		return
 	}
 	if c.Request.Method == http.MethodGet && isPreviewAgent(c.Request.UserAgent()) {
@@ -176,6 +190,11 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 	cl.eventID = req.EventID
 	if c.Request.Method == http.MethodGet && params.Get("confirm") != "" {
 		// A link made to ask first: fire only from the page's button (a POST).
+		if !wantsHTML(c) {
+			h.fail(c, cl, actions.Errorf(actions.CodeForbidden,
+				"this link asks for a confirming click: open it in a browser (an API client sends a POST with the x-webhook-apikey header)"))
+			return
+		}
 		cl.code = "confirm"
 		h.page(c, http.StatusOK, web.WebhookResult{Confirm: true, EventID: req.EventID, Fields: confirmFields(params)})
 		return
@@ -326,10 +345,19 @@ func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
 			return nil, false, badRequest("the body is neither a form nor JSON: %v", err)
 		case form.Has("payload") || form.Has("sig") || form.Has("api_key"):
 			return form, true, nil
+		case form.Has("event_id"):
+			return nil, false, errFormBody
 		}
+	}
+	if strings.HasPrefix(c.ContentType(), "multipart/") {
+		return nil, false, errFormBody
 	}
 	return url.Values{}, false, nil
 }
+
+// errFormBody answers a POST whose fields came as a form (PowerShell's
+// -Body @{…}, Postman's form tabs), which would otherwise read as bad JSON.
+var errFormBody = badRequest(`the body is a form: send the JSON object {"event_id": "…"}, with Content-Type: application/json`)
 
 // linkFields are the query parameters of a link: its key or signature, and
 // its payload.
@@ -339,6 +367,9 @@ var linkFields = []string{"api_key", "key_id", "expires", "sig", "payload"}
 // dropped, as net/url does, unless the link needs it: then the caller hears
 // that, rather than that the parameter is missing.
 func linkQuery(raw string) (url.Values, error) {
+	// A link copied out of HTML with its '&' escaped: "…&amp;payload=…". A
+	// value's own '&' is percent-encoded, so this is always a separator.
+	raw = strings.ReplaceAll(raw, "&amp;", "&")
 	q, err := url.ParseQuery(raw)
 	if err == nil {
 		return q, nil
@@ -362,9 +393,21 @@ func (h *webhookHandler) authenticate(c *gin.Context, params url.Values) (*auth.
 		if err != nil || strconv.FormatInt(expires, 10) != raw {
 			return nil, auth.ErrBadLink
 		}
-		return h.keys.AuthenticateLink(c.Request.Context(), params.Get("key_id"), expires, params.Get("payload"), sig, params.Get("confirm") != "")
+		caller, payload, err := h.keys.AuthenticateLink(c.Request.Context(), params.Get("key_id"), expires, params.Get("payload"), sig, params.Get("confirm") != "")
+		if err == nil {
+			params.Set("payload", payload) // the text the signature covers
+		}
+		return caller, err
 	}
-	key := strings.TrimSpace(c.GetHeader("x-webhook-apikey"))
+	var key string
+	for _, v := range c.Request.Header.Values("x-webhook-apikey") {
+		switch v = strings.TrimSpace(v); {
+		case key == "":
+			key = v
+		case v != "" && v != key:
+			return nil, badRequest("the call has two different x-webhook-apikey headers: send one")
+		}
+	}
 	if key == "" {
 		key = strings.TrimSpace(params.Get("api_key"))
 	}
@@ -391,6 +434,10 @@ func readRequest(c *gin.Context, link bool, params url.Values, body []byte) (*we
 		if raw, err = DecodePayload(p); err != nil {
 			return nil, err
 		}
+	}
+	raw, err := toUTF8(raw, charsetOf(c, link))
+	if err != nil {
+		return nil, err
 	}
 	req, err := ParseWebhookJSON(raw)
 	if err != nil {
@@ -434,18 +481,70 @@ func confirmFields(params url.Values) map[string]string {
 }
 
 // DecodePayload decodes a GET link's payload: base64 in the standard or URL-safe
-// alphabet, padded or not. A '+' that arrived as a space (an unescaped '+' in a
-// query string) is read as '+'.
+// alphabet, padded or not. A space is read as an unescaped '+', or as where a
+// wrapped link was joined (auth.PayloadReadings): the first reading that
+// decodes to a JSON object is taken, or else the first that decodes.
 func DecodePayload(p string) ([]byte, error) {
-	s := strings.ReplaceAll(p, " ", "+")
-	s = strings.TrimSpace(s)
-	s = strings.TrimRight(s, "=")
-	s = strings.NewReplacer("-", "+", "_", "/").Replace(s)
-	b, err := base64.RawStdEncoding.DecodeString(s)
-	if err != nil {
-		return nil, badRequest("the payload is not base64: %v", err)
+	var first []byte
+	var firstErr error
+	for i, s := range auth.PayloadReadings(p) {
+		s = strings.TrimRight(strings.TrimSpace(s), "=")
+		s = strings.NewReplacer("-", "+", "_", "/").Replace(s)
+		b, err := base64.RawStdEncoding.DecodeString(s)
+		switch {
+		case i == 0:
+			first, firstErr = b, err
+		case err != nil:
+			continue
+		case firstErr != nil:
+			first, firstErr = b, nil
+		}
+		if err == nil && isJSONObject(b) {
+			return b, nil
+		}
 	}
-	return b, nil
+	if firstErr != nil {
+		return nil, badRequest("the payload is not base64: %v", firstErr)
+	}
+	return first, nil
+}
+
+func isJSONObject(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}
+
+// charsetOf is the charset a POST's Content-Type names, or "".
+func charsetOf(c *gin.Context, link bool) string {
+	if link {
+		return ""
+	}
+	_, params, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	return params["charset"]
+}
+
+// toUTF8 reads a body in the charset its Content-Type names or, naming none,
+// as UTF-8 when it is valid UTF-8 and else as Windows-1252: what Windows
+// PowerShell 5 sends, whose letters are Latin-1's. (The web's encoding
+// standard reads the ISO-8859-1 and ASCII labels as Windows-1252 too.)
+func toUTF8(b []byte, charset string) ([]byte, error) {
+	switch strings.ToLower(strings.TrimSpace(charset)) {
+	case "", "utf-8", "utf8":
+		if utf8.Valid(b) {
+			return b, nil
+		}
+		if charset != "" {
+			return nil, badRequest("the body is not valid UTF-8, which its Content-Type says it is")
+		}
+	case "iso-8859-1", "iso8859-1", "latin1", "l1", "windows-1252", "cp1252", "us-ascii", "ascii":
+	default:
+		return nil, badRequest("the body's charset %q is not read: send UTF-8 (or ISO-8859-1 or Windows-1252)", charset)
+	}
+	out, err := charmap.Windows1252.NewDecoder().Bytes(b)
+	if err != nil {
+		return nil, badRequest("the body could not be read as Windows-1252: %v", err)
+	}
+	return out, nil
 }
 
 // utf8BOM is the byte-order mark some tools put before UTF-8 text.
@@ -461,6 +560,8 @@ func ParseWebhookJSON(raw []byte) (*webhookRequest, error) {
 	var typeErr *json.UnmarshalTypeError
 	if err := json.Unmarshal(raw, &fields); errors.As(err, &typeErr) {
 		return nil, badRequest("the payload must be a JSON object with an event_id, not a JSON %s", typeErr.Value)
+	} else if err != nil && bytes.ContainsAny(raw, "\u201c\u201d\u201e\u2018\u2019") {
+		return nil, badRequest("the payload is not a JSON object: it has typographic quotes (“ ”), as word processors and chat apps write them; JSON needs straight quotes (\")")
 	} else if err != nil {
 		return nil, badRequest("the payload is not a JSON object: %v", err)
 	}
@@ -499,15 +600,12 @@ func jsonString(raw json.RawMessage, name string, dst *string) error {
 }
 
 // waitOf reads how long the caller wants to wait for acks: ?wait=SECONDS or the
-// RFC 7240 header "Prefer: wait=SECONDS". At most MaxWait.
+// RFC 7240 header "Prefer: wait=SECONDS", which Preference-Applied then
+// answers. At most MaxWait.
 func waitOf(c *gin.Context) (time.Duration, error) {
-	v := c.Query("wait")
+	v, prefer := c.Query("wait"), false
 	if v == "" {
-		for _, pref := range strings.Split(c.GetHeader("Prefer"), ",") {
-			if s, ok := strings.CutPrefix(strings.TrimSpace(pref), "wait="); ok {
-				v = s
-			}
-		}
+		v, prefer = preferredWait(c.Request.Header), true
 	}
 	if v == "" {
 		return 0, nil
@@ -520,10 +618,28 @@ func waitOf(c *gin.Context) (time.Duration, error) {
 		return 0, badRequest("wait must be a number of seconds, 0 or more (more than %d is read as %d)",
 			int(MaxWait.Seconds()), int(MaxWait.Seconds()))
 	}
-	if n >= MaxWait.Seconds() {
-		return MaxWait, nil
+	d := MaxWait
+	if n < MaxWait.Seconds() {
+		d = time.Duration(n * float64(time.Second))
 	}
-	return time.Duration(n * float64(time.Second)), nil
+	if prefer {
+		c.Header("Preference-Applied", "wait="+strconv.FormatFloat(d.Seconds(), 'f', -1, 64))
+	}
+	return d, nil
+}
+
+// preferredWait is the value of the wait preference in Prefer headers
+// ("wait=5", "Wait = 5", `wait="5"; x=y`), or "".
+func preferredWait(h http.Header) string {
+	v := ""
+	for _, pref := range strings.Split(strings.Join(h.Values("Prefer"), ","), ",") {
+		pref, _, _ = strings.Cut(pref, ";") // the preference's own parameters
+		name, s, ok := strings.Cut(pref, "=")
+		if ok && strings.EqualFold(strings.TrimSpace(name), "wait") {
+			v = strings.Trim(strings.TrimSpace(s), `"`)
+		}
+	}
+	return v
 }
 
 func tooLarge(limit int64) error {
@@ -585,6 +701,20 @@ var previewAgents = []string{
 	"telegrambot", "whatsapp", "linkedinbot", "skypeuripreview", "microsoftpreview", "googlebot",
 	"bingbot", "applebot", "embedly", "iframely", "redditbot", "pinterest", "mattermost",
 	"rocket.chat", "viber", "vkshare", "bitlybot", "outlook-iOS-android", "google-safety", "yahoo! slurp",
+	"mastodon", "pleroma", "akkoma", "misskey", "synapse (bot", "keybase", "preview", "crawler", "spider",
+}
+
+// isPrefetch tells a browser's request made ahead of a click: a prefetch or
+// prerender (Sec-Purpose, Purpose, X-Moz), or Safari's preview of a top site
+// (X-Purpose: preview).
+func isPrefetch(h http.Header) bool {
+	for _, name := range []string{"Sec-Purpose", "Purpose", "X-Purpose", "X-Moz"} {
+		v := strings.ToLower(h.Get(name))
+		if strings.Contains(v, "prefetch") || strings.Contains(v, "prerender") || strings.Contains(v, "preview") {
+			return true
+		}
+	}
+	return false
 }
 
 func isPreviewAgent(ua string) bool {

@@ -2,7 +2,10 @@ package main
 
 import (
 	"bufio"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -581,4 +584,168 @@ func TestRequestLogLimitsCallsWithoutAKey(t *testing.T) {
 	testenv.WaitFor(t, 5*time.Second, "the unrecorded calls logged as a count", func() bool {
 		return strings.Contains(s.logs.String(), "were not recorded")
 	})
+}
+
+// TestLinksAsMailAndChatLeaveThem: a link keeps working after what mail
+// clients, chat apps and scripts do to it (wrapping, an unescaped '+', a full
+// stop after it, HTML-escaped ampersands, a signature in standard base64),
+// and what only looks ahead at it (a browser's prefetch, a fediverse or
+// Matrix preview) fires nothing.
+func TestLinksAsMailAndChatLeaveThem(t *testing.T) {
+	s := startServer(t, Config{})
+	p, key, eventID := setupLoadURL(t, s)
+	keyID := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil)["items"].([]any)[0].(map[string]any)["id"].(string)
+	// "~~~" (bits 011111100111111001111110) holds 111110 at every
+	// alignment: a '-' in URL-safe base64 and a '+' in standard base64. Other
+	// top-level fields are ignored.
+	raw := []byte(`{"event_id":"` + eventID + `","x":"~~~"}`)
+	urlSafe, std := base64.RawURLEncoding.EncodeToString(raw), base64.StdEncoding.EncodeToString(raw)
+	if !strings.Contains(urlSafe, "-") || !strings.Contains(std, "+") {
+		t.Fatalf("payloads %s and %s", urlSafe, std)
+	}
+	exp := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+	sign := func(payload string) []byte {
+		m := hmac.New(sha256.New, []byte(key))
+		fmt.Fprintf(m, "devicehooks-link-v1\n%s\n%s\n%s", keyID, exp, payload)
+		return m.Sum(nil)
+	}
+	signedQuery := func(payload, sig string) string {
+		return "key_id=" + keyID + "&expires=" + exp + "&payload=" + payload + "&sig=" + sig
+	}
+	wrapped := urlSafe[:20] + "%0D%0A" + urlSafe[20:]
+	rawSig := base64.RawURLEncoding.EncodeToString(sign(urlSafe))
+	for _, c := range []struct{ name, query string }{
+		{"a signed link wrapped inside its payload", signedQuery(wrapped, rawSig)},
+		{"a signed link wrapped inside its signature", signedQuery(urlSafe, rawSig[:20]+"%0A"+rawSig[20:])},
+		{"a signed link wrapped and joined with a space", signedQuery(urlSafe[:20]+"%20"+urlSafe[20:], rawSig)},
+		{"a signed link with a full stop after it", signedQuery(urlSafe, rawSig) + "."},
+		{"a signed link with '>' after it", signedQuery(urlSafe, rawSig) + "%3E"},
+		{"a signature in padded standard base64 (PHP's base64_encode)",
+			signedQuery(urlSafe, url.QueryEscape(base64.StdEncoding.EncodeToString(sign(urlSafe))))},
+		{"a script's standard-base64 payload with its '+' unescaped",
+			signedQuery(std, base64.RawURLEncoding.EncodeToString(sign(std)))},
+		{"a signed link with HTML-escaped ampersands", strings.ReplaceAll(signedQuery(urlSafe, rawSig), "&", "&amp;")},
+		{"a plain link with HTML-escaped ampersands", "api_key=" + key + "&amp;payload=" + urlSafe},
+		{"a plain link wrapped and joined with a space", "api_key=" + key + "&payload=" + urlSafe[:20] + "%20" + urlSafe[20:]},
+		{"a plain link with a full stop after it", "api_key=" + key + "&payload=" + urlSafe + "."},
+	} {
+		status, ans := s.get(c.query)
+		if status != http.StatusOK {
+			t.Fatalf("%s: %d %v\n?%s", c.name, status, ans, c.query)
+		}
+		checkLoadURL(t, p.next(5*time.Second), ans)
+	}
+	// Lenient reading lets no other link in: a changed signature still fails.
+	other := []byte(rawSig)
+	other[5] ^= 1
+	if status, ans := s.get(signedQuery(urlSafe, string(other))); status != http.StatusUnauthorized {
+		t.Fatalf("a changed signature: %d %v", status, ans)
+	}
+
+	// A browser's prefetch or prerender fires nothing, and its answer is no
+	// 2xx, so that the browser asks again when the link is really opened.
+	plain := "api_key=" + key + "&payload=" + urlSafe
+	for _, h := range [][2]string{{"Sec-Purpose", "prefetch;prerender"}, {"Sec-Purpose", "prefetch"}, {"Purpose", "prefetch"}, {"X-Moz", "prefetch"}, {"X-Purpose", "preview"}} {
+		req, _ := http.NewRequest("GET", s.base+"/public-api/integration/webhooks?"+plain, nil)
+		req.Header.Set("Accept", "text/html")
+		req.Header.Set(h[0], h[1])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 == 2 || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("%s: %s: %d, Cache-Control %q", h[0], h[1], resp.StatusCode, resp.Header.Get("Cache-Control"))
+		}
+	}
+	for _, ua := range []string{
+		"http.rb/5.1.1 (Mastodon/4.2.10; +https://mastodon.social/)",
+		"Synapse (bot; +https://github.com/matrix-org/synapse)",
+		"Mozilla/5.0 (compatible; ZulipURLPreview/7.0; +https://zulip.com/)",
+		"Nextcloud Server Crawler",
+	} {
+		if status, _ := s.get(plain, "User-Agent", ua); status != http.StatusOK {
+			t.Fatalf("preview %q: %d", ua, status)
+		}
+	}
+	p.none(200 * time.Millisecond)
+
+	// A confirm link asks a browser; an API client, which cannot click, hears
+	// that it fired nothing, in JSON.
+	for _, accept := range []string{"", "*/*", "application/json"} {
+		status, ans := s.get(plain+"&confirm=1", "Accept", accept)
+		wantError(t, "a confirm link for Accept "+accept, status, ans, http.StatusForbidden, "forbidden")
+	}
+	p.none(200 * time.Millisecond)
+}
+
+// TestWebhookBodiesAsClientsSendThem: what real HTTP clients send gets read,
+// or a 400 that says what to change.
+func TestWebhookBodiesAsClientsSendThem(t *testing.T) {
+	s := startServer(t, Config{})
+	p, key, eventID := setupLoadURL(t, s)
+	sensor := s.createAction("sensor_event", map[string]any{"type": "device", "id": "lobby-1"}, nil)
+	latin1 := fmt.Sprintf("{\"event_id\":%q,\"sensor_data\":{\"id\":\"T\xfcr 3\",\"event\":\"ge\xf6ffnet\",\"value\":\"M\xfcller \x80 5\"}}", sensor)
+
+	// Windows PowerShell 5 sends Windows-1252 and names no charset.
+	for _, ctype := range []string{"application/json", "application/json; charset=ISO-8859-1", "application/json; charset=windows-1252"} {
+		if status, ans := s.post(key, latin1, "Content-Type", ctype); status != http.StatusOK {
+			t.Fatalf("a Windows-1252 body as %s: %d %v", ctype, status, ans)
+		}
+		data := p.next(5 * time.Second)["params"].(map[string]any)
+		if data["id"] != "Tür 3" || data["event"] != "geöffnet" || data["value"] != "Müller € 5" {
+			t.Fatalf("a Windows-1252 body as %s reached the player as %v", ctype, data)
+		}
+	}
+	for _, c := range []struct{ name, ctype, body, detail string }{
+		{"a body that is not the UTF-8 it says", "application/json; charset=utf-8", latin1, "not valid UTF-8"},
+		{"a charset that is not read", "application/json; charset=utf-16", latin1, "utf-16"},
+		{"typographic quotes", "application/json", `{ “event_id”: “` + eventID + `” }`, "straight quotes"},
+		{"a form", "application/x-www-form-urlencoded", "event_id=" + eventID, "the body is a form"},
+		{"a multipart form", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"event_id\"\r\n\r\n" + eventID + "\r\n--x--\r\n", "the body is a form"},
+	} {
+		status, ans := s.post(key, c.body, "Content-Type", c.ctype)
+		wantError(t, c.name, status, ans, http.StatusBadRequest, "bad_request")
+		if d, _ := ans["error"].(map[string]any)["detail"].(string); !strings.Contains(d, c.detail) {
+			t.Fatalf("%s: detail %q does not say %q", c.name, d, c.detail)
+		}
+	}
+	p.none(200 * time.Millisecond)
+
+	// Two different keys: which one is meant is not guessed.
+	req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks", strings.NewReader(`{"event_id":"`+eventID+`"}`))
+	req.Header.Add("x-webhook-apikey", "dhk_wrong")
+	req.Header.Add("x-webhook-apikey", key)
+	status, ans := s.do(req)
+	wantError(t, "two keys", status, ans, http.StatusBadRequest, "bad_request")
+	p.none(200 * time.Millisecond)
+
+	// RFC 7240: preference names are case-insensitive, with spaces around
+	// '=', and the answer says the wait was applied. No answer is cached.
+	type answer struct {
+		resp *http.Response
+		body map[string]any
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks", strings.NewReader(`{"event_id":"`+eventID+`"}`))
+		req.Header.Set("x-webhook-apikey", key)
+		req.Header.Set("Prefer", "respond-async, Wait = 5")
+		var a answer
+		if a.resp, a.err = http.DefaultClient.Do(req); a.err == nil {
+			_ = json.NewDecoder(a.resp.Body).Decode(&a.body)
+			a.resp.Body.Close()
+		}
+		answered <- a
+	}()
+	p.ack("devicehooks", p.next(5 * time.Second)["id"].(string), "succeeded")
+	a := <-answered
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if resp := a.resp; resp.StatusCode != 200 || a.body["settled"] != true || resp.Header.Get("Preference-Applied") != "wait=5" ||
+		resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("Prefer: Wait = 5: %d %v %v", resp.StatusCode, resp.Header, a.body)
+	}
 }
