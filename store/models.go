@@ -173,13 +173,13 @@ type RequestLog struct {
 	ID         string    `gorm:"primaryKey;size:36"`
 	At         time.Time `gorm:"not null;index"`
 	Method     string    `gorm:"size:8;not null"`
-	KeyID      string    `gorm:"size:36;not null;default:'';index"`
+	KeyID      string    `gorm:"size:36;not null;default:''"` // indexed by requestLogIndexes
 	KeyPrefix  string    `gorm:"size:16;not null;default:''"`
-	Source     string    `gorm:"size:64;not null;default:'';index"`
+	Source     string    `gorm:"size:64;not null;default:''"`
 	UserAgent  string    `gorm:"size:200;not null;default:''"`
 	EventID    string    `gorm:"size:64;not null;default:''"`
 	Status     int       `gorm:"not null"`
-	Code       string    `gorm:"size:32;not null;index"` // "success" or the error code
+	Code       string    `gorm:"size:32;not null"` // "success" or the error code
 	DispatchID string    `gorm:"size:36;not null;default:''"`
 	LatencyUS  int64     `gorm:"not null"`
 }

@@ -46,6 +46,20 @@ type RequestFilter struct {
 	Until  time.Time
 }
 
+// requestLogIndexes serve the request log's filters in its order, newest
+// first: each filter's index ends with the order's columns, so that a page
+// of one code, key or source is read off the index's end, not sorted out of
+// every matching call (0.6–1 s with 375,000 of one code, and growing with
+// the retention). They replace single-column indexes of earlier builds.
+var requestLogIndexes = []string{
+	`CREATE INDEX IF NOT EXISTS idx_request_logs_code_at ON request_logs (code, at, id)`,
+	`CREATE INDEX IF NOT EXISTS idx_request_logs_key_at ON request_logs (key_id, at, id)`,
+	`CREATE INDEX IF NOT EXISTS idx_request_logs_source_at ON request_logs (source, at, id)`,
+	`DROP INDEX IF EXISTS idx_request_logs_code`,
+	`DROP INDEX IF EXISTS idx_request_logs_key_id`,
+	`DROP INDEX IF EXISTS idx_request_logs_source`,
+}
+
 // RequestLogs lists webhook calls, newest first.
 func (s *Store) RequestLogs(ctx context.Context, f RequestFilter, p Page) ([]RequestLog, int64, error) {
 	q := s.db.WithContext(ctx).Model(&RequestLog{})

@@ -209,14 +209,25 @@ func TestOpenCommandQueriesUseTheOpenIndex(t *testing.T) {
 		t.Fatalf("explained %d queries on commands, want 2: %q", len(plans), plans)
 	}
 	for _, p := range plans {
-		if !strings.Contains(p, "INDEX idx_commands_open_device") { // USING INDEX, or USING COVERING INDEX
-			t.Errorf("does not use idx_commands_open_device: %s", p)
+		if !strings.Contains(p, "INDEX idx_commands_open_device_fn") { // USING INDEX, or USING COVERING INDEX
+			t.Errorf("does not use idx_commands_open_device_fn: %s", p)
 		}
+	}
+	// A change of desired state supersedes open commands of some functions:
+	// the index finds them by device, and holds the function.
+	var rows []struct{ Detail string }
+	if err := st.db.Raw(`EXPLAIN QUERY PLAN UPDATE commands SET state = ?, detail = ? WHERE device_id IN ? AND function IN ? AND `+openStates,
+		StateExpired, supersededBy+"x", []string{"d1", "d2"}, []string{"set_emergency", "pause_loop"}).Scan(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) == 0 || !strings.Contains(rows[len(rows)-1].Detail, "idx_commands_open_device_fn (device_id=? AND state=?)") {
+		t.Errorf("supersede's plan: %v", rows)
 	}
 }
 
-// A database made by an earlier version loses its full (device_id, state) index
-// when opened, and gets the open-commands one.
+// A database made by an earlier version loses its full (device_id, state) index,
+// or its open-commands index without the function, when opened, and gets the
+// open-commands index by device and function.
 func TestOpenReplacesTheFullDeviceStateIndex(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
@@ -224,10 +235,13 @@ func TestOpenReplacesTheFullDeviceStateIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.db.Exec(`DROP INDEX idx_commands_open_device`).Error; err != nil {
+	if err := st.db.Exec(`DROP INDEX idx_commands_open_device_fn`).Error; err != nil {
 		t.Fatal(err)
 	}
 	if err := st.db.Exec(`CREATE INDEX idx_commands_device_state ON commands (device_id, state)`).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := st.db.Exec(`CREATE INDEX idx_commands_open_device ON commands (device_id, state, expires_at) WHERE ` + openStates).Error; err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
@@ -236,8 +250,16 @@ func TestOpenReplacesTheFullDeviceStateIndex(t *testing.T) {
 	if err := st.db.Raw(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'commands' ORDER BY name`).Scan(&names).Error; err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(names, " "); strings.Contains(got, "idx_commands_device_state") || !strings.Contains(got, "idx_commands_open_device") {
+	if got := " " + strings.Join(names, " ") + " "; strings.Contains(got, "idx_commands_device_state") ||
+		strings.Contains(got, " idx_commands_open_device ") || !strings.Contains(got, " idx_commands_open_device_fn ") {
 		t.Fatalf("indexes on commands: %s", got)
+	}
+	var cols []string
+	if err := st.db.Raw(`SELECT name FROM pragma_index_info('idx_commands_open_device_fn') ORDER BY seqno`).Scan(&cols).Error; err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cols, ","); got != "device_id,state,expires_at,function" {
+		t.Fatalf("idx_commands_open_device_fn holds %s", got)
 	}
 }
 
@@ -367,5 +389,62 @@ func TestProbeWriteLeavesNothing(t *testing.T) {
 	var n int64
 	if err := st.db.Model(&WriteProbe{}).Count(&n).Error; err != nil || n != 0 {
 		t.Fatalf("%d probe rows left (%v)", n, err)
+	}
+}
+
+// The dashboard's failed dispatches look up each dispatch of the window in
+// the index of commands that need attention, not every failed command kept.
+func TestFailedDispatchesUseTheAttentionIndex(t *testing.T) {
+	st := openTestSQLite(t)
+	var rows []struct{ Detail string }
+	q := withFailedCommand(st.db.Model(&Dispatch{}).Where("created_at >= ?", time.Now())).
+		Session(&gorm.Session{DryRun: true}).Select("COUNT(*)").Find(&[]int64{}).Statement
+	if err := st.db.Raw("EXPLAIN QUERY PLAN "+q.SQL.String(), q.Vars...).Scan(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	plan := fmt.Sprint(rows)
+	if !strings.Contains(plan, "idx_commands_attention (dispatch_id=?)") || !strings.Contains(plan, "idx_dispatches_created_at") {
+		t.Fatalf("plan: %s", plan)
+	}
+}
+
+// A page of the request log filtered by code, key or source is read off the
+// end of that filter's index, not sorted out of every matching call; and the
+// single-column indexes of earlier builds are gone.
+func TestRequestLogFiltersReadTheirIndexInOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	st := openTestSQLiteAt(t, path)
+	if err := st.db.Exec(`CREATE INDEX idx_request_logs_code ON request_logs (code)`).Error; err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = openTestSQLiteAt(t, path)
+	var names []string
+	if err := st.db.Raw(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'request_logs' AND name = 'idx_request_logs_code'`).Scan(&names).Error; err != nil || len(names) > 0 {
+		t.Fatalf("the old index is still there: %v %v", names, err)
+	}
+	for _, f := range []RequestFilter{{Code: "success"}, {KeyID: "k"}, {Source: "127.0.0.1"}} {
+		var plans []string
+		explain := func(db *gorm.DB) {
+			var rows []struct{ Detail string }
+			q := "EXPLAIN QUERY PLAN " + db.Statement.SQL.String()
+			if err := db.Session(&gorm.Session{NewDB: true}).Raw(q, db.Statement.Vars...).Scan(&rows).Error; err != nil {
+				t.Error(err)
+			}
+			plans = append(plans, fmt.Sprint(rows))
+		}
+		if err := st.db.Callback().Query().After("gorm:query").Register("test:explain", explain); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := st.RequestLogs(context.Background(), f, Page{Limit: 10})
+		if err := st.db.Callback().Query().Remove("test:explain"); err != nil {
+			t.Fatal(err)
+		}
+		if err != nil || len(plans) != 2 {
+			t.Fatalf("%+v: %v, %d plans", f, err, len(plans))
+		}
+		if list := plans[1]; strings.Contains(list, "TEMP B-TREE") || !strings.Contains(list, "_at (") {
+			t.Errorf("%+v: the page's plan is %s", f, list)
+		}
 	}
 }

@@ -144,3 +144,19 @@ func TestSharedDatabaseFileIsWarnedOf(t *testing.T) {
 		t.Fatalf("no warning with the fix for a file open to all:\n%s", out)
 	}
 }
+
+// A tool (reset-password, mosquitto-passwd) opens the database without
+// changing it: on one an older build made, it says to start the server once,
+// not what statement failed to prepare.
+func TestToolsOnANotYetUpgradedDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	st := openTestSQLiteAt(t, path)
+	if err := st.db.Exec(`ALTER TABLE devices DROP COLUMN status_at`).Error; err != nil { // as before d0f593d
+		t.Fatal(err)
+	}
+	st.Close()
+	_, err := Open(context.Background(), path, nil, WithoutMigration())
+	if err == nil || !strings.Contains(err.Error(), "start `devicehooks serve` of this build on it once") {
+		t.Fatalf("a tool on an older build's database: %v", err)
+	}
+}
