@@ -73,7 +73,7 @@ func buildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action
 	isNew := a.EventID == ""
 	// Every problem of the input at once (errors.Join, in the fields' order: a
 	// form marks them all, the API names the first).
-	name, nameErr := RequiredName("name", in.Name)
+	name, nameErr := KeptName("name", in.Name, a.Name) // a new action has none
 	params, paramsErr := ValidateParams(in.Function, in.Params)
 	targetErr := checkTarget(ctx, lk, in.Target)
 	var coded *Error

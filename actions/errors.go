@@ -102,6 +102,17 @@ func RequiredName(field, s string) (string, error) {
 	return s, CheckName(field, s)
 }
 
+// KeptName is RequiredName for a name that had was before an edit: kept as
+// it is, it is not checked again, so that a name an older build let in (a
+// tab, a line break) does not refuse every other change (disabling a leaked
+// key by the API).
+func KeptName(field, s, had string) (string, error) {
+	if had != "" && s == had {
+		return had, nil
+	}
+	return RequiredName(field, s)
+}
+
 // CheckName is CheckLine for a name: at most MaxName characters.
 func CheckName(field, s string) error { return CheckLine(field, s, MaxName) }
 

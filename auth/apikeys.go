@@ -66,7 +66,7 @@ func NewKeys(st *store.Store, kr *secrets.Keyring, log *slog.Logger) *Keys {
 // Create makes a new API key and returns it with its plaintext, which the caller
 // shows once (it can be revealed again later).
 func (k *Keys) Create(ctx context.Context, name string, limits Limits) (*store.APIKey, string, error) {
-	if err := k.Check(ctx, name, &limits, Limits{}); err != nil {
+	if err := k.Check(ctx, name, "", &limits, Limits{}); err != nil {
 		return nil, "", err
 	}
 	name, _ = actions.RequiredName("name", name) // trimmed
@@ -172,7 +172,7 @@ func (k *Keys) Edit(ctx context.Context, id string, edit func(name string, l Lim
 		if err != nil {
 			return err
 		}
-		if name, err = actions.RequiredName("name", name); err != nil {
+		if name, err = actions.KeptName("name", name, key.Name); err != nil {
 			return err
 		}
 		if err := limits.Validate(LimitsOf(key)); err != nil { // a copy: edit may have changed its own

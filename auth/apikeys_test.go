@@ -210,3 +210,29 @@ func TestEditKeepsARateFromBeforeMinRate(t *testing.T) {
 		t.Fatalf("another rate below MinRate: %v", err)
 	}
 }
+
+// A name an older build let in (a tab) does not refuse a change that keeps
+// it, such as disabling a leaked key; a new name is checked.
+func TestEditKeepsANameFromAnOlderBuild(t *testing.T) {
+	k := newTestKeys(t)
+	ctx := context.Background()
+	key, _, err := k.Create(ctx, "ok", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const old = "CRM\tprod"
+	if err := k.st.EditAPIKey(ctx, key.ID, func(key *store.APIKey) error { key.Name = old; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	disable := Limits{Disabled: true}
+	if err := k.Check(ctx, old, old, &disable, Limits{}); err != nil {
+		t.Fatalf("checking a change that keeps the name: %v", err)
+	}
+	if err := k.Edit(ctx, key.ID, func(name string, l Limits) (string, Limits, error) { return name, disable, nil }); err != nil {
+		t.Fatalf("disabling a key whose name has a tab: %v", err)
+	}
+	var ae *actions.Error
+	if err := k.Edit(ctx, key.ID, func(string, Limits) (string, Limits, error) { return "a\tb", disable, nil }); !errors.As(err, &ae) || ae.Field != "name" {
+		t.Fatalf("a new name with a tab: %v", err)
+	}
+}

@@ -10,12 +10,12 @@ import (
 	"devicehooks/store"
 )
 
-// Check checks a key's name and limits, which replace had (none, for a new
-// key), as Create and Edit save them, and returns the first problem. It also
-// looks up the scope's actions and groups, which Edit cannot do in its
-// transaction: call it before Edit.
-func (k *Keys) Check(ctx context.Context, name string, l *Limits, had Limits) error {
-	ps, err := k.Problems(ctx, name, l, had)
+// Check checks a key's name and limits, which replace hadName and had (none,
+// for a new key), as Create and Edit save them, and returns the first
+// problem. It also looks up the scope's actions and groups, which Edit cannot
+// do in its transaction: call it before Edit.
+func (k *Keys) Check(ctx context.Context, name, hadName string, l *Limits, had Limits) error {
+	ps, err := k.Problems(ctx, name, hadName, l, had)
 	if err != nil {
 		return err
 	}
@@ -28,8 +28,8 @@ func (k *Keys) Check(ctx context.Context, name string, l *Limits, had Limits) er
 // Problems checks as Check does and returns every problem, at most one per
 // field, for a form that shows them all at once; err is a failure to look the
 // scope up. It normalises l as Limits.Problems does.
-func (k *Keys) Problems(ctx context.Context, name string, l *Limits, had Limits) (problems []error, err error) {
-	if _, err := actions.RequiredName("name", name); err != nil {
+func (k *Keys) Problems(ctx context.Context, name, hadName string, l *Limits, had Limits) (problems []error, err error) {
+	if _, err := actions.KeptName("name", name, hadName); err != nil {
 		problems = append(problems, err)
 	}
 	problems = append(problems, l.Problems(had)...)

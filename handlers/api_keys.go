@@ -96,7 +96,7 @@ func (a *api) updateAPIKey(c *gin.Context) {
 	}
 	in, err := apiKeyInputOver(body, old.Name, auth.LimitsOf(old))
 	if err == nil {
-		err = a.Keys.Check(ctx, in.Name, &in.Limits, auth.LimitsOf(old))
+		err = a.Keys.Check(ctx, in.Name, old.Name, &in.Limits, auth.LimitsOf(old))
 	}
 	if err == nil {
 		err = a.Keys.Edit(ctx, old.ID, func(name string, l auth.Limits) (string, auth.Limits, error) {

@@ -167,7 +167,7 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		v.Limits.Rate = &auth.Rate{PerSecond: rps, Burst: burst}
 	}
 	// Every problem at once, where Keys.Edit stops at the first.
-	problems, err := u.Keys.Problems(ctx, v.Name, &v.Limits, auth.LimitsOf(k))
+	problems, err := u.Keys.Problems(ctx, v.Name, k.Name, &v.Limits, auth.LimitsOf(k))
 	if err != nil {
 		u.fail(c, err)
 		return

@@ -342,9 +342,13 @@ func (a *App) announce() {
 	attrs := []any{"version", buildVersion(), "http", a.HTTPAddr(), "database", a.store.Driver()}
 	if a.embedded != nil {
 		attrs = append(attrs, "mqtt", a.embedded.Addr())
-		if ws := a.embedded.WSAddr(); ws != "" {
-			attrs = append(attrs, "mqtt_ws", ws)
+		ws := a.embedded.WSAddr()
+		if ws == "" {
+			// Browser players cannot connect: say so, as builds before
+			// 2026-11-23 read an empty DEVICEHOOKS_MQTT_WS_LISTEN as the default.
+			ws = "off (--mqtt-ws-listen is empty)"
 		}
+		attrs = append(attrs, "mqtt_ws", ws)
 	} else {
 		attrs = append(attrs, "mqtt_broker", secrets.RedactURL(a.Config.MQTTURL))
 	}
