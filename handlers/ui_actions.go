@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -77,12 +79,14 @@ func (u *ui) targetNames(ctx context.Context, as []store.Action) (func(typ, id s
 			devs[d.ID] = d.Name
 		}
 	}
-	for id := range groups {
-		g, err := u.Store.Group(ctx, id)
+	if len(groups) > 0 {
+		gs, err := u.Store.GroupSizesByID(ctx, slices.Collect(maps.Keys(groups)))
 		if err != nil {
 			return nil, err
 		}
-		groups[id] = fmt.Sprintf("%s (%d %s)", g.Name, len(g.DeviceIDs), plural(len(g.DeviceIDs), "device", "devices"))
+		for _, g := range gs {
+			groups[g.ID] = fmt.Sprintf("%s (%d %s)", g.Name, g.Members, plural(g.Members, "device", "devices"))
+		}
 	}
 	return func(typ, id string) string {
 		switch typ {
@@ -394,7 +398,7 @@ func (u *ui) renderActionForm(c *gin.Context, status int, v actionFormView, errs
 		u.fail(c, err)
 		return
 	}
-	groups, _, err := u.Store.Groups(ctx, store.Page{Limit: pickerLimit})
+	groups, err := u.Store.GroupSizes(ctx, store.Page{Limit: pickerLimit})
 	if err != nil {
 		u.fail(c, err)
 		return

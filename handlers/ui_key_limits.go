@@ -236,7 +236,7 @@ func (u *ui) renderKeyLimits(c *gin.Context, status int, v keyLimitsView, errs m
 	ctx := c.Request.Context()
 	var err error
 	if v.Actions, _, err = u.Store.Actions(ctx, store.Page{Limit: pickerLimit}); err == nil {
-		v.Groups, _, err = u.Store.Groups(ctx, store.Page{Limit: pickerLimit})
+		v.Groups, err = u.Store.GroupSizes(ctx, store.Page{Limit: pickerLimit})
 	}
 	if err == nil {
 		v.MoreActions, v.MoreGroups, err = u.unlistedScope(ctx, v)

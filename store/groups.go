@@ -124,6 +124,54 @@ func (s *Store) Groups(ctx context.Context, p Page) ([]Group, int64, error) {
 	return gs, total, nil
 }
 
+// GroupSizes lists groups by name as Groups does, with how many members each
+// has in Members and without their ids: for a picker or a list that shows
+// how many, which a group of thousands would otherwise fill with its ids.
+func (s *Store) GroupSizes(ctx context.Context, p Page) ([]Group, error) {
+	var gs []Group
+	if err := p.apply(s.db.WithContext(ctx).Model(&Group{})).Order("name").Find(&gs).Error; err != nil {
+		return nil, wrap("list groups", err)
+	}
+	return gs, s.countMembers(ctx, gs)
+}
+
+// GroupSizesByID is GroupSizes for the groups with these ids that exist.
+func (s *Store) GroupSizesByID(ctx context.Context, ids []string) ([]Group, error) {
+	var gs []Group
+	for _, chunk := range chunks(ids, 1000) {
+		var got []Group
+		if err := s.db.WithContext(ctx).Where("id IN ?", chunk).Find(&got).Error; err != nil {
+			return nil, wrap("list groups", err)
+		}
+		gs = append(gs, got...)
+	}
+	return gs, s.countMembers(ctx, gs)
+}
+
+// countMembers sets the groups' Members.
+func (s *Store) countMembers(ctx context.Context, gs []Group) error {
+	byID := make(map[string]*Group, len(gs))
+	ids := make([]string, len(gs))
+	for i := range gs {
+		byID[gs[i].ID], ids[i] = &gs[i], gs[i].ID
+	}
+	for _, chunk := range chunks(ids, 1000) {
+		var rows []struct {
+			GroupID string
+			N       int
+		}
+		err := s.db.WithContext(ctx).Model(&GroupMember{}).Select("group_id, COUNT(*) AS n").
+			Where("group_id IN ?", chunk).Group("group_id").Scan(&rows).Error
+		if err != nil {
+			return wrap("count group members", err)
+		}
+		for _, r := range rows {
+			byID[r.GroupID].Members = r.N
+		}
+	}
+	return nil
+}
+
 // Group returns a group with its members.
 func (s *Store) Group(ctx context.Context, id string) (*Group, error) {
 	var g Group

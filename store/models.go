@@ -89,6 +89,7 @@ type Group struct {
 	CreatedAt time.Time `gorm:"not null"`
 	UpdatedAt time.Time `gorm:"not null"`
 	DeviceIDs []string  `gorm:"-"`
+	Members   int       `gorm:"-"` // how many, where DeviceIDs are not read (GroupSizes)
 }
 
 // GroupMember puts a device in a group; both sides cascade on delete.

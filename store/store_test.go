@@ -801,3 +801,46 @@ func TestAMarkAfterItsAckKeepsTheTruePublishTime(t *testing.T) {
 		}
 	})
 }
+
+// GroupSizes and GroupSizesByID give groups with how many members each has,
+// without reading the members' ids.
+func TestGroupSizes(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		for _, id := range []string{"a", "b", "c"} {
+			if err := st.CreateDevice(ctx, device(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now := time.Now().UTC()
+		for _, g := range []*store.Group{
+			{ID: "g1", Name: "lobby", DeviceIDs: []string{"a", "b", "c"}},
+			{ID: "g2", Name: "empty"},
+			{ID: "g3", Name: "floor", DeviceIDs: []string{"b"}},
+		} {
+			g.CreatedAt, g.UpdatedAt = now, now
+			if err := st.CreateGroup(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sizes := func(gs []store.Group) string {
+			var out []string
+			for _, g := range gs {
+				if g.DeviceIDs != nil {
+					t.Fatalf("%s: members' ids read: %v", g.Name, g.DeviceIDs)
+				}
+				out = append(out, fmt.Sprintf("%s=%d", g.Name, g.Members))
+			}
+			slices.Sort(out)
+			return strings.Join(out, " ")
+		}
+		gs, err := st.GroupSizes(ctx, store.Page{Limit: 2})
+		if err != nil || sizes(gs) != "empty=0 floor=1" {
+			t.Fatalf("first two by name: %s, %v", sizes(gs), err)
+		}
+		gs, err = st.GroupSizesByID(ctx, []string{"g1", "g3", "gone"})
+		if err != nil || sizes(gs) != "floor=1 lobby=3" {
+			t.Fatalf("by id: %s, %v", sizes(gs), err)
+		}
+	})
+}
