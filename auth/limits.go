@@ -175,6 +175,11 @@ func (c *Caller) CheckRequest(method string, link bool, source string) error {
 	case !link && !c.limits.AllowsMethod(method):
 		return actions.Errorf(actions.CodeForbidden, "this API key may not be used with %s", method)
 	}
+	return c.CheckSource(source)
+}
+
+// CheckSource refuses a source address outside the key's ranges.
+func (c *Caller) CheckSource(source string) error {
 	if len(c.ranges) > 0 {
 		a, err := netip.ParseAddr(source)
 		if err != nil || !slices.ContainsFunc(c.ranges, func(p netip.Prefix) bool { return p.Contains(a.Unmap()) }) {

@@ -242,3 +242,62 @@ func TestOldDispatchesArePurged(t *testing.T) {
 	})
 	s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+ids[1], nil)
 }
+
+// The caller of a webhook follows its dispatch up with the API key that made
+// it; another key, or none, learns nothing of it.
+func TestCallerFollowsUpItsDispatch(t *testing.T) {
+	s := startServer(t, Config{})
+	p, key, eventID := setupLoadURL(t, s)
+	_, other := s.createKey("other")
+	status, ans := s.post(key, `{"event_id":"`+eventID+`"}`)
+	if status != http.StatusOK {
+		t.Fatalf("trigger: %d %v", status, ans)
+	}
+	id := ans["dispatch_id"].(string)
+	cmd := p.next(5 * time.Second)
+	p.ack("devicehooks", cmd["id"].(string), "succeeded")
+
+	follow := func(id, key string) (int, map[string]any) {
+		req, _ := http.NewRequest("GET", s.base+"/public-api/integration/webhooks/dispatches/"+id, nil)
+		if key != "" {
+			req.Header.Set("x-webhook-apikey", key)
+		}
+		return s.do(req)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, got := follow(id, key)
+		if status != http.StatusOK {
+			t.Fatalf("following up: %d %v", status, got)
+		}
+		cmds, _ := got["commands"].([]any)
+		if got["id"] == id && got["status"] == "succeeded" && len(cmds) == 1 && cmds[0].(map[string]any)["state"] == "succeeded" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dispatch did not show the ack: %v", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		name, id, key string
+		status        int
+		code          string
+	}{
+		{"another key", id, other, http.StatusNotFound, "not_found"},
+		{"no key", id, "", http.StatusUnauthorized, "unauthorized"},
+		{"an unknown key", id, "dhk_unknown", http.StatusUnauthorized, "unauthorized"},
+		{"an unknown dispatch", "01a2aaaa-0000-7000-8000-000000000000", key, http.StatusNotFound, "not_found"},
+	} {
+		status, got := follow(c.id, c.key)
+		wantError(t, c.name, status, got, c.status, c.code)
+	}
+	// A key's source ranges hold here too.
+	for _, k := range s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil)["items"].([]any) {
+		if k := k.(map[string]any); k["name"] == "integration" {
+			s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+k["id"].(string), map[string]any{"cidrs": []string{"10.0.0.0/8"}})
+		}
+	}
+	status, got := follow(id, key)
+	wantError(t, "a key used outside its ranges", status, got, http.StatusForbidden, "forbidden")
+}
