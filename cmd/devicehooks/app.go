@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -79,9 +80,22 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	secret, err := a.secret()
+	secret, created, err := a.secret()
 	if err != nil {
 		return err
+	}
+	// A secret made by this start, for a database made with another one (a
+	// start from another directory finds no secret file next to it, as on
+	// PostgreSQL, whose file is in the working directory): the start fails,
+	// and the new file goes, so that nobody backs it up instead of the right
+	// one.
+	wrongSecret := func(err error) error {
+		if !created || !errors.Is(err, auth.ErrWrongSecret) {
+			return err
+		}
+		path := absPath(a.Config.secretPath())
+		_ = os.Remove(path)
+		return fmt.Errorf("%w; no secret file was at %s, and the one this start made there (removed again) cannot be this database's", err, path)
 	}
 	kr, err := secrets.NewKeyring(secret)
 	if err != nil {
@@ -112,11 +126,14 @@ func (a *App) Open(ctx context.Context) (err error) {
 		return nil
 	}
 	if a.store, err = store.Open(ctx, cfg.DB, a.Log, store.AsTheActiveInstance(standby), store.WaitForServer()); err != nil {
-		return err
+		return wrongSecret(err)
 	}
 	pinned, err := auth.CheckSecret(ctx, a.store, kr)
 	if err != nil {
-		return err
+		return wrongSecret(err)
+	}
+	if created {
+		a.Log.Info("created server secret; back it up with the database", "file", absPath(a.Config.secretPath()))
 	}
 	if !pinned {
 		a.Log.Warn("cannot check the server secret against this database (it has no API key to check it with): " +
@@ -276,22 +293,23 @@ func (a *App) servePrivateEndpoints() error {
 	return nil
 }
 
-func (a *App) secret() ([]byte, error) {
+// secret reads the server secret, and makes one if there is no file of it
+// (created).
+func (a *App) secret() (s []byte, created bool, err error) {
 	if a.Config.Secret != "" {
-		return secrets.ParseSecret(a.Config.Secret)
+		s, err = secrets.ParseSecret(a.Config.Secret)
+		return s, false, err
 	}
-	path := a.Config.secretPath()
-	s, created, err := secrets.LoadOrCreateSecret(path)
-	if err != nil {
-		return nil, err
+	return secrets.LoadOrCreateSecret(a.Config.secretPath())
+}
+
+// absPath is path made absolute where it can be: a relative path says little
+// in a service's log.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
 	}
-	if created {
-		if abs, err := filepath.Abs(path); err == nil {
-			path = abs // a relative path says little in a service's log
-		}
-		a.Log.Info("created server secret; back it up with the database", "file", path)
-	}
-	return s, nil
+	return path
 }
 
 func (a *App) startEmbedded(topics actions.Topics) (*broker.Embedded, error) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -164,6 +165,22 @@ func TestStartRefusesAnotherSecret(t *testing.T) {
 	}
 	if err := open(other); !errors.Is(err, auth.ErrWrongSecret) {
 		t.Fatalf("after the upgrade, another secret: %v", err)
+	}
+	// A start that finds no secret file (from another directory) makes one,
+	// which cannot be the database's: it says so, and takes the file away
+	// again, so that nobody backs it up for the right one.
+	stray := filepath.Join(t.TempDir(), "devicehooks.secret")
+	cfg := withDefaults(Config{DB: db, SecretFile: stray, HTTPAddr: "127.0.0.1:0", MQTTListen: "127.0.0.1:0", AdminToken: testAdminToken})
+	cfg.MQTTWSListen = ""
+	var logs testenv.Buffer
+	a := &App{Config: cfg, Log: slog.New(slog.NewTextHandler(&logs, nil)), Stdout: io.Discard}
+	err := a.Open(context.Background())
+	a.Close()
+	if !errors.Is(err, auth.ErrWrongSecret) || !strings.Contains(err.Error(), "no secret file was at "+stray) {
+		t.Fatalf("a start that made a new secret: %v", err)
+	}
+	if _, serr := os.Stat(stray); !errors.Is(serr, os.ErrNotExist) || strings.Contains(logs.String(), "back it up") {
+		t.Fatalf("the new secret is still there (%v), or was announced:\n%s", serr, logs.String())
 	}
 }
 
