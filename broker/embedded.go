@@ -118,6 +118,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		routing,
 		&packetIDHook{},
 		&connackHook{},
+		&mqtt3DisconnectHook{},
 	} {
 		if err := srv.AddHook(hook, nil); err != nil {
 			return nil, fmt.Errorf("broker: add hook %s: %w", hook.ID(), err)
@@ -154,6 +155,28 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("broker: serve: %w", err)
 	}
 	return e, nil
+}
+
+// mqtt3DisconnectHook keeps the broker from sending DISCONNECT to an MQTT 3.1
+// or 3.1.1 client: there only the client sends it (MQTT 3.1.1 §3.14), and the
+// server just closes the connection. mochi's DisconnectClient, the one place
+// that builds a server's DISCONNECT, writes it whatever the client's version;
+// every client the broker throws out goes through it (Disconnect, a refused
+// QoS 1 publish inside mochi, a takeover, a session past the bound, Close).
+type mqtt3DisconnectHook struct{ mqtt.HookBase }
+
+func (h *mqtt3DisconnectHook) ID() string { return "devicehooks-mqtt3-disconnect" }
+
+func (h *mqtt3DisconnectHook) Provides(b byte) bool { return b == mqtt.OnPacketEncode }
+
+// OnPacketEncode makes a DISCONNECT to an MQTT 3 client one that mochi cannot
+// encode, so that it writes nothing; DisconnectClient then closes the
+// connection as before (the will is sent, presence follows as ever).
+func (h *mqtt3DisconnectHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Disconnect && cl.Properties.ProtocolVersion < 5 {
+		pk.FixedHeader.Type = packets.Reserved
+	}
+	return pk
 }
 
 // safeCloseClients disconnects a listener's clients when it closes. mochi's own
