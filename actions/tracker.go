@@ -123,6 +123,9 @@ func ParseAck(payload []byte) (AckMessage, error) {
 		Detail json.RawMessage `json:"detail"`
 		At     json.RawMessage `json:"at"`
 	}
+	if notObject(payload) {
+		return a, Errorf(CodeBadRequest, "ack is not a JSON object")
+	}
 	if err := json.Unmarshal(payload, &in); err != nil {
 		return a, Errorf(CodeBadRequest, "ack is not valid JSON: %v", err)
 	}
@@ -153,12 +156,23 @@ func ParseAck(payload []byte) (AckMessage, error) {
 	return a, nil
 }
 
+// notObject tells valid JSON that is not an object (`[1,2]`, `"x"`, `3`,
+// `null`): saying of it that it is not valid JSON would send a player's
+// developer looking for a syntax error.
+func notObject(payload []byte) bool {
+	trimmed := bytes.TrimLeft(payload, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] != '{' && json.Valid(trimmed)
+}
+
 // ParseStatus reads and checks a status message.
 func ParseStatus(payload []byte) (StatusMessage, error) {
 	var s StatusMessage
 	var in struct {
 		StatusMessage
 		At json.RawMessage `json:"at"`
+	}
+	if notObject(payload) {
+		return s, Errorf(CodeBadRequest, "status is not a JSON object")
 	}
 	if err := json.Unmarshal(payload, &in); err != nil {
 		return s, Errorf(CodeBadRequest, "status is not valid JSON: %v", err)

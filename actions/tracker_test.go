@@ -154,6 +154,42 @@ func TestAckDetailOfAnyTypeIsKept(t *testing.T) {
 	}
 }
 
+// An ack or status that is JSON but not an object says so, rather than that
+// it is not valid JSON, which would send a player's developer looking for a
+// syntax error; the server's log says it, still once per device.
+func TestMessagesThatAreNotObjectsSaySo(t *testing.T) {
+	for payload, want := range map[string]string{
+		`[1,2]`:    "ack is not a JSON object",
+		`"x"`:      "ack is not a JSON object",
+		`3`:        "ack is not a JSON object",
+		` null`:    "ack is not a JSON object",
+		"\ttrue\n": "ack is not a JSON object",
+		`not json`: "ack is not valid JSON: ",
+		`[1,2`:     "ack is not valid JSON: ",
+		`{"id":`:   "ack is not valid JSON: ",
+	} {
+		_, err := actions.ParseAck([]byte(payload))
+		if err == nil || !strings.HasPrefix(err.Error(), "bad_request: "+want) {
+			t.Errorf("ack %q: %v; want %q", payload, err, want)
+		}
+		_, err = actions.ParseStatus([]byte(payload))
+		if want := strings.Replace(want, "ack", "status", 1); err == nil || !strings.HasPrefix(err.Error(), "bad_request: "+want) {
+			t.Errorf("status %q: %v; want %q", payload, err, want)
+		}
+	}
+
+	st, _ := openStore(t)
+	var logs testenv.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	tr := actions.NewTracker(st, actions.Topics{Prefix: "dh"}, actions.NewPresence(st, log, true), actions.NewAckWaiters(), log)
+	for range 3 {
+		tr.HandleMessage("dh/devices/d1/acks", []byte(`[1,2]`), false)
+	}
+	if got := logs.String(); strings.Count(got, `msg="ignored ack"`) != 1 || !strings.Contains(got, `device=d1 err="bad_request: ack is not a JSON object"`) {
+		t.Fatalf("log:\n%s", got)
+	}
+}
+
 // An unreadable ack is logged, an empty one too, but a player sending them in
 // a loop gets one line per 10 s (the next line says how many were left out:
 // logevery).
