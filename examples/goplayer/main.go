@@ -102,8 +102,9 @@ const maxRemembered = 1000 // command ids kept for dedupe
 // given up and made again.
 var subackTimeout = 10 * time.Second
 
-// run connects, plays until ctx ends, then says offline and disconnects. It
-// returns errRestart after a restart command, once the broker has its ack.
+// run connects, plays until ctx ends, then stops its commands, says offline
+// and disconnects. It returns errRestart after a restart command, once the
+// broker has its ack.
 func run(ctx context.Context, cfg config, out io.Writer) error {
 	if cfg.Device == "" || cfg.Token == "" {
 		return fmt.Errorf("need a device id and a token (-device, -token)")
@@ -114,6 +115,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		acked   = map[string]handled{} // command id -> first outcome, to answer repeats alike
 		order   []string               // ids in arrival order, to forget the oldest
 		version int64                  // applied desired version
+		leaving bool                   // shutting down: commands are left for next time
 	)
 	restart := make(chan struct{}, 1)
 	requestRestart := func() {
@@ -129,6 +131,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	onMessage := func(c paho.Client, m paho.Message) {
 		mu.Lock()
 		defer mu.Unlock()
+		if leaving {
+			return // unacked, a command comes again at the next connect
+		}
 		if m.Topic() == topic("desired") {
 			var d desired
 			if json.Unmarshal(m.Payload(), &d) != nil || d.Version <= version {
@@ -239,9 +244,16 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	})
 	client := paho.NewClient(opts)
-	// goodbye says offline (a clean disconnect does not fire the will) and disconnects.
+	// goodbye stops the commands, says offline (a clean disconnect does not
+	// fire the will) and disconnects. Commands first: the embedded broker takes
+	// the device as online while it reads its commands topic, and a command
+	// applied after "offline" could not be acked once disconnected.
 	goodbye := func() {
 		connecting.Lock()
+		client.Unsubscribe(topic("commands")).WaitTimeout(5 * time.Second)
+		mu.Lock() // after a command being handled, whose ack then goes first
+		leaving = true
+		mu.Unlock()
 		client.Publish(topic("status"), 1, true, status("offline")).WaitTimeout(5 * time.Second)
 		client.Disconnect(250)
 		fmt.Fprintln(out, "offline")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -136,8 +137,26 @@ func desiredDoc(version int64, emergency bool, message string) actions.DesiredMe
 }
 
 func TestPlayer(t *testing.T) {
-	b, _ := startBroker(t, "")
-	status := record(t, b, devBase+"status")
+	var (
+		mu       sync.Mutex
+		status   *recorder
+		absences []int // each time the device went absent: how many offline statuses with a time had come
+	)
+	b, _ := startBrokerWith(t, broker.EmbeddedConfig{TCPAddr: "127.0.0.1:0", PresenceOf: topics.PresenceOf,
+		OnAbsent: func(string) {
+			mu.Lock()
+			defer mu.Unlock()
+			n := 0
+			for _, m := range status.matching(map[string]any{"state": "offline"}) {
+				if m["at"] != nil {
+					n++
+				}
+			}
+			absences = append(absences, n)
+		}})
+	mu.Lock()
+	status = record(t, b, devBase+"status")
+	mu.Unlock()
 	acks := record(t, b, devBase+"acks")
 	// Desired state retained before the player starts: applied at once on connect.
 	publish(t, b, "desired", desiredDoc(2, true, "Fire drill at 10:00"), true)
@@ -244,6 +263,19 @@ func TestPlayer(t *testing.T) {
 	if last := status.waitN(t, 2, map[string]any{"state": "offline"}); last["at"] == nil {
 		t.Fatalf("offline status without at: %v", last)
 	}
+	// And before that it unsubscribes from its commands: the device is absent
+	// before its offline, so that no command can arrive after it, when the
+	// player could no longer ack it.
+	testenv.WaitFor(t, wait, "the device absent after the stop", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(absences) >= 2
+	})
+	mu.Lock()
+	if want := []int{0, 0}; !slices.Equal(absences, want) {
+		t.Errorf("offline statuses with a time before each absence (the broker's Disconnect, the stop): %v, want %v", absences, want)
+	}
+	mu.Unlock()
 	t.Logf("player output:\n%s", out)
 }
 
