@@ -20,14 +20,13 @@ const sweepChunk = 500
 // expired, and an idempotency key used again would lose its new record.
 //
 // ctx ends the run between chunks, not in one: a chunk is short, and a
-// statement cut off by a deadline costs PostgreSQL its connection.
+// statement cut off by a deadline costs PostgreSQL its connection. The first
+// chunk always runs, so that a run with a budget (the sweeper's) goes on
+// however busy the database.
 func (s *Store) inChunks(ctx context.Context, op, stmt string, args ...any) (int64, error) {
 	args = append(args, sweepChunk)
 	var total int64
 	for {
-		if err := ctx.Err(); err != nil {
-			return total, wrap(op, err)
-		}
 		res := s.db.WithContext(context.WithoutCancel(ctx)).Exec(stmt, args...)
 		if res.Error != nil {
 			return total, wrap(op, res.Error)
@@ -35,6 +34,9 @@ func (s *Store) inChunks(ctx context.Context, op, stmt string, args ...any) (int
 		total += res.RowsAffected
 		if res.RowsAffected < sweepChunk {
 			return total, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return total, wrap(op, err)
 		}
 	}
 }

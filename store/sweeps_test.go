@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -72,8 +73,14 @@ func TestSweepsGoPastOneChunk(t *testing.T) {
 		}
 
 		// newDispatch's commands expire in a minute: x000's 700 and 599 others.
-		if n, err := st.ExpireCommands(ctx, now.Add(2*time.Minute)); err != nil || n != 700+599 {
-			t.Fatalf("expired %d commands (%v), want %d", n, err, 700+599)
+		// A sweep out of its budget does one chunk, and says it stopped.
+		ended, cancel := context.WithTimeout(ctx, 0)
+		defer cancel()
+		if n, err := st.ExpireCommands(ended, now.Add(2*time.Minute)); !errors.Is(err, context.DeadlineExceeded) || n != 500 {
+			t.Fatalf("a sweep past its budget expired %d commands (%v), want one chunk of 500", n, err)
+		}
+		if n, err := st.ExpireCommands(ctx, now.Add(2*time.Minute)); err != nil || n != 700+599-500 {
+			t.Fatalf("expired %d commands (%v), want %d", n, err, 700+599-500)
 		}
 		counts, err := st.CommandCounts(ctx, []string{"x000", "x599"})
 		if err != nil || counts["x000"][store.StateExpired] != 700 || counts["x599"][store.StateExpired] != 1 {
