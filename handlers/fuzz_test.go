@@ -373,7 +373,9 @@ func newWebhookServer(f *testing.F) *webhookServer {
 	reqlog := handlers.NewRequestLog(st, log)
 	met := metrics.New(metrics.Sources{
 		OnlineDevices: presence.OnlineCount, BrokerConnected: pub.Connected, Log: log,
-		CommandStates: func(ctx context.Context) (map[string]int, error) { return st.CountCommandsByState(ctx) },
+		CommandStates: func(ctx context.Context, states []string) (map[string]int, error) {
+			return st.CountCommandsByState(ctx, states...)
+		},
 		WriteFailures: dispatcher.WriteFailures,
 	})
 

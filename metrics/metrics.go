@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,8 +24,9 @@ type Sources struct {
 	OnlineDevices   func() int
 	Devices         func() int // registered
 	BrokerConnected func() bool
-	// CommandStates counts commands by state (a database query, cached briefly).
-	CommandStates func(ctx context.Context) (map[string]int, error)
+	// CommandStates counts the commands in these states (nil: all) by state
+	// (a database query, cached).
+	CommandStates func(ctx context.Context, states []string) (map[string]int, error)
 	// WriteFailures counts the trigger path's writes the database refused.
 	WriteFailures func() int64
 	// RefusedLogins counts MQTT logins the embedded broker refused (nil with
@@ -173,22 +175,37 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// commandCollector reports commands by state from the database, at most once a
-// second however often it is scraped.
+// commandCollector reports commands by state from the database. The open
+// states (queued, published), which alerts watch and which are few, are
+// counted at most once a second however often it is scraped; the settled
+// ones, which are most of what the database keeps (millions with 90 days of
+// retention: a count of seconds), at most once a minute.
 type commandCollector struct {
-	src    Sources
-	mu     sync.Mutex
-	at     time.Time
-	counts map[string]int
-	// failedAt is when the count last failed: the next try waits a second
-	// too, and the error is logged once a minute.
-	failedAt, loggedAt time.Time
-	failures           int
+	src  Sources
+	mu   sync.Mutex
+	open counted // queued and published
+	all  counted // every state; its open ones are not reported
+	// loggedAt and failures limit the log of failed counts to one line a
+	// minute.
+	loggedAt time.Time
+	failures int
 }
 
-// countTimeout bounds the count's query: a scrape is answered without the
-// commands' series rather than held (Prometheus' own timeout is 10 s).
-const countTimeout = 2 * time.Second
+// counted is a count of commands by state, and when it was made or failed.
+type counted struct {
+	counts       map[string]int
+	at, failedAt time.Time
+}
+
+// The counts' query timeouts: a scrape is answered without the commands'
+// series rather than held (Prometheus' own timeout is 10 s); the settled
+// states' count, once a minute, may take longer.
+const (
+	countTimeout    = 2 * time.Second
+	countAllTimeout = 8 * time.Second
+)
+
+var openStates = []string{store.StateQueued, store.StatePublished}
 
 var (
 	commandsDesc = prometheus.NewDesc("devicehooks_commands", "Commands by state.", []string{"state"}, nil)
@@ -200,27 +217,45 @@ func (c *commandCollector) Describe(ch chan<- *prometheus.Desc) { ch <- commands
 func (c *commandCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if time.Since(c.at) > time.Second {
-		if time.Since(c.failedAt) < time.Second {
-			return // failed a moment ago: no query per scrape while it fails
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), countTimeout)
-		counts, err := c.src.CommandStates(ctx)
-		cancel()
-		if err != nil {
-			// No figures rather than old ones: a gap in the graph says the
-			// database did not answer.
-			c.failedAt, c.failures = time.Now(), c.failures+1
-			if time.Since(c.loggedAt) >= time.Minute {
-				c.src.Log.Error("metrics: count commands", "err", err, "failures", c.failures)
-				c.loggedAt, c.failures = time.Now(), 0
-			}
-			return
-		}
-		c.counts, c.at = counts, time.Now()
+	// No figures rather than old ones: a gap in the graph says the database
+	// did not answer. A count that failed waits as long as a good one is kept.
+	if !c.refresh(&c.open, openStates, time.Second, countTimeout) {
+		return
+	}
+	for _, st := range openStates {
+		ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.GaugeValue, float64(c.open.counts[st]), st)
+	}
+	ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(c.open.counts[store.StateQueued]))
+	if !c.refresh(&c.all, nil, time.Minute, countAllTimeout) {
+		return
 	}
 	for _, st := range store.States {
-		ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.GaugeValue, float64(c.counts[st]), st)
+		if !slices.Contains(openStates, st) {
+			ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.GaugeValue, float64(c.all.counts[st]), st)
+		}
 	}
-	ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(c.counts[store.StateQueued]))
+}
+
+// refresh counts the commands in states (nil: all) into n once its count is
+// older than every, and tells whether n holds a count to report.
+func (c *commandCollector) refresh(n *counted, states []string, every, timeout time.Duration) bool {
+	if time.Since(n.at) <= every {
+		return true
+	}
+	if time.Since(n.failedAt) < every {
+		return false // failed a moment ago: no query per scrape while it fails
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	counts, err := c.src.CommandStates(ctx, states)
+	cancel()
+	if err != nil {
+		n.failedAt, c.failures = time.Now(), c.failures+1
+		if time.Since(c.loggedAt) >= time.Minute {
+			c.src.Log.Error("metrics: count commands", "err", err, "failures", c.failures)
+			c.loggedAt, c.failures = time.Now(), 0
+		}
+		return false
+	}
+	n.counts, n.at = counts, time.Now()
+	return true
 }

@@ -526,13 +526,18 @@ func (s *Store) ExpireCommands(ctx context.Context, now time.Time) (int64, error
 		append(args, StateQueued, StatePublished, now, StateQueued, StatePublished, now)...)
 }
 
-// CountCommandsByState counts every command by state (for dashboards and metrics).
-func (s *Store) CountCommandsByState(ctx context.Context) (StateCounts, error) {
+// CountCommandsByState counts the commands in these states (none: every
+// command) by state, for dashboards and metrics.
+func (s *Store) CountCommandsByState(ctx context.Context, states ...string) (StateCounts, error) {
 	var rows []struct {
 		State string
 		N     int
 	}
-	err := s.db.WithContext(ctx).Model(&Command{}).Select("state, COUNT(*) AS n").Group("state").Scan(&rows).Error
+	q := s.db.WithContext(ctx).Model(&Command{})
+	if len(states) > 0 {
+		q = q.Where("state IN ?", states)
+	}
+	err := q.Select("state, COUNT(*) AS n").Group("state").Scan(&rows).Error
 	out := StateCounts{}
 	for _, r := range rows {
 		out[r.State] = r.N

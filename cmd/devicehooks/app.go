@@ -198,7 +198,9 @@ func (a *App) Open(ctx context.Context) (err error) {
 	}
 	a.metrics = metrics.New(metrics.Sources{
 		OnlineDevices: a.presence.OnlineCount, Devices: a.devices.Count, BrokerConnected: a.brokerConnected, Log: a.Log,
-		CommandStates: func(ctx context.Context) (map[string]int, error) { return a.store.CountCommandsByState(ctx) },
+		CommandStates: func(ctx context.Context, states []string) (map[string]int, error) {
+			return a.store.CountCommandsByState(ctx, states...)
+		},
 		WriteFailures: a.dispatcher.WriteFailures, Version: buildVersion(), RefusedLogins: refusedLogins, Denied: denied,
 		Active: a.active.Load,
 	})
