@@ -92,12 +92,18 @@ func (a *api) getDispatch(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
+	c.JSON(http.StatusOK, dispatchDetailView(d, cmds, counts))
+}
+
+// dispatchDetailView is a dispatch with every command, as GET shows it to an
+// admin, and to the caller who made it.
+func dispatchDetailView(d *store.Dispatch, cmds []store.Command, counts store.StateCounts) dispatchView {
 	v := dispatchViewOf(d, counts)
 	v.Commands = make([]commandView, len(cmds))
 	for i := range cmds {
 		v.Commands[i] = commandViewOf(&cmds[i])
 	}
-	c.JSON(http.StatusOK, v)
+	return v
 }
 
 // listDispatchCommands pages a dispatch's commands, in the states of ?state=

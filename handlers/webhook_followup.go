@@ -61,10 +61,5 @@ func (h *webhookHandler) dispatchStatus(c *gin.Context) {
 		respondError(c, h.log, err)
 		return
 	}
-	v := dispatchViewOf(d, counts)
-	v.Commands = make([]commandView, len(cmds))
-	for i := range cmds {
-		v.Commands[i] = commandViewOf(&cmds[i])
-	}
-	c.JSON(http.StatusOK, v)
+	c.JSON(http.StatusOK, dispatchDetailView(d, cmds, counts))
 }
