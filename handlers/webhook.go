@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -263,6 +262,9 @@ func (h *webhookHandler) succeed(c *gin.Context, out *actions.Outcome, wait time
 	}
 	ans := webhookAnswer{Accepted: out.Accepted}
 	if wait > 0 && !out.Replayed {
+		if c.Query("wait") == "" { // asked for in a Prefer header (RFC 7240)
+			c.Header("Preference-Applied", "wait="+strconv.FormatFloat(wait.Seconds(), 'f', -1, 64))
+		}
 		ans.Settled = &out.Settled
 		ans.Commands = make([]commandResult, len(out.Commands))
 		for i, cmd := range out.Commands {
@@ -399,14 +401,9 @@ func (h *webhookHandler) authenticate(c *gin.Context, params url.Values) (*auth.
 		}
 		return caller, err
 	}
-	var key string
-	for _, v := range c.Request.Header.Values("x-webhook-apikey") {
-		switch v = strings.TrimSpace(v); {
-		case key == "":
-			key = v
-		case v != "" && v != key:
-			return nil, badRequest("the call has two different x-webhook-apikey headers: send one")
-		}
+	key, err := headerKey(c)
+	if err != nil {
+		return nil, err
 	}
 	if key == "" {
 		key = strings.TrimSpace(params.Get("api_key"))
@@ -422,6 +419,21 @@ func (h *webhookHandler) authenticate(c *gin.Context, params url.Values) (*auth.
 	return h.keys.Authenticate(c.Request.Context(), key)
 }
 
+// headerKey is the key of the x-webhook-apikey header ("" if none). Two
+// different keys are refused: which one is meant is not guessed.
+func headerKey(c *gin.Context) (string, error) {
+	var key string
+	for _, v := range c.Request.Header.Values("x-webhook-apikey") {
+		switch v = strings.TrimSpace(v); {
+		case key == "":
+			key = v
+		case v != "" && v != key:
+			return "", badRequest("the call has two different x-webhook-apikey headers: send one")
+		}
+	}
+	return key, nil
+}
+
 // readRequest reads the JSON body, or the link's payload, into a webhookRequest.
 func readRequest(c *gin.Context, link bool, params url.Values, body []byte) (*webhookRequest, error) {
 	raw := body
@@ -435,11 +447,7 @@ func readRequest(c *gin.Context, link bool, params url.Values, body []byte) (*we
 			return nil, err
 		}
 	}
-	raw, err := toUTF8(raw, charsetOf(c, link))
-	if err != nil {
-		return nil, err
-	}
-	req, err := ParseWebhookJSON(raw)
+	req, err := ParseWebhookJSON(toUTF8(raw))
 	if err != nil {
 		return nil, err
 	}
@@ -514,37 +522,20 @@ func isJSONObject(b []byte) bool {
 	return len(b) > 0 && b[0] == '{' && json.Valid(b)
 }
 
-// charsetOf is the charset a POST's Content-Type names, or "".
-func charsetOf(c *gin.Context, link bool) string {
-	if link {
-		return ""
-	}
-	_, params, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
-	return params["charset"]
-}
-
-// toUTF8 reads a body in the charset its Content-Type names or, naming none,
-// as UTF-8 when it is valid UTF-8 and else as Windows-1252: what Windows
-// PowerShell 5 sends, whose letters are Latin-1's. (The web's encoding
-// standard reads the ISO-8859-1 and ASCII labels as Windows-1252 too.)
-func toUTF8(b []byte, charset string) ([]byte, error) {
-	switch strings.ToLower(strings.TrimSpace(charset)) {
-	case "", "utf-8", "utf8":
-		if utf8.Valid(b) {
-			return b, nil
-		}
-		if charset != "" {
-			return nil, badRequest("the body is not valid UTF-8, which its Content-Type says it is")
-		}
-	case "iso-8859-1", "iso8859-1", "latin1", "l1", "windows-1252", "cp1252", "us-ascii", "ascii":
-	default:
-		return nil, badRequest("the body's charset %q is not read: send UTF-8 (or ISO-8859-1 or Windows-1252)", charset)
+// toUTF8 reads a body or payload as UTF-8 when it is valid UTF-8, whatever
+// charset its Content-Type names, and else as Windows-1252: what Windows
+// PowerShell 5 sends (often labelled UTF-8), whose letters are Latin-1's.
+// Nothing is refused for its encoding: a call that worked before, its bad
+// bytes read as U+FFFD, still works, and its letters now arrive.
+func toUTF8(b []byte) []byte {
+	if utf8.Valid(b) {
+		return b
 	}
 	out, err := charmap.Windows1252.NewDecoder().Bytes(b)
 	if err != nil {
-		return nil, badRequest("the body could not be read as Windows-1252: %v", err)
+		return b // cannot happen: every byte is a Windows-1252 character
 	}
-	return out, nil
+	return out
 }
 
 // utf8BOM is the byte-order mark some tools put before UTF-8 text.
@@ -600,12 +591,11 @@ func jsonString(raw json.RawMessage, name string, dst *string) error {
 }
 
 // waitOf reads how long the caller wants to wait for acks: ?wait=SECONDS or the
-// RFC 7240 header "Prefer: wait=SECONDS", which Preference-Applied then
-// answers. At most MaxWait.
+// RFC 7240 header "Prefer: wait=SECONDS". At most MaxWait.
 func waitOf(c *gin.Context) (time.Duration, error) {
-	v, prefer := c.Query("wait"), false
+	v := c.Query("wait")
 	if v == "" {
-		v, prefer = preferredWait(c.Request.Header), true
+		v = preferredWait(c.Request.Header)
 	}
 	if v == "" {
 		return 0, nil
@@ -621,9 +611,6 @@ func waitOf(c *gin.Context) (time.Duration, error) {
 	d := MaxWait
 	if n < MaxWait.Seconds() {
 		d = time.Duration(n * float64(time.Second))
-	}
-	if prefer {
-		c.Header("Preference-Applied", "wait="+strconv.FormatFloat(d.Seconds(), 'f', -1, 64))
 	}
 	return d, nil
 }
@@ -701,7 +688,8 @@ var previewAgents = []string{
 	"telegrambot", "whatsapp", "linkedinbot", "skypeuripreview", "microsoftpreview", "googlebot",
 	"bingbot", "applebot", "embedly", "iframely", "redditbot", "pinterest", "mattermost",
 	"rocket.chat", "viber", "vkshare", "bitlybot", "outlook-iOS-android", "google-safety", "yahoo! slurp",
-	"mastodon", "pleroma", "akkoma", "misskey", "synapse (bot", "keybase", "preview", "crawler", "spider",
+	"mastodon", "pleroma", "akkoma", "misskey", "synapse (bot", "keybase", "zulipurlpreview",
+	"nextcloud server crawler", "snapurlpreview",
 }
 
 // isPrefetch tells a browser's request made ahead of a click: a prefetch or

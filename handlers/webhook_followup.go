@@ -3,11 +3,11 @@ package handlers
 import (
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"devicehooks/actions"
+	"devicehooks/auth"
 	"devicehooks/store"
 )
 
@@ -15,8 +15,9 @@ import (
 // the caller of a webhook follows up on its own dispatch, with the API key
 // that made it, as the management API shows it to an admin. Another key's
 // dispatch is not found, as one that does not exist, so that a key learns
-// nothing of the others' calls. It fires nothing and does not count against
-// the key's rate; it takes a webhook call's slot.
+// nothing of the others' calls. It fires nothing; it counts against the
+// key's rate as a call does (a dispatch to every device is thousands of rows
+// to read), and takes a webhook call's slot.
 func (h *webhookHandler) dispatchStatus(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	select {
@@ -28,7 +29,11 @@ func (h *webhookHandler) dispatchStatus(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	key := strings.TrimSpace(c.GetHeader("x-webhook-apikey"))
+	key, err := headerKey(c)
+	if err != nil {
+		respondError(c, h.log, err)
+		return
+	}
 	if key == "" {
 		respondError(c, h.log, actions.Errorf(actions.CodeUnauthorized,
 			"missing API key: send the key that made the dispatch in the x-webhook-apikey header"))
@@ -40,6 +45,11 @@ func (h *webhookHandler) dispatchStatus(c *gin.Context) {
 		return
 	}
 	if err := caller.CheckSource(c.ClientIP()); err != nil {
+		respondError(c, h.log, err)
+		return
+	}
+	if _, err := h.keys.Limit(caller); err != nil {
+		c.Header("Retry-After", auth.RetryAfterSeconds(err))
 		respondError(c, h.log, err)
 		return
 	}

@@ -198,11 +198,11 @@ type counted struct {
 }
 
 // The counts' query timeouts: a scrape is answered without the commands'
-// series rather than held (Prometheus' own timeout is 10 s); the settled
-// states' count, once a minute, may take longer.
+// series rather than held past Prometheus' own timeout (10 s by default):
+// 2 s and, once a minute, 5 s more at most.
 const (
 	countTimeout    = 2 * time.Second
-	countAllTimeout = 8 * time.Second
+	countAllTimeout = 5 * time.Second
 )
 
 var openStates = []string{store.StateQueued, store.StatePublished}

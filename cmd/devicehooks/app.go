@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,7 +95,11 @@ func (a *App) Open(ctx context.Context) (err error) {
 			return err
 		}
 		path := absPath(a.Config.secretPath())
-		_ = os.Remove(path)
+		// Only the file as this start wrote it: one put there meanwhile (the
+		// right secret, copied while this start waited) stays.
+		if now, _, rerr := secrets.LoadOrCreateSecret(path); rerr == nil && bytes.Equal(now, secret) {
+			_ = os.Remove(path)
+		}
 		return fmt.Errorf("%w; no secret file was at %s, and the one this start made there (removed again) cannot be this database's", err, path)
 	}
 	kr, err := secrets.NewKeyring(secret)

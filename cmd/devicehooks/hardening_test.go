@@ -701,8 +701,10 @@ func TestWebhookBodiesAsClientsSendThem(t *testing.T) {
 	sensor := s.createAction("sensor_event", map[string]any{"type": "device", "id": "lobby-1"}, nil)
 	latin1 := fmt.Sprintf("{\"event_id\":%q,\"sensor_data\":{\"id\":\"T\xfcr 3\",\"event\":\"ge\xf6ffnet\",\"value\":\"M\xfcller \x80 5\"}}", sensor)
 
-	// Windows PowerShell 5 sends Windows-1252 and names no charset.
-	for _, ctype := range []string{"application/json", "application/json; charset=ISO-8859-1", "application/json; charset=windows-1252"} {
+	// Windows PowerShell 5 sends Windows-1252, naming no charset or UTF-8:
+	// text that is not UTF-8 is read as Windows-1252, whatever the label;
+	// nothing is refused for its encoding (it was read before, with U+FFFD).
+	for _, ctype := range []string{"application/json", "application/json; charset=utf-8", "application/json; charset=ISO-8859-1", "application/json; charset=utf-16"} {
 		if status, ans := s.post(key, latin1, "Content-Type", ctype); status != http.StatusOK {
 			t.Fatalf("a Windows-1252 body as %s: %d %v", ctype, status, ans)
 		}
@@ -712,8 +714,6 @@ func TestWebhookBodiesAsClientsSendThem(t *testing.T) {
 		}
 	}
 	for _, c := range []struct{ name, ctype, body, detail string }{
-		{"a body that is not the UTF-8 it says", "application/json; charset=utf-8", latin1, "not valid UTF-8"},
-		{"a charset that is not read", "application/json; charset=utf-16", latin1, "utf-16"},
 		{"typographic quotes", "application/json", `{ “event_id”: “` + eventID + `” }`, "straight quotes"},
 		{"a form", "application/x-www-form-urlencoded", "event_id=" + eventID, "the body is a form"},
 		{"a multipart form", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"event_id\"\r\n\r\n" + eventID + "\r\n--x--\r\n", "the body is a form"},
