@@ -39,15 +39,7 @@ func (s *Store) Device(ctx context.Context, id string) (*Device, error) {
 
 // DevicesByID returns the devices among ids that exist, in no particular order.
 func (s *Store) DevicesByID(ctx context.Context, ids []string) ([]Device, error) {
-	var out []Device
-	for _, chunk := range chunks(ids, 1000) {
-		var ds []Device
-		if err := s.db.WithContext(ctx).Where("id IN ?", chunk).Find(&ds).Error; err != nil {
-			return nil, wrap("get devices", err)
-		}
-		out = append(out, ds...)
-	}
-	return out, nil
+	return findByIDs[Device](ctx, s.db, ids, "get devices")
 }
 
 // DeviceIDs returns every device id, ordered.
@@ -345,6 +337,20 @@ func supersede(tx *gorm.DB, ids []string, ch *DesiredChange, by string) ([]strin
 		done = append(done, got...)
 	}
 	return done, nil
+}
+
+// findByIDs reads the rows of T among ids that exist, in no particular order,
+// a thousand ids per query.
+func findByIDs[T any](ctx context.Context, db *gorm.DB, ids []string, op string) ([]T, error) {
+	var out []T
+	for _, chunk := range chunks(ids, 1000) {
+		var got []T
+		if err := db.WithContext(ctx).Where("id IN ?", chunk).Find(&got).Error; err != nil {
+			return nil, wrap(op, err)
+		}
+		out = append(out, got...)
+	}
+	return out, nil
 }
 
 func rowsOrNotFound(op string, res *gorm.DB) error {

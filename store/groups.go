@@ -137,13 +137,9 @@ func (s *Store) GroupSizes(ctx context.Context, p Page) ([]Group, error) {
 
 // GroupSizesByID is GroupSizes for the groups with these ids that exist.
 func (s *Store) GroupSizesByID(ctx context.Context, ids []string) ([]Group, error) {
-	var gs []Group
-	for _, chunk := range chunks(ids, 1000) {
-		var got []Group
-		if err := s.db.WithContext(ctx).Where("id IN ?", chunk).Find(&got).Error; err != nil {
-			return nil, wrap("list groups", err)
-		}
-		gs = append(gs, got...)
+	gs, err := findByIDs[Group](ctx, s.db, ids, "list groups")
+	if err != nil {
+		return nil, err
 	}
 	return gs, s.countMembers(ctx, gs)
 }
