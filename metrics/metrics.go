@@ -24,7 +24,7 @@ type Sources struct {
 	OnlineDevices   func() int
 	Devices         func() int // registered
 	BrokerConnected func() bool
-	// CommandStates counts the commands in these states (nil: all) by state
+	// CommandStates counts the commands in these states by state
 	// (a database query, cached).
 	CommandStates func(ctx context.Context, states []string) (map[string]int, error)
 	// WriteFailures counts the trigger path's writes the database refused.
@@ -181,10 +181,10 @@ func (m *Metrics) Handler() http.Handler {
 // ones, which are most of what the database keeps (millions with 90 days of
 // retention: a count of seconds), at most once a minute.
 type commandCollector struct {
-	src  Sources
-	mu   sync.Mutex
-	open counted // queued and published
-	all  counted // every state; its open ones are not reported
+	src     Sources
+	mu      sync.Mutex
+	open    counted // openStates
+	settled counted // settledStates
 	// loggedAt and failures limit the log of failed counts to one line a
 	// minute.
 	loggedAt time.Time
@@ -201,11 +201,15 @@ type counted struct {
 // series rather than held past Prometheus' own timeout (10 s by default):
 // 2 s and, once a minute, 5 s more at most.
 const (
-	countTimeout    = 2 * time.Second
-	countAllTimeout = 5 * time.Second
+	countTimeout        = 2 * time.Second
+	countSettledTimeout = 5 * time.Second
 )
 
-var openStates = []string{store.StateQueued, store.StatePublished}
+// openStates are the states of commands on their way; settledStates the rest.
+var (
+	openStates    = []string{store.StateQueued, store.StatePublished}
+	settledStates = slices.DeleteFunc(slices.Clone(store.States), func(st string) bool { return slices.Contains(openStates, st) })
+)
 
 var (
 	commandsDesc = prometheus.NewDesc("devicehooks_commands", "Commands by state.", []string{"state"}, nil)
@@ -226,17 +230,15 @@ func (c *commandCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.GaugeValue, float64(c.open.counts[st]), st)
 	}
 	ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(c.open.counts[store.StateQueued]))
-	if !c.refresh(&c.all, nil, time.Minute, countAllTimeout) {
+	if !c.refresh(&c.settled, settledStates, time.Minute, countSettledTimeout) {
 		return
 	}
-	for _, st := range store.States {
-		if !slices.Contains(openStates, st) {
-			ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.GaugeValue, float64(c.all.counts[st]), st)
-		}
+	for _, st := range settledStates {
+		ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.GaugeValue, float64(c.settled.counts[st]), st)
 	}
 }
 
-// refresh counts the commands in states (nil: all) into n once its count is
+// refresh counts the commands in states into n once its count is
 // older than every, and tells whether n holds a count to report.
 func (c *commandCollector) refresh(n *counted, states []string, every, timeout time.Duration) bool {
 	if time.Since(n.at) <= every {
