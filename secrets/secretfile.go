@@ -151,3 +151,12 @@ func ParseSecret(s string) ([]byte, error) {
 	}
 	return []byte(s), nil
 }
+
+// RemoveSecretFile removes the secret file at path if it holds secret: a file
+// LoadOrCreateSecret made that turned out not to be wanted, and not one put
+// there since (which it leaves, as it does a missing file). It tells whether
+// it removed it.
+func RemoveSecretFile(path string, secret []byte) bool {
+	now, _, err := readSecretFile(path)
+	return err == nil && bytes.Equal(now, secret) && os.Remove(path) == nil
+}

@@ -3,6 +3,7 @@ package secrets
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -285,5 +286,35 @@ func TestParseSecret(t *testing.T) {
 				t.Errorf("ParseSecret returned %d bytes, less than a keyring needs", len(got))
 			}
 		})
+	}
+}
+
+// RemoveSecretFile removes only a file that still holds the secret it was
+// given: one replaced meanwhile stays, and a missing one is not made.
+func TestRemoveSecretFileOnlyRemovesItsOwn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "devicehooks.secret")
+	mine, created, err := LoadOrCreateSecret(path)
+	if err != nil || !created {
+		t.Fatal(created, err)
+	}
+	other := filepath.Join(t.TempDir(), "other.secret")
+	theirs, _, err := LoadOrCreateSecret(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if RemoveSecretFile(path, theirs) {
+		t.Fatal("removed a file that holds another secret")
+	}
+	if !RemoveSecretFile(path, mine) {
+		t.Fatal("did not remove its own")
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the file is still there: %v", err)
+	}
+	if RemoveSecretFile(path, mine) {
+		t.Fatal("removed a missing file")
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a missing file was made: %v", err)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -97,9 +95,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 		path := absPath(a.Config.secretPath())
 		// Only the file as this start wrote it: one put there meanwhile (the
 		// right secret, copied while this start waited) stays.
-		if now, _, rerr := secrets.LoadOrCreateSecret(path); rerr == nil && bytes.Equal(now, secret) {
-			_ = os.Remove(path)
-		}
+		secrets.RemoveSecretFile(path, secret)
 		return fmt.Errorf("%w; no secret file was at %s, and the one this start made there (removed again) cannot be this database's", err, path)
 	}
 	kr, err := secrets.NewKeyring(secret)
