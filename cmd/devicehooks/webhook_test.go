@@ -292,12 +292,21 @@ func TestCallerFollowsUpItsDispatch(t *testing.T) {
 		status, got := follow(c.id, c.key)
 		wantError(t, c.name, status, got, c.status, c.code)
 	}
-	// A key's source ranges hold here too.
+	// A follow-up counts against the key's rate, as a call does.
+	var keyID string
 	for _, k := range s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil)["items"].([]any) {
 		if k := k.(map[string]any); k["name"] == "integration" {
-			s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+k["id"].(string), map[string]any{"cidrs": []string{"10.0.0.0/8"}})
+			keyID = k["id"].(string)
 		}
 	}
+	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+keyID, map[string]any{"rate": map[string]any{"per_second": 0.01, "burst": 1}})
+	if status, got := follow(id, key); status != http.StatusOK {
+		t.Fatalf("a follow-up within the rate: %d %v", status, got)
+	}
 	status, got := follow(id, key)
+	wantError(t, "a follow-up over the key's rate", status, got, http.StatusTooManyRequests, "rate_limited")
+	// A key's source ranges hold here too.
+	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+keyID, map[string]any{"rate": nil, "cidrs": []string{"10.0.0.0/8"}})
+	status, got = follow(id, key)
 	wantError(t, "a key used outside its ranges", status, got, http.StatusForbidden, "forbidden")
 }
