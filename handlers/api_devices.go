@@ -99,3 +99,89 @@ func (a *api) deleteDevice(c *gin.Context) {
 	}
 	c.Status(http.StatusNoContent)
 }
+
+// deviceCommandView is a command in a device's history, with the trigger it
+// came from.
+type deviceCommandView struct {
+	commandView
+	DispatchID string `json:"dispatch_id"`
+	Function   string `json:"function"`
+	ActionID   string `json:"action_id"`
+	ActionName string `json:"action_name"`
+	EventID    string `json:"event_id"`
+}
+
+// deviceHistoryView is a page of a device's history. It pages by dispatch
+// (?before=), not by offset: it is found through the dispatches, newest
+// first, and a page looks at a bounded number of them (see
+// store.DeviceHistory).
+type deviceHistoryView struct {
+	Items          []deviceCommandView `json:"items"`
+	Limit          int                 `json:"limit"`
+	Next           *string             `json:"next"` // ?before= for the next page; null at the end
+	Searched       int                 `json:"searched"`
+	SearchedBackTo *time.Time          `json:"searched_back_to"`
+}
+
+// maxIDLength bounds ids read from a query (the longest, a device's, is 64).
+const maxIDLength = 64
+
+// listDeviceCommands pages a device's commands, newest first: what each
+// trigger sent the screen and what became of it.
+func (a *api) listDeviceCommands(c *gin.Context) {
+	q, err := historyQueryOf(c)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	ctx := c.Request.Context()
+	d, err := a.Store.Device(ctx, c.Param("id"))
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	h, err := a.Store.DeviceHistory(ctx, d.ID, q.states, q.before, q.limit)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
+	v := deviceHistoryView{Items: make([]deviceCommandView, len(h.Commands)), Limit: q.limit, Next: nullIfEmpty(h.Next), Searched: h.Searched}
+	if !h.Reached.IsZero() {
+		v.SearchedBackTo = &h.Reached
+	}
+	for i := range h.Commands {
+		cmd := &h.Commands[i]
+		v.Items[i] = deviceCommandView{commandView: commandViewOf(&cmd.Command), DispatchID: cmd.DispatchID,
+			Function: cmd.Function, ActionID: cmd.ActionID, ActionName: cmd.ActionName, EventID: cmd.EventID}
+	}
+	c.JSON(http.StatusOK, v)
+}
+
+// historyQuery is what a page of a device's history asks for.
+type historyQuery struct {
+	states []string
+	before string
+	limit  int
+}
+
+// historyQueryOf reads ?state=, ?before= and ?limit= (as a list's); ?offset=
+// is refused, as this list does not page by it.
+func historyQueryOf(c *gin.Context) (historyQuery, error) {
+	var q historyQuery
+	states, err := statesOf(c.Query("state"))
+	if err != nil {
+		return q, err
+	}
+	p, err := pageOf(c)
+	if err != nil {
+		return q, err
+	}
+	if c.Query("offset") != "" {
+		return q, badRequest("a device's commands page with ?before= (the answer's next), not ?offset=")
+	}
+	q.states, q.before, q.limit = states, c.Query("before"), p.Limit
+	if len(q.before) > maxIDLength {
+		return q, badRequest("before must be a dispatch id (the answer's next)")
+	}
+	return q, nil
+}

@@ -115,6 +115,7 @@ func New(d Deps) (http.Handler, error) {
 	v1.PUT("/devices/:id", a.updateDevice)
 	v1.DELETE("/devices/:id", a.deleteDevice)
 	v1.POST("/devices/:id/token", a.rotateDeviceToken)
+	v1.GET("/devices/:id/commands", a.listDeviceCommands)
 
 	v1.POST("/groups", a.createGroup)
 	v1.GET("/groups", a.listGroups)

@@ -180,15 +180,19 @@ func (u *ui) createDevice(c *gin.Context) {
 func (u *ui) deviceSecret(id, token, intro string) secretView {
 	return secretView{
 		Intro: intro, Label: "Device token", Value: token,
-		Note: "This token is shown only now. If it is lost, rotate it from the devices page and configure the player again.",
-		Details: [][2]string{
-			{"MQTT username", id},
-			{"Commands (subscribe)", u.Topics.Device(id, actions.KindCommands)},
-			{"Desired state (subscribe)", u.Topics.Device(id, actions.KindDesired)},
-			{"Acks (publish)", u.Topics.Device(id, actions.KindAcks)},
-			{"Status (publish, retained)", u.Topics.Device(id, actions.KindStatus)},
-		},
-		Back: "Back to devices", BackTo: "/devices",
+		Note:    "This token is shown only now. If it is lost, rotate it from the devices page and configure the player again.",
+		Details: append([][2]string{{"MQTT username", id}}, u.deviceTopics(id)...),
+		Back:    "Back to devices", BackTo: "/devices",
+	}
+}
+
+// deviceTopics names a device's MQTT topics, as its player uses them.
+func (u *ui) deviceTopics(id string) [][2]string {
+	return [][2]string{
+		{"Commands (subscribe)", u.Topics.Device(id, actions.KindCommands)},
+		{"Desired state (subscribe)", u.Topics.Device(id, actions.KindDesired)},
+		{"Acks (publish)", u.Topics.Device(id, actions.KindAcks)},
+		{"Status (publish, retained)", u.Topics.Device(id, actions.KindStatus)},
 	}
 }
 
@@ -204,13 +208,16 @@ func (u *ui) editDevice(c *gin.Context) {
 	u.render(c, http.StatusOK, "device_form", &web.View{Title: deviceFormTitle(d), Nav: "devices", Data: deviceFormView{ID: d.ID, Name: d.Name}})
 }
 
-// deviceFormTitle names the device being edited, as saved: “Lobby” (lobby-1),
-// or its id alone when that is its name.
-func deviceFormTitle(d *store.Device) string {
+// deviceFormTitle names the device being edited, as saved.
+func deviceFormTitle(d *store.Device) string { return "Edit " + deviceTitle(d) }
+
+// deviceTitle names a device for a page's title: “Lobby” (lobby-1), or its
+// id alone when that is its name.
+func deviceTitle(d *store.Device) string {
 	if d.Name == d.ID {
-		return "Edit “" + d.ID + "”"
+		return "“" + d.ID + "”"
 	}
-	return "Edit “" + d.Name + "” (" + d.ID + ")"
+	return "“" + d.Name + "” (" + d.ID + ")"
 }
 
 func (u *ui) updateDevice(c *gin.Context) {

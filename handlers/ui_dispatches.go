@@ -81,6 +81,7 @@ type commandRow struct {
 	ID        string `json:"id"`
 	DeviceID  string `json:"device_id"`
 	Device    string `json:"-"`
+	Exists    bool   `json:"-"` // the device is still there: its name links to its page
 	State     string `json:"state"`
 	Published string `json:"published"`
 	Acked     string `json:"acked"`
@@ -161,19 +162,25 @@ func (u *ui) loadDispatch(c *gin.Context) (*dispatchPageView, error) {
 	for i, cmd := range cmds {
 		v.Commands[i] = commandRow{
 			ID: cmd.ID, DeviceID: cmd.DeviceID, Device: cmd.DeviceID, State: cmd.State,
-			Published: clock(cmd.PublishedAt), Acked: clock(cmd.AckedAt), Detail: cmd.Detail,
-		}
-		// A command not answered yet says until when it may be; one not
-		// sent yet, that it waits for its device (an offline one: to connect).
-		if cmd.Detail == "" && (cmd.State == store.StateQueued || cmd.State == store.StatePublished) {
-			v.Commands[i].Detail = "expires " + clock(&cmd.ExpiresAt)
-			if cmd.State == store.StateQueued {
-				v.Commands[i].Detail = u.queuedDetail(cmd.DeviceID) + " · " + v.Commands[i].Detail
-			}
+			Published: clock(cmd.PublishedAt), Acked: clock(cmd.AckedAt), Detail: u.commandDetail(&cmd),
 		}
 	}
 	v.dispatchRow = dispatchRowOf(*d, counts)
 	return v, nil
+}
+
+// commandDetail is what a command's row says of it: the device's answer, or
+// for a command not answered yet, until when it may be; for one not sent
+// yet, that it waits for its device (an offline one: to connect).
+func (u *ui) commandDetail(cmd *store.Command) string {
+	if cmd.Detail != "" || (cmd.State != store.StateQueued && cmd.State != store.StatePublished) {
+		return cmd.Detail
+	}
+	detail := "expires " + clock(&cmd.ExpiresAt)
+	if cmd.State == store.StateQueued {
+		detail = u.queuedDetail(cmd.DeviceID) + " · " + detail
+	}
+	return detail
 }
 
 // queuedDetail says what a queued command (not sent yet) waits for.
@@ -206,8 +213,8 @@ func (u *ui) dispatchPage(c *gin.Context) {
 			names[d.ID] = d.Name
 		}
 		for i := range v.Commands {
-			if n := names[v.Commands[i].DeviceID]; n != "" {
-				v.Commands[i].Device = n
+			if n, ok := names[v.Commands[i].DeviceID]; ok {
+				v.Commands[i].Device, v.Commands[i].Exists = n, true
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"devicehooks/internal/testenv"
 	"devicehooks/store"
 )
 
@@ -192,4 +193,60 @@ func benchDevices(b *testing.B, st *store.Store, n int) []string {
 		}
 	}
 	return devices
+}
+
+// BenchmarkFanOutWrite writes dispatches to every one of 10,000 devices, one
+// after another, as an "all devices" trigger's commit does: the commands'
+// indexes grow with each, as they do in service. It reports the time per
+// command.
+func BenchmarkFanOutWrite(b *testing.B) {
+	ctx := context.Background()
+	st := benchStore(b)
+	devices := benchDevices(b, st, 10000)
+	b.ResetTimer()
+	for i := range b.N {
+		nd := newDispatch(fmt.Sprintf("f%08d", i), devices, "")
+		for j := range nd.Commands {
+			nd.Commands[j].Payload = strings.Repeat("x", 200)
+		}
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(devices)), "µs/command")
+}
+
+// BenchmarkDeviceHistory reads the newest page of a device's history when
+// none of the 20,000 latest dispatches reached it: the most a page looks at.
+func BenchmarkDeviceHistory(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) { benchDeviceHistory(b, benchStore(b)) })
+	b.Run("postgres", func(b *testing.B) {
+		st, err := store.Open(context.Background(), testenv.Postgres(b), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { st.Close() })
+		benchDeviceHistory(b, st)
+	})
+}
+
+func benchDeviceHistory(b *testing.B, st *store.Store) {
+	ctx := context.Background()
+	devices := benchDevices(b, st, 2)
+	for chunk := range 40 {
+		batch := make([]*store.NewDispatch, 500)
+		for i := range batch {
+			batch[i] = newDispatch(fmt.Sprintf("h%08d", chunk*500+i), devices[:1], "")
+		}
+		if _, err := st.WriteDispatches(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		h, err := st.DeviceHistory(ctx, devices[1], nil, "", 50)
+		if err != nil || h.Searched != 20000 {
+			b.Fatalf("%+v %v", h.Searched, err)
+		}
+	}
 }

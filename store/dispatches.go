@@ -361,7 +361,7 @@ func (s *Store) Dispatch(ctx context.Context, id string) (*Dispatch, error) {
 // DispatchCommands returns a dispatch's commands ordered by device.
 func (s *Store) DispatchCommands(ctx context.Context, dispatchID string) ([]Command, error) {
 	var cs []Command
-	err := s.db.WithContext(ctx).Omit("payload").Where("dispatch_id = ?", dispatchID).Order("device_id, id").Find(&cs).Error
+	err := s.db.WithContext(ctx).Omit("payload").Where("dispatch_id = ?", dispatchID).Order("device_id").Find(&cs).Error
 	return cs, wrap("list dispatch commands", err)
 }
 

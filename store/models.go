@@ -157,8 +157,8 @@ var States = []string{StateQueued, StatePublished, StateSucceeded, StateFailed, 
 // published on the device's commands topic, so a retry sends the same bytes.
 type Command struct {
 	ID          string     `gorm:"primaryKey;size:36"`
-	DispatchID  string     `gorm:"size:36;not null;index"`
-	DeviceID    string     `gorm:"size:64;not null"` // indexed for open commands only: see openCommandIndexes
+	DispatchID  string     `gorm:"size:36;not null;index:idx_commands_dispatch_device,priority:1"`
+	DeviceID    string     `gorm:"size:64;not null;index:idx_commands_dispatch_device,priority:2"` // and for open commands: see openCommandIndexes
 	State       string     `gorm:"size:16;not null;index:idx_commands_state_expires,priority:1"`
 	Function    string     `gorm:"size:32;not null"`
 	Payload     string     `gorm:"not null"`

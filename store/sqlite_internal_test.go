@@ -448,3 +448,59 @@ func TestRequestLogFiltersReadTheirIndexInOrder(t *testing.T) {
 		}
 	}
 }
+
+// A device's history finds its command in each dispatch by the index on
+// (dispatch_id, device_id), and a dispatch's page reads its commands in
+// order off that index; the index on dispatch_id alone of earlier builds
+// is gone.
+func TestDispatchDeviceIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	st := openTestSQLiteAt(t, path)
+	if err := st.db.Exec(`CREATE INDEX idx_commands_dispatch_id ON commands (dispatch_id)`).Error; err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = openTestSQLiteAt(t, path)
+	var names []string
+	if err := st.db.Raw(`SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'idx_commands_dispatch_id'`).Scan(&names).Error; err != nil || len(names) > 0 {
+		t.Fatalf("the old index is still there: %v %v", names, err)
+	}
+	var plans []string
+	explain := func(db *gorm.DB) {
+		if !strings.Contains(db.Statement.SQL.String(), "commands") || strings.HasPrefix(db.Statement.SQL.String(), "EXPLAIN") {
+			return
+		}
+		var rows []struct{ Detail string }
+		q := "EXPLAIN QUERY PLAN " + db.Statement.SQL.String()
+		if err := db.Session(&gorm.Session{NewDB: true}).Raw(q, db.Statement.Vars...).Scan(&rows).Error; err != nil {
+			t.Error(err)
+		}
+		plans = append(plans, fmt.Sprint(rows))
+	}
+	if err := st.db.Callback().Query().After("gorm:query").Register("test:explain", explain); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.db.Callback().Row().After("gorm:row").Register("test:explain", explain); err != nil { // Scan
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	nd := &NewDispatch{Dispatch: Dispatch{ID: "d1", ActionID: "a", ActionName: "a", EventID: "e", Function: "restart", Method: "POST", CreatedAt: time.Now()}}
+	if _, err := st.WriteDispatches(ctx, []*NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DeviceHistory(ctx, "lobby-1", nil, "", 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.DispatchCommandPage(ctx, "d1", nil, Page{Limit: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if len(plans) != 3 { // the history's, the page's count and the page's
+		t.Fatalf("explained %d queries, want 3: %q", len(plans), plans)
+	}
+	if !strings.Contains(plans[0], "d USING INDEX sqlite_autoindex_dispatches_1") || !strings.Contains(plans[0], "SEARCH c USING INDEX idx_commands_dispatch_device (dispatch_id=? AND device_id=?)") || strings.Contains(plans[0], "TEMP B-TREE") {
+		t.Errorf("the history's plan: %s", plans[0])
+	}
+	if !strings.Contains(plans[2], "idx_commands_dispatch_device (dispatch_id=?)") || strings.Contains(plans[2], "TEMP B-TREE") {
+		t.Errorf("a dispatch page's plan: %s", plans[2])
+	}
+}

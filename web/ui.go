@@ -22,7 +22,7 @@ var uiFS embed.FS
 var PageNames = []string{
 	"login", "dashboard", "error", "confirm", "secret",
 	"api_keys", "api_key_limits", "actions", "action_form", "action_link",
-	"devices", "device_form", "groups", "group_form", "dispatches", "dispatch", "requests", "settings",
+	"devices", "device", "device_form", "groups", "group_form", "dispatches", "dispatch", "requests", "settings",
 }
 
 // View is what every UI page is rendered with. The handler fills Data with the

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -2474,6 +2475,71 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("a device's page shows what it was sent, newest first, and what did not succeed", func(t *testing.T) {
+		use(t)
+		_, key := s.createKey("device page")
+		id := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": "Lobby menu", "function": "load_url", "target": map[string]any{"type": "device", "id": "lobby-1"},
+			"params": map[string]any{"url": "https://example.com/menu"},
+		})
+		t.Cleanup(func() { s.call("DELETE", "/api/v1/actions/"+id["id"].(string), nil) })
+		status, ans := s.post(key, `{"event_id":"`+id["event_id"].(string)+`"}`)
+		if status != http.StatusOK {
+			t.Fatalf("trigger: %d %v", status, ans)
+		}
+		dispatch := ans["dispatch_id"].(string)
+		for { // earlier steps' commands may still be in the player's queue
+			cmd := player.next(5 * time.Second)
+			if cmd["dispatch_id"] == dispatch {
+				player.ack(prefix, cmd["id"].(string), "failed")
+				break
+			}
+		}
+		testenv.WaitFor(t, 10*time.Second, "the ack recorded", func() bool {
+			return s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+dispatch, nil)["status"] == "failed"
+		})
+
+		// From the devices list, by the device's name.
+		b.open("/devices")
+		b.submit(chromedp.Click(chromedp.CSS(`tr[data-device="lobby-1"] a.device-link`)))
+		b.wantPage("device")
+		if b.path() != "/devices/lobby-1/history" || !strings.Contains(b.text("h1"), "Screen lobby-1") {
+			t.Fatalf("at %s: %q", b.path(), b.text("h1"))
+		}
+		if got := b.text("#device-actions"); !strings.Contains(got, "Lobby menu") {
+			t.Fatalf("actions that target it: %q", got)
+		}
+		if got := b.text("#device-topics"); !strings.Contains(got, prefix+"/devices/lobby-1/commands") {
+			t.Fatalf("topics: %q", got)
+		}
+		first := `#history tbody tr:first-child`
+		if got := evalIn[string](b, `document.querySelector("`+first+`").dataset.dispatch + " " + document.querySelector("`+first+`").dataset.state`); got != dispatch+" failed" {
+			t.Fatalf("newest command: %q", got)
+		}
+		if got := b.text(first); !strings.Contains(got, "Lobby menu") || !strings.Contains(got, "https://example.com/menu") {
+			t.Fatalf("newest command's row: %q", got)
+		}
+		// Only what did not succeed: the failure, and no success.
+		b.submit(chromedp.Click(chromedp.ID("show-failures")))
+		states := evalIn[[]string](b, `[...document.querySelectorAll("#history tbody tr")].map(r => r.dataset.state)`)
+		if len(states) == 0 || states[0] != "failed" || slices.Contains(states, "succeeded") {
+			t.Fatalf("failures filter: %v", states)
+		}
+		// Its row leads to the dispatch, whose row leads back.
+		b.submit(chromedp.Click(chromedp.CSS(first + " td:first-child a")))
+		b.wantPage("dispatch")
+		if !strings.HasSuffix(b.path(), "/dispatches/"+dispatch) {
+			t.Fatalf("at %s", b.path())
+		}
+		b.submit(chromedp.Click(chromedp.CSS(`tr[data-device="lobby-1"] a`)))
+		b.wantPage("device")
+
+		// An unknown device's page is Not found.
+		if st := b.open("/devices/nobody/history"); st != http.StatusNotFound {
+			t.Fatalf("unknown device: %d", st)
+		}
+	})
+
 	t.Run("polish: search and date fields, the link generator's choices, a steady key row, the group form's filter", func(t *testing.T) {
 		use(t)
 		// A search field and a date field look like the other fields.
@@ -2753,6 +2819,7 @@ func takeScreenshots(t *testing.T, s *server, b *uiBrowser, lobby *player, actio
 	b.submit(chromedp.SetValue(chromedp.ID("key_id"), keyID), chromedp.Click(chromedp.ID("generate")))
 	shot("url-generator", "")
 	shot("devices", "/devices")
+	shot("device", "/devices/cafe-1/history")
 	shot("groups", "/groups")
 	shot("dispatches", "/dispatches")
 	shot("requests", "/requests")

@@ -1,0 +1,131 @@
+package handlers
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+	"devicehooks/store"
+	"devicehooks/web"
+)
+
+// devicePageLink is the address of a device's page. (Not /devices/{id}:
+// "live" and "secret" are device ids too.)
+func devicePageLink(id string) string { return "/devices/" + url.PathEscape(id) + "/history" }
+
+// historyPerPage is how many commands the device page lists at once.
+const historyPerPage = 50
+
+// notSucceeded are the states the device page's "did not succeed" filter
+// shows: what a screen missed, or has not had yet.
+var notSucceeded = []string{store.StateQueued, store.StatePublished, store.StateFailed, store.StateRejected, store.StateExpired}
+
+// devicePageView is a device's page: what it is, where it is (its groups and
+// the actions that target it), and what it was sent, newest first.
+type devicePageView struct {
+	deviceRow
+	Groups  []store.Group
+	Actions []store.Action // that target it by id
+	Topics  [][2]string    // its MQTT topics, for the player's configuration
+
+	History  []historyRow
+	Failures bool   // the history shows only commands that did not succeed
+	Older    string // the link to older commands, "" at the end
+	Newer    bool   // the page is not the newest: a link back to it
+	Searched int    // dispatches the page looked at, back to the one made at Reached
+	Reached  time.Time
+}
+
+// historyRow is a command in the device's history.
+type historyRow struct {
+	store.DeviceCommand
+	Carried   string // what it carried, in a few words
+	Published string
+	Acked     string
+	Detail    string
+}
+
+// Short tells whether the page found fewer commands than a page holds
+// before it stopped looking: it says how far back it looked.
+func (v *devicePageView) Short() bool { return v.Older != "" && len(v.History) < historyPerPage }
+
+func (u *ui) devicePage(c *gin.Context) {
+	ctx := c.Request.Context()
+	d, err := u.Store.Device(ctx, c.Param("id"))
+	if err != nil {
+		u.fail(c, gone(err, deviceGone))
+		return
+	}
+	v := devicePageView{deviceRow: deviceRow{Device: *d}, Failures: c.Query("show") == "failures"}
+	v.Online, v.Device.LastSeen = u.Presence.Of(d)
+	if v.Groups, err = u.Store.DeviceGroups(ctx, d.ID); err != nil {
+		u.fail(c, err)
+		return
+	}
+	if v.Actions, err = u.Store.ActionsTargeting(ctx, actions.TargetDevice, d.ID); err != nil {
+		u.fail(c, err)
+		return
+	}
+	v.Topics = u.deviceTopics(d.ID)
+	if err := u.loadHistory(c, &v); err != nil {
+		u.fail(c, err)
+		return
+	}
+	u.render(c, http.StatusOK, "device", &web.View{Title: "Device " + deviceTitle(d), Nav: "devices", Data: &v})
+}
+
+// loadHistory reads the page of the device's commands that ?before= asks for.
+func (u *ui) loadHistory(c *gin.Context, v *devicePageView) error {
+	var states []string
+	if v.Failures {
+		states = notSucceeded
+	}
+	before := c.Query("before")
+	if len(before) > maxIDLength {
+		before = ""
+	}
+	h, err := u.Store.DeviceHistory(c.Request.Context(), v.ID, states, before, historyPerPage)
+	if err != nil {
+		return err
+	}
+	v.Newer, v.Searched, v.Reached = before != "", h.Searched, h.Reached
+	if h.Next != "" {
+		q := url.Values{"before": {h.Next}}
+		if v.Failures {
+			q.Set("show", "failures")
+		}
+		v.Older = devicePageLink(v.ID) + "?" + q.Encode()
+	}
+	for _, cmd := range h.Commands {
+		row := historyRow{DeviceCommand: cmd, Published: clock(cmd.PublishedAt), Acked: clock(cmd.AckedAt), Detail: u.commandDetail(&cmd.Command)}
+		if params, _ := commandParams(cmd.Payload); params != nil {
+			row.Carried = paramsSummary(cmd.Function, params)
+		}
+		v.History = append(v.History, row)
+	}
+	return nil
+}
+
+// AllLink is the newest page of the device's history.
+func (v *devicePageView) AllLink() string { return devicePageLink(v.ID) }
+
+// FailuresLink is the newest page of its commands that did not succeed.
+func (v *devicePageView) FailuresLink() string { return devicePageLink(v.ID) + "?show=failures" }
+
+// FirstLink is the newest page of the history, as filtered.
+func (v *devicePageView) FirstLink() string {
+	if v.Failures {
+		return v.FailuresLink()
+	}
+	return v.AllLink()
+}
+
+// NotSucceeded names the states the failures filter shows.
+func (v *devicePageView) NotSucceeded() string {
+	n := len(notSucceeded)
+	return strings.Join(notSucceeded[:n-1], ", ") + " or " + notSucceeded[n-1]
+}
