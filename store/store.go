@@ -103,10 +103,19 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 		return nil, err
 	}
 	if opts.claim {
+		opts.onWait = refuseNewerSchemaWhileWaiting(ctx, opts.onWait)
 		if err := s.claim(ctx, dsn, opts, log); err != nil {
 			_ = sqlDB.Close()
 			return nil, err
 		}
+	}
+	// Read and checked inside the claim, before anything changes the
+	// database, and recorded after migrate: no other instance migrates between.
+	recorded, err := checkSchemaVersion(ctx, sqlDB, s.postgres, log)
+	if err != nil {
+		s.releaseClaim()
+		_ = sqlDB.Close()
+		return nil, err
 	}
 	began := time.Now()
 	if opts.noMigrate { // a tool must still find the tables it reads
@@ -117,7 +126,9 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 			// large database that takes minutes, which must not look hung.
 			log.Info("database: checking the schema; an upgrade's new indexes take a while on a large database")
 		}
-		err = s.migrate(ctx, log)
+		if err = s.migrate(ctx, log); err == nil {
+			err = s.recordSchemaVersion(ctx, recorded)
+		}
 	}
 	if err != nil {
 		s.releaseClaim()
@@ -137,7 +148,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 		go s.checkpoints(s.stopCheckpoints, s.checkpointsDone, log)
 	}
 	if log != nil {
-		log.Info("database ready", "driver", s.Driver(), "schema_checked_in", time.Since(began).Round(time.Millisecond))
+		log.Info("database ready", "driver", s.Driver(), "schema", SchemaVersion, "schema_checked_in", time.Since(began).Round(time.Millisecond))
 	}
 	return s, nil
 }

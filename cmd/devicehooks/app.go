@@ -85,17 +85,21 @@ func (a *App) Open(ctx context.Context) (err error) {
 	}
 	// A secret made by this start, for a database made with another one (a
 	// start from another directory finds no secret file next to it, as on
-	// PostgreSQL, whose file is in the working directory): the start fails,
-	// and the new file goes, so that nobody backs it up instead of the right
-	// one.
+	// PostgreSQL, whose file is in the working directory), or for one that a
+	// newer build upgraded and this build refuses: the start fails, and the
+	// new file goes, so that nobody backs it up instead of the right one.
 	wrongSecret := func(err error) error {
-		if !created || !errors.Is(err, auth.ErrWrongSecret) {
+		wrong := errors.Is(err, auth.ErrWrongSecret)
+		if !created || !wrong && !errors.Is(err, store.ErrNewerSchema) {
 			return err
 		}
 		path := absPath(a.Config.secretPath())
 		// Only the file as this start wrote it: one put there meanwhile (the
 		// right secret, copied while this start waited) stays.
 		secrets.RemoveSecretFile(path, secret)
+		if !wrong {
+			return err
+		}
 		return fmt.Errorf("%w; no secret file was at %s, and the one this start made there (removed again) cannot be this database's", err, path)
 	}
 	kr, err := secrets.NewKeyring(secret)
