@@ -65,6 +65,7 @@ func registerUI(r *gin.Engine, d Deps, cop *http.CrossOriginProtection) *ui {
 	app.POST("/devices", u.createDevice)
 	app.GET(deviceSecretPath, u.secretPage)
 	app.GET("/devices/live", u.devicesLive)
+	app.GET("/devices/suggest", u.suggestDevices)
 	app.GET("/devices/:id/history", u.devicePage)
 	app.GET("/devices/:id/edit", u.editDevice)
 	app.POST("/devices/:id/edit", u.updateDevice)

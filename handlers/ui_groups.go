@@ -1,9 +1,11 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -72,44 +74,74 @@ type groupFormView struct {
 	Version string // the edited group's version (editVersion) the form was opened on
 	Post    string
 	Name    string
-	Members map[string]bool
+	Members map[string]bool // the devices shown ticked
 	Devices []store.Device
-	TypeID  bool     // more devices than the list shows: others are added by id
-	Suggest []string // then, the ids the list does not show, for the id field
-	Add     string   // the device ids typed in to add, as typed
+	TypeID  bool   // more devices than the list shows: others are added by id
+	Suggest string // then, where the id field's suggestions come from (suggestDevices)
+	Add     string // the device ids typed in to add, as typed
 
-	SavedName string // the edited group's name as saved, for the page's title
+	// Paged: the edit form of a group in a fleet too large to list whole
+	// (TypeID). It lists the group's members a page at a time (Shown, of
+	// those whose id or name contains Search), and posts only what changes
+	// (see saveMemberChanges).
+	Paged  bool
+	Shown  []store.Device
+	Search string
+	Pager  pager
+	Size   int // how many members the group has
+
+	SavedName string   // the edited group's name as saved, for the page's title
+	shownIDs  []string // the members a paged form showed, as it sent them; nil for a page as saved
 }
 
-// maxSuggestions bounds the ids the group form suggests (about 1 MB of page at
-// the longest ids); past that, ids are typed without suggestions.
-const maxSuggestions = 20000
+// membersPerPage is how many members a paged group form lists at once.
+const membersPerPage = 100
 
 func (u *ui) newGroup(c *gin.Context) {
 	u.renderGroupForm(c, http.StatusOK, groupFormView{Post: "/groups/new", Members: map[string]bool{}}, nil, "")
 }
 
 func (u *ui) editGroup(c *gin.Context) {
-	g, err := u.Store.Group(c.Request.Context(), c.Param("id"))
+	ctx := c.Request.Context()
+	g, err := u.Store.Group(ctx, c.Param("id"))
 	if err != nil {
 		u.fail(c, gone(err, groupGone))
 		return
 	}
-	v := groupFormView{ID: g.ID, SavedName: g.Name, Version: groupVersion(g), Post: "/groups/" + g.ID + "/edit", Name: g.Name, Members: map[string]bool{}}
-	for _, id := range g.DeviceIDs {
-		v.Members[id] = true
+	paged, err := u.tooManyToList(ctx)
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	v := groupFormView{ID: g.ID, SavedName: g.Name, Post: c.Request.URL.RequestURI(), Name: g.Name, Members: map[string]bool{}, Paged: paged, Size: len(g.DeviceIDs)}
+	if paged {
+		v.Version = groupNameVersion(g)
+	} else {
+		v.Version = groupVersion(g)
+		for _, id := range g.DeviceIDs {
+			v.Members[id] = true
+		}
 	}
 	u.renderGroupForm(c, http.StatusOK, v, nil, "")
 }
 
+// tooManyToList reports whether there are more devices than a form lists
+// (pickerLimit): a group's edit form then pages through its members instead.
+func (u *ui) tooManyToList(ctx context.Context) (bool, error) {
+	_, total, err := u.Store.Devices(ctx, store.Page{Limit: 1})
+	return total > pickerLimit, err
+}
+
 // readGroupForm reads the posted name and members: the ticked devices and the
-// ids typed in to add (separated by commas or spaces).
+// ids typed in to add (separated by commas, spaces or new lines). Only the
+// ticked ones are shown ticked again; the typed ones stay in their field.
 func readGroupForm(c *gin.Context, v *groupFormView) (groupInput, []string) {
 	v.Name, v.Add = form(c, "name"), form(c, "add_devices")
 	typed := strings.FieldsFunc(v.Add, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
-	in := groupInput{Name: v.Name, DeviceIDs: append(c.PostFormArray("device_ids"), typed...)}
+	ticked := c.PostFormArray("device_ids")
+	in := groupInput{Name: v.Name, DeviceIDs: append(slices.Clip(ticked), typed...)}
 	v.Members = map[string]bool{}
-	for _, id := range in.DeviceIDs {
+	for _, id := range ticked {
 		v.Members[id] = true
 	}
 	return in, typed
@@ -163,7 +195,14 @@ func (u *ui) updateGroup(c *gin.Context) {
 		u.redirectError(c, "/groups", gone(err, groupGone))
 		return
 	}
-	v := groupFormView{ID: g.ID, SavedName: g.Name, Version: form(c, "version"), Post: "/groups/" + g.ID + "/edit"}
+	// The form says which it is: the fleet may have grown past the list, or
+	// shrunk, since it was opened.
+	v := groupFormView{ID: g.ID, SavedName: g.Name, Version: form(c, "version"), Post: c.Request.URL.RequestURI(),
+		Paged: c.PostForm("members") == "changes", Size: len(g.DeviceIDs)}
+	if v.Paged {
+		u.saveMemberChanges(c, g, v)
+		return
+	}
 	in, typed := readGroupForm(c, &v)
 	if err := errors.Join(in.group(g), u.checkTyped(c, typed)); err != nil { // both marked at once
 		u.groupFormError(c, v, err)
@@ -177,11 +216,90 @@ func (u *ui) updateGroup(c *gin.Context) {
 		}
 		return nil
 	})
+	u.groupUpdated(c, g, v, err, &saved, g.DeviceIDs)
+}
+
+// memberChanges are what a paged group form changes of the members: those
+// unticked leave, those typed in join.
+type memberChanges struct {
+	remove map[string]bool
+	add    []string
+}
+
+// readMemberChanges reads a paged form: the members it showed (shown), those
+// of them still ticked, and the ids typed in.
+func readMemberChanges(c *gin.Context, v *groupFormView) (groupInput, memberChanges) {
+	in, typed := readGroupForm(c, v)
+	v.shownIDs = append([]string{}, c.PostFormArray("shown")...) // not nil: shown again as sent (pageOfMembers)
+	ch := memberChanges{remove: map[string]bool{}, add: typed}
+	for _, id := range v.shownIDs {
+		if !v.Members[id] {
+			ch.remove[id] = true
+		}
+	}
+	in.DeviceIDs = nil // the members are not replaced, only changed (apply)
+	return in, ch
+}
+
+// apply returns the members a group has after the changes, from those it
+// has now. An id both unticked and typed in stays: typing it is the later
+// word.
+func (ch memberChanges) apply(members []string) []string {
+	out := make([]string, 0, len(members)+len(ch.add))
+	seen := make(map[string]bool, cap(out))
+	keep := func(id string) {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	for _, id := range members {
+		if !ch.remove[id] {
+			keep(id)
+		}
+	}
+	for _, id := range ch.add {
+		keep(id)
+	}
+	return out
+}
+
+// saveMemberChanges saves a paged form: the name, and the changes to the
+// members applied to the members the group has when it is saved, so that a
+// member added or removed elsewhere meanwhile, which this page may not show,
+// stays so. Changes never cross: only a name saved elsewhere meanwhile
+// refuses the save, as the other edit forms do.
+func (u *ui) saveMemberChanges(c *gin.Context, g *store.Group, v groupFormView) {
+	in, ch := readMemberChanges(c, &v)
+	if err := errors.Join(in.group(g), u.checkTyped(c, ch.add)); err != nil { // both marked at once
+		u.groupFormError(c, v, err)
+		return
+	}
+	var saved store.Group
+	err := u.Store.UpdateGroup(c.Request.Context(), g, func(cur *store.Group) error {
+		if stale(v.Version, groupNameVersion(cur)) {
+			saved = *cur
+			return errStale
+		}
+		g.DeviceIDs = ch.apply(cur.DeviceIDs)
+		return nil
+	})
+	u.groupUpdated(c, g, v, err, &saved, ch.add)
+}
+
+// groupUpdated answers a save of the edit form: err is UpdateGroup's, saved
+// the group as it is now if the form was stale, and added the device ids
+// the form asked for, one of which may have been deleted meanwhile.
+func (u *ui) groupUpdated(c *gin.Context, g *store.Group, v groupFormView, err error, saved *store.Group, added []string) {
+	ctx := c.Request.Context()
 	switch {
 	case errors.Is(err, errStale):
 		// Shown again as ticked, over the version now saved: a second save
 		// replaces it, knowingly.
-		v.Version, v.SavedName = groupVersion(&saved), saved.Name
+		v.Version, v.SavedName, v.Size = groupVersion(saved), saved.Name, len(saved.DeviceIDs)
+		if v.Paged {
+			v.Version = groupNameVersion(saved)
+		}
 		n := len(saved.DeviceIDs)
 		u.renderGroupForm(c, http.StatusConflict, v, nil, staleMessage("group", fmt.Sprintf("“%s” with %d %s", saved.Name, n, plural(n, "device", "devices"))))
 		return
@@ -192,7 +310,7 @@ func (u *ui) updateGroup(c *gin.Context) {
 		}
 	}
 	if err != nil {
-		u.groupFormError(c, v, groupWriteError(ctx, u.Store, err, g.Name, g.DeviceIDs))
+		u.groupFormError(c, v, groupWriteError(ctx, u.Store, err, g.Name, added))
 		return
 	}
 	u.Log.Info("ui: group updated", "id", g.ID, "by", account(c).User.Username)
@@ -207,6 +325,12 @@ func groupVersion(g *store.Group) string {
 	}{g.Name, slices.Sorted(slices.Values(g.DeviceIDs))})
 }
 
+// groupNameVersion is the version that a paged edit form carries: its name
+// only, as it changes the members without replacing them.
+func groupNameVersion(g *store.Group) string {
+	return editVersion(struct{ Name string }{g.Name})
+}
+
 func (u *ui) groupFormError(c *gin.Context, v groupFormView, err error) {
 	if !isUserError(err) {
 		u.fail(c, err)
@@ -214,6 +338,9 @@ func (u *ui) groupFormError(c *gin.Context, v groupFormView, err error) {
 	}
 	errs, msg := fieldErrors(err, func(f string) string { // device_ids[2] -> device_ids
 		f, _, _ = strings.Cut(f, "[")
+		if v.Paged && f == "device_ids" { // a paged form adds devices only by id
+			f = "add_devices"
+		}
 		return f
 	})
 	if asError(err).Code == actions.CodeConflict {
@@ -222,14 +349,44 @@ func (u *ui) groupFormError(c *gin.Context, v groupFormView, err error) {
 	u.renderGroupForm(c, http.StatusUnprocessableEntity, v, errs, msg)
 }
 
-// renderGroupForm lists the first devices and every current member to choose
-// from; with more devices than that, others are typed in (with suggestions).
+// renderGroupForm shows the group form: with the devices to tick, or, paged,
+// with a page of the group's members.
 func (u *ui) renderGroupForm(c *gin.Context, status int, v groupFormView, errs map[string]string, msg string) {
-	ctx := c.Request.Context()
-	devs, total, err := u.Store.Devices(ctx, store.Page{Limit: pickerLimit})
+	var err error
+	if v.Paged {
+		err = u.pageOfMembers(c, &v)
+	} else {
+		err = u.deviceChoices(c, &v)
+	}
 	if err != nil {
 		u.fail(c, err)
 		return
+	}
+	if v.TypeID {
+		v.Suggest = "/devices/suggest"
+		if v.ID != "" {
+			v.Suggest += "?not_in_group=" + url.QueryEscape(v.ID)
+		}
+	}
+	// An edit page names the group as saved (see renderActionForm).
+	title := "New group"
+	if v.ID != "" {
+		filter := ""
+		if v.Search != "" {
+			filter = "members with “" + v.Search + "”"
+		}
+		title = v.Pager.title("Edit “"+v.SavedName+"”", filter)
+	}
+	u.render(c, status, "group_form", &web.View{Title: title, Nav: "groups", Errors: errs, Error: msg, Data: v})
+}
+
+// deviceChoices lists the first devices and every ticked one to choose from;
+// with more devices than that, others are typed in.
+func (u *ui) deviceChoices(c *gin.Context, v *groupFormView) error {
+	ctx := c.Request.Context()
+	devs, total, err := u.Store.Devices(ctx, store.Page{Limit: pickerLimit})
+	if err != nil {
+		return err
 	}
 	v.TypeID = total > int64(len(devs))
 	listed := map[string]bool{}
@@ -245,31 +402,71 @@ func (u *ui) renderGroupForm(c *gin.Context, status int, v groupFormView, errs m
 	if len(missing) > 0 {
 		more, err := u.Store.DevicesByID(ctx, missing)
 		if err != nil {
-			u.fail(c, err)
-			return
+			return err
 		}
 		devs = append(devs, more...)
 		sort.Slice(devs, func(i, j int) bool { return devs[i].ID < devs[j].ID })
 	}
 	v.Devices = devs
-	if v.TypeID {
-		ids, err := u.Store.DeviceIDs(ctx)
-		if err != nil {
-			u.fail(c, err)
-			return
-		}
-		for _, id := range ids {
-			if !listed[id] && !v.Members[id] && len(v.Suggest) < maxSuggestions {
-				v.Suggest = append(v.Suggest, id)
-			}
-		}
+	return nil
+}
+
+// pageOfMembers lists a page of the group's members (?page=, of those whose
+// id or name contains ?q=): as saved, all ticked; or, shown again after a
+// save that failed, those the form showed, ticked as they were sent.
+func (u *ui) pageOfMembers(c *gin.Context, v *groupFormView) error {
+	ctx := c.Request.Context()
+	pg, offset := pagerOf(c, membersPerPage)
+	v.Search = strings.TrimSpace(c.Query("q"))
+	shown, total, err := u.Store.GroupMembers(ctx, v.ID, v.Search, store.Page{Limit: membersPerPage, Offset: offset})
+	if err != nil {
+		return err
 	}
-	// An edit page names the group as saved (see renderActionForm).
-	title := "New group"
-	if v.ID != "" {
-		title = "Edit “" + v.SavedName + "”"
+	pg.setTotal(total, membersPerPage)
+	v.Pager, v.TypeID = pg, true
+	if v.shownIDs == nil {
+		for _, d := range shown {
+			v.Members[d.ID] = true
+		}
+		v.Shown = shown
+		return nil
 	}
-	u.render(c, status, "group_form", &web.View{Title: title, Nav: "groups", Errors: errs, Error: msg, Data: v})
+	if v.Shown, err = u.Store.DevicesByID(ctx, v.shownIDs); err != nil {
+		return err
+	}
+	sort.Slice(v.Shown, func(i, j int) bool { return v.Shown[i].ID < v.Shown[j].ID })
+	return nil
+}
+
+// suggestLimit is how many devices suggestDevices offers: a few to pick
+// from while typing, not a list to scroll.
+const suggestLimit = 20
+
+type deviceSuggestion struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// suggestDevices answers the group form's "Add devices by id" field as an id
+// is typed (?q=): the devices whose id or name contains it, those whose id
+// starts with it first, leaving out the members of ?not_in_group=. A few at
+// a time, where the page once carried every id.
+func (u *ui) suggestDevices(c *gin.Context) {
+	q := strings.TrimSpace(c.Query("q"))
+	out := []deviceSuggestion{}
+	if q == "" || len(q) > maxSearch {
+		c.JSON(http.StatusOK, gin.H{"devices": out})
+		return
+	}
+	ds, err := u.Store.SuggestDevices(c.Request.Context(), q, c.Query("not_in_group"), suggestLimit)
+	if err != nil {
+		respondError(c, u.Log, err)
+		return
+	}
+	for _, d := range ds {
+		out = append(out, deviceSuggestion{ID: d.ID, Name: d.Name})
+	}
+	c.JSON(http.StatusOK, gin.H{"devices": out})
 }
 
 func (u *ui) confirmDeleteGroup(c *gin.Context) {

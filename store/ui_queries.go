@@ -85,12 +85,7 @@ func (s *Store) FindDevices(ctx context.Context, f DeviceFilter, p Page) ([]Devi
 	default:
 		return nil, 0, fmt.Errorf("store: unknown device state %q", f.State)
 	}
-	if f.Search != "" {
-		// Both sides folded by the database, so that the text as written
-		// always finds itself (SQLite folds ASCII letters only).
-		like := "%" + likeEscaper.Replace(f.Search) + "%"
-		q = q.Where(`(LOWER(id) LIKE LOWER(?) ESCAPE '\' OR LOWER(name) LIKE LOWER(?) ESCAPE '\')`, like, like)
-	}
+	q = containing(q, f.Search)
 	var (
 		ds    []Device
 		total int64

@@ -273,6 +273,138 @@
     update();
   });
 
+  // ---- Ids typed in a list (a textarea with data-suggest="URL", the group
+  // form's "Add devices by id"): as an id is typed, the devices whose id or
+  // name contains it are asked of URL (?q=, at most 20) and offered as
+  // buttons under the field; one picked replaces the id being typed. Down
+  // at the end of the text goes to them, Escape back. Without this script
+  // the ids are typed whole. ----
+
+  var separator = /[\s,]/;
+  document.querySelectorAll("textarea[data-suggest]").forEach(function (field) {
+    var list = document.createElement("ul");
+    list.className = "suggestions";
+    list.id = field.id + "-suggestions";
+    list.setAttribute("aria-label", "Suggested devices");
+    list.hidden = true;
+    var status = document.createElement("p");
+    status.className = "help sr-only";
+    status.id = field.id + "-suggest-status";
+    status.setAttribute("role", "status");
+    field.after(list, status);
+    field.setAttribute("aria-controls", list.id);
+    var timer, asked = "";
+
+    // typing: the id around the caret, and where it starts and ends.
+    var typing = function () {
+      var v = field.value, start = field.selectionStart, end = field.selectionEnd;
+      while (start > 0 && !separator.test(v[start - 1])) { start--; }
+      while (end < v.length && !separator.test(v[end])) { end++; }
+      return { start: start, end: end, text: v.slice(start, end) };
+    };
+    var close = function () {
+      list.hidden = true;
+      list.replaceChildren();
+      asked = "";
+    };
+    var pick = function (id) {
+      var t = typing(), v = field.value, after = v.slice(t.end).replace(/^[\s,]*/, "");
+      var joined = v.slice(0, t.start) + id + ", ";
+      field.value = joined + after;
+      field.setSelectionRange(joined.length, joined.length);
+      field.dispatchEvent(new Event("input", { bubbles: true }));
+      close();
+      status.textContent = id + " added.";
+      field.focus();
+    };
+    var show = function (text, devices) {
+      var typed = field.value.split(/[\s,]+/);
+      list.replaceChildren();
+      devices.forEach(function (d) {
+        if (d.id !== text && typed.indexOf(d.id) >= 0) { return; } // already in the list
+        var btn = document.createElement("button");
+        btn.type = "button";
+        btn.className = "suggestion small";
+        btn.dataset.id = d.id;
+        btn.textContent = d.name;
+        if (d.name !== d.id) {
+          var id = document.createElement("span");
+          id.className = "muted";
+          id.textContent = " " + d.id;
+          btn.append(id);
+        }
+        btn.addEventListener("click", function () { pick(d.id); });
+        var item = document.createElement("li");
+        item.append(btn);
+        list.append(item);
+      });
+      list.hidden = list.children.length === 0;
+      status.textContent = list.hidden ? "No device to add matches " + text + "." :
+        list.children.length + (list.children.length === 1 ? " device matches" : " devices match") + " " + text + ": press Down to choose.";
+    };
+    var ask = function () {
+      var text = typing().text;
+      if (text === asked) { return; }
+      asked = text;
+      if (text === "") { close(); return; }
+      var u = new URL(field.dataset.suggest, window.location.href);
+      u.searchParams.set("q", text);
+      fetch(u, { headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
+        .then(function (r) {
+          // Signed out, the answer is the sign-in page: the form stays as
+          // typed (its save says the session ended), without suggestions.
+          if (!r.ok || r.redirected) { throw new Error("HTTP " + r.status); }
+          return r.json();
+        })
+        .then(function (data) {
+          if (asked === text && typing().text === text) { show(text, data.devices || []); }
+        })
+        .catch(close);
+    };
+    field.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(ask, 150);
+    });
+    field.addEventListener("keydown", function (ev) {
+      if (list.hidden) { return; }
+      if (ev.key === "Escape") { ev.preventDefault(); close(); }
+      if (ev.key === "ArrowDown" && field.selectionStart === field.value.length) {
+        ev.preventDefault();
+        list.querySelector("button").focus();
+      }
+    });
+    list.addEventListener("keydown", function (ev) {
+      var items = Array.prototype.slice.call(list.querySelectorAll("button"));
+      var at = items.indexOf(document.activeElement);
+      if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+        ev.preventDefault();
+        var next = at + (ev.key === "ArrowDown" ? 1 : -1);
+        if (next < 0) { field.focus(); } else if (next < items.length) { items[next].focus(); }
+      } else if (ev.key === "Escape") {
+        ev.preventDefault();
+        close();
+        field.focus();
+      }
+    });
+  });
+
+  // ---- A form that saves only the changes on its page (data-warn-unsaved:
+  // the group form's page of members): leaving for another page with a
+  // change not saved asks first. Its own submit does not; nor does the
+  // members' search, a form of its own. ----
+
+  document.querySelectorAll("form[data-warn-unsaved]").forEach(function (form) {
+    var changed = false;
+    var mark = function (ev) { if (ev.target.form === form) { changed = true; } };
+    form.addEventListener("input", mark);
+    form.addEventListener("change", mark);
+    form.addEventListener("submit", function () { changed = false; });
+    window.addEventListener("pageshow", function () { changed = false; }); // reset by the browser, or afresh
+    window.addEventListener("beforeunload", function (ev) {
+      if (changed) { ev.preventDefault(); ev.returnValue = ""; }
+    });
+  });
+
   // ---- Live status: an element with data-live="URL" polls that JSON endpoint
   // while data-live-done is not "true", and updates rows in place. ----
 
