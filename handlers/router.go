@@ -92,7 +92,7 @@ func New(d Deps) (http.Handler, error) {
 	r.POST("/public-api/integration/webhooks", wh.handle)
 	r.GET("/public-api/integration/webhooks", wh.handle)
 	r.HEAD("/public-api/integration/webhooks", wh.handle)
-	r.GET("/public-api/integration/webhooks/dispatches/:id", wh.dispatchStatus)
+	r.GET("/public-api/integration/webhooks/dispatches/:id", wh.followUp)
 
 	a := &api{Deps: d}
 	v1 := r.Group("/api/v1", noStore, requireAdmin(d.Admins, d.Log))

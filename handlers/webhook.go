@@ -46,7 +46,7 @@ type webhookHandler struct {
 
 // call is what one webhook call did, for the request log and metrics.
 type call struct {
-	code       string // "success", an error code, or "head"/"prefetch"/"preview"/"confirm" for calls that fire nothing
+	code       string // "success", an error code, or "head"/"prefetch"/"preview"/"confirm"/"follow_up" for calls that fire nothing
 	caller     *auth.Caller
 	eventID    string
 	dispatchID string

@@ -309,4 +309,22 @@ func TestCallerFollowsUpItsDispatch(t *testing.T) {
 	s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+keyID, map[string]any{"rate": nil, "cidrs": []string{"10.0.0.0/8"}})
 	status, got = follow(id, key)
 	wantError(t, "a key used outside its ranges", status, got, http.StatusForbidden, "forbidden")
+
+	// The request log has the follow-ups as the key's calls, so that they
+	// add up to what its rate counted: answered ones as follow_up, with
+	// their dispatch, and the refused one as rate_limited.
+	testenv.WaitFor(t, 5*time.Second, "the follow-ups in the request log", func() bool {
+		return s.mustCall(http.StatusOK, "GET", "/api/v1/requests?code=rate_limited&key_id="+keyID, nil)["total"] == float64(1)
+	})
+	logged := s.mustCall(http.StatusOK, "GET", "/api/v1/requests?code=follow_up&key_id="+keyID, nil)
+	items, _ := logged["items"].([]any)
+	if len(items) < 2 {
+		t.Fatalf("follow-ups logged: %v", logged)
+	}
+	if r := items[0].(map[string]any); r["method"] != "GET" || r["dispatch_id"] != id || r["status"] != float64(http.StatusOK) || r["event_id"] != nil {
+		t.Fatalf("a follow-up's record: %v", r)
+	}
+	if n := s.mustCall(http.StatusOK, "GET", "/api/v1/requests?code=success&key_id="+keyID, nil)["total"]; n != float64(1) {
+		t.Fatalf("%v calls logged as success, want the one trigger", n)
+	}
 }
