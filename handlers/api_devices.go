@@ -168,6 +168,9 @@ type historyQuery struct {
 // is refused, as this list does not page by it.
 func historyQueryOf(c *gin.Context) (historyQuery, error) {
 	var q historyQuery
+	if _, ok := c.GetQuery("offset"); ok {
+		return q, badRequest("a device's commands page with ?before= (the answer's next), not ?offset=")
+	}
 	states, err := statesOf(c.Query("state"))
 	if err != nil {
 		return q, err
@@ -175,9 +178,6 @@ func historyQueryOf(c *gin.Context) (historyQuery, error) {
 	p, err := pageOf(c)
 	if err != nil {
 		return q, err
-	}
-	if c.Query("offset") != "" {
-		return q, badRequest("a device's commands page with ?before= (the answer's next), not ?offset=")
 	}
 	q.states, q.before, q.limit = states, c.Query("before"), p.Limit
 	if len(q.before) > maxIDLength {

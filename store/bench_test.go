@@ -217,7 +217,9 @@ func BenchmarkFanOutWrite(b *testing.B) {
 }
 
 // BenchmarkDeviceHistory reads the newest page of a device's history when
-// none of the 20,000 latest dispatches reached it: the most a page looks at.
+// none of the 20,000 latest dispatches has a command of it to show, the most
+// a page looks at: a device none of them reached ("unreached"), and one that
+// each reached, with a filter that none of its commands passes ("filtered").
 func BenchmarkDeviceHistory(b *testing.B) {
 	b.Run("sqlite", func(b *testing.B) { benchDeviceHistory(b, benchStore(b)) })
 	b.Run("postgres", func(b *testing.B) {
@@ -242,11 +244,18 @@ func benchDeviceHistory(b *testing.B, st *store.Store) {
 			b.Fatal(err)
 		}
 	}
-	b.ResetTimer()
-	for range b.N {
-		h, err := st.DeviceHistory(ctx, devices[1], nil, "", 50)
-		if err != nil || h.Searched != 20000 {
-			b.Fatalf("%+v %v", h.Searched, err)
-		}
+	for _, c := range []struct {
+		name   string
+		device string
+		states []string
+	}{{"unreached", devices[1], nil}, {"filtered", devices[0], []string{store.StateFailed}}} {
+		b.Run(c.name, func(b *testing.B) {
+			for range b.N {
+				h, err := st.DeviceHistory(ctx, c.device, c.states, "", 50)
+				if err != nil || h.Searched != 20000 || len(h.Commands) != 0 {
+					b.Fatalf("%d commands, searched %d: %v", len(h.Commands), h.Searched, err)
+				}
+			}
+		})
 	}
 }

@@ -215,3 +215,13 @@ func (s *Store) DeleteGroup(ctx context.Context, id string) error {
 		return nil
 	}))
 }
+
+// DeviceGroups lists the groups a device is in, by name (without their
+// members).
+func (s *Store) DeviceGroups(ctx context.Context, deviceID string) ([]Group, error) {
+	var gs []Group
+	err := s.db.WithContext(ctx).Model(&Group{}).
+		Joins("JOIN group_members ON group_members.group_id = groups.id").
+		Where("group_members.device_id = ?", deviceID).Order("groups.name").Find(&gs).Error
+	return gs, wrap("device groups", err)
+}

@@ -136,17 +136,22 @@ func readSchemaSetting(ctx context.Context, db *sql.DB, postgres bool, name stri
 	return nil
 }
 
-// recordSchemaVersion records, after a successful migrate, this build's
-// version and compatibility, never lowering what rec (read before migrate)
-// holds: on a database a newer build wrote, its numbers stay. Its "compatible
-// from" stays too, because the schema is still the newer build's (migrate
-// only adds what this build knows, which the newer build does know), so the
-// builds it shuts out would still damage it. It writes nothing when the
-// record already holds these numbers.
+// recordSchemaVersion records this build's version and compatibility before
+// migrate changes anything (a migrate stopped halfway must leave a database
+// that the builds this one shuts out refuse), never lowering what rec (read
+// just before) holds: on a database a newer build wrote, its numbers stay.
+// Its "compatible from" stays too, because the schema is still the newer
+// build's (migrate only adds what this build knows, which the newer build
+// does know), so the builds it shuts out would still damage it. It writes
+// nothing when the record already holds these numbers.
 func (s *Store) recordSchemaVersion(ctx context.Context, rec schemaRecord) error {
 	want := schemaRecord{version: max(rec.version, SchemaVersion), compatibleFrom: max(rec.compatibleFrom, CompatibleFrom)}
 	if want == rec {
 		return nil
+	}
+	// The record's table first, on a database that has none yet.
+	if err := s.db.WithContext(ctx).AutoMigrate(&Setting{}); err != nil {
+		return fmt.Errorf("store: record the schema version: %w", err)
 	}
 	rows := []Setting{
 		{Name: schemaVersionSetting, Value: strconv.Itoa(want.version)},

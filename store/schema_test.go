@@ -209,6 +209,25 @@ func TestDatabaseFromBeforeTheRecordGetsIt(t *testing.T) {
 	})
 }
 
+// The record is written before the upgrade: an upgrade that stops halfway
+// (here, a unique index it cannot build) leaves a database that the builds
+// this one shuts out already refuse.
+func TestRecordComesBeforeTheUpgrade(t *testing.T) {
+	eachSchemaDB(t, func(t *testing.T, db *schemaDB) {
+		db.exec(t, `DELETE FROM settings WHERE name IN ('schema_version', 'schema_compatible_from')`)
+		db.exec(t, `DROP INDEX idx_groups_name`)
+		now := time.Now().UTC()
+		db.exec(t, `INSERT INTO groups (id, name, created_at, updated_at) VALUES (?, ?, ?, ?), (?, ?, ?, ?)`,
+			"g1", "Lobby", now, now, "g2", "Lobby", now, now)
+		if _, _, err := db.open(t, AsTheActiveInstance(nil)); err == nil {
+			t.Fatal("the upgrade did not fail")
+		}
+		if got := db.recorded(t); got != "1/1" {
+			t.Fatalf("after a failed upgrade the database records %s, want 1/1", got)
+		}
+	})
+}
+
 // A database a newer build upgraded in a way this build would damage is
 // refused, by serve and by the tools, and left as it was: no index this
 // build would make, no counter, no setting.

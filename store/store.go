@@ -110,7 +110,9 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 		}
 	}
 	// Read and checked inside the claim, before anything changes the
-	// database, and recorded after migrate: no other instance migrates between.
+	// database: no other instance migrates between. Recorded before migrate,
+	// so that a migrate stopped halfway (killed, failed) leaves a database
+	// that the builds this one shuts out already refuse.
 	recorded, err := checkSchemaVersion(ctx, sqlDB, s.postgres, log)
 	if err != nil {
 		s.releaseClaim()
@@ -126,8 +128,8 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 			// large database that takes minutes, which must not look hung.
 			log.Info("database: checking the schema; an upgrade's new indexes take a while on a large database")
 		}
-		if err = s.migrate(ctx, log); err == nil {
-			err = s.recordSchemaVersion(ctx, recorded)
+		if err = s.recordSchemaVersion(ctx, recorded); err == nil {
+			err = s.migrate(ctx, log)
 		}
 	}
 	if err != nil {
@@ -248,7 +250,7 @@ func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
 	if err := s.moveRenamedColumns(ctx, log); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	for _, q := range slices.Concat(openCommandIndexes, dispatchCommandIndexes, requestLogIndexes, []string{attentionIndex, desiredCounterSQL}) {
+	for _, q := range slices.Concat(openCommandIndexes, replacedCommandIndexes, requestLogIndexes, []string{attentionIndex, desiredCounterSQL}) {
 		if err := s.db.WithContext(ctx).Exec(q).Error; err != nil {
 			return fmt.Errorf("store: migrate: %w", err)
 		}

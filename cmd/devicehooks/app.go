@@ -96,8 +96,11 @@ func (a *App) Open(ctx context.Context) (err error) {
 		path := absPath(a.Config.secretPath())
 		// Only the file as this start wrote it: one put there meanwhile (the
 		// right secret, copied while this start waited) stays.
-		secrets.RemoveSecretFile(path, secret)
+		removed := secrets.RemoveSecretFile(path, secret)
 		if !wrong {
+			if removed {
+				a.Log.Info("removed the secret file this start made: the database did not open", "file", path)
+			}
 			return err
 		}
 		return fmt.Errorf("%w; no secret file was at %s, and the one this start made there (removed again) cannot be this database's", err, path)

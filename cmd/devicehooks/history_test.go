@@ -75,6 +75,7 @@ func TestDeviceHistoryAPI(t *testing.T) {
 	}{
 		{"/api/v1/devices/nobody/commands", http.StatusNotFound, "not_found", ""},
 		{"/api/v1/devices/lobby-1/commands?offset=2", http.StatusBadRequest, "bad_request", "?before="},
+		{"/api/v1/devices/lobby-1/commands?offset=", http.StatusBadRequest, "bad_request", "?before="},
 		{"/api/v1/devices/lobby-1/commands?state=done", http.StatusBadRequest, "bad_request", "not a command state"},
 		{"/api/v1/devices/lobby-1/commands?limit=-1", http.StatusBadRequest, "bad_request", "limit"},
 	} {

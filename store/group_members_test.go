@@ -1,0 +1,85 @@
+package store_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"devicehooks/store"
+)
+
+// A large group's edit page reads its members a page at a time, searched by
+// id or name; the id field's suggestions put the ids that start with what is
+// typed first, can leave a group's members out, and read LIKE's wildcards as
+// the characters typed.
+func TestGroupMembersAndSuggestions(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		for _, id := range []string{"abc-1", "xabc", "Abc-2", "zz", "a_c", "abc%"} {
+			d := device(id)
+			d.Name = "Screen " + id
+			if err := st.CreateDevice(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now := time.Now().UTC()
+		if err := st.CreateGroup(ctx, &store.Group{ID: "g1", Name: "G", CreatedAt: now, UpdatedAt: now, DeviceIDs: []string{"abc-1", "zz"}}); err != nil {
+			t.Fatal(err)
+		}
+
+		suggest := func(text, notIn string) []string {
+			t.Helper()
+			ds, err := st.SuggestDevices(ctx, text, notIn, 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return deviceIDs(ds)
+		}
+		// Those starting with "abc" (any case) first, in some order of ids;
+		// then the one that only contains it.
+		got := suggest("abc", "")
+		if len(got) != 4 || got[3] != "xabc" || !sameSet(got[:3], []string{"abc-1", "Abc-2", "abc%"}) {
+			t.Fatalf("abc: %v", got)
+		}
+		if got := suggest("abc", "g1"); len(got) != 3 || got[2] != "xabc" || !sameSet(got[:2], []string{"Abc-2", "abc%"}) {
+			t.Fatalf("abc outside g1: %v", got)
+		}
+		if got := suggest("a_c", ""); !slices.Equal(got, []string{"a_c"}) {
+			t.Fatalf("a_c: %v", got)
+		}
+		if got := suggest("c%", ""); !slices.Equal(got, []string{"abc%"}) {
+			t.Fatalf("c%%: %v", got)
+		}
+
+		members := func(group, search string) ([]string, int64) {
+			t.Helper()
+			ds, n, err := st.GroupMembers(ctx, group, search, store.Page{Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return deviceIDs(ds), n
+		}
+		if got, n := members("g1", ""); !slices.Equal(got, []string{"abc-1", "zz"}) || n != 2 {
+			t.Fatalf("g1's members: %v of %d", got, n)
+		}
+		if got, n := members("g1", "SCREEN Z"); !slices.Equal(got, []string{"zz"}) || n != 1 {
+			t.Fatalf("g1's members named like screen z: %v of %d", got, n)
+		}
+		if got, n := members("nope", ""); len(got) != 0 || n != 0 {
+			t.Fatalf("an unknown group's members: %v of %d", got, n)
+		}
+	})
+}
+
+func deviceIDs(ds []store.Device) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.ID
+	}
+	return out
+}
+
+func sameSet(a, b []string) bool {
+	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
+}
