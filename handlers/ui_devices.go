@@ -156,6 +156,37 @@ func (u *ui) devicesLive(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"devices": out, "online": u.Presence.OnlineCount()})
 }
 
+// suggestLimit is how many devices suggestDevices offers: a few to pick
+// from while typing, not a list to scroll.
+const suggestLimit = 20
+
+type deviceSuggestion struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// suggestDevices answers the group form's "Add devices by id" field as an id
+// is typed (?q=): the devices whose id or name contains it, those whose id
+// starts with it first, leaving out the members of ?not_in_group=. A few at
+// a time, where the page once carried every id.
+func (u *ui) suggestDevices(c *gin.Context) {
+	q := strings.TrimSpace(c.Query("q"))
+	out := []deviceSuggestion{}
+	if q == "" || len(q) > maxSearch {
+		c.JSON(http.StatusOK, gin.H{"devices": out})
+		return
+	}
+	ds, err := u.Store.SuggestDevices(c.Request.Context(), q, c.Query("not_in_group"), suggestLimit)
+	if err != nil {
+		respondError(c, u.Log, err)
+		return
+	}
+	for _, d := range ds {
+		out = append(out, deviceSuggestion{ID: d.ID, Name: d.Name})
+	}
+	c.JSON(http.StatusOK, gin.H{"devices": out})
+}
+
 func (u *ui) createDevice(c *gin.Context) {
 	var v devicesView
 	v.Form.ID, v.Form.Name = form(c, "id"), form(c, "name")

@@ -90,6 +90,7 @@ type groupFormView struct {
 	Pager  pager
 	Size   int // how many members the group has
 
+	Posted    bool     // shown again after a save that failed: its changes are not saved
 	SavedName string   // the edited group's name as saved, for the page's title
 	shownIDs  []string // the members a paged form showed, as it sent them; nil for a page as saved
 }
@@ -352,6 +353,7 @@ func (u *ui) groupFormError(c *gin.Context, v groupFormView, err error) {
 // renderGroupForm shows the group form: with the devices to tick, or, paged,
 // with a page of the group's members.
 func (u *ui) renderGroupForm(c *gin.Context, status int, v groupFormView, errs map[string]string, msg string) {
+	v.Posted = c.Request.Method == http.MethodPost
 	var err error
 	if v.Paged {
 		err = u.pageOfMembers(c, &v)
@@ -436,37 +438,6 @@ func (u *ui) pageOfMembers(c *gin.Context, v *groupFormView) error {
 	}
 	sort.Slice(v.Shown, func(i, j int) bool { return v.Shown[i].ID < v.Shown[j].ID })
 	return nil
-}
-
-// suggestLimit is how many devices suggestDevices offers: a few to pick
-// from while typing, not a list to scroll.
-const suggestLimit = 20
-
-type deviceSuggestion struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
-
-// suggestDevices answers the group form's "Add devices by id" field as an id
-// is typed (?q=): the devices whose id or name contains it, those whose id
-// starts with it first, leaving out the members of ?not_in_group=. A few at
-// a time, where the page once carried every id.
-func (u *ui) suggestDevices(c *gin.Context) {
-	q := strings.TrimSpace(c.Query("q"))
-	out := []deviceSuggestion{}
-	if q == "" || len(q) > maxSearch {
-		c.JSON(http.StatusOK, gin.H{"devices": out})
-		return
-	}
-	ds, err := u.Store.SuggestDevices(c.Request.Context(), q, c.Query("not_in_group"), suggestLimit)
-	if err != nil {
-		respondError(c, u.Log, err)
-		return
-	}
-	for _, d := range ds {
-		out = append(out, deviceSuggestion{ID: d.ID, Name: d.Name})
-	}
-	c.JSON(http.StatusOK, gin.H{"devices": out})
 }
 
 func (u *ui) confirmDeleteGroup(c *gin.Context) {

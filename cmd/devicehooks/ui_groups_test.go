@@ -194,6 +194,10 @@ func TestUIGroupsInALargeFleet(t *testing.T) {
 		if n := len(groupMembers(s, group)); n != 249 {
 			t.Fatalf("a refused save changed the members: %d", n)
 		}
+		// What it holds is not saved: leaving asks first.
+		if !evalIn[bool](b, `(e => (window.dispatchEvent(e), e.defaultPrevented))(new Event("beforeunload", {cancelable: true}))`) {
+			t.Fatal("leaving a form whose save was refused does not ask")
+		}
 		// The form comes back as sent: the same page of members, ticked.
 		if n := listed(); n != 100 || !checked("g-0000") {
 			t.Fatalf("shown again with %d members", n)

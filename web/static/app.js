@@ -391,15 +391,18 @@
   // ---- A form that saves only the changes on its page (data-warn-unsaved:
   // the group form's page of members): leaving for another page with a
   // change not saved asks first. Its own submit does not; nor does the
-  // members' search, a form of its own. ----
+  // members' search, a form of its own. A form shown again after a save
+  // that failed (data-warn-unsaved="posted") holds changes not saved from
+  // the start. ----
 
   document.querySelectorAll("form[data-warn-unsaved]").forEach(function (form) {
-    var changed = false;
+    var posted = form.dataset.warnUnsaved === "posted";
+    var changed = posted;
     var mark = function (ev) { if (ev.target.form === form) { changed = true; } };
     form.addEventListener("input", mark);
     form.addEventListener("change", mark);
     form.addEventListener("submit", function () { changed = false; });
-    window.addEventListener("pageshow", function () { changed = false; }); // reset by the browser, or afresh
+    window.addEventListener("pageshow", function () { changed = posted; }); // reset by the browser, or afresh
     window.addEventListener("beforeunload", function (ev) {
       if (changed) { ev.preventDefault(); ev.returnValue = ""; }
     });
