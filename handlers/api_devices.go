@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"devicehooks/actions"
 	"devicehooks/store"
@@ -123,9 +124,6 @@ type deviceHistoryView struct {
 	SearchedBackTo *time.Time          `json:"searched_back_to"`
 }
 
-// maxIDLength bounds ids read from a query (the longest, a device's, is 64).
-const maxIDLength = 64
-
 // listDeviceCommands pages a device's commands, newest first: what each
 // trigger sent the screen and what became of it.
 func (a *api) listDeviceCommands(c *gin.Context) {
@@ -171,7 +169,7 @@ func historyQueryOf(c *gin.Context) (historyQuery, error) {
 	if _, ok := c.GetQuery("offset"); ok {
 		return q, badRequest("a device's commands page with ?before= (the answer's next), not ?offset=")
 	}
-	states, err := statesOf(c.Query("state"))
+	states, err := statesOf(c)
 	if err != nil {
 		return q, err
 	}
@@ -180,8 +178,10 @@ func historyQueryOf(c *gin.Context) (historyQuery, error) {
 		return q, err
 	}
 	q.states, q.before, q.limit = states, c.Query("before"), p.Limit
-	if len(q.before) > maxIDLength {
-		return q, badRequest("before must be a dispatch id (the answer's next)")
+	if q.before != "" && uuid.Validate(q.before) != nil {
+		// Not read as no cursor: a damaged one would start again from the
+		// newest without a word.
+		return q, badRequest("before must be a dispatch id, as the answer's next gives it")
 	}
 	return q, nil
 }

@@ -109,7 +109,7 @@ func dispatchDetailView(d *store.Dispatch, cmds []store.Command, counts store.St
 // listDispatchCommands pages a dispatch's commands, in the states of ?state=
 // only if given: a fan-out to thousands of devices, or the screens it failed on.
 func (a *api) listDispatchCommands(c *gin.Context) {
-	states, err := statesOf(c.Query("state"))
+	states, err := statesOf(c)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
@@ -124,18 +124,20 @@ func (a *api) listDispatchCommands(c *gin.Context) {
 	}, commandViewOf)
 }
 
-// statesOf reads ?state=, a comma-separated list of command states (none:
-// every state).
-func statesOf(q string) ([]string, error) {
+// statesOf reads ?state=, command states separated by commas, or given
+// more than once (none: every state).
+func statesOf(c *gin.Context) ([]string, error) {
 	var states []string
-	for st := range strings.SplitSeq(q, ",") {
+	for st := range strings.SplitSeq(strings.Join(c.QueryArray("state"), ","), ",") {
 		if st = strings.TrimSpace(st); st == "" {
 			continue
 		}
 		if !slices.Contains(store.States, st) {
 			return nil, badRequest("state %q is not a command state; use one or more of %s, separated by commas", st, strings.Join(store.States, ", "))
 		}
-		states = append(states, st)
+		if !slices.Contains(states, st) {
+			states = append(states, st)
+		}
 	}
 	return states, nil
 }

@@ -3,6 +3,7 @@ package handlers
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,10 +34,11 @@ type devicePageView struct {
 	Topics  [][2]string    // its MQTT topics, for the player's configuration
 
 	History  []historyRow
-	Failures bool   // the history shows only commands that did not succeed
-	Older    string // the link to older commands, "" at the end
-	Newer    bool   // the page is not the newest: a link back to it
-	Searched int    // dispatches the page looked at, back to the one made at Reached
+	States   []string // the history shows only commands in these states (?state=; none: all)
+	Failures bool     // those are the ones that did not succeed (notSucceeded)
+	Older    string   // the link to older commands, "" at the end
+	Newer    bool     // the page is not the newest: a link back to it
+	Searched int      // dispatches the page looked at, back to the one made at Reached
 	Reached  time.Time
 }
 
@@ -60,7 +62,7 @@ func (u *ui) devicePage(c *gin.Context) {
 		u.fail(c, gone(err, deviceGone))
 		return
 	}
-	v := devicePageView{deviceRow: deviceRow{Device: *d}, Failures: c.Query("show") == "failures"}
+	v := devicePageView{deviceRow: deviceRow{Device: *d}}
 	v.Online, v.Device.LastSeen = u.Presence.Of(d)
 	if v.Groups, err = u.Store.DeviceGroups(ctx, d.ID); err != nil {
 		u.fail(c, err)
@@ -78,27 +80,21 @@ func (u *ui) devicePage(c *gin.Context) {
 	u.render(c, http.StatusOK, "device", &web.View{Title: "Device " + deviceTitle(d), Nav: "devices", Data: &v})
 }
 
-// loadHistory reads the page of the device's commands that ?before= asks for.
+// loadHistory reads the page of the device's commands that ?before= and
+// ?state= ask for, as the API reads them.
 func (u *ui) loadHistory(c *gin.Context, v *devicePageView) error {
-	var states []string
-	if v.Failures {
-		states = notSucceeded
-	}
-	before := c.Query("before")
-	if len(before) > maxIDLength {
-		before = ""
-	}
-	h, err := u.Store.DeviceHistory(c.Request.Context(), v.ID, states, before, historyPerPage)
+	q, err := historyQueryOf(c)
 	if err != nil {
 		return err
 	}
-	v.Newer, v.Searched, v.Reached = before != "", h.Searched, h.Reached
+	v.States, v.Failures = q.states, sameStates(q.states, notSucceeded)
+	h, err := u.Store.DeviceHistory(c.Request.Context(), v.ID, q.states, q.before, historyPerPage)
+	if err != nil {
+		return err
+	}
+	v.Newer, v.Searched, v.Reached = q.before != "", h.Searched, h.Reached
 	if h.Next != "" {
-		q := url.Values{"before": {h.Next}}
-		if v.Failures {
-			q.Set("show", "failures")
-		}
-		v.Older = devicePageLink(v.ID) + "?" + q.Encode()
+		v.Older = v.FirstLink() + sep(v.FirstLink()) + "before=" + url.QueryEscape(h.Next)
 	}
 	for _, cmd := range h.Commands {
 		row := historyRow{DeviceCommand: cmd, Published: clock(cmd.PublishedAt), Acked: clock(cmd.AckedAt), Detail: u.commandDetail(&cmd.Command)}
@@ -110,22 +106,41 @@ func (u *ui) loadHistory(c *gin.Context, v *devicePageView) error {
 	return nil
 }
 
+// sameStates tells whether two lists of states hold the same ones.
+func sameStates(a, b []string) bool {
+	return len(a) == len(b) && !slices.ContainsFunc(a, func(s string) bool { return !slices.Contains(b, s) })
+}
+
+// sep is what joins a query parameter to link: "?" or "&".
+func sep(link string) string {
+	if strings.Contains(link, "?") {
+		return "&"
+	}
+	return "?"
+}
+
 // AllLink is the newest page of the device's history.
 func (v *devicePageView) AllLink() string { return devicePageLink(v.ID) }
 
 // FailuresLink is the newest page of its commands that did not succeed.
-func (v *devicePageView) FailuresLink() string { return devicePageLink(v.ID) + "?show=failures" }
+func (v *devicePageView) FailuresLink() string {
+	return devicePageLink(v.ID) + "?state=" + strings.Join(notSucceeded, ",")
+}
 
 // FirstLink is the newest page of the history, as filtered.
 func (v *devicePageView) FirstLink() string {
-	if v.Failures {
-		return v.FailuresLink()
+	if len(v.States) == 0 {
+		return v.AllLink()
 	}
-	return v.AllLink()
+	return devicePageLink(v.ID) + "?state=" + strings.Join(v.States, ",")
 }
 
-// NotSucceeded names the states the failures filter shows.
-func (v *devicePageView) NotSucceeded() string {
-	n := len(notSucceeded)
-	return strings.Join(notSucceeded[:n-1], ", ") + " or " + notSucceeded[n-1]
+// StatesShown names the states the history shows, "failed or expired"
+// ("": all).
+func (v *devicePageView) StatesShown() string {
+	n := len(v.States)
+	if n < 2 {
+		return strings.Join(v.States, "")
+	}
+	return strings.Join(v.States[:n-1], ", ") + " or " + v.States[n-1]
 }

@@ -143,7 +143,7 @@ func (v *dispatchPageView) LiveURL() string {
 
 func (u *ui) loadDispatch(c *gin.Context) (*dispatchPageView, error) {
 	pg, offset := pagerOf(c, commandsPerPage)
-	states, err := statesOf(c.Query("state"))
+	states, err := statesOf(c)
 	if err != nil {
 		return nil, err
 	}

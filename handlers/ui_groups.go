@@ -315,6 +315,11 @@ func (u *ui) groupUpdated(c *gin.Context, g *store.Group, v groupFormView, err e
 		return
 	}
 	u.Log.Info("ui: group updated", "id", g.ID, "by", account(c).User.Username)
+	if v.Paged {
+		// Back to the page of members it was on, to go on from there.
+		u.redirect(c, v.Post, "Saved the group “"+g.Name+"”: its changes on this page are in.")
+		return
+	}
 	u.redirect(c, "/groups", "Saved the group “"+g.Name+"”.")
 }
 

@@ -34,9 +34,10 @@ type DeviceHistory struct {
 	// Next is the dispatch id to read on from (as before), "" once every
 	// dispatch kept has been looked at.
 	Next string
-	// Searched is how many dispatches the page looked at, back to the one
-	// made at Reached: a page that stopped at historyScan before it found
-	// limit commands says how far back it looked.
+	// Searched is how many dispatches the page covers, back to the one made
+	// at Reached: a full page's, back to its oldest command's; one that
+	// stopped at historyScan before it found limit commands, how far back
+	// it looked.
 	Searched int
 	Reached  time.Time
 }
@@ -58,6 +59,7 @@ const (
 func (s *Store) DeviceHistory(ctx context.Context, deviceID string, states []string, before string, limit int) (DeviceHistory, error) {
 	var h DeviceHistory
 	limit = max(limit, 1)
+	start := before
 	for h.Searched < historyScan {
 		// The chunk is the dispatches from its oldest, bound, up to before.
 		var bound []Dispatch
@@ -73,27 +75,24 @@ func (s *Store) DeviceHistory(ctx context.Context, deviceID string, states []str
 		if err != nil {
 			return h, err
 		}
-		if last {
-			n, reached, err := s.dispatchesBefore(ctx, before)
-			if err != nil {
-				return h, err
-			}
-			h.Searched, h.Reached = h.Searched+n, reached
-		} else {
-			h.Searched, h.Reached = h.Searched+historyChunk, bound[0].CreatedAt
-		}
 		// A full page goes on after its oldest command, unless nothing older
-		// is left.
+		// is left. It looked back to that command's dispatch.
 		if room := limit - len(h.Commands); len(found) > room || len(found) == room && !last {
 			h.Commands = append(h.Commands, found[:room]...)
 			h.Next = h.Commands[limit-1].DispatchID
-			return h, nil
+			h.Searched, h.Reached, err = s.dispatchesIn(ctx, h.Next, start)
+			return h, err
 		}
 		h.Commands = append(h.Commands, found...)
 		if last {
+			n, reached, err := s.dispatchesIn(ctx, "", before)
+			if n > 0 {
+				h.Searched, h.Reached = h.Searched+n, reached
+			}
 			h.Next = ""
-			return h, nil
+			return h, err
 		}
+		h.Searched, h.Reached = h.Searched+historyChunk, bound[0].CreatedAt
 		before, h.Next = bound[0].ID, bound[0].ID
 	}
 	return h, nil
@@ -130,14 +129,18 @@ func (s *Store) deviceCommandsIn(ctx context.Context, deviceID string, states []
 	return cmds, wrap("device history: commands", q.Order("d.id DESC").Limit(n).Scan(&cmds).Error)
 }
 
-// dispatchesBefore counts the dispatches before the dispatch id before ("":
-// all), and tells when the oldest was made.
-func (s *Store) dispatchesBefore(ctx context.Context, before string) (int, time.Time, error) {
+// dispatchesIn counts the dispatches from the dispatch id from ("": the
+// oldest) to before the dispatch id before ("": the newest), and tells when
+// the oldest of them was made.
+func (s *Store) dispatchesIn(ctx context.Context, from, before string) (int, time.Time, error) {
 	var r struct {
 		N      int
 		Oldest string
 	}
 	q := s.db.WithContext(ctx).Model(&Dispatch{}).Select("COUNT(*) AS n, MIN(id) AS oldest")
+	if from != "" {
+		q = q.Where("id >= ?", from)
+	}
 	if before != "" {
 		q = q.Where("id < ?", before)
 	}

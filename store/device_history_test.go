@@ -54,8 +54,9 @@ func TestDeviceHistory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := historyIDs(h); got != "d04-lobby-1 d02-lobby-1" || h.Next != "d02" {
-			t.Fatalf("first page %q, next %q", got, h.Next)
+		// It covers the dispatches back to its oldest command's (d04 to d02).
+		if got := historyIDs(h); got != "d04-lobby-1 d02-lobby-1" || h.Next != "d02" || h.Searched != 3 || !h.Reached.Equal(h.Commands[1].CreatedAt) {
+			t.Fatalf("first page %q, next %q, searched %d back to %v", got, h.Next, h.Searched, h.Reached)
 		}
 		h, err = st.DeviceHistory(ctx, "lobby-1", nil, h.Next, 2)
 		if err != nil {

@@ -84,7 +84,7 @@ func (r schemaRecord) refuse() error {
 	if r.compatibleFrom <= SchemaVersion {
 		return nil
 	}
-	return fmt.Errorf("store: %w: the database is schema version %d, which only builds of schema version %d or newer may run on; "+
+	return fmt.Errorf("store: %w: the database records schema version %d, and that only builds of schema version %d or newer may run on it; "+
 		"this build is schema version %d. Nothing was changed. Run the newer build of devicehooks that upgraded it, "+
 		"or, to go back to this build, restore the backup taken before that upgrade",
 		ErrNewerSchema, r.version, r.compatibleFrom, SchemaVersion)

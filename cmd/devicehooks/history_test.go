@@ -52,6 +52,11 @@ func TestDeviceHistoryAPI(t *testing.T) {
 	if items := ans["items"].([]any); len(items) != 1 || items[0].(map[string]any)["dispatch_id"] != dispatches[1] {
 		t.Fatalf("failures: %v", ans)
 	}
+	// States given twice are both kept, as when separated by a comma.
+	ans = s.mustCall(http.StatusOK, "GET", "/api/v1/devices/lobby-1/commands?state=failed&state=succeeded", nil)
+	if items := ans["items"].([]any); len(items) != 3 {
+		t.Fatalf("failed and succeeded: %v", ans)
+	}
 	// The offline screen has all three, waiting.
 	ans = s.mustCall(http.StatusOK, "GET", "/api/v1/devices/lobby-2/commands?state=queued", nil)
 	if items := ans["items"].([]any); len(items) != 3 {
@@ -78,6 +83,8 @@ func TestDeviceHistoryAPI(t *testing.T) {
 		{"/api/v1/devices/lobby-1/commands?offset=", http.StatusBadRequest, "bad_request", "?before="},
 		{"/api/v1/devices/lobby-1/commands?state=done", http.StatusBadRequest, "bad_request", "not a command state"},
 		{"/api/v1/devices/lobby-1/commands?limit=-1", http.StatusBadRequest, "bad_request", "limit"},
+		// A damaged cursor does not start again from the newest unsaid.
+		{"/api/v1/devices/lobby-1/commands?before=garbage", http.StatusBadRequest, "bad_request", "dispatch id"},
 	} {
 		status, ans := s.call("GET", c.path, nil)
 		wantError(t, c.path, status, ans, c.status, c.code)

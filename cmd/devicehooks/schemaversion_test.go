@@ -63,7 +63,7 @@ func TestOutgrownBuildRefusesToStart(t *testing.T) {
 				if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() <= 0 {
 					t.Fatalf("%s: %v, want a non-zero exit:\n%s", c.name, err, out)
 				}
-				for _, want := range []string{"upgraded by a newer build", "the database is schema version 2",
+				for _, want := range []string{"upgraded by a newer build", "the database records schema version 2, and that only builds of schema version 2 or newer may run on it",
 					"this build is schema version 1", "Run the newer build", "restore the backup taken before that upgrade"} {
 					if !strings.Contains(string(out), want) {
 						t.Errorf("%s: the output lacks %q:\n%s", c.name, want, out)

@@ -2503,7 +2503,7 @@ func TestUI(t *testing.T) {
 		b.open("/devices")
 		b.submit(chromedp.Click(chromedp.CSS(`tr[data-device="lobby-1"] a.device-link`)))
 		b.wantPage("device")
-		if b.path() != "/devices/lobby-1/history" || !strings.Contains(b.text("h1"), "Screen lobby-1") {
+		if b.path() != "/devices/lobby-1/history" || !strings.Contains(b.text("h1"), "lobby-1") {
 			t.Fatalf("at %s: %q", b.path(), b.text("h1"))
 		}
 		if got := b.text("#device-actions"); !strings.Contains(got, "Lobby menu") {
@@ -2524,6 +2524,9 @@ func TestUI(t *testing.T) {
 		states := evalIn[[]string](b, `[...document.querySelectorAll("#history tbody tr")].map(r => r.dataset.state)`)
 		if len(states) == 0 || states[0] != "failed" || slices.Contains(states, "succeeded") {
 			t.Fatalf("failures filter: %v", states)
+		}
+		if got := b.text("#history-filter"); !strings.Contains(got, "queued, published, failed, rejected or expired") {
+			t.Fatalf("the filter's note: %q", got)
 		}
 		// Its row leads to the dispatch, whose row leads back.
 		b.submit(chromedp.Click(chromedp.CSS(first + " td:first-child a")))
