@@ -412,27 +412,10 @@ func TestFailedDispatchesUseTheAttentionIndex(t *testing.T) {
 // end of that filter's index, not sorted out of every matching call; and the
 // single-column indexes of earlier builds are gone.
 func TestRequestLogFiltersReadTheirIndexInOrder(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "old.db")
-	st := openTestSQLiteAt(t, path)
-	if err := st.db.Exec(`CREATE INDEX idx_request_logs_code ON request_logs (code)`).Error; err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	st = openTestSQLiteAt(t, path)
-	var names []string
-	if err := st.db.Raw(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'request_logs' AND name = 'idx_request_logs_code'`).Scan(&names).Error; err != nil || len(names) > 0 {
-		t.Fatalf("the old index is still there: %v %v", names, err)
-	}
+	st := reopenedWithOldIndex(t, `CREATE INDEX idx_request_logs_code ON request_logs (code)`, "idx_request_logs_code")
 	for _, f := range []RequestFilter{{Code: "success"}, {KeyID: "k"}, {Source: "127.0.0.1"}} {
 		var plans []string
-		explain := func(db *gorm.DB) {
-			var rows []struct{ Detail string }
-			q := "EXPLAIN QUERY PLAN " + db.Statement.SQL.String()
-			if err := db.Session(&gorm.Session{NewDB: true}).Raw(q, db.Statement.Vars...).Scan(&rows).Error; err != nil {
-				t.Error(err)
-			}
-			plans = append(plans, fmt.Sprint(rows))
-		}
+		explain := func(db *gorm.DB) { plans = append(plans, planOf(t, db)) }
 		if err := st.db.Callback().Query().After("gorm:query").Register("test:explain", explain); err != nil {
 			t.Fatal(err)
 		}
@@ -454,28 +437,12 @@ func TestRequestLogFiltersReadTheirIndexInOrder(t *testing.T) {
 // order off that index; the index on dispatch_id alone of earlier builds
 // is gone.
 func TestDispatchDeviceIndex(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "old.db")
-	st := openTestSQLiteAt(t, path)
-	if err := st.db.Exec(`CREATE INDEX idx_commands_dispatch_id ON commands (dispatch_id)`).Error; err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	st = openTestSQLiteAt(t, path)
-	var names []string
-	if err := st.db.Raw(`SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'idx_commands_dispatch_id'`).Scan(&names).Error; err != nil || len(names) > 0 {
-		t.Fatalf("the old index is still there: %v %v", names, err)
-	}
+	st := reopenedWithOldIndex(t, `CREATE INDEX idx_commands_dispatch_id ON commands (dispatch_id)`, "idx_commands_dispatch_id")
 	var plans []string
 	explain := func(db *gorm.DB) {
-		if !strings.Contains(db.Statement.SQL.String(), "commands") || strings.HasPrefix(db.Statement.SQL.String(), "EXPLAIN") {
-			return
+		if sql := db.Statement.SQL.String(); strings.Contains(sql, "commands") && !strings.HasPrefix(sql, "EXPLAIN") {
+			plans = append(plans, planOf(t, db))
 		}
-		var rows []struct{ Detail string }
-		q := "EXPLAIN QUERY PLAN " + db.Statement.SQL.String()
-		if err := db.Session(&gorm.Session{NewDB: true}).Raw(q, db.Statement.Vars...).Scan(&rows).Error; err != nil {
-			t.Error(err)
-		}
-		plans = append(plans, fmt.Sprint(rows))
 	}
 	if err := st.db.Callback().Query().After("gorm:query").Register("test:explain", explain); err != nil {
 		t.Fatal(err)
@@ -503,4 +470,33 @@ func TestDispatchDeviceIndex(t *testing.T) {
 	if !strings.Contains(plans[2], "idx_commands_dispatch_device (dispatch_id=?)") || strings.Contains(plans[2], "TEMP B-TREE") {
 		t.Errorf("a dispatch page's plan: %s", plans[2])
 	}
+}
+
+// reopenedWithOldIndex opens again a database to which an index of an
+// earlier build was added (create, named name), as an upgrade does, and
+// checks that the index is gone.
+func reopenedWithOldIndex(t *testing.T, create, name string) *Store {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "old.db")
+	st := openTestSQLiteAt(t, path)
+	if err := st.db.Exec(create).Error; err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = openTestSQLiteAt(t, path)
+	var names []string
+	if err := st.db.Raw(`SELECT name FROM sqlite_master WHERE type = 'index' AND name = ?`, name).Scan(&names).Error; err != nil || len(names) > 0 {
+		t.Fatalf("the old index %s is still there: %v %v", name, names, err)
+	}
+	return st
+}
+
+// planOf explains the statement that db runs, from a gorm callback.
+func planOf(t *testing.T, db *gorm.DB) string {
+	var rows []struct{ Detail string }
+	q := "EXPLAIN QUERY PLAN " + db.Statement.SQL.String()
+	if err := db.Session(&gorm.Session{NewDB: true}).Raw(q, db.Statement.Vars...).Scan(&rows).Error; err != nil {
+		t.Error(err)
+	}
+	return fmt.Sprint(rows)
 }
