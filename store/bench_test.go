@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,5 +258,26 @@ func benchDeviceHistory(b *testing.B, st *store.Store) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkUpdateGroup saves a group of 9,000 devices with one member taken
+// out and another put in, as the group form's page does (SQLite).
+func BenchmarkUpdateGroup(b *testing.B) {
+	ctx := context.Background()
+	st := benchStore(b)
+	devices := benchDevices(b, st, 10000)
+	now := time.Now().UTC()
+	g := &store.Group{ID: "big", Name: "Big", CreatedAt: now, UpdatedAt: now, DeviceIDs: devices[:9000]}
+	if err := st.CreateGroup(ctx, g); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		// Out goes one member, in comes one of the other devices.
+		members := slices.Concat(devices[:i%9000], devices[i%9000+1:9000], []string{devices[9000+i%1000]})
+		if err := st.UpdateGroup(ctx, &store.Group{ID: "big", Name: "Big", DeviceIDs: members}, nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

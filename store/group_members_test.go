@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -82,4 +83,46 @@ func deviceIDs(ds []store.Device) []string {
 
 func sameSet(a, b []string) bool {
 	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
+}
+
+// An update writes only the members that change, and ends with exactly the
+// members asked for: one taken out, one put in, one named twice, the rest
+// kept; an unknown device among those put in changes nothing.
+func TestUpdateGroupChangesOnlyWhatDiffers(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		for _, id := range []string{"a", "b", "c", "d"} {
+			if err := st.CreateDevice(ctx, device(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now := time.Now().UTC()
+		if err := st.CreateGroup(ctx, &store.Group{ID: "g", Name: "G", CreatedAt: now, UpdatedAt: now, DeviceIDs: []string{"a", "b", "c"}}); err != nil {
+			t.Fatal(err)
+		}
+		members := func() []string {
+			t.Helper()
+			ids, err := st.GroupDeviceIDs(ctx, "g")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ids
+		}
+		if err := st.UpdateGroup(ctx, &store.Group{ID: "g", Name: "G2", DeviceIDs: []string{"c", "d", "a", "d"}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := members(); !slices.Equal(got, []string{"a", "c", "d"}) {
+			t.Fatalf("members %v, want a c d", got)
+		}
+		err := st.UpdateGroup(ctx, &store.Group{ID: "g", Name: "G3", DeviceIDs: []string{"a", "nobody"}}, nil)
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("an unknown device: %v", err)
+		}
+		if got := members(); !slices.Equal(got, []string{"a", "c", "d"}) {
+			t.Fatalf("after a refused update: %v", got)
+		}
+		if g, err := st.Group(ctx, "g"); err != nil || g.Name != "G2" {
+			t.Fatalf("after a refused update: %+v %v", g, err)
+		}
+	})
 }

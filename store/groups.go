@@ -21,19 +21,22 @@ func (s *Store) CreateGroup(ctx context.Context, g *Group) error {
 // UpdateGroup renames a group and replaces its members. If check is not nil,
 // it is first called with the group as it is while the update holds its row
 // (its members included, ordered): an error from check is returned as it is,
-// with nothing changed.
+// with nothing changed. Only the members that change are written: a group of
+// 9,000 with one changed writes two rows, not 18,000.
 func (s *Store) UpdateGroup(ctx context.Context, g *Group, check func(current *Group) error) error {
 	var checkErr error
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// The row first, held until the end: two updates at once go one
+		// after the other, each from the members the other left.
+		var cur Group
+		if err := forUpdate(tx).Where("id = ?", g.ID).Take(&cur).Error; err != nil {
+			return err
+		}
+		err := tx.Model(&GroupMember{}).Where("group_id = ?", g.ID).Order("device_id").Pluck("device_id", &cur.DeviceIDs).Error
+		if err != nil {
+			return err
+		}
 		if check != nil {
-			var cur Group
-			if err := forUpdate(tx).Where("id = ?", g.ID).Take(&cur).Error; err != nil {
-				return err
-			}
-			err := tx.Model(&GroupMember{}).Where("group_id = ?", g.ID).Order("device_id").Pluck("device_id", &cur.DeviceIDs).Error
-			if err != nil {
-				return err
-			}
 			if checkErr = check(&cur); checkErr != nil {
 				return checkErr
 			}
@@ -41,15 +44,42 @@ func (s *Store) UpdateGroup(ctx context.Context, g *Group, check func(current *G
 		if err := renameGroup(tx, g.ID, g.Name); err != nil {
 			return err
 		}
-		if err := tx.Where("group_id = ?", g.ID).Delete(&GroupMember{}).Error; err != nil {
-			return err
-		}
-		return setMembers(tx, g.ID, g.DeviceIDs)
+		return changeMembers(tx, g.ID, cur.DeviceIDs, g.DeviceIDs)
 	})
 	if checkErr != nil {
 		return checkErr // not wrap's: its reading of a database's error must not recast the caller's
 	}
 	return wrap("update group", err)
+}
+
+// changeMembers makes a group's members from those it has (cur) those it
+// is to have (want), taking out and putting in only the ones that differ.
+func changeMembers(tx *gorm.DB, groupID string, cur, want []string) error {
+	keep := make(map[string]bool, len(want))
+	for _, id := range want {
+		keep[id] = true
+	}
+	had := make(map[string]bool, len(cur))
+	var out []string
+	for _, id := range cur {
+		had[id] = true
+		if !keep[id] {
+			out = append(out, id)
+		}
+	}
+	var in []string
+	for _, id := range want {
+		if !had[id] {
+			had[id] = true // once, if want names it twice
+			in = append(in, id)
+		}
+	}
+	for _, chunk := range chunks(out, 1000) {
+		if err := tx.Where("group_id = ? AND device_id IN ?", groupID, chunk).Delete(&GroupMember{}).Error; err != nil {
+			return err
+		}
+	}
+	return setMembers(tx, groupID, in)
 }
 
 // RenameGroup renames a group and keeps its members.
