@@ -169,19 +169,26 @@ func historyQueryOf(c *gin.Context) (historyQuery, error) {
 	if _, ok := c.GetQuery("offset"); ok {
 		return q, badRequest("a device's commands page with ?before= (the answer's next), not ?offset=")
 	}
-	states, err := statesOf(c)
-	if err != nil {
-		return q, err
-	}
 	p, err := pageOf(c)
 	if err != nil {
 		return q, err
 	}
-	q.states, q.before, q.limit = states, c.Query("before"), p.Limit
-	if q.before != "" && uuid.Validate(q.before) != nil {
-		// Not read as no cursor: a damaged one would start again from the
-		// newest without a word.
-		return q, badRequest("before must be a dispatch id, as the answer's next gives it")
+	q.limit = p.Limit
+	q.states, q.before, err = historyFilter(c)
+	return q, err
+}
+
+// historyFilter reads what a page of a device's history shows: ?state= and
+// ?before=, a dispatch id as a page's next gives it. Another ?before= is
+// refused, not read as none: a damaged one would start again from the
+// newest without a word.
+func historyFilter(c *gin.Context) (states []string, before string, err error) {
+	if states, err = statesOf(c); err != nil {
+		return nil, "", err
 	}
-	return q, nil
+	before = c.Query("before")
+	if id, err := uuid.Parse(before); before != "" && (err != nil || id.String() != before) { // as ids are written: compared as text
+		return nil, "", badRequest("before must be a dispatch id, as a page's next gives it")
+	}
+	return states, before, nil
 }

@@ -81,18 +81,18 @@ func (u *ui) devicePage(c *gin.Context) {
 }
 
 // loadHistory reads the page of the device's commands that ?before= and
-// ?state= ask for, as the API reads them.
+// ?state= ask for, as the API reads them (historyFilter).
 func (u *ui) loadHistory(c *gin.Context, v *devicePageView) error {
-	q, err := historyQueryOf(c)
+	states, before, err := historyFilter(c)
 	if err != nil {
 		return err
 	}
-	v.States, v.Failures = q.states, sameStates(q.states, notSucceeded)
-	h, err := u.Store.DeviceHistory(c.Request.Context(), v.ID, q.states, q.before, historyPerPage)
+	v.States, v.Failures = states, sameStates(states, notSucceeded)
+	h, err := u.Store.DeviceHistory(c.Request.Context(), v.ID, states, before, historyPerPage)
 	if err != nil {
 		return err
 	}
-	v.Newer, v.Searched, v.Reached = q.before != "", h.Searched, h.Reached
+	v.Newer, v.Searched, v.Reached = before != "", h.Searched, h.Reached
 	if h.Next != "" {
 		v.Older = v.FirstLink() + sep(v.FirstLink()) + "before=" + url.QueryEscape(h.Next)
 	}

@@ -35,9 +35,9 @@ type DeviceHistory struct {
 	// dispatch kept has been looked at.
 	Next string
 	// Searched is how many dispatches the page covers, back to the one made
-	// at Reached: a full page's, back to its oldest command's; one that
-	// stopped at historyScan before it found limit commands, how far back
-	// it looked.
+	// at Reached: a full page's, back to its oldest command's (to the oldest
+	// kept when Next is ""); one that stopped at historyScan before it found
+	// limit commands, how far back it looked.
 	Searched int
 	Reached  time.Time
 }

@@ -123,6 +123,17 @@ func TestDeviceHistoryLooksAtBoundedDispatches(t *testing.T) {
 	if got := historyIDs(h); got != "a-00000-rare" || h.Next != "" || h.Searched != 501 {
 		t.Fatalf("going on: %q, searched %d, next %q", got, h.Searched, h.Next)
 	}
+
+	// A page filled in its sixteenth chunk covers the dispatches from the
+	// newest back to its command's: 15,499 and that one.
+	write([]string{"b-05000z"}, "rare")
+	h, err = st.DeviceHistory(ctx, "rare", nil, "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := historyIDs(h); got != "b-05000z-rare" || h.Next != "b-05000z" || h.Searched != 15500 || !h.Reached.Equal(h.Commands[0].CreatedAt) {
+		t.Fatalf("a page filled far back: %q, searched %d back to %v, next %q", got, h.Searched, h.Reached, h.Next)
+	}
 }
 
 func historyIDs(h store.DeviceHistory) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,10 +86,11 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
 }
 
-// An update writes only the members that change, and ends with exactly the
-// members asked for: one taken out, one put in, one named twice, the rest
-// kept; an unknown device among those put in changes nothing.
-func TestUpdateGroupChangesOnlyWhatDiffers(t *testing.T) {
+// An update, which writes only the members that change
+// (BenchmarkUpdateGroup), ends with exactly the members asked for: one taken
+// out, one put in, one named twice, the rest kept; an unknown device among
+// those put in changes nothing.
+func TestUpdateGroupEndsWithTheMembersAskedFor(t *testing.T) {
 	eachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
 		for _, id := range []string{"a", "b", "c", "d"} {
@@ -123,6 +125,47 @@ func TestUpdateGroupChangesOnlyWhatDiffers(t *testing.T) {
 		}
 		if g, err := st.Group(ctx, "g"); err != nil || g.Name != "G2" {
 			t.Fatalf("after a refused update: %+v %v", g, err)
+		}
+	})
+}
+
+// Two updates at once go one after the other, each from the members the
+// other left: the group ends with one update's name and that update's
+// members, never one's name with the other's members or a mix of both.
+func TestUpdateGroupsAtOnceTakeTurns(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		ids := []string{"a", "b", "c", "d", "e", "f"}
+		for _, id := range ids {
+			if err := st.CreateDevice(ctx, device(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now := time.Now().UTC()
+		if err := st.CreateGroup(ctx, &store.Group{ID: "g", Name: "A", CreatedAt: now, UpdatedAt: now, DeviceIDs: ids[:3]}); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string][]string{"A": {"a", "b", "c", "d"}, "B": {"c", "d", "e", "f"}}
+		for round := range 20 {
+			var wg sync.WaitGroup
+			errs := make(chan error, 2)
+			for name, members := range want {
+				wg.Go(func() { errs <- st.UpdateGroup(ctx, &store.Group{ID: "g", Name: name, DeviceIDs: members}, nil) })
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+			}
+			g, err := st.Group(ctx, "g")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(g.DeviceIDs, want[g.Name]) {
+				t.Fatalf("round %d: the group is named %s with the members %v", round, g.Name, g.DeviceIDs)
+			}
 		}
 	})
 }

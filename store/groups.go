@@ -22,7 +22,7 @@ func (s *Store) CreateGroup(ctx context.Context, g *Group) error {
 // it is first called with the group as it is while the update holds its row
 // (its members included, ordered): an error from check is returned as it is,
 // with nothing changed. Only the members that change are written: a group of
-// 9,000 with one changed writes two rows, not 18,000.
+// 9,000 with one member changed writes one row, not 18,000.
 func (s *Store) UpdateGroup(ctx context.Context, g *Group, check func(current *Group) error) error {
 	var checkErr error
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -102,6 +102,12 @@ func renameGroup(tx *gorm.DB, id, name string) error {
 func setMembers(tx *gorm.DB, groupID string, deviceIDs []string) error {
 	if len(deviceIDs) == 0 {
 		return nil
+	}
+	// On PostgreSQL the devices are held (KEY SHARE) until the end: one
+	// deleted between the count and the insert would break the foreign key,
+	// an error that is no "device not found".
+	if err := lockRows(tx, &Device{}, deviceIDs, "KEY SHARE"); err != nil {
+		return err
 	}
 	var found int64
 	for _, chunk := range chunks(deviceIDs, 1000) {

@@ -92,6 +92,11 @@ func TestDeviceHistoryAPI(t *testing.T) {
 			t.Errorf("%s: detail %q, want it to say %q", c.path, detail, c.text)
 		}
 	}
+	// Nor does one written otherwise than the ids are (compared as text).
+	for _, other := range []string{strings.ToUpper(dispatches[1]), "urn:uuid:" + dispatches[1], strings.ReplaceAll(dispatches[1], "-", "")} {
+		status, ans := s.call("GET", "/api/v1/devices/lobby-1/commands?before="+other, nil)
+		wantError(t, "before="+other, status, ans, http.StatusBadRequest, "bad_request")
+	}
 	req, _ := http.NewRequest("GET", s.base+"/api/v1/devices/lobby-1/commands", nil)
 	if status, _ := s.do(req); status != http.StatusUnauthorized {
 		t.Fatalf("without a token: %d", status)
