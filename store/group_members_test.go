@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -165,6 +166,40 @@ func TestUpdateGroupsAtOnceTakeTurns(t *testing.T) {
 			}
 			if !slices.Equal(g.DeviceIDs, want[g.Name]) {
 				t.Fatalf("round %d: the group is named %s with the members %v", round, g.Name, g.DeviceIDs)
+			}
+		}
+	})
+}
+
+// A device deleted while an update puts it in the group makes the update
+// "not found" (or the device goes after it, with its membership), never a
+// database's error that reads as a failure of the service.
+func TestUpdateGroupRacingADeviceDelete(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		if err := st.CreateGroup(ctx, &store.Group{ID: "g", Name: "G", CreatedAt: now, UpdatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 100 {
+			id := fmt.Sprintf("d%03d", i)
+			if err := st.CreateDevice(ctx, device(id)); err != nil {
+				t.Fatal(err)
+			}
+			var (
+				wg        sync.WaitGroup
+				updateErr error
+			)
+			wg.Go(func() {
+				updateErr = st.UpdateGroup(ctx, &store.Group{ID: "g", Name: "G", DeviceIDs: []string{id}}, nil)
+			})
+			wg.Go(func() { _, _ = st.DeleteDevice(ctx, id) })
+			wg.Wait()
+			if updateErr != nil && !errors.Is(updateErr, store.ErrNotFound) {
+				t.Fatalf("round %d: %v", i, updateErr)
+			}
+			if ids, err := st.GroupDeviceIDs(ctx, "g"); err != nil || len(ids) != 0 {
+				t.Fatalf("round %d: the deleted device is a member: %v %v", i, ids, err)
 			}
 		}
 	})
