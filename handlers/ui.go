@@ -67,6 +67,7 @@ func registerUI(r *gin.Engine, d Deps, cop *http.CrossOriginProtection) *ui {
 	app.GET("/devices/live", u.devicesLive)
 	app.GET("/devices/suggest", u.suggestDevices)
 	app.GET("/devices/:id/history", u.devicePage)
+	app.GET("/devices/:id/history/live", u.devicePageLive)
 	app.GET("/devices/:id/edit", u.editDevice)
 	app.POST("/devices/:id/edit", u.updateDevice)
 	app.GET("/devices/:id/token", u.confirmRotateToken)

@@ -40,6 +40,7 @@ type devicePageView struct {
 	Newer    bool     // the page is not the newest: a link back to it
 	Searched int      // dispatches the page looked at, back to the one made at Reached
 	Reached  time.Time
+	query    string // the page's ?state= and ?before=, for its refresh
 }
 
 // historyRow is a command in the device's history.
@@ -49,6 +50,23 @@ type historyRow struct {
 	Published string
 	Acked     string
 	Detail    string
+}
+
+// Live tells whether the list refreshes itself: while a command on it is on
+// its way (queued or published).
+func (v *devicePageView) Live() bool {
+	return slices.ContainsFunc(v.History, func(r historyRow) bool {
+		return r.State == store.StateQueued || r.State == store.StatePublished
+	})
+}
+
+// LiveURL is where the page polls for the commands it shows.
+func (v *devicePageView) LiveURL() string {
+	link := devicePageLink(v.ID) + "/live"
+	if v.query != "" {
+		link += "?" + v.query
+	}
+	return link
 }
 
 // Short tells whether the page found fewer commands than a page holds
@@ -80,6 +98,28 @@ func (u *ui) devicePage(c *gin.Context) {
 	u.render(c, http.StatusOK, "device", &web.View{Title: "Device " + deviceTitle(d), Nav: "devices", Data: &v})
 }
 
+// deviceLiveCommands is the device page's refresh: its commands' states,
+// and whether any is still on its way.
+type deviceLiveCommands struct {
+	Commands []commandRow `json:"commands"`
+	Pending  bool         `json:"pending"`
+}
+
+// devicePageLive answers the device page's polling with the commands of the
+// page it shows.
+func (u *ui) devicePageLive(c *gin.Context) {
+	v := devicePageView{deviceRow: deviceRow{Device: store.Device{ID: c.Param("id")}}}
+	if err := u.loadHistory(c, &v); err != nil {
+		respondError(c, u.Log, err)
+		return
+	}
+	out := deviceLiveCommands{Commands: make([]commandRow, len(v.History)), Pending: v.Live()}
+	for i, r := range v.History {
+		out.Commands[i] = commandRow{ID: r.ID, DeviceID: r.DeviceID, State: r.State, Published: r.Published, Acked: r.Acked, Detail: r.Detail}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
 // loadHistory reads the page of the device's commands that ?before= and
 // ?state= ask for, as the API reads them (historyFilter).
 func (u *ui) loadHistory(c *gin.Context, v *devicePageView) error {
@@ -87,7 +127,7 @@ func (u *ui) loadHistory(c *gin.Context, v *devicePageView) error {
 	if err != nil {
 		return err
 	}
-	v.States, v.Failures = states, sameStates(states, notSucceeded)
+	v.States, v.Failures, v.query = states, sameStates(states, notSucceeded), c.Request.URL.RawQuery
 	h, err := u.Store.DeviceHistory(c.Request.Context(), v.ID, states, before, historyPerPage)
 	if err != nil {
 		return err

@@ -2488,13 +2488,20 @@ func TestUI(t *testing.T) {
 			t.Fatalf("trigger: %d %v", status, ans)
 		}
 		dispatch := ans["dispatch_id"].(string)
-		for { // earlier steps' commands may still be in the player's queue
-			cmd := player.next(5 * time.Second)
-			if cmd["dispatch_id"] == dispatch {
-				player.ack(prefix, cmd["id"].(string), "failed")
-				break
+		var cmdID string
+		for cmdID == "" { // earlier steps' commands may still be in the player's queue
+			if cmd := player.next(5 * time.Second); cmd["dispatch_id"] == dispatch {
+				cmdID = cmd["id"].(string)
 			}
 		}
+		// Opened while the command is on its way, the page follows it.
+		b.open("/devices/lobby-1/history")
+		row := `document.querySelector('#history tr[data-dispatch="` + dispatch + `"]')`
+		if got := evalIn[string](b, row+`.dataset.state + " " + document.getElementById("live").dataset.liveDone`); got != "queued false" && got != "published false" {
+			t.Fatalf("the command on its way, and the page's refresh: %q", got)
+		}
+		player.ack(prefix, cmdID, "failed")
+		b.waitJS(row+`.dataset.state === "failed" && `+row+`.querySelector(".state").textContent === "failed"`, 10*time.Second)
 		testenv.WaitFor(t, 10*time.Second, "the ack recorded", func() bool {
 			return s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+dispatch, nil)["status"] == "failed"
 		})

@@ -422,6 +422,19 @@
     el.textContent = state;
   }
 
+  // updateCommands brings the rows of commands (tr[data-command]) up to date.
+  function updateCommands(root, commands) {
+    (commands || []).forEach(function (cmd) {
+      var row = root.querySelector('tr[data-command="' + CSS.escape(cmd.id) + '"]');
+      if (!row) { return; }
+      row.dataset.state = cmd.state;
+      setBadge(row.querySelector(".state"), "badge state state-", cmd.state);
+      setText(row, ".published", cmd.published);
+      setText(row, ".acked", cmd.acked);
+      setText(row, ".detail", cmd.detail);
+    });
+  }
+
   var renderers = {
     dispatch: function (root, data) {
       setBadge(root.querySelector("#dispatch-status"), "badge state-", data.status);
@@ -438,16 +451,13 @@
         });
         filters.hidden = states < 2 && !filters.querySelector("a[data-state]:not([data-state=''])[aria-current]");
       }
-      (data.commands || []).forEach(function (cmd) {
-        var row = root.querySelector('tr[data-command="' + CSS.escape(cmd.id) + '"]');
-        if (!row) { return; }
-        row.dataset.state = cmd.state;
-        setBadge(row.querySelector(".state"), "badge state state-", cmd.state);
-        setText(row, ".published", cmd.published);
-        setText(row, ".acked", cmd.acked);
-        setText(row, ".detail", cmd.detail);
-      });
+      updateCommands(root, data.commands);
       return data.status !== "pending";
+    },
+    // A device's page: its commands on the page, until none is on its way.
+    device: function (root, data) {
+      updateCommands(root, data.commands);
+      return !data.pending;
     },
     // The table is not a live region (every refresh would be read out): the
     // changes are said in one hidden note, "lobby-1 went offline".
