@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -212,5 +213,56 @@ func (c *rawClient) untilClosed(t *testing.T) []rawPacket {
 			return got
 		}
 		got = append(got, p)
+	}
+}
+
+// A client thrown out while the broker's reader is between two of its
+// packets still has its will sent. mochi, finding the connection closed at
+// the top of its read loop, takes the close for the client's own DISCONNECT
+// and drops the will (a token rotated just after the device subscribed, in
+// a CI run); throwOut sends it first.
+func TestWillSentWhenThrownOutBetweenPackets(t *testing.T) {
+	wills := make(chan string, 4)
+	e, err := StartEmbedded(EmbeddedConfig{
+		TCPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		Authenticate: func(user, pass string) bool { return user == "dev" && pass == "token" },
+		Allow:        func(string, string, bool) bool { return true },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	if err := e.Subscribe("dev/status", func(_ string, payload []byte, _ bool) { wills <- string(payload) }); err != nil {
+		t.Fatal(err)
+	}
+	hold := &holdAfterPacket{held: make(chan struct{}), release: make(chan struct{})}
+	if err := e.srv.AddHook(hold, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, e, 4)
+	c.publish("dev/acks", 0) // the reader stays in its hook after handling it
+	receive(t, hold.held, "the publish handled")
+	e.Disconnect("dev")
+	close(hold.release)
+	if w := receive(t, wills, "will"); w != "gone" {
+		t.Fatalf("will %q", w)
+	}
+}
+
+// holdAfterPacket holds the broker's reader after it handled a QoS 0
+// publish, until released: between two packets.
+type holdAfterPacket struct {
+	mqtt.HookBase
+	held, release chan struct{}
+}
+
+func (h *holdAfterPacket) ID() string { return "test-hold-after-packet" }
+
+func (h *holdAfterPacket) Provides(b byte) bool { return b == mqtt.OnPacketProcessed }
+
+func (h *holdAfterPacket) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	if pk.FixedHeader.Type == packets.Publish && !cl.Net.Inline {
+		close(h.held)
+		<-h.release
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -233,9 +234,24 @@ func (e *Embedded) Disconnect(username string) {
 	e.sessions.endAll(username, packets.ErrNotAuthorized)
 	for _, cl := range e.srv.Clients.GetAll() { // one still logging in
 		if !cl.Net.Inline && string(cl.Properties.Username) == username {
-			_ = e.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+			throwOut(e.srv, cl, packets.ErrNotAuthorized)
 		}
 	}
+}
+
+// throwOut closes a client's connection from the server's side, its will
+// sent first, as for any close but the client's own DISCONNECT. mochi sends
+// the will only if the client's reader is inside a read when the
+// connection closes: between two packets (just after the subscription that
+// made the device present, say) it reads the close as the client's own and
+// drops the will. Taking the will's flag first sends it once, whichever way
+// the reader ends.
+func throwOut(srv *mqtt.Server, cl *mqtt.Client, code packets.Code) {
+	if atomic.CompareAndSwapUint32(&cl.Properties.Will.Flag, 1, 0) {
+		w := cl.Properties.Will
+		_ = srv.Publish(w.TopicName, w.Payload, false, w.Qos) // never retained, as OnWill makes every will
+	}
+	_ = srv.DisconnectClient(cl, code)
 }
 
 // RefusedLogins counts the connections refused for their username and

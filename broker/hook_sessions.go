@@ -105,7 +105,7 @@ func (h *sessionsHook) end(id string, reason packets.Code) {
 		return
 	}
 	if !cl.Closed() {
-		_ = h.srv.DisconnectClient(cl, reason)
+		throwOut(h.srv, cl, reason)
 	}
 	cl.ClearInflights()
 	h.srv.UnsubscribeClient(cl)
