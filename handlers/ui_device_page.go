@@ -134,7 +134,7 @@ func (u *ui) loadHistory(c *gin.Context, v *devicePageView) error {
 	}
 	v.Newer, v.Searched, v.Reached = before != "", h.Searched, h.Reached
 	if h.Next != "" {
-		v.Older = v.FirstLink() + sep(v.FirstLink()) + "before=" + url.QueryEscape(h.Next)
+		v.Older = v.link(states, h.Next)
 	}
 	for _, cmd := range h.Commands {
 		row := historyRow{DeviceCommand: cmd, Published: clock(cmd.PublishedAt), Acked: clock(cmd.AckedAt), Detail: u.commandDetail(&cmd.Command)}
@@ -151,29 +151,30 @@ func sameStates(a, b []string) bool {
 	return len(a) == len(b) && !slices.ContainsFunc(a, func(s string) bool { return !slices.Contains(b, s) })
 }
 
-// sep is what joins a query parameter to link: "?" or "&".
-func sep(link string) string {
-	if strings.Contains(link, "?") {
-		return "&"
+// link is the page of the device's history in states (none: all) before
+// the dispatch id before ("": the newest).
+func (v *devicePageView) link(states []string, before string) string {
+	q := url.Values{}
+	if len(states) > 0 {
+		q.Set("state", strings.Join(states, ","))
 	}
-	return "?"
+	if before != "" {
+		q.Set("before", before)
+	}
+	if len(q) == 0 {
+		return devicePageLink(v.ID)
+	}
+	return devicePageLink(v.ID) + "?" + q.Encode()
 }
 
 // AllLink is the newest page of the device's history.
-func (v *devicePageView) AllLink() string { return devicePageLink(v.ID) }
+func (v *devicePageView) AllLink() string { return v.link(nil, "") }
 
 // FailuresLink is the newest page of its commands that did not succeed.
-func (v *devicePageView) FailuresLink() string {
-	return devicePageLink(v.ID) + "?state=" + strings.Join(notSucceeded, ",")
-}
+func (v *devicePageView) FailuresLink() string { return v.link(notSucceeded, "") }
 
 // FirstLink is the newest page of the history, as filtered.
-func (v *devicePageView) FirstLink() string {
-	if len(v.States) == 0 {
-		return v.AllLink()
-	}
-	return devicePageLink(v.ID) + "?state=" + strings.Join(v.States, ",")
-}
+func (v *devicePageView) FirstLink() string { return v.link(v.States, "") }
 
 // StatesShown names the states the history shows, "failed or expired"
 // ("": all).
