@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,13 +69,36 @@ func DispatchStatus(targets int, c store.StateCounts) string {
 	return "partial"
 }
 
+// dispatchFilterOf reads the dispatch list's filters, each named as the
+// field it matches: ?action_id=, ?api_key_id=, ?failed=true (a command
+// failed, was rejected or expired, not superseded), ?since= and ?until=
+// (RFC 3339, on created_at: from since, up to but not including until).
+func dispatchFilterOf(c *gin.Context) (store.DispatchFilter, error) {
+	q := func(name string) string { return strings.TrimSpace(c.Query(name)) }
+	f := store.DispatchFilter{ActionID: q("action_id"), APIKeyID: q("api_key_id")}
+	if v := q("failed"); v != "" {
+		var err error
+		if f.Failed, err = strconv.ParseBool(v); err != nil {
+			return f, badRequest("failed must be true or false")
+		}
+	}
+	var err error
+	f.Since, f.Until, err = windowOf(c)
+	return f, err
+}
+
 func (a *api) listDispatches(c *gin.Context) {
+	f, err := dispatchFilterOf(c)
+	if err != nil {
+		respondError(c, a.Log, err)
+		return
+	}
 	p, err := pageOf(c)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
-	ds, counts, total, err := a.Store.DispatchesWithCounts(c.Request.Context(), p)
+	ds, counts, total, err := a.Store.DispatchesWithCounts(c.Request.Context(), f, p)
 	if err != nil {
 		respondError(c, a.Log, err)
 		return

@@ -39,6 +39,15 @@ func timeParam(c *gin.Context, name string) (time.Time, error) {
 	return t, nil
 }
 
+// windowOf reads ?since= and ?until=, RFC 3339 times that bound a list by
+// when its rows were made: from since, up to but not including until.
+func windowOf(c *gin.Context) (since, until time.Time, err error) {
+	if since, err = timeParam(c, "since"); err == nil {
+		until, err = timeParam(c, "until")
+	}
+	return since, until, err
+}
+
 func requestViewOf(r *store.RequestLog) requestView {
 	return requestView{
 		ID: r.ID, At: r.At, Method: r.Method, KeyID: r.KeyID, KeyPrefix: r.KeyPrefix, Source: r.Source,
@@ -54,10 +63,7 @@ func (a *api) listRequests(c *gin.Context) {
 	q := func(name string) string { return strings.TrimSpace(c.Query(name)) }
 	f := store.RequestFilter{Code: strings.ToLower(q("code")), KeyID: q("key_id"), Source: q("source"), Method: strings.ToUpper(q("method"))}
 	var err error
-	if f.Since, err = timeParam(c, "since"); err == nil {
-		f.Until, err = timeParam(c, "until")
-	}
-	if err != nil {
+	if f.Since, f.Until, err = windowOf(c); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -20,6 +21,7 @@ type dashboardView struct {
 	Keys, Actions            int64
 	LastHour                 int64
 	Failed                   int64
+	LastHourLink, FailedLink string // the dispatches page with those, from this moment's time back
 	Attention                []dispatchRow
 	Recent                   []dispatchRow
 }
@@ -30,7 +32,10 @@ func (v dashboardView) Setup() bool { return v.Devices == 0 || v.Keys == 0 || v.
 func (u *ui) dashboard(c *gin.Context) {
 	ctx := c.Request.Context()
 	now := time.Now().UTC()
-	v := dashboardView{BrokerDown: u.BrokerConnected != nil && !u.BrokerConnected()}
+	v := dashboardView{BrokerDown: u.BrokerConnected != nil && !u.BrokerConnected(),
+		LastHourLink: "/dispatches?" + url.Values{"since": {now.Add(-time.Hour).Format(time.RFC3339)}}.Encode(),
+		FailedLink:   "/dispatches?" + url.Values{"failed": {"true"}, "since": {now.Add(-attentionWindow).Format(time.RFC3339)}}.Encode(),
+	}
 	one := store.Page{Limit: 1}
 	_, devices, err := u.Store.Devices(ctx, one)
 	if err == nil {
@@ -47,17 +52,14 @@ func (u *ui) dashboard(c *gin.Context) {
 		_, paused, err = u.Store.FindDevices(ctx, store.DeviceFilter{State: store.DeviceStatePaused}, one)
 	}
 	if err == nil {
-		v.LastHour, err = u.Store.CountDispatchesSince(ctx, now.Add(-time.Hour))
-	}
-	if err == nil {
-		v.Failed, err = u.Store.CountFailedDispatches(ctx, now.Add(-attentionWindow))
+		_, v.LastHour, err = u.Store.Dispatches(ctx, store.DispatchFilter{Since: now.Add(-time.Hour)}, one)
 	}
 	var failed, recent []store.Dispatch
 	if err == nil {
-		failed, err = u.Store.FailedDispatches(ctx, now.Add(-attentionWindow), 8)
+		failed, v.Failed, err = u.Store.Dispatches(ctx, store.DispatchFilter{Failed: true, Since: now.Add(-attentionWindow)}, store.Page{Limit: 8})
 	}
 	if err == nil {
-		recent, _, err = u.Store.Dispatches(ctx, store.Page{Limit: 8})
+		recent, _, err = u.Store.Dispatches(ctx, store.DispatchFilter{}, store.Page{Limit: 8})
 	}
 	if err == nil {
 		v.Attention, err = u.withOutcomes(c, failed)

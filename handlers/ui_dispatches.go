@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -61,19 +62,104 @@ func outcomeRows(ds []store.Dispatch, counts map[string]store.StateCounts) []dis
 
 type dispatchesView struct {
 	Dispatches []dispatchRow
+	Failed     bool         // only the dispatches that need attention
+	Filter     url.Values   // the filters the form keeps as hidden fields: action, key, since, until
+	Chips      []filterChip // the active filters, each with a link that removes it
 	Pager      pager
 }
 
+// dispatchFilterParams are the dispatches page's filters, as its query
+// names them (the API's are named after the fields: action_id, api_key_id).
+var dispatchFilterParams = []string{"action", "key", "failed", "since", "until"}
+
+// dispatchList shows the dispatches, newest first, filtered by action, by
+// key, by time (?since=, ?until=, from the dashboard's links) and to those
+// that need attention.
 func (u *ui) dispatchList(c *gin.Context) {
+	ctx := c.Request.Context()
+	q := url.Values{}
+	for _, name := range dispatchFilterParams {
+		if v := strings.TrimSpace(c.Query(name)); v != "" {
+			q.Set(name, v)
+		}
+	}
+	f := store.DispatchFilter{ActionID: q.Get("action"), APIKeyID: q.Get("key"), Failed: q.Has("failed")}
+	var err error
+	if f.Failed {
+		if f.Failed, err = strconv.ParseBool(q.Get("failed")); err != nil || !f.Failed {
+			q.Del("failed")
+		}
+	}
+	if f.Since, f.Until, err = windowOf(c); err != nil {
+		u.fail(c, err)
+		return
+	}
 	pg, offset := pagerOf(c, dispatchesPerPage)
-	ds, counts, total, err := u.Store.DispatchesWithCounts(c.Request.Context(), store.Page{Limit: dispatchesPerPage, Offset: offset})
+	pg.query = q
+	ds, counts, total, err := u.Store.DispatchesWithCounts(ctx, f, store.Page{Limit: dispatchesPerPage, Offset: offset})
 	if err != nil {
 		u.fail(c, err)
 		return
 	}
 	pg.setTotal(total, dispatchesPerPage)
-	rows := outcomeRows(ds, counts)
-	u.render(c, http.StatusOK, "dispatches", &web.View{Title: pg.title("Dispatches", ""), Nav: "dispatches", Data: dispatchesView{Dispatches: rows, Pager: pg}})
+	chips, err := u.dispatchChips(c, f, q)
+	if err != nil {
+		u.fail(c, err)
+		return
+	}
+	kept := url.Values{}
+	for k, v := range q {
+		if k != "failed" {
+			kept[k] = v
+		}
+	}
+	u.render(c, http.StatusOK, "dispatches", &web.View{Title: pg.title("Dispatches", chipsTitle(chips)), Nav: "dispatches", Data: dispatchesView{
+		Dispatches: outcomeRows(ds, counts), Failed: f.Failed, Filter: kept, Chips: chips, Pager: pg,
+	}})
+}
+
+// dispatchChips lists the dispatches page's active filters, naming an action
+// and a key as the dispatches do (an action deleted since by its last name).
+func (u *ui) dispatchChips(c *gin.Context, f store.DispatchFilter, q url.Values) ([]filterChip, error) {
+	ctx := c.Request.Context()
+	var chips []filterChip
+	if f.ActionID != "" {
+		chip := filterChip{Name: "action", Label: "action", Value: f.ActionID, Remove: withoutFilter("/dispatches", q, "action")}
+		a, err := u.Store.Action(ctx, f.ActionID)
+		switch {
+		case err == nil:
+			chip.Value = a.Name
+		case !isUserError(err):
+			return nil, err
+		default:
+			chip.Title = "no such action (deleted?)"
+			ds, _, err := u.Store.Dispatches(ctx, store.DispatchFilter{ActionID: f.ActionID}, store.Page{Limit: 1})
+			if err != nil {
+				return nil, err
+			}
+			if len(ds) > 0 {
+				chip.Value, chip.Title = ds[0].ActionName, "a deleted action"
+			}
+		}
+		chips = append(chips, chip)
+	}
+	if f.APIKeyID != "" {
+		chip, err := u.keyChip(c, f.APIKeyID, withoutFilter("/dispatches", q, "key"))
+		if err != nil {
+			return nil, err
+		}
+		chips = append(chips, chip)
+	}
+	if f.Failed {
+		chips = append(chips, filterChip{Name: "failed", Label: "outcome", Value: "needs attention", Remove: withoutFilter("/dispatches", q, "failed")})
+	}
+	if !f.Since.IsZero() {
+		chips = append(chips, filterChip{Name: "since", Label: "since", Value: web.When(f.Since), Remove: withoutFilter("/dispatches", q, "since")})
+	}
+	if !f.Until.IsZero() {
+		chips = append(chips, filterChip{Name: "until", Label: "before", Value: web.When(f.Until), Remove: withoutFilter("/dispatches", q, "until")})
+	}
+	return chips, nil
 }
 
 // commandRow is one device's command, as the dispatch page shows it.

@@ -58,39 +58,62 @@ func (u *ui) requestChips(c *gin.Context, f store.RequestFilter) ([]filterChip, 
 			q.Set(name, v)
 		}
 	}
-	without := func(name string) string {
-		rest := url.Values{}
-		for k, v := range q {
-			if k != name {
-				rest[k] = v
-			}
-		}
-		if len(rest) == 0 {
-			return "/requests"
-		}
-		return "/requests?" + rest.Encode()
-	}
 	var chips []filterChip
 	if f.KeyID != "" {
-		chip := filterChip{Name: "key", Label: "key", Value: f.KeyID, Remove: without("key")}
-		k, err := u.Store.APIKey(c.Request.Context(), f.KeyID)
-		switch {
-		case err == nil:
-			chip.Value, chip.Title = k.Prefix+"…", k.Name
-		case isUserError(err):
-			chip.Title = "no such API key"
-		default:
+		chip, err := u.keyChip(c, f.KeyID, withoutFilter("/requests", q, "key"))
+		if err != nil {
 			return nil, err
 		}
 		chips = append(chips, chip)
 	}
 	if f.Code != "" {
-		chips = append(chips, filterChip{Name: "code", Label: "code", Value: f.Code, Remove: without("code")})
+		chips = append(chips, filterChip{Name: "code", Label: "code", Value: f.Code, Remove: withoutFilter("/requests", q, "code")})
 	}
 	if f.Source != "" {
-		chips = append(chips, filterChip{Name: "source", Label: "source", Value: f.Source, Remove: without("source")})
+		chips = append(chips, filterChip{Name: "source", Label: "source", Value: f.Source, Remove: withoutFilter("/requests", q, "source")})
 	}
 	return chips, nil
+}
+
+// keyChip is the filter chip of an API key, named by its prefix, with the
+// key's name as its title.
+func (u *ui) keyChip(c *gin.Context, id, remove string) (filterChip, error) {
+	chip := filterChip{Name: "key", Label: "key", Value: id, Remove: remove}
+	k, err := u.Store.APIKey(c.Request.Context(), id)
+	switch {
+	case err == nil:
+		chip.Value, chip.Title = k.Prefix+"…", k.Name
+	case isUserError(err):
+		chip.Title = "no such API key"
+	default:
+		return chip, err
+	}
+	return chip, nil
+}
+
+// withoutFilter is the address of a list at path with the filters q but
+// the one named.
+func withoutFilter(path string, q url.Values, name string) string {
+	rest := url.Values{}
+	for k, v := range q {
+		if k != name {
+			rest[k] = v
+		}
+	}
+	if len(rest) == 0 {
+		return path
+	}
+	return path + "?" + rest.Encode()
+}
+
+// chipsTitle says what a list is filtered to, for its title: "code
+// unauthorized, source 192.0.2.7".
+func chipsTitle(chips []filterChip) string {
+	filters := make([]string, len(chips))
+	for i, chip := range chips {
+		filters[i] = chip.Label + " " + chip.Value
+	}
+	return strings.Join(filters, ", ")
 }
 
 // requestList shows the request log: every webhook call, accepted or not, newest
@@ -126,11 +149,7 @@ func (u *ui) requestList(c *gin.Context) {
 	for i, r := range rs {
 		rows[i] = requestRow{RequestLog: r, Latency: strconv.FormatFloat(float64(r.LatencyUS)/1000, 'f', 1, 64) + " ms"}
 	}
-	var filters []string // for the title: "code unauthorized, source 192.0.2.7"
-	for _, chip := range chips {
-		filters = append(filters, chip.Label+" "+chip.Value)
-	}
-	u.render(c, http.StatusOK, "requests", &web.View{Title: pg.title("Requests", strings.Join(filters, ", ")), Nav: "requests", Data: requestsView{
+	u.render(c, http.StatusOK, "requests", &web.View{Title: pg.title("Requests", chipsTitle(chips)), Nav: "requests", Data: requestsView{
 		Requests: rows, Filter: f, Filtered: len(chips) > 0, Chips: chips, Sources: sources, Pager: pg,
 	}})
 }

@@ -2,10 +2,10 @@ package store
 
 import "context"
 
-// DispatchesWithCounts lists dispatches, newest first, with their commands
-// counted by state.
-func (s *Store) DispatchesWithCounts(ctx context.Context, p Page) ([]Dispatch, map[string]StateCounts, int64, error) {
-	ds, total, err := s.Dispatches(ctx, p)
+// DispatchesWithCounts lists the dispatches that f lets through, newest
+// first, with their commands counted by state.
+func (s *Store) DispatchesWithCounts(ctx context.Context, f DispatchFilter, p Page) ([]Dispatch, map[string]StateCounts, int64, error) {
+	ds, total, err := s.Dispatches(ctx, f, p)
 	if err != nil {
 		return nil, nil, 0, err
 	}

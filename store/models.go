@@ -127,11 +127,11 @@ type Action struct {
 // where. Its commands say what happened on each device.
 type Dispatch struct {
 	ID           string    `gorm:"primaryKey;size:36"`
-	ActionID     string    `gorm:"size:36;not null;index"`
+	ActionID     string    `gorm:"size:36;not null"` // indexed by dispatchIndexes
 	ActionName   string    `gorm:"size:200;not null"`
 	EventID      string    `gorm:"size:64;not null"`
 	Function     string    `gorm:"size:32;not null"`
-	APIKeyID     string    `gorm:"size:36;not null;default:'';index"`
+	APIKeyID     string    `gorm:"size:36;not null;default:''"` // indexed by dispatchIndexes
 	APIKeyPrefix string    `gorm:"size:16;not null;default:''"`
 	Method       string    `gorm:"size:8;not null"`
 	Source       string    `gorm:"size:64;not null;default:''"`

@@ -35,8 +35,16 @@ import (
 // does; do not skip one because the recorded version says it was done: a
 // compatible older build may have run on the database since (it keeps the
 // newer numbers, see recordSchemaVersion) and undone what it does not know.
+//
+// The versions so far:
+//
+//	1  the record itself (commit c878a41)
+//	2  the dispatches' indexes by action and by key end with their order
+//	   (created_at, id), for the dispatch list's filters; the single-column
+//	   ones they replace are dropped. A build of 1 makes those again, which
+//	   only costs it their writes: compatible from 1.
 const (
-	SchemaVersion  = 1 // the schema this build writes
+	SchemaVersion  = 2 // the schema this build writes
 	CompatibleFrom = 1 // the oldest SchemaVersion that may run on a database this build wrote
 )
 

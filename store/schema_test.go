@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -172,17 +173,24 @@ func (db *schemaDB) open(t *testing.T, options ...Option) (*Store, string, error
 	return st, logs.String(), err
 }
 
+// What this build records, and a schema version past it.
+var (
+	thisVersion = strconv.Itoa(SchemaVersion)
+	thisBuild   = thisVersion + "/" + strconv.Itoa(CompatibleFrom)
+	newer       = strconv.Itoa(SchemaVersion + 1)
+)
+
 func TestNewDatabaseRecordsItsSchemaVersion(t *testing.T) {
 	eachSchemaDB(t, func(t *testing.T, db *schemaDB) {
-		if got := db.recorded(t); got != "1/1" {
-			t.Fatalf("a new database records %s, want 1/1", got)
+		if got := db.recorded(t); got != thisBuild {
+			t.Fatalf("a new database records %s, want %s", got, thisBuild)
 		}
 		st, logs, err := db.open(t, AsTheActiveInstance(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
 		st.Close()
-		if !strings.Contains(logs, `msg="database ready"`) || !strings.Contains(logs, "schema=1") || strings.Contains(logs, "level=WARN") {
+		if !strings.Contains(logs, `msg="database ready"`) || !strings.Contains(logs, "schema="+thisVersion) || strings.Contains(logs, "level=WARN") {
 			t.Fatalf("the start's log:\n%s", logs)
 		}
 	})
@@ -202,7 +210,7 @@ func TestDatabaseFromBeforeTheRecordGetsIt(t *testing.T) {
 				t.Fatalf("after %s: %v", undo, err)
 			}
 			st.Close()
-			if got := db.recorded(t); got != "1/1" || !strings.Contains(logs, "schema=1") {
+			if got := db.recorded(t); got != thisBuild || !strings.Contains(logs, "schema="+thisVersion) {
 				t.Fatalf("after %s: recorded %s, logged:\n%s", undo, got, logs)
 			}
 		}
@@ -222,8 +230,8 @@ func TestRecordComesBeforeTheUpgrade(t *testing.T) {
 		if _, _, err := db.open(t, AsTheActiveInstance(nil)); err == nil {
 			t.Fatal("the upgrade did not fail")
 		}
-		if got := db.recorded(t); got != "1/1" {
-			t.Fatalf("after a failed upgrade the database records %s, want 1/1", got)
+		if got := db.recorded(t); got != thisBuild {
+			t.Fatalf("after a failed upgrade the database records %s, want %s", got, thisBuild)
 		}
 	})
 }
@@ -233,7 +241,7 @@ func TestRecordComesBeforeTheUpgrade(t *testing.T) {
 // build would make, no counter, no setting.
 func TestNewerIncompatibleSchemaIsRefused(t *testing.T) {
 	eachSchemaDB(t, func(t *testing.T, db *schemaDB) {
-		db.record(t, "2", "2")
+		db.record(t, newer, newer)
 		db.exec(t, `DROP INDEX idx_commands_open_device_fn`) // as if the newer build had
 		db.exec(t, `DELETE FROM counters`)
 		before := db.snapshot(t)
@@ -248,7 +256,7 @@ func TestNewerIncompatibleSchemaIsRefused(t *testing.T) {
 			if !errors.Is(err, ErrNewerSchema) {
 				t.Fatalf("%s: Open: %v", c.name, err)
 			}
-			for _, want := range []string{"schema version 2", "this build is schema version 1", "Nothing was changed",
+			for _, want := range []string{"schema version " + newer, "this build is schema version " + thisVersion, "Nothing was changed",
 				"Run the newer build", "restore the backup taken before that upgrade"} {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("%s: the error lacks %q: %v", c.name, want, err)
@@ -271,18 +279,18 @@ func TestNewerIncompatibleSchemaIsRefused(t *testing.T) {
 // and keeps the newer build's numbers.
 func TestNewerCompatibleSchemaOpens(t *testing.T) {
 	eachSchemaDB(t, func(t *testing.T, db *schemaDB) {
-		db.record(t, "2", "1")
+		db.record(t, newer, thisVersion)
 		st, logs, err := db.open(t, AsTheActiveInstance(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
 		st.Close()
 		if !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "a newer build of devicehooks wrote this database") ||
-			!strings.Contains(logs, "database_schema=2") || !strings.Contains(logs, "database ready") {
+			!strings.Contains(logs, "database_schema="+newer) || !strings.Contains(logs, "database ready") {
 			t.Fatalf("the start's log:\n%s", logs)
 		}
-		if got := db.recorded(t); got != "2/1" {
-			t.Fatalf("recorded %s after this build ran, want the newer build's 2/1", got)
+		if got := db.recorded(t); got != newer+"/"+thisVersion {
+			t.Fatalf("recorded %s after this build ran, want the newer build's %s/%s", got, newer, thisVersion)
 		}
 		if _, _, err := db.open(t, WithoutMigration()); err != nil {
 			t.Fatalf("a tool: %v", err)
@@ -297,7 +305,7 @@ func TestStandbyOfAnOutgrownBuildStops(t *testing.T) {
 		if _, _, err := db.open(t, AsTheActiveInstance(nil)); err != nil {
 			t.Fatal(err)
 		}
-		db.record(t, "2", "2") // the active instance is a newer build
+		db.record(t, newer, newer) // the active instance is a newer build
 		waits := 0
 		_, _, err := db.open(t, AsTheActiveInstance(func(*Store, bool) error { waits++; return nil }))
 		if !errors.Is(err, ErrNewerSchema) || waits != 0 {
@@ -309,7 +317,7 @@ func TestStandbyOfAnOutgrownBuildStops(t *testing.T) {
 // A record that is not a number is refused, not guessed at.
 func TestUnreadableSchemaVersionIsRefused(t *testing.T) {
 	eachSchemaDB(t, func(t *testing.T, db *schemaDB) {
-		db.record(t, "2", "two")
+		db.record(t, newer, "two")
 		before := db.snapshot(t)
 		_, _, err := db.open(t)
 		if err == nil || !strings.Contains(err.Error(), `schema_compatible_from holds "two"`) {

@@ -432,6 +432,34 @@ func TestRequestLogFiltersReadTheirIndexInOrder(t *testing.T) {
 	}
 }
 
+// A page of dispatches of one action or one key is read off the end of that
+// filter's index, not sorted out of every matching dispatch; and the
+// single-column indexes of earlier builds are gone.
+func TestDispatchFiltersReadTheirIndexInOrder(t *testing.T) {
+	st := reopenedWithOldIndex(t, `CREATE INDEX idx_dispatches_action_id ON dispatches (action_id)`, "idx_dispatches_action_id")
+	var old []string
+	if err := st.db.Raw(`SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'idx_dispatches_api_key_id'`).Scan(&old).Error; err != nil || len(old) > 0 {
+		t.Fatalf("the old index by key is still there: %v %v", old, err)
+	}
+	for _, f := range []DispatchFilter{{ActionID: "a"}, {APIKeyID: "k"}, {ActionID: "a", Since: time.Now().Add(-time.Hour)}} {
+		var plans []string
+		explain := func(db *gorm.DB) { plans = append(plans, planOf(t, db)) }
+		if err := st.db.Callback().Query().After("gorm:query").Register("test:explain", explain); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := st.Dispatches(context.Background(), f, Page{Limit: 10})
+		if err := st.db.Callback().Query().Remove("test:explain"); err != nil {
+			t.Fatal(err)
+		}
+		if err != nil || len(plans) != 2 {
+			t.Fatalf("%+v: %v, %d plans", f, err, len(plans))
+		}
+		if list := plans[1]; strings.Contains(list, "TEMP B-TREE") || !strings.Contains(list, "_at (") {
+			t.Errorf("%+v: the page's plan is %s", f, list)
+		}
+	}
+}
+
 // A device's history finds its command in each dispatch by the index on
 // (dispatch_id, device_id), and a dispatch's page reads its commands in
 // order off that index; the index on dispatch_id alone of earlier builds

@@ -250,7 +250,7 @@ func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
 	if err := s.moveRenamedColumns(ctx, log); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	for _, q := range slices.Concat(openCommandIndexes, replacedCommandIndexes, requestLogIndexes, []string{attentionIndex, desiredCounterSQL}) {
+	for _, q := range slices.Concat(openCommandIndexes, replacedCommandIndexes, requestLogIndexes, dispatchIndexes, []string{attentionIndex, desiredCounterSQL}) {
 		if err := s.db.WithContext(ctx).Exec(q).Error; err != nil {
 			return fmt.Errorf("store: migrate: %w", err)
 		}

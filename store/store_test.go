@@ -474,7 +474,7 @@ func TestConcurrentWriters(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		_, total, _ := st.Dispatches(ctx, store.Page{})
+		_, total, _ := st.Dispatches(ctx, store.DispatchFilter{}, store.Page{})
 		if total != 400 {
 			t.Fatalf("dispatches: %d, want 400", total)
 		}

@@ -4,18 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"gorm.io/gorm"
 )
-
-// CountDispatchesSince counts the triggers accepted since a time (the dashboard's
-// "triggers in the last hour").
-func (s *Store) CountDispatchesSince(ctx context.Context, since time.Time) (int64, error) {
-	var n int64
-	err := s.db.WithContext(ctx).Model(&Dispatch{}).Where("created_at >= ?", since.UTC()).Count(&n).Error
-	return n, wrap("count dispatches", err)
-}
 
 // needsAttention is the WHERE term of the commands that need an admin's
 // attention: failed, rejected or expired, but not expired because a newer
@@ -36,23 +27,6 @@ const attentionIndex = `CREATE INDEX IF NOT EXISTS idx_commands_attention ON com
 // attention.
 func withFailedCommand(q *gorm.DB) *gorm.DB {
 	return q.Where(`EXISTS (SELECT 1 FROM commands WHERE commands.dispatch_id = dispatches.id AND ` + needsAttention + `)`)
-}
-
-// FailedDispatches lists, newest first, the dispatches since a time with at least
-// one command that failed, was rejected or expired (not superseded).
-func (s *Store) FailedDispatches(ctx context.Context, since time.Time, limit int) ([]Dispatch, error) {
-	var ds []Dispatch
-	err := withFailedCommand(s.db.WithContext(ctx).Where("created_at >= ?", since.UTC())).
-		Order("created_at DESC, id DESC").Limit(max(limit, 1)).Find(&ds).Error
-	return ds, wrap("list failed dispatches", err)
-}
-
-// CountFailedDispatches counts the dispatches since a time with a failed,
-// rejected or expired command (not superseded).
-func (s *Store) CountFailedDispatches(ctx context.Context, since time.Time) (int64, error) {
-	var n int64
-	err := withFailedCommand(s.db.WithContext(ctx).Model(&Dispatch{}).Where("created_at >= ?", since.UTC())).Count(&n).Error
-	return n, wrap("count failed dispatches", err)
 }
 
 // The device states the devices page can filter on: the desired state that

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,18 +52,16 @@ func TestDashboardQueries(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		if n, err := st.CountDispatchesSince(ctx, now.Add(-time.Hour)); err != nil || n != 2 {
+		if _, n, err := st.Dispatches(ctx, store.DispatchFilter{Since: now.Add(-time.Hour)}, store.Page{Limit: 1}); err != nil || n != 2 {
 			t.Fatalf("dispatches in the last hour: %d, %v", n, err)
 		}
-		failed, err := st.FailedDispatches(ctx, now.Add(-24*time.Hour), 10)
-		if err != nil || len(failed) != 2 || failed[0].ID != "bad" || failed[1].ID != "old" {
-			t.Fatalf("failed dispatches: %v, %v", failed, err)
+		lastDay := store.DispatchFilter{Failed: true, Since: now.Add(-24 * time.Hour)}
+		failed, n, err := st.Dispatches(ctx, lastDay, store.Page{Limit: 10})
+		if err != nil || n != 2 || len(failed) != 2 || failed[0].ID != "bad" || failed[1].ID != "old" {
+			t.Fatalf("failed dispatches: %v (%d), %v", failed, n, err)
 		}
-		if n, err := st.CountFailedDispatches(ctx, now.Add(-24*time.Hour)); err != nil || n != 2 {
-			t.Fatalf("failed count: %d, %v", n, err)
-		}
-		if ds, _ := st.FailedDispatches(ctx, now.Add(-24*time.Hour), 1); len(ds) != 1 || ds[0].ID != "bad" {
-			t.Fatalf("limit: %v", ds)
+		if ds, n, _ := st.Dispatches(ctx, lastDay, store.Page{Limit: 1}); len(ds) != 1 || ds[0].ID != "bad" || n != 2 {
+			t.Fatalf("limit: %v (%d)", ds, n)
 		}
 		// An emergency replaced by a newer one before d2 acked it: its
 		// command expires as superseded, which needs nobody's attention.
@@ -78,11 +77,8 @@ func TestDashboardQueries(t *testing.T) {
 			cmds[0].State != store.StateExpired || !strings.HasPrefix(cmds[0].Detail, "superseded by dispatch") {
 			t.Fatalf("the first emergency's command: %+v, %v", cmds, err)
 		}
-		if n, err := st.CountFailedDispatches(ctx, now.Add(-24*time.Hour)); err != nil || n != 2 {
-			t.Fatalf("failed count with a superseded emergency: %d, %v", n, err)
-		}
-		if ds, _ := st.FailedDispatches(ctx, now.Add(-24*time.Hour), 10); len(ds) != 2 {
-			t.Fatalf("failed dispatches with a superseded emergency: %v", ds)
+		if ds, n, err := st.Dispatches(ctx, lastDay, store.Page{Limit: 10}); err != nil || n != 2 || len(ds) != 2 {
+			t.Fatalf("failed dispatches with a superseded emergency: %v (%d), %v", ds, n, err)
 		}
 	})
 }
@@ -256,6 +252,62 @@ func TestUIFindDevices(t *testing.T) {
 		}
 		if p, err := st.FirstCommandPayload(ctx, "nothing"); err != nil || p != "" {
 			t.Fatalf("payload of no dispatch: %q, %v", p, err)
+		}
+	})
+}
+
+// The dispatch list's filters: by action, by key, by time (since inclusive,
+// until not) and to those that need attention, alone and together, newest
+// first and counted in all.
+func TestDispatchFilters(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		if err := st.CreateDevice(ctx, &store.Device{ID: "d1", Name: "d1", TokenHash: "h", MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		var nds []*store.NewDispatch
+		for i, d := range []struct{ id, action, key string }{
+			{"a1-k1", "a1", "k1"}, {"a2-k1", "a2", "k1"}, {"a1-k2", "a1", "k2"}, {"a1-test", "a1", ""}, {"a2-k2", "a2", "k2"},
+		} {
+			nd := uiDispatch(d.id, now.Add(time.Duration(i)*time.Second), "d1")
+			nd.Dispatch.ActionID, nd.Dispatch.APIKeyID = d.action, d.key
+			nds = append(nds, nd)
+		}
+		if _, err := st.WriteDispatches(ctx, nds); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.ApplyAcks(ctx, []store.Ack{
+			{CommandID: "a1-k1-d1", DeviceID: "d1", State: store.StateFailed, At: now},
+			{CommandID: "a2-k2-d1", DeviceID: "d1", State: store.StateRejected, At: now},
+			{CommandID: "a1-k2-d1", DeviceID: "d1", State: store.StateSucceeded, At: now},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name string
+			f    store.DispatchFilter
+			want []string
+		}{
+			{"none", store.DispatchFilter{}, []string{"a2-k2", "a1-test", "a1-k2", "a2-k1", "a1-k1"}},
+			{"action", store.DispatchFilter{ActionID: "a1"}, []string{"a1-test", "a1-k2", "a1-k1"}},
+			{"key", store.DispatchFilter{APIKeyID: "k2"}, []string{"a2-k2", "a1-k2"}},
+			{"action and key", store.DispatchFilter{ActionID: "a1", APIKeyID: "k2"}, []string{"a1-k2"}},
+			{"failed", store.DispatchFilter{Failed: true}, []string{"a2-k2", "a1-k1"}},
+			{"failed of an action", store.DispatchFilter{Failed: true, ActionID: "a1"}, []string{"a1-k1"}},
+			{"since, inclusive", store.DispatchFilter{Since: now.Add(2 * time.Second)}, []string{"a2-k2", "a1-test", "a1-k2"}},
+			{"until, exclusive", store.DispatchFilter{Until: now.Add(2 * time.Second)}, []string{"a2-k1", "a1-k1"}},
+			{"a window of a key", store.DispatchFilter{APIKeyID: "k1", Since: now, Until: now.Add(time.Second)}, []string{"a1-k1"}},
+			{"an unknown action", store.DispatchFilter{ActionID: "gone"}, nil},
+		} {
+			ds, total, err := st.Dispatches(ctx, c.f, store.Page{Limit: 2})
+			var got []string
+			for _, d := range ds {
+				got = append(got, d.ID)
+			}
+			if err != nil || total != int64(len(c.want)) || !slices.Equal(got, c.want[:min(2, len(c.want))]) {
+				t.Errorf("%s: %v (%d in all), %v; want %v", c.name, got, total, err, c.want)
+			}
 		}
 	})
 }

@@ -175,8 +175,11 @@ func whenText(v any) string {
 	if !ok {
 		return "never"
 	}
-	return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
+	return When(t)
 }
+
+// When formats an instant for people: UTC, to the second.
+func When(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") + " UTC" }
 
 // agoText says how long ago an instant was: "just now", "5 min ago", "3 h ago".
 func agoText(v any) string {

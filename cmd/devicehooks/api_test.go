@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -317,6 +318,71 @@ func TestDispatchCommandsPaged(t *testing.T) {
 	}
 	status, body = s.call("GET", "/api/v1/dispatches/nope/commands", nil)
 	wantError(t, "an unknown dispatch", status, body, http.StatusNotFound, "not_found")
+}
+
+// The dispatch list narrows to an action, a key, a time window and the
+// dispatches that need attention, each filter named as the field it
+// matches; a filter it cannot read is 400, not ignored.
+func TestDispatchListFilters(t *testing.T) {
+	s := startServer(t, Config{})
+	token := s.createDevice("a")
+	p := connectPlayer(t, s.mqttURL(), "devicehooks", "a", token)
+	s.waitOnline("a")
+	key1, secret1 := s.createKey("k1")
+	_, secret2 := s.createKey("k2")
+	action := func(name string) (id, event string) {
+		out := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+			"name": name, "function": "refresh_content", "target": map[string]any{"type": "device", "id": "a"}})
+		return out["id"].(string), out["event_id"].(string)
+	}
+	actionA, evA := action("A")
+	actionB, evB := action("B")
+	trigger := func(secret, event, ack string) string {
+		_, ans := s.post(secret, `{"event_id":"`+event+`"}`)
+		id := ans["dispatch_id"].(string)
+		p.ack("devicehooks", p.next(10 * time.Second)["id"].(string), ack)
+		waitDispatch(t, s, id, map[string]float64{ack: 1})
+		return id
+	}
+	failedA := trigger(secret1, evA, "failed")
+	time.Sleep(10 * time.Millisecond)
+	between := time.Now().UTC()
+	time.Sleep(10 * time.Millisecond)
+	okA := trigger(secret2, evA, "succeeded")
+	okB := trigger(secret1, evB, "succeeded")
+
+	ids := func(got map[string]any) string {
+		var ids []string
+		for _, d := range got["items"].([]any) {
+			ids = append(ids, d.(map[string]any)["id"].(string))
+		}
+		return strings.Join(ids, ",")
+	}
+	at := url.QueryEscape(between.Format(time.RFC3339Nano))
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{okB, okA, failedA}},
+		{"?action_id=" + actionA, []string{okA, failedA}},
+		{"?action_id=%20" + actionB + "%20", []string{okB}},
+		{"?api_key_id=" + key1, []string{okB, failedA}},
+		{"?failed=true", []string{failedA}},
+		{"?failed=1&action_id=" + actionB, nil},
+		{"?failed=false", []string{okB, okA, failedA}},
+		{"?since=" + at, []string{okB, okA}},
+		{"?until=" + at, []string{failedA}},
+		{"?action_id=" + actionA + "&since=" + at + "&limit=1", []string{okA}},
+	} {
+		got := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches"+c.query, nil)
+		if ids(got) != strings.Join(c.want[:min(len(c.want), int(got["limit"].(float64)))], ",") || got["total"] != float64(len(c.want)) {
+			t.Errorf("%s: %s of %v, want %v", c.query, ids(got), got["total"], c.want)
+		}
+	}
+	for _, query := range []string{"?failed=maybe", "?since=yesterday", "?until=2026-11-24"} {
+		status, body := s.call("GET", "/api/v1/dispatches"+query, nil)
+		wantError(t, query, status, body, http.StatusBadRequest, "bad_request")
+	}
 }
 
 // TestWrongMethod: a method an endpoint does not take is a 405 with the

@@ -6,11 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"devicehooks/internal/testenv"
+	"devicehooks/store"
 )
 
 // A build started on a database that a newer build upgraded beyond what it
@@ -20,6 +22,7 @@ import (
 // record, and the admin's password is unchanged.
 func TestOutgrownBuildRefusesToStart(t *testing.T) {
 	bin := buildBinary(t)
+	newer := strconv.Itoa(store.SchemaVersion + 1)
 	for _, db := range []struct {
 		name, driver string
 		dsn          func(t *testing.T) string
@@ -37,7 +40,7 @@ func TestOutgrownBuildRefusesToStart(t *testing.T) {
 			}
 			defer side.Close()
 			// As a newer build that older ones must not run after would record it.
-			if _, err := side.Exec(`UPDATE settings SET value = '2' WHERE name IN ('schema_version', 'schema_compatible_from')`); err != nil {
+			if _, err := side.Exec(`UPDATE settings SET value = $1 WHERE name IN ('schema_version', 'schema_compatible_from')`, newer); err != nil {
 				t.Fatal(err)
 			}
 			before := settingsOf(t, side)
@@ -63,8 +66,8 @@ func TestOutgrownBuildRefusesToStart(t *testing.T) {
 				if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() <= 0 {
 					t.Fatalf("%s: %v, want a non-zero exit:\n%s", c.name, err, out)
 				}
-				for _, want := range []string{"upgraded by a newer build", "the database records schema version 2, and that only builds of schema version 2 or newer may run on it",
-					"this build is schema version 1", "Run the newer build", "restore the backup taken before that upgrade"} {
+				for _, want := range []string{"upgraded by a newer build", "the database records schema version " + newer + ", and that only builds of schema version " + newer + " or newer may run on it",
+					"this build is schema version " + strconv.Itoa(store.SchemaVersion), "Run the newer build", "restore the backup taken before that upgrade"} {
 					if !strings.Contains(string(out), want) {
 						t.Errorf("%s: the output lacks %q:\n%s", c.name, want, out)
 					}
