@@ -272,10 +272,37 @@ func (h *webhookHandler) succeed(c *gin.Context, out *actions.Outcome, wait time
 		}
 	}
 	if wantsHTML(c) {
-		h.page(c, http.StatusOK, web.WebhookResult{OK: true, DispatchID: ans.DispatchID, EventID: ans.EventID, Function: ans.Function, Targets: ans.Targets, Replayed: out.Replayed})
+		r := web.WebhookResult{OK: true, DispatchID: ans.DispatchID, EventID: ans.EventID, Function: ans.Function, Targets: ans.Targets, Replayed: out.Replayed}
+		if ans.Settled != nil {
+			waitedPage(&r, out)
+		}
+		h.page(c, http.StatusOK, r)
 		return
 	}
 	c.JSON(http.StatusOK, ans)
+}
+
+// waitedListed is how many commands that did not succeed a waited-for
+// call's page names; the dispatch's page has the rest.
+const waitedListed = 20
+
+// waitedPage says on a browser's page what the call waited for: how its
+// commands stood at the answer, and which did not succeed.
+func waitedPage(r *web.WebhookResult, out *actions.Outcome) {
+	r.Waited, r.Settled = true, out.Settled
+	counts := store.StateCounts{}
+	for _, cmd := range out.Commands {
+		counts[cmd.State]++
+		if cmd.State == store.StateSucceeded {
+			continue
+		}
+		if len(r.Unsucceeded) == waitedListed {
+			r.More++
+			continue
+		}
+		r.Unsucceeded = append(r.Unsucceeded, web.WaitedCommand{DeviceID: cmd.DeviceID, State: cmd.State, Detail: cmd.Detail})
+	}
+	r.Outcome = stateSummary(len(out.Commands), counts)
 }
 
 // fail answers with the contract's error body, or a small page for a browser.

@@ -22,9 +22,18 @@ type WebhookResult struct {
 	Function   string
 	Targets    int
 	Replayed   bool
-	Code       string
-	Detail     string // the error's detail, as the JSON answer gives it
-	Field      string // the input the detail is about, as the JSON answer names it
+	// Waited: the call asked to wait for its acks (?wait=); Settled says
+	// whether every command was final by the answer, Outcome how they stood
+	// ("2 succeeded · 1 failed"), and Unsucceeded lists the commands that
+	// did not succeed (the first few of a fan-out).
+	Waited      bool
+	Settled     bool
+	Outcome     string
+	Unsucceeded []WaitedCommand
+	More        int // unsucceeded commands past those listed
+	Code        string
+	Detail      string // the error's detail, as the JSON answer gives it
+	Field       string // the input the detail is about, as the JSON answer names it
 	// SignedLink: the refused call was a signed link (sig=, no key in it).
 	SignedLink bool
 	// Preview: a link-preview agent fetched the link; nothing was fired.
@@ -33,6 +42,10 @@ type WebhookResult struct {
 	Confirm bool
 	Fields  map[string]string
 }
+
+// WaitedCommand is a command that a waited-for call's page names: its
+// device, state and the device's detail.
+type WaitedCommand struct{ DeviceID, State, Detail string }
 
 // RenderWebhookResult writes the page for a webhook GET opened in a browser.
 func RenderWebhookResult(w io.Writer, r WebhookResult) error {

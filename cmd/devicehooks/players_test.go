@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -469,6 +471,55 @@ func TestWebhookWaitsForAcks(t *testing.T) {
 	_, ans = s.post(key, `{"event_id":"`+empty+`"}`, "Prefer", "wait=5")
 	if ans["settled"] != true || ans["targets"] != float64(0) {
 		t.Fatalf("wait with no targets: %v", ans)
+	}
+}
+
+// A browser that opened a link with ?wait= is told how it went, not that
+// the command is queued: the outcome when every device has answered, and
+// the devices that did not succeed, with their detail.
+func TestWaitedLinkPageSaysHowItWent(t *testing.T) {
+	s := startServer(t, Config{})
+	failing := simulator.Credentials{DeviceID: "a", Token: s.createDevice("a")}
+	s.createDevice("b") // offline
+	_, key := s.createKey("k")
+	toA := s.createAction("restart", map[string]any{"type": "device", "id": "a"}, nil)
+	toAll := s.createAction("restart", map[string]any{"type": "all"}, nil)
+	startSim(t, s, simulator.Config{FailureRate: 1}, failing)
+	s.waitOnline("a")
+	page := func(event, wait string) string {
+		t.Helper()
+		payload := base64.URLEncoding.EncodeToString([]byte(`{"event_id":"` + event + `"}`))
+		req, _ := http.NewRequest("GET", s.base+"/public-api/integration/webhooks?api_key="+url.QueryEscape(key)+"&payload="+payload+"&wait="+wait, nil)
+		req.Header.Set("Accept", "text/html")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		return string(body)
+	}
+	settled := page(toA, "5")
+	for _, want := range []string{"Every device has answered", `<strong id="outcome">1 failed</strong>`, `<li><code>a</code> failed`} {
+		if !strings.Contains(settled, want) {
+			t.Errorf("the settled page lacks %q:\n%s", want, settled)
+		}
+	}
+	if strings.Contains(settled, "queued for delivery") {
+		t.Errorf("the settled page says the command is queued:\n%s", settled)
+	}
+	unsettled := page(toAll, "0.5")
+	for _, want := range []string{"Not every device had answered", "1 failed", "1 queued", `<li><code>b</code> queued`} {
+		if !strings.Contains(unsettled, want) {
+			t.Errorf("the unsettled page lacks %q:\n%s", want, unsettled)
+		}
+	}
+	// Without ?wait= the page says what it always did.
+	if plain := page(toA, "0"); !strings.Contains(plain, "queued for delivery") || strings.Contains(plain, "outcome") {
+		t.Errorf("the page without a wait:\n%s", plain)
 	}
 }
 
