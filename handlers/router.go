@@ -82,7 +82,6 @@ func New(d Deps) (http.Handler, error) {
 		slots: make(chan struct{}, d.MaxConcurrent), waits: make(chan struct{}, max(8, d.MaxConcurrent/8)),
 	}
 	r.NoMethod(func(c *gin.Context) { // gin has set the Allow header
-		apiNoStore(c)
 		if c.Request.URL.Path == webhookPath {
 			wh.refuseMethod(c)
 			return
@@ -95,7 +94,7 @@ func New(d Deps) (http.Handler, error) {
 	r.GET("/public-api/integration/webhooks/dispatches/:id", wh.followUp)
 
 	a := &api{Deps: d}
-	v1 := r.Group("/api/v1", noStore, requireAdmin(d.Admins, d.Log))
+	v1 := r.Group("/api/v1", requireAdmin(d.Admins, d.Log)) // no-store: see noStoreAPIs
 	v1.POST("/api-keys", a.createAPIKey)
 	v1.GET("/api-keys", a.listAPIKeys)
 	v1.GET("/api-keys/:id", a.getAPIKey)
@@ -136,14 +135,27 @@ func New(d Deps) (http.Handler, error) {
 	// An unknown path: a browser asking for a page gets the UI's "Not found"
 	// page; the management API, the webhook and other clients get the JSON error.
 	r.NoRoute(func(c *gin.Context) {
-		apiNoStore(c)
 		if wantsPage(c.Request) {
 			u.notFound(c)
 			return
 		}
 		respondError(c, d.Log, actions.Errorf(actions.CodeNotFound, "no such endpoint: %s %s", c.Request.Method, c.Request.URL.Path))
 	})
-	return r, nil
+	return noStoreAPIs(r), nil
+}
+
+// noStoreAPIs keeps every answer under /api/ (some carry secrets) and
+// /public-api/ (a cache that gave a webhook's answer again would stand for a
+// call that fired nothing) out of caches: also those no handler of theirs
+// writes, such as a 404, a 405 or gin's redirect of a trailing slash, which
+// caches may otherwise keep.
+func noStoreAPIs(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/public-api/") {
+			w.Header().Set("Cache-Control", "no-store")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // wantsPage tells a browser's request for a page (a GET that accepts HTML,
@@ -158,15 +170,7 @@ func wantsPage(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
-// apiNoStore gives an answer under /api/ the management API's no-store, also
-// when no route of it matched (404, 405).
-func apiNoStore(c *gin.Context) {
-	if strings.HasPrefix(c.Request.URL.Path, "/api/") {
-		c.Header("Cache-Control", "no-store")
-	}
-}
-
-// noStore keeps API answers (some carry secrets) out of every cache.
+// noStore keeps /metrics's answers out of every cache.
 func noStore(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.Next()

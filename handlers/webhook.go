@@ -107,9 +107,6 @@ func (h *webhookHandler) record(c *gin.Context, serve func(*gin.Context, *call))
 // serve reads top to bottom: limits, who is calling, what they may do, what they
 // ask, then the dispatch.
 func (h *webhookHandler) serve(c *gin.Context, cl *call) {
-	// No answer may be kept: a cache that gave it again would stand for a
-	// call that fired nothing.
-	c.Header("Cache-Control", "no-store")
 	if c.Request.Method == http.MethodHead {
 		// Link checkers and mail scanners probe with HEAD: it never fires.
 		cl.code = "head"
@@ -327,7 +324,6 @@ func (h *webhookHandler) page(c *gin.Context, status int, r web.WebhookResult) {
 		c.Status(http.StatusInternalServerError)
 		return
 	}
-	c.Header("Cache-Control", "no-store")
 	c.Header("Referrer-Policy", "no-referrer")
 	c.Header("X-Robots-Tag", "noindex")
 	// No other site may frame a link's page (a confirm button clicked

@@ -25,7 +25,6 @@ func (h *webhookHandler) followUp(c *gin.Context) { h.record(c, h.dispatchStatus
 // every device is thousands of rows to read), and takes a webhook call's
 // slot. Its errors are JSON, whoever asks: it is an API, not a link.
 func (h *webhookHandler) dispatchStatus(c *gin.Context, cl *call) {
-	c.Header("Cache-Control", "no-store")
 	fail := func(err error) {
 		status, body := errorResponse(c, h.log, err)
 		cl.code = string(body.Error.Code)

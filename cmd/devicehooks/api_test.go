@@ -417,16 +417,25 @@ func TestWrongMethod(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("HEAD /healthz: %v %v", resp, err)
 	}
-	// The management API's answers stay out of caches, its 404s and 405s too.
-	for _, r := range []struct{ method, path string }{{"PATCH", "/api/v1/devices/x"}, {"GET", "/api/v1/nonexistent"}} {
+	// The management API's and the webhook's answers stay out of caches,
+	// their 404s, 405s and redirects of a trailing slash too.
+	for _, r := range []struct {
+		method, path string
+		status       int
+	}{
+		{"PATCH", "/api/v1/devices/x", 405}, {"GET", "/api/v1/nonexistent", 404},
+		{"OPTIONS", "/public-api/integration/webhooks", 405}, {"PUT", "/public-api/integration/webhooks", 405},
+		{"GET", "/public-api/integration/webhooks/nonexistent", 404},
+		{"GET", "/public-api/integration/webhooks/?x=1", 301}, {"POST", "/public-api/integration/webhooks/", 307},
+	} {
 		req, _ = http.NewRequest(r.method, s.base+r.path, nil)
 		req.Header.Set("Authorization", "Bearer "+testAdminToken)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := noRedirect.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode < 400 || resp.Header.Get("Cache-Control") != "no-store" {
+		if resp.StatusCode != r.status || resp.Header.Get("Cache-Control") != "no-store" {
 			t.Errorf("%s %s: %d, Cache-Control %q", r.method, r.path, resp.StatusCode, resp.Header.Get("Cache-Control"))
 		}
 	}
