@@ -84,7 +84,10 @@ func LookupFunction(name string) (*Function, bool) {
 // them all, the API names the first.
 func ValidateParams(fn string, params map[string]any) (map[string]any, error) {
 	f, ok := LookupFunction(fn)
-	if !ok {
+	switch {
+	case !ok && fn == "":
+		return nil, Invalid("function", "function is required; one of %s", functionNames())
+	case !ok:
 		return nil, Invalid("function", "unknown function %q; one of %s", fn, functionNames())
 	}
 	if params == nil {

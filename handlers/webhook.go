@@ -470,6 +470,14 @@ func readRequest(c *gin.Context, link bool, params url.Values, body []byte) (*we
 			return nil, err
 		}
 	}
+	switch trimmed := bytes.TrimSpace(bytes.TrimPrefix(raw, utf8BOM)); {
+	case link && !json.Valid(trimmed) && !bytes.HasPrefix(trimmed, []byte("{")):
+		// Base64 of something else: a link cut short or joined wrongly, or
+		// a standard base64 '+' read as a space.
+		return nil, badRequest("the payload is base64, but not of a JSON object: check that the link was copied whole, and that a + in it is written %%2B")
+	case !link && len(trimmed) == 0 && c.Query("payload") != "":
+		return nil, badRequest("the body is empty: a POST sends the JSON object in its body (payload in the query string counts on a GET link only)")
+	}
 	req, err := ParseWebhookJSON(toUTF8(raw))
 	if err != nil {
 		return nil, err
@@ -536,6 +544,9 @@ func DecodePayload(p string) ([]byte, error) {
 	}
 	if firstErr != nil {
 		return nil, badRequest("the payload is not base64: %v", firstErr)
+	}
+	if len(first) == 0 {
+		return nil, badRequest("the payload is not base64: it has no base64 character in it")
 	}
 	return first, nil
 }

@@ -37,6 +37,13 @@ func TestManagementAPIInput(t *testing.T) {
 		t.Fatalf("after a rename: %v", got)
 	}
 
+	// A PUT is the whole action: one without its function says it is required.
+	status, ans := s.call("PUT", path, map[string]any{"name": "Welcome (lobby)"})
+	wantError(t, "a PUT without its function", status, ans, http.StatusUnprocessableEntity, "invalid_params")
+	if e := ans["error"].(map[string]any); e["field"] != "function" || !strings.HasPrefix(e["detail"].(string), "function is required; one of load_url") {
+		t.Fatalf("a PUT without its function: %v", e)
+	}
+
 	// A whole number written as a float, as some JSON encoders do, is taken;
 	// a fraction is not.
 	floats := func(ttl string) (int, map[string]any) {
@@ -49,7 +56,7 @@ func TestManagementAPIInput(t *testing.T) {
 	if got := s.mustCall(http.StatusOK, "GET", path, nil); got["ttl_s"] != float64(120) {
 		t.Fatalf("ttl_s after 120.0: %v", got["ttl_s"])
 	}
-	status, ans := floats("1.2e2")
+	status, ans = floats("1.2e2")
 	if status != http.StatusNoContent {
 		t.Fatalf("ttl_s 1.2e2: %d %v", status, ans)
 	}

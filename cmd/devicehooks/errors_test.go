@@ -117,6 +117,15 @@ func TestWebhookErrorTable(t *testing.T) {
 			req.Header.Set("Content-Type", "application/json")
 			return s.do(req)
 		}, 401, "unauthorized", "counts on a GET link only"},
+		{"a payload of nothing but punctuation", func() (int, map[string]any) { return s.get("api_key=" + key + "&payload=!!!!") },
+			400, "bad_request", "the payload is not base64: it has no base64 character in it"},
+		{"a payload that decodes to bytes, not JSON", func() (int, map[string]any) { return s.get("api_key=" + key + "&payload=k5Q") },
+			400, "bad_request", "base64, but not of a JSON object: check that the link was copied whole"},
+		{"a POST's payload in the query, its body empty", func() (int, map[string]any) {
+			req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks?payload="+b64(ok), nil)
+			req.Header.Set("x-webhook-apikey", key)
+			return s.do(req)
+		}, 400, "bad_request", "payload in the query string counts on a GET link only"},
 	} {
 		status, body := c.call()
 		wantError(t, c.name, status, body, c.status, c.code)
