@@ -306,6 +306,9 @@ func waitedPage(r *web.WebhookResult, out *actions.Outcome) {
 func (h *webhookHandler) fail(c *gin.Context, cl *call, err error) {
 	status, body := errorResponse(c, h.log, err)
 	cl.code = string(body.Error.Code)
+	if body.Error.Code == actions.CodeTooLarge && cl.caller == nil {
+		h.attribute(c, cl)
+	}
 	if status == http.StatusServiceUnavailable && c.Writer.Header().Get("Retry-After") == "" && !asError(err).Final {
 		c.Header("Retry-After", "1") // the database away, the writer's queue full: passing
 	}
@@ -440,6 +443,18 @@ func (h *webhookHandler) authenticate(c *gin.Context, params url.Values) (*auth.
 			"missing API key: send it in the x-webhook-apikey header, or as api_key in a GET link")
 	}
 	return h.keys.Authenticate(c.Request.Context(), key)
+}
+
+// attribute files a call refused before its key was read (its body or
+// headers over the limit) under the key of its x-webhook-apikey header, if
+// that is a key in use: the request log then shows the key's oversized calls
+// with its others. It neither counts against the key's rate nor marks it used.
+func (h *webhookHandler) attribute(c *gin.Context, cl *call) {
+	if key, err := headerKey(c); err == nil && key != "" {
+		if caller, err := h.keys.Authenticate(c.Request.Context(), key); err == nil {
+			cl.caller = caller
+		}
+	}
 }
 
 // headerKey is the key of the x-webhook-apikey header ("" if none). Two

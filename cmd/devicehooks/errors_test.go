@@ -88,6 +88,16 @@ func TestWebhookErrorTable(t *testing.T) {
 		wantError(t, c.name, status, body, c.status, c.code)
 	}
 	p.none(200 * time.Millisecond) // nothing failed was sent
+	// The oversized calls (with a usable key) are filed under their key.
+	testenv.WaitFor(t, 5*time.Second, "the oversized calls in the request log, under their key", func() bool {
+		n := 0
+		for _, r := range s.mustCall(http.StatusOK, "GET", "/api/v1/requests?code=too_large", nil)["items"].([]any) {
+			if prefix, _ := r.(map[string]any)["key_prefix"].(string); prefix != "" && strings.HasPrefix(key, prefix) {
+				n++
+			}
+		}
+		return n == 2
+	})
 	// Trying again soon does not help a trigger over --max-targets.
 	if status, _, h := postHeader(t, s, key, `{"event_id":"`+bigEv+`"}`); status != 503 || h.Get("Retry-After") != "" {
 		t.Errorf("over the target cap: %d, Retry-After %q, want none", status, h.Get("Retry-After"))
