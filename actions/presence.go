@@ -327,8 +327,23 @@ func (p *Presence) Run(ctx context.Context, interval time.Duration) {
 			// from the dirty set, and the final flush would not see it.
 			p.flush(context.WithoutCancel(ctx))
 		case <-ctx.Done():
+			p.markUnwritten()
 			p.flush(context.WithoutCancel(ctx))
 			return
+		}
+	}
+}
+
+// markUnwritten marks for the last flush, at shutdown, the devices whose
+// last-seen time moved since it was written (Seen writes an ack's only every
+// seenWriteEvery): with an external broker a player stays connected across
+// a restart, and the next instance would read the older time.
+func (p *Presence) markUnwritten() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, d := range p.devs {
+		if d.lastSeen.After(d.written) {
+			p.markDirty(id, d)
 		}
 	}
 }

@@ -37,6 +37,30 @@ func TestPresenceRetriesAFailedWrite(t *testing.T) {
 	})
 }
 
+// An ack's last-seen time, held back from the database for a while, is
+// written at shutdown: the next start does not go back to an older one.
+func TestLastSeenWrittenAtShutdown(t *testing.T) {
+	ctx := context.Background()
+	st, _ := openStore(t)
+	p := actions.NewPresence(st, slog.New(slog.DiscardHandler), false)
+	if err := p.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { p.Run(runCtx, 10*time.Millisecond); close(done) }()
+	p.Status("d1", actions.StatusMessage{State: "online"}, false)
+	testenv.WaitFor(t, 5*time.Second, "the status is written", func() bool { return storedOnline(t, st, "d1") })
+	p.Seen("d1") // an ack, soon after: held back (seenWriteEvery)
+	_, seen := p.State("d1")
+	stop()
+	<-done
+	ps, err := st.PresenceStates(ctx)
+	if err != nil || len(ps) != 1 || !ps[0].LastSeen.Equal(seen) {
+		t.Fatalf("stored %+v (%v), want last seen %v", ps, err, seen)
+	}
+}
+
 func storedOnline(t *testing.T, st *store.Store, id string) bool {
 	t.Helper()
 	ps, err := st.PresenceStates(context.Background())
