@@ -484,6 +484,9 @@ func readRequest(c *gin.Context, link bool, params url.Values, body []byte) (*we
 		if raw, err = DecodePayload(p); err != nil {
 			return nil, err
 		}
+		if len(raw) == 0 { // nothing but punctuation, "=" or "!!!"
+			return nil, badRequest("the payload is not base64: it has no base64 character in it")
+		}
 	}
 	switch trimmed := bytes.TrimSpace(bytes.TrimPrefix(raw, utf8BOM)); {
 	case link && !json.Valid(trimmed) && !bytes.HasPrefix(trimmed, []byte("{")):
@@ -559,9 +562,6 @@ func DecodePayload(p string) ([]byte, error) {
 	}
 	if firstErr != nil {
 		return nil, badRequest("the payload is not base64: %v", firstErr)
-	}
-	if len(first) == 0 {
-		return nil, badRequest("the payload is not base64: it has no base64 character in it")
 	}
 	return first, nil
 }
