@@ -1,7 +1,10 @@
 package store
 
 import (
+	"errors"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,11 +34,48 @@ func postgresDialer(timeout time.Duration) *net.Dialer {
 	}
 }
 
+// errPostgresURL says how to write a PostgreSQL URL, without quoting one.
+var errPostgresURL = errors.New("cannot parse the PostgreSQL URL: write it as postgres://user:password@host:port/database?sslmode=…, " +
+	"with any /, ?, #, @, : or % in the user or the password percent-encoded (%2F, %3F, %23, %40, %3A, %25)")
+
+// libpqKeywords are the keywords of a libpq key=value connection string
+// ("host=db user=app password=…") that an operator would write first.
+var libpqKeywords = []string{"host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "connect_timeout", "application_name"}
+
+// isKeywordDSN tells a libpq key=value connection string, which devicehooks
+// does not take, from an SQLite file's path: read as a path, it would make
+// a new SQLite database named after it, password and all.
+func isKeywordDSN(dsn string) bool {
+	fields := strings.Fields(dsn)
+	for _, f := range fields {
+		k, _, ok := strings.Cut(f, "=")
+		if !ok || !slices.Contains(libpqKeywords, k) {
+			return false
+		}
+	}
+	return len(fields) > 0
+}
+
+// CheckDSN refuses, before anything is made of it, a database setting that
+// is neither an SQLite file's path nor a postgres:// URL.
+func CheckDSN(dsn string) error {
+	if isKeywordDSN(dsn) {
+		return errKeywordDSN
+	}
+	return nil
+}
+
+// errKeywordDSN refuses a key=value connection string, without quoting it.
+var errKeywordDSN = errors.New("the database is given as a key=value connection string (host=… user=…), which devicehooks does not take: " +
+	"write it as a URL, postgres://user:password@host:port/database?sslmode=…")
+
 // openPostgres opens a PostgreSQL database through gorm with dialPostgres.
 func openPostgres(dsn string, cfg *gorm.Config) (*gorm.DB, error) {
 	pc, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, err
+		// pgx quotes net/url's complaint, which can hold part of a password
+		// that has a character URLs reserve: say what to check instead.
+		return nil, errPostgresURL
 	}
 	pc.DialFunc = postgresDialer(max(10*time.Second, pc.ConnectTimeout)).DialContext
 	return gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDB(*pc)}), cfg)

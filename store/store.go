@@ -75,6 +75,9 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 		PrepareStmtTTL:     time.Hour,
 		NowFunc:            func() time.Time { return time.Now().UTC() },
 	}
+	if err := CheckDSN(dsn); err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
 	s := &Store{}
 	var err error
 	if IsPostgres(dsn) {

@@ -844,3 +844,31 @@ func TestGroupSizes(t *testing.T) {
 		}
 	})
 }
+
+// A database setting that cannot be read is refused without being quoted:
+// a PostgreSQL URL whose password has a character URLs reserve (net/url's
+// complaint, which pgx quotes, held part of it), and a libpq key=value
+// string, which was taken for an SQLite file's name, password and all.
+func TestUnreadableDSNIsNotQuoted(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, c := range []struct{ dsn, want string }{
+		{"postgres://dh:Kq7Zp3Xw9mR12345?x@127.0.0.1:15433/devicehooks", "percent-encoded (%2F, %3F, %23, %40, %3A, %25)"},
+		{"postgres://dh:Kq7Zp3Xw/9mR12345@127.0.0.1:15433/devicehooks", "percent-encoded"},
+		{"host=127.0.0.1 port=15433 user=dh password=Kq7Zp3Xw9mR12345 dbname=devicehooks sslmode=disable", "write it as a URL, postgres://"},
+	} {
+		_, err := store.Open(context.Background(), c.dsn, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "Kq7Zp3Xw") {
+			t.Errorf("%s: %v", c.dsn, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		t.Fatalf("the refused settings left %v", entries)
+	}
+	// An SQLite path with '=' or spaces in it is still a path.
+	if st, err := store.Open(context.Background(), filepath.Join(dir, "a=b c.db"), nil); err != nil {
+		t.Fatal(err)
+	} else {
+		st.Close()
+	}
+}

@@ -83,16 +83,18 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	// A secret made by this start, for a database made with another one (a
-	// start from another directory finds no secret file next to it, as on
-	// PostgreSQL, whose file is in the working directory), or for one that a
-	// newer build upgraded and this build refuses: the start fails, and the
-	// new file goes, so that nobody backs it up instead of the right one.
-	wrongSecret := func(err error) error {
-		wrong := errors.Is(err, auth.ErrWrongSecret)
-		if !created || !wrong && !errors.Is(err, store.ErrNewerSchema) {
+	// A secret made by this start, when the database does not open with it:
+	// one made with another secret (a start from another directory finds no
+	// secret file next to it, as on PostgreSQL, whose file is in the working
+	// directory), one that a newer build upgraded and this build refuses, or
+	// one that cannot be reached (a wrong password, TLS refused). The start
+	// fails, and the new file goes, so that nobody backs it up instead of the
+	// right one, and the start that makes it again says so.
+	openFailed := func(err error) error {
+		if !created {
 			return err
 		}
+		wrong := errors.Is(err, auth.ErrWrongSecret)
 		path := absPath(a.Config.secretPath())
 		// Only the file as this start wrote it: one put there meanwhile (the
 		// right secret, copied while this start waited) stays.
@@ -134,11 +136,11 @@ func (a *App) Open(ctx context.Context) (err error) {
 		return nil
 	}
 	if a.store, err = store.Open(ctx, cfg.DB, a.Log, store.AsTheActiveInstance(standby), store.WaitForServer()); err != nil {
-		return wrongSecret(err)
+		return openFailed(err)
 	}
 	pinned, err := auth.CheckSecret(ctx, a.store, kr)
 	if err != nil {
-		return wrongSecret(err)
+		return openFailed(err)
 	}
 	if created {
 		a.Log.Info("created server secret; back it up with the database", "file", absPath(a.Config.secretPath()))

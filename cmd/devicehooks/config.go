@@ -152,6 +152,9 @@ func serveFlags(c *Config, out io.Writer) *flag.FlagSet {
 }
 
 func (c *Config) validate() error {
+	if err := store.CheckDSN(c.DB); err != nil {
+		return fmt.Errorf("--db: %w", err)
+	}
 	if c.AdminToken != "" && len(c.AdminToken) < auth.MinBootstrapTokenLen {
 		return fmt.Errorf("--admin-token must be at least %d characters", auth.MinBootstrapTokenLen)
 	}

@@ -184,6 +184,31 @@ func TestStartRefusesAnotherSecret(t *testing.T) {
 	}
 }
 
+// A first start whose database does not open (here PostgreSQL refuses TLS)
+// takes away the secret file it made, so that the start that opens it makes
+// the file again and says so; a database setting that cannot be read makes
+// nothing at all, and is not quoted.
+func TestSecretOfAStartThatFailedGoes(t *testing.T) {
+	dsn := strings.Replace(testenv.Postgres(t), "sslmode=disable", "sslmode=require", 1)
+	for _, db := range []string{dsn, "host=127.0.0.1 user=dh password=s3cretPGpass dbname=devicehooks"} {
+		secret := filepath.Join(t.TempDir(), "devicehooks.secret")
+		cfg := withDefaults(Config{DB: db, SecretFile: secret, HTTPAddr: "127.0.0.1:0", MQTTListen: "127.0.0.1:0", AdminToken: testAdminToken})
+		cfg.MQTTWSListen = ""
+		var logs testenv.Buffer
+		a := &App{Config: cfg, Log: slog.New(slog.NewTextHandler(&logs, nil)), Stdout: io.Discard}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := a.Open(ctx)
+		cancel()
+		a.Close()
+		if err == nil || strings.Contains(err.Error()+logs.String(), "s3cretPGpass") {
+			t.Fatalf("%s: %v\n%s", db, err, logs.String())
+		}
+		if _, serr := os.Stat(secret); !errors.Is(serr, os.ErrNotExist) || strings.Contains(logs.String(), "back it up") {
+			t.Fatalf("%s: the new secret is still there (%v), or was announced:\n%s", db, serr, logs.String())
+		}
+	}
+}
+
 // A database from before the fingerprint that holds credentials but no API
 // key cannot check the secret: it is not pinned to the one given (which may be
 // wrong, and would then lock the right one out). A standby with another
