@@ -326,6 +326,9 @@ func absPath(path string) string {
 
 func (a *App) startEmbedded(topics actions.Topics) (*broker.Embedded, error) {
 	cfg := a.Config
+	if cfg.MQTTAllowAnonymous {
+		a.Log.Warn("--mqtt-allow-anonymous: MQTT clients without credentials are let into the embedded broker; for development only")
+	}
 	return broker.StartEmbedded(broker.EmbeddedConfig{
 		TCPAddr: cfg.MQTTListen, WSAddr: cfg.MQTTWSListen, AllowAnonymous: cfg.MQTTAllowAnonymous,
 		Authenticate: a.devices.Authenticate, PlausibleUser: actions.DeviceIDPattern.MatchString,

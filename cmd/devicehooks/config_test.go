@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -278,5 +279,27 @@ func TestHelpShowsNoSecretFromTheEnvironment(t *testing.T) {
 		if !strings.Contains(out.String(), "Usage") {
 			t.Errorf("%s -h has no usage text:\n%s", cmd, out)
 		}
+	}
+}
+
+// The JSON log writes durations as the text log and the docs do ("390ms"),
+// not as nanoseconds.
+func TestJSONLogDurations(t *testing.T) {
+	var out bytes.Buffer
+	log, err := newLogger(&out, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("database ready", "schema_checked_in", 390*time.Millisecond)
+	if !strings.Contains(out.String(), `"schema_checked_in":"390ms"`) {
+		t.Fatalf("logged %s", out.String())
+	}
+}
+
+// A broker that lets clients in without credentials says so at start.
+func TestAnonymousBrokerIsWarnedOf(t *testing.T) {
+	s := startServer(t, Config{MQTTAllowAnonymous: true})
+	if logs := s.logs.String(); !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "--mqtt-allow-anonymous") {
+		t.Fatalf("no warning in:\n%s", logs)
 	}
 }
