@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -76,14 +75,13 @@ func (v devicesView) NoneLabel() string {
 	return v.state().None
 }
 
-// LiveURL is where the page polls for the presence of the devices it shows.
+// LiveURL is where the page polls for the presence of the devices it
+// shows: those rows, by id, not the filter again, which a device leaving it
+// ("online" going offline) would drop out of, its row left as it was.
 func (v devicesView) LiveURL() string {
 	q := url.Values{}
-	for k, vs := range v.Pager.query {
-		q[k] = vs
-	}
-	if v.Pager.Page > 1 {
-		q.Set("page", strconv.Itoa(v.Pager.Page))
+	for _, d := range v.Devices {
+		q.Add("id", d.ID)
 	}
 	if len(q) == 0 {
 		return "/devices/live"
@@ -137,10 +135,14 @@ type deviceLive struct {
 }
 
 // devicesLive answers the devices page's polling with the presence of the
-// devices on the page.
+// devices on the page (?id=, one for each row; a device deleted meanwhile is
+// left out).
 func (u *ui) devicesLive(c *gin.Context) {
-	_, offset := pagerOf(c, devicesPerPage)
-	ds, _, _, err := u.listDevices(c, store.Page{Limit: devicesPerPage, Offset: offset})
+	ids := c.QueryArray("id")
+	if len(ids) > devicesPerPage {
+		ids = ids[:devicesPerPage]
+	}
+	ds, err := u.Store.DevicesByID(c.Request.Context(), ids)
 	if err != nil {
 		respondError(c, u.Log, err)
 		return

@@ -1424,6 +1424,23 @@ func TestUI(t *testing.T) {
 		if got := b.text("#live-note"); !strings.Contains(got, "kiosk-9 went offline") {
 			t.Fatalf("live note %q", got)
 		}
+
+		// Filtered to the devices online, a row that goes offline says so
+		// too: it left the filter, not the page.
+		kiosk = connectPlayer(t, s.mqttURL(), prefix, "kiosk-9", token)
+		s.waitOnline("kiosk-9")
+		testenv.WaitFor(t, 10*time.Second, "kiosk-9 on the online filter (its presence written)", func() bool {
+			b.open("/devices?state=online")
+			return b.has(row)
+		})
+		if got := b.text(row + " .presence"); got != "online" {
+			t.Fatalf("kiosk-9 is %q on the online filter", got)
+		}
+		kiosk.client.Disconnect(0)
+		b.waitJS(`document.querySelector('`+row+` .presence').textContent === "offline"`, 10*time.Second)
+		if got := b.text("#live-note"); !strings.Contains(got, "kiosk-9 went offline") {
+			t.Fatalf("live note on the online filter %q", got)
+		}
 	})
 
 	t.Run("a device is renamed from its row; its id stays", func(t *testing.T) {
