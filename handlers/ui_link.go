@@ -223,10 +223,10 @@ func linkRefusal(k *store.APIKey, act *store.Action, now time.Time) (short, why 
 		return "disabled", "this key is disabled, so the link would be refused"
 	case !l.Usable(now):
 		return "expired", "this key expired on " + l.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC") + ", so the link would be refused"
+	case !l.AllowsAction(act): // before the method: a POST would be refused too
+		return "not for this action", "this key is scoped to other actions or groups, so the link would be refused"
 	case !l.AllowsMethod(http.MethodGet):
 		return "POST only", "this key is limited to POST, so a GET link would be refused"
-	case !l.AllowsAction(act):
-		return "not for this action", "this key is scoped to other actions or groups, so the link would be refused"
 	}
 	return "", ""
 }

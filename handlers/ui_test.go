@@ -140,6 +140,7 @@ func TestLinkRefusal(t *testing.T) {
 		{store.APIKey{Methods: `["POST"]`}, "POST only"},
 		{store.APIKey{Methods: `["GET"]`}, ""},
 		{store.APIKey{ScopeActions: `["a2"]`}, "not for this action"},
+		{store.APIKey{ScopeActions: `["a2"]`, Methods: `["POST"]`}, "not for this action"}, // nor by POST
 		{store.APIKey{ScopeActions: `["a1"]`}, ""},
 		{store.APIKey{ScopeGroups: `["g1"]`}, ""},
 	} {

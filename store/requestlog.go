@@ -97,12 +97,17 @@ type SourceCount struct {
 	Denied int64  `json:"denied"`
 }
 
+// notRefused are the request log's codes of calls that were not refused:
+// those that fired, and those that fire nothing by design (a HEAD, a
+// browser's prefetch, a link preview, a confirmation page, a follow-up).
+var notRefused = []string{"success", "head", "prefetch", "preview", "confirm", "follow_up"}
+
 // TopSources lists the addresses with the most webhook calls since a time, so an
-// operator sees who is hammering the endpoint.
+// operator sees who is hammering the endpoint, with how many were refused.
 func (s *Store) TopSources(ctx context.Context, since time.Time, limit int) ([]SourceCount, error) {
 	var out []SourceCount
 	err := s.db.WithContext(ctx).Model(&RequestLog{}).
-		Select("source, COUNT(*) AS calls, SUM(CASE WHEN code <> 'success' THEN 1 ELSE 0 END) AS denied").
+		Select("source, COUNT(*) AS calls, SUM(CASE WHEN code IN ? THEN 0 ELSE 1 END) AS denied", notRefused).
 		Where("at >= ?", since.UTC()).Group("source").Order("calls DESC").Limit(limit).Scan(&out).Error
 	return out, wrap("top sources", err)
 }

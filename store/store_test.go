@@ -520,6 +520,19 @@ func TestRequestLogsRoundTrip(t *testing.T) {
 		if top, err := st.TopSources(ctx, since, 10); err != nil || len(top) != 1 || top[0].Calls != 50 {
 			t.Fatalf("top sources since a time in +09:00: %+v, %v", top, err)
 		}
+		// Refused are the calls answered with an error, not those that fire
+		// nothing by design (a confirmation page, a follow-up, a HEAD…).
+		var more []store.RequestLog
+		for i, code := range []string{"confirm", "follow_up", "head", "preview", "prefetch", "unauthorized", "unknown_event"} {
+			more = append(more, store.RequestLog{ID: fmt.Sprintf("s%d", i), At: at, Method: "GET", Source: "10.0.0.2", Code: code})
+		}
+		if err := st.InsertRequestLogs(ctx, more); err != nil {
+			t.Fatal(err)
+		}
+		if top, err := st.TopSources(ctx, at.Add(-time.Second), 10); err != nil || len(top) != 2 ||
+			top[0].Source != "10.0.0.1" || top[0].Denied != 0 || top[1].Calls != 7 || top[1].Denied != 2 {
+			t.Fatalf("top sources and their refused calls: %+v, %v", top, err)
+		}
 	})
 }
 
