@@ -313,7 +313,11 @@ func (h *webhookHandler) fail(c *gin.Context, cl *call, err error) {
 		c.Header("Retry-After", "1") // the database away, the writer's queue full: passing
 	}
 	if wantsHTML(c) {
-		h.page(c, status, web.WebhookResult{Code: string(body.Error.Code), Detail: body.Error.Detail, Field: body.Error.Field, SignedLink: c.Query("sig") != ""})
+		// What a signed link needs is said when it was refused as a link
+		// (tampered, expired, its key unusable), not for an action disabled
+		// since, say, where copying it again would not help.
+		signed := c.Query("sig") != "" && body.Error.Code == actions.CodeUnauthorized
+		h.page(c, status, web.WebhookResult{Code: string(body.Error.Code), Detail: body.Error.Detail, Field: body.Error.Field, SignedLink: signed})
 		c.Abort()
 		return
 	}

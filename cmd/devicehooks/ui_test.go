@@ -1489,8 +1489,8 @@ func TestUI(t *testing.T) {
 		if !strings.Contains(b.text("#state-filter"), "contains “BY THE TILL”") {
 			t.Fatalf("filter note %q", b.text("#state-filter"))
 		}
-		// The filter stays with the live refresh and the state choice.
-		if got := evalIn[string](b, `document.querySelector("[data-live]").dataset.live`); !strings.Contains(got, "q=BY+THE+TILL") {
+		// The live refresh follows the rows found.
+		if got := evalIn[string](b, `document.querySelector("[data-live]").dataset.live`); got != "/devices/live?id=cafe-7" {
 			t.Fatalf("live URL %q", got)
 		}
 		b.open("/devices?state=offline&q=cafe")
@@ -2463,6 +2463,17 @@ func TestUI(t *testing.T) {
 		}
 		b.submit(chromedp.Click(chromedp.ID("dispatch-link")))
 		b.wantPage("dispatch") // signed in; otherwise the sign-in page
+
+		// The action disabled: the link is fine, the action is not; the page
+		// does not send its reader to copy the link again.
+		act := s.mustCall(http.StatusOK, "GET", "/api/v1/actions/"+actionID, nil)
+		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/actions/"+actionID, map[string]any{
+			"name": act["name"], "function": act["function"], "target": act["target"], "params": act["params"], "enabled": false})
+		defer s.mustCall(http.StatusNoContent, "PUT", "/api/v1/actions/"+actionID, map[string]any{
+			"name": act["name"], "function": act["function"], "target": act["target"], "params": act["params"], "enabled": true})
+		if st := b.open(signed); st != http.StatusNotFound || b.text("#error-code") != "unknown_event" || b.has("#signed-link-hint") {
+			t.Errorf("the link of a disabled action: %d, %s", st, b.text("body"))
+		}
 	})
 
 	t.Run("a queued command for an offline device says it waits for the device", func(t *testing.T) {
