@@ -230,7 +230,19 @@ func (u *ui) deviceTopics(id string) [][2]string {
 }
 
 // deviceFormView is the device's edit page: its name (its id stays).
-type deviceFormView struct{ ID, Name string }
+type deviceFormView struct {
+	ID, Name string
+	FromPage bool // opened from the device's page (?back=history), where Save and Cancel go back to
+}
+
+// Back is where the form's Cancel and a save go: the device's page it was
+// opened from, or the devices list.
+func (v deviceFormView) Back() string {
+	if v.FromPage {
+		return "/devices/" + v.ID + "/history"
+	}
+	return "/devices"
+}
 
 func (u *ui) editDevice(c *gin.Context) {
 	d, err := u.Store.Device(c.Request.Context(), c.Param("id"))
@@ -238,7 +250,8 @@ func (u *ui) editDevice(c *gin.Context) {
 		u.fail(c, gone(err, deviceGone))
 		return
 	}
-	u.render(c, http.StatusOK, "device_form", &web.View{Title: deviceFormTitle(d), Nav: "devices", Data: deviceFormView{ID: d.ID, Name: d.Name}})
+	v := deviceFormView{ID: d.ID, Name: d.Name, FromPage: c.Query("back") == "history"}
+	u.render(c, http.StatusOK, "device_form", &web.View{Title: deviceFormTitle(d), Nav: "devices", Data: v})
 }
 
 // deviceFormTitle names the device being edited, as saved.
@@ -254,7 +267,7 @@ func deviceTitle(d *store.Device) string {
 }
 
 func (u *ui) updateDevice(c *gin.Context) {
-	v := deviceFormView{ID: c.Param("id"), Name: form(c, "name")}
+	v := deviceFormView{ID: c.Param("id"), Name: form(c, "name"), FromPage: form(c, "back") == "history"}
 	d, err := u.Store.Device(c.Request.Context(), v.ID)
 	if err != nil {
 		u.redirectError(c, "/devices", gone(err, deviceGone))
@@ -275,7 +288,7 @@ func (u *ui) updateDevice(c *gin.Context) {
 		return
 	}
 	u.Log.Info("ui: device renamed", "id", v.ID, "by", account(c).User.Username)
-	u.redirect(c, "/devices", "Saved the device “"+name+"” ("+v.ID+").")
+	u.redirect(c, v.Back(), "Saved the device “"+name+"” ("+v.ID+").")
 }
 
 func (u *ui) confirmRotateToken(c *gin.Context) {

@@ -2572,6 +2572,16 @@ func TestUI(t *testing.T) {
 		b.submit(chromedp.Click(chromedp.CSS(`tr[data-device="lobby-1"] a`)))
 		b.wantPage("device")
 
+		// Edited from its page, a device's save comes back to it.
+		name := s.mustCall(http.StatusOK, "GET", "/api/v1/devices/lobby-1", nil)["name"].(string)
+		b.submit(chromedp.Click(chromedp.ID("edit-device")))
+		b.wantPage("device_form")
+		b.submit(chromedp.Click(chromedp.ID("save-device")))
+		b.wantPage("device")
+		if b.path() != "/devices/lobby-1/history" || !strings.Contains(b.text("#flash"), "Saved the device “"+name+"”") {
+			t.Fatalf("after saving from the device's page: at %s, %q", b.path(), b.text("#flash"))
+		}
+
 		// An unknown device's page is Not found.
 		if st := b.open("/devices/nobody/history"); st != http.StatusNotFound {
 			t.Fatalf("unknown device: %d", st)
