@@ -97,16 +97,7 @@ func (s *Store) ActionsTargeting(ctx context.Context, targetType, id string) ([]
 
 // Actions lists actions, newest first.
 func (s *Store) Actions(ctx context.Context, p Page) ([]Action, int64, error) {
-	var (
-		as    []Action
-		total int64
-	)
-	q := s.db.WithContext(ctx).Model(&Action{})
-	if err := q.Count(&total).Error; err != nil {
-		return nil, 0, wrap("count actions", err)
-	}
-	err := p.apply(q).Order("created_at DESC, id DESC").Find(&as).Error
-	return as, total, wrap("list actions", err)
+	return listPage[Action](s.db.WithContext(ctx).Model(&Action{}), p, "created_at DESC, id DESC", "actions")
 }
 
 // Action returns one action.

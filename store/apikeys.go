@@ -14,16 +14,8 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *APIKey) error {
 
 // APIKeys lists the keys that are not revoked, newest first.
 func (s *Store) APIKeys(ctx context.Context, p Page) ([]APIKey, int64, error) {
-	var (
-		keys  []APIKey
-		total int64
-	)
 	q := s.db.WithContext(ctx).Model(&APIKey{}).Where("revoked_at IS NULL")
-	if err := q.Count(&total).Error; err != nil {
-		return nil, 0, wrap("count api keys", err)
-	}
-	err := p.apply(q).Order("created_at DESC, id DESC").Find(&keys).Error
-	return keys, total, wrap("list api keys", err)
+	return listPage[APIKey](q, p, "created_at DESC, id DESC", "api keys")
 }
 
 // APIKey returns a key that is not revoked.

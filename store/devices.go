@@ -18,16 +18,7 @@ func (s *Store) CreateDevice(ctx context.Context, d *Device) error {
 
 // Devices lists devices ordered by id.
 func (s *Store) Devices(ctx context.Context, p Page) ([]Device, int64, error) {
-	var (
-		ds    []Device
-		total int64
-	)
-	q := s.db.WithContext(ctx).Model(&Device{})
-	if err := q.Count(&total).Error; err != nil {
-		return nil, 0, wrap("count devices", err)
-	}
-	err := p.apply(q).Order("id").Find(&ds).Error
-	return ds, total, wrap("list devices", err)
+	return listPage[Device](s.db.WithContext(ctx).Model(&Device{}), p, "id", "devices")
 }
 
 // Device returns one device.

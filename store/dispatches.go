@@ -375,15 +375,7 @@ func (s *Store) Dispatches(ctx context.Context, f DispatchFilter, p Page) ([]Dis
 	if f.Failed {
 		q = withFailedCommand(q)
 	}
-	var (
-		ds    []Dispatch
-		total int64
-	)
-	if err := q.Count(&total).Error; err != nil {
-		return nil, 0, wrap("count dispatches", err)
-	}
-	err := p.apply(q).Order("created_at DESC, id DESC").Find(&ds).Error
-	return ds, total, wrap("list dispatches", err)
+	return listPage[Dispatch](q, p, "created_at DESC, id DESC", "dispatches")
 }
 
 // Dispatch returns one dispatch.

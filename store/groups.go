@@ -129,16 +129,9 @@ func setMembers(tx *gorm.DB, groupID string, deviceIDs []string) error {
 
 // Groups lists groups ordered by name, with their members.
 func (s *Store) Groups(ctx context.Context, p Page) ([]Group, int64, error) {
-	var (
-		gs    []Group
-		total int64
-	)
-	q := s.db.WithContext(ctx).Model(&Group{})
-	if err := q.Count(&total).Error; err != nil {
-		return nil, 0, wrap("count groups", err)
-	}
-	if err := p.apply(q).Order("name").Find(&gs).Error; err != nil {
-		return nil, 0, wrap("list groups", err)
+	gs, total, err := listPage[Group](s.db.WithContext(ctx).Model(&Group{}), p, "name", "groups")
+	if err != nil {
+		return nil, 0, err
 	}
 	if len(gs) == 0 {
 		return gs, total, nil

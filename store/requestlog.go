@@ -81,13 +81,7 @@ func (s *Store) RequestLogs(ctx context.Context, f RequestFilter, p Page) ([]Req
 	if !f.Until.IsZero() {
 		q = q.Where("at < ?", f.Until.UTC())
 	}
-	var total int64
-	if err := q.Count(&total).Error; err != nil {
-		return nil, 0, wrap("count request logs", err)
-	}
-	var rs []RequestLog
-	err := p.apply(q).Order("at DESC, id DESC").Find(&rs).Error
-	return rs, total, wrap("list request logs", err)
+	return listPage[RequestLog](q, p, "at DESC, id DESC", "request logs")
 }
 
 // SourceCount is how many calls came from one address.

@@ -389,6 +389,19 @@ type Page struct {
 // MaxPageSize is the most rows a list query returns.
 const MaxPageSize = 500
 
+// listPage counts the rows q finds and reads page p of them in order: the
+// shape of the lists that the API and the UI page through. what names them
+// in an error ("count devices", "list devices").
+func listPage[T any](q *gorm.DB, p Page, order, what string) ([]T, int64, error) {
+	var total int64
+	if err := q.Count(&total).Error; err != nil {
+		return nil, 0, wrap("count "+what, err)
+	}
+	var rows []T
+	err := p.apply(q).Order(order).Find(&rows).Error
+	return rows, total, wrap("list "+what, err)
+}
+
 func (p Page) apply(q *gorm.DB) *gorm.DB {
 	limit := p.Limit
 	if limit <= 0 {

@@ -59,16 +59,7 @@ func (s *Store) FindDevices(ctx context.Context, f DeviceFilter, p Page) ([]Devi
 	default:
 		return nil, 0, fmt.Errorf("store: unknown device state %q", f.State)
 	}
-	q = containing(q, f.Search)
-	var (
-		ds    []Device
-		total int64
-	)
-	if err := q.Count(&total).Error; err != nil {
-		return nil, 0, wrap("count devices", err)
-	}
-	err := p.apply(q).Order("id").Find(&ds).Error
-	return ds, total, wrap("find devices", err)
+	return listPage[Device](containing(q, f.Search), p, "id", "devices")
 }
 
 // likeEscaper makes a text match itself in a LIKE pattern with ESCAPE '\'.
