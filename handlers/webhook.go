@@ -46,7 +46,7 @@ type webhookHandler struct {
 
 // call is what one webhook call did, for the request log and metrics.
 type call struct {
-	code       string // "success", an error code, or "head"/"prefetch"/"preview"/"confirm"/"follow_up" for calls that fire nothing
+	code       string // "success", an error code, or "head"/"prefetch"/"preview"/"confirm"/"follow_up" for calls that fire nothing (store's notRefused lists these: a new one goes there too)
 	caller     *auth.Caller
 	eventID    string
 	dispatchID string
@@ -450,14 +450,31 @@ func (h *webhookHandler) authenticate(c *gin.Context, params url.Values) (*auth.
 }
 
 // attribute files a call refused before its key was read (its body or
-// headers over the limit) under the key of its x-webhook-apikey header, if
-// that is a key in use: the request log then shows the key's oversized calls
-// with its others. It neither counts against the key's rate nor marks it used.
+// headers over the limit) under the key of its x-webhook-apikey header or
+// api_key parameter, if that is a key in use: the request log then shows the
+// key's oversized calls with its others. The key is checked as a call's is,
+// holding a slot (such a call has none yet: a flood of them must not queue
+// reads beyond what calls may), and not at all when none is free. It
+// neither counts against the key's rate nor marks it used.
 func (h *webhookHandler) attribute(c *gin.Context, cl *call) {
-	if key, err := headerKey(c); err == nil && key != "" {
-		if caller, err := h.keys.Authenticate(c.Request.Context(), key); err == nil {
-			cl.caller = caller
-		}
+	key, err := headerKey(c)
+	if err != nil {
+		return
+	}
+	if key == "" {
+		key = strings.TrimSpace(c.Query("api_key"))
+	}
+	if key == "" {
+		return
+	}
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		return
+	}
+	if caller, err := h.keys.Authenticate(c.Request.Context(), key); err == nil {
+		cl.caller = caller
 	}
 }
 

@@ -81,6 +81,9 @@ func TestWebhookErrorTable(t *testing.T) {
 			req.Header.Set("x-webhook-apikey", key)
 			return s.do(req)
 		}, 413, "too_large"},
+		{"a link over the header limit", func() (int, map[string]any) {
+			return s.get("api_key=" + key + "&payload=" + strings.Repeat("A", 17<<10))
+		}, 413, "too_large"},
 		{"over the target cap", func() (int, map[string]any) { return s.post(key, `{"event_id":"`+bigEv+`"}`) }, 503, "unavailable"},
 	}
 	for _, c := range cases {
@@ -88,7 +91,8 @@ func TestWebhookErrorTable(t *testing.T) {
 		wantError(t, c.name, status, body, c.status, c.code)
 	}
 	p.none(200 * time.Millisecond) // nothing failed was sent
-	// The oversized calls (with a usable key) are filed under their key.
+	// The oversized calls (with a usable key, in the header or the link) are
+	// filed under their key.
 	testenv.WaitFor(t, 5*time.Second, "the oversized calls in the request log, under their key", func() bool {
 		n := 0
 		for _, r := range s.mustCall(http.StatusOK, "GET", "/api/v1/requests?code=too_large", nil)["items"].([]any) {
@@ -96,7 +100,7 @@ func TestWebhookErrorTable(t *testing.T) {
 				n++
 			}
 		}
-		return n == 2
+		return n == 3
 	})
 	// Trying again soon does not help a trigger over --max-targets.
 	if status, _, h := postHeader(t, s, key, `{"event_id":"`+bigEv+`"}`); status != 503 || h.Get("Retry-After") != "" {
