@@ -65,7 +65,7 @@ func (p *Presence) Load(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range states {
-		p.devs[s.DeviceID] = &devicePresence{at: s.At, lastSeen: s.LastSeen, statusAt: s.StatusAt}
+		p.devs[s.DeviceID] = &devicePresence{at: s.At, lastSeen: s.LastSeen, statusAt: s.StatusAt, written: s.LastSeen}
 	}
 	return nil
 }
