@@ -39,21 +39,23 @@ var errPostgresURL = errors.New("cannot parse the PostgreSQL URL: write it as po
 	"with any /, ?, #, @, : or % in the user or the password percent-encoded (%2F, %3F, %23, %40, %3A, %25)")
 
 // libpqKeywords are the keywords of a libpq key=value connection string
-// ("host=db user=app password=…") that an operator would write first.
-var libpqKeywords = []string{"host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "connect_timeout", "application_name"}
+// ("host=db user=app password=…") that one begins with, or that holds a
+// password.
+var libpqKeywords = []string{"host", "hostaddr", "port", "dbname", "user", "password", "passfile",
+	"sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name", "options", "service"}
 
 // isKeywordDSN tells a libpq key=value connection string, which devicehooks
 // does not take, from an SQLite file's path: read as a path, it would make
-// a new SQLite database named after it, password and all.
+// a new SQLite database named after it, password and all. It begins with
+// one of libpq's keywords and '=', or has a password= in it.
 func isKeywordDSN(dsn string) bool {
 	fields := strings.Fields(dsn)
-	for _, f := range fields {
-		k, _, ok := strings.Cut(f, "=")
-		if !ok || !slices.Contains(libpqKeywords, k) {
-			return false
-		}
+	if len(fields) == 0 {
+		return false
 	}
-	return len(fields) > 0
+	k, _, ok := strings.Cut(fields[0], "=")
+	return ok && slices.Contains(libpqKeywords, k) ||
+		slices.ContainsFunc(fields, func(f string) bool { return strings.HasPrefix(f, "password=") })
 }
 
 // CheckDSN refuses, before anything is made of it, a database setting that
@@ -72,10 +74,13 @@ var errKeywordDSN = errors.New("the database is given as a key=value connection 
 // openPostgres opens a PostgreSQL database through gorm with dialPostgres.
 func openPostgres(dsn string, cfg *gorm.Config) (*gorm.DB, error) {
 	pc, err := pgx.ParseConfig(dsn)
-	if err != nil {
+	switch {
+	case err != nil && strings.Contains(err.Error(), "failed to parse as URL"): // pgconn's words
 		// pgx quotes net/url's complaint, which can hold part of a password
 		// that has a character URLs reserve: say what to check instead.
 		return nil, errPostgresURL
+	case err != nil:
+		return nil, err // pgx's own, the password masked: "unable to read CA file", say
 	}
 	pc.DialFunc = postgresDialer(max(10*time.Second, pc.ConnectTimeout)).DialContext
 	return gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDB(*pc)}), cfg)

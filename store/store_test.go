@@ -869,6 +869,11 @@ func TestUnreadableDSNIsNotQuoted(t *testing.T) {
 		{"postgres://dh:Kq7Zp3Xw9mR12345?x@127.0.0.1:15433/devicehooks", "percent-encoded (%2F, %3F, %23, %40, %3A, %25)"},
 		{"postgres://dh:Kq7Zp3Xw/9mR12345@127.0.0.1:15433/devicehooks", "percent-encoded"},
 		{"host=127.0.0.1 port=15433 user=dh password=Kq7Zp3Xw9mR12345 dbname=devicehooks sslmode=disable", "write it as a URL, postgres://"},
+		{"host=db user=dh password=Kq7Zp3Xw9mR12345 sslmode=verify-full sslrootcert=/etc/ca.pem target_session_attrs=read-write", "write it as a URL"},
+		{"dbname=devicehooks password='Kq7Zp3Xw 9mR12345'", "write it as a URL"},
+		// pgx's own complaints, the password masked, say what is wrong.
+		{"postgres://dh:Kq7Zp3Xw9mR12345@127.0.0.1:15433/devicehooks?sslmode=bogus", "sslmode is invalid"},
+		{"postgres://dh:Kq7Zp3Xw9mR12345@127.0.0.1:15433/devicehooks?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "CA file"},
 	} {
 		_, err := store.Open(context.Background(), c.dsn, nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "Kq7Zp3Xw") {
