@@ -428,7 +428,12 @@ func TestRequestLogFiltersReadTheirIndexInOrder(t *testing.T) {
 // filter's index, not sorted out of every matching dispatch; and the
 // single-column indexes of earlier builds are gone.
 func TestDispatchFiltersReadTheirIndexInOrder(t *testing.T) {
-	st := reopenedWithOldIndex(t, `CREATE INDEX idx_dispatches_action_id ON dispatches (action_id)`, "idx_dispatches_action_id")
+	st := reopenedWithOldIndex(t, `CREATE INDEX idx_dispatches_action_id ON dispatches (action_id);
+		CREATE INDEX idx_dispatches_api_key_id ON dispatches (api_key_id)`, "idx_dispatches_action_id")
+	var old []string
+	if err := st.db.Raw(`SELECT name FROM sqlite_master WHERE name = 'idx_dispatches_api_key_id'`).Scan(&old).Error; err != nil || len(old) > 0 {
+		t.Fatalf("the old index by key is still there: %v %v", old, err)
+	}
 	for _, f := range []DispatchFilter{{ActionID: "a"}, {APIKeyID: "k"}, {ActionID: "a", Since: time.Now().Add(-time.Hour)}} {
 		plan := pagePlan(t, st, func() error {
 			_, _, err := st.Dispatches(context.Background(), f, Page{Limit: 10})
@@ -506,8 +511,10 @@ func reopenedWithOldIndex(t *testing.T, create, name string) *Store {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "old.db")
 	st := openTestSQLiteAt(t, path)
-	if err := st.db.Exec(create).Error; err != nil {
-		t.Fatal(err)
+	for q := range strings.SplitSeq(create, ";") { // one statement at a time: they are prepared
+		if err := st.db.Exec(q).Error; err != nil {
+			t.Fatal(err)
+		}
 	}
 	st.Close()
 	st = openTestSQLiteAt(t, path)
