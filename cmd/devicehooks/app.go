@@ -83,13 +83,13 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	// A secret made by this start, when the database does not open with it:
-	// one made with another secret (a start from another directory finds no
+	// A secret made by this start, when the database does not open (a wrong
+	// password, TLS refused, a newer build's schema this build refuses) or
+	// was made with another secret (a start from another directory finds no
 	// secret file next to it, as on PostgreSQL, whose file is in the working
-	// directory), one that a newer build upgraded and this build refuses, or
-	// one that cannot be reached (a wrong password, TLS refused). The start
-	// fails, and the new file goes, so that nobody backs it up instead of the
-	// right one, and the start that makes it again says so.
+	// directory): nothing is tied to it yet. The start fails, and the new
+	// file goes, so that nobody backs it up instead of the right one, and the
+	// start that makes it again says so.
 	openFailed := func(err error) error {
 		if !created {
 			return err
@@ -139,8 +139,13 @@ func (a *App) Open(ctx context.Context) (err error) {
 		return openFailed(err)
 	}
 	pinned, err := auth.CheckSecret(ctx, a.store, kr)
-	if err != nil {
+	switch {
+	case errors.Is(err, auth.ErrWrongSecret):
 		return openFailed(err)
+	case err != nil:
+		// Kept: its fingerprint may have been written before the error
+		// (a reply lost after the commit), and the database tied to it.
+		return err
 	}
 	if created {
 		a.Log.Info("created server secret; back it up with the database", "file", absPath(a.Config.secretPath()))
