@@ -72,8 +72,7 @@ func (a *api) revealAPIKey(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, gin.H{"id": c.Param("id"), "key": plain})
+	c.JSON(http.StatusOK, gin.H{"id": c.Param("id"), "key": plain}) // no-store: see noStoreAPIs
 }
 
 // updateAPIKey changes what the body names and keeps the rest: the body is

@@ -129,7 +129,7 @@ func New(d Deps) (http.Handler, error) {
 	v1.GET("/requests/sources", a.topSources)
 
 	// Operators scrape with the admin token here, or without one on --metrics-addr.
-	r.GET("/metrics", noStore, requireAdmin(d.Admins, d.Log), gin.WrapH(d.Metrics.Handler()))
+	r.GET("/metrics", requireAdmin(d.Admins, d.Log), gin.WrapH(d.Metrics.Handler()))
 
 	u := registerUI(r, d, cop)
 	// An unknown path: a browser asking for a page gets the UI's "Not found"
@@ -144,14 +144,14 @@ func New(d Deps) (http.Handler, error) {
 	return noStoreAPIs(r), nil
 }
 
-// noStoreAPIs keeps every answer under /api/ (some carry secrets) and
-// /public-api/ (a cache that gave a webhook's answer again would stand for a
+// noStoreAPIs keeps every answer under /api/ (some carry secrets), of
+// /metrics, and under /public-api/ (a cache that gave a webhook's answer again would stand for a
 // call that fired nothing) out of caches: also those no handler of theirs
 // writes, such as a 404, a 405 or gin's redirect of a trailing slash, which
 // caches may otherwise keep.
 func noStoreAPIs(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/public-api/") {
+		if strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/public-api/") || r.URL.Path == "/metrics" {
 			w.Header().Set("Cache-Control", "no-store")
 		}
 		h.ServeHTTP(w, r)
@@ -168,12 +168,6 @@ func wantsPage(r *http.Request) bool {
 		return false
 	}
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
-}
-
-// noStore keeps /metrics's answers out of every cache.
-func noStore(c *gin.Context) {
-	c.Header("Cache-Control", "no-store")
-	c.Next()
 }
 
 // health answers 200 while the database answers and takes the trigger path's

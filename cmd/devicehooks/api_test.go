@@ -434,6 +434,7 @@ func TestWrongMethod(t *testing.T) {
 		{"OPTIONS", "/public-api/integration/webhooks", 405}, {"PUT", "/public-api/integration/webhooks", 405},
 		{"GET", "/public-api/integration/webhooks/nonexistent", 404},
 		{"GET", "/public-api/integration/webhooks/?x=1", 301}, {"POST", "/public-api/integration/webhooks/", 307},
+		{"GET", "/metrics", 200}, {"POST", "/api/v1/api-keys/nope/reveal", 404},
 	} {
 		req, _ = http.NewRequest(r.method, s.base+r.path, nil)
 		req.Header.Set("Authorization", "Bearer "+testAdminToken)
