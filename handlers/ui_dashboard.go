@@ -33,8 +33,8 @@ func (u *ui) dashboard(c *gin.Context) {
 	ctx := c.Request.Context()
 	now := time.Now().UTC()
 	v := dashboardView{BrokerDown: u.BrokerConnected != nil && !u.BrokerConnected(),
-		LastHourLink: "/dispatches?" + url.Values{"since": {now.Add(-time.Hour).Format(time.RFC3339)}}.Encode(),
-		FailedLink:   "/dispatches?" + url.Values{"failed": {"true"}, "since": {now.Add(-attentionWindow).Format(time.RFC3339)}}.Encode(),
+		LastHourLink: "/dispatches?" + url.Values{"since": {now.Add(-time.Hour).Format(time.RFC3339Nano)}}.Encode(),
+		FailedLink:   "/dispatches?" + url.Values{"failed": {"true"}, "since": {now.Add(-attentionWindow).Format(time.RFC3339Nano)}}.Encode(),
 	}
 	one := store.Page{Limit: 1}
 	_, devices, err := u.Store.Devices(ctx, one)

@@ -517,6 +517,12 @@ func TestWaitedLinkPageSaysHowItWent(t *testing.T) {
 			t.Errorf("the unsettled page lacks %q:\n%s", want, unsettled)
 		}
 	}
+	// With no device to wait for, it says so.
+	s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "empty"})
+	group := s.mustCall(http.StatusOK, "GET", "/api/v1/groups", nil)["items"].([]any)[0].(map[string]any)["id"]
+	if empty := page(s.createAction("restart", map[string]any{"type": "group", "id": group}, nil), "5"); !strings.Contains(empty, "It reached no device") {
+		t.Errorf("the page of a trigger to an empty group:\n%s", empty)
+	}
 	// Without ?wait= the page says what it always did.
 	if plain := page(toA, "0"); !strings.Contains(plain, "queued for delivery") || strings.Contains(plain, "outcome") {
 		t.Errorf("the page without a wait:\n%s", plain)
