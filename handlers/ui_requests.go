@@ -76,10 +76,16 @@ func (u *ui) requestChips(c *gin.Context, f store.RequestFilter) ([]filterChip, 
 }
 
 // keyChip is the filter chip of an API key, named by its prefix, with the
-// key's name as its title.
+// key's name as its title (a revoked key's too, saying so).
 func (u *ui) keyChip(c *gin.Context, id, remove string) (filterChip, error) {
+	ctx := c.Request.Context()
 	chip := filterChip{Name: "key", Label: "key", Value: id, Remove: remove}
-	k, err := u.Store.APIKey(c.Request.Context(), id)
+	k, err := u.Store.APIKey(ctx, id)
+	if isUserError(err) {
+		if k, err = u.Store.RevokedAPIKey(ctx, id); err == nil {
+			k.Name += " (revoked)"
+		}
+	}
 	switch {
 	case err == nil:
 		chip.Value, chip.Title = k.Prefix+"…", k.Name

@@ -25,6 +25,14 @@ func (s *Store) APIKey(ctx context.Context, id string) (*APIKey, error) {
 	return &k, wrap("get api key", err)
 }
 
+// RevokedAPIKey returns a key that was revoked: its name and prefix stay,
+// to name it where its calls and dispatches are listed.
+func (s *Store) RevokedAPIKey(ctx context.Context, id string) (*APIKey, error) {
+	var k APIKey
+	err := s.db.WithContext(ctx).Where("id = ? AND revoked_at IS NOT NULL", id).Take(&k).Error
+	return &k, wrap("get revoked api key", err)
+}
+
 // APIKeyByHash finds a live key by its lookup hash. Unknown and revoked keys take the
 // same path (one indexed query that finds nothing), so callers cannot tell them apart.
 func (s *Store) APIKeyByHash(ctx context.Context, hash string) (*APIKey, error) {

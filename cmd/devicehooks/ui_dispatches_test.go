@@ -137,6 +137,14 @@ func TestUIDispatchFilters(t *testing.T) {
 		t.Fatalf("deleted action chip %q (%q)", got, title)
 	}
 
+	// A key revoked since is named by its prefix and name, as before.
+	s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/api-keys/"+keyID, nil)
+	b.open("/dispatches?key=" + keyID)
+	want("a revoked key", "d-night", "d-welcome-failed")
+	if got, title := b.text(chip("key")+" strong"), evalIn[string](b, `document.querySelector('`+chip("key")+`').title`); !strings.HasPrefix(key, strings.TrimSuffix(got, "…")) || title != "Signage CMS (revoked)" {
+		t.Fatalf("revoked key chip %q (%q)", got, title)
+	}
+
 	// A filter that matches nothing says so; a time it cannot read is 400.
 	b.open("/dispatches?action=no-such-action")
 	if got := b.text(".empty"); got != "No dispatch matches these filters." {
