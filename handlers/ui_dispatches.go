@@ -83,13 +83,11 @@ func (u *ui) dispatchList(c *gin.Context) {
 			q.Set(name, v)
 		}
 	}
-	f := store.DispatchFilter{ActionID: q.Get("action"), APIKeyID: q.Get("key"), Failed: q.Has("failed")}
-	var err error
-	if f.Failed {
-		if f.Failed, err = strconv.ParseBool(q.Get("failed")); err != nil || !f.Failed {
-			q.Del("failed")
-		}
+	f := store.DispatchFilter{ActionID: q.Get("action"), APIKeyID: q.Get("key")}
+	if f.Failed, _ = strconv.ParseBool(q.Get("failed")); !f.Failed { // "true" and the like; anything else: no filter
+		q.Del("failed")
 	}
+	var err error
 	if f.Since, f.Until, err = windowOf(c); err != nil {
 		u.fail(c, err)
 		return
