@@ -69,6 +69,26 @@ func (k *Keys) ScopeRemains(ctx context.Context, l Limits, actionID, groupID str
 	return anyExists(ctx, l.Groups, groupID, k.groupExists)
 }
 
+// ScopeLeft counts the actions and groups of a key's scope that still exist
+// (the keys list says how many of its entries were deleted since).
+func (k *Keys) ScopeLeft(ctx context.Context, l Limits) (int, error) {
+	n := 0
+	for _, e := range []struct {
+		ids  []string
+		find finder
+	}{{l.Actions, k.actionExists}, {l.Groups, k.groupExists}} {
+		for _, id := range e.ids {
+			switch err := e.find(ctx, id); {
+			case err == nil:
+				n++
+			case !errors.Is(err, store.ErrNotFound):
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
 // finder looks a scope entry up: nil if it exists, store.ErrNotFound if not.
 type finder func(ctx context.Context, id string) error
 

@@ -47,9 +47,9 @@ type scopeOption struct {
 const expiresLayout = "2006-01-02T15:04"
 
 // limitsSummary describes a key's limits in a few words, for the keys table;
-// scopeGone says that its scope names only deleted actions and groups (see
-// Keys.ScopeRemains).
-func limitsSummary(l auth.Limits, scopeGone bool) string {
+// left is how many of its scope's actions and groups still exist (see
+// Keys.ScopeLeft).
+func limitsSummary(l auth.Limits, left int) string {
 	var parts []string
 	if l.Disabled {
 		parts = append(parts, "disabled")
@@ -62,8 +62,10 @@ func limitsSummary(l auth.Limits, scopeGone bool) string {
 		}
 	}
 	switch n := len(l.Actions) + len(l.Groups); {
-	case n > 0 && scopeGone:
+	case n > 0 && left == 0:
 		parts = append(parts, "scoped to deleted actions or groups only: refuses every call")
+	case left < n:
+		parts = append(parts, fmt.Sprintf("%d action/group scope%s (and %d deleted)", left, plural(left, "", "s"), n-left))
 	case n > 0:
 		parts = append(parts, fmt.Sprintf("%d action/group scope%s", n, plural(n, "", "s")))
 	}
@@ -198,7 +200,7 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		// Shown again as typed, over the version now saved: a second save
 		// replaces it, knowingly.
 		v.Version = keyVersion(savedName, saved)
-		u.renderKeyLimits(c, http.StatusConflict, v, nil, staleMessage("key", "“"+savedName+"”, limits: "+limitsSummary(saved, false)))
+		u.renderKeyLimits(c, http.StatusConflict, v, nil, staleMessage("key", "“"+savedName+"”, limits: "+limitsSummary(saved, len(saved.Actions)+len(saved.Groups))))
 		return
 	case asError(err).Code == actions.CodeNotFound: // revoked meanwhile
 		u.redirectError(c, "/api-keys", gone(err, keyGone))

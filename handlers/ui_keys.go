@@ -34,12 +34,12 @@ func (u *ui) renderAPIKeys(c *gin.Context, status int, name string, errs map[str
 	limits := make(map[string]string, len(keys))
 	for _, k := range keys {
 		l := auth.LimitsOf(&k)
-		remains, err := u.Keys.ScopeRemains(c.Request.Context(), l, "", "") // no read for a key without a scope
+		left, err := u.Keys.ScopeLeft(c.Request.Context(), l) // no read for a key without a scope
 		if err != nil {
 			u.fail(c, err)
 			return
 		}
-		limits[k.ID] = limitsSummary(l, !remains)
+		limits[k.ID] = limitsSummary(l, left)
 	}
 	u.render(c, status, "api_keys", &web.View{
 		Title: pg.title("API keys", ""), Nav: "api_keys", Errors: errs, Error: msg,

@@ -715,6 +715,11 @@ func TestUI(t *testing.T) {
 		})["id"].(string)
 		s.mustCall(http.StatusNoContent, "PUT", "/api/v1/api-keys/"+id, map[string]any{"name": "Renamed", "actions": []string{gone}, "groups": []string{g}})
 		s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/actions/"+gone, nil)
+		// The keys list counts what is left of the scope, and what went.
+		b.open("/api-keys")
+		if limits := b.text(`tr[data-key="` + id + `"] td:nth-child(5)`); !strings.Contains(limits, "1 action/group scope (and 1 deleted)") {
+			t.Fatalf("the keys list's limits of a key scoped to a group and a deleted action: %q", limits)
+		}
 		b.open("/groups/" + g + "/delete")
 		if note := b.text("#confirm-note"); !strings.Contains(note, "1 API key is scoped to this group") || !strings.Contains(note, "to nothing") {
 			t.Fatalf("group confirm note %q", note)
