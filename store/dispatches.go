@@ -360,18 +360,9 @@ var dispatchIndexes = []string{
 // counts them all.
 func (s *Store) Dispatches(ctx context.Context, f DispatchFilter, p Page) ([]Dispatch, int64, error) {
 	q := s.db.WithContext(ctx).Model(&Dispatch{})
-	if f.ActionID != "" {
-		q = q.Where("action_id = ?", f.ActionID)
-	}
-	if f.APIKeyID != "" {
-		q = q.Where("api_key_id = ?", f.APIKeyID)
-	}
-	if !f.Since.IsZero() {
-		q = q.Where("created_at >= ?", f.Since.UTC())
-	}
-	if !f.Until.IsZero() {
-		q = q.Where("created_at < ?", f.Until.UTC())
-	}
+	q = equalTo(q, "action_id", f.ActionID)
+	q = equalTo(q, "api_key_id", f.APIKeyID)
+	q = within(q, "created_at", f.Since, f.Until)
 	if f.Failed {
 		q = withFailedCommand(q)
 	}

@@ -63,24 +63,11 @@ var requestLogIndexes = []string{
 // RequestLogs lists webhook calls, newest first.
 func (s *Store) RequestLogs(ctx context.Context, f RequestFilter, p Page) ([]RequestLog, int64, error) {
 	q := s.db.WithContext(ctx).Model(&RequestLog{})
-	if f.Code != "" {
-		q = q.Where("code = ?", f.Code)
-	}
-	if f.KeyID != "" {
-		q = q.Where("key_id = ?", f.KeyID)
-	}
-	if f.Source != "" {
-		q = q.Where("source = ?", f.Source)
-	}
-	if f.Method != "" {
-		q = q.Where("method = ?", f.Method)
-	}
-	if !f.Since.IsZero() {
-		q = q.Where("at >= ?", f.Since.UTC())
-	}
-	if !f.Until.IsZero() {
-		q = q.Where("at < ?", f.Until.UTC())
-	}
+	q = equalTo(q, "code", f.Code)
+	q = equalTo(q, "key_id", f.KeyID)
+	q = equalTo(q, "source", f.Source)
+	q = equalTo(q, "method", f.Method)
+	q = within(q, "at", f.Since, f.Until)
 	return listPage[RequestLog](q, p, "at DESC, id DESC", "request logs")
 }
 

@@ -389,6 +389,27 @@ type Page struct {
 // MaxPageSize is the most rows a list query returns.
 const MaxPageSize = 500
 
+// equalTo keeps the rows whose column (a name of ours, never input) is v;
+// "" keeps them all: a list's filter left empty.
+func equalTo(q *gorm.DB, column, v string) *gorm.DB {
+	if v == "" {
+		return q
+	}
+	return q.Where(column+" = ?", v)
+}
+
+// within keeps the rows whose column (a time) is from since up to, not
+// including, until; a zero time leaves that side open.
+func within(q *gorm.DB, column string, since, until time.Time) *gorm.DB {
+	if !since.IsZero() {
+		q = q.Where(column+" >= ?", since.UTC())
+	}
+	if !until.IsZero() {
+		q = q.Where(column+" < ?", until.UTC())
+	}
+	return q
+}
+
 // listPage counts the rows q finds and reads page p of them in order: the
 // shape of the lists that the API and the UI page through. what names them
 // in an error ("count devices", "list devices").
