@@ -126,9 +126,7 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 	} else {
 		v.Limits.Methods = m // anything else is validated as given
 	}
-	for _, line := range strings.Fields(v.CIDRs) {
-		v.Limits.CIDRs = append(v.Limits.CIDRs, line)
-	}
+	v.Limits.CIDRs = append(v.Limits.CIDRs, strings.Fields(v.CIDRs)...)
 	errs := map[string]string{}
 	if len(v.Methods) == 0 && !v.Limits.Disabled {
 		errs["methods"] = "choose at least one method (or disable the key)"

@@ -283,7 +283,7 @@ func TestKeyringConcurrentUse(t *testing.T) {
 					errs <- errors.New("concurrent round trip failed")
 					return
 				}
-				if !k.Verify([]byte(pt), k.Sign([]byte(pt))) || k.LookupHash(pt) != k.LookupHash(pt) {
+				if h1, h2 := k.LookupHash(pt), k.LookupHash(pt); !k.Verify([]byte(pt), k.Sign([]byte(pt))) || h1 != h2 {
 					errs <- errors.New("concurrent sign/lookup failed")
 					return
 				}

@@ -64,7 +64,7 @@ func TestMosquittoHashFormat(t *testing.T) {
 			t.Errorf("hash contains the password")
 		}
 	}
-	if MosquittoHash("pw") == MosquittoHash("pw") {
+	if a, b := MosquittoHash("pw"), MosquittoHash("pw"); a == b {
 		t.Error("two hashes of the same password are equal: salt is not random")
 	}
 }

@@ -92,7 +92,7 @@ func TestRandomString(t *testing.T) {
 			t.Errorf("RandomString(%d) has non-base62 characters", n)
 		}
 	}
-	if RandomString(20) == RandomString(20) {
+	if a, b := RandomString(20), RandomString(20); a == b {
 		t.Error("two RandomString(20) draws are equal")
 	}
 }
