@@ -424,7 +424,7 @@ func (u *ui) renderActionForm(c *gin.Context, status int, v actionFormView, errs
 	// or a history entry says which one it is.
 	title := "New action"
 	if v.ID != "" {
-		title = "Edit “" + v.SavedName + "”"
+		title = "Edit action “" + v.SavedName + "”"
 	}
 	u.render(c, status, "action_form", &web.View{Title: title, Nav: "actions", Errors: errs, Error: msg, Data: v})
 }
@@ -465,7 +465,7 @@ func (u *ui) confirmDeleteAction(c *gin.Context) {
 		u.fail(c, err)
 		return
 	}
-	u.confirm(c, "Delete action", "actions", confirmView{
+	u.confirm(c, "Delete action “"+act.Name+"”", "actions", confirmView{
 		Message: "Delete the action “" + act.Name + "”?",
 		Detail:  "Webhook calls with its event id will be refused (404 unknown_event). Its past dispatches stay in the history.",
 		Note:    scopeNote(n, only, "action"),

@@ -255,7 +255,7 @@ func (u *ui) editDevice(c *gin.Context) {
 }
 
 // deviceFormTitle names the device being edited, as saved.
-func deviceFormTitle(d *store.Device) string { return "Edit " + deviceTitle(d) }
+func deviceFormTitle(d *store.Device) string { return "Edit device " + deviceTitle(d) }
 
 // deviceTitle names a device for a page's title: “Lobby” (lobby-1), or its
 // id alone when that is its name.
@@ -297,7 +297,7 @@ func (u *ui) confirmRotateToken(c *gin.Context) {
 		u.fail(c, gone(err, deviceGone))
 		return
 	}
-	u.confirm(c, "Rotate device token", "devices", confirmView{
+	u.confirm(c, "Rotate the token of "+deviceTitle(d), "devices", confirmView{
 		Message: "Give “" + d.Name + "” (" + d.ID + ") a new token?",
 		Detail:  "The old token stops working at once and the player is disconnected until it is configured with the new one.",
 		Action:  "/devices/" + d.ID + "/token", Button: "Rotate token", Cancel: "/devices", Danger: true,
@@ -333,7 +333,7 @@ func (u *ui) confirmDeleteDevice(c *gin.Context) {
 		return
 	}
 	if len(targeting) > 0 {
-		u.confirm(c, "Delete device", "devices", confirmView{
+		u.confirm(c, "Delete device "+deviceTitle(d), "devices", confirmView{
 			Message: "The device “" + d.Name + "” (" + d.ID + ") cannot be deleted while " +
 				plural(len(targeting), "this action targets", "these actions target") + " it:",
 			Blocked: blockingActions(targeting),
@@ -343,7 +343,7 @@ func (u *ui) confirmDeleteDevice(c *gin.Context) {
 		})
 		return
 	}
-	u.confirm(c, "Delete device", "devices", confirmView{
+	u.confirm(c, "Delete device "+deviceTitle(d), "devices", confirmView{
 		Message: "Delete the device “" + d.Name + "” (" + d.ID + ")?",
 		Detail:  "Its token stops working, it leaves its groups, and it gets no more commands. Its past commands stay in the history.",
 		Action:  "/devices/" + d.ID + "/delete", Button: "Delete device", Cancel: "/devices", Danger: true,

@@ -382,7 +382,7 @@ func (u *ui) renderGroupForm(c *gin.Context, status int, v groupFormView, errs m
 		if v.Search != "" {
 			filter = "members with “" + v.Search + "”"
 		}
-		title = v.Pager.title("Edit “"+v.SavedName+"”", filter)
+		title = v.Pager.title("Edit group “"+v.SavedName+"”", filter)
 	}
 	u.render(c, status, "group_form", &web.View{Title: title, Nav: "groups", Errors: errs, Error: msg, Data: v})
 }
@@ -462,7 +462,7 @@ func (u *ui) confirmDeleteGroup(c *gin.Context) {
 		return
 	}
 	if len(targeting) > 0 {
-		u.confirm(c, "Delete group", "groups", confirmView{
+		u.confirm(c, "Delete group “"+g.Name+"”", "groups", confirmView{
 			Message: "The group “" + g.Name + "” cannot be deleted while " +
 				plural(len(targeting), "this action targets", "these actions target") + " it:",
 			Blocked: blockingActions(targeting),
@@ -472,7 +472,7 @@ func (u *ui) confirmDeleteGroup(c *gin.Context) {
 		})
 		return
 	}
-	u.confirm(c, "Delete group", "groups", confirmView{
+	u.confirm(c, "Delete group “"+g.Name+"”", "groups", confirmView{
 		Message: "Delete the group “" + g.Name + "”?",
 		Detail:  "Its devices stay; only the group goes.",
 		Note:    scopeNote(n, only, "group"),

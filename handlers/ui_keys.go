@@ -117,7 +117,7 @@ func (u *ui) confirmDeleteAPIKey(c *gin.Context) {
 		u.fail(c, gone(err, keyGone))
 		return
 	}
-	u.confirm(c, "Revoke API key", "api_keys", confirmView{
+	u.confirm(c, "Revoke API key “"+k.Name+"”", "api_keys", confirmView{
 		Message: "Revoke the API key “" + k.Name + "” (" + k.Prefix + "…)?",
 		Detail:  "It stops working at once: every caller and GET link that uses it is refused. This cannot be undone.",
 		Action:  "/api-keys/" + k.ID + "/delete", Button: "Revoke key", Cancel: "/api-keys", Danger: true,

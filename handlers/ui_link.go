@@ -250,7 +250,7 @@ func (u *ui) confirmTest(c *gin.Context, act *store.Action, v linkView) {
 	if v.Sensor != nil {
 		fields["sensor_id"], fields["sensor_event"], fields["sensor_value"] = v.Sensor.ID, v.Sensor.Event, v.Sensor.Value
 	}
-	u.confirm(c, "Test an action", "actions", confirmView{
+	u.confirm(c, "Test “"+act.Name+"”", "actions", confirmView{
 		Message: "Fire “" + act.Name + "” (" + functionLabel(act.Function) + ") now on " + reach + "?",
 		Detail:  "The command goes out at once, as a webhook call would send it.",
 		Action:  "/actions/" + act.ID + "/test", Fields: fields,

@@ -92,7 +92,7 @@ func (u *ui) confirmDeleteAdminToken(c *gin.Context) {
 		u.fail(c, gone(err, tokenGone))
 		return
 	}
-	u.confirm(c, "Revoke admin token", "settings", confirmView{
+	u.confirm(c, "Revoke admin token “"+t.Name+"”", "settings", confirmView{
 		Message: "Revoke the admin token “" + t.Name + "” (" + t.Prefix + "…)?",
 		Detail:  "Scripts using it are refused from now on. This cannot be undone.",
 		Action:  "/settings/tokens/" + t.ID + "/delete", Button: "Revoke token", Cancel: "/settings", Danger: true,

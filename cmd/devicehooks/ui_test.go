@@ -2006,11 +2006,11 @@ func TestUI(t *testing.T) {
 		title := func() string { return strings.TrimSuffix(evalIn[string](b, `document.title`), " · devicehooks") }
 		name := s.mustCall(http.StatusOK, "GET", "/api/v1/actions/"+actionID, nil)["name"].(string)
 		b.open("/actions/" + actionID + "/edit")
-		if got, h1 := title(), b.text("h1"); got != "Edit “"+name+"”" || h1 != got {
+		if got, h1 := title(), b.text("h1"); got != "Edit action “"+name+"”" || h1 != got {
 			t.Errorf("an action's edit page: title %q, heading %q", got, h1)
 		}
 		b.open("/devices/lobby-1/edit")
-		if got := title(); !strings.HasPrefix(got, "Edit “") || !strings.Contains(got, "lobby-1") {
+		if got := title(); !strings.HasPrefix(got, "Edit device “") || !strings.Contains(got, "lobby-1") {
 			t.Errorf("a device's edit page: title %q", got)
 		}
 		b.open("/dispatches/" + dispatchID)
@@ -2024,6 +2024,15 @@ func TestUI(t *testing.T) {
 		b.open("/requests")
 		if got := title(); got != "Requests" {
 			t.Errorf("a list's title %q", got)
+		}
+		// A confirmation page names what it is about, and what kind of thing.
+		b.open("/actions/" + actionID + "/delete")
+		if got, h1 := title(), b.text("h1"); got != "Delete action “"+name+"”" || h1 != got {
+			t.Errorf("an action's delete page: title %q, heading %q", got, h1)
+		}
+		b.open("/devices/lobby-1/token")
+		if got := title(); !strings.HasPrefix(got, "Rotate the token of “") || !strings.Contains(got, "lobby-1") {
+			t.Errorf("a device's token page: title %q", got)
 		}
 	})
 
@@ -2125,6 +2134,86 @@ func TestUI(t *testing.T) {
 			ago, action, _ := strings.Cut(r, "|")
 			if !strings.HasPrefix(names[i], "Dispatch of "+action+", "+ago+" (") {
 				t.Errorf("row %d (%s, %s): link named %q", i, action, ago, names[i])
+			}
+		}
+	})
+
+	t.Run("accessibility: text contrast, links told by more than colour, focus never under a phone's fixed column", func(t *testing.T) {
+		use(t)
+		t.Cleanup(func() { b.do(chromedp.EmulateViewport(1280, 900)) })
+		// Every visible text has a contrast of 4.5:1 with the background it
+		// is on (3:1 when large), as WCAG 1.4.3 asks: the group form's device
+		// names once had 1.5:1, from a colour meant for the dark top bar.
+		lowContrast := `(() => {
+			const rgba = c => { const m = c.match(/[\d.]+/g).map(Number); return {r: m[0], g: m[1], b: m[2], a: m.length > 3 ? m[3] : 1}; };
+			const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }; return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
+			const over = (fg, bg) => ({r: fg.r * fg.a + bg.r * (1 - fg.a), g: fg.g * fg.a + bg.g * (1 - fg.a), b: fg.b * fg.a + bg.b * (1 - fg.a), a: 1});
+			const backdrop = el => { // the first opaque background behind el, with the translucent ones over it
+				const layers = [];
+				for (let e = el; e; e = e.parentElement) {
+					const c = rgba(getComputedStyle(e).backgroundColor);
+					if (c.a > 0) { layers.push(c); if (c.a === 1) break; }
+				}
+				let bg = {r: 255, g: 255, b: 255, a: 1};
+				for (const c of layers.reverse()) bg = over(c, bg);
+				return bg;
+			};
+			const out = [];
+			for (const el of document.querySelectorAll("body *")) {
+				if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+				const r = el.getBoundingClientRect(), st = getComputedStyle(el);
+				if (r.width <= 1 || r.height <= 1 || st.visibility !== "visible" || el.closest("[hidden], .sr-only, :disabled")) continue;
+				const bg = backdrop(el), fg = over(rgba(st.color), bg);
+				const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a), ratio = (hi + 0.05) / (lo + 0.05);
+				const size = parseFloat(st.fontSize), large = size >= 24 || (size >= 18.66 && Number(st.fontWeight) >= 700);
+				if (ratio < (large ? 3 : 4.5)) out.push(el.tagName.toLowerCase() + (el.className ? "." + el.className : "") + " “" + el.textContent.trim().slice(0, 30) + "”: " + ratio.toFixed(2));
+			}
+			return out;
+		})()`
+		for _, path := range []string{"/", "/api-keys", "/actions", "/devices", "/groups", "/groups/new", "/dispatches", "/dispatches/" + dispatchID, "/requests", "/settings"} {
+			b.open(path)
+			if bad := evalIn[[]string](b, lowContrast); len(bad) > 0 {
+				t.Errorf("%s: text under 4.5:1 (3:1 large): %q", path, bad)
+			}
+		}
+		// A link in a table cell is underlined, not told from its cell's text
+		// by its colour alone (WCAG 1.4.1): "200 success", where the code is
+		// the link, say.
+		for _, path := range []string{"/requests", "/api-keys", "/actions", "/dispatches"} {
+			b.open(path)
+			if bad := evalIn[[]string](b, `[...document.querySelectorAll("td a:not(.button)")].filter(a => !getComputedStyle(a).textDecorationLine.includes("underline")).map(a => a.textContent.trim())`); len(bad) > 0 {
+				t.Errorf("%s: links in cells that are not underlined: %q", path, bad)
+			}
+		}
+		// At 320 px (a phone, or 400 % zoom) a table's first column stays in
+		// view while the rest scrolls under it. Tab through the table: what
+		// takes focus further right is scrolled out from under that column,
+		// never left hidden behind it (WCAG 2.4.11).
+		b.do(chromedp.EmulateViewport(320, 740))
+		for _, path := range []string{"/actions", "/api-keys", "/requests"} {
+			b.open(path)
+			evalIn[bool](b, `(() => { const w = document.querySelector(".table-wrap"); if (!w.hasAttribute("tabindex")) w.tabIndex = -1; w.focus(); return true; })()`)
+			hidden, reached := []string{}, 0
+			for range 60 {
+				b.do(chromedp.KeyEvent(kb.Tab))
+				got := evalIn[string](b, `(() => {
+					const a = document.activeElement, row = a.closest(".table-wrap tr");
+					if (!row) return "out";
+					const first = row.cells[0];
+					if (first.contains(a)) return "";
+					const r = a.getBoundingClientRect(), f = first.getBoundingClientRect();
+					return r.left >= f.right - 1 ? "" : (a.getAttribute("aria-label") || a.textContent).trim() + " at " + Math.round(r.left) + " px, the column ends at " + Math.round(f.right);
+				})()`)
+				if got == "out" {
+					break
+				}
+				reached++
+				if got != "" {
+					hidden = append(hidden, got)
+				}
+			}
+			if reached < 4 || len(hidden) > 0 {
+				t.Errorf("%s at 320 px: %d stops in the table, hidden under its first column: %q", path, reached, hidden)
 			}
 		}
 	})

@@ -187,6 +187,11 @@
   wraps.forEach(function (w) { w.dataset.label = w.getAttribute("aria-label") || ""; });
   var fitTables = function () {
     wraps.forEach(function (w) {
+      // On a phone the first column stays in view (app.css): a link or button
+      // further right that takes focus is scrolled out from under it.
+      var first = w.querySelector("tr > :first-child");
+      var sticky = first && getComputedStyle(first).position === "sticky";
+      w.style.scrollPaddingLeft = sticky ? first.getBoundingClientRect().width + "px" : "";
       if (w.scrollWidth > w.clientWidth + 1) {
         w.setAttribute("tabindex", "0");
         w.setAttribute("role", "region");
