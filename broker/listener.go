@@ -72,7 +72,11 @@ func newWSListener(id string, ln net.Listener) *wsListener {
 		CheckOrigin: func(*http.Request) bool { return true },
 	}}
 	// Built here, not in Serve, so Close (on another goroutine) never races it.
-	l.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second}
+	// A connection is here for one upgrade: one that waits for another
+	// request after a refused one is closed (IdleTimeout too, in case), so
+	// that no one can hold connections open without logging in, as on the
+	// TCP port (guardConnect).
+	l.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 	return l
 }
 
@@ -83,6 +87,7 @@ func (l *wsListener) Init(*slog.Logger) error { return nil }
 
 func (l *wsListener) Serve(establish listeners.EstablishFn) {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close") // the answer to a refused upgrade; an upgrade writes its own
 		c, err := l.upgrader.Upgrade(w, r, nil)
 		if err != nil {
 			return

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,6 +87,25 @@ func TestFirstPacketIsABoundedConnect(t *testing.T) {
 		ws.SetReadDeadline(time.Now().Add(2 * time.Second))
 		if _, _, err := ws.ReadMessage(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("the connection is still open: %v", err)
+		}
+	})
+	t.Run("a refused WebSocket upgrade closes its connection", func(t *testing.T) {
+		// A plain GET (no upgrade) is answered 400, and its connection not
+		// kept alive for another: else anyone could hold connections (and
+		// file descriptors) open for ever.
+		c, err := net.Dial("tcp", e.WSAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n"))
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("the connection is still open after its answer %q: %v", got, err)
+		}
+		if !strings.HasPrefix(string(got), "HTTP/1.1 400 ") {
+			t.Fatalf("answered %q", got)
 		}
 	})
 	t.Run("a client still connects", func(t *testing.T) {

@@ -72,7 +72,7 @@ func (a *api) revealAPIKey(c *gin.Context) {
 		respondError(c, a.Log, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"id": c.Param("id"), "key": plain}) // no-store: see noStoreAPIs
+	c.JSON(http.StatusOK, gin.H{"id": c.Param("id"), "key": plain}) // no-store: see apiHeaders
 }
 
 // updateAPIKey changes what the body names and keeps the rest: the body is

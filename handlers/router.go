@@ -94,7 +94,7 @@ func New(d Deps) (http.Handler, error) {
 	r.GET("/public-api/integration/webhooks/dispatches/:id", wh.followUp)
 
 	a := &api{Deps: d}
-	v1 := r.Group("/api/v1", requireAdmin(d.Admins, d.Log)) // no-store: see noStoreAPIs
+	v1 := r.Group("/api/v1", requireAdmin(d.Admins, d.Log)) // no-store: see apiHeaders
 	v1.POST("/api-keys", a.createAPIKey)
 	v1.GET("/api-keys", a.listAPIKeys)
 	v1.GET("/api-keys/:id", a.getAPIKey)
@@ -141,18 +141,20 @@ func New(d Deps) (http.Handler, error) {
 		}
 		respondError(c, d.Log, actions.Errorf(actions.CodeNotFound, "no such endpoint: %s %s", c.Request.Method, c.Request.URL.Path))
 	})
-	return noStoreAPIs(r), nil
+	return apiHeaders(r), nil
 }
 
-// noStoreAPIs keeps every answer under /api/ (some carry secrets), of
+// apiHeaders keeps every answer under /api/ (some carry secrets), of
 // /metrics, and under /public-api/ (a cache that gave a webhook's answer again would stand for a
 // call that fired nothing) out of caches: also those no handler of theirs
 // writes, such as a 404, a 405 or gin's redirect of a trailing slash, which
-// caches may otherwise keep.
-func noStoreAPIs(h http.Handler) http.Handler {
+// caches may otherwise keep. Their content type is what it says
+// (nosniff), as the UI's pages' is (securityHeaders).
+func apiHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/public-api/") || r.URL.Path == "/metrics" {
 			w.Header().Set("Cache-Control", "no-store")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
 		}
 		h.ServeHTTP(w, r)
 	})

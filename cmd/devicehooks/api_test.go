@@ -424,8 +424,8 @@ func TestWrongMethod(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("HEAD /healthz: %v %v", resp, err)
 	}
-	// The management API's and the webhook's answers stay out of caches,
-	// their 404s, 405s and redirects of a trailing slash too.
+	// The management API's and the webhook's answers stay out of caches, and
+	// are not sniffed: their 404s, 405s and redirects of a trailing slash too.
 	for _, r := range []struct {
 		method, path string
 		status       int
@@ -443,8 +443,8 @@ func TestWrongMethod(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != r.status || resp.Header.Get("Cache-Control") != "no-store" {
-			t.Errorf("%s %s: %d, Cache-Control %q", r.method, r.path, resp.StatusCode, resp.Header.Get("Cache-Control"))
+		if resp.StatusCode != r.status || resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s %s: %d, Cache-Control %q, X-Content-Type-Options %q", r.method, r.path, resp.StatusCode, resp.Header.Get("Cache-Control"), resp.Header.Get("X-Content-Type-Options"))
 		}
 	}
 }

@@ -321,8 +321,8 @@ func TestSignedAndSafeLinks(t *testing.T) {
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(page), `id="confirm"`) {
-		t.Fatalf("confirm page: %d %s", resp.StatusCode, page)
+	if resp.StatusCode != 200 || !strings.Contains(string(page), `id="confirm"`) || !strings.Contains(string(page), "<main>") {
+		t.Fatalf("confirm page (its content in a main landmark): %d %s", resp.StatusCode, page)
 	}
 	// No other site may frame it (a disguised click) or send its form elsewhere.
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") ||
