@@ -19,10 +19,15 @@ func TestWriteBatch(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{newDispatch("w0", []string{"d1", "d2"}, "")}); err != nil {
+		pubAt := time.Now().UTC().Add(-time.Second).Truncate(time.Microsecond)
+		w0 := newDispatch("w0", []string{"d1", "d2"}, "")
+		w0.Dispatch.CreatedAt = pubAt.Add(-time.Second) // a publish time is never before its command's creation
+		for i := range w0.Commands {
+			w0.Commands[i].CreatedAt = w0.Dispatch.CreatedAt
+		}
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{w0}); err != nil {
 			t.Fatal(err)
 		}
-		pubAt := time.Now().UTC().Add(-time.Second).Truncate(time.Microsecond)
 		ackAt := pubAt.Add(500 * time.Millisecond)
 		nd := newDispatch("w1", []string{"d1", "d2"}, "")
 		nd.Dispatch.APIKeyID, nd.Dispatch.APIKeyPrefix, nd.Dispatch.Source = "k1", "dhk_ab", "10.0.0.1"

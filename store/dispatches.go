@@ -438,8 +438,14 @@ func (s *Store) MarkPublished(ctx context.Context, ids []string, at time.Time) e
 	return wrap("mark published", markPublished(s.db.WithContext(ctx), ids, at))
 }
 
+// publishedAtSQL is a publish time for a command: a mark's time, which is
+// the first of its group's (markResolution in actions), is no earlier than
+// the command's own creation. Either is at or before the true publish, so a
+// session that began after it still counts as having had the command.
+const publishedAtSQL = `CASE WHEN created_at > ? THEN created_at ELSE ? END`
+
 // markPublishedSQL marks an IN list of commands.
-const markPublishedSQL = `UPDATE commands SET state = CASE WHEN state = ? THEN ? ELSE state END, published_at = ?
+const markPublishedSQL = `UPDATE commands SET state = CASE WHEN state = ? THEN ? ELSE state END, published_at = ` + publishedAtSQL + `
  WHERE id IN ? AND (state = ? OR published_at > ?)`
 
 // markPublished marks commands in IN lists of 1,000. On SQLite one prepared
@@ -448,7 +454,7 @@ const markPublishedSQL = `UPDATE commands SET state = CASE WHEN state = ? THEN ?
 func markPublished(db *gorm.DB, ids []string, at time.Time) error {
 	at = at.UTC()
 	for _, chunk := range chunks(ids, 1000) {
-		err := db.Exec(markPublishedSQL, StateQueued, StatePublished, at, chunk, StateQueued, at).Error
+		err := db.Exec(markPublishedSQL, StateQueued, StatePublished, at, at, chunk, StateQueued, at).Error
 		if err != nil {
 			return err
 		}
@@ -481,7 +487,7 @@ func (s *Store) ApplyAcks(ctx context.Context, acks []Ack) (applied []bool, err 
 // comes after the command's expiry changes nothing, also before the sweeper has
 // marked it expired: whether it counts does not hang on when the sweeper runs.
 // That holds for a superseded command's ack too.
-const ackSQL = `UPDATE commands SET state = ?, acked_at = ?, detail = ?, published_at = COALESCE(published_at, ?)
+const ackSQL = `UPDATE commands SET state = ?, acked_at = ?, detail = ?, published_at = COALESCE(published_at, ` + publishedAtSQL + `)
  WHERE id = ? AND device_id = ? AND expires_at > ? AND (` + openStates + ` OR state = 'expired' AND detail LIKE '` + supersededBy + `%')`
 
 // applyAcks settles each ack with one statement. publishedAt gives the publish
@@ -494,7 +500,7 @@ func (s *Store) applyAcks(tx *gorm.DB, acks []Ack, applied []bool, publishedAt m
 			pub = at
 		}
 		// UTC, as every time written: SQLite compares them as text (markPublishedSQL).
-		return []any{a.State, a.At.UTC(), a.Detail, pub.UTC(), a.CommandID, a.DeviceID, a.At.UTC()}
+		return []any{a.State, a.At.UTC(), a.Detail, pub.UTC(), pub.UTC(), a.CommandID, a.DeviceID, a.At.UTC()}
 	}, func(i int, n int64) { applied[i] = n > 0 })
 }
 

@@ -792,7 +792,7 @@ func TestAMarkAfterItsAckKeepsTheTruePublishTime(t *testing.T) {
 		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{newDispatch("p1", []string{"d1"}, "")}); err != nil {
 			t.Fatal(err)
 		}
-		published := time.Now().UTC().Truncate(time.Millisecond)
+		published := time.Now().UTC().Add(time.Millisecond).Truncate(time.Millisecond) // after the command's creation
 		acked := published.Add(200 * time.Millisecond)
 		if _, err := st.ApplyAcks(ctx, []store.Ack{{CommandID: "p1-d1", DeviceID: "d1", State: store.StateSucceeded, At: acked}}); err != nil {
 			t.Fatal(err)
@@ -811,6 +811,41 @@ func TestAMarkAfterItsAckKeepsTheTruePublishTime(t *testing.T) {
 		c := cmds[0]
 		if c.State != store.StateSucceeded || c.PublishedAt == nil || !c.PublishedAt.Equal(published) || c.AckedAt == nil || !c.AckedAt.Equal(acked) {
 			t.Fatalf("state %s, published %v, acked %v; want succeeded, %v, %v", c.State, c.PublishedAt, c.AckedAt, published, acked)
+		}
+	})
+}
+
+// A mark carries the first time of its group of marks (actions'
+// markResolution), which may be before a command of the group was even
+// created: its publish time is then its creation's, never before it, whether
+// the mark comes alone or with the command's ack.
+func TestPublishTimeIsNeverBeforeCreation(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		st.CreateDevice(ctx, device("d1"))
+		marked, batched := newDispatch("m1", []string{"d1"}, ""), newDispatch("m2", []string{"d1"}, "")
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{marked, batched}); err != nil {
+			t.Fatal(err)
+		}
+		created := marked.Dispatch.CreatedAt.Truncate(time.Microsecond)
+		groupStart := created.Add(-7 * time.Millisecond)
+		if err := st.MarkPublished(ctx, []string{"m1-d1"}, groupStart); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.WriteBatch(ctx, &store.Batch{
+			Acks:      []store.Ack{{CommandID: "m2-d1", DeviceID: "d1", State: store.StateSucceeded, At: created.Add(time.Millisecond)}},
+			Published: []store.Published{{IDs: []string{"m2-d1"}, At: groupStart}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"m1", "m2"} {
+			cmds, err := st.DispatchCommands(ctx, id)
+			if err != nil || len(cmds) != 1 {
+				t.Fatalf("%s: %v %v", id, cmds, err)
+			}
+			if c := cmds[0]; c.PublishedAt == nil || c.PublishedAt.Before(c.CreatedAt) || c.PublishedAt.Sub(c.CreatedAt) > time.Microsecond {
+				t.Errorf("%s: created %v, published %v: want its creation's time", id, c.CreatedAt, c.PublishedAt)
+			}
 		}
 	})
 }
