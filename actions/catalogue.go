@@ -315,8 +315,12 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 		}
 	}
 	sort.Strings(extra)
-	for _, k := range extra {
-		errs = append(errs, Invalid("sensor_data."+k, "unknown field; sensor data has id, event and value"))
+	if len(extra) > 0 { // one error naming them all: the webhook names its first error only
+		also := ""
+		if len(extra) > 1 {
+			also = " (as are " + strings.Join(extra[1:], ", ") + ")"
+		}
+		errs = append(errs, Invalid("sensor_data."+extra[0], "unknown field%s; sensor data has id, event and value", also))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

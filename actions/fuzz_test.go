@@ -294,6 +294,16 @@ func TestSensorParamsTakesNumbersAsText(t *testing.T) {
 	}
 }
 
+// Unknown fields of sensor data are named all at once, in one error: the
+// webhook's answer names its first error only.
+func TestSensorParamsNamesEveryUnknownField(t *testing.T) {
+	_, err := actions.SensorParams(map[string]any{"id": "a", "event": "b", "value": 1.0, "foo": 2.0, "bar": 3.0, "baz": 4.0})
+	e := wantCode(t, err, actions.CodeInvalidParams)
+	if e.Field != "sensor_data.bar" || !strings.Contains(e.Detail, "baz, foo") {
+		t.Fatalf("field %q, detail %q: want bar named, with baz and foo", e.Field, e.Detail)
+	}
+}
+
 // A numeric sensor value reaches players as written (big integers too, as
 // they always did); one past a double's range, which players cannot read at
 // all, is refused.

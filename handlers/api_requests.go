@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -15,29 +16,38 @@ type requestView struct {
 	ID         string    `json:"id"`
 	At         time.Time `json:"at"`
 	Method     string    `json:"method"`
-	KeyID      string    `json:"key_id,omitempty"`
-	KeyPrefix  string    `json:"key_prefix,omitempty"`
+	KeyID      *string   `json:"key_id"` // null: no key, or none that was found
+	KeyPrefix  *string   `json:"key_prefix"`
 	Source     string    `json:"source"`
 	UserAgent  string    `json:"user_agent"`
-	EventID    string    `json:"event_id,omitempty"`
+	EventID    *string   `json:"event_id"`
 	Status     int       `json:"status"`
 	Code       string    `json:"code"`
-	DispatchID string    `json:"dispatch_id,omitempty"`
+	DispatchID *string   `json:"dispatch_id"`
 	LatencyMS  float64   `json:"latency_ms"`
 }
 
-// timeParam reads an RFC 3339 query parameter.
+// timeParam reads an RFC 3339 query parameter. It forgives what a hand-typed
+// URL does to one: a "+" offset not written %2B arrives as a space, and "t"
+// and "z" in lower case (which RFC 3339 allows).
 func timeParam(c *gin.Context, name string) (time.Time, error) {
 	v := c.Query(name)
 	if v == "" {
 		return time.Time{}, nil
 	}
+	v = strings.ToUpper(v)
+	if m := plusAsSpace.FindStringSubmatchIndex(v); m != nil {
+		v = v[:m[2]] + "+" + v[m[2]+1:]
+	}
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
-		return t, badRequest("%s must be an RFC 3339 time", name)
+		return t, badRequest("%s must be an RFC 3339 time, such as 2026-11-24T09:30:00Z (an offset's + written %%2B)", name)
 	}
 	return t, nil
 }
+
+// plusAsSpace finds the space that an unescaped "+" of an offset became.
+var plusAsSpace = regexp.MustCompile(`\d( )\d\d:\d\d$`)
 
 // windowOf reads ?since= and ?until=, RFC 3339 times that bound a list by
 // when its rows were made: from since, up to but not including until.
@@ -50,8 +60,8 @@ func windowOf(c *gin.Context) (since, until time.Time, err error) {
 
 func requestViewOf(r *store.RequestLog) requestView {
 	return requestView{
-		ID: r.ID, At: r.At, Method: r.Method, KeyID: r.KeyID, KeyPrefix: r.KeyPrefix, Source: r.Source,
-		UserAgent: r.UserAgent, EventID: r.EventID, Status: r.Status, Code: r.Code, DispatchID: r.DispatchID,
+		ID: r.ID, At: r.At, Method: r.Method, KeyID: nullIfEmpty(r.KeyID), KeyPrefix: nullIfEmpty(r.KeyPrefix), Source: r.Source,
+		UserAgent: r.UserAgent, EventID: nullIfEmpty(r.EventID), Status: r.Status, Code: r.Code, DispatchID: nullIfEmpty(r.DispatchID),
 		LatencyMS: float64(r.LatencyUS) / 1000,
 	}
 }

@@ -752,14 +752,17 @@ func acceptQ(accept string) (htmlQ, jsonQ float64) {
 }
 
 // previewAgents are the user agents of chat apps and link unfurlers that fetch a
-// link to show a preview: their GET must not fire the action.
+// link to show a preview: their GET must not fire the action. Microsoft
+// Office's apps are among them: Outlook previews links, and Word or Excel
+// fetch a clicked link themselves before they open it in the browser, which
+// would fire it twice.
 var previewAgents = []string{
 	"slackbot", "slack-imgproxy", "twitterbot", "facebookexternalhit", "facebot", "discordbot",
 	"telegrambot", "whatsapp", "linkedinbot", "skypeuripreview", "microsoftpreview", "googlebot",
 	"bingbot", "applebot", "embedly", "iframely", "redditbot", "pinterest", "mattermost",
 	"rocket.chat", "viber", "vkshare", "bitlybot", "outlook-iOS-android", "google-safety", "yahoo! slurp",
 	"mastodon", "pleroma", "akkoma", "misskey", "synapse (bot", "keybase", "zulipurlpreview",
-	"nextcloud server crawler", "snapurlpreview",
+	"nextcloud server crawler", "snapurlpreview", "microsoft office", "ms-office", "msoffice",
 }
 
 // isPrefetch tells a browser's request made ahead of a click: a prefetch or

@@ -366,6 +366,9 @@ func TestDispatchListFilters(t *testing.T) {
 		return strings.Join(ids, ",")
 	}
 	at := url.QueryEscape(between.Format(time.RFC3339Nano))
+	// The same instant typed by hand: at +01:00 with its + unescaped (a
+	// space once decoded), and in lower case.
+	typed := strings.ToLower(between.In(time.FixedZone("", 3600)).Format(time.RFC3339Nano))
 	for _, c := range []struct {
 		query string
 		want  []string
@@ -379,6 +382,7 @@ func TestDispatchListFilters(t *testing.T) {
 		{"?failed=false", []string{okB, okA, failedA}},
 		{"?since=" + at, []string{okB, okA}},
 		{"?until=" + at, []string{failedA}},
+		{"?since=" + typed, []string{okB, okA}},
 		{"?action_id=" + actionA + "&since=" + at + "&limit=1", []string{okA}},
 	} {
 		got := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches"+c.query, nil)

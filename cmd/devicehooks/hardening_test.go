@@ -463,6 +463,13 @@ func TestRequestLogAndMetrics(t *testing.T) {
 	if denied["total"] != float64(1) {
 		t.Fatalf("filtered: %v", denied)
 	}
+	// What a refused call did not have is null, not left out (as in dispatches).
+	rec := denied["items"].([]any)[0].(map[string]any)
+	for _, f := range []string{"key_id", "key_prefix", "dispatch_id"} {
+		if v, ok := rec[f]; !ok || v != nil {
+			t.Errorf("a refused call's %s: %v (present: %v), want null", f, v, ok)
+		}
+	}
 	for _, it := range items {
 		line := fmt.Sprint(it)
 		if strings.Contains(line, key) || strings.Contains(line, "dhk_wrong") {
@@ -677,6 +684,11 @@ func TestLinksAsMailAndChatLeaveThem(t *testing.T) {
 		"Synapse (bot; +https://github.com/matrix-org/synapse)",
 		"Mozilla/5.0 (compatible; ZulipURLPreview/7.0; +https://zulip.com/)",
 		"Nextcloud Server Crawler",
+		// Outlook's preview, and Word or Excel fetching a clicked link
+		// before they hand it to the browser (which then fires it).
+		"Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17029; Pro)",
+		"Microsoft Office Word 2014",
+		"Mozilla/4.0 (compatible; ms-office; MSOffice 16)",
 	} {
 		if status, _ := s.get(plain, "User-Agent", ua); status != http.StatusOK {
 			t.Fatalf("preview %q: %d", ua, status)
