@@ -132,6 +132,10 @@ func (k *Keys) lookup(ctx context.Context, hash string) (cachedKey, error) {
 			return nil, unavailable(err)
 		}
 		c := cachedKey{caller: newCaller(key), at: time.Now()}
+		if err := c.caller.badRead; err != nil { // once per read: every keyCacheTTL while it is used
+			k.log.Error("an API key is refused: its stored limits cannot be read; revoke it and create another",
+				"key", key.ID, "prefix", key.Prefix, "err", err)
+		}
 		k.mu.Lock()
 		if len(k.cache) > 10000 {
 			k.cache = map[string]cachedKey{}
@@ -168,14 +172,18 @@ func (k *Keys) Limit(c *Caller) (refund func(), err error) { return k.rates.allo
 func (k *Keys) Edit(ctx context.Context, id string, edit func(name string, l Limits) (string, Limits, error)) error {
 	var hash string
 	err := k.st.EditAPIKey(ctx, id, func(key *store.APIKey) error {
-		name, limits, err := edit(key.Name, LimitsOf(key))
+		had, err := ReadLimits(key)
+		if err != nil { // what an edit keeps of them would restrict less than meant
+			return actions.Errorf(actions.CodeConflict, "this key's stored limits cannot be read (%v): revoke it and create another", err)
+		}
+		name, limits, err := edit(key.Name, had)
 		if err != nil {
 			return err
 		}
 		if name, err = actions.KeptName("name", name, key.Name); err != nil {
 			return err
 		}
-		if err := limits.Validate(LimitsOf(key)); err != nil { // a copy: edit may have changed its own
+		if err := limits.Validate(LimitsOf(key)); err != nil { // a copy of had: edit may have changed its own
 			return err
 		}
 		key.Name = name

@@ -104,6 +104,35 @@ func TestDisabledAndExpiredKeysLookUnknown(t *testing.T) {
 	}
 }
 
+// A key whose stored limits do not read (a row edited by hand) is refused,
+// not used as if it had none: a scope or ranges that read as empty would
+// restrict nothing. An edit, which would keep what it read, is refused too.
+func TestUnreadableLimitsRefuseTheKey(t *testing.T) {
+	for name, broken := range map[string]func(*store.APIKey){
+		"a scope that is not JSON":    func(k *store.APIKey) { k.ScopeActions = `["a1"` },
+		"a range that does not parse": func(k *store.APIKey) { k.CIDRs = `["10.0.0.0/8x"]` },
+	} {
+		t.Run(name, func(t *testing.T) {
+			k := newTestKeys(t)
+			ctx := context.Background()
+			key, plain, err := k.Create(ctx, "k", Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := k.st.EditAPIKey(ctx, key.ID, func(key *store.APIKey) error { broken(key); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := k.Authenticate(ctx, plain); actions.ErrorCode(err) != actions.CodeUnauthorized {
+				t.Fatalf("authenticated with unreadable limits: %v", err)
+			}
+			rename := func(_ string, l Limits) (string, Limits, error) { return "renamed", l, nil }
+			if err := k.Edit(ctx, key.ID, rename); actions.ErrorCode(err) != actions.CodeConflict {
+				t.Fatalf("an edit of unreadable limits: %v", err)
+			}
+		})
+	}
+}
+
 // A key's last use whose write fails is written at a later flush, not lost.
 func TestKeyUseRetriesAFailedWrite(t *testing.T) {
 	ctx := context.Background()

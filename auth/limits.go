@@ -80,17 +80,39 @@ func (l *Limits) Problems(had Limits) []error {
 	return ps
 }
 
-// LimitsOf reads a stored key's limits.
+// LimitsOf reads a stored key's limits for showing them: what cannot be read
+// (see ReadLimits) is left out.
 func LimitsOf(k *store.APIKey) Limits {
+	l, _ := ReadLimits(k)
+	return l
+}
+
+// ReadLimits reads a stored key's limits, and says which cannot be read (a
+// row edited by hand, say). Such a key must not be used: a scope or a list
+// of ranges that does not read would otherwise restrict nothing.
+func ReadLimits(k *store.APIKey) (Limits, error) {
 	l := Limits{Disabled: k.Disabled, ExpiresAt: k.ExpiresAt}
-	_ = json.Unmarshal([]byte(k.ScopeActions), &l.Actions)
-	_ = json.Unmarshal([]byte(k.ScopeGroups), &l.Groups)
-	_ = json.Unmarshal([]byte(k.Methods), &l.Methods)
-	_ = json.Unmarshal([]byte(k.CIDRs), &l.CIDRs)
+	var errs []error
+	for _, f := range []struct {
+		name, stored string
+		into         *[]string
+	}{{"actions", k.ScopeActions, &l.Actions}, {"groups", k.ScopeGroups, &l.Groups}, {"methods", k.Methods, &l.Methods}, {"cidrs", k.CIDRs, &l.CIDRs}} {
+		if f.stored == "" { // never set: no limit
+			continue
+		}
+		if err := json.Unmarshal([]byte(f.stored), f.into); err != nil {
+			errs = append(errs, fmt.Errorf("%s %.40q: %w", f.name, f.stored, err))
+		}
+	}
+	for _, c := range l.CIDRs {
+		if _, err := parseRange(c); err != nil {
+			errs = append(errs, fmt.Errorf("cidrs: %q is not an address or range", c))
+		}
+	}
 	if k.RatePerSec > 0 {
 		l.Rate = &Rate{PerSecond: k.RatePerSec, Burst: k.RateBurst}
 	}
-	return l
+	return l, errors.Join(errs...)
 }
 
 func (l Limits) store(k *store.APIKey) {
@@ -124,13 +146,15 @@ func parseRange(s string) (netip.Prefix, error) {
 
 // Caller is an authenticated webhook caller: its key and the key's compiled limits.
 type Caller struct {
-	Key    *store.APIKey
-	limits Limits
-	ranges []netip.Prefix
+	Key     *store.APIKey
+	limits  Limits
+	ranges  []netip.Prefix
+	badRead error // the stored limits do not read (ReadLimits): the key is refused
 }
 
 func newCaller(k *store.APIKey) *Caller {
-	c := &Caller{Key: k, limits: LimitsOf(k)}
+	c := &Caller{Key: k}
+	c.limits, c.badRead = ReadLimits(k)
 	for _, s := range c.limits.CIDRs {
 		if p, err := parseRange(s); err == nil {
 			c.ranges = append(c.ranges, p)
@@ -158,7 +182,7 @@ func (l Limits) AllowsAction(a *store.Action) bool {
 }
 
 // usable reports whether the key works at all now.
-func (c *Caller) usable(now time.Time) bool { return c.limits.Usable(now) }
+func (c *Caller) usable(now time.Time) bool { return c.badRead == nil && c.limits.Usable(now) }
 
 // CheckRequest refuses a method or a source address outside the key's limits.
 // A link is a GET, also when its fields come back as a form's POST (a confirm
