@@ -206,6 +206,9 @@ func NewDispatcher(st *store.Store, sink CommandSink, acks *AckWaiters, log *slo
 // call did even if the action changed since, and costs no write.
 func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 	a := t.Action
+	if !a.Enabled { // whichever way it came: the webhook and the UI's test say so first, in their words
+		return nil, Errorf(CodeUnknownEvent, "the action %q is disabled", a.Name)
+	}
 	params, err := d.commandParams(t)
 	if err != nil {
 		return nil, err

@@ -229,3 +229,22 @@ func TestCommitHandsOverBeforeTheCallRunsOn(t *testing.T) {
 		t.Fatalf("%d commands handed to delivery, want 1", got)
 	}
 }
+
+// A disabled action fires by no path: the dispatcher refuses it itself, and
+// writes and sends nothing.
+func TestADisabledActionDoesNotFire(t *testing.T) {
+	d, sink := d1Dispatcher(t)
+	a := d1Action("a", RefreshContent, "{}", 60)
+	a.Enabled = false
+	if _, err := d.Trigger(context.Background(), Trigger{Method: "POST", Action: a}); ErrorCode(err) != CodeUnknownEvent {
+		t.Fatalf("a disabled action: %v", err)
+	}
+	select {
+	case j := <-d.jobs:
+		t.Fatalf("a disabled action was queued for writing: %+v", j)
+	default:
+	}
+	if got := len(sink.dispatches()); got != 0 {
+		t.Fatalf("%d commands handed to delivery", got)
+	}
+}
