@@ -199,3 +199,25 @@ func TestWriteBatchLeavesOutRefusedRequests(t *testing.T) {
 		}
 	})
 }
+
+// PendingCommands reads a thousand devices at a time and stops at its limit
+// in all, not at the limit for each thousand (a resync of 10,000 online
+// devices would otherwise load ten times what it asked for).
+func TestPendingCommandsLimitIsForAll(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		devices := make([]string, 2500)
+		for i := range devices {
+			devices[i] = fmt.Sprintf("dev%04d", i)
+		}
+		if _, err := st.WriteBatch(ctx, &store.Batch{Dispatches: []*store.NewDispatch{newDispatch("wide", devices, "")}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, limit := range []int{700, 1500, 3000} {
+			got, err := st.PendingCommands(ctx, devices, []string{store.StateQueued}, time.Now(), limit)
+			if err != nil || len(got) != min(limit, len(devices)) {
+				t.Fatalf("limit %d: %d commands, %v", limit, len(got), err)
+			}
+		}
+	})
+}

@@ -414,15 +414,19 @@ func (s *Store) CommandCounts(ctx context.Context, dispatchIDs []string) (map[st
 }
 
 // PendingCommands returns the unexpired commands of the given devices in the given
-// open states (queued, and published-but-unacked when a device reconnects), oldest
+// open states (queued, and published-but-unacked when a device reconnects), at
+// most limit in all: read a thousand devices at a time, each thousand's oldest
 // first.
 func (s *Store) PendingCommands(ctx context.Context, deviceIDs, states []string, now time.Time, limit int) ([]Command, error) {
 	var out []Command
 	for _, chunk := range chunks(deviceIDs, 1000) {
+		if len(out) >= limit {
+			break
+		}
 		var cs []Command
 		err := s.db.WithContext(ctx).
 			Where("device_id IN ? AND "+openStates+" AND state IN ? AND expires_at > ?", chunk, states, now.UTC()).
-			Order("created_at, id").Limit(limit).Find(&cs).Error
+			Order("created_at, id").Limit(limit - len(out)).Find(&cs).Error
 		if err != nil {
 			return nil, wrap("list pending commands", err)
 		}
