@@ -121,3 +121,20 @@ func TestAccessLogLinesPerKind(t *testing.T) {
 		t.Fatalf("the lines lack the dispatch or the answer:\n%s", buf.String())
 	}
 }
+
+// A panic in a handler is answered 500 and logged once, with its stack.
+func TestPanicIsLoggedOnceWithItsStack(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	r := gin.New()
+	r.Use(recovery(log))
+	r.GET("/boom", func(*gin.Context) { panic("boom") })
+	w := httptest.NewRecorder()
+	r.ServeHTTP(w, httptest.NewRequest("GET", "/boom", nil))
+	if w.Code != 500 || !strings.Contains(w.Body.String(), `"code":"internal"`) {
+		t.Fatalf("answered %d %s", w.Code, w.Body)
+	}
+	if lines := strings.Count(buf.String(), "\n"); lines != 1 || !strings.Contains(buf.String(), "stack=") || !strings.Contains(buf.String(), "errors_internal_test.go") {
+		t.Fatalf("%d lines, want one with the stack: %s", lines, buf.String())
+	}
+}

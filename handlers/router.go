@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -251,11 +252,18 @@ const ctxDispatchID = "devicehooks.dispatchID"
 func recovery(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		defer func() {
-			if r := recover(); r != nil {
-				log.Error("panic in handler", "panic", r, "path", c.Request.URL.Path)
-				status, body := errorResponse(c, log, actions.Errorf(actions.CodeInternal, "internal error"))
-				c.AbortWithStatusJSON(status, body)
+			r := recover()
+			if r == nil {
+				return
 			}
+			if r == http.ErrAbortHandler { // net/http's way to drop a connection: not a failure
+				panic(r)
+			}
+			// One line, with where it happened; the answer is not logged again.
+			log.Error("panic in handler", "panic", r, "method", c.Request.Method, "path", c.Request.URL.Path, "stack", string(debug.Stack()))
+			e := errorDetail{Code: actions.CodeInternal, Detail: "internal error; see the server log"}
+			c.Set(ctxAnswerError, e)
+			c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Message: "Error", Error: e})
 		}()
 		c.Next()
 	}
