@@ -61,7 +61,7 @@ func Invalid(field, format string, args ...any) *Error {
 
 // ErrorCode returns the code of err, or CodeInternal if it carries none. It
 // does not read the store's sentinel errors, as the handlers' mapping to HTTP
-// statuses does (handlers.asError): it is for code below the handlers.
+// statuses does (handlers.asError).
 func ErrorCode(err error) Code {
 	var e *Error
 	if errors.As(err, &e) {
@@ -102,7 +102,7 @@ func RequiredName(field, s string) (string, error) {
 	return s, CheckName(field, s)
 }
 
-// KeptName is RequiredName for a name that had was before an edit: kept as
+// KeptName is RequiredName for a name that was had before an edit: kept as
 // it is, it is not checked again, so that a name an older build let in (a
 // tab, a line break) does not refuse every other change (disabling a leaked
 // key by the API).

@@ -49,7 +49,7 @@ func requireAdmin(admins *auth.Admins, log *slog.Logger) gin.HandlerFunc {
 	}
 }
 
-// page reads ?limit= and ?offset=.
+// pageOf reads ?limit= and ?offset=.
 func pageOf(c *gin.Context) (store.Page, error) {
 	var p store.Page
 	for name, dst := range map[string]*int{"limit": &p.Limit, "offset": &p.Offset} {

@@ -89,10 +89,10 @@ func New(d Deps) (http.Handler, error) {
 		}
 		respondError(c, d.Log, actions.Errorf(actions.CodeMethod, "method %s is not allowed here; see the Allow header", c.Request.Method))
 	})
-	r.POST("/public-api/integration/webhooks", wh.handle)
-	r.GET("/public-api/integration/webhooks", wh.handle)
-	r.HEAD("/public-api/integration/webhooks", wh.handle)
-	r.GET("/public-api/integration/webhooks/dispatches/:id", wh.followUp)
+	r.POST(webhookPath, wh.handle)
+	r.GET(webhookPath, wh.handle)
+	r.HEAD(webhookPath, wh.handle)
+	r.GET(webhookPath+"/dispatches/:id", wh.followUp)
 
 	a := &api{Deps: d}
 	v1 := r.Group("/api/v1", requireAdmin(d.Admins, d.Log)) // no-store: see apiHeaders

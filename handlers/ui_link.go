@@ -18,8 +18,6 @@ import (
 	"devicehooks/web"
 )
 
-const webhookPath = "/public-api/integration/webhooks"
-
 // sensorForm is the sensor data typed in for a sensor_event action.
 type sensorForm struct{ ID, Event, Value string }
 

@@ -26,6 +26,10 @@ import (
 	"devicehooks/web"
 )
 
+// webhookPath is the webhook's endpoint (CONTRACT.md): its routes, and the
+// links and curl lines the UI makes for it.
+const webhookPath = "/public-api/integration/webhooks"
+
 // MaxWait bounds how long a webhook call may ask to wait for the devices' acks.
 const MaxWait = 30 * time.Second
 

@@ -26,8 +26,7 @@ type NewDispatch struct {
 	IdempotencySince time.Time
 }
 
-// WriteDispatches is WriteBatch with triggers only: the shape tests and tools
-// need. A trigger whose idempotency key is already taken is left out and
+// WriteDispatches is WriteBatch with triggers only (the tests' shape of it). A trigger whose idempotency key is already taken is left out and
 // reported in dup; either every other trigger of the batch is written, or (on
 // error) none is.
 func (s *Store) WriteDispatches(ctx context.Context, batch []*NewDispatch) (dup []bool, err error) {
@@ -211,8 +210,9 @@ func insertSQL(table string, cols []string, rows int) string {
 }
 
 // Batch is one round of the trigger path's writes: new dispatches, commands the
-// broker took, and device acks. WriteBatch commits it in one transaction, so the
-// three streams share one commit and never wait on each other's locks.
+// broker took, device acks, and the request log's records. WriteBatch commits
+// it in one transaction, so the four streams share one commit and never wait on
+// each other's locks.
 type Batch struct {
 	Dispatches []*NewDispatch
 	Published  []Published

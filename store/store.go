@@ -353,7 +353,9 @@ func forUpdate(tx *gorm.DB) *gorm.DB {
 	return tx.Clauses(clause.Locking{Strength: "UPDATE"})
 }
 
-// notFound turns gorm's not-found error into ErrNotFound and wraps everything else.
+// wrap names the operation in err, and turns gorm's not-found error into
+// ErrNotFound, a unique violation into ErrConflict and a database that cannot
+// answer now into ErrUnavailable (as well as the cause).
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil

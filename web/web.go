@@ -1,5 +1,6 @@
 // Package web holds devicehooks' embedded templates and static assets. It is a leaf
-// package: it imports nothing of ours, and its templates are parsed once.
+// package: it imports nothing of ours. Its templates are parsed once, the UI's
+// on first use (so an idle server holds none; TestTemplatesParse parses them all).
 package web
 
 import (
