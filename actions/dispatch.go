@@ -303,7 +303,7 @@ const expirySlack = 2 * time.Second
 // allFinal tells whether every command has reached a final state.
 func allFinal(cmds []store.Command) bool {
 	for _, c := range cmds {
-		if c.State == store.StateQueued || c.State == store.StatePublished {
+		if store.IsOpen(c.State) {
 			return false
 		}
 	}

@@ -56,7 +56,7 @@ type historyRow struct {
 // its way (queued or published).
 func (v *devicePageView) Live() bool {
 	return slices.ContainsFunc(v.History, func(r historyRow) bool {
-		return r.State == store.StateQueued || r.State == store.StatePublished
+		return store.IsOpen(r.State)
 	})
 }
 

@@ -257,7 +257,7 @@ func (u *ui) loadDispatch(c *gin.Context) (*dispatchPageView, error) {
 // for a command not answered yet, until when it may be; for one not sent
 // yet, that it waits for its device (an offline one: to connect).
 func (u *ui) commandDetail(cmd *store.Command) string {
-	if cmd.Detail != "" || (cmd.State != store.StateQueued && cmd.State != store.StatePublished) {
+	if cmd.Detail != "" || !store.IsOpen(cmd.State) {
 		return cmd.Detail
 	}
 	detail := "expires " + clock(&cmd.ExpiresAt)

@@ -207,8 +207,8 @@ const (
 
 // openStates are the states of commands on their way; settledStates the rest.
 var (
-	openStates    = []string{store.StateQueued, store.StatePublished}
-	settledStates = slices.DeleteFunc(slices.Clone(store.States), func(st string) bool { return slices.Contains(openStates, st) })
+	openStates    = store.OpenStates
+	settledStates = slices.DeleteFunc(slices.Clone(store.States), store.IsOpen)
 )
 
 var (

@@ -328,7 +328,7 @@ func (s *Store) PurgeIdempotency(ctx context.Context, before time.Time) (int64, 
 func (s *Store) PurgeDispatches(ctx context.Context, before time.Time) (int64, error) {
 	_, err := s.inChunks(ctx, "purge commands",
 		`DELETE FROM commands WHERE id IN (SELECT id FROM commands
-		   WHERE state IN ('succeeded', 'failed', 'rejected', 'expired') AND expires_at < ? LIMIT ?)`, before)
+		   WHERE `+finalStates+` AND expires_at < ? LIMIT ?)`, before)
 	if err != nil {
 		return 0, err
 	}

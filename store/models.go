@@ -153,6 +153,14 @@ const (
 // States lists every command state in lifecycle order.
 var States = []string{StateQueued, StatePublished, StateSucceeded, StateFailed, StateRejected, StateExpired}
 
+// OpenStates are the states of a command on its way, not settled yet; the
+// others are final (but for a late ack of a superseded command: ApplyAcks).
+// The SQL terms openStates and finalStates list them too.
+var OpenStates = []string{StateQueued, StatePublished}
+
+// IsOpen tells a command on its way (OpenStates) from a settled one.
+func IsOpen(state string) bool { return state == StateQueued || state == StatePublished }
+
 // Command is the message for one device of a dispatch. Payload is the exact JSON
 // published on the device's commands topic, so a retry sends the same bytes.
 type Command struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -533,4 +534,15 @@ func planOf(t *testing.T, db *gorm.DB) string {
 		t.Error(err)
 	}
 	return fmt.Sprint(rows)
+}
+
+// The SQL terms of open and final states name what OpenStates and IsOpen do,
+// every state in one of them.
+func TestStateTermsMatchTheStates(t *testing.T) {
+	for _, st := range States {
+		quoted := "'" + st + "'"
+		if open, final := strings.Contains(openStates, quoted), strings.Contains(finalStates, quoted); open != IsOpen(st) || final == IsOpen(st) || open != slices.Contains(OpenStates, st) {
+			t.Errorf("%s: in openStates %v, in finalStates %v, IsOpen %v", st, open, final, IsOpen(st))
+		}
+	}
 }

@@ -340,8 +340,12 @@ var openCommandIndexes = []string{
 	`DROP INDEX IF EXISTS idx_commands_device_state`,
 }
 
-// openStates is the WHERE term of the open-commands index.
-const openStates = `state IN ('queued', 'published')`
+// openStates is the WHERE term of the open-commands index: OpenStates, in
+// SQL; finalStates the others (TestStateTermsMatchTheStates).
+const (
+	openStates  = `state IN ('queued', 'published')`
+	finalStates = `state IN ('succeeded', 'failed', 'rejected', 'expired')`
+)
 
 // forUpdate makes a query of a transaction lock the rows it reads until the
 // transaction ends, on PostgreSQL (FOR UPDATE); on SQLite the transaction
