@@ -50,7 +50,7 @@ type webhookHandler struct {
 
 // call is what one webhook call did, for the request log and metrics.
 type call struct {
-	code       string // "success", an error code, or "head"/"prefetch"/"preview"/"confirm"/"follow_up" for calls that fire nothing (store's notRefused lists these: a new one goes there too)
+	code       string // store.CallSuccess, an error code, or another store.Call… code for a call that fires nothing by design
 	caller     *auth.Caller
 	eventID    string
 	dispatchID string
@@ -113,7 +113,7 @@ func (h *webhookHandler) record(c *gin.Context, serve func(*gin.Context, *call))
 func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 	if c.Request.Method == http.MethodHead {
 		// Link checkers and mail scanners probe with HEAD: it never fires.
-		cl.code = "head"
+		cl.code = store.CallHead
 		c.Status(http.StatusOK)
 		return
 	}
@@ -130,12 +130,12 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		// A browser loading a link ahead of a click (prefetch, prerender, a
 		// preview of its top sites). Answered with no 2xx, so that the browser
 		// throws the answer away and asks again if the link is really opened.
-		cl.code = "prefetch"
+		cl.code = store.CallPrefetch
 		respondError(c, h.log, actions.Errorf(actions.CodeUnavailable, "a prefetch does not fire the action: open the link to fire it"))
 		return
 	}
 	if c.Request.Method == http.MethodGet && isPreviewAgent(c.Request.UserAgent()) {
-		cl.code = "preview"
+		cl.code = store.CallPreview
 		h.page(c, http.StatusOK, web.WebhookResult{Preview: true})
 		return
 	}
@@ -195,7 +195,7 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 				"this link asks for a confirming click: open it in a browser (an API client sends a POST with the x-webhook-apikey header)"))
 			return
 		}
-		cl.code = "confirm"
+		cl.code = store.CallConfirm
 		h.page(c, http.StatusOK, web.WebhookResult{Confirm: true, EventID: req.EventID, Fields: confirmFields(params)})
 		return
 	}
@@ -215,7 +215,7 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 			// A repeat costs no more than a read: it does not use up the
 			// key's rate, so that retries do not crowd out new calls.
 			refund()
-			cl.code, cl.dispatchID = "success", out.DispatchID
+			cl.code, cl.dispatchID = store.CallSuccess, out.DispatchID
 			h.succeed(c, out, 0)
 			return
 		}
@@ -253,7 +253,7 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		h.fail(c, cl, err)
 		return
 	}
-	cl.code, cl.dispatchID = "success", out.DispatchID
+	cl.code, cl.dispatchID = store.CallSuccess, out.DispatchID
 	h.succeed(c, out, wait)
 }
 

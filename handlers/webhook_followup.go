@@ -82,6 +82,6 @@ func (h *webhookHandler) dispatchStatus(c *gin.Context, cl *call) {
 		fail(err)
 		return
 	}
-	cl.code, cl.dispatchID = "follow_up", d.ID
+	cl.code, cl.dispatchID = store.CallFollowUp, d.ID
 	c.JSON(http.StatusOK, dispatchDetailView(d, cmds, counts))
 }

@@ -78,10 +78,19 @@ type SourceCount struct {
 	Denied int64  `json:"denied"`
 }
 
-// notRefused are the request log's codes of calls that were not refused:
-// those that fired, and those that fire nothing by design (a HEAD, a
-// browser's prefetch, a link preview, a confirmation page, a follow-up).
-var notRefused = []string{"success", "head", "prefetch", "preview", "confirm", "follow_up"}
+// The request log's codes of calls that were not refused: one that fired, and
+// those that fire nothing by design. Any other code is an error's, a refusal.
+const (
+	CallSuccess  = "success"
+	CallHead     = "head"      // a HEAD request
+	CallPrefetch = "prefetch"  // a browser's prefetch or prerender
+	CallPreview  = "preview"   // a link preview (a chat app's, Outlook's)
+	CallConfirm  = "confirm"   // a confirm link's page, before its button
+	CallFollowUp = "follow_up" // a caller's follow-up of its dispatch
+)
+
+// notRefused are the codes above: TopSources counts the others as denied.
+var notRefused = []string{CallSuccess, CallHead, CallPrefetch, CallPreview, CallConfirm, CallFollowUp}
 
 // TopSources lists the addresses with the most webhook calls since a time, so an
 // operator sees who is hammering the endpoint, with how many were refused.
