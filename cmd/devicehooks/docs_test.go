@@ -94,3 +94,27 @@ func TestSystemdExample(t *testing.T) {
 		t.Errorf("systemd-analyze security: exposure %s, want at most 2.0\n%s", m[1], out)
 	}
 }
+
+// operations.md's Mosquitto configuration is docs/mosquitto.conf, line for
+// line (TestRecipeBrokerKeepsEveryAckOfABurst runs the file's limits).
+func TestOperationsShowsTheMosquittoConf(t *testing.T) {
+	conf, err := os.ReadFile("../../docs/mosquitto.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	want.WriteString("   ```\n")
+	for _, line := range strings.Split(string(conf), "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") {
+			want.WriteString("   " + line + "\n")
+		}
+	}
+	want.WriteString("   ```\n")
+	if !strings.Contains(string(ops), want.String()) {
+		t.Errorf("operations.md does not show docs/mosquitto.conf's settings as one block:\n%s", want.String())
+	}
+}

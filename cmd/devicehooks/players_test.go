@@ -910,3 +910,60 @@ func TestRefusedLoginsAreCounted(t *testing.T) {
 		t.Fatalf("metrics after two refused dials:\n%s", m)
 	}
 }
+
+// The recipe's Mosquitto keeps every ack of a burst of fan-outs: devicehooks'
+// own subscription gets them all at once, which Mosquitto's defaults (20 in
+// flight, 1,000 queued) drop without a word, leaving commands the screens ran
+// "published" until they expire. The limits come from docs/mosquitto.conf, as
+// operations.md tells operators to use it; docs/operations.md shows the same
+// file (TestOperationsShowsTheMosquittoConf).
+func TestRecipeBrokerKeepsEveryAckOfABurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,200 players: not in -short")
+	}
+	conf, err := os.ReadFile("../../docs/mosquitto.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var limits []string
+	for _, line := range strings.Split(string(conf), "\n") {
+		if strings.HasPrefix(line, "max_") {
+			limits = append(limits, line)
+		}
+	}
+	if len(limits) != 2 {
+		t.Fatalf("docs/mosquitto.conf sets %q, want the in-flight and queue limits", limits)
+	}
+	m := testenv.StartMosquitto(t, testenv.MosquittoConfig{Extra: strings.Join(limits, "\n")})
+	s := startServer(t, Config{MQTTURL: m.URL()})
+	const players, bursts = 1200, 6
+	creds := make([]simulator.Credentials, players)
+	for i := range creds {
+		id := fmt.Sprintf("burst-%04d", i)
+		creds[i] = simulator.Credentials{DeviceID: id, Token: s.createDevice(id)}
+	}
+	startSim(t, s, simulator.Config{AckDelay: 20 * time.Millisecond}, creds...)
+	testenv.WaitFor(t, 60*time.Second, "every player online", func() bool { return s.app.presence.OnlineCount() == players })
+	_, key := s.createKey("burst")
+	ev := s.createAction("refresh_content", map[string]any{"type": "all"}, nil)
+	ids := make([]string, bursts)
+	for i := range ids { // back to back: 7,200 acks within a second or two
+		status, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+		if status != http.StatusOK {
+			t.Fatalf("trigger %d: %d %v", i, status, ans)
+		}
+		ids[i] = ans["dispatch_id"].(string)
+	}
+	// The list's counts, not each dispatch's 1,200 commands: one read a round.
+	pending := func() []string {
+		_, got := s.call("GET", "/api/v1/dispatches?limit=50", nil)
+		succeeded := map[string]bool{}
+		for _, it := range got["items"].([]any) {
+			d := it.(map[string]any)
+			counts, _ := d["counts"].(map[string]any)
+			succeeded[d["id"].(string)] = counts["succeeded"] == float64(players)
+		}
+		return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return succeeded[id] })
+	}
+	testenv.WaitFor(t, 60*time.Second, "every command of the bursts acked", func() bool { return len(pending()) == 0 })
+}
