@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"devicehooks/internal/logevery"
 	"devicehooks/internal/queue"
 	"devicehooks/store"
 )
@@ -25,6 +26,7 @@ type Presence struct {
 	authoritative bool
 	cameOnline    *queue.Queue[string]
 	clock         func() time.Time
+	failures      *logevery.Limiter // "save presence" lines: one every 10 s while the database refuses them
 
 	mu    sync.Mutex
 	devs  map[string]*devicePresence
@@ -45,8 +47,8 @@ type devicePresence struct {
 func NewPresence(st *store.Store, log *slog.Logger, authoritative bool) *Presence {
 	return &Presence{
 		st: st, log: log, authoritative: authoritative, cameOnline: queue.New[string](65536),
-		clock: func() time.Time { return time.Now().UTC() },
-		devs:  map[string]*devicePresence{}, dirty: map[string]store.Presence{},
+		clock: func() time.Time { return time.Now().UTC() }, failures: logevery.New(10 * time.Second),
+		devs: map[string]*devicePresence{}, dirty: map[string]store.Presence{},
 	}
 }
 
@@ -364,7 +366,9 @@ func (p *Presence) flush(ctx context.Context) {
 	if err == nil {
 		return
 	}
-	p.log.Error("save presence; will retry", "devices", len(batch), "err", err)
+	if ok, skipped := p.failures.Allow("save", time.Now()); ok { // flushes come every 250 ms
+		p.log.Error("save presence; will retry", "devices", len(batch), "err", err, "more_like_it", skipped)
+	}
 	// Keep the batch for the next flush, except where a newer state is already
 	// waiting or the device was deleted meanwhile.
 	p.mu.Lock()

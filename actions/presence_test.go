@@ -80,6 +80,32 @@ func TestLastSeenWrittenAtShutdown(t *testing.T) {
 	}
 }
 
+// While the database refuses presence writes (a full disk), the flush that
+// retries them every interval logs one line every 10 s, not one a flush; and
+// the state is written once it takes writes again.
+func TestFailingPresenceWritesAreLoggedSparingly(t *testing.T) {
+	ctx := context.Background()
+	st, path := openStore(t)
+	var logs testenv.Buffer
+	p := actions.NewPresence(st, slog.New(slog.NewTextHandler(&logs, nil)), false)
+	if err := p.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exec := testenv.SQLiteSide(t, path)
+	exec(`CREATE TRIGGER refuse BEFORE UPDATE ON devices BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { p.Run(runCtx, 10*time.Millisecond); close(done) }()
+	defer func() { stop(); <-done }()
+	p.Status("d1", actions.StatusMessage{State: "online"}, false)
+	time.Sleep(500 * time.Millisecond) // some fifty flushes, each refused
+	if n := strings.Count(logs.String(), `msg="save presence`); n != 1 {
+		t.Fatalf("%d lines for 0.5 s of refused writes, want 1:\n%s", n, logs.String())
+	}
+	exec(`DROP TRIGGER refuse`)
+	testenv.WaitFor(t, 5*time.Second, "the status written once the database takes writes", func() bool { return storedOnline(t, st, "d1") })
+}
+
 func storedOnline(t *testing.T, st *store.Store, id string) bool {
 	t.Helper()
 	ps, err := st.PresenceStates(context.Background())

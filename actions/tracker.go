@@ -27,6 +27,8 @@ type Tracker struct {
 	acks     *queue.Queue[store.Ack]
 	clock    func() time.Time
 	ignored  *logevery.Limiter // "ignored ack/status" lines, per device: a player in a loop must not flood the log
+	held     []store.Ack       // acks whose write failed past its retries (keepForLater); Run's alone
+	holding  bool              // held has had acks since its last retry that wrote them all
 
 	// OnAck, if set, is called for every ack that settled a command.
 	OnAck func(a store.Ack)
@@ -189,19 +191,57 @@ func ParseStatus(payload []byte) (StatusMessage, error) {
 func (t *Tracker) Run(ctx context.Context) {
 	// The broker has PUBACKed every ack taken: write them even while stopping.
 	write := context.WithoutCancel(ctx)
+	retry := time.NewTicker(retryHeldEvery)
+	defer retry.Stop()
 	var batch []store.Ack
 	for {
 		select {
 		case <-t.acks.Ready():
 			if batch = t.acks.Take(batch); len(batch) > 0 {
 				batch = t.hold(batch)
-				t.applyAll(write, batch)
+				t.applyAll(write, batch, true)
 			}
 			batch = queue.Reuse(batch, queue.Keep)
+		case <-retry.C:
+			if held := t.held; len(held) > 0 {
+				t.held = nil
+				t.applyAll(write, held, false)
+				if len(t.held) == 0 {
+					t.holding = false
+					t.log.Info("apply acks: the held acks are written", "acks", len(held))
+				}
+			}
 		case <-ctx.Done():
-			t.applyAll(write, t.acks.Take(batch))
+			last := append(t.held, t.acks.Take(batch)...)
+			t.held = nil
+			t.applyAll(write, last, false)
+			if len(t.held) > 0 {
+				t.log.Error("apply acks: the database still refuses them at shutdown; their commands stay published until their players reconnect", "acks", len(t.held))
+			}
 			return
 		}
+	}
+}
+
+// Acks whose write fails past apply's retries (the database refusing writes
+// for longer: a full disk) are held and tried again every retryHeldEvery, at
+// most maxHeldAcks of them: dropped, their commands would stay "published"
+// and expire, though their screens ran them.
+const (
+	retryHeldEvery = 2 * time.Second
+	maxHeldAcks    = 100000
+)
+
+// keepForLater holds acks whose write failed, for Run's next retry.
+func (t *Tracker) keepForLater(batch []store.Ack, err error) {
+	t.held = append(t.held, batch...)
+	if over := len(t.held) - maxHeldAcks; over > 0 {
+		t.log.Error("apply acks: too many held; dropping the oldest", "dropped", over, "held", maxHeldAcks)
+		t.held = slices.Delete(t.held, 0, over)
+	}
+	if !t.holding { // one line until they are written
+		t.holding = true
+		t.log.Error("apply acks: the database refuses them; holding them and trying again every 2 s", "acks", len(batch), "err", err)
 	}
 }
 
@@ -229,23 +269,25 @@ func (t *Tracker) hold(batch []store.Ack) []store.Ack {
 	}
 }
 
-// applyAll writes batch, at most maxAckBatch acks per round.
-func (t *Tracker) applyAll(ctx context.Context, batch []store.Ack) {
+// applyAll writes batch, at most maxAckBatch acks per round; with retries,
+// each round is tried again for a while before its acks are held for later.
+func (t *Tracker) applyAll(ctx context.Context, batch []store.Ack, retries bool) {
 	for part := range slices.Chunk(batch, maxAckBatch) {
-		t.apply(ctx, part)
+		t.apply(ctx, part, retries)
 	}
 }
 
 // maxAckBatch bounds the acks one writer round takes.
 const maxAckBatch = 1000
 
-func (t *Tracker) apply(ctx context.Context, batch []store.Ack) {
+func (t *Tracker) apply(ctx context.Context, batch []store.Ack, retries bool) {
 	var w AckWriter = t.st
 	if t.Writer != nil {
 		w = t.Writer
 	}
 	// A device does not send an ack twice (the broker PUBACKed it), so a failed
-	// write is retried for a while rather than dropped.
+	// write is retried for a while, then held for later (keepForLater), rather
+	// than dropped.
 	var (
 		applied []bool
 		err     error
@@ -254,11 +296,11 @@ func (t *Tracker) apply(ctx context.Context, batch []store.Ack) {
 		if applied, err = w.ApplyAcks(ctx, batch); err == nil {
 			break
 		}
-		if wait > 5*time.Second || ctx.Err() != nil {
-			t.log.Error("apply acks: giving up", "acks", len(batch), "err", err)
+		if !retries || wait > 5*time.Second || ctx.Err() != nil {
+			t.keepForLater(batch, err)
 			return
 		}
-		if wait == 50*time.Millisecond { // one line per batch: the retries follow, or "giving up"
+		if wait == 50*time.Millisecond { // one line per batch: the retries follow, or holding them
 			t.log.Warn("apply acks: retrying for about 6 s", "acks", len(batch), "err", err)
 		}
 		select {

@@ -2,6 +2,7 @@ package actions_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -96,6 +97,54 @@ func TestAcksWaitForTheFanOut(t *testing.T) {
 	close(slow)
 	stop()
 	<-ran
+}
+
+// Acks that the database refuses for longer than their retries (a full
+// disk) are held and written once it takes writes again, not dropped: their
+// commands would otherwise stay "published" and expire, though the screens ran
+// them.
+func TestAcksRefusedForLongAreWrittenLater(t *testing.T) {
+	ctx := context.Background()
+	st, _ := openStore(t)
+	now := time.Now().UTC()
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "disp", ActionID: "a", ActionName: "a", EventID: "e", Function: "restart", Method: "POST", Targets: 1, CreatedAt: now}}
+	nd.Commands = []store.Command{{ID: "c1", DispatchID: "disp", DeviceID: "d1", State: store.StatePublished,
+		Function: "restart", Payload: "{}", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}}
+	if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	tr := actions.NewTracker(st, actions.Topics{Prefix: "dh"}, actions.NewPresence(st, log, true), actions.NewAckWaiters(), log)
+	w := &refusingWriter{AckWriter: st}
+	w.refusing.Store(true)
+	tr.Writer = w
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go tr.Run(runCtx)
+
+	tr.HandleMessage("dh/devices/d1/acks", []byte(`{"id":"c1","status":"succeeded","at":"`+now.Format(time.RFC3339Nano)+`"}`), false)
+	testenv.WaitFor(t, 15*time.Second, "the retries given up (about 6 s) and a retry of the held ack", func() bool { return w.refused.Load() >= 10 })
+	w.refusing.Store(false)
+	testenv.WaitFor(t, 10*time.Second, "the held ack written once the database takes writes", func() bool {
+		cs, err := st.DispatchCommands(ctx, "disp")
+		return err == nil && cs[0].State == store.StateSucceeded
+	})
+}
+
+// refusingWriter refuses every write of acks while refusing is set, as a
+// database with a full disk does.
+type refusingWriter struct {
+	actions.AckWriter
+	refusing atomic.Bool
+	refused  atomic.Int64
+}
+
+func (w *refusingWriter) ApplyAcks(ctx context.Context, acks []store.Ack) ([]bool, error) {
+	if w.refusing.Load() {
+		w.refused.Add(1)
+		return nil, errors.New("database or disk is full")
+	}
+	return w.AckWriter.ApplyAcks(ctx, acks)
 }
 
 // countingWriter counts the writes of acks.
