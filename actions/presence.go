@@ -253,17 +253,17 @@ func (p *Presence) Status(id string, msg StatusMessage, retained bool) {
 // 10,000 devices, 10,000 updates would otherwise compete with the triggers.
 const seenWriteEvery = 10 * time.Second
 
-// Seen records that a device sent something (an ack, say).
-func (p *Presence) Seen(id string) {
+// Seen records that a device sent something (an ack, say) at a time; a
+// last-seen time never goes back.
+func (p *Presence) Seen(id string, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	d, ok := p.devs[id]
-	if !ok {
+	if !ok || !at.After(d.lastSeen) {
 		return
 	}
-	now := p.clock()
-	d.lastSeen = now
-	if _, pending := p.dirty[id]; pending || now.Sub(d.written) >= seenWriteEvery {
+	d.lastSeen = at
+	if _, pending := p.dirty[id]; pending || at.Sub(d.written) >= seenWriteEvery {
 		p.markDirty(id, d)
 	}
 }

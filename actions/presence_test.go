@@ -52,7 +52,7 @@ func TestLastSeenWrittenAtShutdown(t *testing.T) {
 	go func() { p.Run(runCtx, 10*time.Millisecond); close(done) }()
 	p.Status("d1", actions.StatusMessage{State: "online"}, false)
 	testenv.WaitFor(t, 5*time.Second, "the status is written", func() bool { return storedOnline(t, st, "d1") })
-	p.Seen("d1") // an ack, soon after: held back (seenWriteEvery)
+	p.Seen("d1", time.Now().UTC()) // an ack, soon after: held back (seenWriteEvery)
 	_, seen := p.State("d1")
 	stop()
 	<-done
@@ -229,7 +229,7 @@ func TestPresenceOfIsTheFresherState(t *testing.T) {
 		t.Fatalf("before any event: online %v, seen %v", online, seen)
 	}
 	p.Subscribed("d1")
-	p.Seen("d1")
+	p.Seen("d1", time.Now().UTC())
 	if online, seen := p.Of(d); !online || seen == nil || !seen.After(stored) {
 		t.Fatalf("after an event: online %v, seen %v, stored %v", online, seen, stored)
 	}

@@ -212,11 +212,15 @@ func (t *Tracker) Run(ctx context.Context) {
 				}
 			}
 		case <-ctx.Done():
-			last := append(t.held, t.acks.Take(batch)...)
-			t.held = nil
-			t.applyAll(write, last, false)
+			// The last tries: the acks just taken get their retries unless the
+			// database already refuses, the held ones one more try; what is
+			// left is lost (keepForLater does not say it will try again).
+			fresh, held, retries := t.acks.Take(batch), t.held, !t.holding
+			t.held, t.holding = nil, true
+			t.applyAll(write, fresh, retries)
+			t.applyAll(write, held, false)
 			if len(t.held) > 0 {
-				t.log.Error("apply acks: the database still refuses them at shutdown; their commands stay published until their players reconnect", "acks", len(t.held))
+				t.log.Error("apply acks: the database refuses them at shutdown; their commands stay published until their players reconnect", "acks", len(t.held))
 			}
 			return
 		}
@@ -232,8 +236,12 @@ const (
 	maxHeldAcks    = 100000
 )
 
-// keepForLater holds acks whose write failed, for Run's next retry.
+// keepForLater holds acks whose write failed, for Run's next retry; err is
+// the failure, logged when acks begin to be held.
 func (t *Tracker) keepForLater(batch []store.Ack, err error) {
+	if len(batch) == 0 {
+		return
+	}
 	t.held = append(t.held, batch...)
 	if over := len(t.held) - maxHeldAcks; over > 0 {
 		t.log.Error("apply acks: too many held; dropping the oldest", "dropped", over, "held", maxHeldAcks)
@@ -271,23 +279,33 @@ func (t *Tracker) hold(batch []store.Ack) []store.Ack {
 
 // applyAll writes batch, at most maxAckBatch acks per round; with retries,
 // each round is tried again for a while before its acks are held for later.
+// Once a round is refused, the rest are held with it, untried: while acks are
+// held, the database refuses writes, and each try can take seconds.
 func (t *Tracker) applyAll(ctx context.Context, batch []store.Ack, retries bool) {
-	for part := range slices.Chunk(batch, maxAckBatch) {
-		t.apply(ctx, part, retries)
+	for len(batch) > 0 {
+		part := batch[:min(len(batch), maxAckBatch)]
+		batch = batch[len(part):]
+		if !t.apply(ctx, part, retries) {
+			t.keepForLater(batch, nil)
+			return
+		}
 	}
 }
 
 // maxAckBatch bounds the acks one writer round takes.
 const maxAckBatch = 1000
 
-func (t *Tracker) apply(ctx context.Context, batch []store.Ack, retries bool) {
+// apply writes one round of acks, and tells whether it could.
+func (t *Tracker) apply(ctx context.Context, batch []store.Ack, retries bool) bool {
 	var w AckWriter = t.st
 	if t.Writer != nil {
 		w = t.Writer
 	}
 	// A device does not send an ack twice (the broker PUBACKed it), so a failed
 	// write is retried for a while, then held for later (keepForLater), rather
-	// than dropped.
+	// than dropped. While acks are held, the database refuses writes: a new
+	// round is tried once, and held with them.
+	retries = retries && !t.holding
 	var (
 		applied []bool
 		err     error
@@ -298,7 +316,7 @@ func (t *Tracker) apply(ctx context.Context, batch []store.Ack, retries bool) {
 		}
 		if !retries || wait > 5*time.Second || ctx.Err() != nil {
 			t.keepForLater(batch, err)
-			return
+			return false
 		}
 		if wait == 50*time.Millisecond { // one line per batch: the retries follow, or holding them
 			t.log.Warn("apply acks: retrying for about 6 s", "acks", len(batch), "err", err)
@@ -309,7 +327,7 @@ func (t *Tracker) apply(ctx context.Context, batch []store.Ack, retries bool) {
 		}
 	}
 	for i, a := range batch {
-		t.presence.Seen(a.DeviceID)
+		t.presence.Seen(a.DeviceID, a.At) // when it came: a held ack is written later
 		if !applied[i] {
 			continue
 		}
@@ -318,6 +336,7 @@ func (t *Tracker) apply(ctx context.Context, batch []store.Ack, retries bool) {
 			t.OnAck(a)
 		}
 	}
+	return true
 }
 
 // RunSweeper expires overdue commands every interval and, hourly, purges

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -124,6 +125,18 @@ func TestAcksRefusedForLongAreWrittenLater(t *testing.T) {
 
 	tr.HandleMessage("dh/devices/d1/acks", []byte(`{"id":"c1","status":"succeeded","at":"`+now.Format(time.RFC3339Nano)+`"}`), false)
 	testenv.WaitFor(t, 15*time.Second, "the retries given up (about 6 s) and a retry of the held ack", func() bool { return w.refused.Load() >= 10 })
+	// While acks are held, a new one is tried once and held with them, not
+	// given 6 s of retries of its own (the tracker's queue would fill behind
+	// it, and the broker's reads with it).
+	before := w.refused.Load()
+	for i := range 5 {
+		tr.HandleMessage("dh/devices/d1/acks", []byte(`{"id":"other-`+strconv.Itoa(i)+`","status":"succeeded"}`), false)
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2500 * time.Millisecond) // a retry of the held ones too
+	if tries := w.refused.Load() - before; tries > 5+2 {
+		t.Fatalf("%d tries for 5 acks and a retry while acks were held, want one each", tries)
+	}
 	w.refusing.Store(false)
 	testenv.WaitFor(t, 10*time.Second, "the held ack written once the database takes writes", func() bool {
 		cs, err := st.DispatchCommands(ctx, "disp")

@@ -443,7 +443,7 @@ func (s *Store) MarkPublished(ctx context.Context, ids []string, at time.Time) e
 }
 
 // publishedAtSQL is a publish time for a command: a mark's time, which is
-// the first of its group's (markResolution in actions), is no earlier than
+// the first of its group's (markResolution in actions), made no earlier than
 // the command's own creation. Either is at or before the true publish, so a
 // session that began after it still counts as having had the command.
 const publishedAtSQL = `CASE WHEN created_at > ? THEN created_at ELSE ? END`
@@ -487,12 +487,16 @@ func (s *Store) ApplyAcks(ctx context.Context, acks []Ack) (applied []bool, err 
 }
 
 // ackSQL settles one command. An ack can overtake the batched published mark, so it
-// also records when the command was published (if nothing did yet). An ack that
-// comes after the command's expiry changes nothing, also before the sweeper has
-// marked it expired: whether it counts does not hang on when the sweeper runs.
-// That holds for a superseded command's ack too.
+// also records when the command was published (if nothing did yet). Whether an
+// ack counts hangs on when it came, not on when the sweeper runs or when the
+// ack is written: one that came after the command's expiry changes nothing,
+// also before the sweeper has marked it expired; one that came before counts,
+// also after the sweeper has marked it expired meanwhile (an ack written late:
+// the database refused writes for a while). That holds for a superseded
+// command's ack too; a deleted device's command stays as it is.
 const ackSQL = `UPDATE commands SET state = ?, acked_at = ?, detail = ?, published_at = COALESCE(published_at, ` + publishedAtSQL + `)
- WHERE id = ? AND device_id = ? AND expires_at > ? AND (` + openStates + ` OR state = 'expired' AND detail LIKE '` + supersededBy + `%')`
+ WHERE id = ? AND device_id = ? AND expires_at > ? AND (` + openStates + ` OR state = 'expired' AND (detail LIKE '` + supersededBy + `%'
+   OR detail IN ('` + DetailExpiredUndelivered + `', '` + DetailExpiredUnacked + `')))`
 
 // applyAcks settles each ack with one statement. publishedAt gives the publish
 // time of commands marked in the same batch.

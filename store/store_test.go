@@ -850,6 +850,38 @@ func TestPublishTimeIsNeverBeforeCreation(t *testing.T) {
 	})
 }
 
+// An ack that came before its command's expiry counts, though the sweeper
+// marked the command expired before the ack was written (the database
+// refused writes meanwhile): whether it counts hangs on when it came. One
+// that came after changes nothing, and a deleted device's command stays so.
+func TestAnAckOnTimeCountsThoughWrittenAfterTheSweep(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		st.CreateDevice(ctx, device("d1"))
+		nd := newDispatch("late", []string{"d1"}, "")
+		expires := nd.Commands[0].ExpiresAt
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.MarkPublished(ctx, []string{"late-d1"}, nd.Dispatch.CreatedAt); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := st.ExpireCommands(ctx, expires.Add(time.Second)); err != nil || n != 1 {
+			t.Fatalf("swept %d, %v", n, err)
+		}
+		tooLate := store.Ack{CommandID: "late-d1", DeviceID: "d1", State: store.StateFailed, At: expires.Add(time.Millisecond)}
+		onTime := store.Ack{CommandID: "late-d1", DeviceID: "d1", State: store.StateSucceeded, At: expires.Add(-100 * time.Millisecond)}
+		applied, err := st.ApplyAcks(ctx, []store.Ack{tooLate, onTime})
+		if err != nil || applied[0] || !applied[1] {
+			t.Fatalf("applied %v, %v: want the ack on time only", applied, err)
+		}
+		cmds, _ := st.DispatchCommands(ctx, "late")
+		if c := cmds[0]; c.State != store.StateSucceeded || c.AckedAt == nil || c.AckedAt.Sub(onTime.At).Abs() > time.Microsecond {
+			t.Fatalf("state %s, acked %v", c.State, c.AckedAt)
+		}
+	})
+}
+
 // GroupSizes and GroupSizesByID give groups with how many members each has,
 // without reading the members' ids.
 func TestGroupSizes(t *testing.T) {
