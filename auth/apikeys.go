@@ -133,8 +133,7 @@ func (k *Keys) lookup(ctx context.Context, hash string) (cachedKey, error) {
 		}
 		c := cachedKey{caller: newCaller(key), at: time.Now()}
 		if err := c.caller.badRead; err != nil { // once per read: every keyCacheTTL while it is used
-			k.log.Error("an API key is refused: its stored limits cannot be read; revoke it and create another",
-				"key", key.ID, "prefix", key.Prefix, "err", err)
+			k.logUnreadable(key, err)
 		}
 		k.mu.Lock()
 		if len(k.cache) > 10000 {
@@ -157,6 +156,13 @@ func (k *Keys) lookup(ctx context.Context, hash string) (cachedKey, error) {
 	case <-ctx.Done():
 		return cachedKey{}, unavailable(ctx.Err())
 	}
+}
+
+// logUnreadable says why a key is refused though its caller holds it
+// (ReadLimits).
+func (k *Keys) logUnreadable(key *store.APIKey, err error) {
+	k.log.Error("an API key is refused: its stored limits cannot be read; revoke it and create another",
+		"key", key.ID, "prefix", key.Prefix, "err", err)
 }
 
 // Limit takes one request from the caller's rate, or returns a rate-limited

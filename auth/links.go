@@ -77,6 +77,9 @@ func (k *Keys) AuthenticateLink(ctx context.Context, keyID string, expires int64
 		return nil, "", ErrBadLink
 	}
 	c := newCaller(key)
+	if c.badRead != nil {
+		k.logUnreadable(key, c.badRead)
+	}
 	if !c.usable(time.Now()) {
 		return nil, "", ErrBadLink
 	}

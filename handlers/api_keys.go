@@ -21,14 +21,20 @@ type apiKeyView struct {
 	LastUsedAt   *time.Time `json:"last_used_at"`
 	LastUsedFrom *string    `json:"last_used_from"`
 	auth.Limits
-	Key string `json:"key,omitempty"`
+	LimitsError *string `json:"limits_error"` // the stored limits do not read: the key refuses every call
+	Key         string  `json:"key,omitempty"`
 }
 
 func apiKeyViewOf(k *store.APIKey) apiKeyView {
-	return apiKeyView{
+	l, err := auth.ReadLimits(k)
+	v := apiKeyView{
 		ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt,
-		LastUsedAt: k.LastUsedAt, LastUsedFrom: nullIfEmpty(k.LastUsedFrom), Limits: auth.LimitsOf(k),
+		LastUsedAt: k.LastUsedAt, LastUsedFrom: nullIfEmpty(k.LastUsedFrom), Limits: l,
 	}
+	if err != nil {
+		v.LimitsError = nullIfEmpty("stored limits cannot be read (" + err.Error() + "): the key refuses every call; revoke it and create another")
+	}
+	return v
 }
 
 // apiKeyInput is a key's name and optional limits.

@@ -33,7 +33,11 @@ func (u *ui) renderAPIKeys(c *gin.Context, status int, name string, errs map[str
 	pg.setTotal(total, apiKeysPerPage)
 	limits := make(map[string]string, len(keys))
 	for _, k := range keys {
-		l := auth.LimitsOf(&k)
+		l, unreadable := auth.ReadLimits(&k)
+		if unreadable != nil {
+			limits[k.ID] = "stored limits unreadable: refuses every call (revoke it)"
+			continue
+		}
 		left, err := u.Keys.ScopeLeft(c.Request.Context(), l) // no read for a key without a scope
 		if err != nil {
 			u.fail(c, err)

@@ -215,8 +215,10 @@ func sensorField(f string) string { return strings.Replace(f, "sensor_data.", "s
 // limits what the webhook asks them; the caller's address is not known here, so
 // address ranges are not checked.
 func linkRefusal(k *store.APIKey, act *store.Action, now time.Time) (short, why string) {
-	l := auth.LimitsOf(k)
+	l, unreadable := auth.ReadLimits(k)
 	switch {
+	case unreadable != nil:
+		return "limits unreadable", "this key's stored limits cannot be read, so it refuses every call: revoke it and create another"
 	case l.Disabled:
 		return "disabled", "this key is disabled, so the link would be refused"
 	case !l.Usable(now):

@@ -775,3 +775,24 @@ func TestWebhookBodiesAsClientsSendThem(t *testing.T) {
 		t.Fatalf("Prefer: Wait = 5: %d %v %v", resp.StatusCode, resp.Header, a.body)
 	}
 }
+
+// A key whose stored limits do not read (its row edited by hand) refuses
+// every call rather than restricting nothing, and the API says why; an edit,
+// which would save what it read, is refused.
+func TestAKeyWhoseLimitsDoNotReadRefusesCalls(t *testing.T) {
+	s := startServer(t, Config{})
+	id, key := s.createKey("hand-edited")
+	ev := s.createAction("refresh_content", map[string]any{"type": "all"}, nil)
+	testenv.SQLiteSide(t, s.cfg.DB)(`UPDATE api_keys SET scope_actions = '["a1"' WHERE id = '` + id + `'`)
+	status, ans := s.post(key, `{"event_id":"`+ev+`"}`)
+	wantError(t, "a call with the key", status, ans, http.StatusUnauthorized, "unauthorized")
+	got := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+id, nil)
+	if why, _ := got["limits_error"].(string); !strings.Contains(why, "refuses every call") {
+		t.Fatalf("limits_error %v", got["limits_error"])
+	}
+	if ok := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil)["items"].([]any); len(ok) != 1 {
+		t.Fatalf("keys: %v", ok)
+	}
+	status, ans = s.call("PUT", "/api/v1/api-keys/"+id, map[string]any{"name": "renamed"})
+	wantError(t, "an edit", status, ans, http.StatusConflict, "conflict")
+}
