@@ -15,7 +15,7 @@ run: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/devicehooks
 
-## test: vet, format check, and every test with the race detector (needs mosquitto, postgresql, chromium, systemd-analyze: see .ci/run)
+## test: vet, format check, staticcheck, and every test with the race detector (needs mosquitto, postgresql, chromium, systemd-analyze: see .ci/run)
 test: lint
 	$(GO) test -race -count=1 -timeout 30m ./...
 

@@ -317,8 +317,10 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 	sort.Strings(extra)
 	if len(extra) > 0 { // one error naming them all: the webhook names its first error only
 		also := ""
-		if len(extra) > 1 {
-			also = " (as are " + strings.Join(extra[1:], ", ") + ")"
+		if others := extra[1:]; len(others) > 5 { // a body of 64 KiB can name thousands
+			also = " (as are " + strings.Join(others[:5], ", ") + " and " + strconv.Itoa(len(others)-5) + " more)"
+		} else if len(others) > 0 {
+			also = " (as are " + strings.Join(others, ", ") + ")"
 		}
 		errs = append(errs, Invalid("sensor_data."+extra[0], "unknown field%s; sensor data has id, event and value", also))
 	}

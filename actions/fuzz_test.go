@@ -302,6 +302,16 @@ func TestSensorParamsNamesEveryUnknownField(t *testing.T) {
 	if e.Field != "sensor_data.bar" || !strings.Contains(e.Detail, "baz, foo") {
 		t.Fatalf("field %q, detail %q: want bar named, with baz and foo", e.Field, e.Detail)
 	}
+
+	many := map[string]any{"id": "a", "event": "b", "value": 1.0}
+	for i := range 1000 { // a 64 KiB body holds thousands: the answer stays short
+		many[fmt.Sprintf("f%04d", i)] = 1.0
+	}
+	_, err = actions.SensorParams(many)
+	e = wantCode(t, err, actions.CodeInvalidParams)
+	if e.Field != "sensor_data.f0000" || !strings.Contains(e.Detail, "f0001, f0002, f0003, f0004, f0005 and 994 more)") || len(e.Detail) > 200 {
+		t.Fatalf("field %q, detail %q: want f0000 named, five more, and how many besides", e.Field, e.Detail)
+	}
 }
 
 // A numeric sensor value reaches players as written (big integers too, as

@@ -236,7 +236,9 @@ func TestADisabledActionDoesNotFire(t *testing.T) {
 	d, sink := d1Dispatcher(t)
 	a := d1Action("a", RefreshContent, "{}", 60)
 	a.Enabled = false
-	if _, err := d.Trigger(context.Background(), Trigger{Method: "POST", Action: a}); ErrorCode(err) != CodeUnknownEvent {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // nothing writes: a call that reached the writer would wait
+	defer cancel()
+	if _, err := d.Trigger(ctx, Trigger{Method: "POST", Action: a}); ErrorCode(err) != CodeUnknownEvent {
 		t.Fatalf("a disabled action: %v", err)
 	}
 	select {

@@ -76,7 +76,7 @@ func newWSListener(id string, ln net.Listener) *wsListener {
 	// request after a refused one is closed (IdleTimeout too, in case), so
 	// that no one can hold connections open without logging in, as on the
 	// TCP port (guardConnect).
-	l.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
+	l.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10} // room for a browser's cookies
 	return l
 }
 

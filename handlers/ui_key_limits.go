@@ -111,8 +111,7 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		u.redirectError(c, "/api-keys", gone(err, keyGone))
 		return
 	}
-	v := keyLimitsView{ // the form is parsed: checkCSRF read it
-
+	v := keyLimitsView{
 		Key: k, Version: form(c, "version"), Name: form(c, "name"), CIDRs: form(c, "cidrs"), ExpiresAt: form(c, "expires_at"),
 		RatePerSecond: form(c, "rate_per_second"), RateBurst: form(c, "rate_burst"),
 	}

@@ -26,7 +26,7 @@ import (
 	"devicehooks/web"
 )
 
-// webhookPath is the webhook's endpoint (CONTRACT.md): its routes, and the
+// webhookPath is the webhook's endpoint, fixed by the contract: its routes, and the
 // links and curl lines the UI makes for it.
 const webhookPath = "/public-api/integration/webhooks"
 

@@ -329,6 +329,9 @@ func TestOneActiveInstancePerDatabase(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer resp.Body.Close()
+				if h := resp.Header; h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Cache-Control") != "no-store" {
+					t.Errorf("--metrics-addr answers without the API's headers: %v", h)
+				}
 				b, _ := io.ReadAll(resp.Body)
 				for _, line := range strings.Split(string(b), "\n") {
 					if v, ok := strings.CutPrefix(line, "devicehooks_active "); ok {
