@@ -116,7 +116,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	// active instance, for a standby on the same machine (SQLite's always
 	// are), which binds it once it takes over.
 	if cfg.MetricsAddr != "" {
-		srv, err := a.servePrivate("metrics (waiting)", cfg.MetricsAddr, metrics.WaitingHandler(buildVersion()))
+		srv, err := a.servePrivate("metrics (waiting)", cfg.MetricsAddr, metricsMux(metrics.WaitingHandler(buildVersion())))
 		if err != nil {
 			a.Log.Warn("metrics address taken (by the active instance?): served once this instance starts", "err", err)
 		}
@@ -297,7 +297,7 @@ func (a *App) servePrivateEndpoints() error {
 	for _, p := range []struct {
 		name, addr string
 		h          http.Handler
-	}{{"pprof", a.Config.PprofAddr, pprofMux()}, {"metrics", a.Config.MetricsAddr, a.metrics.Handler()}} {
+	}{{"pprof", a.Config.PprofAddr, pprofMux()}, {"metrics", a.Config.MetricsAddr, metricsMux(a.metrics.Handler())}} {
 		if p.addr == "" {
 			continue
 		}

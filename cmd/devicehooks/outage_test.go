@@ -369,6 +369,12 @@ func TestOneActiveInstancePerDatabase(t *testing.T) {
 			if v := active(); v != "1" {
 				t.Fatalf("the new active instance's devicehooks_active = %s", v)
 			}
+			// /metrics only: a scrape of a wrong path fails.
+			if resp, err := http.Get("http://" + cfg.MetricsAddr + "/"); err != nil || resp.StatusCode != http.StatusNotFound {
+				t.Fatalf("GET / on --metrics-addr: %v, %v; want 404", resp, err)
+			} else {
+				resp.Body.Close()
+			}
 			// The new active instance serves the same data.
 			next := &server{t: t, base: "http://" + second.HTTPAddr()}
 			if keys := next.mustCall(http.StatusOK, "GET", "/api/v1/api-keys", nil); keys["total"] != float64(1) {

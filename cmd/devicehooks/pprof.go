@@ -31,6 +31,14 @@ func (a *App) servePrivate(name, addr string, h http.Handler) (*http.Server, err
 	return srv, nil
 }
 
+// metricsMux serves h at /metrics, as the public listener does, and 404 on
+// any other path: a scrape configured with a wrong path fails, not succeeds.
+func metricsMux(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	return mux
+}
+
 func pprofMux() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
