@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"devicehooks/internal/logevery"
@@ -29,6 +30,8 @@ type Tracker struct {
 	ignored  *logevery.Limiter // "ignored ack/status" lines, per device: a player in a loop must not flood the log
 	held     []store.Ack       // acks whose write failed past its retries (keepForLater); Run's alone
 	holding  bool              // held has had acks since its last retry that wrote them all
+	heldNow  atomic.Int64      // len(held), for the metrics
+	dropped  atomic.Int64      // held acks dropped for want of room
 
 	// OnAck, if set, is called for every ack that settled a command.
 	OnAck func(a store.Ack)
@@ -200,6 +203,7 @@ func (t *Tracker) Run(ctx context.Context) {
 			if batch = t.acks.Take(batch); len(batch) > 0 {
 				batch = t.hold(batch)
 				t.applyAll(write, batch, true)
+				t.heldNow.Store(int64(len(t.held)))
 			}
 			batch = queue.Reuse(batch, queue.Keep)
 		case <-retry.C:
@@ -210,6 +214,7 @@ func (t *Tracker) Run(ctx context.Context) {
 					t.holding = false
 					t.log.Info("apply acks: the held acks are written", "acks", len(held))
 				}
+				t.heldNow.Store(int64(len(t.held)))
 			}
 		case <-ctx.Done():
 			// The last tries: the acks just taken get their retries unless the
@@ -246,12 +251,21 @@ func (t *Tracker) keepForLater(batch []store.Ack, err error) {
 	if over := len(t.held) - maxHeldAcks; over > 0 {
 		t.log.Error("apply acks: too many held; dropping the oldest", "dropped", over, "held", maxHeldAcks)
 		t.held = slices.Delete(t.held, 0, over)
+		t.dropped.Add(int64(over))
 	}
 	if !t.holding { // one line until they are written
 		t.holding = true
 		t.log.Error("apply acks: the database refuses them; holding them and trying again every 2 s", "acks", len(batch), "err", err)
 	}
 }
+
+// HeldAcks is how many acks the database refused past their retries and
+// that wait for a retry (0 while it takes writes).
+func (t *Tracker) HeldAcks() int64 { return t.heldNow.Load() }
+
+// DroppedAcks counts held acks dropped for want of room (maxHeldAcks): their
+// commands expire though their screens ran them.
+func (t *Tracker) DroppedAcks() int64 { return t.dropped.Load() }
 
 // hold keeps taking acks into batch while Hold says a fan-out is going out,
 // MaxHold at most.

@@ -137,11 +137,18 @@ func TestAcksRefusedForLongAreWrittenLater(t *testing.T) {
 	if tries := w.refused.Load() - before; tries > 5+2 {
 		t.Fatalf("%d tries for 5 acks and a retry while acks were held, want one each", tries)
 	}
+	if n := tr.HeldAcks(); n != 6 {
+		t.Fatalf("HeldAcks = %d while the database refuses 6 acks", n)
+	}
 	w.refusing.Store(false)
 	testenv.WaitFor(t, 10*time.Second, "the held ack written once the database takes writes", func() bool {
 		cs, err := st.DispatchCommands(ctx, "disp")
 		return err == nil && cs[0].State == store.StateSucceeded
 	})
+	testenv.WaitFor(t, time.Second, "no acks held once written", func() bool { return tr.HeldAcks() == 0 })
+	if n := tr.DroppedAcks(); n != 0 {
+		t.Fatalf("DroppedAcks = %d, none were", n)
+	}
 }
 
 // refusingWriter refuses every write of acks while refusing is set, as a

@@ -32,6 +32,10 @@ type Sources struct {
 	// RefusedLogins counts MQTT logins the embedded broker refused (nil with
 	// an external broker, which logs its own).
 	RefusedLogins func() int64
+	// HeldAcks is how many acks wait for the database to take writes again,
+	// past their retries; DroppedAcks counts those dropped for want of room.
+	HeldAcks    func() int64
+	DroppedAcks func() int64
 	// Denied counts what the embedded broker refused of logged-in players:
 	// wills, subscriptions and publishes on topics they may not use (nil with
 	// an external broker).
@@ -89,6 +93,12 @@ func New(src Sources) *Metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_database_write_failures_total",
 			Help: "Triggers, published marks and acks the database did not take."},
 			func() float64 { return float64(src.WriteFailures()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_acks_held",
+			Help: "Acks the database refused past their retries, held and tried again every 2 s (100,000 at most)."},
+			optional(src.HeldAcks)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_acks_dropped_total",
+			Help: "Held acks dropped for want of room: their commands expire though their players ran them."},
+			optional(src.DroppedAcks)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_mqtt_logins_refused_total",
 			Help: "Connections the embedded broker refused for their username and password."},
 			optional(src.RefusedLogins)),

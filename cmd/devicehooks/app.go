@@ -217,7 +217,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 			return a.store.CountCommandsByState(ctx, states...)
 		},
 		WriteFailures: a.dispatcher.WriteFailures, Version: buildVersion(), RefusedLogins: refusedLogins, Denied: denied,
-		Active: a.active.Load,
+		Active: a.active.Load, HeldAcks: a.tracker.HeldAcks, DroppedAcks: a.tracker.DroppedAcks,
 	})
 	a.tracker.OnAck = func(ack store.Ack) { a.metrics.Acked(ack.CommandID, ack.State, ack.At) }
 	a.delivery.OnPublished = a.metrics.Published

@@ -31,6 +31,25 @@ func TestReadmeListsEveryFlag(t *testing.T) {
 	})
 }
 
+// TestOperationsListsEveryMetric keeps operations.md's metrics table in step
+// with what /metrics serves.
+func TestOperationsListsEveryMetric(t *testing.T) {
+	ops, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, Config{})
+	names := regexp.MustCompile(`(?m)^# HELP (devicehooks_\w+) `).FindAllStringSubmatch(s.metricsText(), -1)
+	if len(names) < 10 {
+		t.Fatalf("only %d devicehooks metrics served", len(names))
+	}
+	for _, n := range names {
+		if !regexp.MustCompile("(?m)^\\| [^|]*`" + n[1] + "[`{]").Match(ops) { // in a row's first column
+			t.Errorf("operations.md's metrics table lacks %s", n[1])
+		}
+	}
+}
+
 // The example systemd unit and its environment file name only real settings,
 // systemd takes the unit without a complaint, and its security analysis rates
 // it OK. (examples/systemd/check.sh runs it under systemd.)
