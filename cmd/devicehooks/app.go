@@ -79,9 +79,48 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	secret, created, err := a.secret()
+	kr, err := a.openStore(ctx)
 	if err != nil {
 		return err
+	}
+	if err := a.startAuth(ctx, kr); err != nil {
+		return err
+	}
+	topics := actions.Topics{Prefix: cfg.MQTTTopicPrefix}
+	if err := a.wire(ctx, topics); err != nil {
+		return err
+	}
+	a.startWorkers(ctx)
+	if a.embedded != nil {
+		a.delivery.BrokerConnected()
+	} else {
+		a.external.Start()
+	}
+
+	a.active.Store(true)
+	a.closeWaitingMetrics()
+	if err := a.servePrivateEndpoints(); err != nil {
+		return err
+	}
+	// The port is taken before first-start credentials are made: a start that
+	// fails on it must not leave credentials that were never printed.
+	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
+	}
+	if err := a.firstStart(ctx); err != nil {
+		return err
+	}
+	return a.serveHTTP(topics)
+}
+
+// openStore opens the database with the server secret (made on a first
+// start), as the one active instance: while another is, it waits as a
+// standby. It checks the secret against the database and returns its keyring.
+func (a *App) openStore(ctx context.Context) (*secrets.Keyring, error) {
+	cfg := &a.Config
+	secret, created, err := a.secret()
+	if err != nil {
+		return nil, err
 	}
 	// A secret made by this start, when the database does not open (a wrong
 	// password, TLS refused, a newer build's schema this build refuses) or
@@ -109,7 +148,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	}
 	kr, err := secrets.NewKeyring(secret)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// While it waits (a standby, or for the database), the metrics address
 	// already answers: devicehooks_active 0. Unless it is taken: by the
@@ -136,16 +175,16 @@ func (a *App) Open(ctx context.Context) (err error) {
 		return nil
 	}
 	if a.store, err = store.Open(ctx, cfg.DB, a.Log, store.AsTheActiveInstance(standby), store.WaitForServer()); err != nil {
-		return openFailed(err)
+		return nil, openFailed(err)
 	}
 	pinned, err := auth.CheckSecret(ctx, a.store, kr)
 	switch {
 	case errors.Is(err, auth.ErrWrongSecret):
-		return openFailed(err)
+		return nil, openFailed(err)
 	case err != nil:
 		// Kept: its fingerprint may have been written before the error
 		// (a reply lost after the commit), and the database tied to it.
-		return err
+		return nil, err
 	}
 	if created {
 		a.Log.Info("created server secret; back it up with the database", "file", absPath(a.Config.secretPath()))
@@ -154,6 +193,13 @@ func (a *App) Open(ctx context.Context) (err error) {
 		a.Log.Warn("cannot check the server secret against this database (it has no API key to check it with): " +
 			"if devices, tokens and passwords fail, start with the secret the database was made with")
 	}
+	return kr, nil
+}
+
+// startAuth makes the services that check keys, admins, devices and users,
+// and loads the devices' credentials.
+func (a *App) startAuth(ctx context.Context, kr *secrets.Keyring) error {
+	cfg := &a.Config
 	a.keys = auth.NewKeys(a.store, kr, a.Log)
 	a.admins = auth.NewAdmins(a.store, kr, cfg.AdminToken)
 	a.devices = auth.NewDevices(a.store, kr)
@@ -161,11 +207,15 @@ func (a *App) Open(ctx context.Context) (err error) {
 		a.devices.Reserved = cfg.MQTTUsername
 	}
 	a.users = auth.NewUsers(a.store, kr)
-	if err := a.devices.Load(ctx); err != nil {
-		return err
-	}
+	return a.devices.Load(ctx)
+}
 
-	topics := actions.Topics{Prefix: cfg.MQTTTopicPrefix}
+// wire makes the MQTT side (the embedded broker, or a client of the
+// external one) and the trigger path on it: presence, delivery, the ack
+// tracker, the dispatcher, whose writer the others share, the request log and
+// the metrics. Nothing runs yet: see startWorkers.
+func (a *App) wire(ctx context.Context, topics actions.Topics) (err error) {
+	cfg := &a.Config
 	embedded := cfg.MQTTURL == ""
 	a.presence = actions.NewPresence(a.store, a.Log, embedded)
 	a.devices.OnDelete = func(id string, expired []string) {
@@ -221,9 +271,14 @@ func (a *App) Open(ctx context.Context) (err error) {
 	})
 	a.tracker.OnAck = func(ack store.Ack) { a.metrics.Acked(ack.CommandID, ack.State, ack.At) }
 	a.delivery.OnPublished = a.metrics.Published
+	return nil
+}
 
-	// Two stages, stopped in order by Close: what sends (before the broker
-	// closes), then what records (after it, so acks already taken are written).
+// startWorkers starts the trigger path's goroutines in two stages, stopped in
+// order by Close: what sends (before the broker closes), then what records
+// (after it, so acks already taken are written).
+func (a *App) startWorkers(ctx context.Context) {
+	cfg := &a.Config
 	sending, delivering, records := a.sending.start(ctx), a.delivering.start(ctx), a.recording.start(ctx)
 	a.sending.run(func() { a.dispatcher.Run(sending) })
 	a.delivering.run(func() { a.delivery.Run(delivering, 30*time.Second) })
@@ -248,26 +303,6 @@ func (a *App) Open(ctx context.Context) (err error) {
 		case <-records.Done():
 		}
 	})
-	if embedded {
-		a.delivery.BrokerConnected()
-	} else {
-		a.external.Start()
-	}
-
-	a.active.Store(true)
-	a.closeWaitingMetrics()
-	if err := a.servePrivateEndpoints(); err != nil {
-		return err
-	}
-	// The port is taken before first-start credentials are made: a start that
-	// fails on it must not leave credentials that were never printed.
-	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
-	}
-	if err := a.firstStart(ctx); err != nil {
-		return err
-	}
-	return a.serveHTTP(topics)
 }
 
 // firstStart creates the web UI's admin account and an admin token if there
