@@ -30,6 +30,7 @@ type Tracker struct {
 	ignored  *logevery.Limiter // "ignored ack/status" lines, per device: a player in a loop must not flood the log
 	held     []store.Ack       // acks whose write failed past its retries (keepForLater); Run's alone
 	holding  bool              // held has had acks since its last retry that wrote them all
+	stopping bool              // Run's last tries: nothing is tried again after them
 	heldNow  atomic.Int64      // len(held), for the metrics
 	dropped  atomic.Int64      // held acks dropped for want of room
 
@@ -220,10 +221,11 @@ func (t *Tracker) Run(ctx context.Context) {
 			// The last tries: the acks just taken get their retries unless the
 			// database already refuses, the held ones one more try; what is
 			// left is lost (keepForLater does not say it will try again).
-			fresh, held, retries := t.acks.Take(batch), t.held, !t.holding
-			t.held, t.holding = nil, true
-			t.applyAll(write, fresh, retries)
+			fresh, held := t.acks.Take(batch), t.held
+			t.held, t.stopping = nil, true
+			t.applyAll(write, fresh, true) // apply gives no retries while holding
 			t.applyAll(write, held, false)
+			t.heldNow.Store(int64(len(t.held)))
 			if len(t.held) > 0 {
 				t.log.Error("apply acks: the database refuses them at shutdown; their commands stay published until their players reconnect", "acks", len(t.held))
 			}
@@ -253,7 +255,7 @@ func (t *Tracker) keepForLater(batch []store.Ack, err error) {
 		t.held = slices.Delete(t.held, 0, over)
 		t.dropped.Add(int64(over))
 	}
-	if !t.holding { // one line until they are written
+	if !t.holding && !t.stopping { // one line until they are written
 		t.holding = true
 		t.log.Error("apply acks: the database refuses them; holding them and trying again every 2 s", "acks", len(batch), "err", err)
 	}

@@ -151,16 +151,48 @@ func TestAcksRefusedForLongAreWrittenLater(t *testing.T) {
 	}
 }
 
+// An ack taken as the tracker stops gets its retries, as any other: a
+// database busy for a moment must not lose it.
+func TestAcksTakenAtShutdownAreRetried(t *testing.T) {
+	ctx := context.Background()
+	st, _ := openStore(t)
+	log := slog.New(slog.DiscardHandler)
+	now := time.Now().UTC()
+	// Run stops with the ack queued: its select takes either the ack or the
+	// stop first, at random; six runs take the stop first but once in 64.
+	for i := range 6 {
+		id := "c" + strconv.Itoa(i)
+		nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "d" + id, ActionID: "a", ActionName: "a", EventID: "e", Function: "restart", Method: "POST", Targets: 1, CreatedAt: now}}
+		nd.Commands = []store.Command{{ID: id, DispatchID: "d" + id, DeviceID: "d1", State: store.StatePublished,
+			Function: "restart", Payload: "{}", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}}
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+			t.Fatal(err)
+		}
+		tr := actions.NewTracker(st, actions.Topics{Prefix: "dh"}, actions.NewPresence(st, log, true), actions.NewAckWaiters(), log)
+		w := &refusingWriter{AckWriter: st, refuseFirst: 2}
+		tr.Writer = w
+		tr.HandleMessage("dh/devices/d1/acks", []byte(`{"id":"`+id+`","status":"succeeded"}`), false)
+		stopped, stop := context.WithCancel(ctx)
+		stop()
+		tr.Run(stopped)
+		if cs, err := st.DispatchCommands(ctx, "d"+id); err != nil || cs[0].State != store.StateSucceeded {
+			t.Fatalf("run %d: the ack was not written after %d refusals: %v, %v", i, w.refused.Load(), cs, err)
+		}
+	}
+}
+
 // refusingWriter refuses every write of acks while refusing is set, as a
-// database with a full disk does.
+// database with a full disk does, and the first refuseFirst writes, as a busy
+// one does.
 type refusingWriter struct {
 	actions.AckWriter
-	refusing atomic.Bool
-	refused  atomic.Int64
+	refusing    atomic.Bool
+	refused     atomic.Int64
+	refuseFirst int64
 }
 
 func (w *refusingWriter) ApplyAcks(ctx context.Context, acks []store.Ack) ([]bool, error) {
-	if w.refusing.Load() {
+	if w.refusing.Load() || w.refused.Load() < w.refuseFirst {
 		w.refused.Add(1)
 		return nil, errors.New("database or disk is full")
 	}
