@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"devicehooks/actions"
+	"devicehooks/internal/logevery"
 	"devicehooks/secrets"
 	"devicehooks/store"
 )
@@ -44,6 +45,8 @@ type Keys struct {
 
 	usesMu sync.Mutex
 	uses   map[string]store.KeyUse
+
+	unreadable *logevery.Limiter // logUnreadable's lines, per key
 }
 
 type cachedKey struct {
@@ -59,7 +62,7 @@ const keyCacheTTL = 10 * time.Second
 func NewKeys(st *store.Store, kr *secrets.Keyring, log *slog.Logger) *Keys {
 	return &Keys{
 		st: st, kr: kr, log: log, cache: map[string]cachedKey{}, uses: map[string]store.KeyUse{},
-		rates: limiters{m: map[string]*bucket{}},
+		rates: limiters{m: map[string]*bucket{}}, unreadable: logevery.New(10 * time.Second),
 	}
 }
 
@@ -132,7 +135,7 @@ func (k *Keys) lookup(ctx context.Context, hash string) (cachedKey, error) {
 			return nil, unavailable(err)
 		}
 		c := cachedKey{caller: newCaller(key), at: time.Now()}
-		if err := c.caller.badRead; err != nil { // once per read: every keyCacheTTL while it is used
+		if err := c.caller.badRead; err != nil {
 			k.logUnreadable(key, err)
 		}
 		k.mu.Lock()
@@ -159,10 +162,18 @@ func (k *Keys) lookup(ctx context.Context, hash string) (cachedKey, error) {
 }
 
 // logUnreadable says why a key is refused though its caller holds it
-// (ReadLimits).
+// (ReadLimits): once per key every 10 s, with how many were left out since
+// (a signed link is checked at every call, not cached).
 func (k *Keys) logUnreadable(key *store.APIKey, err error) {
-	k.log.Error("an API key is refused: its stored limits cannot be read; revoke it and create another",
-		"key", key.ID, "prefix", key.Prefix, "err", err)
+	ok, skipped := k.unreadable.Allow(key.ID, time.Now())
+	if !ok {
+		return
+	}
+	attrs := []any{"key", key.ID, "prefix", key.Prefix, "err", err}
+	if skipped > 0 {
+		attrs = append(attrs, "more_since_last", skipped)
+	}
+	k.log.Error("an API key is refused: its stored limits cannot be read; revoke it and create another", attrs...)
 }
 
 // Limit takes one request from the caller's rate, or returns a rate-limited

@@ -786,6 +786,19 @@ func TestAKeyWhoseLimitsDoNotReadRefusesCalls(t *testing.T) {
 	testenv.SQLiteSide(t, s.cfg.DB)(`UPDATE api_keys SET scope_actions = '["a1"' WHERE id = '` + id + `'`)
 	status, ans := s.post(key, `{"event_id":"`+ev+`"}`)
 	wantError(t, "a call with the key", status, ans, http.StatusUnauthorized, "unauthorized")
+	// A signed link made with it is refused too, at every call, and logged
+	// once in 10 s however often it is called.
+	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"event_id":"` + ev + `"}`))
+	exp := time.Now().Add(time.Hour).Unix()
+	link := url.Values{"key_id": {id}, "expires": {strconv.FormatInt(exp, 10)}, "payload": {payload},
+		"sig": {auth.SignLink(key, id, exp, payload, false)}}.Encode()
+	for range 5 {
+		status, ans = s.get(link)
+		wantError(t, "its signed link", status, ans, http.StatusUnauthorized, "unauthorized")
+	}
+	if n := strings.Count(s.logs.String(), "its stored limits cannot be read"); n != 1 {
+		t.Fatalf("%d log lines for a key refused 6 times in a row, want 1:\n%s", n, s.logs.String())
+	}
 	got := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+id, nil)
 	if why, _ := got["limits_error"].(string); !strings.Contains(why, "refuses every call") {
 		t.Fatalf("limits_error %v", got["limits_error"])
