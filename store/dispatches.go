@@ -476,8 +476,9 @@ type Ack struct {
 }
 
 // ApplyAcks settles commands from device acks in one transaction. An ack counts only
-// for a command of the acking device that is not settled yet; applied[i] tells
-// whether acks[i] changed anything.
+// for a command of the acking device that it reached before its expiry and that
+// is not settled yet, or was expired or superseded meanwhile (ackSQL); applied[i]
+// tells whether acks[i] changed anything.
 func (s *Store) ApplyAcks(ctx context.Context, acks []Ack) (applied []bool, err error) {
 	applied = make([]bool, len(acks))
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {

@@ -154,7 +154,8 @@ const (
 var States = []string{StateQueued, StatePublished, StateSucceeded, StateFailed, StateRejected, StateExpired}
 
 // OpenStates are the states of a command on its way, not settled yet; the
-// others are final (but for a late ack of a superseded command: ApplyAcks).
+// others are final (but for an ack, written late, that came before an expired
+// or superseded command's expiry: ApplyAcks).
 // The SQL terms openStates and finalStates list them too.
 var OpenStates = []string{StateQueued, StatePublished}
 

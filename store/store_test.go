@@ -853,7 +853,7 @@ func TestPublishTimeIsNeverBeforeCreation(t *testing.T) {
 // An ack that came before its command's expiry counts, though the sweeper
 // marked the command expired before the ack was written (the database
 // refused writes meanwhile): whether it counts hangs on when it came. One
-// that came after changes nothing, and a deleted device's command stays so.
+// that came after changes nothing; a deleted device's command stays expired.
 func TestAnAckOnTimeCountsThoughWrittenAfterTheSweep(t *testing.T) {
 	eachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
@@ -878,6 +878,19 @@ func TestAnAckOnTimeCountsThoughWrittenAfterTheSweep(t *testing.T) {
 		cmds, _ := st.DispatchCommands(ctx, "late")
 		if c := cmds[0]; c.State != store.StateSucceeded || c.AckedAt == nil || c.AckedAt.Sub(onTime.At).Abs() > time.Microsecond {
 			t.Fatalf("state %s, acked %v", c.State, c.AckedAt)
+		}
+
+		st.CreateDevice(ctx, device("d2"))
+		gone := newDispatch("gone", []string{"d2"}, "")
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{gone}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.DeleteDevice(ctx, "d2"); err != nil {
+			t.Fatal(err)
+		}
+		applied, err = st.ApplyAcks(ctx, []store.Ack{{CommandID: "gone-d2", DeviceID: "d2", State: store.StateSucceeded, At: gone.Dispatch.CreatedAt}})
+		if err != nil || applied[0] {
+			t.Fatalf("applied %v, %v: a deleted device's command took an ack", applied, err)
 		}
 	})
 }
