@@ -33,6 +33,10 @@ type keyLimitsView struct {
 	AllowAll                bool // "allow every action" is ticked
 	// The form's text fields, kept as typed after an error.
 	CIDRs, ExpiresAt, RatePerSecond, RateBurst string
+	// Unreadable says why the stored limits cannot be read (auth.ReadLimits):
+	// the key refuses every call, and its edit is refused; the page says so
+	// instead of a form of what could be read.
+	Unreadable string
 }
 
 // scopeOption is an action or group in a key's scope that the picker does not
@@ -91,6 +95,9 @@ func (u *ui) keyLimits(c *gin.Context) {
 		return
 	}
 	v := keyLimitsView{Key: k, Version: keyVersion(k.Name, auth.LimitsOf(k)), Name: k.Name, Limits: auth.LimitsOf(k), Methods: []string{"POST", "GET"}}
+	if _, err := auth.ReadLimits(k); err != nil {
+		v.Unreadable = err.Error()
+	}
 	if len(v.Limits.Methods) > 0 {
 		v.Methods = v.Limits.Methods
 	}

@@ -605,6 +605,25 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("a key whose stored limits do not read says so, and its limits are not offered for editing", func(t *testing.T) {
+		use(t)
+		id, _ := s.createKey("hand-edited")
+		defer s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/api-keys/"+id, nil)
+		testenv.SQLiteSide(t, s.cfg.DB)(`UPDATE api_keys SET scope_actions = '["a1"' WHERE id = '` + id + `'`)
+		b.open("/api-keys")
+		if got := b.text(`tr[data-key="` + id + `"] td:nth-child(5)`); !strings.Contains(got, "unreadable") {
+			t.Errorf("keys page, limits column %q", got)
+		}
+		b.open("/api-keys/" + id + "/limits")
+		if got := b.text("#limits-unreadable"); !strings.Contains(got, "refuses every call") || b.has("#limits-form") {
+			t.Errorf("limits page: notice %q, form shown %v", got, b.has("#limits-form"))
+		}
+		b.open("/actions/" + actionID + "/link")
+		if got := evalIn[string](b, fmt.Sprintf(`document.querySelector('#key_id option[value=%q]').textContent`, id)); !strings.Contains(got, "limits unreadable") {
+			t.Errorf("link generator's key option %q", got)
+		}
+	})
+
 	t.Run("an API key's limits are set in the UI and enforced", func(t *testing.T) {
 		use(t)
 		b.open("/api-keys/" + keyID + "/limits")
