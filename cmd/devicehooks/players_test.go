@@ -919,7 +919,7 @@ func TestRefusedLoginsAreCounted(t *testing.T) {
 // file (TestOperationsShowsTheMosquittoConf).
 func TestRecipeBrokerKeepsEveryAckOfABurst(t *testing.T) {
 	if testing.Short() {
-		t.Skip("1,200 players: not in -short")
+		t.Skip("skipped with -short (testing.Short): 1,200 players; it runs in make test")
 	}
 	conf, err := os.ReadFile("../../docs/mosquitto.conf")
 	if err != nil {
