@@ -63,12 +63,12 @@ type DispatcherConfig struct {
 	MaxTargets int           // refuse a trigger that would reach more devices (0: no cap)
 	QueueWait  time.Duration // how long a trigger may wait for the writer before 503
 	// MaxBatch bounds the jobs (triggers, mark, ack or request-log batches) of
-	// one round (default 32). Under many concurrent triggers, rounds of 32
-	// leave the next ones' callers a round's commit to be answered and send
-	// again, rather than all of them waiting on one round in lock-step
-	// (measured with 64 connections: +14 % triggers a second against 256,
-	// the same p99; see docs/benchmark.md). A fan-out is one job whatever its
-	// size.
+	// one round (default 32). Under many concurrent triggers, rounds of 32 go
+	// in turn: one round's callers are answered and call again while the next
+	// round commits, rather than all of them waiting on one round and coming
+	// back together (measured with 64 connections: +14 % triggers a second
+	// against 256, the same p99; see docs/benchmark.md). A fan-out is one job
+	// whatever its size.
 	MaxBatch int
 	// Linger is how long the writer, when busy, waits for more jobs before it
 	// commits (default 2ms; negative: never). A commit costs about as much as
