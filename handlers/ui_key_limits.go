@@ -94,9 +94,10 @@ func (u *ui) keyLimits(c *gin.Context) {
 		u.fail(c, gone(err, keyGone))
 		return
 	}
-	v := keyLimitsView{Key: k, Version: keyVersion(k.Name, auth.LimitsOf(k)), Name: k.Name, Limits: auth.LimitsOf(k), Methods: []string{"POST", "GET"}}
-	if _, err := auth.ReadLimits(k); err != nil {
-		v.Unreadable = err.Error()
+	l, unreadable := auth.ReadLimits(k)
+	v := keyLimitsView{Key: k, Version: keyVersion(k.Name, l), Name: k.Name, Limits: l, Methods: []string{"POST", "GET"}}
+	if unreadable != nil {
+		v.Unreadable = unreadable.Error()
 	}
 	if len(v.Limits.Methods) > 0 {
 		v.Methods = v.Limits.Methods
