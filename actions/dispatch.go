@@ -75,7 +75,11 @@ type DispatcherConfig struct {
 	// writing a dozen triggers, so under load fuller rounds mean more triggers per
 	// CPU second (measured: -20% CPU per trigger, +35% throughput at 3ms against
 	// none). The wait ends early once no job has come for lingerGap: the burst
-	// that made the writer busy is over. A call after a quiet round never waits.
+	// that made the writer busy is over. A call after a quiet round never waits,
+	// and the linger counts from when the round's oldest job came, so no job
+	// waits more than Linger for company: jobs that queued while the last round
+	// was written have waited already (at 6,500 triggers/s: p50 -10 %, the p99
+	// lower, +2 % CPU per trigger).
 	Linger time.Duration
 }
 
@@ -107,6 +111,7 @@ type Dispatcher struct {
 	cfg   DispatcherConfig
 	jobs  chan *writeJob
 	clock func() time.Time
+	gap   time.Duration // lingerGap; a field so that a test can lengthen it
 
 	// closed is set once Run has stopped taking jobs; later ones are written
 	// directly. Submitters hold the read lock while they hand a job over.
@@ -170,6 +175,7 @@ type writeJob struct {
 	marks    *store.Published
 	acks     []store.Ack
 	requests []store.RequestLog
+	queued   time.Time // when it was handed to the writer
 
 	dup     bool
 	applied []bool
@@ -205,6 +211,7 @@ func NewDispatcher(st *store.Store, sink CommandSink, acks *AckWaiters, log *slo
 		st: st, sink: sink, acks: acks, log: log, cfg: cfg,
 		jobs:  make(chan *writeJob, jobQueue),
 		clock: func() time.Time { return time.Now().UTC() },
+		gap:   lingerGap,
 	}
 	return d
 }
@@ -484,6 +491,7 @@ func (d *Dispatcher) submit(ctx context.Context, j *writeJob) error {
 		defer timer.Stop()
 		timeout = timer.C
 	}
+	j.queued = time.Now()
 	select {
 	case d.jobs <- j:
 		d.mu.RUnlock()
@@ -529,16 +537,18 @@ func (d *Dispatcher) Run(ctx context.Context) {
 				break fill
 			}
 		}
-		if busy && d.cfg.Linger > 0 && !full() {
-			linger.Reset(d.cfg.Linger)
-			gap.Reset(lingerGap)
+		// The linger counts from when the round's oldest job came: jobs that
+		// queued while the last round was written have waited already.
+		if left := time.Until(first.queued.Add(d.cfg.Linger)); busy && d.cfg.Linger > 0 && left > 0 && !full() {
+			linger.Reset(left)
+			gap.Reset(d.gap)
 		wait:
 			for !full() {
 				select {
 				case j := <-d.jobs:
 					batch = append(batch, j)
 					weight += j.weight()
-					gap.Reset(lingerGap)
+					gap.Reset(d.gap)
 				case <-gap.C:
 					break wait
 				case <-linger.C:

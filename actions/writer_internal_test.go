@@ -112,6 +112,36 @@ func TestLingerEndsWhenJobsStopComing(t *testing.T) {
 	}
 }
 
+// The linger counts from when the round's oldest job came: a job that waited
+// behind the last round is not held another Linger.
+func TestLingerCountsFromTheOldestJob(t *testing.T) {
+	st := tempStore(t)
+	d := NewDispatcher(st, nil, NewAckWaiters(), slog.New(slog.DiscardHandler),
+		DispatcherConfig{Linger: 30 * time.Second})
+	d.gap = time.Minute // only the linger's deadline can end a round
+	mark := func(queued time.Time) *writeJob {
+		return &writeJob{marks: &store.Published{IDs: []string{"none"}, At: time.Now()}, queued: queued, done: make(chan struct{})}
+	}
+	burst := []*writeJob{mark(time.Now()), mark(time.Now())} // a round with company: the writer is busy
+	for _, j := range burst {
+		d.jobs <- j
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { d.Run(ctx); close(ran) }()
+	defer func() { cancel(); <-ran }()
+	for _, j := range burst {
+		<-j.done
+	}
+	old := mark(time.Now().Add(-d.cfg.Linger)) // it has waited a whole Linger already
+	d.jobs <- old
+	select {
+	case <-old.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a job that had waited a whole Linger was held for another")
+	}
+}
+
 type nopSink struct{}
 
 func (nopSink) Enqueue([]store.Command) {}
