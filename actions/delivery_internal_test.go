@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -257,6 +258,32 @@ func TestDroppedResendIsRetried(t *testing.T) {
 		defer pub.mu.Unlock()
 		return len(pub.took) == 2
 	})
+}
+
+// What the broker did not take is sent again soon (a slow client's write queue
+// drains in milliseconds), then less often while failures go on, and soon
+// again once they stopped for a while.
+func TestRetriesBackOff(t *testing.T) {
+	var b backoff
+	now := time.Unix(1_800_000_000, 0)
+	var waits []time.Duration
+	for range 6 { // failures in a row: each retry's sends fail again
+		w := b.next(now)
+		waits = append(waits, w)
+		now = now.Add(w)
+		b.retried(now)
+	}
+	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond,
+		800 * time.Millisecond, time.Second, time.Second}
+	if !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+	if w := b.next(now.Add(retryMax / 2)); w != retryMax {
+		t.Fatalf("a failure soon after a retry waits %v, want %v", w, retryMax)
+	}
+	if w := b.next(now.Add(retryMax + time.Millisecond)); w != retryFirst {
+		t.Fatalf("a failure after a quiet second waits %v, want %v", w, retryFirst)
+	}
 }
 
 // failingMarker is a PublishedMarker whose writes fail.
