@@ -81,29 +81,35 @@ func TestRequestLogWaitsForAFullWriter(t *testing.T) {
 	}
 }
 
-// A busy writer waits for company (Linger), but not once the jobs stop coming:
-// a trigger after a burst is committed lingerGap after the last job, not a
-// whole Linger later.
-func TestLingerEndsWhenJobsStopComing(t *testing.T) {
-	st := tempStore(t)
-	d := NewDispatcher(st, nil, NewAckWaiters(), slog.New(slog.DiscardHandler),
-		DispatcherConfig{Linger: 30 * time.Second})
-	mark := func() *writeJob {
-		return &writeJob{marks: &store.Published{IDs: []string{"none"}, At: time.Now()}, done: make(chan struct{})}
-	}
-	// Two jobs queued together make a round with company: the writer is busy.
-	burst := []*writeJob{mark(), mark()}
+// markJob is a published mark of no command, handed to the writer at queued.
+func markJob(queued time.Time) *writeJob {
+	return &writeJob{marks: &store.Published{IDs: []string{"none"}, At: time.Now()}, queued: queued, done: make(chan struct{})}
+}
+
+// runBusy starts d's writer after a round with company (two jobs queued
+// together), so that it lingers for the next one; it stops at the test's end.
+func runBusy(t *testing.T, d *Dispatcher) {
+	burst := []*writeJob{markJob(time.Now()), markJob(time.Now())}
 	for _, j := range burst {
 		d.jobs <- j
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan struct{})
 	go func() { d.Run(ctx); close(ran) }()
-	defer func() { cancel(); <-ran }()
+	t.Cleanup(func() { cancel(); <-ran })
 	for _, j := range burst {
 		<-j.done
 	}
-	late := mark()
+}
+
+// A busy writer waits for company (Linger), but not once the jobs stop coming:
+// a trigger after a burst is committed lingerGap after the last job, not a
+// whole Linger later.
+func TestLingerEndsWhenJobsStopComing(t *testing.T) {
+	d := NewDispatcher(tempStore(t), nil, NewAckWaiters(), slog.New(slog.DiscardHandler),
+		DispatcherConfig{Linger: 30 * time.Second})
+	runBusy(t, d)
+	late := markJob(time.Now())
 	d.jobs <- late
 	select {
 	case <-late.done:
@@ -115,25 +121,11 @@ func TestLingerEndsWhenJobsStopComing(t *testing.T) {
 // The linger counts from when the round's oldest job came: a job that waited
 // behind the last round is not held another Linger.
 func TestLingerCountsFromTheOldestJob(t *testing.T) {
-	st := tempStore(t)
-	d := NewDispatcher(st, nil, NewAckWaiters(), slog.New(slog.DiscardHandler),
+	d := NewDispatcher(tempStore(t), nil, NewAckWaiters(), slog.New(slog.DiscardHandler),
 		DispatcherConfig{Linger: 30 * time.Second})
 	d.gap = time.Minute // only the linger's deadline can end a round
-	mark := func(queued time.Time) *writeJob {
-		return &writeJob{marks: &store.Published{IDs: []string{"none"}, At: time.Now()}, queued: queued, done: make(chan struct{})}
-	}
-	burst := []*writeJob{mark(time.Now()), mark(time.Now())} // a round with company: the writer is busy
-	for _, j := range burst {
-		d.jobs <- j
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { d.Run(ctx); close(ran) }()
-	defer func() { cancel(); <-ran }()
-	for _, j := range burst {
-		<-j.done
-	}
-	old := mark(time.Now().Add(-d.cfg.Linger)) // it has waited a whole Linger already
+	runBusy(t, d)
+	old := markJob(time.Now().Add(-d.cfg.Linger)) // it has waited a whole Linger already
 	d.jobs <- old
 	select {
 	case <-old.done:
