@@ -202,17 +202,22 @@ func TestShutdownCutsReadsShortQuietly(t *testing.T) {
 // flaky is a Publisher that fails the first publish of each payload (the
 // broker dropped it), and records what it took.
 type flaky struct {
-	mu     sync.Mutex
-	failed map[string]bool
-	took   []string
+	mu       sync.Mutex
+	failed   map[string]bool
+	took     []string
+	failedAt time.Time // the last failure
+	tookAt   time.Time // the last publish taken
 }
 
 func (f *flaky) Publish(_ string, payload []byte, _ bool, done func(error)) {
 	f.mu.Lock()
 	first := !f.failed[string(payload)]
 	f.failed[string(payload)] = true
-	if !first {
+	if first {
+		f.failedAt = time.Now()
+	} else {
 		f.took = append(f.took, string(payload))
+		f.tookAt = time.Now()
 	}
 	f.mu.Unlock()
 	if first {
@@ -258,6 +263,14 @@ func TestDroppedResendIsRetried(t *testing.T) {
 		defer pub.mu.Unlock()
 		return len(pub.took) == 2
 	})
+	// Sent again after retryFirst, not a whole retryMax later: a slow
+	// client's write queue drains in milliseconds.
+	pub.mu.Lock()
+	gap := pub.tookAt.Sub(pub.failedAt)
+	pub.mu.Unlock()
+	if gap >= retryMax-100*time.Millisecond {
+		t.Fatalf("sent again %v after the broker dropped it, want about %v", gap, retryFirst)
+	}
 }
 
 // What the broker did not take is sent again soon (a slow client's write queue
