@@ -204,7 +204,6 @@ func (t *Tracker) Run(ctx context.Context) {
 			if batch = t.acks.Take(batch); len(batch) > 0 {
 				batch = t.hold(batch)
 				t.applyAll(write, batch, true)
-				t.heldNow.Store(int64(len(t.held)))
 			}
 			batch = queue.Reuse(batch, queue.Keep)
 		case <-retry.C:
@@ -215,7 +214,6 @@ func (t *Tracker) Run(ctx context.Context) {
 					t.holding = false
 					t.log.Info("apply acks: the held acks are written", "acks", len(held))
 				}
-				t.heldNow.Store(int64(len(t.held)))
 			}
 		case <-ctx.Done():
 			// The last tries: the acks just taken get their retries unless the
@@ -231,6 +229,7 @@ func (t *Tracker) Run(ctx context.Context) {
 			}
 			return
 		}
+		t.heldNow.Store(int64(len(t.held)))
 	}
 }
 
