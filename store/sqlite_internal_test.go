@@ -546,3 +546,118 @@ func TestStateTermsMatchTheStates(t *testing.T) {
 		}
 	}
 }
+
+// Under a steady stream of writes the WAL starts over each time it is past
+// walRestart frames. The background checkpoints alone never leave it with
+// every frame copied (each copies what was there when it began, while the
+// writer appends more), so without the second pass it started over only when
+// SQLite's own checkpoint, at 16,384 frames, made a commit copy it all; the
+// file then stays at journal_size_limit, 64 MiB. SQLite writes the WAL's
+// header again at each start over, with its checkpoint sequence number one up.
+func TestWALStartsOverUnderSteadyWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st := openTestSQLiteAt(t, path)
+	st.walRestart.Store(64)
+	ctx := context.Background()
+
+	stop, wrote := make(chan struct{}), make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				wrote <- nil
+				return
+			default:
+			}
+			rs := make([]RequestLog, 200)
+			for j := range rs {
+				rs[j] = RequestLog{ID: fmt.Sprintf("r-%d-%d", i, j), At: time.Now().UTC(), Method: "POST",
+					UserAgent: strings.Repeat("u", 150), Status: 200, Code: "success"}
+			}
+			if err := st.InsertRequestLogs(ctx, rs); err != nil {
+				wrote <- err
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		if err := <-wrote; err != nil {
+			t.Fatal(err)
+		}
+	}()
+
+	first := walCheckpointSeq(t, path)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		seq := walCheckpointSeq(t, path)
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() >= 64<<20 {
+			t.Fatalf("the WAL file reached %d MiB, where SQLite's own checkpoint starts it over, having started over %d times before",
+				fi.Size()>>20, seq-first)
+		}
+		if seq >= first+3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the WAL started over %d times in 10 s of steady writes", seq-first)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A checkpoint held back by a reader's snapshot does not take the writers'
+// turn: it could not copy the rest either, and would only stall the writers.
+func TestCheckpointHeldBackByAReaderLeavesTheWritersAlone(t *testing.T) {
+	st := openTestSQLite(t)
+	stopBackgroundCheckpoints(st)
+	st.walRestart.Store(1)
+	ctx := context.Background()
+	if err := st.CreateDevice(ctx, testDevice("a")); err != nil {
+		t.Fatal(err)
+	}
+	// An open query holds its snapshot, from before the next write.
+	rows, err := st.db.WithContext(ctx).Raw("SELECT id FROM devices").Rows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		t.Fatal("no device read")
+	}
+	if err := st.CreateDevice(ctx, testDevice("b")); err != nil {
+		t.Fatal(err)
+	}
+	st.writeTurn <- struct{}{} // a writer in its transaction
+	defer func() { <-st.writeTurn }()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := st.Checkpoint(ctx); err != nil {
+		t.Fatalf("the checkpoint waited for the writers' turn: %v", err)
+	}
+}
+
+func stopBackgroundCheckpoints(st *Store) {
+	close(st.stopCheckpoints)
+	<-st.checkpointsDone
+	st.stopCheckpoints = nil
+}
+
+// walCheckpointSeq reads the checkpoint sequence number from the WAL's header
+// (bytes 12-15, big-endian): SQLite adds one each time the WAL starts over.
+func walCheckpointSeq(t *testing.T, dbPath string) int {
+	t.Helper()
+	f, err := os.Open(dbPath + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var hdr [16]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		t.Fatal(err)
+	}
+	return int(hdr[12])<<24 | int(hdr[13])<<16 | int(hdr[14])<<8 | int(hdr[15])
+}

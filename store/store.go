@@ -44,7 +44,8 @@ type Store struct {
 
 	stmts *stmtCache // the trigger path's statements, prepared once
 
-	writeTurn chan struct{} // SQLite only: held by this process's writer (serialConnector)
+	writeTurn  chan struct{} // SQLite only: held by this process's writer (serialConnector)
+	walRestart atomic.Int64  // SQLite only: walRestartFrames; tests lower it, 0 turns it off
 
 	stopCheckpoints   chan struct{} // SQLite only: ends the background checkpoints
 	checkpointsDone   chan struct{}
@@ -149,6 +150,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	if !s.postgres {
+		s.walRestart.Store(walRestartFrames)
 		s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
 		go s.checkpoints(s.stopCheckpoints, s.checkpointsDone, log)
 	}
