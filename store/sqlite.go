@@ -212,8 +212,9 @@ func (c *serialConn) Prepare(query string) (driver.Stmt, error) {
 }
 
 // readOnlySQL tells statements that need no turn by their first word: SELECT and
-// EXPLAIN, and the background checkpoint, which must not stop writers. Anything
-// else (any other PRAGMA, BEGIN, ...) counts as a write.
+// EXPLAIN, and the background checkpoint, which must not stop writers (and
+// runs once with the turn already held, to start the WAL over: Checkpoint).
+// Anything else (any other PRAGMA, BEGIN, ...) counts as a write.
 func readOnlySQL(query string) bool {
 	q := strings.TrimSpace(query)
 	word, _, _ := strings.Cut(q, " ")

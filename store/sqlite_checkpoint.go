@@ -62,7 +62,7 @@ func (s *Store) checkpoints(stop <-chan struct{}, done chan<- struct{}, log *slo
 // WAL grew to the automatic checkpoint's 64 MiB in a few seconds (2 s at full
 // load in the benchmark), and the commit that crossed it copied the rest and
 // synced both files itself: 15-18 ms, with every trigger of the round and of
-// the rounds queued behind it waiting. Past this length, a background
+// the rounds queued behind it waiting. From this length on, a background
 // checkpoint that copied all it saw copies the few frames written meanwhile
 // while this process's writers wait for their turn (a few milliseconds), and
 // the next write starts the WAL over.
@@ -70,9 +70,15 @@ const walRestartFrames = 4096 // 16 MiB of 4 KiB pages
 
 // Checkpoint copies what it can of SQLite's WAL into the database file now,
 // without waiting for readers or writers (a no-op on PostgreSQL). If the WAL
-// has grown past walRestartFrames and no reader held the copy back, it then
-// takes the writers' turn to copy the rest, so that the next write starts the
-// WAL over.
+// is walRestartFrames long or longer and no reader held the copy back, it
+// then takes the writers' turn to copy the rest, so that the next write starts
+// the WAL over.
+//
+// That write may still not start it over: a read that began before the copy
+// ended holds the WAL until it ends (SQLite then appends, saying nothing). So
+// after a pass with the turn, the next waits until the WAL has started over or
+// grown by walRestartFrames more: steady reads must not stop the writers at
+// every checkpoint for nothing.
 func (s *Store) Checkpoint(ctx context.Context) error {
 	if s.postgres {
 		return nil
@@ -80,19 +86,34 @@ func (s *Store) Checkpoint(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	db := s.db.WithContext(ctx)
+	// A busy checkpoint (another one runs) gives -1 for both counts.
 	walFrames, copied, err := checkpointPassive(db)
-	if restart := s.walRestart.Load(); err != nil || restart <= 0 || int64(walFrames) < restart || copied < walFrames {
+	restart := s.walRestart.Load()
+	held := s.heldAt.Load()
+	if walFrames >= 0 && int64(walFrames) < held {
+		held = 0 // the WAL started over since
+		s.heldAt.Store(0)
+	}
+	if err != nil || restart <= 0 || int64(walFrames) < held+restart || copied < walFrames {
 		return err
 	}
 	// A connection first, then the turn: writers wait for the turn holding
-	// theirs, and could hold every one of the pool's.
+	// theirs, and could hold every one of the pool's. The turn is waited for
+	// no longer than a writer waits for it.
 	return db.Connection(func(conn *gorm.DB) error {
+		t := time.NewTimer(serialWait)
+		defer t.Stop()
 		select {
 		case s.writeTurn <- struct{}{}:
+		case <-t.C:
+			return fmt.Errorf("store: checkpoint: %w", errWriterBusy)
 		case <-ctx.Done():
 			return fmt.Errorf("store: checkpoint: wait for the writers' turn: %w", ctx.Err())
 		}
 		defer func() { <-s.writeTurn }()
+		s.heldAt.Store(int64(walFrames))
+		// checkpointSQL does not take the turn (readOnlySQL): it would wait
+		// for itself.
 		_, _, err := checkpointPassive(conn)
 		return err
 	})

@@ -640,6 +640,86 @@ func TestCheckpointHeldBackByAReaderLeavesTheWritersAlone(t *testing.T) {
 	}
 }
 
+// A read that began before a pass with the writers' turn keeps the next write
+// from starting the WAL over. The passes after that do not take the turn
+// again until the WAL has grown by walRestart frames more, or started over:
+// steady reads must not stop the writers at every checkpoint for nothing.
+func TestCheckpointTakesTheTurnAgainOnlyOnceTheWALHasGrown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st := openTestSQLiteAt(t, path)
+	stopBackgroundCheckpoints(st)
+	ctx := context.Background()
+	n := 0
+	write := func() {
+		t.Helper()
+		if err := st.CreateDevice(ctx, testDevice(fmt.Sprintf("d-%d", n))); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+
+	write()
+	rows, err := st.db.WithContext(ctx).Raw("SELECT id FROM devices").Rows() // a read, open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		t.Fatal("no device read")
+	}
+	f0, _, err := checkpointPassive(st.db.WithContext(ctx)) // the WAL's length, all copied
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.walRestart.Store(int64(f0))
+	if err := st.Checkpoint(ctx); err != nil { // with the turn
+		t.Fatal(err)
+	}
+	if got := st.heldAt.Load(); got != int64(f0) {
+		t.Fatalf("held at %d, want %d: the checkpoint did not take the turn", got, f0)
+	}
+	write() // not started over: the read holds the WAL
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	write()
+	// The WAL file's length bounds the WAL's (a copy now would let the next
+	// write start it over).
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f1 := int((fi.Size() - 32) / (24 + 4096)); f1 >= 2*f0 {
+		t.Fatalf("the WAL went from %d to %d frames or fewer; the test needs it to grow by less than %d", f0, f1, f0)
+	}
+
+	// All but the last write is copied, nothing holds the copy back, and the
+	// WAL is past walRestart: only the pass with the turn before holds this
+	// one back.
+	st.writeTurn <- struct{}{} // a writer in its transaction
+	turnCtx, cancel := context.WithTimeout(ctx, time.Second)
+	err = st.Checkpoint(turnCtx)
+	cancel()
+	<-st.writeTurn
+	if err != nil {
+		t.Fatalf("the checkpoint waited for the writers' turn again before the WAL had grown by %d frames: %v", f0, err)
+	}
+
+	// That pass copied all: the next write starts the WAL over, and the pass
+	// after it may take the turn again as soon as the WAL is long enough.
+	seq := walCheckpointSeq(t, path)
+	write()
+	if got := walCheckpointSeq(t, path); got != seq+1 {
+		t.Fatalf("the WAL did not start over (checkpoint sequence %d, then %d)", seq, got)
+	}
+	if err := st.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.heldAt.Load(); got != 0 {
+		t.Fatalf("held at %d after the WAL started over, want 0", got)
+	}
+}
+
 func stopBackgroundCheckpoints(st *Store) {
 	close(st.stopCheckpoints)
 	<-st.checkpointsDone

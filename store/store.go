@@ -44,8 +44,9 @@ type Store struct {
 
 	stmts *stmtCache // the trigger path's statements, prepared once
 
-	writeTurn  chan struct{} // SQLite only: held by this process's writer (serialConnector)
+	writeTurn  chan struct{} // SQLite only: held by this process's writer (serialConnector), and by Checkpoint to start the WAL over
 	walRestart atomic.Int64  // SQLite only: walRestartFrames; tests lower it, 0 turns it off
+	heldAt     atomic.Int64  // SQLite only: the WAL's length at Checkpoint's last pass with the turn, until it starts over
 
 	stopCheckpoints   chan struct{} // SQLite only: ends the background checkpoints
 	checkpointsDone   chan struct{}
