@@ -631,11 +631,7 @@ func TestCheckpointHeldBackByAReaderLeavesTheWritersAlone(t *testing.T) {
 	if err := st.CreateDevice(ctx, testDevice("b")); err != nil {
 		t.Fatal(err)
 	}
-	st.writeTurn <- struct{}{} // a writer in its transaction
-	defer func() { <-st.writeTurn }()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := st.Checkpoint(ctx); err != nil {
+	if err := checkpointWhileAWriterHoldsTheTurn(st); err != nil {
 		t.Fatalf("the checkpoint waited for the writers' turn: %v", err)
 	}
 }
@@ -696,12 +692,7 @@ func TestCheckpointTakesTheTurnAgainOnlyOnceTheWALHasGrown(t *testing.T) {
 	// All but the last write is copied, nothing holds the copy back, and the
 	// WAL is past walRestart: only the pass with the turn before holds this
 	// one back.
-	st.writeTurn <- struct{}{} // a writer in its transaction
-	turnCtx, cancel := context.WithTimeout(ctx, time.Second)
-	err = st.Checkpoint(turnCtx)
-	cancel()
-	<-st.writeTurn
-	if err != nil {
+	if err := checkpointWhileAWriterHoldsTheTurn(st); err != nil {
 		t.Fatalf("the checkpoint waited for the writers' turn again before the WAL had grown by %d frames: %v", f0, err)
 	}
 
@@ -718,6 +709,16 @@ func TestCheckpointTakesTheTurnAgainOnlyOnceTheWALHasGrown(t *testing.T) {
 	if got := st.heldAt.Load(); got != 0 {
 		t.Fatalf("held at %d after the WAL started over, want 0", got)
 	}
+}
+
+// checkpointWhileAWriterHoldsTheTurn runs Checkpoint while the writers' turn
+// is held, as by a writer in its transaction: an error if it waited for it.
+func checkpointWhileAWriterHoldsTheTurn(st *Store) error {
+	st.writeTurn <- struct{}{}
+	defer func() { <-st.writeTurn }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return st.Checkpoint(ctx)
 }
 
 func stopBackgroundCheckpoints(st *Store) {
