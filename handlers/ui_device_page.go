@@ -47,9 +47,10 @@ type devicePageView struct {
 type historyRow struct {
 	store.DeviceCommand
 	Carried   string // what it carried, in a few words
-	Published string
-	Acked     string
+	Published web.Stamp
+	Acked     web.Stamp
 	Detail    string
+	Expires   web.Stamp
 }
 
 // Live tells whether the list refreshes itself: while a command on it is on
@@ -115,7 +116,7 @@ func (u *ui) devicePageLive(c *gin.Context) {
 	}
 	out := deviceLiveCommands{Commands: make([]commandRow, len(v.History)), Pending: v.Live()}
 	for i, r := range v.History {
-		out.Commands[i] = commandRow{ID: r.ID, DeviceID: r.DeviceID, State: r.State, Published: r.Published, Acked: r.Acked, Detail: r.Detail}
+		out.Commands[i] = commandRow{ID: r.ID, DeviceID: r.DeviceID, State: r.State, Published: r.Published, Acked: r.Acked, Detail: r.Detail, Expires: r.Expires}
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -137,7 +138,8 @@ func (u *ui) loadHistory(c *gin.Context, v *devicePageView) error {
 		v.Older = v.link(states, h.Next)
 	}
 	for _, cmd := range h.Commands {
-		row := historyRow{DeviceCommand: cmd, Published: clock(cmd.PublishedAt), Acked: clock(cmd.AckedAt), Detail: u.commandDetail(&cmd.Command)}
+		row := historyRow{DeviceCommand: cmd, Published: web.ClockStamp(cmd.PublishedAt), Acked: web.ClockStamp(cmd.AckedAt)}
+		row.Detail, row.Expires = u.commandDetail(&cmd.Command)
 		if params, _ := commandParams(cmd.Payload); params != nil {
 			row.Carried = paramsSummary(cmd.Function, params)
 		}

@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -152,24 +151,25 @@ func (u *ui) dispatchChips(c *gin.Context, f store.DispatchFilter, q url.Values)
 		chips = append(chips, filterChip{Name: "failed", Label: "outcome", Value: "needs attention", Remove: withoutFilter("/dispatches", q, "failed")})
 	}
 	if !f.Since.IsZero() {
-		chips = append(chips, filterChip{Name: "since", Label: "since", Value: web.When(f.Since), Remove: withoutFilter("/dispatches", q, "since")})
+		chips = append(chips, filterChip{Name: "since", Label: "since", Time: web.WhenStamp(f.Since), Remove: withoutFilter("/dispatches", q, "since")})
 	}
 	if !f.Until.IsZero() {
-		chips = append(chips, filterChip{Name: "until", Label: "before", Value: web.When(f.Until), Remove: withoutFilter("/dispatches", q, "until")})
+		chips = append(chips, filterChip{Name: "until", Label: "before", Time: web.WhenStamp(f.Until), Remove: withoutFilter("/dispatches", q, "until")})
 	}
 	return chips, nil
 }
 
 // commandRow is one device's command, as the dispatch page shows it.
 type commandRow struct {
-	ID        string `json:"id"`
-	DeviceID  string `json:"device_id"`
-	Device    string `json:"-"`
-	Exists    bool   `json:"-"` // the device is still there: its name links to its page
-	State     string `json:"state"`
-	Published string `json:"published"`
-	Acked     string `json:"acked"`
-	Detail    string `json:"detail"`
+	ID        string    `json:"id"`
+	DeviceID  string    `json:"device_id"`
+	Device    string    `json:"-"`
+	Exists    bool      `json:"-"` // the device is still there: its name links to its page
+	State     string    `json:"state"`
+	Published web.Stamp `json:"published"`
+	Acked     web.Stamp `json:"acked"`
+	Detail    string    `json:"detail"`
+	Expires   web.Stamp `json:"expires"` // for a command not answered yet (commandDetail)
 }
 
 type dispatchPageView struct {
@@ -244,27 +244,25 @@ func (u *ui) loadDispatch(c *gin.Context) (*dispatchPageView, error) {
 		}
 	}
 	for i, cmd := range cmds {
-		v.Commands[i] = commandRow{
-			ID: cmd.ID, DeviceID: cmd.DeviceID, Device: cmd.DeviceID, State: cmd.State,
-			Published: clock(cmd.PublishedAt), Acked: clock(cmd.AckedAt), Detail: u.commandDetail(&cmd),
-		}
+		v.Commands[i] = commandRow{ID: cmd.ID, DeviceID: cmd.DeviceID, Device: cmd.DeviceID, State: cmd.State,
+			Published: web.ClockStamp(cmd.PublishedAt), Acked: web.ClockStamp(cmd.AckedAt)}
+		v.Commands[i].Detail, v.Commands[i].Expires = u.commandDetail(&cmd)
 	}
 	v.dispatchRow = dispatchRowOf(*d, counts)
 	return v, nil
 }
 
 // commandDetail is what a command's row says of it: the device's answer, or
-// for a command not answered yet, until when it may be; for one not sent
-// yet, that it waits for its device (an offline one: to connect).
-func (u *ui) commandDetail(cmd *store.Command) string {
+// for a command not answered yet, until when it may be (expires); for one not
+// sent yet, also that it waits for its device (an offline one: to connect).
+func (u *ui) commandDetail(cmd *store.Command) (detail string, expires web.Stamp) {
 	if cmd.Detail != "" || !store.IsOpen(cmd.State) {
-		return cmd.Detail
+		return cmd.Detail, web.Stamp{}
 	}
-	detail := "expires " + clock(&cmd.ExpiresAt)
 	if cmd.State == store.StateQueued {
-		detail = u.queuedDetail(cmd.DeviceID) + " · " + detail
+		detail = u.queuedDetail(cmd.DeviceID)
 	}
-	return detail
+	return detail, web.ClockStamp(&cmd.ExpiresAt)
 }
 
 // queuedDetail says what a queued command (not sent yet) waits for.
@@ -331,17 +329,4 @@ func (u *ui) dispatchLive(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, dispatchLive{Status: v.Status, Summary: v.Summary, Counts: v.Counts, Commands: v.Commands})
-}
-
-// clock shows an optional instant as a UTC time of day (with the date if it is
-// not today), or "—".
-func clock(t *time.Time) string {
-	if t == nil || t.IsZero() {
-		return "—"
-	}
-	u := t.UTC()
-	if y, m, d := time.Now().UTC().Date(); u.Year() == y && u.Month() == m && u.Day() == d {
-		return u.Format("15:04:05.000") + " UTC"
-	}
-	return u.Format("2006-01-02 15:04:05") + " UTC"
 }

@@ -53,7 +53,7 @@ type linkResult struct {
 	PostOnly  bool
 	Curl      string
 	Payload   string
-	ExpiresAt string // set for a signed link
+	ExpiresAt web.Stamp // set for a signed link
 	Confirm   bool
 }
 
@@ -138,12 +138,12 @@ func (u *ui) generateLink(c *gin.Context) {
 	base := u.baseURL(c)
 	payload := base64.RawURLEncoding.EncodeToString(raw) // URL-safe: nothing to escape
 	q := url.Values{"api_key": {plain}, "payload": {payload}}
-	var expiresAt string
+	var expiresAt web.Stamp
 	if v.Kind == "signed" {
 		exp := time.Now().Add(time.Duration(v.ExpiresH) * time.Hour).Unix()
 		q = url.Values{"key_id": {key.ID}, "expires": {strconv.FormatInt(exp, 10)}, "payload": {payload},
 			"sig": {auth.SignLink(plain, key.ID, exp, payload, v.Confirm)}}
-		expiresAt = time.Unix(exp, 0).UTC().Format("2006-01-02 15:04 UTC")
+		expiresAt = web.MinuteStamp(time.Unix(exp, 0))
 	}
 	if v.Confirm {
 		q.Set("confirm", "1")

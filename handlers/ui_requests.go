@@ -33,11 +33,12 @@ type requestsView struct {
 
 // filterChip is an active filter of a list: "code unauthorized ×".
 type filterChip struct {
-	Name   string // the query parameter: "code", "source", "key"
-	Label  string // "code", "source", "key"
-	Value  string // what it is filtered to, as shown
-	Title  string // more about it (the key's name), or ""
-	Remove string // the list's address without this filter
+	Name   string    // the query parameter: "code", "source", "key"
+	Label  string    // "code", "source", "key"
+	Value  string    // what it is filtered to, as shown
+	Time   web.Stamp // or the instant it is filtered to
+	Title  string    // more about it (the key's name), or ""
+	Remove string    // the list's address without this filter
 }
 
 // requestFilterOf reads the request log's filters from the query: the code

@@ -136,6 +136,8 @@ var funcs = template.FuncMap{
 	"iso":  isoTime,
 	"when": whenText,
 	"ago":  agoText,
+	// whenStamp is an instant to the second, for the "stamp" template.
+	"whenStamp": func(t time.Time) Stamp { return WhenStamp(t) },
 	// plural picks one or many by a count, an int or an int64.
 	"plural": func(n any, one, many string) string {
 		switch n := n.(type) {
@@ -166,7 +168,43 @@ func isoTime(v any) string {
 	if !ok {
 		return ""
 	}
-	return t.UTC().Format(time.RFC3339)
+	return ISO(t)
+}
+
+// ISO is an instant as a <time datetime> gives it: UTC, to the millisecond.
+func ISO(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+
+// Stamp is an instant as a page shows it. Text is in UTC: what a page shows
+// without its script. app.js shows At (a <time datetime>) in the browser's
+// time zone instead, to the same precision: Show is "full" (to the second),
+// "minute", or "clock" (the time of day, to the millisecond, with the date
+// unless it is today). A Stamp without At is Text alone ("—").
+type Stamp struct {
+	Text string `json:"text"`
+	At   string `json:"at,omitempty"`
+	Show string `json:"-"`
+}
+
+// WhenStamp is an instant to the second: "2026-11-24 22:11:55 UTC".
+func WhenStamp(t time.Time) Stamp { return Stamp{Text: When(t), At: ISO(t), Show: "full"} }
+
+// MinuteStamp is an instant to the minute: "2026-11-24 22:11 UTC".
+func MinuteStamp(t time.Time) Stamp {
+	return Stamp{Text: t.UTC().Format("2006-01-02 15:04") + " UTC", At: ISO(t), Show: "minute"}
+}
+
+// ClockStamp is an optional instant as a time of day, "22:11:55.603 UTC",
+// with the date if it is not today; "—" for none.
+func ClockStamp(t *time.Time) Stamp {
+	if t == nil || t.IsZero() {
+		return Stamp{Text: "—"}
+	}
+	u := t.UTC()
+	text := u.Format("2006-01-02 15:04:05") + " UTC"
+	if y, m, d := time.Now().UTC().Date(); u.Year() == y && u.Month() == m && u.Day() == d {
+		text = u.Format("15:04:05.000") + " UTC"
+	}
+	return Stamp{Text: text, At: ISO(u), Show: "clock"}
 }
 
 // whenText formats an instant for people: UTC, to the second.

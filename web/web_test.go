@@ -120,6 +120,29 @@ func TestAgo(t *testing.T) {
 	}
 }
 
+// A Stamp's text is UTC, what a page shows without its script; its At is the
+// instant for the browser, to the millisecond, whatever zone the time was in.
+func TestStamps(t *testing.T) {
+	berlin := time.FixedZone("CET", 3600)
+	at := time.Date(2025, 11, 24, 23, 11, 55, 603_900_000, berlin)
+	today := time.Now()
+	for name, c := range map[string]struct {
+		got  Stamp
+		text string
+		iso  string
+	}{
+		"when":          {WhenStamp(at), "2025-11-24 22:11:55 UTC", "2025-11-24T22:11:55.603Z"},
+		"minute":        {MinuteStamp(at), "2025-11-24 22:11 UTC", "2025-11-24T22:11:55.603Z"},
+		"clock, a day":  {ClockStamp(&at), "2025-11-24 22:11:55 UTC", "2025-11-24T22:11:55.603Z"},
+		"clock, today":  {ClockStamp(&today), today.UTC().Format("15:04:05.000") + " UTC", ISO(today)},
+		"clock of none": {ClockStamp(nil), "—", ""},
+	} {
+		if c.got.Text != c.text || c.got.At != c.iso {
+			t.Errorf("%s: %+v, want text %q at %q", name, c.got, c.text, c.iso)
+		}
+	}
+}
+
 func TestWebhookResultStillRenders(t *testing.T) {
 	var buf bytes.Buffer
 	if err := RenderWebhookResult(&buf, WebhookResult{OK: true, DispatchID: "d1", Function: "load_url", Targets: 2}); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"devicehooks/store"
@@ -152,5 +153,98 @@ func TestUIDispatchFilters(t *testing.T) {
 	}
 	if st := b.open("/dispatches?since=yesterday"); st != http.StatusBadRequest {
 		t.Fatalf("a bad time: status %d", st)
+	}
+}
+
+// The pages show times in the browser's time zone, to the same precision as
+// the UTC the server writes (which a page without script shows): a dispatch's
+// time, its commands' publish, ack and expiry times, also as the live refresh
+// brings them, a list's tooltips and a time filter's chip.
+func TestUITimesInTheBrowsersZone(t *testing.T) {
+	s := startServer(t, Config{AdminUser: uiUser, AdminPassword: uiPassword})
+	b := newUIBrowser(t, s.base)
+	if _, err := chromedp.Call(b.ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "Asia/Kolkata"}); err != nil {
+		t.Fatal(err)
+	}
+	kolkata := time.FixedZone("", 5*3600+30*60) // no daylight saving time
+	full := func(at time.Time) string { return at.In(kolkata).Format("2006-01-02 15:04:05") + " GMT+5:30" }
+	clock := func(at time.Time) string {
+		local := at.In(kolkata)
+		if y, m, d := time.Now().In(kolkata).Date(); local.Year() != y || local.Month() != m || local.Day() != d {
+			return full(at)
+		}
+		return local.Format("15:04:05.000") + " GMT+5:30"
+	}
+
+	seedDevices(t, s, "lobby-1")
+	created := time.Now().UTC().Add(-2 * time.Minute).Truncate(time.Millisecond)
+	published, expires := created.Add(1234*time.Millisecond), created.Add(time.Hour)
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "d-zone", ActionID: "a", ActionName: "Welcome", EventID: "evt", Function: "restart",
+		Method: "TEST", Targets: 1, CreatedAt: created}}
+	nd.Commands = []store.Command{{ID: "c-zone", DispatchID: "d-zone", DeviceID: "lobby-1", State: store.StatePublished, Function: "restart",
+		Payload: "{}", CreatedAt: created, ExpiresAt: expires, PublishedAt: &published}}
+	ctx := context.Background()
+	if _, err := s.app.store.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+	b.signIn(uiUser, uiPassword)
+
+	b.open("/dispatches/d-zone")
+	row := `tr[data-command="c-zone"]`
+	for sel, want := range map[string]string{
+		"#dispatch-when time": full(created),
+		row + " .published":   clock(published),
+		row + " .acked":       "—",
+		row + " .detail":      "expires " + clock(expires),
+	} {
+		if got := b.text(sel); got != want {
+			t.Errorf("%s shows %q, want %q", sel, got, want)
+		}
+	}
+
+	// The ack, as the live refresh brings it.
+	acked := time.Now().UTC()
+	if _, err := s.app.store.ApplyAcks(ctx, []store.Ack{{CommandID: "c-zone", DeviceID: "lobby-1", State: store.StateSucceeded, At: acked}}); err != nil {
+		t.Fatal(err)
+	}
+	b.waitJS(`document.querySelector('`+row+`').dataset.state === "succeeded"`, 10*time.Second)
+	if got, want := b.text(row+" .acked"), clock(acked.Truncate(time.Millisecond)); got != want {
+		t.Errorf("the ack's time %q, want %q", got, want)
+	}
+	if got := b.text(row + " .detail"); got != "" {
+		t.Errorf("the detail of the acked command %q", got)
+	}
+
+	// A list's relative times: the tooltip and the hidden text.
+	b.open("/dispatches")
+	at := `tr[data-dispatch="d-zone"] time`
+	if got := evalIn[string](b, `document.querySelector('`+at+`').title`); got != full(created) {
+		t.Errorf("tooltip %q, want %q", got, full(created))
+	}
+	if got := evalIn[string](b, `document.querySelector('`+at+` .sr-only').textContent`); got != " ("+full(created)+")" {
+		t.Errorf("hidden text %q", got)
+	}
+	if got := evalIn[string](b, `document.querySelector('tr[data-dispatch="d-zone"] a[aria-label]').getAttribute("aria-label")`); !strings.HasPrefix(got, "Dispatch of Welcome, ") || !strings.HasSuffix(got, " ("+full(created)+")") {
+		t.Errorf("the link's name %q", got)
+	}
+
+	// A time filter's chip.
+	since := created.Add(-time.Hour)
+	b.open("/dispatches?since=" + url.QueryEscape(since.Format(time.RFC3339)))
+	if got := b.text(`#filter-chips .chip[data-filter="since"] strong`); got != full(since.Truncate(time.Second)) {
+		t.Errorf("since chip %q, want %q", got, full(since))
+	}
+
+	// When a signed link stops working, to the minute.
+	s.createKey("CRM")
+	action := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+		"name": "Restart", "function": "restart", "target": map[string]any{"type": "device", "id": "lobby-1"}})["id"].(string)
+	b.open("/actions/" + action + "/link")
+	before := time.Now()
+	b.submit(chromedp.Click(chromedp.ID("generate")))
+	got := b.text(`#link-result time[data-local="minute"]`)
+	if want := before.Add(24*time.Hour).In(kolkata).Format("2006-01-02 15:04") + " GMT+5:30"; got != want &&
+		got != time.Now().Add(24*time.Hour).In(kolkata).Format("2006-01-02 15:04")+" GMT+5:30" {
+		t.Errorf("the link stops working at %q, want %q", got, want)
 	}
 }

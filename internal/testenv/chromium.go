@@ -48,5 +48,8 @@ func ChromiumOptions(t testing.TB, width, height int) []chromedp.ExecAllocatorOp
 		chromedp.Flag("disable-quic", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(width, height),
+		// The pages show times in the browser's time zone: UTC, as tests
+		// expect, wherever they run (one that wants another sets it).
+		chromedp.Env("TZ=UTC"),
 	)
 }

@@ -413,6 +413,49 @@
     });
   });
 
+  // ---- Times in the browser's time zone: the server writes each instant in
+  // UTC (what a page without this script shows) in a <time datetime
+  // data-local>, and it is shown here in the zone the browser is in, to the
+  // same precision (web.Stamp): "full" to the second, "minute", "clock" (the
+  // time of day to the millisecond, with the date unless it is today), and
+  // "title" (a relative time, "5 min ago", whose tooltip and hidden text give
+  // the time to the second). ----
+
+  var zoneFormat = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" });
+  function zoneOf(d) {
+    var part = zoneFormat.formatToParts(d).find(function (p) { return p.type === "timeZoneName"; });
+    return part ? part.value : "";
+  }
+  function pad(n, width) { return String(n).padStart(width || 2, "0"); }
+  function localText(d, show) {
+    var day = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+    var minute = pad(d.getHours()) + ":" + pad(d.getMinutes());
+    var zone = " " + zoneOf(d);
+    if (show === "minute") { return day + " " + minute + zone; }
+    var second = minute + ":" + pad(d.getSeconds());
+    if (show === "clock" && d.toDateString() === new Date().toDateString()) {
+      return second + "." + pad(d.getMilliseconds(), 3) + zone;
+    }
+    return day + " " + second + zone;
+  }
+  function localize(el) {
+    var d = new Date(el.getAttribute("datetime"));
+    if (isNaN(d.getTime())) { return; }
+    if (el.dataset.local !== "title") {
+      el.textContent = localText(d, el.dataset.local);
+      return;
+    }
+    var text = localText(d, "full"), utc = el.title;
+    el.title = text;
+    var hidden = el.querySelector(".sr-only");
+    if (hidden) { hidden.textContent = " (" + text + ")"; }
+    // A link around it is named with the time too ("Dispatch of Welcome, 5
+    // min ago (…)").
+    var named = el.closest("[aria-label]");
+    if (named && utc) { named.setAttribute("aria-label", named.getAttribute("aria-label").replace(utc, text)); }
+  }
+  document.querySelectorAll("time[data-local]").forEach(localize);
+
   // ---- Live status: an element with data-live="URL" polls that JSON endpoint
   // while data-live-done is not "true", and updates rows in place. ----
 
@@ -427,6 +470,26 @@
     el.textContent = state;
   }
 
+  // setStamp makes a cell show text, then an instant (a web.Stamp, {text,
+  // at}) as the "stamp" template does; a cell that shows them already is
+  // left alone.
+  function setStamp(cell, text, stamp) {
+    if (!cell) { return; }
+    var at = stamp && stamp.at ? stamp.at : "";
+    if (!at) { text += stamp ? stamp.text : ""; }
+    var time = cell.querySelector("time");
+    var shown = time ? [time.previousSibling ? time.previousSibling.nodeValue : "", time.getAttribute("datetime")] : [cell.textContent, ""];
+    if (shown[0] === text && shown[1] === at) { return; }
+    cell.textContent = text;
+    if (!at) { return; }
+    time = document.createElement("time");
+    time.setAttribute("datetime", at);
+    time.dataset.local = "clock";
+    time.textContent = stamp.text;
+    localize(time);
+    cell.appendChild(time);
+  }
+
   // updateCommands brings the rows of commands (tr[data-command]) up to date.
   function updateCommands(root, commands) {
     (commands || []).forEach(function (cmd) {
@@ -434,9 +497,13 @@
       if (!row) { return; }
       row.dataset.state = cmd.state;
       setBadge(row.querySelector(".state"), "badge state state-", cmd.state);
-      setText(row, ".published", cmd.published);
-      setText(row, ".acked", cmd.acked);
-      setText(row, ".detail", cmd.detail);
+      setStamp(row.querySelector(".published"), "", cmd.published);
+      setStamp(row.querySelector(".acked"), "", cmd.acked);
+      if (cmd.expires && cmd.expires.at) {
+        setStamp(row.querySelector(".detail"), (cmd.detail ? cmd.detail + " · " : "") + "expires ", cmd.expires);
+      } else {
+        setStamp(row.querySelector(".detail"), cmd.detail, null);
+      }
     });
   }
 
