@@ -151,10 +151,10 @@ func (u *ui) dispatchChips(c *gin.Context, f store.DispatchFilter, q url.Values)
 		chips = append(chips, filterChip{Name: "failed", Label: "outcome", Value: "needs attention", Remove: withoutFilter("/dispatches", q, "failed")})
 	}
 	if !f.Since.IsZero() {
-		chips = append(chips, filterChip{Name: "since", Label: "since", Time: web.WhenStamp(f.Since), Remove: withoutFilter("/dispatches", q, "since")})
+		chips = append(chips, filterChip{Name: "since", Label: "since", Value: web.When(f.Since), Time: web.WhenStamp(f.Since), Remove: withoutFilter("/dispatches", q, "since")})
 	}
 	if !f.Until.IsZero() {
-		chips = append(chips, filterChip{Name: "until", Label: "before", Time: web.WhenStamp(f.Until), Remove: withoutFilter("/dispatches", q, "until")})
+		chips = append(chips, filterChip{Name: "until", Label: "before", Value: web.When(f.Until), Time: web.WhenStamp(f.Until), Remove: withoutFilter("/dispatches", q, "until")})
 	}
 	return chips, nil
 }

@@ -62,7 +62,7 @@ func limitsSummary(l auth.Limits, left int) string {
 		if time.Now().After(*l.ExpiresAt) {
 			parts = append(parts, "expired")
 		} else {
-			parts = append(parts, "expires "+l.ExpiresAt.UTC().Format("2006-01-02"))
+			parts = append(parts, "expires "+l.ExpiresAt.UTC().Format("2006-01-02")+" UTC")
 		}
 	}
 	switch n := len(l.Actions) + len(l.Groups); {

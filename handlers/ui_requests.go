@@ -35,8 +35,8 @@ type requestsView struct {
 type filterChip struct {
 	Name   string    // the query parameter: "code", "source", "key"
 	Label  string    // "code", "source", "key"
-	Value  string    // what it is filtered to, as shown
-	Time   web.Stamp // or the instant it is filtered to
+	Value  string    // what it is filtered to, as the title says it
+	Time   web.Stamp // the instant it is filtered to, shown instead of Value
 	Title  string    // more about it (the key's name), or ""
 	Remove string    // the list's address without this filter
 }

@@ -234,6 +234,9 @@ func TestUITimesInTheBrowsersZone(t *testing.T) {
 	if got := b.text(`#filter-chips .chip[data-filter="since"] strong`); got != full(since.Truncate(time.Second)) {
 		t.Errorf("since chip %q, want %q", got, full(since))
 	}
+	if got, want := evalIn[string](b, `document.title`), "since "+since.Format("2006-01-02 15:04:05")+" UTC"; !strings.Contains(got, want) {
+		t.Errorf("title %q, want it to say %q", got, want) // a tab's title stays in UTC
+	}
 
 	// When a signed link stops working, to the minute.
 	s.createKey("CRM")

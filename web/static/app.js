@@ -421,10 +421,12 @@
   // "title" (a relative time, "5 min ago", whose tooltip and hidden text give
   // the time to the second). ----
 
-  var zoneFormat = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" });
+  var zoneFormat;
   function zoneOf(d) {
+    zoneFormat = zoneFormat || new Intl.DateTimeFormat("en-US", { timeZoneName: "short" });
     var part = zoneFormat.formatToParts(d).find(function (p) { return p.type === "timeZoneName"; });
-    return part ? part.value : "";
+    if (!part) { throw new Error("no time zone name"); }
+    return part.value;
   }
   function pad(n, width) { return String(n).padStart(width || 2, "0"); }
   function localText(d, show) {
@@ -438,14 +440,21 @@
     }
     return day + " " + second + zone;
   }
+  // localize shows el's instant in the browser's zone; where it cannot (a
+  // browser without Intl's parts), the UTC text stays.
   function localize(el) {
-    var d = new Date(el.getAttribute("datetime"));
-    if (isNaN(d.getTime())) { return; }
-    if (el.dataset.local !== "title") {
-      el.textContent = localText(d, el.dataset.local);
+    var d = new Date(el.getAttribute("datetime")), text;
+    try {
+      if (isNaN(d.getTime())) { return; }
+      text = localText(d, el.dataset.local === "title" ? "full" : el.dataset.local);
+    } catch (e) {
       return;
     }
-    var text = localText(d, "full"), utc = el.title;
+    if (el.dataset.local !== "title") {
+      el.textContent = text;
+      return;
+    }
+    var utc = el.title;
     el.title = text;
     var hidden = el.querySelector(".sr-only");
     if (hidden) { hidden.textContent = " (" + text + ")"; }
