@@ -96,41 +96,46 @@ func New(d Deps) (http.Handler, error) {
 
 	a := &api{Deps: d}
 	v1 := r.Group("/api/v1", requireAdmin(d.Admins, d.Log)) // no-store: see apiHeaders
+	// What answers a GET answers a HEAD too (curl -I, a monitor's check),
+	// without its body, which net/http leaves out.
+	get := func(path string, h gin.HandlerFunc) { v1.GET(path, h); v1.HEAD(path, h) }
 	v1.POST("/api-keys", a.createAPIKey)
-	v1.GET("/api-keys", a.listAPIKeys)
-	v1.GET("/api-keys/:id", a.getAPIKey)
+	get("/api-keys", a.listAPIKeys)
+	get("/api-keys/:id", a.getAPIKey)
 	v1.PUT("/api-keys/:id", a.updateAPIKey)
 	v1.POST("/api-keys/:id/reveal", a.revealAPIKey)
 	v1.DELETE("/api-keys/:id", a.deleteAPIKey)
 
 	v1.POST("/actions", a.createAction)
-	v1.GET("/actions", a.listActions)
-	v1.GET("/actions/:id", a.getAction)
+	get("/actions", a.listActions)
+	get("/actions/:id", a.getAction)
 	v1.PUT("/actions/:id", a.updateAction)
 	v1.DELETE("/actions/:id", a.deleteAction)
 
 	v1.POST("/devices", a.createDevice)
-	v1.GET("/devices", a.listDevices)
-	v1.GET("/devices/:id", a.getDevice)
+	get("/devices", a.listDevices)
+	get("/devices/:id", a.getDevice)
 	v1.PUT("/devices/:id", a.updateDevice)
 	v1.DELETE("/devices/:id", a.deleteDevice)
 	v1.POST("/devices/:id/token", a.rotateDeviceToken)
-	v1.GET("/devices/:id/commands", a.listDeviceCommands)
+	get("/devices/:id/commands", a.listDeviceCommands)
 
 	v1.POST("/groups", a.createGroup)
-	v1.GET("/groups", a.listGroups)
-	v1.GET("/groups/:id", a.getGroup)
+	get("/groups", a.listGroups)
+	get("/groups/:id", a.getGroup)
 	v1.PUT("/groups/:id", a.updateGroup)
 	v1.DELETE("/groups/:id", a.deleteGroup)
 
-	v1.GET("/dispatches", a.listDispatches)
-	v1.GET("/dispatches/:id", a.getDispatch)
-	v1.GET("/dispatches/:id/commands", a.listDispatchCommands)
-	v1.GET("/requests", a.listRequests)
-	v1.GET("/requests/sources", a.topSources)
+	get("/dispatches", a.listDispatches)
+	get("/dispatches/:id", a.getDispatch)
+	get("/dispatches/:id/commands", a.listDispatchCommands)
+	get("/requests", a.listRequests)
+	get("/requests/sources", a.topSources)
 
 	// Operators scrape with the admin token here, or without one on --metrics-addr.
-	r.GET("/metrics", requireAdmin(d.Admins, d.Log), gin.WrapH(d.Metrics.Handler()))
+	metrics := []gin.HandlerFunc{requireAdmin(d.Admins, d.Log), gin.WrapH(d.Metrics.Handler())}
+	r.GET("/metrics", metrics...)
+	r.HEAD("/metrics", metrics...)
 
 	u := registerUI(r, d, cop)
 	// An unknown path: a browser asking for a page gets the UI's "Not found"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -427,6 +428,26 @@ func TestWrongMethod(t *testing.T) {
 	req, _ = http.NewRequest("HEAD", s.base+"/healthz", nil)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("HEAD /healthz: %v %v", resp, err)
+	}
+	// So do the management API's reads and /metrics: the GET's status and
+	// headers, without the body; and without the token, 401.
+	for _, path := range []string{"/api/v1/devices", "/api/v1/requests/sources", "/metrics"} {
+		for _, token := range []string{testAdminToken, ""} {
+			req, _ = http.NewRequest("HEAD", s.base+path, nil)
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := map[string]int{testAdminToken: http.StatusOK, "": http.StatusUnauthorized}[token]
+			if resp.StatusCode != want || len(body) != 0 || resp.Header.Get("Content-Type") == "" {
+				t.Errorf("HEAD %s (token %t): %d, %q, %d bytes", path, token != "", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+			}
+		}
 	}
 	// The management API's and the webhook's answers stay out of caches, and
 	// are not sniffed: their 404s, 405s and redirects of a trailing slash too.
