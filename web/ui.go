@@ -137,7 +137,7 @@ var funcs = template.FuncMap{
 	"when": whenText,
 	"ago":  agoText,
 	// whenStamp is an instant to the second, for the "stamp" template.
-	"whenStamp": func(t time.Time) Stamp { return WhenStamp(t) },
+	"whenStamp": WhenStamp,
 	// plural picks one or many by a count, an int or an int64.
 	"plural": func(n any, one, many string) string {
 		switch n := n.(type) {
