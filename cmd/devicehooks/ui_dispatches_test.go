@@ -202,7 +202,9 @@ func TestUITimesInTheBrowsersZone(t *testing.T) {
 		}
 	}
 
-	// The ack, as the live refresh brings it.
+	// The ack, as the live refresh brings it. The publish time, which it does
+	// not change, stays the element it was (not redrawn every second).
+	b.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('` + row + ` .published time').dataset.kept = "yes"`))
 	acked := time.Now().UTC()
 	if _, err := s.app.store.ApplyAcks(ctx, []store.Ack{{CommandID: "c-zone", DeviceID: "lobby-1", State: store.StateSucceeded, At: acked}}); err != nil {
 		t.Fatal(err)
@@ -213,6 +215,9 @@ func TestUITimesInTheBrowsersZone(t *testing.T) {
 	}
 	if got := b.text(row + " .detail"); got != "" {
 		t.Errorf("the detail of the acked command %q", got)
+	}
+	if !b.has(row + ` .published time[data-kept="yes"]`) {
+		t.Error("the refresh redrew the publish time it did not change")
 	}
 
 	// A list's relative times: the tooltip and the hidden text.
