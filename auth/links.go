@@ -43,8 +43,10 @@ func linkMAC(apiKey, keyID string, expires int64, payload string, confirm bool) 
 // A link passes through mail clients, chat apps and scripts, which wrap it,
 // leave a '+' unescaped or add a full stop: the payload and the signature are
 // read as PayloadReadings and SigBytes read them, and the payload returned is
-// the reading the signature covers. Only the signer's text can match, so
-// reading leniently lets no other link in.
+// the reading the signature covers. The payload as it came is tried last: it
+// is what the contract signs, and a script may have signed what the readings
+// drop (base64's line breaks, without -w0). Only the signer's text can match,
+// so reading leniently lets no other link in.
 //
 // confirm is whether the link has confirm=1. A confirm link signed before the
 // flag was signed (its signature over the fields alone) is still taken as
@@ -66,7 +68,7 @@ func (k *Keys) AuthenticateLink(ctx context.Context, keyID string, expires int64
 		return nil, "", ErrBadLink
 	}
 	signed, ok := "", false
-	for _, p := range PayloadReadings(payload) {
+	for _, p := range append(PayloadReadings(payload), payload) {
 		if hmac.Equal(linkMAC(plain, keyID, expires, p, confirm), want) ||
 			confirm && hmac.Equal(linkMAC(plain, keyID, expires, p, false), want) { // made before confirm was signed
 			signed, ok = p, true

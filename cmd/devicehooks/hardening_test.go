@@ -645,6 +645,9 @@ func TestLinksAsMailAndChatLeaveThem(t *testing.T) {
 			signedQuery(urlSafe, url.QueryEscape(base64.StdEncoding.EncodeToString(sign(urlSafe))))},
 		{"a script's standard-base64 payload with its '+' unescaped",
 			signedQuery(std, base64.RawURLEncoding.EncodeToString(sign(std)))},
+		// base64 without -w0 breaks its lines, and the script signed that text.
+		{"a script's payload signed with its line break",
+			signedQuery(url.QueryEscape(urlSafe[:20]+"\n"+urlSafe[20:]), base64.RawURLEncoding.EncodeToString(sign(urlSafe[:20]+"\n"+urlSafe[20:])))},
 		{"a signed link with HTML-escaped ampersands", strings.ReplaceAll(signedQuery(urlSafe, rawSig), "&", "&amp;")},
 		{"a plain link with HTML-escaped ampersands", "api_key=" + key + "&amp;payload=" + urlSafe},
 		{"a plain link wrapped and joined with a space", "api_key=" + key + "&payload=" + urlSafe[:20] + "%20" + urlSafe[20:]},
