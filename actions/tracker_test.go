@@ -159,8 +159,8 @@ func TestAcksTakenAtShutdownAreRetried(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	now := time.Now().UTC()
 	// Run stops with the ack queued: its select takes either the ack or the
-	// stop first, at random; six runs take the stop first but once in 64.
-	for i := range 6 {
+	// stop first, at random; ten runs take the stop first but once in 1,024.
+	for i := range 10 {
 		id := "c" + strconv.Itoa(i)
 		nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "d" + id, ActionID: "a", ActionName: "a", EventID: "e", Function: "restart", Method: "POST", Targets: 1, CreatedAt: now}}
 		nd.Commands = []store.Command{{ID: id, DispatchID: "d" + id, DeviceID: "d1", State: store.StatePublished,
