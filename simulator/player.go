@@ -77,6 +77,9 @@ func (p *player) connect(ctx context.Context) error {
 		if errors.Is(err, packets.ErrorNetworkError) {
 			return fmt.Errorf("simulator: player %s: cannot reach the broker: %w", p.id, err)
 		}
+		if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
+			return fmt.Errorf("simulator: player %s: %w: %w", p.id, ErrNotAuthorized, err)
+		}
 		return fmt.Errorf("simulator: player %s: broker refused the connection: %w", p.id, err)
 	}
 	select {
@@ -165,6 +168,9 @@ func (p *player) openConnection(uri *url.URL, opts paho.ClientOptions) (net.Conn
 	p.conn = conn
 	return conn, nil
 }
+
+// ErrNotAuthorized is a broker's refusal of a player's device id and token.
+var ErrNotAuthorized = errors.New("the broker refused the connection: it does not take the device's id and token")
 
 var (
 	errDropped = errors.New("simulator: player was dropped")

@@ -366,7 +366,7 @@ func TestStartReportsRefusal(t *testing.T) {
 		s.Close()
 		t.Fatal("Start succeeded with a refused player")
 	}
-	if !containsAll(err, refusedUser, "refused", "not Authorized") {
+	if !containsAll(err, refusedUser, "refused", "not Authorized") || !errors.Is(err, ErrNotAuthorized) {
 		t.Errorf("error %q does not name the player and the reason", err)
 	}
 	eventually(t, "Start to close the players it opened", func() bool { return b.clients() == 0 })

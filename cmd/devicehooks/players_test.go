@@ -783,6 +783,41 @@ func TestSimulateLeavesNoDeviceBehind(t *testing.T) {
 	}
 }
 
+// TestSimulateSaysWhyTheBrokerRefusesItsPlayers: Mosquitto knows the devices
+// simulate creates only once they are exported. simulate says so, and shows
+// their tokens (with --quiet too), with which they connect once exported.
+func TestSimulateSaysWhyTheBrokerRefusesItsPlayers(t *testing.T) {
+	s, rb, _ := startMosquittoWithRecipe(t, Config{})
+	out := &testenv.Buffer{}
+	code := run(context.Background(), []string{"simulate", "--api", s.base, "--mqtt", rb.URL(), "--admin-token", testAdminToken,
+		"--players", "2", "--prefix-name", "m", "--quiet"}, out, out)
+	if code != 1 || !strings.Contains(out.String(), "not Authorized") || !strings.Contains(out.String(), "devicehooks mosquitto-passwd") {
+		t.Fatalf("simulate exited %d, want 1 saying to export the devices:\n%s", code, out.String())
+	}
+	var devices []string
+	for line := range strings.Lines(out.String()) {
+		if cred := strings.TrimSpace(line); strings.HasPrefix(cred, "m-0000") {
+			devices = append(devices, "--device", cred)
+		}
+	}
+	if len(devices) != 4 {
+		t.Fatalf("the tokens of the 2 devices created are not shown:\n%s", out.String())
+	}
+
+	rb.sync(s.cfg.DB)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	again := &testenv.Buffer{}
+	go func() {
+		done <- run(ctx, append([]string{"simulate", "--mqtt", rb.URL(), "--quiet"}, devices...), again, again)
+	}()
+	testenv.WaitFor(t, 20*time.Second, "the exported devices online", func() bool { return s.app.presence.OnlineCount() == 2 })
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("simulate with the tokens shown exited %d:\n%s", code, again.String())
+	}
+}
+
 // TestNewerDesiredStateSupersedesQueuedCommands: an emergency switched on and
 // then off while a player is offline must not come back when it connects. The
 // "on" command, still queued, is superseded by the "off" (marked expired, with

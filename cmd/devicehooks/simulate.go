@@ -57,6 +57,9 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	sim, err := simulator.Start(ctx, cfg)
 	if err != nil {
+		if len(opts.devices) == 0 && opts.quiet && ctx.Err() == nil {
+			printCredentials(stdout, creds) // the devices stay: their tokens are needed to try again
+		}
 		return simulateFailure(ctx, stdout, stderr, "connecting players to "+opts.mqtt, err)
 	}
 	if !opts.quiet {
@@ -97,6 +100,14 @@ func simulateFailure(ctx context.Context, stdout, stderr io.Writer, doing string
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Op == "dial" {
 		fmt.Fprintln(stderr, "simulate: is `devicehooks serve` running there? Set --api / --mqtt if it listens elsewhere.")
+	}
+	if errors.Is(err, simulator.ErrNotAuthorized) {
+		// The embedded broker knows every device at once; Mosquitto only once
+		// its password file has them.
+		fmt.Fprintln(stderr, "simulate: an external broker (Mosquitto) knows a device only once its account is exported:"+
+			" run `devicehooks mosquitto-passwd` and reload the broker (docs/operations.md, \"External broker\"),"+
+			" then run simulate again with --device id:token for the devices it created."+
+			" A device's token also stops working when it is rotated.")
 	}
 	return 1
 }
