@@ -816,6 +816,11 @@ func TestSimulateSaysWhyTheBrokerRefusesItsPlayers(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("simulate with the tokens shown exited %d:\n%s", code, again.String())
 	}
+	wrong := &testenv.Buffer{}
+	if code := run(context.Background(), []string{"simulate", "--mqtt", rb.URL(), "--device", "m-00001:dhd_wrong"}, wrong, wrong); code != 1 ||
+		!strings.Contains(wrong.String(), "check each --device id:token") {
+		t.Fatalf("simulate with a wrong token exited %d:\n%s", code, wrong.String())
+	}
 }
 
 // TestNewerDesiredStateSupersedesQueuedCommands: an emergency switched on and

@@ -57,10 +57,15 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	sim, err := simulator.Start(ctx, cfg)
 	if err != nil {
-		if len(opts.devices) == 0 && opts.quiet && ctx.Err() == nil {
+		created := len(opts.devices) == 0
+		if created && opts.quiet && ctx.Err() == nil {
 			printCredentials(stdout, creds) // the devices stay: their tokens are needed to try again
 		}
-		return simulateFailure(ctx, stdout, stderr, "connecting players to "+opts.mqtt, err)
+		code := simulateFailure(ctx, stdout, stderr, "connecting players to "+opts.mqtt, err)
+		if code != 0 && errors.Is(err, simulator.ErrNotAuthorized) {
+			explainRefusal(stderr, created)
+		}
+		return code
 	}
 	if !opts.quiet {
 		out.printf("%d player(s) connected to %s (topic prefix %q). Press Ctrl-C to stop.\n",
@@ -101,15 +106,18 @@ func simulateFailure(ctx context.Context, stdout, stderr io.Writer, doing string
 	if errors.As(err, &opErr) && opErr.Op == "dial" {
 		fmt.Fprintln(stderr, "simulate: is `devicehooks serve` running there? Set --api / --mqtt if it listens elsewhere.")
 	}
-	if errors.Is(err, simulator.ErrNotAuthorized) {
-		// The embedded broker knows every device at once; Mosquitto only once
-		// its password file has them.
-		fmt.Fprintln(stderr, "simulate: an external broker (Mosquitto) knows a device only once its account is exported:"+
-			" run `devicehooks mosquitto-passwd` and reload the broker (docs/operations.md, \"External broker\"),"+
-			" then run simulate again with --device id:token for the devices it created."+
-			" A device's token also stops working when it is rotated.")
-	}
 	return 1
+}
+
+// explainRefusal says why a broker may refuse players: the embedded broker
+// knows every device at once, Mosquitto only once its password file has them.
+func explainRefusal(stderr io.Writer, created bool) {
+	then := "then run simulate again with --device id:token for the devices it created, as shown above."
+	if !created {
+		then = "then run simulate again. A rotated token no longer works: check each --device id:token."
+	}
+	fmt.Fprintln(stderr, "simulate: an external broker (Mosquitto) knows a device only once its account is exported:"+
+		" run `devicehooks mosquitto-passwd` and reload the broker (docs/operations.md, \"External broker\"), "+then)
 }
 
 // printCredentials shows the tokens of the devices just provisioned: the server shows
