@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"devicehooks/store"
@@ -254,5 +256,52 @@ func TestUITimesInTheBrowsersZone(t *testing.T) {
 	if want := before.Add(24*time.Hour).In(kolkata).Format("2006-01-02 15:04") + " GMT+5:30"; got != want &&
 		got != time.Now().Add(24*time.Hour).In(kolkata).Format("2006-01-02 15:04")+" GMT+5:30" {
 		t.Errorf("the link stops working at %q, want %q", got, want)
+	}
+}
+
+// A time of day shown without its date, today's, gets it at midnight when
+// the page stays open, and a time of tomorrow loses its date. The browser's
+// clock is set to six seconds before a midnight (UTC, its zone here).
+func TestUIClocksGetTheirDateAtMidnight(t *testing.T) {
+	s := startServer(t, Config{AdminUser: uiUser, AdminPassword: uiPassword})
+	b := newUIBrowser(t, s.base)
+	seedDevices(t, s, "lobby-1")
+	midnight := time.Date(2031, 1, 16, 0, 0, 0, 0, time.UTC)
+	published, expires := midnight.Add(-10*time.Second), midnight.Add(30*time.Minute)
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "d-night", ActionID: "a", ActionName: "Night", EventID: "evt", Function: "restart",
+		Method: "TEST", Targets: 1, CreatedAt: published}}
+	nd.Commands = []store.Command{{ID: "c-night", DispatchID: "d-night", DeviceID: "lobby-1", State: store.StatePublished, Function: "restart",
+		Payload: "{}", CreatedAt: published, ExpiresAt: expires, PublishedAt: &published}}
+	if _, err := s.app.store.WriteDispatches(context.Background(), []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+	b.signIn(uiUser, uiPassword)
+	// Every page's clock starts at 23:59:54 and runs from there.
+	fake := fmt.Sprintf(`(() => {
+		const Real = Date, off = %d - Real.now();
+		class Fake extends Real {
+			constructor(...a) { if (a.length === 0) { super(Real.now() + off); } else { super(...a); } }
+			static now() { return Real.now() + off; }
+		}
+		window.Date = Fake;
+	})();`, midnight.Add(-6*time.Second).UnixMilli())
+	if _, err := chromedp.Call(b.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: fake}); err != nil {
+		t.Fatal(err)
+	}
+
+	b.open("/dispatches/d-night")
+	row := `tr[data-command="c-night"]`
+	if evalIn[bool](b, `new Date().getUTCDate() === 16`) {
+		t.Fatal("the page took more than 6 s to show: it is past midnight already")
+	}
+	if got := b.text(row + " .published"); got != "23:59:50.000 UTC" {
+		t.Fatalf("before midnight, the publish time shows %q", got)
+	}
+	if got := b.text(row + " .detail"); got != "expires 2031-01-16 00:30:00 UTC" {
+		t.Fatalf("before midnight, the expiry shows %q", got)
+	}
+	b.waitJS(`document.querySelector('`+row+` .published').textContent === "2031-01-15 23:59:50 UTC"`, 15*time.Second)
+	if got := b.text(row + " .detail"); got != "expires 00:30:00.000 UTC" {
+		t.Errorf("after midnight, the expiry shows %q", got)
 	}
 }

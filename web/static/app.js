@@ -465,6 +465,19 @@
   }
   document.querySelectorAll("time[data-local]").forEach(localize);
 
+  // A time of day is shown without its date when it is today: at each local
+  // midnight the clocks are shown again, so that a page left open overnight
+  // gives yesterday's times their date (and today's expiries lose theirs).
+  // A timer that fires early finds the same midnight, and waits again.
+  (function atMidnight() {
+    var now = new Date();
+    var next = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1);
+    setTimeout(function () {
+      document.querySelectorAll('time[data-local="clock"]').forEach(localize);
+      atMidnight();
+    }, next - now);
+  })();
+
   // ---- Live status: an element with data-live="URL" polls that JSON endpoint
   // while data-live-done is not "true", and updates rows in place. ----
 
