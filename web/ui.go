@@ -136,6 +136,9 @@ var funcs = template.FuncMap{
 	"iso":  isoTime,
 	"when": whenText,
 	"ago":  agoText,
+	// renderedAt is the server's clock as it writes the page: app.js moves
+	// the page's relative times ("5 min ago") on from it.
+	"renderedAt": func() string { return ISO(time.Now()) },
 	// whenStamp is an instant to the second, for the "stamp" template.
 	"whenStamp": WhenStamp,
 	// plural picks one or many by a count, an int or an int64.

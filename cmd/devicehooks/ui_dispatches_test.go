@@ -305,3 +305,49 @@ func TestUIClocksGetTheirDateAtMidnight(t *testing.T) {
 		t.Errorf("after midnight, the expiry shows %q", got)
 	}
 }
+
+// A list's relative times move on while the page stays open, counted from
+// the server's clock, not the browser's: here the browser's is an hour
+// behind (it would say "in the future"), then jumps five minutes.
+func TestUIRelativeTimesMoveOn(t *testing.T) {
+	s := startServer(t, Config{AdminUser: uiUser, AdminPassword: uiPassword})
+	b := newUIBrowser(t, s.base)
+	seedDevices(t, s, "lobby-1")
+	created := time.Now().UTC().Add(-30 * time.Second)
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "d-ago", ActionID: "a", ActionName: "Welcome", EventID: "evt", Function: "restart",
+		Method: "TEST", Targets: 1, CreatedAt: created}}
+	nd.Commands = []store.Command{{ID: "c-ago", DispatchID: "d-ago", DeviceID: "lobby-1", State: store.StateSucceeded, Function: "restart",
+		Payload: "{}", CreatedAt: created, ExpiresAt: created.Add(time.Hour)}}
+	if _, err := s.app.store.WriteDispatches(context.Background(), []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+	b.signIn(uiUser, uiPassword)
+	skewed := `(() => {
+		const Real = Date;
+		window.jump = -3600 * 1000;
+		class Skewed extends Real {
+			constructor(...a) { if (a.length === 0) { super(Real.now() + window.jump); } else { super(...a); } }
+			static now() { return Real.now() + window.jump; }
+		}
+		window.Date = Skewed;
+	})();`
+	if _, err := chromedp.Call(b.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: skewed}); err != nil {
+		t.Fatal(err)
+	}
+
+	b.open("/dispatches")
+	at := `tr[data-dispatch="d-ago"] time`
+	shown := `document.querySelector('` + at + `').firstChild.nodeValue`
+	if got := evalIn[string](b, shown); !strings.HasPrefix(got, "3") || !strings.HasSuffix(got, " s ago") {
+		t.Fatalf("the dispatch of 30 s ago shows %q", got)
+	}
+	b.do(chromedp.Evaluate[chromedp.Void](`window.jump += 5 * 60 * 1000`))
+	b.waitJS(shown+` === "5 min ago"`, 20*time.Second)
+	label := evalIn[string](b, `document.querySelector('tr[data-dispatch="d-ago"] a[aria-label]').getAttribute("aria-label")`)
+	if !strings.HasPrefix(label, "Dispatch of Welcome, 5 min ago (") {
+		t.Errorf("the link's name %q", label)
+	}
+	if got := evalIn[string](b, `document.querySelector('`+at+` .sr-only').textContent`); !strings.HasPrefix(got, " ("+created.Format("2006-01-02")) {
+		t.Errorf("the hidden text %q", got)
+	}
+}

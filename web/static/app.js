@@ -465,6 +465,38 @@
   }
   document.querySelectorAll("time[data-local]").forEach(localize);
 
+  // A relative time ("5 min ago") moves on while the page stays open, in
+  // web.Ago's steps. Its age is taken from the server's clock as it wrote
+  // the page (data-rendered) plus how long the page has been open, so that
+  // a browser whose clock is off still shows what the server would. A link
+  // named with it ("Dispatch of Welcome, 5 min ago (…)") is renamed too.
+  function ago(ms) {
+    var s = Math.floor(ms / 1000);
+    if (ms < 0) { return "in the future"; }
+    if (s < 10) { return "just now"; }
+    if (s < 60) { return s + " s ago"; }
+    if (s < 3600) { return Math.floor(s / 60) + " min ago"; }
+    if (s < 48 * 3600) { return Math.floor(s / 3600) + " h ago"; }
+    return Math.floor(s / 86400) + " days ago";
+  }
+  var rendered = Date.parse(document.body.dataset.rendered || ""), opened = Date.now();
+  function moveOn() {
+    var now = rendered + (Date.now() - opened);
+    document.querySelectorAll('time[data-local="title"]').forEach(function (el) {
+      var shown = el.firstChild, at = Date.parse(el.getAttribute("datetime"));
+      if (!shown || shown.nodeType !== Node.TEXT_NODE || isNaN(at)) { return; }
+      var text = ago(now - at), old = shown.nodeValue;
+      if (text === old) { return; }
+      shown.nodeValue = text;
+      var named = el.closest("[aria-label]");
+      if (named) { named.setAttribute("aria-label", named.getAttribute("aria-label").replace(", " + old + " (", ", " + text + " (")); }
+    });
+  }
+  if (!isNaN(rendered)) {
+    setInterval(moveOn, 10000);
+    document.addEventListener("visibilitychange", function () { if (!document.hidden) { moveOn(); } });
+  }
+
   // A time of day is shown without its date when it is today: at each local
   // midnight the clocks are shown again, so that a page left open overnight
   // gives yesterday's times their date (and today's expiries lose theirs).
