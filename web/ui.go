@@ -231,7 +231,8 @@ func agoText(v any) string {
 	return Ago(time.Since(t))
 }
 
-// Ago says how long ago something was, roughly.
+// Ago says how long ago something was, roughly. app.js's ago takes the same
+// steps, to move a page's relative times on: change both together.
 func Ago(d time.Duration) string {
 	switch {
 	case d < 0:
