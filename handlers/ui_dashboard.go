@@ -31,7 +31,10 @@ func (v dashboardView) Setup() bool { return v.Devices == 0 || v.Keys == 0 || v.
 
 func (u *ui) dashboard(c *gin.Context) {
 	ctx := c.Request.Context()
-	now := time.Now().UTC()
+	// To the minute: the page is loaded again every 5 s (app.js), and its
+	// links ("since …") stay the same within a minute, so its parts are
+	// put in again only when something changed.
+	now := time.Now().UTC().Truncate(time.Minute)
 	v := dashboardView{BrokerDown: u.BrokerConnected != nil && !u.BrokerConnected(),
 		LastHourLink: "/dispatches?" + url.Values{"since": {now.Add(-time.Hour).Format(time.RFC3339Nano)}}.Encode(),
 		FailedLink:   "/dispatches?" + url.Values{"failed": {"true"}, "since": {now.Add(-attentionWindow).Format(time.RFC3339Nano)}}.Encode(),

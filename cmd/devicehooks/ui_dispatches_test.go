@@ -356,3 +356,66 @@ func TestUIRelativeTimesMoveOn(t *testing.T) {
 		t.Errorf("the hidden text %q", got)
 	}
 }
+
+// The dashboard follows what happens while it stays open: a new trigger
+// shows in its lists and counts without a reload, with its time in the
+// browser's zone; "Pause updates" holds it; a session that ends leads to
+// sign-in, which says why.
+func TestUIDashboardFollowsWhatHappens(t *testing.T) {
+	s := startServer(t, Config{AdminUser: uiUser, AdminPassword: uiPassword})
+	b := newUIBrowser(t, s.base)
+	if _, err := chromedp.Call(b.ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "Asia/Kolkata"}); err != nil {
+		t.Fatal(err)
+	}
+	seedDevices(t, s, "lobby-1")
+	trigger := func(id, state string) {
+		t.Helper()
+		now := time.Now().UTC()
+		nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: id, ActionID: "a", ActionName: "Evacuate", EventID: "evt", Function: "set_emergency",
+			Method: "TEST", Targets: 1, CreatedAt: now}}
+		nd.Commands = []store.Command{{ID: id + "-c", DispatchID: id, DeviceID: "lobby-1", State: state, Function: "set_emergency",
+			Payload: "{}", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}
+		if _, err := s.app.store.WriteDispatches(context.Background(), []*store.NewDispatch{nd}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.signIn(uiUser, uiPassword)
+	b.open("/")
+	if b.has(`#recent a[href="/dispatches/d-first"]`) || b.text("#stat-failed") != "0" {
+		t.Fatalf("the dashboard before any trigger: failed %q", b.text("#stat-failed"))
+	}
+	b.do(chromedp.Evaluate[chromedp.Void](`window.stillThisPage = true`))
+
+	trigger("d-first", store.StateFailed)
+	b.waitJS(`document.querySelector('#recent a[href="/dispatches/d-first"]') !== null`, 15*time.Second)
+	if !evalIn[bool](b, `window.stillThisPage === true`) {
+		t.Fatal("the dashboard reloaded instead of updating in place")
+	}
+	if got := b.text("#stat-failed"); got != "1" {
+		t.Errorf("failed count %q after a failed trigger", got)
+	}
+	if !b.has(`#attention a[href="/dispatches/d-first"]`) {
+		t.Error("the failed trigger is not under Needs attention")
+	}
+	if got := evalIn[string](b, `document.querySelector('#recent a[href="/dispatches/d-first"] time').title`); !strings.HasSuffix(got, " GMT+5:30") {
+		t.Errorf("the new row's time %q is not in the browser's zone", got)
+	}
+
+	// Paused, it stays as it was; resumed, it catches up.
+	b.do(chromedp.Click(chromedp.ID("pause-updates")))
+	trigger("d-paused", store.StateSucceeded)
+	skipped := evalIn[int](b, `Number(document.querySelector("[data-live]").dataset.liveSkipped || 0)`)
+	b.waitJS(fmt.Sprintf(`Number(document.querySelector("[data-live]").dataset.liveSkipped || 0) > %d`, skipped), 15*time.Second)
+	if b.has(`#recent a[href="/dispatches/d-paused"]`) {
+		t.Fatal("the dashboard changed while its updates were paused")
+	}
+	b.do(chromedp.Click(chromedp.ID("pause-updates")))
+	b.waitJS(`document.querySelector('#recent a[href="/dispatches/d-paused"]') !== null`, 15*time.Second)
+
+	// The session ends (it expired, or another tab signed out).
+	b.setCookie("devicehooks_session", "dhs_ended")
+	b.do(chromedp.WaitVisible(`body[data-page="login"] #flash`)) // the page's next round loads it again
+	if got := b.text("#flash"); !strings.Contains(got, "session has ended") {
+		t.Errorf("the sign-in page says %q", got)
+	}
+}

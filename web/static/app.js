@@ -605,8 +605,23 @@
       setText(root, "#online-count", String(data.online));
       if (changes.length) { setText(root, "#live-note", changes.join(", ") + "."); }
       return false;
+    },
+    // The dashboard: the page itself, loaded again. Each part (data-part)
+    // that changed is put in, its times shown in the browser's zone; not one
+    // that has the keyboard's focus, which would lose it (it waits for the
+    // next round).
+    dashboard: function (root, html) {
+      var doc = new DOMParser().parseFromString(html, "text/html");
+      doc.querySelectorAll("[data-part]").forEach(function (part) {
+        var shown = document.getElementById(part.id);
+        if (!shown || shown.contains(document.activeElement)) { return; }
+        part.querySelectorAll("time[data-local]").forEach(localize);
+        if (shown.innerHTML !== part.innerHTML) { shown.innerHTML = part.innerHTML; }
+      });
+      return false;
     }
   };
+  renderers.dashboard.html = true;
 
   // A "Pause updates" toggle (#pause-updates, hidden without this script)
   // stops and restarts the refresh.
@@ -632,11 +647,15 @@
     };
     var tick = function () {
       if (document.hidden || paused()) { skip(); return; }
-      fetch(live.dataset.live, { headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
+      var html = render && render.html;
+      fetch(live.dataset.live, { headers: { "Accept": html ? "text/html" : "application/json" }, credentials: "same-origin", cache: "no-store", redirect: "manual" })
         .then(function (r) {
           if (r.status === 401) { window.location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search)); throw new Error("signed out"); }
+          // A page redirects to sign-in when the session has ended: loaded
+          // again, this one does, and the sign-in page says why.
+          if (r.type === "opaqueredirect") { window.location.reload(); throw new Error("signed out"); }
           if (!r.ok) { throw new Error("HTTP " + r.status); }
-          return r.json();
+          return html ? r.text() : r.json();
         })
         .then(function (data) {
           if (paused()) { skip(); return; } // paused while fetching
