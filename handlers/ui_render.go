@@ -29,7 +29,10 @@ func (u *ui) render(c *gin.Context, status int, page string, v *web.View) {
 		v.User = acc.User.Username
 		v.CSRF = u.Users.CSRFToken(c.GetString(ctxSession))
 	}
-	if v.Flash == "" {
+	// A page loaded again in the background (the dashboard's live refresh:
+	// a fetch, not a navigation) leaves the flash to the page it was set for,
+	// in this tab or another.
+	if mode := c.GetHeader("Sec-Fetch-Mode"); v.Flash == "" && (mode == "" || mode == "navigate") {
 		v.Flash, v.FlashError = u.takeFlash(c)
 	}
 	if c.FullPath() != "" { // a page of ours, not the "Not found" page of any path

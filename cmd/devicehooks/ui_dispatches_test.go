@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -400,6 +401,34 @@ func TestUIDashboardFollowsWhatHappens(t *testing.T) {
 	if got := evalIn[string](b, `document.querySelector('#recent a[href="/dispatches/d-first"] time').title`); !strings.HasSuffix(got, " GMT+5:30") {
 		t.Errorf("the new row's time %q is not in the browser's zone", got)
 	}
+	if b.has(`#recent .table-wrap[tabindex]`) {
+		t.Error("the new table, which fits, is a Tab stop")
+	}
+
+	// A part is put in only when something in it changed: not for its
+	// relative times ("just now", "10 s ago"), which the page moves on.
+	rounds := func(n int) {
+		t.Helper()
+		for range n {
+			at := evalIn[string](b, `document.querySelector("[data-live]").dataset.liveUpdated || ""`)
+			b.waitJS(`(document.querySelector("[data-live]").dataset.liveUpdated || "") !== "`+at+`"`, 15*time.Second)
+		}
+	}
+	b.do(chromedp.Evaluate[chromedp.Void](`document.querySelector("#recent table").dataset.kept = "yes"`))
+	rounds(2)
+	if !b.has(`#recent table[data-kept="yes"]`) {
+		t.Error("the recent triggers were put in again though nothing in them changed")
+	}
+
+	// Not under the keyboard's focus: the part waits until focus leaves it.
+	b.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('#recent a[href="/dispatches/d-first"]').focus()`))
+	trigger("d-focus", store.StateSucceeded)
+	b.waitJS(`document.getElementById("stat-last-hour").textContent === "2"`, 15*time.Second)
+	if b.has(`#recent a[href="/dispatches/d-focus"]`) {
+		t.Fatal("the recent triggers were put in under the keyboard's focus")
+	}
+	b.do(chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`))
+	b.waitJS(`document.querySelector('#recent a[href="/dispatches/d-focus"]') !== null`, 15*time.Second)
 
 	// Paused, it stays as it was; resumed, it catches up.
 	b.do(chromedp.Click(chromedp.ID("pause-updates")))
@@ -417,5 +446,56 @@ func TestUIDashboardFollowsWhatHappens(t *testing.T) {
 	b.do(chromedp.WaitVisible(`body[data-page="login"] #flash`)) // the page's next round loads it again
 	if got := b.text("#flash"); !strings.Contains(got, "session has ended") {
 		t.Errorf("the sign-in page says %q", got)
+	}
+}
+
+// A page loaded again in the background (the dashboard's live refresh: a
+// fetch, Sec-Fetch-Mode: cors) leaves the flash message, meant for the page
+// another tab is about to show; a navigation shows it and clears it.
+func TestABackgroundLoadLeavesTheFlash(t *testing.T) {
+	s := startServer(t, Config{AdminUser: uiUser, AdminPassword: uiPassword})
+	session := signedInSession(t, s.base, uiUser, uiPassword)
+	// A flash, as an ended session's page sets it.
+	req, _ := http.NewRequest(http.MethodGet, s.base+"/", nil)
+	req.AddCookie(&http.Cookie{Name: session.Name, Value: "dhs_ended"})
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var flash *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "devicehooks_flash" && c.Value != "" {
+			flash = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || flash == nil {
+		t.Fatalf("an ended session: %d, flash cookie %v", resp.StatusCode, flash)
+	}
+	load := func(mode string) (page string, cleared bool) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, s.base+"/", nil)
+		req.AddCookie(session)
+		req.AddCookie(flash)
+		req.Header.Set("Sec-Fetch-Mode", mode)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("the dashboard (%s): %d", mode, resp.StatusCode)
+		}
+		for _, c := range resp.Cookies() {
+			cleared = cleared || c.Name == "devicehooks_flash" && c.MaxAge < 0
+		}
+		return string(body), cleared
+	}
+	if page, cleared := load("cors"); strings.Contains(page, "session has ended") || cleared {
+		t.Fatalf("a background load took the flash (cleared %v)", cleared)
+	}
+	if page, cleared := load("navigate"); !strings.Contains(page, "session has ended") || !cleared {
+		t.Fatalf("a navigation did not show the flash and clear it (cleared %v)", cleared)
 	}
 }

@@ -4,6 +4,12 @@
 (function () {
   "use strict";
 
+  // The parts of a page that its live refresh puts in again (data-part, the
+  // dashboard's), as the server sent them: before this script changes them
+  // (their times, their tables), to compare each round's with.
+  var served = {};
+  document.querySelectorAll("[data-part]").forEach(function (p) { served[p.id] = p.innerHTML; });
+
   // ---- Focus on load: after a failed submit the server marks the first invalid
   // field autofocus; otherwise the page's message (an error for the whole form,
   // or the flash of the previous action) takes focus, so it is read out. ----
@@ -183,10 +189,9 @@
   // narrow, checked on load and when the window changes size. Without this
   // script every box is one (as the pages are sent). ----
 
-  var wraps = document.querySelectorAll(".table-wrap");
-  wraps.forEach(function (w) { w.dataset.label = w.getAttribute("aria-label") || ""; });
   var fitTables = function () {
-    wraps.forEach(function (w) {
+    document.querySelectorAll(".table-wrap").forEach(function (w) { // a live refresh may bring new ones
+      if (w.dataset.label === undefined) { w.dataset.label = w.getAttribute("aria-label") || ""; }
       // On a phone the first column stays in view (app.css): a link or button
       // further right that takes focus is scrolled out from under it.
       var first = w.querySelector("tr > :first-child");
@@ -607,20 +612,28 @@
       return false;
     },
     // The dashboard: the page itself, loaded again. Each part (data-part)
-    // that changed is put in, its times shown in the browser's zone; not one
-    // that has the keyboard's focus, which would lose it (it waits for the
-    // next round).
+    // that changed since the server last sent it is put in, its times shown
+    // in the browser's zone and its tables fitted; not one that has the
+    // keyboard's focus, which would lose it (it waits for a later round).
+    // A part left as it was keeps a screen reader's place in it.
     dashboard: function (root, html) {
-      var doc = new DOMParser().parseFromString(html, "text/html");
+      var doc = new DOMParser().parseFromString(html, "text/html"), changed = false;
       doc.querySelectorAll("[data-part]").forEach(function (part) {
-        var shown = document.getElementById(part.id);
-        if (!shown || shown.contains(document.activeElement)) { return; }
-        part.querySelectorAll("time[data-local]").forEach(localize);
-        if (shown.innerHTML !== part.innerHTML) { shown.innerHTML = part.innerHTML; }
+        var shown = document.getElementById(part.id), now = part.innerHTML;
+        if (!shown || sameButAges(served[part.id], now) || shown.contains(document.activeElement)) { return; }
+        shown.innerHTML = now;
+        served[part.id] = now;
+        shown.querySelectorAll("time[data-local]").forEach(localize);
+        changed = true;
       });
+      if (changed) { fitTables(); }
       return false;
     }
   };
+  // Two renderings of a part that differ only in their relative times ("5
+  // min ago", which the page moves on by itself) are the same.
+  var ages = /just now|in the future|\d+ (?:s|min|h|days) ago/g;
+  function sameButAges(a, b) { return a !== undefined && a.replace(ages, "") === b.replace(ages, ""); }
   renderers.dashboard.html = true;
 
   // A "Pause updates" toggle (#pause-updates, hidden without this script)
@@ -653,7 +666,7 @@
           if (r.status === 401) { window.location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search)); throw new Error("signed out"); }
           // A page redirects to sign-in when the session has ended: loaded
           // again, this one does, and the sign-in page says why.
-          if (r.type === "opaqueredirect") { window.location.reload(); throw new Error("signed out"); }
+          if (r.type === "opaqueredirect") { window.location.replace(document.body.dataset.reload || location.href); throw new Error("signed out"); }
           if (!r.ok) { throw new Error("HTTP " + r.status); }
           return html ? r.text() : r.json();
         })
