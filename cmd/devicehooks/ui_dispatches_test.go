@@ -398,6 +398,9 @@ func TestUIDashboardFollowsWhatHappens(t *testing.T) {
 	if !b.has(`#attention a[href="/dispatches/d-first"]`) {
 		t.Error("the failed trigger is not under Needs attention")
 	}
+	if got := b.text("#live-note"); got != "1 trigger needs attention (24 h)." {
+		t.Errorf("the hidden note says %q", got)
+	}
 	if got := evalIn[string](b, `document.querySelector('#recent a[href="/dispatches/d-first"] time').title`); !strings.HasSuffix(got, " GMT+5:30") {
 		t.Errorf("the new row's time %q is not in the browser's zone", got)
 	}
@@ -497,5 +500,24 @@ func TestABackgroundLoadLeavesTheFlash(t *testing.T) {
 	}
 	if page, cleared := load("navigate"); !strings.Contains(page, "session has ended") || !cleared {
 		t.Fatalf("a navigation did not show the flash and clear it (cleared %v)", cleared)
+	}
+}
+
+// The dashboard, left open, says when an external broker goes away (an
+// alert) and when it is back (the hidden note).
+func TestUIDashboardFollowsTheBroker(t *testing.T) {
+	s, m, _ := startMosquittoWithRecipe(t, Config{AdminUser: uiUser, AdminPassword: uiPassword})
+	b := newUIBrowser(t, s.base)
+	b.signIn(uiUser, uiPassword)
+	b.open("/")
+	if b.has("#broker-down") {
+		t.Fatal("the dashboard says the broker is down while it is up")
+	}
+	m.Kill()
+	b.waitJS(`document.querySelector('#broker-down[role="alert"]') !== null`, 20*time.Second)
+	m.Start()
+	b.waitJS(`document.getElementById("broker-down") === null`, 30*time.Second)
+	if got := b.text("#live-note"); got != "The MQTT broker is reachable again." {
+		t.Errorf("the hidden note says %q", got)
 	}
 }

@@ -618,6 +618,7 @@
     // A part left as it was keeps a screen reader's place in it.
     dashboard: function (root, html) {
       var doc = new DOMParser().parseFromString(html, "text/html"), changed = false;
+      var failed = count(document), down = document.getElementById("broker-down") !== null;
       doc.querySelectorAll("[data-part]").forEach(function (part) {
         var shown = document.getElementById(part.id), now = part.innerHTML;
         if (!shown || sameButAges(served[part.id], now) || shown.contains(document.activeElement)) { return; }
@@ -627,9 +628,22 @@
         changed = true;
       });
       if (changed) { fitTables(); }
+      // What changed is said in the one hidden note, as on the devices page:
+      // more triggers needing attention, the broker back (its loss is an
+      // alert of its own).
+      var notes = [];
+      var stat = document.getElementById("stat-failed");
+      if (count(document) > failed) { notes.push(stat.textContent + " " + stat.nextElementSibling.textContent); }
+      if (down && !document.getElementById("broker-down")) { notes.push("The MQTT broker is reachable again"); }
+      if (notes.length) { setText(root, "#live-note", notes.join(". ") + "."); }
       return false;
     }
   };
+  // count is the dashboard's number of triggers needing attention.
+  function count(doc) {
+    var n = doc.getElementById("stat-failed");
+    return n ? parseInt(n.textContent, 10) || 0 : 0;
+  }
   // Two renderings of a part that differ only in their relative times ("5
   // min ago", which the page moves on by itself) are the same.
   var ages = /just now|in the future|\d+ (?:s|min|h|days) ago/g;
