@@ -160,6 +160,28 @@ func TestUIDispatchFilters(t *testing.T) {
 	}
 }
 
+// seededDispatch is a dispatch of one restart command to lobby-1, as the
+// writer leaves it: its command is c-… for dispatch d-….
+type seededDispatch struct {
+	id, name, state  string
+	created, expires time.Time // expires: an hour after created, if zero
+	published        *time.Time
+}
+
+func seedDispatch(t *testing.T, s *server, d seededDispatch) {
+	t.Helper()
+	if d.expires.IsZero() {
+		d.expires = d.created.Add(time.Hour)
+	}
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: d.id, ActionID: "a", ActionName: d.name, EventID: "evt", Function: "restart",
+		Method: "TEST", Targets: 1, CreatedAt: d.created}}
+	nd.Commands = []store.Command{{ID: "c-" + strings.TrimPrefix(d.id, "d-"), DispatchID: d.id, DeviceID: "lobby-1", State: d.state,
+		Function: "restart", Payload: "{}", CreatedAt: d.created, ExpiresAt: d.expires, PublishedAt: d.published}}
+	if _, err := s.app.store.WriteDispatches(context.Background(), []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The pages show times in the browser's time zone, to the same precision as
 // the UTC the server writes (which a page without script shows): a dispatch's
 // time, its commands' publish, ack and expiry times, also as the live refresh
@@ -183,14 +205,8 @@ func TestUITimesInTheBrowsersZone(t *testing.T) {
 	seedDevices(t, s, "lobby-1")
 	created := time.Now().UTC().Add(-2 * time.Minute).Truncate(time.Millisecond)
 	published, expires := created.Add(1234*time.Millisecond), created.Add(time.Hour)
-	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "d-zone", ActionID: "a", ActionName: "Welcome", EventID: "evt", Function: "restart",
-		Method: "TEST", Targets: 1, CreatedAt: created}}
-	nd.Commands = []store.Command{{ID: "c-zone", DispatchID: "d-zone", DeviceID: "lobby-1", State: store.StatePublished, Function: "restart",
-		Payload: "{}", CreatedAt: created, ExpiresAt: expires, PublishedAt: &published}}
+	seedDispatch(t, s, seededDispatch{id: "d-zone", name: "Welcome", state: store.StatePublished, created: created, expires: expires, published: &published})
 	ctx := context.Background()
-	if _, err := s.app.store.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
-		t.Fatal(err)
-	}
 	b.signIn(uiUser, uiPassword)
 
 	b.open("/dispatches/d-zone")
@@ -270,13 +286,7 @@ func TestUIClocksGetTheirDateAtMidnight(t *testing.T) {
 	seedDevices(t, s, "lobby-1")
 	midnight := time.Date(2031, 1, 16, 0, 0, 0, 0, time.UTC)
 	published, expires := midnight.Add(-10*time.Second), midnight.Add(30*time.Minute)
-	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "d-night", ActionID: "a", ActionName: "Night", EventID: "evt", Function: "restart",
-		Method: "TEST", Targets: 1, CreatedAt: published}}
-	nd.Commands = []store.Command{{ID: "c-night", DispatchID: "d-night", DeviceID: "lobby-1", State: store.StatePublished, Function: "restart",
-		Payload: "{}", CreatedAt: published, ExpiresAt: expires, PublishedAt: &published}}
-	if _, err := s.app.store.WriteDispatches(context.Background(), []*store.NewDispatch{nd}); err != nil {
-		t.Fatal(err)
-	}
+	seedDispatch(t, s, seededDispatch{id: "d-night", name: "Night", state: store.StatePublished, created: published, expires: expires, published: &published})
 	b.signIn(uiUser, uiPassword)
 	// Every page's clock starts at 23:59:54 and runs from there. What the
 	// page shows once its script has run (at DOMContentLoaded, which comes
@@ -320,13 +330,7 @@ func TestUIRelativeTimesMoveOn(t *testing.T) {
 	b := newUIBrowser(t, s.base)
 	seedDevices(t, s, "lobby-1")
 	created := time.Now().UTC().Add(-30 * time.Second)
-	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "d-ago", ActionID: "a", ActionName: "Welcome", EventID: "evt", Function: "restart",
-		Method: "TEST", Targets: 1, CreatedAt: created}}
-	nd.Commands = []store.Command{{ID: "c-ago", DispatchID: "d-ago", DeviceID: "lobby-1", State: store.StateSucceeded, Function: "restart",
-		Payload: "{}", CreatedAt: created, ExpiresAt: created.Add(time.Hour)}}
-	if _, err := s.app.store.WriteDispatches(context.Background(), []*store.NewDispatch{nd}); err != nil {
-		t.Fatal(err)
-	}
+	seedDispatch(t, s, seededDispatch{id: "d-ago", name: "Welcome", state: store.StateSucceeded, created: created})
 	b.signIn(uiUser, uiPassword)
 	skewed := `(() => {
 		const Real = Date;
@@ -371,14 +375,7 @@ func TestUIDashboardFollowsWhatHappens(t *testing.T) {
 	seedDevices(t, s, "lobby-1")
 	trigger := func(id, state string) {
 		t.Helper()
-		now := time.Now().UTC()
-		nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: id, ActionID: "a", ActionName: "Evacuate", EventID: "evt", Function: "set_emergency",
-			Method: "TEST", Targets: 1, CreatedAt: now}}
-		nd.Commands = []store.Command{{ID: id + "-c", DispatchID: id, DeviceID: "lobby-1", State: state, Function: "set_emergency",
-			Payload: "{}", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}
-		if _, err := s.app.store.WriteDispatches(context.Background(), []*store.NewDispatch{nd}); err != nil {
-			t.Fatal(err)
-		}
+		seedDispatch(t, s, seededDispatch{id: id, name: "Evacuate", state: state, created: time.Now().UTC()})
 	}
 	b.signIn(uiUser, uiPassword)
 	b.open("/")
