@@ -232,7 +232,8 @@ func agoText(v any) string {
 }
 
 // Ago says how long ago something was, roughly. app.js's ago takes the same
-// steps, to move a page's relative times on: change both together.
+// steps, to move a page's relative times on, and its ages pattern matches
+// every text of them: change all three together.
 func Ago(d time.Duration) string {
 	switch {
 	case d < 0:

@@ -484,6 +484,7 @@
     if (s < 48 * 3600) { return Math.floor(s / 3600) + " h ago"; }
     return Math.floor(s / 86400) + " days ago";
   }
+  var ages = /just now|in the future|\d+ (?:s|min|h|days) ago/g; // every text ago gives
   var rendered = Date.parse(document.body.dataset.rendered || ""), opened = Date.now();
   function moveOn() {
     var now = rendered + (Date.now() - opened);
@@ -515,8 +516,10 @@
     }, next - now);
   })();
 
-  // ---- Live status: an element with data-live="URL" polls that JSON endpoint
-  // while data-live-done is not "true", and updates rows in place. ----
+  // ---- Live status: an element with data-live="URL" polls that endpoint
+  // while data-live-done is not "true": JSON whose renderer updates rows in
+  // place, or, for a renderer marked html (the dashboard), the page itself,
+  // whose changed parts it puts in. ----
 
   function setText(root, selector, text) {
     var el = root.querySelector(selector);
@@ -646,7 +649,6 @@
   }
   // Two renderings of a part that differ only in their relative times ("5
   // min ago", which the page moves on by itself) are the same.
-  var ages = /just now|in the future|\d+ (?:s|min|h|days) ago/g;
   function sameButAges(a, b) { return a !== undefined && a.replace(ages, "") === b.replace(ages, ""); }
   renderers.dashboard.html = true;
 
