@@ -122,8 +122,12 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		return
 	}
 	if headerBytes(c.Request) > h.maxHeader {
+		hint := "a long payload goes in a POST body"
+		if c.Request.Method != http.MethodGet {
+			hint = "a POST's JSON goes in its body; look for a large cookie or header"
+		}
 		h.fail(c, cl, actions.Errorf(actions.CodeTooLarge,
-			"the request's URL and headers are over the size limit (%d bytes); a long payload goes in a POST body", h.maxHeader))
+			"the request's URL and headers are over the size limit (%d bytes); %s", h.maxHeader, hint))
 		return
 	}
 	if c.Request.Method == http.MethodGet && isPrefetch(c.Request.Header) {
@@ -163,23 +167,23 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		// A confirm link's button posts from its own page. Another site's
 		// form would fire a leaked link through a browser that may use it
 		// (inside a key's address ranges), without the click the link asks for.
-		h.fail(c, cl, actions.Errorf(actions.CodeForbidden, "a link's form may be posted only from its own page"))
+		h.refuse(c, cl, actions.Errorf(actions.CodeForbidden, "a link's form may be posted only from its own page"), link, params, body)
 		return
 	}
 	caller, err := h.authenticate(c, params)
 	if err != nil {
-		h.fail(c, cl, err)
+		h.refuse(c, cl, err, link, params, body)
 		return
 	}
 	cl.caller = caller
 	if err := caller.CheckRequest(c.Request.Method, link, c.ClientIP()); err != nil {
-		h.fail(c, cl, err)
+		h.refuse(c, cl, err, link, params, body)
 		return
 	}
 	refund, err := h.keys.Limit(caller)
 	if err != nil {
 		c.Header("Retry-After", auth.RetryAfterSeconds(err))
-		h.fail(c, cl, err)
+		h.refuse(c, cl, err, link, params, body)
 		return
 	}
 	req, err := readRequest(c, link, params, body)
@@ -306,6 +310,16 @@ func waitedPage(r *web.WebhookResult, out *actions.Outcome) {
 	r.Outcome = stateSummary(len(out.Commands), counts)
 }
 
+// refuse fails a call refused before what it asks was read (for its key, its
+// source, its rate), with the event id it names in the request log: an admin
+// looking into an integration's refused calls sees which action they were for.
+func (h *webhookHandler) refuse(c *gin.Context, cl *call, err error, link bool, params url.Values, body []byte) {
+	if req, e := readRequest(c, link, params, body); e == nil {
+		cl.eventID = req.EventID
+	}
+	h.fail(c, cl, err)
+}
+
 // fail answers with the contract's error body, or a small page for a browser.
 func (h *webhookHandler) fail(c *gin.Context, cl *call, err error) {
 	status, body := errorResponse(c, h.log, err)
@@ -389,6 +403,12 @@ func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
 		return nil, false, errFormBody
 	}
 	return url.Values{}, false, nil
+}
+
+// isForm tells a body that is form fields naming an event_id.
+func isForm(body []byte) bool {
+	form, err := url.ParseQuery(string(bytes.TrimSpace(body)))
+	return err == nil && form.Has("event_id")
 }
 
 // errFormBody answers a POST whose fields came as a form (PowerShell's
@@ -522,6 +542,9 @@ func readRequest(c *gin.Context, link bool, params url.Values, body []byte) (*we
 		return nil, badRequest("the body is empty: a POST sends the JSON object in its body (payload in the query string counts on a GET link only)")
 	}
 	req, err := ParseWebhookJSON(toUTF8(raw))
+	if err != nil && !link && isForm(raw) {
+		return nil, errFormBody // labelled JSON: PowerShell's -Body @{…} with -ContentType application/json
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -585,10 +608,16 @@ func DecodePayload(p string) ([]byte, error) {
 			return b, nil
 		}
 	}
-	if firstErr != nil {
+	switch t := strings.TrimSpace(p); {
+	case firstErr == nil:
+		return first, nil
+	case strings.HasPrefix(t, "{"):
+		return nil, badRequest("the payload is JSON, not base64 of it: encode the JSON object with base64, then URL-encode that")
+	case strings.Contains(t, "%"):
+		return nil, badRequest("the payload is not base64: it has a %% in it, as a link URL-encoded twice has; URL-encode it once")
+	default:
 		return nil, badRequest("the payload is not base64: %v", firstErr)
 	}
-	return first, nil
 }
 
 func isJSONObject(b []byte) bool {
@@ -665,42 +694,54 @@ func jsonString(raw json.RawMessage, name string, dst *string) error {
 }
 
 // waitOf reads how long the caller wants to wait for acks: ?wait=SECONDS or the
-// RFC 7240 header "Prefer: wait=SECONDS". At most MaxWait.
+// RFC 7240 header "Prefer: wait=SECONDS". At most MaxWait. A ?wait= that is not
+// a number of seconds is a 400; a preference is a hint, which RFC 7240 has a
+// server ignore when it cannot honour it, so a bad one waits for nothing rather
+// than losing the trigger.
 func waitOf(c *gin.Context) (time.Duration, error) {
-	v := c.Query("wait")
-	if v == "" {
-		v = preferredWait(c.Request.Header)
+	if v := c.Query("wait"); v != "" {
+		d, ok := seconds(v)
+		if !ok {
+			return 0, badRequest("wait must be a number of seconds, 0 or more (more than %d is read as %d)",
+				int(MaxWait.Seconds()), int(MaxWait.Seconds()))
+		}
+		return d, nil
 	}
+	d, _ := seconds(preferredWait(c.Request.Header))
+	return d, nil
+}
+
+// seconds reads a wait of v seconds, at most MaxWait; ok is false when v is
+// not a number of seconds, 0 or more. "" is no wait.
+func seconds(v string) (d time.Duration, ok bool) {
 	if v == "" {
-		return 0, nil
+		return 0, true
 	}
 	n, err := strconv.ParseFloat(v, 64)
 	if errors.Is(err, strconv.ErrRange) && n > 0 {
 		n, err = math.Inf(1), nil // "1e400": a long wait, read as the longest
 	}
 	if err != nil || math.IsNaN(n) || n < 0 {
-		return 0, badRequest("wait must be a number of seconds, 0 or more (more than %d is read as %d)",
-			int(MaxWait.Seconds()), int(MaxWait.Seconds()))
+		return 0, false
 	}
-	d := MaxWait
-	if n < MaxWait.Seconds() {
-		d = time.Duration(n * float64(time.Second))
+	if n >= MaxWait.Seconds() {
+		return MaxWait, true
 	}
-	return d, nil
+	return time.Duration(n * float64(time.Second)), true
 }
 
-// preferredWait is the value of the wait preference in Prefer headers
-// ("wait=5", "Wait = 5", `wait="5"; x=y`), or "".
+// preferredWait is the value of the first wait preference in Prefer headers
+// ("wait=5", "Wait = 5", `wait="5"; x=y`), or "". RFC 7240 has later ones
+// ignored.
 func preferredWait(h http.Header) string {
-	v := ""
 	for _, pref := range strings.Split(strings.Join(h.Values("Prefer"), ","), ",") {
 		pref, _, _ = strings.Cut(pref, ";") // the preference's own parameters
 		name, s, ok := strings.Cut(pref, "=")
 		if ok && strings.EqualFold(strings.TrimSpace(name), "wait") {
-			v = strings.Trim(strings.TrimSpace(s), `"`)
+			return strings.Trim(strings.TrimSpace(s), `"`)
 		}
 	}
-	return v
+	return ""
 }
 
 func tooLarge(limit int64) error {

@@ -10,7 +10,9 @@ import (
 )
 
 // A wait longer than MaxWait, however long, is read as MaxWait (docs/api.md:
-// "more is read as 30"); what is not a number of seconds, 0 or more, is a 400.
+// "more is read as 30"); a ?wait= that is not a number of seconds, 0 or more,
+// is a 400, and such a Prefer: wait is ignored, as RFC 7240 has a server do
+// with a preference it cannot honour (the trigger still fires).
 func TestWaitOf(t *testing.T) {
 	gin.SetMode(gin.TestMode)
 	for v, want := range map[string]time.Duration{
@@ -22,13 +24,32 @@ func TestWaitOf(t *testing.T) {
 		if got, err := waitOf(c); err != nil || got != want {
 			t.Errorf("wait=%s: %v, %v; want %v", v, got, err, want)
 		}
+		c, _ = gin.CreateTestContext(httptest.NewRecorder()) // a context keeps its query
+		c.Request = httptest.NewRequest("POST", "/public-api/integration/webhooks", nil)
+		c.Request.Header.Set("Prefer", "wait="+v)
+		if got, err := waitOf(c); err != nil || got != want {
+			t.Errorf("Prefer: wait=%s: %v, %v; want %v", v, got, err, want)
+		}
 	}
 	for _, v := range []string{"-1", "-1e400", "NaN", "soon", "5s"} {
 		c, _ := gin.CreateTestContext(httptest.NewRecorder())
+		c.Request = httptest.NewRequest("POST", "/public-api/integration/webhooks?wait="+v, nil)
+		if _, err := waitOf(c); err == nil || !strings.Contains(err.Error(), "0 or more") {
+			t.Errorf("wait=%s: %v, want a 400 that says what a wait is", v, err)
+		}
+		c, _ = gin.CreateTestContext(httptest.NewRecorder()) // a context keeps its query
 		c.Request = httptest.NewRequest("POST", "/public-api/integration/webhooks", nil)
 		c.Request.Header.Set("Prefer", "wait="+v)
-		if _, err := waitOf(c); err == nil || !strings.Contains(err.Error(), "0 or more") {
-			t.Errorf("Prefer: wait=%s: %v, want a 400 that says what a wait is", v, err)
+		if got, err := waitOf(c); err != nil || got != 0 {
+			t.Errorf("Prefer: wait=%s: %v, %v; want it ignored", v, got, err)
 		}
+	}
+	// Only the first wait preference counts (RFC 7240, section 2).
+	c, _ := gin.CreateTestContext(httptest.NewRecorder())
+	c.Request = httptest.NewRequest("POST", "/public-api/integration/webhooks", nil)
+	c.Request.Header.Add("Prefer", "respond-async, wait=2, wait=3")
+	c.Request.Header.Add("Prefer", "wait=4")
+	if got, err := waitOf(c); err != nil || got != 2*time.Second {
+		t.Errorf("Prefer: wait=2, wait=3, wait=4: %v, %v; want the first, 2s", got, err)
 	}
 }

@@ -135,6 +135,18 @@ func TestWebhookErrorTable(t *testing.T) {
 			400, "bad_request", "the payload is not base64: it has no base64 character in it"},
 		{"a payload that decodes to bytes, not JSON", func() (int, map[string]any) { return s.get("api_key=" + key + "&payload=k5Q") },
 			400, "bad_request", "base64, but not of a JSON object: check that the link was copied whole"},
+		{"a link's payload that is the JSON itself", func() (int, map[string]any) { return s.get("api_key=" + key + "&payload=" + url.QueryEscape(ok)) },
+			400, "bad_request", "the payload is JSON, not base64 of it"},
+		{"a link URL-encoded twice", func() (int, map[string]any) {
+			padded := ok // its base64 ends in '=', which is %3D once encoded
+			if len(padded)%3 == 0 {
+				padded += " "
+			}
+			return s.get("api_key=" + key + "&payload=" + url.QueryEscape(b64(padded)))
+		}, 400, "bad_request", "as a link URL-encoded twice has"},
+		{"a link over the header limit", func() (int, map[string]any) {
+			return s.get("api_key=" + key + "&payload=" + strings.Repeat("A", 17<<10))
+		}, 413, "too_large", "a long payload goes in a POST body"},
 		{"a POST's payload in the query, its body empty", func() (int, map[string]any) {
 			req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks?payload="+b64(ok), nil)
 			req.Header.Set("x-webhook-apikey", key)
@@ -338,12 +350,9 @@ func TestIdempotency(t *testing.T) {
 
 // postHeader calls the webhook by POST and returns the status, the JSON body
 // and the headers.
-func postHeader(t *testing.T, s *server, key, body string) (int, map[string]any, http.Header) {
+func postHeader(t *testing.T, s *server, key, body string, headers ...string) (int, map[string]any, http.Header) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("x-webhook-apikey", key)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(s.webhookPost(key, body, headers...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -470,6 +470,11 @@ func TestRequestLogAndMetrics(t *testing.T) {
 			t.Errorf("a refused call's %s: %v (present: %v), want null", f, v, ok)
 		}
 	}
+	// The event id it named is there, though its key was refused: an admin
+	// looking into an integration's 401s sees which action it calls.
+	if rec["event_id"] != eventID {
+		t.Errorf("a refused call's event_id: %v, want %s", rec["event_id"], eventID)
+	}
 	for _, it := range items {
 		line := fmt.Sprint(it)
 		if strings.Contains(line, key) || strings.Contains(line, "dhk_wrong") {
@@ -495,8 +500,9 @@ func TestServerLimits(t *testing.T) {
 	// Headers over the limit: 413 with the contract's body.
 	status, ans := s.post(key, `{"event_id":"`+ev+`"}`, "X-Padding", strings.Repeat("p", 20<<10))
 	wantError(t, "header over the limit", status, ans, 413, "too_large")
-	if d := ans["error"].(map[string]any)["detail"].(string); !strings.Contains(d, "headers") {
-		t.Errorf("the 413 for headers says: %q", d)
+	if d := ans["error"].(map[string]any)["detail"].(string); !strings.Contains(d, "headers") ||
+		!strings.Contains(d, "large cookie or header") || strings.Contains(d, "goes in a POST body") {
+		t.Errorf("the 413 for a POST's headers says: %q (a POST is told to look for a large header, not to use a POST)", d)
 	}
 
 	// One call in progress holds the only slot: the next gets 503 at once.
@@ -731,6 +737,7 @@ func TestWebhookBodiesAsClientsSendThem(t *testing.T) {
 	for _, c := range []struct{ name, ctype, body, detail string }{
 		{"typographic quotes", "application/json", `{ “event_id”: “` + eventID + `” }`, "straight quotes"},
 		{"a form", "application/x-www-form-urlencoded", "event_id=" + eventID, "the body is a form"},
+		{"a form labelled JSON", "application/json", "event_id=" + eventID, "the body is a form"}, // PowerShell's -Body @{…} -ContentType application/json
 		{"a multipart form", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"event_id\"\r\n\r\n" + eventID + "\r\n--x--\r\n", "the body is a form"},
 	} {
 		status, ans := s.post(key, c.body, "Content-Type", c.ctype)
@@ -777,6 +784,13 @@ func TestWebhookBodiesAsClientsSendThem(t *testing.T) {
 		resp.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("Prefer: Wait = 5: %d %v %v", resp.StatusCode, resp.Header, a.body)
 	}
+	// A preference is a hint: one that cannot be honoured is ignored (RFC
+	// 7240), not a 400 that loses the trigger.
+	status, ans, h := postHeader(t, s, key, `{"event_id":"`+eventID+`"}`, "Prefer", "wait=soon")
+	if status != 200 || ans["settled"] != nil || h.Get("Preference-Applied") != "" {
+		t.Fatalf("Prefer: wait=soon: %d %v %v", status, h, ans)
+	}
+	p.next(5 * time.Second)
 }
 
 // A key whose stored limits do not read (its row edited by hand) refuses

@@ -233,6 +233,12 @@ func (s *server) postWaiting(key, event string, seconds int) <-chan webhookAnswe
 
 func (s *server) post(key, body string, headers ...string) (int, map[string]any) {
 	s.t.Helper()
+	return s.do(s.webhookPost(key, body, headers...))
+}
+
+// webhookPost is a webhook call by POST with key (if any) and headers as
+// name, value pairs.
+func (s *server) webhookPost(key, body string, headers ...string) *http.Request {
 	req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
@@ -241,7 +247,7 @@ func (s *server) post(key, body string, headers ...string) (int, map[string]any)
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	return s.do(req)
+	return req
 }
 
 // get calls the webhook by GET with a raw query string.
