@@ -269,6 +269,19 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 	if sd == nil {
 		return nil, Invalid("sensor_data", "is required for a sensor_event action: {\"id\", \"event\", \"value\"}")
 	}
+	var extra []string
+	for k := range sd {
+		if k != "id" && k != "event" && k != "value" {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(extra)
+	// A misnamed field ("sensor_id") is named where the field it was meant
+	// to be is missing, which is the answer's first error.
+	misnamed := ""
+	if len(extra) > 0 {
+		misnamed = " (" + fieldList(extra) + " " + isAre(extra) + " not a field of sensor data, which has id, event and value)"
+	}
 	// Every problem at once (errors.Join): a form marks them all, the
 	// webhook names the first.
 	out, errs := map[string]any{}, []error(nil)
@@ -281,7 +294,7 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 			s, ok = n.String(), true
 		}
 		if !ok || strings.TrimSpace(s) == "" {
-			errs = append(errs, Invalid("sensor_data."+k, "is required and must be a non-empty string or a number"))
+			errs = append(errs, Invalid("sensor_data."+k, "is required and must be a non-empty string or a number%s", misnamed))
 			continue
 		}
 		if err := CheckText("sensor_data."+k, s, 200); err != nil {
@@ -308,26 +321,32 @@ func SensorParams(sd map[string]any) (map[string]any, error) {
 	default:
 		errs = append(errs, Invalid("sensor_data.value", "must be a string, number or boolean"))
 	}
-	var extra []string
-	for k := range sd {
-		if k != "id" && k != "event" && k != "value" {
-			extra = append(extra, k)
-		}
-	}
-	sort.Strings(extra)
 	if len(extra) > 0 { // one error naming them all: the webhook names its first error only
-		also := ""
-		if others := extra[1:]; len(others) > 5 { // a body of 64 KiB can name thousands
-			also = " (as are " + strings.Join(others[:5], ", ") + " and " + strconv.Itoa(len(others)-5) + " more)"
-		} else if len(others) > 0 {
-			also = " (as are " + strings.Join(others, ", ") + ")"
+		nor := ""
+		if len(extra) > 1 {
+			nor = " (nor " + isAre(extra[1:]) + " " + fieldList(extra[1:]) + ")"
 		}
-		errs = append(errs, Invalid("sensor_data."+extra[0], "unknown field%s; sensor data has id, event and value", also))
+		errs = append(errs, Invalid("sensor_data."+extra[0], "is not a field of sensor data%s, which has id, event and value", nor))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// fieldList names fields, at most six: a body of 64 KiB can name thousands.
+func fieldList(fields []string) string {
+	if len(fields) > 6 {
+		return strings.Join(fields[:5], ", ") + " and " + strconv.Itoa(len(fields)-5) + " more"
+	}
+	return strings.Join(fields, ", ")
+}
+
+func isAre(fields []string) string {
+	if len(fields) == 1 {
+		return "is"
+	}
+	return "are"
 }
 
 // DesiredChange returns the lasting effect of a function on the desired state, or

@@ -299,8 +299,15 @@ func TestSensorParamsTakesNumbersAsText(t *testing.T) {
 func TestSensorParamsNamesEveryUnknownField(t *testing.T) {
 	_, err := actions.SensorParams(map[string]any{"id": "a", "event": "b", "value": 1.0, "foo": 2.0, "bar": 3.0, "baz": 4.0})
 	e := wantCode(t, err, actions.CodeInvalidParams)
-	if e.Field != "sensor_data.bar" || !strings.Contains(e.Detail, "baz, foo") {
+	if e.Field != "sensor_data.bar" || !strings.Contains(e.Detail, "(nor are baz, foo)") {
 		t.Fatalf("field %q, detail %q: want bar named, with baz and foo", e.Field, e.Detail)
+	}
+	// A misnamed field is named where the field it was meant to be is found
+	// missing: that is the error the webhook's answer names.
+	_, err = actions.SensorParams(map[string]any{"sensor_id": "a", "event": "b"})
+	e = wantCode(t, err, actions.CodeInvalidParams)
+	if e.Field != "sensor_data.id" || !strings.Contains(e.Detail, "is required") || !strings.Contains(e.Detail, "sensor_id is not a field of sensor data") {
+		t.Fatalf("a misnamed id: field %q, detail %q", e.Field, e.Detail)
 	}
 
 	many := map[string]any{"id": "a", "event": "b", "value": 1.0}
