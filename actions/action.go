@@ -139,6 +139,8 @@ func checkTarget(ctx context.Context, lk Lookup, t Target) error {
 		if lk != nil {
 			_, err = lk.Group(ctx, t.ID)
 		}
+	case "": // no target at all, often
+		return Invalid("target.type", "is required: \"device\", \"group\" or \"all\" (a target is {\"type\": \"device\", \"id\": \"…\"})")
 	default:
 		return Invalid("target.type", "must be \"device\", \"group\" or \"all\"")
 	}

@@ -24,7 +24,7 @@ import (
 
 // errUnauthorized is the one answer for every bad credential, so callers learn
 // nothing about why.
-var errUnauthorized = &actions.Error{Code: actions.CodeUnauthorized, Detail: "missing, unknown or revoked API key"}
+var errUnauthorized = &actions.Error{Code: actions.CodeUnauthorized, Detail: "unknown API key, or one that is revoked, disabled or expired"}
 
 // ErrBadLink refuses a signed link whose signature, key or fields do not
 // hold, all alike (as errUnauthorized does for keys).

@@ -95,7 +95,7 @@ func (a *api) rotateDeviceToken(c *gin.Context) {
 func (a *api) deleteDevice(c *gin.Context) {
 	id := c.Param("id")
 	if err := a.Devices.Delete(c.Request.Context(), id); err != nil {
-		respondError(c, a.Log, conflictDetail(err, "device %q is the target of an action; change or delete the action first", id))
+		respondError(c, a.Log, a.targetedConflict(c.Request.Context(), err, actions.TargetDevice, id))
 		return
 	}
 	c.Status(http.StatusNoContent)

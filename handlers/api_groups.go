@@ -142,10 +142,27 @@ func (a *api) updateGroup(c *gin.Context) {
 func (a *api) deleteGroup(c *gin.Context) {
 	id := c.Param("id")
 	if err := a.Store.DeleteGroup(c.Request.Context(), id); err != nil {
-		respondError(c, a.Log, conflictDetail(err, "group %q is the target of an action; change or delete the action first", id))
+		respondError(c, a.Log, a.targetedConflict(c.Request.Context(), err, actions.TargetGroup, id))
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// targetedConflict says which actions keep a device or group from being
+// deleted (their names and ids, the first few), so that a script or its
+// admin knows what to change; other errors pass.
+func (a *api) targetedConflict(ctx context.Context, err error, targetType, id string) error {
+	if !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	what := fmt.Sprintf("%s %q is the target of", targetType, id)
+	as, lookErr := a.Store.ActionsTargeting(ctx, targetType, id)
+	if lookErr != nil || len(as) == 0 {
+		return actions.Errorf(actions.CodeConflict, "%s an action; change or delete the action first", what)
+	}
+	list := actionList(as, func(ac store.Action) string { return fmt.Sprintf("%q (%s)", ac.Name, ac.ID) })
+	return actions.Errorf(actions.CodeConflict, "%s %s %s; change %s target or delete %s first", what,
+		plural(len(as), "the action", "the actions"), list, plural(len(as), "its", "their"), plural(len(as), "it", "them"))
 }
 
 // conflictDetail gives a store conflict a helpful message; other errors pass.

@@ -125,19 +125,26 @@ func (u *ui) deleteRefusal(ctx context.Context, targetType, id, what string) str
 // targetedRefusal says that a device or group (what, such as "The device
 // “Lobby” (lobby-1)") cannot be deleted, naming the actions that target it.
 func targetedRefusal(what string, as []store.Action) string {
+	list := actionList(as, func(a store.Action) string { return "“" + a.Name + "”" })
+	return fmt.Sprintf("%s is the target of the %s %s; change the target of %s or delete %s first.",
+		what, plural(len(as), "action", "actions"), list, plural(len(as), "that action", "those actions"), plural(len(as), "it", "them"))
+}
+
+// actionList names actions as name writes each, the first five of them:
+// "A", "A and B", "A, B and C", or "A, B, C, D, E and 2 more".
+func actionList(as []store.Action, name func(store.Action) string) string {
 	const named = 5
 	names := make([]string, 0, named)
 	for _, a := range as[:min(len(as), named)] {
-		names = append(names, "“"+a.Name+"”")
+		names = append(names, name(a))
 	}
-	list := strings.Join(names, ", ")
 	if more := len(as) - len(names); more > 0 {
-		list += fmt.Sprintf(" and %d more", more)
-	} else if len(names) > 1 {
-		list = strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+		return strings.Join(names, ", ") + fmt.Sprintf(" and %d more", more)
 	}
-	return fmt.Sprintf("%s is the target of the %s %s; change the target of %s or delete %s first.",
-		what, plural(len(as), "action", "actions"), list, plural(len(as), "that action", "those actions"), plural(len(as), "it", "them"))
+	if len(names) > 1 {
+		return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	}
+	return strings.Join(names, "")
 }
 
 func functionLabel(name string) string {

@@ -120,6 +120,20 @@ func TestManagementAPIInput(t *testing.T) {
 		t.Fatalf("a device renamed to nothing: %v", got)
 	}
 
+	// A device an action targets is not deleted, and the answer names the
+	// action, so that a script knows what to change.
+	status, ans = s.call("DELETE", "/api/v1/devices/lobby-1", nil)
+	wantError(t, "deleting a device an action targets", status, ans, http.StatusConflict, "conflict")
+	if d := ans["error"].(map[string]any)["detail"].(string); !strings.Contains(d, `the action "Welcome (lobby)" (`+created["id"].(string)+`)`) {
+		t.Errorf("deleting a device an action targets: %q does not name the action", d)
+	}
+	// An action without a target says that one is required.
+	status, ans = s.call("POST", "/api/v1/actions", map[string]any{"name": "x", "function": "restart"})
+	wantError(t, "an action without a target", status, ans, http.StatusUnprocessableEntity, "invalid_params")
+	if e := ans["error"].(map[string]any); e["field"] != "target.type" || !strings.Contains(e["detail"].(string), "is required") {
+		t.Errorf("an action without a target: %v", e)
+	}
+
 	// A refusal from inside an edit's transaction keeps its field, whatever
 	// its text: "duplicate key value" is also how PostgreSQL says 409.
 	keyID, _ := s.createKey("k")
