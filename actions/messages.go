@@ -50,6 +50,29 @@ func (t Topics) Allowed(deviceID, topic string, write bool) bool {
 	return kind == KindCommands || kind == KindDesired
 }
 
+// WhyRefused says why Allowed refuses a device a topic, for the embedded
+// broker's log line: what the player's developer has to change. access is
+// "subscribe", "publish" or "will".
+func (t Topics) WhyRefused(deviceID, topic, access string) string {
+	id, kind, ok := t.Parse(topic)
+	switch {
+	case strings.ContainsAny(topic, "+#"):
+		return "a wildcard: subscribe to the device's commands and desired topics by name"
+	case !ok:
+		return "not a device's topic under the server's prefix (" + t.Prefix + "/devices/<id>/…): another topic prefix?"
+	case deviceID != "" && id != deviceID:
+		return "another device's topic (device ids are case-sensitive)"
+	case access == "will":
+		return "a will goes on the device's own status topic"
+	case access == "publish":
+		return "a device publishes on its acks and status topics only"
+	case kind == KindAcks || kind == KindStatus:
+		return "only the server reads acks and status"
+	default:
+		return "not a topic of the player contract (commands, desired, acks, status)"
+	}
+}
+
 // The rest of the embedded broker's policy for the player contract
 // (docs/players.md): a client's username is its device id, or, for an
 // anonymous client (--mqtt-allow-anonymous, development only), the device

@@ -1,6 +1,7 @@
 package actions_test
 
 import (
+	"strings"
 	"testing"
 
 	"devicehooks/actions"
@@ -57,5 +58,26 @@ func TestTopicPolicy(t *testing.T) {
 	}
 	if !topics.ServerOnly(own(actions.KindAcks)) || !topics.ServerOnly(own(actions.KindStatus)) || topics.ServerOnly(own(actions.KindCommands)) {
 		t.Error("acks and status go to the server alone")
+	}
+}
+
+// The reason the broker's log gives for a refused topic points at what the
+// player's developer has to change.
+func TestWhyRefused(t *testing.T) {
+	topics := actions.Topics{Prefix: "signage"}
+	for _, tc := range []struct{ topic, access, want string }{
+		{"signage/devices/lobby-1/#", "subscribe", "a wildcard"},
+		{"signage/devices/+/commands", "subscribe", "a wildcard"},
+		{"devicehooks/devices/lobby-1/commands", "subscribe", "another topic prefix?"},
+		{"devicehooks/devices/lobby-1/status", "will", "another topic prefix?"},
+		{"signage/devices/Lobby-1/commands", "subscribe", "another device's topic"},
+		{"signage/devices/lobby-1/acks", "will", "a will goes on the device's own status topic"},
+		{"signage/devices/lobby-1/commands", "publish", "publishes on its acks and status topics only"},
+		{"signage/devices/lobby-1/acks", "subscribe", "only the server reads acks and status"},
+		{"signage/devices/lobby-1/config", "subscribe", "not a topic of the player contract"},
+	} {
+		if got := topics.WhyRefused("lobby-1", tc.topic, tc.access); !strings.Contains(got, tc.want) {
+			t.Errorf("WhyRefused(%s, %s) = %q, want it to say %q", tc.topic, tc.access, got, tc.want)
+		}
 	}
 }

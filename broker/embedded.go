@@ -29,6 +29,10 @@ type EmbeddedConfig struct {
 	AllowAnonymous bool
 	// Allow is the ACL: may username read (write=false) or write this topic?
 	Allow func(username, topic string, write bool) bool
+	// WhyRefused, if set, says why Allow (or WillAllowed: access "will")
+	// refused a logged-in client a topic, for the log line that tells its
+	// developer; access is "subscribe", "publish" or "will".
+	WhyRefused func(username, topic, access string) string
 	// WillAllowed says whether username may name this topic as its last will
 	// (a player's own status topic); nil leaves it to Allow, as a write.
 	WillAllowed func(username, topic string) bool

@@ -62,8 +62,8 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	// could fill the log.
 	if user != "" && h.cfg.Authenticate != nil && h.cfg.Authenticate(user, string(pk.Connect.Password)) {
 		h.denied.Add(1)
-		h.refusedLog.warn(h.log, "will:"+user, time.Now(), "mqtt: connection refused: its will names a topic the device may not (a topic prefix other than the server's?)",
-			"user", user, "will_topic", clip(topic), "remote", cl.Net.Remote)
+		h.refusedLog.warn(h.log, "will:"+user, time.Now(), "mqtt: connection refused: its will names a topic the device may not use",
+			"user", user, "will_topic", clip(topic), "why", h.why(user, topic, "will"), "remote", cl.Net.Remote)
 	} else {
 		h.log.Debug("mqtt: connection refused: its will's topic is not one the client may name",
 			"user", user, "will_topic", pk.Connect.WillTopic, "remote", cl.Net.Remote)
@@ -194,14 +194,22 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		// A logged-in player using a topic it may not: most often another
 		// topic prefix than the server's, which it would never hear of.
 		h.denied.Add(1)
-		access := "subscribe (read)"
+		access := "subscribe"
 		if write {
 			access = "publish"
 		}
-		h.refusedLog.warn(h.log, "acl:"+user, time.Now(), "mqtt: refused a topic the device may not use (a topic prefix other than the server's?)",
-			"user", user, "access", access, "topic", clip(topic), "remote", cl.Net.Remote)
+		h.refusedLog.warn(h.log, "acl:"+user, time.Now(), "mqtt: refused a topic the device may not use",
+			"user", user, "access", access, "topic", clip(topic), "why", h.why(user, topic, access), "remote", cl.Net.Remote)
 	}
 	return false
+}
+
+// why is the reason WhyRefused gives, or the likeliest one.
+func (h *authHook) why(user, topic, access string) string {
+	if h.cfg.WhyRefused == nil {
+		return "a topic prefix other than the server's?"
+	}
+	return h.cfg.WhyRefused(user, topic, access)
 }
 
 // OnWill sends every will as a live message, never retained: the ACL lets a

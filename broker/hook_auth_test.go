@@ -139,6 +139,7 @@ func TestTopicsRefusedToALoggedInPlayerAreLogged(t *testing.T) {
 		Logger:       slog.New(slog.NewTextHandler(&out, nil)),
 		Authenticate: func(user, password string) bool { return user == "lobby-1" && password == "right" },
 		Allow:        func(_, topic string, _ bool) bool { return strings.HasPrefix(topic, own) },
+		WhyRefused:   func(_, _, access string) string { return "refused to " + access },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -182,5 +183,8 @@ func TestTopicsRefusedToALoggedInPlayerAreLogged(t *testing.T) {
 	if len(will) != 1 || !strings.Contains(will[0], "level=WARN") || !strings.Contains(will[0], "will_topic=signage/devices/lobby-1/status") ||
 		len(sub) != 1 || !strings.Contains(sub[0], "topic=signage/devices/lobby-1/commands") || strings.Contains(out.String(), "right") {
 		t.Fatalf("the lines do not say which player and topic (or show the token):\n%s", out.String())
+	}
+	if !strings.Contains(will[0], `why="refused to will"`) || !strings.Contains(sub[0], `why="refused to subscribe"`) {
+		t.Fatalf("the lines do not say why, as WhyRefused has it:\n%s", out.String())
 	}
 }

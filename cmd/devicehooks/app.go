@@ -372,7 +372,7 @@ func (a *App) startEmbedded(topics actions.Topics) (*broker.Embedded, error) {
 	return broker.StartEmbedded(broker.EmbeddedConfig{
 		TCPAddr: cfg.MQTTListen, WSAddr: cfg.MQTTWSListen, AllowAnonymous: cfg.MQTTAllowAnonymous,
 		Authenticate: a.devices.Authenticate, PlausibleUser: actions.DeviceIDPattern.MatchString,
-		Allow: topics.ClientAllowed, WillAllowed: topics.WillAllowed, PresenceOf: topics.PresenceOf,
+		Allow: topics.ClientAllowed, WillAllowed: topics.WillAllowed, WhyRefused: topics.WhyRefused, PresenceOf: topics.PresenceOf,
 		Unretained: topics.Unretained, ServerOnly: topics.ServerOnly,
 		OnPresent: a.presence.Subscribed, OnAbsent: a.presence.Disconnected,
 		Logger: a.Log.With("component", "mqtt"),
