@@ -133,7 +133,7 @@ func ParseAck(payload []byte) (AckMessage, error) {
 		return a, Errorf(CodeBadRequest, "ack is not a JSON object")
 	}
 	if err := json.Unmarshal(payload, &in); err != nil {
-		return a, Errorf(CodeBadRequest, "ack is not valid JSON: %v", err)
+		return a, jsonProblem("ack", err)
 	}
 	a = in.AckMessage
 	a.Detail = detailText(in.Detail)
@@ -170,6 +170,18 @@ func notObject(payload []byte) bool {
 	return len(trimmed) > 0 && trimmed[0] != '{' && json.Valid(trimmed)
 }
 
+// jsonProblem says what json.Unmarshal found wrong with a player's message
+// (what: "ack" or "status") in the contract's terms: a field of the wrong
+// type by its JSON name ("id" must be a string), not by Go's struct.
+func jsonProblem(what string, err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" && te.Type != nil {
+		field := te.Field[strings.LastIndex(te.Field, ".")+1:]
+		return Errorf(CodeBadRequest, "%s field %q must be a %s, not a JSON %s", what, field, te.Type.Kind(), te.Value)
+	}
+	return Errorf(CodeBadRequest, "%s is not valid JSON: %v", what, err)
+}
+
 // ParseStatus reads and checks a status message.
 func ParseStatus(payload []byte) (StatusMessage, error) {
 	var s StatusMessage
@@ -181,7 +193,7 @@ func ParseStatus(payload []byte) (StatusMessage, error) {
 		return s, Errorf(CodeBadRequest, "status is not a JSON object")
 	}
 	if err := json.Unmarshal(payload, &in); err != nil {
-		return s, Errorf(CodeBadRequest, "status is not valid JSON: %v", err)
+		return s, jsonProblem("status", err)
 	}
 	s = in.StatusMessage
 	s.At = parseAt(in.At)

@@ -279,6 +279,15 @@ func TestMessagesThatAreNotObjectsSaySo(t *testing.T) {
 		}
 	}
 
+	// A field of the wrong type is named as the contract names it, not as
+	// Go's decoder does ("Go struct field .AckMessage.id of type string").
+	if _, err := actions.ParseAck([]byte(`{"id":123,"status":"succeeded"}`)); err == nil || err.Error() != `bad_request: ack field "id" must be a string, not a JSON number` {
+		t.Errorf("an ack whose id is a number: %v", err)
+	}
+	if _, err := actions.ParseStatus([]byte(`{"state":true}`)); err == nil || err.Error() != `bad_request: status field "state" must be a string, not a JSON bool` {
+		t.Errorf("a status whose state is a bool: %v", err)
+	}
+
 	st, _ := openStore(t)
 	var logs testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))

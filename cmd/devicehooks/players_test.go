@@ -182,6 +182,20 @@ func TestDeviceAuthAndACL(t *testing.T) {
 			if q := sub.(*paho.SubscribeToken).Result()["devicehooks/devices/dev-b/commands"]; q != 0x80 {
 				t.Logf("broker granted qos %d for another device's commands (it must still deliver nothing)", q)
 			}
+			// Wildcards: the embedded broker refuses them; Mosquitto grants
+			// them and delivers only dev-a's own messages (players.md).
+			wild := map[string]byte{"devicehooks/devices/+/commands": 1, "devicehooks/devices/#": 1}
+			sub = a.SubscribeMultiple(wild, func(_ paho.Client, m paho.Message) {
+				if !strings.HasPrefix(m.Topic(), "devicehooks/devices/dev-a/") {
+					stolen.Add(1)
+				}
+			})
+			sub.WaitTimeout(5 * time.Second)
+			for topic, q := range sub.(*paho.SubscribeToken).Result() {
+				if q != 0x80 && tr.name != "mosquitto recipe" {
+					t.Errorf("the embedded broker granted qos %d for %s", q, topic)
+				}
+			}
 			// dev-b receives its command; dev-a sees nothing of it.
 			b := connectPlayer(t, url, "devicehooks", "dev-b", tokB)
 			s.waitOnline("dev-b")
