@@ -102,6 +102,13 @@ func TestDisabledAndExpiredKeysLookUnknown(t *testing.T) {
 	if err := k.Edit(ctx, key.ID, func(string, Limits) (string, Limits, error) { return "k", Limits{CIDRs: []string{"x"}}, nil }); !errors.As(err, &ae) || ae.Field != "cidrs[0]" {
 		t.Fatalf("bad cidr: %v", err)
 	}
+	// Every bad range is named at once, at the first one's place: a form's
+	// text area shows them all, not one per save.
+	l := Limits{CIDRs: []string{"10.0.0.0/8", "10.0.0.0/33", "foo"}}
+	if err := l.Validate(Limits{}); !errors.As(err, &ae) || ae.Field != "cidrs[1]" ||
+		ae.Detail != `"10.0.0.0/33" and "foo" are not addresses or CIDR ranges` {
+		t.Fatalf("two bad ranges: %v", err)
+	}
 }
 
 // A key whose stored limits do not read (a row edited by hand) is refused,

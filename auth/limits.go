@@ -60,11 +60,26 @@ func (l *Limits) Problems(had Limits) []error {
 	if len(ps) == 0 && len(l.Methods) > 1 { // ["POST", "post"] is ["POST"]
 		l.Methods = slices.Compact(slices.Sorted(slices.Values(l.Methods)))
 	}
+	// Every bad range in one error, at the first one's field: a form's
+	// text area shows them all, not one per save.
+	first, bad := -1, []string(nil)
 	for i, c := range l.CIDRs {
 		if _, err := parseRange(c); err != nil {
-			ps = append(ps, actions.Invalid(fmt.Sprintf("cidrs[%d]", i), "%q is not an address or CIDR range", c))
-			break
+			if first < 0 {
+				first = i
+			}
+			bad = append(bad, strconv.Quote(c))
 		}
+	}
+	switch {
+	case len(bad) == 1:
+		ps = append(ps, actions.Invalid(fmt.Sprintf("cidrs[%d]", first), "%s is not an address or CIDR range", bad[0]))
+	case len(bad) > 1:
+		if len(bad) > 6 {
+			bad = append(bad[:5], fmt.Sprintf("%d more", len(bad)-5))
+		}
+		ps = append(ps, actions.Invalid(fmt.Sprintf("cidrs[%d]", first), "%s and %s are not addresses or CIDR ranges",
+			strings.Join(bad[:len(bad)-1], ", "), bad[len(bad)-1]))
 	}
 	if r := l.Rate; r != nil {
 		inRange := r.PerSecond >= MinRate && r.PerSecond <= 100000    // false for NaN
