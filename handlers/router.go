@@ -82,12 +82,18 @@ func New(d Deps) (http.Handler, error) {
 		maxBody: d.MaxBody, maxHeader: d.MaxHeader, cop: cop,
 		slots: make(chan struct{}, d.MaxConcurrent), waits: make(chan struct{}, max(8, d.MaxConcurrent/8)),
 	}
+	// The UI's routes are registered below; a browser opening an address
+	// that only takes a form is answered with its pages.
+	var u *ui
 	r.NoMethod(func(c *gin.Context) { // gin has set the Allow header
-		if c.Request.URL.Path == webhookPath {
+		switch {
+		case c.Request.URL.Path == webhookPath:
 			wh.refuseMethod(c)
-			return
+		case wantsPage(c.Request):
+			u.noPage(c)
+		default:
+			respondError(c, d.Log, actions.Errorf(actions.CodeMethod, "method %s is not allowed here; see the Allow header", c.Request.Method))
 		}
-		respondError(c, d.Log, actions.Errorf(actions.CodeMethod, "method %s is not allowed here; see the Allow header", c.Request.Method))
 	})
 	r.POST(webhookPath, wh.handle)
 	r.GET(webhookPath, wh.handle)
@@ -137,7 +143,7 @@ func New(d Deps) (http.Handler, error) {
 	r.GET("/metrics", metrics...)
 	r.HEAD("/metrics", metrics...)
 
-	u := registerUI(r, d, cop)
+	u = registerUI(r, d, cop)
 	// An unknown path: a browser asking for a page gets the UI's "Not found"
 	// page; the management API, the webhook and other clients get the JSON error.
 	r.NoRoute(func(c *gin.Context) {

@@ -52,6 +52,8 @@ type linkResult struct {
 	GetLink   string // none for a key limited to POST: only the curl example
 	PostOnly  bool
 	Curl      string
+	KeyByName bool // the curl example names the key by a shell variable, KeyVar
+	KeyVar    string
 	Payload   string
 	ExpiresAt web.Stamp // set for a signed link
 	Confirm   bool
@@ -148,11 +150,20 @@ func (u *ui) generateLink(c *gin.Context) {
 	if v.Confirm {
 		q.Set("confirm", "1")
 	}
+	// The key is on screen only where what was asked for needs it: a link
+	// with the key has it anyway, and a POST-only key's curl example is all
+	// there is. Beside a signed link, chosen to keep the key out of what is
+	// shared, the example names it by a shell variable.
+	header := shellQuote("x-webhook-apikey: " + plain)
+	keyByName := v.Kind == "signed" && !postOnly
+	if keyByName {
+		header = `"x-webhook-apikey: $` + curlKeyVar + `"`
+	}
 	v.Result = &linkResult{
-		KeyName: key.Name, ExpiresAt: expiresAt, Confirm: v.Confirm, PostOnly: postOnly,
+		KeyName: key.Name, ExpiresAt: expiresAt, Confirm: v.Confirm, PostOnly: postOnly, KeyByName: keyByName, KeyVar: curlKeyVar,
 		Curl: "curl -X POST " + shellQuote(base+webhookPath) + " \\\n" +
 			"  -H 'Content-Type: application/json' \\\n" +
-			"  -H " + shellQuote("x-webhook-apikey: "+plain) + " \\\n" +
+			"  -H " + header + " \\\n" +
 			"  -d " + shellQuote(string(raw)),
 		Payload: string(raw),
 	}
@@ -162,6 +173,10 @@ func (u *ui) generateLink(c *gin.Context) {
 	u.Log.Info("ui: webhook link generated", "action", act.ID, "key", key.Prefix, "by", account(c).User.Username)
 	u.renderLink(c, http.StatusOK, v, nil, "")
 }
+
+// curlKeyVar is the shell variable a signed link's curl example takes the
+// key from.
+const curlKeyVar = "WEBHOOK_API_KEY"
 
 // testAction fires the action now, as the webhook would, with no API key.
 func (u *ui) testAction(c *gin.Context) {
@@ -296,6 +311,9 @@ func (u *ui) renderLink(c *gin.Context, status int, v linkView, errs map[string]
 	}
 	if v.ExpiresH == 0 {
 		v.ExpiresH = defaultLinkHours
+	}
+	if len(errs) > 0 && msg == "" { // as every form says it
+		msg = "Please correct the marked " + plural(len(errs), "field.", "fields.")
 	}
 	u.render(c, status, "action_link", &web.View{Title: "Link for “" + v.Action.Name + "”", Nav: "actions", Errors: errs, Error: msg, Data: v})
 }

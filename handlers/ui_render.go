@@ -39,6 +39,7 @@ func (u *ui) render(c *gin.Context, status int, page string, v *web.View) {
 		reload := c.Request.URL.RequestURI()
 		if c.Request.Method != http.MethodGet {
 			reload = formPage(c.FullPath(), c.Request.URL.Path, c.Param("id"))
+			v.Posted = true
 		}
 		v.Reload = safeNext(reload) // a path on this site, never "//elsewhere"
 	}
@@ -66,7 +67,7 @@ func (u *ui) fail(c *gin.Context, err error) {
 	title := map[int]string{
 		http.StatusNotFound: "Not found", http.StatusForbidden: "Refused", http.StatusConflict: "Conflict",
 		http.StatusUnprocessableEntity: "Invalid input", http.StatusBadRequest: "Bad request",
-		http.StatusRequestEntityTooLarge: "Too large",
+		http.StatusRequestEntityTooLarge: "Too large", http.StatusMethodNotAllowed: "Not a page",
 	}[status]
 	if title == "" {
 		title = "Something went wrong"

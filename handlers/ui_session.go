@@ -58,13 +58,27 @@ func (u *ui) setSecurityHeaders(c *gin.Context) {
 // notFound answers a browser's request for a page that does not exist with the
 // "Not found" page, with the navigation if the browser is signed in.
 func (u *ui) notFound(c *gin.Context) {
+	u.failOutside(c, actions.Errorf(actions.CodeNotFound, "There is no page at %s.", c.Request.URL.Path))
+}
+
+// noPage answers a browser that opens an address which only takes a form
+// (/settings/password, /actions/…/test), as a restored tab or a URL typed
+// again does: the UI's page, not the API's JSON error.
+func (u *ui) noPage(c *gin.Context) {
+	u.failOutside(c, actions.Errorf(actions.CodeMethod,
+		"%s takes what a form sends and has no page of its own: go back to the form, or start from the dashboard.", c.Request.URL.Path))
+}
+
+// failOutside shows the error page for a request no UI route took, with the
+// signed-in user's navigation if there is a session.
+func (u *ui) failOutside(c *gin.Context, err error) {
 	u.setSecurityHeaders(c)
 	token := u.sessionToken(c)
 	if acc, err := u.Users.Authenticate(c.Request.Context(), token); err == nil {
 		c.Set(ctxAccount, acc)
 		c.Set(ctxSession, token)
 	}
-	u.fail(c, actions.Errorf(actions.CodeNotFound, "There is no page at %s.", c.Request.URL.Path))
+	u.fail(c, err)
 }
 
 // crossOrigin refuses state-changing requests that a browser marks as coming

@@ -42,6 +42,9 @@ type View struct {
 	// from its back/forward cache: its own address, or for a page shown in
 	// answer to a form, the form's page.
 	Reload string
+	// Posted marks a page shown in answer to a form: the script makes its
+	// history entry the form's page (Reload), loaded by GET.
+	Posted bool
 
 	focused bool // Autofocus has marked a field
 }

@@ -531,6 +531,11 @@ func TestUI(t *testing.T) {
 		if strings.Contains(signed, key) || !strings.Contains(signed, "sig=") || !strings.Contains(signed, "expires=") {
 			t.Fatalf("signed link %q", signed)
 		}
+		// Nor does the page: its curl example takes the key from a variable.
+		if curl := b.text("#curl-post"); strings.Contains(curl, key) || !strings.Contains(curl, `-H "x-webhook-apikey: $WEBHOOK_API_KEY"`) ||
+			strings.Contains(b.text("main"), key) {
+			t.Fatalf("beside a signed link, the key is on the page:\n%s", curl)
+		}
 		// A signed confirm link is signed as one: without its confirm=1 it
 		// is refused, and nothing fires.
 		b.submit(
@@ -591,8 +596,13 @@ func TestUI(t *testing.T) {
 			t.Fatalf("status %q before the ack", got)
 		}
 		b.do(chromedp.Evaluate[chromedp.Void](`window.stillThisPage = true`))
+		if !b.has("#updates-note") {
+			t.Fatal("a dispatch on its way does not say that its page updates")
+		}
 		player.ack(prefix, cmd["id"].(string), "succeeded")
 		b.waitJS(`document.querySelector('`+row+`').dataset.state === "succeeded"`, 10*time.Second)
+		// Settled, the page stops, and no longer says it updates.
+		b.waitJS(`document.getElementById("live").dataset.liveDone === "true" && !document.getElementById("updates-note")`, 10*time.Second)
 		if !evalIn[bool](b, `window.stillThisPage === true`) {
 			t.Fatal("the page reloaded instead of updating in place")
 		}
@@ -1190,6 +1200,9 @@ func TestUI(t *testing.T) {
 		if msg := b.text("#err-sensor-id"); !strings.Contains(msg, "required") {
 			t.Fatalf("sensor id error %q", msg)
 		}
+		if got := b.text("#form-error"); got != "Please correct the marked fields." {
+			t.Fatalf("the form's banner: %q", got)
+		}
 		b.do(chromedp.SetValue(chromedp.ID("expires-h"), "24"))
 		if b.has("#get-link") {
 			t.Fatal("a link was generated without sensor data")
@@ -1659,6 +1672,39 @@ func TestUI(t *testing.T) {
 		}
 		if n := named("Double clicked"); n != 1 {
 			t.Fatalf("%d actions named “Double clicked”", n)
+		}
+	})
+
+	t.Run("back to a page shown in answer to a form loads the form's page, never Confirm Form Resubmission", func(t *testing.T) {
+		use(t)
+		t.Cleanup(func() {
+			for _, k := range s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys?limit=500", nil)["items"].([]any) {
+				if k := k.(map[string]any); k["name"] == "Back and forth" {
+					s.call("DELETE", "/api/v1/api-keys/"+k["id"].(string), nil)
+				}
+			}
+		})
+		b.open("/api-keys")
+		if st := b.submit(chromedp.Click(chromedp.ID("create-key"))); st != http.StatusUnprocessableEntity {
+			t.Fatalf("a key without a name: %d, want 422", st)
+		}
+		b.submit(chromedp.SendKeys(chromedp.ID("name"), "Back and forth"), chromedp.Click(chromedp.ID("create-key")))
+		b.wantPage("secret")
+		// Back: the entry of the form sent back with its error is the keys
+		// page, loaded by GET. (Chrome shows ERR_CACHE_MISS for the answer
+		// to a POST it did not keep.)
+		if st := b.submit(chromedp.NavigateBack()); st != http.StatusOK {
+			t.Fatalf("back to the form's page: %d", st)
+		}
+		b.wantPage("api_keys")
+		if b.path() != "/api-keys" || !strings.Contains(b.text("main"), "Back and forth") {
+			t.Fatalf("back: %s, %q", b.path(), b.text("main"))
+		}
+		// An address that only takes a form, opened as a page (a restored
+		// tab), is the UI's page, not the API's JSON.
+		if st := b.open("/settings/password"); st != http.StatusMethodNotAllowed || b.page() != "error" ||
+			!strings.Contains(b.text("main"), "has no page of its own") {
+			t.Fatalf("/settings/password opened: %d, page %q: %s", st, b.page(), b.text("main"))
 		}
 	})
 

@@ -31,6 +31,16 @@
   // And a form is sent once: submitting it again while the first is on its
   // way does nothing. ----
 
+  // A page shown in answer to a form (a form sent back with its errors, a
+  // secret shown once, a test's confirmation) has its history entry made its
+  // form's page, loaded by GET: Back to it, or Reload, shows that page as the
+  // server sends it now, instead of Chrome's "Confirm Form Resubmission"
+  // (the answer to a POST is not kept) or the form sent a second time.
+  if (document.body.dataset.posted === "true" && window.history.replaceState) {
+    var formPage = document.body.dataset.reload || "";
+    if (/^\/(?![\/\\])/.test(formPage)) { window.history.replaceState(window.history.state, "", formPage); }
+  }
+
   window.addEventListener("pageshow", function (ev) {
     if (ev.persisted) {
       var to = document.body.dataset.reload || "";
@@ -690,7 +700,12 @@
           if (paused()) { skip(); return; } // paused while fetching
           var done = render ? render(live, data) : true;
           live.dataset.liveUpdated = String(Date.now());
-          if (done) { live.dataset.liveDone = "true"; return; }
+          if (done) { // nothing is on its way any more: the page says so no longer
+            live.dataset.liveDone = "true";
+            var note = document.getElementById("updates-note");
+            if (note) { note.remove(); }
+            return;
+          }
           setTimeout(tick, every);
         })
         .catch(function (e) {
