@@ -377,8 +377,8 @@ func TestUIDashboardFollowsWhatHappens(t *testing.T) {
 		t.Helper()
 		seedDispatch(t, s, seededDispatch{id: id, name: "Evacuate", state: state, created: time.Now().UTC()})
 	}
-	b.signIn(uiUser, uiPassword)
-	b.open("/")
+	b.signIn(uiUser, uiPassword) // which leads to the dashboard (opening it again would race that load)
+	b.wantPage("dashboard")
 	if b.has(`#recent a[href="/dispatches/d-first"]`) || b.text("#stat-failed") != "0" {
 		t.Fatalf("the dashboard before any trigger: failed %q", b.text("#stat-failed"))
 	}
@@ -505,8 +505,8 @@ func TestABackgroundLoadLeavesTheFlash(t *testing.T) {
 func TestUIDashboardFollowsTheBroker(t *testing.T) {
 	s, m, _ := startMosquittoWithRecipe(t, Config{AdminUser: uiUser, AdminPassword: uiPassword})
 	b := newUIBrowser(t, s.base)
-	b.signIn(uiUser, uiPassword)
-	b.open("/")
+	b.signIn(uiUser, uiPassword) // which leads to the dashboard: opening it again raced that load
+	b.wantPage("dashboard")
 	if b.has("#broker-down") {
 		t.Fatal("the dashboard says the broker is down while it is up")
 	}
