@@ -7,6 +7,7 @@ package actions
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -138,4 +139,17 @@ func Truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// Enumerate names things in a message, the first five of them: "A", "A and
+// B", "A, B and C", or "A, B, C, D, E and 2 more".
+func Enumerate(names []string) string {
+	const named = 5
+	if more := len(names) - named; more > 0 {
+		return strings.Join(names[:named], ", ") + " and " + strconv.Itoa(more) + " more"
+	}
+	if len(names) > 1 {
+		return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	}
+	return strings.Join(names, "")
 }

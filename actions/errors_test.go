@@ -23,3 +23,14 @@ func TestCheckName(t *testing.T) {
 		}
 	}
 }
+
+func TestEnumerate(t *testing.T) {
+	for n, want := range map[int]string{
+		0: "", 1: "a", 2: "a and b", 3: "a, b and c", 5: "a, b, c, d and e", 6: "a, b, c, d, e and 1 more", 8: "a, b, c, d, e and 3 more",
+	} {
+		names := strings.Split("abcdefgh"[:n], "")
+		if got := Enumerate(names); got != want {
+			t.Errorf("Enumerate of %d: %q, want %q", n, got, want)
+		}
+	}
+}

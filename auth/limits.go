@@ -75,11 +75,7 @@ func (l *Limits) Problems(had Limits) []error {
 	case len(bad) == 1:
 		ps = append(ps, actions.Invalid(fmt.Sprintf("cidrs[%d]", first), "%s is not an address or CIDR range", bad[0]))
 	case len(bad) > 1:
-		if len(bad) > 6 {
-			bad = append(bad[:5], fmt.Sprintf("%d more", len(bad)-5))
-		}
-		ps = append(ps, actions.Invalid(fmt.Sprintf("cidrs[%d]", first), "%s and %s are not addresses or CIDR ranges",
-			strings.Join(bad[:len(bad)-1], ", "), bad[len(bad)-1]))
+		ps = append(ps, actions.Invalid(fmt.Sprintf("cidrs[%d]", first), "%s are not addresses or CIDR ranges", actions.Enumerate(bad)))
 	}
 	if r := l.Rate; r != nil {
 		inRange := r.PerSecond >= MinRate && r.PerSecond <= 100000    // false for NaN

@@ -160,9 +160,12 @@ func (a *api) targetedConflict(ctx context.Context, err error, targetType, id st
 	if lookErr != nil || len(as) == 0 {
 		return actions.Errorf(actions.CodeConflict, "%s an action; change or delete the action first", what)
 	}
-	list := actionList(as, func(ac store.Action) string { return fmt.Sprintf("%q (%s)", ac.Name, ac.ID) })
+	names := make([]string, len(as))
+	for i, ac := range as {
+		names[i] = fmt.Sprintf("%q (%s)", ac.Name, ac.ID)
+	}
 	return actions.Errorf(actions.CodeConflict, "%s %s %s; change %s target or delete %s first", what,
-		plural(len(as), "the action", "the actions"), list, plural(len(as), "its", "their"), plural(len(as), "it", "them"))
+		plural(len(as), "the action", "the actions"), actions.Enumerate(names), plural(len(as), "its", "their"), plural(len(as), "it", "them"))
 }
 
 // conflictDetail gives a store conflict a helpful message; other errors pass.

@@ -125,26 +125,12 @@ func (u *ui) deleteRefusal(ctx context.Context, targetType, id, what string) str
 // targetedRefusal says that a device or group (what, such as "The device
 // “Lobby” (lobby-1)") cannot be deleted, naming the actions that target it.
 func targetedRefusal(what string, as []store.Action) string {
-	list := actionList(as, func(a store.Action) string { return "“" + a.Name + "”" })
+	names := make([]string, len(as))
+	for i, a := range as {
+		names[i] = "“" + a.Name + "”"
+	}
 	return fmt.Sprintf("%s is the target of the %s %s; change the target of %s or delete %s first.",
-		what, plural(len(as), "action", "actions"), list, plural(len(as), "that action", "those actions"), plural(len(as), "it", "them"))
-}
-
-// actionList names actions as name writes each, the first five of them:
-// "A", "A and B", "A, B and C", or "A, B, C, D, E and 2 more".
-func actionList(as []store.Action, name func(store.Action) string) string {
-	const named = 5
-	names := make([]string, 0, named)
-	for _, a := range as[:min(len(as), named)] {
-		names = append(names, name(a))
-	}
-	if more := len(as) - len(names); more > 0 {
-		return strings.Join(names, ", ") + fmt.Sprintf(" and %d more", more)
-	}
-	if len(names) > 1 {
-		return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
-	}
-	return strings.Join(names, "")
+		what, plural(len(as), "action", "actions"), actions.Enumerate(names), plural(len(as), "that action", "those actions"), plural(len(as), "it", "them"))
 }
 
 func functionLabel(name string) string {

@@ -52,8 +52,7 @@ type linkResult struct {
 	GetLink   string // none for a key limited to POST: only the curl example
 	PostOnly  bool
 	Curl      string
-	KeyByName bool // the curl example names the key by a shell variable, KeyVar
-	KeyVar    string
+	KeyVar    string // set when the curl example takes the key from this shell variable
 	Payload   string
 	ExpiresAt web.Stamp // set for a signed link
 	Confirm   bool
@@ -154,13 +153,12 @@ func (u *ui) generateLink(c *gin.Context) {
 	// with the key has it anyway, and a POST-only key's curl example is all
 	// there is. Beside a signed link, chosen to keep the key out of what is
 	// shared, the example names it by a shell variable.
-	header := shellQuote("x-webhook-apikey: " + plain)
-	keyByName := v.Kind == "signed" && !postOnly
-	if keyByName {
-		header = `"x-webhook-apikey: $` + curlKeyVar + `"`
+	header, keyVar := shellQuote("x-webhook-apikey: "+plain), ""
+	if v.Kind == "signed" && !postOnly {
+		header, keyVar = `"x-webhook-apikey: $`+curlKeyVar+`"`, curlKeyVar
 	}
 	v.Result = &linkResult{
-		KeyName: key.Name, ExpiresAt: expiresAt, Confirm: v.Confirm, PostOnly: postOnly, KeyByName: keyByName, KeyVar: curlKeyVar,
+		KeyName: key.Name, ExpiresAt: expiresAt, Confirm: v.Confirm, PostOnly: postOnly, KeyVar: keyVar,
 		Curl: "curl -X POST " + shellQuote(base+webhookPath) + " \\\n" +
 			"  -H 'Content-Type: application/json' \\\n" +
 			"  -H " + header + " \\\n" +
