@@ -233,6 +233,12 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 		h.fail(c, cl, fmt.Errorf("%w: %w", actions.Errorf(actions.CodeUnavailable, "could not look up the action; try again"), err))
 		return
 	}
+	if err := caller.CheckAction(action); err != nil {
+		// Before a wait slot: a key that may not use the action is told so
+		// (final), never to retry because the slots are full.
+		h.fail(c, cl, err)
+		return
+	}
 	if wait > 0 {
 		select {
 		case h.waits <- struct{}{}:
@@ -242,10 +248,6 @@ func (h *webhookHandler) serve(c *gin.Context, cl *call) {
 			h.fail(c, cl, actions.Errorf(actions.CodeUnavailable, "too many calls are waiting for acks; retry, or call without wait"))
 			return
 		}
-	}
-	if err := caller.CheckAction(action); err != nil {
-		h.fail(c, cl, err)
-		return
 	}
 	h.keys.Used(caller.Key.ID, c.ClientIP())
 	out, err := h.dispatch.Trigger(c.Request.Context(), actions.Trigger{

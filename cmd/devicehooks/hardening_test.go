@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -553,6 +554,40 @@ func TestServerLimits(t *testing.T) {
 	if time.Since(start) > 4*time.Second {
 		t.Fatalf("slow client not cut off after %v", time.Since(start))
 	}
+}
+
+// While every slot for a call waiting for acks is taken, a call that may not use
+// its action is refused for that (403, final), not told to retry (503); a call
+// that may is told to retry, or to call without a wait.
+func TestWaitSlotsFull(t *testing.T) {
+	s := startServer(t, Config{MaxConcurrent: 16}) // 8 slots for waiting calls
+	s.createDevice("slow")                         // offline: a waiting call holds its slot
+	_, key := s.createKey("k")
+	target := map[string]any{"type": "device", "id": "slow"}
+	ev := s.createAction("restart", target, nil)
+	other := s.createAction("refresh_content", target, nil)
+	var otherID string
+	for _, a := range s.mustCall(http.StatusOK, "GET", "/api/v1/actions", nil)["items"].([]any) {
+		if a := a.(map[string]any); a["event_id"] == other {
+			otherID = a["id"].(string)
+		}
+	}
+	scoped := s.mustCall(http.StatusCreated, "POST", "/api/v1/api-keys", map[string]any{"name": "scoped", "actions": []string{otherID}})["key"].(string)
+	body := `{"event_id":"` + ev + `"}`
+
+	var held sync.WaitGroup
+	for range 8 {
+		held.Go(func() { s.post(key, body, "Prefer", "wait=5") })
+	}
+	defer held.Wait()
+	// Each waiting call has its dispatch once it holds its slot.
+	testenv.WaitFor(t, 10*time.Second, "8 waiting calls", func() bool {
+		return len(s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches", nil)["items"].([]any)) == 8
+	})
+	st, ans := s.post(scoped, body, "Prefer", "wait=5")
+	wantError(t, "a key scoped to another action, with the wait slots full", st, ans, 403, "forbidden")
+	st, ans = s.post(key, body, "Prefer", "wait=5")
+	wantError(t, "a call that may wait, with the wait slots full", st, ans, 503, "unavailable")
 }
 
 // TestHostileTextOnPostgres sends what PostgreSQL cannot store (NUL, invalid
