@@ -128,7 +128,9 @@ func TestApplyManyAcks(t *testing.T) {
 			t.Fatal(err)
 		}
 		at := time.Now().UTC().Truncate(time.Microsecond)
-		var acks []store.Ack
+		// Another device's ack for a command first: it changes nothing, and the
+		// right device's ack for it, later in the list, still counts.
+		acks := []store.Ack{{CommandID: "m-d010", DeviceID: "d011", State: store.StateFailed, At: at}}
 		for i, d := range devices {
 			acks = append(acks, store.Ack{CommandID: "m-" + d, DeviceID: d, State: store.StateSucceeded, Detail: "n" + d, At: at.Add(time.Duration(i) * time.Millisecond)})
 		}
@@ -140,13 +142,16 @@ func TestApplyManyAcks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if applied[0] {
+			t.Fatal("another device's ack applied")
+		}
 		for i := range devices {
-			if !applied[i] {
+			if !applied[1+i] {
 				t.Fatalf("ack %d not applied", i)
 			}
 		}
-		if applied[250] || applied[251] {
-			t.Fatalf("the repeat or the wrong device's ack applied: %v", applied[250:])
+		if applied[251] || applied[252] {
+			t.Fatalf("the repeat or the wrong device's ack applied: %v", applied[251:])
 		}
 		cmds, err := st.DispatchCommands(ctx, "m")
 		if err != nil || len(cmds) != 250 {

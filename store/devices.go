@@ -147,7 +147,7 @@ func (s *Store) SavePresence(ctx context.Context, ps []Presence) error {
 				statusAt = p.StatusAt
 			}
 			return []any{p.Online, p.At, p.LastSeen, statusAt, p.DeviceID, p.At}
-		}, nil)
+		})
 	}))
 }
 

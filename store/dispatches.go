@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strconv"
@@ -442,14 +443,17 @@ func (s *Store) MarkPublished(ctx context.Context, ids []string, at time.Time) e
 	return wrap("mark published", markPublished(s.db.WithContext(ctx), ids, at))
 }
 
-// publishedAtSQL is a publish time for a command: a mark's time, which is
-// the first of its group's (markResolution in actions), made no earlier than
-// the command's own creation. Either is at or before the true publish, so a
-// session that began after it still counts as having had the command.
-const publishedAtSQL = `CASE WHEN created_at > ? THEN created_at ELSE ? END`
+// publishedAtOf is a publish time for a command: a mark's time (the expression
+// at), which is the first of its group's (markResolution in actions), made no
+// earlier than the command's own creation. Either is at or before the true
+// publish, so a session that began after it still counts as having had the
+// command.
+func publishedAtOf(at string) string {
+	return `CASE WHEN created_at > ` + at + ` THEN created_at ELSE ` + at + ` END`
+}
 
 // markPublishedSQL marks an IN list of commands.
-const markPublishedSQL = `UPDATE commands SET state = CASE WHEN state = ? THEN ? ELSE state END, published_at = ` + publishedAtSQL + `
+var markPublishedSQL = `UPDATE commands SET state = CASE WHEN state = ? THEN ? ELSE state END, published_at = ` + publishedAtOf("?") + `
  WHERE id IN ? AND (state = ? OR published_at > ?)`
 
 // markPublished marks commands in IN lists of 1,000. On SQLite one prepared
@@ -487,30 +491,97 @@ func (s *Store) ApplyAcks(ctx context.Context, acks []Ack) (applied []bool, err 
 	return applied, wrap("apply acks", err)
 }
 
-// ackSQL settles one command. An ack can overtake the batched published mark, so it
-// also records when the command was published (if nothing did yet). Whether an
-// ack counts hangs on when it came, not on when the sweeper runs or when the
-// ack is written: one that came after the command's expiry changes nothing,
-// also before the sweeper has marked it expired; one that came before counts,
-// also after the sweeper has marked it expired meanwhile (an ack written late:
-// the database refused writes for a while). That holds for a superseded
-// command's ack too; a deleted device's command stays as it is.
-const ackSQL = `UPDATE commands SET state = ?, acked_at = ?, detail = ?, published_at = COALESCE(published_at, ` + publishedAtSQL + `)
- WHERE id = ? AND device_id = ? AND expires_at > ? AND (` + openStates + ` OR state = 'expired' AND (detail LIKE '` + supersededBy + `%'
-   OR detail IN ('` + DetailExpiredUndelivered + `', '` + DetailExpiredUnacked + `')))`
-
-// applyAcks settles each ack with one statement. publishedAt gives the publish
-// time of commands marked in the same batch.
-func (s *Store) applyAcks(tx *gorm.DB, acks []Ack, applied []bool, publishedAt map[string]time.Time) error {
-	return s.stmts.execEach(tx, ackSQL, len(acks), func(i int) []any {
-		a := acks[i]
-		pub := a.At
-		if at, ok := publishedAt[a.CommandID]; ok {
-			pub = at
+// ackSQL settles up to rows commands, one per ack, in one statement: one round
+// trip for a round's acks (PostgreSQL took one per ack, half of a writer's round).
+// Each ack is a row of the VALUES list (ackValues), and the statement returns the
+// ids of the commands it settled; a command must not be in the list twice.
+//
+// An ack can overtake the batched published mark, so it also records when the
+// command was published (if nothing did yet). Whether an ack counts hangs on when
+// it came, not on when the sweeper runs or when the ack is written: one that came
+// after the command's expiry changes nothing, also before the sweeper has marked
+// it expired; one that came before counts, also after the sweeper has marked it
+// expired meanwhile (an ack written late: the database refused writes for a
+// while). That holds for a superseded command's ack too; a deleted device's
+// command stays as it is.
+func ackSQL(rows int, postgres bool) string {
+	var b strings.Builder
+	b.WriteString(`UPDATE commands SET state = v.column3, acked_at = v.column4, detail = v.column5, published_at = COALESCE(published_at, ` +
+		publishedAtOf("v.column6") + `) FROM (VALUES `)
+	for i := range rows {
+		switch {
+		case i > 0:
+			b.WriteString(", (?, ?, ?, ?, ?, ?)")
+		case postgres: // the list's types, from its first row
+			b.WriteString("(?, ?, ?, ?::timestamptz, ?, ?::timestamptz)")
+		default:
+			b.WriteString("(?, ?, ?, ?, ?, ?)")
 		}
-		// UTC, as every time written: SQLite compares them as text (markPublishedSQL).
-		return []any{a.State, a.At.UTC(), a.Detail, pub.UTC(), pub.UTC(), a.CommandID, a.DeviceID, a.At.UTC()}
-	}, func(i int, n int64) { applied[i] = n > 0 })
+	}
+	b.WriteString(`) AS v
+ WHERE id = v.column1 AND device_id = v.column2 AND expires_at > v.column4 AND (` + openStates + ` OR state = 'expired' AND (detail LIKE '` + supersededBy + `%'
+   OR detail IN ('` + DetailExpiredUndelivered + `', '` + DetailExpiredUnacked + `')))
+ RETURNING id`)
+	return b.String()
+}
+
+// applyAcks settles acks in statements of many (ackSQL). publishedAt gives the
+// publish time of commands marked in the same batch. An ack for a command
+// already acked in the list goes in a later statement, which finds the command
+// as the earlier ack left it: as if each ack had its own statement, in order.
+func (s *Store) applyAcks(tx *gorm.DB, acks []Ack, applied []bool, publishedAt map[string]time.Time) error {
+	todo := make([]int, len(acks)) // indexes into acks, in order
+	for i := range todo {
+		todo[i] = i
+	}
+	for len(todo) > 0 {
+		var now, later []int
+		seen := make(map[string]bool, len(todo))
+		for _, i := range todo {
+			if seen[acks[i].CommandID] {
+				later = append(later, i)
+				continue
+			}
+			seen[acks[i].CommandID] = true
+			now = append(now, i)
+		}
+		settled, err := s.ackRows(tx, acks, now, publishedAt)
+		if err != nil {
+			return err
+		}
+		for _, i := range now {
+			applied[i] = settled[acks[i].CommandID]
+		}
+		todo = later
+	}
+	return nil
+}
+
+// ackRows runs ackSQL for the acks at the indexes given, each of another command,
+// and returns the commands they settled.
+func (s *Store) ackRows(tx *gorm.DB, acks []Ack, which []int, publishedAt map[string]time.Time) (map[string]bool, error) {
+	settled := make(map[string]bool, len(which))
+	err := chunked(len(which), func(start, rows int) error {
+		args := make([]any, 0, rows*6)
+		for _, i := range which[start : start+rows] {
+			a := acks[i]
+			pub := a.At
+			if at, ok := publishedAt[a.CommandID]; ok {
+				pub = at
+			}
+			// UTC, as every time written: SQLite compares them as text (markPublishedSQL).
+			args = append(args, a.CommandID, a.DeviceID, a.State, a.At.UTC(), a.Detail, pub.UTC())
+		}
+		return s.stmts.query(tx, ackSQL(rows, s.postgres), args, func(rows *sql.Rows) error {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			settled[id] = true
+			return nil
+		})
+	})
+	return settled, err
 }
 
 // placeholders turns ? into $1, $2... for PostgreSQL (raw statements only; none

@@ -22,19 +22,20 @@ type stmtCache struct {
 }
 
 // cachedQueries are the writers' statements: the trigger path's and the request
-// log's inserts in every row count they use, the ack and presence updates.
-func cachedQueries() []string {
-	qs := []string{ackSQL, presenceSQL}
+// log's inserts and the acks' updates in every row count they use (chunked), the
+// presence update.
+func cachedQueries(postgres bool) []string {
+	qs := []string{presenceSQL}
 	for rows := insertChunk; rows >= 1; rows /= 2 {
 		qs = append(qs, insertSQL("dispatches", dispatchColumns, rows), insertSQL("commands", commandColumns, rows),
-			insertSQL("request_logs", requestLogColumns, rows))
+			insertSQL("request_logs", requestLogColumns, rows), ackSQL(rows, postgres))
 	}
 	return qs
 }
 
 func prepareStatements(ctx context.Context, db *sql.DB, postgres bool) (*stmtCache, error) {
 	c := &stmtCache{m: make(map[string]*sql.Stmt)}
-	for _, q := range cachedQueries() {
+	for _, q := range cachedQueries(postgres) {
 		st, err := db.PrepareContext(ctx, placeholders(postgres, q))
 		if err != nil {
 			c.close()
@@ -80,9 +81,8 @@ func sqlTxOf(tx *gorm.DB) (*sql.Tx, bool) {
 	return nil, false
 }
 
-// execEach runs query once per i in [0, n) inside tx, with args(i), and reports the
-// rows each changed to affected (if not nil).
-func (c *stmtCache) execEach(tx *gorm.DB, query string, n int, args func(i int) []any, affected func(i int, n int64)) error {
+// execEach runs query once per i in [0, n) inside tx, with args(i).
+func (c *stmtCache) execEach(tx *gorm.DB, query string, n int, args func(i int) []any) error {
 	if n == 0 {
 		return nil
 	}
@@ -91,52 +91,69 @@ func (c *stmtCache) execEach(tx *gorm.DB, query string, n int, args func(i int) 
 		return err
 	}
 	defer stmt.Close()
-	ctx := tx.Statement.Context
 	for i := range n {
-		res, err := stmt.ExecContext(ctx, args(i)...)
-		if err != nil {
+		if _, err := stmt.ExecContext(tx.Statement.Context, args(i)...); err != nil {
 			return err
 		}
-		if affected == nil {
-			continue
-		}
-		rows, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		affected(i, rows)
 	}
 	return nil
 }
 
-// insertChunk is the most rows one INSERT statement takes.
+// query runs a cached query inside tx and calls each for every row it returns.
+func (c *stmtCache) query(tx *gorm.DB, query string, args []any, each func(*sql.Rows) error) error {
+	stmt, err := c.in(tx, query)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	rows, err := stmt.QueryContext(tx.Statement.Context, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// insertChunk is the most rows one INSERT or ack statement takes.
 const insertChunk = 64
 
-// insertRows inserts n rows into table: insertChunk rows per statement, and what
-// is left in power-of-two chunks, so that at most seven statements per table are
-// ever prepared. row appends row i's values in column order.
-func (c *stmtCache) insertRows(tx *gorm.DB, table string, cols []string, n int, row func(i int, args []any) []any) error {
-	ctx := tx.Statement.Context
-	args := make([]any, 0, min(n, insertChunk)*len(cols))
+// chunked calls f for consecutive chunks [start, start+rows) of n rows:
+// insertChunk rows at a time, and what is left in power-of-two chunks, so that at
+// most seven statements per kind are ever prepared.
+func chunked(n int, f func(start, rows int) error) error {
 	for start := 0; start < n; {
 		rows := insertChunk
 		for rows > n-start {
 			rows /= 2
 		}
-		stmt, err := c.in(tx, insertSQL(table, cols, rows))
-		if err != nil {
-			return err
-		}
-		args = args[:0]
-		for i := start; i < start+rows; i++ {
-			args = row(i, args)
-		}
-		_, err = stmt.ExecContext(ctx, args...)
-		_ = stmt.Close()
-		if err != nil {
+		if err := f(start, rows); err != nil {
 			return err
 		}
 		start += rows
 	}
 	return nil
+}
+
+// insertRows inserts n rows into table, chunked. row appends row i's values in
+// column order.
+func (c *stmtCache) insertRows(tx *gorm.DB, table string, cols []string, n int, row func(i int, args []any) []any) error {
+	args := make([]any, 0, min(n, insertChunk)*len(cols))
+	return chunked(n, func(start, rows int) error {
+		stmt, err := c.in(tx, insertSQL(table, cols, rows))
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		args = args[:0]
+		for i := start; i < start+rows; i++ {
+			args = row(i, args)
+		}
+		_, err = stmt.ExecContext(tx.Statement.Context, args...)
+		return err
+	})
 }
