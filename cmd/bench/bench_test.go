@@ -10,21 +10,75 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"devicehooks/internal/testenv"
 )
 
 // TestMain lets the test binary be the naive handler too, as the benchmark
-// runs itself for it.
+// runs itself for it; testenv.Main stops the PostgreSQL server it may start.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == naiveCommand {
 		os.Exit(naiveMain(os.Args[2:]))
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Main(m))
 }
 
 // TestShortRun runs the benchmark's short path end to end against a real server
 // process with its embedded broker: every accepted trigger must reach its player
 // exactly once, and the results must be written as JSON.
 func TestShortRun(t *testing.T) {
+	v, out := shortRun(t)
+	if s := v.RawSerial; s == nil || s.Window != 1 || s.Rate <= 0 || s.Lost != 0 || v.RatioSerial <= 0 {
+		t.Fatalf("raw broker one message at a time: %+v, ratio %v", s, v.RatioSerial)
+	}
+	if n := v.Naive; n == nil || n.Throughput == nil || n.Throughput.Accepted == 0 || n.Throughput.Delivered == 0 ||
+		n.HalfRate == nil || n.HalfRate.Accepted == 0 || n.Ratio <= 0 || v.VersusNaive <= 0 {
+		t.Fatalf("naive handler: %+v, devicehooks against it %v", n, v.VersusNaive)
+	}
+	if !strings.Contains(out, "ratio to one at a time") {
+		t.Errorf("the table has no ratio to the one-at-a-time rate:\n%s", out)
+	}
+	if !strings.Contains(out, "database: SQLite") || strings.Contains(out, "PostgreSQL") {
+		t.Errorf("the table does not say the database is SQLite:\n%s", out)
+	}
+}
+
+// With --postgres the same run goes through a database of its own on that server,
+// dropped at the end, and PostgreSQL's CPU is measured apart from the server's.
+func TestShortRunPostgres(t *testing.T) {
+	admin := testenv.Postgres(t)
+	v, out := shortRun(t, "--postgres", admin)
+	if !strings.Contains(out, "database: PostgreSQL 1") {
+		t.Errorf("the table does not name PostgreSQL and its version:\n%s", out)
+	}
+	for _, l := range []*loadFigures{v.Throughput, v.HalfRate} {
+		if l.CPU.DatabasePercent <= 0 || l.CPU.DatabasePerTriggerMicros <= 0 {
+			t.Errorf("PostgreSQL's CPU was not measured: %+v", l.CPU)
+		}
+	}
+	if !strings.Contains(out, "; PostgreSQL ") {
+		t.Errorf("the table has no PostgreSQL CPU:\n%s", out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var left int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname LIKE 'devicehooks_bench_%'").Scan(&left); err != nil || left != 0 {
+		t.Errorf("databases the run left behind: %d (%v)", left, err)
+	}
+}
+
+// shortRun runs the short benchmark with the embedded broker and small figures,
+// checks that nothing was lost and every phase measured, and returns the
+// broker's results and the printed table.
+func shortRun(t *testing.T, args ...string) (*variantResult, string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("skipped with -short (testing.Short): builds devicehooks and runs it as a child process")
 	}
@@ -32,11 +86,11 @@ func TestShortRun(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	var out bytes.Buffer
-	code := run(ctx, []string{
+	code := run(ctx, append([]string{
 		"--short", "--brokers", "embedded", "--results", dir,
 		"--small-players", "20", "--players", "200", "--conns", "8",
 		"--warmup", "500ms", "--duration", "2s",
-	}, &out, &out)
+	}, args...), &out, &out)
 	if code != 0 {
 		t.Fatalf("bench exited %d:\n%s", code, out.String())
 	}
@@ -73,16 +127,7 @@ func TestShortRun(t *testing.T) {
 	if v.Raw == nil || v.Raw.Rate <= 0 || v.Memory.IdleRSSMB <= 0 || v.Memory.ConnectedRSSMB <= 0 {
 		t.Fatalf("raw broker or memory figures missing: %+v %+v", v.Raw, v.Memory)
 	}
-	if s := v.RawSerial; s == nil || s.Window != 1 || s.Rate <= 0 || s.Lost != 0 || v.RatioSerial <= 0 {
-		t.Fatalf("raw broker one message at a time: %+v, ratio %v", s, v.RatioSerial)
-	}
-	if n := v.Naive; n == nil || n.Throughput == nil || n.Throughput.Accepted == 0 || n.Throughput.Delivered == 0 ||
-		n.HalfRate == nil || n.HalfRate.Accepted == 0 || n.Ratio <= 0 || v.VersusNaive <= 0 {
-		t.Fatalf("naive handler: %+v, devicehooks against it %v", n, v.VersusNaive)
-	}
-	if !strings.Contains(out.String(), "ratio to one at a time") {
-		t.Errorf("the table has no ratio to the one-at-a-time rate:\n%s", out.String())
-	}
+	return v, out.String()
 }
 
 func TestReadAnswer(t *testing.T) {

@@ -38,6 +38,7 @@ type options struct {
 	bin        string
 	brokers    string // embedded, mosquitto, or both
 	resultsDir string
+	postgres   string // URL of a PostgreSQL role that may create databases; "": SQLite
 	profileDir string
 	keep       bool
 
@@ -66,7 +67,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.brokers, "brokers", "both", "which brokers: embedded, mosquitto or both (mosquitto is skipped with a note if not installed)")
 	fs.StringVar(&o.resultsDir, "results", "", "folder for the JSON results (default: bench/results in the module)")
 	fs.StringVar(&o.profileDir, "profile", "", "save the server's CPU profile (throughput phase) and idle heap profile into this folder (uses --pprof-addr)")
-	fs.BoolVar(&o.keep, "keep", false, "keep the temp folder (databases, logs)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temp folder (databases, logs), and the PostgreSQL databases with --postgres")
+	fs.StringVar(&o.postgres, "postgres", "", "run devicehooks on PostgreSQL: a `URL` (postgres://…) of a role that may create databases; each broker's run gets a new database, dropped at the end (default: a fresh SQLite file)")
 	conns := fs.Int("conns", 0, "concurrent HTTP connections (default 64; short 32)")
 	measure := fs.Duration("duration", 0, "measurement window of each load phase (default 15s; short 3s)")
 	warmup := fs.Duration("warmup", 0, "warm-up before each load phase, not counted (default 3s; short 1s)")
@@ -176,6 +178,17 @@ func benchmark(ctx context.Context, o *options, progress io.Writer) (*report, er
 	} else {
 		defer os.RemoveAll(tmp)
 	}
+	var pg *postgres
+	rep.Database = "SQLite (a new file)"
+	if o.postgres != "" {
+		if pg, err = openPostgres(ctx, o.postgres); err != nil {
+			return rep, err
+		}
+		rep.Database = "PostgreSQL " + pg.version
+		if pg.postmaster == 0 {
+			rep.Database += " (not on this machine: its CPU is not measured)"
+		}
+	}
 	bin := o.bin
 	if bin == "" {
 		fmt.Fprintln(progress, "building ./cmd/devicehooks ...")
@@ -198,7 +211,7 @@ func benchmark(ctx context.Context, o *options, progress io.Writer) (*report, er
 			rep.Notes = append(rep.Notes, "mosquitto not installed: the external-broker variant was skipped")
 			continue
 		}
-		v := &variant{o: o, name: name, bin: bin, dir: filepath.Join(tmp, name), out: progress}
+		v := &variant{o: o, name: name, bin: bin, dir: filepath.Join(tmp, name), out: progress, pg: pg}
 		err := v.run(ctx)
 		rep.Variants = append(rep.Variants, v.res)
 		for _, p := range v.res.Problems {

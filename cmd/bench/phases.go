@@ -41,6 +41,10 @@ type cpuFigures struct {
 	ServerRSSMB       float64 `json:"server_rss_mb"`
 	ServerPeakRSSMB   float64 `json:"server_peak_rss_mb"`
 	LoadAverageBefore string  `json:"loadavg_before"`
+
+	// With --postgres on this machine: its processes' CPU, apart from the server's.
+	DatabasePercent          float64 `json:"postgres_pct,omitempty"`
+	DatabasePerTriggerMicros float64 `json:"postgres_us_per_trigger,omitempty"`
 }
 
 // loadTarget is what a load phase drives: one webhook call, the process that
@@ -206,12 +210,13 @@ func (v *variant) figures(t loadTarget, mode, name string, rate float64, lr *loa
 // cpuWindow is CPU and memory readings at the start and end of a measurement window.
 type cpuWindow struct {
 	server, bench, mq [2]procStat
+	db                [2]map[int]time.Duration // PostgreSQL's processes, with --postgres
 	loadavg           string
 	ok                bool
 }
 
-// cpuWindow reads the CPU of proc (the server), of this process and of
-// Mosquitto at from and at to.
+// cpuWindow reads the CPU of proc (the server), of this process, of Mosquitto
+// and of PostgreSQL at from and at to.
 func (v *variant) cpuWindow(ctx context.Context, proc *process, from, to time.Time) cpuWindow {
 	var w cpuWindow
 	w.loadavg = loadAverage()
@@ -224,6 +229,7 @@ func (v *variant) cpuWindow(ctx context.Context, proc *process, from, to time.Ti
 		if v.mq != nil {
 			w.mq[i], _ = readProcStat(v.mq.proc.pid())
 		}
+		w.db[i] = v.pg.cpu()
 		return true
 	}
 	if sleepCtx(ctx, time.Until(from)) != nil || !read(0) {
@@ -253,8 +259,23 @@ func (w cpuWindow) figures(accepted int) cpuFigures {
 	if w.mq[1].Taken.After(w.mq[0].Taken) {
 		f.MosquittoPercent = round2(100 * (w.mq[1].CPU - w.mq[0].CPU).Seconds() / wall)
 	}
+	if w.db[0] != nil && w.db[1] != nil {
+		db := cpuBetween(w.db[0], w.db[1]).Seconds()
+		f.DatabasePercent = round2(100 * db / wall)
+		if accepted > 0 {
+			f.DatabasePerTriggerMicros = round2(db * 1e6 / float64(accepted))
+		}
+	}
 	if accepted > 0 {
 		f.PerTriggerMicros = round2(srv * 1e6 / float64(accepted))
 	}
 	return f
+}
+
+// database is what PostgreSQL's processes spent, for a table's cell: "" without.
+func (f cpuFigures) database() string {
+	if f.DatabasePercent == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; PostgreSQL %.0f µs (%.0f%%)", f.DatabasePerTriggerMicros, f.DatabasePercent)
 }

@@ -138,23 +138,10 @@ type procStat struct {
 // readProcStat reads /proc/PID/stat and /proc/PID/status.
 func readProcStat(pid int) (procStat, error) {
 	st := procStat{Taken: time.Now()}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	var err error
+	if st.CPU, _, err = cpuAndParent(pid); err != nil {
 		return st, err
 	}
-	// The command name (field 2) may hold spaces: fields count from after ')'.
-	i := bytes.LastIndexByte(raw, ')')
-	if i < 0 {
-		return st, errors.New("bench: unexpected /proc stat format")
-	}
-	f := strings.Fields(string(raw[i+1:]))
-	if len(f) < 13 {
-		return st, errors.New("bench: short /proc stat")
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
-	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
-	st.CPU = time.Duration(utime+stime) * time.Second / clockTicks
-
 	status, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return st, err
@@ -171,6 +158,28 @@ func readProcStat(pid int) (procStat, error) {
 		}
 	}
 	return st, sc.Err()
+}
+
+// cpuAndParent reads a process's CPU time (user + system) and its parent's id
+// from /proc/PID/stat.
+func cpuAndParent(pid int) (time.Duration, int, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name (field 2) may hold spaces: fields count from after ')'.
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return 0, 0, errors.New("bench: unexpected /proc stat format")
+	}
+	f := strings.Fields(string(raw[i+1:]))
+	if len(f) < 13 {
+		return 0, 0, errors.New("bench: short /proc stat")
+	}
+	ppid, _ := strconv.Atoi(f[1])               // field 4
+	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
+	return time.Duration(utime+stime) * time.Second / clockTicks, ppid, nil
 }
 
 func parseKB(line string) int64 {

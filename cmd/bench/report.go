@@ -20,6 +20,7 @@ type report struct {
 	StartedAt time.Time        `json:"started_at"`
 	Seconds   float64          `json:"seconds"`
 	Machine   machine          `json:"machine"`
+	Database  string           `json:"database"`
 	Settings  map[string]any   `json:"settings"`
 	Variants  []*variantResult `json:"variants"`
 	Targets   []target         `json:"targets,omitempty"`
@@ -160,8 +161,9 @@ func (r *report) finish() {
 // printReport writes the human-readable table.
 func printReport(w io.Writer, r *report) {
 	fmt.Fprintf(w, "\ndevicehooks benchmark (%s run), %s\n", r.Mode, r.StartedAt.Format(time.RFC3339))
-	fmt.Fprintf(w, "machine: %d CPUs (%s), %s, Linux %s, %s, load average at start %s\n\n",
+	fmt.Fprintf(w, "machine: %d CPUs (%s), %s, Linux %s, %s, load average at start %s\n",
 		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.MemoryGB, r.Machine.Kernel, r.Machine.Go, r.Machine.LoadAvg)
+	fmt.Fprintf(w, "database: %s\n\n", r.Database)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	cols := "figure"
 	for _, v := range r.Variants {
@@ -233,7 +235,7 @@ func printReport(w io.Writer, r *report) {
 		row("  e2e p50 / p95 / p99 / max ms", load(tp, latencyCell(func(l *loadFigures) latency { return l.E2E })))
 		row("  http answer p50 / p99 ms", load(tp, func(l *loadFigures) string { return fmt.Sprintf("%.2f / %.2f", l.HTTP.P50, l.HTTP.P99) }))
 		row("  server CPU per trigger", load(tp, func(l *loadFigures) string {
-			return fmt.Sprintf("%.0f µs (server %.0f%%, bench %.0f%%)", l.CPU.PerTriggerMicros, l.CPU.ServerPercent, l.CPU.BenchPercent)
+			return fmt.Sprintf("%.0f µs (server %.0f%%, bench %.0f%%)", l.CPU.PerTriggerMicros, l.CPU.ServerPercent, l.CPU.BenchPercent) + l.CPU.database()
 		}))
 		row("half rate, open loop, "+when, load(hr, func(l *loadFigures) string {
 			return fmt.Sprintf("%.0f/s target, %.0f/s accepted", l.TargetRate, l.PerSecond)
@@ -243,7 +245,7 @@ func printReport(w io.Writer, r *report) {
 		}))
 		row("  e2e p50 / p95 / p99 / max ms", load(hr, latencyCell(func(l *loadFigures) latency { return l.E2E })))
 		row("  server CPU per trigger", load(hr, func(l *loadFigures) string {
-			return fmt.Sprintf("%.0f µs (server %.0f%%)", l.CPU.PerTriggerMicros, l.CPU.ServerPercent)
+			return fmt.Sprintf("%.0f µs (server %.0f%%)", l.CPU.PerTriggerMicros, l.CPU.ServerPercent) + l.CPU.database()
 		}))
 	}
 	loadRows(fmt.Sprintf("%v players connected", r.Settings["small_players"]),

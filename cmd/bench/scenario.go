@@ -65,11 +65,13 @@ type variant struct {
 	out  io.Writer // progress lines
 	res  *variantResult
 
-	mq  *mosquitto
-	srv *server
-	adm *admin
-	rc  *receipts
-	sim *players
+	pg   *postgres   // nil: SQLite
+	pgdb *pgDatabase // the variant's, with pg
+	mq   *mosquitto
+	srv  *server
+	adm  *admin
+	rc   *receipts
+	sim  *players
 
 	key, singleEvt, allEvt string
 	smallCreds, allCreds   []simulator.Credentials
@@ -144,6 +146,13 @@ func (v *variant) cleanup() {
 		v.srv.stop()
 		v.res.ServerLog = v.srv.warnings()
 	}
+	if v.pgdb != nil {
+		if v.o.keep {
+			v.logf("PostgreSQL database kept: %s", v.pgdb.name)
+		} else if err := v.pgdb.drop(); err != nil {
+			v.logf("drop PostgreSQL database %s: %v", v.pgdb.name, err)
+		}
+	}
 	v.mq.stop()
 }
 
@@ -201,7 +210,14 @@ func (v *variant) setup(ctx context.Context) error {
 	if v.mq != nil {
 		mqURL = v.mq.url()
 	}
-	if v.srv, err = newServer(v.bin, v.dir, "server", mqURL, v.o.profileDir != ""); err != nil {
+	db := ""
+	if v.pg != nil {
+		if v.pgdb, err = v.pg.createDatabase(ctx, v.name); err != nil {
+			return err
+		}
+		db = v.pgdb.url
+	}
+	if v.srv, err = newServer(v.bin, v.dir, "server", mqURL, db, v.o.profileDir != ""); err != nil {
 		return err
 	}
 	if err := v.srv.start(ctx); err != nil {

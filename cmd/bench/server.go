@@ -18,6 +18,7 @@ type server struct {
 	bin     string
 	dir     string // database, secret and logs
 	mqttURL string // external broker, or "" for the embedded one
+	db      string // a PostgreSQL database's URL, or "" for an SQLite file in dir
 	pprof   bool
 
 	proc      *process
@@ -27,13 +28,17 @@ type server struct {
 	starts    int
 }
 
-// newServer prepares a server with its own database in a fresh directory under dir.
-func newServer(bin, dir, name, mqttURL string, pprof bool) (*server, error) {
+// newServer prepares a server in a fresh directory under dir, with its own
+// database: db, or an SQLite file in that directory.
+func newServer(bin, dir, name, mqttURL, db string, pprof bool) (*server, error) {
 	d := filepath.Join(dir, name)
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return nil, err
 	}
-	return &server{bin: bin, dir: d, mqttURL: mqttURL, pprof: pprof}, nil
+	if db == "" {
+		db = filepath.Join(d, "bench.db")
+	}
+	return &server{bin: bin, dir: d, mqttURL: mqttURL, db: db, pprof: pprof}, nil
 }
 
 // start runs `devicehooks serve` on fresh loopback ports and waits until /healthz
@@ -45,7 +50,7 @@ func (s *server) start(ctx context.Context) error {
 	}
 	args := []string{"serve",
 		"--http-addr", s.httpAddr,
-		"--db", filepath.Join(s.dir, "bench.db"),
+		"--db", s.db,
 		"--secret-file", filepath.Join(s.dir, "bench.secret"),
 		"--admin-token", benchAdminToken,
 		"--admin-password", "bench-password-0123456789",
