@@ -83,5 +83,9 @@ func openPostgres(dsn string, cfg *gorm.Config) (*gorm.DB, error) {
 		return nil, err // pgx's own, the password masked: "unable to read CA file", say
 	}
 	pc.DialFunc = postgresDialer(max(10*time.Second, pc.ConnectTimeout)).DialContext
+	if pc.RuntimeParams["application_name"] == "" {
+		// Its connections, told apart in pg_stat_activity.
+		pc.RuntimeParams["application_name"] = "devicehooks"
+	}
 	return gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDB(*pc)}), cfg)
 }

@@ -187,3 +187,28 @@ func waitForLockWait(t *testing.T, tx pgx.Tx) {
 	}
 	t.Fatal("the sweep never waited for the row")
 }
+
+// devicehooks' connections are named in pg_stat_activity, so that an operator
+// can tell them apart; an application_name in the URL wins.
+func TestPostgresConnectionsAreNamed(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.Postgres(t)
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for _, c := range []struct{ url, want string }{{dsn, "devicehooks"}, {dsn + "&application_name=devicehooks-eu", "devicehooks-eu"}} {
+		st, err := store.Open(ctx, c.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, _ := admin.Query(ctx, `SELECT DISTINCT application_name FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		st.Close()
+		if err != nil || len(names) != 1 || names[0] != c.want {
+			t.Errorf("%s: the store's connections are named %q (%v), want %q", c.url, names, err, c.want)
+		}
+	}
+}
