@@ -186,13 +186,17 @@ func (x *External) reconnectFailed(err error) {
 // down notes that the connection is down, from now unless it already was.
 func (x *External) down() { x.downSince.CompareAndSwap(0, time.Now().UnixNano()) }
 
-// downReminder is how often watch says the broker is still away.
-const downReminder = time.Minute
+// downReminder is how often watch says the broker is still away; it looks every
+// watchEvery.
+const (
+	downReminder = time.Minute
+	watchEvery   = 10 * time.Second
+)
 
 // watch logs, while the broker stays away, for how long it has been (paho's
 // reconnect attempts say nothing), so that an outage is not silent in the log.
 func (x *External) watch() {
-	t := time.NewTicker(10 * time.Second)
+	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	var last time.Time
 	for {
@@ -207,7 +211,9 @@ func (x *External) watch() {
 			continue
 		}
 		down := time.Since(time.Unix(0, since))
-		if down >= 30*time.Second && time.Since(last) >= downReminder {
+		// Half a tick's slack: the tick a minute after the last reminder
+		// comes a hair under a minute after it (it was logged after its tick).
+		if down >= 30*time.Second && time.Since(last) >= downReminder-watchEvery/2 {
 			x.log.Warn("mqtt broker still unreachable; commands wait in the database until it is back",
 				"broker", x.url, "down", down.Round(time.Second), "reconnect_attempts", x.reconnects.Load())
 			last = time.Now()
