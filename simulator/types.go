@@ -40,7 +40,7 @@ type Desired struct {
 // Event kinds reported through Config.OnEvent.
 const (
 	KindCommand        = "command"         // a new command was applied (or chosen to fail)
-	KindDuplicate      = "duplicate"       // a command id seen before: acked again, not re-applied
+	KindDuplicate      = "duplicate"       // a command id seen before: acked again (unless NoAck), not re-applied
 	KindExpired        = "expired"         // a command past its expires_at: rejected, not applied
 	KindDesired        = "desired"         // a newer desired state was applied
 	KindDesiredIgnored = "desired_ignored" // a desired state not newer than the applied one

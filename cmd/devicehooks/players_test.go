@@ -1021,3 +1021,24 @@ func TestRecipeBrokerKeepsEveryAckOfABurst(t *testing.T) {
 	}
 	testenv.WaitFor(t, 60*time.Second, "every command of the bursts acked", func() bool { return len(pending()) == 0 })
 }
+
+// simulate --no-ack does not claim to ack what its players leave unacked.
+func TestSimulateLinesWithoutAcks(t *testing.T) {
+	expires := time.Now()
+	cmd := &simulator.Command{ID: "c1", Function: "restart", ExpiresAt: &expires}
+	for _, c := range []struct {
+		kind        string
+		noAck       bool
+		want, never string
+	}{
+		{simulator.KindDuplicate, false, "acked again", "not acked"},
+		{simulator.KindDuplicate, true, "not acked (--no-ack)", "acked again"},
+		{simulator.KindExpired, false, ": rejected", "not acked"},
+		{simulator.KindExpired, true, ": not acked (--no-ack)", "rejected"},
+	} {
+		got := describeEvent(simulator.Event{Kind: c.kind, Command: cmd}, c.noAck)
+		if !strings.Contains(got, c.want) || strings.Contains(got, c.never) {
+			t.Errorf("%s, no-ack %v: %q", c.kind, c.noAck, got)
+		}
+	}
+}

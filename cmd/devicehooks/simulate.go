@@ -41,7 +41,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 	}
 
-	out := &eventPrinter{w: stdout}
+	out := &eventPrinter{w: stdout, noAck: opts.noAck}
 	cfg := simulator.Config{
 		BrokerURL:          opts.mqtt,
 		TopicPrefix:        opts.topicPrefix,
@@ -132,8 +132,9 @@ func printCredentials(w io.Writer, creds []simulator.Credentials) {
 
 // eventPrinter writes one line per simulator event; events come from many goroutines.
 type eventPrinter struct {
-	mu sync.Mutex
-	w  io.Writer
+	noAck bool
+	mu    sync.Mutex
+	w     io.Writer
 }
 
 func (p *eventPrinter) printf(format string, args ...any) {
@@ -143,19 +144,24 @@ func (p *eventPrinter) printf(format string, args ...any) {
 }
 
 func (p *eventPrinter) print(ev simulator.Event) {
-	line := fmt.Sprintf("%s  %-10s  %-15s %s", ev.At.Local().Format("15:04:05.000"), ev.DeviceID, ev.Kind, describeEvent(ev))
+	line := fmt.Sprintf("%s  %-10s  %-15s %s", ev.At.Local().Format("15:04:05.000"), ev.DeviceID, ev.Kind, describeEvent(ev, p.noAck))
 	p.printf("%s\n", strings.TrimRight(line, " "))
 }
 
-// describeEvent renders the interesting part of an event on one line.
-func describeEvent(ev simulator.Event) string {
+// describeEvent renders the interesting part of an event on one line; with
+// noAck, the players send no ack (--no-ack), and it does not claim they do.
+func describeEvent(ev simulator.Event, noAck bool) string {
+	acked, rejected := "acked again", "rejected"
+	if noAck {
+		acked, rejected = "not acked (--no-ack)", "not acked (--no-ack)"
+	}
 	switch ev.Kind {
 	case simulator.KindCommand:
 		return fmt.Sprintf("%s %s%s", ev.Command.Function, paramsJSON(ev.Command.Params), commandRef(ev.Command))
 	case simulator.KindDuplicate:
-		return fmt.Sprintf("%s%s already handled: acked again, not re-applied", ev.Command.Function, commandRef(ev.Command))
+		return fmt.Sprintf("%s%s already handled: %s, not re-applied", ev.Command.Function, commandRef(ev.Command), acked)
 	case simulator.KindExpired:
-		return fmt.Sprintf("%s%s expired at %s: rejected", ev.Command.Function, commandRef(ev.Command), ev.Command.ExpiresAt.Format(time.RFC3339))
+		return fmt.Sprintf("%s%s expired at %s: %s", ev.Command.Function, commandRef(ev.Command), ev.Command.ExpiresAt.Format(time.RFC3339), rejected)
 	case simulator.KindAck:
 		status := ev.AckStatus
 		if ev.Detail != "" {
