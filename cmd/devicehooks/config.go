@@ -62,6 +62,24 @@ func DefaultConfig() Config {
 	return c
 }
 
+// valueHint says what a flag's value must look like, for an error about one
+// given in the environment ("parse error" alone, from the flag package).
+func valueHint(f *flag.Flag) string {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return ""
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return " (a duration with its unit, such as 30s, 5m or 1h30m)"
+	case int, int64, uint, uint64:
+		return " (a whole number)"
+	case bool:
+		return " (true or false)"
+	}
+	return ""
+}
+
 // parseServeFlags reads flags, then fills unset ones from the environment
 // (os.LookupEnv). A variable that is set but empty turns off what emptyTurnsOff
 // names (DEVICEHOOKS_MQTT_WS_LISTEN= closes that listener) and otherwise means
@@ -90,7 +108,7 @@ func parseServeFlags(args []string, stderr io.Writer, lookupEnv func(string) (st
 			return
 		}
 		if e := fs.Set(f.Name, v); e != nil {
-			err = fmt.Errorf("%s=%q: %w", env, v, e)
+			err = fmt.Errorf("%s=%q: %w%s", env, v, e, valueHint(f))
 		}
 		set[f.Name] = true
 	})

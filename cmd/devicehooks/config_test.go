@@ -63,10 +63,16 @@ func TestServeFlagsFromTheEnvironment(t *testing.T) {
 			}
 		}
 	})
-	t.Run("a bad value in the environment is named with its variable", func(t *testing.T) {
-		_, err := parseServeFlags(nil, io.Discard, func(k string) (string, bool) { return "abc", k == "DEVICEHOOKS_MAX_BODY_BYTES" })
-		if err == nil || !strings.Contains(err.Error(), `DEVICEHOOKS_MAX_BODY_BYTES="abc"`) {
-			t.Fatalf("error %v", err)
+	t.Run("a bad value in the environment is named with its variable, and what it must be", func(t *testing.T) {
+		for _, c := range []struct{ env, value, want string }{
+			{"DEVICEHOOKS_MAX_BODY_BYTES", "abc", `DEVICEHOOKS_MAX_BODY_BYTES="abc": parse error (a whole number)`},
+			{"DEVICEHOOKS_HTTP_IDLE_TIMEOUT", "5", `DEVICEHOOKS_HTTP_IDLE_TIMEOUT="5": parse error (a duration with its unit, such as 30s, 5m or 1h30m)`},
+			{"DEVICEHOOKS_MQTT_ALLOW_ANONYMOUS", "yes please", `DEVICEHOOKS_MQTT_ALLOW_ANONYMOUS="yes please": parse error (true or false)`},
+		} {
+			_, err := parseServeFlags(nil, io.Discard, func(k string) (string, bool) { return c.value, k == c.env })
+			if err == nil || err.Error() != c.want {
+				t.Errorf("%s=%q: error %v, want %s", c.env, c.value, err, c.want)
+			}
 		}
 	})
 	t.Run("a flag wins over the environment", func(t *testing.T) {
