@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"devicehooks/actions"
@@ -64,6 +66,14 @@ func paramsText(function string, p map[string]any) string {
 		for _, kv := range [][2]string{{"id", "sensor"}, {"event", "event"}, {"value", "value"}} {
 			if v := text(kv[0]); v != "" {
 				parts = append(parts, kv[1]+" "+v)
+			}
+		}
+		s = strings.Join(parts, " · ")
+	default: // a function without a case of its own: its parameters as they are
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(p)) {
+			if v := text(k); v != "" {
+				parts = append(parts, k+" "+v)
 			}
 		}
 		s = strings.Join(parts, " · ")

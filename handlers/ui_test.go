@@ -165,10 +165,24 @@ func TestParamsSummary(t *testing.T) {
 		{actions.SensorEvent, `{}`, "sensor data from each call"},
 		{actions.SensorEvent, `{"id":"door-3","event":"opened","value":"1"}`, "sensor door-3 · event opened · value 1"},
 		{actions.Restart, `{}`, ""},
+		{"set_volume", `{"level":40,"fade":true}`, "fade true · level 40"}, // a function added without a case here
 		{actions.SetEmergency, `{"enabled":true,"message":"` + strings.Repeat("é", 300) + `"}`, "on: " + strings.Repeat("é", summaryLength-5) + "…"},
 	} {
 		if got := actionSummary(c.function, c.params); got != c.want {
 			t.Errorf("%s %s: %q, want %q", c.function, c.params, got, c.want)
+		}
+	}
+	// Every function of the catalogue with parameters has a summary of them.
+	sample := map[string]any{"url": "https://example.com/x", "bool": true, "string": "x", "int": 5}
+	for _, f := range actions.Catalogue {
+		p := map[string]any{}
+		for _, param := range f.Params {
+			if p[param.Name] = sample[param.Type]; p[param.Name] == nil {
+				t.Errorf("%s: parameter %s has a type the UI's form does not know: %q", f.Name, param.Name, param.Type)
+			}
+		}
+		if len(p) > 0 && paramsText(f.Name, p) == "" {
+			t.Errorf("%s: no summary of its parameters %v", f.Name, p)
 		}
 	}
 	p, raw := commandParams(`{"id":"c","function":"sensor_event","params":{"id":"door-3","event":"opened"}}`)
