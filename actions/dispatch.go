@@ -67,7 +67,7 @@ type DispatcherConfig struct {
 	// in turn: one round's callers are answered and call again while the next
 	// round commits, rather than all of them waiting on one round and coming
 	// back together (measured with 64 connections: +14 % triggers a second
-	// against 256, the same p99; see docs/benchmark.md). A fan-out is one job
+	// against 256, the same p99; see docs/benchmark-history.md). A fan-out is one job
 	// whatever its size.
 	MaxBatch int
 	// Linger is how long the writer, when busy, waits for more jobs before it

@@ -10,7 +10,7 @@
 # profiles of every phase (the load phases and the fan-out; not the benchmark
 # process's own) into one. Run it on an otherwise idle machine after a change to
 # the trigger path, and commit the new file with the figures of a before/after
-# pair of runs (docs/benchmark.md, "Profile-guided optimisation").
+# pair of runs (docs/benchmark-history.md, the seventeenth session: "Profile-guided optimisation").
 #
 # Environment: GO (default go); PGO_BENCH_FLAGS, more flags for cmd/bench.
 set -euo pipefail

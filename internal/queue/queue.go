@@ -18,7 +18,7 @@ import (
 //
 // Pushing takes no lock, only compare-and-swaps: the pushers can be thousands
 // of runnable goroutines (the broker's client loops in a fan-out), and behind a
-// mutex they formed a convoy (see docs/benchmark.md, the seventh session).
+// mutex they formed a convoy (see docs/benchmark-history.md, the seventh session).
 //
 // The bound is on what waits: what the consumer has taken is its own.
 type Queue[T any] struct {
