@@ -69,6 +69,11 @@ type Delivery struct {
 
 	// OnPublished, if set, is called when the broker has taken a command.
 	OnPublished func(commandID string, at time.Time)
+	// AcksHeld, if set, tells whether the tracker holds acks the database
+	// refused (a full disk). Meanwhile no send is forgotten: a command whose
+	// mark failed with them may have its ack among them, and is not sent
+	// again to the session that acked it.
+	AcksHeld func() bool
 	// failed takes the commands the broker did not take; the sender forgets
 	// having sent them and sends their devices' queued commands again shortly.
 	failed  chan failedSend
@@ -458,9 +463,10 @@ func (dl *Delivery) publish(c *store.Command) {
 // resync's interval, after which a command still queued is sent again.
 const sentFor = 30 * time.Second
 
-// pruneSent forgets sends whose marks failed, sentFor after them.
+// pruneSent forgets sends whose marks failed, sentFor after them, unless acks
+// are held (AcksHeld).
 func (dl *Delivery) pruneSent(now time.Time) {
-	if now.Sub(dl.lastPrune) < 5*time.Second {
+	if now.Sub(dl.lastPrune) < 5*time.Second || dl.AcksHeld != nil && dl.AcksHeld() {
 		return
 	}
 	dl.lastPrune = now

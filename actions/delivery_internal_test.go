@@ -351,6 +351,22 @@ func TestSentIsForgottenOnceMarked(t *testing.T) {
 			if len(dl.sent) != want {
 				t.Errorf("delivery remembers %d sends, want %d", len(dl.sent), want)
 			}
+			if marks == "failing" {
+				// While the tracker holds acks the database refused, no send is
+				// forgotten: an acked command is not sent again after sentFor.
+				held := true
+				dl.AcksHeld = func() bool { return held }
+				later := time.Now().Add(sentFor + time.Minute)
+				dl.pruneSent(later)
+				if len(dl.sent) != devices {
+					t.Errorf("with acks held, delivery forgot sends: %d left of %d", len(dl.sent), devices)
+				}
+				held = false // written: their commands are settled now
+				dl.pruneSent(later.Add(10 * time.Second))
+				if len(dl.sent) != 0 {
+					t.Errorf("once the acks are written, delivery still remembers %d sends past sentFor", len(dl.sent))
+				}
+			}
 			for i := range devices {
 				id := fmt.Sprintf("d%04d", i)
 				if got := rec.got["dh/devices/"+id+"/commands"]; len(got) != 1 {

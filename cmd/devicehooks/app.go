@@ -255,6 +255,7 @@ func (a *App) wire(ctx context.Context, topics actions.Topics) (err error) {
 	a.tracker.Writer = a.dispatcher  // acks join the triggers' group commit
 	a.delivery.Marker = a.dispatcher // and so do the published marks
 	a.tracker.Hold = a.delivery.Sending
+	a.delivery.AcksHeld = func() bool { return a.tracker.HeldAcks() > 0 }
 	a.reqlog = handlers.NewRequestLog(a.store, a.Log)
 	a.reqlog.Writer = a.dispatcher         // one writer: the request log's records join the round too
 	var refusedLogins, denied func() int64 // the external broker logs its own
