@@ -493,8 +493,10 @@ func (s *Store) ApplyAcks(ctx context.Context, acks []Ack) (applied []bool, err 
 
 // ackSQL settles up to rows commands, one per ack, in one statement: one round
 // trip for a round's acks (PostgreSQL took one per ack, half of a writer's round).
-// Each ack is a row of the VALUES list (ackValues), and the statement returns the
-// ids of the commands it settled; a command must not be in the list twice.
+// Each ack is a row of the VALUES list (the command's id, the device's, the
+// state, the ack's time, its detail, the publish time: ackRows), and the
+// statement returns the ids of the commands it settled; a command must not be
+// in the list twice.
 //
 // An ack can overtake the batched published mark, so it also records when the
 // command was published (if nothing did yet). Whether an ack counts hangs on when
@@ -572,9 +574,9 @@ func (s *Store) ackRows(tx *gorm.DB, acks []Ack, which []int, publishedAt map[st
 			// UTC, as every time written: SQLite compares them as text (markPublishedSQL).
 			args = append(args, a.CommandID, a.DeviceID, a.State, a.At.UTC(), a.Detail, pub.UTC())
 		}
-		return s.stmts.query(tx, ackSQL(rows, s.postgres), args, func(rows *sql.Rows) error {
+		return s.stmts.query(tx, ackSQL(rows, s.postgres), args, func(r *sql.Rows) error {
 			var id string
-			if err := rows.Scan(&id); err != nil {
+			if err := r.Scan(&id); err != nil {
 				return err
 			}
 			settled[id] = true
