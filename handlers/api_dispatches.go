@@ -53,8 +53,10 @@ func dispatchViewOf(d *store.Dispatch, counts store.StateCounts) dispatchView {
 }
 
 // DispatchStatus sums up a dispatch's command states in one word: "pending" while
-// any command is unsettled, then "succeeded", "failed" (none succeeded) or
-// "partial"; "empty" for a dispatch that reached no device.
+// any command is unsettled, then "succeeded", "superseded" (every command
+// replaced by a later dispatch before its ack: on purpose, not a failure),
+// "failed" (none succeeded) or "partial"; "empty" for a dispatch that reached no
+// device.
 func DispatchStatus(targets int, c store.StateCounts) string {
 	switch {
 	case targets == 0:
@@ -63,6 +65,8 @@ func DispatchStatus(targets int, c store.StateCounts) string {
 		return "pending"
 	case c[store.StateSucceeded] == targets:
 		return "succeeded"
+	case c[store.Superseded] == targets:
+		return "superseded"
 	case c[store.StateSucceeded] == 0:
 		return "failed"
 	}

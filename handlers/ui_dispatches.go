@@ -26,16 +26,25 @@ func dispatchRowOf(d store.Dispatch, counts store.StateCounts) dispatchRow {
 	return dispatchRow{Dispatch: d, Status: DispatchStatus(d.Targets, counts), Summary: stateSummary(d.Targets, counts)}
 }
 
-// stateSummary says how a dispatch's commands stand: "2 succeeded · 1 expired".
+// stateSummary says how a dispatch's commands stand: "2 succeeded · 1 expired",
+// with the expired commands a later dispatch replaced told apart: "1
+// superseded".
 func stateSummary(targets int, counts store.StateCounts) string {
 	if targets == 0 {
 		return "no devices targeted"
 	}
 	var parts []string
 	for _, s := range store.States {
-		if n := counts[s]; n > 0 {
+		n := counts[s]
+		if s == store.StateExpired {
+			n -= counts[store.Superseded]
+		}
+		if n > 0 {
 			parts = append(parts, strconv.Itoa(n)+" "+s)
 		}
+	}
+	if n := counts[store.Superseded]; n > 0 {
+		parts = append(parts, strconv.Itoa(n)+" "+store.Superseded)
 	}
 	return strings.Join(parts, " · ")
 }
@@ -198,7 +207,13 @@ func (f stateFilter) Hidden() bool { return f.Count == 0 && !f.Current }
 
 // FiltersHidden tells whether the state links are left out: all the commands
 // are in one state, which is no choice.
-func (v *dispatchPageView) FiltersHidden() bool { return v.State == "" && len(v.Counts) < 2 }
+func (v *dispatchPageView) FiltersHidden() bool {
+	states := len(v.Counts)
+	if v.Counts[store.Superseded] > 0 {
+		states-- // a count of expired commands, not a state
+	}
+	return v.State == "" && states < 2
+}
 
 // Live tells whether the page refreshes itself: while commands are unsettled,
 // and not while it shows the commands of one state only (a command leaving

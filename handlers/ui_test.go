@@ -56,6 +56,28 @@ func TestStateSummary(t *testing.T) {
 	if want := "1 queued · 2 succeeded · 1 expired"; got != want {
 		t.Errorf("summary %q, want %q", got, want)
 	}
+	got = stateSummary(3, store.StateCounts{store.StateExpired: 2, store.Superseded: 1, store.StateSucceeded: 1})
+	if got != "1 succeeded · 1 expired · 1 superseded" {
+		t.Errorf("with a superseded command: %q", got)
+	}
+	for _, c := range []struct {
+		counts store.StateCounts
+		want   string
+	}{
+		{store.StateCounts{store.StateExpired: 2, store.Superseded: 2}, "superseded"},
+		{store.StateCounts{store.StateExpired: 2, store.Superseded: 1}, "failed"},
+		{store.StateCounts{store.StateSucceeded: 1, store.StateExpired: 1, store.Superseded: 1}, "partial"},
+		{store.StateCounts{store.StateSucceeded: 2}, "succeeded"},
+		{store.StateCounts{store.StateQueued: 1, store.StateExpired: 1, store.Superseded: 1}, "pending"},
+	} {
+		if got := DispatchStatus(2, c.counts); got != c.want {
+			t.Errorf("DispatchStatus(2, %v) = %q, want %q", c.counts, got, c.want)
+		}
+	}
+	// Every command expired, superseded: one state, no choice of filters.
+	if v := (&dispatchPageView{Counts: store.StateCounts{store.StateExpired: 2, store.Superseded: 2}}); !v.FiltersHidden() {
+		t.Error("a dispatch whose commands are all expired (superseded) offers state filters")
+	}
 	if got := stateSummary(0, nil); got != "no devices targeted" {
 		t.Errorf("empty: %q", got)
 	}

@@ -299,7 +299,7 @@ func waitedPage(r *web.WebhookResult, out *actions.Outcome) {
 	r.Waited, r.Settled = true, out.Settled
 	counts := store.StateCounts{}
 	for _, cmd := range out.Commands {
-		counts[cmd.State]++
+		counts.Add(&cmd)
 		if cmd.State == store.StateSucceeded {
 			continue
 		}

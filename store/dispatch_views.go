@@ -29,8 +29,8 @@ func (s *Store) DispatchDetail(ctx context.Context, id string) (*Dispatch, []Com
 		return nil, nil, nil, err
 	}
 	counts := StateCounts{}
-	for _, c := range cmds {
-		counts[c.State]++
+	for i := range cmds {
+		counts.Add(&cmds[i])
 	}
 	return d, cmds, counts, nil
 }

@@ -384,8 +384,22 @@ func (s *Store) DispatchCommands(ctx context.Context, dispatchID string) ([]Comm
 	return cs, wrap("list dispatch commands", err)
 }
 
-// StateCounts maps a command state to a number of commands.
+// StateCounts maps a command state to a number of commands, and Superseded to
+// how many of the expired ones a later dispatch replaced.
 type StateCounts map[string]int
+
+// Superseded is the key of StateCounts that counts, of the expired commands,
+// those a later dispatch's desired change replaced before their ack: final by
+// design, not a failure (needsAttention leaves them out too).
+const Superseded = "superseded"
+
+// Add counts a command.
+func (c StateCounts) Add(cmd *Command) {
+	c[cmd.State]++
+	if cmd.State == StateExpired && strings.HasPrefix(cmd.Detail, supersededBy) {
+		c[Superseded]++
+	}
+}
 
 // CommandCounts counts the commands of each dispatch by state.
 func (s *Store) CommandCounts(ctx context.Context, dispatchIDs []string) (map[string]StateCounts, error) {
@@ -397,9 +411,11 @@ func (s *Store) CommandCounts(ctx context.Context, dispatchIDs []string) (map[st
 		DispatchID string
 		State      string
 		N          int
+		Superseded int
 	}
 	err := s.db.WithContext(ctx).Model(&Command{}).
-		Select("dispatch_id, state, COUNT(*) AS n").
+		Select("dispatch_id, state, COUNT(*) AS n, SUM(CASE WHEN state = ? AND detail LIKE ? THEN 1 ELSE 0 END) AS superseded",
+			StateExpired, supersededBy+"%").
 		Where("dispatch_id IN ?", dispatchIDs).
 		Group("dispatch_id, state").Scan(&rows).Error
 	if err != nil {
@@ -410,6 +426,9 @@ func (s *Store) CommandCounts(ctx context.Context, dispatchIDs []string) (map[st
 			out[r.DispatchID] = StateCounts{}
 		}
 		out[r.DispatchID][r.State] = r.N
+		if r.Superseded > 0 {
+			out[r.DispatchID][Superseded] = r.Superseded
+		}
 	}
 	return out, nil
 }

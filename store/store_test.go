@@ -745,6 +745,15 @@ func TestSupersedeWithinARoundAndLateAcks(t *testing.T) {
 		if s, _ := state("off"); s != store.StateQueued {
 			t.Fatalf("off: %s", s)
 		}
+		// The counts tell the superseded command from one that merely expired,
+		// in a list's counts and in a dispatch's.
+		counts, err := st.CommandCounts(ctx, []string{"on", "off"})
+		if err != nil || counts["on"][store.StateExpired] != 1 || counts["on"][store.Superseded] != 1 || len(counts["off"]) != 1 {
+			t.Fatalf("counts: %v %v", counts, err)
+		}
+		if _, _, c, err := st.DispatchDetail(ctx, "on"); err != nil || c[store.StateExpired] != 1 || c[store.Superseded] != 1 {
+			t.Fatalf("the dispatch's counts: %v %v", c, err)
+		}
 		// "off" goes out; a third change supersedes it before its ack, which
 		// then comes and is recorded all the same.
 		if err := st.MarkPublished(ctx, []string{"off-d1"}, time.Now().UTC()); err != nil {

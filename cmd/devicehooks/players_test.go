@@ -863,11 +863,17 @@ func TestNewerDesiredStateSupersedesQueuedCommands(t *testing.T) {
 	}
 	onDispatch, pauseDispatch, refreshDispatch := fire(on), fire(pause), fire(refresh)
 	offDispatch := fire(off)
-	d := waitDispatch(t, s, onDispatch, map[string]float64{"expired": 1})
+	d := waitDispatch(t, s, onDispatch, map[string]float64{"expired": 1, "superseded": 1})
 	if cmds := d["commands"].([]any); cmds[0].(map[string]any)["detail"] != "superseded by dispatch "+offDispatch {
 		t.Fatalf("the superseded command: %v", cmds[0])
 	}
-	waitDispatch(t, s, offDispatch, map[string]float64{"expired": 1}) // its own short TTL
+	// Replaced on purpose: not a failure, as the dashboard's attention has it.
+	if d["status"] != "superseded" {
+		t.Errorf("the superseded dispatch's status: %v", d["status"])
+	}
+	if d := waitDispatch(t, s, offDispatch, map[string]float64{"expired": 1}); d["status"] != "failed" { // its own short TTL
+		t.Errorf("the expired dispatch's status: %v", d["status"])
+	}
 
 	p := connectPlayer(t, s.mqttURL(), "devicehooks", "lobby", token)
 	got := map[string]bool{}
