@@ -327,10 +327,10 @@ func (p *Presence) Run(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 			// Not cancelled by shutdown mid-write: the batch is already taken
 			// from the dirty set, and the final flush would not see it.
-			p.flush(context.WithoutCancel(ctx))
+			p.flush(context.WithoutCancel(ctx), false)
 		case <-ctx.Done():
 			p.markUnwritten()
-			p.flush(context.WithoutCancel(ctx))
+			p.flush(context.WithoutCancel(ctx), true)
 			return
 		}
 	}
@@ -350,7 +350,9 @@ func (p *Presence) markUnwritten() {
 	}
 }
 
-func (p *Presence) flush(ctx context.Context) {
+// flush writes the changes; last is the flush at shutdown, which no retry
+// follows.
+func (p *Presence) flush(ctx context.Context, last bool) {
 	p.mu.Lock()
 	if len(p.dirty) == 0 {
 		p.mu.Unlock()
@@ -364,6 +366,10 @@ func (p *Presence) flush(ctx context.Context) {
 	p.mu.Unlock()
 	err := p.st.SavePresence(ctx, batch)
 	if err == nil {
+		return
+	}
+	if last {
+		p.log.Error("save presence: not written at stop", "devices", len(batch), "err", err)
 		return
 	}
 	if ok, skipped := p.failures.Allow("save", time.Now()); ok { // flushes come every 250 ms

@@ -104,6 +104,18 @@ func TestFailingPresenceWritesAreLoggedSparingly(t *testing.T) {
 	}
 	exec(`DROP TRIGGER refuse`)
 	testenv.WaitFor(t, 5*time.Second, "the status written once the database takes writes", func() bool { return storedOnline(t, st, "d1") })
+
+	// At shutdown no retry follows: the log says what is not written.
+	exec(`CREATE TRIGGER refuse BEFORE UPDATE ON devices BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
+	before := len(logs.String())
+	p.Status("d1", actions.StatusMessage{State: "offline"}, false)
+	stop()
+	<-done
+	// (A flush before the stop may have said it will retry: the last says not.)
+	last := logs.String()[before:]
+	if i := strings.LastIndex(last, `msg="save presence`); i < 0 || !strings.HasPrefix(last[i:], `msg="save presence: not written at stop"`) {
+		t.Errorf("the log of the flush at shutdown: %s", last)
+	}
 }
 
 func storedOnline(t *testing.T, st *store.Store, id string) bool {

@@ -265,21 +265,26 @@ func (k *Keys) Run(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 			// Not cancelled by shutdown mid-write: the uses are already taken
 			// from the map, and the final flush would not see them.
-			k.flush(context.WithoutCancel(ctx))
+			k.flush(context.WithoutCancel(ctx), false)
 		case <-ctx.Done():
-			k.flush(context.WithoutCancel(ctx))
+			k.flush(context.WithoutCancel(ctx), true)
 			return
 		}
 	}
 }
 
-func (k *Keys) flush(ctx context.Context) {
+// flush writes the uses; last is the flush at shutdown, which no retry follows.
+func (k *Keys) flush(ctx context.Context, last bool) {
 	k.usesMu.Lock()
 	uses := k.uses
 	k.uses = map[string]store.KeyUse{}
 	k.usesMu.Unlock()
 	err := k.st.TouchAPIKeys(ctx, uses)
 	if err == nil {
+		return
+	}
+	if last {
+		k.log.Error("record api key use: not written at stop", "keys", len(uses), "err", err)
 		return
 	}
 	k.log.Error("record api key use; will retry", "keys", len(uses), "err", err)

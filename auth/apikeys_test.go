@@ -154,22 +154,37 @@ func TestKeyUseRetriesAFailedWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := NewKeys(st, kr, slog.New(slog.DiscardHandler))
+	var log testenv.Buffer
+	k := NewKeys(st, kr, slog.New(slog.NewTextHandler(&log, nil)))
 	key, _, err := k.Create(ctx, "k", Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	exec(`CREATE TRIGGER down BEFORE UPDATE ON api_keys BEGIN SELECT RAISE(ABORT, 'injected'); END`)
 	k.Used(key.ID, "10.0.0.7")
-	k.flush(ctx)
+	k.flush(ctx, false)
 	if got, _ := st.APIKey(ctx, key.ID); got.LastUsedAt != nil {
 		t.Fatal("the use was written through the failing trigger")
 	}
+	if !strings.Contains(log.String(), "record api key use; will retry") {
+		t.Errorf("the failed write's log: %s", log.String())
+	}
 	exec(`DROP TRIGGER down`)
-	k.flush(ctx)
+	k.flush(ctx, false)
 	got, err := st.APIKey(ctx, key.ID)
 	if err != nil || got.LastUsedAt == nil || got.LastUsedFrom != "10.0.0.7" {
 		t.Fatalf("after writes work again: %+v %v", got, err)
+	}
+
+	// At shutdown no retry follows: the log says what is not written.
+	exec(`CREATE TRIGGER down BEFORE UPDATE ON api_keys BEGIN SELECT RAISE(ABORT, 'injected'); END`)
+	k.Used(key.ID, "10.0.0.8")
+	stopped, stop := context.WithCancel(ctx)
+	stop()
+	before := len(log.String())
+	k.Run(stopped, time.Hour)
+	if last := log.String()[before:]; !strings.Contains(last, "record api key use: not written at stop") || strings.Contains(last, "will retry") {
+		t.Errorf("the log of the flush at shutdown: %s", last)
 	}
 }
 
