@@ -328,17 +328,24 @@ func TestReconnectRepublishesOnlineAndResubscribes(t *testing.T) {
 	if !s.Player("sim-00001").Connected {
 		t.Error("player not connected after reconnect")
 	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
+	// The connected event comes from paho's connect handler, which may
+	// finish after the command's round trip.
 	var lost, connected int
-	for _, ev := range rec.events {
-		if ev.DeviceID == "sim-00001" && ev.Kind == KindDisconnected {
-			lost++
+	count := func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		lost, connected = 0, 0
+		for _, ev := range rec.events {
+			if ev.DeviceID == "sim-00001" && ev.Kind == KindDisconnected {
+				lost++
+			}
+			if ev.DeviceID == "sim-00001" && ev.Kind == KindConnected {
+				connected++
+			}
 		}
-		if ev.DeviceID == "sim-00001" && ev.Kind == KindConnected {
-			connected++
-		}
+		return connected >= 2
 	}
+	eventually(t, "the reconnect's connected event", count)
 	if lost != 1 || connected != 2 {
 		t.Errorf("events: %d disconnected, %d connected; want 1 and 2", lost, connected)
 	}

@@ -216,10 +216,11 @@ func TestDeviceAuthAndACL(t *testing.T) {
 			if stolen.Load() != 0 {
 				t.Fatal("dev-a received dev-b's command")
 			}
-			d := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+ans["dispatch_id"].(string), nil)
-			if st := d["commands"].([]any)[0].(map[string]any)["state"]; st != "published" {
-				t.Fatalf("dev-b's command is %v after forged acks, want published", st)
-			}
+			// Published, not failed: the mark may come after the command (a
+			// writer round), but never changes a settled command, so a forged
+			// ack taken would keep this from ever holding, and the real ack
+			// below from counting.
+			waitDispatch(t, s, ans["dispatch_id"].(string), map[string]float64{"published": 1})
 			b.ack("devicehooks", cmd["id"].(string), "succeeded")
 			waitDispatch(t, s, ans["dispatch_id"].(string), map[string]float64{"succeeded": 1})
 		})
@@ -525,7 +526,9 @@ func TestWaitedLinkPageSaysHowItWent(t *testing.T) {
 	if strings.Contains(settled, "queued for delivery") {
 		t.Errorf("the settled page says the command is queued:\n%s", settled)
 	}
-	unsettled := page(toAll, "0.5")
+	// b is offline: the wait runs out whatever its length, and a's failure
+	// is recorded well within it on a loaded machine.
+	unsettled := page(toAll, "3")
 	for _, want := range []string{"Not every device had answered", "1 failed", "1 queued", `<li><code>b</code> queued`} {
 		if !strings.Contains(unsettled, want) {
 			t.Errorf("the unsettled page lacks %q:\n%s", want, unsettled)
@@ -650,9 +653,11 @@ func TestDeletedDeviceLeavesNoRetainedState(t *testing.T) {
 			s.mustCall(http.StatusNoContent, "DELETE", "/api/v1/devices/r1", nil)
 			tok = s.createDevice("r1")
 			exportPasswords()
-			if got := retained(tok); len(got) != 0 {
-				t.Fatalf("the new r1 got the deleted one's desired state: %q", got)
-			}
+			// The retained message is cleared by the delivery goroutine, after
+			// the DELETE's answer; nothing publishes it again.
+			testenv.WaitFor(t, 10*time.Second, "the deleted r1's desired state cleared", func() bool {
+				return len(retained(tok)) == 0
+			})
 		})
 	}
 }

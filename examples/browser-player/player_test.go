@@ -102,12 +102,13 @@ func TestBrowserPlayer(t *testing.T) {
 	br.waitJS(fmt.Sprintf(`document.getElementById("content").src === %q`, menu))
 
 	// A timed page gives way to the last page loaded without a duration, also
-	// when a newer timed page replaced it: A, then B for 30 s, then C for 1 s,
-	// shows A after C's second, and nothing is left to come back.
+	// when a newer timed page replaced it: A, then B for 30 s, then C for 3 s,
+	// shows A after C's seconds, and nothing is left to come back. (Three: the
+	// test must see C first, after its ack, on a loaded machine.)
 	publish(t, b, "commands", command("c6", "load_url", map[string]any{"url": web.URL + "/content/b.html", "duration_s": 30}, nil), false)
 	acks.waitN(t, 1, map[string]any{"id": "c6", "status": "succeeded"})
 	br.waitJS(fmt.Sprintf(`document.getElementById("content").src === %q`, web.URL+"/content/b.html"))
-	publish(t, b, "commands", command("c7", "load_url", map[string]any{"url": web.URL + "/content/c.html", "duration_s": 1}, nil), false)
+	publish(t, b, "commands", command("c7", "load_url", map[string]any{"url": web.URL + "/content/c.html", "duration_s": 3}, nil), false)
 	acks.waitN(t, 1, map[string]any{"id": "c7", "status": "succeeded"})
 	br.waitJS(fmt.Sprintf(`document.getElementById("content").src === %q`, web.URL+"/content/c.html"))
 	br.waitJS(fmt.Sprintf(`document.getElementById("content").src === %q && window.player.state.until === 0`, menu))
@@ -139,7 +140,7 @@ func TestBrowserPlayer(t *testing.T) {
 	br.waitJS(fmt.Sprintf(`document.getElementById("emergency-message").textContent === %q`, msg))
 	// A timed page on an idle player goes back to idle (under the emergency
 	// overlay, which stays on top meanwhile).
-	publish(t, b, "commands", command("c8", "load_url", map[string]any{"url": menu, "duration_s": 1}, nil), false)
+	publish(t, b, "commands", command("c8", "load_url", map[string]any{"url": menu, "duration_s": 3}, nil), false)
 	acks.waitN(t, 1, map[string]any{"id": "c8", "status": "succeeded"})
 	br.waitJS(fmt.Sprintf(`document.getElementById("content").src === %q && window.player.state.until > 0`, menu))
 	br.waitJS(`!document.getElementById("content").hasAttribute("src") && !document.getElementById("idle").hidden &&
@@ -177,7 +178,7 @@ type browser struct {
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	opts := testenv.ChromiumOptions(t, 1280, 720)
-	deadline, cancelDeadline := context.WithTimeout(context.Background(), 25*time.Second)
+	deadline, cancelDeadline := context.WithTimeout(context.Background(), 90*time.Second)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(deadline, opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() { cancelCtx(); cancelAlloc(); cancelDeadline() })
