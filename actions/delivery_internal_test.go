@@ -65,7 +65,7 @@ func TestLargeBatchKeepsEachDevicesOrder(t *testing.T) {
 	if len(cmds) < sendersFrom {
 		t.Fatalf("%d commands go out on one goroutine", len(cmds))
 	}
-	dl.sendAll(cmds, now)
+	dl.sendAll(cmds, false, now)
 
 	for d := range devices {
 		topic := fmt.Sprintf("dh/devices/d%03d/commands", d)
@@ -328,7 +328,7 @@ func TestSentIsForgottenOnceMarked(t *testing.T) {
 				presence.Subscribed(c.DeviceID)
 			}
 
-			dl.sendAll(nd.Commands, time.Now().UTC()) // after the devices came online
+			dl.sendAll(nd.Commands, false, time.Now().UTC()) // after the devices came online
 			stop, stopped := make(chan struct{}), make(chan struct{})
 			go func() { dl.runMarker(ctx, stop); close(stopped) }()
 			close(stop) // it writes what it holds, then stops
@@ -375,6 +375,67 @@ func TestSentIsForgottenOnceMarked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHandOverAfterAReadIsNotSentAgain: a resync (or a device come online)
+// can read a trigger's commands from the database between the round's commit
+// and delivery taking the trigger's hand-over. The read sends them; their marks
+// land; then the hand-over comes, with the commands as committed (queued): they
+// are not sent again.
+func TestHandOverAfterAReadIsNotSentAgain(t *testing.T) {
+	ctx := context.Background()
+	st := tempStore(t)
+	log := slog.New(slog.DiscardHandler)
+	presence := NewPresence(st, log, true)
+	rec := &recorder{got: map[string][]string{}}
+	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
+	const devices = 300 // a read this large writes its marks before it returns
+	nd := queuedDispatch(t, st, devices)
+	for _, c := range nd.Commands {
+		presence.Subscribed(c.DeviceID)
+	}
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { dl.runMarker(ctx, stop); close(stopped) }()
+	defer func() { close(stop); <-stopped }()
+
+	for _, w := range []work{{resync: true}, {cmds: nd.Commands}} {
+		dl.do(ctx, w)
+	}
+	// And a small read, whose marks land in the marker's own time.
+	nd2 := queuedDispatch2(t, st, "d0000")
+	dl.do(ctx, work{devices: []string{"d0000"}})
+	testenv.WaitFor(t, 5*time.Second, "the small read's mark", func() bool {
+		pending, err := st.PendingCommands(ctx, []string{"d0000"}, []string{store.StateQueued}, time.Now(), 10)
+		return err == nil && len(pending) == 0
+	})
+	dl.do(ctx, work{cmds: nd2.Commands})
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for i := range devices {
+		topic := fmt.Sprintf("dh/devices/d%04d/commands", i)
+		want := 1
+		if i == 0 {
+			want = 2 // and the second dispatch's
+		}
+		if got := rec.got[topic]; len(got) != want {
+			t.Fatalf("%s was sent %q, want each command once", topic, got)
+		}
+	}
+}
+
+// queuedDispatch2 writes a second dispatch, of one command to device.
+func queuedDispatch2(t *testing.T, st *store.Store, device string) *store.NewDispatch {
+	t.Helper()
+	now := time.Now().UTC()
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "dispatch-2", ActionID: "a", ActionName: "a", EventID: "evt",
+		Function: LoadURL, Method: "POST", Targets: 1, CreatedAt: now}}
+	nd.Commands = []store.Command{{ID: "second", DispatchID: "dispatch-2", DeviceID: device,
+		State: store.StateQueued, Function: LoadURL, Payload: "second", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}
+	if _, err := st.WriteDispatches(context.Background(), []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+	return nd
 }
 
 // Deleting a device does not wait for room in delivery's queue (full during
