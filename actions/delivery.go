@@ -57,9 +57,9 @@ type Delivery struct {
 	// ids 45 % of the live heap, and the garbage collector's every cycle that
 	// much longer.
 	sent map[string]time.Time
-	// picked remembers, until sentFor, the commands sent from a read of the
-	// database (a resync, a device come online, a retry) rather than from
-	// their trigger's hand-over: the hand-over may come after such a read,
+	// picked remembers, until sentFor, the recent commands sent from a read
+	// of the database (a resync, a device come online, a retry) rather than
+	// from their trigger's hand-over: the hand-over may come after such a read,
 	// with the command as it was committed (queued). Forgotten with its mark,
 	// it went out twice: 278 times in a benchmark run on PostgreSQL, each
 	// time a resync fell between a round's commit and delivery taking it.
@@ -447,7 +447,12 @@ func (dl *Delivery) due(c *store.Command, read bool, now time.Time) bool {
 		// within those may get the command twice, which players drop by id.)
 		return false
 	}
-	if read {
+	// A read's send is kept in picked while its trigger's hand-over may
+	// still come (the command is recent; a backlog of older ones is not), and
+	// so is a hand-over's send of a command a read sent to an earlier
+	// session: the database keeps the first publish time, so nothing else
+	// would tell, once the mark landed, that this session had it too.
+	if _, before := dl.picked[c.ID]; before || read && now.Sub(c.CreatedAt) < sentFor {
 		dl.picked[c.ID] = now
 	} else {
 		dl.sent[c.ID] = now
@@ -494,6 +499,9 @@ func (dl *Delivery) pruneSent(now time.Time) {
 				delete(sent, id)
 			}
 		}
+	}
+	if len(dl.picked) == 0 {
+		dl.picked = map[string]time.Time{} // a map keeps its largest size: let a burst's go
 	}
 }
 

@@ -381,7 +381,7 @@ func TestSentIsForgottenOnceMarked(t *testing.T) {
 // can read a trigger's commands from the database between the round's commit
 // and delivery taking the trigger's hand-over. The read sends them; their marks
 // land; then the hand-over comes, with the commands as committed (queued): they
-// are not sent again.
+// are not sent again. A new session of the device still gets them.
 func TestHandOverAfterAReadIsNotSentAgain(t *testing.T) {
 	ctx := context.Background()
 	st := tempStore(t)
@@ -397,41 +397,54 @@ func TestHandOverAfterAReadIsNotSentAgain(t *testing.T) {
 	stop, stopped := make(chan struct{}), make(chan struct{})
 	go func() { dl.runMarker(ctx, stop); close(stopped) }()
 	defer func() { close(stop); <-stopped }()
+	flushMarks := func() { reply := make(chan struct{}); dl.flushMarks <- reply; <-reply }
 
 	for _, w := range []work{{resync: true}, {cmds: nd.Commands}} {
 		dl.do(ctx, w)
 	}
-	// And a small read, whose marks land in the marker's own time.
-	nd2 := queuedDispatch2(t, st, "d0000")
+	// A small read, whose marks the marker writes in its own time.
+	nd2 := queuedDispatch2(t, st, "d0000", "second")
 	dl.do(ctx, work{devices: []string{"d0000"}})
-	testenv.WaitFor(t, 5*time.Second, "the small read's mark", func() bool {
-		pending, err := st.PendingCommands(ctx, []string{"d0000"}, []string{store.StateQueued}, time.Now(), 10)
-		return err == nil && len(pending) == 0
-	})
+	flushMarks()
 	dl.do(ctx, work{cmds: nd2.Commands})
+	// d0001 connects again: its new session gets its command once more, but
+	// only once, though the database keeps the first session's publish time.
+	// (Here the hand-over comes after the new session began.)
+	nd3 := queuedDispatch2(t, st, "d0001", "third")
+	dl.do(ctx, work{devices: []string{"d0001"}})
+	flushMarks()
+	time.Sleep(time.Millisecond)
+	presence.Subscribed("d0001")
+	dl.do(ctx, work{cmds: nd3.Commands})
+	flushMarks()
+	dl.do(ctx, work{devices: []string{"d0001"}})
 
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for i := range devices {
 		topic := fmt.Sprintf("dh/devices/d%04d/commands", i)
-		want := 1
-		if i == 0 {
-			want = 2 // and the second dispatch's
+		want := []string{fmt.Sprintf("d%04d", i)}
+		switch i {
+		case 0:
+			want = append(want, "second")
+		case 1:
+			want = []string{"d0001", "third", "third", "d0001"} // the new session's: the hand-over's, then the rest
 		}
-		if got := rec.got[topic]; len(got) != want {
-			t.Fatalf("%s was sent %q, want each command once", topic, got)
+		if got := rec.got[topic]; !slices.Equal(got, want) {
+			t.Fatalf("%s was sent %q, want %q", topic, got, want)
 		}
 	}
 }
 
-// queuedDispatch2 writes a second dispatch, of one command to device.
-func queuedDispatch2(t *testing.T, st *store.Store, device string) *store.NewDispatch {
+// queuedDispatch2 writes another dispatch, id, of one command to device,
+// whose id and payload are id too.
+func queuedDispatch2(t *testing.T, st *store.Store, device, id string) *store.NewDispatch {
 	t.Helper()
 	now := time.Now().UTC()
-	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: "dispatch-2", ActionID: "a", ActionName: "a", EventID: "evt",
+	nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: id, ActionID: "a", ActionName: "a", EventID: "evt",
 		Function: LoadURL, Method: "POST", Targets: 1, CreatedAt: now}}
-	nd.Commands = []store.Command{{ID: "second", DispatchID: "dispatch-2", DeviceID: device,
-		State: store.StateQueued, Function: LoadURL, Payload: "second", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}
+	nd.Commands = []store.Command{{ID: id, DispatchID: id, DeviceID: device,
+		State: store.StateQueued, Function: LoadURL, Payload: id, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}
 	if _, err := st.WriteDispatches(context.Background(), []*store.NewDispatch{nd}); err != nil {
 		t.Fatal(err)
 	}

@@ -74,12 +74,14 @@ func TestAckStatementUsesIDs(t *testing.T) {
 				plan = append(plan, fmt.Sprint(vals[len(vals)-1])) // the plan's text
 			}
 			text := strings.Join(plan, "\n")
-			byID := "commands USING INDEX sqlite_autoindex_commands_1 (id=?)"
-			if st.postgres {
-				byID = "Index Scan using commands_pkey on commands"
+			byID := []string{"commands USING INDEX sqlite_autoindex_commands_1 (id=?)"}
+			if st.postgres { // a lookup per row, not a walk through the whole index
+				byID = []string{"Index Scan using commands_pkey on commands", `Index Cond: ((id)::text = "*VALUES*".column1)`}
 			}
-			if !strings.Contains(text, byID) {
-				t.Fatalf("the acks' statement does not find its commands by id:\n%s", text)
+			for _, want := range byID {
+				if !strings.Contains(text, want) {
+					t.Fatalf("the acks' statement does not find its commands by id (%q):\n%s", want, text)
+				}
 			}
 		})
 	}

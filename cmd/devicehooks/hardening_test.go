@@ -270,8 +270,14 @@ func TestSignedAndSafeLinks(t *testing.T) {
 		}
 		p.next(5 * time.Second)
 	}
-	// After its expiry it fails.
-	status, ans := s.get(signed(time.Now().Unix() - 1))
+	// After its expiry it fails: a link that worked a moment before.
+	short := time.Now().Add(3 * time.Second).Unix()
+	if status, ans := s.get(signed(short)); status != 200 {
+		t.Fatalf("a signed link with seconds left: %d %v", status, ans)
+	}
+	p.next(5 * time.Second)
+	time.Sleep(time.Until(time.Unix(short, 0)) + 50*time.Millisecond)
+	status, ans := s.get(signed(short))
 	wantError(t, "expired link", status, ans, 401, "unauthorized")
 	if d := ans["error"].(map[string]any)["detail"].(string); !strings.Contains(d, "expired") {
 		t.Errorf("an expired link's detail %q does not say it expired", d)
