@@ -31,25 +31,35 @@ func (r *recorder) Publish(topic string, payload []byte, _ bool, done func(error
 
 func (r *recorder) Connected() bool { return true }
 
-// TestLargeBatchKeepsEachDevicesOrder: a batch large enough to go out on several
-// goroutines still hands each device's commands to the broker in their order,
-// and once it has, its marks are written.
-func TestLargeBatchKeepsEachDevicesOrder(t *testing.T) {
-	ctx := context.Background()
+// recordingDelivery is a Delivery on a new store, whose publishes rec notes.
+func recordingDelivery(t *testing.T) (*Delivery, *store.Store, *Presence, *recorder) {
+	t.Helper()
 	st := tempStore(t)
 	log := slog.New(slog.DiscardHandler)
 	presence := NewPresence(st, log, true)
 	rec := &recorder{got: map[string][]string{}}
-	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
+	return NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log), st, presence, rec
+}
+
+// startMarker runs dl's marker until the test ends.
+func startMarker(t *testing.T, dl *Delivery) {
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { dl.runMarker(context.Background(), stop); close(stopped) }()
+	t.Cleanup(func() { close(stop); <-stopped })
+}
+
+// TestLargeBatchKeepsEachDevicesOrder: a batch large enough to go out on several
+// goroutines still hands each device's commands to the broker in their order,
+// and once it has, its marks are written.
+func TestLargeBatchKeepsEachDevicesOrder(t *testing.T) {
+	dl, _, presence, rec := recordingDelivery(t)
 	var marked sync.Map
 	dl.Marker = markerFunc(func(ids []string) {
 		for _, id := range ids {
 			marked.Store(id, true)
 		}
 	})
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() { dl.runMarker(ctx, stop); close(stopped) }()
-	defer func() { close(stop); <-stopped }()
+	startMarker(t, dl)
 
 	const devices, each = 100, 3 // 300 commands: more than one goroutine sends
 	now := time.Now().UTC()
@@ -172,9 +182,7 @@ func TestReconnectStormSendsWhatWaits(t *testing.T) {
 // A desired state that could not be read is published again at the next
 // resync, not left stale in the broker for every player that restarts.
 func TestUnreadableDesiredStateIsPublishedAtTheNextResync(t *testing.T) {
-	st := tempStore(t)
-	log := slog.New(slog.DiscardHandler)
-	dl := NewDelivery(st, &recorder{got: map[string][]string{}}, Topics{Prefix: "dh"}, NewPresence(st, log, true), log)
+	dl, _, _, _ := recordingDelivery(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the read fails
 	dl.publishDesired(ctx, []string{"d1"})
@@ -314,11 +322,7 @@ func TestSentIsForgottenOnceMarked(t *testing.T) {
 	for _, marks := range []string{"written", "failing"} {
 		t.Run(marks, func(t *testing.T) {
 			ctx := context.Background()
-			st := tempStore(t)
-			log := slog.New(slog.DiscardHandler)
-			presence := NewPresence(st, log, true)
-			rec := &recorder{got: map[string][]string{}}
-			dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
+			dl, st, presence, rec := recordingDelivery(t)
 			if marks == "failing" {
 				dl.Marker = failingMarker{}
 			}
@@ -384,19 +388,13 @@ func TestSentIsForgottenOnceMarked(t *testing.T) {
 // are not sent again. A new session of the device still gets them.
 func TestHandOverAfterAReadIsNotSentAgain(t *testing.T) {
 	ctx := context.Background()
-	st := tempStore(t)
-	log := slog.New(slog.DiscardHandler)
-	presence := NewPresence(st, log, true)
-	rec := &recorder{got: map[string][]string{}}
-	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
+	dl, st, presence, rec := recordingDelivery(t)
 	const devices = 300 // a read this large writes its marks before it returns
 	nd := queuedDispatch(t, st, devices)
 	for _, c := range nd.Commands {
 		presence.Subscribed(c.DeviceID)
 	}
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() { dl.runMarker(ctx, stop); close(stopped) }()
-	defer func() { close(stop); <-stopped }()
+	startMarker(t, dl)
 	flushMarks := func() { reply := make(chan struct{}); dl.flushMarks <- reply; <-reply }
 
 	for _, w := range []work{{resync: true}, {cmds: nd.Commands}} {
@@ -455,10 +453,7 @@ func queuedDispatch2(t *testing.T, st *store.Store, device, id string) *store.Ne
 // a large fan-out, or for ever once delivery has stopped): the clear of its
 // retained messages goes with the next work the sender takes.
 func TestForgetDoesNotWaitForAFullQueue(t *testing.T) {
-	st := tempStore(t)
-	log := slog.New(slog.DiscardHandler)
-	rec := &recorder{got: map[string][]string{}}
-	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, NewPresence(st, log, true), log)
+	dl, _, _, rec := recordingDelivery(t)
 	for dl.work.Push(work{}) { // nothing takes: the queue fills
 	}
 	forgot := make(chan struct{})
