@@ -50,7 +50,7 @@ type Delivery struct {
 	// sent remembers when each command handed over by its trigger went out, so
 	// a command reaches one session of a device once even if a resync and a
 	// reconnect both pick it up before it is marked published. Only the sender
-	// goroutine uses it, and picked below. A command is
+	// goroutine uses it (and picked). A command is
 	// forgotten once its mark is committed, from when its published_at tells
 	// the same (see due), or after sentFor if the mark failed: at 7,000
 	// triggers a second, keeping every send for sentFor made this map and its
@@ -437,7 +437,8 @@ func (dl *Delivery) due(c *store.Command, read bool, now time.Time) bool {
 	if at, ok := dl.sent[c.ID]; ok && !at.Before(since) {
 		return false // already sent to this session of the device
 	}
-	if at, ok := dl.picked[c.ID]; ok && !at.Before(since) {
+	pickedAt, picked := dl.picked[c.ID]
+	if picked && !pickedAt.Before(since) {
 		return false
 	}
 	if c.State == store.StatePublished && c.PublishedAt != nil && !c.PublishedAt.Before(since) {
@@ -452,7 +453,7 @@ func (dl *Delivery) due(c *store.Command, read bool, now time.Time) bool {
 	// so is a hand-over's send of a command a read sent to an earlier
 	// session: the database keeps the first publish time, so nothing else
 	// would tell, once the mark landed, that this session had it too.
-	if _, before := dl.picked[c.ID]; before || read && now.Sub(c.CreatedAt) < sentFor {
+	if picked || read && now.Sub(c.CreatedAt) < sentFor {
 		dl.picked[c.ID] = now
 	} else {
 		dl.sent[c.ID] = now
