@@ -25,11 +25,19 @@ type Publisher interface {
 	Connected() bool
 }
 
+// Unconfirmed is implemented by a Publisher that can tell how many messages a
+// device's player has been sent and not yet acknowledged at the MQTT level: the
+// embedded broker. Delivery then keeps each device within sendWindow.
+type Unconfirmed interface {
+	Unconfirmed(device string) int
+}
+
 // Delivery sends committed commands to online devices and records what the broker
 // acknowledged. The database is the outbox: a command that cannot be sent now stays
 // queued there, and goes out when its device comes online or the broker is back,
 // unless it expires first. Each device's commands go out in order (a large batch
-// is spread over a few goroutines, by device); what the broker took is marked
+// is spread over a few goroutines, by device), at most sendWindow of them
+// unacknowledged where the broker tells; what the broker took is marked
 // published in batches.
 type Delivery struct {
 	st       *store.Store
@@ -89,6 +97,21 @@ type Delivery struct {
 	// fanOut holds a channel closed once the large batch being sent has gone to
 	// the broker and been marked published (nil when none is being sent).
 	fanOut atomic.Pointer[chan struct{}]
+
+	// window is pub's Unconfirmed, if it has one (nil: nothing is held). held
+	// keeps, in order, each device's commands that wait for room in its
+	// window, and heldIDs their ids; heldMu guards both, since a large
+	// batch's senders hold on several goroutines.
+	window  Unconfirmed
+	heldMu  sync.Mutex
+	held    map[string][]heldCmd
+	heldIDs map[string]struct{}
+}
+
+// heldCmd is a command held back for its device's session since.
+type heldCmd struct {
+	cmd   store.Command
+	since time.Time
 }
 
 // mark says the broker took a command at a time.
@@ -113,7 +136,7 @@ type work struct {
 
 // NewDelivery returns a Delivery; Run starts it.
 func NewDelivery(st *store.Store, pub Publisher, topics Topics, presence *Presence, log *slog.Logger) *Delivery {
-	return &Delivery{
+	dl := &Delivery{
 		st: st, pub: pub, topics: topics, presence: presence, log: log,
 		clock:      func() time.Time { return time.Now().UTC() },
 		work:       queue.New[work](8192),
@@ -123,7 +146,11 @@ func NewDelivery(st *store.Store, pub Publisher, topics Topics, presence *Presen
 		picked:     map[string]time.Time{},
 		landed:     queue.New[[]string](markQueue),
 		failed:     make(chan failedSend, 4096),
+		held:       map[string][]heldCmd{},
+		heldIDs:    map[string]struct{}{},
 	}
+	dl.window, _ = pub.(Unconfirmed)
+	return dl
 }
 
 // failedSend is a command the broker did not take.
@@ -198,6 +225,9 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 	retry.Stop()
 	failed := map[string]string{} // command id -> device, to send again at the retry
 	var spacing backoff
+	release := time.NewTimer(time.Hour) // held commands are looked at again
+	release.Stop()
+	releasing := false
 	var (
 		ws     []work
 		online []string // devices that came online, not yet served
@@ -212,7 +242,14 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 		if len(online) > 0 {
 			cameOnline = alwaysReady
 		}
+		if !releasing && dl.holding() {
+			release.Reset(releaseEvery)
+			releasing = true
+		}
 		select {
+		case <-release.C:
+			releasing = false
+			dl.release(dl.clock())
 		case <-dl.work.Ready():
 			ws = dl.work.Take(ws)
 			for _, w := range ws {
@@ -461,8 +498,112 @@ func (dl *Delivery) due(c *store.Command, read bool, now time.Time) bool {
 	return true
 }
 
-// publish hands c to the broker; safe on several goroutines at once.
+// sendWindow is how many commands a device's player may have unacknowledged
+// (no PUBACK yet) before delivery holds its next ones back, where the broker
+// tells (Unconfirmed). mochi queues at most 256 messages for a connection and
+// drops what comes past that: a backlog sent at once to a player come back
+// online, or a burst faster than its player reads, lost some, which were sent
+// again after newer commands. Held, they go out in order as the player
+// acknowledges what it has. Below 256, to leave room for the device's other
+// messages (its desired state).
+const sendWindow = 128
+
+// maxHeld bounds the commands held for one device (a player that never
+// acknowledges): past it, a command stays queued in the database, and a
+// resync sends it once sent forgets it (sentFor).
+const maxHeld = 10000
+
+// releaseEvery is how often held commands are looked at while there are some:
+// a player acknowledges 128 commands in a few milliseconds.
+const releaseEvery = 5 * time.Millisecond
+
+// publish hands c to the broker, or holds it (hold); safe on several
+// goroutines at once, for different devices.
 func (dl *Delivery) publish(c *store.Command) {
+	if dl.window != nil && dl.hold(c) {
+		return
+	}
+	dl.send(c)
+}
+
+// hold keeps c back, after the device's commands already held, if there are
+// some or its player has sendWindow commands unacknowledged, and reports
+// whether it did. Commands held for an earlier session of the device are let
+// go first: they are still queued or unacked in the database, and the read for
+// the new session sends them.
+func (dl *Delivery) hold(c *store.Command) bool {
+	dl.heldMu.Lock()
+	defer dl.heldMu.Unlock()
+	q := dl.held[c.DeviceID]
+	if len(q) == 0 && dl.window.Unconfirmed(c.DeviceID) < sendWindow {
+		return false
+	}
+	since, _ := dl.presence.OnlineSince(c.DeviceID)
+	if len(q) > 0 && !q[0].since.Equal(since) {
+		dl.letGo(c.DeviceID, q)
+		q = nil
+	}
+	if _, ok := dl.heldIDs[c.ID]; ok {
+		return true // held already: a read found it queued again
+	}
+	if len(q) >= maxHeld {
+		return true
+	}
+	dl.held[c.DeviceID] = append(q, heldCmd{*c, since})
+	dl.heldIDs[c.ID] = struct{}{}
+	if len(q)+1 == maxHeld {
+		dl.log.Warn("a player does not acknowledge its commands; its next ones wait in the database",
+			"device", c.DeviceID, "held", maxHeld, "unacknowledged", dl.window.Unconfirmed(c.DeviceID))
+	}
+	return true
+}
+
+// letGo drops the commands held for a device (heldMu held).
+func (dl *Delivery) letGo(device string, q []heldCmd) {
+	for _, h := range q {
+		delete(dl.heldIDs, h.cmd.ID)
+	}
+	delete(dl.held, device)
+}
+
+// holding tells whether commands are held.
+func (dl *Delivery) holding() bool {
+	dl.heldMu.Lock()
+	defer dl.heldMu.Unlock()
+	return len(dl.held) > 0
+}
+
+// release sends the held commands that their devices' windows have room for,
+// in order. It runs on Run's goroutine, never beside sendAll's senders.
+func (dl *Delivery) release(now time.Time) {
+	dl.heldMu.Lock()
+	defer dl.heldMu.Unlock()
+	for device, q := range dl.held {
+		since, online := dl.presence.OnlineSince(device)
+		if !online || !q[0].since.Equal(since) {
+			dl.letGo(device, q)
+			continue
+		}
+		room := sendWindow - dl.window.Unconfirmed(device)
+		n := 0
+		for ; n < len(q) && room > 0; n++ {
+			delete(dl.heldIDs, q[n].cmd.ID)
+			if q[n].cmd.ExpiresAt.After(now) { // else the sweeper marks it expired
+				dl.send(&q[n].cmd)
+				room--
+			}
+		}
+		if n == len(q) {
+			delete(dl.held, device)
+			continue
+		}
+		clear(q[:n])
+		dl.held[device] = q[n:]
+	}
+}
+
+// send hands c to the broker; safe on several goroutines at once.
+func (dl *Delivery) send(c *store.Command) {
 	id, device := c.ID, c.DeviceID
 	dl.pub.Publish(dl.topics.Device(device, KindCommands), []byte(c.Payload), false, func(err error) {
 		if err != nil {

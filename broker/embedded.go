@@ -215,6 +215,13 @@ func (e *Embedded) Publish(topic string, payload []byte, retained bool, done fun
 	done(err)
 }
 
+// Unconfirmed returns how many messages a device's player has been sent and
+// not yet acknowledged (PUBACK), or has waiting in its write queue: the fewest
+// of any of its connections. mochi queues at most MaximumClientWritesPending (256)
+// messages for a connection and drops what comes past that, so delivery keeps
+// a device's commands within a window of this count.
+func (e *Embedded) Unconfirmed(device string) int { return e.sessions.unconfirmed(device) }
+
 // Connected is always true: the broker is in the process.
 func (e *Embedded) Connected() bool { return true }
 

@@ -65,6 +65,42 @@ func TestPublishReportsDrops(t *testing.T) {
 	})
 }
 
+// TestUnconfirmedCountsWhatAPlayerHasNotAcknowledged: Unconfirmed counts the
+// QoS 1 messages a login's connection has been sent and not acknowledged yet,
+// the fewest of its connections (one that reads is not held up by one that
+// does not), and none for a login without a connection.
+func TestUnconfirmedCountsWhatAPlayerHasNotAcknowledged(t *testing.T) {
+	e := startBroker(t, EmbeddedConfig{})
+	gate := make(chan struct{})
+	slow := connect(t, e, "dev", func(o *paho.ClientOptions) { o.SetClientID("dev-slow") })
+	// paho acknowledges a message once its handler returns.
+	wait(t, "subscribe", slow.Subscribe("dev/commands", 1, func(paho.Client, paho.Message) { <-gate }))
+	publish := func(n int) {
+		for range n {
+			e.Publish("dev/commands", []byte("command"), false, func(err error) {
+				if err != nil {
+					t.Errorf("publish: %v", err)
+				}
+			})
+		}
+	}
+	publish(10)
+	if got := e.Unconfirmed("dev"); got != 10 {
+		t.Fatalf("Unconfirmed = %d with 10 sent to a player that acknowledges none, want 10", got)
+	}
+	fast := connect(t, e, "dev", func(o *paho.ClientOptions) { o.SetClientID("dev-fast") })
+	wait(t, "subscribe", fast.Subscribe("dev/commands", 1, func(paho.Client, paho.Message) {}))
+	publish(1)
+	testenv.WaitFor(t, 5*time.Second, "the fewest unacknowledged: the second connection's", func() bool { return e.Unconfirmed("dev") == 0 })
+	fast.Disconnect(0)
+	testenv.WaitFor(t, 5*time.Second, "the first connection's 11 once the second is gone", func() bool { return e.Unconfirmed("dev") == 11 })
+	close(gate)
+	testenv.WaitFor(t, 5*time.Second, "none once the player has acknowledged them", func() bool { return e.Unconfirmed("dev") == 0 })
+	if got := e.Unconfirmed("nobody"); got != 0 {
+		t.Fatalf("Unconfirmed = %d for a login without a connection", got)
+	}
+}
+
 // TestConcurrentPublishesReportTheirOwnDrops: delivery publishes a fan-out from
 // several goroutines; each must learn of the drops on its own topic, and only
 // those.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -1050,6 +1051,122 @@ func TestSimulateLinesWithoutAcks(t *testing.T) {
 		got := describeEvent(simulator.Event{Kind: c.kind, Command: cmd}, c.noAck)
 		if !strings.Contains(got, c.want) || strings.Contains(got, c.never) {
 			t.Errorf("%s, no-ack %v: %q", c.kind, c.noAck, got)
+		}
+	}
+}
+
+// TestBacklogReachesASlowPlayerInOrder: a player that comes back to a backlog
+// larger than the embedded broker queues for a connection (256), and reads it
+// slowly, gets every command once and in order. mochi drops what comes past
+// that queue; delivery sent the dropped commands again, after newer ones,
+// until it kept each device within a window of unacknowledged commands.
+func TestBacklogReachesASlowPlayerInOrder(t *testing.T) {
+	s := startServer(t, Config{})
+	want, tok := backlog(t, s, "slow-1")
+	gate := make(chan struct{})
+	_, got := gatedPlayer(t, s, "slow-1", tok, "slow", gate)
+	time.Sleep(time.Second) // the backlog goes out, and the player reads none of it
+	close(gate)
+	receiveInOrder(t, got, want)
+}
+
+// TestHeldBacklogGoesToTheNextSession: what delivery holds back for a player
+// that reads nothing goes, with what that player was sent, to the player's
+// next connection, in order.
+func TestHeldBacklogGoesToTheNextSession(t *testing.T) {
+	s := startServer(t, Config{})
+	want, tok := backlog(t, s, "slow-2")
+	gate := make(chan struct{})
+	defer close(gate) // the first player's handler returns, to a closed connection
+	first, _ := gatedPlayer(t, s, "slow-2", tok, "first", gate)
+	time.Sleep(time.Second)
+	first.Disconnect(0)
+	testenv.WaitFor(t, 10*time.Second, "the device offline", func() bool { return !s.app.presence.Online("slow-2") })
+	_, got := gatedPlayer(t, s, "slow-2", tok, "second", nil)
+	receiveInOrder(t, got, want)
+}
+
+// backlog makes a device, and triggers 1,500 commands of 2.5 KB to it while it
+// is offline (the connection's buffers take few of them); it returns their
+// dispatch ids in order, and the device's token.
+func backlog(t *testing.T, s *server, id string) ([]string, string) {
+	t.Helper()
+	tok := s.createDevice(id)
+	_, key := s.createKey("backlog")
+	ev := s.createAction("sensor_event", map[string]any{"type": "device", "id": id}, nil)
+	sensor, value := strings.Repeat("s", 200), strings.Repeat("v", 2000)
+	want := make([]string, 1500)
+	for i := range want {
+		status, ans := s.post(key, fmt.Sprintf(`{"event_id":%q,"sensor_data":{"id":%q,"event":"e%d","value":%q}}`, ev, sensor, i, value))
+		if status != http.StatusOK {
+			t.Fatalf("trigger %d: %d %v", i, status, ans)
+		}
+		want[i] = ans["dispatch_id"].(string)
+	}
+	return want, tok
+}
+
+// gatedPlayer connects a player as device id and comes online; its handler
+// waits for gate (if not nil) before it takes a command: paho reads nothing
+// more, and acknowledges nothing, while a handler runs. It returns the
+// client, and the commands' dispatch ids as they come.
+func gatedPlayer(t *testing.T, s *server, id, token, clientID string, gate chan struct{}) (paho.Client, <-chan string) {
+	t.Helper()
+	got := make(chan string, 10000)
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(s.mqttURL()).SetClientID(clientID).
+		SetUsername(id).SetPassword(token).SetCleanSession(true).SetAutoReconnect(false))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	sub := c.Subscribe("devicehooks/devices/"+id+"/commands", 1, func(_ paho.Client, m paho.Message) {
+		if gate != nil {
+			<-gate
+		}
+		var cmd struct {
+			DispatchID string `json:"dispatch_id"`
+		}
+		if err := json.Unmarshal(m.Payload(), &cmd); err != nil {
+			t.Errorf("command is not JSON: %.100s", m.Payload())
+		}
+		got <- cmd.DispatchID
+	})
+	if !sub.WaitTimeout(5*time.Second) || sub.Error() != nil {
+		t.Fatalf("subscribe: %v", sub.Error())
+	}
+	since := time.Now()
+	online := fmt.Sprintf(`{"state":"online","at":%q}`, since.UTC().Format(time.RFC3339Nano))
+	if pub := c.Publish("devicehooks/devices/"+id+"/status", 1, true, online); !pub.WaitTimeout(5*time.Second) || pub.Error() != nil {
+		t.Fatalf("status: %v", pub.Error())
+	}
+	testenv.WaitFor(t, 10*time.Second, "device "+id+" online from this connection", func() bool {
+		at, ok := s.app.presence.OnlineSince(id)
+		return ok && !at.Before(since.Add(-time.Second))
+	})
+	return c, got
+}
+
+// receiveInOrder asserts that got brings want's dispatch ids, each once, in
+// their order.
+func receiveInOrder(t *testing.T, got <-chan string, want []string) {
+	t.Helper()
+	var order []string
+	for len(order) < len(want) {
+		select {
+		case d := <-got:
+			order = append(order, d)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the player has %d of %d commands", len(order), len(want))
+		}
+	}
+	select {
+	case d := <-got:
+		t.Fatalf("a command came twice or more: dispatch %s", d)
+	case <-time.After(500 * time.Millisecond):
+	}
+	for i := range want {
+		if order[i] != want[i] {
+			t.Fatalf("command %d of the backlog is dispatch %s, want %s (the %dth)", i, order[i], want[i], slices.Index(want, order[i]))
 		}
 	}
 }
