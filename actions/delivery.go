@@ -101,11 +101,13 @@ type Delivery struct {
 	// window is pub's Unconfirmed, if it has one (nil: nothing is held). held
 	// keeps, in order, each device's commands that wait for room in its
 	// window, and heldIDs their ids; heldMu guards both, since a large
-	// batch's senders hold on several goroutines.
-	window  Unconfirmed
-	heldMu  sync.Mutex
-	held    map[string][]heldCmd
-	heldIDs map[string]struct{}
+	// batch's senders hold on several goroutines. heldDevices is len(held),
+	// read without the lock: a fan-out's senders skip it while none is held.
+	window      Unconfirmed
+	heldMu      sync.Mutex
+	held        map[string][]heldCmd
+	heldIDs     map[string]struct{}
+	heldDevices atomic.Int32
 }
 
 // heldCmd is a command held back for its device's session since.
@@ -532,6 +534,11 @@ func (dl *Delivery) publish(c *store.Command) {
 // go first: they are still queued or unacked in the database, and the read for
 // the new session sends them.
 func (dl *Delivery) hold(c *store.Command) bool {
+	// Only this goroutine holds for c's device now (sendAll's senders split
+	// the devices; release runs apart from them).
+	if dl.heldDevices.Load() == 0 && dl.window.Unconfirmed(c.DeviceID) < sendWindow {
+		return false
+	}
 	dl.heldMu.Lock()
 	defer dl.heldMu.Unlock()
 	q := dl.held[c.DeviceID]
@@ -551,6 +558,7 @@ func (dl *Delivery) hold(c *store.Command) bool {
 	}
 	dl.held[c.DeviceID] = append(q, heldCmd{*c, since})
 	dl.heldIDs[c.ID] = struct{}{}
+	dl.heldDevices.Store(int32(len(dl.held)))
 	if len(q)+1 == maxHeld {
 		dl.log.Warn("a player does not acknowledge its commands; its next ones wait in the database",
 			"device", c.DeviceID, "held", maxHeld, "unacknowledged", dl.window.Unconfirmed(c.DeviceID))
@@ -564,14 +572,11 @@ func (dl *Delivery) letGo(device string, q []heldCmd) {
 		delete(dl.heldIDs, h.cmd.ID)
 	}
 	delete(dl.held, device)
+	dl.heldDevices.Store(int32(len(dl.held)))
 }
 
 // holding tells whether commands are held.
-func (dl *Delivery) holding() bool {
-	dl.heldMu.Lock()
-	defer dl.heldMu.Unlock()
-	return len(dl.held) > 0
-}
+func (dl *Delivery) holding() bool { return dl.heldDevices.Load() > 0 }
 
 // release sends the held commands that their devices' windows have room for,
 // in order. It runs on Run's goroutine, never beside sendAll's senders.
@@ -600,6 +605,7 @@ func (dl *Delivery) release(now time.Time) {
 		clear(q[:n])
 		dl.held[device] = q[n:]
 	}
+	dl.heldDevices.Store(int32(len(dl.held)))
 }
 
 // send hands c to the broker; safe on several goroutines at once.

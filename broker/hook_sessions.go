@@ -26,7 +26,7 @@ type sessionsHook struct {
 	srv *mqtt.Server
 	max int
 
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	byUser map[string][]string // a login's sessions (client ids), oldest connect first
 }
 
@@ -122,9 +122,9 @@ func (h *sessionsHook) end(id string, reason packets.Code) {
 // connection, not for a reader.
 func (h *sessionsHook) unconfirmed(user string) int {
 	var ids [MaxSessionsPerLogin]string
-	h.mu.Lock()
+	h.mu.RLock()
 	n := copy(ids[:], h.byUser[user])
-	h.mu.Unlock()
+	h.mu.RUnlock()
 	fewest := -1
 	for _, id := range ids[:n] {
 		if cl, ok := h.srv.Clients.Get(id); ok && !cl.Closed() {
