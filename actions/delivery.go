@@ -101,13 +101,15 @@ type Delivery struct {
 	// window is pub's Unconfirmed, if it has one (nil: nothing is held). held
 	// keeps, in order, each device's commands that wait for room in its
 	// window, and heldIDs their ids; heldMu guards both, since a large
-	// batch's senders hold on several goroutines. heldDevices is len(held),
-	// read without the lock: a fan-out's senders skip it while none is held.
-	window      Unconfirmed
-	heldMu      sync.Mutex
-	held        map[string][]heldCmd
-	heldIDs     map[string]struct{}
-	heldDevices atomic.Int32
+	// batch's senders hold on several goroutines. heldDevices is len(held)
+	// and heldCommands len(heldIDs), read without the lock: a fan-out's
+	// senders skip it while none is held, and the metrics read Held.
+	window       Unconfirmed
+	heldMu       sync.Mutex
+	held         map[string][]heldCmd
+	heldIDs      map[string]struct{}
+	heldDevices  atomic.Int32
+	heldCommands atomic.Int64
 }
 
 // heldCmd is a command held back for its device's session since.
@@ -558,7 +560,7 @@ func (dl *Delivery) hold(c *store.Command) bool {
 	}
 	dl.held[c.DeviceID] = append(q, heldCmd{*c, since})
 	dl.heldIDs[c.ID] = struct{}{}
-	dl.heldDevices.Store(int32(len(dl.held)))
+	dl.counted()
 	if len(q)+1 == maxHeld {
 		dl.log.Warn("a player does not acknowledge its commands; its next ones wait in the database",
 			"device", c.DeviceID, "held", maxHeld, "unacknowledged", dl.window.Unconfirmed(c.DeviceID))
@@ -572,14 +574,24 @@ func (dl *Delivery) letGo(device string, q []heldCmd) {
 		delete(dl.heldIDs, h.cmd.ID)
 	}
 	delete(dl.held, device)
+	dl.counted()
+}
+
+// counted updates heldDevices and heldCommands (heldMu held).
+func (dl *Delivery) counted() {
 	dl.heldDevices.Store(int32(len(dl.held)))
+	dl.heldCommands.Store(int64(len(dl.heldIDs)))
 }
 
 // holding tells whether commands are held.
 func (dl *Delivery) holding() bool { return dl.heldDevices.Load() > 0 }
 
+// Held returns how many commands wait for room in their players' windows.
+func (dl *Delivery) Held() int64 { return dl.heldCommands.Load() }
+
 // release sends the held commands that their devices' windows have room for,
-// in order. It runs on Run's goroutine, never beside sendAll's senders.
+// in order. It runs on Run's goroutine (which owns sent), never beside
+// sendAll's senders.
 func (dl *Delivery) release(now time.Time) {
 	dl.heldMu.Lock()
 	defer dl.heldMu.Unlock()
@@ -592,9 +604,13 @@ func (dl *Delivery) release(now time.Time) {
 		room := sendWindow - dl.window.Unconfirmed(device)
 		n := 0
 		for ; n < len(q) && room > 0; n++ {
-			delete(dl.heldIDs, q[n].cmd.ID)
-			if q[n].cmd.ExpiresAt.After(now) { // else the sweeper marks it expired
-				dl.send(&q[n].cmd)
+			c := &q[n].cmd
+			delete(dl.heldIDs, c.ID)
+			if c.ExpiresAt.After(now) { // else the sweeper marks it expired
+				// Noted as sent now: one held past sentFor was forgotten,
+				// and a read before its mark lands would send it again.
+				dl.sent[c.ID] = now
+				dl.send(c)
 				room--
 			}
 		}
@@ -605,7 +621,7 @@ func (dl *Delivery) release(now time.Time) {
 		clear(q[:n])
 		dl.held[device] = q[n:]
 	}
-	dl.heldDevices.Store(int32(len(dl.held)))
+	dl.counted()
 }
 
 // send hands c to the broker; safe on several goroutines at once.

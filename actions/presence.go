@@ -159,8 +159,11 @@ func (p *Presence) OnlineCount() int {
 // older connection is not yet seen closed (a quick reconnect): what was sent to
 // the old one but never acked goes out again.
 func (p *Presence) Subscribed(id string) {
-	now := p.clock()
 	p.mu.Lock()
+	// Read under the lock: delivery, which notes a send at a time it read
+	// before, sees this session only from here on, so that what it sent
+	// (or held) for the session before is older than this one.
+	now := p.clock()
 	d := p.get(id)
 	d.conns++
 	p.set(id, d, true, now, now)

@@ -83,6 +83,7 @@ type Embedded struct {
 	auth     *authHook
 	routing  *routingHook
 	sessions *sessionsHook
+	presence *presenceHook
 	close    sync.Once
 }
 
@@ -116,9 +117,10 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	auth := &authHook{cfg: cfg, srv: srv, log: log, refusedLog: newRefusalLog(cfg.PlausibleUser)}
 	routing := &routingHook{cfg: cfg, watching: map[string]watched{}}
 	sessions := &sessionsHook{srv: srv, max: MaxSessionsPerLogin, byUser: map[string][]string{}}
+	presence := &presenceHook{cfg: cfg, srv: srv, present: map[*mqtt.Client]string{}, byDevice: map[string][]*mqtt.Client{}}
 	for _, hook := range []mqtt.Hook{
 		auth,
-		&presenceHook{cfg: cfg, srv: srv, present: map[*mqtt.Client]string{}},
+		presence,
 		sessions,
 		routing,
 		&packetIDHook{},
@@ -129,7 +131,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 			return nil, fmt.Errorf("broker: add hook %s: %w", hook.ID(), err)
 		}
 	}
-	e := &Embedded{srv: srv, auth: auth, routing: routing, sessions: sessions}
+	e := &Embedded{srv: srv, auth: auth, routing: routing, sessions: sessions, presence: presence}
 
 	ln, err := net.Listen("tcp", cfg.TCPAddr)
 	if err != nil {
@@ -217,10 +219,11 @@ func (e *Embedded) Publish(topic string, payload []byte, retained bool, done fun
 
 // Unconfirmed returns how many messages a device's player has been sent and
 // not yet acknowledged (PUBACK), or has waiting in its write queue: the fewest
-// of any of its connections. mochi queues at most MaximumClientWritesPending (256)
-// messages for a connection and drops what comes past that, so delivery keeps
-// a device's commands within a window of this count.
-func (e *Embedded) Unconfirmed(device string) int { return e.sessions.unconfirmed(device) }
+// of its connections subscribed to its commands topic (PresenceOf). mochi
+// queues at most MaximumClientWritesPending (256) messages for a connection
+// and drops what comes past that, so delivery keeps a device's commands
+// within a window of this count.
+func (e *Embedded) Unconfirmed(device string) int { return e.presence.unconfirmed(device) }
 
 // Connected is always true: the broker is in the process.
 func (e *Embedded) Connected() bool { return true }

@@ -66,11 +66,14 @@ func TestPublishReportsDrops(t *testing.T) {
 }
 
 // TestUnconfirmedCountsWhatAPlayerHasNotAcknowledged: Unconfirmed counts the
-// QoS 1 messages a login's connection has been sent and not acknowledged yet,
-// the fewest of its connections (one that reads is not held up by one that
-// does not), and none for a login without a connection.
+// QoS 1 messages a device's connection subscribed to its commands has been sent
+// and not acknowledged yet, the fewest of such connections (one that reads is
+// not held up by one that does not), and none for a device without one; a
+// connection of the device that does not subscribe does not count.
 func TestUnconfirmedCountsWhatAPlayerHasNotAcknowledged(t *testing.T) {
-	e := startBroker(t, EmbeddedConfig{})
+	e := startBroker(t, EmbeddedConfig{PresenceOf: func(user, filter string) (string, bool) {
+		return user, filter == user+"/commands"
+	}})
 	gate := make(chan struct{})
 	slow := connect(t, e, "dev", func(o *paho.ClientOptions) { o.SetClientID("dev-slow") })
 	// paho acknowledges a message once its handler returns.
@@ -88,16 +91,22 @@ func TestUnconfirmedCountsWhatAPlayerHasNotAcknowledged(t *testing.T) {
 	if got := e.Unconfirmed("dev"); got != 10 {
 		t.Fatalf("Unconfirmed = %d with 10 sent to a player that acknowledges none, want 10", got)
 	}
-	fast := connect(t, e, "dev", func(o *paho.ClientOptions) { o.SetClientID("dev-fast") })
-	wait(t, "subscribe", fast.Subscribe("dev/commands", 1, func(paho.Client, paho.Message) {}))
+	other := connect(t, e, "dev", func(o *paho.ClientOptions) { o.SetClientID("dev-acks") })
+	wait(t, "publish", other.Publish("dev/acks", 1, false, "ack"))
+	if got := e.Unconfirmed("dev"); got != 10 {
+		t.Fatalf("Unconfirmed = %d with a connection that does not subscribe beside, want 10", got)
+	}
+	var fastGot atomic.Int64
+	wait(t, "subscribe", other.Subscribe("dev/commands", 1, func(paho.Client, paho.Message) { fastGot.Add(1) }))
 	publish(1)
+	testenv.WaitFor(t, 5*time.Second, "the second connection to have its command", func() bool { return fastGot.Load() == 1 })
 	testenv.WaitFor(t, 5*time.Second, "the fewest unacknowledged: the second connection's", func() bool { return e.Unconfirmed("dev") == 0 })
-	fast.Disconnect(0)
+	other.Disconnect(0)
 	testenv.WaitFor(t, 5*time.Second, "the first connection's 11 once the second is gone", func() bool { return e.Unconfirmed("dev") == 11 })
 	close(gate)
 	testenv.WaitFor(t, 5*time.Second, "none once the player has acknowledged them", func() bool { return e.Unconfirmed("dev") == 0 })
 	if got := e.Unconfirmed("nobody"); got != 0 {
-		t.Fatalf("Unconfirmed = %d for a login without a connection", got)
+		t.Fatalf("Unconfirmed = %d for a device without a connection", got)
 	}
 }
 

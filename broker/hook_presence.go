@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -17,8 +18,9 @@ type presenceHook struct {
 	cfg EmbeddedConfig
 	srv *mqtt.Server
 
-	mu      sync.Mutex
-	present map[*mqtt.Client]string // connection -> the device it is present as
+	mu       sync.RWMutex
+	present  map[*mqtt.Client]string   // connection -> the device it is present as
+	byDevice map[string][]*mqtt.Client // device -> its present connections
 }
 
 func (h *presenceHook) ID() string { return "devicehooks-presence" }
@@ -101,6 +103,7 @@ func (h *presenceHook) subscribed(cl *mqtt.Client, filter string) {
 	_, already := h.present[cl]
 	if !already {
 		h.present[cl] = id
+		h.byDevice[id] = append(h.byDevice[id], cl)
 	}
 	h.mu.Unlock()
 	if !already && h.cfg.OnPresent != nil {
@@ -127,8 +130,34 @@ func (h *presenceHook) absent(cl *mqtt.Client) {
 	h.mu.Lock()
 	id, was := h.present[cl]
 	delete(h.present, cl)
+	if was {
+		conns := slices.DeleteFunc(h.byDevice[id], func(c *mqtt.Client) bool { return c == cl })
+		if len(conns) == 0 {
+			delete(h.byDevice, id)
+		} else {
+			h.byDevice[id] = conns
+		}
+	}
 	h.mu.Unlock()
 	if was && h.cfg.OnAbsent != nil {
 		h.cfg.OnAbsent(id)
 	}
+}
+
+// unconfirmed returns how many messages a device's present connection (one
+// subscribed to its commands topic) has been sent, or has queued for it, at
+// QoS 1 or 2 without acknowledging them yet: the fewest of any such connection,
+// so that a stalled one does not hold up one that reads; 0 if none.
+func (h *presenceHook) unconfirmed(device string) int {
+	var conns [MaxSessionsPerLogin + 4]*mqtt.Client // a login's sessions, and ones closing
+	h.mu.RLock()
+	n := copy(conns[:], h.byDevice[device])
+	h.mu.RUnlock()
+	fewest := -1
+	for _, cl := range conns[:n] {
+		if in := cl.State.Inflight.Len(); !cl.Closed() && (fewest < 0 || in < fewest) {
+			fewest = in
+		}
+	}
+	return max(fewest, 0)
 }

@@ -26,7 +26,7 @@ type sessionsHook struct {
 	srv *mqtt.Server
 	max int
 
-	mu     sync.RWMutex
+	mu     sync.Mutex
 	byUser map[string][]string // a login's sessions (client ids), oldest connect first
 }
 
@@ -112,28 +112,6 @@ func (h *sessionsHook) end(id string, reason packets.Code) {
 	if now, ok := h.srv.Clients.Get(id); ok && now == cl { // not a newer session with this id
 		h.srv.Clients.Delete(id)
 	}
-}
-
-// unconfirmed returns how many messages a login's connected session has been
-// sent, or has queued for it, at QoS 1 or 2 without acknowledging them yet (its
-// in-flight messages): the fewest of any such session, so that a stalled
-// connection does not hold up one that reads. A session kept after its
-// connection ended does not count: what is queued for it waits for the
-// connection, not for a reader.
-func (h *sessionsHook) unconfirmed(user string) int {
-	var ids [MaxSessionsPerLogin]string
-	h.mu.RLock()
-	n := copy(ids[:], h.byUser[user])
-	h.mu.RUnlock()
-	fewest := -1
-	for _, id := range ids[:n] {
-		if cl, ok := h.srv.Clients.Get(id); ok && !cl.Closed() {
-			if in := cl.State.Inflight.Len(); fewest < 0 || in < fewest {
-				fewest = in
-			}
-		}
-	}
-	return max(fewest, 0)
 }
 
 // sessions returns how many sessions a login has (for tests).

@@ -36,6 +36,9 @@ type Sources struct {
 	// past their retries; DroppedAcks counts those dropped for want of room.
 	HeldAcks    func() int64
 	DroppedAcks func() int64
+	// HeldCommands is how many commands wait for their players to
+	// acknowledge earlier ones (the embedded broker's send window).
+	HeldCommands func() int64
 	// Denied counts what the embedded broker refused of logged-in players:
 	// wills, subscriptions and publishes on topics they may not use (nil with
 	// an external broker).
@@ -96,6 +99,9 @@ func New(src Sources) *Metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_acks_held",
 			Help: "Acks the database refused past their retries, held and tried again every 2 s (100,000 at most)."},
 			optional(src.HeldAcks)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devicehooks_commands_held",
+			Help: "Commands held back, in order, until their players acknowledge earlier ones (128 unacknowledged at most per player; embedded broker)."},
+			optional(src.HeldCommands)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "devicehooks_acks_dropped_total",
 			Help: "Held acks dropped for want of room: their commands expire though their players ran them."},
 			optional(src.DroppedAcks)),

@@ -269,6 +269,7 @@ func (a *App) wire(ctx context.Context, topics actions.Topics) (err error) {
 		},
 		WriteFailures: a.dispatcher.WriteFailures, Version: buildVersion(), RefusedLogins: refusedLogins, Denied: denied,
 		Active: a.active.Load, HeldAcks: a.tracker.HeldAcks, DroppedAcks: a.tracker.DroppedAcks,
+		HeldCommands: a.delivery.Held,
 	})
 	a.tracker.OnAck = func(ack store.Ack) { a.metrics.Acked(ack.CommandID, ack.State, ack.At) }
 	a.delivery.OnPublished = a.metrics.Published

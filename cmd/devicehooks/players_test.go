@@ -12,7 +12,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1065,25 +1067,49 @@ func TestBacklogReachesASlowPlayerInOrder(t *testing.T) {
 	want, tok := backlog(t, s, "slow-1")
 	gate := make(chan struct{})
 	_, got := gatedPlayer(t, s, "slow-1", tok, "slow", gate)
-	time.Sleep(time.Second) // the backlog goes out, and the player reads none of it
+	// The player reads (almost) none of the backlog: all but 128 wait for it.
+	waitHeld(t, s, len(want))
 	close(gate)
 	receiveInOrder(t, got, want)
+	if held := s.app.delivery.Held(); held != 0 {
+		t.Fatalf("%d commands held once the player has them all", held)
+	}
 }
 
 // TestHeldBacklogGoesToTheNextSession: what delivery holds back for a player
 // that reads nothing goes, with what that player was sent, to the player's
-// next connection, in order.
+// next connection, in order, held again while that one reads nothing either.
 func TestHeldBacklogGoesToTheNextSession(t *testing.T) {
 	s := startServer(t, Config{})
 	want, tok := backlog(t, s, "slow-2")
-	gate := make(chan struct{})
-	defer close(gate) // the first player's handler returns, to a closed connection
-	first, _ := gatedPlayer(t, s, "slow-2", tok, "first", gate)
-	time.Sleep(time.Second)
-	first.Disconnect(0)
-	testenv.WaitFor(t, 10*time.Second, "the device offline", func() bool { return !s.app.presence.Online("slow-2") })
-	_, got := gatedPlayer(t, s, "slow-2", tok, "second", nil)
+	first := make(chan struct{})
+	defer close(first) // the first player's handler returns, to a closed connection
+	gatedPlayer(t, s, "slow-2", tok, "player", first)
+	waitHeld(t, s, len(want))
+	// The same client id: the broker ends the first connection, and the
+	// device stays online through the second, a new session.
+	second := make(chan struct{})
+	_, got := gatedPlayer(t, s, "slow-2", tok, "player", second)
+	time.Sleep(200 * time.Millisecond) // the new session's read, held too
+	waitHeld(t, s, len(want))
+	close(second)
 	receiveInOrder(t, got, want)
+}
+
+// waitHeld waits until delivery holds back most of a backlog of n commands
+// (all but the 128 in the player's window and the few it may have read), as
+// the metrics say.
+func waitHeld(t *testing.T, s *server, n int) {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^devicehooks_commands_held (\d+)$`)
+	testenv.WaitFor(t, 10*time.Second, "the backlog held", func() bool {
+		m := re.FindStringSubmatch(s.metricsText())
+		if m == nil {
+			t.Fatal("no devicehooks_commands_held in the metrics")
+		}
+		held, _ := strconv.Atoi(m[1])
+		return held > n-128-50
+	})
 }
 
 // backlog makes a device, and triggers 1,500 commands of 2.5 KB to it while it
@@ -1106,13 +1132,15 @@ func backlog(t *testing.T, s *server, id string) ([]string, string) {
 	return want, tok
 }
 
-// gatedPlayer connects a player as device id and comes online; its handler
-// waits for gate (if not nil) before it takes a command: paho reads nothing
-// more, and acknowledges nothing, while a handler runs. It returns the
-// client, and the commands' dispatch ids as they come.
+// gatedPlayer connects a player as device id and comes online; from then on
+// its handler waits for gate before it takes a command: paho reads nothing
+// more, and acknowledges nothing, while a handler runs (not before, or the
+// subscription's and the status's acknowledgements could wait behind it). It
+// returns the client, and the commands' dispatch ids as they come.
 func gatedPlayer(t *testing.T, s *server, id, token, clientID string, gate chan struct{}) (paho.Client, <-chan string) {
 	t.Helper()
 	got := make(chan string, 10000)
+	var gated atomic.Bool
 	c := paho.NewClient(paho.NewClientOptions().AddBroker(s.mqttURL()).SetClientID(clientID).
 		SetUsername(id).SetPassword(token).SetCleanSession(true).SetAutoReconnect(false))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -1120,7 +1148,7 @@ func gatedPlayer(t *testing.T, s *server, id, token, clientID string, gate chan 
 	}
 	t.Cleanup(func() { c.Disconnect(100) })
 	sub := c.Subscribe("devicehooks/devices/"+id+"/commands", 1, func(_ paho.Client, m paho.Message) {
-		if gate != nil {
+		if gated.Load() {
 			<-gate
 		}
 		var cmd struct {
@@ -1143,6 +1171,7 @@ func gatedPlayer(t *testing.T, s *server, id, token, clientID string, gate chan 
 		at, ok := s.app.presence.OnlineSince(id)
 		return ok && !at.Before(since.Add(-time.Second))
 	})
+	gated.Store(true)
 	return c, got
 }
 
