@@ -11,8 +11,9 @@ import (
 
 // presenceHook follows the subscriptions that make a device present (its
 // commands topic: PresenceOf) and tells OnPresent and OnAbsent, once per
-// connection; and it makes a reconnect or takeover of a clean session wait
-// until its previous connection is closed and torn down (OnSessionEstablish).
+// connection, keeping the present connections by device (unconfirmed); and it
+// makes a reconnect or takeover of a clean session wait until its previous
+// connection is closed and torn down (OnSessionEstablish).
 type presenceHook struct {
 	mqtt.HookBase
 	cfg EmbeddedConfig
