@@ -140,7 +140,7 @@ func (s *Store) SavePresence(ctx context.Context, ps []Presence) error {
 	}
 	slices.SortFunc(ps, func(a, b Presence) int { return strings.Compare(a.DeviceID, b.DeviceID) })
 	return wrap("save presence", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return s.stmts.execEach(tx, presenceSQL, len(ps), func(i int) []any {
+		return s.stmts.execEach(tx, presenceStmt, len(ps), func(i int) []any {
 			p := ps[i]
 			var statusAt any // NULL
 			if !p.StatusAt.IsZero() {

@@ -601,7 +601,7 @@ func (s *Store) ackRows(tx *gorm.DB, acks []Ack, which []int, publishedAt map[st
 			// UTC, as every time written: SQLite compares them as text (markPublishedSQL).
 			args = append(args, a.CommandID, a.DeviceID, a.State, a.At.UTC(), a.Detail, pub.UTC())
 		}
-		return s.stmts.query(tx, s.stmts.chunks[chunk{"acks", rows}], args, func(r *sql.Rows) error {
+		return s.stmts.query(tx, stmtKey{"acks", rows}, args, func(r *sql.Rows) error {
 			var id string
 			if err := r.Scan(&id); err != nil {
 				return err

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 
 	"gorm.io/gorm"
 )
@@ -20,60 +18,60 @@ import (
 // would need a second connection while the transaction holds one: with every
 // connection of the pool in such a transaction, that waits forever.
 type stmtCache struct {
-	m map[string]*sql.Stmt // query as written, with ? placeholders; read-only after open
-	// chunks holds the chunked statements' text, built once: a round found
-	// each of its statements by building its text again (2 % of the bytes
-	// the server allocated under the benchmark's load). Read-only after open.
-	chunks map[chunk]string
+	// m holds the statements by name, read-only after open: a round found
+	// each by its text, built again to do so (2 % of the bytes the server
+	// allocated under the benchmark's load).
+	m map[stmtKey]*sql.Stmt
 }
 
-// chunk names a chunked statement: a table's insert, or the acks' update
-// ("acks"), of rows rows.
-type chunk struct {
+// stmtKey names a cached statement: a table's insert or the acks' update
+// ("acks") of rows rows (chunked), or the presence update (presenceStmt).
+type stmtKey struct {
 	kind string
 	rows int
 }
 
-// chunkedQueries are the trigger path's and the request log's inserts and the
-// acks' updates in every row count they use (chunked).
-func chunkedQueries(postgres bool) map[chunk]string {
-	qs := map[chunk]string{}
+var presenceStmt = stmtKey{"presence", 1}
+
+// cachedQueries are the writers' statements: the trigger path's and the
+// request log's inserts and the acks' updates in every row count they use
+// (chunked), the presence update.
+func cachedQueries(postgres bool) map[stmtKey]string {
+	qs := map[stmtKey]string{presenceStmt: presenceSQL}
 	for rows := insertChunk; rows >= 1; rows /= 2 {
-		qs[chunk{"dispatches", rows}] = insertSQL("dispatches", dispatchColumns, rows)
-		qs[chunk{"commands", rows}] = insertSQL("commands", commandColumns, rows)
-		qs[chunk{"request_logs", rows}] = insertSQL("request_logs", requestLogColumns, rows)
-		qs[chunk{"acks", rows}] = ackSQL(rows, postgres)
+		qs[stmtKey{"dispatches", rows}] = insertSQL("dispatches", dispatchColumns, rows)
+		qs[stmtKey{"commands", rows}] = insertSQL("commands", commandColumns, rows)
+		qs[stmtKey{"request_logs", rows}] = insertSQL("request_logs", requestLogColumns, rows)
+		qs[stmtKey{"acks", rows}] = ackSQL(rows, postgres)
 	}
 	return qs
 }
 
-// prepareStatements prepares the writers' statements: the chunked ones and the
-// presence update.
 func prepareStatements(ctx context.Context, db *sql.DB, postgres bool) (*stmtCache, error) {
-	c := &stmtCache{m: make(map[string]*sql.Stmt), chunks: chunkedQueries(postgres)}
-	for _, q := range append(slices.Collect(maps.Values(c.chunks)), presenceSQL) {
+	c := &stmtCache{m: make(map[stmtKey]*sql.Stmt)}
+	for key, q := range cachedQueries(postgres) {
 		st, err := db.PrepareContext(ctx, placeholders(postgres, q))
 		if err != nil {
 			c.close()
 			return nil, fmt.Errorf("prepare %.40q: %w", q, err)
 		}
-		c.m[q] = st
+		c.m[key] = st
 	}
 	return c, nil
 }
 
-// in returns query prepared for the transaction under tx; the caller closes it
-// (the prepared statement stays). A query must be one prepareStatements
-// prepared: anything else is an error, so a new statement cannot quietly go
-// back to being prepared in every transaction.
-func (c *stmtCache) in(tx *gorm.DB, query string) (*sql.Stmt, error) {
+// in returns the statement key names, prepared for the transaction under tx;
+// the caller closes it (the prepared statement stays). A statement must be
+// one of cachedQueries: anything else is an error, so a new statement cannot
+// quietly go back to being prepared in every transaction.
+func (c *stmtCache) in(tx *gorm.DB, key stmtKey) (*sql.Stmt, error) {
 	sqlTx, ok := sqlTxOf(tx)
 	if !ok {
 		return nil, errors.New("no database/sql transaction under gorm")
 	}
-	st := c.m[query]
+	st := c.m[key]
 	if st == nil {
-		return nil, fmt.Errorf("statement not prepared at open (add it to prepareStatements): %.60q", query)
+		return nil, fmt.Errorf("statement %s of %d rows not prepared at open (add it to cachedQueries)", key.kind, key.rows)
 	}
 	return sqlTx.StmtContext(tx.Statement.Context, st), nil
 }
@@ -97,12 +95,13 @@ func sqlTxOf(tx *gorm.DB) (*sql.Tx, bool) {
 	return nil, false
 }
 
-// execEach runs query once per i in [0, n) inside tx, with args(i).
-func (c *stmtCache) execEach(tx *gorm.DB, query string, n int, args func(i int) []any) error {
+// execEach runs the statement key names once per i in [0, n) inside tx, with
+// args(i).
+func (c *stmtCache) execEach(tx *gorm.DB, key stmtKey, n int, args func(i int) []any) error {
 	if n == 0 {
 		return nil
 	}
-	stmt, err := c.in(tx, query)
+	stmt, err := c.in(tx, key)
 	if err != nil {
 		return err
 	}
@@ -115,9 +114,10 @@ func (c *stmtCache) execEach(tx *gorm.DB, query string, n int, args func(i int) 
 	return nil
 }
 
-// query runs a cached query inside tx and calls each for every row it returns.
-func (c *stmtCache) query(tx *gorm.DB, query string, args []any, each func(*sql.Rows) error) error {
-	stmt, err := c.in(tx, query)
+// query runs the statement key names inside tx and calls each for every row
+// it returns.
+func (c *stmtCache) query(tx *gorm.DB, key stmtKey, args []any, each func(*sql.Rows) error) error {
+	stmt, err := c.in(tx, key)
 	if err != nil {
 		return err
 	}
@@ -156,11 +156,11 @@ func chunked(n int, f func(start, rows int) error) error {
 }
 
 // insertRows inserts n rows into table, chunked. cols are the table's columns
-// as chunkedQueries prepared them; row appends row i's values in their order.
+// as cachedQueries prepared them; row appends row i's values in their order.
 func (c *stmtCache) insertRows(tx *gorm.DB, table string, cols []string, n int, row func(i int, args []any) []any) error {
 	args := make([]any, 0, min(n, insertChunk)*len(cols))
 	return chunked(n, func(start, rows int) error {
-		stmt, err := c.in(tx, c.chunks[chunk{table, rows}])
+		stmt, err := c.in(tx, stmtKey{table, rows})
 		if err != nil {
 			return err
 		}
