@@ -349,23 +349,28 @@ func isAre(fields []string) string {
 	return "are"
 }
 
-// DesiredChange returns the lasting effect of a function on the desired state, or
-// nil if it has none.
-func DesiredChange(fn string, params map[string]any) *store.DesiredChange {
+// DesiredChange returns the lasting effect of a function with its (encoded,
+// validated) params on the desired state, or nil if it has none.
+func DesiredChange(fn string, params json.RawMessage) (*store.DesiredChange, error) {
 	switch fn {
 	case SetEmergency:
-		e := &store.Emergency{}
-		e.Enabled, _ = params["enabled"].(bool)
-		if e.Enabled { // an emergency that is off has nothing to show (players.md)
-			e.Message, _ = params["message"].(string)
-			e.URL, _ = params["url"].(string)
+		var p struct {
+			Enabled      bool
+			Message, URL string
 		}
-		return &store.DesiredChange{Emergency: e, Supersedes: []string{SetEmergency}}
+		if err := json.Unmarshal(params, &p); err != nil {
+			return nil, fmt.Errorf("actions: decode params: %w", err)
+		}
+		e := &store.Emergency{Enabled: p.Enabled}
+		if e.Enabled { // an emergency that is off has nothing to show (players.md)
+			e.Message, e.URL = p.Message, p.URL
+		}
+		return &store.DesiredChange{Emergency: e, Supersedes: []string{SetEmergency}}, nil
 	case PauseLoop, ResumeLoop:
 		paused := fn == PauseLoop
-		return &store.DesiredChange{LoopPaused: &paused, Supersedes: []string{PauseLoop, ResumeLoop}}
+		return &store.DesiredChange{LoopPaused: &paused, Supersedes: []string{PauseLoop, ResumeLoop}}, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // DecodeParams reads an action's stored params.

@@ -227,7 +227,7 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 	if !a.Enabled { // whichever way it came: the webhook and the UI's test say so first, in their words
 		return nil, Errorf(CodeUnknownEvent, "the action %q is disabled", a.Name)
 	}
-	params, err := d.commandParams(t)
+	params, err := commandParams(t)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +253,9 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	nd.Desired = DesiredChange(a.Function, params)
+	if nd.Desired, err = DesiredChange(a.Function, params); err != nil {
+		return nil, err
+	}
 	acc := Accepted{Message: "success", DispatchID: nd.Dispatch.ID, EventID: a.EventID, Function: a.Function, Targets: len(devices)}
 	if t.IdempotencyKey != "" {
 		resp, _ := json.Marshal(acc)
@@ -363,13 +365,22 @@ func Fingerprint(eventID string, sensor map[string]any) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// commandParams returns the params the commands carry: the action's fixed ones, or
-// the request's sensor data for a sensor_event action.
-func (d *Dispatcher) commandParams(t Trigger) (map[string]any, error) {
+// commandParams returns the params the commands carry, encoded: the request's
+// sensor data for a sensor_event action, else the action's fixed ones as stored
+// (validated and encoded when the action was saved: decoding them and encoding
+// them again for each trigger would give the same text).
+func commandParams(t Trigger) (json.RawMessage, error) {
 	if t.Action.Function == SensorEvent {
-		return SensorParams(t.SensorData)
+		p, err := SensorParams(t.SensorData)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(p)
 	}
-	return DecodeParams(t.Action.Params)
+	if s := t.Action.Params; s != "" && s != "null" {
+		return json.RawMessage(s), nil
+	}
+	return json.RawMessage("{}"), nil
 }
 
 func (d *Dispatcher) targets(ctx context.Context, a *store.Action) ([]string, error) {
@@ -394,11 +405,21 @@ func (d *Dispatcher) targets(ctx context.Context, a *store.Action) ([]string, er
 	return ids, nil
 }
 
-func buildCommands(dispatchID string, a *store.Action, params map[string]any, devices []string, now time.Time) ([]store.Command, error) {
+// encodedCommand is a CommandMessage whose params are already encoded.
+type encodedCommand struct {
+	ID         string          `json:"id"`
+	DispatchID string          `json:"dispatch_id"`
+	Function   string          `json:"function"`
+	Params     json.RawMessage `json:"params"`
+	IssuedAt   time.Time       `json:"issued_at"`
+	ExpiresAt  *time.Time      `json:"expires_at,omitempty"`
+}
+
+func buildCommands(dispatchID string, a *store.Action, params json.RawMessage, devices []string, now time.Time) ([]store.Command, error) {
 	expires := now.Add(time.Duration(a.TTLSeconds) * time.Second)
 	// Commands differ only in their id: encode the message once and splice each
 	// id in (a fan-out to every device would otherwise encode it thousands of times).
-	msg := CommandMessage{DispatchID: dispatchID, Function: a.Function, Params: params, IssuedAt: now, ExpiresAt: &expires}
+	msg := encodedCommand{DispatchID: dispatchID, Function: a.Function, Params: params, IssuedAt: now, ExpiresAt: &expires}
 	tmpl, err := json.Marshal(msg)
 	if err != nil {
 		return nil, fmt.Errorf("actions: encode command: %w", err)

@@ -26,7 +26,7 @@ func TestSupersedeSurvivesARetriedRound(t *testing.T) {
 				Payload: "{}", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}},
 		}
 		if function != "restart" {
-			nd.Desired = DesiredChange(function, nil)
+			nd.Desired, _ = DesiredChange(function, nil)
 		}
 		return &writeJob{nd: nd, done: make(chan struct{})}
 	}
