@@ -99,6 +99,7 @@ func New(d Deps) (http.Handler, error) {
 	r.GET(webhookPath, wh.handle)
 	r.HEAD(webhookPath, wh.handle)
 	r.GET(webhookPath+"/dispatches/:id", wh.followUp)
+	r.HEAD(webhookPath+"/dispatches/:id", wh.followUp)
 
 	a := &api{Deps: d}
 	v1 := r.Group("/api/v1", requireAdmin(d.Admins, d.Log)) // no-store: see apiHeaders

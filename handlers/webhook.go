@@ -22,6 +22,7 @@ import (
 	"devicehooks/actions"
 	"devicehooks/auth"
 	"devicehooks/metrics"
+	"devicehooks/secrets"
 	"devicehooks/store"
 	"devicehooks/web"
 )
@@ -96,9 +97,11 @@ func (h *webhookHandler) record(c *gin.Context, serve func(*gin.Context, *call))
 	serve(c, cl)
 	d := time.Since(start)
 	c.Set(ctxDispatchID, cl.dispatchID)
+	// A key pasted where the event id goes is not kept: admins read this log.
+	eventID := secrets.Mask(cl.eventID)
 	rec := store.RequestLog{
 		ID: actions.NewID(), At: start.UTC(), Method: c.Request.Method, Source: c.ClientIP(),
-		UserAgent: actions.Truncate(c.Request.UserAgent(), 200), EventID: actions.Truncate(cl.eventID, 64),
+		UserAgent: actions.Truncate(c.Request.UserAgent(), 200), EventID: actions.Truncate(eventID, 64),
 		Status: c.Writer.Status(), Code: cl.code, DispatchID: cl.dispatchID, LatencyUS: d.Microseconds(),
 	}
 	if cl.caller != nil {
@@ -396,7 +399,7 @@ func linkParams(c *gin.Context, body []byte) (url.Values, bool, error) {
 		case err != nil:
 			return nil, false, badRequest("the body is neither a form nor JSON: %v", err)
 		case form.Has("payload") || form.Has("sig") || form.Has("api_key"):
-			return form, true, nil
+			return form, true, oneOfEach(form)
 		case form.Has("event_id"):
 			return nil, false, errFormBody
 		}
@@ -430,14 +433,14 @@ func linkQuery(raw string) (url.Values, error) {
 	raw = strings.ReplaceAll(raw, "&amp;", "&")
 	q, err := url.ParseQuery(raw)
 	if err == nil {
-		return q, nil
+		return q, oneOfEach(q)
 	}
 	for _, name := range linkFields {
 		if !q.Has(name) && (strings.HasPrefix(raw, name+"=") || strings.Contains(raw, "&"+name+"=")) {
 			return nil, badRequest("the %s parameter is not validly URL-encoded: %v", name, err)
 		}
 	}
-	return q, nil
+	return q, oneOfEach(q)
 }
 
 // authenticate finds the caller: a signed link (key_id, expires, sig), or the key
@@ -504,19 +507,37 @@ func (h *webhookHandler) attribute(c *gin.Context, cl *call) {
 	}
 }
 
-// headerKey is the key of the x-webhook-apikey header ("" if none). Two
-// different keys are refused: which one is meant is not guessed.
-func headerKey(c *gin.Context) (string, error) {
-	var key string
-	for _, v := range c.Request.Header.Values("x-webhook-apikey") {
+// headerKey is the key of the x-webhook-apikey header ("" if none).
+func headerKey(c *gin.Context) (string, error) { return oneHeader(c, "x-webhook-apikey") }
+
+// oneHeader is the value of the header name, trimmed ("" if none). Two
+// different values are refused: which one is meant is not guessed.
+func oneHeader(c *gin.Context, name string) (string, error) {
+	var value string
+	for _, v := range c.Request.Header.Values(name) {
 		switch v = strings.TrimSpace(v); {
-		case key == "":
-			key = v
-		case v != "" && v != key:
-			return "", badRequest("the call has two different x-webhook-apikey headers: send one")
+		case value == "":
+			value = v
+		case v != "" && v != value:
+			return "", badRequest("the call has two different %s headers: send one", name)
 		}
 	}
-	return key, nil
+	return value, nil
+}
+
+// oneOfEach refuses a link that gives one of its parameters twice with
+// different values (two api_key, or two payload): as for two headers, which
+// one is meant is not guessed.
+func oneOfEach(q url.Values) error {
+	for _, name := range linkFields {
+		vs := q[name]
+		for _, v := range vs[min(1, len(vs)):] {
+			if strings.TrimSpace(v) != strings.TrimSpace(vs[0]) {
+				return badRequest("the link has two different %s parameters: send one", name)
+			}
+		}
+	}
+	return nil
 }
 
 // readRequest reads the JSON body, or the link's payload, into a webhookRequest.
@@ -550,7 +571,11 @@ func readRequest(c *gin.Context, link bool, params url.Values, body []byte) (*we
 	if err != nil {
 		return nil, err
 	}
-	if k := strings.TrimSpace(c.GetHeader("Idempotency-Key")); k != "" {
+	k, err := oneHeader(c, "Idempotency-Key")
+	if err != nil {
+		return nil, err
+	}
+	if k != "" {
 		req.IdempotencyKey = k
 	}
 	if err := checkIdentifier("the idempotency key", req.IdempotencyKey, maxIdempotencyKey); err != nil {

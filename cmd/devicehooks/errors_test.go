@@ -147,6 +147,18 @@ func TestWebhookErrorTable(t *testing.T) {
 		{"a link over the header limit", func() (int, map[string]any) {
 			return s.get("api_key=" + key + "&payload=" + strings.Repeat("A", 17<<10))
 		}, 413, "too_large", "a long payload goes in a POST body"},
+		{"a link with two different keys", func() (int, map[string]any) {
+			return s.get("api_key=" + key + "&api_key=dhk_another&payload=" + b64(ok))
+		}, 400, "bad_request", "the link has two different api_key parameters: send one"},
+		{"a link with two different payloads", func() (int, map[string]any) {
+			return s.get("api_key=" + key + "&payload=" + b64(ok) + "&payload=" + b64(`{"event_id":"evt_other"}`))
+		}, 400, "bad_request", "the link has two different payload parameters: send one"},
+		{"two different idempotency keys", func() (int, map[string]any) {
+			req := s.webhookPost(key, ok)
+			req.Header.Add("Idempotency-Key", "a")
+			req.Header.Add("Idempotency-Key", "b")
+			return s.do(req)
+		}, 400, "bad_request", "the call has two different Idempotency-Key headers: send one"},
 		{"a POST's payload in the query, its body empty", func() (int, map[string]any) {
 			req, _ := http.NewRequest("POST", s.base+"/public-api/integration/webhooks?payload="+b64(ok), nil)
 			req.Header.Set("x-webhook-apikey", key)
@@ -159,6 +171,11 @@ func TestWebhookErrorTable(t *testing.T) {
 			t.Errorf("%s: detail %q, want it to say %q", c.name, d, c.want)
 		}
 	}
+	// The same parameter twice with one value is one.
+	if status, body := s.get("api_key=" + key + "&api_key=" + key + "&payload=" + b64(ok)); status != http.StatusOK {
+		t.Errorf("a link with its key twice: %d %v", status, body)
+	}
+	p.next(5 * time.Second)
 	// A badly encoded pair the link does not need is dropped, as before.
 	if status, body := s.get("api_key=" + key + "&payload=" + b64(ok) + "&utm_source=%zz"); status != http.StatusOK {
 		t.Errorf("a link with a badly encoded extra parameter: %d %v", status, body)

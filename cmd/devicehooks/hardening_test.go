@@ -497,6 +497,26 @@ func TestRequestLogAndMetrics(t *testing.T) {
 	}
 }
 
+// An integrator who swaps the key and the event id sends the key as the event
+// id: the request log, which admins read in the UI, keeps it masked.
+func TestRequestLogKeepsNoKeySentAsTheEventID(t *testing.T) {
+	s := startServer(t, Config{})
+	_, key, eventID := setupLoadURL(t, s)
+	status, body := s.post(eventID, `{"event_id":"`+key+`"}`)
+	wantError(t, "the key and the event id swapped", status, body, http.StatusUnauthorized, "unauthorized")
+	status, body = s.post(key, `{"event_id":"`+key+`"}`)
+	wantError(t, "the key as the event id", status, body, http.StatusNotFound, "unknown_event")
+	testenv.WaitFor(t, 5*time.Second, "both calls in the request log", func() bool {
+		return s.mustCall(http.StatusOK, "GET", "/api/v1/requests", nil)["total"] == float64(2)
+	})
+	for _, it := range s.mustCall(http.StatusOK, "GET", "/api/v1/requests", nil)["items"].([]any) {
+		r := it.(map[string]any)
+		if got, _ := r["event_id"].(string); strings.Contains(got, key[4:]) || !strings.HasPrefix(got, "dhk_") || !strings.HasSuffix(got, "…") {
+			t.Errorf("a key sent as the event id is logged as %q, want it masked (dhk_xxxxxx…)", got)
+		}
+	}
+}
+
 func TestServerLimits(t *testing.T) {
 	s := startServer(t, Config{MaxConcurrent: 1, ReadHeaderTimeout: 300 * time.Millisecond})
 	s.createDevice("slow") // offline: a waiting call holds its slot

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -291,6 +292,14 @@ func TestCallerFollowsUpItsDispatch(t *testing.T) {
 	} {
 		status, got := follow(c.id, c.key)
 		wantError(t, c.name, status, got, c.status, c.code)
+	}
+	// A HEAD (curl -I, a monitor's check) is answered as the GET is.
+	head, _ := http.NewRequest("HEAD", s.base+"/public-api/integration/webhooks/dispatches/"+id, nil)
+	head.Header.Set("x-webhook-apikey", key)
+	if resp, err := http.DefaultClient.Do(head); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("HEAD of the follow-up: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	// A follow-up counts against the key's rate, as a call does.
 	var keyID string
