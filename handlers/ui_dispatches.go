@@ -248,7 +248,7 @@ func (u *ui) loadDispatch(c *gin.Context) (*dispatchPageView, error) {
 	}
 	d, cmds, total, counts, err := u.Store.DispatchPage(c.Request.Context(), c.Param("id"), states, store.Page{Limit: commandsPerPage, Offset: offset})
 	if err != nil {
-		return nil, err
+		return nil, gone(err, dispatchGone)
 	}
 	pg.setTotal(total, commandsPerPage)
 	v := &dispatchPageView{Commands: make([]commandRow, len(cmds)), Pager: pg, State: strings.Join(states, " or "), Counts: counts}

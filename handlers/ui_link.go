@@ -33,6 +33,7 @@ type linkView struct {
 
 	Kind     string // "signed" (HMAC and expiry, no key in the link) or "key"
 	ExpiresH int    // a signed link's lifetime in hours
+	Expires  string // the field's text: ExpiresH, or what was typed if it was refused
 	Confirm  bool   // the link asks for a confirming click
 }
 
@@ -92,7 +93,8 @@ func (u *ui) generateLink(c *gin.Context) {
 	}
 	// Every problem at once, marked at its field.
 	errs, msg := map[string]string{}, ""
-	v.ExpiresH, err = strconv.Atoi(form(c, "expires_h"))
+	v.Expires = strings.TrimSpace(form(c, "expires_h"))
+	v.ExpiresH, err = strconv.Atoi(v.Expires)
 	if v.Kind == "signed" && (err != nil || v.ExpiresH < 1 || v.ExpiresH > 8760) {
 		errs["expires_h"] = "a whole number of hours from 1 to 8760"
 	}
@@ -307,8 +309,8 @@ func (u *ui) renderLink(c *gin.Context, status int, v linkView, errs map[string]
 	if v.Kind == "" {
 		v.Kind = "signed"
 	}
-	if v.ExpiresH == 0 {
-		v.ExpiresH = defaultLinkHours
+	if v.Expires == "" {
+		v.Expires = strconv.Itoa(defaultLinkHours)
 	}
 	if len(errs) > 0 && msg == "" { // as every form says it
 		msg = "Please correct the marked " + plural(len(errs), "field.", "fields.")

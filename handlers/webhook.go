@@ -313,6 +313,8 @@ func waitedPage(r *web.WebhookResult, out *actions.Outcome) {
 		r.Unsucceeded = append(r.Unsucceeded, web.WaitedCommand{DeviceID: cmd.DeviceID, State: cmd.State, Detail: cmd.Detail})
 	}
 	r.Outcome = stateSummary(len(out.Commands), counts)
+	bad := counts[store.StateFailed] + counts[store.StateRejected] + counts[store.StateExpired] - counts[store.Superseded]
+	r.Failed, r.All = bad > 0, bad == len(out.Commands)
 }
 
 // refuse fails a call refused before what it asks was read (for its key, its

@@ -32,6 +32,9 @@ type WebhookResult struct {
 	Outcome     string
 	Unsucceeded []WaitedCommand
 	More        int // unsucceeded commands past those listed
+	// Failed: some commands ended without succeeding (failed, rejected,
+	// expired); All: every one did. The heading says so.
+	Failed, All bool
 	Code        string
 	Detail      string // the error's detail, as the JSON answer gives it
 	Field       string // the input the detail is about, as the JSON answer names it

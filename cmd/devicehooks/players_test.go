@@ -521,7 +521,9 @@ func TestWaitedLinkPageSaysHowItWent(t *testing.T) {
 		return string(body)
 	}
 	settled := page(toA, "5")
-	for _, want := range []string{"Every device has answered", `<strong id="outcome">1 failed</strong>`, `<li><code>a</code> failed`} {
+	// Its heading and colour say it failed: "Accepted" alone, in green, reads as done.
+	for _, want := range []string{`<div class="err" id="accepted">`, "<h1>Accepted, but no device carried it out</h1>",
+		"Every device has answered", `<strong id="outcome">1 failed</strong>`, `<li><code>a</code> failed`} {
 		if !strings.Contains(settled, want) {
 			t.Errorf("the settled page lacks %q:\n%s", want, settled)
 		}
@@ -532,7 +534,8 @@ func TestWaitedLinkPageSaysHowItWent(t *testing.T) {
 	// b is offline: the wait runs out whatever its length, and a's failure
 	// is recorded well within it on a loaded machine.
 	unsettled := page(toAll, "3")
-	for _, want := range []string{"Not every device had answered", "1 failed", "1 queued", `<li><code>b</code> queued`} {
+	for _, want := range []string{`<div class="warn" id="accepted">`, "<h1>Accepted, but not every device carried it out</h1>",
+		"Not every device had answered", "1 failed", "1 queued", `<li><code>b</code> queued`} {
 		if !strings.Contains(unsettled, want) {
 			t.Errorf("the unsettled page lacks %q:\n%s", want, unsettled)
 		}
@@ -543,9 +546,15 @@ func TestWaitedLinkPageSaysHowItWent(t *testing.T) {
 	if empty := page(s.createAction("restart", map[string]any{"type": "group", "id": group}, nil), "5"); !strings.Contains(empty, "It reached no device") {
 		t.Errorf("the page of a trigger to an empty group:\n%s", empty)
 	}
-	// Without ?wait= the page says what it always did.
-	if plain := page(toA, "0"); !strings.Contains(plain, "queued for delivery") || strings.Contains(plain, "outcome") {
+	// Without ?wait= the page says what it always did, and with no device
+	// that there was none.
+	if plain := page(toA, "0"); !strings.Contains(plain, "queued for delivery") || strings.Contains(plain, "outcome") ||
+		!strings.Contains(plain, `<div class="ok" id="accepted">`) {
 		t.Errorf("the page without a wait:\n%s", plain)
+	}
+	if empty := page(s.createAction("restart", map[string]any{"type": "group", "id": group}, nil), "0"); !strings.Contains(empty, "It reached no device") ||
+		strings.Contains(empty, "queued for delivery") {
+		t.Errorf("the page of a trigger to an empty group, without a wait:\n%s", empty)
 	}
 }
 

@@ -1164,6 +1164,11 @@ func TestUI(t *testing.T) {
 		if got := b.text("#payload"); got != want {
 			t.Fatalf("payload %s, want %s", got, want)
 		}
+		// The link, below the form, is brought into view and read out; the
+		// page's address keeps where it points.
+		if got := evalIn[string](b, `document.activeElement.id + " " + location.hash`); got != "link-result #link-result" {
+			t.Fatalf("after generating, focus and hash: %q, want the result", got)
+		}
 		b.do(chromedp.Click(chromedp.ID("copy-payload")))
 		b.waitJS(`document.getElementById("copy-payload").dataset.copied === `+fmt.Sprintf("%q", want), 5*time.Second)
 		// The link's payload is that JSON, base64-encoded.
@@ -1202,6 +1207,9 @@ func TestUI(t *testing.T) {
 		}
 		if got := b.text("#form-error"); got != "Please correct the marked fields." {
 			t.Fatalf("the form's banner: %q", got)
+		}
+		if got := evalIn[string](b, `document.getElementById("expires-h").value`); got != "0" {
+			t.Fatalf("the refused lifetime shows as %q, want it as typed", got)
 		}
 		b.do(chromedp.SetValue(chromedp.ID("expires-h"), "24"))
 		if b.has("#get-link") {
@@ -1327,6 +1335,15 @@ func TestUI(t *testing.T) {
 			if got := b.text("#flash"); got != c.want || !b.has("#flash.flash-error") {
 				t.Fatalf("%s a second time: flash %q, want %q", c.confirm, got, c.want)
 			}
+		}
+	})
+
+	t.Run("a dispatch that is not there says why it may be gone", func(t *testing.T) {
+		use(t)
+		b.open("/dispatches/01a2aaaa-0000-7000-8000-000000000000")
+		b.wantPage("error")
+		if got := b.text("main"); !strings.Contains(got, "There is no such dispatch") || !strings.Contains(got, "--dispatch-days") {
+			t.Fatalf("the page of a dispatch that is not there says: %s", got)
 		}
 	})
 

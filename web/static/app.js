@@ -12,13 +12,16 @@
 
   // ---- Focus on load: after a failed submit the server marks the first invalid
   // field autofocus; otherwise the page's message (an error for the whole form,
-  // or the flash of the previous action) takes focus, so it is read out. ----
+  // or the flash of the previous action), or the part of the page a form's
+  // answer points to (its action's #fragment: a generated link), takes focus,
+  // so it is read out and scrolled into view. ----
 
   var first = document.querySelector("[autofocus]");
   if (first) {
     if (document.activeElement !== first) { first.focus(); }
   } else {
-    var message = document.getElementById("form-error") || document.getElementById("flash");
+    var message = document.getElementById("form-error") || document.getElementById("flash") ||
+      (window.location.hash.length > 1 && document.getElementById(window.location.hash.slice(1)));
     if (message) { message.focus(); }
   }
 
@@ -38,7 +41,7 @@
   // (the answer to a POST is not kept) or the form sent a second time.
   if (document.body.dataset.posted === "true" && window.history.replaceState) {
     var formPage = document.body.dataset.reload || "";
-    if (/^\/(?![\/\\])/.test(formPage)) { window.history.replaceState(window.history.state, "", formPage); }
+    if (/^\/(?![\/\\])/.test(formPage)) { window.history.replaceState(window.history.state, "", formPage + window.location.hash); }
   }
 
   window.addEventListener("pageshow", function (ev) {
