@@ -43,7 +43,8 @@ func (h *authHook) Provides(b byte) bool {
 // mochi publishes a will without asking the ACL, so a device could otherwise
 // send any message to any topic, retained, by connecting with it as its will
 // and dropping the connection. Authentication follows and checks that the
-// username is the client's own.
+// username is the client's own; a client it would refuse too is refused here
+// as a bad login.
 func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if !pk.Connect.WillFlag {
 		return nil
@@ -56,19 +57,22 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if allowed {
 		return nil
 	}
-	// Refused before authentication: a line for a client whose credentials
-	// are good (a player with another topic prefix than the server's), and
-	// limited as refused logins are; anyone else's only at Debug, or anyone
-	// could fill the log.
-	if user != "" && h.cfg.Authenticate != nil && h.cfg.Authenticate(user, string(pk.Connect.Password)) {
+	// Refused before authentication. A client whose credentials are good (a
+	// player with another topic prefix than the server's) gets a line,
+	// limited as refused logins are. Any other would be refused its login
+	// too (a username and password swapped: its will names the device's
+	// topic, not the token's): it is a refused login, counted and logged as
+	// one, its username masked.
+	code := packets.ErrNotAuthorized
+	if h.authenticated(user, pk.Connect.Password) {
 		h.denied.Add(1)
 		h.refusedLog.warn(h.log, "will:"+user, time.Now(), "mqtt: connection refused: its will names a topic the device may not use",
 			"user", user, "will_topic", clip(topic), "why", h.why(user, topic, "will"), "remote", cl.Net.Remote)
 	} else {
-		h.log.Debug("mqtt: connection refused: its will's topic is not one the client may name",
-			"user", user, "will_topic", pk.Connect.WillTopic, "remote", cl.Net.Remote)
+		h.refused.Add(1)
+		h.refusedLog.note(h.log, user, cl.Net.Remote, time.Now())
+		code = packets.ErrBadUsernameOrPassword
 	}
-	code := packets.ErrNotAuthorized
 	if cl.Properties.ProtocolVersion < 5 {
 		// mochi sends MQTT 3's "not authorised" (5) for this one; it has no
 		// MQTT 3 code for ErrNotAuthorized and would send 0x87.
@@ -82,22 +86,24 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
-	ok := false
-	if user == "" {
-		ok = h.cfg.AllowAnonymous && len(pk.Connect.Password) == 0
-	} else {
-		ok = h.cfg.Authenticate != nil && h.cfg.Authenticate(user, string(pk.Connect.Password))
-	}
-	if ok {
+	if h.authenticated(user, pk.Connect.Password) {
 		// Sessions are found by client id: put each login's ids in its own
 		// namespace, so a device that reuses another's client id cannot take
 		// over (and disconnect) that device's session.
 		cl.ID = user + "\x00" + cl.ID
-	} else {
-		h.refused.Add(1)
-		h.refusedLog.note(h.log, user, cl.Net.Remote, time.Now())
+		return true
 	}
-	return ok
+	h.refused.Add(1)
+	h.refusedLog.note(h.log, user, cl.Net.Remote, time.Now())
+	return false
+}
+
+// authenticated tells whether a login with user and password is let in.
+func (h *authHook) authenticated(user string, password []byte) bool {
+	if user == "" {
+		return h.cfg.AllowAnonymous && len(password) == 0
+	}
+	return h.cfg.Authenticate != nil && h.cfg.Authenticate(user, string(password))
 }
 
 // refusalLogEvery is how often at most a refused login is logged for one

@@ -188,3 +188,38 @@ func TestTopicsRefusedToALoggedInPlayerAreLogged(t *testing.T) {
 		t.Fatalf("the lines do not say why, as WhyRefused has it:\n%s", out.String())
 	}
 }
+
+// A player with its username and password swapped connects with a will on
+// its status topic, as every player must: the will is refused before the
+// login is checked, and that is a refused login as any other, counted, logged
+// at Warn, and with no token in the log at any level.
+func TestSwappedCredentialsWithAWillAreARefusedLogin(t *testing.T) {
+	var out testenv.Buffer
+	const own = "devicehooks/devices/lobby-1/"
+	token := secrets.DeviceTokenPrefix + strings.Repeat("x", 43)
+	e, err := StartEmbedded(EmbeddedConfig{
+		TCPAddr:       "127.0.0.1:0",
+		Logger:        slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Authenticate:  func(user, password string) bool { return user == "lobby-1" && password == token },
+		PlausibleUser: deviceID,
+		Allow:         func(user, topic string, _ bool) bool { return user == "lobby-1" && strings.HasPrefix(topic, own) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	opts := paho.NewClientOptions().AddBroker("tcp://"+e.Addr()).SetClientID("player").SetUsername(token).SetPassword("lobby-1").
+		SetWill(own+"status", `{"state":"offline"}`, 1, true).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	if tok := paho.NewClient(opts).Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() == nil {
+		t.Fatalf("swapped credentials were not refused: %v", tok.Error())
+	}
+	if e.RefusedLogins() != 1 || e.Denied() != 0 {
+		t.Fatalf("refused logins %d, denied %d: want one refused login", e.RefusedLogins(), e.Denied())
+	}
+	if lines := linesWith(&out, "login refused"); len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") {
+		t.Fatalf("want one Warn line for the refused login:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), token[len(secrets.DeviceTokenPrefix):]) {
+		t.Fatalf("the log has the token:\n%s", out.String())
+	}
+}
