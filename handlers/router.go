@@ -52,6 +52,8 @@ type Deps struct {
 	Topics actions.Topics
 	// PublicURL is the base URL generated links use ("" = from the request).
 	PublicURL string
+	// PlayerBroker is where players connect (the UI tells whoever sets one up).
+	PlayerBroker PlayerBroker
 	// SecureCookies marks session cookies Secure (behind TLS).
 	SecureCookies bool
 }

@@ -32,6 +32,7 @@ type devicePageView struct {
 	Groups  []store.Group
 	Actions []store.Action // that target it by id
 	Topics  [][2]string    // its MQTT topics, for the player's configuration
+	Broker  [][2]string    // where its player connects (brokerAddresses)
 
 	History  []historyRow
 	States   []string // the history shows only commands in these states (?state=; none: all)
@@ -91,7 +92,7 @@ func (u *ui) devicePage(c *gin.Context) {
 		u.fail(c, err)
 		return
 	}
-	v.Topics = u.deviceTopics(d.ID)
+	v.Topics, v.Broker = u.deviceTopics(d.ID), u.brokerAddresses(c)
 	if err := u.loadHistory(c, &v); err != nil {
 		u.fail(c, err)
 		return

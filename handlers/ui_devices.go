@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -206,17 +207,53 @@ func (u *ui) createDevice(c *gin.Context) {
 		return
 	}
 	u.Log.Info("ui: device created", "id", d.ID, "by", account(c).User.Username)
-	u.showSecret(c, deviceSecretPath, "Device “"+d.Name+"” added", u.deviceSecret(d.ID, token,
+	u.showSecret(c, deviceSecretPath, "Device “"+d.Name+"” added", u.deviceSecret(c, d.ID, token,
 		"The player signs in to the MQTT broker with its device id as username and this token as password."))
 }
 
-func (u *ui) deviceSecret(id, token, intro string) secretView {
+func (u *ui) deviceSecret(c *gin.Context, id, token, intro string) secretView {
+	details := append(u.brokerAddresses(c), [2]string{"MQTT username", id})
 	return secretView{
 		Intro: intro, Label: "Device token", Value: token,
 		Note:    "This token is shown only now. If it is lost, rotate it from the devices page and configure the player again.",
-		Details: append([][2]string{{"MQTT username", id}}, u.deviceTopics(id)...),
+		Details: append(details, u.deviceTopics(id)...),
 		Back:    "Back to devices", BackTo: "/devices",
 	}
+}
+
+// PlayerBroker is where players connect: the embedded broker's listen
+// addresses ("" for one that is off), or an external broker's URL.
+type PlayerBroker struct {
+	TCPAddr, WSAddr string
+	URL             string // scheme and host only: no credentials
+}
+
+// brokerAddresses names where a player connects, as its configuration
+// wants it. A listener on every interface (":1883") is shown at the host
+// this page was reached at, which is this machine's name for the admin,
+// and likely the players'.
+func (u *ui) brokerAddresses(c *gin.Context) [][2]string {
+	b := u.PlayerBroker
+	if b.URL != "" {
+		return [][2]string{{"MQTT broker", b.URL}}
+	}
+	var out [][2]string
+	for _, l := range []struct{ label, scheme, addr string }{
+		{"MQTT broker", "mqtt", b.TCPAddr},
+		{"MQTT over WebSocket (browser players)", "ws", b.WSAddr},
+	} {
+		host, port, err := net.SplitHostPort(l.addr)
+		if err != nil { // off
+			continue
+		}
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			if base, err := url.Parse(u.baseURL(c)); err == nil {
+				host = base.Hostname()
+			}
+		}
+		out = append(out, [2]string{l.label, l.scheme + "://" + net.JoinHostPort(host, port)})
+	}
+	return out
 }
 
 // deviceTopics names a device's MQTT topics, as its player uses them.
@@ -317,7 +354,7 @@ func (u *ui) rotateToken(c *gin.Context) {
 		return
 	}
 	u.Log.Info("ui: device token rotated", "id", d.ID, "by", account(c).User.Username)
-	u.showSecret(c, deviceSecretPath, "New token for “"+d.Name+"”", u.deviceSecret(d.ID, token,
+	u.showSecret(c, deviceSecretPath, "New token for “"+d.Name+"”", u.deviceSecret(c, d.ID, token,
 		"The old token no longer works. Configure the player with this one."))
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -388,7 +389,7 @@ func (a *App) serveHTTP(topics actions.Topics) error {
 		MaxBody: a.Config.MaxBodyBytes, MaxHeader: a.Config.MaxHeaderBytes, MaxConcurrent: a.Config.MaxConcurrent,
 		RequestLog: a.reqlog, Metrics: a.metrics, BrokerConnected: a.brokerConnected, WriteFailing: a.dispatcher.WriteFailing,
 		TrustedProxies: a.Config.trustedProxies(), Topics: topics,
-		PublicURL: a.Config.PublicURL, SecureCookies: a.Config.SecureCookies,
+		PublicURL: a.Config.PublicURL, SecureCookies: a.Config.SecureCookies, PlayerBroker: a.playerBroker(),
 	})
 	if err != nil {
 		return err
@@ -431,6 +432,18 @@ func (a *App) announce() {
 	if a.Config.SecureCookiesFromURL {
 		a.Log.Info("web UI cookies are Secure because --public-url is https: sign in over https only (--secure-cookies=false to change)")
 	}
+}
+
+// playerBroker is where players connect, for the UI to show.
+func (a *App) playerBroker() handlers.PlayerBroker {
+	if a.embedded != nil {
+		return handlers.PlayerBroker{TCPAddr: a.embedded.Addr(), WSAddr: a.embedded.WSAddr()}
+	}
+	u, err := url.Parse(a.Config.MQTTURL)
+	if err != nil {
+		return handlers.PlayerBroker{}
+	}
+	return handlers.PlayerBroker{URL: u.Scheme + "://" + u.Host}
 }
 
 // browseURL is where a person on this machine reaches the server: the public URL,

@@ -493,8 +493,14 @@ func TestUI(t *testing.T) {
 		b.open("/devices/reload-1/token")
 		b.submit(chromedp.Click(chromedp.ID("confirm")))
 		rotated := b.text("#secret-value")
+		// The page says where the player connects: a player set up from it
+		// alone comes online.
+		broker := evalIn[string](b, `[...document.querySelectorAll("dl.details dt")].find(dt => dt.textContent === "MQTT broker").nextElementSibling.textContent`)
+		if !strings.HasPrefix(broker, "mqtt://127.0.0.1:") {
+			t.Fatalf("the broker's address on the token's page: %q", broker)
+		}
 		shownOnce("/devices/secret")
-		p := connectPlayer(t, s.mqttURL(), prefix, "reload-1", rotated)
+		p := connectPlayer(t, "tcp://"+strings.TrimPrefix(broker, "mqtt://"), prefix, "reload-1", rotated)
 		s.waitOnline("reload-1")
 		p.client.Disconnect(0)
 	})
@@ -2722,6 +2728,9 @@ func TestUI(t *testing.T) {
 		}
 		if got := b.text("#device-topics"); !strings.Contains(got, prefix+"/devices/lobby-1/commands") {
 			t.Fatalf("topics: %q", got)
+		}
+		if got := b.text("#device-broker"); got != "MQTT broker "+strings.Replace(s.mqttURL(), "tcp://", "mqtt://", 1) {
+			t.Fatalf("broker: %q, want %s", got, s.mqttURL())
 		}
 		first := `#history tbody tr:first-child`
 		if got := evalIn[string](b, `document.querySelector("`+first+`").dataset.dispatch + " " + document.querySelector("`+first+`").dataset.state`); got != dispatch+" failed" {
