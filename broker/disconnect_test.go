@@ -38,10 +38,15 @@ func TestThrownOutClientsGetADisconnectOnlyOnMQTT5(t *testing.T) {
 		{"forbidden publish", func(_ *Embedded, c *rawClient) { c.publish("dev/desired", 1) }, packets.Code{}, true},
 		{"takeover", func(e *Embedded, c *rawClient) { dialRaw(c.t, e, c.version) }, packets.ErrSessionTakenOver, false},
 		{"shutdown", func(e *Embedded, _ *rawClient) { e.Close() }, packets.ErrServerShuttingDown, false},
+		// MQTT 5 only: the CONNACK allowed no topic alias (its maximum is 0).
+		{"topic alias", func(_ *Embedded, c *rawClient) {
+			c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 2,
+				TopicName: "dev/acks", Payload: []byte(`{}`), Properties: packets.Properties{TopicAlias: 1, TopicAliasFlag: true}})
+		}, packets.ErrTopicAliasInvalid, true},
 	}
 	for _, version := range []byte{3, 4, 5} {
 		for _, way := range ways {
-			if version == 5 && way.reason == (packets.Code{}) {
+			if version == 5 && way.reason == (packets.Code{}) || version < 5 && way.name == "topic alias" {
 				continue
 			}
 			t.Run(fmt.Sprintf("MQTT %s %s", protocolName(version), way.name), func(t *testing.T) {

@@ -105,6 +105,12 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	// Without a limit mochi allocates whatever size a CONNECT header claims
 	// (up to 256 MB) before authenticating: cap every packet.
 	opts.Capabilities.MaximumPacketSize = MaxPacketSize
+	// MQTT 5 topic aliases from clients: none (the CONNACK then announces no
+	// maximum, which is 0). mochi checks the ACL before it resolves an alias,
+	// so an ack sent by alias was refused (PUBACK 0x87) and lost, the player
+	// connected all the while; with none allowed, a client that sends one
+	// anyway is disconnected (0x94), which it and its log can see.
+	opts.Capabilities.TopicAliasMaximum = 0
 	if cfg.SessionExpiry <= 0 {
 		cfg.SessionExpiry = DefaultSessionExpiry
 	}
