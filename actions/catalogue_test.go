@@ -25,3 +25,28 @@ func TestDesiredChangeOfAnEmergencyTurnedOff(t *testing.T) {
 		t.Fatalf("off: %+v, want no message or URL", e)
 	}
 }
+
+// A repeat with an idempotency key is told from another request by what its
+// command would carry: the forms of one sensor reading are one request.
+func TestFingerprintOfSensorDataAsTheCommandCarriesIt(t *testing.T) {
+	fp := func(sd map[string]any) string { return actions.Fingerprint("evt_a", sd) }
+	same := fp(map[string]any{"id": "12", "event": "opened", "value": ""})
+	for _, sd := range []map[string]any{
+		{"id": json.Number("12"), "event": "opened"},
+		{"id": float64(12), "event": "opened", "value": nil},
+	} {
+		if got := fp(sd); got != same {
+			t.Errorf("%v: another fingerprint than the same reading's", sd)
+		}
+	}
+	for _, sd := range []map[string]any{
+		{"id": "13", "event": "opened"},
+		{"id": "12", "event": "opened", "value": "1"},
+		{"id": "12", "event": "opened", "value": json.Number("1")}, // a number is not its text in the command
+		nil,
+	} {
+		if fp(sd) == same {
+			t.Errorf("%v: the same fingerprint as another reading", sd)
+		}
+	}
+}

@@ -354,11 +354,16 @@ func (d *Dispatcher) Replay(ctx context.Context, apiKeyID, key, eventID string, 
 }
 
 // Fingerprint identifies what a call asks for (its event and sensor data), so a
-// reused idempotency key can be told from a repeat of the same call.
+// reused idempotency key can be told from a repeat of the same call. Sensor
+// data is taken as the command would carry it: forms that make the same
+// command ("id": 12 and "id": "12"; a value left out, null or "") are one request.
 func Fingerprint(eventID string, sensor map[string]any) string {
 	h := sha256.New()
 	h.Write([]byte(eventID))
 	if sensor != nil {
+		if p, err := SensorParams(sensor); err == nil {
+			sensor = p
+		}
 		h.Write([]byte{0})
 		_ = json.NewEncoder(h).Encode(sensor) // map keys come out sorted
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/unicode"
 
 	"devicehooks/actions"
 	"devicehooks/auth"
@@ -657,9 +658,17 @@ func isJSONObject(b []byte) bool {
 // toUTF8 reads a body or payload as UTF-8 when it is valid UTF-8, whatever
 // charset its Content-Type names, and else as Windows-1252: what Windows
 // PowerShell 5 sends (often labelled UTF-8), whose letters are Latin-1's.
+// UTF-16, which PowerShell 5's Out-File writes (a file then sent with
+// -InFile), is read as such: by its byte-order mark, or by the zero byte
+// beside its first character, which JSON in UTF-8 never has.
 // Nothing is refused for its encoding: a call that worked before, its bad
 // bytes read as U+FFFD, still works, and its letters now arrive.
 func toUTF8(b []byte) []byte {
+	if order, ok := utf16Order(b); ok {
+		if out, err := unicode.UTF16(order, unicode.UseBOM).NewDecoder().Bytes(b); err == nil {
+			return out
+		}
+	}
 	if utf8.Valid(b) {
 		return b
 	}
@@ -668,6 +677,19 @@ func toUTF8(b []byte) []byte {
 		return b // cannot happen: every byte is a Windows-1252 character
 	}
 	return out
+}
+
+// utf16Order tells UTF-16 text and its byte order.
+func utf16Order(b []byte) (unicode.Endianness, bool) {
+	switch {
+	case len(b) < 2:
+		return unicode.LittleEndian, false
+	case b[0] == 0xff && b[1] == 0xfe, b[0] != 0 && b[1] == 0:
+		return unicode.LittleEndian, true
+	case b[0] == 0xfe && b[1] == 0xff, b[0] == 0 && b[1] != 0:
+		return unicode.BigEndian, true
+	}
+	return unicode.LittleEndian, false
 }
 
 // utf8BOM is the byte-order mark some tools put before UTF-8 text.

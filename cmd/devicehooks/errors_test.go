@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	_ "github.com/mattn/go-sqlite3"
 
@@ -201,6 +202,30 @@ func TestWebhookErrorTable(t *testing.T) {
 	// A byte-order mark before the JSON (some Windows tools write one) is read past.
 	if status, body := s.post(key, "\ufeff"+ok); status != http.StatusOK {
 		t.Errorf("a body with a byte-order mark: %d %v", status, body)
+	}
+	// UTF-16, as PowerShell 5's Out-File writes it (little-endian, with its
+	// mark), or big-endian without one, is read as UTF-16.
+	utf16Of := func(s string, big, mark bool) string {
+		var out []byte
+		if mark {
+			s = "\ufeff" + s
+		}
+		for _, u := range utf16.Encode([]rune(s)) {
+			if big {
+				out = append(out, byte(u>>8), byte(u))
+			} else {
+				out = append(out, byte(u), byte(u>>8))
+			}
+		}
+		return string(out)
+	}
+	for _, c := range []struct {
+		name      string
+		big, mark bool
+	}{{"UTF-16LE with its mark", false, true}, {"UTF-16BE without one", true, false}} {
+		if status, body := s.post(key, utf16Of(ok, c.big, c.mark)); status != http.StatusOK {
+			t.Errorf("a body in %s: %d %v", c.name, status, body)
+		}
 	}
 
 	// A wrong key and a revoked key cannot be told apart by the body...
