@@ -342,8 +342,9 @@ func (d *Dispatcher) Replay(ctx context.Context, apiKeyID, key, eventID string, 
 		return nil, unavailable("read idempotency record", err)
 	}
 	// A record written before fingerprints were kept has none: take it as
-	// this request's (it expires within the window anyway).
-	if rec.Fingerprint != "" && rec.Fingerprint != Fingerprint(eventID, sensor) {
+	// this request's (it expires within the window anyway). One written
+	// before they were of the command's sensor data has the data as it came.
+	if rec.Fingerprint != "" && rec.Fingerprint != Fingerprint(eventID, sensor) && rec.Fingerprint != fingerprint(eventID, sensor) {
 		return nil, Invalid("idempotency_key", "was already used with a different request; use a new key for a new call")
 	}
 	out := &Outcome{Replayed: true}
@@ -358,12 +359,18 @@ func (d *Dispatcher) Replay(ctx context.Context, apiKeyID, key, eventID string, 
 // data is taken as the command would carry it: forms that make the same
 // command ("id": 12 and "id": "12"; a value left out, null or "") are one request.
 func Fingerprint(eventID string, sensor map[string]any) string {
+	if p, err := SensorParams(sensor); err == nil {
+		sensor = p
+	}
+	return fingerprint(eventID, sensor)
+}
+
+// fingerprint is Fingerprint of the sensor data as given: the fingerprint of
+// builds before 2026-11-25, whose records a repeat may meet for a day.
+func fingerprint(eventID string, sensor map[string]any) string {
 	h := sha256.New()
 	h.Write([]byte(eventID))
 	if sensor != nil {
-		if p, err := SensorParams(sensor); err == nil {
-			sensor = p
-		}
 		h.Write([]byte{0})
 		_ = json.NewEncoder(h).Encode(sensor) // map keys come out sorted
 	}

@@ -2,7 +2,9 @@ package actions_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -134,6 +136,33 @@ func TestReplayOfARecordWithoutFingerprint(t *testing.T) {
 	out, err := d.Replay(ctx, "k1", "order-1", "evt_a", nil)
 	if err != nil || out == nil || !out.Replayed {
 		t.Fatalf("replay of a record without fingerprint: %+v, %v", out, err)
+	}
+}
+
+// A record written by a build that fingerprinted the sensor data as it came
+// (before 2026-11-25) is replayed by a retry of the same call still, though
+// the fingerprint is now of the command's sensor data ("value" added).
+func TestReplayOfARecordWithTheSensorDataAsItCame(t *testing.T) {
+	ctx := context.Background()
+	st, _ := openStore(t)
+	now := time.Now().UTC()
+	sum := sha256.Sum256([]byte("evt_a\x00" + `{"event":"opened","id":"12"}` + "\n"))
+	nd := &store.NewDispatch{
+		Dispatch: store.Dispatch{ID: "disp", ActionID: "a", ActionName: "a", EventID: "evt_a", Function: "sensor_event", Method: "POST", CreatedAt: now},
+		Idempotency: &store.Idempotency{APIKeyID: "k1", Key: "order-1", DispatchID: "disp", Response: `{"dispatch_id":"disp"}`,
+			Fingerprint: hex.EncodeToString(sum[:]), CreatedAt: now},
+		IdempotencySince: now.Add(-actions.IdempotencyWindow),
+	}
+	if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+		t.Fatal(err)
+	}
+	d := actions.NewDispatcher(st, &sink{}, actions.NewAckWaiters(), slog.New(slog.DiscardHandler), actions.DispatcherConfig{})
+	out, err := d.Replay(ctx, "k1", "order-1", "evt_a", map[string]any{"id": "12", "event": "opened"})
+	if err != nil || out == nil || !out.Replayed {
+		t.Fatalf("replay of the same call: %+v, %v", out, err)
+	}
+	if _, err := d.Replay(ctx, "k1", "order-1", "evt_a", map[string]any{"id": "13", "event": "opened"}); err == nil {
+		t.Fatal("another reading with the same key was replayed")
 	}
 }
 
