@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -158,6 +159,10 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 	}
 	if v.RatePerSecond != "" || v.RateBurst != "" {
 		rps, err1 := strconv.ParseFloat(v.RatePerSecond, 64)
+		if v.RateBurst == "" && err1 == nil && rps > 0 && rps <= math.MaxInt32 {
+			// A rate alone: a burst of one second's worth, shown as saved.
+			v.RateBurst = strconv.Itoa(int(math.Ceil(rps)))
+		}
 		burst, err2 := strconv.Atoi(v.RateBurst)
 		switch {
 		case v.RatePerSecond == "":

@@ -666,6 +666,14 @@ func TestUI(t *testing.T) {
 		if status != http.StatusForbidden {
 			t.Fatalf("GET with a POST-only key: %d %v", status, body)
 		}
+		// A rate without a burst gets one second's worth.
+		b.open("/api-keys/" + keyID + "/limits")
+		b.submit(chromedp.Clear(chromedp.ID("rate_burst")), chromedp.SetValue(chromedp.ID("rate_per_second"), "2.5"),
+			chromedp.Click(chromedp.ID("save-limits")))
+		b.wantPage("api_keys")
+		if rate := s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+keyID, nil)["rate"].(map[string]any); rate["per_second"] != 2.5 || rate["burst"] != float64(3) {
+			t.Fatalf("a rate without a burst stored as %v", rate)
+		}
 		// An invalid range is shown at the field; nothing changes.
 		b.open("/api-keys/" + keyID + "/limits")
 		b.submit(chromedp.SendKeys(chromedp.ID("cidrs"), "not-an-address"), chromedp.Click(chromedp.ID("save-limits")))
