@@ -26,6 +26,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"devicehooks/actions"
@@ -91,6 +92,9 @@ func FuzzParseAck(f *testing.F) {
 		}
 		if len(a.Detail) > 500 {
 			t.Fatalf("accepted ack detail of %d bytes", len(a.Detail))
+		}
+		if strings.ContainsFunc(a.Detail, unicode.IsControl) {
+			t.Fatalf("accepted ack detail with a control character: %q", a.Detail)
 		}
 		if !utf8.ValidString(a.Detail) {
 			t.Fatalf("accepted ack detail is not valid UTF-8 (cut inside a character?): %q", a.Detail[max(0, len(a.Detail)-8):])

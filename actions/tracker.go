@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"devicehooks/internal/logevery"
 	"devicehooks/internal/queue"
@@ -154,7 +155,7 @@ func ParseAck(payload []byte) (AckMessage, error) {
 		return a, Errorf(CodeBadRequest, "ack status %q is not succeeded, failed or rejected", a.Status)
 	}
 	a.Detail = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) { // C0, DEL and C1 (U+0085 is a line break too)
 			return ' '
 		}
 		return r

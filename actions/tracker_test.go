@@ -210,6 +210,15 @@ func (w *countingWriter) ApplyAcks(ctx context.Context, acks []store.Ack) ([]boo
 	return w.AckWriter.ApplyAcks(ctx, acks)
 }
 
+// An ack's detail is shown on one line: control characters, C1's included
+// (U+0085 is a line break), become spaces.
+func TestAckDetailHasNoControlCharacters(t *testing.T) {
+	a, err := actions.ParseAck([]byte(`{"id":"c1","status":"failed","detail":"disk\nfull\u0085see\u0007log\u009b"}`))
+	if err != nil || a.Detail != "disk full see log " {
+		t.Fatalf("detail %q (%v)", a.Detail, err)
+	}
+}
+
 // A player's "at" is a hint: an ack or status whose "at" is absent, null or in
 // another form is taken (without it), not ignored, so that such a player's
 // commands still settle.
