@@ -26,6 +26,10 @@ func NewAdmins(st *store.Store, kr *secrets.Keyring, bootstrap string) *Admins {
 	return &Admins{st: st, kr: kr, bootstrap: bootstrap}
 }
 
+// HasBootstrap tells whether a --admin-token is set: it works beside the
+// stored tokens, but is in no list.
+func (a *Admins) HasBootstrap() bool { return a.bootstrap != "" }
+
 var errAdminUnauthorized = &actions.Error{Code: actions.CodeUnauthorized, Detail: "missing or invalid admin token"}
 
 // Authenticate checks an admin token and returns a name for it.

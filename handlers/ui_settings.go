@@ -13,6 +13,7 @@ import (
 
 type settingsView struct {
 	Tokens    []store.AdminToken
+	Bootstrap bool // a --admin-token works too
 	TokenName string
 	MinLen    int
 }
@@ -25,7 +26,7 @@ func (u *ui) renderSettings(c *gin.Context, status int, v settingsView, errs map
 		u.fail(c, err)
 		return
 	}
-	v.Tokens, v.MinLen = ts, auth.MinPasswordLen
+	v.Tokens, v.Bootstrap, v.MinLen = ts, u.Admins.HasBootstrap(), auth.MinPasswordLen
 	u.render(c, status, "settings", &web.View{Title: "Settings", Nav: "settings", Errors: errs, Error: msg, Data: v})
 }
 

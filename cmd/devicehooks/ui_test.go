@@ -1813,6 +1813,10 @@ func TestUI(t *testing.T) {
 	t.Run("admin tokens are created and revoked in settings", func(t *testing.T) {
 		use(t)
 		b.open("/settings")
+		// The server's --admin-token is in no list: the page says it works too.
+		if !strings.Contains(b.text("#bootstrap-token"), "--admin-token") {
+			t.Fatalf("settings do not mention the server's --admin-token: %q", b.text("main"))
+		}
 		b.submit(
 			chromedp.SendKeys(chromedp.ID("token-name"), "deploy script"),
 			chromedp.Click(chromedp.ID("create-token")),
