@@ -366,7 +366,8 @@ func Fingerprint(eventID string, sensor map[string]any) string {
 }
 
 // fingerprint is Fingerprint of the sensor data as given: the fingerprint of
-// builds before 2026-11-25, whose records a repeat may meet for a day.
+// builds before 2026-11-25, whose records a repeat may meet for a day after
+// the upgrade (Replay takes either; the old one can go once no such build runs).
 func fingerprint(eventID string, sensor map[string]any) string {
 	h := sha256.New()
 	h.Write([]byte(eventID))

@@ -69,8 +69,7 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		h.refusedLog.warn(h.log, "will:"+user, time.Now(), "mqtt: connection refused: its will names a topic the device may not use",
 			"user", user, "will_topic", clip(topic), "why", h.why(user, topic, "will"), "remote", cl.Net.Remote)
 	} else {
-		h.refused.Add(1)
-		h.refusedLog.note(h.log, user, cl.Net.Remote, time.Now())
+		h.refuse(user, cl.Net.Remote)
 		code = packets.ErrBadUsernameOrPassword
 	}
 	if cl.Properties.ProtocolVersion < 5 {
@@ -93,9 +92,14 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		cl.ID = user + "\x00" + cl.ID
 		return true
 	}
-	h.refused.Add(1)
-	h.refusedLog.note(h.log, user, cl.Net.Remote, time.Now())
+	h.refuse(user, cl.Net.Remote)
 	return false
+}
+
+// refuse counts and logs a refused login.
+func (h *authHook) refuse(user, remote string) {
+	h.refused.Add(1)
+	h.refusedLog.note(h.log, user, remote, time.Now())
 }
 
 // authenticated tells whether a login with user and password is let in.

@@ -225,17 +225,39 @@ func (u *ui) deviceSecret(c *gin.Context, id, token, intro string) secretView {
 // addresses ("" for one that is off), or an external broker's URL.
 type PlayerBroker struct {
 	TCPAddr, WSAddr string
-	URL             string // scheme and host only: no credentials
+	URL             string // scheme, host and path only: no credentials
 }
 
 // brokerAddresses names where a player connects, as its configuration
-// wants it. A listener on every interface (":1883") is shown at the host
-// this page was reached at, which is this machine's name for the admin,
-// and likely the players'.
+// wants it. The embedded broker's listener on every interface (":1883") is
+// shown at the host this page was reached at, which is this machine's name
+// for the admin, and likely the players'; so is an external broker that
+// the server reaches on the loopback (on this machine, then).
 func (u *ui) brokerAddresses(c *gin.Context) [][2]string {
+	pageHost := func() string {
+		base, err := url.Parse(u.baseURL(c))
+		if err != nil {
+			return ""
+		}
+		return base.Hostname()
+	}
 	b := u.PlayerBroker
 	if b.URL != "" {
-		return [][2]string{{"MQTT broker", b.URL}}
+		ext, err := url.Parse(b.URL)
+		if err != nil {
+			return [][2]string{{"MQTT broker", b.URL}}
+		}
+		if ip := net.ParseIP(ext.Hostname()); ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
+			host, port := pageHost(), ext.Port()
+			switch {
+			case port != "":
+				host = net.JoinHostPort(host, port)
+			case strings.Contains(host, ":"): // IPv6
+				host = "[" + host + "]"
+			}
+			ext.Host = host
+		}
+		return [][2]string{{"MQTT broker", ext.String()}}
 	}
 	var out [][2]string
 	for _, l := range []struct{ label, scheme, addr string }{
@@ -247,9 +269,7 @@ func (u *ui) brokerAddresses(c *gin.Context) [][2]string {
 			continue
 		}
 		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-			if base, err := url.Parse(u.baseURL(c)); err == nil {
-				host = base.Hostname()
-			}
+			host = pageHost()
 		}
 		out = append(out, [2]string{l.label, l.scheme + "://" + net.JoinHostPort(host, port)})
 	}

@@ -309,7 +309,7 @@ func (u *ui) renderLink(c *gin.Context, status int, v linkView, errs map[string]
 	if v.Kind == "" {
 		v.Kind = "signed"
 	}
-	if v.Expires == "" {
+	if v.Expires == "" && errs["expires_h"] == "" { // an emptied field refused stays empty
 		v.Expires = strconv.Itoa(defaultLinkHours)
 	}
 	if len(errs) > 0 && msg == "" { // as every form says it

@@ -135,7 +135,7 @@ const (
 	actionGone = "This action no longer exists (already deleted?)."
 	tokenGone  = "This admin token no longer exists (already revoked?)."
 	// A dispatch is deleted by the sweep, not by an admin.
-	dispatchGone = "There is no such dispatch: its id is wrong, or it was removed once older than --dispatch-days (90 days by default)."
+	dispatchGone = "There is no such dispatch: its id is wrong, or it was settled longer ago than the server keeps dispatches (--dispatch-days) and removed."
 )
 
 // gone says what a "not found" error means on a page: msg, one of the above.

@@ -383,7 +383,7 @@ func (h *webhookHandler) readBody(c *gin.Context) ([]byte, error) {
 	if err != nil {
 		return nil, badRequest("could not read the request body: %v", err)
 	}
-	return body, nil
+	return fromUTF16(body), nil
 }
 
 // linkParams tells a link (a GET, or the form a confirm link's button posts,
@@ -658,23 +658,32 @@ func isJSONObject(b []byte) bool {
 // toUTF8 reads a body or payload as UTF-8 when it is valid UTF-8, whatever
 // charset its Content-Type names, and else as Windows-1252: what Windows
 // PowerShell 5 sends (often labelled UTF-8), whose letters are Latin-1's.
-// UTF-16, which PowerShell 5's Out-File writes (a file then sent with
-// -InFile), is read as such: by its byte-order mark, or by the zero byte
-// beside its first character, which JSON in UTF-8 never has.
 // Nothing is refused for its encoding: a call that worked before, its bad
 // bytes read as U+FFFD, still works, and its letters now arrive.
 func toUTF8(b []byte) []byte {
-	if order, ok := utf16Order(b); ok {
-		if out, err := unicode.UTF16(order, unicode.UseBOM).NewDecoder().Bytes(b); err == nil {
-			return out
-		}
-	}
 	if utf8.Valid(b) {
 		return b
 	}
 	out, err := charmap.Windows1252.NewDecoder().Bytes(b)
 	if err != nil {
 		return b // cannot happen: every byte is a Windows-1252 character
+	}
+	return out
+}
+
+// fromUTF16 turns a body in UTF-16, which PowerShell 5's Out-File writes (a
+// file then sent with -InFile, labelled a form), into UTF-8, before it is
+// read as a form or as JSON; any other body is returned as it is. UTF-16 is
+// told by its byte-order mark, or by the zero byte beside its first
+// character, which a JSON or form body in UTF-8 never has.
+func fromUTF16(b []byte) []byte {
+	order, ok := utf16Order(b)
+	if !ok {
+		return b
+	}
+	out, err := unicode.UTF16(order, unicode.UseBOM).NewDecoder().Bytes(b)
+	if err != nil {
+		return b
 	}
 	return out
 }

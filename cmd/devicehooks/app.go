@@ -443,7 +443,7 @@ func (a *App) playerBroker() handlers.PlayerBroker {
 	if err != nil {
 		return handlers.PlayerBroker{}
 	}
-	return handlers.PlayerBroker{URL: u.Scheme + "://" + u.Host}
+	return handlers.PlayerBroker{URL: u.Scheme + "://" + u.Host + u.Path}
 }
 
 // browseURL is where a person on this machine reaches the server: the public URL,

@@ -227,6 +227,12 @@ func TestWebhookErrorTable(t *testing.T) {
 			t.Errorf("a body in %s: %d %v", c.name, status, body)
 		}
 	}
+	// As PowerShell 5 sends a file with -InFile and no -ContentType: labelled
+	// a form, with a '%' and a ';' that are no form's.
+	psBody := utf16Of(`{"event_id":"`+eventID+`","note":"50%; done"}`, false, true)
+	if status, body := s.post(key, psBody, "Content-Type", "application/x-www-form-urlencoded"); status != http.StatusOK {
+		t.Errorf("a UTF-16 body labelled a form: %d %v", status, body)
+	}
 
 	// A wrong key and a revoked key cannot be told apart by the body...
 	_, b1 := s.post("dhk_"+strings.Repeat("a", 43), ok)

@@ -1225,6 +1225,10 @@ func TestUI(t *testing.T) {
 		if got := evalIn[string](b, `document.getElementById("expires-h").value`); got != "0" {
 			t.Fatalf("the refused lifetime shows as %q, want it as typed", got)
 		}
+		b.submit(chromedp.SetValue(chromedp.ID("expires-h"), ""), chromedp.Click(chromedp.ID("generate")))
+		if got := evalIn[string](b, `document.getElementById("expires-h").value`); got != "" || !b.has("#err-expires-h") {
+			t.Fatalf("an emptied lifetime shows as %q (marked: %v), want it empty and marked", got, b.has("#err-expires-h"))
+		}
 		b.do(chromedp.SetValue(chromedp.ID("expires-h"), "24"))
 		if b.has("#get-link") {
 			t.Fatal("a link was generated without sensor data")

@@ -293,7 +293,7 @@ func TestCallerFollowsUpItsDispatch(t *testing.T) {
 		status, got := follow(c.id, c.key)
 		wantError(t, c.name, status, got, c.status, c.code)
 	}
-	// A HEAD (curl -I, a monitor's check) is answered as the GET is.
+	// A HEAD (curl -I) is answered as the GET is.
 	head, _ := http.NewRequest("HEAD", s.base+"/public-api/integration/webhooks/dispatches/"+id, nil)
 	head.Header.Set("x-webhook-apikey", key)
 	if resp, err := http.DefaultClient.Do(head); err != nil {
