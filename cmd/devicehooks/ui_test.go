@@ -2745,7 +2745,7 @@ func TestUI(t *testing.T) {
 		if got := b.text("#device-topics"); !strings.Contains(got, prefix+"/devices/lobby-1/commands") {
 			t.Fatalf("topics: %q", got)
 		}
-		if got := b.text("#device-broker"); got != "MQTT broker "+strings.Replace(s.mqttURL(), "tcp://", "mqtt://", 1) {
+		if got := b.text("#device-broker"); got != strings.Replace(s.mqttURL(), "tcp://", "mqtt://", 1) {
 			t.Fatalf("broker: %q, want %s", got, s.mqttURL())
 		}
 		first := `#history tbody tr:first-child`
