@@ -315,7 +315,7 @@ func waitedPage(r *web.WebhookResult, out *actions.Outcome) {
 	}
 	r.Outcome = stateSummary(len(out.Commands), counts)
 	bad := counts[store.StateFailed] + counts[store.StateRejected] + counts[store.StateExpired] - counts[store.Superseded]
-	r.Failed, r.All = bad > 0, bad == len(out.Commands)
+	r.Failed, r.All = bad > 0, bad > 0 && bad == len(out.Commands)
 }
 
 // refuse fails a call refused before what it asks was read (for its key, its

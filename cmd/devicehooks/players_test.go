@@ -543,7 +543,8 @@ func TestWaitedLinkPageSaysHowItWent(t *testing.T) {
 	// With no device to wait for, it says so.
 	s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "empty"})
 	group := s.mustCall(http.StatusOK, "GET", "/api/v1/groups", nil)["items"].([]any)[0].(map[string]any)["id"]
-	if empty := page(s.createAction("restart", map[string]any{"type": "group", "id": group}, nil), "5"); !strings.Contains(empty, "It reached no device") {
+	if empty := page(s.createAction("restart", map[string]any{"type": "group", "id": group}, nil), "5"); !strings.Contains(empty, "It reached no device") ||
+		!strings.Contains(empty, `<div class="ok" id="accepted">`) {
 		t.Errorf("the page of a trigger to an empty group:\n%s", empty)
 	}
 	// Without ?wait= the page says what it always did, and with no device
