@@ -38,6 +38,16 @@ func postgresDialer(timeout time.Duration) *net.Dialer {
 var errPostgresURL = errors.New("cannot parse the PostgreSQL URL: write it as postgres://user:password@host:port/database?sslmode=…, " +
 	"with any /, ?, #, @, : or % in the user or the password percent-encoded (%2F, %3F, %23, %40, %3A, %25)")
 
+// isURLShapeError tells pgx's complaints about a URL whose parts could not be
+// told apart (pgconn's words) from those about a setting's value (sslmode,
+// a CA file). Since pgx v5.11, which reads URLs as libpq does, an unencoded
+// / in the password ends the host part, so that what came before it is
+// read as a host and a port: "invalid port".
+func isURLShapeError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "failed to parse as URL") || strings.Contains(msg, ": invalid port")
+}
+
 // libpqKeywords are the keywords of a libpq key=value connection string
 // ("host=db user=app password=…") that one begins with, or that holds a
 // password.
@@ -75,9 +85,9 @@ var errKeywordDSN = errors.New("the database is given as a key=value connection 
 func openPostgres(dsn string, cfg *gorm.Config) (*gorm.DB, error) {
 	pc, err := pgx.ParseConfig(dsn)
 	switch {
-	case err != nil && strings.Contains(err.Error(), "failed to parse as URL"): // pgconn's words
-		// pgx quotes net/url's complaint, which can hold part of a password
-		// that has a character URLs reserve: say what to check instead.
+	case err != nil && isURLShapeError(err):
+		// The URL's parts could not be told apart, so pgx's masking of
+		// the password in its message is a guess: say what to check instead.
 		return nil, errPostgresURL
 	case err != nil:
 		return nil, err // pgx's own, the password masked: "unable to read CA file", say
