@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
+	"strings"
 	"time"
 
 	"devicehooks/secrets"
@@ -71,6 +72,7 @@ func ApplyAction(in ActionInput, a *store.Action) error {
 // buildAction is BuildAction; with lk nil, the target is not looked up.
 func buildAction(ctx context.Context, lk Lookup, in ActionInput, a *store.Action) error {
 	isNew := a.EventID == ""
+	in.Target.ID = strings.TrimSpace(in.Target.ID) // as a device's id is read when it is made
 	// Every problem of the input at once (errors.Join, in the fields' order: a
 	// form marks them all, the API names the first).
 	name, nameErr := KeptName("name", in.Name, a.Name) // a new action has none

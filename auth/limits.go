@@ -134,7 +134,11 @@ func (l Limits) store(k *store.APIKey) {
 		b, _ := json.Marshal(v)
 		return string(b)
 	}
-	k.Disabled, k.ExpiresAt = l.Disabled, l.ExpiresAt
+	k.Disabled, k.ExpiresAt = l.Disabled, nil
+	if l.ExpiresAt != nil { // in UTC, as every time the API answers
+		at := l.ExpiresAt.UTC()
+		k.ExpiresAt = &at
+	}
 	k.ScopeActions, k.ScopeGroups, k.Methods, k.CIDRs = list(l.Actions), list(l.Groups), list(l.Methods), list(l.CIDRs)
 	k.RatePerSec, k.RateBurst = 0, 0
 	if l.Rate != nil {

@@ -3,8 +3,10 @@ package handlers
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -45,6 +47,23 @@ func requireAdmin(admins *auth.Admins, log *slog.Logger) gin.HandlerFunc {
 			}
 			log.Info("api: change", "method", m, "route", c.FullPath(), "id", id,
 				"status", c.Writer.Status(), "by", name)
+		}
+	}
+}
+
+// takesQuery refuses a request with a query parameter that is not one of
+// names (400, naming it and those the route takes).
+func takesQuery(log *slog.Logger, names []string) gin.HandlerFunc {
+	takes := "takes none"
+	if len(names) > 0 {
+		takes = "takes " + strings.Join(names, ", ")
+	}
+	return func(c *gin.Context) {
+		for _, name := range slices.Sorted(maps.Keys(c.Request.URL.Query())) { // the same one named first every time
+			if !slices.Contains(names, name) {
+				respondError(c, log, badRequest("%q is not a query parameter of %s %s, which %s", name, c.Request.Method, c.FullPath(), takes))
+				return
+			}
 		}
 	}
 }

@@ -65,6 +65,10 @@ func (a *api) getDevice(c *gin.Context) {
 }
 
 func (a *api) updateDevice(c *gin.Context) {
+	if _, err := a.Store.Device(c.Request.Context(), c.Param("id")); err != nil {
+		respondError(c, a.Log, err) // an unknown device is 404 whatever the body, as for every resource
+		return
+	}
 	var in struct {
 		Name *string `json:"name"`
 	}

@@ -27,7 +27,7 @@ type dispatchView struct {
 	CreatedAt    time.Time         `json:"created_at"`
 	Counts       store.StateCounts `json:"counts"`
 	Status       string            `json:"status"`
-	Commands     []commandView     `json:"commands,omitempty"`
+	Commands     []commandView     `json:"commands,omitzero"` // in a dispatch's detail, [] when it has none: not in a list
 }
 
 type commandView struct {

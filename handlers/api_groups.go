@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -34,20 +36,22 @@ type groupInput struct {
 	DeviceIDs []string `json:"device_ids"`
 }
 
-// group validates the input into g.
-func (in groupInput) group(g *store.Group) error {
+// group validates the input into g. Its device ids are read as a device's
+// id is when it is made, without the spaces around them, and kept once each,
+// in the order of the id, as the group is read back (so that what a create
+// answers is what a GET answers).
+func (in *groupInput) group(g *store.Group) error {
 	var err error
 	if g.Name, err = actions.RequiredName("name", in.Name); err != nil {
 		return err
 	}
-	seen := map[string]bool{}
 	g.DeviceIDs = g.DeviceIDs[:0]
-	for _, id := range in.DeviceIDs {
-		if !seen[id] {
-			seen[id] = true
-			g.DeviceIDs = append(g.DeviceIDs, id)
-		}
+	for i, id := range in.DeviceIDs {
+		in.DeviceIDs[i] = strings.TrimSpace(id) // as sent, for groupWriteError's places
+		g.DeviceIDs = append(g.DeviceIDs, in.DeviceIDs[i])
 	}
+	slices.Sort(g.DeviceIDs)
+	g.DeviceIDs = slices.Compact(g.DeviceIDs)
 	return nil
 }
 
@@ -106,13 +110,17 @@ func (a *api) getGroup(c *gin.Context) {
 }
 
 func (a *api) updateGroup(c *gin.Context) {
+	ctx := c.Request.Context()
+	g := &store.Group{ID: c.Param("id")}
+	if _, err := a.Store.Group(ctx, g.ID); err != nil {
+		respondError(c, a.Log, err) // an unknown group is 404 whatever the body, as for every resource
+		return
+	}
 	var in groupInput
 	if err := bindJSON(c, &in, groupView{}); err != nil {
 		respondError(c, a.Log, err)
 		return
 	}
-	ctx := c.Request.Context()
-	g := &store.Group{ID: c.Param("id")}
 	if err := in.group(g); err != nil {
 		respondError(c, a.Log, err)
 		return

@@ -36,18 +36,33 @@ func bindJSON(c *gin.Context, dst, view any) error {
 
 // readJSONBody reads a management API request body: at most 1 MiB, in UTF-8
 // (as JSON must be: encoding/json would turn each bad byte into U+FFFD and
-// save a name other than the one sent).
+// save a name other than the one sent), without the byte-order mark some
+// tools write before it (PowerShell 5's Out-File -Encoding utf8).
 func readJSONBody(c *gin.Context) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 1<<20))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return nil, tooLarge(1 << 20)
-	}
+	body, err := readLimited(c, 1<<20)
 	if err != nil {
-		return nil, badRequest("could not read the request body: %v", err)
+		return nil, err
 	}
 	if !utf8.Valid(body) {
 		return nil, badRequest("the body is not valid UTF-8, which JSON must be")
+	}
+	return bytes.TrimPrefix(body, utf8BOM), nil
+}
+
+// readLimited reads a request body of at most limit bytes (413 beyond it).
+// A compressed body is refused by name: read as it is, it would be "not
+// valid UTF-8" or "invalid character".
+func readLimited(c *gin.Context, limit int64) ([]byte, error) {
+	if enc := c.GetHeader("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		return nil, badRequest("the body is sent with Content-Encoding %q, which is not taken: send it uncompressed", enc)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, tooLarge(limit)
+	}
+	if err != nil {
+		return nil, badRequest("could not read the request body: %v", err)
 	}
 	return body, nil
 }

@@ -105,41 +105,50 @@ func New(d Deps) (http.Handler, error) {
 
 	a := &api{Deps: d}
 	v1 := r.Group("/api/v1", requireAdmin(d.Admins, d.Log)) // no-store: see apiHeaders
-	// What answers a GET answers a HEAD too (curl -I, a monitor's check),
-	// without its body, which net/http leaves out.
-	get := func(path string, h gin.HandlerFunc) { v1.GET(path, h); v1.HEAD(path, h) }
-	v1.POST("/api-keys", a.createAPIKey)
-	get("/api-keys", a.listAPIKeys)
-	get("/api-keys/:id", a.getAPIKey)
-	v1.PUT("/api-keys/:id", a.updateAPIKey)
-	v1.POST("/api-keys/:id/reveal", a.revealAPIKey)
-	v1.DELETE("/api-keys/:id", a.deleteAPIKey)
+	// Each route names the query parameters it reads (takesQuery): a
+	// misspelled filter is refused, as a misspelled field of a body is,
+	// rather than ignored, which would list everything. What answers a GET
+	// answers a HEAD too (curl -I, a monitor's check), without its body,
+	// which net/http leaves out.
+	route := func(method, path string, h gin.HandlerFunc, query ...string) {
+		v1.Handle(method, path, takesQuery(d.Log, query), h)
+		if method == http.MethodGet {
+			v1.Handle(http.MethodHead, path, takesQuery(d.Log, query), h)
+		}
+	}
+	page := []string{"limit", "offset"}
+	route("POST", "/api-keys", a.createAPIKey)
+	route("GET", "/api-keys", a.listAPIKeys, page...)
+	route("GET", "/api-keys/:id", a.getAPIKey)
+	route("PUT", "/api-keys/:id", a.updateAPIKey)
+	route("POST", "/api-keys/:id/reveal", a.revealAPIKey)
+	route("DELETE", "/api-keys/:id", a.deleteAPIKey)
 
-	v1.POST("/actions", a.createAction)
-	get("/actions", a.listActions)
-	get("/actions/:id", a.getAction)
-	v1.PUT("/actions/:id", a.updateAction)
-	v1.DELETE("/actions/:id", a.deleteAction)
+	route("POST", "/actions", a.createAction)
+	route("GET", "/actions", a.listActions, page...)
+	route("GET", "/actions/:id", a.getAction)
+	route("PUT", "/actions/:id", a.updateAction)
+	route("DELETE", "/actions/:id", a.deleteAction)
 
-	v1.POST("/devices", a.createDevice)
-	get("/devices", a.listDevices)
-	get("/devices/:id", a.getDevice)
-	v1.PUT("/devices/:id", a.updateDevice)
-	v1.DELETE("/devices/:id", a.deleteDevice)
-	v1.POST("/devices/:id/token", a.rotateDeviceToken)
-	get("/devices/:id/commands", a.listDeviceCommands)
+	route("POST", "/devices", a.createDevice)
+	route("GET", "/devices", a.listDevices, page...)
+	route("GET", "/devices/:id", a.getDevice)
+	route("PUT", "/devices/:id", a.updateDevice)
+	route("DELETE", "/devices/:id", a.deleteDevice)
+	route("POST", "/devices/:id/token", a.rotateDeviceToken)
+	route("GET", "/devices/:id/commands", a.listDeviceCommands, "limit", "offset", "state", "before") // offset: refused with a hint
 
-	v1.POST("/groups", a.createGroup)
-	get("/groups", a.listGroups)
-	get("/groups/:id", a.getGroup)
-	v1.PUT("/groups/:id", a.updateGroup)
-	v1.DELETE("/groups/:id", a.deleteGroup)
+	route("POST", "/groups", a.createGroup)
+	route("GET", "/groups", a.listGroups, page...)
+	route("GET", "/groups/:id", a.getGroup)
+	route("PUT", "/groups/:id", a.updateGroup)
+	route("DELETE", "/groups/:id", a.deleteGroup)
 
-	get("/dispatches", a.listDispatches)
-	get("/dispatches/:id", a.getDispatch)
-	get("/dispatches/:id/commands", a.listDispatchCommands)
-	get("/requests", a.listRequests)
-	get("/requests/sources", a.topSources)
+	route("GET", "/dispatches", a.listDispatches, append(page, "action_id", "api_key_id", "failed", "since", "until")...)
+	route("GET", "/dispatches/:id", a.getDispatch)
+	route("GET", "/dispatches/:id/commands", a.listDispatchCommands, append(page, "state")...)
+	route("GET", "/requests", a.listRequests, append(page, "code", "key_id", "source", "method", "since", "until")...)
+	route("GET", "/requests/sources", a.topSources, "since")
 
 	// Operators scrape with the admin token here, or without one on --metrics-addr.
 	metrics := []gin.HandlerFunc{requireAdmin(d.Admins, d.Log), gin.WrapH(d.Metrics.Handler())}

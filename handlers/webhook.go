@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -366,22 +365,14 @@ func (h *webhookHandler) page(c *gin.Context, status int, r web.WebhookResult) {
 	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
 }
 
-// readBody reads a POST body, up to the limit (413 beyond it). A compressed
-// body is refused by name: read as JSON, it would be "invalid character".
+// readBody reads a POST body, up to the limit (readLimited), in UTF-8.
 func (h *webhookHandler) readBody(c *gin.Context) ([]byte, error) {
 	if c.Request.Method != http.MethodPost {
 		return nil, nil
 	}
-	if enc := c.GetHeader("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
-		return nil, badRequest("the body is sent with Content-Encoding %q, which is not taken: send it uncompressed", enc)
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return nil, tooLarge(h.maxBody)
-	}
+	body, err := readLimited(c, h.maxBody)
 	if err != nil {
-		return nil, badRequest("could not read the request body: %v", err)
+		return nil, err
 	}
 	return fromUTF16(body), nil
 }

@@ -160,6 +160,102 @@ func TestManagementAPIInput(t *testing.T) {
 	}
 }
 
+// TestManagementAPIAsAToolReadsIt: what a provisioning tool (Terraform, a
+// script) relies on. What a create answers is what a GET answers; an unknown
+// object is 404 whatever the body; an id is read without the spaces around
+// it wherever it is named, as when it was made; a misspelled filter is
+// refused rather than ignored (which lists everything); a body as PowerShell
+// writes it is read; times come back in UTC; a dispatch's detail always has
+// its commands.
+func TestManagementAPIAsAToolReadsIt(t *testing.T) {
+	s := startServer(t, Config{})
+	s.createDevice("lobby-1")
+	s.createDevice("lobby-2")
+
+	group := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Lobby", "device_ids": []string{"lobby-2", " lobby-1", "lobby-2 "}})
+	read := s.mustCall(http.StatusOK, "GET", "/api/v1/groups/"+group["id"].(string), nil)
+	if fmt.Sprint(group["device_ids"]) != "[lobby-1 lobby-2]" || fmt.Sprint(read["device_ids"]) != fmt.Sprint(group["device_ids"]) {
+		t.Fatalf("a group's members as created %v, as read %v", group["device_ids"], read["device_ids"])
+	}
+	s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
+		"name": "x", "function": "restart", "target": map[string]any{"type": "device", "id": " lobby-1 "}})
+
+	for _, path := range []string{"/api/v1/devices/nope", "/api/v1/groups/nope", "/api/v1/actions/nope", "/api/v1/api-keys/nope"} {
+		for _, body := range []string{`garbage`, `{"bogus":1}`, `{"name":""}`} {
+			req, _ := http.NewRequest("PUT", s.base+path, strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+testAdminToken)
+			status, ans := s.do(req)
+			wantError(t, "PUT "+path+" "+body, status, ans, http.StatusNotFound, "not_found")
+		}
+	}
+
+	for _, tc := range []struct{ path, param string }{
+		{"/api/v1/dispatches?status=failed", "status"},
+		{"/api/v1/dispatches?limit=5&actionid=x", "actionid"},
+		{"/api/v1/actions?function=restart", "function"},
+		{"/api/v1/requests?status=500", "status"},
+		{"/api/v1/devices/lobby-1?verbose=1", "verbose"},
+		{"/api/v1/devices?Limit=5", "Limit"},
+	} {
+		for _, method := range []string{"GET", "HEAD"} {
+			status, ans := s.call(method, tc.path, nil)
+			if method == "HEAD" {
+				if status != http.StatusBadRequest {
+					t.Errorf("HEAD %s: %d", tc.path, status)
+				}
+				continue
+			}
+			wantError(t, tc.path, status, ans, http.StatusBadRequest, "bad_request")
+			if d := ans["error"].(map[string]any)["detail"].(string); !strings.HasPrefix(d, fmt.Sprintf("%q is not a query parameter of GET /api/v1/", tc.param)) {
+				t.Errorf("%s: %q", tc.path, d)
+			}
+		}
+	}
+	status, ans := s.call("POST", "/api/v1/devices?id=lobby-3", map[string]any{"id": "lobby-3"})
+	wantError(t, "a create with a query", status, ans, http.StatusBadRequest, "bad_request")
+	if d := ans["error"].(map[string]any)["detail"].(string); !strings.HasSuffix(d, "which takes none") {
+		t.Errorf("a create with a query: %q", d)
+	}
+	for _, path := range []string{"/api/v1/dispatches?limit=5&offset=0&action_id=x&api_key_id=y&failed=true&since=2026-01-01T00:00:00Z&until=2030-01-01T00:00:00Z",
+		"/api/v1/requests?code=success&key_id=x&source=y&method=POST&since=2026-01-01T00:00:00Z", "/api/v1/requests/sources?since=2026-01-01T00:00:00Z",
+		"/api/v1/devices/lobby-1/commands?state=failed&before=&limit=5", "/api/v1/groups?limit=1&offset=1"} {
+		s.mustCall(http.StatusOK, "GET", path, nil)
+	}
+
+	// PowerShell 5: Out-File -Encoding utf8 writes a byte-order mark.
+	req, _ := http.NewRequest("POST", s.base+"/api/v1/devices", strings.NewReader("\xef\xbb\xbf"+`{"id":"lobby-3"}`))
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	if status, ans := s.do(req); status != http.StatusCreated {
+		t.Fatalf("a body with a byte-order mark: %d %v", status, ans)
+	}
+	req, _ = http.NewRequest("POST", s.base+"/api/v1/devices", strings.NewReader("\x1f\x8b\x08"))
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	req.Header.Set("Content-Encoding", "gzip")
+	status, ans = s.do(req)
+	wantError(t, "a compressed body", status, ans, http.StatusBadRequest, "bad_request")
+	if d := ans["error"].(map[string]any)["detail"].(string); !strings.Contains(d, "send it uncompressed") {
+		t.Errorf("a compressed body: %q", d)
+	}
+
+	key := s.mustCall(http.StatusCreated, "POST", "/api/v1/api-keys", map[string]any{"name": "k", "expires_at": "2027-01-01T00:00:00+02:00"})
+	read = s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+key["id"].(string), nil)
+	if key["expires_at"] != "2026-12-31T22:00:00Z" || read["expires_at"] != key["expires_at"] {
+		t.Fatalf("an expiry given with an offset: created %v, read %v", key["expires_at"], read["expires_at"])
+	}
+
+	empty := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", map[string]any{"name": "Empty"})
+	ev := s.createAction("restart", map[string]any{"type": "group", "id": empty["id"]}, nil)
+	_, ans = s.post(key["key"].(string), `{"event_id":"`+ev+`"}`)
+	d := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+ans["dispatch_id"].(string), nil)
+	if cmds, ok := d["commands"].([]any); !ok || len(cmds) != 0 {
+		t.Fatalf("a dispatch to no device: commands %v", d["commands"])
+	}
+	list := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches", nil)
+	if _, ok := list["items"].([]any)[0].(map[string]any)["commands"]; ok {
+		t.Fatalf("a dispatch in the list has its commands: %v", list)
+	}
+}
+
 // TestConcurrentEditsAreBothKept: two PUTs at once that name different fields
 // both take effect, each made over the other's result, on SQLite and on
 // PostgreSQL. A rename racing a disable must not leave the key enabled, nor a
