@@ -96,6 +96,9 @@ func decodeJSON(body []byte, dst, view any) error {
 		return nil
 	case errors.As(err, &typeErr) && typeErr.Field == "":
 		return badRequest("the body must be %s, not %s", jsonKind(typeErr.Type), typeErr.Value)
+	case errors.As(err, &typeErr) && jsonKind(typeErr.Type) == "a number" && strings.HasPrefix(typeErr.Value, "number "):
+		// The only number that is not one: past what a float64 holds, 1e400.
+		return actions.Invalid(jsonPath(typeErr.Field), "holds a number out of range: %s", strings.TrimPrefix(typeErr.Value, "number "))
 	case errors.As(err, &typeErr):
 		field := jsonPath(typeErr.Field)
 		if ft := fieldType(reflect.TypeOf(dst), field); ft != nil && ft.Kind() == reflect.Slice && ft.Elem() == typeErr.Type {

@@ -222,6 +222,16 @@ func TestManagementAPIAsAToolReadsIt(t *testing.T) {
 		s.mustCall(http.StatusOK, "GET", path, nil)
 	}
 
+	for _, body := range []string{`{"name":"x","function":"load_url","target":{"type":"all"},"params":{"url":"https://example.com","duration_s":1e400}}`,
+		`{"name":"k","rate":{"per_second":1e400,"burst":1}}`} {
+		path := map[bool]string{true: "/api/v1/api-keys", false: "/api/v1/actions"}[strings.Contains(body, "rate")]
+		status, ans := s.call("POST", path, json.RawMessage(body))
+		wantError(t, body, status, ans, http.StatusUnprocessableEntity, "invalid_params")
+		if d := ans["error"].(map[string]any)["detail"].(string); !strings.HasSuffix(d, "holds a number out of range: 1e400") {
+			t.Errorf("%s: %q", body, d)
+		}
+	}
+
 	// PowerShell 5: Out-File -Encoding utf8 writes a byte-order mark.
 	req, _ := http.NewRequest("POST", s.base+"/api/v1/devices", strings.NewReader("\xef\xbb\xbf"+`{"id":"lobby-3"}`))
 	req.Header.Set("Authorization", "Bearer "+testAdminToken)
