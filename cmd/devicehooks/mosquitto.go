@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -84,7 +84,9 @@ func writeMosquittoPasswd(ctx context.Context, dsn string, include io.Reader, in
 	if err != nil {
 		return err
 	}
-	bw := bufio.NewWriter(w)
+	// Made whole before any of it is written: a refusal leaves nothing
+	// behind, even where the output goes straight to the live file.
+	var out bytes.Buffer
 	taken := map[string]bool{}
 	if include != nil {
 		b, err := io.ReadAll(include)
@@ -94,7 +96,7 @@ func writeMosquittoPasswd(ctx context.Context, dsn string, include io.Reader, in
 		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 			if user, _, ok := strings.Cut(line, ":"); ok {
 				taken[user] = true
-				fmt.Fprintln(bw, line)
+				fmt.Fprintln(&out, line)
 			}
 		}
 	}
@@ -102,9 +104,10 @@ func writeMosquittoPasswd(ctx context.Context, dsn string, include io.Reader, in
 		if taken[d.ID] {
 			return fmt.Errorf("device id %q is also a user in %s", d.ID, includeName)
 		}
-		fmt.Fprintf(bw, "%s:%s\n", d.ID, d.MosquittoHash)
+		fmt.Fprintf(&out, "%s:%s\n", d.ID, d.MosquittoHash)
 	}
-	return bw.Flush()
+	_, err = out.WriteTo(w)
+	return err
 }
 
 func envOr(name, def string) string {

@@ -75,6 +75,22 @@ func (rb *recipeBroker) sync(dsn string) {
 	rb.Reload()
 }
 
+// A device id that is also a user of the --include file fails the export
+// with nothing written: its output may go straight to the live file.
+func TestMosquittoPasswdWritesNothingWhenItFails(t *testing.T) {
+	s := startServer(t, Config{})
+	for i := range 60 { // more than a buffer's 4 KiB of lines before the clash
+		s.createDevice(fmt.Sprintf("lobby-%02d", i))
+	}
+	include := filepath.Join(t.TempDir(), "server.passwd")
+	os.WriteFile(include, []byte("lobby-59:"+secrets.MosquittoHash(serverMQTTPassword)+"\n"), 0o600)
+	var out, notes strings.Builder
+	if rc := runMosquittoPasswd(context.Background(), []string{"--db", s.cfg.DB, "--include", include}, &out, &notes); rc != 1 ||
+		!strings.Contains(notes.String(), `device id "lobby-59" is also a user in`) || out.Len() > 0 {
+		t.Fatalf("exit %d, wrote %d bytes, said %q", rc, out.Len(), notes.String())
+	}
+}
+
 // An export from a database without devicehooks' tables (before the first
 // start, or the wrong database) fails and says why: a file without the devices
 // must never replace the live one. Its output is not to be used.
