@@ -51,6 +51,8 @@ type External struct {
 	lost chan struct{} // closed when the current connection drops
 
 	stop chan struct{}
+
+	reminders reminders // watch's; a test's may be sooner
 }
 
 // publishAckTimeout bounds how long a publish may wait for the broker's PUBACK
@@ -66,6 +68,8 @@ func NewExternal(cfg ExternalConfig) *External {
 		log: cfg.Logger, url: secrets.RedactURL(cfg.URL), subs: map[string]paho.MessageHandler{},
 		lost: make(chan struct{}),
 		stop: make(chan struct{}),
+
+		reminders: defaultReminders,
 	}
 	opts := paho.NewClientOptions().
 		AddBroker(cfg.URL).
@@ -154,6 +158,7 @@ func (x *External) connect() {
 		if err == nil {
 			return
 		}
+		x.reconnects.Add(1) // counted as paho's are, for watch's reminder
 		if msg := err.Error(); msg != logged {
 			x.log.Error("mqtt broker: cannot connect; retrying", "broker", x.url, "err", err)
 			logged = msg
@@ -186,17 +191,17 @@ func (x *External) reconnectFailed(err error) {
 // down notes that the connection is down, from now unless it already was.
 func (x *External) down() { x.downSince.CompareAndSwap(0, time.Now().UnixNano()) }
 
-// downReminder is how often watch says the broker is still away; it looks every
-// watchEvery.
-const (
-	downReminder = time.Minute
-	watchEvery   = 10 * time.Second
-)
+// reminders are when watch says the broker is still away: first so long
+// into an outage, then every so often, looking at every tick.
+type reminders struct{ first, every, tick time.Duration }
+
+var defaultReminders = reminders{first: 30 * time.Second, every: time.Minute, tick: 10 * time.Second}
 
 // watch logs, while the broker stays away, for how long it has been (paho's
 // reconnect attempts say nothing), so that an outage is not silent in the log.
 func (x *External) watch() {
-	t := time.NewTicker(watchEvery)
+	r := x.reminders
+	t := time.NewTicker(r.tick)
 	defer t.Stop()
 	var last time.Time
 	for {
@@ -213,7 +218,7 @@ func (x *External) watch() {
 		down := time.Since(time.Unix(0, since))
 		// Half a tick's slack: the tick a minute after the last reminder
 		// comes a hair under a minute after it (it was logged after its tick).
-		if down >= 30*time.Second && time.Since(last) >= downReminder-watchEvery/2 {
+		if down >= r.first && time.Since(last) >= r.every-r.tick/2 {
 			x.log.Warn("mqtt broker still unreachable; commands wait in the database until it is back",
 				"broker", x.url, "down", down.Round(time.Second), "reconnect_attempts", x.reconnects.Load())
 			last = time.Now()
