@@ -272,7 +272,7 @@ func TestHelpShowsNoSecretFromTheEnvironment(t *testing.T) {
 	t.Setenv("DEVICEHOOKS_ADMIN_TOKEN", "dha_envtoken-0123456789abcdef0123456789")
 	t.Setenv("DEVICEHOOKS_MQTT_PASSWORD", "env-broker-password")
 	t.Setenv("DEVICEHOOKS_DB", "postgres://dh:env-db-password@127.0.0.1/dh")
-	for _, cmd := range []string{"serve", "simulate", "mosquitto-passwd", "reset-password"} {
+	for _, cmd := range []string{"serve", "simulate", "mosquitto-passwd", "reset-password", "copy-db"} {
 		out := &testenv.Buffer{}
 		if code := run(context.Background(), []string{cmd, "-h"}, out, out); code != 0 {
 			t.Errorf("%s -h: exit %d", cmd, code)

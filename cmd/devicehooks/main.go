@@ -58,6 +58,7 @@ Usage:
   devicehooks simulate [flags]   run simulated players against a server
   devicehooks mosquitto-passwd   print a Mosquitto password file of the devices (external broker)
   devicehooks reset-password     set a new password for a web UI account (a forgotten one)
+  devicehooks copy-db            copy the database into a new one (SQLite to PostgreSQL)
   devicehooks version            print the version
 `
 
@@ -75,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runMosquittoPasswd(ctx, args[1:], stdout, stderr)
 	case "reset-password":
 		return runResetPassword(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "copy-db":
+		return runCopyDB(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, buildVersion())
 		return 0
