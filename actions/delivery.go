@@ -85,6 +85,12 @@ type Delivery struct {
 
 	// OnPublished, if set, is called when the broker has taken a command.
 	OnPublished func(commandID string, at time.Time)
+	// reads are the reads of what waits in the database that have pages
+	// left to send (sendPending), sent a page at a time by Run between its
+	// other work; page is how many commands a page holds (pendingPage).
+	reads []*pendingRead
+	page  int
+
 	// AcksHeld, if set, tells whether the tracker holds acks the database
 	// refused (a full disk). Meanwhile no send is forgotten: a command whose
 	// mark failed with them may have its ack among them, and is not sent
@@ -148,6 +154,7 @@ func NewDelivery(st *store.Store, pub Publisher, topics Topics, presence *Presen
 		flushMarks: make(chan chan struct{}),
 		sent:       map[string]time.Time{},
 		picked:     map[string]time.Time{},
+		page:       pendingPage,
 		landed:     queue.New[[]string](markQueue),
 		failed:     make(chan failedSend, 4096),
 		held:       map[string][]heldCmd{},
@@ -250,7 +257,15 @@ func (dl *Delivery) Run(ctx context.Context, resyncEvery time.Duration) {
 			release.Reset(releaseEvery)
 			releasing = true
 		}
+		// A read of what waits with pages left: the next page at once,
+		// between the other work, until none is left.
+		var reading chan struct{}
+		if len(dl.reads) > 0 {
+			reading = alwaysReady
+		}
 		select {
+		case <-reading:
+			dl.readNext(ctx)
 		case <-release.C:
 			releasing = false
 			dl.release(dl.clock())
@@ -324,20 +339,21 @@ func (dl *Delivery) do(ctx context.Context, w work) {
 	dl.pruneSent(now)
 	dl.sendAll(w.cmds, false, now)
 	if len(w.devices) > 0 {
-		dl.sendPending(ctx, w.devices, true, now, nil)
+		dl.sendPending(ctx, &pendingRead{devices: w.devices, states: queuedOrUnacked}, now)
 	}
 	if len(w.retry) > 0 {
 		// What the broker dropped may be a command published before and sent
 		// again to a new session: take the published ones too, but send only
 		// those that failed, not every older one still unacked.
 		devices := slices.Compact(slices.Sorted(maps.Values(w.retry)))
-		dl.sendPending(ctx, devices, true, now, func(c *store.Command) bool {
+		dl.sendPending(ctx, &pendingRead{devices: devices, states: queuedOrUnacked, keep: func(c *store.Command) bool {
 			_, dropped := w.retry[c.ID]
 			return dropped || c.State == store.StateQueued
-		})
+		}}, now)
 	}
-	if w.resync {
-		dl.sendPending(ctx, dl.presence.OnlineIDs(), false, now, nil)
+	// Not while a resync's read still has pages: it would read those again.
+	if w.resync && !slices.ContainsFunc(dl.reads, func(r *pendingRead) bool { return r.resync }) {
+		dl.sendPending(ctx, &pendingRead{devices: dl.presence.OnlineIDs(), states: queued, resync: true}, now)
 	}
 	dl.forgetMu.Lock()
 	forgets := dl.forgets
@@ -353,30 +369,70 @@ func (dl *Delivery) do(ctx context.Context, w work) {
 	}
 }
 
-// sendPending sends the unexpired queued commands of devices, and with unacked
-// also those published before but never acked (for a device that reconnected);
-// keep, if not nil, picks which of them.
-func (dl *Delivery) sendPending(ctx context.Context, ids []string, unacked bool, now time.Time, keep func(*store.Command) bool) {
-	if len(ids) == 0 || !dl.pub.Connected() {
-		return
+// sendPending sends the unexpired commands that wait for r's devices in r's
+// states. Its first page goes out now; Run sends the others, a page at a
+// time between its other work (readNext).
+func (dl *Delivery) sendPending(ctx context.Context, r *pendingRead, now time.Time) {
+	if len(r.devices) > 0 && dl.readPage(ctx, r, now) {
+		r.devices = slices.Clone(r.devices) // the caller's may be reused (Run's came-online batch)
+		dl.reads = append(dl.reads, r)
 	}
-	states := []string{store.StateQueued}
-	if unacked {
-		states = append(states, store.StatePublished)
+}
+
+// pendingRead is a read of the commands that wait for some devices, a page
+// of pendingPage at a time, store.MaxPendingDevices devices at a time.
+type pendingRead struct {
+	devices []string                  // the devices whose commands are still to read, the first ones' being read
+	states  []string                  // queued, or queuedOrUnacked for a device that reconnected
+	keep    func(*store.Command) bool // which of them to send, if not all
+	resync  bool                      // every online device's
+	after   store.PendingAfter        // where the first devices' next page begins
+}
+
+// The states a read of what waits takes: queued commands, and for a device
+// that reconnected those published before but never acked too.
+var (
+	queued          = []string{store.StateQueued}
+	queuedOrUnacked = []string{store.StateQueued, store.StatePublished}
+)
+
+// pendingPage is how many commands a read of those that wait takes at a time.
+const pendingPage = 10000
+
+// readPage sends r's next page, and tells whether r has more. A read whose
+// broker is away ends: the broker's return sends everything again.
+func (dl *Delivery) readPage(ctx context.Context, r *pendingRead, now time.Time) (more bool) {
+	if !dl.pub.Connected() {
+		return false
 	}
-	cmds, err := dl.st.PendingCommands(ctx, ids, states, now, 10000)
+	chunk := r.devices[:min(len(r.devices), store.MaxPendingDevices)]
+	cmds, err := dl.st.PendingCommands(ctx, chunk, r.states, now, r.after, dl.page)
 	if err != nil {
 		// Cut short by shutdown, it is no error: they stay queued in the
 		// store, and the next start sends them.
 		if ctx.Err() == nil {
 			dl.log.Error("load pending commands", "err", err)
 		}
-		return
+		return false
 	}
-	if keep != nil {
-		cmds = slices.DeleteFunc(cmds, func(c store.Command) bool { return !keep(&c) })
+	if len(cmds) == dl.page { // these devices have more
+		r.after = store.After(&cmds[len(cmds)-1])
+	} else {
+		r.devices, r.after = r.devices[len(chunk):], store.PendingAfter{}
+	}
+	if r.keep != nil {
+		cmds = slices.DeleteFunc(cmds, func(c store.Command) bool { return !r.keep(&c) })
 	}
 	dl.sendAll(cmds, true, now)
+	return len(r.devices) > 0
+}
+
+// readNext sends the next page of the first read that has more.
+func (dl *Delivery) readNext(ctx context.Context) {
+	if !dl.readPage(ctx, dl.reads[0], dl.clock()) {
+		dl.reads[0] = nil
+		dl.reads = dl.reads[1:]
+	}
 }
 
 // onlineBatch is how many devices that came online Run serves at a time.

@@ -179,6 +179,80 @@ func TestReconnectStormSendsWhatWaits(t *testing.T) {
 	}
 }
 
+// TestABacklogGoesOutPageAfterPage: what waits for devices that come online,
+// more than a read's page, goes out at once, page after page, each device's
+// in order and once; it waited for the next resync, 30 s later, a page at a
+// time, and expired meanwhile (a backlog of 354,000 commands went out at
+// 10,000 every 30 s). Between the pages, other work goes on: a trigger's
+// commands go out before the backlog is through.
+func TestABacklogGoesOutPageAfterPage(t *testing.T) {
+	ctx := context.Background()
+	st := tempStore(t)
+	const devices, each = 30, 20 // 600 commands, pages of 50
+	now := time.Now().UTC()
+	var nds []*store.NewDispatch
+	for k := range each {
+		nd := &store.NewDispatch{Dispatch: store.Dispatch{ID: fmt.Sprintf("x%02d", k), ActionID: "a", ActionName: "a", EventID: "evt",
+			Function: LoadURL, Method: "POST", Targets: devices, CreatedAt: now.Add(time.Duration(k) * time.Millisecond)}}
+		for d := range devices {
+			id := fmt.Sprintf("d%02d", d)
+			if k == 0 {
+				createDevice(t, st, id)
+			}
+			nd.Commands = append(nd.Commands, store.Command{ID: fmt.Sprintf("c%s-%02d", id, k), DispatchID: nd.Dispatch.ID, DeviceID: id,
+				State: store.StateQueued, Function: LoadURL, Payload: fmt.Sprint(k), CreatedAt: nd.Dispatch.CreatedAt, ExpiresAt: now.Add(time.Hour)})
+		}
+		nds = append(nds, nd)
+	}
+	if _, err := st.WriteDispatches(ctx, nds); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	presence := NewPresence(st, log, true)
+	if err := presence.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{got: map[string][]string{}}
+	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
+	dl.page = 50
+	for d := range devices {
+		presence.Subscribed(fmt.Sprintf("d%02d", d))
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { dl.Run(runCtx, time.Hour); close(ran) }() // no resync: only the came-online path sends
+	defer func() { cancel(); <-ran }()
+
+	sent := func() int {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		n := 0
+		for _, got := range rec.got {
+			n += len(got)
+		}
+		return n
+	}
+	testenv.WaitFor(t, 10*time.Second, "the backlog to go out", func() bool { return sent() >= devices*each })
+	time.Sleep(100 * time.Millisecond) // anything sent twice would show by now
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	want := make([]string, each)
+	for k := range each {
+		want[k] = fmt.Sprint(k)
+	}
+	for d := range devices {
+		topic := fmt.Sprintf("dh/devices/d%02d/commands", d)
+		if got := rec.got[topic]; !slices.Equal(got, want) {
+			t.Fatalf("%s got %q, want each once, in order", topic, got)
+		}
+	}
+	cancel()
+	<-ran
+	if len(dl.reads) != 0 {
+		t.Fatalf("%d reads left", len(dl.reads))
+	}
+}
+
 // A desired state that could not be read is published again at the next
 // resync, not left stale in the broker for every player that restarts.
 func TestUnreadableDesiredStateIsPublishedAtTheNextResync(t *testing.T) {
@@ -200,7 +274,7 @@ func TestShutdownCutsReadsShortQuietly(t *testing.T) {
 	dl := NewDelivery(st, &recorder{got: map[string][]string{}}, Topics{Prefix: "dh"}, NewPresence(st, log, true), log)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	dl.sendPending(ctx, []string{"d1"}, true, time.Now(), nil)
+	dl.sendPending(ctx, &pendingRead{devices: []string{"d1"}, states: queuedOrUnacked}, time.Now())
 	dl.publishDesired(ctx, []string{"d1"})
 	if logged.Len() > 0 {
 		t.Fatalf("shutdown's cut-short reads were logged:\n%s", logged.String())

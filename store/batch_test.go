@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -82,7 +83,7 @@ func TestWriteBatch(t *testing.T) {
 			!sameTime(c.CreatedAt, want.CreatedAt) || !sameTime(c.ExpiresAt, want.ExpiresAt) || c.PublishedAt != nil || c.AckedAt != nil || c.Detail != "" {
 			t.Errorf("command read back: %+v, want %+v", c, want)
 		}
-		pending, err := st.PendingCommands(ctx, []string{"d1"}, []string{store.StateQueued}, time.Now(), 10)
+		pending, err := st.PendingCommands(ctx, []string{"d1"}, []string{store.StateQueued}, time.Now(), store.PendingAfter{}, 10)
 		if err != nil || len(pending) != 2 || pending[0].Payload != "{}" {
 			t.Fatalf("pending for d1: %+v %v", pending, err)
 		}
@@ -205,24 +206,45 @@ func TestWriteBatchLeavesOutRefusedRequests(t *testing.T) {
 	})
 }
 
-// PendingCommands reads a thousand devices at a time and stops at its limit
-// in all, not at the limit for each thousand (a resync of 10,000 online
-// devices would otherwise load ten times what it asked for).
-func TestPendingCommandsLimitIsForAll(t *testing.T) {
+// PendingCommands read page after page, each after the last one's command,
+// gives every command that waits once, in order (commands of one dispatch
+// share their creation time); it takes a thousand devices at most.
+func TestPendingCommandsPageByPage(t *testing.T) {
 	eachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
-		devices := make([]string, 2500)
-		for i := range devices {
-			devices[i] = fmt.Sprintf("dev%04d", i)
-		}
-		if _, err := st.WriteBatch(ctx, &store.Batch{Dispatches: []*store.NewDispatch{newDispatch("wide", devices, "")}}); err != nil {
-			t.Fatal(err)
-		}
-		for _, limit := range []int{700, 1500, 3000} {
-			got, err := st.PendingCommands(ctx, devices, []string{store.StateQueued}, time.Now(), limit)
-			if err != nil || len(got) != min(limit, len(devices)) {
-				t.Fatalf("limit %d: %d commands, %v", limit, len(got), err)
+		devices := []string{"d1", "d2", "d3"}
+		var want []string
+		for k := range 7 {
+			nd := newDispatch(fmt.Sprintf("x%d", k), devices, "")
+			nd.Dispatch.CreatedAt = nd.Dispatch.CreatedAt.Add(time.Duration(k) * time.Microsecond)
+			for i := range nd.Commands {
+				nd.Commands[i].CreatedAt = nd.Dispatch.CreatedAt
+				want = append(want, nd.Commands[i].ID)
 			}
+			if _, err := st.WriteBatch(ctx, &store.Batch{Dispatches: []*store.NewDispatch{nd}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []string
+		after := store.PendingAfter{}
+		for range len(want) {
+			page, err := st.PendingCommands(ctx, devices, []string{store.StateQueued}, time.Now(), after, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range page {
+				got = append(got, c.ID)
+			}
+			if len(page) < 4 {
+				break
+			}
+			after = store.After(&page[len(page)-1])
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("page by page: %v\nwant %v", got, want)
+		}
+		if _, err := st.PendingCommands(ctx, make([]string, store.MaxPendingDevices+1), []string{store.StateQueued}, time.Now(), store.PendingAfter{}, 4); err == nil {
+			t.Fatal("a read of more devices than it takes")
 		}
 	})
 }

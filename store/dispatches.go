@@ -433,26 +433,38 @@ func (s *Store) CommandCounts(ctx context.Context, dispatchIDs []string) (map[st
 	return out, nil
 }
 
-// PendingCommands returns the unexpired commands of the given devices in the given
-// open states (queued, and published-but-unacked when a device reconnects), at
-// most limit in all: read a thousand devices at a time, each thousand's oldest
-// first.
-func (s *Store) PendingCommands(ctx context.Context, deviceIDs, states []string, now time.Time, limit int) ([]Command, error) {
-	var out []Command
-	for _, chunk := range chunks(deviceIDs, 1000) {
-		if len(out) >= limit {
-			break
-		}
-		var cs []Command
-		err := s.db.WithContext(ctx).
-			Where("device_id IN ? AND "+openStates+" AND state IN ? AND expires_at > ?", chunk, states, now.UTC()).
-			Order("created_at, id").Limit(limit - len(out)).Find(&cs).Error
-		if err != nil {
-			return nil, wrap("list pending commands", err)
-		}
-		out = append(out, cs...)
+// PendingAfter is where a read of pending commands goes on from: after the
+// command of this creation time and id, in the order they are read. Its zero
+// value is the start.
+type PendingAfter struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// After is the place after c, to read the page that follows it.
+func After(c *Command) PendingAfter { return PendingAfter{CreatedAt: c.CreatedAt, ID: c.ID} }
+
+// MaxPendingDevices is how many devices one read of PendingCommands may name.
+const MaxPendingDevices = 1000
+
+// PendingCommands returns a page of the unexpired commands of the given
+// devices (MaxPendingDevices at most) in the given open states (queued, and
+// published-but-unacked when a device reconnects): at most limit, the oldest
+// after `after`. Read page after page, each device's commands come in their
+// order.
+func (s *Store) PendingCommands(ctx context.Context, deviceIDs, states []string, now time.Time, after PendingAfter, limit int) ([]Command, error) {
+	if len(deviceIDs) > MaxPendingDevices {
+		return nil, fmt.Errorf("store: list pending commands: %d devices, more than %d", len(deviceIDs), MaxPendingDevices)
 	}
-	return out, nil
+	q := s.db.WithContext(ctx).
+		Where("device_id IN ? AND "+openStates+" AND state IN ? AND expires_at > ?", deviceIDs, states, now.UTC())
+	if after.ID != "" {
+		at := after.CreatedAt.UTC() // as it was written: SQLite compares the text
+		q = q.Where("(created_at > ? OR (created_at = ? AND id > ?))", at, at, after.ID)
+	}
+	var cs []Command
+	err := q.Order("created_at, id").Limit(limit).Find(&cs).Error
+	return cs, wrap("list pending commands", err)
 }
 
 // MarkPublished moves queued commands to published. A command that an ack already

@@ -200,7 +200,7 @@ func TestOpenCommandQueriesUseTheOpenIndex(t *testing.T) {
 	if err := st.CreateDevice(ctx, testDevice("d1")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.PendingCommands(ctx, []string{"d1"}, []string{StateQueued}, time.Now(), 10); err != nil {
+	if _, err := st.PendingCommands(ctx, []string{"d1"}, []string{StateQueued}, time.Now(), PendingAfter{}, 10); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.DeleteDevice(ctx, "d1"); err != nil {

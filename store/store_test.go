@@ -299,7 +299,7 @@ func TestDispatchBatchAndCommandLifecycle(t *testing.T) {
 		if applied, _ := st.ApplyAcks(ctx, []store.Ack{{CommandID: "x1-d2", DeviceID: "d2", State: store.StateSucceeded, At: late}}); applied[0] {
 			t.Fatal("an ack after the command's expiry settled it")
 		}
-		pending, err := st.PendingCommands(ctx, []string{"d2"}, []string{store.StateQueued}, now, 100)
+		pending, err := st.PendingCommands(ctx, []string{"d2"}, []string{store.StateQueued}, now, store.PendingAfter{}, 100)
 		if err != nil || len(pending) != 1 || pending[0].ID != "x3-d2" {
 			t.Fatalf("pending queued for d2: %v %v", pending, err)
 		}
