@@ -295,11 +295,13 @@ func asciiEqualFold(s, lower string) bool {
 // RedactURL returns a URL for a log line, with the password of its user info
 // (tcp://user:pass@host) replaced by "xxxxx", and so the value of a password
 // in its query (PostgreSQL's ?password=, ?sslpassword=). If s does not parse
-// (a password with a bare '/' or '%'), everything between "://" and the last
-// '@' is replaced.
+// (a password with a bare '/' or '%'), or parses with an '@' past its host
+// (a bare '#' or '?' in a password, which net/url takes for the fragment's or
+// the query's start, and pgx, as libpq, for the password's), everything
+// between "://" and the last '@' is replaced.
 func RedactURL(s string) string {
 	u, err := url.Parse(s)
-	if err == nil {
+	if err == nil && !strings.Contains(u.Opaque+u.Path+u.RawQuery+u.Fragment, "@") {
 		if u.RawQuery != "" {
 			params := strings.Split(u.RawQuery, "&")
 			for i, p := range params {

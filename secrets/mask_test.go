@@ -350,6 +350,11 @@ func TestRedactURL(t *testing.T) {
 		"postgres://u@db/x?sslmode=disable&password=S3cret&application_name=dh": "postgres://u@db/x?sslmode=disable&password=xxxxx&application_name=dh",
 		"postgres://u@db/x?PassWord=S3cret&sslpassword=k3y":                     "postgres://u@db/x?PassWord=xxxxx&sslpassword=xxxxx",
 		"postgres://u@db/x?pass%77ord=S3cret":                                   "postgres://u@db/x?pass%77ord=xxxxx",
+		// What pgx reads as a password, as libpq does, and net/url as a port
+		// and a fragment or a query.
+		"postgres://app:2024#Secret@db/app": "postgres://xxxxx@db/app",
+		"postgres://app:5432?x@db/app":      "postgres://xxxxx@db/app",
+		"postgres://app:se@cr#et@db/app":    "postgres://xxxxx@db/app",
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
