@@ -32,7 +32,7 @@ func (s *Store) UpdateGroup(ctx context.Context, g *Group, check func(current *G
 		if err := forUpdate(tx).Where("id = ?", g.ID).Take(&cur).Error; err != nil {
 			return err
 		}
-		err := tx.Model(&GroupMember{}).Where("group_id = ?", g.ID).Order("device_id").Pluck("device_id", &cur.DeviceIDs).Error
+		err := tx.Model(&GroupMember{}).Where("group_id = ?", g.ID).Order(inByteOrder(tx, "device_id")).Pluck("device_id", &cur.DeviceIDs).Error
 		if err != nil {
 			return err
 		}
@@ -144,7 +144,7 @@ func (s *Store) Groups(ctx context.Context, p Page) ([]Group, int64, error) {
 		gs[i].DeviceIDs = []string{}
 	}
 	var ms []GroupMember
-	if err := s.db.WithContext(ctx).Where("group_id IN ?", ids).Order("device_id").Find(&ms).Error; err != nil {
+	if err := s.db.WithContext(ctx).Where("group_id IN ?", ids).Order(inByteOrder(s.db, "device_id")).Find(&ms).Error; err != nil {
 		return nil, 0, wrap("list group members", err)
 	}
 	for _, m := range ms {
@@ -212,8 +212,19 @@ func (s *Store) Group(ctx context.Context, id string) (*Group, error) {
 func (s *Store) GroupDeviceIDs(ctx context.Context, groupID string) ([]string, error) {
 	ids := []string{}
 	err := s.db.WithContext(ctx).Model(&GroupMember{}).Where("group_id = ?", groupID).
-		Order("device_id").Pluck("device_id", &ids).Error
+		Order(inByteOrder(s.db, "device_id")).Pluck("device_id", &ids).Error
 	return ids, wrap("list group members", err)
+}
+
+// inByteOrder is an ORDER BY term that orders a text column in byte order,
+// as Go sorts strings (the API answers a group's new members so): with
+// PostgreSQL's collation, "Dev_1", "b.1" and "dev-1" come in its locale's
+// order. SQLite's is byte order already.
+func inByteOrder(db *gorm.DB, column string) string {
+	if db.Dialector.Name() == "postgres" {
+		return column + ` COLLATE "C"`
+	}
+	return column
 }
 
 // DeleteGroup removes a group; a group that an action targets is ErrConflict.
