@@ -5,17 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
+	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
-// copyBatch is how many rows Copy inserts a statement: within both
-// databases' limits on a statement's parameters (14 columns at most).
+// copyBatch is how many rows Copy inserts a statement: 500 rows of at most
+// 17 columns (api_keys), within both databases' limits on a statement's
+// parameters (SQLite's 32,766, PostgreSQL's 65,535).
 const copyBatch = 500
 
-// copied lists the tables Copy moves, a group's members after the devices
-// and groups they name. The scratch table of write probes is not among them.
+// copied lists the tables Copy moves, each in the order of its foreign
+// keys (a group's members after the devices and groups they name): every
+// table of schemaModels but the scratch one of write probes
+// (TestCopyMovesEveryTable).
 var copied = []struct {
 	model any
 	copy  func(ctx context.Context, dst *gorm.DB, src *gorm.DB) (int64, error)
@@ -36,23 +40,33 @@ var copied = []struct {
 	{&Setting{}, copyRows[Setting]},
 }
 
+// schemaSettings are the settings that record a database's schema: each
+// database keeps its own, and Copy moves none.
+var schemaSettings = []string{schemaVersionSetting, compatibleFromSetting}
+
 // ErrNotEmpty is Copy's refusal of a destination that already holds data.
 var ErrNotEmpty = errors.New("the database to copy into already holds data: copy into a new, empty one")
 
 // Copy copies every row of src into dst, a database that Open has just made
-// (it holds no row but its schema's record), in one transaction of dst: all
-// of it or, on an error, none. The rows go as they are, ids, event ids,
-// hashes and sealed keys with them, so that the copy serves the same keys,
-// links, device tokens and history under the same server secret (whose
-// fingerprint is a setting: a start with another secret is refused). Of the
-// settings, dst keeps its own schema record; a counter takes src's value.
-// progress is told each table's name and rows as it is done. Neither store
-// may be in use meanwhile: open both as the active instance.
+// (it holds no row but its schema's record, and counters at zero), in one
+// transaction of dst: all of it or, on an error, none. The rows go as they
+// are, ids, event ids, hashes and sealed keys with them, so that the copy
+// serves the same keys, links, device tokens and history under the same
+// server secret (whose fingerprint is a setting: a start with another secret
+// is refused). src must be of this build's schema, so that every column is
+// read. progress is told each table's name and rows as it is done. Neither
+// store may be in use meanwhile: open both as the active instance.
 func Copy(ctx context.Context, dst, src *Store, progress func(table string, rows int64)) error {
-	if err := dst.checkEmpty(ctx); err != nil {
+	if err := src.checkSchemaIsThisBuilds(ctx); err != nil {
 		return err
 	}
-	return wrap("copy", dst.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	if err := dst.CheckEmpty(ctx); err != nil {
+		return err
+	}
+	err := dst.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Where("1 = 1").Delete(&Counter{}).Error; err != nil { // src's values instead
+			return err
+		}
 		for _, c := range copied {
 			n, err := c.copy(ctx, tx, src.db.WithContext(ctx))
 			if err != nil {
@@ -63,26 +77,47 @@ func Copy(ctx context.Context, dst, src *Store, progress func(table string, rows
 			}
 		}
 		return nil
-	}))
+	})
+	if err != nil {
+		return wrap("copy", err)
+	}
+	if dst.postgres { // statistics for the planner, which has none for the rows
+		return wrap("copy: analyze", dst.db.WithContext(ctx).Exec("ANALYZE").Error)
+	}
+	return nil
 }
 
-// checkEmpty refuses a database with a row in any table Copy fills, but
-// for the settings that Open writes (the schema's record) and the counters
-// it starts at zero.
-func (s *Store) checkEmpty(ctx context.Context) error {
+// checkSchemaIsThisBuilds refuses a database whose recorded schema is not
+// SchemaVersion: a column this build does not know would not be copied, and
+// one it knows but the database lacks would be copied as a zero.
+func (s *Store) checkSchemaIsThisBuilds(ctx context.Context) error {
+	v, err := s.Setting(ctx, schemaVersionSetting)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if v != strconv.Itoa(SchemaVersion) {
+		return fmt.Errorf("store: copy: the database to copy has schema version %q, this build's is %d: "+
+			"serve it with this build once first (or copy it with the build that serves it)", v, SchemaVersion)
+	}
+	return nil
+}
+
+// CheckEmpty returns ErrNotEmpty if a table Copy fills has a row (but for
+// the schema's record among the settings, and counters at zero).
+func (s *Store) CheckEmpty(ctx context.Context) error {
 	for _, c := range copied {
 		q := s.db.WithContext(ctx).Model(c.model)
 		switch c.model.(type) {
 		case *Setting:
-			q = q.Where("name NOT IN ?", []string{schemaVersionSetting, compatibleFromSetting})
+			q = q.Where("name NOT IN ?", schemaSettings)
 		case *Counter:
 			q = q.Where("value <> 0")
 		}
-		var n int64
-		if err := q.Limit(1).Count(&n).Error; err != nil {
+		var found []int
+		if err := q.Select("1").Limit(1).Scan(&found).Error; err != nil {
 			return wrap("copy", err)
 		}
-		if n > 0 {
+		if len(found) > 0 {
 			return fmt.Errorf("%w (%s has rows)", ErrNotEmpty, tableName(s.db, c.model))
 		}
 	}
@@ -90,23 +125,21 @@ func (s *Store) checkEmpty(ctx context.Context) error {
 }
 
 // copyRows copies the rows of T's table from src to dst, reading them one
-// at a time and inserting them copyBatch at a time. A row whose key dst has
-// already (a setting Open wrote) is kept as dst has it, but a counter,
-// which takes src's value.
+// at a time and inserting them copyBatch at a time, and returns how many.
 func copyRows[T any](ctx context.Context, dst *gorm.DB, src *gorm.DB) (int64, error) {
 	stmt := &gorm.Statement{DB: dst}
 	if err := stmt.Parse(new(T)); err != nil {
 		return 0, err
 	}
-	rows, err := src.Model(new(T)).Rows()
+	q := src.Model(new(T))
+	if _, ok := any(new(T)).(*Setting); ok {
+		q = q.Where("name NOT IN ?", schemaSettings)
+	}
+	rows, err := q.Rows()
 	if err != nil {
 		return 0, err
 	}
 	defer rows.Close()
-	onConflict := clause.OnConflict{DoNothing: true}
-	if _, ok := any(new(T)).(*Counter); ok {
-		onConflict = clause.OnConflict{Columns: []clause.Column{{Name: "name"}}, DoUpdates: clause.AssignmentColumns([]string{"value"})}
-	}
 	var total int64
 	batch := make([]map[string]any, 0, copyBatch)
 	flush := func() error {
@@ -115,7 +148,10 @@ func copyRows[T any](ctx context.Context, dst *gorm.DB, src *gorm.DB) (int64, er
 		}
 		// As maps of the columns: from a struct, gorm writes a column's
 		// default in place of a value that is its type's zero ('[]' for '').
-		res := dst.Table(stmt.Schema.Table).Clauses(onConflict).Create(&batch)
+		res := dst.Table(stmt.Schema.Table).Create(&batch)
+		if res.Error == nil && res.RowsAffected != int64(len(batch)) {
+			return fmt.Errorf("wrote %d rows of %d", res.RowsAffected, len(batch))
+		}
 		total += res.RowsAffected
 		batch = batch[:0]
 		return res.Error
@@ -130,6 +166,7 @@ func copyRows[T any](ctx context.Context, dst *gorm.DB, src *gorm.DB) (int64, er
 		for _, f := range stmt.Schema.Fields {
 			if f.DBName != "" {
 				cols[f.DBName], _ = f.ValueOf(ctx, rv)
+				cols[f.DBName] = inUTC(cols[f.DBName])
 			}
 		}
 		if batch = append(batch, cols); len(batch) == copyBatch {
@@ -145,6 +182,22 @@ func copyRows[T any](ctx context.Context, dst *gorm.DB, src *gorm.DB) (int64, er
 		return total, err
 	}
 	return total, flush()
+}
+
+// inUTC is a time in UTC, as the store writes every time: pgx reads one in
+// the machine's zone, and SQLite keeps it as text with its offset, which
+// its comparisons (an expiry, a page's place) take as text.
+func inUTC(v any) any {
+	switch t := v.(type) {
+	case time.Time:
+		return t.UTC()
+	case *time.Time:
+		if t != nil {
+			u := t.UTC()
+			return &u
+		}
+	}
+	return v
 }
 
 // tableName is the table of a model, as gorm names it.

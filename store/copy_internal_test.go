@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,11 @@ func TestCopyMovesEveryRowAsItIs(t *testing.T) {
 	}
 	src := open(filepath.Join(t.TempDir(), "src.db"))
 	fillEveryTable(t, src)
+	// A time read with an offset (pgx reads one in the machine's zone) goes
+	// in as UTC: SQLite compares the text.
+	if err := src.db.Exec(`UPDATE commands SET created_at = '2026-11-25 12:00:00.5+02:00' WHERE id = 'c2'`).Error; err != nil {
+		t.Fatal(err)
+	}
 
 	pg := open(testenv.Postgres(t))
 	var tables []string
@@ -46,9 +52,56 @@ func TestCopyMovesEveryRowAsItIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameRows(t, back, src)
+	direct := open(filepath.Join(t.TempDir(), "direct.db"))
+	if err := Copy(ctx, direct, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameRows(t, direct, src)
+	var text string
+	if err := direct.db.Raw(`SELECT created_at || '' FROM commands WHERE id = 'c2'`).Scan(&text).Error; err != nil || text != "2026-11-25 10:00:00.5+00:00" {
+		t.Fatalf("a time with an offset, copied: %q, %v", text, err)
+	}
 
 	if err := Copy(ctx, back, src, nil); !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "admin_users has rows") {
 		t.Fatalf("a copy into a database with data: %v", err)
+	}
+}
+
+// Copy moves every table of the schema but the write probes' scratch one.
+func TestCopyMovesEveryTable(t *testing.T) {
+	moved := map[reflect.Type]bool{}
+	for _, c := range copied {
+		moved[reflect.TypeOf(c.model)] = true
+	}
+	for _, m := range schemaModels {
+		if _, probe := m.(*WriteProbe); moved[reflect.TypeOf(m)] == probe {
+			t.Errorf("%T: copied %v", m, moved[reflect.TypeOf(m)])
+		}
+	}
+	if len(copied) != len(schemaModels)-1 {
+		t.Errorf("%d tables copied of %d", len(copied), len(schemaModels))
+	}
+}
+
+// A database of another schema than this build's is not copied: a column
+// this build does not know would be left behind.
+func TestCopyRefusesAnotherSchema(t *testing.T) {
+	ctx := context.Background()
+	src, err := Open(ctx, filepath.Join(t.TempDir(), "src.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := Open(ctx, filepath.Join(t.TempDir(), "dst.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if err := src.db.Exec(`UPDATE settings SET value = ? WHERE name = ?`, strconv.Itoa(SchemaVersion+1), schemaVersionSetting).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := Copy(ctx, dst, src, nil); err == nil || !strings.Contains(err.Error(), "serve it with this build once first") {
+		t.Fatalf("a newer schema copied: %v", err)
 	}
 }
 

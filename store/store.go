@@ -244,12 +244,14 @@ func (s *Store) Pragma(ctx context.Context, name string) (string, error) {
 	return v, err
 }
 
+// schemaModels are the models of the store's tables.
+var schemaModels = append([]any{
+	&APIKey{}, &AdminToken{}, &Device{}, &Group{}, &GroupMember{},
+	&Action{}, &Dispatch{}, &Command{}, &Idempotency{}, &RequestLog{}, &Counter{}, &Setting{}, &WriteProbe{},
+}, userModels...)
+
 func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
-	models := []any{
-		&APIKey{}, &AdminToken{}, &Device{}, &Group{}, &GroupMember{},
-		&Action{}, &Dispatch{}, &Command{}, &Idempotency{}, &RequestLog{}, &Counter{}, &Setting{}, &WriteProbe{},
-	}
-	err := s.db.WithContext(ctx).AutoMigrate(append(models, userModels...)...)
+	err := s.db.WithContext(ctx).AutoMigrate(schemaModels...)
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}

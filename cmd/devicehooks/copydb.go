@@ -80,8 +80,21 @@ func copyDB(ctx context.Context, from, to string, stdout io.Writer) error {
 		return err
 	}
 	defer src.Close()
-	dst, err := store.Open(ctx, to, nil, store.AsTheActiveInstance(inUse(to)))
-	if err != nil {
+	// Looked at as it is first: one that holds data (a --to that names the
+	// wrong database) must not have its schema upgraded before it is refused.
+	dst, err := store.Open(ctx, to, nil, store.AsTheActiveInstance(inUse(to)), store.WithoutMigration())
+	switch {
+	case errors.Is(err, store.ErrNoSchema): // new: its tables are made below
+	case err != nil:
+		return err
+	default:
+		err = dst.CheckEmpty(ctx)
+		dst.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if dst, err = store.Open(ctx, to, nil, store.AsTheActiveInstance(inUse(to))); err != nil {
 		return err
 	}
 	defer dst.Close()

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"devicehooks/internal/testenv"
+	"devicehooks/store"
 )
 
 // TestCopyDBMovesADeploymentToPostgreSQL: an SQLite deployment copied into
@@ -35,7 +38,24 @@ func TestCopyDBMovesADeploymentToPostgreSQL(t *testing.T) {
 	copyDB(1, "a devicehooks instance serves")
 	old.stop()
 	copyDB(0, "Copied")
+	// A destination with data is refused before its schema is touched: one
+	// recorded as older (a wrong --to, of an older build) keeps its record.
+	side, err := sql.Open("pgx", pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer side.Close()
+	if _, err := side.Exec(`UPDATE settings SET value = '1' WHERE name = 'schema_version'`); err != nil {
+		t.Fatal(err)
+	}
 	copyDB(1, "already holds data")
+	var version string
+	if err := side.QueryRow(`SELECT value FROM settings WHERE name = 'schema_version'`).Scan(&version); err != nil || version != "1" {
+		t.Fatalf("the refused destination's schema record: %q, %v", version, err)
+	}
+	if _, err := side.Exec(`UPDATE settings SET value = $1 WHERE name = 'schema_version'`, strconv.Itoa(store.SchemaVersion)); err != nil {
+		t.Fatal(err)
+	}
 
 	s := startServer(t, Config{DB: pg, SecretFile: old.cfg.SecretFile})
 	if d := s.mustCall(http.StatusOK, "GET", "/api/v1/dispatches/"+before, nil); d["targets"] != float64(1) {
