@@ -351,6 +351,9 @@ func (dl *Delivery) do(ctx context.Context, w work) {
 			return dropped || c.State == store.StateQueued
 		}}, now)
 	}
+	if w.allDesired { // the broker is back (or work was dropped): a resync under way starts over
+		dl.reads = slices.DeleteFunc(dl.reads, func(r *pendingRead) bool { return r.resync })
+	}
 	// Not while a resync's read still has pages: it would read those again.
 	if w.resync && !slices.ContainsFunc(dl.reads, func(r *pendingRead) bool { return r.resync }) {
 		dl.sendPending(ctx, &pendingRead{devices: dl.presence.OnlineIDs(), states: queued, resync: true}, now)
@@ -370,10 +373,16 @@ func (dl *Delivery) do(ctx context.Context, w work) {
 }
 
 // sendPending sends the unexpired commands that wait for r's devices in r's
-// states. Its first page goes out now; Run sends the others, a page at a
-// time between its other work (readNext).
+// states. Its first page goes out now, unless other reads have pages left:
+// Run sends those first, in turn, then the others, a page at a time between
+// its other work (readNext). One after the other, a device's commands go out
+// in order: a read of queued ones only (a resync) does not send newer ones
+// before the unacked older ones another read is on its way to.
 func (dl *Delivery) sendPending(ctx context.Context, r *pendingRead, now time.Time) {
-	if len(r.devices) > 0 && dl.readPage(ctx, r, now) {
+	if len(r.devices) == 0 {
+		return
+	}
+	if len(dl.reads) > 0 || dl.readPage(ctx, r, now) {
 		r.devices = slices.Clone(r.devices) // the caller's may be reused (Run's came-online batch)
 		dl.reads = append(dl.reads, r)
 	}
@@ -416,7 +425,7 @@ func (dl *Delivery) readPage(ctx context.Context, r *pendingRead, now time.Time)
 		return false
 	}
 	if len(cmds) == dl.page { // these devices have more
-		r.after = store.After(&cmds[len(cmds)-1])
+		r.after = store.AfterCommand(&cmds[len(cmds)-1])
 	} else {
 		r.devices, r.after = r.devices[len(chunk):], store.PendingAfter{}
 	}

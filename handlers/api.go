@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
@@ -59,7 +60,12 @@ func takesQuery(log *slog.Logger, names []string) gin.HandlerFunc {
 		takes = "takes " + strings.Join(names, ", ")
 	}
 	return func(c *gin.Context) {
-		for _, name := range slices.Sorted(maps.Keys(c.Request.URL.Query())) { // the same one named first every time
+		query, err := url.ParseQuery(c.Request.URL.RawQuery)
+		if err != nil { // a pair that does not read (a ';'), which would be dropped without a word
+			respondError(c, log, badRequest("the query cannot be read: %v", err))
+			return
+		}
+		for _, name := range slices.Sorted(maps.Keys(query)) { // the same one named first every time
 			if !slices.Contains(names, name) {
 				respondError(c, log, badRequest("%q is not a query parameter of %s %s, which %s", name, c.Request.Method, c.FullPath(), takes))
 				return

@@ -69,7 +69,7 @@ type webhookRequest struct {
 type webhookAnswer struct {
 	actions.Accepted
 	Settled  *bool           `json:"settled,omitempty"`
-	Commands []commandResult `json:"commands,omitempty"`
+	Commands []commandResult `json:"commands,omitzero"` // [] when waited for a dispatch to no device
 }
 
 type commandResult struct {

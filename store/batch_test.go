@@ -238,7 +238,7 @@ func TestPendingCommandsPageByPage(t *testing.T) {
 			if len(page) < 4 {
 				break
 			}
-			after = store.After(&page[len(page)-1])
+			after = store.AfterCommand(&page[len(page)-1])
 		}
 		if !slices.Equal(got, want) {
 			t.Fatalf("page by page: %v\nwant %v", got, want)

@@ -441,8 +441,8 @@ type PendingAfter struct {
 	ID        string
 }
 
-// After is the place after c, to read the page that follows it.
-func After(c *Command) PendingAfter { return PendingAfter{CreatedAt: c.CreatedAt, ID: c.ID} }
+// AfterCommand is the place after c, to read the page that follows it.
+func AfterCommand(c *Command) PendingAfter { return PendingAfter{CreatedAt: c.CreatedAt, ID: c.ID} }
 
 // MaxPendingDevices is how many devices one read of PendingCommands may name.
 const MaxPendingDevices = 1000
