@@ -42,7 +42,8 @@ var errPostgresURL = errors.New("cannot parse the PostgreSQL URL: write it as po
 // told apart (pgconn's words) from those about a setting's value (sslmode,
 // a CA file). Since pgx v5.11, which reads URLs as libpq does, an unencoded
 // / in the password ends the host part, so that what came before it is
-// read as a host and a port: "invalid port".
+// read as a host and a port: "invalid port". A port that is wrong in itself
+// gets the same advice, which covers it too.
 func isURLShapeError(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "failed to parse as URL") || strings.Contains(msg, ": invalid port")
