@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
@@ -46,7 +47,43 @@ func readJSONBody(c *gin.Context) ([]byte, error) {
 	if !utf8.Valid(body) {
 		return nil, badRequest("the body is not valid UTF-8, which JSON must be")
 	}
+	if loneSurrogate(body) {
+		return nil, badRequest(`the body escapes half of a UTF-16 surrogate pair alone (such as \ud800), which is no character`)
+	}
 	return bytes.TrimPrefix(body, utf8BOM), nil
+}
+
+// loneSurrogate tells whether a JSON text has an escape of half a UTF-16
+// surrogate pair without the other half ("\ud800x"), which encoding/json
+// decodes as U+FFFD: a name other than the one sent would be saved.
+func loneSurrogate(b []byte) bool {
+	escaped := func(i int) (rune, bool) { // the \uXXXX at i
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 16)
+		return rune(n), err == nil
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		r, ok := escaped(i)
+		if !ok { // another escape (\\, \n): its next byte is no escape's start
+			i++
+			continue
+		}
+		i += 5
+		if !utf16.IsSurrogate(r) {
+			continue
+		}
+		low, ok := escaped(i + 1)
+		if r >= 0xdc00 || !ok || low < 0xdc00 || low > 0xdfff {
+			return true
+		}
+		i += 6
+	}
+	return false
 }
 
 // readLimited reads a request body of at most limit bytes (413 beyond it).

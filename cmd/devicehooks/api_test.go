@@ -145,11 +145,18 @@ func TestManagementAPIInput(t *testing.T) {
 
 	// Malformed JSON is a 400; so is a body that is not an object, and one
 	// that is not UTF-8 (decoded, its bytes would become U+FFFD in the name).
-	for _, body := range []string{`{"name":`, `[]`, `{"name":"a"} {"name":"b"}`, `{"name":"a"}}`, `{"name":"a"}]`, "{\"name\":\"\xff\xfe\"}"} {
+	for _, body := range []string{`{"name":`, `[]`, `{"name":"a"} {"name":"b"}`, `{"name":"a"}}`, `{"name":"a"}]`, "{\"name\":\"\xff\xfe\"}",
+		`{"name":"\ud800x"}`, `{"name":"x\udc00"}`, `{"name":"\ud83d\u0041"}`, `{"name":"\\\ud800"}`} { // half a surrogate pair: U+FFFD, decoded
+
 		req, _ := http.NewRequest("POST", s.base+"/api/v1/groups", bytes.NewReader([]byte(body)))
 		req.Header.Set("Authorization", "Bearer "+testAdminToken)
 		status, ans := s.do(req)
 		wantError(t, body, status, ans, http.StatusBadRequest, "bad_request")
+	}
+
+	// A whole pair is a character, and an escaped backslash before a u no escape.
+	if g := s.mustCall(http.StatusCreated, "POST", "/api/v1/groups", json.RawMessage(`{"name":"\ud83d\ude00 \\ud800"}`)); g["name"] != "\U0001F600 \\ud800" {
+		t.Fatalf("a name with a surrogate pair: %q", g["name"])
 	}
 
 	// The scheme is case-insensitive.
