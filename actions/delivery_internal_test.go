@@ -140,28 +140,42 @@ func (f markerFunc) MarkPublished(_ context.Context, ids []string, _ time.Time) 
 	return nil
 }
 
+// runDelivery runs a Delivery on st that publishes to a recorder, with
+// devices online (all before Run starts: it finds them come online
+// together) and no resync, until stop; a page, if not 0, is its reads'.
+func runDelivery(t *testing.T, st *store.Store, devices []string, page int) (dl *Delivery, rec *recorder, stop func()) {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	presence := NewPresence(st, log, true)
+	if err := presence.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rec = &recorder{got: map[string][]string{}}
+	dl = NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
+	if page > 0 {
+		dl.page = page
+	}
+	for _, id := range devices {
+		presence.Subscribed(id)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { dl.Run(ctx, time.Hour); close(ran) }()
+	return dl, rec, sync.OnceFunc(func() { cancel(); <-ran })
+}
+
 // TestReconnectStormSendsWhatWaits: devices that come online together, more than
 // one query's worth, each get the command that waited for them, once.
 func TestReconnectStormSendsWhatWaits(t *testing.T) {
-	ctx := context.Background()
 	st := tempStore(t)
 	const devices = 2500
 	queuedDispatch(t, st, devices)
-
-	log := slog.New(slog.DiscardHandler)
-	presence := NewPresence(st, log, true)
-	if err := presence.Load(ctx); err != nil {
-		t.Fatal(err)
+	ids := make([]string, devices)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("d%04d", i)
 	}
-	rec := &recorder{got: map[string][]string{}}
-	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
-	for i := range devices { // all before Run starts: it finds more than a batch waiting
-		presence.Subscribed(fmt.Sprintf("d%04d", i))
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	ran := make(chan struct{})
-	go func() { dl.Run(runCtx, time.Hour); close(ran) }() // no resync: only the came-online path sends
-	defer func() { cancel(); <-ran }()
+	_, rec, stop := runDelivery(t, st, ids, 0)
+	defer stop()
 
 	testenv.WaitFor(t, 10*time.Second, "every device to get its command", func() bool {
 		rec.mu.Lock()
@@ -206,21 +220,12 @@ func TestABacklogGoesOutPageAfterPage(t *testing.T) {
 	if _, err := st.WriteDispatches(ctx, nds); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.DiscardHandler)
-	presence := NewPresence(st, log, true)
-	if err := presence.Load(ctx); err != nil {
-		t.Fatal(err)
+	ids := make([]string, devices)
+	for d := range ids {
+		ids[d] = fmt.Sprintf("d%02d", d)
 	}
-	rec := &recorder{got: map[string][]string{}}
-	dl := NewDelivery(st, rec, Topics{Prefix: "dh"}, presence, log)
-	dl.page = 50
-	for d := range devices {
-		presence.Subscribed(fmt.Sprintf("d%02d", d))
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	ran := make(chan struct{})
-	go func() { dl.Run(runCtx, time.Hour); close(ran) }() // no resync: only the came-online path sends
-	defer func() { cancel(); <-ran }()
+	dl, rec, stop := runDelivery(t, st, ids, 50)
+	defer stop()
 
 	sent := func() int {
 		rec.mu.Lock()
@@ -245,8 +250,7 @@ func TestABacklogGoesOutPageAfterPage(t *testing.T) {
 			t.Fatalf("%s got %q, want each once, in order", topic, got)
 		}
 	}
-	cancel()
-	<-ran
+	stop()
 	if len(dl.reads) != 0 {
 		t.Fatalf("%d reads left", len(dl.reads))
 	}
