@@ -53,6 +53,11 @@ func MaskQuery(raw string) string {
 		}
 		if eq := strings.IndexByte(raw[start:end], '='); eq > 0 {
 			name, vstart := raw[start:start+eq], start+eq+1
+			if start > 0 {
+				// A link copied out of HTML, "…&amp;sig=…", which the
+				// webhook reads as "…&sig=…" (linkQuery).
+				name = strings.TrimPrefix(name, "amp;")
+			}
 			if kept, ok := hiddenParam(name, raw[vstart:end]); ok {
 				out = appendMasked(out, raw, last, vstart, kept)
 				last = end
