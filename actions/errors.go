@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -72,8 +73,10 @@ func ErrorCode(err error) Code {
 }
 
 // CheckText refuses text a database cannot hold or a person cannot read: invalid
-// UTF-8, NUL and other control characters (tab and newlines aside), or more than
-// max characters (as people, the UI's fields and PostgreSQL's varchar count them,
+// UTF-8, NUL and other control characters (tab and newlines aside; C1's too,
+// U+009B starts a terminal's escape sequence), the bidirectional controls that
+// reorder the text shown around them (isBidiControl), or more than max
+// characters (as people, the UI's fields and PostgreSQL's varchar count them,
 // not bytes). PostgreSQL rejects NUL and invalid UTF-8, so this runs before any write.
 func CheckText(field, s string, max int) error {
 	if !utf8.ValidString(s) {
@@ -83,11 +86,32 @@ func CheckText(field, s string, max int) error {
 		return Invalid(field, "must be at most %d characters", max)
 	}
 	for _, r := range s {
-		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+		if unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r' {
 			return Invalid(field, "must not contain control characters")
+		}
+		if isBidiControl(r) {
+			return Invalid(field, "must not contain bidirectional controls (U+202A to U+202E, U+2066 to U+2069), which reorder the text around them")
 		}
 	}
 	return nil
+}
+
+// isBidiControl tells the bidirectional embeddings, overrides and isolates
+// (U+202A to U+202E, U+2066 to U+2069): shown, they reorder the text around
+// them, so that "\u202egnp.exe" reads "exe.png".
+func isBidiControl(r rune) bool { return r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 }
+
+// Readable is text from outside, kept as it came (a player's ack detail, a
+// caller's user agent and event id), with what would read as something else
+// turned into spaces: control characters (C0, DEL and C1; U+0085 is a line
+// break) and the bidirectional controls.
+func Readable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || isBidiControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // MaxName is how long a name (of an action, device, group, key or token) may be.

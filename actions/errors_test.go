@@ -17,10 +17,24 @@ func TestCheckName(t *testing.T) {
 		"nul\x00":                   false,
 		string([]byte{0xff, 'a'}):   false,
 		"Emergency: north stairs ✓": true,
+		"מסך כניסה":                 true, // right to left, without controls
+		"c1 \u009b31m":              false,
+		"next line \u0085":          false,
+		"\u202egnp.exe":             false, // shows as "exe.png"
+		"isolate \u2066x\u2069":     false,
+		"a mark \u200f":             true, // a right-to-left mark reorders nothing around it
 	} {
 		if err := CheckName("name", name); (err == nil) != ok {
 			t.Errorf("CheckName(%.20q) = %v, want ok %v", name, err, ok)
 		}
+	}
+}
+
+// Text from outside keeps what it says, and what would read as something
+// else becomes a space.
+func TestReadable(t *testing.T) {
+	if got := Readable("curl/8 \u009b31m\u202eexe.png\ttab ✓"); got != "curl/8  31m exe.png tab ✓" {
+		t.Fatalf("Readable: %q", got)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	"devicehooks/internal/logevery"
 	"devicehooks/internal/queue"
@@ -154,12 +153,7 @@ func ParseAck(payload []byte) (AckMessage, error) {
 	default:
 		return a, Errorf(CodeBadRequest, "ack status %q is not succeeded, failed or rejected", a.Status)
 	}
-	a.Detail = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) { // C0, DEL and C1 (U+0085 is a line break too)
-			return ' '
-		}
-		return r
-	}, Truncate(a.Detail, 500))
+	a.Detail = Readable(Truncate(a.Detail, 500))
 	return a, nil
 }
 

@@ -101,7 +101,7 @@ func (h *webhookHandler) record(c *gin.Context, serve func(*gin.Context, *call))
 	eventID := secrets.Mask(cl.eventID)
 	rec := store.RequestLog{
 		ID: actions.NewID(), At: start.UTC(), Method: c.Request.Method, Source: c.ClientIP(),
-		UserAgent: actions.Truncate(c.Request.UserAgent(), 200), EventID: actions.Truncate(eventID, 64),
+		UserAgent: actions.Readable(actions.Truncate(c.Request.UserAgent(), 200)), EventID: actions.Readable(actions.Truncate(eventID, 64)),
 		Status: c.Writer.Status(), Code: cl.code, DispatchID: cl.dispatchID, LatencyUS: d.Microseconds(),
 	}
 	if cl.caller != nil {

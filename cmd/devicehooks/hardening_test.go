@@ -504,7 +504,7 @@ func TestRequestLogKeepsNoKeySentAsTheEventID(t *testing.T) {
 	_, key, eventID := setupLoadURL(t, s)
 	status, body := s.post(eventID, `{"event_id":"`+key+`"}`)
 	wantError(t, "the key and the event id swapped", status, body, http.StatusUnauthorized, "unauthorized")
-	status, body = s.post(key, `{"event_id":"`+key+`"}`)
+	status, body = s.post(key, `{"event_id":"`+key+`"}`, "User-Agent", "x\u009b31m \u202eRTL")
 	wantError(t, "the key as the event id", status, body, http.StatusNotFound, "unknown_event")
 	testenv.WaitFor(t, 5*time.Second, "both calls in the request log", func() bool {
 		return s.mustCall(http.StatusOK, "GET", "/api/v1/requests", nil)["total"] == float64(2)
@@ -513,6 +513,12 @@ func TestRequestLogKeepsNoKeySentAsTheEventID(t *testing.T) {
 		r := it.(map[string]any)
 		if got, _ := r["event_id"].(string); strings.Contains(got, key[4:]) || !strings.HasPrefix(got, "dhk_") || !strings.HasSuffix(got, "…") {
 			t.Errorf("a key sent as the event id is logged as %q, want it masked (dhk_xxxxxx…)", got)
+		}
+		// What would read as something else, in the UI or an admin's
+		// terminal: a C1 control (an escape sequence's start) and a
+		// bidirectional override.
+		if ua := r["user_agent"].(string); strings.ContainsAny(ua, "\u009b\u202e") {
+			t.Errorf("a user agent is logged as %q", ua)
 		}
 	}
 }
