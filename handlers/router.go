@@ -65,6 +65,11 @@ func New(d Deps) (http.Handler, error) {
 	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
 		return nil, err
 	}
+	// X-Forwarded-For alone, whose last address a proxy appends: gin also
+	// believes X-Real-IP by default, and takes it when X-Forwarded-For does
+	// not read, which let a caller behind a proxy that does not set it name
+	// any address (a key's ranges, the sign-in lockout).
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
 	failures := logevery.New(time.Second) // see logFailure
 	r.Use(func(c *gin.Context) { c.Set(ctxFailureLines, failures) }, accessLog(d.Log), recovery(d.Log))
 	r.HandleMethodNotAllowed = true

@@ -49,6 +49,20 @@ func isURLShapeError(err error) bool {
 	return strings.Contains(msg, "failed to parse as URL") || strings.Contains(msg, ": invalid port")
 }
 
+// hostHasAt tells a configuration whose host, or a fallback's, has an '@'
+// in it, which no host name has.
+func hostHasAt(pc *pgx.ConnConfig) bool {
+	if strings.Contains(pc.Host, "@") {
+		return true
+	}
+	for _, f := range pc.Fallbacks {
+		if strings.Contains(f.Host, "@") {
+			return true
+		}
+	}
+	return false
+}
+
 // libpqKeywords are the keywords of a libpq key=value connection string
 // ("host=db user=app password=…") that one begins with, or that holds a
 // password.
@@ -92,6 +106,11 @@ func openPostgres(dsn string, cfg *gorm.Config) (*gorm.DB, error) {
 		return nil, errPostgresURL
 	case err != nil:
 		return nil, err // pgx's own, the password masked: "unable to read CA file", say
+	case hostHasAt(pc):
+		// An unencoded @ in the password: pgx, as libpq, ends the user
+		// info at the first one, and the rest of the password is taken
+		// for the host, which the connection's error would quote.
+		return nil, errPostgresURL
 	}
 	pc.DialFunc = postgresDialer(max(10*time.Second, pc.ConnectTimeout)).DialContext
 	if pc.RuntimeParams["application_name"] == "" {

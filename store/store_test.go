@@ -957,6 +957,7 @@ func TestUnreadableDSNIsNotQuoted(t *testing.T) {
 	for _, c := range []struct{ dsn, want string }{
 		{"postgres://dh:Kq7Zp3Xw9mR12%zz345@127.0.0.1:15433/devicehooks", "percent-encoded (%2F, %3F, %23, %40, %3A, %25)"},
 		{"postgres://dh:Kq7Zp3Xw/9mR12345@127.0.0.1:15433/devicehooks", "percent-encoded"},
+		{"postgres://dh:Kq7Zp3Xw@9mR12345@127.0.0.1:15433/devicehooks", "percent-encoded"},
 		{"host=127.0.0.1 port=15433 user=dh password=Kq7Zp3Xw9mR12345 dbname=devicehooks sslmode=disable", "write it as a URL, postgres://"},
 		{"host=db user=dh password=Kq7Zp3Xw9mR12345 sslmode=verify-full sslrootcert=/etc/ca.pem target_session_attrs=read-write", "write it as a URL"},
 		{"dbname=devicehooks password='Kq7Zp3Xw 9mR12345'", "write it as a URL"},

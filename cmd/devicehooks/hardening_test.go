@@ -892,3 +892,38 @@ func TestAKeyWhoseLimitsDoNotReadRefusesCalls(t *testing.T) {
 	status, ans = s.call("PUT", "/api/v1/api-keys/"+id, map[string]any{"name": "renamed"})
 	wantError(t, "an edit", status, ans, http.StatusConflict, "conflict")
 }
+
+// TestTrustedProxiesAppendTheClient: behind --trusted-proxies, the client is
+// the last address a trusted proxy appended to X-Forwarded-For; an address
+// the caller wrote before it, or in X-Real-IP, does not get a key past its
+// ranges. Without the flag, X-Forwarded-For is not read at all.
+func TestTrustedProxiesAppendTheClient(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		t.Run(fmt.Sprint("trusted ", trusted), func(t *testing.T) {
+			cfg := Config{}
+			if trusted {
+				cfg.TrustedProxies = "127.0.0.1" // the test's calls come from there: the proxy
+			}
+			s := startServer(t, cfg)
+			s.createDevice("lobby-1")
+			ev := s.createAction("restart", map[string]any{"type": "device", "id": "lobby-1"}, nil)
+			k := s.mustCall(http.StatusCreated, "POST", "/api/v1/api-keys", map[string]any{"name": "office", "cidrs": []string{"203.0.113.0/24"}})
+			key := k["key"].(string)
+			for _, tc := range []struct {
+				headers []string
+				want    int
+			}{
+				{[]string{"X-Forwarded-For", "203.0.113.5"}, map[bool]int{true: 200, false: 403}[trusted]},
+				{[]string{"X-Forwarded-For", "203.0.113.5, 198.51.100.7"}, 403}, // the caller's own, then the proxy's
+				{[]string{"X-Real-IP", "203.0.113.5"}, 403},
+				{[]string{"X-Forwarded-For", "198.51.100.7:51234", "X-Real-IP", "203.0.113.5"}, 403},
+				{nil, 403},
+			} {
+				status, ans := s.post(key, `{"event_id":"`+ev+`"}`, tc.headers...)
+				if status != tc.want {
+					t.Errorf("%v: %d %v, want %d", tc.headers, status, ans, tc.want)
+				}
+			}
+		})
+	}
+}
