@@ -68,8 +68,12 @@ Flags:
 
 func copyDB(ctx context.Context, from, to string, stdout io.Writer) error {
 	if !store.IsPostgres(from) {
-		if _, err := os.Stat(from); err != nil {
+		fi, err := os.Stat(from)
+		if err != nil {
 			return fmt.Errorf("database %s: %w", from, err)
+		}
+		if tf, err := os.Stat(to); err == nil && os.SameFile(fi, tf) { // "dh.db" and "./dh.db"
+			return fmt.Errorf("--from and --to are the same database, %s", from)
 		}
 	}
 	src, err := store.Open(ctx, from, nil, store.AsTheActiveInstance(inUse(from)), store.WithoutMigration())

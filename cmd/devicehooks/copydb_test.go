@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,6 +38,11 @@ func TestCopyDBMovesADeploymentToPostgreSQL(t *testing.T) {
 	}
 	copyDB(1, "a devicehooks instance serves")
 	old.stop()
+	out := &testenv.Buffer{}
+	if code := run(context.Background(), []string{"copy-db", "--from", old.cfg.DB, "--to", filepath.Dir(old.cfg.DB) + "/./" + filepath.Base(old.cfg.DB)}, out, out); code != 1 ||
+		!strings.Contains(out.String(), "the same database") {
+		t.Fatalf("copy-db into itself: exit %d:\n%s", code, out)
+	}
 	copyDB(0, "Copied")
 	// A destination with data is refused before its schema is touched: one
 	// recorded as older (a wrong --to, of an older build) keeps its record.
