@@ -77,6 +77,12 @@ func (l *Limits) Problems(had Limits) []error {
 	case len(bad) > 1:
 		ps = append(ps, actions.Invalid(fmt.Sprintf("cidrs[%d]", first), "%s are not addresses or CIDR ranges", actions.Enumerate(bad)))
 	}
+	// A key that would be dead on saving; an expiry already past, kept as
+	// it was (a key read and sent back), is left alone.
+	if at := l.ExpiresAt; at != nil && !at.After(time.Now()) && (had.ExpiresAt == nil || !had.ExpiresAt.Equal(*at)) {
+		ps = append(ps, actions.Invalid("expires_at", "is in the past: the key would stop working at once. "+
+			"To stop it now, revoke or disable it; otherwise choose a later time, or none for no expiry"))
+	}
 	if r := l.Rate; r != nil {
 		inRange := r.PerSecond >= MinRate && r.PerSecond <= 100000    // false for NaN
 		kept := had.Rate != nil && *had.Rate == *r && r.PerSecond > 0 // saved before MinRate

@@ -150,10 +150,8 @@ func (u *ui) saveKeyLimits(c *gin.Context) {
 		switch {
 		case err != nil:
 			errs["expires_at"] = "a date and time, or empty for no expiry"
-		case !t.After(time.Now()) && (had == nil || had.UTC().Format(expiresLayout) != v.ExpiresAt):
-			// The key would be dead on saving; an expiry already past, kept
-			// as it was, is left alone.
-			errs["expires_at"] = "is in the past: the key would stop working at once. To stop it now, revoke or disable it; otherwise choose a later time, or leave it empty for no expiry"
+		case had != nil && had.UTC().Format(expiresLayout) == v.ExpiresAt:
+			t = *had // as it was, to the second the form does not show: Limits.Problems leaves it alone
 		}
 		v.Limits.ExpiresAt = &t
 	}

@@ -256,6 +256,23 @@ func TestManagementAPIAsAToolReadsIt(t *testing.T) {
 		t.Errorf("a compressed body: %q", d)
 	}
 
+	// A key that would be dead on saving is refused, as the UI's form
+	// refuses it; one whose expiry has passed since, sent back as read, is
+	// not.
+	status, ans = s.call("POST", "/api/v1/api-keys", map[string]any{"name": "k", "expires_at": "2020-01-01T00:00:00Z"})
+	wantError(t, "a key that expired before it was made", status, ans, http.StatusUnprocessableEntity, "invalid_params")
+	if f := ans["error"].(map[string]any)["field"]; f != "expires_at" {
+		t.Errorf("a key that expired before it was made: field %v", f)
+	}
+	soon := time.Now().Add(time.Second).UTC()
+	short := s.mustCall(http.StatusCreated, "POST", "/api/v1/api-keys", map[string]any{"name": "short", "expires_at": soon.Format(time.RFC3339Nano)})
+	time.Sleep(time.Until(soon) + 50*time.Millisecond)
+	shortPath := "/api/v1/api-keys/" + short["id"].(string)
+	s.mustCall(http.StatusNoContent, "PUT", shortPath, s.mustCall(http.StatusOK, "GET", shortPath, nil))
+	s.mustCall(http.StatusNoContent, "PUT", shortPath, map[string]any{"name": "short, renamed"})
+	status, ans = s.call("PUT", shortPath, map[string]any{"expires_at": "2020-01-01T00:00:00Z"})
+	wantError(t, "an expiry moved into the past", status, ans, http.StatusUnprocessableEntity, "invalid_params")
+
 	key := s.mustCall(http.StatusCreated, "POST", "/api/v1/api-keys", map[string]any{"name": "k", "expires_at": "2027-01-01T00:00:00+02:00"})
 	read = s.mustCall(http.StatusOK, "GET", "/api/v1/api-keys/"+key["id"].(string), nil)
 	if key["expires_at"] != "2026-12-31T22:00:00Z" || read["expires_at"] != key["expires_at"] {

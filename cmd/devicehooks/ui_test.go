@@ -1279,9 +1279,10 @@ func TestUI(t *testing.T) {
 		other := s.mustCall(http.StatusCreated, "POST", "/api/v1/actions", map[string]any{
 			"name": "Another action", "function": "refresh_content", "target": map[string]any{"type": "all"},
 		})["id"].(string)
+		expires := time.Now().Add(time.Second).UTC() // expired by the time the page is opened: one in the past is refused
 		limited := map[string]map[string]any{
 			"disabled":            {"disabled": true},
-			"expired":             {"expires_at": "2020-01-01T00:00:00Z"},
+			"expired":             {"expires_at": expires.Format(time.RFC3339Nano)},
 			"POST only":           {"methods": []string{"POST"}},
 			"not for this action": {"actions": []string{other}},
 		}
@@ -1293,6 +1294,7 @@ func TestUI(t *testing.T) {
 			ids[label] = id
 			t.Cleanup(func() { s.call("DELETE", "/api/v1/api-keys/"+id, nil) })
 		}
+		time.Sleep(time.Until(expires) + 50*time.Millisecond)
 		b.open("/actions/" + actionID + "/link")
 		option := func(id string) string {
 			return evalIn[string](b, fmt.Sprintf(`document.querySelector('#key_id option[value=%q]').textContent`, id))
