@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -923,11 +924,26 @@ func TestTrustedProxiesAppendTheClient(t *testing.T) {
 				{[]string{"X-Real-IP", "203.0.113.5"}, 403},
 				{[]string{"X-Forwarded-For", "198.51.100.7:51234", "X-Real-IP", "203.0.113.5"}, 403},
 				{nil, 403},
+				{[]string{"X-Forwarded-For", "::ffff:203.0.113.6"}, map[bool]int{true: 200, false: 403}[trusted]}, // IPv4 as IPv6
 			} {
 				status, ans := s.post(key, `{"event_id":"`+ev+`"}`, tc.headers...)
 				if status != tc.want {
 					t.Errorf("%v: %d %v, want %d", tc.headers, status, ans, tc.want)
 				}
+			}
+			if !trusted {
+				return
+			}
+			// The request log keeps one caller as one source.
+			testenv.WaitFor(t, 5*time.Second, "the calls in the request log", func() bool {
+				return s.mustCall(http.StatusOK, "GET", "/api/v1/requests?code=success", nil)["total"] == float64(2)
+			})
+			var sources []string
+			for _, it := range s.mustCall(http.StatusOK, "GET", "/api/v1/requests?code=success", nil)["items"].([]any) {
+				sources = append(sources, it.(map[string]any)["source"].(string))
+			}
+			if slices.Sort(sources); fmt.Sprint(sources) != "[203.0.113.5 203.0.113.6]" {
+				t.Errorf("the accepted calls' sources: %v", sources)
 			}
 		})
 	}
