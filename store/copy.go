@@ -20,25 +20,20 @@ const copyBatch = 500
 // keys (a group's members after the devices and groups they name): every
 // table of schemaModels but the scratch one of write probes
 // (TestCopyMovesEveryTable).
-var copied = []struct {
+var copied = []copiedTable{
+	tableOf[AdminUser](), tableOf[Session](), tableOf[AdminToken](), tableOf[APIKey](),
+	tableOf[Device](), tableOf[Group](), tableOf[GroupMember](), tableOf[Action](),
+	tableOf[Dispatch](), tableOf[Command](), tableOf[Idempotency](), tableOf[RequestLog](),
+	tableOf[Counter](), tableOf[Setting](),
+}
+
+// copiedTable is a table Copy moves: its model, and copyRows of its type.
+type copiedTable struct {
 	model any
 	copy  func(ctx context.Context, dst *gorm.DB, src *gorm.DB) (int64, error)
-}{
-	{&AdminUser{}, copyRows[AdminUser]},
-	{&Session{}, copyRows[Session]},
-	{&AdminToken{}, copyRows[AdminToken]},
-	{&APIKey{}, copyRows[APIKey]},
-	{&Device{}, copyRows[Device]},
-	{&Group{}, copyRows[Group]},
-	{&GroupMember{}, copyRows[GroupMember]},
-	{&Action{}, copyRows[Action]},
-	{&Dispatch{}, copyRows[Dispatch]},
-	{&Command{}, copyRows[Command]},
-	{&Idempotency{}, copyRows[Idempotency]},
-	{&RequestLog{}, copyRows[RequestLog]},
-	{&Counter{}, copyRows[Counter]},
-	{&Setting{}, copyRows[Setting]},
 }
+
+func tableOf[T any]() copiedTable { return copiedTable{model: new(T), copy: copyRows[T]} }
 
 // schemaSettings are the settings that record a database's schema: each
 // database keeps its own, and Copy moves none.
@@ -165,8 +160,8 @@ func copyRows[T any](ctx context.Context, dst *gorm.DB, src *gorm.DB) (int64, er
 		rv := reflect.ValueOf(&r).Elem()
 		for _, f := range stmt.Schema.Fields {
 			if f.DBName != "" {
-				cols[f.DBName], _ = f.ValueOf(ctx, rv)
-				cols[f.DBName] = inUTC(cols[f.DBName])
+				v, _ := f.ValueOf(ctx, rv)
+				cols[f.DBName] = inUTC(v)
 			}
 		}
 		if batch = append(batch, cols); len(batch) == copyBatch {

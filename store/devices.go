@@ -258,7 +258,7 @@ func lockRows(tx *gorm.DB, model any, ids []string, strength string) error {
 		var locked []string
 		// In byte order, as SavePresence sorts: the database's own collation
 		// may order "Dev-2" and "b" otherwise.
-		err := tx.Model(model).Where("id IN ?", chunk).Order(`id COLLATE "C"`).
+		err := tx.Model(model).Where("id IN ?", chunk).Order(inByteOrder(tx, "id")).
 			Clauses(clause.Locking{Strength: strength}).Pluck("id", &locked).Error
 		if err != nil {
 			return err
