@@ -179,9 +179,9 @@ func copyRows[T any](ctx context.Context, dst *gorm.DB, src *gorm.DB) (int64, er
 	return total, flush()
 }
 
-// inUTC is a time in UTC, as the store writes every time: pgx reads one in
-// the machine's zone, and SQLite keeps it as text with its offset, which
-// its comparisons (an expiry, a page's place) take as text.
+// inUTC is a time in UTC, as the store writes every time: SQLite keeps it
+// as text with its offset, which its comparisons (an expiry, a page's place)
+// take as text, so a time from a database written otherwise goes in as UTC.
 func inUTC(v any) any {
 	switch t := v.(type) {
 	case time.Time:

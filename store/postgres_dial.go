@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"net"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -117,5 +119,15 @@ func openPostgres(dsn string, cfg *gorm.Config) (*gorm.DB, error) {
 		// Its connections, told apart in pg_stat_activity.
 		pc.RuntimeParams["application_name"] = "devicehooks"
 	}
-	return gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDB(*pc)}), cfg)
+	return gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDB(*pc, stdlib.OptionAfterConnect(readTimesInUTC))}), cfg)
+}
+
+// readTimesInUTC has a connection read a timestamptz in UTC, as SQLite's are
+// read and as every time is written: pgx reads one in the machine's zone, so
+// a server run with TZ=America/New_York answered its API's times at -05:00.
+func readTimesInUTC(_ context.Context, conn *pgx.Conn) error {
+	conn.TypeMap().RegisterType(&pgtype.Type{
+		Name: "timestamptz", OID: pgtype.TimestamptzOID, Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC},
+	})
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -97,6 +98,54 @@ func TestSQLiteCheckpointsInTheBackground(t *testing.T) {
 func device(id string) *store.Device {
 	now := time.Now().UTC()
 	return &store.Device{ID: id, Name: id, TokenHash: "hash-" + id, MosquittoHash: "m", CreatedAt: now, UpdatedAt: now}
+}
+
+// Every time is read back in UTC, on PostgreSQL too, where pgx read them in
+// the machine's zone: a server run with TZ=America/New_York answered its
+// API's times at -05:00, which api.md says are in UTC.
+func TestTimesAreReadInUTC(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		expires := time.Now().UTC().Add(time.Hour)
+		if err := st.CreateDevice(ctx, device("d1")); err != nil {
+			t.Fatal(err)
+		}
+		key := &store.APIKey{ID: "k1", Name: "k", Prefix: "p", LookupHash: "h", CreatedAt: time.Now().UTC(), ExpiresAt: &expires}
+		if err := st.CreateAPIKey(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{newDispatch("disp", []string{"d1"}, "")}); err != nil {
+			t.Fatal(err)
+		}
+		d, err := st.Device(ctx, "d1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := st.APIKey(ctx, "k1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		disp, err := st.Dispatch(ctx, "disp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmds, err := st.DispatchCommands(ctx, "disp")
+		if err != nil || len(cmds) != 1 {
+			t.Fatal(cmds, err)
+		}
+		for _, v := range []any{d, k, disp, &cmds[0]} {
+			rv := reflect.ValueOf(v).Elem()
+			for i := range rv.NumField() {
+				f := rv.Field(i)
+				if f.Kind() == reflect.Pointer && !f.IsNil() {
+					f = f.Elem()
+				}
+				if tm, ok := f.Interface().(time.Time); ok && tm.Location() != time.UTC {
+					t.Errorf("%T.%s = %v, read in %q rather than UTC", v, rv.Type().Field(i).Name, tm, tm.Location())
+				}
+			}
+		}
+	})
 }
 
 func TestCRUDAndReferences(t *testing.T) {
