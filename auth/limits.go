@@ -79,9 +79,15 @@ func (l *Limits) Problems(had Limits) []error {
 	}
 	// A key that would be dead on saving; an expiry already past, kept as
 	// it was (a key read and sent back), is left alone.
-	if at := l.ExpiresAt; at != nil && !at.After(time.Now()) && (had.ExpiresAt == nil || !had.ExpiresAt.Equal(*at)) {
+	switch at := l.ExpiresAt; {
+	case at == nil:
+	case !at.After(time.Now()) && (had.ExpiresAt == nil || !had.ExpiresAt.Equal(*at)):
 		ps = append(ps, actions.Invalid("expires_at", "is in the past: the key would stop working at once. "+
 			"To stop it now, revoke or disable it; otherwise choose a later time, or none for no expiry"))
+	case at.UTC().Year() > 9999:
+		// 9999-12-31T23:59:59-12:00 is in the year 10000 in UTC, which
+		// neither the API's answers nor SQLite's text can hold.
+		ps = append(ps, actions.Invalid("expires_at", "is past 9999-12-31T23:59:59Z; choose an earlier time, or none for no expiry"))
 	}
 	if r := l.Rate; r != nil {
 		inRange := r.PerSecond >= MinRate && r.PerSecond <= 100000    // false for NaN

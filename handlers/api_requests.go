@@ -40,10 +40,15 @@ func timeParam(c *gin.Context, name string) (time.Time, error) {
 		v = v[:m[2]] + "+" + v[m[2]+1:]
 	}
 	t, err := time.Parse(time.RFC3339, v)
-	if err != nil {
+	switch {
+	case err != nil:
 		return t, badRequest("%s must be an RFC 3339 time, such as 2026-11-24T09:30:00Z (an offset's + written %%2B)", name)
+	case t.UTC().Year() < 1 || t.UTC().Year() > 9999:
+		// An offset can take 0000-01-01 or 9999-12-31 past what the
+		// database's times hold; SQLite's text sorts the year 10000 first.
+		return t, badRequest("%s must be from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z", name)
 	}
-	return t, nil
+	return t.UTC(), nil
 }
 
 // plusAsSpace finds the space that an unescaped "+" of an offset became.
