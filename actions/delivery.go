@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"devicehooks/internal/queue"
+	"devicehooks/internal/wallclock"
 	"devicehooks/store"
 )
 
@@ -148,7 +149,7 @@ type work struct {
 func NewDelivery(st *store.Store, pub Publisher, topics Topics, presence *Presence, log *slog.Logger) *Delivery {
 	dl := &Delivery{
 		st: st, pub: pub, topics: topics, presence: presence, log: log,
-		clock:      func() time.Time { return time.Now().UTC() },
+		clock:      wallclock.Now,
 		work:       queue.New[work](8192),
 		marks:      queue.New[mark](markQueue),
 		flushMarks: make(chan chan struct{}),

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"devicehooks/internal/wallclock"
 	"devicehooks/store"
 )
 
@@ -125,12 +126,16 @@ type Dispatcher struct {
 	// failures it saw, never past a newer one.
 	failedRounds atomic.Int64
 	clearedAt    atomic.Int64
-	probedAt     atomic.Int64 // unix nanoseconds of the last probe's start
+	probedAt     atomic.Int64 // the last probe's start, as time.Since(processStart); 0: none yet
 }
 
 // WriteFailures counts the jobs (triggers, marks, acks) the database did not take;
 // the request log's are its own to count.
 func (d *Dispatcher) WriteFailures() int64 { return d.writeFailures.Load() }
+
+// processStart is what probes are timed from, on the monotonic clock: a step
+// back of the wall's held them off for as long as it stepped.
+var processStart = time.Now()
 
 // WriteFailing tells whether the database refuses writes (a full disk, say)
 // though it may still answer reads: whether the writer's last round failed,
@@ -145,8 +150,8 @@ func (d *Dispatcher) WriteFailing(ctx context.Context) bool {
 	if d.clearedAt.Load() >= failed {
 		return false
 	}
-	last := d.probedAt.Load()
-	if time.Since(time.Unix(0, last)) < time.Second || !d.probedAt.CompareAndSwap(last, time.Now().UnixNano()) {
+	last, now := d.probedAt.Load(), int64(time.Since(processStart))
+	if last != 0 && now-last < int64(time.Second) || !d.probedAt.CompareAndSwap(last, now) {
 		return true // probed a moment ago, or another health check probes now
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -210,7 +215,7 @@ func NewDispatcher(st *store.Store, sink CommandSink, acks *AckWaiters, log *slo
 	d := &Dispatcher{
 		st: st, sink: sink, acks: acks, log: log, cfg: cfg,
 		jobs:  make(chan *writeJob, jobQueue),
-		clock: func() time.Time { return time.Now().UTC() },
+		clock: wallclock.Now,
 		gap:   lingerGap,
 	}
 	return d

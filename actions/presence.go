@@ -8,6 +8,7 @@ import (
 
 	"devicehooks/internal/logevery"
 	"devicehooks/internal/queue"
+	"devicehooks/internal/wallclock"
 	"devicehooks/store"
 )
 
@@ -47,7 +48,7 @@ type devicePresence struct {
 func NewPresence(st *store.Store, log *slog.Logger, authoritative bool) *Presence {
 	return &Presence{
 		st: st, log: log, authoritative: authoritative, cameOnline: queue.New[string](65536),
-		clock: func() time.Time { return time.Now().UTC() }, failures: logevery.New(10 * time.Second),
+		clock: wallclock.Now, failures: logevery.New(10 * time.Second),
 		devs: map[string]*devicePresence{}, dirty: map[string]store.Presence{},
 	}
 }

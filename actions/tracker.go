@@ -13,6 +13,7 @@ import (
 
 	"devicehooks/internal/logevery"
 	"devicehooks/internal/queue"
+	"devicehooks/internal/wallclock"
 	"devicehooks/store"
 )
 
@@ -64,7 +65,7 @@ func NewTracker(st *store.Store, topics Topics, presence *Presence, waiters *Ack
 	return &Tracker{
 		st: st, topics: topics, presence: presence, waiters: waiters, log: log,
 		acks:    queue.New[store.Ack](ackQueue),
-		clock:   func() time.Time { return time.Now().UTC() },
+		clock:   wallclock.Now,
 		ignored: logevery.New(10 * time.Second),
 	}
 }
@@ -386,7 +387,7 @@ func RunSweeper(ctx context.Context, st *store.Store, log *slog.Logger, interval
 		// most, and a backlog (a start after a long stop: hundreds of
 		// thousands overdue, 90 s of chunks) goes on at the next ticks, so
 		// that the purge and a shutdown do not wait for all of it.
-		now := time.Now().UTC()
+		now := wallclock.Now()
 		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), expireBudget)
 		n, err := st.ExpireCommands(ectx, now)
 		cancel()
@@ -400,9 +401,9 @@ func RunSweeper(ctx context.Context, st *store.Store, log *slog.Logger, interval
 		} else if n > 0 {
 			log.Info("commands expired", "count", n)
 		}
-		if purging || now.Sub(lastPurge) > time.Hour {
+		if purging || time.Since(lastPurge) > time.Hour { // on the monotonic clock, which no step of the wall's moves
 			if !purging {
-				lastPurge = now
+				lastPurge = time.Now()
 			}
 			purging = purge(ctx, st, log, now, keepDispatches)
 		}

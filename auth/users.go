@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"devicehooks/actions"
+	"devicehooks/internal/wallclock"
 	"devicehooks/secrets"
 	"devicehooks/store"
 )
@@ -69,7 +70,10 @@ type Users struct {
 	st      *store.Store
 	kr      *secrets.Keyring
 	limiter *loginLimiter
-	clock   func() time.Time
+	clock   func() time.Time // what is recorded: sessions, a known browser's cookie
+	// elapsed times the lockout, on the monotonic clock: through a step
+	// back of the wall's, a lockout lasted as much longer as it stepped.
+	elapsed func() time.Time
 	// FailDelay is added to every failed sign-in, to slow down guessing.
 	FailDelay time.Duration
 }
@@ -78,7 +82,8 @@ type Users struct {
 func NewUsers(st *store.Store, kr *secrets.Keyring) *Users {
 	return &Users{
 		st: st, kr: kr, limiter: newLoginLimiter(),
-		clock:     func() time.Time { return time.Now().UTC() },
+		clock:     wallclock.Now,
+		elapsed:   time.Now,
 		FailDelay: 300 * time.Millisecond,
 	}
 }
@@ -140,16 +145,16 @@ func (u *Users) EnsureFirstAdmin(ctx context.Context, username, password string)
 // addresses together.
 func (u *Users) SignIn(ctx context.Context, username, password, ip, known string) (string, *store.AdminUser, error) {
 	username = strings.TrimSpace(username)
-	now := u.clock()
+	now, elapsed := u.clock(), u.elapsed()
 	// Reserve the attempt before the costly check, so concurrent requests cannot
 	// all pass the lockout check before the first failure is counted. The
 	// reservation is held until SignIn returns, FailDelay included.
-	attempt, err := u.limiter.begin(username, ip, u.knownBrowserSig(known, username, now), now)
+	attempt, err := u.limiter.begin(username, ip, u.knownBrowserSig(known, username, now), elapsed)
 	if err != nil {
 		return "", nil, err
 	}
 	result := unchecked
-	defer func() { u.limiter.finish(attempt, result, now) }()
+	defer func() { u.limiter.finish(attempt, result, elapsed) }()
 	user, err := u.st.AdminUserByName(ctx, username)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return "", nil, err
@@ -316,7 +321,7 @@ func (u *Users) ChangePassword(ctx context.Context, acc *Account, current, next,
 	if current == "" { // not a guess: no wait, and not counted
 		return errors.Join(actions.Invalid("current_password", "is required: the password you sign in with"), nextErr, confirmErr)
 	}
-	now := u.clock()
+	now := u.elapsed()
 	// The session's own count, over the session's whole life: others'
 	// failures behind the same address must not end it, and neither changing
 	// address nor waiting may start it again.

@@ -40,6 +40,7 @@ func newTestUsers(t *testing.T) (*Users, *time.Time) {
 	u := NewUsers(st, kr)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	u.clock = func() time.Time { return now }
+	u.elapsed = u.clock
 	u.FailDelay = time.Millisecond
 	return u, &now
 }
@@ -104,6 +105,31 @@ func TestPasswordHash(t *testing.T) {
 	}
 	if !needsRehash(strings.Replace(h, "t=2", "t=1", 1)) {
 		t.Error("old parameters do not need a rehash")
+	}
+}
+
+// A lockout lasts lockoutFor as it passes, whatever the wall clock does
+// meanwhile: through a step back of an hour, it lasted an hour longer.
+func TestLockoutEndsThroughAClockStepBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, now := newTestUsers(t)
+	if _, err := u.EnsureFirstAdmin(ctx, "admin", "right password"); err != nil {
+		t.Fatal(err)
+	}
+	elapsed := *now
+	u.elapsed = func() time.Time { return elapsed }
+	for range maxUserFailures {
+		_, _, _ = u.SignIn(ctx, "admin", "wrong", "10.0.0.1", "")
+	}
+	var locked *LockedOutError
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1", ""); !errors.As(err, &locked) {
+		t.Fatalf("after %d failures: %v", maxUserFailures, err)
+	}
+	*now = now.Add(-time.Hour) // NTP steps the wall clock back
+	elapsed = elapsed.Add(lockoutFor)
+	if _, _, err := u.SignIn(ctx, "admin", "right password", "10.0.0.1", ""); err != nil {
+		t.Fatalf("%v after the lockout began, with the wall clock stepped back an hour: %v", lockoutFor, err)
 	}
 }
 

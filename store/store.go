@@ -19,6 +19,8 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
+
+	"devicehooks/internal/wallclock"
 )
 
 // ErrNotFound is returned when a looked-up row does not exist.
@@ -75,7 +77,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger, options ...Option) 
 		// bound the cache of prepared ones (each costs memory on the server too).
 		PrepareStmtMaxSize: 512,
 		PrepareStmtTTL:     time.Hour,
-		NowFunc:            func() time.Time { return time.Now().UTC() },
+		NowFunc:            wallclock.Now, // the service's one clock, which no step back of the system's moves back
 	}
 	if err := CheckDSN(dsn); err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
