@@ -49,7 +49,7 @@ type Accepted struct {
 type Outcome struct {
 	Accepted
 	Replayed bool
-	Commands []store.Command // only when Trigger.Wait > 0
+	Commands []store.Command // only when Trigger.Wait > 0: nil if they could not be read, empty for no devices
 	Settled  bool            // every command reached a final state within the wait
 }
 
@@ -306,10 +306,11 @@ func (d *Dispatcher) Trigger(ctx context.Context, t Trigger) (*Outcome, error) {
 		cancel()
 		if err != nil {
 			d.log.Error("read commands after wait", "dispatch", nd.Dispatch.ID, "err", err)
+			out.Commands = nil // not known, rather than none
 		}
 		out.Settled = out.Settled || err == nil && allFinal(out.Commands)
 	case t.Wait > 0:
-		out.Settled = true // no devices: nothing to wait for
+		out.Settled, out.Commands = true, []store.Command{} // no devices: nothing to wait for
 	}
 	return out, nil
 }

@@ -70,7 +70,7 @@ type webhookRequest struct {
 type webhookAnswer struct {
 	actions.Accepted
 	Settled  *bool           `json:"settled,omitempty"`
-	Commands []commandResult `json:"commands,omitzero"` // [] when waited for a dispatch to no device
+	Commands []commandResult `json:"commands,omitzero"` // [] when waited for a dispatch to no device; left out when not read
 }
 
 type commandResult struct {
@@ -277,7 +277,9 @@ func (h *webhookHandler) succeed(c *gin.Context, out *actions.Outcome, wait time
 			c.Header("Preference-Applied", "wait="+strconv.FormatFloat(wait.Seconds(), 'f', -1, 64))
 		}
 		ans.Settled = &out.Settled
-		ans.Commands = make([]commandResult, len(out.Commands))
+		if out.Commands != nil { // nil: not read in time, and left out
+			ans.Commands = make([]commandResult, len(out.Commands))
+		}
 		for i, cmd := range out.Commands {
 			ans.Commands[i] = commandResult{ID: cmd.ID, DeviceID: cmd.DeviceID, State: cmd.State, Detail: cmd.Detail}
 		}

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"devicehooks/actions"
+	"devicehooks/store"
 )
 
 // A wait longer than MaxWait, however long, is read as MaxWait (docs/api.md:
@@ -51,5 +54,27 @@ func TestWaitOf(t *testing.T) {
 	c.Request.Header.Add("Prefer", "wait=4")
 	if got, err := waitOf(c); err != nil || got != 2*time.Second {
 		t.Errorf("Prefer: wait=2, wait=3, wait=4: %v, %v; want the first, 2s", got, err)
+	}
+}
+
+// A waited-for answer lists its commands, [] for a dispatch to no device,
+// and leaves them out when they could not be read (docs/api.md).
+func TestWaitedAnswerCommands(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	for _, c := range []struct {
+		commands []store.Command
+		want     string
+	}{
+		{nil, `"settled":false}`},
+		{[]store.Command{}, `"settled":true,"commands":[]}`},
+		{[]store.Command{{ID: "c1", DeviceID: "d1", State: store.StateQueued}}, `"commands":[{"id":"c1","device_id":"d1","state":"queued"`},
+	} {
+		w := httptest.NewRecorder()
+		ctx, _ := gin.CreateTestContext(w)
+		ctx.Request = httptest.NewRequest("POST", "/public-api/integration/webhooks?wait=2", nil)
+		(&webhookHandler{}).succeed(ctx, &actions.Outcome{Settled: c.commands != nil && len(c.commands) == 0, Commands: c.commands}, 2*time.Second)
+		if !strings.Contains(w.Body.String(), c.want) {
+			t.Errorf("commands %v: answered %s, want %s in it", c.commands, w.Body, c.want)
+		}
 	}
 }
