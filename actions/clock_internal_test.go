@@ -3,6 +3,7 @@ package actions
 import (
 	"context"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -118,5 +119,23 @@ func TestPresenceIsWrittenThroughAClockStepBack(t *testing.T) {
 	}
 	if d.Online || p.Online("d0") {
 		t.Errorf("written online=%v, in memory online=%v, want both offline", d.Online, p.Online("d0"))
+	}
+}
+
+// What is recorded comes from the service's one clock, in each of them.
+func TestRecordedTimesComeFromTheServicesClock(t *testing.T) {
+	st := tempStore(t)
+	log := slog.New(slog.DiscardHandler)
+	presence := NewPresence(st, log, true)
+	dl := NewDelivery(st, &recorder{}, Topics{Prefix: "dh"}, presence, log)
+	waiters := NewAckWaiters()
+	for name, clock := range map[string]func() time.Time{
+		"presence": presence.clock, "delivery": dl.clock,
+		"dispatcher": NewDispatcher(st, dl, waiters, log, DispatcherConfig{}).clock,
+		"tracker":    NewTracker(st, Topics{Prefix: "dh"}, presence, waiters, log).clock,
+	} {
+		if reflect.ValueOf(clock).Pointer() != reflect.ValueOf(wallclock.Now).Pointer() {
+			t.Errorf("the %s's clock is not wallclock.Now", name)
+		}
 	}
 }

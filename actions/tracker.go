@@ -395,7 +395,7 @@ func RunSweeper(ctx context.Context, st *store.Store, log *slog.Logger, interval
 			err = nil // the rest at the next tick
 		}
 		if err != nil {
-			if ok, skipped := failures.Allow("expire", now); ok {
+			if ok, skipped := failures.Allow("expire", time.Now()); ok {
 				log.Error("expire commands", "err", err, "more_like_it", skipped)
 			}
 		} else if n > 0 {

@@ -169,7 +169,7 @@ func (u *Users) SignIn(ctx context.Context, username, password, ip, known string
 			}
 		})
 		if busy != nil {
-			return "", nil, &LockedOutError{Until: now.Add(retryBusy), Busy: true}
+			return "", nil, &LockedOutError{Until: elapsed.Add(retryBusy), Busy: true}
 		}
 	}
 	if !ok {

@@ -8,6 +8,8 @@ import (
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+
+	"devicehooks/internal/wallclock"
 )
 
 // Writes to actions run to completion whatever the caller's context does: the
@@ -49,7 +51,7 @@ func (s *Store) EditAction(ctx context.Context, id string, edit func(*Action) er
 		}
 		return tx.Model(&Action{}).Where("id = ?", a.ID).Updates(map[string]any{
 			"name": a.Name, "function": a.Function, "target_type": a.TargetType, "target_id": a.TargetID,
-			"params": a.Params, "enabled": a.Enabled, "ttl_seconds": a.TTLSeconds, "updated_at": time.Now().UTC(),
+			"params": a.Params, "enabled": a.Enabled, "ttl_seconds": a.TTLSeconds, "updated_at": wallclock.Now(),
 		}).Error
 	})
 	if editErr != nil {

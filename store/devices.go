@@ -9,6 +9,8 @@ import (
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+
+	"devicehooks/internal/wallclock"
 )
 
 // CreateDevice inserts a device; an existing id is ErrConflict.
@@ -63,14 +65,14 @@ func (s *Store) MosquittoCredentials(ctx context.Context) ([]Device, error) {
 // RenameDevice changes a device's name.
 func (s *Store) RenameDevice(ctx context.Context, id, name string) error {
 	res := s.db.WithContext(ctx).Model(&Device{}).Where("id = ?", id).
-		Updates(map[string]any{"name": name, "updated_at": time.Now().UTC()})
+		Updates(map[string]any{"name": name, "updated_at": wallclock.Now()})
 	return rowsOrNotFound("rename device", res)
 }
 
 // SetDeviceToken replaces a device's credentials (token rotation).
 func (s *Store) SetDeviceToken(ctx context.Context, id, tokenHash, mosquittoHash string) error {
 	res := s.db.WithContext(ctx).Model(&Device{}).Where("id = ?", id).
-		Updates(map[string]any{"token_hash": tokenHash, "mosquitto_hash": mosquittoHash, "updated_at": time.Now().UTC()})
+		Updates(map[string]any{"token_hash": tokenHash, "mosquitto_hash": mosquittoHash, "updated_at": wallclock.Now()})
 	return rowsOrNotFound("set device token", res)
 }
 

@@ -2,9 +2,10 @@ package store
 
 import (
 	"context"
-	"time"
 
 	"gorm.io/gorm"
+
+	"devicehooks/internal/wallclock"
 )
 
 // CreateGroup inserts a group with its members; an unknown device is ErrNotFound,
@@ -89,7 +90,7 @@ func (s *Store) RenameGroup(ctx context.Context, id, name string) error {
 
 func renameGroup(tx *gorm.DB, id, name string) error {
 	res := tx.Model(&Group{}).Where("id = ?", id).
-		Updates(map[string]any{"name": name, "updated_at": time.Now().UTC()})
+		Updates(map[string]any{"name": name, "updated_at": wallclock.Now()})
 	if res.Error != nil {
 		return res.Error
 	}

@@ -202,6 +202,29 @@ func IsPostgres(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
+// LatestRecorded is the latest time the service recorded that later times
+// are held against: when a trigger was made (its commands with it), when a
+// device's presence last changed or it was last heard. Each is read off the
+// end of an index, or a scan of the devices. Zero on an empty database.
+func (s *Store) LatestRecorded(ctx context.Context) (time.Time, error) {
+	var latest time.Time
+	for _, c := range []struct {
+		model  any
+		column string
+	}{{&Dispatch{}, "created_at"}, {&Device{}, "presence_at"}, {&Device{}, "last_seen"}} {
+		var at []time.Time
+		err := s.db.WithContext(ctx).Model(c.model).Where(c.column+" IS NOT NULL").
+			Order(c.column+" DESC").Limit(1).Pluck(c.column, &at).Error
+		if err != nil {
+			return latest, wrap("latest recorded time", err)
+		}
+		if len(at) == 1 && at[0].After(latest) {
+			latest = at[0]
+		}
+	}
+	return latest, nil
+}
+
 // Driver names the database in use: "sqlite" or "postgres".
 func (s *Store) Driver() string {
 	if s.postgres {

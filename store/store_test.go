@@ -148,6 +148,41 @@ func TestTimesAreReadInUTC(t *testing.T) {
 	})
 }
 
+// A start holds recorded times from the latest the database has: a
+// trigger's, or a device's presence or last message.
+func TestLatestRecorded(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		if at, err := st.LatestRecorded(ctx); err != nil || !at.IsZero() {
+			t.Fatalf("an empty database: %v, %v", at, err)
+		}
+		base := time.Now().UTC().Truncate(time.Microsecond) // as PostgreSQL keeps it
+		if err := st.CreateDevice(ctx, device("d1")); err != nil {
+			t.Fatal(err)
+		}
+		nd := newDispatch("disp", []string{"d1"}, "")
+		nd.Dispatch.CreatedAt = base.Add(time.Minute)
+		if _, err := st.WriteDispatches(ctx, []*store.NewDispatch{nd}); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			presence store.Presence
+			want     time.Time
+		}{
+			{store.Presence{DeviceID: "d1", Online: true, At: base, LastSeen: base}, base.Add(time.Minute)},
+			{store.Presence{DeviceID: "d1", Online: true, At: base.Add(2 * time.Minute), LastSeen: base}, base.Add(2 * time.Minute)},
+			{store.Presence{DeviceID: "d1", Online: true, At: base.Add(2 * time.Minute), LastSeen: base.Add(3 * time.Minute)}, base.Add(3 * time.Minute)},
+		} {
+			if err := st.SavePresence(ctx, []store.Presence{c.presence}); err != nil {
+				t.Fatal(err)
+			}
+			if at, err := st.LatestRecorded(ctx); err != nil || !at.Equal(c.want) {
+				t.Errorf("with presence at %v, last seen %v: %v, %v; want %v", c.presence.At, c.presence.LastSeen, at, err, c.want)
+			}
+		}
+	})
+}
+
 func TestCRUDAndReferences(t *testing.T) {
 	eachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"devicehooks/internal/wallclock"
 )
 
 // userModels are the web UI's tables, migrated with the rest.
@@ -64,7 +66,7 @@ func (s *Store) AdminUserByName(ctx context.Context, username string) (*AdminUse
 func (s *Store) SetAdminPassword(ctx context.Context, id, hash, keepSession string) error {
 	return wrap("set admin password", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Model(&AdminUser{}).Where("id = ?", id).
-			Updates(map[string]any{"password_hash": hash, "updated_at": time.Now().UTC()})
+			Updates(map[string]any{"password_hash": hash, "updated_at": wallclock.Now()})
 		if res.Error != nil {
 			return res.Error
 		}

@@ -19,6 +19,7 @@ import (
 	"devicehooks/auth"
 	"devicehooks/broker"
 	"devicehooks/handlers"
+	"devicehooks/internal/wallclock"
 	"devicehooks/metrics"
 	"devicehooks/secrets"
 	"devicehooks/store"
@@ -82,6 +83,9 @@ func (a *App) Open(ctx context.Context) (err error) {
 	}
 	kr, err := a.openStore(ctx)
 	if err != nil {
+		return err
+	}
+	if err := holdFromRecorded(ctx, a.store, wallclock.System(), a.Log); err != nil {
 		return err
 	}
 	if err := a.startAuth(ctx, kr); err != nil {
@@ -292,6 +296,7 @@ func (a *App) startWorkers(ctx context.Context) {
 		actions.RunSweeper(records, a.store, a.Log, time.Second, time.Duration(cfg.DispatchDays)*24*time.Hour)
 	})
 	a.recording.run(func() { a.reqlog.Run(records, time.Duration(cfg.RequestLogDays)*24*time.Hour) })
+	a.recording.run(func() { watchClock(records, wallclock.System(), a.Log, time.Second) })
 	a.failed = make(chan error, 1)
 	a.recording.run(func() {
 		select {

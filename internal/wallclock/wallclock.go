@@ -20,10 +20,18 @@ import (
 	"time"
 )
 
+// MaxHold is the longest step back a Clock holds through. A clock that was
+// far ahead (set wrong by hand, a hardware clock a year out) and is put right
+// would otherwise stop recorded time for as long: no command would expire,
+// no record age. Past it, the Clock follows the wall clock back, and
+// Released counts that.
+const MaxHold = time.Hour
+
 // Clock gives times that never go back, read from a wall clock.
 type Clock struct {
-	wall func() time.Time
-	last atomic.Int64 // Unix nanoseconds of the last time given
+	wall     func() time.Time
+	last     atomic.Int64 // Unix nanoseconds of the last time given
+	released atomic.Int64 // how often it followed a step back of more than MaxHold
 }
 
 // New returns a Clock that reads wall; tests give one that steps.
@@ -35,15 +43,54 @@ var system = New(time.Now)
 // later than every call before it, in any goroutine.
 func Now() time.Time { return system.Now() }
 
+// System is the Clock that Now reads.
+func System() *Clock { return system }
+
 // Now returns the wall time in UTC (without a monotonic reading, as it is
-// stored), or a nanosecond past the last time it gave, whichever is later.
+// stored), or a nanosecond past the last time it gave, whichever is later;
+// the wall time if that is more than MaxHold behind.
 func (c *Clock) Now() time.Time {
 	wall := c.wall().UnixNano()
 	for {
 		last := c.last.Load()
 		next := max(wall, last+1)
+		if last-wall > int64(MaxHold) {
+			next = wall
+		}
 		if c.last.CompareAndSwap(last, next) {
+			if next < last {
+				c.released.Add(1)
+			}
 			return time.Unix(0, next).UTC()
 		}
 	}
 }
+
+// NotBefore has the Clock give times after t from now on, as if it had
+// given t: a start goes on from the latest time the database recorded,
+// which a step back before it may have put ahead of the wall clock. It
+// returns how far t is ahead of the wall clock (0 if it is not), and leaves
+// the Clock as it is if that is more than MaxHold.
+func (c *Clock) NotBefore(t time.Time) time.Duration {
+	wall, at := c.wall().UnixNano(), t.UnixNano()
+	ahead := time.Duration(max(0, at-wall))
+	if ahead > MaxHold {
+		return ahead
+	}
+	for {
+		last := c.last.Load()
+		if last >= at || c.last.CompareAndSwap(last, at) {
+			return ahead
+		}
+	}
+}
+
+// Held is how far the last time the Clock gave is ahead of the wall clock
+// now: while it is more than zero, recorded times hold. (Zero or less: they
+// follow the wall clock.)
+func (c *Clock) Held() time.Duration {
+	return time.Duration(c.last.Load() - c.wall().UnixNano())
+}
+
+// Released is how often the Clock followed a step back of more than MaxHold.
+func (c *Clock) Released() int64 { return c.released.Load() }

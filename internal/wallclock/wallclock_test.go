@@ -54,3 +54,41 @@ func TestNowIsLaterAtEachCallInEveryGoroutine(t *testing.T) {
 		t.Fatal("the system's clock is not the wall clock")
 	}
 }
+
+// A step back of more than MaxHold is followed, and counted: holding would
+// stop recorded time for as long.
+func TestNowFollowsAStepBackPastMaxHold(t *testing.T) {
+	wall := time.Date(2027, 11, 25, 12, 0, 0, 0, time.UTC)
+	c := New(func() time.Time { return wall })
+	c.Now()
+	wall = wall.AddDate(-1, 0, 0) // a clock a year ahead, put right
+	if got := c.Now(); !got.Equal(wall) || c.Released() != 1 {
+		t.Fatalf("after a step back of a year: %v (released %d), want the wall clock's %v", got, c.Released(), wall)
+	}
+	if got := c.Now(); !got.Equal(wall.Add(time.Nanosecond)) || c.Released() != 1 {
+		t.Fatalf("then: %v (released %d)", got, c.Released())
+	}
+}
+
+// A start goes on from the latest time recorded, within MaxHold.
+func TestNotBeforeHoldsFromARecordedTime(t *testing.T) {
+	wall := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	c := New(func() time.Time { return wall })
+	if ahead := c.NotBefore(wall.Add(-time.Minute)); ahead != 0 || !c.Now().Equal(wall) {
+		t.Fatal("a recorded time behind the wall clock moved the clock")
+	}
+	recorded := wall.Add(10 * time.Minute)
+	if ahead := c.NotBefore(recorded); ahead != 10*time.Minute {
+		t.Fatalf("ahead = %v, want 10m", ahead)
+	}
+	if got := c.Now(); !got.After(recorded) || got.Sub(recorded) > time.Microsecond {
+		t.Fatalf("after NotBefore(%v): %v", recorded, got)
+	}
+	if held := c.Held(); held < 10*time.Minute {
+		t.Fatalf("held %v, want 10m", held)
+	}
+	far := wall.Add(MaxHold + time.Minute)
+	if ahead := c.NotBefore(far); ahead != MaxHold+time.Minute || c.Now().After(far.Add(-time.Minute)) {
+		t.Fatalf("a recorded time more than MaxHold ahead was held from (ahead %v)", ahead)
+	}
+}
