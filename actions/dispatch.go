@@ -133,8 +133,8 @@ type Dispatcher struct {
 // the request log's are its own to count.
 func (d *Dispatcher) WriteFailures() int64 { return d.writeFailures.Load() }
 
-// processStart is what probes are timed from, on the monotonic clock: a step
-// back of the wall's held them off for as long as it stepped.
+// processStart is what probes are timed from, on the monotonic clock, which
+// no step of the wall clock moves (one back held them off for as long).
 var processStart = time.Now()
 
 // WriteFailing tells whether the database refuses writes (a full disk, say)
