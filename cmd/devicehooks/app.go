@@ -296,7 +296,8 @@ func (a *App) startWorkers(ctx context.Context) {
 		actions.RunSweeper(records, a.store, a.Log, time.Second, time.Duration(cfg.DispatchDays)*24*time.Hour)
 	})
 	a.recording.run(func() { a.reqlog.Run(records, time.Duration(cfg.RequestLogDays)*24*time.Hour) })
-	a.recording.run(func() { watchClock(records, wallclock.System(), a.Log, time.Second) })
+	holding := wallclock.System().Held() > time.Second // from the start's holdFromRecorded
+	a.recording.run(func() { watchClock(records, wallclock.System(), a.Log, time.Second, holding) })
 	a.failed = make(chan error, 1)
 	a.recording.run(func() {
 		select {

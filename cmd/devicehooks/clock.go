@@ -30,11 +30,13 @@ func holdFromRecorded(ctx context.Context, st *store.Store, clock *wallclock.Clo
 
 // watchClock says in the log when the system's clock steps back while the
 // service runs, and when it has caught up with the time held (or was too far
-// behind to be held), looking every interval.
-func watchClock(ctx context.Context, clock *wallclock.Clock, log *slog.Logger, interval time.Duration) {
+// behind to be held), looking every interval. holding is true when a hold is
+// under way already, as one that holdFromRecorded began and logged: only its
+// end is to say.
+func watchClock(ctx context.Context, clock *wallclock.Clock, log *slog.Logger, interval time.Duration, holding bool) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	holding, released := false, clock.Released()
+	released := clock.Released()
 	for {
 		select {
 		case <-t.C:

@@ -71,7 +71,7 @@ func TestWatchClockSaysWhenItSteppedBack(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		watchClock(ctx, clock, slog.New(slog.NewTextHandler(&logs, nil)), 10*time.Millisecond)
+		watchClock(ctx, clock, slog.New(slog.NewTextHandler(&logs, nil)), 10*time.Millisecond, false)
 		close(done)
 	}()
 	defer func() { cancel(); <-done }()
@@ -85,4 +85,23 @@ func TestWatchClockSaysWhenItSteppedBack(t *testing.T) {
 	offset.Store(int64(-wallclock.MaxHold - time.Minute))
 	clock.Now()
 	logs.WaitFor(t, 10*time.Second, "level=ERROR msg=\"the system clock stepped back further")
+}
+
+// A hold that a start began (and logged) is not logged again as a step
+// back; its end is.
+func TestWatchClockAfterAStartsHold(t *testing.T) {
+	clock := wallclock.New(time.Now)
+	clock.NotBefore(time.Now().Add(1500 * time.Millisecond))
+	var logs testenv.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		watchClock(ctx, clock, slog.New(slog.NewTextHandler(&logs, nil)), 10*time.Millisecond, true)
+		close(done)
+	}()
+	defer func() { cancel(); <-done }()
+	logs.WaitFor(t, 10*time.Second, "the system clock caught up")
+	if strings.Contains(logs.String(), "stepped back") {
+		t.Errorf("the start's hold was logged again:\n%s", logs.String())
+	}
 }
