@@ -67,15 +67,7 @@ func TestAStartHoldsFromTheLatestRecordedTime(t *testing.T) {
 func TestWatchClockSaysWhenItSteppedBack(t *testing.T) {
 	var offset atomic.Int64
 	clock := wallclock.New(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
-	var logs testenv.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		watchClock(ctx, clock, slog.New(slog.NewTextHandler(&logs, nil)), 10*time.Millisecond, false)
-		close(done)
-	}()
-	defer func() { cancel(); <-done }()
-
+	logs := startWatchClock(t, clock, false)
 	clock.Now()
 	offset.Store(int64(-3 * time.Second))
 	clock.Now()
@@ -92,16 +84,23 @@ func TestWatchClockSaysWhenItSteppedBack(t *testing.T) {
 func TestWatchClockAfterAStartsHold(t *testing.T) {
 	clock := wallclock.New(time.Now)
 	clock.NotBefore(time.Now().Add(1500 * time.Millisecond))
-	var logs testenv.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		watchClock(ctx, clock, slog.New(slog.NewTextHandler(&logs, nil)), 10*time.Millisecond, true)
-		close(done)
-	}()
-	defer func() { cancel(); <-done }()
+	logs := startWatchClock(t, clock, true)
 	logs.WaitFor(t, 10*time.Second, "the system clock caught up")
 	if strings.Contains(logs.String(), "stepped back") {
 		t.Errorf("the start's hold was logged again:\n%s", logs.String())
 	}
+}
+
+// startWatchClock runs watchClock on clock, looking every 10 ms, until the
+// test ends, and returns its log.
+func startWatchClock(t *testing.T, clock *wallclock.Clock, holding bool) *testenv.Buffer {
+	var logs testenv.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		watchClock(ctx, clock, slog.New(slog.NewTextHandler(&logs, nil)), 10*time.Millisecond, holding)
+		close(done)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return &logs
 }
