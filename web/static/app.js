@@ -425,7 +425,11 @@
     form.addEventListener("input", mark);
     form.addEventListener("change", mark);
     form.addEventListener("submit", function () { changed = false; });
-    window.addEventListener("pageshow", function () { changed = posted; }); // reset by the browser, or afresh
+    // Shown again from the back-forward cache, it counts as shown afresh.
+    // Not its first showing, which comes at its load event, maybe after a
+    // quick change or save (a slow stylesheet, a loaded machine): a save's
+    // navigation then asked "Leave site?" and went nowhere.
+    window.addEventListener("pageshow", function (ev) { if (ev.persisted) { changed = posted; } });
     window.addEventListener("beforeunload", function (ev) {
       if (changed) { ev.preventDefault(); ev.returnValue = ""; }
     });
