@@ -72,11 +72,14 @@ func (c *Clock) Now() time.Time {
 // returns how far t is ahead of the wall clock (0 if it is not), and leaves
 // the Clock as it is if that is more than MaxHold.
 func (c *Clock) NotBefore(t time.Time) time.Duration {
-	wall, at := c.wall().UnixNano(), t.UnixNano()
-	ahead := time.Duration(max(0, at-wall))
-	if ahead > MaxHold {
+	ahead := t.Sub(c.wall()) // a zero t (an empty database) is far behind
+	switch {
+	case ahead <= 0:
+		return 0
+	case ahead > MaxHold:
 		return ahead
 	}
+	at := t.UnixNano()
 	for {
 		last := c.last.Load()
 		if last >= at || c.last.CompareAndSwap(last, at) {

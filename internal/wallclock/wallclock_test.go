@@ -74,6 +74,9 @@ func TestNowFollowsAStepBackPastMaxHold(t *testing.T) {
 func TestNotBeforeHoldsFromARecordedTime(t *testing.T) {
 	wall := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	c := New(func() time.Time { return wall })
+	if ahead := c.NotBefore(time.Time{}); ahead != 0 {
+		t.Fatalf("an empty database's zero time is %v ahead", ahead)
+	}
 	if ahead := c.NotBefore(wall.Add(-time.Minute)); ahead != 0 || !c.Now().Equal(wall) {
 		t.Fatal("a recorded time behind the wall clock moved the clock")
 	}
